@@ -1,0 +1,491 @@
+"""The one definition of Deepdive's custom LSP methods and their payloads.
+
+Every custom request, its parameters and result, and every custom notification is declared here
+as an ``attrs`` class. The daemon validates incoming params against these classes and serialises
+results through :data:`CONVERTER`; the TypeScript side (``extension/src/protocol.ts``) is generated
+from this module by ``python -m deepdive.protocol --typescript`` and a test fails when the
+committed file drifts from what this module generates.
+
+Wire format: JSON with camelCase keys (LSP's convention); Python attributes are snake_case.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import types
+import typing
+from typing import Any, Literal, Optional, Union
+
+import attrs
+import cattrs
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+# --------------------------------------------------------------------------------------------
+# deepdive/version
+# --------------------------------------------------------------------------------------------
+
+
+@attrs.define
+class VersionResult:
+    """The daemon's identity: answers `deepdive/version`."""
+
+    version: str
+    python: str
+    pid: int
+    started_at: float
+    """Seconds since the epoch when the daemon process started."""
+    protocol: int
+    """Bumped whenever a payload in this module changes incompatibly."""
+
+
+# --------------------------------------------------------------------------------------------
+# deepdive/doctor
+# --------------------------------------------------------------------------------------------
+
+
+@attrs.define
+class DoctorParams:
+    refresh: bool = False
+    """Probe torch again instead of answering from the daemon's cached probe."""
+
+
+@attrs.define
+class PythonInfo:
+    version: str
+    executable: str
+    platform: str
+    implementation: str
+
+
+@attrs.define
+class TorchInfo:
+    installed: bool
+    version: Optional[str] = None
+    cuda_available: Optional[bool] = None
+    cuda_version: Optional[str] = None
+    device_count: Optional[int] = None
+    error: Optional[str] = None
+    """Why torch could not be inspected, when it could not."""
+
+
+@attrs.define
+class GpuDevice:
+    index: int
+    name: str
+    uuid: str
+    memory_total_mib: float
+    compute_capability: Optional[str] = None
+
+
+@attrs.define
+class GpuInfo:
+    available: bool
+    devices: list[GpuDevice] = attrs.Factory(list)
+    driver_version: Optional[str] = None
+    nvml_version: Optional[str] = None
+    reason: Optional[str] = None
+    """The exact reason there are no GPUs, e.g. 'NVML library not found'."""
+
+
+@attrs.define
+class PackageInfo:
+    name: str
+    purpose: str
+    installed: bool
+    version: Optional[str] = None
+
+
+@attrs.define
+class HostInfo:
+    hostname: str
+    cpu_model: str
+    physical_cores: Optional[int]
+    logical_cores: int
+    memory_total_gib: float
+    cpu_bf16: bool
+    """The CPU has native bf16 (avx512_bf16 or AMX): bf16 autocast pays off on it."""
+
+
+@attrs.define
+class DoctorReport:
+    """Answers `deepdive/doctor` and `deepdive doctor --json`."""
+
+    deepdive_version: str
+    python: PythonInfo
+    host: HostInfo
+    torch: TorchInfo
+    gpus: GpuInfo
+    packages: list[PackageInfo]
+    state_dir: Optional[str] = None
+    """Where this daemon keeps its SQLite state (job history)."""
+    probed_at: float = 0.0
+
+
+# --------------------------------------------------------------------------------------------
+# deepdive/jobs/*
+# --------------------------------------------------------------------------------------------
+
+JobState = Literal["running", "succeeded", "failed", "cancelled", "lost"]
+JOB_FINAL_STATES: tuple[str, ...] = ("succeeded", "failed", "cancelled", "lost")
+
+
+@attrs.define
+class JobInfo:
+    id: str
+    kind: str
+    title: str
+    state: JobState
+    argv: list[str]
+    cwd: str
+    created_at: float
+    pid: Optional[int] = None
+    started_at: Optional[float] = None
+    ended_at: Optional[float] = None
+    exit_code: Optional[int] = None
+    reason: Optional[str] = None
+    """Why it ended the way it did (cancelled by the user, timed out, out of memory, exit code)."""
+    progress: Optional[float] = None
+    """Last reported fraction done, 0..1."""
+    message: Optional[str] = None
+    """Last progress message."""
+    result: Optional[dict[str, Any]] = None
+    """The job's structured result (its last `result` event)."""
+
+
+@attrs.define
+class JobStartParams:
+    kind: str
+    """One of the kinds the daemon knows (`deepdive/jobs/kinds`); no arbitrary command lines."""
+    options: dict[str, Any] = attrs.Factory(dict)
+    title: Optional[str] = None
+    timeout_s: Optional[float] = None
+    """Wall-clock limit; the job's process group is killed when it passes."""
+    memory_limit_mib: Optional[float] = None
+    """Resident-memory limit of the job's whole process tree."""
+    progress: bool = True
+    """Show LSP work-done progress (with cancel) when the client supports it."""
+
+
+@attrs.define
+class JobListParams:
+    limit: int = 50
+
+
+@attrs.define
+class JobList:
+    jobs: list[JobInfo]
+
+
+@attrs.define
+class JobIdParams:
+    id: str
+
+
+@attrs.define
+class JobKind:
+    kind: str
+    title: str
+    description: str
+    runs_user_code: bool
+    """Jobs that run workspace code are refused in an untrusted workspace."""
+
+
+@attrs.define
+class JobKindList:
+    kinds: list[JobKind]
+
+
+@attrs.define
+class OutputLine:
+    stream: Literal["stdout", "stderr"]
+    text: str
+    t: float
+
+
+@attrs.define
+class JobLog:
+    id: str
+    lines: list[OutputLine]
+    truncated: bool
+    """Older lines were dropped: the store keeps the last lines of each job only."""
+
+
+@attrs.define
+class JobProgress:
+    fraction: Optional[float] = None
+    message: Optional[str] = None
+
+
+@attrs.define
+class JobEvent:
+    """The `deepdive/jobs/event` notification: something happened to a job."""
+
+    job_id: str
+    type: Literal["started", "output", "progress", "data", "finished"]
+    seq: int
+    """Increases by one per event of a job: the client can tell if it missed one."""
+    job: Optional[JobInfo] = None
+    """With `started` and `finished`."""
+    lines: Optional[list[OutputLine]] = None
+    """With `output`: lines are batched so a chatty job cannot flood the editor."""
+    dropped_lines: Optional[int] = None
+    """With `output`: lines dropped because the job printed faster than the client reads."""
+    progress: Optional[JobProgress] = None
+    data: Optional[dict[str, Any]] = None
+    """With `data`: a structured event the job emitted (its name is under `data['event']`)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Method registry
+# --------------------------------------------------------------------------------------------
+
+PROTOCOL_VERSION = 1
+
+
+@attrs.frozen
+class Request:
+    method: str
+    params: Optional[type]
+    result: type
+    doc: str
+
+
+@attrs.frozen
+class Notification:
+    method: str
+    params: type
+    doc: str
+
+
+VERSION = Request("deepdive/version", None, VersionResult, "The daemon's version and identity.")
+DOCTOR = Request(
+    "deepdive/doctor", DoctorParams, DoctorReport, "Environment report: Python, torch, GPUs, packages."
+)
+JOBS_START = Request("deepdive/jobs/start", JobStartParams, JobInfo, "Start a job of a known kind.")
+JOBS_LIST = Request("deepdive/jobs/list", JobListParams, JobList, "Jobs, newest first, past ones too.")
+JOBS_CANCEL = Request(
+    "deepdive/jobs/cancel", JobIdParams, JobInfo, "Cancel a job: its whole process group is killed."
+)
+JOBS_LOG = Request("deepdive/jobs/log", JobIdParams, JobLog, "The stored output of a job.")
+JOBS_KINDS = Request("deepdive/jobs/kinds", None, JobKindList, "The kinds of job the daemon can start.")
+JOBS_EVENT = Notification("deepdive/jobs/event", JobEvent, "Something happened to a job.")
+
+REQUESTS: tuple[Request, ...] = (VERSION, DOCTOR, JOBS_START, JOBS_LIST, JOBS_CANCEL, JOBS_LOG, JOBS_KINDS)
+NOTIFICATIONS: tuple[Notification, ...] = (JOBS_EVENT,)
+
+
+# --------------------------------------------------------------------------------------------
+# Conversion
+# --------------------------------------------------------------------------------------------
+
+
+class InvalidPayload(ValueError):
+    """Params that do not match their declared shape; the message says which field and why."""
+
+
+def _attrs_classes() -> list[type]:
+    seen: dict[type, None] = {}
+
+    def visit(tp: Any) -> None:
+        if attrs.has(tp):
+            if tp in seen:
+                return
+            seen[tp] = None
+            for field in attrs.fields(tp):
+                visit(field.type)
+        for arg in typing.get_args(tp):
+            visit(arg)
+
+    for req in REQUESTS:
+        visit(req.params)
+        visit(req.result)
+    for note in NOTIFICATIONS:
+        visit(note.params)
+    return list(seen)
+
+
+def _make_converter() -> cattrs.Converter:
+    conv = cattrs.Converter(forbid_extra_keys=True)
+    for cls in _attrs_classes():
+        attrs.resolve_types(cls, globalns=globals())
+        renames = {f.name: override(rename=_camel(f.name)) for f in attrs.fields(cls)}
+        conv.register_unstructure_hook(cls, make_dict_unstructure_fn(cls, conv, **renames))
+        conv.register_structure_hook(
+            cls, make_dict_structure_fn(cls, conv, _cattrs_forbid_extra_keys=True, **renames)
+        )
+    return conv
+
+
+CONVERTER = _make_converter()
+
+
+def to_wire(obj: Any) -> Any:
+    """An attrs payload as JSON-ready data with camelCase keys."""
+    return CONVERTER.unstructure(obj)
+
+
+def from_wire(data: Any, cls: type[Any]) -> Any:
+    """Validate wire data into ``cls``; raises :class:`InvalidPayload` naming the bad field."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise InvalidPayload(f"expected an object for {cls.__name__}, got {type(data).__name__}")
+    try:
+        return CONVERTER.structure(data, cls)
+    except cattrs.BaseValidationError as exc:
+        raise InvalidPayload(_describe(exc, cls.__name__)) from None
+    except (TypeError, ValueError, KeyError) as exc:
+        raise InvalidPayload(f"{cls.__name__}: {exc}") from None
+
+
+def _describe(exc: BaseException, where: str) -> str:
+    notes = getattr(exc, "__notes__", None) or []
+    inner = getattr(exc, "exceptions", None)
+    if inner:
+        sub = inner[0]
+        sub_notes = getattr(sub, "__notes__", None) or []
+        detail = sub_notes[0] if sub_notes else ""
+        return f"{where}: {detail + ': ' if detail else ''}{_describe(sub, where) if getattr(sub, 'exceptions', None) else sub}"
+    return f"{where}: {notes[0] + ': ' if notes else ''}{exc}"
+
+
+# --------------------------------------------------------------------------------------------
+# TypeScript generation
+# --------------------------------------------------------------------------------------------
+
+
+def _ts_type(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return "unknown"
+    if tp is type(None):
+        return "null"
+    if tp is str:
+        return "string"
+    if tp in (int, float):
+        return "number"
+    if tp is bool:
+        return "boolean"
+    if attrs.has(tp):
+        return tp.__name__
+    if origin is Literal:
+        return " | ".join(f"'{a}'" for a in args)
+    if origin in (Union, types.UnionType):
+        parts = [_ts_type(a) for a in args if a is not type(None)]
+        return " | ".join(parts)
+    if origin is list:
+        inner = _ts_type(args[0])
+        return f"({inner})[]" if " " in inner else f"{inner}[]"
+    if origin is dict:
+        return f"Record<string, {_ts_type(args[1])}>"
+    raise TypeError(f"no TypeScript mapping for {tp!r}")
+
+
+def _is_optional(field: attrs.Attribute) -> bool:
+    return field.default is not attrs.NOTHING
+
+
+def _field_doc(cls: type, name: str) -> Optional[str]:
+    import ast
+    import inspect
+    import textwrap
+
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    except (OSError, TypeError):
+        return None
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    for node, nxt in zip(body, body[1:]):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and node.target.id == name
+            and isinstance(nxt, ast.Expr)
+            and isinstance(nxt.value, ast.Constant)
+            and isinstance(nxt.value.value, str)
+        ):
+            return " ".join(nxt.value.value.split())
+    return None
+
+
+def typescript() -> str:
+    """The TypeScript declarations of every payload and method, as committed in the extension."""
+    out = [
+        "// Generated by `python -m deepdive.protocol --typescript` from server/protocol.py.",
+        "// Do not edit: change the Python definition and regenerate (a test checks they agree).",
+        "",
+        f"export const PROTOCOL_VERSION = {PROTOCOL_VERSION};",
+        "",
+    ]
+    for cls in _attrs_classes():
+        if cls.__doc__:
+            out.append(f"/** {' '.join(cls.__doc__.split())} */")
+        out.append(f"export interface {cls.__name__} {{")
+        for field in attrs.fields(cls):
+            doc = _field_doc(cls, field.name)
+            if doc:
+                out.append(f"  /** {doc} */")
+            ts = _ts_type(field.type)
+            opt = "?" if _is_optional(field) else ""
+            if typing.get_origin(field.type) in (Union, types.UnionType) and type(None) in typing.get_args(
+                field.type
+            ):
+                ts += " | null"
+            out.append(f"  {_camel(field.name)}{opt}: {ts};")
+        out.append("}")
+        out.append("")
+    out.append("/** Custom requests: method name, params and result types. */")
+    out.append("export const Requests = {")
+    for req in REQUESTS:
+        key = _camel(req.method.removeprefix("deepdive/").replace("/", "_"))
+        out.append(f"  /** {req.doc} */")
+        out.append(f"  {key}: '{req.method}',")
+    out.append("} as const;")
+    out.append("")
+    out.append("export interface RequestTypes {")
+    for req in REQUESTS:
+        params = req.params.__name__ if req.params else "Record<string, never>"
+        out.append(f"  '{req.method}': {{ params: {params}; result: {req.result.__name__} }};")
+    out.append("}")
+    out.append("")
+    out.append("/** Custom notifications from the daemon. */")
+    out.append("export const Notifications = {")
+    for note in NOTIFICATIONS:
+        key = _camel(note.method.removeprefix("deepdive/").replace("/", "_"))
+        out.append(f"  /** {note.doc} */")
+        out.append(f"  {key}: '{note.method}',")
+    out.append("} as const;")
+    out.append("")
+    out.append("export interface NotificationTypes {")
+    for note in NOTIFICATIONS:
+        out.append(f"  '{note.method}': {note.params.__name__};")
+    out.append("}")
+    out.append("")
+    return "\n".join(out)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m deepdive.protocol")
+    parser.add_argument("--typescript", action="store_true", help="print the TypeScript declarations")
+    parser.add_argument("--write", metavar="PATH", help="write the TypeScript declarations to PATH")
+    args = parser.parse_args(argv)
+    text = typescript()
+    if args.write:
+        from deepdive.fsutil import atomic_write_text
+
+        atomic_write_text(args.write, text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
