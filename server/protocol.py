@@ -291,15 +291,19 @@ class InvalidPayload(ValueError):
 
 
 def _attrs_classes() -> list[type]:
+    """Every payload class, leaves before the classes that contain them."""
     seen: dict[type, None] = {}
+    visiting: set[type] = set()
 
     def visit(tp: Any) -> None:
         if attrs.has(tp):
-            if tp in seen:
+            if tp in seen or tp in visiting:
                 return
-            seen[tp] = None
+            visiting.add(tp)
+            attrs.resolve_types(tp, globalns=globals())
             for field in attrs.fields(tp):
                 visit(field.type)
+            seen[tp] = None
         for arg in typing.get_args(tp):
             visit(arg)
 
@@ -311,10 +315,25 @@ def _attrs_classes() -> list[type]:
     return list(seen)
 
 
+def _strict(tp: type, accepts: tuple[type, ...]):
+    def structure(value: Any, _: Any) -> Any:
+        if isinstance(value, bool) and tp is not bool:
+            raise TypeError(f"expected {tp.__name__}, got a boolean")
+        if not isinstance(value, accepts):
+            raise TypeError(f"expected {tp.__name__}, got {type(value).__name__}")
+        return tp(value)
+
+    return structure
+
+
 def _make_converter() -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=True)
+    # JSON types only, no silent coercion: a number where a string belongs is an error.
+    conv.register_structure_hook(str, _strict(str, (str,)))
+    conv.register_structure_hook(int, _strict(int, (int,)))
+    conv.register_structure_hook(float, _strict(float, (int, float)))
+    conv.register_structure_hook(bool, _strict(bool, (bool,)))
     for cls in _attrs_classes():
-        attrs.resolve_types(cls, globalns=globals())
         renames = {f.name: override(rename=_camel(f.name)) for f in attrs.fields(cls)}
         conv.register_unstructure_hook(cls, make_dict_unstructure_fn(cls, conv, **renames))
         conv.register_structure_hook(
@@ -336,24 +355,12 @@ def from_wire(data: Any, cls: type[Any]) -> Any:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise InvalidPayload(f"expected an object for {cls.__name__}, got {type(data).__name__}")
+        raise InvalidPayload(f"params must be an object ({cls.__name__}), got {type(data).__name__}")
     try:
         return CONVERTER.structure(data, cls)
     except cattrs.BaseValidationError as exc:
-        raise InvalidPayload(_describe(exc, cls.__name__)) from None
-    except (TypeError, ValueError, KeyError) as exc:
-        raise InvalidPayload(f"{cls.__name__}: {exc}") from None
-
-
-def _describe(exc: BaseException, where: str) -> str:
-    notes = getattr(exc, "__notes__", None) or []
-    inner = getattr(exc, "exceptions", None)
-    if inner:
-        sub = inner[0]
-        sub_notes = getattr(sub, "__notes__", None) or []
-        detail = sub_notes[0] if sub_notes else ""
-        return f"{where}: {detail + ': ' if detail else ''}{_describe(sub, where) if getattr(sub, 'exceptions', None) else sub}"
-    return f"{where}: {notes[0] + ': ' if notes else ''}{exc}"
+        problems = cattrs.transform_error(exc, path="params")
+        raise InvalidPayload(f"invalid {cls.__name__}: " + "; ".join(problems)) from None
 
 
 # --------------------------------------------------------------------------------------------

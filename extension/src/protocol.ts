@@ -19,19 +19,6 @@ export interface DoctorParams {
   refresh?: boolean;
 }
 
-/** Answers `deepdive/doctor` and `deepdive doctor --json`. */
-export interface DoctorReport {
-  deepdiveVersion: string;
-  python: PythonInfo;
-  host: HostInfo;
-  torch: TorchInfo;
-  gpus: GpuInfo;
-  packages: PackageInfo[];
-  /** Where this daemon keeps its SQLite state (job history). */
-  stateDir?: string | null;
-  probedAt?: number;
-}
-
 export interface PythonInfo {
   version: string;
   executable: string;
@@ -59,6 +46,14 @@ export interface TorchInfo {
   error?: string | null;
 }
 
+export interface GpuDevice {
+  index: number;
+  name: string;
+  uuid: string;
+  memoryTotalMib: number;
+  computeCapability?: string | null;
+}
+
 export interface GpuInfo {
   available: boolean;
   devices?: GpuDevice[];
@@ -68,19 +63,24 @@ export interface GpuInfo {
   reason?: string | null;
 }
 
-export interface GpuDevice {
-  index: number;
-  name: string;
-  uuid: string;
-  memoryTotalMib: number;
-  computeCapability?: string | null;
-}
-
 export interface PackageInfo {
   name: string;
   purpose: string;
   installed: boolean;
   version?: string | null;
+}
+
+/** Answers `deepdive/doctor` and `deepdive doctor --json`. */
+export interface DoctorReport {
+  deepdiveVersion: string;
+  python: PythonInfo;
+  host: HostInfo;
+  torch: TorchInfo;
+  gpus: GpuInfo;
+  packages: PackageInfo[];
+  /** Where this daemon keeps its SQLite state (job history). */
+  stateDir?: string | null;
+  probedAt?: number;
 }
 
 export interface JobStartParams {
@@ -130,21 +130,17 @@ export interface JobIdParams {
   id: string;
 }
 
-export interface JobLog {
-  id: string;
-  lines: OutputLine[];
-  /** Older lines were dropped: the store keeps the last lines of each job only. */
-  truncated: boolean;
-}
-
 export interface OutputLine {
   stream: 'stdout' | 'stderr';
   text: string;
   t: number;
 }
 
-export interface JobKindList {
-  kinds: JobKind[];
+export interface JobLog {
+  id: string;
+  lines: OutputLine[];
+  /** Older lines were dropped: the store keeps the last lines of each job only. */
+  truncated: boolean;
 }
 
 export interface JobKind {
@@ -153,6 +149,15 @@ export interface JobKind {
   description: string;
   /** Jobs that run workspace code are refused in an untrusted workspace. */
   runsUserCode: boolean;
+}
+
+export interface JobKindList {
+  kinds: JobKind[];
+}
+
+export interface JobProgress {
+  fraction?: number | null;
+  message?: string | null;
 }
 
 /** The `deepdive/jobs/event` notification: something happened to a job. */
@@ -170,11 +175,6 @@ export interface JobEvent {
   progress?: JobProgress | null;
   /** With `data`: a structured event the job emitted (its name is under `data['event']`). */
   data?: Record<string, unknown> | null;
-}
-
-export interface JobProgress {
-  fraction?: number | null;
-  message?: string | null;
 }
 
 /** Custom requests: method name, params and result types. */

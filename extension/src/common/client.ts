@@ -1,0 +1,54 @@
+// The LanguageClient for `python -m deepdive serve`: its server and client options, nothing else.
+import { Disposable } from 'vscode';
+import {
+    CloseAction,
+    ErrorAction,
+    LanguageClient,
+    LanguageClientOptions,
+    RevealOutputChannelOn,
+    ServerOptions,
+    TransportKind,
+} from 'vscode-languageclient/node';
+import { JobEvent, Notifications } from '../protocol';
+import { DISPLAY_NAME } from './constants';
+import { getLSClientTraceLevel, logChannel, onDidChangeLogLevel } from './logging';
+import { isTrusted } from './vscodeapi';
+
+export interface ClientHooks {
+    /** The daemon's connection closed without us asking (it crashed or was killed). */
+    onClosed(): void;
+    onJobEvent(event: JobEvent): void;
+}
+
+/**
+ * A client for the daemon; the caller starts it. `cwd` must not be the workspace folder, so that
+ * files there cannot shadow the daemon's modules. The returned disposables belong to this client.
+ */
+export function createLanguageClient(python: string, cwd: string, hooks: ClientHooks): [LanguageClient, Disposable[]] {
+    const serverOptions: ServerOptions = {
+        command: python,
+        args: ['-m', 'deepdive', 'serve'],
+        transport: TransportKind.stdio,
+        options: { cwd, env: { ...process.env, DEEPDIVE_CLIENT: 'vscode' } },
+    };
+    const clientOptions: LanguageClientOptions = {
+        documentSelector: [{ scheme: 'file', language: 'python' }],
+        outputChannel: logChannel(),
+        revealOutputChannelOn: RevealOutputChannelOn.Never,
+        initializationOptions: { trusted: isTrusted(), clientName: 'vscode' },
+        errorHandler: {
+            error: () => ({ action: ErrorAction.Continue, handled: true }),
+            closed: () => {
+                hooks.onClosed();
+                // The server module rebuilds the client itself (fresh interpreter check, version and pid).
+                return { action: CloseAction.DoNotRestart, handled: true, message: 'The Deepdive daemon exited.' };
+            },
+        },
+    };
+    const client = new LanguageClient('deepdive', DISPLAY_NAME, serverOptions, clientOptions);
+    const disposables = [
+        client.onNotification(Notifications.jobsEvent, (event: JobEvent) => hooks.onJobEvent(event)),
+        onDidChangeLogLevel((level) => void client.setTrace(getLSClientTraceLevel(level))),
+    ];
+    return [client, disposables];
+}

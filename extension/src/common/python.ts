@@ -1,0 +1,137 @@
+// The vscode side of interpreter discovery: the Python extension's API, and installing deepdive.
+import { promises as fs } from 'fs';
+import * as path from 'path';
+import { Disposable, Event, ExtensionContext, ProgressLocation, Uri, window } from 'vscode';
+import { PYTHON_EXTENSION_ID } from './constants';
+import { discoverInterpreter, errorMessage, ImportCheck, Interpreter, nodeExec } from './interpreter';
+import { traceError, traceInfo, traceVerbose } from './logging';
+import { getSettings } from './settings';
+import { executeCommand, getExtension, getWorkspaceFolders, isTrusted } from './vscodeapi';
+
+/** The part of ms-python.python's exported API we use. */
+interface PythonExtensionApi {
+    environments: {
+        getActiveEnvironmentPath(resource?: Uri): { id: string; path: string };
+        resolveEnvironment(env: { id: string; path: string }): Promise<{ executable: { uri?: Uri } } | undefined>;
+        onDidChangeActiveEnvironmentPath: Event<unknown>;
+    };
+}
+
+const ACTIVATE_TIMEOUT_MS = 15_000;
+
+async function pythonApi(): Promise<PythonExtensionApi | undefined> {
+    const ext = getExtension<PythonExtensionApi>(PYTHON_EXTENSION_ID);
+    if (!ext) {
+        return undefined;
+    }
+    if (!ext.isActive) {
+        let timer: NodeJS.Timeout | undefined;
+        const timeout = new Promise<never>((_, reject) => {
+            timer = setTimeout(() => reject(new Error('the Python extension did not activate in time')), ACTIVATE_TIMEOUT_MS);
+        });
+        await Promise.race([ext.activate(), timeout]).finally(() => clearTimeout(timer));
+    }
+    return ext.exports?.environments ? ext.exports : undefined;
+}
+
+/** The interpreter that runs the daemon (see discoverInterpreter for the order). */
+export async function resolveInterpreter(): Promise<Interpreter> {
+    const hasPythonExtension = getExtension(PYTHON_EXTENSION_ID) !== undefined;
+    const interpreter = await discoverInterpreter({
+        setting: getSettings().pythonPath,
+        trusted: isTrusted(),
+        platform: process.platform,
+        pythonExtension: hasPythonExtension ? activeEnvironmentPython : undefined,
+        log: traceInfo,
+    });
+    traceInfo(`Python for the daemon: ${interpreter.path} (from ${interpreter.source})`);
+    return interpreter;
+}
+
+async function activeEnvironmentPython(): Promise<string | undefined> {
+    const api = await pythonApi();
+    if (!api) {
+        return undefined;
+    }
+    const resource = getWorkspaceFolders()[0]?.uri;
+    const active = api.environments.getActiveEnvironmentPath(resource);
+    const env = await api.environments.resolveEnvironment(active);
+    traceVerbose(`Python extension active environment: ${active.path}`);
+    return env?.executable.uri?.fsPath;
+}
+
+/** Calls `listener` when the Python extension's active interpreter changes (no-op without it). */
+export async function onDidChangePythonInterpreter(listener: () => void): Promise<Disposable> {
+    try {
+        const api = await pythonApi();
+        if (api) {
+            return api.environments.onDidChangeActiveEnvironmentPath(() => listener());
+        }
+    } catch (err) {
+        traceInfo(`Not following the Python extension's interpreter: ${errorMessage(err)}`);
+    }
+    return Disposable.from();
+}
+
+const PROJECT_FILES = ['pyproject.toml', 'README.md', 'LICENSE', 'server'];
+
+/**
+ * `<python> -m pip install <project>`: the extension directory ships pyproject.toml and server/, so
+ * it is an installable Python project. It is copied first so the build never writes into it.
+ */
+export async function installDeepdive(python: string, extensionPath: string, workDir: string): Promise<void> {
+    const src = path.join(workDir, 'python-src');
+    await fs.rm(src, { recursive: true, force: true });
+    for (const name of PROJECT_FILES) {
+        await fs.cp(path.join(extensionPath, name), path.join(src, name), { recursive: true }).catch((err) => {
+            if (name !== 'LICENSE') {
+                throw err;
+            }
+        });
+    }
+    await window.withProgress(
+        { location: ProgressLocation.Notification, title: `Installing Deepdive into ${python}…` },
+        async () => {
+            traceInfo(`Running: ${python} -m pip install ${src}`);
+            try {
+                const { stdout } = await nodeExec(python, ['-m', 'pip', 'install', src], { cwd: workDir, timeoutMs: 600_000 });
+                traceVerbose(stdout);
+            } catch (err) {
+                const stderr = (err as { stderr?: string }).stderr ?? '';
+                traceError(stderr);
+                const lines = stderr.trim().split(/\r?\n/).filter(Boolean);
+                const line = lines.find((l) => /^error:/i.test(l)) ?? lines.pop();
+                throw new Error(`pip install failed: ${line ?? errorMessage(err)}`);
+            } finally {
+                await fs.rm(src, { recursive: true, force: true });
+            }
+        },
+    );
+}
+
+/** Tells the user why deepdive does not import and offers the fix; true when it got installed. */
+export async function offerInterpreterFix(
+    python: string,
+    check: Extract<ImportCheck, { ok: false }>,
+    context: ExtensionContext,
+): Promise<boolean> {
+    const actions = check.missing ? ['Install Deepdive', 'Open Settings'] : ['Open Settings'];
+    const choice = await window.showErrorMessage(`Deepdive: ${check.reason}.`, ...actions);
+    if (choice === 'Install Deepdive') {
+        try {
+            await installDeepdive(python, context.extensionPath, context.globalStorageUri.fsPath);
+            void window.showInformationMessage(`Deepdive installed into ${python}.`);
+            return true;
+        } catch (err) {
+            traceError(err);
+            const again = await window.showErrorMessage(`Deepdive: ${errorMessage(err)}`, 'Open Settings');
+            if (!again) {
+                return false;
+            }
+        }
+    } else if (!choice) {
+        return false;
+    }
+    await executeCommand('workbench.action.openSettings', 'deepdive.pythonPath');
+    return false;
+}

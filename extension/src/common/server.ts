@@ -1,0 +1,213 @@
+// Builds, starts, restarts and stops the LanguageClient that runs `python -m deepdive serve`.
+import { promises as fs } from 'fs';
+import { Disposable, EventEmitter, ExtensionContext, window } from 'vscode';
+import { LanguageClient } from 'vscode-languageclient/node';
+import { JobEvent, Requests, RequestTypes, VersionResult } from '../protocol';
+import { ServerStatus } from './status';
+import { createLanguageClient } from './client';
+import { IMPORT_CHECK_TIMEOUT_MS } from './constants';
+import { checkDeepdiveImport, errorMessage, nodeExec } from './interpreter';
+import { getLSClientTraceLevel, logChannel, traceError, traceInfo, traceVerbose, traceWarn } from './logging';
+import { offerInterpreterFix, resolveInterpreter } from './python';
+import { Debouncer, RestartBackoff } from './restartPolicy';
+
+/** Restart requests closer together than this collapse into one restart. */
+const RESTART_DEBOUNCE_MS = 300;
+
+export class DeepdiveServer implements Disposable {
+    private client: LanguageClient | undefined;
+    private clientStart: Promise<void> | undefined;
+    private clientDisposables: Disposable[] = [];
+    /** Bumped for each client, so events from a replaced client are ignored. */
+    private generation = 0;
+    private current: ServerStatus = { state: 'starting' };
+    private restarting = false;
+    private restartQueued = false;
+    private autoRestartTimer: NodeJS.Timeout | undefined;
+    private disposed = false;
+    private readonly backoff = new RestartBackoff();
+    private readonly debouncer = new Debouncer(RESTART_DEBOUNCE_MS, () => void this.runRestart());
+    private readonly statusEmitter = new EventEmitter<ServerStatus>();
+    private readonly jobEventEmitter = new EventEmitter<JobEvent>();
+
+    readonly onDidChangeStatus = this.statusEmitter.event;
+    /** `deepdive/jobs/event` notifications, across client restarts. */
+    readonly onJobEvent = this.jobEventEmitter.event;
+
+    constructor(private readonly context: ExtensionContext) {}
+
+    get status(): ServerStatus {
+        return this.current;
+    }
+
+    /** First start: not debounced. */
+    start(): Promise<void> {
+        return this.runRestart();
+    }
+
+    /** Asks for a restart; a burst of requests gives one restart. `manual` also resets the crash budget. */
+    restart(why: string, manual = false): void {
+        traceInfo(`Restart requested: ${why}`);
+        if (manual) {
+            this.backoff.reset();
+        }
+        this.debouncer.trigger();
+    }
+
+    /** Resolves once the daemon answers; rejects if it ends up stopped or failed. */
+    ready(): Promise<void> {
+        if (this.current.state === 'ready') {
+            return Promise.resolve();
+        }
+        return new Promise((resolve, reject) => {
+            const sub = this.onDidChangeStatus((s) => {
+                if (s.state === 'ready') {
+                    sub.dispose();
+                    resolve();
+                } else if (s.state === 'error' || s.state === 'stopped') {
+                    sub.dispose();
+                    reject(new Error(`Deepdive server is not running — ${s.reason ?? s.state}`));
+                }
+            });
+        });
+    }
+
+    /** A typed custom request; fails at once, with the reason, when the daemon is not running. */
+    request<M extends keyof RequestTypes>(method: M, params: RequestTypes[M]['params']): Promise<RequestTypes[M]['result']> {
+        if (!this.client || this.current.state !== 'ready') {
+            return Promise.reject(new Error(`Deepdive server is not running — ${this.current.reason ?? this.current.state}`));
+        }
+        return this.client.sendRequest<RequestTypes[M]['result']>(method, params);
+    }
+
+    async dispose(): Promise<void> {
+        this.disposed = true;
+        this.debouncer.cancel();
+        clearTimeout(this.autoRestartTimer);
+        await this.stopClient();
+        this.setStatus({ state: 'stopped', reason: 'the extension was deactivated' });
+        this.statusEmitter.dispose();
+        this.jobEventEmitter.dispose();
+    }
+
+    private setStatus(status: ServerStatus): void {
+        this.current = status;
+        if (!this.disposed || status.state === 'stopped') {
+            this.statusEmitter.fire(status);
+        }
+    }
+
+    private async runRestart(): Promise<void> {
+        if (this.restarting) {
+            this.restartQueued = true;
+            return;
+        }
+        this.restarting = true;
+        clearTimeout(this.autoRestartTimer);
+        this.autoRestartTimer = undefined;
+        try {
+            do {
+                this.restartQueued = false;
+                const wasRunning = this.client !== undefined;
+                await this.stopClient();
+                if (this.disposed) {
+                    return;
+                }
+                this.setStatus({ state: wasRunning ? 'restarting' : 'starting' });
+                await this.startClient();
+            } while (this.restartQueued && !this.disposed);
+        } finally {
+            this.restarting = false;
+        }
+    }
+
+    private async stopClient(): Promise<void> {
+        const client = this.client;
+        this.client = undefined;
+        this.generation++;
+        this.clientDisposables.forEach((d) => d.dispose());
+        this.clientDisposables = [];
+        if (!client) {
+            return;
+        }
+        try {
+            await this.clientStart?.catch(() => undefined);
+            await client.stop();
+        } catch (err) {
+            traceVerbose(`Stopping the previous client: ${errorMessage(err)}`);
+        }
+    }
+
+    private async startClient(): Promise<void> {
+        const generation = this.generation;
+        const storage = this.context.globalStorageUri.fsPath;
+        let python: string | undefined;
+        try {
+            await fs.mkdir(storage, { recursive: true });
+            python = (await resolveInterpreter()).path;
+            const check = await checkDeepdiveImport(python, nodeExec, { cwd: storage, timeoutMs: IMPORT_CHECK_TIMEOUT_MS });
+            if (!check.ok) {
+                traceError(check.reason);
+                this.setStatus({ state: 'error', reason: check.reason, python });
+                void offerInterpreterFix(python, check, this.context).then((installed) => {
+                    if (installed) {
+                        this.restart('deepdive was installed', true);
+                    }
+                });
+                return;
+            }
+            traceInfo(`deepdive ${check.version} found for ${python}; starting the daemon`);
+            const [client, disposables] = createLanguageClient(python, storage, {
+                onClosed: () => {
+                    if (generation === this.generation && !this.disposed) {
+                        this.onDaemonExit();
+                    }
+                },
+                onJobEvent: (event) => this.jobEventEmitter.fire(event),
+            });
+            this.client = client;
+            this.clientDisposables = disposables;
+            this.clientStart = client.start();
+            await this.clientStart;
+            await client.setTrace(getLSClientTraceLevel(logChannel().logLevel));
+            const version = await client.sendRequest<VersionResult>(Requests.version, {});
+            if (generation === this.generation) {
+                traceInfo(`Daemon ready: deepdive ${version.version}, pid ${version.pid}, python ${version.python}`);
+                this.setStatus({ state: 'ready', version, python });
+            }
+        } catch (err) {
+            if (generation !== this.generation) {
+                return;
+            }
+            const reason = `the daemon did not start: ${errorMessage(err)}`;
+            traceError(reason);
+            if (this.autoRestartTimer === undefined) {
+                this.setStatus({ state: 'error', reason, python });
+            }
+        }
+    }
+
+    private onDaemonExit(): void {
+        const delay = this.backoff.next();
+        if (delay === undefined) {
+            const reason = `the daemon exited ${this.backoff.recentRestarts + 1} times within 3 minutes; not restarting it again`;
+            traceError(reason);
+            this.setStatus({ state: 'error', reason, python: this.current.python });
+            void window.showErrorMessage(`Deepdive: ${reason}.`, 'Restart', 'Show Log').then((choice) => {
+                if (choice === 'Restart') {
+                    this.restart('user asked after repeated crashes', true);
+                } else if (choice === 'Show Log') {
+                    logChannel().show();
+                }
+            });
+            return;
+        }
+        traceWarn(`The daemon exited; restarting it in ${delay} ms`);
+        this.setStatus({ state: 'restarting', reason: 'the daemon exited', python: this.current.python });
+        clearTimeout(this.autoRestartTimer);
+        this.autoRestartTimer = setTimeout(() => {
+            this.autoRestartTimer = undefined;
+            void this.runRestart();
+        }, delay);
+    }
+}

@@ -1,0 +1,5 @@
+import sys
+
+from deepdive.cli import main
+
+sys.exit(main())

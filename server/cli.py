@@ -1,0 +1,158 @@
+"""The `deepdive` command line.
+
+Every subcommand exits non-zero with a one-line reason on bad input (no traceback unless
+``--debug``). Long work shows a progress bar.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from typing import Any, NoReturn, Optional
+
+from deepdive import __version__
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="deepdive", description="Deepdive: the PyTorch/TensorFlow developer's workbench.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("version", help="print the version")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = sub.add_parser("serve", help="run the language-server daemon on stdin/stdout (the editor starts it)")
+    p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+
+    p = sub.add_parser("doctor", help="report Python, torch, GPUs and optional packages")
+    p.add_argument("--deep", action="store_true", help="also import torch in a job and measure matmul GFLOP/s")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--seconds", type=float, default=2.0, help="time per deep measurement (default 2)")
+    p.add_argument("--size", type=int, default=1024, help="matrix side for the deep check (default 1024)")
+    return parser
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = build_parser()
+    args_list = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args_list
+    try:
+        args = parser.parse_args(args_list)
+        if args.command is None:
+            parser.print_help()
+            return 2
+        return _COMMANDS[args.command](args)
+    except UsageError as exc:
+        print(f"deepdive: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("deepdive: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if debug:
+            raise
+        print(f"deepdive: error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", file=sys.stderr)
+        return 1
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def cmd_version(args: argparse.Namespace) -> int:
+    if args.json:
+        print(json.dumps({"version": __version__, "python": sys.version.split()[0]}))
+    else:
+        print(f"deepdive {__version__} (Python {sys.version.split()[0]})")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from deepdive.daemon.server import serve
+
+    return serve(args.log_level)
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from deepdive import doctor
+    from deepdive.protocol import to_wire
+
+    if not 0.1 <= args.seconds <= 120:
+        raise UsageError("--seconds must be from 0.1 to 120")
+    if not 32 <= args.size <= 16384:
+        raise UsageError("--size must be from 32 to 16384")
+    from deepdive.jobs.store import state_dir
+
+    torch_info = asyncio.run(doctor.probe_torch())
+    report = doctor.build_report(torch_info, state_dir=str(state_dir(None)))
+    deep: Optional[dict[str, Any]] = None
+    if args.deep:
+        deep = asyncio.run(_run_deep(args.seconds, args.size, quiet=args.json))
+    if args.json:
+        wire = to_wire(report)
+        if deep is not None:
+            wire["deep"] = deep
+        print(json.dumps(wire, indent=2))
+    else:
+        from deepdive.report import print_report
+
+        print_report(report)
+        if deep is not None:
+            from deepdive.report import print_deep
+
+            print_deep(deep)
+    if deep is not None and deep.get("state") != "succeeded":
+        return 1
+    return 0
+
+
+async def _run_deep(seconds: float, size: int, quiet: bool) -> dict[str, Any]:
+    """Run the deep check through the job manager, with a progress bar fed by its events."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from deepdive.jobs.manager import JobManager
+    from deepdive.jobs.store import JobStore, state_dir
+    from deepdive.protocol import JobEvent, JobStartParams
+
+    store = JobStore(state_dir(None))
+    manager = JobManager(store)
+    console = Console(stderr=True)
+    progress = Progress(
+        TextColumn("[bold]deep check"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+        TextColumn("{task.description}"), TimeElapsedColumn(), console=console, disable=quiet, transient=True,
+    )
+    task = progress.add_task("starting", total=1.0)
+
+    def on_event(event: JobEvent) -> None:
+        if event.type == "progress" and event.progress is not None:
+            progress.update(task, completed=event.progress.fraction or 0.0,
+                            description=event.progress.message or "")
+        elif event.type == "output" and event.lines and not quiet:
+            for line in event.lines:
+                progress.console.print(line.text, markup=False, highlight=False)
+
+    manager.subscribe(on_event)
+    with progress:
+        job = await manager.start(
+            JobStartParams(kind="doctor-deep", options={"seconds": seconds, "size": size})
+        )
+        try:
+            job = await manager.wait(job.id)
+        except asyncio.CancelledError:
+            job = await manager.cancel(job.id, "interrupted (Ctrl-C)")
+    store.close()
+    return {"job": job.id, "state": job.state, "reason": job.reason, "result": job.result}
+
+
+_COMMANDS = {"version": cmd_version, "serve": cmd_serve, "doctor": cmd_doctor}

@@ -1,0 +1,389 @@
+"""The Deepdive daemon: a pygls 2 language server over stdio.
+
+Handlers are thin: each parses its params against :mod:`deepdive.protocol`, calls into a feature
+module (doctor, jobs) and returns the wire form. Anything slow runs in a subprocess (the torch probe,
+every job) or a worker thread (NVML), so the event loop answers requests in milliseconds while jobs
+stream output. This process never imports torch, transformers or optuna.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Optional
+from urllib.parse import unquote, urlparse
+
+from lsprotocol import types
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
+from pygls.lsp.server import LanguageServer
+from pygls.protocol import JsonRPCRequestMessage, LanguageServerProtocol
+
+from deepdive import __version__, doctor
+from deepdive.jobs.kinds import JobRejected
+from deepdive.jobs.manager import JobManager
+from deepdive.jobs.store import JobStore, state_dir
+from deepdive.protocol import (
+    DOCTOR, JOBS_CANCEL, JOBS_EVENT, JOBS_KINDS, JOBS_LIST, JOBS_LOG, JOBS_START, PROTOCOL_VERSION, REQUESTS,
+    VERSION, DoctorParams, GpuInfo, InvalidPayload, JobEvent, JobIdParams, JobKindList, JobList, JobListParams,
+    JobLog, JobStartParams, Request, TorchInfo, VersionResult, from_wire, to_wire,
+)
+
+log = logging.getLogger("deepdive.daemon")
+
+_CUSTOM_REQUESTS = {r.method for r in REQUESTS}
+_REQUEST_FAILED = -32001  # JSON-RPC server-error range: the request was valid but could not be done
+
+
+class DeepdiveProtocol(LanguageServerProtocol):
+    """Keeps the params of Deepdive's own requests as plain JSON, to be validated by the handler.
+
+    pygls turns unknown params into namedtuples and, when structuring fails, drops the request
+    without an answer; validating in the handler instead gives the client a JSON-RPC error that
+    names the bad field.
+    """
+
+    def structure_message(self, data: dict[str, Any]) -> Any:
+        if "jsonrpc" in data and "id" in data and data.get("method") in _CUSTOM_REQUESTS:
+            return JsonRPCRequestMessage(
+                id=data["id"], method=data["method"], jsonrpc=data["jsonrpc"], params=data.get("params")
+            )
+        return super().structure_message(data)
+
+
+class DeepdiveServer(LanguageServer):
+    def __init__(self) -> None:
+        super().__init__("deepdive", __version__, protocol_cls=DeepdiveProtocol)
+        self.started_at = time.time()
+        self.trusted = True
+        self.workspace_root: Optional[str] = None
+        self.store: Optional[JobStore] = None
+        self.jobs: Optional[JobManager] = None
+        self._torch: Optional[asyncio.Task[TorchInfo]] = None
+        self._gpus: Optional[asyncio.Task[GpuInfo]] = None
+        self._progress_token_of_job: dict[str, str] = {}
+        self._job_of_progress_token: dict[str, str] = {}
+
+    # -- environment probes (cached for the daemon's life; `refresh` probes again) -------------
+
+    def start_probes(self) -> None:
+        self._torch = asyncio.ensure_future(doctor.probe_torch())
+        self._gpus = asyncio.ensure_future(asyncio.to_thread(doctor.gpu_info))
+
+    async def report(self, refresh: bool) -> Any:
+        if refresh or self._torch is None or self._gpus is None:
+            self.start_probes()
+        assert self._torch is not None and self._gpus is not None
+        torch_info, gpus = await asyncio.gather(self._torch, self._gpus)
+        return doctor.build_report(torch_info, gpus, str(self.store.directory) if self.store else None)
+
+    # -- jobs ---------------------------------------------------------------------------------
+
+    def open_jobs(self) -> None:
+        override = os.environ.get("DEEPDIVE_STATE_DIR")
+        if override:
+            directory = Path(override)
+        elif self.workspace_root and self.trusted:
+            directory = state_dir(self.workspace_root)
+        else:
+            directory = state_dir(None)
+        self.store = JobStore(directory)
+        self.jobs = JobManager(self.store, workspace=self.workspace_root, trusted=self.trusted)
+        self.jobs.subscribe(self._on_job_event)
+        for job in self.jobs.reap_orphans():
+            log.warning("job %s (%s) marked lost: %s", job.id, job.title, job.reason)
+
+    def _client_has_progress(self) -> bool:
+        window = self.client_capabilities.window
+        return bool(window and window.work_done_progress)
+
+    def _on_job_event(self, event: JobEvent) -> None:
+        self.protocol.notify(JOBS_EVENT.method, to_wire(event))
+        token = self._progress_token_of_job.get(event.job_id)
+        if token is None:
+            return
+        if event.type == "progress" and event.progress is not None:
+            fraction = event.progress.fraction
+            self.work_done_progress.report(
+                token,
+                types.WorkDoneProgressReport(
+                    message=event.progress.message,
+                    percentage=None if fraction is None else int(fraction * 100),
+                    cancellable=True,
+                ),
+            )
+        elif event.type == "finished" and event.job is not None:
+            job = event.job
+            message = job.state if not job.reason else f"{job.state}: {job.reason}"
+            self.work_done_progress.end(token, types.WorkDoneProgressEnd(message=message))
+            self._drop_progress(event.job_id)
+
+    async def show_progress(self, job_id: str, title: str) -> None:
+        """Server-initiated work-done progress with a cancel button, for clients that support it."""
+        if not self._client_has_progress():
+            return
+        token = f"deepdive-job-{job_id}"
+        try:
+            await self.work_done_progress.create_async(token)
+        except Exception:
+            log.warning("client refused work-done progress for job %s", job_id, exc_info=True)
+            return
+        assert self.jobs is not None
+        job = self.jobs.get(job_id)
+        self.work_done_progress.begin(
+            token, types.WorkDoneProgressBegin(title=title, cancellable=True, percentage=0, message="starting")
+        )
+        if job is None or not self.jobs.is_running(job_id):
+            state = job.state if job else "finished"
+            self.work_done_progress.end(token, types.WorkDoneProgressEnd(message=state))
+            return
+        self._progress_token_of_job[job_id] = token
+        self._job_of_progress_token[token] = job_id
+
+    def _drop_progress(self, job_id: str) -> None:
+        token = self._progress_token_of_job.pop(job_id, None)
+        if token is not None:
+            self._job_of_progress_token.pop(token, None)
+            self.work_done_progress.tokens.pop(token, None)
+
+    def job_for_progress_token(self, token: Any) -> Optional[str]:
+        return self._job_of_progress_token.get(str(token))
+
+
+server = DeepdiveServer()
+
+
+def request(spec: Request) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
+    """Register ``spec.method``: params validated against the protocol, result sent in wire form.
+
+    Bad params become JSON-RPC InvalidParams naming the field; a rejected action becomes a
+    server error with the reason; anything unexpected is logged with its traceback and returned as
+    an internal error. The daemon stays up either way.
+    """
+
+    def decorate(impl: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        @functools.wraps(impl)
+        async def handler(ls: DeepdiveServer, raw: Any) -> Any:
+            try:
+                params = from_wire(raw, spec.params) if spec.params is not None else None
+            except InvalidPayload as exc:
+                raise JsonRpcInvalidParams(str(exc)) from None
+            started = time.perf_counter()
+            try:
+                result = await impl(ls, params) if spec.params is not None else await impl(ls)
+            except JobRejected as exc:
+                raise JsonRpcException(str(exc), code=_REQUEST_FAILED) from None
+            except JsonRpcException:
+                raise
+            except Exception:
+                log.exception("%s failed", spec.method)
+                raise
+            log.debug("%s answered in %.1f ms", spec.method, (time.perf_counter() - started) * 1e3)
+            return to_wire(result)
+
+        server.feature(spec.method)(handler)
+        return impl
+
+    return decorate
+
+
+def _require_jobs(ls: DeepdiveServer) -> JobManager:
+    if ls.jobs is None:
+        raise JsonRpcException("the daemon is not initialized yet: send `initialize` first", code=-32002)
+    return ls.jobs
+
+
+# ---------------------------------------------------------------------------------------------
+# Lifecycle
+# ---------------------------------------------------------------------------------------------
+
+
+@server.feature(types.INITIALIZE)
+def on_initialize(ls: DeepdiveServer, params: types.InitializeParams) -> None:
+    """initialize: learn the workspace and trust, open the job store, start the environment probes."""
+    options = params.initialization_options if isinstance(params.initialization_options, dict) else {}
+    ls.trusted = bool(options.get("trusted", True))
+    root = None
+    if params.workspace_folders:
+        root = params.workspace_folders[0].uri
+    elif params.root_uri:
+        root = params.root_uri
+    if root and root.startswith("file:"):
+        ls.workspace_root = unquote(urlparse(root).path)
+    elif params.root_path:
+        ls.workspace_root = params.root_path
+    _client_log.loop = asyncio.get_running_loop()
+    ls.open_jobs()
+    ls.start_probes()
+    log.info(
+        "deepdive %s (pid %d) serving %s; workspace %s (%s); state in %s",
+        __version__, os.getpid(), options.get("clientName", "a client"), ls.workspace_root or "none",
+        "trusted" if ls.trusted else "untrusted: jobs that run workspace code are refused",
+        ls.store.directory if ls.store else "?",
+    )
+
+
+@server.feature(types.SHUTDOWN)
+async def on_shutdown(ls: DeepdiveServer, *args: Any) -> None:
+    """shutdown: cancel every running job (their process groups are killed) before answering."""
+    if ls.jobs is not None:
+        await ls.jobs.shutdown()
+
+
+@server.feature(types.WINDOW_WORK_DONE_PROGRESS_CANCEL)
+async def on_progress_cancel(ls: DeepdiveServer, params: types.WorkDoneProgressCancelParams) -> None:
+    """window/workDoneProgress/cancel: the user pressed cancel on a job's progress notification."""
+    job_id = ls.job_for_progress_token(params.token)
+    if job_id is not None and ls.jobs is not None:
+        await ls.jobs.cancel(job_id)
+
+
+# ---------------------------------------------------------------------------------------------
+# deepdive/version, deepdive/doctor
+# ---------------------------------------------------------------------------------------------
+
+
+@request(VERSION)
+async def on_version(ls: DeepdiveServer) -> VersionResult:
+    """deepdive/version"""
+    return VersionResult(
+        version=__version__, python=sys.version.split()[0], pid=os.getpid(), started_at=ls.started_at,
+        protocol=PROTOCOL_VERSION,
+    )
+
+
+@request(DOCTOR)
+async def on_doctor(ls: DeepdiveServer, params: DoctorParams) -> Any:
+    """deepdive/doctor"""
+    return await ls.report(params.refresh)
+
+
+# ---------------------------------------------------------------------------------------------
+# deepdive/jobs/*
+# ---------------------------------------------------------------------------------------------
+
+
+@request(JOBS_START)
+async def on_jobs_start(ls: DeepdiveServer, params: JobStartParams) -> Any:
+    """deepdive/jobs/start"""
+    jobs = _require_jobs(ls)
+    info = await jobs.start(params)
+    if params.progress and jobs.is_running(info.id):
+        asyncio.ensure_future(ls.show_progress(info.id, info.title))
+    return info
+
+
+@request(JOBS_LIST)
+async def on_jobs_list(ls: DeepdiveServer, params: JobListParams) -> JobList:
+    """deepdive/jobs/list"""
+    return JobList(jobs=_require_jobs(ls).list(params.limit))
+
+
+@request(JOBS_CANCEL)
+async def on_jobs_cancel(ls: DeepdiveServer, params: JobIdParams) -> Any:
+    """deepdive/jobs/cancel"""
+    return await _require_jobs(ls).cancel(params.id)
+
+
+@request(JOBS_LOG)
+async def on_jobs_log(ls: DeepdiveServer, params: JobIdParams) -> JobLog:
+    """deepdive/jobs/log"""
+    jobs = _require_jobs(ls)
+    if jobs.get(params.id) is None:
+        raise JobRejected(f"no job {params.id!r}")
+    lines, truncated = jobs.store.output(params.id)
+    return JobLog(id=params.id, lines=lines, truncated=truncated)
+
+
+@request(JOBS_KINDS)
+async def on_jobs_kinds(ls: DeepdiveServer) -> JobKindList:
+    """deepdive/jobs/kinds"""
+    return JobKindList(kinds=_require_jobs(ls).kinds())
+
+
+# ---------------------------------------------------------------------------------------------
+# Logging and entry point
+# ---------------------------------------------------------------------------------------------
+
+
+class ClientLogHandler(logging.Handler):
+    """Sends log records to the client as window/logMessage (stderr gets them too)."""
+
+    _TYPES = {
+        logging.ERROR: types.MessageType.Error,
+        logging.WARNING: types.MessageType.Warning,
+        logging.INFO: types.MessageType.Info,
+        logging.DEBUG: types.MessageType.Log,
+    }
+
+    def __init__(self, ls: DeepdiveServer) -> None:
+        super().__init__()
+        self.ls = ls
+        self.loop: Optional[asyncio.AbstractEventLoop] = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.loop is None or self.loop.is_closed() or self.ls.protocol.writer is None:
+            return
+        level = max(lvl for lvl in self._TYPES if lvl <= max(record.levelno, logging.DEBUG))
+        params = types.LogMessageParams(type=self._TYPES[level], message=self.format(record))
+        try:
+            if threading_is_loop(self.loop):
+                self.ls.window_log_message(params)
+            else:
+                self.loop.call_soon_threadsafe(self.ls.window_log_message, params)
+        except Exception:
+            self.handleError(record)
+
+
+def threading_is_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+
+
+_client_log = ClientLogHandler(server)
+_client_log.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+
+
+def _drop_expected_request_errors(record: logging.LogRecord) -> bool:
+    """A request refused with a JSON-RPC error is an answer, not a daemon fault: no traceback."""
+    exc = record.exc_info[1] if record.exc_info else None
+    return not isinstance(exc, JsonRpcException)
+
+
+def _kill_jobs_now(ls: DeepdiveServer) -> None:
+    """Last resort when the client vanished without `shutdown`: no job outlives the daemon."""
+    if ls.jobs is not None:
+        ls.jobs.kill_all_now("the Deepdive daemon exited")
+
+
+def serve(log_level: str = "INFO") -> int:
+    """Run the daemon on stdin/stdout until the client sends `exit` or closes the pipe."""
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stderr = logging.StreamHandler(sys.stderr)
+    stderr.setFormatter(fmt)
+    root = logging.getLogger("deepdive")
+    root.setLevel(log_level)
+    root.addHandler(stderr)
+    root.addHandler(_client_log)
+    root.propagate = False
+    pygls_stderr = logging.StreamHandler(sys.stderr)
+    pygls_stderr.setFormatter(fmt)
+    pygls_stderr.addFilter(_drop_expected_request_errors)  # handler filters see the children's records
+    pygls_log = logging.getLogger("pygls")
+    pygls_log.setLevel(logging.WARNING)
+    pygls_log.addHandler(pygls_stderr)
+    pygls_log.propagate = False
+
+    signal.signal(signal.SIGTERM, lambda *_: (_kill_jobs_now(server), os._exit(143)))
+    try:
+        server.start_io()
+    finally:
+        _kill_jobs_now(server)
+    return 0

@@ -1,0 +1,132 @@
+"""The kinds of job the daemon can start. Clients name a kind and options, never a command line.
+
+Each kind turns validated options into a :class:`Launch` (argv, working directory, limits). Kinds
+that run workspace code say so (``runs_user_code``) and are refused in an untrusted workspace.
+Later capabilities (train, tune, compress, codegen verify) add their kinds here.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import attrs
+
+from deepdive.protocol import JobKind
+
+
+class JobRejected(ValueError):
+    """A job that cannot start; the message says what to change."""
+
+
+@attrs.define
+class Context:
+    python: str
+    workspace: Optional[str]
+    trusted: bool
+
+
+@attrs.define
+class Launch:
+    argv: list[str]
+    cwd: str
+    title: str
+    timeout_s: Optional[float]
+    env: dict[str, str] = attrs.Factory(dict)
+
+
+@attrs.frozen
+class Kind:
+    name: str
+    title: str
+    description: str
+    runs_user_code: bool
+    build: Callable[[dict[str, Any], Context], Launch]
+
+    def describe(self) -> JobKind:
+        return JobKind(
+            kind=self.name, title=self.title, description=self.description, runs_user_code=self.runs_user_code
+        )
+
+
+def _number(options: dict[str, Any], key: str, default: float, low: float, high: float) -> float:
+    value = options.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise JobRejected(f"option '{key}' must be a number from {low:g} to {high:g}, got {value!r}")
+    return float(value)
+
+
+def _only(options: dict[str, Any], allowed: set[str], kind: str) -> None:
+    extra = sorted(set(options) - allowed)
+    if extra:
+        raise JobRejected(f"unknown option(s) for {kind}: {', '.join(extra)} (allowed: {', '.join(sorted(allowed))})")
+
+
+def _home() -> str:
+    # Our own modules run from the home folder with -P, so nothing in a workspace can shadow them.
+    return os.path.expanduser("~")
+
+
+def _deep_check(options: dict[str, Any], ctx: Context) -> Launch:
+    _only(options, {"seconds", "size", "device"}, "doctor-deep")
+    seconds = _number(options, "seconds", 2.0, 0.1, 120.0)
+    size = int(_number(options, "size", 1024, 32, 16384))
+    device = options.get("device", "auto")
+    if device not in ("auto", "cpu", "cuda"):
+        raise JobRejected(f"option 'device' must be auto, cpu or cuda, got {device!r}")
+    argv = [ctx.python, "-P", "-m", "deepdive.deepcheck", "--seconds", f"{seconds:g}", "--size", str(size),
+            "--device", device]
+    return Launch(argv=argv, cwd=_home(), title="Deep environment check", timeout_s=max(120.0, 20 * seconds + 90))
+
+
+def _script(options: dict[str, Any], ctx: Context) -> Launch:
+    _only(options, {"path", "args"}, "script")
+    path = options.get("path")
+    if not isinstance(path, str) or not path:
+        raise JobRejected("option 'path' must name a Python file")
+    args = options.get("args", [])
+    if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
+        raise JobRejected("option 'args' must be a list of strings")
+    base = Path(ctx.workspace) if ctx.workspace else Path.cwd()
+    script = (base / path).resolve()
+    if not script.is_file():
+        raise JobRejected(f"no such script: {script}")
+    return Launch(
+        argv=[ctx.python, str(script), *args], cwd=str(base), title=f"python {script.name}", timeout_s=None
+    )
+
+
+KINDS: dict[str, Kind] = {
+    k.name: k
+    for k in (
+        Kind(
+            "doctor-deep",
+            "Deep environment check",
+            "Imports torch in a subprocess and measures matmul throughput (GFLOP/s) on the CPU and each GPU.",
+            False,
+            _deep_check,
+        ),
+        Kind(
+            "script",
+            "Run a Python script",
+            "Runs a Python file of the workspace with the daemon's interpreter, output streamed.",
+            True,
+            _script,
+        ),
+    )
+}
+
+
+def build_launch(kind: str, options: dict[str, Any], ctx: Context) -> tuple[Kind, Launch]:
+    spec = KINDS.get(kind)
+    if spec is None:
+        raise JobRejected(f"unknown job kind {kind!r} (known: {', '.join(sorted(KINDS))})")
+    if spec.runs_user_code and not ctx.trusted:
+        raise JobRejected(f"{spec.title} runs workspace code: trust this workspace first (Manage Workspace Trust)")
+    return spec, spec.build(options, ctx)
+
+
+def default_python() -> str:
+    return sys.executable
