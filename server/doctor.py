@@ -166,6 +166,10 @@ async def probe_torch(python: str = sys.executable, timeout: float = TORCH_PROBE
         proc.kill()
         await proc.wait()
         return TorchInfo(installed=True, error=f"torch probe did not answer within {timeout:.0f} s")
+    except asyncio.CancelledError:  # the daemon is shutting down: leave no probe behind
+        proc.kill()
+        await proc.wait()
+        raise
     return _parse_probe(proc.returncode, out, err)
 
 

@@ -75,6 +75,12 @@ class DeepdiveServer(LanguageServer):
         self._torch = asyncio.ensure_future(doctor.probe_torch())
         self._gpus = asyncio.ensure_future(asyncio.to_thread(doctor.gpu_info))
 
+    async def stop_probes(self) -> None:
+        for task in (self._torch, self._gpus):
+            if task is not None and not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
     async def report(self, refresh: bool) -> Any:
         if refresh or self._torch is None or self._gpus is None:
             self.start_probes()
@@ -233,6 +239,7 @@ async def on_shutdown(ls: DeepdiveServer, *args: Any) -> None:
     """shutdown: cancel every running job (their process groups are killed) before answering."""
     if ls.jobs is not None:
         await ls.jobs.shutdown()
+    await ls.stop_probes()
 
 
 @server.feature(types.WINDOW_WORK_DONE_PROGRESS_CANCEL)

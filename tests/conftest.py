@@ -1,0 +1,52 @@
+"""Shared fixtures: a real daemon over stdio in a temporary workspace."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from deepdive.lspclient import DaemonClient
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    return ws
+
+
+@pytest.fixture
+async def daemon(workspace: Path):
+    async with DaemonClient.spawn(str(workspace)) as client:
+        yield client
+
+
+def write_script(workspace: Path, name: str, body: str) -> str:
+    path = workspace / name
+    path.write_text(body, encoding="utf-8")
+    return name
+
+
+def pgid_alive(pgid: int) -> bool:
+    """True while a live (non-zombie) process is in process group ``pgid``."""
+    import psutil
+
+    for proc in psutil.process_iter(["status"]):
+        try:
+            if os.getpgid(proc.pid) == pgid and proc.info["status"] != psutil.STATUS_ZOMBIE:
+                return True
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return False
+
+
+def torch_version() -> str:
+    from importlib.metadata import version
+
+    return version("torch")
+
+
+PYTHON = sys.executable
