@@ -103,7 +103,8 @@ export const nodeExec: Exec = (file, args, options) =>
             { cwd: options.cwd, timeout: options.timeoutMs, maxBuffer: 16 * 1024 * 1024, windowsHide: true },
             (error, stdout, stderr) => {
                 if (error) {
-                    reject(Object.assign(error, { stdout, stderr }));
+                    const failure: Error = Object.assign(error, { stdout, stderr });
+                    reject(failure);
                 } else {
                     resolve({ stdout, stderr });
                 }

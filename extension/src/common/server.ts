@@ -125,7 +125,7 @@ export class DeepdiveServer implements Disposable {
         const client = this.client;
         this.client = undefined;
         this.generation++;
-        this.clientDisposables.forEach((d) => d.dispose());
+        Disposable.from(...this.clientDisposables).dispose();
         this.clientDisposables = [];
         if (!client) {
             return;

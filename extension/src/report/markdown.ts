@@ -2,6 +2,7 @@
 // (e.g. torch "2.13.0+cpu"); absent hardware is named with its reason. No `vscode` import.
 import type { DoctorReport, GpuInfo, TorchInfo } from '../protocol';
 import { Commands } from '../common/constants';
+import { formatTime, noGpuText } from './format';
 
 export function renderReport(report: DoctorReport): string {
     const lines: string[] = ['# Deepdive environment report', ''];
@@ -57,7 +58,7 @@ function torchLines(t: TorchInfo): string[] {
 function gpuLines(g: GpuInfo): string[] {
     const devices = g.devices ?? [];
     if (!g.available || devices.length === 0) {
-        return [`No NVIDIA GPU: ${g.reason ?? 'no reason reported'}`];
+        return [noGpuText(g.reason)];
     }
     const versions = [g.driverVersion && `driver ${g.driverVersion}`, g.nvmlVersion && `NVML ${g.nvmlVersion}`].filter(Boolean);
     return [
@@ -79,8 +80,4 @@ function table(header: string[], rows: string[][]): string[] {
 
 function code(s: string): string {
     return s.includes('`') ? s : `\`${s}\``;
-}
-
-export function formatTime(epochSeconds: number): string {
-    return new Date(epochSeconds * 1000).toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' UTC');
 }

@@ -1,5 +1,6 @@
 // The Environment view's tree, built from a DoctorReport. No `vscode` import: unit tests load this.
 import type { DoctorReport } from '../protocol';
+import { noGpuText } from '../report/format';
 
 export interface EnvNode {
     id: string;
@@ -69,8 +70,8 @@ function gpuNode(r: DoctorReport): EnvNode {
     const g = r.gpus;
     const devices = g.devices ?? [];
     if (!g.available || devices.length === 0) {
-        const reason = g.reason ?? 'no reason reported';
-        return { id: 'gpus', label: `No NVIDIA GPU: ${reason}`, tooltip: reason, icon: 'warning', color: 'list.warningForeground' };
+        const text = noGpuText(g.reason);
+        return { id: 'gpus', label: text, tooltip: text, icon: 'warning', color: 'list.warningForeground' };
     }
     return {
         id: 'gpus',

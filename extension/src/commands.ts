@@ -1,0 +1,106 @@
+// The command handlers. Each one reports its failure in one message instead of throwing.
+import { Disposable, ProgressLocation, Uri, window } from 'vscode';
+import { Commands, DEEP_CHECK_KIND, REPORT_PATH, Schemes } from './common/constants';
+import { errorMessage } from './common/interpreter';
+import { traceError } from './common/logging';
+import { DeepdiveServer } from './common/server';
+import { registerCommand } from './common/vscodeapi';
+import { JobInfo, Requests } from './protocol';
+import { DoctorReports } from './report/doctor';
+import { ReadOnlyDocuments } from './report/documents';
+import { renderReport } from './report/markdown';
+import { EnvironmentView } from './views/environment';
+import { JobLogs } from './views/jobLogs';
+import { JobsView } from './views/jobs';
+
+export interface CommandDeps {
+    server: DeepdiveServer;
+    doctor: DoctorReports;
+    docs: ReadOnlyDocuments;
+    environment: EnvironmentView;
+    jobs: JobsView;
+    jobLogs: JobLogs;
+}
+
+/** A job from a tree node (`{job}`) or a plain `{id}` / id string (tests, other callers). */
+type JobRef = { job: JobInfo } | { id: string } | string | undefined;
+
+function jobId(ref: JobRef): string | undefined {
+    if (typeof ref === 'string' || ref === undefined) {
+        return ref;
+    }
+    return 'job' in ref ? ref.job.id : ref.id;
+}
+
+function guarded<A extends unknown[]>(what: string, fn: (...args: A) => Promise<unknown>): (...args: A) => Promise<void> {
+    return async (...args: A) => {
+        try {
+            await fn(...args);
+        } catch (err) {
+            traceError(`${what} failed:`, err);
+            void window.showErrorMessage(`Deepdive: ${what} failed: ${errorMessage(err)}`);
+        }
+    };
+}
+
+export const REPORT_URI = Uri.from({ scheme: Schemes.report, path: REPORT_PATH });
+
+export function registerCommands(d: CommandDeps): Disposable[] {
+    let reportShown = false;
+
+    const showReport = async (args?: { refresh?: boolean }) => {
+        // Running the command again re-probes the environment.
+        const refresh = args?.refresh ?? reportShown;
+        const report = await window.withProgress(
+            { location: ProgressLocation.Window, title: 'Deepdive: probing the environment' },
+            () => d.doctor.fetch(refresh),
+        );
+        await d.docs.show(REPORT_URI, renderReport(report));
+        reportShown = true;
+    };
+
+    const runDeepCheck = async () => {
+        const job = await d.server.request(Requests.jobsStart, {
+            kind: DEEP_CHECK_KIND,
+            title: 'Deep environment check',
+            progress: true,
+        });
+        d.jobs.upsert(job);
+        const sub = d.server.onJobEvent((e) => {
+            if (e.jobId !== job.id || e.type !== 'finished') {
+                return;
+            }
+            sub.dispose();
+            const end = e.job ?? job;
+            const text = `Deepdive: deep environment check ${end.state}${end.reason ? `: ${end.reason}` : ''}.`;
+            const show = end.state === 'succeeded' ? window.showInformationMessage : window.showWarningMessage;
+            void show(text, 'Show Output').then((c) => (c ? d.jobLogs.show(job.id) : undefined));
+        });
+    };
+
+    const cancelJob = async (ref: JobRef) => {
+        const id = jobId(ref);
+        if (!id) {
+            throw new Error('no job given');
+        }
+        d.jobs.upsert(await d.server.request(Requests.jobsCancel, { id }));
+    };
+
+    const showJobOutput = async (ref: JobRef) => {
+        const id = jobId(ref);
+        if (!id) {
+            throw new Error('no job given');
+        }
+        await d.jobLogs.show(id);
+    };
+
+    return [
+        registerCommand(Commands.restartServer, () => d.server.restart('the Restart Server command', true)),
+        registerCommand(Commands.showEnvironmentReport, guarded('Environment report', showReport)),
+        registerCommand(Commands.runDeepCheck, guarded('Deep environment check', runDeepCheck)),
+        registerCommand(Commands.refreshEnvironment, () => d.environment.load(true)),
+        registerCommand(Commands.refreshJobs, () => d.jobs.refresh()),
+        registerCommand(Commands.cancelJob, guarded('Cancel job', cancelJob)),
+        registerCommand(Commands.showJobOutput, guarded('Show job output', showJobOutput)),
+    ];
+}
