@@ -11,7 +11,7 @@ import {
 } from 'vscode-languageclient/node';
 import { JobEvent, Notifications } from '../protocol';
 import { DISPLAY_NAME } from './constants';
-import { getLSClientTraceLevel, logChannel, onDidChangeLogLevel } from './logging';
+import { logChannel } from './logging';
 import { isTrusted } from './vscodeapi';
 
 export interface ClientHooks {
@@ -33,6 +33,8 @@ export function createLanguageClient(python: string, cwd: string, hooks: ClientH
     };
     const clientOptions: LanguageClientOptions = {
         documentSelector: [{ scheme: 'file', language: 'python' }],
+        // A LogOutputChannel: vscode-languageclient 11 then derives the LSP trace from its log level
+        // (Trace -> message tracing, anything quieter -> off) and follows onDidChangeLogLevel itself.
         outputChannel: logChannel(),
         revealOutputChannelOn: RevealOutputChannelOn.Never,
         initializationOptions: { trusted: isTrusted(), clientName: 'vscode' },
@@ -48,7 +50,6 @@ export function createLanguageClient(python: string, cwd: string, hooks: ClientH
     const client = new LanguageClient('deepdive', DISPLAY_NAME, serverOptions, clientOptions);
     const disposables = [
         client.onNotification(Notifications.jobsEvent, (event: JobEvent) => hooks.onJobEvent(event)),
-        onDidChangeLogLevel((level) => void client.setTrace(getLSClientTraceLevel(level))),
     ];
     return [client, disposables];
 }

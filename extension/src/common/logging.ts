@@ -1,7 +1,6 @@
 // The one "Deepdive" LogOutputChannel, behind free functions. The language client writes to the same
-// channel, and its LSP trace level follows the channel's log level (no separate trace setting).
-import { Disposable, LogLevel, LogOutputChannel, window } from 'vscode';
-import { Trace } from 'vscode-languageclient/node';
+// channel, and its LSP trace follows the channel's log level (see client.ts): no trace setting.
+import { LogOutputChannel, window } from 'vscode';
 import { DISPLAY_NAME } from './constants';
 
 let channel: LogOutputChannel | undefined;
@@ -32,22 +31,6 @@ export function traceInfo(...args: unknown[]): void {
 
 export function traceVerbose(...args: unknown[]): void {
     channel?.debug(format(args));
-}
-
-/** LSP message tracing: Trace log level -> verbose, Debug -> messages, anything quieter -> off. */
-export function getLSClientTraceLevel(level: LogLevel): Trace {
-    switch (level) {
-        case LogLevel.Trace:
-            return Trace.Verbose;
-        case LogLevel.Debug:
-            return Trace.Messages;
-        default:
-            return Trace.Off;
-    }
-}
-
-export function onDidChangeLogLevel(listener: (level: LogLevel) => void): Disposable {
-    return logChannel().onDidChangeLogLevel(listener);
 }
 
 function format(args: unknown[]): string {

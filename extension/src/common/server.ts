@@ -7,7 +7,7 @@ import { ServerStatus } from './status';
 import { createLanguageClient } from './client';
 import { IMPORT_CHECK_TIMEOUT_MS } from './constants';
 import { checkDeepdiveImport, errorMessage, nodeExec } from './interpreter';
-import { getLSClientTraceLevel, logChannel, traceError, traceInfo, traceVerbose, traceWarn } from './logging';
+import { logChannel, traceError, traceInfo, traceVerbose, traceWarn } from './logging';
 import { offerInterpreterFix, resolveInterpreter } from './python';
 import { Debouncer, RestartBackoff } from './restartPolicy';
 
@@ -123,7 +123,9 @@ export class DeepdiveServer implements Disposable {
 
     private async stopClient(): Promise<void> {
         const client = this.client;
+        const started = this.clientStart;
         this.client = undefined;
+        this.clientStart = undefined;
         this.generation++;
         Disposable.from(...this.clientDisposables).dispose();
         this.clientDisposables = [];
@@ -131,7 +133,7 @@ export class DeepdiveServer implements Disposable {
             return;
         }
         try {
-            await this.clientStart?.catch(() => undefined);
+            await started?.catch(() => undefined);
             await client.stop();
         } catch (err) {
             traceVerbose(`Stopping the previous client: ${errorMessage(err)}`);
@@ -169,7 +171,6 @@ export class DeepdiveServer implements Disposable {
             this.clientDisposables = disposables;
             this.clientStart = client.start();
             await this.clientStart;
-            await client.setTrace(getLSClientTraceLevel(logChannel().logLevel));
             const version = await client.sendRequest<VersionResult>(Requests.version, {});
             if (generation === this.generation) {
                 traceInfo(`Daemon ready: deepdive ${version.version}, pid ${version.pid}, python ${version.python}`);
