@@ -30,7 +30,7 @@ from deepdive.jobs.manager import JobManager
 from deepdive.jobs.store import JobStore, state_dir
 from deepdive.protocol import (
     DOCTOR, JOBS_CANCEL, JOBS_EVENT, JOBS_KINDS, JOBS_LIST, JOBS_LOG, JOBS_START, PROTOCOL_VERSION, REQUESTS,
-    VERSION, DoctorParams, GpuInfo, InvalidPayload, JobEvent, JobIdParams, JobKindList, JobList, JobListParams,
+    VERSION, DoctorParams, DoctorReport, GpuInfo, InvalidPayload, JobEvent, JobIdParams, JobKindList, JobList, JobListParams,
     JobLog, JobStartParams, Request, TorchInfo, VersionResult, from_wire, to_wire,
 )
 
@@ -66,6 +66,7 @@ class DeepdiveServer(LanguageServer):
         self.jobs: Optional[JobManager] = None
         self._torch: Optional[asyncio.Task[TorchInfo]] = None
         self._gpus: Optional[asyncio.Task[GpuInfo]] = None
+        self._report: Optional[DoctorReport] = None
         self._progress_token_of_job: dict[str, str] = {}
         self._job_of_progress_token: dict[str, str] = {}
 
@@ -74,6 +75,7 @@ class DeepdiveServer(LanguageServer):
     def start_probes(self) -> None:
         self._torch = asyncio.ensure_future(doctor.probe_torch())
         self._gpus = asyncio.ensure_future(asyncio.to_thread(doctor.gpu_info))
+        self._report = None
 
     async def stop_probes(self) -> None:
         for task in (self._torch, self._gpus):
@@ -81,12 +83,17 @@ class DeepdiveServer(LanguageServer):
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
 
-    async def report(self, refresh: bool) -> Any:
+    async def report(self, refresh: bool) -> DoctorReport:
+        """The environment report, built once per probe; ``refresh`` probes again."""
         if refresh or self._torch is None or self._gpus is None:
             self.start_probes()
         assert self._torch is not None and self._gpus is not None
         torch_info, gpus = await asyncio.gather(self._torch, self._gpus)
-        return doctor.build_report(torch_info, gpus, str(self.store.directory) if self.store else None)
+        if self._report is None:
+            self._report = await asyncio.to_thread(
+                doctor.build_report, torch_info, gpus, str(self.store.directory) if self.store else None
+            )
+        return self._report
 
     # -- jobs ---------------------------------------------------------------------------------
 

@@ -1,0 +1,72 @@
+# Deepdive — the two commands a newcomer needs: `make demo` and `make test`.
+#
+#   make setup   .venv (torch CPU + deepdive with its extras) and node_modules
+#   make test    every test: pytest, the extension's type check, lint and unit tests, the .vsix,
+#                and the end-to-end run in a real VS Code (code-server + Chromium; installed on
+#                first use into .e2e/, which is git-ignored)
+#   make demo    the end-to-end tour of what exists, offline, on the CPU
+#   make vsix    package the extension (deepdive-<version>.vsix)
+#   make bench   every benchmark; figures to bench/results/latest.jsonl
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# The CPU wheel of torch that this machine has on disk. CUDA users: install your own torch first
+# and run `make setup TORCH_SPEC=` (empty) so this step is skipped.
+TORCH_SPEC ?= torch==2.13.0
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+VSIX := deepdive-$(VERSION).vsix
+
+.PHONY: setup test test-python test-extension test-e2e demo vsix bench clean protocol
+
+setup: $(VENV)/.stamp node_modules/.stamp
+
+$(VENV)/.stamp: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	@if [ -n "$(TORCH_SPEC)" ]; then $(PY) -m pip install --quiet "$(TORCH_SPEC)"; fi
+	$(PY) -m pip install --quiet -e '.[engine,dev]'
+	@touch $@
+
+node_modules/.stamp: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+out/extension.js: node_modules/.stamp $(shell find extension/src -name '*.ts') extension/esbuild.mjs
+	npm run --silent build
+
+$(VSIX): node_modules/.stamp out/extension.js $(shell find server -name '*.py') package.json README.md
+	npm run --silent package
+
+vsix: $(VSIX)
+
+protocol: $(VENV)/.stamp
+	$(PY) -m deepdive.protocol --write extension/src/protocol.ts
+
+test: setup
+	@start=$$(date +%s); \
+	$(MAKE) --no-print-directory test-python test-extension test-e2e; \
+	echo "make test: all suites passed in $$(( $$(date +%s) - start )) s"
+
+test-python: $(VENV)/.stamp
+	$(PY) -m pytest -q tests
+
+test-extension: node_modules/.stamp
+	npm run --silent typecheck
+	npm run --silent lint
+	npm run --silent test:unit
+
+test-e2e: $(VENV)/.stamp $(VSIX)
+	bash tests/extension/e2e/run.sh
+
+demo: setup $(VSIX)
+	$(PY) -m deepdive.tour --repo .
+
+bench: $(VENV)/.stamp
+	@mkdir -p bench/results
+	@set -o pipefail; : > bench/results/latest.jsonl; \
+	for b in bench/bench_*.py; do echo "# $$b" >&2; $(PY) $$b | tee -a bench/results/latest.jsonl; done
+
+clean:
+	rm -rf out $(VSIX) test-results .pytest_cache

@@ -1,0 +1,105 @@
+"""`make demo`: the end-to-end tour of what Deepdive does today, offline, on the CPU.
+
+It drives the daemon exactly as the editor does (an LSP client over stdio) and prints what the
+editor would show. Each capability adds its step here.
+
+    python -m deepdive.tour [--repo PATH] [--seconds S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.rule import Rule
+
+from deepdive.lspclient import DaemonClient
+from deepdive.protocol import (
+    DOCTOR, JOBS_EVENT, JOBS_LIST, JOBS_START, VERSION, DoctorParams, JobEvent, JobListParams, JobStartParams,
+)
+from deepdive.report import print_deep, print_report
+
+console = Console()
+
+
+def step(n: int, title: str) -> None:
+    console.print()
+    console.print(Rule(f"[bold]{n}. {title}", align="left"))
+
+
+async def tour(repo: Path, seconds: float) -> int:
+    workspace = Path(tempfile.mkdtemp(prefix="deepdive-tour-"))
+    step(1, "Start the daemon the way the editor does (LSP over stdio)")
+    t0 = time.perf_counter()
+    client = DaemonClient()
+    await client.start_daemon()
+    await client.initialize_daemon(str(workspace))
+    init_ms = (time.perf_counter() - t0) * 1e3
+    version = await client.request(VERSION)
+    console.print(f"deepdive {version.version} daemon, pid {version.pid}, answered `initialize` "
+                  f"{init_ms:.0f} ms after spawn (it never imports torch)")
+    try:
+        step(2, "Environment report (deepdive/doctor)")
+        report = await client.request(DOCTOR, DoctorParams())
+        print_report(report, console)
+
+        step(3, "Deep check as a job: torch imported in a subprocess, matmul GFLOP/s, progress streamed")
+        progress = Progress(TextColumn("[bold]deep check"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                            TextColumn("{task.description}"), TimeElapsedColumn(), console=console)
+        bar = progress.add_task("starting", total=1.0)
+
+        def on_event(event: JobEvent) -> None:
+            if event.type == "progress" and event.progress is not None:
+                progress.update(bar, completed=event.progress.fraction or 0.0,
+                                description=event.progress.message or "")
+            elif event.type == "output" and event.lines:
+                for line in event.lines:
+                    progress.console.print(f"  [dim]│[/dim] {line.text}", highlight=False)
+
+        client.on(JOBS_EVENT.method, on_event)
+        with progress:
+            job = await client.request(
+                JOBS_START, JobStartParams(kind="doctor-deep", options={"seconds": seconds, "size": 1024})
+            )
+            done = await client.wait_for(
+                JOBS_EVENT.method, lambda e: e.job_id == job.id and e.type == "finished", timeout=600
+            )
+        final = done.job
+        print_deep({"job": final.id, "state": final.state, "reason": final.reason, "result": final.result}, console)
+
+        step(4, "Job history (deepdive/jobs/list, kept in SQLite)")
+        for past in (await client.request(JOBS_LIST, JobListParams(limit=5))).jobs:
+            took = f"{past.ended_at - past.started_at:.1f} s" if past.ended_at and past.started_at else "-"
+            console.print(f"  {past.id}  {past.title:<24} {past.state:<10} {took}")
+        console.print(f"  records: {report.state_dir}/state.db")
+    finally:
+        code = await client.close()
+        console.print(f"daemon shut down cleanly (exit code {code})")
+
+    step(5, "The VS Code extension")
+    vsix = sorted(repo.glob("deepdive-*.vsix"))
+    if vsix:
+        console.print(f"packaged: {vsix[-1]}")
+        console.print(f"install:  code --install-extension {vsix[-1].name}   (or Extensions view → … → Install from VSIX)")
+    else:
+        console.print("[yellow]no .vsix found: run `make vsix`")
+        return 1
+    return 0 if final.state == "succeeded" else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m deepdive.tour")
+    parser.add_argument("--repo", type=Path, default=Path.cwd(), help="repository root (where the .vsix is)")
+    parser.add_argument("--seconds", type=float, default=1.0, help="time per deep-check measurement")
+    args = parser.parse_args(argv)
+    return asyncio.run(tour(args.repo.resolve(), args.seconds))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

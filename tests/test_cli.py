@@ -1,0 +1,63 @@
+"""The `deepdive` command line: one-line errors, JSON output, the deep check with its job."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from deepdive import __version__
+from tests.conftest import torch_version
+
+
+def run(*args: str, env_home: str | None = None) -> subprocess.CompletedProcess[str]:
+    import os
+
+    env = dict(os.environ)
+    if env_home:
+        env["DEEPDIVE_HOME"] = env_home
+    return subprocess.run([sys.executable, "-m", "deepdive", *args], capture_output=True, text=True, timeout=300,
+                          env=env)
+
+
+def test_version():
+    done = run("version", "--json")
+    assert done.returncode == 0 and json.loads(done.stdout)["version"] == __version__
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+        (["doctor", "--bogus"], "unrecognized arguments: --bogus"),
+        (["doctor", "--seconds", "abc"], "argument --seconds: invalid float value"),
+        (["doctor", "--deep", "--seconds", "0"], "--seconds must be from 0.1 to 120"),
+        (["serve", "--log-level", "LOUD"], "argument --log-level: invalid choice"),
+    ],
+)
+def test_bad_arguments_get_one_line_and_exit_2(args, fragment):
+    done = run(*args)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and fragment in lines[0] and lines[0].startswith("deepdive: error:")
+    assert "Traceback" not in done.stderr
+
+
+def test_doctor_json():
+    done = run("doctor", "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["torch"]["version"] == torch_version()
+    assert report["gpus"]["available"] or report["gpus"]["reason"]
+
+
+@pytest.mark.slow
+def test_doctor_deep_runs_the_job_and_records_it(tmp_path):
+    done = run("doctor", "--deep", "--json", "--seconds", "0.2", "--size", "128", env_home=str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    deep = json.loads(done.stdout)["deep"]
+    assert deep["state"] == "succeeded"
+    assert {row["device"] for row in deep["result"]["matmul"]} >= {"cpu"}
+    assert (tmp_path / "state.db").exists()
