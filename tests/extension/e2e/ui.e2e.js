@@ -1,0 +1,148 @@
+// End-to-end test of the packaged extension (.vsix installed into code-server) driven like a user
+// through headless Chromium: the command palette, the editor, and the daemon's process in code-server's
+// process tree. Started by run.sh, which passes everything through E2E_* environment variables.
+'use strict';
+const c = require('./lib/common');
+
+const port = c.env('E2E_PORT');
+const csPid = Number(c.env('E2E_CS_PID'));
+const workspace = c.env('E2E_WORKSPACE');
+const torchVersion = c.env('E2E_TORCH_VERSION');
+const python = c.env('E2E_PYTHON');
+const fs = require('fs');
+
+const REPORT_CMD = 'Deepdive: Show Environment Report';
+const RESTART_CMD = 'Deepdive: Restart Server';
+
+async function main() {
+  const T = c.clock();
+  const rec = c.recorder('ui');
+  const b = await c.launch();
+  const page = b.page;
+  const state = {};
+  let n = 0;
+  let blocked = null;   // the name of a failed step later steps depend on
+
+  async function test(name, fn, { prerequisite = false } = {}) {
+    n += 1;
+    const t0 = Date.now();
+    if (blocked) {
+      rec.record(name, false, 0, new Error(`not run: it needs "${blocked}", which failed`));
+      return;
+    }
+    try {
+      await fn();
+      rec.record(name, true, Date.now() - t0);
+    } catch (e) {
+      let toasts = [];
+      try { toasts = await c.toasts(page); } catch { /* page gone */ }
+      if (toasts.length) e.message += `\nnotifications on screen: ${JSON.stringify(toasts)}`;
+      rec.record(name, false, Date.now() - t0, e);
+      await c.screenshot(page, `ui-fail-${String(n).padStart(2, '0')}-${name.replace(/[^a-z0-9]+/gi, '-').toLowerCase().slice(0, 60)}`);
+      if (prerequisite) blocked = name;
+    }
+  }
+
+  const daemonPids = () => c.daemons(csPid).map(p => p.pid);
+
+  // The extension's status bar entry reads exactly "Deepdive" once its daemon answers (else
+  // "Deepdive: starting" / "restarting" / "error"); requests made before that fail by design.
+  const statusItem = page.locator('.part.statusbar .statusbar-item', { hasText: /Deepdive/ }).first();
+  async function statusReady(timeoutMs) {
+    let text = '';
+    await c.waitFor('the status bar to show "Deepdive" (daemon ready)', async () => {
+      text = (await statusItem.innerText({ timeout: 1000 })).trim();
+      return text === 'Deepdive';
+    }, timeoutMs, 200).catch(e => { e.message += ` (status bar: "${text}")`; throw e; });
+  }
+
+  async function reportShowsTorch() {
+    await c.runCommand(page, REPORT_CMD);
+    let text = '';
+    await c.waitFor(`the report editor to show torch ${torchVersion}`, async () => {
+      text = await c.activeEditorText(page);
+      // the torch row of the report: a line naming torch and its version
+      return text.split('\n').some(l => /\btorch\b/i.test(l) && l.includes(torchVersion));
+    }, 30000, 500).catch(e => {
+      e.message += `\nactive editor text (first 1500 chars):\n${text.slice(0, 1500)}`;
+      throw e;
+    });
+    const tab = await page.locator('.editor-group-container.active .tab.active').first().innerText().catch(() => '?');
+    console.log(`     ${T()} report tab "${tab.split('\n')[0]}" contains torch ${torchVersion}`);
+  }
+
+  await test('workbench opens the workspace folder', async () => {
+    await c.openWorkbench(page, port, workspace);
+    const folderName = require('path').basename(workspace);
+    await c.waitFor(`the window title to name ${folderName}`, async () => (await page.title()).includes(folderName), 30000);
+    // the explorer shows the workspace's train.py
+    await page.locator('.explorer-folders-view .monaco-list-row', { hasText: 'train.py' }).first().waitFor({ timeout: 30000 });
+  }, { prerequisite: true });
+
+  await test('extension starts its daemon (deepdive.pythonPath) in code-server\'s process tree', async () => {
+    const ps = await c.waitFor('a `python -m deepdive serve` process under code-server', () => {
+      const d = c.daemons(csPid);
+      return d.length ? d : null;
+    }, 60000, 500);
+    state.pid = ps[0].pid;
+    const exe = ps[0].args.split(/\s+/)[0];
+    const same = exe === python || (fs.existsSync(exe) && fs.realpathSync(exe) === fs.realpathSync(python));
+    if (!same) throw new Error(`daemon runs "${ps[0].args}", not the configured deepdive.pythonPath ${python}`);
+    if (ps.length !== 1) throw new Error(`expected one daemon, found ${ps.length}: ${JSON.stringify(ps)}`);
+    await statusReady(30000);
+    await c.sleep(1000);   // and it stays up (a daemon that exits at once is restarted over and over)
+    if (!c.alive(state.pid)) throw new Error(`daemon ${state.pid} (${ps[0].args}) exited right after starting`);
+    console.log(`     ${T()} daemon pid ${state.pid}: ${ps[0].args}`);
+  }, { prerequisite: true });
+
+  await test(`"${REPORT_CMD}" from the command palette shows torch ${torchVersion}`, async () => {
+    await reportShowsTorch();
+    await c.screenshot(page, 'ui-report');
+  });
+
+  await test('daemon killed with SIGKILL is replaced by a new, ready one within 10 s', async () => {
+    const old = state.pid;
+    if (!old || !c.alive(old)) throw new Error(`no live daemon to kill (pid ${old})`);
+    process.kill(old, 'SIGKILL');
+    const t0 = Date.now();
+    const pid = await c.waitFor('a new daemon pid', () => {
+      const fresh = daemonPids().filter(p => p !== old && c.alive(p));
+      return fresh.length ? fresh[0] : null;
+    }, 10000, 200);
+    const tPid = Date.now() - t0;
+    await statusReady(Math.max(1000, 10000 - (Date.now() - t0)));
+    console.log(`     ${T()} killed ${old}; new daemon pid ${pid} after ${(tPid / 1000).toFixed(1)}s, ready after ${((Date.now() - t0) / 1000).toFixed(1)}s`);
+    if (c.alive(old)) throw new Error(`the killed daemon ${old} is still alive`);
+    state.pid = pid;
+  }, { prerequisite: true });
+
+  await test(`"${REPORT_CMD}" works again with the new daemon`, async () => {
+    await c.runCommand(page, 'View: Close All Editors');
+    await reportShowsTorch();
+    if (!c.alive(state.pid)) throw new Error(`the new daemon ${state.pid} died`);
+    const pids = daemonPids();
+    if (pids.length !== 1 || pids[0] !== state.pid) throw new Error(`expected exactly daemon ${state.pid}, found ${JSON.stringify(pids)}`);
+  });
+
+  await test(`"${RESTART_CMD}" from the command palette replaces the daemon`, async () => {
+    const old = state.pid;
+    await c.runCommand(page, RESTART_CMD);
+    const pid = await c.waitFor('a daemon with a new pid', () => daemonPids().find(p => p !== old && c.alive(p)), 15000, 200);
+    await c.waitFor(`the previous daemon ${old} to exit`, () => !c.alive(old), 10000, 200);
+    await c.waitFor('exactly one daemon', () => daemonPids().length === 1, 10000, 200);
+    await statusReady(15000);
+    console.log(`     ${T()} restarted: ${old} -> ${pid}`);
+    state.pid = pid;
+  });
+
+  await c.screenshot(page, 'ui-final');
+  if (b.pageErrors.length) console.log(`     page errors seen (not failures): ${b.pageErrors.length}, first: ${b.pageErrors[0]}`);
+  await b.close();
+  console.log(`${T()} ui: ${rec.results.length - rec.failed()} passed, ${rec.failed()} failed`);
+  return rec.failed() ? 1 : 0;
+}
+
+main().then(code => process.exit(code), e => {
+  console.error('ui e2e crashed:', e);
+  process.exit(2);
+});
