@@ -7,7 +7,6 @@ import {
     LanguageClientOptions,
     RevealOutputChannelOn,
     ServerOptions,
-    TransportKind,
 } from 'vscode-languageclient/node';
 import { JobEvent, Notifications } from '../protocol';
 import { DISPLAY_NAME } from './constants';
@@ -27,8 +26,9 @@ export interface ClientHooks {
 export function createLanguageClient(python: string, cwd: string, hooks: ClientHooks): [LanguageClient, Disposable[]] {
     const serverOptions: ServerOptions = {
         command: python,
+        // No `transport`: with TransportKind.stdio the client would append `--stdio` to these args.
+        // Without it, it still talks LSP over the process's stdin/stdout.
         args: ['-m', 'deepdive', 'serve'],
-        transport: TransportKind.stdio,
         options: { cwd, env: { ...process.env, DEEPDIVE_CLIENT: 'vscode' } },
     };
     const clientOptions: LanguageClientOptions = {

@@ -13,6 +13,8 @@ import { Debouncer, RestartBackoff } from './restartPolicy';
 
 /** Restart requests closer together than this collapse into one restart. */
 const RESTART_DEBOUNCE_MS = 300;
+/** How long a request waits for a (re)starting daemon. */
+const REQUEST_WAIT_MS = 30_000;
 
 export class DeepdiveServer implements Disposable {
     private client: LanguageClient | undefined;
@@ -72,10 +74,20 @@ export class DeepdiveServer implements Disposable {
         });
     }
 
-    /** A typed custom request; fails at once, with the reason, when the daemon is not running. */
-    request<M extends keyof RequestTypes>(method: M, params: RequestTypes[M]['params']): Promise<RequestTypes[M]['result']> {
+    /**
+     * A typed custom request. While the daemon is (re)starting it waits for it, up to
+     * REQUEST_WAIT_MS; when the daemon is stopped or failed it fails at once, with the reason.
+     */
+    async request<M extends keyof RequestTypes>(method: M, params: RequestTypes[M]['params']): Promise<RequestTypes[M]['result']> {
+        if (this.current.state === 'starting' || this.current.state === 'restarting') {
+            let timer: NodeJS.Timeout | undefined;
+            const timeout = new Promise<never>((_, reject) => {
+                timer = setTimeout(() => reject(new Error(`the Deepdive server did not become ready within ${REQUEST_WAIT_MS / 1000} s`)), REQUEST_WAIT_MS);
+            });
+            await Promise.race([this.ready(), timeout]).finally(() => clearTimeout(timer));
+        }
         if (!this.client || this.current.state !== 'ready') {
-            return Promise.reject(new Error(`Deepdive server is not running — ${this.current.reason ?? this.current.state}`));
+            throw new Error(`Deepdive server is not running — ${this.current.reason ?? this.current.state}`);
         }
         return this.client.sendRequest<RequestTypes[M]['result']>(method, params);
     }

@@ -28,7 +28,7 @@ export function presentStatus(status: ServerStatus): StatusPresentation {
         case 'ready': {
             const v = status.version;
             const tooltip = v
-                ? `Deepdive ${v.version} — daemon pid ${v.pid}\nPython ${v.python}\nClick for the environment report.`
+                ? `Deepdive ${v.version} — daemon pid ${v.pid}\nPython ${v.python}${status.python ? ` (${status.python})` : ''}\nClick for the environment report.`
                 : 'Deepdive is ready. Click for the environment report.';
             return { text: '$(pulse) Deepdive', tooltip, command: Commands.showEnvironmentReport, isError: false };
         }
