@@ -8,11 +8,11 @@ describe('presentStatus', () => {
         const p = presentStatus({
             state: 'ready',
             python: '/py',
-            version: { version: '0.1.0', python: '/py', pid: 1234, startedAt: 0, protocol: 1 },
+            version: { version: '0.1.0', python: '3.12.3', pid: 1234, startedAt: 0, protocol: 1 },
         });
         expect(p.text).toBe('$(pulse) Deepdive');
         expect(p.tooltip).toContain('Deepdive 0.1.0 — daemon pid 1234');
-        expect(p.tooltip).toContain('Python /py');
+        expect(p.tooltip).toContain('Python 3.12.3 (/py)');
         expect(p.command).toBe(Commands.showEnvironmentReport);
         expect(p.isError).toBe(false);
     });
