@@ -49,7 +49,7 @@ test: setup
 	$(MAKE) --no-print-directory test-python test-extension test-e2e; \
 	echo "make test: all suites passed in $$(( $$(date +%s) - start )) s"
 
-test-python: $(VENV)/.stamp
+test-python: $(VENV)/.stamp $(VSIX)
 	$(PY) -m pytest -q tests
 
 test-extension: node_modules/.stamp

@@ -382,6 +382,9 @@ def serve(log_level: str = "INFO") -> int:
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     stderr = logging.StreamHandler(sys.stderr)
     stderr.setFormatter(fmt)
+    if os.environ.get("DEEPDIVE_CLIENT"):
+        # An editor shows stderr as errors and gets INFO through window/logMessage already.
+        stderr.setLevel(logging.WARNING)
     root = logging.getLogger("deepdive")
     root.setLevel(log_level)
     root.addHandler(stderr)

@@ -1,5 +1,5 @@
 // The vscode side of interpreter discovery: the Python extension's API, and installing deepdive.
-import { promises as fs } from 'fs';
+import { existsSync, promises as fs } from 'fs';
 import * as path from 'path';
 import { Disposable, Event, ExtensionContext, ProgressLocation, Uri, window } from 'vscode';
 import { PYTHON_EXTENSION_ID } from './constants';
@@ -73,7 +73,13 @@ export async function onDidChangePythonInterpreter(listener: () => void): Promis
     return Disposable.from();
 }
 
-const PROJECT_FILES = ['pyproject.toml', 'README.md', 'LICENSE', 'server'];
+/** The Python project inside the extension; vsce stores README.md as readme.md, pyproject wants README.md. */
+const PROJECT_FILES: ReadonlyArray<[from: string[], to: string, required: boolean]> = [
+    [['pyproject.toml'], 'pyproject.toml', true],
+    [['README.md', 'readme.md'], 'README.md', true],
+    [['LICENSE', 'LICENSE.txt'], 'LICENSE', false],
+    [['server'], 'server', true],
+];
 
 /**
  * `<python> -m pip install <project>`: the extension directory ships pyproject.toml and server/, so
@@ -82,12 +88,13 @@ const PROJECT_FILES = ['pyproject.toml', 'README.md', 'LICENSE', 'server'];
 export async function installDeepdive(python: string, extensionPath: string, workDir: string): Promise<void> {
     const src = path.join(workDir, 'python-src');
     await fs.rm(src, { recursive: true, force: true });
-    for (const name of PROJECT_FILES) {
-        await fs.cp(path.join(extensionPath, name), path.join(src, name), { recursive: true }).catch((err) => {
-            if (name !== 'LICENSE') {
-                throw err;
-            }
-        });
+    for (const [candidates, to, required] of PROJECT_FILES) {
+        const from = candidates.map((name) => path.join(extensionPath, name)).find((p) => existsSync(p));
+        if (from) {
+            await fs.cp(from, path.join(src, to), { recursive: true });
+        } else if (required) {
+            throw new Error(`the extension is missing ${candidates[0]}: reinstall it`);
+        }
     }
     await window.withProgress(
         { location: ProgressLocation.Notification, title: `Installing Deepdive into ${python}…` },
