@@ -16,7 +16,7 @@ from deepdive import __version__
 from deepdive.lspclient import DaemonClient
 from deepdive.protocol import (
     DOCTOR, JOBS_CANCEL, JOBS_EVENT, JOBS_KINDS, JOBS_LIST, JOBS_LOG, JOBS_START, PROTOCOL_VERSION, VERSION,
-    DoctorParams, JobIdParams, JobListParams, JobStartParams,
+    DoctorParams, JobIdParams, JobInfo, JobListParams, JobStartParams,
 )
 from tests.conftest import pgid_alive, torch_version, write_script
 
@@ -215,13 +215,19 @@ async def test_restarted_daemon_lists_past_jobs(workspace: Path):
         assert [ln.text for ln in log.lines] == ["done"]
 
 
-async def test_shutdown_and_exit_leave_no_child_process(workspace: Path):
+async def _daemon_running_a_sleeper(workspace: Path) -> tuple[DaemonClient, JobInfo]:
+    """A daemon managed by the test itself (not the fixture), with a job that runs until killed."""
     script = write_script(workspace, "sleeper.py", SLEEPER)
     client = DaemonClient()
     await client.start_daemon()
     await client.initialize_daemon(str(workspace))
     job = await client.request(JOBS_START, JobStartParams(kind="script", options={"path": script}))
     await client.wait_for(JOBS_EVENT.method, lambda e: e.job_id == job.id and e.type == "progress", 30)
+    return client, job
+
+
+async def test_shutdown_and_exit_leave_no_child_process(workspace: Path):
+    client, job = await _daemon_running_a_sleeper(workspace)
     daemon_pid = client.process.pid
     children = psutil.Process(daemon_pid).children(recursive=True)
     assert children
@@ -234,12 +240,7 @@ async def test_shutdown_and_exit_leave_no_child_process(workspace: Path):
 
 
 async def test_a_killed_daemon_leaves_its_jobs_marked_lost(workspace: Path):
-    script = write_script(workspace, "sleeper.py", SLEEPER)
-    client = DaemonClient()
-    await client.start_daemon()
-    await client.initialize_daemon(str(workspace))
-    job = await client.request(JOBS_START, JobStartParams(kind="script", options={"path": script}))
-    await client.wait_for(JOBS_EVENT.method, lambda e: e.job_id == job.id and e.type == "progress", 30)
+    client, job = await _daemon_running_a_sleeper(workspace)
     os.kill(client.process.pid, signal.SIGKILL)
     await client.process.wait()
     await client.stop()
