@@ -253,3 +253,12 @@ async def test_a_killed_daemon_leaves_its_jobs_marked_lost(workspace: Path):
                 break
             await asyncio.sleep(0.1)
         assert not pgid_alive(job.pid), "the new daemon cleans up the orphan's processes"
+
+
+async def test_no_work_done_progress_for_a_client_that_does_not_declare_it(workspace: Path):
+    async with DaemonClient.spawn(str(workspace), work_done_progress=False) as client:
+        job = await client.request(JOBS_START, JobStartParams(kind="doctor-deep", options={"seconds": 0.1, "size": 64}))
+        done = await client.wait_for(JOBS_EVENT.method, lambda e: e.job_id == job.id and e.type == "finished", 120)
+        assert done.job.state == "succeeded"
+        assert client.progress == [], "no $/progress without window.workDoneProgress"
+        assert any(e.type == "progress" for e in client.notifications[JOBS_EVENT.method]), "job events still flow"
