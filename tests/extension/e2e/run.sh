@@ -142,7 +142,17 @@ save_logs() {  # code-server's logs of this instance (server, extension host, ou
     tail -n 12 "$f" | cut -c1-300 | sed 's/^/    /'
   done < <(find "$dest" -path '*deepdive.deepdive*' -name '*.log' 2>/dev/null)
 }
+NODE_PID=
+run_node() {  # run_node SCRIPT: in the background + wait, so that a signal interrupts it at once
+  timeout -k 5 240 "$E2E_NODE" "$@" &
+  NODE_PID=$!
+  wait "$NODE_PID"
+  local rc=$?
+  NODE_PID=
+  return $rc
+}
 cleanup() {
+  [ -z "$NODE_PID" ] || { kill -TERM "$NODE_PID" 2>/dev/null; wait "$NODE_PID" 2>/dev/null; }
   stop_cs
   [ "${DEEPDIVE_E2E_KEEP:-0}" = 1 ] || rm -rf "$RUN"
 }
@@ -166,7 +176,7 @@ if [ "$ONLY" = all ] || [ "$ONLY" = ui ]; then
     record ui "code-server --install-extension $(basename "$VSIX") installs deepdive.deepdive" true
     if start_cs ui 0; then
       before=$(failures_of ui)
-      E2E_PORT=$CS_PORT E2E_CS_PID=$CS_PID E2E_WORKSPACE=$WS timeout -k 5 240 "$E2E_NODE" "$HERE/ui.e2e.js"
+      E2E_PORT=$CS_PORT E2E_CS_PID=$CS_PID E2E_WORKSPACE=$WS run_node "$HERE/ui.e2e.js"
       rc=$?
       if [ $rc -ne 0 ] && [ "$(failures_of ui)" = "$before" ]; then record ui "ui.e2e.js runs to the end" false "exited with $rc"; fi
       [ $rc -eq 0 ] || save_logs ui
@@ -186,7 +196,7 @@ if [ "$ONLY" = all ] || [ "$ONLY" = integration ]; then
   if start_cs integration 1; then
     before=$(failures_of integration)
     E2E_PORT=$CS_PORT E2E_WORKSPACE=$WS E2E_DEV_PATH=$REPO E2E_TESTS_PATH=$REPO/tests/extension/integration/index.js \
-      timeout -k 5 240 "$E2E_NODE" "$HERE/devtest.js"
+      run_node "$HERE/devtest.js"
     rc=$?
     if [ $rc -ne 0 ] && [ "$(failures_of integration)" = "$before" ]; then record integration "devtest.js runs the tests" false "exited with $rc"; fi
     [ $rc -eq 0 ] || save_logs integration
