@@ -67,6 +67,13 @@ for step in range(20):
     opt.step()
 print(f"final loss {loss.item():.4f}")
 EOF
+# temp files of this run (Chromium's profile, code-server's vscode-ipc-*.sock) go with the run's folder;
+# a Unix socket path must stay under 108 bytes, so a deep clone path falls back to a folder in /tmp
+RUN_TMP=$RUN/tmp
+[ ${#RUN_TMP} -le 50 ] || RUN_TMP=$(mktemp -d /tmp/deepdive-e2e.XXXXXX)
+mkdir -p "$RUN_TMP"
+export TMPDIR=$RUN_TMP
+trap 'rm -rf "$RUN" "$RUN_TMP"' EXIT   # until the full cleanup below takes over
 # the daemon keeps its state (job history) under XDG_DATA_HOME: a fresh one per run
 export XDG_DATA_HOME=$RUN/xdg-data
 mkdir -p "$XDG_DATA_HOME"
@@ -154,7 +161,7 @@ run_node() {  # run_node SCRIPT: in the background + wait, so that a signal inte
 cleanup() {
   [ -z "$NODE_PID" ] || { kill -TERM "$NODE_PID" 2>/dev/null; wait "$NODE_PID" 2>/dev/null; }
   stop_cs
-  [ "${DEEPDIVE_E2E_KEEP:-0}" = 1 ] || rm -rf "$RUN"
+  [ "${DEEPDIVE_E2E_KEEP:-0}" = 1 ] || rm -rf "$RUN" "$RUN_TMP"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
