@@ -1,0 +1,155 @@
+"""Process groups and model wrapping: the same script under `python`, `torchrun` and `deepdive train`.
+
+The process group comes from torchrun's environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
+``MASTER_ADDR``/``MASTER_PORT``): NCCL when the process has a GPU, gloo otherwise. Every collective
+is bounded by the group's timeout, and :func:`teardown` meets at a barrier before destroying the
+group, so no process is left waiting for a peer that already left.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from typing import Any, Optional
+
+import attrs
+import torch
+import torch.distributed as dist
+from torch import nn
+
+DEFAULT_TIMEOUT_S = 300.0
+
+
+@attrs.define
+class DistInfo:
+    """Where this process stands.
+
+    Attributes:
+        rank (int): global rank.
+        local_rank (int): rank on this node.
+        world_size (int): number of processes.
+        backend (str | None): ``gloo``, ``nccl`` or None when not distributed.
+        device (torch.device): the device this process computes on.
+    """
+
+    rank: int
+    local_rank: int
+    world_size: int
+    backend: Optional[str]
+    device: torch.device
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"environment variable {name}={value!r} must be an integer") from None
+
+
+def init_from_env(device: str = "auto", backend: str = "auto", timeout_s: float = DEFAULT_TIMEOUT_S) -> DistInfo:
+    """Join torchrun's process group when there is one; pick this process's device.
+
+    Args:
+        device (str): ``auto`` (the local GPU when CUDA is available, else the CPU), ``cpu``, ``cuda``.
+        backend (str): ``auto`` (NCCL with GPUs, gloo otherwise), ``gloo`` or ``nccl``.
+        timeout_s (float): limit on every collective.
+
+    Raises:
+        ValueError: an unknown device or backend, or CUDA asked for where there is none.
+    """
+    if device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda, got {device!r}")
+    if backend not in ("auto", "gloo", "nccl"):
+        raise ValueError(f"backend must be auto, gloo or nccl, got {backend!r}")
+    world = _env_int("WORLD_SIZE", 1)
+    rank = _env_int("RANK", 0)
+    local_rank = _env_int("LOCAL_RANK", 0)
+    use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
+    if use_cuda and not torch.cuda.is_available():
+        raise ValueError("device='cuda' but torch sees no CUDA device: use device='auto' or 'cpu'")
+    if use_cuda:
+        torch.cuda.set_device(local_rank % torch.cuda.device_count())
+        dev = torch.device("cuda", torch.cuda.current_device())
+    else:
+        dev = torch.device("cpu")
+    if world <= 1:
+        return DistInfo(rank=0, local_rank=0, world_size=1, backend=None, device=dev)
+    chosen = ("nccl" if use_cuda else "gloo") if backend == "auto" else backend
+    if chosen == "nccl" and not use_cuda:
+        raise ValueError("backend='nccl' needs GPUs: use backend='gloo' on the CPU")
+    if not dist.is_initialized():
+        kwargs: dict[str, Any] = {"backend": chosen, "timeout": timedelta(seconds=timeout_s)}
+        if use_cuda:
+            kwargs["device_id"] = dev
+        dist.init_process_group(**kwargs)
+    return DistInfo(rank=dist.get_rank(), local_rank=local_rank, world_size=dist.get_world_size(),
+                    backend=dist.get_backend(), device=dev)
+
+
+def teardown() -> None:
+    """Barrier, then destroy the process group (a no-op when not distributed)."""
+    if dist.is_available() and dist.is_initialized():
+        try:
+            dist.barrier()
+        finally:
+            dist.destroy_process_group()
+
+
+def wrap_ddp(model: nn.Module, info: DistInfo, *, bucket_cap_mb: float = 25.0, gradient_as_bucket_view: bool = True,
+             static_graph: bool = False, find_unused_parameters: bool = False) -> nn.Module:
+    """DistributedDataParallel around ``model`` (already on ``info.device``)."""
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    device_ids = [info.device.index] if info.device.type == "cuda" else None
+    return DDP(model, device_ids=device_ids, bucket_cap_mb=bucket_cap_mb,
+               gradient_as_bucket_view=gradient_as_bucket_view, static_graph=static_graph,
+               find_unused_parameters=find_unused_parameters)
+
+
+def wrap_fsdp(model: nn.Module, info: DistInfo) -> nn.Module:
+    """FSDP2: shard each direct child that holds parameters, then the root (``fully_shard``)."""
+    from torch.distributed.fsdp import fully_shard
+
+    for child in model.children():
+        if any(p.requires_grad for p in child.parameters()):
+            fully_shard(child)
+    fully_shard(model)
+    return model
+
+
+def model_bytes(model: nn.Module) -> int:
+    return sum(p.numel() * p.element_size() for p in model.parameters())
+
+
+def fits_one_device(model: nn.Module, info: DistInfo, optimizer_states: int = 2) -> tuple[bool, str]:
+    """Whether parameters, gradients and optimizer states fit in 80 % of one GPU's memory."""
+    need = model_bytes(model) * (2 + optimizer_states)
+    if info.device.type != "cuda":
+        return True, "CPU memory is not partitioned by FSDP here"
+    total = torch.cuda.get_device_properties(info.device).total_memory
+    ok = need < 0.8 * total
+    return ok, (f"parameters+gradients+optimizer states need {need / 2**30:.1f} GiB of "
+                f"{total / 2**30:.1f} GiB per GPU")
+
+
+def all_mean(values: dict[str, float], info: DistInfo) -> dict[str, float]:
+    """The mean over ranks of each value (the same dict on every rank)."""
+    if not info.distributed:
+        return dict(values)
+    keys = sorted(values)
+    tensor = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64,
+                          device=info.device if info.backend == "nccl" else "cpu")
+    dist.all_reduce(tensor)
+    tensor /= info.world_size
+    return dict(zip(keys, tensor.tolist()))
