@@ -40,6 +40,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--seconds", type=float, default=2.0, help="time per deep measurement (default 2)")
     p.add_argument("--size", type=int, default=1024, help="matrix side for the deep check (default 1024)")
+    p = sub.add_parser("train", help="run a training script under torchrun, with a progress bar and its figures",
+                       description="Run SCRIPT (which uses deepdive.engine) under torchrun. Arguments after "
+                                   "'--' go to the script.")
+    p.add_argument("script", help="the training script")
+    p.add_argument("--nproc", type=int, default=1, help="processes per node (default 1)")
+    p.add_argument("--nnodes", default="1", help="N or MIN:MAX nodes (elastic); more than 1 needs --rdzv-endpoint")
+    p.add_argument("--rdzv-endpoint", default=None, help="HOST:PORT of the rendezvous, the same on every node")
+    p.add_argument("--max-restarts", type=int, default=0, help="restarts of the worker group on failure")
+    p.add_argument("--metrics-out", default=None, help="telemetry JSONL file (default: in the run's state folder)")
+    p.add_argument("--timeout", type=float, default=None, help="wall-clock limit in seconds")
+    p.add_argument("--json", action="store_true", help="print the run's summary as JSON")
+    p.add_argument("script_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return parser
 
 
@@ -118,41 +130,127 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 async def _run_deep(seconds: float, size: int, quiet: bool) -> dict[str, Any]:
     """Run the deep check through the job manager, with a progress bar fed by its events."""
+    from deepdive.protocol import JobStartParams
+
+    job = await _run_job(JobStartParams(kind="doctor-deep", options={"seconds": seconds, "size": size}),
+                         "deep check", quiet)
+    return {"job": job.id, "state": job.state, "reason": job.reason, "result": job.result}
+
+
+async def _run_job(params: Any, label: str, quiet: bool, *, workspace: Optional[str] = None,
+                   metrics: Optional[str] = None) -> Any:
+    """Run a job in this process's own job manager, with a progress bar; Ctrl-C cancels it.
+
+    The bar follows the job's progress events, or, for training (``metrics``), the steps the
+    engine writes to its metrics file.
+    """
+    from pathlib import Path
+
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from deepdive.jobs.manager import JobManager
     from deepdive.jobs.store import JobStore, state_dir
-    from deepdive.protocol import JobEvent, JobStartParams
+    from deepdive.protocol import JobEvent
 
     store = JobStore(state_dir(None))
-    manager = JobManager(store)
+    manager = JobManager(store, workspace=workspace)
     console = Console(stderr=True)
     progress = Progress(
-        TextColumn("[bold]deep check"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+        TextColumn(f"[bold]{label}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
         TextColumn("{task.description}"), TimeElapsedColumn(), console=console, disable=quiet, transient=True,
     )
     task = progress.add_task("starting", total=1.0)
 
     def on_event(event: JobEvent) -> None:
         if event.type == "progress" and event.progress is not None:
-            progress.update(task, completed=event.progress.fraction or 0.0,
-                            description=event.progress.message or "")
+            progress.update(task, completed=event.progress.fraction or 0.0, description=event.progress.message or "")
         elif event.type == "output" and event.lines and not quiet:
             for line in event.lines:
                 progress.console.print(line.text, markup=False, highlight=False)
 
     manager.subscribe(on_event)
     with progress:
-        job = await manager.start(
-            JobStartParams(kind="doctor-deep", options={"seconds": seconds, "size": size})
-        )
+        job = await manager.start(params)
+        follower = asyncio.ensure_future(_follow_metrics(Path(metrics), progress, task)) if metrics else None
         try:
             job = await manager.wait(job.id)
         except asyncio.CancelledError:
             job = await manager.cancel(job.id, "interrupted (Ctrl-C)")
+        finally:
+            if follower is not None:
+                follower.cancel()
     store.close()
-    return {"job": job.id, "state": job.state, "reason": job.reason, "result": job.result}
+    return job
 
 
-_COMMANDS = {"version": cmd_version, "serve": cmd_serve, "doctor": cmd_doctor}
+async def _follow_metrics(path: Any, progress: Any, task: Any) -> None:
+    """Tail the engine's metrics file and move the bar with its step samples."""
+    offset = 0
+    while True:
+        await asyncio.sleep(0.25)
+        try:
+            with open(path, "rb") as handle:
+                handle.seek(offset)
+                chunk = handle.read()
+        except FileNotFoundError:
+            continue
+        complete = chunk[: chunk.rfind(b"\n") + 1]
+        offset += len(complete)
+        for line in complete.splitlines():
+            try:
+                sample = json.loads(line)
+            except ValueError:
+                continue
+            if sample.get("type") == "step" and sample.get("total_steps"):
+                done = (sample["step"] + 1) / sample["total_steps"]
+                loss = sample.get("loss")
+                speed = sample.get("samples_per_s")
+                text = f"step {sample['step'] + 1}/{sample['total_steps']}"
+                text += f"  loss {loss:.4f}" if isinstance(loss, (int, float)) else ""
+                text += f"  {speed:,.0f} samples/s" if isinstance(speed, (int, float)) else ""
+                progress.update(task, completed=min(1.0, done), description=text)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import os
+    import time
+    from pathlib import Path
+
+    from deepdive.jobs.kinds import JobRejected
+    from deepdive.jobs.store import state_dir
+    from deepdive.protocol import JobStartParams
+
+    script_args = args.script_args[1:] if args.script_args[:1] == ["--"] else args.script_args
+    if args.nproc < 1:
+        raise UsageError("--nproc must be at least 1")
+    if args.timeout is not None and args.timeout <= 0:
+        raise UsageError("--timeout must be positive")
+    script = Path(args.script)
+    if not script.is_file():
+        raise UsageError(f"no such script: {args.script}")
+    metrics = args.metrics_out or str(state_dir(None) / "runs" / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.jsonl")
+    Path(metrics).parent.mkdir(parents=True, exist_ok=True)
+    Path(metrics).unlink(missing_ok=True)
+    options = {"path": str(script.resolve()), "args": script_args, "nproc": args.nproc, "nnodes": args.nnodes,
+               "max_restarts": args.max_restarts, "metrics_out": metrics}
+    if args.rdzv_endpoint:
+        options["rdzv_endpoint"] = args.rdzv_endpoint
+    try:
+        job = asyncio.run(_run_job(JobStartParams(kind="train", options=options, timeout_s=args.timeout),
+                                   f"train ×{args.nproc}", quiet=args.json, workspace=str(Path.cwd()),
+                                   metrics=metrics))
+    except JobRejected as exc:
+        raise UsageError(str(exc)) from None
+    from deepdive.report import print_train_summary, read_run_summary
+
+    summary = read_run_summary(Path(metrics))
+    if args.json:
+        print(json.dumps({"job": job.id, "state": job.state, "reason": job.reason, "metrics": metrics,
+                          "summary": summary}, default=str))
+    else:
+        print_train_summary(job, summary, metrics)
+    return 0 if job.state == "succeeded" else (job.exit_code or 1)
+
+
+_COMMANDS = {"version": cmd_version, "serve": cmd_serve, "doctor": cmd_doctor, "train": cmd_train}

@@ -62,3 +62,63 @@ def print_deep(deep: dict[str, Any], console: Console | None = None) -> None:
     for row in result.get("matmul", []):
         table.add_row(row["device"], row["dtype"], str(row["size"]), f"{row['gflops']:.1f}")
     console.print(table)
+
+
+def read_run_summary(metrics: "Path") -> dict[str, Any] | None:
+    """The engine's last ``summary`` event in a metrics JSONL file (None when there is none)."""
+    import json
+
+    summary = None
+    try:
+        with open(metrics, encoding="utf-8") as handle:
+            for line in handle:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if record.get("type") == "event" and record.get("kind") == "summary":
+                    summary = record
+    except FileNotFoundError:
+        return None
+    return summary
+
+
+def print_train_summary(job: Any, summary: dict[str, Any] | None, metrics: str, console: Console | None = None) -> None:
+    console = console or Console()
+    if job.state != "succeeded":
+        console.print(f"[red]training {job.state}: {job.reason}[/red] (job {job.id})")
+    if not summary:
+        console.print(f"[yellow]no run summary in {metrics}: did the script call run.finish()?")
+        return
+    table = Table(title=f"Run {summary.get('run')} — {summary.get('topology')}", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+
+    def fmt(value: Any, unit: str = "", scale: float = 1.0, digits: int = 2) -> str:
+        if value is None:
+            return "-"
+        if isinstance(value, (int, float)):
+            return f"{value * scale:,.{digits}f}{unit}"
+        return str(value)
+
+    table.add_row("steps", f"{summary.get('steps')} in {summary.get('epochs')} epoch(s), "
+                           f"{summary.get('world_size')} process(es), {summary.get('strategy')}")
+    table.add_row("precision", f"{summary.get('precision')} — {summary.get('precision_reason')}")
+    table.add_row("step time", fmt(summary.get("mean_step_time_s"), " ms", 1e3))
+    table.add_row("throughput", fmt(summary.get("samples_per_s"), " samples/s", digits=0))
+    table.add_row("final loss", fmt(summary.get("final_loss"), digits=4))
+    table.add_row("loss scale", f"{fmt(summary.get('loss_scale'), digits=0)}; skipped steps "
+                                f"{summary.get('skipped_steps')}")
+    if summary.get("promoted_to_fp32"):
+        table.add_row("promoted to fp32", ", ".join(summary["promoted_to_fp32"]))
+    table.add_row("compression", f"{summary.get('compression')} — {summary.get('compression_reason')}")
+    if summary.get("comm_bytes_uncompressed_per_step") is not None:
+        before = summary["comm_bytes_uncompressed_per_step"]
+        after = summary.get("comm_bytes_sent_per_step") or 0
+        ratio = f" ({before / after:.1f}× fewer)" if after else ""
+        table.add_row("bytes/step", f"{before / 1024:,.1f} KiB → {after / 1024:,.1f} KiB{ratio}")
+        table.add_row("comm time/step", fmt(summary.get("comm_time_s_per_step"), " ms", 1e3))
+    memory = summary.get("mem_peak_mib") or summary.get("mem_rss_mib")
+    table.add_row("memory", fmt(memory, " MiB", digits=0))
+    console.print(table)
+    console.print(f"metrics: {metrics}")

@@ -8,7 +8,6 @@ Later capabilities (train, tune, compress, codegen verify) add their kinds here.
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -83,19 +82,59 @@ def _deep_check(options: dict[str, Any], ctx: Context) -> Launch:
 
 def _script(options: dict[str, Any], ctx: Context) -> Launch:
     _only(options, {"path", "args"}, "script")
+    base, script = _script_path(options, ctx)
+    args = _string_list(options, "args")
+    return Launch(
+        argv=[ctx.python, str(script), *args], cwd=str(base), title=f"python {script.name}", timeout_s=None
+    )
+
+
+def _script_path(options: dict[str, Any], ctx: Context) -> tuple[Path, Path]:
     path = options.get("path")
     if not isinstance(path, str) or not path:
         raise JobRejected("option 'path' must name a Python file")
-    args = options.get("args", [])
-    if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
-        raise JobRejected("option 'args' must be a list of strings")
     base = Path(ctx.workspace) if ctx.workspace else Path.cwd()
     script = (base / path).resolve()
     if not script.is_file():
         raise JobRejected(f"no such script: {script}")
-    return Launch(
-        argv=[ctx.python, str(script), *args], cwd=str(base), title=f"python {script.name}", timeout_s=None
-    )
+    return base, script
+
+
+def _string_list(options: dict[str, Any], key: str) -> list[str]:
+    value = options.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(a, str) for a in value):
+        raise JobRejected(f"option '{key}' must be a list of strings")
+    return value
+
+
+def _train(options: dict[str, Any], ctx: Context) -> Launch:
+    """torchrun (elastic) around a script that uses deepdive.engine."""
+    _only(options, {"path", "args", "nproc", "nnodes", "rdzv_endpoint", "max_restarts", "metrics_out"}, "train")
+    base, script = _script_path(options, ctx)
+    args = _string_list(options, "args")
+    nproc = int(_number(options, "nproc", 1, 1, 1024))
+    max_restarts = int(_number(options, "max_restarts", 0, 0, 1000))
+    nnodes = options.get("nnodes", "1")
+    if not isinstance(nnodes, str) or not all(part.isdigit() and int(part) > 0 for part in nnodes.split(":")) \
+            or len(nnodes.split(":")) > 2:
+        raise JobRejected(f"option 'nnodes' must be N or MIN:MAX, got {nnodes!r}")
+    endpoint = options.get("rdzv_endpoint")
+    argv = [ctx.python, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc),
+            "--max-restarts", str(max_restarts)]
+    if nnodes in ("1", "1:1") and not endpoint:
+        argv.append("--standalone")
+    else:
+        if not isinstance(endpoint, str) or ":" not in endpoint:
+            raise JobRejected("several nodes need option 'rdzv_endpoint' as HOST:PORT (the same on every node)")
+        argv += ["--nnodes", nnodes, "--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint]
+    env = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))}
+    metrics_out = options.get("metrics_out")
+    if metrics_out is not None:
+        if not isinstance(metrics_out, str):
+            raise JobRejected("option 'metrics_out' must be a file path")
+        env["DEEPDIVE_METRICS_OUT"] = metrics_out
+    return Launch(argv=[*argv, str(script), *args], cwd=str(base), title=f"train {script.name} ×{nproc}",
+                  timeout_s=None, env=env)
 
 
 KINDS: dict[str, Kind] = {
@@ -115,6 +154,13 @@ KINDS: dict[str, Kind] = {
             True,
             _script,
         ),
+        Kind(
+            "train",
+            "Train with deepdive.engine",
+            "Runs a training script under torchrun (elastic; N processes, optional multi-node rendezvous).",
+            True,
+            _train,
+        ),
     )
 }
 
@@ -126,7 +172,3 @@ def build_launch(kind: str, options: dict[str, Any], ctx: Context) -> tuple[Kind
     if spec.runs_user_code and not ctx.trusted:
         raise JobRejected(f"{spec.title} runs workspace code: trust this workspace first (Manage Workspace Trust)")
     return spec, spec.build(options, ctx)
-
-
-def default_python() -> str:
-    return sys.executable
