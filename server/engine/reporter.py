@@ -220,9 +220,13 @@ def encode(obj: dict) -> str:
             not a string, number or bool, or a reference cycle).
     """
     try:
-        return json.dumps(obj, default=_plain, allow_nan=False, separators=_SEPARATORS)
+        return _ENCODER.encode(obj)
     except ValueError:  # a non-finite float somewhere (or a cycle, which _finite turns into RecursionError)
-        return json.dumps(_finite(obj), default=_plain, allow_nan=False, separators=_SEPARATORS)
+        return _ENCODER.encode(_finite(obj))
+
+
+# One encoder for all calls: json.dumps with options builds a new one each time.
+_ENCODER = json.JSONEncoder(default=_plain, allow_nan=False, separators=_SEPARATORS)
 
 
 _CONNECT_HAS_PROXY: Optional[bool] = None
