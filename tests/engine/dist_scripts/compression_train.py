@@ -1,11 +1,12 @@
-"""Trains a digits MLP with plain DDP and GradCompression's hook; rank 0 prints one JSON line.
+"""Trains a digits MLP with plain DDP and GradCompression's hook; rank 0 prints a JSON line per run.
 
 Run under torchrun, e.g.::
 
     python -m torch.distributed.run --standalone --nproc_per_node=2 \\
         tests/engine/dist_scripts/compression_train.py --mode powersgd --rank 2
 
-The JSON line starts with ``{"result":`` and carries the test accuracy, the communication figures
+With ``--mode none,fp16,...`` it trains once per mode in the same processes (one torchrun start).
+Each JSON line starts with ``{"result":`` and carries the test accuracy, the communication figures
 (means over the steps after PowerSGD's warm-up), the largest parameter difference between ranks
 (0.0 when every rank holds the same model) and the topology summary.
 """
@@ -15,7 +16,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
 import time
 
 import torch
@@ -51,31 +51,14 @@ def build_model(hidden: int) -> torch.nn.Module:
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mode", default="none")
-    parser.add_argument("--rank", type=int, default=2, help="PowerSGD rank")
-    parser.add_argument("--warmup", type=int, default=5, help="PowerSGD warm-up steps")
-    parser.add_argument("--topk-ratio", type=float, default=0.01)
-    parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--batch", type=int, default=64, help="global batch size")
-    parser.add_argument("--lr", type=float, default=0.05)
-    parser.add_argument("--hidden", type=int, default=256)
-    parser.add_argument("--bucket-cap-mb", type=float, default=0.25)
-    parser.add_argument("--switch", action="append", default=[], metavar="MODE@STEP",
-                        help="switch the mode at a step (repeatable)")
-    parser.add_argument("--auto", type=int, default=0, metavar="N",
-                        help="measure N steps uncompressed, then apply decide_auto")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-
-    dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=60))
+def train(args: argparse.Namespace, mode: str, data: tuple) -> dict:
+    """One training run with a fresh model and hook; returns rank 0's view of it."""
     rank, world = dist.get_rank(), dist.get_world_size()
+    x_tr, y_tr, x_te, y_te = data
     torch.manual_seed(args.seed)
-    x_tr, y_tr, x_te, y_te = digits(args.seed)
     model = build_model(args.hidden)
     ddp = torch.nn.parallel.DistributedDataParallel(model, bucket_cap_mb=args.bucket_cap_mb)
-    comp = GradCompression(args.mode, rank=args.rank, warmup_steps=args.warmup, topk_ratio=args.topk_ratio)
+    comp = GradCompression(mode, rank=args.rank, warmup_steps=args.warmup, topk_ratio=args.topk_ratio)
     comp.register(ddp)
     opt = torch.optim.SGD(ddp.parameters(), lr=args.lr, momentum=0.9)
     switches = {int(s.split("@")[1]): s.split("@")[0] for s in args.switch}
@@ -91,7 +74,7 @@ def main() -> None:
             if step in switches:
                 comp.set_mode(switches[step])
             if args.auto and step == args.auto:
-                rows = [f for f in per_step[1:]]  # the first step includes DDP's bucket rebuild
+                rows = per_step[1:]  # the first step includes DDP's bucket rebuild
                 mine = {
                     key: sum(r[key] for r in rows) / len(rows)
                     for key in ("step_time_s", "comm_time_s", "comm_exposed_s", "comm_bytes_uncompressed")
@@ -100,9 +83,9 @@ def main() -> None:
                 mine["link"] = describe_topology()["link"]
                 everyone: list = [None] * world
                 dist.all_gather_object(everyone, mine)
-                mode, reason = decide_auto(everyone)
-                comp.set_mode(mode)
-                decision = {"mode": mode, "reason": reason}
+                chosen, reason = decide_auto(everyone)
+                comp.set_mode(chosen)
+                decision = {"mode": chosen, "reason": reason}
             idx = order[b * args.batch : (b + 1) * args.batch][rank::world]
             t0 = time.perf_counter()
             loss = F.cross_entropy(ddp(x_tr[idx]), y_tr[idx])
@@ -128,7 +111,7 @@ def main() -> None:
     def mean(key: str) -> float:
         return sum(f[key] for f in measured) / len(measured)
 
-    result = {
+    return {
         "mode": comp.mode,
         "world_size": world,
         "accuracy": accuracy,
@@ -148,10 +131,33 @@ def main() -> None:
         "totals": comp.stats.totals(),
         "decision": decision,
         "topology": describe_topology()["summary"],
-        "env_local_world_size": os.environ.get("LOCAL_WORLD_SIZE"),
     }
-    if rank == 0:
-        print(json.dumps({"result": result}), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mode", default="none", help="a mode, or several separated by commas (one run each)")
+    parser.add_argument("--rank", type=int, default=2, help="PowerSGD rank")
+    parser.add_argument("--warmup", type=int, default=5, help="PowerSGD warm-up steps")
+    parser.add_argument("--topk-ratio", type=float, default=0.01)
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=64, help="global batch size")
+    parser.add_argument("--lr", type=float, default=0.05)
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--bucket-cap-mb", type=float, default=0.25)
+    parser.add_argument("--switch", action="append", default=[], metavar="MODE@STEP",
+                        help="switch the mode at a step (repeatable)")
+    parser.add_argument("--auto", type=int, default=0, metavar="N",
+                        help="measure N steps uncompressed, then apply decide_auto")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=60))
+    data = digits(args.seed)
+    for mode in args.mode.split(","):
+        result = train(args, mode, data)
+        if dist.get_rank() == 0:
+            print(json.dumps({"result": result}), flush=True)
     dist.barrier()
     dist.destroy_process_group()
 
