@@ -51,7 +51,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-out", default=None, help="telemetry JSONL file (default: in the run's state folder)")
     p.add_argument("--timeout", type=float, default=None, help="wall-clock limit in seconds")
     p.add_argument("--json", action="store_true", help="print the run's summary as JSON")
-    p.add_argument("script_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return parser
 
 
@@ -59,8 +58,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = build_parser()
     args_list = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args_list
+    # everything after the first "--" belongs to the training script, untouched
+    passthrough: list[str] = []
+    if "--" in args_list:
+        cut = args_list.index("--")
+        args_list, passthrough = args_list[:cut], args_list[cut + 1:]
     try:
         args = parser.parse_args(args_list)
+        if passthrough and args.command != "train":
+            raise UsageError(f"'--' and what follows is only for 'deepdive train': {' '.join(passthrough)}")
+        args.script_args = passthrough
         if args.command is None:
             parser.print_help()
             return 2
@@ -202,7 +209,7 @@ async def _follow_metrics(path: Any, progress: Any, task: Any) -> None:
                 sample = json.loads(line)
             except ValueError:
                 continue
-            if sample.get("type") == "step" and sample.get("total_steps"):
+            if sample.get("type") == "sample" and sample.get("total_steps"):
                 done = (sample["step"] + 1) / sample["total_steps"]
                 loss = sample.get("loss")
                 speed = sample.get("samples_per_s")
@@ -221,7 +228,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from deepdive.jobs.store import state_dir
     from deepdive.protocol import JobStartParams
 
-    script_args = args.script_args[1:] if args.script_args[:1] == ["--"] else args.script_args
+    script_args = args.script_args
     if args.nproc < 1:
         raise UsageError("--nproc must be at least 1")
     if args.timeout is not None and args.timeout <= 0:

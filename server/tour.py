@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -33,7 +35,7 @@ def step(n: int, title: str) -> None:
     console.print(Rule(f"[bold]{n}. {title}", align="left"))
 
 
-async def tour(repo: Path, seconds: float) -> int:
+async def tour(repo: Path, seconds: float, epochs: int) -> int:
     workspace = Path(tempfile.mkdtemp(prefix="deepdive-tour-"))
     step(1, "Start the daemon the way the editor does (LSP over stdio)")
     t0 = time.perf_counter()
@@ -82,7 +84,18 @@ async def tour(repo: Path, seconds: float) -> int:
         code = await client.close()
         console.print(f"daemon shut down cleanly (exit code {code})")
 
-    step(5, "The VS Code extension")
+    step(5, "Train the digits classifier: auto precision, 2-process DDP over gloo, PowerSGD (deepdive train)")
+    digits = repo / "server" / "examples" / "digits.py"
+    trained = subprocess.run(
+        [sys.executable, "-m", "deepdive", "train", str(digits), "--nproc", "2", "--",
+         "--epochs", str(epochs), "--compression", "powersgd", "--precision", "auto"],
+        cwd=workspace, env={**os.environ, "DEEPDIVE_HOME": str(workspace / ".deepdive")},
+    )
+    if trained.returncode != 0:
+        console.print(f"[red]training failed (exit code {trained.returncode})")
+        return 1
+
+    step(6, "The VS Code extension")
     vsix = sorted(repo.glob("deepdive-*.vsix"))
     if vsix:
         console.print(f"packaged: {vsix[-1]}")
@@ -97,8 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m deepdive.tour")
     parser.add_argument("--repo", type=Path, default=Path.cwd(), help="repository root (where the .vsix is)")
     parser.add_argument("--seconds", type=float, default=1.0, help="time per deep-check measurement")
+    parser.add_argument("--epochs", type=int, default=10, help="epochs of the digits training")
     args = parser.parse_args(argv)
-    return asyncio.run(tour(args.repo.resolve(), args.seconds))
+    return asyncio.run(tour(args.repo.resolve(), args.seconds, args.epochs))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,475 @@
+"""The engine's one object: :func:`setup` returns a :class:`Run` with a handful of verbs.
+
+Example::
+
+    import deepdive.engine as dd
+
+    run = dd.setup(precision="auto", grad_compression="auto")
+    lr = run.suggest("lr", 1e-4, 1e-1, log=True, default=3e-3)
+    model, opt, loader = run.prepare(model, torch.optim.AdamW(model.parameters(), lr=lr), loader)
+    for x, y in run.batches(loader, epochs=3):
+        with run.autocast():
+            loss = F.cross_entropy(model(x), y)
+        run.backward(loss)
+        run.step(opt)
+        run.log(loss=loss)
+    run.finish()
+
+The same script runs under ``python`` (one process), ``torchrun`` (DDP over gloo or NCCL) and
+``deepdive train``. No base class, no trainer: the loop stays the user's.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import statistics
+import time
+import uuid
+from typing import Any, Iterable, Iterator, Optional, Sequence
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+
+from deepdive.engine import distributed as ddist
+from deepdive.engine.compression import GradCompression, decide_auto
+from deepdive.engine.hparams import Hyperparameters
+from deepdive.engine.precision import (
+    DEFAULT_FP32_MODULES, LossScaler, OverflowGuard, Promotion, keep_in_fp32, resolve_precision,
+)
+from deepdive.engine.precision import autocast as precision_autocast
+from deepdive.engine.reporter import Reporter
+from deepdive.engine.topology import describe_topology
+
+COMPRESSIONS = ("auto", "none", "fp16", "bf16", "powersgd", "topk")
+STRATEGIES = ("auto", "ddp", "fsdp", "none")
+
+
+def setup(
+    precision: str = "auto",
+    grad_compression: str = "auto",
+    strategy: str = "auto",
+    *,
+    keep_fp32: Optional[Sequence[type[nn.Module]]] = None,
+    hysteresis: int = 1,
+    overflow_check_every: int = 100,
+    compression_options: Optional[dict[str, Any]] = None,
+    auto_compression_steps: int = 20,
+    device: str = "auto",
+    backend: str = "auto",
+    bucket_cap_mb: float = 25.0,
+    static_graph: bool = False,
+    find_unused_parameters: bool = False,
+    metrics_out: Optional[str] = None,
+    log_every: int = 1,
+    seed: Optional[int] = None,
+) -> "Run":
+    """Set up a run: process group, device, precision, telemetry.
+
+    Args:
+        precision (str): ``auto`` (bf16 on GPUs with compute capability >= 8.0 and on CPUs with
+            native bf16; fp16 with loss scaling on older GPUs; fp32 otherwise), ``fp32``, ``bf16``, ``fp16``.
+        grad_compression (str): DDP gradient compression: ``auto`` (measure the first
+            ``auto_compression_steps`` steps, compress only when communication is not hidden by
+            backward), ``none``, ``fp16``, ``bf16``, ``powersgd``, ``topk``.
+        strategy (str): ``auto`` (DDP, or FSDP2 when the model does not fit one GPU), ``ddp``,
+            ``fsdp``, ``none`` (no wrapping even under torchrun).
+        keep_fp32 (sequence of module classes): run in fp32 under autocast; default: normalisation layers.
+        hysteresis (int): overflows in a row before the fp16 loss scale backs off (1 = every overflow).
+        overflow_check_every (int): sample forward hooks every N steps to find modules that overflow
+            in low precision and switch them to fp32 (0: only after an overflow).
+        compression_options (dict): ``rank`` and ``warmup_steps`` for PowerSGD, ``topk_ratio`` for top-k.
+        auto_compression_steps (int): steps measured before ``grad_compression="auto"`` decides.
+        device (str): ``auto``, ``cpu`` or ``cuda``.
+        backend (str): ``auto`` (NCCL with GPUs, else gloo), ``gloo`` or ``nccl``.
+        bucket_cap_mb (float), static_graph (bool), find_unused_parameters (bool): DDP options.
+        metrics_out (str): also write telemetry to this JSONL file (rank 0's; other ranks add ``.rankN``).
+        log_every (int): telemetry period in steps.
+        seed (int): seed torch (the same on every rank) for reproducible runs.
+
+    Raises:
+        ValueError: an unknown option value, with the allowed ones.
+    """
+    return Run(precision=precision, grad_compression=grad_compression, strategy=strategy, keep_fp32=keep_fp32,
+               hysteresis=hysteresis, overflow_check_every=overflow_check_every,
+               compression_options=compression_options or {}, auto_compression_steps=auto_compression_steps,
+               device=device, backend=backend, bucket_cap_mb=bucket_cap_mb, static_graph=static_graph,
+               find_unused_parameters=find_unused_parameters, metrics_out=metrics_out, log_every=log_every,
+               seed=seed)
+
+
+class Run:
+    """A training run. Create it with :func:`setup`."""
+
+    def __init__(self, *, precision: str, grad_compression: str, strategy: str,
+                 keep_fp32: Optional[Sequence[type[nn.Module]]], hysteresis: int, overflow_check_every: int,
+                 compression_options: dict[str, Any], auto_compression_steps: int, device: str, backend: str,
+                 bucket_cap_mb: float, static_graph: bool, find_unused_parameters: bool,
+                 metrics_out: Optional[str], log_every: int, seed: Optional[int]):
+        if grad_compression not in COMPRESSIONS:
+            raise ValueError(f"grad_compression must be one of {', '.join(COMPRESSIONS)}, got {grad_compression!r}")
+        if strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+        if log_every < 1 or auto_compression_steps < 2 or overflow_check_every < 0:
+            raise ValueError("log_every >= 1, auto_compression_steps >= 2 and overflow_check_every >= 0, please")
+        unknown = set(compression_options) - {"rank", "warmup_steps", "topk_ratio"}
+        if unknown:
+            raise ValueError(f"unknown compression_options {sorted(unknown)}: use rank, warmup_steps, topk_ratio")
+        if seed is not None:
+            torch.manual_seed(seed)
+        self.dist = ddist.init_from_env(device, backend)
+        self.device = self.dist.device
+        self.plan = resolve_precision(precision, self.device)
+        self.scaler = LossScaler(self.plan.device_type, self.plan.needs_loss_scaling, hysteresis=hysteresis)
+        self.hparams = Hyperparameters()
+        self.run_id = os.environ.get("DEEPDIVE_RUN_ID") or os.environ.get("TORCHELASTIC_RUN_ID") or uuid.uuid4().hex[:12]
+        if metrics_out and not self.dist.is_main:
+            metrics_out = f"{metrics_out}.rank{self.dist.rank}"
+        self.reporter = Reporter.from_env(self.run_id, self.dist.rank, metrics_out)
+        self.topology = describe_topology()
+
+        self._options = dict(
+            keep_fp32=tuple(DEFAULT_FP32_MODULES if keep_fp32 is None else keep_fp32),
+            overflow_check_every=overflow_check_every, compression=grad_compression,
+            compression_options=compression_options, auto_steps=auto_compression_steps, strategy=strategy,
+            ddp=dict(bucket_cap_mb=bucket_cap_mb, static_graph=static_graph,
+                     find_unused_parameters=find_unused_parameters),
+        )
+        self.log_every = log_every
+        self.strategy = "none"
+        self.strategy_reason = "single process"
+        self.compression: Optional[GradCompression] = None
+        self.compression_reason = "single process: nothing to communicate"
+        self.guard: Optional[OverflowGuard] = None
+        self.kept_fp32: list[str] = []
+
+        self.step_count = 0
+        self.batch_index = -1  # the batch being processed, counted over the whole run
+        self.epoch = 0
+        self.total_steps: Optional[int] = None
+        self._metrics: dict[str, Any] = {}
+        self._loss: Optional[torch.Tensor] = None
+        self._step_start: Optional[float] = None
+        self._data_wait = 0.0
+        self._batch_size = 0
+        self._step_times: list[float] = []
+        self._comm: dict[str, Any] = {}
+        self._comm_history: list[dict[str, Any]] = []
+        self._lr: Optional[float] = None
+        self._finished = False
+        atexit.register(self._atexit)
+
+        self.event("setup", precision=self.plan.mode, precision_reason=self.plan.reason,
+                   world_size=self.dist.world_size, backend=self.dist.backend, device=str(self.device),
+                   topology=self.topology.get("summary"))
+
+    # -- properties -----------------------------------------------------------------------------
+
+    @property
+    def rank(self) -> int:
+        return self.dist.rank
+
+    @property
+    def world_size(self) -> int:
+        return self.dist.world_size
+
+    @property
+    def is_main(self) -> bool:
+        return self.dist.is_main
+
+    @property
+    def precision(self) -> str:
+        return self.plan.mode
+
+    # -- hyperparameters ------------------------------------------------------------------------
+
+    def suggest(self, name: str, low: Any = None, high: Any = None, *, default: Any = None, log: bool = False,
+                step: Optional[float] = None, choices: Optional[Sequence[Any]] = None) -> Any:
+        """A hyperparameter: its default here, the trial's value under ``deepdive tune``."""
+        return self.hparams.suggest(name, low, high, default=default, log=log, step=step, choices=choices)
+
+    # -- prepare --------------------------------------------------------------------------------
+
+    def prepare(self, model: nn.Module, optimizer: Optional[torch.optim.Optimizer] = None,
+                loader: Optional[DataLoader] = None) -> Any:
+        """Put the model on the device with its precision policy, wrap it for DDP/FSDP, shard the loader.
+
+        Returns the objects given, in the same order (the model alone when only it is given). Use
+        the returned ones: under FSDP the optimizer is rebuilt over the sharded parameters.
+
+        Raises:
+            ValueError: compression asked for with FSDP; an optimizer with several parameter
+                groups under FSDP (create it after ``prepare(model)`` instead).
+        """
+        model = model.to(self.device)
+        if self.plan.autocast_enabled:
+            self.kept_fp32 = keep_in_fp32(model, self._options["keep_fp32"], self.plan.device_type)
+            self.guard = OverflowGuard(model, self.plan.device_type, self._options["overflow_check_every"],
+                                       self._on_promote)
+        if self.dist.distributed and self._options["strategy"] != "none":
+            model, optimizer = self._wrap(model, optimizer)
+        if loader is not None and self.dist.distributed:
+            loader = self._shard(loader)
+        self.event("prepare", strategy=self.strategy, strategy_reason=self.strategy_reason,
+                   compression=self.compression.mode if self.compression else "none",
+                   compression_reason=self.compression_reason, kept_fp32=self.kept_fp32,
+                   parameters=sum(p.numel() for p in model.parameters()))
+        given = [obj for obj in (model, optimizer, loader) if obj is not None]
+        return given[0] if len(given) == 1 else tuple(given)
+
+    def _wrap(self, model: nn.Module, optimizer: Optional[torch.optim.Optimizer]) -> tuple[nn.Module, Any]:
+        requested = self._options["strategy"]
+        fits, why = ddist.fits_one_device(model, self.dist)
+        if requested == "fsdp" or (requested == "auto" and not fits):
+            self.strategy = "fsdp"
+            self.strategy_reason = "asked for" if requested == "fsdp" else f"model does not fit one GPU: {why}"
+            if self._options["compression"] not in ("auto", "none"):
+                raise ValueError("gradient compression hooks are for DDP: use strategy='ddp' or grad_compression='none'")
+            self.compression_reason = "FSDP shards gradients with reduce-scatter: no DDP compression hook"
+            model = ddist.wrap_fsdp(model, self.dist)
+            if optimizer is not None:
+                if len(optimizer.param_groups) != 1:
+                    raise ValueError("under FSDP create the optimizer after run.prepare(model): it must see the sharded parameters")
+                optimizer = type(optimizer)(model.parameters(), **optimizer.defaults)
+            return model, optimizer
+        self.strategy = "ddp"
+        self.strategy_reason = "asked for" if requested == "ddp" else f"data parallel: the model fits one device ({why})"
+        model = ddist.wrap_ddp(model, self.dist, **self._options["ddp"])
+        requested_compression = self._options["compression"]
+        mode = "none" if requested_compression == "auto" else requested_compression
+        self.compression = GradCompression(mode, **self._options["compression_options"])
+        self.compression.register(model)
+        self.compression_reason = (
+            f"measuring the first {self._options['auto_steps']} steps before deciding"
+            if requested_compression == "auto" else "asked for"
+        )
+        return model, optimizer
+
+    def _shard(self, loader: DataLoader) -> DataLoader:
+        if isinstance(loader.sampler, DistributedSampler):
+            return loader
+        if loader.batch_sampler is not None and not hasattr(loader.batch_sampler, "batch_size"):
+            raise ValueError("a custom batch_sampler cannot be sharded automatically: give it a DistributedSampler")
+        sampler = DistributedSampler(loader.dataset, num_replicas=self.world_size, rank=self.rank,
+                                     shuffle=isinstance(loader.sampler, RandomSampler),
+                                     seed=torch.initial_seed() % 2**31, drop_last=loader.drop_last)
+        return DataLoader(loader.dataset, batch_size=loader.batch_size, sampler=sampler,
+                          num_workers=loader.num_workers, collate_fn=loader.collate_fn,
+                          pin_memory=loader.pin_memory, drop_last=loader.drop_last,
+                          persistent_workers=loader.persistent_workers if loader.num_workers else False)
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def batches(self, loader: Iterable[Any], epochs: int = 1) -> Iterator[Any]:
+        """Iterate ``epochs`` times over ``loader``, batches moved to the device; times every step."""
+        if epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {epochs}")
+        try:
+            self.total_steps = len(loader) * epochs  # type: ignore[arg-type]
+        except TypeError:
+            self.total_steps = None
+        for epoch in range(epochs):
+            self.epoch = epoch
+            sampler = getattr(loader, "sampler", None)
+            if hasattr(sampler, "set_epoch"):
+                sampler.set_epoch(epoch)  # type: ignore[union-attr]
+            waited_from = time.perf_counter()
+            for batch in loader:
+                self.batch_index += 1
+                self._step_start = time.perf_counter()
+                self._data_wait = self._step_start - waited_from
+                batch = _to_device(batch, self.device)
+                self._batch_size = _batch_size(batch)
+                yield batch
+                self._end_step()
+                waited_from = time.perf_counter()
+
+    @contextlib.contextmanager
+    def autocast(self) -> Iterator[None]:
+        """Mixed precision for the forward pass (and the loss), per the run's precision plan."""
+        if self.guard is not None:
+            self.guard.before_forward(self.step_count)
+        with precision_autocast(self.plan):
+            yield
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """Backward with loss scaling; communication is measured when the model is DDP-wrapped."""
+        if self.guard is not None:
+            self.guard.after_forward(self.step_count)
+        self._loss = loss.detach()
+        if self.compression is not None:
+            self.compression.stats.begin_step()
+        self.scaler.scale_loss(loss).backward()
+        if self.compression is not None:
+            self._comm = self.compression.stats.end_step()
+            self._comm_history.append(self._comm)
+
+    def step(self, optimizer: torch.optim.Optimizer, clip_grad_norm: Optional[float] = None) -> bool:
+        """Optimizer step (skipped when fp16 gradients overflowed), then zero the gradients.
+
+        Returns:
+            bool: True when the step was skipped because of an overflow.
+        """
+        if clip_grad_norm is not None:
+            self.scaler.unscale_(optimizer)
+            params = [p for group in optimizer.param_groups for p in group["params"]]
+            torch.nn.utils.clip_grad_norm_(params, clip_grad_norm)
+        skipped = self.scaler.step(optimizer)
+        optimizer.zero_grad(set_to_none=True)
+        if skipped:
+            if self.guard is not None:
+                self.guard.overflowed()
+            self.event("overflow", step=self.step_count, loss_scale=self.scaler.scale,
+                       skipped_steps=self.scaler.skipped_steps)
+        self._lr = optimizer.param_groups[0].get("lr")
+        self.step_count += 1
+        if (self._options["compression"] == "auto" and self.compression is not None
+                and self.step_count == self._options["auto_steps"]):
+            self._decide_compression()
+        return skipped
+
+    def log(self, **metrics: Any) -> None:
+        """Record metrics of this step (tensors are read only when telemetry is on)."""
+        self._metrics.update(metrics)
+
+    # -- telemetry ------------------------------------------------------------------------------
+
+    def event(self, kind: str, **fields: Any) -> None:
+        """A rare, important message (on rank 0) for the dashboard and the metrics file."""
+        if self.reporter.enabled and self.is_main:
+            self.reporter.event(kind, **fields)
+
+    def _on_promote(self, promotion: Promotion) -> None:
+        self.event("promotion", module=promotion.module, module_type=promotion.module_type, step=promotion.step,
+                   message=f"{promotion.module} ({promotion.module_type}) overflowed in {self.plan.mode}: "
+                           "it runs in fp32 from now on")
+
+    def _end_step(self) -> None:
+        if self._step_start is None:
+            return
+        sampled = self.reporter.enabled and self.batch_index % self.log_every == 0
+        if sampled and self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        step_time = time.perf_counter() - self._step_start
+        self._step_times.append(step_time)
+        if sampled:
+            self.reporter.record(self._sample(step_time))
+        self._metrics = {}
+
+    def _sample(self, step_time: float) -> dict[str, Any]:
+        sample: dict[str, Any] = {
+            "step": self.batch_index, "epoch": self.epoch, "total_steps": self.total_steps,
+            "step_time_s": step_time, "data_wait_s": self._data_wait,
+            "samples_per_s": self._batch_size * self.world_size / step_time if step_time > 0 else None,
+            "lr": self._lr, "loss_scale": self.scaler.scale,
+            "skipped_steps": self.scaler.skipped_steps, "precision": self.plan.mode,
+        }
+        if self._loss is not None and "loss" not in self._metrics:
+            sample["loss"] = float(self._loss)
+        for key, value in self._metrics.items():
+            sample[key] = float(value.detach()) if isinstance(value, torch.Tensor) and value.numel() == 1 else value
+        sample.update(self._comm)
+        sample.update(_memory(self.device))
+        return sample
+
+    def _decide_compression(self) -> None:
+        assert self.compression is not None
+        measured = self._comm_history[1:] or self._comm_history  # the first step builds buckets
+        times = self._step_times[1:] or self._step_times
+        local = {
+            "step_time_s": statistics.fmean(times),
+            "comm_time_s": statistics.fmean(c["comm_time_s"] for c in measured),
+            "comm_exposed_s": statistics.fmean(c["comm_exposed_s"] for c in measured),
+            "comm_bytes_uncompressed": statistics.fmean(c["comm_bytes_uncompressed"] for c in measured),
+        }
+        evidence = ddist.all_mean(local, self.dist)
+        evidence.update(backend=self.dist.backend, world_size=self.world_size)
+        mode, reason = decide_auto(evidence)
+        if mode != self.compression.mode:
+            self.compression.set_mode(mode, **self._options["compression_options"])
+        self.compression_reason = reason
+        self.event("compression", mode=mode, reason=reason, evidence=evidence, step=self.step_count)
+
+    # -- the end --------------------------------------------------------------------------------
+
+    def summary(self) -> dict[str, Any]:
+        """The run's figures so far."""
+        times = self._step_times[2:] or self._step_times
+        comm = self._comm_history[2:] or self._comm_history
+        mean_step = statistics.fmean(times) if times else None
+        out: dict[str, Any] = {
+            "run": self.run_id, "steps": self.step_count, "epochs": self.epoch + 1 if self.step_count else 0,
+            "world_size": self.world_size, "backend": self.dist.backend, "device": str(self.device),
+            "topology": self.topology.get("summary"), "strategy": self.strategy,
+            "precision": self.plan.mode, "precision_reason": self.plan.reason,
+            "mean_step_time_s": mean_step,
+            "samples_per_s": (self._batch_size * self.world_size / mean_step) if mean_step else None,
+            "final_loss": float(self._loss) if self._loss is not None else None,
+            "skipped_steps": self.scaler.skipped_steps, "loss_scale": self.scaler.scale,
+            "scale_changes": self.scaler.scale_changes,
+            "promoted_to_fp32": [p.module for p in self.guard.promotions] if self.guard else [],
+            "kept_fp32": self.kept_fp32,
+            "compression": self.compression.mode if self.compression else "none",
+            "compression_reason": self.compression_reason,
+        }
+        if comm:
+            for key in ("comm_bytes_uncompressed", "comm_bytes_sent", "comm_time_s", "comm_overlap"):
+                out[f"{key}_per_step"] = statistics.fmean(c[key] for c in comm)
+        out.update(_memory(self.device))
+        return out
+
+    def finish(self) -> dict[str, Any]:
+        """Report the summary, flush telemetry, leave the process group. Safe to call twice."""
+        if self._finished:
+            return self.summary()
+        self._finished = True
+        summary = self.summary()
+        self.event("summary", **summary)
+        self.reporter.close()
+        ddist.teardown()
+        return summary
+
+    def _atexit(self) -> None:
+        if not self._finished:
+            self._finished = True
+            self.reporter.close()
+
+    def __enter__(self) -> "Run":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.finish()
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to_device(b, device) for b in batch)
+    if isinstance(batch, dict):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    return batch
+
+
+def _batch_size(batch: Any) -> int:
+    if isinstance(batch, torch.Tensor):
+        return batch.shape[0] if batch.dim() else 1
+    if isinstance(batch, (list, tuple)) and batch:
+        return _batch_size(batch[0])
+    if isinstance(batch, dict) and batch:
+        return _batch_size(next(iter(batch.values())))
+    return 0
+
+
+def _memory(device: torch.device) -> dict[str, float]:
+    if device.type == "cuda":
+        return {
+            "mem_allocated_mib": torch.cuda.memory_allocated(device) / 2**20,
+            "mem_reserved_mib": torch.cuda.memory_reserved(device) / 2**20,
+            "mem_peak_mib": torch.cuda.max_memory_allocated(device) / 2**20,
+        }
+    import psutil
+
+    return {"mem_rss_mib": psutil.Process().memory_info().rss / 2**20}
