@@ -149,8 +149,14 @@ def run_group(cmds: list[list[str]], envs: list[dict], timeout: float) -> list[s
             out, err = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
             done.append(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
     finally:
-        for proc in procs:
-            if proc.poll() is None:
+        # torchrun stops its workers on SIGTERM (they run in sessions of their own); SIGKILL after 15 s.
+        alive = [proc for proc in procs if proc.poll() is None]
+        for proc in alive:
+            os.killpg(proc.pid, signal.SIGTERM)
+        for proc in alive:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
     return done
@@ -261,11 +267,6 @@ def bandwidth_limited(args: argparse.Namespace) -> None:
         return
     remove_stale_namespaces()
     spaces = Namespaces()
-
-    def on_signal(signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         try:
             spaces.create()
@@ -294,8 +295,6 @@ def bandwidth_limited(args: argparse.Namespace) -> None:
             return
     finally:
         spaces.remove()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
     common = {"processes": 2, "link": "veth 1gbit tbf, 2 namespaces", "params": result["params"]}
     none, psgd = result["phases"]["none"], result["phases"]["powersgd:2"]
@@ -333,6 +332,13 @@ def main() -> None:
         return
     if args.warmup < 3:
         parser.error("--warmup must be at least 3 (PowerSGD runs 2 uncompressed steps after each switch)")
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    # SIGTERM and SIGHUP unwind like Ctrl-C, so that the children are stopped and the namespaces removed.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
     loopback(args)
     if args.no_netns:
         emit("skipped", None, "", run="netns_1gbit", reason="--no-netns given")
@@ -341,4 +347,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt as exc:
+        print(f"bench_comm: interrupted ({exc or 'Ctrl-C'}); workers stopped, namespaces removed", file=sys.stderr)
+        sys.exit(130)
