@@ -13,11 +13,11 @@ what :class:`CommStats` reports. Every algorithm works on gloo (CPU) and NCCL (G
 - ``topk``: the ``ratio`` largest-magnitude entries of each bucket, with error feedback; values and
   int32 indices of a fixed ``k`` per rank are all-gathered and accumulated densely.
 
-Why not torch's ``powerSGD_hook``: it launches its second and third collectives from ``Future.then``
-callbacks, which run on the backend's worker thread, so the order in which collectives of different
-buckets are issued can differ between ranks; on gloo that hangs (a 3-layer MLP under
-``torchrun --nproc_per_node=2`` hung 8 runs out of 8). Here every collective is issued from the
-hook itself, in bucket order, on every rank. Only the last collective of a bucket is left in flight
+Why not torch's ``powerSGD_hook``: on gloo it hangs (a 3-layer MLP under
+``torchrun --nproc_per_node=2`` hung 8 runs out of 8). It issues its second and third collectives
+from ``Future.then`` callbacks, which run on the backend's worker thread, so the order in which the
+collectives of different buckets are issued can differ between ranks, the likely reason. Here
+every collective is issued from the hook itself, in bucket order, on every rank. Only the last collective of a bucket is left in flight
 when the hook returns (so it overlaps the rest of backward); its ``then`` callback does local
 arithmetic only and never issues a collective.
 
@@ -170,8 +170,9 @@ class CommStats:
       (a ring allreduce moves ``2 (N-1)/N`` times this).
     - ``comm_time_s`` (float): wall time during which at least one of the step's collectives was
       in flight, from issue to completion (the union of the intervals, so collectives queued
-      behind each other are not counted twice). On CUDA the times come from CUDA events on the
-      streams, since NCCL work does not block the CPU.
+      behind each other are not counted twice). It includes waiting for the slowest rank to
+      reach the collective. On CUDA the times come from CUDA events on the streams, since NCCL
+      work does not block the CPU.
     - ``comm_exposed_s`` (float): the part of ``comm_time_s`` that backward compute did not hide:
       communication after the last bucket's hook was called (all gradients exist by then; what is
       left is waiting), plus communication the hook waited for itself (PowerSGD's first
