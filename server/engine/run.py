@@ -158,6 +158,8 @@ class Run:
         self._comm: dict[str, Any] = {}
         self._comm_history: list[dict[str, Any]] = []
         self._lr: Optional[float] = None
+        self._evidence: dict[str, Any] = {}
+        self._trial_from: Optional[int] = None
         self._finished = False
         atexit.register(self._atexit)
 
@@ -325,9 +327,11 @@ class Run:
                        skipped_steps=self.scaler.skipped_steps)
         self._lr = optimizer.param_groups[0].get("lr")
         self.step_count += 1
-        if (self._options["compression"] == "auto" and self.compression is not None
-                and self.step_count == self._options["auto_steps"]):
-            self._decide_compression()
+        if self._options["compression"] == "auto" and self.compression is not None:
+            if self.step_count == self._options["auto_steps"]:
+                self._decide_compression()
+            elif self._trial_from is not None:
+                self._judge_trial()
         return skipped
 
     def log(self, **metrics: Any) -> None:
@@ -375,6 +379,7 @@ class Run:
         return sample
 
     def _decide_compression(self) -> None:
+        """Decide from the measured steps (the same decision on every rank: figures are averaged)."""
         assert self.compression is not None
         measured = self._comm_history[1:] or self._comm_history  # the first step builds buckets
         times = self._step_times[1:] or self._step_times
@@ -384,13 +389,33 @@ class Run:
             "comm_exposed_s": statistics.fmean(c["comm_exposed_s"] for c in measured),
             "comm_bytes_uncompressed": statistics.fmean(c["comm_bytes_uncompressed"] for c in measured),
         }
-        evidence = ddist.all_mean(local, self.dist)
-        evidence.update(backend=self.dist.backend, world_size=self.world_size)
+        evidence: dict[str, Any] = ddist.all_mean(local, self.dist)
+        evidence.update(backend=self.dist.backend, world_size=self.world_size, link=self.topology.get("link"))
         mode, reason = decide_auto(evidence)
+        self._evidence = evidence
+        if mode != self.compression.mode:
+            self.compression.set_mode(mode, **self._options["compression_options"])
+            # on trial: kept only if the compressed steps are measurably shorter
+            self._trial_from = len(self._step_times)
+        self.compression_reason = reason
+        self.event("compression", mode=mode, reason=reason, evidence=evidence, step=self.step_count,
+                   trial=mode != "none")
+
+    def _judge_trial(self) -> None:
+        """After the trial steps with compression on: keep it only if it shortened the step."""
+        assert self.compression is not None and self._trial_from is not None
+        trial = [t for t, c in zip(self._step_times[self._trial_from:], self._comm_history[self._trial_from:])
+                 if not c.get("comm_warmup")]
+        if len(trial) < max(3, self._options["auto_steps"] // 2):
+            return
+        figures = ddist.all_mean({"step_time_s": statistics.fmean(trial)}, self.dist)
+        mode, reason = decide_auto(self._evidence, trial=figures)
+        self._trial_from = None
         if mode != self.compression.mode:
             self.compression.set_mode(mode, **self._options["compression_options"])
         self.compression_reason = reason
-        self.event("compression", mode=mode, reason=reason, evidence=evidence, step=self.step_count)
+        self.event("compression", mode=mode, reason=reason, evidence={**self._evidence, "trial": figures},
+                   step=self.step_count, trial=False)
 
     # -- the end --------------------------------------------------------------------------------
 
