@@ -126,6 +126,7 @@ BACKOFF_MIN = 0.1
 BACKOFF_MAX = 2.0
 OPEN_TIMEOUT = 5.0
 CLOSE_TIMEOUT = 1.0
+MAX_SEND_FAILURES = 3  # a message whose send fails this many times in a row is dropped and counted
 
 _SEPARATORS = (",", ":")
 # Bytes of a hub message that are not samples or events: its head (run_id is at most 512 bytes of
@@ -335,6 +336,8 @@ class Reporter:
         self._hub_dropped_events = 0
         self._pending: Optional[tuple[str, int, int]] = None  # (text, samples, events) of an unsent message
         self._seq = 0
+        self._pending_failures = 0
+        self._hub_down = False
         self._warned: set[str] = set()
         self._final_drained = False
         self._stop_requested = False
@@ -454,8 +457,8 @@ class Reporter:
         registered with :mod:`atexit`. Later ``record`` and ``event`` calls do nothing.
 
         Args:
-            timeout (float): seconds to wait for the last batches (the hub's close handshake may
-                add up to one second more when the hub has stopped answering).
+            timeout (float): seconds to wait for the last batches; past it, what is unsent is
+                counted as dropped and the connection aborted (a second or so more at most).
         """
         if self._closed:
             return
@@ -714,16 +717,13 @@ class Reporter:
         from websockets.exceptions import WebSocketException
 
         delay = BACKOFF_MIN
-        down = False
         while True:
             if self._final_drained and not self._hub_has_work():
                 return
+            sent_before = self.messages_sent
             try:
                 ws = await self._connect()
                 self.connects += 1
-                if down:
-                    log.warning("telemetry hub %s: reconnected", self.hub)
-                down, delay = False, BACKOFF_MIN
                 reader = asyncio.ensure_future(self._hub_read(ws))
                 try:
                     await self._hub_send_all(ws)
@@ -740,11 +740,11 @@ class Reporter:
                     reader.cancel()
                 return
             except (OSError, asyncio.TimeoutError, WebSocketException) as exc:
-                if not down:
-                    down = True
-                    log.warning("telemetry hub %s unreachable (%s); retrying with backoff while the newest %d "
-                                "samples wait and older ones are dropped and counted",
-                                self.hub, self._describe(exc), self._queue_size)
+                if self.messages_sent > sent_before:  # the connection worked for a while
+                    delay = BACKOFF_MIN
+                if not self._hub_down:  # once per outage
+                    self._hub_down = True
+                    log.warning("%s", self._outage_message(exc))
             if self._stop_requested:
                 return  # a failed attempt after close(): what is left is counted as dropped
             try:
@@ -752,6 +752,15 @@ class Reporter:
             except asyncio.TimeoutError:
                 pass
             delay = min(delay * 2, BACKOFF_MAX)
+
+    def _outage_message(self, exc: BaseException) -> str:
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        if status in (401, 403):
+            return (f"telemetry hub {self.hub} refused this process's token (HTTP {status}): DEEPDIVE_HUB must be "
+                    "the URL the running Deepdive daemon gave, and its token changes at each daemon start; "
+                    "retrying with backoff")
+        return (f"telemetry hub {self.hub} unreachable ({self._describe(exc)}); retrying with backoff while the "
+                f"newest {self._queue_size} samples wait and older ones are dropped and counted")
 
     async def _hub_send_all(self, ws) -> None:
         while True:
@@ -763,9 +772,28 @@ class Reporter:
                 self._hub_ready.clear()
                 await self._hub_ready.wait()
                 continue
-            await ws.send(self._pending[0])
-            self._pending = None
+            try:
+                await ws.send(self._pending[0])
+            except Exception as exc:
+                self._pending_failures += 1
+                if self._pending_failures >= MAX_SEND_FAILURES:
+                    # The hub keeps closing the connection on this very message (too big for
+                    # it, or malformed in its eyes): give up on it rather than on everything.
+                    _, samples, events = self._pending
+                    self._pending, self._pending_failures = None, 0
+                    self._sink_dropped += samples
+                    self._sink_dropped_events += events
+                    self._hub_dropped += samples
+                    self._hub_dropped_events += events
+                    self._warn_once("send-failures", "telemetry hub %s: dropped a message of %d samples that failed "
+                                    "to send %d times in a row (%s); later ones are dropped alike, counted",
+                                    self.hub, samples, MAX_SEND_FAILURES, self._describe(exc))
+                raise
+            self._pending, self._pending_failures = None, 0
             self.messages_sent += 1
+            if self._hub_down:
+                self._hub_down = False
+                log.warning("telemetry hub %s: reconnected", self.hub)
 
     async def _hub_read(self, ws) -> None:
         from websockets.exceptions import ConnectionClosed

@@ -10,6 +10,7 @@ import queue
 import socket
 import threading
 import time
+from http import HTTPStatus
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,13 @@ class Hub:
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/ingest?token={TOKEN}"
 
+    @staticmethod
+    def _check_token(connection, request):
+        """Refuse a connection without the token, as the daemon's hub does."""
+        if request.path != f"/ingest?token={TOKEN}":
+            return connection.respond(HTTPStatus.FORBIDDEN, "bad token\n")
+        return None
+
     async def _handler(self, ws) -> None:
         self.paths.append(ws.request.path)
         if not self.read:
@@ -75,13 +83,17 @@ class Hub:
             if not self.read:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
             sock.bind(("127.0.0.1", self.port))
-            self.server = await serve(self._handler, sock=sock, max_queue=1 if not self.read else 64,
+            self.server = await serve(self._handler, sock=sock, process_request=self._check_token,
+                                      max_queue=1 if not self.read else 64,
                                       max_size=1 << 20, compression=None, close_timeout=0.5)
             self.port = sock.getsockname()[1]
 
         self.loop.run_until_complete(start())
         self.started.set()
-        self.loop.run_forever()
+        try:
+            self.loop.run_forever()
+        finally:
+            self.loop.close()
 
     def stop(self) -> None:
         async def shutdown():
@@ -339,6 +351,23 @@ def test_reconnects_after_the_hub_restarts(clean_env, caplog):
         assert "unreachable" in caplog.text and "reconnected" in caplog.text and TOKEN not in caplog.text
     finally:
         reporter.close(timeout=2)
+        hub.stop()
+
+
+def test_a_refused_token_is_reported_once_with_the_fix(clean_env, caplog):
+    hub = Hub()
+    try:
+        with caplog.at_level(logging.WARNING, logger="deepdive.engine.reporter"):
+            reporter = Reporter("r", 0, hub_url=f"ws://127.0.0.1:{hub.port}/ingest?token=stale", interval=0.05)
+            for step in range(20):
+                reporter.record({"step": step})
+            time.sleep(1.0)  # several attempts with backoff
+            reporter.close(timeout=0.5)
+        assert reporter.connects == 0 and reporter.dropped == 20 and hub.messages.empty()
+        refusals = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+        assert len(refusals) == 1 and "HTTP 403" in refusals[0] and "DEEPDIVE_HUB" in refusals[0]
+        assert "stale" not in caplog.text
+    finally:
         hub.stop()
 
 
