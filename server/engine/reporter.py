@@ -38,35 +38,37 @@ samples) long, with no permessage-deflate compression. Every message is a JSON o
     }
 
 ``SAMPLE`` is the dict given to :meth:`Reporter.record` plus ``t`` (float, ``time.time()`` when
-recorded), ``run`` and ``rank`` where the caller did not set them. Conventional keys, all optional
-(the engine's ``Run`` fills what it measures; the dashboard shows what it finds):
+recorded), ``run`` and ``rank`` where the caller did not set them. The reporter checks no other
+key; these are the ones the engine's ``Run`` sends (``deepdive.engine.run``, ``Run._sample``, and
+``deepdive.engine.compression`` for the ``comm_*`` figures), each optional; units are in the names:
 
-=====================  =======  ===============================================================
-key                    unit     meaning
-=====================  =======  ===============================================================
-``step``               count    optimizer steps done (global step)
-``epoch``              count    epoch index
-``step_time``          s        wall time of the step (forward, backward, optimizer)
-``data_time``          s        time waiting on the data loader before the step
-``samples_per_s``      1/s      throughput of this rank
-``loss``               --       training loss
-``lr``                 --       learning rate of the first parameter group
-``loss_scale``         --       the gradient scaler's current scale (fp16)
-``skipped_steps``      count    optimizer steps skipped on overflow so far
-``comm_bytes``         B        bytes this rank sent in collectives this step (after compression)
-``comm_bytes_raw``     B        the same before compression
-``comm_time``          s        time in collectives this step
-``comm_overlap``       0..1     share of communication time hidden behind backward
-``mem_allocated``      B        ``torch.cuda.memory_allocated`` (GPU runs)
-``mem_reserved``       B        ``torch.cuda.memory_reserved``
-``mem_peak``           B        ``torch.cuda.max_memory_allocated`` since the last sample
-``rss``                B        resident set size of the process (CPU runs)
-=====================  =======  ===============================================================
+===========================  ==================================================================
+key                          meaning
+===========================  ==================================================================
+``step``, ``epoch``          batch index and epoch; ``total_steps`` when known
+``step_time_s``              wall time of the step (forward, backward, optimizer)
+``data_wait_s``              time waiting on the data loader before the step
+``samples_per_s``            global throughput (all ranks); null when the step time is 0
+``loss``, ``lr``             training loss; learning rate; plus any metric the script logs
+``loss_scale``               the gradient scaler's current scale (meaningful in fp16 runs)
+``skipped_steps``            optimizer steps skipped on overflow so far
+``precision``                ``fp32``, ``bf16`` or ``fp16``
+``comm_bytes_sent``          bytes this rank passed to collectives this step (after compression)
+``comm_bytes_uncompressed``  the same for a plain allreduce of the gradient buckets
+``comm_time_s``              time with a collective in flight this step
+``comm_exposed_s``           the part of ``comm_time_s`` that backward did not hide
+``comm_overlap``             ``1 - comm_exposed_s / comm_time_s`` (0..1)
+``comm_mode``                the gradient compression that ran (``comm_warmup`` 1 in its warm-up)
+``comm_buckets``             gradient buckets this step
+``mem_allocated_mib``        ``torch.cuda.memory_allocated`` (GPU runs); also ``mem_reserved_mib``
+                             and ``mem_peak_mib`` (``max_memory_allocated``)
+``mem_rss_mib``              resident set size of the process (CPU runs)
+===========================  ==================================================================
 
 ``EVENT`` is ``{"kind": str, "t": float, "run": str, "rank": int, ...fields}`` from
-:meth:`Reporter.event`; by convention ``message`` holds one human sentence, e.g.
-``{"kind": "precision", "message": "promoted encoder.ln to fp32 (inf in output)", "module":
-"encoder.ln"}``.
+:meth:`Reporter.event`. The engine's kinds: ``setup``, ``prepare``, ``overflow``, ``promotion``
+(with ``module``), ``compression`` (with ``mode``, ``reason``, ``evidence``) and ``summary``; by
+convention a ``message`` field holds one human sentence.
 
 Values: JSON numbers, strings, booleans, null, lists and objects. Non-finite floats are sent as
 the strings ``"NaN"``, ``"Infinity"`` and ``"-Infinity"`` (strict JSON has no literal for them and a
