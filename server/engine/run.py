@@ -199,11 +199,11 @@ class Run:
         """Put the model on the device with its precision policy, wrap it for DDP/FSDP, shard the loader.
 
         Returns the objects given, in the same order (the model alone when only it is given). Use
-        the returned ones: under FSDP the optimizer is rebuilt over the sharded parameters.
+        the returned ones. Under FSDP the optimizer's groups are pointed at the sharded parameters.
 
         Raises:
-            ValueError: compression asked for with FSDP; an optimizer with several parameter
-                groups under FSDP (create it after ``prepare(model)`` instead).
+            ValueError: compression asked for with FSDP; an optimizer that already stepped or holds
+                parameters the model does not have.
         """
         model = model.to(self.device)
         if self.plan.autocast_enabled:
@@ -230,11 +230,10 @@ class Run:
             if self._options["compression"] not in ("auto", "none"):
                 raise ValueError("gradient compression hooks are for DDP: use strategy='ddp' or grad_compression='none'")
             self.compression_reason = "FSDP shards gradients with reduce-scatter: no DDP compression hook"
+            names = {id(p): name for name, p in model.named_parameters()}
             model = ddist.wrap_fsdp(model, self.dist)
             if optimizer is not None:
-                if len(optimizer.param_groups) != 1:
-                    raise ValueError("under FSDP create the optimizer after run.prepare(model): it must see the sharded parameters")
-                optimizer = type(optimizer)(model.parameters(), **optimizer.defaults)
+                _rebind_optimizer(optimizer, names, dict(model.named_parameters()))
             return model, optimizer
         self.strategy = "ddp"
         self.strategy_reason = "asked for" if requested == "ddp" else f"data parallel: the model fits one device ({why})"
@@ -466,6 +465,18 @@ class Run:
 
     def __exit__(self, *exc: Any) -> None:
         self.finish()
+
+
+def _rebind_optimizer(optimizer: torch.optim.Optimizer, names: dict[int, str], new: dict[str, nn.Parameter]) -> None:
+    """Point the optimizer's groups at the sharded parameters that FSDP2 put in place of the old ones."""
+    if optimizer.state:
+        raise ValueError("the optimizer has already stepped: call run.prepare before training")
+    for group in optimizer.param_groups:
+        try:
+            group["params"] = [new[names[id(p)]] for p in group["params"]]
+        except KeyError:
+            raise ValueError("the optimizer holds parameters that are not the model's: "
+                             "build it from model.parameters()") from None
 
 
 def _to_device(batch: Any, device: torch.device) -> Any:

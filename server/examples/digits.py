@@ -72,6 +72,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
     parser.add_argument("--compression", default="auto", choices=("auto", "none", "fp16", "bf16", "powersgd", "topk"))
     parser.add_argument("--rank", type=int, default=2, help="PowerSGD rank")
+    parser.add_argument("--strategy", default="auto", choices=("auto", "ddp", "fsdp", "none"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--metrics-out", default=None, help="telemetry JSONL file")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON line (rank 0)")
@@ -79,7 +80,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parser.parse_args(argv)
 
     options = {"rank": args.rank, "warmup_steps": 5} if args.compression in ("auto", "powersgd") else {}
-    run = dd.setup(precision=args.precision, grad_compression=args.compression, seed=args.seed,
+    run = dd.setup(precision=args.precision, grad_compression=args.compression, strategy=args.strategy, seed=args.seed,
                    compression_options=options, metrics_out=args.metrics_out)
     lr = run.suggest("lr", 1e-4, 1e-1, log=True, default=3e-3)
     model = build_model(args.hidden)

@@ -188,6 +188,21 @@ def test_two_process_digits_with_auto_compression_reports_its_decision(tmp_path)
     assert (tmp_path / "m.jsonl.rank1").exists(), "other ranks keep their own file"
 
 
+def test_fsdp2_over_gloo_trains_digits(tmp_path):
+    done = torchrun(2, DIGITS, "--epochs", "4", "--json", "--strategy", "fsdp", "--compression", "none")
+    result = last_json(done.stdout)
+    assert result["strategy"] == "fsdp" and result["world_size"] == 2
+    assert result["accuracy"] >= 0.9
+
+
+def test_compression_with_fsdp_is_refused_with_the_fix():
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", str(DIGITS),
+         "--strategy", "fsdp", "--compression", "powersgd", "--epochs", "1"],
+        capture_output=True, text=True, timeout=TIMEOUT, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode != 0 and "use strategy='ddp' or grad_compression='none'" in done.stderr
+
+
 def test_deepdive_train_runs_torchrun_and_prints_the_figures(tmp_path):
     metrics = tmp_path / "m.jsonl"
     done = subprocess.run(
