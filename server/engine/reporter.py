@@ -101,7 +101,6 @@ import asyncio
 import atexit
 import collections
 import inspect
-import ipaddress
 import json
 import logging
 import math
@@ -111,6 +110,8 @@ import threading
 import time
 from typing import Any, Optional
 from urllib.parse import parse_qs, urlsplit
+
+from deepdive.netutil import is_loopback
 
 log = logging.getLogger("deepdive.engine.reporter")
 
@@ -160,20 +161,11 @@ def hub_url_problem(url: str, allow_remote: bool = False) -> Optional[str]:
     if not parse_qs(parts.query).get("token"):
         return (f"{HUB_ENV} ({_redact(url)}) has no token=... query parameter: use the URL the Deepdive "
                 "daemon gives its jobs, which carries the hub's token")
-    if not allow_remote and not _is_loopback(host):
+    if not allow_remote and not is_loopback(host):
         return (f"telemetry hub {_redact(url)} is not on this machine and its token would cross the network "
                 f"in clear: not sending telemetry there; use an SSH tunnel to 127.0.0.1, or set "
                 f"{ALLOW_REMOTE_ENV}=1 to send anyway")
     return None
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _redact(url: str) -> str:

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import shutil
 import subprocess
@@ -15,9 +14,10 @@ from typing import Any, Optional
 
 import torch.distributed as dist
 
+from deepdive.netutil import is_loopback
+
 __all__ = ["describe_topology"]
 
-_LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"}
 
 
 def _env_int(name: str) -> Optional[int]:
@@ -26,17 +26,6 @@ def _env_int(name: str) -> Optional[int]:
         return int(value) if value not in (None, "") else None
     except ValueError:
         return None
-
-
-def _is_loopback(addr: Optional[str]) -> bool:
-    if not addr:
-        return False
-    if addr.lower() in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(addr).is_loopback
-    except ValueError:
-        return False
 
 
 def _text(value: Any) -> str:
@@ -153,7 +142,7 @@ def describe_topology(device: Optional[str] = None) -> dict[str, Any]:
     nodes = _env_int("GROUP_WORLD_SIZE") or _env_int("NNODES")
     if nodes is None and local:
         nodes = max(1, processes // local)
-    if nodes is None and (processes == 1 or _is_loopback(master)):
+    if nodes is None and (processes == 1 or is_loopback(master)):
         nodes = 1
     if local is None and nodes == 1:
         local = processes
@@ -177,7 +166,7 @@ def describe_topology(device: Optional[str] = None) -> dict[str, Any]:
 
     if processes <= 1:
         link = "single process"
-    elif nodes == 1 or (nodes is None and _is_loopback(master)):
+    elif nodes == 1 or (nodes is None and is_loopback(master)):
         link = (interconnect or "GPU link unknown") if device == "cuda" else "loopback"
     elif device == "cuda":
         link = f"{interconnect or 'GPU link unknown'} within nodes, network between nodes"
