@@ -19,6 +19,7 @@ from typing import Any, Optional
 from deepdive import __version__
 from deepdive.hostinfo import host_info, python_info
 from deepdive.protocol import DoctorReport, GpuDevice, GpuInfo, PackageInfo, TorchInfo, from_wire
+from deepdive.telemetry.samplers import NO_DEVICE_REASON, nvml_init
 
 # Packages some features need, and what for. Versions come from installed metadata: nothing is imported.
 OPTIONAL_PACKAGES: tuple[tuple[str, str], ...] = (
@@ -49,28 +50,9 @@ def package_versions() -> list[PackageInfo]:
 
 def gpu_info() -> GpuInfo:
     """GPUs as NVML sees them, or the exact reason there are none."""
-    try:
-        import pynvml
-    except ImportError:
-        return GpuInfo(available=False, reason="nvidia-ml-py is not installed (pip install nvidia-ml-py)")
-    try:
-        pynvml.nvmlInit()
-    except pynvml.NVMLError_LibraryNotFound:
-        return GpuInfo(
-            available=False,
-            reason="no NVIDIA GPU: NVML library not found (libnvidia-ml.so is not installed; no NVIDIA driver)",
-        )
-    except pynvml.NVMLError_DriverNotLoaded:
-        return GpuInfo(available=False, reason="no NVIDIA GPU: the NVIDIA driver is not loaded")
-    except pynvml.NVMLError_LibRmVersionMismatch:
-        return GpuInfo(
-            available=False,
-            reason="NVIDIA driver/library version mismatch: reboot or reload the kernel module",
-        )
-    except pynvml.NVMLError_NoPermission:
-        return GpuInfo(available=False, reason="NVML: no permission to access the GPU devices")
-    except pynvml.NVMLError as exc:
-        return GpuInfo(available=False, reason=f"NVML could not start: {exc}")
+    pynvml, reason = nvml_init()
+    if pynvml is None:
+        return GpuInfo(available=False, reason=reason)
     try:
         driver = _text(pynvml.nvmlSystemGetDriverVersion())
         nvml_version = _text(pynvml.nvmlSystemGetNVMLVersion())
@@ -95,7 +77,7 @@ def gpu_info() -> GpuInfo:
         if not devices:
             return GpuInfo(
                 available=False, driver_version=driver, nvml_version=nvml_version,
-                reason="NVIDIA driver present but it reports no GPU device",
+                reason=NO_DEVICE_REASON,
             )
         return GpuInfo(available=True, devices=devices, driver_version=driver, nvml_version=nvml_version)
     except pynvml.NVMLError as exc:
