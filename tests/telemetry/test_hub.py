@@ -1,0 +1,317 @@
+"""The telemetry hub against real websockets clients and the engine's real reporter, on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from deepdive.engine.reporter import Reporter
+from deepdive.netutil import is_loopback
+from deepdive.telemetry.hub import Hub
+
+pytestmark = pytest.mark.timeout(30)
+
+WAIT = 10.0  # seconds any single expected message may take
+
+
+def ws(url: str, **options):
+    options.setdefault("max_size", None)
+    return connect(url, proxy=None, open_timeout=WAIT, close_timeout=1, compression=None, **options)
+
+
+async def recv_json(client) -> dict:
+    return json.loads(await asyncio.wait_for(client.recv(), WAIT))
+
+
+def batch(run: str, seq: int, samples: list[dict], *, rank: int = 0, events: list[dict] = (), **extra) -> str:
+    return json.dumps({"type": "samples", "v": 1, "run": run, "rank": rank, "seq": seq, "dropped": 0,
+                       "dropped_events": 0, "events": list(events), "samples": samples, **extra})
+
+
+async def until(predicate, what: str) -> None:
+    deadline = time.monotonic() + WAIT
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+async def next_of_type(client, kind: str) -> dict:
+    while True:
+        message = await recv_json(client)
+        if message["type"] == kind:
+            return message
+
+
+def http_get(url: str, headers: dict | None = None) -> tuple[int, dict, bytes]:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with opener.open(request, timeout=WAIT) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+
+
+@pytest.fixture
+async def hub():
+    server = Hub()
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+async def test_connection_without_the_right_token_is_refused(hub: Hub):
+    for path in ("/ingest", "/stream"):
+        with pytest.raises(InvalidStatus) as missing:
+            async with ws(hub.url + path):
+                pass
+        assert missing.value.response.status_code == 401
+        with pytest.raises(InvalidStatus) as wrong:
+            async with ws(hub.url + path + "?token=" + "x" * len(hub.token)):
+                pass
+        assert wrong.value.response.status_code == 403
+        assert b"token" in wrong.value.response.body
+    assert hub.stats()["refused_connections"] == 4
+    assert hub.stats()["connections_total"] == 0
+    async with ws(hub.stream_url) as client:  # the right token works
+        assert (await recv_json(client))["type"] == "snapshot"
+
+
+async def test_listens_on_loopback_only_and_refuses_remote_binds(hub: Hub):
+    assert hub.addresses and all(is_loopback(address) for address in hub.addresses)
+    assert hub.url == f"ws://127.0.0.1:{hub.port}" and hub.port > 0
+    assert hub.ingest_url == f"ws://127.0.0.1:{hub.port}/ingest?token={hub.token}"
+    assert len(hub.token) >= 32 and Hub().token != hub.token
+    with pytest.raises(ValueError, match="allow_remote=True"):
+        Hub("0.0.0.0")
+    assert Hub("0.0.0.0", allow_remote=True).host == "0.0.0.0"
+
+
+async def test_oversized_message_closes_that_connection_only():
+    hub = Hub(max_message_bytes=4096)
+    await hub.start()
+    try:
+        async with ws(hub.stream_url) as subscriber:
+            await recv_json(subscriber)  # snapshot
+            async with ws(hub.ingest_url) as big:
+                await big.send(batch("r", 0, [{"pad": "x" * 8000}]))
+                with pytest.raises(ConnectionClosed) as closed:
+                    await asyncio.wait_for(big.recv(), WAIT)
+                assert closed.value.rcvd.code == 1009
+            async with ws(hub.ingest_url) as small:
+                await small.send(batch("r", 0, [{"loss": 1.0, "t": 1.0}]))
+                message = await next_of_type(subscriber, "samples")
+            assert message["samples"] == [{"loss": 1.0, "t": 1.0}]
+        await until(lambda: hub.stats()["oversized_messages"] == 1, "the oversized message to be counted")
+    finally:
+        await hub.stop()
+
+
+async def test_malformed_messages_get_an_error_and_the_connection_stays(hub: Hub):
+    async with ws(hub.stream_url) as subscriber, ws(hub.ingest_url) as producer:
+        await recv_json(subscriber)
+        for bad, words in (("{not json", "not JSON"), ("[1, 2]", "JSON object"),
+                           (json.dumps({"type": "nope"}), "unknown message type"),
+                           (batch("r", 0, [{"loss": 1}], v=2), "schema version"),
+                           (batch("r", 0, [1, 2]), "every sample")):
+            await producer.send(bad)
+            reply = await recv_json(producer)
+            assert reply["type"] == "error" and words in reply["message"], reply
+        await producer.send(batch("r", 0, [{"loss": 0.5, "t": 2.0}]))
+        message = await next_of_type(subscriber, "samples")
+        assert message["samples"] == [{"loss": 0.5, "t": 2.0}]
+    stats = hub.stats()
+    assert stats["malformed_messages"] == 5 and stats["ingested_messages"] == 1
+
+
+async def test_reporter_delivers_samples_and_events_live_and_in_the_snapshot(hub: Hub):
+    async with ws(hub.stream_url) as live:
+        assert (await recv_json(live))["messages"] == []
+        reporter = Reporter("run-1", 0, hub_url=hub.ingest_url, interval=0.02)
+        for step in range(5):
+            reporter.record({"step": step, "loss": 1.0 / (step + 1), "nan_loss": float("nan")})
+        reporter.event("setup", message="precision bf16")
+        await asyncio.to_thread(reporter.close, 5.0)  # the hub runs in this loop: never block it
+        samples, events = [], []
+        while len(samples) < 5 or not events:
+            message = await next_of_type(live, "samples")
+            assert message["run"] == "run-1" and message["rank"] == 0 and message["dropped"] == 0
+            samples += message["samples"]
+            events += message["events"]
+    assert [s["step"] for s in samples] == list(range(5))
+    assert all(isinstance(s["t"], float) and s["nan_loss"] == "NaN" for s in samples)
+    assert events[0]["kind"] == "setup" and events[0]["message"] == "precision bf16"
+
+    async with ws(hub.stream_url) as late:
+        snapshot = await recv_json(late)
+    assert snapshot["type"] == "snapshot"
+    late_samples = [s for m in snapshot["messages"] for s in m["samples"]]
+    assert late_samples == samples
+    assert [e["kind"] for m in snapshot["messages"] for e in m["events"]] == ["setup"]
+    assert hub.stats()["ingested_samples"] == 5 and hub.stats()["ingested_events"] == 1
+
+
+async def test_duplicate_seq_is_ignored_and_gaps_are_counted(hub: Hub):
+    async with ws(hub.stream_url) as subscriber, ws(hub.ingest_url) as producer:
+        await recv_json(subscriber)
+        for seq in (0, 1, 1, 4):
+            await producer.send(batch("r", seq, [{"seq_sample": seq}]))
+        await producer.send(batch("r", 4, [{"seq_sample": 4}], rank=1))  # another rank: its own seq
+        got = [(m["rank"], m["samples"][0]["seq_sample"]) for m in
+               [await next_of_type(subscriber, "samples") for _ in range(4)]]
+    assert got == [(0, 0), (0, 1), (0, 4), (1, 4)]
+    stats = hub.stats()
+    assert (stats["ingested_messages"], stats["duplicate_messages"], stats["seq_gaps"]) == (4, 1, 2)
+
+
+async def test_subscriber_that_stops_reading_slows_nobody_and_its_drops_are_counted():
+    hub = Hub(subscriber_queue=1000)
+    await hub.start()
+    pad = "x" * 200
+    messages_per_round, per_message = 100, 500  # 50k samples, about 12 MB per round
+
+    async def push(producer, first_seq: int) -> float:
+        start = time.perf_counter()
+        target = hub.stats()["ingested_samples"] + messages_per_round * per_message
+        for seq in range(first_seq, first_seq + messages_per_round):
+            await producer.send(batch("r", seq, [{"step": seq, "i": i, "pad": pad} for i in range(per_message)]))
+        await until(lambda: hub.stats()["ingested_samples"] >= target, "the hub to ingest a round")
+        return time.perf_counter() - start
+
+    try:
+        async with ws(hub.ingest_url) as producer:
+            await push(producer, 0)  # warm-up
+            alone = await push(producer, 1000)
+            async with ws(hub.stream_url, max_queue=1) as stalled, ws(hub.stream_url) as reader:
+                reading = asyncio.ensure_future(_read_until_step(reader, 2000 + messages_per_round - 1))
+                with_stalled = await push(producer, 2000)
+                await asyncio.wait_for(reading, WAIT)  # a reading subscriber still gets the newest
+                detail = sorted(hub.stats()["subscriber_detail"], key=lambda d: d["id"])
+                assert len(detail) == 2
+                stalled_id = detail[0]["id"]  # connected first
+                stalled_dropped = detail[0]["dropped"]
+                assert stalled_dropped > 0
+                # It resumes reading: the drops it was told about add up to the hub's count.
+                told = 0
+                while True:
+                    message = await recv_json(stalled)
+                    told += message["dropped"]
+                    if message["type"] == "samples" and message["seq"] == 2000 + messages_per_round - 1:
+                        break
+                detail = hub.stats()["subscriber_detail"]
+                final = next(d["dropped"] for d in detail if d["id"] == stalled_id)
+                assert told == final >= stalled_dropped
+                assert hub.stats()["dropped_total"] == sum(d["dropped"] for d in detail)
+        assert with_stalled < 3 * alone + 1.0, (alone, with_stalled)
+    finally:
+        await hub.stop()
+
+
+async def _read_until_step(client, last_seq: int) -> None:
+    while True:
+        message = await recv_json(client)
+        if message["type"] == "samples" and message["seq"] == last_seq:
+            return
+
+
+async def test_run_and_kind_filters(hub: Hub):
+    async with ws(hub.stream_url + "&run=a") as only_a, \
+            ws(hub.stream_url + "&run=a,b&kinds=events") as events_ab, \
+            ws(hub.stream_url + "&kinds=machine") as machine, \
+            ws(hub.ingest_url) as producer:
+        for client in (only_a, events_ab, machine):
+            await recv_json(client)
+        event = {"kind": "setup", "t": 1.0}
+        await producer.send(batch("c", 0, [{"loss": 3}], events=[event]))
+        await producer.send(batch("b", 0, [{"loss": 2}], events=[event]))
+        await producer.send(batch("a", 0, [{"loss": 1}]))
+        await producer.send(batch("a", 1, [], events=[event]))
+        await until(lambda: hub.stats()["ingested_messages"] == 4, "ingest")
+        hub.publish({"gpu_util": 0.5})
+        hub.publish({"type": "job", "run": "c", "state": "running"})
+
+        first = await recv_json(only_a)
+        assert first["run"] == "a" and [s["loss"] for s in first["samples"]] == [1]
+        assert isinstance(first["samples"][0]["t"], float)  # the hub's receive time where the producer gave none
+        second = await recv_json(only_a)
+        assert (second["run"], second["events"]) == ("a", [event])
+        third = await recv_json(only_a)  # machine-wide messages pass a run filter
+        assert third["type"] == "machine" and third["gpu_util"] == 0.5 and isinstance(third["t"], float)
+
+        got = [await recv_json(events_ab) for _ in range(2)]
+        assert [(m["run"], m["samples"], m["events"]) for m in got] == [("b", [], [event]), ("a", [], [event])]
+
+        published = [await recv_json(machine) for _ in range(2)]
+        assert [m["type"] for m in published] == ["machine", "job"]
+    with pytest.raises(ValueError, match="reserves"):
+        hub.publish({"type": "samples"})
+
+
+async def test_dashboard_page_requires_the_token(tmp_path):
+    (tmp_path / "index.html").write_text("<html>dashboard</html>")
+    (tmp_path / "app.js").write_text("console.log(1)")
+    (tmp_path.parent / "secret.txt").write_text("secret")
+    hub = Hub(static_dir=tmp_path)
+    await hub.start()
+    base = "http" + hub.url[2:]
+    try:
+        status, _, _ = await asyncio.to_thread(http_get, base + "/")
+        assert status == 401
+        status, _, _ = await asyncio.to_thread(http_get, base + "/?token=wrong")
+        assert status == 403
+        status, headers, body = await asyncio.to_thread(http_get, hub.dashboard_url)
+        assert (status, body) == (200, b"<html>dashboard</html>")
+        assert headers["Content-Type"].startswith("text/html") and headers["Referrer-Policy"] == "no-referrer"
+        cookie = headers["Set-Cookie"].split(";")[0]
+        status, headers, body = await asyncio.to_thread(http_get, base + "/dashboard/app.js", {"Cookie": cookie})
+        assert (status, body) == (200, b"console.log(1)")
+        status, _, _ = await asyncio.to_thread(http_get, base + "/dashboard/app.js")
+        assert status == 401
+        status, _, _ = await asyncio.to_thread(http_get, base + "/dashboard/%2e%2e/secret.txt?token=" + hub.token)
+        assert status == 404
+    finally:
+        await hub.stop()
+
+    bare = Hub(static_dir=None)
+    await bare.start()
+    try:
+        status, _, body = await asyncio.to_thread(http_get, bare.dashboard_url)
+        assert status == 404 and b"not built" in body and body.count(b"\n") == 1
+    finally:
+        await bare.stop()
+
+
+async def test_metrics_only_when_enabled(hub: Hub):
+    status, _, body = await asyncio.to_thread(http_get, hub.metrics_url)
+    assert status == 404 and b"prometheus=True" in body
+
+    on = Hub(prometheus=True)
+    await on.start()
+    try:
+        async with ws(on.ingest_url) as producer:
+            await producer.send(batch('r"1', 0, [{"loss": 0.75, "step": 3, "precision": "bf16", "t": 5.0},
+                                                 {"loss": "NaN", "t": 6.0}], rank=2))
+            await until(lambda: on.stats()["ingested_samples"] == 2, "ingest")
+        status, _, _ = await asyncio.to_thread(http_get, "http" + on.url[2:] + "/metrics")
+        assert status == 401
+        status, _, body = await asyncio.to_thread(
+            http_get, "http" + on.url[2:] + "/metrics", {"Authorization": f"Bearer {on.token}"})
+        text = body.decode()
+        assert status == 200
+        assert 'deepdive_run_loss{run="r\\"1",rank="2"} NaN' in text
+        assert 'deepdive_run_step{run="r\\"1",rank="2"} 3' in text
+        assert "precision" not in text
+        assert "deepdive_hub_ingested_samples_total 2" in text
+        assert 'deepdive_hub_connections{path="stream"} 0' in text
+    finally:
+        await on.stop()
