@@ -1,0 +1,442 @@
+"""SQLite store of runs and their metrics, downsampled for history.
+
+One file (WAL journal, ``synchronous=FULL``: a committed transaction survives a crash of the
+daemon and of the machine). Every write is one transaction, so a batch of samples is stored whole
+or not at all, and compaction moves rows between tiers inside one transaction: no committed row is
+ever lost half-way.
+
+Tiers (the choice behind ``compact``)
+-------------------------------------
+* ``raw``: every sample as received, kept for **10 minutes** (``RAW_KEEP_S``): the live dashboard
+  and a just-finished run show every step.
+* ``1s``: 1-second aggregates, kept for **24 hours** (``SECOND_KEEP_S``): a day of history at the
+  resolution a human reads a chart at.
+* ``1m``: 1-minute aggregates, kept **indefinitely** (1,440 rows a day per rank: a year of runs is a
+  few hundred MB at most).
+
+An aggregate row's ``t`` is the start of its bucket (``floor(t)`` or ``floor(t / 60) * 60``).
+Aggregation works on the nested JSON value of each sample: numeric fields become their mean
+(weighted by the number of raw samples behind each row), and fields named ``*_peak*`` or
+``mem_*`` their maximum (memory pressure must not be averaged away); counters and identities
+(``step``, ``epoch``, ``total_steps``, ``skipped_steps``, ``index``, ``pid``) keep the last value;
+non-numeric fields (strings, booleans, lists such as ``throttle_reasons``) keep the value of the last
+raw sample; dicts are aggregated key by key and lists of dicts that carry an ``index`` (the GPUs)
+element by element. Non-finite floats travel as ``"NaN"``/``"Infinity"``/``"-Infinity"`` (the
+reporter's convention) and count as numbers: a window holding a NaN loss has a NaN mean.
+
+Only buckets that lie wholly before the cut-off are folded, so a bucket is never split between two
+tiers by one ``compact``; a late sample whose bucket was already folded is merged into it (the
+existing row counts as the earlier data). ``compact`` is idempotent.
+
+Rows
+----
+Engine samples are stored per ``(run, rank)``; machine samples (``MachineSampler``) under the
+reserved run ``""`` and read back with :meth:`MetricsStore.query_machine`, so that a run's steps and
+the machine share one time axis (``query_machine(since=run["started"], until=run["ended"])``).
+
+The store is not thread-safe by design but guards itself with a lock, so the daemon may call it
+from its worker threads (``asyncio.to_thread``) one call at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Optional, Sequence, Union
+
+RAW_KEEP_S = 600.0
+SECOND_KEEP_S = 86_400.0
+MACHINE_RUN = ""
+RESOLUTIONS = ("auto", "raw", "1s", "1m")
+LAST_KEYS = frozenset({"step", "epoch", "total_steps", "skipped_steps", "index", "pid", "seq"})
+_TIERS = (("raw", None), ("1s", 1.0), ("1m", 60.0))
+_WIDTH = {"raw": None, "1s": 1.0, "1m": 60.0}
+_NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+_COLUMNS = ("t", "run", "rank")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run TEXT PRIMARY KEY,
+    job TEXT,
+    name TEXT,
+    started REAL,
+    ended REAL,
+    outcome TEXT
+);
+CREATE TABLE IF NOT EXISTS m_raw (run TEXT NOT NULL, rank INTEGER NOT NULL, t REAL NOT NULL, n INTEGER NOT NULL,
+                                  data TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS m_raw_run_t ON m_raw (run, t);
+CREATE INDEX IF NOT EXISTS m_raw_t ON m_raw (t);
+CREATE TABLE IF NOT EXISTS m_1s (run TEXT NOT NULL, rank INTEGER NOT NULL, t REAL NOT NULL, n INTEGER NOT NULL,
+                                 data TEXT NOT NULL, PRIMARY KEY (run, rank, t));
+CREATE INDEX IF NOT EXISTS m_1s_t ON m_1s (t);
+CREATE TABLE IF NOT EXISTS m_1m (run TEXT NOT NULL, rank INTEGER NOT NULL, t REAL NOT NULL, n INTEGER NOT NULL,
+                                 data TEXT NOT NULL, PRIMARY KEY (run, rank, t));
+"""
+
+
+# ------------------------------------------------------------------------------------------------
+# aggregation of nested JSON values
+# ------------------------------------------------------------------------------------------------
+
+
+def _number(value: Any) -> Optional[float]:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str) and value in _NONFINITE:
+        return _NONFINITE[value]
+    return None
+
+
+def _json_number(x: float) -> Union[float, str]:
+    if math.isnan(x):
+        return "NaN"
+    if math.isinf(x):
+        return "Infinity" if x > 0 else "-Infinity"
+    return x
+
+
+def _is_max_key(key: str) -> bool:
+    return key.startswith("mem_") or "_peak" in key
+
+
+def aggregate(values: Sequence[Any], weights: Sequence[int], key: str = "") -> Any:
+    """Aggregate the values of one field over a bucket (rules in the module docstring).
+
+    Args:
+        values (Sequence): the field's values, oldest first (at least one).
+        weights (Sequence[int]): raw samples behind each value.
+        key (str): the field's name (selects mean, max or last).
+
+    Returns:
+        Any: the aggregate, JSON-ready.
+    """
+    last = values[-1]
+    if key in LAST_KEYS:
+        return last
+    if isinstance(last, dict):
+        pairs = [(v, w) for v, w in zip(values, weights) if isinstance(v, dict)]
+        keys = list(dict.fromkeys(k for v, _ in pairs for k in v))
+        out = {}
+        for k in keys:
+            sub = [(v[k], w) for v, w in pairs if k in v]
+            out[k] = aggregate([s for s, _ in sub], [w for _, w in sub], k)
+        return out
+    if isinstance(last, list) and last and all(isinstance(x, dict) and "index" in x for x in last):
+        groups: dict[Any, list[tuple[Any, int]]] = {}
+        for v, w in zip(values, weights):
+            if isinstance(v, list):
+                for item in v:
+                    if isinstance(item, dict) and "index" in item:
+                        groups.setdefault(item["index"], []).append((item, w))
+        return [aggregate([i for i, _ in groups[x["index"]]], [w for _, w in groups[x["index"]]], key)
+                for x in last]
+    if _number(last) is None:
+        return last
+    nums = [(x, w) for x, w in ((_number(v), w) for v, w in zip(values, weights)) if x is not None]
+    if _is_max_key(key):
+        xs = [x for x, _ in nums]
+        return _json_number(math.nan if any(math.isnan(x) for x in xs) else max(xs))
+    total = sum(w for _, w in nums)
+    mean = math.fsum(x * w for x, w in nums) / total if total else nums[-1][0]
+    return _json_number(mean)
+
+
+def aggregate_rows(rows: Sequence[tuple[dict[str, Any], int]]) -> dict[str, Any]:
+    """Aggregate whole samples ``[(data, n), ...]`` (oldest first) into one."""
+    return aggregate([d for d, _ in rows], [n for _, n in rows])
+
+
+def _clean(value: Any) -> Any:
+    """JSON-ready copy: non-finite floats as the reporter's strings."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return _json_number(value)
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(_clean(value), separators=(",", ":"), allow_nan=False, default=str)
+
+
+# ------------------------------------------------------------------------------------------------
+# the store
+# ------------------------------------------------------------------------------------------------
+
+
+class MetricsStore:
+    """Runs and their metrics in one SQLite file.
+
+    Args:
+        path (str | Path): the database file (created with its folder when missing).
+        clock (Callable[[], float]): the time source (``time.time``); tests inject their own.
+    """
+
+    def __init__(self, path: Union[str, Path], clock: Callable[[], float] = time.time) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._clock = clock
+        self._lock = threading.Lock()
+        try:
+            self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=10.0)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise RuntimeError(
+                f"cannot open the metrics store {self.path}: {exc} (move the file aside to start a new store)"
+            ) from exc
+
+    # -- plumbing --------------------------------------------------------------------------------
+
+    def _tx(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                result = work(self._db)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+            return result
+
+    def close(self) -> None:
+        """Close the database (committed rows are already on disk)."""
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> "MetricsStore":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- runs ------------------------------------------------------------------------------------
+
+    def start_run(self, run: str, job: Optional[str] = None, name: Optional[str] = None,
+                  started: Optional[float] = None) -> None:
+        """Register a run (or fill in its job id and name when samples already created it).
+
+        Args:
+            run (str): the run id (non-empty).
+            job (str | None): the daemon's job id.
+            name (str | None): a human name.
+            started (float | None): start time (default: now for a new run; an existing run keeps
+                its start).
+        """
+        _check_run(run)
+        t = self._clock() if started is None else float(started)
+        # An explicit start time wins; a defaulted one never moves an existing run's start.
+        start_rule = "excluded.started" if started is not None else "started"
+
+        def work(db: sqlite3.Connection) -> None:
+            db.execute("INSERT INTO runs (run, job, name, started) VALUES (?, ?, ?, ?) ON CONFLICT(run) DO UPDATE "
+                       "SET job = COALESCE(excluded.job, job), name = COALESCE(excluded.name, name), "
+                       f"started = {start_rule}", (run, job, name, t))
+        self._tx(work)
+
+    def end_run(self, run: str, outcome: str, ended: Optional[float] = None) -> None:
+        """Mark a run finished.
+
+        Args:
+            run (str): the run id.
+            outcome (str): e.g. ``"succeeded"``, ``"failed"``, ``"cancelled"``.
+            ended (float | None): end time (default: now).
+
+        Raises:
+            KeyError: when the store has no such run.
+        """
+        t = self._clock() if ended is None else float(ended)
+
+        def work(db: sqlite3.Connection) -> int:
+            return db.execute("UPDATE runs SET ended = ?, outcome = ? WHERE run = ?", (t, outcome, run)).rowcount
+        if not self._tx(work):
+            raise KeyError(f"no run {run!r} in the metrics store: start_run or add_samples first")
+
+    def runs(self, limit: int = 50) -> list[dict[str, Any]]:
+        """Past and current runs, newest first.
+
+        Args:
+            limit (int): at most this many.
+
+        Returns:
+            list[dict]: ``{"run", "job", "name", "started", "ended", "outcome"}``; ``ended`` and
+            ``outcome`` are None while a run is going on.
+        """
+        with self._lock:
+            rows = self._db.execute("SELECT run, job, name, started, ended, outcome FROM runs "
+                                    "ORDER BY started DESC, rowid DESC LIMIT ?", (int(limit),)).fetchall()
+        keys = ("run", "job", "name", "started", "ended", "outcome")
+        return [dict(zip(keys, row)) for row in rows]
+
+    # -- writes ----------------------------------------------------------------------------------
+
+    def add_samples(self, run: str, rank: int, samples: Iterable[dict[str, Any]]) -> int:
+        """Store a batch of engine samples (one transaction); creates the run when it is new.
+
+        Args:
+            run (str): the run id.
+            rank (int): the producer's rank.
+            samples (Iterable[dict]): reporter samples; ``t`` (default: now), ``run``, ``rank``
+                and ``type`` are taken out of the stored data.
+
+        Returns:
+            int: samples stored.
+        """
+        _check_run(run)
+        rows = self._rows(run, int(rank), samples)
+        if not rows:
+            return 0
+
+        def work(db: sqlite3.Connection) -> None:
+            db.execute("INSERT INTO runs (run, started) VALUES (?, ?) ON CONFLICT(run) DO UPDATE "
+                       "SET started = MIN(started, excluded.started)", (run, min(r[2] for r in rows)))
+            db.executemany("INSERT INTO m_raw (run, rank, t, n, data) VALUES (?, ?, ?, 1, ?)", rows)
+        self._tx(work)
+        return len(rows)
+
+    def add_machine(self, sample: Union[dict[str, Any], Iterable[dict[str, Any]]]) -> int:
+        """Store one machine sample (or a batch of them).
+
+        Returns:
+            int: samples stored.
+        """
+        batch = [sample] if isinstance(sample, dict) else list(sample)
+        rows = self._rows(MACHINE_RUN, 0, batch)
+        if rows:
+            self._tx(lambda db: db.executemany("INSERT INTO m_raw (run, rank, t, n, data) VALUES (?, ?, ?, 1, ?)", rows))
+        return len(rows)
+
+    def _rows(self, run: str, rank: int, samples: Iterable[dict[str, Any]]) -> list[tuple[str, int, float, str]]:
+        now = self._clock()
+        rows = []
+        for sample in samples:
+            t = _number(sample.get("t"))
+            t = now if t is None or not math.isfinite(t) else t
+            data = {k: v for k, v in sample.items() if k not in _COLUMNS and k != "type"}
+            rows.append((run, rank, t, _dumps(data)))
+        return rows
+
+    # -- compaction ------------------------------------------------------------------------------
+
+    def compact(self, now: Optional[float] = None) -> dict[str, int]:
+        """Fold raw rows older than 10 minutes into 1 s rows, and 1 s rows older than 24 h into 1 min rows.
+
+        Args:
+            now (float | None): the current time (default: the store's clock).
+
+        Returns:
+            dict[str, int]: ``{"raw": rows folded, "1s": rows folded}``.
+        """
+        now = self._clock() if now is None else float(now)
+
+        def work(db: sqlite3.Connection) -> dict[str, int]:
+            return {
+                "raw": _fold(db, "m_raw", "m_1s", 1.0, math.floor(now - RAW_KEEP_S)),
+                "1s": _fold(db, "m_1s", "m_1m", 60.0, math.floor((now - SECOND_KEEP_S) / 60.0) * 60.0),
+            }
+        return self._tx(work)
+
+    # -- reads -----------------------------------------------------------------------------------
+
+    def query(self, run: str, fields: Optional[Sequence[str]] = None, since: Optional[float] = None,
+              until: Optional[float] = None, resolution: str = "auto", rank: Optional[int] = None,
+              ) -> list[dict[str, Any]]:
+        """A run's samples, time-ordered.
+
+        Args:
+            run (str): the run id.
+            fields (Sequence[str] | None): top-level keys to return (all when None).
+            since (float | None): from this time on (inclusive).
+            until (float | None): up to this time (inclusive).
+            resolution (str): ``"raw"`` (whatever each tier holds: raw rows where they are still
+                kept, aggregates where they were folded), ``"1s"`` or ``"1m"`` (finer rows are
+                aggregated to that width on the fly), or ``"auto"``: ``raw`` for a span up to
+                10 minutes, ``1s`` up to 3 hours, ``1m`` beyond.
+            rank (int | None): only this rank.
+
+        Returns:
+            list[dict]: ``{"t", "rank", **fields}`` per row, ordered by time then rank.
+        """
+        return self._query(run, fields, since, until, resolution, rank)
+
+    def query_machine(self, fields: Optional[Sequence[str]] = None, since: Optional[float] = None,
+                      until: Optional[float] = None, resolution: str = "auto") -> list[dict[str, Any]]:
+        """Machine samples, time-ordered (arguments as :meth:`query`); rows are ``{"t", **sample}``."""
+        rows = self._query(MACHINE_RUN, fields, since, until, resolution, None)
+        for row in rows:
+            del row["rank"]
+        return rows
+
+    def _query(self, run: str, fields: Optional[Sequence[str]], since: Optional[float], until: Optional[float],
+               resolution: str, rank: Optional[int]) -> list[dict[str, Any]]:
+        if resolution not in RESOLUTIONS:
+            raise ValueError(f"resolution {resolution!r} is not one of {', '.join(RESOLUTIONS)}")
+        lo = -math.inf if since is None else float(since)
+        hi = math.inf if until is None else float(until)
+        where = "run = ? AND t >= ? AND t <= ?" + (" AND rank = ?" if rank is not None else "")
+        args: tuple[Any, ...] = (run, lo, hi) + ((int(rank),) if rank is not None else ())
+        with self._lock:
+            if resolution == "auto":
+                span = self._db.execute(
+                    " UNION ALL ".join(f"SELECT MIN(t), MAX(t) FROM {table} WHERE {where}" for table in
+                                       ("m_raw", "m_1s", "m_1m")), args * 3).fetchall()
+                ts = [x for row in span for x in row if x is not None]
+                width = (max(ts) - min(ts)) if ts else 0.0
+                resolution = "raw" if width <= RAW_KEEP_S else "1s" if width <= 3 * 3600 else "1m"
+            rows: list[tuple[int, float, int, str]] = []
+            for table in ("m_raw", "m_1s", "m_1m"):
+                rows += self._db.execute(f"SELECT rank, t, n, data FROM {table} WHERE {where}", args).fetchall()
+        rows.sort(key=lambda r: (r[1], r[0]))
+        width = _WIDTH[resolution]
+        out: list[dict[str, Any]] = []
+        if width is None:
+            for rk, t, _, data in rows:
+                out.append(_row(rk, t, json.loads(data), fields))
+            return out
+        buckets: dict[tuple[int, float], list[tuple[dict[str, Any], int]]] = {}
+        for rk, t, n, data in rows:
+            buckets.setdefault((rk, math.floor(t / width) * width), []).append((json.loads(data), n))
+        for (rk, t), items in sorted(buckets.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+            out.append(_row(rk, t, aggregate_rows(items) if len(items) > 1 else items[0][0], fields))
+        return out
+
+
+def _row(rank: int, t: float, data: dict[str, Any], fields: Optional[Sequence[str]]) -> dict[str, Any]:
+    if fields is not None:
+        data = {k: data[k] for k in fields if k in data}
+    return {"t": t, "rank": rank, **data}
+
+
+def _fold(db: sqlite3.Connection, src: str, dst: str, width: float, cutoff: float) -> int:
+    """Move rows of ``src`` with ``t < cutoff`` into ``width``-second buckets of ``dst``."""
+    rows = db.execute(f"SELECT run, rank, t, n, data FROM {src} WHERE t < ? ORDER BY t, rowid", (cutoff,)).fetchall()
+    if not rows:
+        return 0
+    buckets: dict[tuple[str, int, float], list[tuple[dict[str, Any], int]]] = {}
+    for run, rank, t, n, data in rows:
+        buckets.setdefault((run, rank, math.floor(t / width) * width), []).append((json.loads(data), n))
+    for (run, rank, t), items in buckets.items():
+        existing = db.execute(f"SELECT n, data FROM {dst} WHERE run = ? AND rank = ? AND t = ?", (run, rank, t)).fetchone()
+        if existing is not None:
+            items.insert(0, (json.loads(existing[1]), existing[0]))
+        total = sum(n for _, n in items)
+        data = aggregate_rows(items) if len(items) > 1 else items[0][0]
+        db.execute(f"INSERT OR REPLACE INTO {dst} (run, rank, t, n, data) VALUES (?, ?, ?, ?, ?)",
+                   (run, rank, t, total, _dumps(data)))
+    db.execute(f"DELETE FROM {src} WHERE t < ?", (cutoff,))
+    return len(rows)
+
+
+def _check_run(run: Any) -> None:
+    if not isinstance(run, str) or not run:
+        raise ValueError(f"a run id must be a non-empty string, got {run!r}")
