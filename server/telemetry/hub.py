@@ -54,6 +54,7 @@ import secrets
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
+from json.decoder import scanstring as _scanstring
 from urllib.parse import parse_qs, quote, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -71,10 +72,12 @@ SUBSCRIBER_QUEUE = 10_000
 HISTORY_SECONDS = 600.0
 HISTORY_ENTRIES = 10_000
 MAX_RUN_ID_CHARS = 512
+SEQ_MEMORY_SECONDS = 600.0  # a producer silent this long is forgotten (its next seq starts afresh)
 COOKIE = "deepdive_hub_token"
 _RESERVED = frozenset({"samples", "snapshot", "error"})
 
 _SEPARATORS = (",", ":")
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
 _METRIC_NAME = re.compile(r"[^a-zA-Z0-9_]")
 
 
@@ -101,31 +104,44 @@ def _finite(value: Any) -> Any:
 
 
 class _Out:
-    """One outgoing message, shared by every subscriber it goes to, encoded at most once per form."""
+    """One outgoing message, shared by every subscriber it goes to, encoded at most once per form.
 
-    __slots__ = ("message", "run", "kind", "weight", "received", "_texts")
+    A relayed producer message keeps the producer's own JSON text of its ``samples`` and ``events``
+    (``raw``) when the hub changed nothing in them, so they are never encoded again.
+    """
 
-    def __init__(self, message: dict, run: Optional[str], kind: str, weight: int, received: float) -> None:
+    __slots__ = ("message", "run", "kind", "weight", "received", "raw", "_texts")
+
+    def __init__(self, message: dict, run: Optional[str], kind: str, weight: int, received: float,
+                 raw: Optional[dict[str, str]] = None) -> None:
         self.message = message
         self.run = run
-        self.kind = kind  # "samples" for relayed producer messages, else the published type
+        self.kind = kind  # "samples" for relayed producer messages, "snapshot", else the published type
         self.weight = weight
         self.received = received
+        self.raw = raw if raw is not None else {}
         self._texts: dict[tuple[bool, bool], str] = {}
+
+    def _part(self, name: str) -> str:
+        text = self.raw.get(name)
+        if text is None:
+            text = self.raw[name] = _encode_lenient(self.message[name])
+        return text
 
     def body(self, samples: bool, events: bool) -> str:
         """The JSON text without its closing brace, ready for ``,"dropped":N}``."""
         key = (samples, events)
         text = self._texts.get(key)
         if text is None:
-            message = self.message
-            if self.kind == "samples" and not (samples and events):
-                message = dict(message)
-                if not samples:
-                    message["samples"] = []
-                if not events:
-                    message["events"] = []
-            text = self._texts[key] = _encode_lenient(message)[:-1]
+            if self.kind == "samples":
+                head = {k: v for k, v in self.message.items() if k not in ("samples", "events")}
+                text = (_encode_lenient(head)[:-1] + ',"samples":' + (self._part("samples") if samples else "[]")
+                        + ',"events":' + (self._part("events") if events else "[]"))
+            elif self.kind == "snapshot":
+                text = self.raw["text"]
+            else:
+                text = _encode_lenient(self.message)[:-1]
+            self._texts[key] = text
         return text
 
 
@@ -239,12 +255,15 @@ class Hub:
         self.on_batch = on_batch
 
         self._server: Optional[Server] = None
+        self._saw_constant = False
+        self._decoder = json.JSONDecoder(parse_constant=self._constant)
         self._token_bytes = self.token.encode()
         self._subscribers: dict[int, _Subscriber] = {}
         self._next_id = 0
-        self._last_seq: dict[tuple[str, int], int] = {}
+        self._last_seq: dict[tuple[str, int], tuple[int, float]] = {}  # (run, rank) -> (seq, when)
         self._history: dict[tuple[str, str], collections.deque] = {}  # (kind, key) -> deque of _Out
         self._history_weight: dict[tuple[str, str], int] = {}
+        self._next_sweep = 0.0
         self._latest: dict[tuple[str, int], dict[str, float]] = {}
         self._producers = 0
         self._stats = dict.fromkeys((
@@ -526,10 +545,63 @@ class Hub:
         finally:
             self._producers -= 1
 
+    def _parse(self, text: str) -> tuple[Any, dict[str, tuple[int, int]], bool]:
+        """Parse a message in one pass, keeping where each top-level value of an object lies.
+
+        Returns:
+            tuple[Any, dict[str, tuple[int, int]], bool]: the value, the spans of the object's
+            values by key (empty for anything but an object), and whether a ``NaN``/``Infinity``
+            literal was read (it is kept as the string ``"NaN"``/``"Infinity"``/``"-Infinity"``).
+
+        Raises:
+            ValueError: not JSON.
+        """
+        self._saw_constant = False
+        ws = _WHITESPACE.match
+        idx = ws(text, 0).end()
+        if text[idx:idx + 1] != "{":
+            return self._decoder.decode(text), {}, self._saw_constant
+        obj: dict[str, Any] = {}
+        spans: dict[str, tuple[int, int]] = {}
+        scan = self._decoder.scan_once
+        try:
+            idx = ws(text, idx + 1).end()
+            if text[idx] != "}":
+                while True:
+                    if text[idx] != '"':
+                        raise ValueError(f"expecting a property name in double quotes at char {idx}")
+                    key, idx = _scanstring(text, idx + 1, True)
+                    idx = ws(text, idx).end()
+                    if text[idx] != ":":
+                        raise ValueError(f"expecting ':' delimiter at char {idx}")
+                    idx = ws(text, idx + 1).end()
+                    try:
+                        value, end = scan(text, idx)
+                    except StopIteration as exc:
+                        raise ValueError(f"expecting a value at char {exc.value}") from None
+                    obj[key] = value
+                    spans[key] = (idx, end)
+                    idx = ws(text, end).end()
+                    if text[idx] == "}":
+                        break
+                    if text[idx] != ",":
+                        raise ValueError(f"expecting ',' delimiter at char {idx}")
+                    idx = ws(text, idx + 1).end()
+            if ws(text, idx + 1).end() != len(text):
+                raise ValueError(f"extra data at char {idx + 1}")
+        except IndexError:
+            raise ValueError("the message ends in the middle of the object") from None
+        return obj, spans, self._saw_constant
+
+    def _constant(self, name: str) -> str:
+        self._saw_constant = True
+        return name
+
     def _accept(self, raw: str | bytes) -> Optional[str]:
         """Validate, deduplicate, remember and fan out one /ingest message; the problem, or None."""
         try:
-            message = json.loads(raw, parse_constant=str)
+            text = raw.decode("utf-8") if isinstance(raw, (bytes, bytearray, memoryview)) else raw
+            message, spans, saw_constant = self._parse(text)
         except (ValueError, UnicodeDecodeError) as exc:
             return f"not JSON ({exc}): send one JSON object per message, as deepdive.engine.reporter does"
         if not isinstance(message, dict):
@@ -551,16 +623,17 @@ class Hub:
         if not isinstance(samples, list) or not isinstance(events, list):
             return "samples and events must be lists of objects"
         now = time.time()
-        for entry in samples:
-            if type(entry) is not dict:
-                return "every sample must be a JSON object"
-            if "t" not in entry:
-                entry["t"] = now
-        for entry in events:
-            if type(entry) is not dict:
-                return "every event must be a JSON object"
-            if "t" not in entry:
-                entry["t"] = now
+        raw_parts: dict[str, str] = {}
+        for name, entries in (("samples", samples), ("events", events)):
+            changed = False
+            for entry in entries:
+                if type(entry) is not dict:
+                    return f"every {name[:-1]} must be a JSON object"
+                if "t" not in entry:
+                    entry["t"] = now
+                    changed = True
+            if not changed and not saw_constant and name in spans:
+                raw_parts[name] = text[spans[name][0]:spans[name][1]]
         dropped, dropped_events = message.get("dropped", 0), message.get("dropped_events", 0)
         dropped = dropped if type(dropped) is int and dropped > 0 else 0
         dropped_events = dropped_events if type(dropped_events) is int and dropped_events > 0 else 0
@@ -568,7 +641,7 @@ class Hub:
         stats = self._stats
         if seq is not None:
             key = (run, rank)
-            last = self._last_seq.get(key)
+            last = self._last_seq.get(key, (None, 0.0))[0]
             if last is not None:
                 if seq == last:
                     stats["duplicate_messages"] += 1
@@ -577,7 +650,7 @@ class Hub:
                     stats["producer_restarts"] += 1
                 elif seq > last + 1:
                     stats["seq_gaps"] += seq - last - 1
-            self._last_seq[key] = seq
+            self._last_seq[key] = (seq, now)
         stats["ingested_messages"] += 1
         stats["ingested_samples"] += len(samples)
         stats["ingested_events"] += len(events)
@@ -603,7 +676,7 @@ class Hub:
 
         out_message = {"type": "samples", "run": run, "rank": rank, "seq": seq, "t": now, "samples": samples,
                        "events": events, "producer_dropped": dropped, "producer_dropped_events": dropped_events}
-        out = _Out(out_message, run, "samples", max(1, len(samples) + len(events)), now)
+        out = _Out(out_message, run, "samples", max(1, len(samples) + len(events)), now, raw_parts)
         self._remember("samples", run, out, now)
         self._fan_out(out)
         return None
@@ -624,25 +697,41 @@ class Hub:
         while history and (weight > self.history_entries or history[0].received < horizon):
             weight -= history.popleft().weight
         self._history_weight[hkey] = weight
+        if now >= self._next_sweep:
+            self._sweep(horizon)
+            self._next_sweep = now + 1.0
+
+    def _sweep(self, horizon: float) -> None:
+        """Forget what is older than ``horizon`` everywhere: runs that went quiet free their memory."""
+        for hkey in list(self._history):
+            history = self._history[hkey]
+            while history and history[0].received < horizon:
+                self._history_weight[hkey] -= history.popleft().weight
+            if not history:
+                del self._history[hkey], self._history_weight[hkey]
+        live = {key for kind, key in self._history if kind == "samples"}
+        for run_rank in [k for k in self._latest if k[0] not in live]:
+            del self._latest[run_rank]
+        seq_horizon = min(horizon, time.time() - SEQ_MEMORY_SECONDS)
+        for run_rank in [k for k, (_, seen) in self._last_seq.items() if seen < seq_horizon]:
+            del self._last_seq[run_rank]
 
     def _snapshot(self, sub: _Subscriber) -> _Out:
-        horizon = time.time() - self.history_seconds
-        chosen: list[tuple[float, dict]] = []
+        """The snapshot for ``sub``: its share of the history, oldest first, from encoded parts."""
+        now = time.time()
+        horizon = now - self.history_seconds
+        chosen: list[tuple[float, _Out, tuple[bool, bool]]] = []
         for history in self._history.values():
             for out in history:
                 if out.received < horizon:
                     continue
                 parts = sub.wants(out)
-                if parts is None:
-                    continue
-                message = out.message
-                if out.kind == "samples" and parts != (True, True):
-                    message = dict(message, samples=message["samples"] if parts[0] else [],
-                                   events=message["events"] if parts[1] else [])
-                chosen.append((out.received, message))
-        chosen.sort(key=lambda pair: pair[0])
-        return _Out({"type": "snapshot", "t": time.time(), "messages": [m for _, m in chosen]},
-                    None, "snapshot", 1, time.time())
+                if parts is not None:
+                    chosen.append((out.received, out, parts))
+        chosen.sort(key=lambda item: item[0])
+        text = (_encode({"type": "snapshot", "t": now})[:-1] + ',"messages":['
+                + ",".join(out.body(*parts) + "}" for _, out, parts in chosen) + "]")
+        return _Out({}, None, "snapshot", 1, now, {"text": text})
 
     def _fan_out(self, out: _Out) -> None:
         cap = self.subscriber_queue

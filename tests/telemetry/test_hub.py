@@ -315,3 +315,38 @@ async def test_metrics_only_when_enabled(hub: Hub):
         assert 'deepdive_hub_connections{path="stream"} 0' in text
     finally:
         await on.stop()
+
+
+async def test_snapshot_is_bounded_by_entries_per_run_and_by_age():
+    hub = Hub(history_entries=3, history_seconds=0.5)
+    await hub.start()
+    try:
+        async with ws(hub.ingest_url) as producer:
+            for seq in range(5):
+                await producer.send(batch("a", seq, [{"i": seq}]))
+            await producer.send(batch("b", 0, [{"i": 0}]))
+            await until(lambda: hub.stats()["ingested_messages"] == 6, "ingest")
+            hub.publish({"gpu": 1})
+            async with ws(hub.stream_url) as late:
+                snapshot = await recv_json(late)
+            got = [(m.get("run"), m["samples"][0]["i"]) for m in snapshot["messages"] if m["type"] == "samples"]
+            assert got == [("a", 2), ("a", 3), ("a", 4), ("b", 0)]
+            assert [m["gpu"] for m in snapshot["messages"] if m["type"] == "machine"] == [1]
+            await asyncio.sleep(0.6)
+            await producer.send(batch("c", 0, [{"i": 9}]))  # a newer message; the old ones have expired
+            await until(lambda: hub.stats()["ingested_messages"] == 7, "ingest")
+            async with ws(hub.stream_url) as later:
+                snapshot = await recv_json(later)
+            assert [(m["run"], m["samples"][0]["i"]) for m in snapshot["messages"]] == [("c", 9)]
+    finally:
+        await hub.stop()
+
+
+async def test_binary_frames_and_nan_literals_are_accepted_and_relayed_as_strict_json(hub: Hub):
+    async with ws(hub.stream_url) as subscriber, ws(hub.ingest_url) as producer:
+        await recv_json(subscriber)
+        text = '{"type": "samples", "run": "r", "rank": 0, "seq": 0, "samples": [{"loss": NaN, "t": 1.0}]}'
+        await producer.send(text.encode())
+        raw = await asyncio.wait_for(subscriber.recv(), WAIT)
+    message = json.loads(raw, parse_constant=lambda name: pytest.fail(f"{name} literal relayed"))
+    assert message["samples"] == [{"loss": "NaN", "t": 1.0}]
