@@ -25,12 +25,15 @@ Endpoints (all on one port; every request needs the hub's token, given as the qu
        "producer_dropped": int, "producer_dropped_events": int, "dropped": int}
       {"type": "machine", "t": float, ...}          # whatever publish() got, "t" added when absent
 
-  ``t`` of a ``samples`` message is when the hub received it; every sample and event keeps the
-  ``t`` its producer gave it (``time.time()``), published messages carry theirs, so all of them
-  are on one time axis. ``dropped`` is the number of entries (samples + events of a ``samples``
+  ``seq`` is the producer's (null when it sent none). ``t`` of a ``samples`` message is when the
+  hub received it; every sample and event keeps the ``t`` its producer gave it (``time.time()``;
+  the hub's receive time where it had none), published messages carry theirs, so all of them are
+  on one time axis. ``dropped`` is the number of entries (samples + events of a ``samples``
   message, 1 for any other message) this subscriber lost to its full queue since its previous
   message. The snapshot holds the messages of the last ``history_seconds``, at most
-  ``history_entries`` entries per run (and per published ``type``).
+  ``history_entries`` entries per run (and per published ``type``), filtered like live ones and
+  without their own ``dropped``. websockets' keepalive (a ping every 20 s, 20 s for its pong)
+  closes a subscriber that stays unresponsive.
 * ``GET /`` and ``GET /dashboard/...`` (HTTP): the dashboard bundle from ``static_dir``
   (``/`` is its ``index.html``); 404 with a one-line reason when there is no bundle.
 * ``GET /metrics`` (HTTP, only with ``prometheus=True``): Prometheus text exposition of the latest
@@ -225,8 +228,10 @@ class Hub:
             static_dir (str | Path | None): the dashboard bundle (with ``index.html``), or None.
             prometheus (bool): serve ``/metrics``.
             on_batch (Callable[[dict], None] | None): called in the loop with every accepted
-                ``/ingest`` message (the parsed dict, duplicates excluded), e.g. to store it. It must
-                return quickly; its exceptions are logged and ignored.
+                ``/ingest`` message (the parsed dict, duplicates excluded; samples and events
+                without ``t`` have the hub's receive time), e.g. to store it. It must return quickly
+                and must not modify the dict (the history shares it); its exceptions are logged and
+                ignored.
 
         Raises:
             ValueError: a non-loopback ``host`` without ``allow_remote=True``, or a bad size.
@@ -255,6 +260,7 @@ class Hub:
         self.on_batch = on_batch
 
         self._server: Optional[Server] = None
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._saw_constant = False
         self._decoder = json.JSONDecoder(parse_constant=self._constant)
         self._token_bytes = self.token.encode()
@@ -285,6 +291,7 @@ class Hub:
         """
         if self._server is not None:
             raise RuntimeError("the hub is already started: call stop() first")
+        self._loop = asyncio.get_running_loop()
         self._server = await serve(
             self._handle, self.host, self.port, process_request=self._process_request,
             max_size=self.max_message_bytes, compression=None, max_queue=16, write_limit=1 << 16,
@@ -390,6 +397,26 @@ class Hub:
         self._stats["published_messages"] += 1
         self._remember(kind, out.run or kind, out, now)
         self._fan_out(out)
+
+    def publish_threadsafe(self, message: dict) -> None:
+        """:meth:`publish` from any thread (a sampler's worker thread): scheduled on the hub's loop.
+
+        Args:
+            message (dict): as for :meth:`publish`; copied now, so the caller may reuse it.
+
+        Raises:
+            RuntimeError: the hub is not started.
+        """
+        loop = self._loop
+        if loop is None or self._server is None:
+            raise RuntimeError("the hub is not started: await hub.start() in the daemon's loop first")
+        loop.call_soon_threadsafe(self._publish_quietly, dict(message))
+
+    def _publish_quietly(self, message: dict) -> None:
+        try:
+            self.publish(message)
+        except (TypeError, ValueError) as exc:
+            log.warning("telemetry hub: publish_threadsafe refused a message: %s", exc)
 
     # ------------------------------------------------------------------------------------------
     # HTTP side: authentication, static files, metrics

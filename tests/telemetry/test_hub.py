@@ -350,3 +350,13 @@ async def test_binary_frames_and_nan_literals_are_accepted_and_relayed_as_strict
         raw = await asyncio.wait_for(subscriber.recv(), WAIT)
     message = json.loads(raw, parse_constant=lambda name: pytest.fail(f"{name} literal relayed"))
     assert message["samples"] == [{"loss": "NaN", "t": 1.0}]
+
+
+async def test_publish_threadsafe_from_a_worker_thread(hub: Hub):
+    async with ws(hub.stream_url + "&kinds=machine") as subscriber:
+        await recv_json(subscriber)
+        await asyncio.to_thread(hub.publish_threadsafe, {"gpu_util": 0.9, "t": 123.0})
+        message = await recv_json(subscriber)
+    assert message == {"type": "machine", "gpu_util": 0.9, "t": 123.0, "dropped": 0}
+    with pytest.raises(RuntimeError, match="start"):
+        Hub().publish_threadsafe({})
