@@ -463,31 +463,35 @@ class HostSampler:
         return out
 
 
+def _ppid_map() -> dict[int, int]:
+    """``{pid: parent pid}`` of every process, in one scan of the process table."""
+    fast = getattr(getattr(psutil, "_psplatform", None), "ppid_map", None)  # what Process.children uses
+    if fast is not None:
+        try:
+            return dict(fast())
+        except Exception:  # a private helper: fall back to the public API on any surprise
+            pass
+    out = {}
+    for proc in psutil.process_iter(["ppid"]):
+        if proc.info.get("ppid") is not None:
+            out[proc.pid] = proc.info["ppid"]
+    return out
+
+
 class ProcessTreeSampler:
     """CPU and RSS of process trees (a root and its children, recursively), e.g. each job's group leader.
 
     CPU % is the CPU time the tree's processes used between two calls over the wall time between
     them (100 = one core). Processes that vanish between or during calls are ignored; a process
-    born since the previous call counts all its CPU time.
+    born since the previous call counts all its CPU time. One scan of the process table per call
+    serves every root.
     """
 
     def __init__(self) -> None:
-        self._procs: dict[int, psutil.Process] = {}
         self._cpu: dict[tuple[int, float], float] = {}  # (pid, create_time) -> user+system seconds
         self._t: Optional[float] = None
         self._t_wall: Optional[float] = None
         self._seen_roots: set[int] = set()
-
-    def _process(self, pid: int) -> Optional[psutil.Process]:
-        proc = self._procs.get(pid)
-        try:
-            if proc is None or not proc.is_running():  # is_running also catches a reused pid
-                proc = psutil.Process(pid)
-                self._procs[pid] = proc
-            return proc
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            self._procs.pop(pid, None)
-            return None
 
     def sample(self, roots: Iterable[int]) -> dict[str, dict[str, Any]]:
         """Read each root's tree once.
@@ -502,22 +506,29 @@ class ProcessTreeSampler:
         now = time.monotonic()
         wall = time.time()
         dt = now - self._t if self._t is not None else None
+        roots = list(dict.fromkeys(int(r) for r in roots))
+        children: dict[int, list[int]] = {}
+        if roots:
+            for pid, ppid in _ppid_map().items():
+                if ppid != pid:
+                    children.setdefault(ppid, []).append(pid)
         cpu_now: dict[tuple[int, float], float] = {}
         out: dict[str, dict[str, Any]] = {}
-        roots = list(dict.fromkeys(int(r) for r in roots))
         for root in roots:
-            proc = self._process(root)
-            if proc is None:
-                continue
-            try:
-                tree = [proc, *proc.children(recursive=True)]
-            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-                continue
+            tree, todo, seen = [], [root], {root}
+            while todo:
+                pid = todo.pop()
+                tree.append(pid)
+                for child in children.get(pid, ()):
+                    if child not in seen:
+                        seen.add(child)
+                        todo.append(child)
             rss = 0
             used = 0.0
             count = 0
-            for p in tree:
+            for pid in tree:
                 try:
+                    p = psutil.Process(pid)
                     with p.oneshot():
                         key = (p.pid, p.create_time())
                         times = p.cpu_times()
@@ -532,17 +543,14 @@ class ProcessTreeSampler:
                     used += max(0.0, seconds - self._cpu[key])
                 elif self._t_wall is not None and key[1] >= self._t_wall:
                     used += seconds  # born since the previous call
+            if not count:
+                continue
             first = root not in self._seen_roots
-            self._seen_roots.add(root)
             cpu_pct = None if first or not dt or dt <= 0 else round(used / dt * 100.0, 1)
             out[str(root)] = {"cpu_pct": cpu_pct, "rss_mib": _mib(rss), "procs": count}
         self._cpu = cpu_now
         self._t, self._t_wall = now, wall
-        alive = set(int(k) for k in out)
-        self._seen_roots &= alive
-        for pid in list(self._procs):
-            if pid not in alive:
-                del self._procs[pid]
+        self._seen_roots = {int(k) for k in out}
         return out
 
 

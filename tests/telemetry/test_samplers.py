@@ -226,8 +226,8 @@ def test_no_device_reason_and_shutdown():
 def test_doctor_uses_the_same_reasons(monkeypatch):
     from deepdive import doctor
 
-    monkeypatch.setattr(samplers, "nvml_init", lambda nvml=None: (None, "no NVIDIA GPU: the NVIDIA driver is not loaded"))
-    monkeypatch.setattr(doctor, "nvml_init", samplers.nvml_init)
+    fake = FakeNvml([], init_error=pynvml.NVML_ERROR_DRIVER_NOT_LOADED)
+    monkeypatch.setattr(doctor, "nvml_init", lambda: samplers.nvml_init(fake))
     info = doctor.gpu_info()
     assert (info.available, info.reason) == (False, "no NVIDIA GPU: the NVIDIA driver is not loaded")
 
@@ -322,3 +322,13 @@ def test_a_machine_sample_is_cheap():
     for _ in range(n):
         m.sample([1])
     assert (time.perf_counter() - start) / n < 0.05  # well under a 100 ms interval
+
+
+def test_process_trees_without_psutils_private_ppid_map(monkeypatch):
+    import psutil
+
+    fast = samplers._ppid_map()
+    monkeypatch.setattr(psutil._psplatform, "ppid_map", lambda: 1 / 0)
+    slow = samplers._ppid_map()
+    assert slow.get(samplers.os.getpid()) == fast[samplers.os.getpid()] == samplers.os.getppid()
+    assert ProcessTreeSampler().sample([samplers.os.getpid()])[str(samplers.os.getpid())]["procs"] >= 1

@@ -60,15 +60,37 @@ def test_a_reopened_store_keeps_committed_rows(tmp_path, clock):
         assert len(s.query("r1")) == 1 and s.runs()[0]["outcome"] == "succeeded"
 
 
-def test_a_failed_batch_stores_nothing(store):
+def test_an_unserialisable_batch_stores_nothing(store):
     with pytest.raises(TypeError):
         store.add_samples("r1", 0, [step(T0, 0), {"t": T0 + 1, "bad": object.__new__(BadFloat)}])
     assert store.query("r1") == [] and store.runs() == []
 
 
 class BadFloat(float):
-    def __repr__(self) -> str:  # json's float encoder calls float.__repr__; str() is never reached
+    def __repr__(self) -> str:  # json's float encoder calls float.__repr__
         raise TypeError("not serialisable")
+
+
+def test_a_compaction_that_fails_half_way_loses_no_row(store, clock, monkeypatch):
+    from deepdive.telemetry import store as store_module
+
+    store.add_samples("r1", 0, [step(T0 + i * 0.5, i) for i in range(6)])  # 3 seconds, 2 samples each
+    real, calls = store_module.aggregate_rows, []
+
+    def fail_on_second_bucket(rows):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("disk full")
+        return real(rows)
+
+    monkeypatch.setattr(store_module, "aggregate_rows", fail_on_second_bucket)
+    clock.t = T0 + 3 + 600 + 1
+    with pytest.raises(RuntimeError, match="disk full"):
+        store.compact()
+    assert len(store.query("r1", resolution="raw")) == 6  # rolled back: every raw row is still there
+    monkeypatch.setattr(store_module, "aggregate_rows", real)
+    assert store.compact()["raw"] == 6
+    assert [r["step"] for r in store.query("r1", resolution="raw")] == [1, 3, 5]
 
 
 def test_compaction_tiers_and_idempotence(store, clock):
