@@ -2,7 +2,7 @@
 
 Everything here is cheap and never imports torch: NVML goes through ``pynvml`` (the ctypes binding
 shipped as ``nvidia-ml-py``) and the host through ``psutil``. A sampler keeps the counters it read
-last time so that rates (disk, network, PCIe-free NVLink counters, process CPU) come from the
+last time so that rates (disk, network, NVLink, process CPU) come from the
 difference between two calls, never from a blocking sleep.
 
 Absent hardware is reported as absent with the exact reason (:func:`nvml_init`), never as zeros.
@@ -64,6 +64,8 @@ THROTTLE_REASONS: tuple[tuple[int, str], ...] = (
     (0x0040, "hw_thermal_slowdown"),
     (0x0080, "hw_power_brake_slowdown"),
     (0x0100, "display_clock_setting"),
+    (0x0200, "board_limit"),
+    (0x0400, "reliability"),
 )
 
 # NVML constants used here (stable values of nvml.h), so a test double needs only the functions.

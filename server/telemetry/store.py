@@ -11,8 +11,8 @@ Tiers (the choice behind ``compact``)
   and a just-finished run show every step.
 * ``1s``: 1-second aggregates, kept for **24 hours** (``SECOND_KEEP_S``): a day of history at the
   resolution a human reads a chart at.
-* ``1m``: 1-minute aggregates, kept **indefinitely** (1,440 rows a day per rank: a year of runs is a
-  few hundred MB at most).
+* ``1m``: 1-minute aggregates, kept **indefinitely** (1,440 rows a day per rank and for the machine:
+  about 150 MB per rank and year of continuous training).
 
 An aggregate row's ``t`` is the start of its bucket (``floor(t)`` or ``floor(t / 60) * 60``).
 Aggregation works on the nested JSON value of each sample: numeric fields become their mean

@@ -150,7 +150,7 @@ H100 = {
 # A consumer card: no NVLink, no PCIe counters, no ECC, no events, no power limit.
 GEFORCE = {
     "name": "NVIDIA GeForce RTX 3060", "uuid": "GPU-bbbb", "util": (5, 1), "mem": (2**30, 12 * 2**30),
-    "power_mw": 20_000, "temp": 40, "sm": 210, "memclk": 405, "reasons": pynvml.nvmlClocksEventReasonGpuIdle,
+    "power_mw": 20_000, "temp": 40, "sm": 210, "memclk": 405, "reasons": pynvml.nvmlClocksEventReasonGpuIdle | 0x8000,  # plus a bit newer than this module
     "procs": [],
 }
 
@@ -173,7 +173,7 @@ def test_nvml_readings_and_nulls_for_what_a_gpu_lacks():
     assert h["ecc_errors"] == {"volatile_corrected": 3, "volatile_uncorrected": 0}
     assert h["xid_events"] == [79]
     assert h["processes"] == [{"pid": 4242, "used_mib": 60 * 1024.0}, {"pid": 4343, "used_mib": None}]
-    assert g["throttle_reasons"] == ["gpu_idle"]
+    assert g["throttle_reasons"] == ["gpu_idle", "other_0x8000"]
     for key in ("nvlink", "pcie_tx_kib_s", "pcie_rx_kib_s", "ecc_errors", "xid_events", "power_limit_w"):
         assert g[key] is None, key
     assert g["processes"] == []
