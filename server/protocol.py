@@ -243,6 +243,26 @@ class JobEvent:
 
 
 # --------------------------------------------------------------------------------------------
+# deepdive/hub
+# --------------------------------------------------------------------------------------------
+
+
+@attrs.define
+class HubInfo:
+    """Where the daemon's telemetry hub listens (127.0.0.1; the token is new at each daemon start)."""
+
+    running: bool
+    url: Optional[str] = None
+    ingest_url: Optional[str] = None
+    """What jobs get in DEEPDIVE_HUB: the /ingest websocket URL with the token."""
+    stream_url: Optional[str] = None
+    """The /stream websocket URL with the token, for dashboards."""
+    token: Optional[str] = None
+    reason: Optional[str] = None
+    """Why the hub is not running, when it is not."""
+
+
+# --------------------------------------------------------------------------------------------
 # Method registry
 # --------------------------------------------------------------------------------------------
 
@@ -276,8 +296,9 @@ JOBS_CANCEL = Request(
 JOBS_LOG = Request("deepdive/jobs/log", JobIdParams, JobLog, "The stored output of a job.")
 JOBS_KINDS = Request("deepdive/jobs/kinds", None, JobKindList, "The kinds of job the daemon can start.")
 JOBS_EVENT = Notification("deepdive/jobs/event", JobEvent, "Something happened to a job.")
+HUB = Request("deepdive/hub", None, HubInfo, "Where the telemetry hub listens, with its token.")
 
-REQUESTS: tuple[Request, ...] = (VERSION, DOCTOR, JOBS_START, JOBS_LIST, JOBS_CANCEL, JOBS_LOG, JOBS_KINDS)
+REQUESTS: tuple[Request, ...] = (VERSION, DOCTOR, JOBS_START, JOBS_LIST, JOBS_CANCEL, JOBS_LOG, JOBS_KINDS, HUB)
 NOTIFICATIONS: tuple[Notification, ...] = (JOBS_EVENT,)
 
 

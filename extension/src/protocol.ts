@@ -155,6 +155,19 @@ export interface JobKindList {
   kinds: JobKind[];
 }
 
+/** Where the daemon's telemetry hub listens (127.0.0.1; the token is new at each daemon start). */
+export interface HubInfo {
+  running: boolean;
+  url?: string | null;
+  /** What jobs get in DEEPDIVE_HUB: the /ingest websocket URL with the token. */
+  ingestUrl?: string | null;
+  /** The /stream websocket URL with the token, for dashboards. */
+  streamUrl?: string | null;
+  token?: string | null;
+  /** Why the hub is not running, when it is not. */
+  reason?: string | null;
+}
+
 export interface JobProgress {
   fraction?: number | null;
   message?: string | null;
@@ -193,6 +206,8 @@ export const Requests = {
   jobsLog: 'deepdive/jobs/log',
   /** The kinds of job the daemon can start. */
   jobsKinds: 'deepdive/jobs/kinds',
+  /** Where the telemetry hub listens, with its token. */
+  hub: 'deepdive/hub',
 } as const;
 
 export interface RequestTypes {
@@ -203,6 +218,7 @@ export interface RequestTypes {
   'deepdive/jobs/cancel': { params: JobIdParams; result: JobInfo };
   'deepdive/jobs/log': { params: JobIdParams; result: JobLog };
   'deepdive/jobs/kinds': { params: Record<string, never>; result: JobKindList };
+  'deepdive/hub': { params: Record<string, never>; result: HubInfo };
 }
 
 /** Custom notifications from the daemon. */

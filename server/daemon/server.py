@@ -29,9 +29,9 @@ from deepdive.jobs.kinds import JobRejected
 from deepdive.jobs.manager import JobManager
 from deepdive.jobs.store import JobStore, state_dir
 from deepdive.protocol import (
-    DOCTOR, JOBS_CANCEL, JOBS_EVENT, JOBS_KINDS, JOBS_LIST, JOBS_LOG, JOBS_START, PROTOCOL_VERSION, REQUESTS,
-    VERSION, DoctorParams, DoctorReport, GpuInfo, InvalidPayload, JobEvent, JobIdParams, JobKindList, JobList, JobListParams,
-    JobLog, JobStartParams, Request, TorchInfo, VersionResult, from_wire, to_wire,
+    DOCTOR, HUB, JOBS_CANCEL, JOBS_EVENT, JOBS_KINDS, JOBS_LIST, JOBS_LOG, JOBS_START, PROTOCOL_VERSION, REQUESTS,
+    VERSION, DoctorParams, DoctorReport, GpuInfo, HubInfo, InvalidPayload, JobEvent, JobIdParams, JobKindList,
+    JobList, JobListParams, JobLog, JobStartParams, Request, TorchInfo, VersionResult, from_wire, to_wire,
 )
 
 log = logging.getLogger("deepdive.daemon")
@@ -64,6 +64,9 @@ class DeepdiveServer(LanguageServer):
         self.workspace_root: Optional[str] = None
         self.store: Optional[JobStore] = None
         self.jobs: Optional[JobManager] = None
+        self.telemetry: Optional[Any] = None  # deepdive.daemon.telemetry.TelemetryService once started
+        self.telemetry_error: Optional[str] = None
+        self.telemetry_started: Optional[asyncio.Future[None]] = None
         self._torch: Optional[asyncio.Task[TorchInfo]] = None
         self._gpus: Optional[asyncio.Task[GpuInfo]] = None
         self._report: Optional[DoctorReport] = None
@@ -111,12 +114,34 @@ class DeepdiveServer(LanguageServer):
         for job in self.jobs.reap_orphans():
             log.warning("job %s (%s) marked lost: %s", job.id, job.title, job.reason)
 
+    async def start_telemetry(self) -> None:
+        """The hub, the machine sampler and the metrics store; jobs learn the hub's URL."""
+        from deepdive.daemon.telemetry import TelemetryService
+
+        assert self.store is not None and self.jobs is not None
+        jobs = self.jobs
+        service = TelemetryService(self.store.directory, jobs.running_pids)
+        try:
+            await service.start()
+        except Exception as exc:  # no hub is a degraded daemon, not a dead one
+            self.telemetry_error = f"{type(exc).__name__}: {exc}"
+            log.exception("the telemetry hub could not start")
+            return
+        self.telemetry = service
+        jobs.job_env.update(service.job_env())
+
     def _client_has_progress(self) -> bool:
         window = self.client_capabilities.window
         return bool(window and window.work_done_progress)
 
     def _on_job_event(self, event: JobEvent) -> None:
         self.protocol.notify(JOBS_EVENT.method, to_wire(event))
+        if self.telemetry is not None and event.job is not None:
+            # a job's telemetry run carries the job's id (the engine reads DEEPDIVE_JOB_ID)
+            if event.type == "started":
+                self.telemetry.run_started(event.job_id, event.job.title)
+            elif event.type == "finished":
+                self.telemetry.run_ended(event.job_id, event.job.state)
         token = self._progress_token_of_job.get(event.job_id)
         if token is None:
             return
@@ -241,12 +266,23 @@ def on_initialize(ls: DeepdiveServer, params: types.InitializeParams) -> None:
     )
 
 
+@server.feature(types.INITIALIZED)
+def on_initialized(ls: DeepdiveServer, params: types.InitializedParams) -> None:
+    """initialized: start telemetry now that initialize is answered (its imports take a few 100 ms)."""
+    ls.telemetry_started = asyncio.ensure_future(ls.start_telemetry())
+
+
 @server.feature(types.SHUTDOWN)
 async def on_shutdown(ls: DeepdiveServer, *args: Any) -> None:
     """shutdown: cancel every running job (their process groups are killed) before answering."""
     if ls.jobs is not None:
         await ls.jobs.shutdown()
     await ls.stop_probes()
+    if ls.telemetry_started is not None:
+        await ls.telemetry_started
+    if ls.telemetry is not None:
+        await ls.telemetry.stop()
+        ls.telemetry = None
 
 
 @server.feature(types.WINDOW_WORK_DONE_PROGRESS_CANCEL)
@@ -286,6 +322,8 @@ async def on_doctor(ls: DeepdiveServer, params: DoctorParams) -> Any:
 async def on_jobs_start(ls: DeepdiveServer, params: JobStartParams) -> Any:
     """deepdive/jobs/start"""
     jobs = _require_jobs(ls)
+    if ls.telemetry_started is not None:
+        await ls.telemetry_started  # so the job gets DEEPDIVE_HUB
     info = await jobs.start(params)
     if params.progress and jobs.is_running(info.id):
         asyncio.ensure_future(ls.show_progress(info.id, info.title))
@@ -312,6 +350,16 @@ async def on_jobs_log(ls: DeepdiveServer, params: JobIdParams) -> JobLog:
         raise JobRejected(f"no job {params.id!r}")
     lines, truncated = jobs.store.output(params.id)
     return JobLog(id=params.id, lines=lines, truncated=truncated)
+
+
+@request(HUB)
+async def on_hub(ls: DeepdiveServer) -> HubInfo:
+    """deepdive/hub"""
+    if ls.telemetry_started is not None:
+        await ls.telemetry_started
+    if ls.telemetry is None:
+        return HubInfo(running=False, reason=ls.telemetry_error or "the daemon is not initialized yet")
+    return ls.telemetry.info()
 
 
 @request(JOBS_KINDS)

@@ -124,7 +124,8 @@ class Run:
         self.plan = resolve_precision(precision, self.device)
         self.scaler = LossScaler(self.plan.device_type, self.plan.needs_loss_scaling, hysteresis=hysteresis)
         self.hparams = Hyperparameters()
-        self.run_id = os.environ.get("DEEPDIVE_RUN_ID") or os.environ.get("TORCHELASTIC_RUN_ID") or uuid.uuid4().hex[:12]
+        self.run_id = (os.environ.get("DEEPDIVE_RUN_ID") or os.environ.get("DEEPDIVE_JOB_ID")
+                       or os.environ.get("TORCHELASTIC_RUN_ID") or uuid.uuid4().hex[:12])
         if metrics_out and not self.dist.is_main:
             metrics_out = f"{metrics_out}.rank{self.dist.rank}"
         self.reporter = Reporter.from_env(self.run_id, self.dist.rank, metrics_out)

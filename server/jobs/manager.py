@@ -76,6 +76,8 @@ class JobManager:
                  trusted: bool = True):
         self.store = store
         self.ctx = Context(python=python, workspace=workspace, trusted=trusted)
+        #: Environment every job gets on top of the daemon's (e.g. DEEPDIVE_HUB, set by the daemon).
+        self.job_env: dict[str, str] = {}
         self._listeners: list[Listener] = []
         self._running: dict[str, _Running] = {}
         self._flusher: Optional[asyncio.Task[None]] = None
@@ -101,6 +103,10 @@ class JobManager:
     def is_running(self, job_id: str) -> bool:
         return job_id in self._running
 
+    def running_pids(self) -> list[int]:
+        """Process-group leaders of the running jobs (their trees are what a job uses)."""
+        return [run.proc.pid for run in self._running.values()]
+
     async def start(self, params: JobStartParams) -> JobInfo:
         """Start a job; returns once its process runs (or has failed to start). Raises JobRejected."""
         spec, launch = build_launch(params.kind, params.options, self.ctx)
@@ -120,7 +126,7 @@ class JobManager:
             argv=launch.argv, cwd=launch.cwd, created_at=time.time(),
         )
         read_fd, write_fd = os.pipe()
-        env = {**os.environ, **launch.env, job_events.ENV_FD: str(write_fd), ENV_JOB_ID: job_id,
+        env = {**os.environ, **self.job_env, **launch.env, job_events.ENV_FD: str(write_fd), ENV_JOB_ID: job_id,
                "PYTHONUNBUFFERED": "1"}
         try:
             proc = await asyncio.create_subprocess_exec(

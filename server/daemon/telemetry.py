@@ -1,0 +1,158 @@
+"""The daemon's telemetry service: the hub, the machine sampler, the metrics store and the verdict.
+
+Started at ``initialize``. Jobs get the hub's ingest URL (with the token) in ``DEEPDIVE_HUB``, so a
+training script's reporter streams to it; the sampler publishes a machine sample every interval
+(1 s by default, ``DEEPDIVE_SAMPLE_INTERVAL`` down to 0.1 s); what arrives is written to
+``metrics.db`` beside the job records, in a worker thread, once a second; and for every run that
+reported in the last 30 s a live bottleneck verdict is published when it changes. Nothing here runs
+on the event loop for long: sampling and SQLite go through ``asyncio.to_thread``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Optional
+
+from deepdive.protocol import HubInfo
+from deepdive.telemetry.hub import Hub
+from deepdive.telemetry.samplers import MachineSampler, check_interval
+from deepdive.telemetry.store import MetricsStore
+from deepdive.telemetry.verdict import verdict
+
+log = logging.getLogger(__name__)
+
+ENV_INTERVAL = "DEEPDIVE_SAMPLE_INTERVAL"
+FLUSH_INTERVAL_S = 1.0
+COMPACT_EVERY_S = 60.0
+ACTIVE_RUN_S = 30.0
+WINDOW = 120
+
+
+class TelemetryService:
+    """Hub + sampler + store for one daemon.
+
+    Args:
+        directory (Path): where ``metrics.db`` goes (the daemon's state folder).
+        job_pids (callable): returns the root pids of the running jobs (their trees are sampled).
+        static_dir (Path | None): the dashboard bundle the hub serves to browsers.
+    """
+
+    def __init__(self, directory: Path, job_pids: Callable[[], Iterable[int]], static_dir: Optional[Path] = None):
+        self.directory = Path(directory)
+        self.interval = check_interval(float(os.environ.get(ENV_INTERVAL, "1.0")))
+        self._job_pids = job_pids
+        self.hub = Hub(static_dir=static_dir, on_batch=self._on_batch)
+        self.store: Optional[MetricsStore] = None
+        self.sampler: Optional[MachineSampler] = None
+        self._pending: list[tuple[str, int, list[dict[str, Any]]]] = []
+        self._pending_machine: list[dict[str, Any]] = []
+        self._recent: dict[str, collections.deque] = {}
+        self._last_seen: dict[str, float] = {}
+        self._machine: collections.deque = collections.deque(maxlen=WINDOW)
+        self._verdicts: dict[str, Optional[str]] = {}
+        self._tasks: list[asyncio.Task[Any]] = []
+        self.error: Optional[str] = None
+
+    async def start(self) -> None:
+        await self.hub.start()
+        self.store = await asyncio.to_thread(MetricsStore, self.directory / "metrics.db")
+        self.sampler = await asyncio.to_thread(MachineSampler)
+        self._tasks = [asyncio.ensure_future(self._sample_loop()), asyncio.ensure_future(self._flush_loop())]
+        log.info("telemetry hub on %s; sampling every %.1f s; GPUs: %s", self.hub.url, self.interval,
+                 "NVML" if self.sampler.gpu_reason is None else self.sampler.gpu_reason)
+
+    def info(self) -> HubInfo:
+        return HubInfo(running=True, url=self.hub.url, ingest_url=self.hub.ingest_url,
+                       stream_url=self.hub.stream_url, token=self.hub.token)
+
+    def job_env(self) -> dict[str, str]:
+        return {"DEEPDIVE_HUB": self.hub.ingest_url}
+
+    def run_started(self, run: str, name: str) -> None:
+        if self.store is not None:
+            asyncio.ensure_future(asyncio.to_thread(self.store.start_run, run, run, name))
+
+    def run_ended(self, run: str, outcome: str) -> None:
+        if self.store is not None:
+            asyncio.ensure_future(asyncio.to_thread(self.store.end_run, run, outcome))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.hub.stop()
+        if self.store is not None:
+            await asyncio.to_thread(self._flush)
+            await asyncio.to_thread(self.store.close)
+        if self.sampler is not None:
+            await asyncio.to_thread(self.sampler.close)
+
+    # -- producers -> store and verdict ----------------------------------------------------------
+
+    def _on_batch(self, message: dict[str, Any]) -> None:
+        run, rank = str(message.get("run")), int(message.get("rank") or 0)
+        samples = message.get("samples") or []
+        if samples:
+            self._pending.append((run, rank, list(samples)))
+            if rank == 0:
+                self._recent.setdefault(run, collections.deque(maxlen=WINDOW)).extend(samples)
+        self._last_seen[run] = time.time()
+
+    def _flush(self) -> None:
+        assert self.store is not None
+        pending, self._pending = self._pending, []
+        machine, self._pending_machine = self._pending_machine, []
+        for run, rank, samples in pending:
+            self.store.add_samples(run, rank, samples)
+        if machine:
+            self.store.add_machine(machine)
+
+    async def _flush_loop(self) -> None:
+        compacted = time.monotonic()
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL_S)
+            try:
+                await asyncio.to_thread(self._flush)
+                if time.monotonic() - compacted > COMPACT_EVERY_S:
+                    compacted = time.monotonic()
+                    assert self.store is not None
+                    await asyncio.to_thread(self.store.compact)
+            except Exception:
+                log.exception("writing telemetry to %s failed", self.directory / "metrics.db")
+
+    # -- machine sampling -------------------------------------------------------------------------
+
+    async def _sample_loop(self) -> None:
+        assert self.sampler is not None
+        while True:
+            started = time.monotonic()
+            try:
+                sample = await asyncio.to_thread(self.sampler.sample, list(self._job_pids()))
+            except Exception:
+                log.exception("machine sampling failed")
+            else:
+                self._machine.append(sample)
+                self._pending_machine.append(sample)
+                self.hub.publish(sample)
+                self._publish_verdicts()
+            await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - started)))
+
+    def _publish_verdicts(self) -> None:
+        now = time.time()
+        for run, seen in list(self._last_seen.items()):
+            if now - seen > ACTIVE_RUN_S:
+                del self._last_seen[run]
+                self._recent.pop(run, None)
+                continue
+            found = verdict(list(self._recent.get(run, ())), list(self._machine))
+            if found is None:
+                continue
+            key = f"{found['kind']}|{found['sentence']}"
+            if key != self._verdicts.get(run):
+                self._verdicts[run] = key
+                self.hub.publish({"type": "verdict", "run": run, **found})

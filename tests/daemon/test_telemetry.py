@@ -1,0 +1,64 @@
+"""The daemon's telemetry: the hub's address for jobs, live engine and machine samples, the verdict, the store."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from websockets.asyncio.client import connect
+
+from deepdive.lspclient import DaemonClient
+from deepdive.protocol import HUB, JOBS_EVENT, JOBS_START, JobStartParams
+from deepdive.telemetry.store import MetricsStore
+
+REPO = Path(__file__).resolve().parents[2]
+DIGITS = REPO / "server" / "examples" / "digits.py"
+
+
+async def test_hub_address_is_loopback_with_a_token(daemon: DaemonClient):
+    info = await daemon.request(HUB)
+    assert info.running and info.token and len(info.token) >= 32
+    assert urlsplit(info.ingest_url).hostname == "127.0.0.1" and f"token={info.token}" in info.ingest_url
+
+
+async def test_a_training_job_streams_to_the_hub_and_is_stored(daemon: DaemonClient, workspace: Path):
+    info = await daemon.request(HUB)
+    seen: dict[str, list] = {"samples": [], "machine": [], "verdict": []}
+    async with connect(info.stream_url, max_size=2**24) as stream:
+        job = await daemon.request(JOBS_START, JobStartParams(kind="train", options={
+            "path": str(DIGITS), "nproc": 1, "args": ["--epochs", "6", "--compression", "none"]}))
+
+        async def read() -> None:
+            async for raw in stream:
+                message = json.loads(raw)
+                kind = message.get("type")
+                if kind == "samples" and message.get("run") == job.id:
+                    seen["samples"].extend(message["samples"])
+                elif kind in ("machine", "verdict"):
+                    seen[kind].append(message)
+
+        reader = asyncio.ensure_future(read())
+        done = await daemon.wait_for(JOBS_EVENT.method, lambda e: e.job_id == job.id and e.type == "finished", 180)
+        await asyncio.sleep(1.5)
+        reader.cancel()
+    assert done.job.state == "succeeded", done.job.reason
+    steps = [s for s in seen["samples"] if "step_time_s" in s]
+    assert steps and all(isinstance(s["t"], float) for s in steps), "engine samples carry the producer's time"
+    machine = seen["machine"][-1]
+    assert machine["host"] and (machine["gpus"] or machine["gpu_reason"]), "GPUs, or the reason there are none"
+    assert any(v.get("run") == job.id and v["kind"] and v["fix"] for v in seen["verdict"])
+    # what streamed live is also in the store, on the same time axis as the machine samples
+    store = MetricsStore(workspace / ".deepdive" / "metrics.db")
+    try:
+        for _ in range(30):
+            rows = store.query(job.id)
+            if rows:
+                break
+            time.sleep(0.2)
+        assert rows and min(r["t"] for r in rows) >= job.created_at - 1
+        assert any(r["run"] == job.id for r in store.runs())
+    finally:
+        store.close()
