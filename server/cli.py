@@ -40,6 +40,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--seconds", type=float, default=2.0, help="time per deep measurement (default 2)")
     p.add_argument("--size", type=int, default=1024, help="matrix side for the deep check (default 1024)")
+    p = sub.add_parser("dashboard", help="serve the live dashboard and the telemetry hub to a browser",
+                       description="Run the telemetry hub and the machine sampler in the foreground and print the "
+                                   "dashboard's URL (with its token). `deepdive train` in another terminal streams to it.")
+    p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    p.add_argument("--interval", type=float, default=1.0, help="machine sampling period in seconds (0.1 to 60)")
+    p.add_argument("--prometheus", action="store_true", help="also serve /metrics in Prometheus' text format")
+    p.add_argument("--no-browser", action="store_true", help="do not open a browser")
+
     p = sub.add_parser("train", help="run a training script under torchrun, with a progress bar and its figures",
                        description="Run SCRIPT (which uses deepdive.engine) under torchrun. Arguments after "
                                    "'--' go to the script.")
@@ -151,6 +159,7 @@ async def _run_job(params: Any, label: str, quiet: bool, *, workspace: Optional[
     The bar follows the job's progress events, or, for training (``metrics``), the steps the
     engine writes to its metrics file.
     """
+    import os
     from pathlib import Path
 
     from rich.console import Console
@@ -160,8 +169,13 @@ async def _run_job(params: Any, label: str, quiet: bool, *, workspace: Optional[
     from deepdive.jobs.store import JobStore, state_dir
     from deepdive.protocol import JobEvent
 
+    from deepdive.telemetry import discovery
+
     store = JobStore(state_dir(None))
     manager = JobManager(store, workspace=workspace)
+    hub = os.environ.get("DEEPDIVE_HUB") or discovery.ingest_url(state_dir(None))
+    if hub:
+        manager.job_env["DEEPDIVE_HUB"] = hub
     console = Console(stderr=True)
     progress = Progress(
         TextColumn(f"[bold]{label}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
@@ -260,4 +274,54 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0 if job.state == "succeeded" else (job.exit_code or 1)
 
 
-_COMMANDS = {"version": cmd_version, "serve": cmd_serve, "doctor": cmd_doctor, "train": cmd_train}
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    if not 0 <= args.port <= 65535:
+        raise UsageError("--port must be from 0 to 65535")
+    if not 0.1 <= args.interval <= 60:
+        raise UsageError("--interval must be from 0.1 to 60 seconds")
+    try:
+        asyncio.run(_dashboard(args))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+async def _dashboard(args: argparse.Namespace) -> None:
+    import os
+    import signal
+
+    from deepdive.daemon.telemetry import TelemetryService
+    from deepdive.jobs.store import state_dir
+    from deepdive.telemetry import discovery
+
+    directory = state_dir(None)
+    service = TelemetryService(directory, lambda: [], port=args.port, prometheus=args.prometheus,
+                               interval=args.interval)
+    try:
+        await service.start()
+    except OSError as exc:
+        raise UsageError(f"cannot listen on 127.0.0.1:{args.port}: {exc.strerror or exc}") from None
+    discovery.write(directory, service.info())
+    print(f"dashboard: {service.dashboard_url()}", flush=True)
+    print(f"hub:       {service.hub.ingest_url}   (deepdive train here streams to it; "
+          f"elsewhere set DEEPDIVE_HUB to this)", flush=True)
+    if service.hub.static_dir is None:
+        print("note: the dashboard page is not built here (make build); the hub and /stream work", flush=True)
+    if not args.no_browser and (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+                                or sys.platform in ("darwin", "win32")):
+        import webbrowser
+
+        webbrowser.open(service.dashboard_url())
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        discovery.remove(directory)
+        await service.stop()
+
+
+_COMMANDS = {"version": cmd_version, "serve": cmd_serve, "doctor": cmd_doctor, "train": cmd_train,
+             "dashboard": cmd_dashboard}

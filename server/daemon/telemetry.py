@@ -27,10 +27,21 @@ from deepdive.telemetry.verdict import verdict
 log = logging.getLogger(__name__)
 
 ENV_INTERVAL = "DEEPDIVE_SAMPLE_INTERVAL"
+ENV_DASHBOARD_DIR = "DEEPDIVE_DASHBOARD_DIR"
 FLUSH_INTERVAL_S = 1.0
 COMPACT_EVERY_S = 60.0
 ACTIVE_RUN_S = 30.0
 WINDOW = 120
+
+
+def dashboard_dir() -> Optional[Path]:
+    """The built dashboard bundle: ``$DEEPDIVE_DASHBOARD_DIR``, else ``out/webview`` beside the package
+    (a repository checkout or the installed extension); None when it is not built."""
+    override = os.environ.get(ENV_DASHBOARD_DIR)
+    if override:
+        return Path(override)
+    built = Path(__file__).resolve().parents[2] / "out" / "webview"
+    return built if (built / "index.html").is_file() else None
 
 
 class TelemetryService:
@@ -39,14 +50,17 @@ class TelemetryService:
     Args:
         directory (Path): where ``metrics.db`` goes (the daemon's state folder).
         job_pids (callable): returns the root pids of the running jobs (their trees are sampled).
-        static_dir (Path | None): the dashboard bundle the hub serves to browsers.
+        port (int): the hub's port (0: a free one).
+        prometheus (bool): also serve ``/metrics`` in Prometheus' text format.
+        interval (float | None): machine sampling period (default ``DEEPDIVE_SAMPLE_INTERVAL`` or 1 s).
     """
 
-    def __init__(self, directory: Path, job_pids: Callable[[], Iterable[int]], static_dir: Optional[Path] = None):
+    def __init__(self, directory: Path, job_pids: Callable[[], Iterable[int]], *, port: int = 0,
+                 prometheus: bool = False, interval: Optional[float] = None):
         self.directory = Path(directory)
-        self.interval = check_interval(float(os.environ.get(ENV_INTERVAL, "1.0")))
+        self.interval = check_interval(interval if interval is not None else float(os.environ.get(ENV_INTERVAL, "1.0")))
         self._job_pids = job_pids
-        self.hub = Hub(static_dir=static_dir, on_batch=self._on_batch)
+        self.hub = Hub(port=port, static_dir=dashboard_dir(), prometheus=prometheus, on_batch=self._on_batch)
         self.store: Optional[MetricsStore] = None
         self.sampler: Optional[MachineSampler] = None
         self._pending: list[tuple[str, int, list[dict[str, Any]]]] = []
@@ -65,6 +79,9 @@ class TelemetryService:
         self._tasks = [asyncio.ensure_future(self._sample_loop()), asyncio.ensure_future(self._flush_loop())]
         log.info("telemetry hub on %s; sampling every %.1f s; GPUs: %s", self.hub.url, self.interval,
                  "NVML" if self.sampler.gpu_reason is None else self.sampler.gpu_reason)
+
+    def dashboard_url(self) -> str:
+        return self.hub.dashboard_url
 
     def info(self) -> HubInfo:
         return HubInfo(running=True, url=self.hub.url, ingest_url=self.hub.ingest_url,
