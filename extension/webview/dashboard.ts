@@ -1,0 +1,562 @@
+/// <reference lib="dom" />
+// The dashboard page: connects to the hub's /stream websocket, keeps bounded series (model.ts) and renders
+// Devices, Host, Current run (uPlot charts), Verdict and Runs seen. All DOM work happens in one
+// requestAnimationFrame per frame, so a 10 Hz stream costs at most one redraw per frame.
+// No inline script or style: this file and dashboard.css are the whole page (CSP with a nonce works).
+import uPlot from 'uplot';
+import {
+    align, apply, backoffDelay, connectionLabel, currentRun, emptyState, fmtAgo, fmtBytes, fmtMib, fmtNum, fmtPct,
+    fmtRate, fmtSeconds, noChange, runsByRecency, streamUrl,
+    type Change, type Config, type ConnState, type GpuState, type Ring, type RunState,
+} from './model';
+
+declare global {
+    interface Window {
+        DEEPDIVE_CONFIG?: Config;
+        __deepdiveDashboard?: unknown;
+    }
+}
+
+const state = emptyState();
+let pending: Change = noChange();
+let chosenRun: string | null = null;
+let conn: ConnState = 'connecting';
+let lastError: string | null = null;
+let retryAt = 0;
+let frameRequested = false;
+let shownRun: string | null = null;
+
+const $ = (id: string): HTMLElement => {
+    const el = document.getElementById(id);
+    if (!el) {
+        throw new Error(`the page has no #${id}`);
+    }
+    return el;
+};
+
+function h<K extends keyof HTMLElementTagNameMap>(tag: K, cls?: string, text?: string): HTMLElementTagNameMap[K] {
+    const el = document.createElement(tag);
+    if (cls) {
+        el.className = cls;
+    }
+    if (text !== undefined) {
+        el.textContent = text;
+    }
+    return el;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Connection
+// ---------------------------------------------------------------------------------------------------
+let ws: WebSocket | null = null;
+let attempt = 0;
+
+function connect(): void {
+    const url = streamUrl(window.location, window.DEEPDIVE_CONFIG);
+    conn = attempt === 0 ? 'connecting' : 'reconnecting';
+    schedule();
+    let socket: WebSocket;
+    try {
+        socket = new WebSocket(url);
+    } catch (e) {
+        lastError = String(e);
+        retry();
+        return;
+    }
+    ws = socket;
+    socket.onopen = () => {
+        attempt = 0;
+        conn = 'open';
+        lastError = null;
+        schedule();
+    };
+    socket.onmessage = ev => {
+        if (typeof ev.data !== 'string') {
+            return;
+        }
+        let msg: unknown;
+        try {
+            msg = JSON.parse(ev.data);
+        } catch {
+            return;
+        }
+        apply(state, msg, pending);
+        schedule();
+    };
+    socket.onclose = ev => {
+        if (ws !== socket) {
+            return;
+        }
+        ws = null;
+        lastError = ev.code === 1000 ? null : `code ${ev.code}${ev.reason ? `: ${ev.reason}` : ''}`;
+        retry();
+    };
+}
+
+function retry(): void {
+    const delay = backoffDelay(attempt++);
+    conn = 'reconnecting';
+    retryAt = Date.now() + delay;
+    setTimeout(connect, delay);
+    schedule();
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Rendering
+// ---------------------------------------------------------------------------------------------------
+function schedule(): void {
+    if (!frameRequested) {
+        frameRequested = true;
+        requestAnimationFrame(render);
+    }
+}
+
+function render(): void {
+    frameRequested = false;
+    const change = pending;
+    pending = noChange();
+    renderConnection();
+    if (change.machine) {
+        renderDevices();
+        renderHost();
+    }
+    const run = currentRun(state, chosenRun);
+    if (change.runs.size > 0 || (run?.id ?? null) !== shownRun) {
+        renderRuns(run);
+        if (run && (change.runs.has(run.id) || run.id !== shownRun)) {
+            renderRun(run);
+        } else if (!run) {
+            renderNoRun();
+        }
+        shownRun = run?.id ?? null;
+    }
+    $('dropped').textContent = state.dropped > 0 ? `${state.dropped} entries lost (this page read too slowly)` : '';
+}
+
+// keeps "retrying in N s" ticking while disconnected
+setInterval(() => {
+    if (conn !== 'open') {
+        schedule();
+    }
+}, 500);
+
+function renderConnection(): void {
+    const el = $('conn');
+    el.dataset.state = conn;
+    el.textContent = connectionLabel(conn, conn === 'reconnecting' ? Math.max(0, retryAt - Date.now()) : null, lastError);
+}
+
+// -- sparklines (devices, host): a canvas each, redrawn in place ------------------------------------
+function cssVar(name: string, fallback: string): string {
+    return getComputedStyle(document.body).getPropertyValue(name).trim() || fallback;
+}
+
+function drawSpark(canvas: HTMLCanvasElement, ring: Ring | undefined, max: number | null): void {
+    const dpr = window.devicePixelRatio || 1;
+    const w = canvas.clientWidth || 120;
+    const hgt = canvas.clientHeight || 28;
+    if (canvas.width !== Math.round(w * dpr) || canvas.height !== Math.round(hgt * dpr)) {
+        canvas.width = Math.round(w * dpr);
+        canvas.height = Math.round(hgt * dpr);
+    }
+    const ctx = canvas.getContext('2d');
+    if (!ctx) {
+        return;
+    }
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    ctx.clearRect(0, 0, w, hgt);
+    if (!ring || ring.length < 2) {
+        return;
+    }
+    const vs = ring.values();
+    let hi = max ?? 0;
+    if (max === null) {
+        for (const v of vs) {
+            if (v !== null && v > hi) {
+                hi = v;
+            }
+        }
+    }
+    hi = hi || 1;
+    const n = vs.length;
+    ctx.strokeStyle = cssVar('--dd-accent', '#3794ff');
+    ctx.lineWidth = 1.25;
+    ctx.beginPath();
+    let pen = false;
+    vs.forEach((v, i) => {
+        if (v === null) {
+            pen = false;
+            return;
+        }
+        const x = (i / (n - 1)) * (w - 2) + 1;
+        const y = hgt - 1 - (Math.min(v, hi) / hi) * (hgt - 2);
+        if (pen) {
+            ctx.lineTo(x, y);
+        } else {
+            ctx.moveTo(x, y);
+            pen = true;
+        }
+    });
+    ctx.stroke();
+}
+
+interface Metric {
+    key: string;
+    label: string;
+    fmt: (v: number | null) => string;
+    max: (g: GpuState) => number | null;
+}
+
+const GPU_METRICS: Metric[] = [
+    { key: 'util_gpu_pct', label: 'util', fmt: fmtPct, max: () => 100 },
+    { key: 'mem_used_mib', label: 'memory', fmt: fmtMib, max: g => g.memTotalMib },
+    { key: 'power_w', label: 'power', fmt: v => (v === null ? '—' : `${fmtNum(v)} W`), max: g => g.powerLimitW },
+    { key: 'temp_c', label: 'temp', fmt: v => (v === null ? '—' : `${fmtNum(v)} °C`), max: () => 100 },
+    { key: 'clock_sm_mhz', label: 'SM clock', fmt: v => (v === null ? '—' : `${fmtNum(v, 4)} MHz`), max: () => null },
+    { key: 'clock_mem_mhz', label: 'mem clock', fmt: v => (v === null ? '—' : `${fmtNum(v, 4)} MHz`), max: () => null },
+];
+
+const gpuCards = new Map<number, { root: HTMLElement; title: HTMLElement; note: HTMLElement; rows: Map<string, { value: HTMLElement; bar: HTMLElement; canvas: HTMLCanvasElement }> }>();
+
+function renderDevices(): void {
+    const body = $('devices-body');
+    if (state.gpus.size === 0) {
+        gpuCards.clear();
+        body.replaceChildren(h('p', 'empty', state.gpuReason ? `No GPUs: ${state.gpuReason}` : 'No GPU data.'));
+        body.dataset.gpus = '0';
+        return;
+    }
+    if (body.dataset.gpus === '0' || body.querySelector('.empty')) {
+        body.replaceChildren();
+    }
+    body.dataset.gpus = String(state.gpus.size);
+    for (const [index, card] of gpuCards) {
+        if (!state.gpus.has(index)) {
+            card.root.remove();
+            gpuCards.delete(index);
+        }
+    }
+    for (const gpu of state.gpus.values()) {
+        let card = gpuCards.get(gpu.index);
+        if (!card) {
+            const root = h('div', 'card gpu');
+            const title = h('div', 'card-title');
+            const note = h('div', 'warn');
+            root.append(title, note);
+            const rows = new Map<string, { value: HTMLElement; bar: HTMLElement; canvas: HTMLCanvasElement }>();
+            for (const m of GPU_METRICS) {
+                const row = h('div', 'metric');
+                const value = h('span', 'value');
+                const gauge = h('div', 'gauge');
+                const bar = h('div', 'bar');
+                gauge.append(bar);
+                const canvas = h('canvas', 'spark');
+                row.append(h('span', 'label', m.label), value, gauge, canvas);
+                root.append(row);
+                rows.set(m.key, { value, bar, canvas });
+            }
+            body.append(root);
+            card = { root, title, note, rows };
+            gpuCards.set(gpu.index, card);
+        }
+        card.title.textContent = `GPU ${gpu.index} · ${gpu.name}`;
+        card.note.textContent = gpu.throttle.length ? `throttled: ${gpu.throttle.join(', ')}` : '';
+        for (const m of GPU_METRICS) {
+            const row = card.rows.get(m.key)!;
+            const ring = gpu.series.get(m.key);
+            const last = ring?.values().at(-1) ?? null;
+            const max = m.max(gpu);
+            row.value.textContent = m.fmt(last) + (m.key === 'mem_used_mib' && max ? ` / ${fmtMib(max)}` : '');
+            row.bar.style.width = last !== null && max ? `${Math.min(100, (100 * last) / max)}%` : '0%';
+            row.bar.parentElement!.hidden = !max;
+            drawSpark(row.canvas, ring, max);
+        }
+    }
+}
+
+const HOST_METRICS: { key: string; label: string; fmt: (v: number | null) => string; max: number | null }[] = [
+    { key: 'cpu_pct', label: 'CPU', fmt: fmtPct, max: 100 },
+    { key: 'mem_pct', label: 'memory', fmt: fmtPct, max: 100 },
+    { key: 'disk_read_b_s', label: 'disk read', fmt: fmtRate, max: null },
+    { key: 'disk_write_b_s', label: 'disk write', fmt: fmtRate, max: null },
+    { key: 'net_rx_b_s', label: 'net in', fmt: fmtRate, max: null },
+    { key: 'net_tx_b_s', label: 'net out', fmt: fmtRate, max: null },
+];
+const hostRows = new Map<string, { value: HTMLElement; canvas: HTMLCanvasElement }>();
+
+function renderHost(): void {
+    const body = $('host-body');
+    if (hostRows.size === 0) {
+        body.replaceChildren();
+        for (const m of HOST_METRICS) {
+            const row = h('div', 'metric');
+            const value = h('span', 'value');
+            const canvas = h('canvas', 'spark');
+            row.append(h('span', 'label', m.label), value, canvas);
+            body.append(row);
+            hostRows.set(m.key, { value, canvas });
+        }
+    }
+    for (const m of HOST_METRICS) {
+        const row = hostRows.get(m.key)!;
+        const ring = state.host.get(m.key);
+        let text = m.fmt(ring?.values().at(-1) ?? null);
+        if (m.key === 'mem_pct') {
+            text += ` (${fmtMib(state.host.get('mem_used_mib')?.values().at(-1) ?? null)} of ${fmtMib(state.hostInfo.memTotalMib)})`;
+        } else if (m.key === 'cpu_pct' && state.hostInfo.cpus) {
+            text += ` of ${state.hostInfo.cpus} CPUs`;
+        }
+        row.value.textContent = text;
+        drawSpark(row.canvas, ring, m.max);
+    }
+}
+
+// -- runs ---------------------------------------------------------------------------------------------
+function renderRuns(current: RunState | null): void {
+    const list = $('runs-body');
+    const runs = runsByRecency(state);
+    if (runs.length === 0) {
+        list.replaceChildren(h('p', 'empty', 'No run has reported yet: start one with `deepdive train SCRIPT`.'));
+        return;
+    }
+    const now = Date.now() / 1000;
+    const items = runs.map(r => {
+        const li = h('li', r === current ? 'run current' : 'run');
+        li.dataset.run = r.id;
+        li.append(h('span', 'run-id', r.id),
+            h('span', 'run-step', r.lastStep === null ? 'no step yet' : `step ${r.lastStep}`),
+            h('span', 'run-ago', fmtAgo(r.lastT, now)));
+        li.tabIndex = 0;
+        return li;
+    });
+    const ul = h('ul', 'runs');
+    ul.append(...items);
+    list.replaceChildren(ul);
+}
+
+function onRunClick(ev: Event): void {
+    const li = (ev.target as HTMLElement).closest<HTMLElement>('li.run');
+    if (li?.dataset.run) {
+        chosenRun = li.dataset.run;
+        pending.runs.add(chosenRun);
+        schedule();
+    }
+}
+
+interface ChartDef {
+    id: string;
+    title: string;
+    series: { key: string; label: string; scale?: string }[];
+    fmt: (v: number | null) => string;
+}
+
+const CHARTS: ChartDef[] = [
+    { id: 'step_time', title: 'Step time', series: [{ key: 'step_time_s', label: 'step' }, { key: 'data_wait_s', label: 'data wait' }], fmt: fmtSeconds },
+    { id: 'throughput', title: 'Throughput (samples/s)', series: [{ key: 'samples_per_s', label: 'samples/s' }], fmt: v => fmtNum(v) },
+    { id: 'loss', title: 'Loss', series: [{ key: 'loss', label: 'loss' }], fmt: v => fmtNum(v) },
+    { id: 'loss_scale', title: 'Loss scale · skipped steps', series: [{ key: 'loss_scale', label: 'loss scale' }, { key: 'skipped_steps', label: 'skipped', scale: 'n' }], fmt: v => fmtNum(v) },
+    { id: 'comm_bytes', title: 'Communication bytes / step', series: [{ key: 'comm_bytes_sent', label: 'sent' }, { key: 'comm_bytes_uncompressed', label: 'uncompressed' }], fmt: fmtBytes },
+    { id: 'comm_time', title: 'Communication time', series: [{ key: 'comm_time_s', label: 'in flight' }, { key: 'comm_exposed_s', label: 'exposed' }], fmt: fmtSeconds },
+    { id: 'memory', title: 'Memory', series: [{ key: 'mem_allocated_mib', label: 'allocated' }, { key: 'mem_reserved_mib', label: 'reserved' }, { key: 'mem_rss_mib', label: 'RSS' }], fmt: fmtMib },
+];
+
+const COLORS = ['--dd-accent', '--dd-series2', '--dd-series3'];
+const COLOR_FALLBACKS = ['#3794ff', '#f0a050', '#89d185'];
+const charts = new Map<string, { plot: uPlot | null; box: HTMLElement; latest: HTMLElement; count: number; keys: string }>();
+
+function chartBoxes(): void {
+    const grid = $('charts');
+    for (const def of CHARTS) {
+        const box = h('div', 'chart');
+        box.dataset.chart = def.id;
+        const head = h('div', 'chart-head');
+        const latest = h('span', 'latest');
+        head.append(h('span', 'chart-title', def.title), latest);
+        const plotBox = h('div', 'plot');
+        box.append(head, plotBox);
+        box.hidden = true;
+        grid.append(box);
+        charts.set(def.id, { plot: null, box, latest, count: 0, keys: '' });
+    }
+}
+
+function makePlot(def: ChartDef, el: HTMLElement, data: uPlot.AlignedData): uPlot {
+    const fg = cssVar('--dd-fg', '#cccccc');
+    const grid = cssVar('--dd-grid', 'rgba(128,128,128,0.2)');
+    const axis = (scale: string, side: number): uPlot.Axis => ({
+        scale, side, stroke: fg, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid, width: 1 },
+        values: (_u, vals) => vals.map(v => def.fmt(v)), size: 64,
+    });
+    const scales = new Set(def.series.map(s => s.scale ?? 'y'));
+    return new uPlot({
+        width: Math.max(200, el.clientWidth || 400),
+        height: 150,
+        legend: { show: def.series.length > 1, live: false },
+        cursor: { drag: { x: false, y: false } },
+        scales: { x: { time: true } },
+        series: [
+            {},
+            ...def.series.map((s, i) => ({
+                label: s.label, scale: s.scale ?? 'y', stroke: cssVar(COLORS[i], COLOR_FALLBACKS[i]), width: 1.5,
+                spanGaps: true, points: { show: false },
+            })),
+        ],
+        axes: [
+            { stroke: fg, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid, width: 1 } },
+            axis('y', 3),
+            ...(scales.has('n') ? [{ ...axis('n', 1), values: (_u: uPlot, vals: number[]) => vals.map(v => fmtNum(v)), grid: { show: false } }] : []),
+        ],
+    }, data, el);
+}
+
+function renderRun(run: RunState): void {
+    $('run-title').textContent = `Current run: ${run.id}`;
+    const bits = [run.lastStep === null ? 'no step yet' : `step ${run.lastStep}`, `${run.samples} samples`];
+    if (run.ranks.size > 1) {
+        bits.push(`${run.ranks.size} ranks (charts: rank ${run.rank})`);
+    }
+    if (run.precision) {
+        bits.push(run.precision);
+    }
+    if (run.dropped) {
+        bits.push(`${run.dropped} samples dropped by the producer`);
+    }
+    $('run-meta').textContent = bits.join(' · ');
+    $('run-empty').hidden = true;
+    for (const def of CHARTS) {
+        const chart = charts.get(def.id)!;
+        const rings = def.series.map(s => run.series.get(s.key));
+        const present = def.series.filter((_s, i) => rings[i] && rings[i].pointCount() > 0);
+        if (present.length === 0) {
+            chart.box.hidden = true;
+            chart.count = 0;
+            chart.plot?.destroy();
+            chart.plot = null;
+            continue;
+        }
+        chart.box.hidden = false;
+        const keys = present.map(s => s.key).join(',');
+        if (chart.plot && chart.keys !== keys) {
+            chart.plot.destroy();
+            chart.plot = null;
+        }
+        chart.keys = keys;
+        const shown: ChartDef = { ...def, series: present };
+        const data = align(present.map(s => run.series.get(s.key)!)) as uPlot.AlignedData;
+        chart.count = present.reduce((n, s) => n + run.series.get(s.key)!.pointCount(), 0);
+        chart.box.dataset.points = String(chart.count);
+        chart.latest.textContent = def.series
+            .map((s, i) => (rings[i]?.last() ? `${def.series.length > 1 ? s.label + ' ' : ''}${def.fmt(rings[i].last()!.v)}` : ''))
+            .filter(Boolean).join(' · ');
+        const plotEl = chart.box.querySelector<HTMLElement>('.plot')!;
+        if (!chart.plot) {
+            chart.plot = makePlot(shown, plotEl, data);
+        } else {
+            chart.plot.setData(data);
+        }
+    }
+    renderVerdict(run);
+}
+
+function renderNoRun(): void {
+    $('run-title').textContent = 'Current run';
+    $('run-meta').textContent = '';
+    $('run-empty').hidden = false;
+    for (const chart of charts.values()) {
+        chart.box.hidden = true;
+    }
+    renderVerdict(null);
+}
+
+function renderVerdict(run: RunState | null): void {
+    const box = $('verdict-body');
+    const v = run?.verdict;
+    if (!v) {
+        box.dataset.kind = '';
+        box.replaceChildren(h('p', 'empty', run ? 'No verdict yet: it needs a few timed steps.' : 'No run yet.'));
+        return;
+    }
+    box.dataset.kind = v.kind;
+    const kind = h('span', 'kind', v.kind);
+    const sentence = h('p', 'sentence', v.sentence);
+    const fix = h('p', 'fix');
+    fix.append(h('strong', undefined, 'Fix: '), document.createTextNode(v.fix || '—'));
+    box.replaceChildren(kind, sentence, fix);
+    if (v.evidence) {
+        const ev = Object.entries(v.evidence).filter(([, x]) => x !== null && x !== undefined)
+            .map(([k, x]) => `${k} ${evidenceValue(x)}`).join(' · ');
+        if (ev) {
+            box.append(h('p', 'evidence', ev));
+        }
+    }
+}
+
+function evidenceValue(x: unknown): string {
+    if (typeof x === 'number') {
+        return fmtNum(x);
+    }
+    if (Array.isArray(x)) {
+        return x.length ? x.map(evidenceValue).join(', ') : 'none';
+    }
+    if (typeof x === 'object' && x !== null) {
+        return JSON.stringify(x);
+    }
+    return String(x);
+}
+
+// resize: uPlot needs explicit sizes
+let resizeTimer = 0;
+window.addEventListener('resize', () => {
+    clearTimeout(resizeTimer);
+    resizeTimer = window.setTimeout(() => {
+        for (const c of charts.values()) {
+            const el = c.box.querySelector<HTMLElement>('.plot');
+            if (c.plot && el) {
+                c.plot.setSize({ width: Math.max(200, el.clientWidth), height: 150 });
+            }
+        }
+        pending.machine = true;
+        schedule();
+    }, 100);
+});
+
+// test hook for the e2e and for debugging in the devtools console
+window.__deepdiveDashboard = {
+    /** Points with a value in the current run's series `key` (e.g. "loss"), or in a chart by its id. */
+    pointCount(series: string): number {
+        const run = currentRun(state, chosenRun);
+        if (!run) {
+            return 0;
+        }
+        const ring = run.series.get(series);
+        return ring ? ring.pointCount() : charts.get(series)?.count ?? 0;
+    },
+    connection: () => conn,
+    currentRun: () => currentRun(state, chosenRun)?.id ?? null,
+    runs: () => runsByRecency(state).map(r => ({ id: r.id, lastStep: r.lastStep })),
+    verdict: () => currentRun(state, chosenRun)?.verdict ?? null,
+    gpus: () => state.gpus.size,
+    gpuReason: () => state.gpuReason,
+    machineSeen: () => state.machineSeen,
+    messages: () => state.messages,
+};
+
+function start(): void {
+    chartBoxes();
+    $('runs-body').addEventListener('click', onRunClick);
+    $('runs-body').addEventListener('keydown', ev => {
+        if (ev.key === 'Enter') {
+            onRunClick(ev);
+        }
+    });
+    $('devices-body').replaceChildren(h('p', 'empty', 'Waiting for the first machine sample…'));
+    renderNoRun();
+    renderRuns(null);
+    connect();
+}
+
+if (document.readyState === 'loading') {
+    document.addEventListener('DOMContentLoaded', start);
+} else {
+    start();
+}

@@ -1,0 +1,517 @@
+// The dashboard's pure logic (no DOM): ring buffers, the state the /stream messages build, stream URL,
+// reconnect backoff and number formatting. dashboard.ts renders this state; unit tests drive it directly.
+
+/** A bounded series of (t, value) points: the oldest point goes when a new one arrives at capacity. */
+export class Ring {
+    private readonly t: Float64Array;
+    private readonly v: Float64Array;
+    private start = 0;
+    private count = 0;
+
+    constructor(readonly capacity: number) {
+        if (!(capacity >= 1)) {
+            throw new RangeError(`ring capacity must be at least 1, got ${capacity}`);
+        }
+        this.t = new Float64Array(capacity);
+        this.v = new Float64Array(capacity);
+    }
+
+    get length(): number {
+        return this.count;
+    }
+
+    /** Appends a point; a value that is not a finite number is stored as a gap (NaN, drawn as null). */
+    push(t: number, value: number | null | undefined): void {
+        const i = (this.start + this.count) % this.capacity;
+        this.t[i] = t;
+        this.v[i] = typeof value === 'number' && Number.isFinite(value) ? value : NaN;
+        if (this.count < this.capacity) {
+            this.count++;
+        } else {
+            this.start = (this.start + 1) % this.capacity;
+        }
+    }
+
+    times(): number[] {
+        const out = new Array<number>(this.count);
+        for (let k = 0; k < this.count; k++) {
+            out[k] = this.t[(this.start + k) % this.capacity];
+        }
+        return out;
+    }
+
+    values(): (number | null)[] {
+        const out = new Array<number | null>(this.count);
+        for (let k = 0; k < this.count; k++) {
+            const x = this.v[(this.start + k) % this.capacity];
+            out[k] = Number.isNaN(x) ? null : x;
+        }
+        return out;
+    }
+
+    /** The newest point with a value, or null. */
+    last(): { t: number; v: number } | null {
+        for (let k = this.count - 1; k >= 0; k--) {
+            const i = (this.start + k) % this.capacity;
+            if (!Number.isNaN(this.v[i])) {
+                return { t: this.t[i], v: this.v[i] };
+            }
+        }
+        return null;
+    }
+
+    /** Points that carry a value (gaps not counted). */
+    pointCount(): number {
+        let n = 0;
+        for (let k = 0; k < this.count; k++) {
+            if (!Number.isNaN(this.v[(this.start + k) % this.capacity])) {
+                n++;
+            }
+        }
+        return n;
+    }
+
+    clear(): void {
+        this.start = 0;
+        this.count = 0;
+    }
+}
+
+/** uPlot's aligned data for several rings: the sorted union of their times, null where a ring has no point. */
+export function align(rings: Ring[]): [number[], ...(number | null)[][]] {
+    const all = rings.map(r => ({ t: r.times(), v: r.values() }));
+    const times = [...new Set(all.flatMap(a => a.t))].sort((a, b) => a - b);
+    const index = new Map(times.map((t, i) => [t, i]));
+    const columns = all.map(a => {
+        const col = new Array<number | null>(times.length).fill(null);
+        a.t.forEach((t, k) => {
+            col[index.get(t)!] = a.v[k];
+        });
+        return col;
+    });
+    return [times, ...columns];
+}
+
+// ---------------------------------------------------------------------------------------------------
+// State
+// ---------------------------------------------------------------------------------------------------
+
+export const RUN_CAPACITY = 3000;
+export const MACHINE_CAPACITY = 600;
+export const MAX_RUNS = 50;
+
+/** The engine sample fields charted per run (see server/engine/reporter.py). */
+export const RUN_FIELDS = [
+    'step_time_s', 'data_wait_s', 'samples_per_s', 'loss', 'loss_scale', 'skipped_steps',
+    'comm_bytes_sent', 'comm_bytes_uncompressed', 'comm_time_s', 'comm_exposed_s',
+    'mem_allocated_mib', 'mem_reserved_mib', 'mem_peak_mib', 'mem_rss_mib',
+] as const;
+
+export const GPU_FIELDS = [
+    'util_gpu_pct', 'util_mem_pct', 'mem_used_mib', 'power_w', 'temp_c', 'clock_sm_mhz', 'clock_mem_mhz',
+] as const;
+
+export const HOST_FIELDS = [
+    'cpu_pct', 'mem_pct', 'mem_used_mib', 'disk_read_b_s', 'disk_write_b_s', 'net_rx_b_s', 'net_tx_b_s',
+] as const;
+
+export interface Verdict {
+    kind: string;
+    sentence: string;
+    fix: string;
+    evidence: Record<string, unknown> | null;
+    t: number;
+}
+
+export interface RunState {
+    id: string;
+    series: Map<string, Ring>;
+    /** The rank whose samples are charted: the lowest one seen. */
+    rank: number | null;
+    lastStep: number | null;
+    lastT: number;
+    ranks: Set<number>;
+    samples: number;
+    dropped: number;
+    precision: string | null;
+    verdict: Verdict | null;
+    events: { t: number; text: string }[];
+}
+
+export interface GpuState {
+    index: number;
+    name: string;
+    memTotalMib: number | null;
+    powerLimitW: number | null;
+    throttle: string[];
+    series: Map<string, Ring>;
+}
+
+export interface State {
+    runs: Map<string, RunState>;
+    gpus: Map<number, GpuState>;
+    gpuReason: string | null;
+    /** Whether a machine sample arrived at all (before that, the Devices panel says it is waiting). */
+    machineSeen: boolean;
+    host: Map<string, Ring>;
+    hostInfo: { cpus: number | null; memTotalMib: number | null };
+    lastMachineT: number;
+    /** Entries this subscriber lost to its full queue at the hub (the hub's `dropped`). */
+    dropped: number;
+    messages: number;
+}
+
+export function emptyState(): State {
+    return {
+        runs: new Map(), gpus: new Map(), gpuReason: null, machineSeen: false, host: new Map(),
+        hostInfo: { cpus: null, memTotalMib: null }, lastMachineT: 0, dropped: 0, messages: 0,
+    };
+}
+
+const num = (x: unknown): number | null => (typeof x === 'number' && Number.isFinite(x) ? x : null);
+const isObj = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
+
+function ring(series: Map<string, Ring>, key: string, capacity: number): Ring {
+    let r = series.get(key);
+    if (!r) {
+        r = new Ring(capacity);
+        series.set(key, r);
+    }
+    return r;
+}
+
+function runOf(state: State, id: string): RunState {
+    let run = state.runs.get(id);
+    if (!run) {
+        run = {
+            id, series: new Map(), rank: null, lastStep: null, lastT: 0, ranks: new Set(), samples: 0, dropped: 0,
+            precision: null, verdict: null, events: [],
+        };
+        state.runs.set(id, run);
+        if (state.runs.size > MAX_RUNS) {  // forget the run heard from least recently
+            let oldest: RunState | null = null;
+            for (const r of state.runs.values()) {
+                if (r !== run && (!oldest || r.lastT < oldest.lastT)) {
+                    oldest = r;
+                }
+            }
+            if (oldest) {
+                state.runs.delete(oldest.id);
+            }
+        }
+    }
+    return run;
+}
+
+/** Which parts of the page a message changed. */
+export interface Change {
+    runs: Set<string>;
+    machine: boolean;
+}
+
+export function noChange(): Change {
+    return { runs: new Set(), machine: false };
+}
+
+/**
+ * Applies one /stream message (snapshot, samples, machine, verdict; others are ignored) to `state`.
+ * Returns what changed, so the renderer redraws only that.
+ */
+export function apply(state: State, msg: unknown, change: Change = noChange()): Change {
+    if (!isObj(msg)) {
+        return change;
+    }
+    state.messages++;
+    const dropped = num(msg.dropped);
+    if (dropped && msg.type !== 'snapshot') {
+        state.dropped += dropped;
+    }
+    switch (msg.type) {
+        case 'snapshot':
+            if (dropped) {
+                state.dropped += dropped;
+            }
+            if (Array.isArray(msg.messages)) {
+                for (const m of msg.messages) {
+                    apply(state, m, change);
+                }
+            }
+            break;
+        case 'samples':
+            applySamples(state, msg, change);
+            break;
+        case 'machine':
+            applyMachine(state, msg);
+            change.machine = true;
+            break;
+        case 'verdict':
+            if (typeof msg.run === 'string' && typeof msg.sentence === 'string') {
+                const run = runOf(state, msg.run);
+                run.verdict = {
+                    kind: typeof msg.kind === 'string' ? msg.kind : '',
+                    sentence: msg.sentence,
+                    fix: typeof msg.fix === 'string' ? msg.fix : '',
+                    evidence: isObj(msg.evidence) ? msg.evidence : null,
+                    t: num(msg.t) ?? 0,
+                };
+                change.runs.add(run.id);
+            }
+            break;
+        default:
+            break;
+    }
+    return change;
+}
+
+function applySamples(state: State, msg: Record<string, unknown>, change: Change): void {
+    if (typeof msg.run !== 'string') {
+        return;
+    }
+    const run = runOf(state, msg.run);
+    const rank = num(msg.rank) ?? 0;
+    run.ranks.add(rank);
+    run.dropped += (num(msg.producer_dropped) ?? 0);
+    if (run.rank === null || rank < run.rank) {
+        if (run.rank !== null) {  // a lower rank appeared: chart it from now on
+            for (const r of run.series.values()) {
+                r.clear();
+            }
+        }
+        run.rank = rank;
+    }
+    const msgT = num(msg.t) ?? 0;
+    if (Array.isArray(msg.samples)) {
+        for (const s of msg.samples) {
+            if (!isObj(s)) {
+                continue;
+            }
+            const t = num(s.t) ?? msgT;
+            run.samples++;
+            run.lastT = Math.max(run.lastT, t);
+            if (rank !== run.rank) {
+                continue;
+            }
+            const step = num(s.step);
+            if (step !== null) {
+                run.lastStep = step;
+            }
+            if (typeof s.precision === 'string') {
+                run.precision = s.precision;
+            }
+            for (const key of RUN_FIELDS) {
+                if (key in s) {
+                    ring(run.series, key, RUN_CAPACITY).push(t, num(s[key]));
+                }
+            }
+        }
+    }
+    if (Array.isArray(msg.events)) {
+        for (const e of msg.events) {
+            if (isObj(e)) {
+                const text = typeof e.message === 'string' ? e.message : typeof e.kind === 'string' ? e.kind
+                    : typeof e.type === 'string' ? e.type : JSON.stringify(e).slice(0, 200);
+                run.events.push({ t: num(e.t) ?? msgT, text });
+            }
+        }
+        if (run.events.length > 20) {
+            run.events.splice(0, run.events.length - 20);
+        }
+    }
+    run.lastT = Math.max(run.lastT, msgT);
+    change.runs.add(run.id);
+}
+
+function applyMachine(state: State, msg: Record<string, unknown>): void {
+    const t = num(msg.t) ?? 0;
+    state.machineSeen = true;
+    state.lastMachineT = Math.max(state.lastMachineT, t);
+    if (Array.isArray(msg.gpus)) {
+        state.gpuReason = msg.gpus.length === 0 && typeof msg.gpu_reason === 'string' ? msg.gpu_reason : null;
+        if (msg.gpus.length === 0 && !state.gpuReason) {
+            state.gpuReason = 'the machine sampler reports no GPU';
+        }
+        const seen = new Set<number>();
+        for (const g of msg.gpus) {
+            if (!isObj(g)) {
+                continue;
+            }
+            const index = num(g.index) ?? seen.size;
+            seen.add(index);
+            let gpu = state.gpus.get(index);
+            if (!gpu) {
+                gpu = { index, name: '', memTotalMib: null, powerLimitW: null, throttle: [], series: new Map() };
+                state.gpus.set(index, gpu);
+            }
+            gpu.name = typeof g.name === 'string' ? g.name : `GPU ${index}`;
+            gpu.memTotalMib = num(g.mem_total_mib);
+            gpu.powerLimitW = num(g.power_limit_w);
+            gpu.throttle = Array.isArray(g.throttle_reasons)
+                ? g.throttle_reasons.filter((x): x is string => typeof x === 'string' && x !== 'gpu_idle') : [];
+            for (const key of GPU_FIELDS) {
+                ring(gpu.series, key, MACHINE_CAPACITY).push(t, num(g[key]));
+            }
+        }
+        for (const index of [...state.gpus.keys()]) {
+            if (!seen.has(index)) {
+                state.gpus.delete(index);
+            }
+        }
+    } else {
+        state.gpus.clear();
+        state.gpuReason = typeof msg.gpu_reason === 'string' && msg.gpu_reason
+            ? msg.gpu_reason : 'GPU telemetry is unavailable (no reason given)';
+    }
+    if (isObj(msg.host)) {
+        const h = msg.host;
+        state.hostInfo = { cpus: num(h.cpus), memTotalMib: num(h.mem_total_mib) };
+        for (const key of HOST_FIELDS) {
+            ring(state.host, key, MACHINE_CAPACITY).push(t, num(h[key]));
+        }
+    }
+}
+
+/** The run the "Current run" panel shows: the chosen one if it is still known, else the latest heard from. */
+export function currentRun(state: State, chosen: string | null): RunState | null {
+    if (chosen && state.runs.has(chosen)) {
+        return state.runs.get(chosen)!;
+    }
+    let best: RunState | null = null;
+    for (const r of state.runs.values()) {
+        if (!best || r.lastT > best.lastT) {
+            best = r;
+        }
+    }
+    return best;
+}
+
+/** Runs newest first. */
+export function runsByRecency(state: State): RunState[] {
+    return [...state.runs.values()].sort((a, b) => b.lastT - a.lastT);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Connection
+// ---------------------------------------------------------------------------------------------------
+
+export interface Config {
+    streamUrl?: string;
+}
+
+/**
+ * The /stream websocket URL: `config.streamUrl` when given, else the page's own host with path /stream
+ * and the page URL's `?token=` (without one, the cookie the hub set when it served the page is the token).
+ */
+export function streamUrl(location: { protocol: string; host: string; search: string }, config?: Config | null): string {
+    if (config && typeof config.streamUrl === 'string' && config.streamUrl) {
+        return config.streamUrl;
+    }
+    const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
+    const token = new URLSearchParams(location.search).get('token');
+    return `${scheme}//${location.host}/stream${token ? `?token=${encodeURIComponent(token)}` : ''}`;
+}
+
+export const BACKOFF_BASE_MS = 500;
+export const BACKOFF_MAX_MS = 15000;
+
+/**
+ * Delay before reconnect attempt number `attempt` (0 = the first after a loss): exponential from
+ * BACKOFF_BASE_MS, capped at BACKOFF_MAX_MS, with "equal jitter" (half fixed, half random) so that many
+ * pages do not reconnect in lockstep. `random` in [0, 1).
+ */
+export function backoffDelay(attempt: number, random: number = Math.random()): number {
+    const exp = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** Math.max(0, Math.min(attempt, 30)));
+    return Math.round(exp / 2 + (exp / 2) * Math.min(Math.max(random, 0), 1));
+}
+
+export type ConnState = 'connecting' | 'open' | 'reconnecting' | 'closed';
+
+export function connectionLabel(state: ConnState, retryInMs: number | null, lastError: string | null): string {
+    switch (state) {
+        case 'connecting':
+            return 'connecting…';
+        case 'open':
+            return 'live';
+        case 'reconnecting':
+            return `disconnected${lastError ? ` (${lastError})` : ''}; retrying in ${fmtSeconds((retryInMs ?? 0) / 1000)}`;
+        case 'closed':
+            return `closed${lastError ? ` (${lastError})` : ''}`;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Formatting
+// ---------------------------------------------------------------------------------------------------
+
+const DASH = '—';
+
+/** A number with about 3 significant digits: 0.00123, 12.3, 1234, 1.23e+9 for huge ones. */
+export function fmtNum(x: number | null | undefined, digits = 3): string {
+    if (x === null || x === undefined || !Number.isFinite(x)) {
+        return DASH;
+    }
+    if (x === 0) {
+        return '0';
+    }
+    const a = Math.abs(x);
+    if (a >= 1e6 || a < 1e-4) {
+        return x.toExponential(digits - 1);
+    }
+    if (a >= 10 ** digits) {
+        return Math.round(x).toString();
+    }
+    return Number(x.toPrecision(digits)).toString();
+}
+
+const BYTE_UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
+
+export function fmtBytes(x: number | null | undefined): string {
+    if (x === null || x === undefined || !Number.isFinite(x)) {
+        return DASH;
+    }
+    let v = Math.abs(x);
+    let u = 0;
+    while (v >= 1024 && u < BYTE_UNITS.length - 1) {
+        v /= 1024;
+        u++;
+    }
+    const s = u === 0 ? Math.round(v).toString() : v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2);
+    return `${x < 0 ? '-' : ''}${s} ${BYTE_UNITS[u]}`;
+}
+
+export const fmtMib = (x: number | null | undefined): string => (x === null || x === undefined ? DASH : fmtBytes(x * 1024 * 1024));
+
+export const fmtRate = (bytesPerS: number | null | undefined): string =>
+    bytesPerS === null || bytesPerS === undefined || !Number.isFinite(bytesPerS) ? DASH : `${fmtBytes(bytesPerS)}/s`;
+
+/** Seconds as ms/s/min: 0.0123 -> "12.3 ms", 4.2 -> "4.2 s", 125 -> "2 min 5 s". */
+export function fmtSeconds(s: number | null | undefined): string {
+    if (s === null || s === undefined || !Number.isFinite(s)) {
+        return DASH;
+    }
+    if (Math.abs(s) < 1) {
+        return `${fmtNum(s * 1000)} ms`;
+    }
+    if (Math.abs(s) < 60) {
+        return `${fmtNum(s)} s`;
+    }
+    const m = Math.floor(s / 60);
+    return `${m} min ${Math.round(s - m * 60)} s`;
+}
+
+export const fmtPct = (x: number | null | undefined): string =>
+    x === null || x === undefined || !Number.isFinite(x) ? DASH : `${x.toFixed(x < 10 ? 1 : 0)}%`;
+
+/** How long ago `t` (seconds since the epoch) was, relative to `now` (the same unit). */
+export function fmtAgo(t: number, now: number): string {
+    const d = Math.max(0, now - t);
+    if (d < 2) {
+        return 'now';
+    }
+    if (d < 60) {
+        return `${Math.round(d)} s ago`;
+    }
+    if (d < 3600) {
+        return `${Math.round(d / 60)} min ago`;
+    }
+    return `${Math.round(d / 3600)} h ago`;
+}
