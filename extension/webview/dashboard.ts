@@ -403,8 +403,8 @@ function makePlot(def: ChartDef, el: HTMLElement, data: uPlot.AlignedData): uPlo
         ],
         axes: [
             { stroke: fg, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid, width: 1 } },
-            axis('y', 3),
-            ...(scales.has('n') ? [{ ...axis('n', 1), values: (_u: uPlot, vals: number[]) => vals.map(v => fmtNum(v)), grid: { show: false } }] : []),
+            ...(scales.has('y') ? [axis('y', 3)] : []),
+            ...(scales.has('n') ? [{ ...axis('n', scales.has('y') ? 1 : 3), values: (_u: uPlot, vals: number[]) => vals.map(v => fmtNum(v)), grid: { show: !scales.has('y'), stroke: grid, width: 1 } }] : []),
         ],
     }, data, el);
 }
@@ -499,7 +499,7 @@ function evidenceValue(x: unknown): string {
         return x.length ? x.map(evidenceValue).join(', ') : 'none';
     }
     if (typeof x === 'object' && x !== null) {
-        return JSON.stringify(x);
+        return Object.keys(x).length ? JSON.stringify(x) : 'none';
     }
     return String(x);
 }

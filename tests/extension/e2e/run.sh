@@ -10,10 +10,13 @@
 #                 the report again and "Deepdive: Restart Server".
 # 2. integration: tests/extension/integration/index.js inside code-server's extension host, with the
 #                 repo root as the extension under development (out/extension.js).
+# 3. dashboard:   dashboard.e2e.js: `deepdive dashboard` serving out/webview, `deepdive train` of
+#                 server/examples/digits.py streaming to it, the page in Chromium (charts get points, the
+#                 verdict appears; screenshot dashboard.png).
 # Screenshots, the per-test results (results.jsonl) and, on failure, code-server's logs go to
 # <repo>/test-results/e2e/. The last line is the summary: `e2e: N passed, M failed`.
 # Environment: DEEPDIVE_VSIX (default <repo>/deepdive-<version>.vsix), DEEPDIVE_E2E_PYTHON (default
-# <repo>/.venv/bin/python), DEEPDIVE_E2E_ONLY=ui|integration, DEEPDIVE_E2E_KEEP=1 (keep .e2e/run-<pid>/).
+# <repo>/.venv/bin/python), DEEPDIVE_E2E_ONLY=ui|integration|dashboard, DEEPDIVE_E2E_KEEP=1 (keep .e2e/run-<pid>/).
 set -uo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -212,6 +215,19 @@ if [ "$ONLY" = all ] || [ "$ONLY" = integration ]; then
     save_logs integration
   fi
   stop_cs
+fi
+
+# ---- 3. dashboard: `deepdive dashboard` + `deepdive train` + the page in Chromium ----------------------
+if [ "$ONLY" = all ] || [ "$ONLY" = dashboard ]; then
+  say "--- dashboard ($(( $(date +%s) - T0 ))s)"
+  if [ -f "$REPO/out/webview/index.html" ] && [ -f "$REPO/out/webview/dashboard.js" ]; then
+    before=$(failures_of dashboard)
+    E2E_REPO=$REPO E2E_PYTHON=$PYTHON run_node "$HERE/dashboard.e2e.js"
+    rc=$?
+    if [ $rc -ne 0 ] && [ "$(failures_of dashboard)" = "$before" ]; then record dashboard "dashboard.e2e.js runs to the end" false "exited with $rc"; fi
+  else
+    record dashboard "the dashboard bundle is built" false "$REPO/out/webview/ has no index.html/dashboard.js: run npm run build"
+  fi
 fi
 
 # ---- summary -----------------------------------------------------------------------------------------

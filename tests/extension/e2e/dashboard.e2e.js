@@ -1,0 +1,150 @@
+// Browser e2e of the dashboard page: `deepdive dashboard` serves out/webview, `deepdive train` streams a
+// real run (server/examples/digits.py) to its hub, headless Chromium opens the printed URL. Asserts that
+// the connection goes live, the Devices panel shows GPUs or the reason there are none, the run's charts
+// receive points, the run is listed with its step and the verdict appears. Screenshot (always):
+// test-results/e2e/dashboard.png. Everything it starts runs in its own process group and is killed on exit.
+//
+// Environment: E2E_REPO (default: the repo of this file), E2E_PYTHON (default <repo>/.venv/bin/python),
+// E2E_RESULTS / E2E_ARTIFACTS (set by run.sh), CHROMIUM.
+'use strict';
+const cp = require('child_process');
+const fs = require('fs');
+const os = require('os');
+const path = require('path');
+const { clock, launch, recorder, screenshot, waitFor } = require('./lib/common');
+
+const REPO = process.env.E2E_REPO || path.resolve(__dirname, '../../..');
+const PYTHON = process.env.E2E_PYTHON || path.join(REPO, '.venv/bin/python');
+// standalone (outside run.sh): results and the screenshot still go to test-results/e2e/
+process.env.E2E_ARTIFACTS = process.env.E2E_ARTIFACTS || path.join(REPO, 'test-results/e2e');
+process.env.E2E_RESULTS = process.env.E2E_RESULTS || path.join(process.env.E2E_ARTIFACTS, 'results-dashboard.jsonl');
+fs.mkdirSync(process.env.E2E_ARTIFACTS, { recursive: true });
+const { record, failed } = recorder('dashboard');
+const elapsed = clock();
+const children = [];
+
+function spawn(name, args, env, logFile) {
+  const out = fs.openSync(logFile, 'w');
+  const child = cp.spawn(PYTHON, args, { cwd: REPO, env, detached: true, stdio: ['ignore', out, out] });
+  fs.closeSync(out);
+  children.push({ name, child });
+  return child;
+}
+
+function killAll() {
+  for (const { child } of children) {
+    if (child.exitCode === null && child.signalCode === null) {
+      try { process.kill(-child.pid, 'SIGTERM'); } catch { /* gone */ }
+    }
+  }
+  const deadline = Date.now() + 5000;
+  for (const { child } of children) {
+    while (child.exitCode === null && child.signalCode === null && Date.now() < deadline) {
+      try { process.kill(-child.pid, 0); } catch { break; }
+      cp.spawnSync('sleep', ['0.1']);
+    }
+    try { process.kill(-child.pid, 'SIGKILL'); } catch { /* gone */ }
+  }
+}
+process.on('exit', killAll);
+for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(130));
+
+async function step(name, fn) {
+  const t0 = Date.now();
+  try {
+    const v = await fn();
+    record(name, true, Date.now() - t0);
+    return v;
+  } catch (e) {
+    record(name, false, Date.now() - t0, e);
+    throw e;
+  }
+}
+
+(async () => {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'dashboard-e2e-'));
+  const artifacts = process.env.E2E_ARTIFACTS;
+  const env = { ...process.env, DEEPDIVE_HOME: path.join(tmp, 'home'), XDG_DATA_HOME: path.join(tmp, 'xdg'),
+    DEEPDIVE_DASHBOARD_DIR: path.join(REPO, 'out/webview'), PYTHONUNBUFFERED: '1' };
+  delete env.DEEPDIVE_HUB;
+  const dashLog = path.join(artifacts, 'dashboard-cli.log');
+  const trainLog = path.join(artifacts, 'dashboard-train.log');
+  let browser;
+  try {
+    const url = await step('deepdive dashboard prints its URL', async () => {
+      spawn('dashboard', ['-m', 'deepdive', 'dashboard', '--no-browser', '--port', '0'], env, dashLog);
+      return waitFor('the dashboard URL in its output', () => {
+        const m = fs.readFileSync(dashLog, 'utf8').match(/http:\/\/127\.0\.0\.1:\d+\/\?token=[\w-]+/);
+        return m && m[0];
+      }, 30000);
+    });
+    const hub = (fs.readFileSync(dashLog, 'utf8').match(/ws:\/\/127\.0\.0\.1:\d+\/ingest\?token=[\w-]+/) || [])[0];
+    spawn('train', ['-m', 'deepdive', 'train', path.join(REPO, 'server/examples/digits.py'), '--nproc', '1', '--',
+      '--epochs', '30', '--compression', 'none'], hub ? { ...env, DEEPDIVE_HUB: hub } : env, trainLog);
+
+    browser = await launch();
+    const { page, pageErrors } = browser;
+    const hook = (expr) => page.evaluate(`window.__deepdiveDashboard ? (${expr}) : null`);
+    await step('the page loads and its stream goes live', async () => {
+      await page.goto(url);
+      await waitFor('connection "live"', async () => (await hook('window.__deepdiveDashboard.connection()')) === 'open', 20000);
+      const label = await page.locator('#conn').innerText();
+      if (label !== 'live') throw new Error(`connection label is ${JSON.stringify(label)}`);
+    });
+    await step('Devices shows GPUs or why there are none', async () => {
+      await waitFor('a machine sample', () => hook('window.__deepdiveDashboard.machineSeen()'), 15000);
+      const gpus = await hook('window.__deepdiveDashboard.gpus()');
+      const text = await page.locator('#devices-body').innerText();
+      if (gpus > 0) {
+        if (!/GPU 0/.test(text)) throw new Error(`${gpus} GPUs but the panel says ${JSON.stringify(text)}`);
+      } else if (!/^No GPUs: \S/.test(text)) {
+        throw new Error(`no GPUs and no reason: ${JSON.stringify(text)}`);
+      }
+      const host = await page.locator('#host-body').innerText();
+      if (!/CPU/.test(host) || !/%/.test(host)) throw new Error(`Host panel: ${JSON.stringify(host)}`);
+    });
+    await step('the run\'s charts receive points (step time, throughput, loss)', async () => {
+      await waitFor('points in the run\'s charts', async () => {
+        const n = await hook(`[window.__deepdiveDashboard.pointCount('step_time_s'),
+          window.__deepdiveDashboard.pointCount('samples_per_s'), window.__deepdiveDashboard.pointCount('loss')]`);
+        return n && n.every(x => x >= 10);
+      }, 90000, 500);
+      for (const id of ['step_time', 'throughput', 'loss']) {
+        const box = page.locator(`.chart[data-chart="${id}"]`);
+        if (!(await box.isVisible())) throw new Error(`chart ${id} is hidden`);
+        if (!(await box.locator('canvas').count())) throw new Error(`chart ${id} has no uPlot canvas`);
+        if (!(+(await box.getAttribute('data-points')) > 0)) throw new Error(`chart ${id} has no data-points`);
+      }
+      const runs = await hook('window.__deepdiveDashboard.runs()');
+      if (!runs.length || runs[0].lastStep === null) throw new Error(`Runs seen: ${JSON.stringify(runs)}`);
+      const listed = await page.locator('#runs-body li.run').first().innerText();
+      if (!listed.includes(runs[0].id) || !/step \d+/.test(listed)) throw new Error(`Runs seen shows ${JSON.stringify(listed)}`);
+    });
+    await step('the verdict appears with its sentence and fix', async () => {
+      await waitFor('a verdict', () => hook('window.__deepdiveDashboard.verdict()'), 90000, 500);
+      await waitFor('the verdict rendered', async () => (await page.locator('#verdict-body .sentence').count()) > 0, 5000);
+      const text = await page.locator('#verdict-body').innerText();
+      if (!/Fix:/.test(text)) throw new Error(`verdict panel: ${JSON.stringify(text)}`);
+      console.log(`     verdict: ${text.split('\n').filter(Boolean).slice(0, 3).join(' | ')}`);
+    });
+    await step('no page errors', async () => {
+      if (pageErrors.length) throw new Error(pageErrors.join('\n'));
+    });
+  } catch {
+    // recorded by step(); the screenshot and cleanup still happen
+  } finally {
+    if (browser) {
+      await page_screenshot(browser.page);
+      await browser.close();
+    }
+    killAll();
+    fs.rmSync(tmp, { recursive: true, force: true });
+    console.log(`     dashboard e2e took ${elapsed()}`);
+  }
+  process.exit(failed() ? 1 : 0);
+})();
+
+async function page_screenshot(page) {
+  await page.waitForTimeout(300).catch(() => {});
+  await screenshot(page, 'dashboard');
+}
