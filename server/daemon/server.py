@@ -135,6 +135,8 @@ class DeepdiveServer(LanguageServer):
         return bool(window and window.work_done_progress)
 
     def _on_job_event(self, event: JobEvent) -> None:
+        # work-done progress first: a client that sees `finished` has already seen the progress end
+        self._update_progress(event)
         self.protocol.notify(JOBS_EVENT.method, to_wire(event))
         if self.telemetry is not None and event.job is not None:
             # a job's telemetry run carries the job's id (the engine reads DEEPDIVE_JOB_ID)
@@ -142,6 +144,8 @@ class DeepdiveServer(LanguageServer):
                 self.telemetry.run_started(event.job_id, event.job.title)
             elif event.type == "finished":
                 self.telemetry.run_ended(event.job_id, event.job.state)
+
+    def _update_progress(self, event: JobEvent) -> None:
         token = self._progress_token_of_job.get(event.job_id)
         if token is None:
             return
