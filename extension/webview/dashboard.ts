@@ -50,6 +50,7 @@ function h<K extends keyof HTMLElementTagNameMap>(tag: K, cls?: string, text?: s
 // ---------------------------------------------------------------------------------------------------
 let ws: WebSocket | null = null;
 let attempt = 0;
+let opens = 0;
 
 function connect(): void {
     const url = streamUrl(window.location, window.DEEPDIVE_CONFIG);
@@ -65,6 +66,7 @@ function connect(): void {
     }
     ws = socket;
     socket.onopen = () => {
+        opens++;
         attempt = 0;
         conn = 'open';
         lastError = null;
@@ -539,6 +541,12 @@ window.__deepdiveDashboard = {
     gpuReason: () => state.gpuReason,
     machineSeen: () => state.machineSeen,
     messages: () => state.messages,
+    /** The times of the current run's series `key` (oldest first). */
+    times: (key: string) => currentRun(state, chosenRun)?.series.get(key)?.times() ?? [],
+    /** How many times the stream opened (1 + reconnects). */
+    opens: () => opens,
+    /** Closes the websocket as if the network dropped it (the page must reconnect by itself). */
+    dropConnection: () => ws?.close(4000, 'dropped by test hook'),
 };
 
 function start(): void {

@@ -131,6 +131,8 @@ export interface RunState {
     lastStep: number | null;
     lastT: number;
     ranks: Set<number>;
+    /** Newest sample time per rank: older or equal ones are repeats (a reconnect's snapshot) and skipped. */
+    rankT: Map<number, number>;
     samples: number;
     dropped: number;
     precision: string | null;
@@ -184,7 +186,7 @@ function runOf(state: State, id: string): RunState {
     let run = state.runs.get(id);
     if (!run) {
         run = {
-            id, series: new Map(), rank: null, lastStep: null, lastT: 0, ranks: new Set(), samples: 0, dropped: 0,
+            id, series: new Map(), rank: null, lastStep: null, lastT: 0, ranks: new Set(), rankT: new Map(), samples: 0, dropped: 0,
             precision: null, verdict: null, events: [],
         };
         state.runs.set(id, run);
@@ -286,6 +288,10 @@ function applySamples(state: State, msg: Record<string, unknown>, change: Change
                 continue;
             }
             const t = num(s.t) ?? msgT;
+            if (t <= (run.rankT.get(rank) ?? -Infinity)) {
+                continue;  // already seen (the snapshot after a reconnect repeats recent history)
+            }
+            run.rankT.set(rank, t);
             run.samples++;
             run.lastT = Math.max(run.lastT, t);
             if (rank !== run.rank) {
@@ -306,8 +312,9 @@ function applySamples(state: State, msg: Record<string, unknown>, change: Change
         }
     }
     if (Array.isArray(msg.events)) {
+        const newest = run.events.at(-1)?.t ?? -Infinity;
         for (const e of msg.events) {
-            if (isObj(e)) {
+            if (isObj(e) && (num(e.t) ?? msgT) > newest) {
                 const text = typeof e.message === 'string' ? e.message : typeof e.kind === 'string' ? e.kind
                     : typeof e.type === 'string' ? e.type : JSON.stringify(e).slice(0, 200);
                 run.events.push({ t: num(e.t) ?? msgT, text });
@@ -323,6 +330,9 @@ function applySamples(state: State, msg: Record<string, unknown>, change: Change
 
 function applyMachine(state: State, msg: Record<string, unknown>): void {
     const t = num(msg.t) ?? 0;
+    if (state.machineSeen && t <= state.lastMachineT) {
+        return;  // already seen (the snapshot after a reconnect repeats recent history)
+    }
     state.machineSeen = true;
     state.lastMachineT = Math.max(state.lastMachineT, t);
     if (Array.isArray(msg.gpus)) {

@@ -1,8 +1,9 @@
 // Browser e2e of the dashboard page: `deepdive dashboard` serves out/webview, `deepdive train` streams a
 // real run (server/examples/digits.py) to its hub, headless Chromium opens the printed URL. Asserts that
-// the connection goes live, the Devices panel shows GPUs or the reason there are none, the run's charts
-// receive points, the run is listed with its step and the verdict appears. Screenshot (always):
-// test-results/e2e/dashboard.png. Everything it starts runs in its own process group and is killed on exit.
+// the connection goes live (and comes back after a drop, without duplicate points), the Devices panel
+// shows GPUs or the reason there are none, the run's charts receive points, the run is listed with its
+// step and the verdict appears. Screenshot (always): test-results/e2e/dashboard.png. Everything it starts
+// runs in its own process group and is killed on exit.
 //
 // Environment: E2E_REPO (default: the repo of this file), E2E_PYTHON (default <repo>/.venv/bin/python),
 // E2E_RESULTS / E2E_ARTIFACTS (set by run.sh), CHROMIUM.
@@ -126,6 +127,19 @@ async function step(name, fn) {
       const text = await page.locator('#verdict-body').innerText();
       if (!/Fix:/.test(text)) throw new Error(`verdict panel: ${JSON.stringify(text)}`);
       console.log(`     verdict: ${text.split('\n').filter(Boolean).slice(0, 3).join(' | ')}`);
+    });
+    await step('a dropped stream reconnects by itself, without duplicate points', async () => {
+      const before = await hook('window.__deepdiveDashboard.pointCount(\'step_time_s\')');
+      await hook('window.__deepdiveDashboard.dropConnection()');
+      await waitFor('the second connection', async () => (await hook('window.__deepdiveDashboard.opens()')) >= 2
+        && (await hook('window.__deepdiveDashboard.connection()')) === 'open', 20000);
+      await page.waitForTimeout(1500);   // the new snapshot and some live samples
+      const times = await hook('window.__deepdiveDashboard.times(\'step_time_s\')');
+      if (times.length < before) throw new Error(`points went from ${before} to ${times.length}`);
+      for (let i = 1; i < times.length; i++) {
+        if (!(times[i] > times[i - 1])) throw new Error(`point ${i} at t=${times[i]} repeats or precedes t=${times[i - 1]}`);
+      }
+      if ((await page.locator('#conn').innerText()) !== 'live') throw new Error('the label is not "live" again');
     });
     await step('no page errors', async () => {
       if (pageErrors.length) throw new Error(pageErrors.join('\n'));

@@ -231,3 +231,20 @@ describe('formatting', () => {
         expect(connectionLabel('connecting', null, null)).toMatch(/^connecting/);
     });
 });
+
+describe('reconnect', () => {
+    it('a snapshot repeating history adds no duplicate points', () => {
+        const s = emptyState();
+        apply(s, samples('r', 0, [0, 1, 2]));
+        apply(s, machine(1));
+        apply(s, machine(2));
+        // the new connection's snapshot: the same history plus what came while disconnected
+        apply(s, { type: 'snapshot', t: 9, dropped: 0, messages: [samples('r', 0, [0, 1, 2]), machine(1), machine(2), samples('r', 0, [3, 4]), machine(3)] });
+        const run = s.runs.get('r')!;
+        expect(run.series.get('loss')!.times()).toEqual([0, 1, 2, 3, 4]);
+        expect(run.samples).toBe(5);
+        expect(run.lastStep).toBe(4);
+        expect(s.host.get('cpu_pct')!.times()).toEqual([1, 2, 3]);
+        expect(s.gpus.get(0)!.series.get('util_gpu_pct')!.length).toBe(3);
+    });
+});
