@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,7 +22,7 @@ from rich.rule import Rule
 
 from deepdive.lspclient import DaemonClient
 from deepdive.protocol import (
-    DOCTOR, JOBS_EVENT, JOBS_LIST, JOBS_START, VERSION, DoctorParams, JobEvent, JobListParams, JobStartParams,
+    DOCTOR, HUB, JOBS_EVENT, JOBS_LIST, JOBS_START, VERSION, DoctorParams, JobEvent, JobListParams, JobStartParams,
 )
 from deepdive.report import print_deep, print_report
 
@@ -80,20 +79,37 @@ async def tour(repo: Path, seconds: float, epochs: int) -> int:
             took = f"{past.ended_at - past.started_at:.1f} s" if past.ended_at and past.started_at else "-"
             console.print(f"  {past.id}  {past.title:<24} {past.state:<10} {took}")
         console.print(f"  records: {report.state_dir}/state.db")
+        step(5, "Train the digits classifier: auto precision, 2-process DDP over gloo, PowerSGD (deepdive train),"
+                " streaming live to the daemon's telemetry hub")
+        hub = await client.request(HUB)
+        verdicts: list[dict] = []
+        watcher = asyncio.ensure_future(_watch_verdicts(hub.stream_url, verdicts)) if hub.running else None
+        if hub.running:
+            console.print(f"live telemetry: {hub.stream_url.split('?')[0]} (dashboard page: "
+                          f"{hub.url.replace('ws://', 'http://')}/?token=…)")
+        else:
+            console.print(f"[yellow]no telemetry hub: {hub.reason}")
+        digits = repo / "server" / "examples" / "digits.py"
+        env = {**os.environ, "DEEPDIVE_HOME": str(workspace / ".deepdive")}
+        if hub.running:
+            env["DEEPDIVE_HUB"] = hub.ingest_url
+        trained = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "deepdive", "train", str(digits), "--nproc", "2", "--",
+            "--epochs", str(epochs), "--compression", "powersgd", "--precision", "auto", cwd=workspace, env=env,
+        )
+        await trained.wait()
+        await asyncio.sleep(1.5)  # the last samples and the verdict after them
+        if watcher is not None:
+            watcher.cancel()
+        if trained.returncode != 0:
+            console.print(f"[red]training failed (exit code {trained.returncode})")
+            return 1
+        if verdicts:
+            last = verdicts[-1]
+            console.print(f"[bold]verdict[/bold] ({last['kind']}): {last['sentence']}  [dim]fix: {last['fix']}")
     finally:
         code = await client.close()
         console.print(f"daemon shut down cleanly (exit code {code})")
-
-    step(5, "Train the digits classifier: auto precision, 2-process DDP over gloo, PowerSGD (deepdive train)")
-    digits = repo / "server" / "examples" / "digits.py"
-    trained = subprocess.run(
-        [sys.executable, "-m", "deepdive", "train", str(digits), "--nproc", "2", "--",
-         "--epochs", str(epochs), "--compression", "powersgd", "--precision", "auto"],
-        cwd=workspace, env={**os.environ, "DEEPDIVE_HOME": str(workspace / ".deepdive")},
-    )
-    if trained.returncode != 0:
-        console.print(f"[red]training failed (exit code {trained.returncode})")
-        return 1
 
     step(6, "The VS Code extension")
     vsix = sorted(repo.glob("deepdive-*.vsix"))
@@ -104,6 +120,19 @@ async def tour(repo: Path, seconds: float, epochs: int) -> int:
         console.print("[yellow]no .vsix found: run `make vsix`")
         return 1
     return 0 if final.state == "succeeded" else 1
+
+
+async def _watch_verdicts(stream_url: str, into: list[dict]) -> None:
+    """Collect the hub's live verdicts, as the dashboard shows them."""
+    import json
+
+    from websockets.asyncio.client import connect
+
+    async with connect(stream_url, max_size=2**24) as ws:
+        async for raw in ws:
+            message = json.loads(raw)
+            if message.get("type") == "verdict":
+                into.append(message)
 
 
 def main(argv: list[str] | None = None) -> int:
