@@ -33,7 +33,7 @@ node_modules/.stamp: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	@touch $@
 
-out/extension.js: node_modules/.stamp $(shell find extension/src -name '*.ts') extension/esbuild.mjs
+out/extension.js: node_modules/.stamp $(shell find extension/src extension/webview -type f) extension/esbuild.mjs
 	npm run --silent build
 
 $(VSIX): node_modules/.stamp out/extension.js $(shell find server -name '*.py') package.json README.md

@@ -1,4 +1,4 @@
-// Lints the extension's TypeScript and its unit tests, with type information.
+// Lints the extension's TypeScript, the dashboard page and the unit tests, with type information.
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
@@ -7,7 +7,7 @@ export default tseslint.config(
         ignores: ['out/**', 'node_modules/**', '.e2e/**', '.venv/**', 'extension/src/protocol.ts'],
     },
     {
-        files: ['extension/src/**/*.ts', 'tests/extension/unit/**/*.ts'],
+        files: ['extension/src/**/*.ts', 'extension/webview/**/*.ts', 'tests/extension/unit/**/*.ts'],
         extends: [js.configs.recommended, ...tseslint.configs.recommendedTypeChecked],
         languageOptions: {
             parserOptions: {
