@@ -9,6 +9,7 @@ import { JobInfo, Requests } from './protocol';
 import { DoctorReports } from './report/doctor';
 import { ReadOnlyDocuments } from './report/documents';
 import { renderReport } from './report/markdown';
+import { DashboardViews } from './views/dashboard';
 import { EnvironmentView } from './views/environment';
 import { JobLogs } from './views/jobLogs';
 import { JobsView } from './views/jobs';
@@ -20,6 +21,7 @@ export interface CommandDeps {
     environment: EnvironmentView;
     jobs: JobsView;
     jobLogs: JobLogs;
+    dashboard: DashboardViews;
 }
 
 /** A job from a tree node (`{job}`) or a plain `{id}` / id string (tests, other callers). */
@@ -102,5 +104,6 @@ export function registerCommands(d: CommandDeps): Disposable[] {
         registerCommand(Commands.refreshJobs, () => d.jobs.refresh()),
         registerCommand(Commands.cancelJob, guarded('Cancel job', cancelJob)),
         registerCommand(Commands.showJobOutput, guarded('Show job output', showJobOutput)),
+        registerCommand(Commands.openDashboard, guarded('Open dashboard', () => d.dashboard.openPanel())),
     ];
 }

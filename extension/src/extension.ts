@@ -11,6 +11,7 @@ import { onDidChangeConfiguration, onDidGrantWorkspaceTrust } from './common/vsc
 import { DoctorReport, RequestTypes } from './protocol';
 import { DoctorReports } from './report/doctor';
 import { ReadOnlyDocuments } from './report/documents';
+import { DashboardViews, registerDashboard } from './views/dashboard';
 import { EnvironmentView } from './views/environment';
 import { JobLogs } from './views/jobLogs';
 import { JobsView } from './views/jobs';
@@ -41,6 +42,7 @@ export function activate(context: ExtensionContext): DeepdiveApi {
     const environment = new EnvironmentView(srv, doctor);
     const jobs = new JobsView(srv);
     const jobLogs = new JobLogs(srv, docs, jobs.model);
+    const dashboard = new DashboardViews(srv, context.extensionUri);
 
     context.subscriptions.push(
         statusBar,
@@ -54,7 +56,9 @@ export function activate(context: ExtensionContext): DeepdiveApi {
         jobs,
         window.registerTreeDataProvider(Views.jobs, jobs),
         jobLogs,
-        ...registerCommands({ server: srv, doctor, docs, environment, jobs, jobLogs }),
+        dashboard,
+        registerDashboard(dashboard),
+        ...registerCommands({ server: srv, doctor, docs, environment, jobs, jobLogs, dashboard }),
         onDidChangeConfiguration((e) => {
             if (checkIfConfigurationChanged(e)) {
                 srv.restart('deepdive.pythonPath changed');

@@ -14,11 +14,13 @@ export const Commands = {
     refreshJobs: 'deepdive.refreshJobs',
     cancelJob: 'deepdive.cancelJob',
     showJobOutput: 'deepdive.showJobOutput',
+    openDashboard: 'deepdive.openDashboard',
 } as const;
 
 export const Views = {
     environment: 'deepdive.environment',
     jobs: 'deepdive.jobs',
+    dashboard: 'deepdive.dashboard',
 } as const;
 
 /** URI schemes of the read-only documents the extension renders. */

@@ -9,7 +9,7 @@ const cp = require('child_process');
 const fs = require('fs');
 
 const EXTENSION_ID = 'deepdive.deepdive';
-const COMMANDS = ['deepdive.showEnvironmentReport', 'deepdive.restartServer', 'deepdive.runDeepCheck'];
+const COMMANDS = ['deepdive.showEnvironmentReport', 'deepdive.restartServer', 'deepdive.runDeepCheck', 'deepdive.openDashboard'];
 const FINAL_STATES = ['succeeded', 'failed', 'cancelled', 'lost'];
 
 const sleep = ms => new Promise(r => setTimeout(r, ms));
@@ -98,6 +98,31 @@ exports.run = async function run() {
     assert.ok(Number.isInteger(v.protocol) && v.protocol >= 1, `protocol number, got ${v.protocol}`);
     assert.match(v.python, /^3\.\d+/, 'python version string');
   });
+
+  await test('deepdive/hub answers running, on 127.0.0.1, with a tokened /stream URL', async () => {
+    needsApi();
+    const hub = await ctx.api.request('deepdive/hub', {});
+    assert.ok(hub && hub.running === true, `the hub is running, got ${JSON.stringify(hub && { running: hub.running, reason: hub.reason })}`);
+    assert.match(hub.url, /^ws:\/\/127\.0\.0\.1:\d+/, 'the hub listens on 127.0.0.1');
+    assert.match(hub.streamUrl, /^ws:\/\/127\.0\.0\.1:\d+\/stream\?token=./, 'the stream URL is ws://127.0.0.1:PORT/stream?token=...');
+    ctx.hub = hub;
+  });
+
+  await test('deepdive.openDashboard opens the dashboard in a webview tab', async () => {
+    needsApi();
+    const dashboardTabs = () => vscode.window.tabGroups.all.flatMap(g => g.tabs)
+      .filter(t => t.input instanceof vscode.TabInputWebview && t.input.viewType.includes('deepdive.dashboardPanel'));
+    await vscode.commands.executeCommand('deepdive.openDashboard');
+    const tab = await poll('a Deepdive dashboard webview tab', async () => {
+      const tabs = dashboardTabs();
+      return { done: tabs.length === 1, value: tabs.length ? tabs.map(t => t.label) : vscode.window.tabGroups.all.flatMap(g => g.tabs).map(t => t.label) };
+    }, 15000);
+    assert.strictEqual(tab[0], 'Deepdive Dashboard', 'the tab is titled Deepdive Dashboard');
+    await vscode.commands.executeCommand('deepdive.openDashboard');   // again: the same panel, revealed
+    await sleep(500);
+    assert.strictEqual(dashboardTabs().length, 1, 'running the command again reuses the panel');
+    await vscode.window.tabGroups.close(dashboardTabs());
+  }, 30000);
 
   await test('deepdive.showEnvironmentReport opens a deepdive-report document with the torch version', async () => {
     needsApi();

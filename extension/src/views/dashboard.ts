@@ -1,0 +1,154 @@
+// The dashboard: the sidebar WebviewView and the "Deepdive: Open Dashboard" editor panel, both showing the
+// hub's page (out/webview) told the hub's /stream URL from `deepdive/hub`. Re-rendered whenever the daemon's
+// status changes: the hub's port and token are new at each daemon start.
+import { randomBytes } from 'crypto';
+import { promises as fs } from 'fs';
+import {
+    CancellationToken,
+    Disposable,
+    Uri,
+    ViewColumn,
+    Webview,
+    WebviewPanel,
+    WebviewView,
+    WebviewViewProvider,
+    WebviewViewResolveContext,
+    window,
+} from 'vscode';
+import { Views } from '../common/constants';
+import { errorMessage } from '../common/interpreter';
+import { traceError, traceInfo } from '../common/logging';
+import { DeepdiveServer } from '../common/server';
+import { ServerStatus } from '../common/status';
+import { Requests } from '../protocol';
+import { DashboardPage, pageBody, pageForHub, renderPage } from './dashboardHtml';
+
+const PANEL_TYPE = 'deepdive.dashboardPanel';
+
+function nonce(): string {
+    return randomBytes(16).toString('hex');
+}
+
+function pageForStatus(s: ServerStatus): DashboardPage {
+    switch (s.state) {
+        case 'starting':
+        case 'restarting':
+            return { kind: 'message', title: `The Deepdive daemon is ${s.state}…`, detail: s.reason ?? undefined };
+        default:
+            return { kind: 'message', title: `The Deepdive daemon is not running (${s.state}).`, detail: s.reason ? `Reason: ${s.reason}` : undefined };
+    }
+}
+
+export class DashboardViews implements WebviewViewProvider, Disposable {
+    private readonly root: Uri;
+    private view: WebviewView | undefined;
+    private panel: WebviewPanel | undefined;
+    private page: DashboardPage = { kind: 'message', title: 'Connecting to the Deepdive daemon…' };
+    /** Bumped per status change so an older `deepdive/hub` answer never overwrites a newer page. */
+    private generation = 0;
+    private body: Promise<string | undefined> | undefined;
+    private readonly disposables: Disposable[] = [];
+
+    constructor(private readonly server: DeepdiveServer, extensionUri: Uri) {
+        this.root = Uri.joinPath(extensionUri, 'out', 'webview');
+        this.disposables.push(server.onDidChangeStatus((s) => void this.update(s)));
+        void this.update(server.status);
+    }
+
+    resolveWebviewView(view: WebviewView, _context: WebviewViewResolveContext, _token: CancellationToken): void {
+        this.view = view;
+        this.configure(view.webview);
+        view.onDidDispose(() => {
+            if (this.view === view) {
+                this.view = undefined;
+            }
+        });
+        void this.render(view.webview);
+    }
+
+    /** Opens (or reveals) the dashboard as an editor panel. */
+    async openPanel(): Promise<void> {
+        if (this.panel) {
+            this.panel.reveal();
+            return;
+        }
+        const panel = window.createWebviewPanel(PANEL_TYPE, 'Deepdive Dashboard', ViewColumn.Active, {
+            enableScripts: true,
+            retainContextWhenHidden: true,
+            localResourceRoots: [this.root],
+        });
+        this.panel = panel;
+        this.configure(panel.webview);
+        panel.onDidDispose(() => {
+            if (this.panel === panel) {
+                this.panel = undefined;
+            }
+        });
+        await this.render(panel.webview);
+    }
+
+    dispose(): void {
+        this.generation++;
+        this.panel?.dispose();
+        Disposable.from(...this.disposables).dispose();
+    }
+
+    /** Fetches the hub's address when the daemon is ready, else shows why not; then re-renders every webview. */
+    private async update(status: ServerStatus): Promise<void> {
+        const generation = ++this.generation;
+        let page: DashboardPage;
+        if (status.state === 'ready') {
+            try {
+                page = pageForHub(await this.server.request(Requests.hub, {}));
+            } catch (err) {
+                page = { kind: 'message', title: 'The Deepdive daemon did not say where its telemetry hub is.', detail: errorMessage(err) };
+            }
+        } else {
+            page = pageForStatus(status);
+        }
+        if (generation !== this.generation) {
+            return;
+        }
+        this.page = page;
+        traceInfo(page.kind === 'live' ? `Dashboard: hub stream at ${page.origin.origin}` : `Dashboard: ${page.title}`);
+        const webviews = [this.view?.webview, this.panel?.webview].filter((w): w is Webview => w !== undefined);
+        await Promise.all(webviews.map((w) => this.render(w)));
+    }
+
+    /** Webview options; the port mapping lets a remote workspace's webview reach the hub on the extension host. */
+    private configure(webview: Webview): void {
+        const port = this.page.kind === 'live' ? this.page.origin.port : undefined;
+        webview.options = {
+            enableScripts: true,
+            localResourceRoots: [this.root],
+            portMapping: port ? [{ webviewPort: port, extensionHostPort: port }] : [],
+        };
+    }
+
+    private readBody(): Promise<string | undefined> {
+        this.body ??= fs.readFile(Uri.joinPath(this.root, 'index.html').fsPath, 'utf8').then(pageBody, (err) => {
+            traceError('Dashboard: cannot read out/webview/index.html:', err);
+            this.body = undefined;
+            return undefined;
+        });
+        return this.body;
+    }
+
+    private async render(webview: Webview): Promise<void> {
+        const page = this.page;
+        const body = page.kind === 'live' ? await this.readBody() : undefined;
+        if (page !== this.page) {
+            return; // a newer page is being rendered
+        }
+        this.configure(webview);
+        webview.html = renderPage(page, body, {
+            cspSource: webview.cspSource,
+            scriptUri: webview.asWebviewUri(Uri.joinPath(this.root, 'dashboard.js')).toString(),
+            styleUri: webview.asWebviewUri(Uri.joinPath(this.root, 'dashboard.css')).toString(),
+        }, nonce());
+    }
+}
+
+export function registerDashboard(views: DashboardViews): Disposable {
+    return window.registerWebviewViewProvider(Views.dashboard, views);
+}
