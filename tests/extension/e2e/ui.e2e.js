@@ -13,6 +13,8 @@ const fs = require('fs');
 
 const REPORT_CMD = 'Deepdive: Show Environment Report';
 const RESTART_CMD = 'Deepdive: Restart Server';
+const DASHBOARD_CMD = 'Deepdive: Open Dashboard';
+const DASHBOARD_TITLE = 'Deepdive Dashboard';
 
 async function main() {
   const T = c.clock();
@@ -133,6 +135,43 @@ async function main() {
     await statusReady(15000);
     console.log(`     ${T()} restarted: ${old} -> ${pid}`);
     state.pid = pid;
+  });
+
+  await test(`"${DASHBOARD_CMD}" opens a live dashboard panel (host CPU, devices)`, async () => {
+    await c.runCommand(page, DASHBOARD_CMD);
+    await page.locator('.editor-group-container.active .tab.active', { hasText: DASHBOARD_TITLE })
+      .first().waitFor({ timeout: 15000 });
+    // VS Code webviews are nested iframes; the dashboard's document is the frame with its #conn badge.
+    let seen = {};
+    const t0 = Date.now();
+    await c.waitFor('the dashboard badge to read "live" and the Host CPU value to be filled', async () => {
+      for (const f of page.frames()) {
+        const s = await f.evaluate(() => {
+          const conn = document.getElementById('conn');
+          if (!conn) return null;
+          const cpuRow = [...document.querySelectorAll('#host-body .metric')]
+            .find(r => (r.querySelector('.label')?.textContent || '').trim() === 'CPU');
+          const body = document.getElementById('devices-body');
+          return {
+            conn: conn.textContent.trim(),
+            cpu: cpuRow ? (cpuRow.querySelector('.value')?.textContent || '').trim() : '',
+            gpuCards: body ? body.querySelectorAll('.card.gpu').length : 0,
+            devices: body ? body.innerText.trim().slice(0, 300) : '',
+          };
+        }).catch(() => null);
+        if (s) {
+          seen = s;
+          return s.conn === 'live' && /\d/.test(s.cpu);   // fmtPct gives "—" until a sample arrives
+        }
+      }
+      seen = { frames: page.frames().map(f => f.url().slice(0, 120)) };
+      return false;
+    }, 30000, 500).catch(e => { e.message += `\nlast seen: ${JSON.stringify(seen)}`; throw e; });
+    if (!(seen.gpuCards > 0 || /^No GPUs: \S/.test(seen.devices))) {
+      throw new Error(`Devices shows neither a GPU card nor a "No GPUs: <reason>": ${JSON.stringify(seen)}`);
+    }
+    await c.screenshot(page, 'ui-dashboard-panel');
+    console.log(`     ${T()} dashboard live after ${((Date.now() - t0) / 1000).toFixed(1)}s; CPU "${seen.cpu}"; devices: ${seen.gpuCards ? `${seen.gpuCards} GPU card(s)` : `"${seen.devices}"`}`);
   });
 
   await c.screenshot(page, 'ui-final');
