@@ -104,7 +104,7 @@ class TelemetryService:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.hub.stop()
         if self.store is not None:
-            await asyncio.to_thread(self._flush)
+            await asyncio.to_thread(self._write, *self._take_pending())
             await asyncio.to_thread(self.store.close)
         if self.sampler is not None:
             await asyncio.to_thread(self.sampler.close)
@@ -120,10 +120,15 @@ class TelemetryService:
                 self._recent.setdefault(run, collections.deque(maxlen=WINDOW)).extend(samples)
         self._last_seen[run] = time.time()
 
-    def _flush(self) -> None:
-        assert self.store is not None
+    def _take_pending(self) -> tuple[list[tuple[str, int, list[dict[str, Any]]]], list[dict[str, Any]]]:
+        """Hand over what arrived, on the loop thread (the only one that appends to these lists)."""
         pending, self._pending = self._pending, []
         machine, self._pending_machine = self._pending_machine, []
+        return pending, machine
+
+    def _write(self, pending: list[tuple[str, int, list[dict[str, Any]]]], machine: list[dict[str, Any]]) -> None:
+        """In a worker thread: the SQLite writes."""
+        assert self.store is not None
         for run, rank, samples in pending:
             self.store.add_samples(run, rank, samples)
         if machine:
@@ -134,7 +139,7 @@ class TelemetryService:
         while True:
             await asyncio.sleep(FLUSH_INTERVAL_S)
             try:
-                await asyncio.to_thread(self._flush)
+                await asyncio.to_thread(self._write, *self._take_pending())
                 if time.monotonic() - compacted > COMPACT_EVERY_S:
                     compacted = time.monotonic()
                     assert self.store is not None

@@ -13,6 +13,7 @@ All methods run on one asyncio event loop and never block it.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import secrets
@@ -296,8 +297,6 @@ class JobManager:
             transport.close()
 
     def _handle_event(self, run: _Running, raw: bytes) -> None:
-        import json
-
         try:
             event = json.loads(raw)
             kind = event["type"]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import time
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
@@ -165,7 +164,3 @@ def _job_from_row(row: sqlite3.Row) -> JobInfo:
     values["argv"] = json.loads(values["argv"])
     values["result"] = json.loads(values["result"]) if values["result"] else None
     return JobInfo(**values)
-
-
-def now() -> float:
-    return time.time()
