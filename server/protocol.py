@@ -263,6 +263,110 @@ class HubInfo:
 
 
 # --------------------------------------------------------------------------------------------
+# deepdive/telemetry/summary
+# --------------------------------------------------------------------------------------------
+
+
+@attrs.define
+class RunThroughput:
+    """The newest throughput figure of a training run that reports to the hub."""
+
+    run_id: str
+    value: float
+    unit: str
+    """`samples/s`, or `steps/s` when the run does not report its batch size."""
+    job_id: Optional[str] = None
+    step: Optional[int] = None
+
+
+@attrs.define
+class TelemetrySummary:
+    """The `deepdive/telemetry/summary` notification: what the status bar shows, about once a second."""
+
+    t: float
+    gpu_util: Optional[float] = None
+    """Mean GPU utilisation over the GPUs, percent; null when there is no GPU (see `gpu_reason`)."""
+    gpu_count: int = 0
+    gpu_reason: Optional[str] = None
+    """Why there is no GPU reading ("no NVIDIA GPU: NVML library not found")."""
+    gpu_memory_used: Optional[float] = None
+    """Fraction 0..1 of GPU memory in use, over all GPUs."""
+    host_cpu: Optional[float] = None
+    """Host CPU utilisation, percent."""
+    runs: list[RunThroughput] = attrs.Factory(list)
+    """Runs that reported in the last few seconds, newest first."""
+
+
+# --------------------------------------------------------------------------------------------
+# deepdive/generate
+# --------------------------------------------------------------------------------------------
+
+
+@attrs.define
+class GenerateParams:
+    prompt: str
+    """What to write, in a sentence (English or Chinese)."""
+    framework: Optional[Literal["torch", "tensorflow"]] = None
+    """Overrides what the prompt says; null: the prompt's choice, else PyTorch."""
+    backend: Optional[Literal["builtin", "transformers", "llamacpp", "openai-compatible"]] = None
+    model_path: Optional[str] = None
+    """`transformers`: a local Hugging Face model directory; `llamacpp`: a GGUF file."""
+    endpoint: Optional[str] = None
+    """`openai-compatible`: the server's base URL (localhost unless `allow_remote`)."""
+    model: Optional[str] = None
+    """`openai-compatible`: the model name the server knows."""
+    allow_remote: bool = False
+    verify: bool = True
+    """Run the generated program's checks (parse, imports, `--smoke` in a sandbox, properties)."""
+    allow_gpu: bool = False
+    """Let the `--smoke` run see the GPU."""
+    work_done_token: Optional[Union[int, str]] = None
+    partial_result_token: Optional[Union[int, str]] = None
+    """Chunks of code and check results arrive as `$/progress` with this token (GeneratePartial)."""
+
+
+@attrs.define
+class GenerateCheck:
+    """One verification check of a generated program."""
+
+    name: str
+    ok: bool
+    detail: str = ""
+    seconds: Optional[float] = None
+
+
+@attrs.define
+class GeneratePartial:
+    """A `$/progress` value on the request's partial-result token while a program is generated."""
+
+    kind: Literal["text", "reset", "check", "phase"]
+    """`text`: append `text`; `reset`: discard what came so far (a repair round starts over);
+    `check`: a verification check finished; `phase`: a new stage started (`text` names it)."""
+    text: Optional[str] = None
+    check: Optional[GenerateCheck] = None
+
+
+@attrs.define
+class GenerateResult:
+    code: str
+    """The complete program."""
+    backend: str
+    framework: str
+    intent: dict[str, Any]
+    """What the prompt was understood as (task, architecture, shapes, features)."""
+    verified: bool
+    """True when verification ran and every check passed."""
+    checks: list[GenerateCheck] = attrs.Factory(list)
+    rounds: int = 0
+    """Repair rounds a model backend needed (0: the first program passed)."""
+    seconds: float = 0.0
+    filename: Optional[str] = None
+    """A suggested file name for "Generate into New File"."""
+    message: Optional[str] = None
+    """Why verification failed or was skipped, in one line."""
+
+
+# --------------------------------------------------------------------------------------------
 # Method registry
 # --------------------------------------------------------------------------------------------
 
@@ -297,9 +401,30 @@ JOBS_LOG = Request("deepdive/jobs/log", JobIdParams, JobLog, "The stored output 
 JOBS_KINDS = Request("deepdive/jobs/kinds", None, JobKindList, "The kinds of job the daemon can start.")
 JOBS_EVENT = Notification("deepdive/jobs/event", JobEvent, "Something happened to a job.")
 HUB = Request("deepdive/hub", None, HubInfo, "Where the telemetry hub listens, with its token.")
+GENERATE = Request(
+    "deepdive/generate",
+    GenerateParams,
+    GenerateResult,
+    "Write a program from a sentence and verify it; partial results stream as GeneratePartial.",
+)
+TELEMETRY_SUMMARY = Notification(
+    "deepdive/telemetry/summary", TelemetrySummary, "GPU utilisation and run throughput for the status bar."
+)
 
-REQUESTS: tuple[Request, ...] = (VERSION, DOCTOR, JOBS_START, JOBS_LIST, JOBS_CANCEL, JOBS_LOG, JOBS_KINDS, HUB)
-NOTIFICATIONS: tuple[Notification, ...] = (JOBS_EVENT,)
+REQUESTS: tuple[Request, ...] = (
+    VERSION,
+    DOCTOR,
+    JOBS_START,
+    JOBS_LIST,
+    JOBS_CANCEL,
+    JOBS_LOG,
+    JOBS_KINDS,
+    HUB,
+    GENERATE,
+)
+NOTIFICATIONS: tuple[Notification, ...] = (JOBS_EVENT, TELEMETRY_SUMMARY)
+# Payloads that travel inside standard LSP messages (`$/progress` values), not as params or results.
+PROGRESS_VALUES: tuple[type, ...] = (GeneratePartial,)
 
 
 # --------------------------------------------------------------------------------------------
@@ -333,6 +458,8 @@ def _attrs_classes() -> list[type]:
         visit(req.result)
     for note in NOTIFICATIONS:
         visit(note.params)
+    for cls in PROGRESS_VALUES:
+        visit(cls)
     return list(seen)
 
 
@@ -347,6 +474,13 @@ def _strict(tp: type, accepts: tuple[type, ...]):
     return structure
 
 
+def _progress_token(value: Any, _: Any) -> Any:
+    """LSP's ProgressToken: an integer or a string."""
+    if value is None or (isinstance(value, (int, str)) and not isinstance(value, bool)):
+        return value
+    raise TypeError(f"expected a progress token (integer or string), got {type(value).__name__}")
+
+
 def _make_converter() -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=True)
     # JSON types only, no silent coercion: a number where a string belongs is an error.
@@ -354,6 +488,7 @@ def _make_converter() -> cattrs.Converter:
     conv.register_structure_hook(int, _strict(int, (int,)))
     conv.register_structure_hook(float, _strict(float, (int, float)))
     conv.register_structure_hook(bool, _strict(bool, (bool,)))
+    conv.register_structure_hook(Optional[Union[int, str]], _progress_token)
     for cls in _attrs_classes():
         renames = {f.name: override(rename=_camel(f.name)) for f in attrs.fields(cls)}
         conv.register_unstructure_hook(cls, make_dict_unstructure_fn(cls, conv, **renames))

@@ -168,6 +168,55 @@ export interface HubInfo {
   reason?: string | null;
 }
 
+export interface GenerateParams {
+  /** What to write, in a sentence (English or Chinese). */
+  prompt: string;
+  /** Overrides what the prompt says; null: the prompt's choice, else PyTorch. */
+  framework?: 'torch' | 'tensorflow' | null;
+  backend?: 'builtin' | 'transformers' | 'llamacpp' | 'openai-compatible' | null;
+  /** `transformers`: a local Hugging Face model directory; `llamacpp`: a GGUF file. */
+  modelPath?: string | null;
+  /** `openai-compatible`: the server's base URL (localhost unless `allow_remote`). */
+  endpoint?: string | null;
+  /** `openai-compatible`: the model name the server knows. */
+  model?: string | null;
+  allowRemote?: boolean;
+  /** Run the generated program's checks (parse, imports, `--smoke` in a sandbox, properties). */
+  verify?: boolean;
+  /** Let the `--smoke` run see the GPU. */
+  allowGpu?: boolean;
+  workDoneToken?: number | string | null;
+  /** Chunks of code and check results arrive as `$/progress` with this token (GeneratePartial). */
+  partialResultToken?: number | string | null;
+}
+
+/** One verification check of a generated program. */
+export interface GenerateCheck {
+  name: string;
+  ok: boolean;
+  detail?: string;
+  seconds?: number | null;
+}
+
+export interface GenerateResult {
+  /** The complete program. */
+  code: string;
+  backend: string;
+  framework: string;
+  /** What the prompt was understood as (task, architecture, shapes, features). */
+  intent: Record<string, unknown>;
+  /** True when verification ran and every check passed. */
+  verified: boolean;
+  checks?: GenerateCheck[];
+  /** Repair rounds a model backend needed (0: the first program passed). */
+  rounds?: number;
+  seconds?: number;
+  /** A suggested file name for "Generate into New File". */
+  filename?: string | null;
+  /** Why verification failed or was skipped, in one line. */
+  message?: string | null;
+}
+
 export interface JobProgress {
   fraction?: number | null;
   message?: string | null;
@@ -190,6 +239,40 @@ export interface JobEvent {
   data?: Record<string, unknown> | null;
 }
 
+/** The newest throughput figure of a training run that reports to the hub. */
+export interface RunThroughput {
+  runId: string;
+  value: number;
+  /** `samples/s`, or `steps/s` when the run does not report its batch size. */
+  unit: string;
+  jobId?: string | null;
+  step?: number | null;
+}
+
+/** The `deepdive/telemetry/summary` notification: what the status bar shows, about once a second. */
+export interface TelemetrySummary {
+  t: number;
+  /** Mean GPU utilisation over the GPUs, percent; null when there is no GPU (see `gpu_reason`). */
+  gpuUtil?: number | null;
+  gpuCount?: number;
+  /** Why there is no GPU reading ("no NVIDIA GPU: NVML library not found"). */
+  gpuReason?: string | null;
+  /** Fraction 0..1 of GPU memory in use, over all GPUs. */
+  gpuMemoryUsed?: number | null;
+  /** Host CPU utilisation, percent. */
+  hostCpu?: number | null;
+  /** Runs that reported in the last few seconds, newest first. */
+  runs?: RunThroughput[];
+}
+
+/** A `$/progress` value on the request's partial-result token while a program is generated. */
+export interface GeneratePartial {
+  /** `text`: append `text`; `reset`: discard what came so far (a repair round starts over); `check`: a verification check finished; `phase`: a new stage started (`text` names it). */
+  kind: 'text' | 'reset' | 'check' | 'phase';
+  text?: string | null;
+  check?: GenerateCheck | null;
+}
+
 /** Custom requests: method name, params and result types. */
 export const Requests = {
   /** The daemon's version and identity. */
@@ -208,6 +291,8 @@ export const Requests = {
   jobsKinds: 'deepdive/jobs/kinds',
   /** Where the telemetry hub listens, with its token. */
   hub: 'deepdive/hub',
+  /** Write a program from a sentence and verify it; partial results stream as GeneratePartial. */
+  generate: 'deepdive/generate',
 } as const;
 
 export interface RequestTypes {
@@ -219,14 +304,18 @@ export interface RequestTypes {
   'deepdive/jobs/log': { params: JobIdParams; result: JobLog };
   'deepdive/jobs/kinds': { params: Record<string, never>; result: JobKindList };
   'deepdive/hub': { params: Record<string, never>; result: HubInfo };
+  'deepdive/generate': { params: GenerateParams; result: GenerateResult };
 }
 
 /** Custom notifications from the daemon. */
 export const Notifications = {
   /** Something happened to a job. */
   jobsEvent: 'deepdive/jobs/event',
+  /** GPU utilisation and run throughput for the status bar. */
+  telemetrySummary: 'deepdive/telemetry/summary',
 } as const;
 
 export interface NotificationTypes {
   'deepdive/jobs/event': JobEvent;
+  'deepdive/telemetry/summary': TelemetrySummary;
 }
