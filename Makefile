@@ -1,6 +1,6 @@
 # Deepdive — the two commands a newcomer needs: `make demo` and `make test`.
 #
-#   make setup   .venv (torch CPU + deepdive with its extras) and node_modules
+#   make setup   .venv (torch CPU + deepdive with its extras: engine, tune, llm, tf-cpu, dev) and node_modules
 #   make test    every test: pytest, the extension's type check, lint and unit tests, the .vsix,
 #                and the end-to-end run in a real VS Code (code-server + Chromium; installed on
 #                first use into .e2e/, which is git-ignored)
@@ -26,7 +26,7 @@ $(VENV)/.stamp: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	@if [ -n "$(TORCH_SPEC)" ]; then $(PY) -m pip install --quiet "$(TORCH_SPEC)"; fi
-	$(PY) -m pip install --quiet -e '.[engine,dev]'
+	$(PY) -m pip install --quiet -e '.[engine,dev,tune,llm,tf-cpu]'
 	@touch $@
 
 node_modules/.stamp: package.json package-lock.json
