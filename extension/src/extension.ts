@@ -47,6 +47,7 @@ export function activate(context: ExtensionContext): DeepdiveApi {
     context.subscriptions.push(
         statusBar,
         srv.onDidChangeStatus((s) => statusBar.update(s)),
+        srv.onTelemetrySummary((s) => statusBar.updateTelemetry(s)),
         doctor,
         docs,
         docs.register(Schemes.report),

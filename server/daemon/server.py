@@ -29,7 +29,7 @@ from deepdive.jobs.kinds import JobRejected
 from deepdive.jobs.manager import JobManager
 from deepdive.jobs.store import JobStore, state_dir
 from deepdive.protocol import (
-    DOCTOR, HUB, JOBS_CANCEL, JOBS_EVENT, JOBS_KINDS, JOBS_LIST, JOBS_LOG, JOBS_START, PROTOCOL_VERSION, REQUESTS,
+    DOCTOR, HUB, JOBS_CANCEL, JOBS_EVENT, JOBS_KINDS, JOBS_LIST, JOBS_LOG, JOBS_START, PROTOCOL_VERSION, REQUESTS, TELEMETRY_SUMMARY,
     VERSION, DoctorParams, DoctorReport, GpuInfo, HubInfo, InvalidPayload, JobEvent, JobIdParams, JobKindList,
     JobList, JobListParams, JobLog, JobStartParams, Request, TorchInfo, VersionResult, from_wire, to_wire,
 )
@@ -120,7 +120,11 @@ class DeepdiveServer(LanguageServer):
 
         assert self.store is not None and self.jobs is not None
         jobs = self.jobs
-        service = TelemetryService(self.store.directory, jobs.running_pids)
+        service = TelemetryService(
+            self.store.directory,
+            jobs.running_pids,
+            on_summary=lambda summary: self.protocol.notify(TELEMETRY_SUMMARY.method, to_wire(summary)),
+        )
         try:
             await service.start()
         except Exception as exc:  # no hub is a degraded daemon, not a dead one

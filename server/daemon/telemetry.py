@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
-from deepdive.protocol import HubInfo
+from deepdive.protocol import HubInfo, RunThroughput, TelemetrySummary
 from deepdive.telemetry.hub import Hub
 from deepdive.telemetry.samplers import MachineSampler, check_interval
 from deepdive.telemetry.store import MetricsStore
@@ -32,6 +32,9 @@ FLUSH_INTERVAL_S = 1.0
 COMPACT_EVERY_S = 60.0
 ACTIVE_RUN_S = 30.0
 WINDOW = 120
+SUMMARY_INTERVAL_S = 1.0
+SUMMARY_RUN_S = 5.0  # a run that reported more recently than this shows in the status bar
+SUMMARY_STEPS = 10  # throughput: the mean over this many newest steps
 
 
 def dashboard_dir() -> Optional[Path]:
@@ -53,10 +56,13 @@ class TelemetryService:
         port (int): the hub's port (0: a free one).
         prometheus (bool): also serve ``/metrics`` in Prometheus' text format.
         interval (float | None): machine sampling period (default ``DEEPDIVE_SAMPLE_INTERVAL`` or 1 s).
+        on_summary (callable | None): gets a :class:`TelemetrySummary` about once a second (the
+            daemon sends it to the editor's status bar).
     """
 
     def __init__(self, directory: Path, job_pids: Callable[[], Iterable[int]], *, port: int = 0,
-                 prometheus: bool = False, interval: Optional[float] = None):
+                 prometheus: bool = False, interval: Optional[float] = None,
+                 on_summary: Optional[Callable[[TelemetrySummary], None]] = None):
         self.directory = Path(directory)
         self.interval = check_interval(interval if interval is not None else float(os.environ.get(ENV_INTERVAL, "1.0")))
         self._job_pids = job_pids
@@ -69,6 +75,9 @@ class TelemetryService:
         self._last_seen: dict[str, float] = {}
         self._machine: collections.deque = collections.deque(maxlen=WINDOW)
         self._verdicts: dict[str, Optional[str]] = {}
+        self._job_runs: set[str] = set()
+        self._on_summary = on_summary
+        self._summary_at = 0.0
         self._tasks: list[asyncio.Task[Any]] = []
         self.error: Optional[str] = None
 
@@ -91,6 +100,7 @@ class TelemetryService:
         return {"DEEPDIVE_HUB": self.hub.ingest_url}
 
     def run_started(self, run: str, name: str) -> None:
+        self._job_runs.add(run)
         if self.store is not None:
             asyncio.ensure_future(asyncio.to_thread(self.store.start_run, run, run, name))
 
@@ -162,6 +172,7 @@ class TelemetryService:
                 self._pending_machine.append(sample)
                 self.hub.publish(sample)
                 self._publish_verdicts()
+                self._send_summary()
             await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - started)))
 
     def _publish_verdicts(self) -> None:
@@ -178,3 +189,55 @@ class TelemetryService:
             if key != self._verdicts.get(run):
                 self._verdicts[run] = key
                 self.hub.publish({"type": "verdict", "run": run, **found})
+
+    # -- the status bar's summary -----------------------------------------------------------------
+
+    def _send_summary(self) -> None:
+        if self._on_summary is None or time.monotonic() - self._summary_at < SUMMARY_INTERVAL_S:
+            return
+        self._summary_at = time.monotonic()
+        try:
+            self._on_summary(self.summary())
+        except Exception:
+            log.exception("sending the telemetry summary failed")
+
+    def summary(self) -> TelemetrySummary:
+        """The newest machine sample and the throughput of the runs reporting now, in a few numbers."""
+        now = time.time()
+        machine = self._machine[-1] if self._machine else None
+        out = TelemetrySummary(t=machine["t"] if machine else now)
+        if machine is not None:
+            gpus = machine.get("gpus")
+            if gpus:
+                utils = [g["util_gpu_pct"] for g in gpus if g.get("util_gpu_pct") is not None]
+                out.gpu_util = round(sum(utils) / len(utils), 1) if utils else None
+                out.gpu_count = len(gpus)
+                used = sum(g.get("mem_used_mib") or 0.0 for g in gpus)
+                total = sum(g.get("mem_total_mib") or 0.0 for g in gpus)
+                out.gpu_memory_used = round(used / total, 4) if total else None
+            else:
+                out.gpu_reason = machine.get("gpu_reason")
+            out.host_cpu = (machine.get("host") or {}).get("cpu_pct")
+        runs = sorted(((seen, run) for run, seen in self._last_seen.items() if now - seen <= SUMMARY_RUN_S), reverse=True)
+        for _, run in runs:
+            rate = _throughput(list(self._recent.get(run, ()))[-SUMMARY_STEPS:])
+            if rate is None:
+                continue
+            value, unit, step = rate
+            out.runs.append(RunThroughput(run_id=run, value=value, unit=unit, step=step,
+                                          job_id=run if run in self._job_runs else None))
+        return out
+
+
+def _throughput(samples: list[dict[str, Any]]) -> Optional[tuple[float, str, Optional[int]]]:
+    """(value, unit, newest step) over the newest step samples: samples/s when the run reports its
+    batch size, else steps/s from the step times; None when there are no step samples."""
+    steps = [s for s in samples if s.get("step_time_s")]
+    if not steps:
+        return None
+    step = steps[-1].get("step")
+    rates = [s["samples_per_s"] for s in steps if s.get("samples_per_s")]
+    if rates:
+        return round(sum(rates) / len(rates), 2), "samples/s", step
+    mean = sum(s["step_time_s"] for s in steps) / len(steps)
+    return round(1.0 / mean, 3), "steps/s", step

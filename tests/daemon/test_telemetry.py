@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 from websockets.asyncio.client import connect
 
 from deepdive.lspclient import DaemonClient
-from deepdive.protocol import HUB, JOBS_EVENT, JOBS_START, JobStartParams
+from deepdive.protocol import HUB, JOBS_EVENT, JOBS_START, TELEMETRY_SUMMARY, JobStartParams
 from deepdive.telemetry.store import MetricsStore
 
 REPO = Path(__file__).resolve().parents[2]
@@ -50,6 +50,13 @@ async def test_a_training_job_streams_to_the_hub_and_is_stored(daemon: DaemonCli
     machine = seen["machine"][-1]
     assert machine["host"] and (machine["gpus"] or machine["gpu_reason"]), "GPUs, or the reason there are none"
     assert any(v.get("run") == job.id and v["kind"] and v["fix"] for v in seen["verdict"])
+    # the status bar's summary: about once a second, the GPUs (or why there are none) and the
+    # training job's throughput while it reports
+    summaries = daemon.notifications[TELEMETRY_SUMMARY.method]
+    assert len(summaries) >= 2 and all(s.host_cpu is not None for s in summaries[1:]), "CPU needs two readings"
+    assert all(s.gpu_util is not None or s.gpu_reason for s in summaries)
+    live = [r for s in summaries for r in s.runs if r.run_id == job.id]
+    assert live and all(r.job_id == job.id and r.unit == "samples/s" and r.value > 0 for r in live)
     # what streamed live is also in the store, on the same time axis as the machine samples
     store = MetricsStore(workspace / ".deepdive" / "metrics.db")
     try:

@@ -8,7 +8,7 @@ import {
     RevealOutputChannelOn,
     ServerOptions,
 } from 'vscode-languageclient/node';
-import { JobEvent, Notifications } from '../protocol';
+import { JobEvent, Notifications, TelemetrySummary } from '../protocol';
 import { DISPLAY_NAME } from './constants';
 import { logChannel } from './logging';
 import { isTrusted } from './vscodeapi';
@@ -17,6 +17,7 @@ export interface ClientHooks {
     /** The daemon's connection closed without us asking (it crashed or was killed). */
     onClosed(): void;
     onJobEvent(event: JobEvent): void;
+    onTelemetrySummary(summary: TelemetrySummary): void;
 }
 
 /**
@@ -50,6 +51,7 @@ export function createLanguageClient(python: string, cwd: string, hooks: ClientH
     const client = new LanguageClient('deepdive', DISPLAY_NAME, serverOptions, clientOptions);
     const disposables = [
         client.onNotification(Notifications.jobsEvent, (event: JobEvent) => hooks.onJobEvent(event)),
+        client.onNotification(Notifications.telemetrySummary, (s: TelemetrySummary) => hooks.onTelemetrySummary(s)),
     ];
     return [client, disposables];
 }

@@ -2,7 +2,7 @@
 import { promises as fs } from 'fs';
 import { Disposable, EventEmitter, ExtensionContext, window } from 'vscode';
 import { LanguageClient } from 'vscode-languageclient/node';
-import { JobEvent, Requests, RequestTypes, VersionResult } from '../protocol';
+import { JobEvent, Requests, RequestTypes, TelemetrySummary, VersionResult } from '../protocol';
 import { ServerStatus } from './status';
 import { createLanguageClient } from './client';
 import { IMPORT_CHECK_TIMEOUT_MS } from './constants';
@@ -31,10 +31,13 @@ export class DeepdiveServer implements Disposable {
     private readonly debouncer = new Debouncer(RESTART_DEBOUNCE_MS, () => void this.runRestart());
     private readonly statusEmitter = new EventEmitter<ServerStatus>();
     private readonly jobEventEmitter = new EventEmitter<JobEvent>();
+    private readonly telemetryEmitter = new EventEmitter<TelemetrySummary>();
 
     readonly onDidChangeStatus = this.statusEmitter.event;
     /** `deepdive/jobs/event` notifications, across client restarts. */
     readonly onJobEvent = this.jobEventEmitter.event;
+    /** `deepdive/telemetry/summary` notifications (about once a second), across client restarts. */
+    readonly onTelemetrySummary = this.telemetryEmitter.event;
 
     constructor(private readonly context: ExtensionContext) {}
 
@@ -100,6 +103,7 @@ export class DeepdiveServer implements Disposable {
         this.setStatus({ state: 'stopped', reason: 'the extension was deactivated' });
         this.statusEmitter.dispose();
         this.jobEventEmitter.dispose();
+        this.telemetryEmitter.dispose();
     }
 
     private setStatus(status: ServerStatus): void {
@@ -178,6 +182,7 @@ export class DeepdiveServer implements Disposable {
                     }
                 },
                 onJobEvent: (event) => this.jobEventEmitter.fire(event),
+                onTelemetrySummary: (summary) => this.telemetryEmitter.fire(summary),
             });
             this.client = client;
             this.clientDisposables = disposables;

@@ -1,5 +1,5 @@
 // The daemon's state and how it reads to the user (status bar, views). No `vscode` import.
-import type { VersionResult } from '../protocol';
+import type { TelemetrySummary, VersionResult } from '../protocol';
 import { Commands } from './constants';
 
 export type ServerState = 'starting' | 'ready' | 'restarting' | 'stopped' | 'error';
@@ -20,6 +20,55 @@ export interface StatusPresentation {
     /** What a click runs. */
     command: string;
     isError: boolean;
+}
+
+/** A summary older than this is not shown: the daemon stopped sending (or the clock moved). */
+export const TELEMETRY_STALE_MS = 5_000;
+
+function formatRate(value: number): string {
+    if (value >= 10_000) {
+        return `${(value / 1000).toFixed(1)}k`;
+    }
+    return value >= 100 ? value.toFixed(0) : value.toPrecision(3);
+}
+
+/**
+ * The live part of the status bar: the training run's throughput while one reports, otherwise the
+ * GPUs' mean utilisation; nothing when there is neither (no GPU and no run) or the summary is stale.
+ */
+export function presentTelemetry(
+    summary: TelemetrySummary | undefined,
+    nowMs: number,
+): { text: string; tooltip: string } | undefined {
+    if (!summary || nowMs - summary.t * 1000 > TELEMETRY_STALE_MS) {
+        return undefined;
+    }
+    const gpu =
+        summary.gpuUtil !== undefined && summary.gpuUtil !== null
+            ? `GPU ${summary.gpuUtil.toFixed(0)}%` + ((summary.gpuCount ?? 0) > 1 ? ` (mean of ${summary.gpuCount})` : '')
+            : undefined;
+    const gpuLine = gpu ?? (summary.gpuReason ? summary.gpuReason : 'no GPU reading');
+    const cpuLine =
+        summary.hostCpu !== undefined && summary.hostCpu !== null ? `host CPU ${summary.hostCpu.toFixed(0)}%` : undefined;
+    const run = summary.runs?.[0];
+    if (run) {
+        const extra = (summary.runs?.length ?? 0) > 1 ? ` (+${(summary.runs?.length ?? 1) - 1} more)` : '';
+        const tooltip = [
+            `Run ${run.runId}${run.jobId ? ` (job ${run.jobId})` : ''}: ${formatRate(run.value)} ${run.unit}` +
+                (run.step !== undefined && run.step !== null ? ` at step ${run.step}` : '') +
+                extra,
+            gpuLine,
+            cpuLine,
+            'Click for the dashboard.',
+        ]
+            .filter(Boolean)
+            .join('\n');
+        return { text: `$(rocket) ${formatRate(run.value)} ${run.unit}`, tooltip };
+    }
+    if (gpu) {
+        return { text: `$(pulse) ${gpu.split(' (')[0]}`, tooltip: [gpu, cpuLine, 'Click for the dashboard.'].filter(Boolean).join('\n') };
+    }
+    return undefined;
 }
 
 export function presentStatus(status: ServerStatus): StatusPresentation {

@@ -54,7 +54,7 @@ async function main() {
     let text = '';
     await c.waitFor('the status bar to show "Deepdive" (daemon ready)', async () => {
       text = (await statusItem.innerText({ timeout: 1000 })).trim();
-      return text === 'Deepdive';
+      return text === 'Deepdive' || text.startsWith('Deepdive · ');
     }, timeoutMs, 200).catch(e => { e.message += ` (status bar: "${text}")`; throw e; });
   }
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Commands } from '../../../extension/src/common/constants';
-import { notRunningLabel, presentStatus } from '../../../extension/src/common/status';
+import { notRunningLabel, presentStatus, presentTelemetry } from '../../../extension/src/common/status';
 
 // The end-to-end harness waits on these status bar texts: keep them in step with its checks.
 describe('presentStatus', () => {
@@ -41,5 +41,38 @@ describe('notRunningLabel', () => {
 
     it('says the server is starting rather than not running while it starts', () => {
         expect(notRunningLabel({ state: 'starting' })).toBe('Deepdive server is starting…');
+    });
+});
+
+describe('presentTelemetry', () => {
+    const now = 1_800_000_000_000;
+    const base = { t: now / 1000 - 1, gpuCount: 0, runs: [] };
+
+    it('shows the training run throughput while one reports', () => {
+        const p = presentTelemetry(
+            { ...base, gpuUtil: 87, gpuCount: 2, hostCpu: 40, runs: [{ runId: 'r1', jobId: 'j1', value: 12345.6, unit: 'samples/s', step: 300 }] },
+            now,
+        );
+        expect(p?.text).toBe('$(rocket) 12.3k samples/s');
+        expect(p?.tooltip).toContain('Run r1 (job j1): 12.3k samples/s at step 300');
+        expect(p?.tooltip).toContain('GPU 87% (mean of 2)');
+    });
+
+    it('shows GPU utilisation when no run reports', () => {
+        expect(presentTelemetry({ ...base, gpuUtil: 42.4, gpuCount: 1, hostCpu: 5 }, now)?.text).toBe('$(pulse) GPU 42%');
+    });
+
+    it('shows nothing without a GPU or a run, but gives the GPU reason next to a run', () => {
+        expect(presentTelemetry({ ...base, gpuReason: 'no NVIDIA GPU: NVML library not found', hostCpu: 3 }, now)).toBeUndefined();
+        const p = presentTelemetry(
+            { ...base, gpuReason: 'no NVIDIA GPU: NVML library not found', runs: [{ runId: 'r', value: 3.25, unit: 'steps/s' }] },
+            now,
+        );
+        expect(p?.text).toBe('$(rocket) 3.25 steps/s');
+        expect(p?.tooltip).toContain('no NVIDIA GPU: NVML library not found');
+    });
+
+    it('ignores a stale summary', () => {
+        expect(presentTelemetry({ ...base, t: now / 1000 - 60, gpuUtil: 99, gpuCount: 1 }, now)).toBeUndefined();
     });
 });
