@@ -25,12 +25,13 @@ from pygls.lsp.server import LanguageServer
 from pygls.protocol import JsonRPCRequestMessage, LanguageServerProtocol
 
 from deepdive import __version__, doctor
+from deepdive.daemon.generate import GenerateRefused
 from deepdive.jobs.kinds import JobRejected
 from deepdive.jobs.manager import JobManager
 from deepdive.jobs.store import JobStore, state_dir
 from deepdive.protocol import (
-    DOCTOR, HUB, JOBS_CANCEL, JOBS_EVENT, JOBS_KINDS, JOBS_LIST, JOBS_LOG, JOBS_START, PROTOCOL_VERSION, REQUESTS, TELEMETRY_SUMMARY,
-    VERSION, DoctorParams, DoctorReport, GpuInfo, HubInfo, InvalidPayload, JobEvent, JobIdParams, JobKindList,
+    DOCTOR, HUB, JOBS_CANCEL, JOBS_EVENT, JOBS_KINDS, JOBS_LIST, JOBS_LOG, JOBS_START, PROTOCOL_VERSION, REQUESTS, TELEMETRY_SUMMARY, GENERATE,
+    VERSION, DoctorParams, DoctorReport, GenerateParams, GpuInfo, HubInfo, InvalidPayload, JobEvent, JobIdParams, JobKindList,
     JobList, JobListParams, JobLog, JobStartParams, Request, TorchInfo, VersionResult, from_wire, to_wire,
 )
 
@@ -222,7 +223,7 @@ def request(spec: Request) -> Callable[[Callable[..., Awaitable[Any]]], Callable
             started = time.perf_counter()
             try:
                 result = await impl(ls, params) if spec.params is not None else await impl(ls)
-            except JobRejected as exc:
+            except (JobRejected, GenerateRefused) as exc:
                 raise JsonRpcException(str(exc), code=_REQUEST_FAILED) from None
             except JsonRpcException:
                 raise
@@ -374,6 +375,14 @@ async def on_hub(ls: DeepdiveServer) -> HubInfo:
 async def on_jobs_kinds(ls: DeepdiveServer) -> JobKindList:
     """deepdive/jobs/kinds"""
     return JobKindList(kinds=_require_jobs(ls).kinds())
+
+
+@request(GENERATE)
+async def on_generate(ls: DeepdiveServer, params: GenerateParams) -> Any:
+    """deepdive/generate: a program from a sentence, verified; partial results on $/progress."""
+    from deepdive.daemon import generate
+
+    return await generate.generate(ls, params)
 
 
 # ---------------------------------------------------------------------------------------------
