@@ -14,6 +14,7 @@ import asyncio
 import collections
 import logging
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
@@ -35,6 +36,13 @@ WINDOW = 120
 SUMMARY_INTERVAL_S = 1.0
 SUMMARY_RUN_S = 5.0  # a run that reported more recently than this shows in the status bar
 SUMMARY_STEPS = 10  # throughput: the mean over this many newest steps
+HISTORY_RUNS = 100  # past runs a dashboard can list
+HISTORY_POINTS = 1500  # at most this many rows of one run go to a dashboard
+HISTORY_MAX_FIELDS = 16
+_FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,63}")
+# What a dashboard gets of a past run when it names no fields (see deepdive.engine.reporter).
+HISTORY_FIELDS = ("step", "epoch", "loss", "step_time_s", "data_wait_s", "samples_per_s", "loss_scale",
+                  "skipped_steps", "comm_time_s", "comm_overlap", "mem_allocated_mib", "lr")
 
 
 def dashboard_dir() -> Optional[Path]:
@@ -66,7 +74,8 @@ class TelemetryService:
         self.directory = Path(directory)
         self.interval = check_interval(interval if interval is not None else float(os.environ.get(ENV_INTERVAL, "1.0")))
         self._job_pids = job_pids
-        self.hub = Hub(port=port, static_dir=dashboard_dir(), prometheus=prometheus, on_batch=self._on_batch)
+        self.hub = Hub(port=port, static_dir=dashboard_dir(), prometheus=prometheus, on_batch=self._on_batch,
+                       history=self._history)
         self.store: Optional[MetricsStore] = None
         self.sampler: Optional[MachineSampler] = None
         self._pending: list[tuple[str, int, list[dict[str, Any]]]] = []
@@ -190,6 +199,27 @@ class TelemetryService:
                 self._verdicts[run] = key
                 self.hub.publish({"type": "verdict", "run": run, **found})
 
+    # -- history for dashboards (the hub calls this in a worker thread) ---------------------------
+
+    def _history(self, query: dict[str, Any]) -> dict[str, Any]:
+        if self.store is None:
+            raise ValueError("the metrics store is not open yet; try again in a moment")
+        what = query.get("what")
+        if what == "runs":
+            return {"runs": self.store.runs(limit=HISTORY_RUNS)}
+        if what == "run":
+            run = query.get("run")
+            if not isinstance(run, str) or not run:
+                raise ValueError('a "run" query needs "run": the run id from the runs list')
+            fields = query.get("fields") or list(HISTORY_FIELDS)
+            if (not isinstance(fields, list) or len(fields) > HISTORY_MAX_FIELDS
+                    or not all(isinstance(f, str) and _FIELD.fullmatch(f) for f in fields)):
+                raise ValueError(f"fields must be a list of at most {HISTORY_MAX_FIELDS} metric names such as "
+                                 '"loss" or "samples_per_s"')
+            rows = self.store.query(run, fields=list(fields), rank=0)
+            return {"run": run, "rows": thin(rows, HISTORY_POINTS), "total_rows": len(rows)}
+        raise ValueError(f'unknown query {what!r}: ask for "runs" or "run"')
+
     # -- the status bar's summary -----------------------------------------------------------------
 
     def _send_summary(self) -> None:
@@ -227,6 +257,14 @@ class TelemetryService:
             out.runs.append(RunThroughput(run_id=run, value=value, unit=unit, step=step,
                                           job_id=run if run in self._job_runs else None))
         return out
+
+
+def thin(rows: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
+    """At most ``limit`` rows, evenly spaced, keeping the first and the last."""
+    if len(rows) <= limit:
+        return rows
+    step = (len(rows) - 1) / (limit - 1)
+    return [rows[round(i * step)] for i in range(limit)]
 
 
 def _throughput(samples: list[dict[str, Any]]) -> Optional[tuple[float, str, Optional[int]]]:

@@ -34,6 +34,13 @@ Endpoints (all on one port; every request needs the hub's token, given as the qu
   ``history_entries`` entries per run (and per published ``type``), filtered like live ones and
   without their own ``dropped``. websockets' keepalive (a ping every 20 s, 20 s for its pong)
   closes a subscriber that stays unresponsive.
+  A subscriber may also ask for stored history on the same connection (when the hub was given a
+  ``history`` function): it sends ``{"type": "query", "id": int, "what": "runs"}`` for the past
+  runs with their outcome, or ``{"type": "query", "id": int, "what": "run", "run": str,
+  "fields": [str, ...]}`` for one run's stored samples (rank 0, at most ``max_points`` rows), and
+  gets ``{"type": "reply", "id": int, "ok": true, ...}`` (``runs`` or ``run`` and ``rows``) or
+  ``{"type": "reply", "id": int, "ok": false, "error": str}``. Queries of one connection are
+  answered in order, one at a time; replies are never dropped.
 * ``GET /`` and ``GET /dashboard/...`` (HTTP): the dashboard bundle from ``static_dir``
   (``/`` is its ``index.html``); 404 with a one-line reason when there is no bundle.
 * ``GET /metrics`` (HTTP, only with ``prometheus=True``): Prometheus text exposition of the latest
@@ -77,7 +84,7 @@ HISTORY_ENTRIES = 10_000
 MAX_RUN_ID_CHARS = 512
 SEQ_MEMORY_SECONDS = 600.0  # a producer silent this long is forgotten (its next seq starts afresh)
 COOKIE = "deepdive_hub_token"
-_RESERVED = frozenset({"samples", "snapshot", "error"})
+_RESERVED = frozenset({"samples", "snapshot", "error", "reply"})
 
 _SEPARATORS = (",", ":")
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
@@ -209,6 +216,7 @@ class Hub:
         static_dir: Optional[str | Path] = None,
         prometheus: bool = False,
         on_batch: Optional[Callable[[dict], None]] = None,
+        history: Optional[Callable[[dict], dict]] = None,
     ) -> None:
         """Configure the hub; nothing is bound until :meth:`start`.
 
@@ -232,6 +240,9 @@ class Hub:
                 without ``t`` have the hub's receive time), e.g. to store it. It must return quickly
                 and must not modify the dict (the history shares it); its exceptions are logged and
                 ignored.
+            history (Callable[[dict], dict] | None): answers a subscriber's ``query`` message (see
+                the module docstring) with the reply's fields; called in a worker thread; a
+                ``ValueError`` or ``KeyError`` becomes an ``ok: false`` reply with its message.
 
         Raises:
             ValueError: a non-loopback ``host`` without ``allow_remote=True``, or a bad size.
@@ -258,6 +269,7 @@ class Hub:
         self.static_dir = Path(static_dir).resolve() if static_dir is not None else None
         self.prometheus = prometheus
         self.on_batch = on_batch
+        self.history = history
 
         self._server: Optional[Server] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
@@ -276,7 +288,7 @@ class Hub:
             "ingested_messages", "ingested_samples", "ingested_events", "duplicate_messages", "seq_gaps",
             "producer_restarts", "producer_dropped_samples", "producer_dropped_events", "malformed_messages",
             "oversized_messages", "published_messages", "dropped_total", "refused_connections",
-            "connections_total", "http_requests"), 0)
+            "connections_total", "http_requests", "queries"), 0)
 
     # ------------------------------------------------------------------------------------------
     # lifecycle and addresses
@@ -788,13 +800,36 @@ class Hub:
         self._subscribers[sub.id] = sub
         sub.task = asyncio.ensure_future(self._send_loop(sub))
         try:
-            async for _ in ws:  # subscribers have nothing to say; reading keeps pings answered
-                pass
+            async for raw in ws:  # reading also keeps pings answered
+                reply = await self._query(raw)
+                await ws.send(reply)
         except ConnectionClosed:
             pass
         finally:
             self._subscribers.pop(sub.id, None)
             sub.task.cancel()
+
+    async def _query(self, raw: str | bytes) -> str:
+        """The reply to one subscriber message (a ``query``; anything else gets an error reply)."""
+        try:
+            message = json.loads(raw)
+        except ValueError:
+            return _encode({"type": "reply", "id": None, "ok": False, "error": "not JSON: send a query object"})
+        ident = message.get("id") if isinstance(message, dict) else None
+        if not isinstance(message, dict) or message.get("type") != "query":
+            return _encode({"type": "reply", "id": ident, "ok": False,
+                            "error": 'subscribers may only send {"type": "query", ...}'})
+        if self.history is None:
+            return _encode({"type": "reply", "id": ident, "ok": False, "error": "this hub keeps no history"})
+        self._stats["queries"] += 1
+        try:
+            answer = await asyncio.to_thread(self.history, message)
+        except (ValueError, KeyError) as exc:
+            return _encode({"type": "reply", "id": ident, "ok": False, "error": str(exc).strip('"')})
+        except Exception:
+            log.exception("telemetry hub: history query %r failed", message)
+            return _encode({"type": "reply", "id": ident, "ok": False, "error": "the query failed; see the daemon log"})
+        return _encode_lenient({**answer, "type": "reply", "id": ident, "ok": True})
 
     async def _send_loop(self, sub: _Subscriber) -> None:
         queue = sub.queue

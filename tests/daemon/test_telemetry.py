@@ -57,6 +57,20 @@ async def test_a_training_job_streams_to_the_hub_and_is_stored(daemon: DaemonCli
     assert all(s.gpu_util is not None or s.gpu_reason for s in summaries)
     live = [r for s in summaries for r in s.runs if r.run_id == job.id]
     assert live and all(r.job_id == job.id and r.unit == "samples/s" and r.value > 0 for r in live)
+    # past runs and a run's stored series, asked for over the dashboard's own connection
+    async with connect(info.stream_url, max_size=2**24) as stream:
+        await stream.send(json.dumps({"type": "query", "id": 7, "what": "runs"}))
+        await stream.send(json.dumps({"type": "query", "id": 8, "what": "run", "run": job.id, "fields": ["step", "loss"]}))
+        replies = {}
+        async for raw in stream:
+            message = json.loads(raw)
+            if message.get("type") == "reply":
+                replies[message["id"]] = message
+                if len(replies) == 2:
+                    break
+    assert any(r["run"] == job.id and r["outcome"] == "succeeded" and r["name"] for r in replies[7]["runs"])
+    rows = replies[8]["rows"]
+    assert rows and all("loss" in r for r in rows) and rows[-1]["step"] > rows[0]["step"]
     # what streamed live is also in the store, on the same time axis as the machine samples
     store = MetricsStore(workspace / ".deepdive" / "metrics.db")
     try:

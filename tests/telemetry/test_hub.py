@@ -360,3 +360,46 @@ async def test_publish_threadsafe_from_a_worker_thread(hub: Hub):
     assert message == {"type": "machine", "gpu_util": 0.9, "t": 123.0, "dropped": 0}
     with pytest.raises(RuntimeError, match="start"):
         Hub().publish_threadsafe({})
+
+
+async def test_subscribers_query_stored_history_and_bad_queries_get_a_reason(tmp_path):
+    from deepdive.telemetry.store import MetricsStore
+
+    store = MetricsStore(tmp_path / "metrics.db")
+    store.start_run("old", name="digits", started=100.0)
+    store.add_samples("old", 0, [{"t": 100.0 + i, "step": i, "loss": 2.0 / (i + 1)} for i in range(5)])
+    store.end_run("old", "succeeded", ended=110.0)
+
+    def history(query: dict) -> dict:
+        if query.get("what") == "runs":
+            return {"runs": store.runs()}
+        if query.get("what") == "run":
+            return {"run": query["run"], "rows": store.query(query["run"], fields=query.get("fields"))}
+        raise ValueError(f"unknown query {query.get('what')!r}")
+
+    server = Hub(history=history)
+    await server.start()
+    try:
+        async with ws(server.stream_url) as client:
+            assert (await recv_json(client))["type"] == "snapshot"
+            await client.send(json.dumps({"type": "query", "id": 1, "what": "runs"}))
+            reply = await next_of_type(client, "reply")
+            assert reply["id"] == 1 and reply["ok"]
+            assert [(r["run"], r["name"], r["outcome"]) for r in reply["runs"]] == [("old", "digits", "succeeded")]
+            await client.send(json.dumps({"type": "query", "id": 2, "what": "run", "run": "old", "fields": ["step", "loss"]}))
+            reply = await next_of_type(client, "reply")
+            assert reply["id"] == 2 and [r["step"] for r in reply["rows"]] == [0, 1, 2, 3, 4]
+            assert reply["rows"][-1]["loss"] == pytest.approx(0.4)
+            await client.send(json.dumps({"type": "query", "id": 3, "what": "everything"}))
+            reply = await next_of_type(client, "reply")
+            assert reply == {"type": "reply", "id": 3, "ok": False, "error": "unknown query 'everything'"}
+            await client.send("not json")
+            assert (await next_of_type(client, "reply"))["ok"] is False
+            # the connection still streams after bad queries
+            server.publish({"gpu_util": 1.0})
+            assert (await next_of_type(client, "machine"))["gpu_util"] == 1.0
+    finally:
+        await server.stop()
+        store.close()
+    with pytest.raises(ValueError, match="reserves"):
+        Hub().publish({"type": "reply"})
