@@ -1,1 +1,71 @@
-"""Model backends for code generation: a local transformers model, llama.cpp, an OpenAI-compatible server."""
+"""Model backends for code generation: a local transformers model, llama.cpp, an OpenAI-compatible server.
+
+Every backend has one verb, :meth:`Backend.stream`: a system prompt and a chat (``[{"role": "user",
+"content": ...}, ...]``) in, text chunks out as the model writes them. Setting ``cancel`` stops the
+stream within a token or two and raises :class:`Cancelled`. Failures raise :class:`BackendError`
+with a one-line message that says what to change.
+
+- ``transformers`` and ``llamacpp`` run in one long-lived model worker subprocess
+  (:mod:`deepdive.codegen.worker`) managed by :class:`~.worker_client.ModelWorker`, so the daemon
+  never imports torch, transformers or llama_cpp, and the model is loaded once.
+- ``openai-compatible`` talks to a local server (Ollama, vLLM, LM Studio, llama.cpp server) over
+  streaming ``/v1/chat/completions`` with the standard library only.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Iterator, Optional
+
+
+class BackendError(RuntimeError):
+    """A backend could not produce text; the message is one line and says what to change."""
+
+
+class Cancelled(Exception):
+    """The request was cancelled (its cancel event was set) before it finished."""
+
+    def __init__(self, message: str = "cancelled") -> None:
+        super().__init__(message)
+
+
+class Backend:
+    """The common interface of model backends."""
+
+    name = "backend"
+
+    def stream(
+        self, system: str, messages: list[dict], cancel: Optional[threading.Event] = None
+    ) -> Iterator[str]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Free what this backend holds for itself (shared workers stay up)."""
+
+
+def make_backend(
+    backend: str,
+    *,
+    model_path: Optional[str] = None,
+    endpoint: Optional[str] = None,
+    model: Optional[str] = None,
+    allow_remote: bool = False,
+    worker=None,  # noqa: ANN001 - a ModelWorker; the shared one when None
+) -> Backend:
+    """The backend named ``backend`` (as in GenerateParams.backend), its arguments validated."""
+    if backend == "transformers":
+        from .worker_client import TransformersBackend
+
+        return TransformersBackend(model_path, worker=worker)
+    if backend == "llamacpp":
+        from .worker_client import LlamaCppBackend
+
+        return LlamaCppBackend(model_path, worker=worker)
+    if backend == "openai-compatible":
+        from .openai_compat import OpenAICompatibleBackend
+
+        return OpenAICompatibleBackend(endpoint, model=model, allow_remote=allow_remote)
+    raise BackendError(f"unknown backend {backend!r}: builtin, transformers, llamacpp or openai-compatible")
+
+
+__all__ = ["Backend", "BackendError", "Cancelled", "make_backend"]
