@@ -9,6 +9,10 @@ import {
     fmtRate, fmtSeconds, noChange, runsByRecency, streamUrl,
     type Change, type Config, type ConnState, type GpuState, type Ring, type RunState,
 } from './model';
+import {
+    describeRun, OVERLAY_FIELDS, OVERLAYS, overlay, overlayPoints, parseRuns, Queries, toggleCompare,
+    type PastRun, type Row,
+} from './history';
 
 declare global {
     interface Window {
@@ -71,6 +75,7 @@ function connect(): void {
         conn = 'open';
         lastError = null;
         schedule();
+        void refreshPast();
     };
     socket.onmessage = ev => {
         if (typeof ev.data !== 'string') {
@@ -82,6 +87,9 @@ function connect(): void {
         } catch {
             return;
         }
+        if (queries.handle(msg)) {
+            return;
+        }
         apply(state, msg, pending);
         schedule();
     };
@@ -90,6 +98,7 @@ function connect(): void {
             return;
         }
         ws = null;
+        queries.failAll('the connection to the daemon closed');
         lastError = ev.code === 1000 ? null : `code ${ev.code}${ev.reason ? `: ${ev.reason}` : ''}`;
         retry();
     };
@@ -522,6 +531,162 @@ window.addEventListener('resize', () => {
     }, 100);
 });
 
+// ---------------------------------------------------------------------------------------------------
+// Past runs: the list from the daemon's store, and two of them overlaid on one step axis
+// ---------------------------------------------------------------------------------------------------
+const queries = new Queries(text => {
+    if (ws && ws.readyState === WebSocket.OPEN) {
+        ws.send(text);
+        return true;
+    }
+    return false;
+});
+let pastRuns: PastRun[] = [];
+let pastError: string | null = null;
+let compare: string[] = [];
+/** Rows of finished runs (they do not change); running ones are asked for again. */
+const rowsCache = new Map<string, Row[]>();
+const comparePlots = new Map<string, { plot: uPlot; box: HTMLElement; points: number[] }>();
+const PAST_REFRESH_MS = 10_000;
+
+async function refreshPast(): Promise<void> {
+    try {
+        pastRuns = parseRuns(await queries.ask({ what: 'runs' }));
+        pastError = null;
+    } catch (e) {
+        pastError = (e as Error).message;
+    }
+    renderPast();
+    await renderCompare();
+}
+
+setInterval(() => {
+    if (conn === 'open') {
+        void refreshPast();
+    }
+}, PAST_REFRESH_MS);
+
+function renderPast(): void {
+    const body = $('past-body');
+    if (pastError) {
+        body.replaceChildren(h('p', 'empty', `Past runs are not available: ${pastError}`));
+        return;
+    }
+    if (pastRuns.length === 0) {
+        body.replaceChildren(h('p', 'empty', 'No run is stored yet: runs started through Deepdive are kept in metrics.db.'));
+        return;
+    }
+    const now = Date.now() / 1000;
+    const ul = h('ul', 'past');
+    for (const r of pastRuns) {
+        const li = h('li');
+        li.dataset.run = r.run;
+        const slot = compare.indexOf(r.run);
+        li.setAttribute('aria-pressed', String(slot >= 0));
+        if (slot >= 0) {
+            li.dataset.slot = String(slot);
+        }
+        li.tabIndex = 0;
+        li.title = r.run;
+        li.append(h('span', 'mark'), h('span', `outcome-${r.outcome ?? 'running'}`, describeRun(r, now)));
+        ul.append(li);
+    }
+    body.replaceChildren(ul);
+}
+
+function onPastClick(ev: Event): void {
+    const li = (ev.target as HTMLElement).closest<HTMLElement>('.past li');
+    if (li?.dataset.run) {
+        compare = toggleCompare(compare, li.dataset.run);
+        renderPast();
+        void renderCompare();
+    }
+}
+
+async function rowsOf(run: string): Promise<Row[]> {
+    const cached = rowsCache.get(run);
+    if (cached) {
+        return cached;
+    }
+    const reply = await queries.ask({ what: 'run', run, fields: [...OVERLAY_FIELDS] });
+    const rows = Array.isArray(reply.rows) ? (reply.rows as Row[]) : [];
+    if (pastRuns.find(r => r.run === run)?.outcome) {
+        rowsCache.set(run, rows);
+    }
+    return rows;
+}
+
+async function renderCompare(): Promise<void> {
+    const chosen = [...compare];
+    const grid = $('compare');
+    if (chosen.length === 0) {
+        $('compare-title').textContent = '';
+        for (const c of comparePlots.values()) {
+            c.plot.destroy();
+        }
+        comparePlots.clear();
+        grid.replaceChildren();
+        return;
+    }
+    let rows: Row[][];
+    try {
+        rows = await Promise.all(chosen.map(rowsOf));
+    } catch (e) {
+        $('compare-title').textContent = `Could not load the runs: ${(e as Error).message}`;
+        return;
+    }
+    if (chosen.join() !== compare.join()) {
+        return; // the selection changed while we waited; the newer call draws
+    }
+    const names = chosen.map(id => pastRuns.find(r => r.run === id)?.name ?? id);
+    $('compare-title').textContent = chosen.length === 2 ? `${names[0]} (blue) vs ${names[1]} (orange), by step` : `${names[0]}, by step: pick another run to overlay it`;
+    for (const c of comparePlots.values()) {
+        c.plot.destroy();
+    }
+    comparePlots.clear();
+    const boxes: HTMLElement[] = [];
+    const fg = cssVar('--dd-fg', '#cccccc');
+    const gridColor = cssVar('--dd-grid', 'rgba(128,128,128,0.2)');
+    for (const def of OVERLAYS) {
+        const data = overlay(rows, def.key);
+        const points = overlayPoints(data);
+        if (points.every(n => n === 0)) {
+            continue;
+        }
+        const box = h('div', 'chart');
+        box.dataset.chart = `compare-${def.key}`;
+        box.dataset.points = points.join(',');
+        const head = h('div', 'chart-head');
+        head.append(h('span', 'chart-title', def.title));
+        const plotEl = h('div', 'plot');
+        box.append(head, plotEl);
+        boxes.push(box);
+        grid.replaceChildren(...boxes);
+        const fmt = def.key === 'step_time_s' ? fmtSeconds : (v: number | null) => fmtNum(v);
+        const plot = new uPlot({
+            width: Math.max(200, plotEl.clientWidth || 400),
+            height: 150,
+            legend: { show: true, live: false },
+            cursor: { drag: { x: false, y: false } },
+            scales: { x: { time: false } },
+            series: [
+                { label: 'step' },
+                ...names.map((name, i) => ({
+                    label: name, stroke: cssVar(COLORS[i], COLOR_FALLBACKS[i]), width: 1.5, spanGaps: true, points: { show: false },
+                })),
+            ],
+            axes: [
+                { stroke: fg, grid: { stroke: gridColor, width: 1 }, ticks: { stroke: gridColor, width: 1 } },
+                { stroke: fg, grid: { stroke: gridColor, width: 1 }, ticks: { stroke: gridColor, width: 1 }, size: 64, values: (_u, vals) => vals.map(v => fmt(v)) },
+            ],
+        }, data, plotEl);
+        comparePlots.set(def.key, { plot, box, points });
+    }
+    if (boxes.length === 0) {
+        grid.replaceChildren(h('p', 'empty', 'These runs stored no step metrics (loss, throughput, step time).'));
+    }
+}
+
 // test hook for the e2e and for debugging in the devtools console
 window.__deepdiveDashboard = {
     /** Points with a value in the current run's series `key` (e.g. "loss"), or in a chart by its id. */
@@ -545,6 +710,12 @@ window.__deepdiveDashboard = {
     times: (key: string) => currentRun(state, chosenRun)?.series.get(key)?.times() ?? [],
     /** How many times the stream opened (1 + reconnects). */
     opens: () => opens,
+    /** Past runs listed (from the daemon's store). */
+    pastRuns: () => pastRuns.map(r => ({ run: r.run, name: r.name, outcome: r.outcome })),
+    /** Runs picked for the overlay. */
+    compared: () => [...compare],
+    /** Points per compared run in the overlay chart of `key` (loss, samples_per_s, step_time_s). */
+    overlayPoints: (key: string) => comparePlots.get(key)?.points ?? [],
     /** Closes the websocket as if the network dropped it (the page must reconnect by itself). */
     dropConnection: () => ws?.close(4000, 'dropped by test hook'),
 };
@@ -552,6 +723,12 @@ window.__deepdiveDashboard = {
 function start(): void {
     chartBoxes();
     $('runs-body').addEventListener('click', onRunClick);
+    $('past-body').addEventListener('click', onPastClick);
+    $('past-body').addEventListener('keydown', ev => {
+        if (ev.key === 'Enter' || ev.key === ' ') {
+            onPastClick(ev);
+        }
+    });
     $('runs-body').addEventListener('keydown', ev => {
         if (ev.key === 'Enter') {
             onRunClick(ev);

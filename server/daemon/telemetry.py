@@ -80,6 +80,7 @@ class TelemetryService:
         self.sampler: Optional[MachineSampler] = None
         self._pending: list[tuple[str, int, list[dict[str, Any]]]] = []
         self._pending_machine: list[dict[str, Any]] = []
+        self._pending_ends: list[tuple[str, float]] = []
         self._recent: dict[str, collections.deque] = {}
         self._last_seen: dict[str, float] = {}
         self._machine: collections.deque = collections.deque(maxlen=WINDOW)
@@ -137,21 +138,34 @@ class TelemetryService:
             self._pending.append((run, rank, list(samples)))
             if rank == 0:
                 self._recent.setdefault(run, collections.deque(maxlen=WINDOW)).extend(samples)
+        if (rank == 0 and run not in self._job_runs
+                and any(e.get("kind") == "summary" for e in message.get("events") or ())):
+            # the engine's loop finished: the run is over (a daemon job's run gets the job's outcome)
+            self._pending_ends.append((run, time.time()))
         self._last_seen[run] = time.time()
 
-    def _take_pending(self) -> tuple[list[tuple[str, int, list[dict[str, Any]]]], list[dict[str, Any]]]:
+    def _take_pending(self) -> tuple[list[tuple[str, int, list[dict[str, Any]]]], list[dict[str, Any]],
+                                     list[tuple[str, float]]]:
         """Hand over what arrived, on the loop thread (the only one that appends to these lists)."""
         pending, self._pending = self._pending, []
         machine, self._pending_machine = self._pending_machine, []
-        return pending, machine
+        ends, self._pending_ends = self._pending_ends, []
+        return pending, machine, ends
 
-    def _write(self, pending: list[tuple[str, int, list[dict[str, Any]]]], machine: list[dict[str, Any]]) -> None:
+    def _write(self, pending: list[tuple[str, int, list[dict[str, Any]]]], machine: list[dict[str, Any]],
+               ends: list[tuple[str, float]]) -> None:
         """In a worker thread: the SQLite writes."""
         assert self.store is not None
         for run, rank, samples in pending:
             self.store.add_samples(run, rank, samples)
         if machine:
             self.store.add_machine(machine)
+        for run, t in ends:
+            try:
+                self.store.end_run(run, "completed", ended=t)
+            except KeyError:  # a run that sent its summary but no sample
+                self.store.start_run(run, started=t)
+                self.store.end_run(run, "completed", ended=t)
 
     async def _flush_loop(self) -> None:
         compacted = time.monotonic()

@@ -128,6 +128,24 @@ async function step(name, fn) {
       if (!/Fix:/.test(text)) throw new Error(`verdict panel: ${JSON.stringify(text)}`);
       console.log(`     verdict: ${text.split('\n').filter(Boolean).slice(0, 3).join(' | ')}`);
     });
+    await step('past runs are listed and two of them overlay on one step axis', async () => {
+      // a second, short run; the first may still be going (past runs include running ones)
+      spawn('train2', ['-m', 'deepdive', 'train', path.join(REPO, 'server/examples/digits.py'), '--nproc', '1', '--',
+        '--epochs', '2', '--compression', 'none'], hub ? { ...env, DEEPDIVE_HUB: hub } : env, path.join(artifacts, 'dashboard-train2.log'));
+      await waitFor('two past runs listed', async () => ((await hook('window.__deepdiveDashboard.pastRuns()')) || []).length >= 2, 90000, 1000);
+      await waitFor('the short run completed', async () => ((await hook('window.__deepdiveDashboard.pastRuns()')) || []).some(r => r.outcome === 'completed'), 90000, 1000);
+      const items = page.locator('#past-body li');
+      await items.nth(0).click();
+      await items.nth(1).click();
+      await waitFor('both runs in the loss overlay', async () => {
+        const pts = await hook('window.__deepdiveDashboard.overlayPoints(\'loss\')');
+        return pts && pts.length === 2 && pts.every(n => n > 0);
+      }, 20000, 500);
+      const title = await page.locator('#compare-title').innerText();
+      if (!/ vs /.test(title)) throw new Error(`compare title: ${JSON.stringify(title)}`);
+      if (!(await page.locator('.chart[data-chart="compare-loss"] canvas').count())) throw new Error('no overlay canvas');
+      await screenshot(page, 'dashboard-compare');
+    });
     await step('a dropped stream reconnects by itself, without duplicate points', async () => {
       const before = await hook('window.__deepdiveDashboard.pointCount(\'step_time_s\')');
       await hook('window.__deepdiveDashboard.dropConnection()');
