@@ -1,5 +1,6 @@
 // Activation: wires the pieces together. No logic of its own beyond that.
 import { ExtensionContext, window } from 'vscode';
+import { CodegenController } from './codegen/controller';
 import { registerCommands } from './commands';
 import { Schemes, Views } from './common/constants';
 import { createLogChannel, traceInfo } from './common/logging';
@@ -43,6 +44,7 @@ export function activate(context: ExtensionContext): DeepdiveApi {
     const jobs = new JobsView(srv);
     const jobLogs = new JobLogs(srv, docs, jobs.model);
     const dashboard = new DashboardViews(srv, context.extensionUri);
+    const codegen = new CodegenController(srv, context, docs);
 
     context.subscriptions.push(
         statusBar,
@@ -60,6 +62,7 @@ export function activate(context: ExtensionContext): DeepdiveApi {
         dashboard,
         registerDashboard(dashboard),
         ...registerCommands({ server: srv, doctor, docs, environment, jobs, jobLogs, dashboard }),
+        ...codegen.register(),
         onDidChangeConfiguration((e) => {
             if (checkIfConfigurationChanged(e)) {
                 srv.restart('deepdive.pythonPath changed');

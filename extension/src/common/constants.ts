@@ -15,6 +15,12 @@ export const Commands = {
     cancelJob: 'deepdive.cancelJob',
     showJobOutput: 'deepdive.showJobOutput',
     openDashboard: 'deepdive.openDashboard',
+    generateCode: 'deepdive.generateCode',
+    generateIntoNewFile: 'deepdive.generateIntoNewFile',
+    generateFromComment: 'deepdive.generateFromComment',
+    acceptGeneration: 'deepdive.acceptGeneration',
+    rejectGeneration: 'deepdive.rejectGeneration',
+    showGenerationChecks: 'deepdive.showGenerationChecks',
 } as const;
 
 export const Views = {
@@ -27,7 +33,11 @@ export const Views = {
 export const Schemes = {
     report: 'deepdive-report',
     jobLog: 'deepdive-job',
+    codegen: 'deepdive-codegen',
 } as const;
+
+/** globalState key of the code generation prompt history. */
+export const PROMPT_HISTORY_KEY = 'deepdive.codegen.promptHistory';
 
 export const REPORT_PATH = '/Environment Report.md';
 export const DEEP_CHECK_KIND = 'doctor-deep';

@@ -1,7 +1,8 @@
 // Builds, starts, restarts and stops the LanguageClient that runs `python -m deepdive serve`.
 import { promises as fs } from 'fs';
-import { Disposable, EventEmitter, ExtensionContext, window } from 'vscode';
-import { LanguageClient } from 'vscode-languageclient/node';
+import { randomUUID } from 'crypto';
+import { CancellationToken, Disposable, EventEmitter, ExtensionContext, window } from 'vscode';
+import { LanguageClient, ProgressType, WorkDoneProgress, WorkDoneProgressBegin, WorkDoneProgressEnd, WorkDoneProgressReport } from 'vscode-languageclient/node';
 import { JobEvent, Requests, RequestTypes, TelemetrySummary, VersionResult } from '../protocol';
 import { ServerStatus } from './status';
 import { createLanguageClient } from './client';
@@ -82,6 +83,45 @@ export class DeepdiveServer implements Disposable {
      * REQUEST_WAIT_MS; when the daemon is stopped or failed it fails at once, with the reason.
      */
     async request<M extends keyof RequestTypes>(method: M, params: RequestTypes[M]['params']): Promise<RequestTypes[M]['result']> {
+        const client = await this.readyClient();
+        return client.sendRequest<RequestTypes[M]['result']>(method, params);
+    }
+
+    /**
+     * A typed custom request with LSP partial results and work-done progress: fresh tokens go into
+     * the params as `partialResultToken` / `workDoneToken`, and the daemon's `$/progress` values on
+     * them reach `onPartial` / `onWorkDone` until the request settles. `token` cancels it
+     * (`$/cancelRequest`). Waits for a (re)starting daemon like `request`.
+     */
+    async requestWithProgress<M extends keyof RequestTypes, P>(
+        method: M,
+        params: RequestTypes[M]['params'],
+        options: {
+            onPartial?: (value: P) => void;
+            onWorkDone?: (value: WorkDoneProgressBegin | WorkDoneProgressReport | WorkDoneProgressEnd) => void;
+            token?: CancellationToken;
+        },
+    ): Promise<RequestTypes[M]['result']> {
+        const client = await this.readyClient();
+        const partialResultToken = `deepdive-partial-${randomUUID()}`;
+        const workDoneToken = `deepdive-work-${randomUUID()}`;
+        const handlers: Disposable[] = [];
+        if (options.onPartial) {
+            const onPartial = options.onPartial;
+            handlers.push(client.onProgress(new ProgressType<P>(), partialResultToken, (v) => onPartial(v)));
+        }
+        if (options.onWorkDone) {
+            handlers.push(client.onProgress(WorkDoneProgress.type, workDoneToken, options.onWorkDone));
+        }
+        const full = { ...params, ...(options.onPartial ? { partialResultToken } : {}), ...(options.onWorkDone ? { workDoneToken } : {}) };
+        try {
+            return await client.sendRequest<RequestTypes[M]['result']>(method, full, options.token);
+        } finally {
+            Disposable.from(...handlers).dispose();
+        }
+    }
+
+    private async readyClient(): Promise<LanguageClient> {
         if (this.current.state === 'starting' || this.current.state === 'restarting') {
             let timer: NodeJS.Timeout | undefined;
             const timeout = new Promise<never>((_, reject) => {
@@ -92,7 +132,7 @@ export class DeepdiveServer implements Disposable {
         if (!this.client || this.current.state !== 'ready') {
             throw new Error(`Deepdive server is not running — ${this.current.reason ?? this.current.state}`);
         }
-        return this.client.sendRequest<RequestTypes[M]['result']>(method, params);
+        return this.client;
     }
 
     async dispose(): Promise<void> {

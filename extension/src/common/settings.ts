@@ -8,14 +8,49 @@ import { getConfiguration, getWorkspaceFolders } from './vscodeapi';
 export interface ISettings {
     /** Interpreter for the daemon; '' means "discover one" (see python.ts). */
     pythonPath: string;
+    /** `deepdive.codegen.*`: how programs are generated and whether they are verified. */
+    codegen: CodegenSettings;
+}
+
+export const CODEGEN_BACKENDS = ['builtin', 'transformers', 'llamacpp', 'openai-compatible'] as const;
+export const CODEGEN_FRAMEWORKS = ['auto', 'torch', 'tensorflow'] as const;
+
+export interface CodegenSettings {
+    backend: (typeof CODEGEN_BACKENDS)[number];
+    /** `transformers`: a model directory; `llamacpp`: a GGUF file. '' when unset. */
+    modelPath: string;
+    /** `openai-compatible`: the server's base URL. */
+    endpoint: string;
+    /** `openai-compatible`: the model name. '' when unset. */
+    model: string;
+    allowRemoteEndpoint: boolean;
+    framework: (typeof CODEGEN_FRAMEWORKS)[number];
+    /** Run the generated program's checks (never in an untrusted workspace). */
+    verify: boolean;
+}
+
+export const DEFAULT_ENDPOINT = 'http://127.0.0.1:11434';
+
+function oneOf<T extends string>(value: unknown, allowed: readonly T[], fallback: T): T {
+    return allowed.includes(value as T) ? (value as T) : fallback;
 }
 
 export function getSettings(): ISettings {
     const config = getConfiguration(CONFIG_SECTION);
     const folder = getWorkspaceFolders()[0]?.uri.fsPath;
+    const vars = { workspaceFolder: folder, userHome: os.homedir() };
     const raw = config.get<string>('pythonPath', '').trim();
     return {
-        pythonPath: resolveVariables(raw, { workspaceFolder: folder, userHome: os.homedir() }),
+        pythonPath: resolveVariables(raw, vars),
+        codegen: {
+            backend: oneOf(config.get('codegen.backend'), CODEGEN_BACKENDS, 'builtin'),
+            modelPath: resolveVariables(config.get<string>('codegen.modelPath', '').trim(), vars),
+            endpoint: config.get<string>('codegen.endpoint', DEFAULT_ENDPOINT).trim() || DEFAULT_ENDPOINT,
+            model: config.get<string>('codegen.model', '').trim(),
+            allowRemoteEndpoint: config.get<boolean>('codegen.allowRemoteEndpoint', false) === true,
+            framework: oneOf(config.get('codegen.framework'), CODEGEN_FRAMEWORKS, 'auto'),
+            verify: config.get<boolean>('codegen.verify', true) !== false,
+        },
     };
 }
 

@@ -1,0 +1,56 @@
+// What the generate commands accept from callers other than the palette (tests, other extensions,
+// keybindings): a prompt string, or an object. No `vscode` import.
+
+export interface GenerateArgs {
+    /** Skips the prompt input when given. */
+    prompt?: string;
+    /** Insert into this document (a URI string) instead of the active editor. */
+    uri?: string;
+    /** Insert at this position (0-based) instead of the cursor. */
+    line?: number;
+    character?: number;
+    /** Return as soon as the program is in the document, without showing the summary notification. */
+    quiet?: boolean;
+}
+
+export function parseGenerateArgs(arg: unknown): GenerateArgs {
+    if (typeof arg === 'string') {
+        return { prompt: arg };
+    }
+    if (!arg || typeof arg !== 'object') {
+        return {};
+    }
+    const a = arg as Record<string, unknown>;
+    const out: GenerateArgs = {};
+    if (typeof a.prompt === 'string' && a.prompt.trim()) {
+        out.prompt = a.prompt.trim();
+    }
+    if (typeof a.uri === 'string') {
+        out.uri = a.uri;
+    } else if (a.uri && typeof a.uri === 'object' && 'scheme' in a.uri) {
+        // a vscode.Uri (its toString() is the URI)
+        const s = (a.uri as { toString(): string }).toString();
+        if (s.includes(':')) {
+            out.uri = s;
+        }
+    }
+    if (Number.isInteger(a.line) && (a.line as number) >= 0) {
+        out.line = a.line as number;
+        out.character = Number.isInteger(a.character) && (a.character as number) >= 0 ? (a.character as number) : 0;
+    }
+    if (a.quiet === true) {
+        out.quiet = true;
+    }
+    return out;
+}
+
+/** What the generate commands resolve to (the integration tests read it). */
+export interface GenerateOutcome {
+    state: 'review' | 'accepted' | 'cancelled' | 'failed' | 'no-prompt';
+    uri?: string;
+    /** The inserted program, as it is in the document. */
+    text?: string;
+    summary?: string;
+    verified?: boolean;
+    error?: string;
+}

@@ -1,0 +1,388 @@
+// The code generation commands: ask for a prompt, stream the program into a document as a change
+// to review, show how verification went.
+import * as os from 'os';
+import * as path from 'path';
+import {
+    CancellationTokenSource,
+    Disposable,
+    ExtensionContext,
+    languages,
+    Position,
+    ProgressLocation,
+    QuickPickItem,
+    TextDocument,
+    Uri,
+    window,
+    workspace,
+} from 'vscode';
+import { Commands, PROMPT_HISTORY_KEY, Schemes } from '../common/constants';
+import { errorMessage } from '../common/interpreter';
+import { traceError, traceInfo } from '../common/logging';
+import { DeepdiveServer } from '../common/server';
+import { getSettings } from '../common/settings';
+import { executeCommand, getWorkspaceFolders, isTrusted, registerCommand } from '../common/vscodeapi';
+import { GeneratePartial, GenerateResult, Requests } from '../protocol';
+import { ReadOnlyDocuments } from '../report/documents';
+import { GenerateArgs, GenerateOutcome, parseGenerateArgs } from './args';
+import { pushHistory, readHistory } from './history';
+import { buildGenerateParams } from './params';
+import { InsertionTarget, PendingGeneration } from './pending';
+import { parsePromptLine } from './prompts';
+import { cursorFraming, finalBody } from './region';
+import { GenerationReview } from './review';
+import { GenerationStream } from './stream';
+import { formatSummary, renderChecks, SummaryContext, summaryIsWarning } from './summary';
+
+export const CHECKS_URI = Uri.from({ scheme: Schemes.codegen, path: '/Generated Code Checks.md' });
+
+class Cancelled extends Error {
+    constructor() {
+        super('cancelled');
+    }
+}
+
+interface Finished {
+    prompt: string;
+    result: GenerateResult;
+    ctx: SummaryContext;
+}
+
+export class CodegenController implements Disposable {
+    readonly review = new GenerationReview();
+    private readonly cancels = new Map<number, CancellationTokenSource>();
+    private readonly finished = new Map<number, Finished>();
+    private last: Finished | undefined;
+
+    constructor(
+        private readonly server: DeepdiveServer,
+        private readonly context: ExtensionContext,
+        private readonly docs: ReadOnlyDocuments,
+    ) {}
+
+    register(): Disposable[] {
+        return [
+            this,
+            this.docs.register(Schemes.codegen),
+            languages.registerCodeLensProvider([{ scheme: 'file' }, { scheme: 'untitled' }], this.review),
+            registerCommand(Commands.generateCode, (arg?: unknown) => this.guard('Generate code', () => this.generateCode(parseGenerateArgs(arg)))),
+            registerCommand(Commands.generateIntoNewFile, (arg?: unknown) => this.guard('Generate into new file', () => this.generateIntoNewFile(parseGenerateArgs(arg)))),
+            registerCommand(Commands.generateFromComment, (uri?: Uri | string, line?: number) =>
+                this.guard('Generate from comment', () => this.generateFromComment(uri, line)),
+            ),
+            registerCommand(Commands.acceptGeneration, (ref?: unknown) => this.accept(ref)),
+            registerCommand(Commands.rejectGeneration, (ref?: unknown) => this.reject(ref)),
+            registerCommand(Commands.showGenerationChecks, (ref?: unknown) => this.showChecks(ref)),
+        ];
+    }
+
+    /** Runs a command body; a failure is one error message (and a 'failed' outcome for callers). */
+    private async guard(what: string, fn: () => Promise<GenerateOutcome>): Promise<GenerateOutcome> {
+        try {
+            return await fn();
+        } catch (err) {
+            traceError(`${what} failed:`, err);
+            void window.showErrorMessage(`Deepdive: ${what.toLowerCase()} failed: ${errorMessage(err)}`);
+            return { state: 'failed', error: errorMessage(err) };
+        }
+    }
+
+    // ---- the commands -------------------------------------------------------------------------
+
+    private async generateCode(a: GenerateArgs): Promise<GenerateOutcome> {
+        const prompt = a.prompt ?? (await this.askPrompt('Generate Code'));
+        if (!prompt) {
+            return { state: 'no-prompt' };
+        }
+        let doc: TextDocument;
+        let at: Position;
+        if (a.uri) {
+            doc = await workspace.openTextDocument(Uri.parse(a.uri));
+            const editor = window.visibleTextEditors.find((e) => e.document === doc);
+            at = a.line !== undefined ? doc.validatePosition(new Position(a.line, a.character ?? 0)) : (editor?.selection.active ?? doc.positionAt(doc.getText().length));
+        } else {
+            const editor = window.activeTextEditor ?? (await this.newPythonEditor());
+            doc = editor.document;
+            at = a.line !== undefined ? doc.validatePosition(new Position(a.line, a.character ?? 0)) : editor.selection.active;
+        }
+        const line = doc.lineAt(at.line).text;
+        const framing = cursorFraming(line.slice(0, at.character), line.slice(at.character));
+        return this.run(prompt, { document: doc, offset: doc.offsetAt(at), ...framing, indent: '' }, a.quiet === true);
+    }
+
+    private async generateFromComment(uriArg: Uri | string | undefined, line: number | undefined): Promise<GenerateOutcome> {
+        const uri = typeof uriArg === 'string' ? Uri.parse(uriArg) : uriArg ?? window.activeTextEditor?.document.uri;
+        if (!uri) {
+            throw new Error('no document given');
+        }
+        const doc = await workspace.openTextDocument(uri);
+        const lineNo = line ?? window.activeTextEditor?.selection.active.line ?? 0;
+        const p = lineNo < doc.lineCount ? parsePromptLine(doc.lineAt(lineNo).text) : undefined;
+        if (!p) {
+            throw new Error(`line ${lineNo + 1} is not a "# deepdive: <prompt>" comment any more`);
+        }
+        await window.showTextDocument(doc, { preview: false });
+        const last = lineNo === doc.lineCount - 1;
+        const target: InsertionTarget = last
+            ? { document: doc, offset: doc.offsetAt(doc.lineAt(lineNo).range.end), prefix: '\n', suffix: '\n', indent: p.indent }
+            : { document: doc, offset: doc.offsetAt(new Position(lineNo + 1, 0)), prefix: '', suffix: '\n', indent: p.indent };
+        return this.run(p.prompt, target, false);
+    }
+
+    private async generateIntoNewFile(a: GenerateArgs): Promise<GenerateOutcome> {
+        const prompt = a.prompt ?? (await this.askPrompt('Generate into New File'));
+        if (!prompt) {
+            return { state: 'no-prompt' };
+        }
+        const editor = await this.newPythonEditor();
+        const doc = editor.document;
+        const outcome = await this.run(prompt, { document: doc, offset: 0, prefix: '', suffix: '', indent: '' }, true);
+        const g = this.review.find(doc.uri.toString());
+        if (outcome.state !== 'review' || !g) {
+            return outcome;
+        }
+        // A new file is the program itself: nothing to accept or reject, only to save.
+        g.state = 'closed';
+        this.review.drop(g);
+        const finished = this.finished.get(g.id);
+        if (!a.quiet) {
+            void this.offerSave(doc, finished, outcome.summary ?? '');
+        }
+        return { ...outcome, state: 'accepted', text: doc.getText() };
+    }
+
+    accept(ref?: unknown): boolean {
+        const g = this.review.find(ref);
+        if (!g) {
+            void window.showInformationMessage('Deepdive: there is no generated code to accept.');
+            return false;
+        }
+        if (g.state === 'streaming') {
+            void window.showInformationMessage('Deepdive: the program is still being generated; accept it once it is complete.');
+            return false;
+        }
+        g.state = 'closed';
+        this.review.drop(g);
+        return true;
+    }
+
+    async reject(ref?: unknown): Promise<boolean> {
+        const g = this.review.find(ref);
+        if (!g) {
+            void window.showInformationMessage('Deepdive: there is no generated code to reject.');
+            return false;
+        }
+        if (g.state === 'streaming') {
+            // run() removes the partial insertion when the request ends
+            this.cancels.get(g.id)?.cancel();
+            return true;
+        }
+        const ok = await g.remove();
+        this.review.drop(g);
+        if (!ok) {
+            void window.showWarningMessage('Deepdive: could not remove the generated code (was the document closed?).');
+        }
+        return ok;
+    }
+
+    async showChecks(ref?: unknown): Promise<void> {
+        const g = ref === undefined ? undefined : this.review.find(ref);
+        const f = (g && this.finished.get(g.id)) ?? this.last;
+        if (!f) {
+            void window.showInformationMessage('Deepdive: no program has been generated yet.');
+            return;
+        }
+        await this.docs.show(CHECKS_URI, renderChecks(f.prompt, f.result, f.ctx));
+    }
+
+    // ---- the generation itself -----------------------------------------------------------------
+
+    private async run(prompt: string, target: InsertionTarget, quiet: boolean): Promise<GenerateOutcome> {
+        const doc = target.document;
+        const busy = this.review.inDocument(doc);
+        if (busy?.state === 'streaming') {
+            throw new Error('a program is already being generated in this document; cancel it or wait for it');
+        }
+        if (busy) {
+            // starting another generation keeps the one under review
+            busy.state = 'closed';
+            this.review.drop(busy);
+        }
+        const settings = getSettings().codegen;
+        const trusted = isTrusted();
+        const params = buildGenerateParams(prompt, settings, trusted);
+        const ctx: SummaryContext = { verifyRequested: settings.verify, trusted };
+        traceInfo(`Generating code (${params.backend}, verify ${String(params.verify)}): ${prompt}`);
+
+        const g = new PendingGeneration(doc, target, prompt);
+        if (!(await g.open())) {
+            throw new Error(`cannot edit ${doc.uri.toString(true)}`);
+        }
+        this.review.add(g);
+        const cts = new CancellationTokenSource();
+        this.cancels.set(g.id, cts);
+        const stream = new GenerationStream();
+        let result: GenerateResult;
+        try {
+            result = await window.withProgress(
+                { location: ProgressLocation.Notification, title: 'Deepdive: generating code', cancellable: true },
+                async (progress, token) => {
+                    const sub = token.onCancellationRequested(() => cts.cancel());
+                    progress.report({ message: 'starting' });
+                    const cancelled = new Promise<never>((_, reject) => {
+                        if (cts.token.isCancellationRequested) {
+                            reject(new Cancelled());
+                        }
+                        cts.token.onCancellationRequested(() => reject(new Cancelled()));
+                    });
+                    const request = this.server.requestWithProgress<typeof Requests.generate, GeneratePartial>(Requests.generate, params, {
+                        onPartial: (p) => {
+                            if (g.state !== 'streaming') {
+                                return;
+                            }
+                            const change = stream.apply(p);
+                            if (change === 'text') {
+                                g.setBody(stream.text).then(
+                                    () => this.review.refresh(),
+                                    (err) => {
+                                        traceError('Streaming into the document failed:', err);
+                                        cts.cancel();
+                                    },
+                                );
+                            }
+                            if (change !== 'none') {
+                                progress.report({ message: stream.progressLabel() });
+                            }
+                        },
+                        onWorkDone: (v) => {
+                            if (v.kind === 'report' && v.message && stream.phase === undefined) {
+                                progress.report({ message: v.message });
+                            }
+                        },
+                        token: cts.token,
+                    });
+                    request.catch(() => undefined); // when the cancel wins the race
+                    try {
+                        return await Promise.race([request, cancelled]);
+                    } finally {
+                        sub.dispose();
+                    }
+                },
+            );
+            if (g.state === 'closed' || doc.isClosed) {
+                throw new Cancelled();
+            }
+            await g.setBody(finalBody(result.code, target.suffix));
+        } catch (err) {
+            const wasCancelled = err instanceof Cancelled || cts.token.isCancellationRequested;
+            await g.remove().catch(() => false);
+            this.review.drop(g);
+            if (wasCancelled) {
+                traceInfo('Code generation cancelled; the partial program was removed');
+                return { state: 'cancelled', uri: doc.uri.toString() };
+            }
+            throw err;
+        } finally {
+            this.cancels.delete(g.id);
+            cts.dispose();
+        }
+
+        g.result = result;
+        g.summary = formatSummary(result, ctx);
+        g.state = 'review';
+        const finished: Finished = { prompt, result, ctx };
+        this.finished.set(g.id, finished);
+        this.last = finished;
+        this.review.refresh();
+        traceInfo(`Generated ${result.code.split('\n').length} lines with ${result.backend}: ${g.summary}`);
+        if (!quiet) {
+            void this.notifyReview(g, finished);
+        }
+        return { state: 'review', uri: doc.uri.toString(), text: doc.getText(g.bodyRange), summary: g.summary, verified: result.verified };
+    }
+
+    private async notifyReview(g: PendingGeneration, f: Finished): Promise<void> {
+        const show = summaryIsWarning(f.result, f.ctx) ? window.showWarningMessage : window.showInformationMessage;
+        const choice = await show(`Deepdive: ${g.summary ?? ''}`, 'Accept', 'Reject', 'Show Checks');
+        if (choice === 'Accept') {
+            this.accept(g.id);
+        } else if (choice === 'Reject') {
+            await this.reject(g.id);
+        } else if (choice === 'Show Checks') {
+            this.last = f;
+            await this.showChecks(g.id);
+        }
+    }
+
+    private async offerSave(doc: TextDocument, f: Finished | undefined, summary: string): Promise<void> {
+        const show = f && summaryIsWarning(f.result, f.ctx) ? window.showWarningMessage : window.showInformationMessage;
+        const choice = await show(`Deepdive: ${summary}`, 'Save As…', 'Show Checks');
+        if (choice === 'Show Checks' && f) {
+            this.last = f;
+            await this.docs.show(CHECKS_URI, renderChecks(f.prompt, f.result, f.ctx));
+        } else if (choice === 'Save As…') {
+            await this.saveAs(doc, f?.result.filename || 'generated.py');
+        }
+    }
+
+    /** Saves an untitled document under the suggested name (in the workspace folder) and opens the file. */
+    private async saveAs(doc: TextDocument, filename: string): Promise<void> {
+        const folder = getWorkspaceFolders()[0]?.uri;
+        const base = path.basename(filename);
+        const defaultUri = folder ? Uri.joinPath(folder, base) : Uri.file(path.join(os.homedir(), base));
+        const target = await window.showSaveDialog({ defaultUri, filters: { Python: ['py'] }, saveLabel: 'Save Generated Code' });
+        if (!target) {
+            return;
+        }
+        await workspace.fs.writeFile(target, Buffer.from(doc.getText(), 'utf8'));
+        if (doc.isUntitled && !doc.isClosed) {
+            await window.showTextDocument(doc);
+            await executeCommand('workbench.action.revertAndCloseActiveEditor');
+        }
+        await window.showTextDocument(await workspace.openTextDocument(target), { preview: false });
+    }
+
+    private async newPythonEditor() {
+        const doc = await workspace.openTextDocument({ language: 'python', content: '' });
+        return window.showTextDocument(doc, { preview: false });
+    }
+
+    /** A QuickPick over the prompt history that also takes a new prompt. */
+    private async askPrompt(title: string): Promise<string | undefined> {
+        const history = readHistory(this.context.globalState.get(PROMPT_HISTORY_KEY));
+        const qp = window.createQuickPick<QuickPickItem>();
+        qp.title = `Deepdive: ${title}`;
+        qp.placeholder = 'Describe the program, e.g. "a resnet18 for cifar-10 with mixed precision" (English or 中文)';
+        qp.ignoreFocusOut = true;
+        const recent: QuickPickItem[] = history.map((h) => ({ label: h, description: 'recent prompt' }));
+        qp.items = recent;
+        const prompt = await new Promise<string | undefined>((resolve) => {
+            const subs = [
+                qp.onDidChangeValue((v) => {
+                    const t = v.trim();
+                    qp.items = t && !history.includes(t) ? [{ label: t, description: 'new prompt', alwaysShow: true }, ...recent] : recent;
+                }),
+                qp.onDidAccept(() => {
+                    resolve(qp.selectedItems[0]?.label ?? (qp.value.trim() || undefined));
+                    qp.hide();
+                }),
+                qp.onDidHide(() => {
+                    resolve(undefined);
+                    Disposable.from(...subs).dispose();
+                    qp.dispose();
+                }),
+            ];
+            qp.show();
+        });
+        if (prompt) {
+            await this.context.globalState.update(PROMPT_HISTORY_KEY, pushHistory(history, prompt));
+        }
+        return prompt;
+    }
+
+    dispose(): void {
+        for (const cts of this.cancels.values()) {
+            cts.cancel();
+        }
+        this.review.dispose();
+    }
+}

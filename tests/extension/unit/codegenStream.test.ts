@@ -1,0 +1,96 @@
+import { describe, expect, it } from 'vitest';
+import { cursorFraming, finalBody, indentLines, planBodyEdit, shiftRegion } from '../../../extension/src/codegen/region';
+import { GenerationStream } from '../../../extension/src/codegen/stream';
+
+describe('GenerationStream', () => {
+    it('appends text chunks', () => {
+        const s = new GenerationStream();
+        expect(s.apply({ kind: 'text', text: 'import torch\n' })).toBe('text');
+        expect(s.apply({ kind: 'text', text: 'def build_model():' })).toBe('text');
+        expect(s.apply({ kind: 'text', text: '' })).toBe('none');
+        expect(s.text).toBe('import torch\ndef build_model():');
+        expect(s.progressLabel()).toBe('generating, 2 lines');
+    });
+
+    it('a reset discards the text and the checks and counts a repair round', () => {
+        const s = new GenerationStream();
+        s.apply({ kind: 'text', text: 'bad program' });
+        s.apply({ kind: 'check', check: { name: 'smoke', ok: false, detail: 'boom' } });
+        expect(s.apply({ kind: 'reset' })).toBe('text');
+        expect(s.text).toBe('');
+        expect(s.checks).toEqual([]);
+        expect(s.resets).toBe(1);
+        s.apply({ kind: 'phase', text: 'repairing' });
+        expect(s.progressLabel()).toBe('repairing, round 1');
+        s.apply({ kind: 'text', text: 'good' });
+        expect(s.text).toBe('good');
+    });
+
+    it('a reset before any text only changes the progress line', () => {
+        const s = new GenerationStream();
+        expect(s.apply({ kind: 'reset' })).toBe('progress');
+    });
+
+    it('phases and checks make the progress line', () => {
+        const s = new GenerationStream();
+        expect(s.apply({ kind: 'phase', text: 'verifying' })).toBe('progress');
+        expect(s.apply({ kind: 'phase', text: 'verifying' })).toBe('none');
+        s.apply({ kind: 'check', check: { name: 'parse', ok: true } });
+        s.apply({ kind: 'check', check: { name: 'imports', ok: true } });
+        s.apply({ kind: 'check', check: { name: 'smoke', ok: true } });
+        expect(s.progressLabel()).toBe('verifying, 3 checks passed');
+        s.apply({ kind: 'check', check: { name: 'shapes', ok: false } });
+        expect(s.progressLabel()).toBe('verifying, 3 checks passed, 1 failed');
+        expect(s.apply({ kind: 'check' })).toBe('none');
+    });
+
+    it('labels a phase after a reset with its round', () => {
+        const s = new GenerationStream();
+        s.apply({ kind: 'reset' });
+        s.apply({ kind: 'phase', text: 'generating' });
+        expect(s.progressLabel()).toBe('generating (repair round 1)');
+    });
+});
+
+describe('region bookkeeping', () => {
+    const r = { start: 10, length: 5 };
+
+    it('a change before the region moves it', () => {
+        expect(shiftRegion(r, { offset: 0, removed: 2, inserted: 5 })).toEqual({ region: { start: 13, length: 5 }, touched: false });
+        expect(shiftRegion(r, { offset: 10, removed: 0, inserted: 1 })).toEqual({ region: { start: 11, length: 5 }, touched: false });
+    });
+
+    it('a change after the region leaves it alone', () => {
+        expect(shiftRegion(r, { offset: 15, removed: 3, inserted: 0 })).toEqual({ region: r, touched: false });
+    });
+
+    it('a change inside or across it resizes it and marks it touched', () => {
+        expect(shiftRegion(r, { offset: 12, removed: 1, inserted: 3 })).toEqual({ region: { start: 10, length: 7 }, touched: true });
+        expect(shiftRegion(r, { offset: 8, removed: 4, inserted: 0 })).toEqual({ region: { start: 8, length: 3 }, touched: true });
+    });
+
+    it('plans appends when it can', () => {
+        expect(planBodyEdit('ab', 'abc')).toEqual({ kind: 'append', at: 2, text: 'c' });
+        expect(planBodyEdit('ab', 'x')).toEqual({ kind: 'replace', text: 'x' });
+        expect(planBodyEdit('ab', 'ab')).toEqual({ kind: 'none' });
+    });
+
+    it('indents non-empty lines and stays append-stable', () => {
+        expect(indentLines('a\n\nb\n', '  ')).toBe('  a\n\n  b\n');
+        const partial = indentLines('a\n', '  ');
+        const more = indentLines('a\nb', '  ');
+        expect(more.startsWith(partial)).toBe(true);
+    });
+
+    it('frames a program at a cursor', () => {
+        expect(cursorFraming('', '')).toEqual({ prefix: '', suffix: '' });
+        expect(cursorFraming('x = 1', '')).toEqual({ prefix: '\n', suffix: '' });
+        expect(cursorFraming('  ', 'y = 2')).toEqual({ prefix: '', suffix: '\n' });
+    });
+
+    it('ends the final body with one line break', () => {
+        expect(finalBody('code\n\n\n', '')).toBe('code\n');
+        expect(finalBody('code\n', '\n')).toBe('code');
+        expect(finalBody('', '')).toBe('');
+    });
+});
