@@ -18,8 +18,11 @@ import threading
 from typing import Iterator, Optional
 
 
-class BackendError(RuntimeError):
-    """A backend could not produce text; the message is one line and says what to change."""
+class BackendError(ValueError):
+    """A backend could not produce text; the message is one line and says what to change.
+
+    A ValueError, like a prompt that cannot be understood: the daemon answers the request with the
+    message instead of an internal error."""
 
 
 class Cancelled(Exception):

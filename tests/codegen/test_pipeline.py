@@ -1,0 +1,296 @@
+"""The generation pipeline end to end: the real parser, builtin generator and verifier; model backends
+through a real streaming chat-completions server on 127.0.0.1 (the repair loop)."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from deepdive.codegen import builtin
+from deepdive.codegen.backends import BackendError
+from deepdive.codegen.parse import parse_intent
+from deepdive.codegen.pipeline import Cancelled, extract_code, generate, repair_message, system_prompt
+from deepdive.protocol import GenerateCheck, GenerateParams, GeneratePartial
+
+PROMPT = "a 2-layer MLP classifier with 4 classes"
+MARK = "deliberate failure 4242"
+
+
+class ChatServer:
+    """A streaming chat-completions server (SSE over chunked HTTP/1.1) on 127.0.0.1 in a thread."""
+
+    def __init__(self, reply, *, chunk: int = 40, delay_s: float = 0.0) -> None:  # noqa: ANN001
+        self.reply = reply  # body -> answer text
+        self.chunk = chunk
+        self.delay_s = delay_s
+        self.requests: list[dict] = []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # noqa: ANN002
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                server.requests.append(body)
+                text = server.reply(body)
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                try:
+                    for i in range(0, len(text), server.chunk):
+                        delta = {"choices": [{"index": 0, "delta": {"content": text[i : i + server.chunk]}}]}
+                        raw = f"data: {json.dumps(delta)}\n\n".encode()
+                        self.wfile.write(f"{len(raw):x}\r\n".encode() + raw + b"\r\n")
+                        self.wfile.flush()
+                        if server.delay_s:
+                            time.sleep(server.delay_s)
+                    raw = b"data: [DONE]\n\n"
+                    self.wfile.write(f"{len(raw):x}\r\n".encode() + raw + b"\r\n0\r\n\r\n")
+                    self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def __enter__(self) -> "ChatServer":
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:  # noqa: ANN002
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def reference_code(prompt: str = PROMPT) -> str:
+    return builtin.generate(parse_intent(prompt)).code
+
+
+def collect() -> tuple[list[GeneratePartial], object]:
+    partials: list[GeneratePartial] = []
+    return partials, partials.append
+
+
+# ------------------------------------------------------------------------------------------------
+# builtin
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_builtin_through_the_pipeline_streams_and_verifies() -> None:
+    partials, on_partial = collect()
+    result = generate(GenerateParams(prompt=PROMPT), on_partial=on_partial, cancel=threading.Event())
+    assert result.verified, result.message
+    assert result.backend == "builtin" and result.framework == "torch" and result.rounds == 0
+    assert result.intent["architecture"] == "mlp" and result.intent["num_classes"] == 4
+    assert result.filename and result.filename.endswith(".py")
+    assert result.message is None
+    texts = [p.text for p in partials if p.kind == "text"]
+    assert len(texts) >= 3 and "".join(texts) == result.code
+    phases = [p.text for p in partials if p.kind == "phase"]
+    assert phases == ["generating", "verifying"]
+    checks = [p.check for p in partials if p.kind == "check"]
+    assert checks and checks == result.checks
+    assert all(c.ok for c in result.checks)
+    kinds = [p.kind for p in partials]
+    assert kinds.index("phase", 1) > max(i for i, k in enumerate(kinds) if k == "text")  # code, then checks
+    assert "reset" not in kinds
+
+
+def test_builtin_without_verification() -> None:
+    partials, on_partial = collect()
+    result = generate(GenerateParams(prompt=PROMPT, verify=False), on_partial=on_partial)
+    assert not result.verified and result.checks == []
+    assert result.message and "\n" not in result.message
+    assert [p.kind for p in partials if p.kind not in ("text",)] == ["phase"]
+    assert "def build_model" in result.code and "def example_batch" in result.code
+
+
+def test_bad_prompt_is_a_value_error() -> None:
+    with pytest.raises(ValueError):
+        generate(GenerateParams(prompt="make me a sandwich"))
+
+
+@pytest.mark.slow
+def test_cancel_during_verification_is_prompt() -> None:
+    cancel = threading.Event()
+    seen: list[str] = []
+
+    def on_partial(p: GeneratePartial) -> None:
+        seen.append(p.kind)
+        if p.kind == "phase" and p.text == "verifying":
+            threading.Timer(0.3, cancel.set).start()
+
+    start = time.monotonic()
+    with pytest.raises(Cancelled):
+        generate(GenerateParams(prompt=PROMPT), on_partial=on_partial, cancel=cancel)
+    assert time.monotonic() - start < 5.0  # a --smoke run of this program alone takes longer here
+    assert "phase" in seen
+
+
+def test_cancel_before_start() -> None:
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(Cancelled):
+        generate(GenerateParams(prompt=PROMPT), cancel=cancel)
+
+
+def test_daemon_side_imports_no_torch() -> None:
+    code = (
+        "import sys, threading\n"
+        "from deepdive.codegen.pipeline import generate\n"
+        "from deepdive.protocol import GenerateParams\n"
+        "r = generate(GenerateParams(prompt='a CNN for CIFAR-10 with mixed precision', verify=False))\n"
+        "import deepdive.codegen.verify\n"
+        "bad = [m for m in ('torch', 'tensorflow', 'transformers') if m in sys.modules]\n"
+        "print(bad); sys.exit(1 if bad or not r.code else 0)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+# ------------------------------------------------------------------------------------------------
+# A model backend: the repair loop against a local OpenAI-compatible server
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_repair_loop_fixes_a_broken_program() -> None:
+    good = reference_code()
+    broken = good + f"\nraise RuntimeError({MARK!r})\n"
+
+    def reply(body: dict) -> str:
+        chat = json.dumps(body["messages"])
+        if MARK in chat and len(body["messages"]) > 2:
+            return f"Fixed:\n```python\n{good}```\n"
+        return f"Here is the program.\n```python\n{broken}```\nIt trains an MLP.\n"
+
+    partials, on_partial = collect()
+    with ChatServer(reply, chunk=50) as srv:
+        params = GenerateParams(prompt=PROMPT, backend="openai-compatible", endpoint=srv.url, model="coder")
+        result = generate(params, on_partial=on_partial, cancel=threading.Event())
+    assert result.verified, result.message
+    assert result.rounds == 1
+    assert result.code == good
+    assert result.backend == "openai-compatible" and result.message is None
+    assert result.filename == builtin.generate(parse_intent(PROMPT)).filename
+
+    # What the model was told.
+    assert len(srv.requests) == 2
+    first, second = srv.requests
+    system = first["messages"][0]
+    assert system["role"] == "system"
+    for word in ("build_model()", "example_batch()", "main()", "--smoke", "4 units"):
+        assert word in system["content"], word
+    assert good.strip() in system["content"]  # the builtin program as the reference
+    assert first["messages"][1]["role"] == "user" and PROMPT in first["messages"][1]["content"]
+    assert [m["role"] for m in second["messages"]] == ["system", "user", "assistant", "user"]
+    assert broken in second["messages"][2]["content"]
+    feedback = second["messages"][3]["content"]
+    assert "failed verification" in feedback and MARK in feedback  # the stderr tail reached the model
+
+    # What the client saw.
+    kinds = [p.kind for p in partials]
+    assert kinds.count("reset") == 1
+    phases = [p.text for p in partials if p.kind == "phase"]
+    assert phases == ["generating", "verifying", "repairing", "verifying"]
+    reset_at = kinds.index("reset")
+    before = "".join(p.text for p in partials[:reset_at] if p.kind == "text")
+    after = "".join(p.text for p in partials[reset_at:] if p.kind == "text")
+    assert MARK in before and MARK not in after and after.startswith("Fixed:")
+    assert len([k for k in kinds[:reset_at] if k == "text"]) > 10  # streamed in many chunks
+    failed_first = [p.check for p in partials[:reset_at] if p.kind == "check" and not p.check.ok]
+    assert failed_first  # the failing check was streamed before the repair
+    assert [p.check for p in partials[reset_at:] if p.kind == "check"] == result.checks
+
+
+def test_repair_gives_up_after_two_rounds() -> None:
+    answers = ["```python\ndef build_model(:\n    pass\n```", "no code at all, sorry", "```python\nimport torch\nx = (\n```"]
+
+    def reply(body: dict) -> str:
+        return answers[min(len(body["messages"]) // 2 - 1, 2)]
+
+    partials, on_partial = collect()
+    with ChatServer(reply) as srv:
+        params = GenerateParams(prompt=PROMPT, backend="openai-compatible", endpoint=srv.url)
+        result = generate(params, on_partial=on_partial)
+    assert len(srv.requests) == 3
+    assert result.rounds == 2 and not result.verified
+    assert result.message and result.message.startswith("not verified after 2 repair rounds") and "\n" not in result.message
+    assert [p.kind for p in partials].count("reset") == 2
+    assert result.code == "import torch\nx = (\n"
+
+
+def test_model_cancel_mid_stream_stops_before_verification() -> None:
+    cancel = threading.Event()
+    partials: list[GeneratePartial] = []
+
+    def on_partial(p: GeneratePartial) -> None:
+        partials.append(p)
+        if sum(1 for q in partials if q.kind == "text") == 3:
+            cancel.set()
+
+    text = "```python\n" + "x = 1\n" * 400 + "```"
+    with ChatServer(lambda body: text, chunk=4, delay_s=0.02) as srv:  # about 12 s to stream
+        params = GenerateParams(prompt=PROMPT, backend="openai-compatible", endpoint=srv.url)
+        start = time.monotonic()
+        with pytest.raises(Cancelled):
+            generate(params, on_partial=on_partial, cancel=cancel)
+        assert time.monotonic() - start < 3.0
+    assert [p.text for p in partials if p.kind == "phase"] == ["generating"]
+    assert sum(1 for p in partials if p.kind == "text") == 3
+
+
+def test_remote_endpoint_refused_and_connection_refused() -> None:
+    with pytest.raises(BackendError, match="allow_remote"):
+        generate(GenerateParams(prompt=PROMPT, backend="openai-compatible", endpoint="http://203.0.113.7:8000"))
+    with pytest.raises(ValueError, match="model directory not found"):  # BackendError is a ValueError
+        generate(GenerateParams(prompt=PROMPT, backend="transformers", model_path="/nonexistent/model"))
+    import socket
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    with pytest.raises(BackendError, match="connection refused"):
+        generate(GenerateParams(prompt=PROMPT, backend="openai-compatible", endpoint=f"http://127.0.0.1:{port}"))
+
+
+# ------------------------------------------------------------------------------------------------
+# Pieces
+# ------------------------------------------------------------------------------------------------
+
+
+def test_extract_code() -> None:
+    assert extract_code("Sure:\n```python\nprint(1)\n```\nDone.") == "print(1)\n"
+    assert extract_code("```py\na = 1\n```\n```python\nb = 2\nc = 3\n```") == "b = 2\nc = 3\n"  # the longest
+    assert extract_code("```\nplain = True\n```") == "plain = True\n"
+    assert extract_code("<think>```python\nwrong()\n```</think>```python\nright()\n```") == "right()\n"
+    assert extract_code("```python\nunfinished = 1\n") == "unfinished = 1\n"  # cut off by max tokens
+    assert extract_code("x = 1\n") == "x = 1\n"  # no fence: the whole answer
+    assert extract_code("```bash\npip install x\n```\n```python\nimport x\n```") == "import x\n"
+    assert extract_code("") == ""
+
+
+def test_prompts_name_the_contract_and_the_engine() -> None:
+    intent = parse_intent("train a CNN on CIFAR-10 with deepdive's engine and mixed precision")
+    text = system_prompt(intent, "print('reference')")
+    assert "deepdive.engine" in text and "autocast" in text.lower()
+    assert "print('reference')" in text
+    msg = repair_message(
+        [GenerateCheck(name="smoke", ok=False, detail="exit code 1"), GenerateCheck(name="syntax", ok=True)],
+        "Traceback ...\nNameError: name 'nn' is not defined",
+        None,
+    )
+    assert "- smoke: exit code 1" in msg and "syntax" not in msg and "NameError" in msg
