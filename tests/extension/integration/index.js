@@ -169,6 +169,8 @@ exports.run = async function run() {
     assert.strictEqual(final.state, 'cancelled', `cancelled job ended ${JSON.stringify(final)}`);
   }, 40000);
 
+  await require('./codegen').run(test, ctx, { poll, sleep });
+
   const failed = results.filter(r => !r.ok);
   console.log(`[integration] ${results.length - failed.length} passed, ${failed.length} failed`);
   if (failed.length) throw new Error(`${failed.length} integration test(s) failed: ${failed.map(f => f.name).join('; ')}`);
