@@ -1,0 +1,403 @@
+"""The builtin Keras generator: every program it writes really runs under TensorFlow (no mocks).
+
+Programs are generated from Intent objects (and from prompts through the parser), written to a
+temporary folder and run as ``python prog.py --smoke`` in subprocesses, two at a time (TensorFlow
+takes ~5 s to start). One more subprocess imports every program, calls ``build_model()`` and
+``example_batch()``, runs the model and reports output shapes and layer counts by class name.
+Real runs read tiny files in the real formats (MNIST idx, CIFAR-10 pickles, CSV, text CSV).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deepdive.codegen.builtin import keras as kgen
+from deepdive.codegen.intent import Intent
+
+PY = sys.executable
+TF = "tensorflow"
+
+
+def I(prompt: str, task: str, arch: str, **kw) -> Intent:  # noqa: E743 - short on purpose
+    kw.setdefault("framework", TF)
+    if "features" in kw:
+        kw["features"] = frozenset(kw["features"])
+    return Intent(prompt, task, arch, **kw)
+
+
+# name -> (intent, expected output shape without batch, {layer class name: count})
+CASES: dict[str, tuple[Intent, tuple, dict]] = {
+    "mnist_cnn3": (
+        I("a 3-layer CNN for MNIST", "image-classification", "cnn", dataset="mnist", input_shape=(1, 28, 28),
+          num_classes=10, layers=3),
+        (10,), {"Conv2D": 3},
+    ),
+    "cifar_cnn_amp": (
+        I("keras CNN for CIFAR-10 with mixed precision", "image-classification", "cnn", dataset="cifar10",
+          num_classes=10, features={"amp"}),
+        (10,), {"Conv2D": 3},
+    ),
+    "cifar_resnet_sched": (
+        I("small resnet for cifar10 with cosine lr", "image-classification", "resnet", dataset="cifar10",
+          num_classes=10, layers=4, features={"lr_schedule"}),
+        (10,), {"Add": 4},
+    ),
+    "custom_mlp_es_ckpt": (
+        I("mlp on 40x40 rgb images, 5 classes", "image-classification", "mlp", input_shape=(3, 40, 40),
+          num_classes=5, layers=4, features={"early_stopping", "checkpoint"}),
+        (5,), {"Dense": 4},
+    ),
+    "text_lstm2": (
+        I("2-layer LSTM sentiment", "text-classification", "lstm", dataset="text", vocab_size=20000,
+          num_classes=2, layers=2, seq_len=64),
+        (2,), {"LSTM": 2, "Embedding": 1},
+    ),
+    "text_gru_optuna_quant": (
+        I("GRU topic classifier tuned with optuna, quantized, onnx", "text-classification", "gru",
+          num_classes=3, seq_len=32, vocab_size=5000, features={"optuna", "quantize", "onnx"}),
+        (3,), {"GRU": 1},
+    ),
+    "text_mlp": (
+        I("bag of embeddings classifier", "text-classification", "mlp", num_classes=4, seq_len=50, layers=2),
+        (4,), {"Dense": 2},
+    ),
+    "regression_csv_es": (
+        I("regression on a CSV with 8 features with early stopping", "regression", "mlp", dataset="csv",
+          input_shape=(8,), layers=3, features={"early_stopping", "prune"}),
+        (1,), {"Dense": 3},
+    ),
+    "ae_dense_784_32": (
+        I("autoencoder 784 -> 32", "autoencoder", "autoencoder", input_shape=(784,), latent_dim=32),
+        (784,), {"Dense": 4},
+    ),
+    "ae_dense_mlp6": (
+        I("6-layer mlp autoencoder for mnist", "autoencoder", "mlp", dataset="mnist", layers=6, latent_dim=16),
+        (784,), {"Dense": 6},
+    ),
+    "ae_conv_mnist": (
+        I("conv autoencoder for mnist", "autoencoder", "cnn", dataset="mnist", layers=2),
+        (28, 28, 1), {"Conv2D": 2, "Conv2DTranspose": 3},
+    ),
+    "ae_conv_cifar_latent_amp": (
+        I("conv autoencoder for cifar with a 64-dim code, mixed precision", "autoencoder", "autoencoder",
+          dataset="cifar10", latent_dim=64, features={"amp"}),
+        (32, 32, 3), {"Conv2D": 2},
+    ),
+    "forecast_lstm2_h6_ckpt": (
+        I("LSTM forecasting 6 steps", "forecasting", "lstm", dataset="series", seq_len=24, horizon=6, layers=2,
+          features={"checkpoint", "ddp"}),
+        (6,), {"LSTM": 2},
+    ),
+    "forecast_gru_multichannel": (
+        I("GRU on 3-channel series, 4 steps ahead", "forecasting", "gru", input_shape=(30, 3), horizon=4),
+        (4,), {"GRU": 1},
+    ),
+    "forecast_mlp": (
+        I("mlp forecaster", "forecasting", "mlp", seq_len=16, horizon=2, layers=2, features={"lr_schedule"}),
+        (2,), {"Dense": 2},
+    ),
+}
+
+PROMPTS = {
+    "p_ae": ("keras autoencoder for 784-dim inputs with a 32-dim bottleneck", (784,), {}),
+    "p_zh_lstm": ("用Keras的LSTM做情感分类，词表大小20000，两个类别", (2,), {"LSTM": 1}),
+    "p_cifar_amp": ("keras CNN for CIFAR-10 with mixed precision", (10,), {}),
+    "p_regression": ("tensorflow regression on a CSV with 8 features with early stopping", (1,), {}),
+    "p_forecast": ("keras LSTM forecasting the next 12 steps of a time series", (12,), {}),
+    "p_mnist_cnn3": ("a 3-layer keras CNN for MNIST", (10,), {"Conv2D": 3}),
+}
+
+
+def _parsed_cases() -> dict[str, tuple[Intent, tuple, dict]]:
+    try:
+        from deepdive.codegen.parse import parse_intent
+    except ImportError:  # the parser is written in parallel
+        return {}
+    out = {}
+    for name, (prompt, shape, layers) in PROMPTS.items():
+        it = parse_intent(prompt, framework=TF)
+        out[name] = (it, shape, layers)
+    return out
+
+
+ALL_CASES = {**CASES, **_parsed_cases()}
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    env["CUDA_VISIBLE_DEVICES"] = ""  # CPU in the tests
+    return env
+
+
+def _run(args: list[str], cwd: Path, timeout: float = 180) -> tuple[int, str, float]:
+    t0 = time.perf_counter()
+    proc = subprocess.run([PY, *args], cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout)
+    return proc.returncode, proc.stdout + proc.stderr, time.perf_counter() - t0
+
+
+# ---------------------------------------------------------------------------------------------
+# Generation: fast, pure strings, no TensorFlow in the generating process
+
+
+def test_generation_is_fast_and_compiles():
+    for name, (intent, _, _) in ALL_CASES.items():
+        t0 = time.perf_counter()
+        src = kgen.generate(intent)
+        dt = time.perf_counter() - t0
+        assert dt < 0.005, f"{name}: {dt * 1e3:.1f} ms"
+        compile(src, name, "exec")
+        for needle in ("def build_model(", "def example_batch(", "def main(", "--smoke",
+                       'os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")', "keras.utils.set_random_seed",
+                       'if __name__ == "__main__":\n    sys.exit(main())'):
+            assert needle in src, f"{name}: missing {needle!r}"
+        assert src.index("TF_CPP_MIN_LOG_LEVEL") < src.index("import tensorflow")
+        assert "keras.datasets" not in src  # nothing is downloaded
+
+
+def test_generator_module_does_not_import_tensorflow():
+    code = ("import sys, deepdive.codegen.builtin.keras as k; "
+            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, sorted(sys.modules)")
+    subprocess.run([PY, "-c", code], check=True, timeout=60)
+
+
+def test_features_applied_or_named():
+    src = kgen.generate(CASES["cifar_cnn_amp"][0])
+    assert 'keras.mixed_precision.set_global_policy(policy)' in src and '"mixed_bfloat16"' in src
+    assert 'dtype="float32", name="output"' in src
+    src = kgen.generate(CASES["custom_mlp_es_ckpt"][0])
+    assert "EarlyStopping" in src and "ModelCheckpoint" in src and "BackupAndRestore" in src
+    src = kgen.generate(CASES["cifar_resnet_sched"][0])
+    assert "CosineDecay" in src
+    src = kgen.generate(CASES["text_gru_optuna_quant"][0])
+    assert "optuna.create_study" in src and "TFLiteConverter" in src
+    # asked for, not available for Keras: named in a comment at the top and printed at run time
+    head = src.split('"""', 2)[2].split("import argparse")[0]
+    assert "# Not applied" in head and "onnx:" in head
+    src = kgen.generate(CASES["regression_csv_es"][0])
+    assert "#   prune:" in src
+    src = kgen.generate(I("mlp with the engine", "regression", "mlp", use_engine=True))
+    assert "#   engine:" in src
+    # nothing asked for: nothing named
+    assert "# Not applied" not in kgen.generate(CASES["mnist_cnn3"][0])
+
+
+@pytest.mark.parametrize(
+    "intent",
+    [
+        I("keras GAN for MNIST", "gan", "gan", dataset="mnist"),
+        I("keras VAE", "vae", "vae"),
+        I("keras transformer text classifier", "text-classification", "transformer"),
+        I("keras LSTM image classifier", "image-classification", "lstm"),
+        I("keras few-shot", "few-shot", "protonet"),
+    ],
+)
+def test_unsupported_intent_raises_one_line(intent):
+    with pytest.raises(ValueError) as exc:
+        kgen.generate(intent)
+    msg = str(exc.value)
+    assert "\n" not in msg and "framework torch" in msg and "image-classification" in msg
+
+
+# ---------------------------------------------------------------------------------------------
+# Real TensorFlow runs
+
+
+def _write(folder: Path, name: str, intent: Intent) -> Path:
+    path = folder / f"{name}.py"
+    path.write_text(kgen.generate(intent), encoding="utf-8")
+    return path
+
+
+def _write_idx(path: Path, arr: np.ndarray) -> None:
+    arr = np.asarray(arr, dtype=np.uint8)
+    header = bytes([0, 0, 8, arr.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in arr.shape)
+    path.write_bytes(header + arr.tobytes())
+
+
+def _real_data(root: Path) -> dict[str, Path]:
+    """Tiny files in the real formats: MNIST idx, CIFAR-10 python batches, numeric CSV, text CSV."""
+    rng = np.random.default_rng(0)
+    mnist = root / "mnist"
+    mnist.mkdir()
+    for prefix, n in (("train", 64), ("t10k", 16)):
+        _write_idx(mnist / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
+        _write_idx(mnist / f"{prefix}-labels-idx1-ubyte", rng.integers(0, 10, n))
+    cifar = root / "cifar" / "cifar-10-batches-py"
+    cifar.mkdir(parents=True)
+    for name, n in (("data_batch_1", 48), ("data_batch_2", 16), ("test_batch", 16)):
+        batch = {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), b"labels": list(rng.integers(0, 10, n))}
+        with open(cifar / name, "wb") as f:
+            pickle.dump(batch, f)
+    csv = root / "houses.csv"
+    x = rng.standard_normal((120, 8))
+    y = x @ rng.standard_normal(8) + 0.1 * rng.standard_normal(120)
+    rows = ["f0,f1,f2,f3,f4,f5,f6,f7,price"] + [",".join(f"{v:.4f}" for v in (*xr, yr)) for xr, yr in zip(x, y)]
+    csv.write_text("\n".join(rows) + "\n")
+    text = root / "reviews.csv"
+    words = ["good", "great", "fine", "bad", "awful", "poor", "movie", "plot", "acting"]
+    lines = ["text,label"]
+    for i in range(80):
+        label = i % 2
+        lines.append(" ".join(rng.choice(words[:3] if label else words[3:6], 4)) + " " + rng.choice(words[6:]) + f",{label}")
+    text.write_text("\n".join(lines) + "\n")
+    series = root / "load.csv"
+    t = np.arange(200)
+    series.write_text("load\n" + "\n".join(f"{np.sin(v / 8):.4f}" for v in t) + "\n")
+    return {"mnist": mnist, "cifar": root / "cifar", "csv": csv, "text": text, "series": series}
+
+
+REAL_RUNS = {
+    # name -> (case, data key, extra args)
+    "real_mnist_cnn": ("mnist_cnn3", "mnist", []),
+    "real_cifar_resnet": ("cifar_resnet_sched", "cifar", []),
+    "real_regression_csv": ("regression_csv_es", "csv", ["--target", "price"]),
+    "real_text_lstm": ("text_lstm2", "text", []),
+    "real_forecast_series": ("forecast_lstm2_h6_ckpt", "series", []),
+    "real_ae_dense_mnist": ("ae_dense_mlp6", "mnist", []),
+}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Every smoke run, real run and bad-input run, two subprocesses at a time."""
+    root = tmp_path_factory.mktemp("keras_programs")
+    data = _real_data(root)
+    jobs: dict[str, tuple[list[str], Path]] = {}
+    for name, (intent, _, _) in ALL_CASES.items():
+        d = root / name
+        d.mkdir()
+        _write(d, "prog", intent)
+        jobs[name] = (["prog.py", "--smoke"], d)
+    for name, (case, key, extra) in REAL_RUNS.items():
+        d = root / name
+        d.mkdir()
+        _write(d, "prog", ALL_CASES[case][0])
+        jobs[name] = (["prog.py", "--data", str(data[key]), "--epochs", "1", "--batch-size", "16", *extra], d)
+    bad = root / "bad"
+    bad.mkdir()
+    _write(bad, "prog", CASES["mnist_cnn3"][0])
+    jobs["bad_missing_data"] = (["prog.py"], bad)
+    jobs["bad_wrong_columns"] = (["prog.py", "--data", str(data["csv"])], _mk(root, "bad2", CASES["text_lstm2"][0]))
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {name: pool.submit(_run, args, cwd) for name, (args, cwd) in jobs.items()}
+        results = {name: f.result() for name, f in futures.items()}
+    timings = {name: round(r[2], 1) for name, r in results.items()}
+    print("\nkeras program wall times (s, 2 in parallel):", json.dumps(timings))
+    return {"root": root, "results": results}
+
+
+def _mk(root: Path, name: str, intent: Intent) -> Path:
+    d = root / name
+    d.mkdir()
+    _write(d, "prog", intent)
+    return d
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("name", list(ALL_CASES))
+def test_smoke_run_exits_zero(runs, name):
+    rc, out, _ = runs["results"][name]
+    assert rc == 0, out[-3000:]
+    assert "smoke ok:" in out
+    intent, shape, _ = ALL_CASES[name]
+    assert f"output=(8, {', '.join(map(str, shape))})" in out.replace(",)", ")"), out[-500:]
+    if intent.has("optuna"):
+        assert "smoke: optuna best" in out
+    if intent.has("quantize"):
+        assert "smoke: tflite" in out
+    for feature in ("onnx", "prune", "torchscript"):
+        if intent.has(feature):
+            assert f"note: not applied: {feature}:" in out
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("name", list(REAL_RUNS))
+def test_real_run_on_real_format_files(runs, name):
+    rc, out, _ = runs["results"][name]
+    assert rc == 0, out[-3000:]
+    assert "validation:" in out
+    d = runs["root"] / name
+    assert (d / "model.keras").is_file()
+    case = REAL_RUNS[name][0]
+    if ALL_CASES[case][0].has("checkpoint"):
+        assert (d / "checkpoints" / "best.keras").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_bad_input_is_one_line_error(runs):
+    rc, out, _ = runs["results"]["bad_missing_data"]
+    assert rc == 2 and "Traceback" not in out
+    assert "error: MNIST needs --data" in out
+    rc, out, _ = runs["results"]["bad_wrong_columns"]
+    assert rc == 2 and "Traceback" not in out
+    assert "error:" in out and "'text' and 'label'" in out
+
+
+BUILD_CHECK = r"""
+import importlib.util, json, sys
+import numpy as np
+import keras
+results = {}
+for name, path in json.loads(sys.argv[1]).items():
+    keras.mixed_precision.set_global_policy("float32")
+    keras.utils.clear_session()
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    model = mod.build_model()
+    x, y = mod.example_batch()
+    out = np.asarray(model(x, training=False))
+    counts = {}
+    for layer in model.layers:
+        counts[type(layer).__name__] = counts.get(type(layer).__name__, 0) + 1
+    results[name] = {
+        "x": list(x.shape), "y": list(y.shape), "out": list(out.shape), "counts": counts,
+        "out_dtype": str(out.dtype), "policy": keras.mixed_precision.global_policy().name,
+        "finite": bool(np.isfinite(out).all()), "compiled": model.optimizer is not None,
+    }
+print("RESULTS " + json.dumps(results))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_build_model_shapes_and_layer_counts(tmp_path):
+    paths = {name: str(_write(tmp_path, name, intent)) for name, (intent, _, _) in ALL_CASES.items()}
+    rc, out, _ = _run(["-c", BUILD_CHECK, json.dumps(paths)], tmp_path, timeout=300)
+    assert rc == 0, out[-3000:]
+    results = json.loads(out.split("RESULTS ", 1)[1].splitlines()[0])
+    for name, (intent, shape, layers) in ALL_CASES.items():
+        r = results[name]
+        assert r["compiled"] and r["finite"], name
+        assert tuple(r["out"]) == (r["x"][0], *shape), (name, r)
+        if intent.task == "autoencoder":
+            assert r["out"] == r["x"] == r["y"], name
+        elif intent.task in ("image-classification", "text-classification"):
+            assert r["y"] == [r["x"][0]], name
+        else:
+            assert r["y"] == r["out"], name
+        for cls, n in layers.items():
+            assert r["counts"].get(cls, 0) == n, (name, cls, r["counts"])
+        # the contract every verifier relies on: Intent.layers counts the LAYER_TYPES class
+        expected = dict(intent.expectations())
+        if "layer_count" in expected:
+            cls, n = expected["layer_count"]
+            assert r["counts"].get(cls, 0) == n, (name, cls, r["counts"])
+        if "output_units" in expected:
+            assert r["out"][-1] == expected["output_units"], name
+        if intent.has("amp"):
+            assert r["policy"] == "mixed_bfloat16" and r["out_dtype"] == "float32", (name, r)
