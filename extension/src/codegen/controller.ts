@@ -35,6 +35,9 @@ import { formatSummary, renderChecks, SummaryContext, summaryIsWarning } from '.
 
 export const CHECKS_URI = Uri.from({ scheme: Schemes.codegen, path: '/Generated Code Checks.md' });
 
+/** Results kept for "Show Checks" (the newest ones). */
+const FINISHED_KEPT = 20;
+
 class Cancelled extends Error {
     constructor() {
         super('cancelled');
@@ -63,7 +66,10 @@ export class CodegenController implements Disposable {
         return [
             this,
             this.docs.register(Schemes.codegen),
-            languages.registerCodeLensProvider([{ scheme: 'file' }, { scheme: 'untitled' }], this.review),
+            languages.registerCodeLensProvider(
+                [{ scheme: 'file' }, { scheme: 'untitled' }, { scheme: 'vscode-notebook-cell', language: 'python' }],
+                this.review,
+            ),
             registerCommand(Commands.generateCode, (arg?: unknown) => this.guard('Generate code', () => this.generateCode(parseGenerateArgs(arg)))),
             registerCommand(Commands.generateIntoNewFile, (arg?: unknown) => this.guard('Generate into new file', () => this.generateIntoNewFile(parseGenerateArgs(arg)))),
             registerCommand(Commands.generateFromComment, (uri?: Uri | string, line?: number) =>
@@ -153,7 +159,10 @@ export class CodegenController implements Disposable {
     accept(ref?: unknown): boolean {
         const g = this.review.find(ref);
         if (!g) {
-            void window.showInformationMessage('Deepdive: there is no generated code to accept.');
+            if (typeof ref !== 'number') {
+                // (a number is a generation already dealt with, from an old notification or lens)
+                void window.showInformationMessage('Deepdive: there is no generated code to accept.');
+            }
             return false;
         }
         if (g.state === 'streaming') {
@@ -168,7 +177,9 @@ export class CodegenController implements Disposable {
     async reject(ref?: unknown): Promise<boolean> {
         const g = this.review.find(ref);
         if (!g) {
-            void window.showInformationMessage('Deepdive: there is no generated code to reject.');
+            if (typeof ref !== 'number') {
+                void window.showInformationMessage('Deepdive: there is no generated code to reject.');
+            }
             return false;
         }
         if (g.state === 'streaming') {
@@ -291,6 +302,9 @@ export class CodegenController implements Disposable {
         g.state = 'review';
         const finished: Finished = { prompt, result, ctx };
         this.finished.set(g.id, finished);
+        for (const id of [...this.finished.keys()].slice(0, -FINISHED_KEPT)) {
+            this.finished.delete(id);
+        }
         this.last = finished;
         this.review.refresh();
         traceInfo(`Generated ${result.code.split('\n').length} lines with ${result.backend}: ${g.summary}`);
