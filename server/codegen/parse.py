@@ -85,9 +85,9 @@ _TASK_RULES: list[tuple[str, str]] = [
     ("gan", r"\bgan\b|\bdcgan\b|generative adversarial|生成对抗|对抗网络"),
     ("vae", r"\bvae\b|variational auto-?encoder|变分自编码"),
     ("autoencoder", r"auto-?encoder|自编码|自动编码"),
-    ("streaming-inference", r"stream|sliding[- ]window|real[- ]time inference|流式|滑动窗口|实时推理"),
     ("online-learning", r"online[- ]learning|learns? online|incremental(ly)? (learning|training|update)|"
                         r"continual learning|one sample at a time|在线学习|增量学习"),
+    ("streaming-inference", r"stream|sliding[- ]window|real[- ]time inference|流式|滑动窗口|实时推理"),
     ("forecasting", r"forecast|time[- ]?series|predict the next|next \d+ (values|steps|points|hours|days)|"
                     r"预测未来|时间序列|时序预测|序列预测"),
     ("regression", r"regress|回归"),

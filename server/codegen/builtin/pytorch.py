@@ -206,6 +206,8 @@ def _imports(p: Plan) -> str:
     if p.has("optuna") and not p.engine:
         lines.append("import optuna")
     lines += ["import torch", "import torch.nn.functional as F", "from torch import nn"]
+    if p.has("prune"):
+        lines.append("from torch.nn.utils import prune")
     if p.has("ddp") and not p.engine:
         lines += ["import torch.distributed as dist", "from torch.nn.parallel import DistributedDataParallel as DDP"]
     loaders = ["DataLoader", "Dataset", "Subset", "TensorDataset", "random_split"]
@@ -760,8 +762,8 @@ def _post(p: Plan) -> str:
         L += ['    # Magnitude pruning: zero the smallest 30 % of each Linear/Conv weight, then make it permanent.',
               '    prunable = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))]',
               '    for module in prunable:',
-              '        torch.nn.utils.prune.l1_unstructured(module, "weight", amount=args.prune_amount)',
-              '        torch.nn.utils.prune.remove(module, "weight")',
+              '        prune.l1_unstructured(module, "weight", amount=args.prune_amount)',
+              '        prune.remove(module, "weight")',
               '    zeros = sum(int((m.weight == 0).sum()) for m in prunable)',
               '    total = sum(m.weight.numel() for m in prunable)',
               '    print(f"pruned: {zeros / max(total, 1):.1%} of {total} weights are zero")']
