@@ -6,6 +6,7 @@ import { promises as fs } from 'fs';
 import {
     CancellationToken,
     Disposable,
+    env,
     Uri,
     ViewColumn,
     Webview,
@@ -21,7 +22,7 @@ import { traceError, traceInfo } from '../common/logging';
 import { DeepdiveServer } from '../common/server';
 import { ServerStatus } from '../common/status';
 import { Requests } from '../protocol';
-import { DashboardPage, pageBody, pageForHub, renderPage } from './dashboardHtml';
+import { DashboardPage, hubOrigin, pageBody, pageForHub, renderPage } from './dashboardHtml';
 
 const PANEL_TYPE = 'deepdive.dashboardPanel';
 
@@ -99,7 +100,8 @@ export class DashboardViews implements WebviewViewProvider, Disposable {
         let page: DashboardPage;
         if (status.state === 'ready') {
             try {
-                page = pageForHub(await this.server.request(Requests.hub, {}));
+                const hub = await this.server.request(Requests.hub, {});
+                page = pageForHub(hub, await this.externalHubUri(hub.streamUrl));
             } catch (err) {
                 page = { kind: 'message', title: 'The Deepdive daemon did not say where its telemetry hub is.', detail: errorMessage(err) };
             }
@@ -115,9 +117,28 @@ export class DashboardViews implements WebviewViewProvider, Disposable {
         await Promise.all(webviews.map((w) => this.render(w)));
     }
 
+    /**
+     * Where the webview can reach the hub when the UI runs on another machine than the extension host
+     * (code-server, Codespaces, Remote-SSH): `env.asExternalUri` forwards the port or returns a proxy URL.
+     * Locally it returns the same address. Undefined when there is nothing to map or it fails.
+     */
+    private async externalHubUri(streamUrl: string | null | undefined): Promise<string | undefined> {
+        const port = hubOrigin(streamUrl)?.port;
+        if (!port) {
+            return undefined;
+        }
+        try {
+            const external = (await env.asExternalUri(Uri.parse(`http://127.0.0.1:${port}/`))).toString(true);
+            return external === `http://127.0.0.1:${port}/` ? undefined : external;
+        } catch (err) {
+            traceError('Dashboard: asExternalUri failed; using the hub\'s loopback address:', err);
+            return undefined;
+        }
+    }
+
     /** Webview options; the port mapping lets a remote workspace's webview reach the hub on the extension host. */
     private configure(webview: Webview): void {
-        const port = this.page.kind === 'live' ? this.page.origin.port : undefined;
+        const port = this.page.kind === 'live' && this.page.streamUrl.includes('://127.0.0.1:') ? this.page.hubPort : undefined;
         webview.options = {
             enableScripts: true,
             localResourceRoots: [this.root],

@@ -19,7 +19,7 @@ export interface HubOrigin {
 
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '[::1]']);
 
-export function hubOrigin(streamUrl: string | null | undefined): HubOrigin | undefined {
+export function hubOrigin(streamUrl: string | null | undefined, mapped = false): HubOrigin | undefined {
     if (!streamUrl) {
         return undefined;
     }
@@ -29,11 +29,44 @@ export function hubOrigin(streamUrl: string | null | undefined): HubOrigin | und
     } catch {
         return undefined;
     }
-    if ((url.protocol !== 'ws:' && url.protocol !== 'wss:') || !LOOPBACK.has(url.hostname) || !url.port) {
+    if (url.protocol !== 'ws:' && url.protocol !== 'wss:') {
+        return undefined;
+    }
+    if (mapped) {
+        // the editor's port forwarding or proxy: any host, the port may be implicit
+        return { origin: `${url.protocol}//${url.host}`, port: Number(url.port) || (url.protocol === 'wss:' ? 443 : 80) };
+    }
+    if (!LOOPBACK.has(url.hostname) || !url.port) {
         return undefined;
     }
     const port = Number(url.port);
     return { origin: `${url.protocol}//${url.host}`, port };
+}
+
+/**
+ * The stream URL as the webview must use it when the editor's UI runs elsewhere (code-server in a
+ * browser, Codespaces, Remote-SSH): `external` is what `env.asExternalUri` made of `http://127.0.0.1:PORT/`
+ * (a forwarded port or a proxy URL); its host (and path prefix) replace the hub's, https becomes wss, the
+ * path and token stay. Without `external`, or when it cannot be parsed, the URL is unchanged.
+ */
+export function externalStreamUrl(streamUrl: string, external: string | undefined): string {
+    if (!external) {
+        return streamUrl;
+    }
+    let src: URL;
+    let ext: URL;
+    try {
+        src = new URL(streamUrl);
+        ext = new URL(external);
+    } catch {
+        return streamUrl;
+    }
+    if (ext.protocol !== 'http:' && ext.protocol !== 'https:') {
+        return streamUrl;
+    }
+    const scheme = ext.protocol === 'https:' ? 'wss:' : 'ws:';
+    const prefix = ext.pathname.replace(/\/+$/, '');
+    return `${scheme}//${ext.host}${prefix}${src.pathname}${src.search}`;
 }
 
 /** Escapes text for an HTML text node or a double-quoted attribute. */
@@ -123,11 +156,11 @@ export function messageHtml(title: string, detail: string | undefined, res: Dash
 
 /** What the view shows. */
 export type DashboardPage =
-    | { kind: 'live'; streamUrl: string; origin: HubOrigin }
+    | { kind: 'live'; streamUrl: string; origin: HubOrigin; /** the hub's own port on the extension host */ hubPort: number }
     | { kind: 'message'; title: string; detail?: string };
 
 /** Decides from the hub's answer: a live page when it runs on loopback, else the reason it does not. */
-export function pageForHub(hub: HubInfo): DashboardPage {
+export function pageForHub(hub: HubInfo, external?: string): DashboardPage {
     if (!hub.running) {
         return {
             kind: 'message',
@@ -143,7 +176,12 @@ export function pageForHub(hub: HubInfo): DashboardPage {
             detail: `Stream URL: ${hub.streamUrl ? hub.streamUrl.split('?')[0] : '(none)'} (a loopback ws:// URL with a port is needed).`,
         };
     }
-    return { kind: 'live', streamUrl: hub.streamUrl, origin };
+    const streamUrl = externalStreamUrl(hub.streamUrl, external);
+    const mappedOrigin = streamUrl === hub.streamUrl ? origin : hubOrigin(streamUrl, true);
+    if (!mappedOrigin) {
+        return { kind: 'live', streamUrl: hub.streamUrl, origin, hubPort: origin.port };
+    }
+    return { kind: 'live', streamUrl, origin: mappedOrigin, hubPort: origin.port };
 }
 
 /** The whole HTML of a page. `body` is index.html's body (undefined when the bundle is missing). */

@@ -186,7 +186,7 @@ if [ "$ONLY" = all ] || [ "$ONLY" = ui ]; then
     record ui "code-server --install-extension $(basename "$VSIX") installs deepdive.deepdive" true
     if start_cs ui 0; then
       before=$(failures_of ui)
-      E2E_PORT=$CS_PORT E2E_CS_PID=$CS_PID E2E_WORKSPACE=$WS run_node "$HERE/ui.e2e.js"
+      E2E_PORT=$CS_PORT E2E_CS_PID=$CS_PID E2E_WORKSPACE=$WS E2E_REPO=$REPO run_node "$HERE/ui.e2e.js"
       rc=$?
       if [ $rc -ne 0 ] && [ "$(failures_of ui)" = "$before" ]; then record ui "ui.e2e.js runs to the end" false "exited with $rc"; fi
       [ $rc -eq 0 ] || save_logs ui

@@ -15,6 +15,8 @@ const REPORT_CMD = 'Deepdive: Show Environment Report';
 const RESTART_CMD = 'Deepdive: Restart Server';
 const DASHBOARD_CMD = 'Deepdive: Open Dashboard';
 const DASHBOARD_TITLE = 'Deepdive Dashboard';
+// VS Code's own command for a contributed view: "<container>: Focus on <view> View"
+const SIDEBAR_CMD = 'Deepdive: Focus on Dashboard View';
 
 async function main() {
   const T = c.clock();
@@ -172,6 +174,53 @@ async function main() {
     }
     await c.screenshot(page, 'ui-dashboard-panel');
     console.log(`     ${T()} dashboard live after ${((Date.now() - t0) / 1000).toFixed(1)}s; CPU "${seen.cpu}"; devices: ${seen.gpuCards ? `${seen.gpuCards} GPU card(s)` : `"${seen.devices}"`}`);
+  });
+
+  await test('the sidebar dashboard shows a training run live (charts fill, status bar shows its throughput)', async () => {
+    await c.runCommand(page, 'View: Close All Editors');
+    await c.runCommand(page, SIDEBAR_CMD);
+    // the sidebar's webview: the frame with the dashboard's #conn badge (the panel is closed)
+    let frame = null;
+    let seen = {};
+    await c.waitFor('the sidebar dashboard to go live', async () => {
+      for (const f of page.frames()) {
+        const s = await f.evaluate(() => {
+          const conn = document.getElementById('conn');
+          return conn ? { conn: conn.textContent.trim(), streamUrl: (window.DEEPDIVE_CONFIG || {}).streamUrl || null } : null;
+        }).catch(() => null);
+        if (s) {
+          seen = s;
+          if (s.conn === 'live' && s.streamUrl) { frame = f; return true; }
+        }
+      }
+      return false;
+    }, 30000, 500).catch(e => { e.message += `\nlast seen: ${JSON.stringify(seen)}`; throw e; });
+    // a real training run streaming to the daemon's hub: the ingest URL is the stream URL's sibling
+    const ingest = seen.streamUrl.replace('/stream?', '/ingest?');
+    const home = fs.mkdtempSync(require('path').join(require('os').tmpdir(), 'ui-train-'));
+    const train = require('child_process').spawn(python, ['-m', 'deepdive', 'train', require('path').join(c.env('E2E_REPO'), 'server/examples/digits.py'),
+      '--nproc', '1', '--', '--epochs', '40', '--compression', 'none'],
+    { env: { ...process.env, DEEPDIVE_HUB: ingest, DEEPDIVE_HOME: home }, detached: true, stdio: 'ignore' });
+    try {
+      let points = 0;
+      await c.waitFor('the sidebar\'s loss chart to receive points', async () => {
+        points = await frame.evaluate(() => window.__deepdiveDashboard.pointCount('loss')).catch(() => 0);
+        return points >= 10;
+      }, 90000, 500).catch(e => { e.message += ` (points: ${points})`; throw e; });
+      const title = await frame.evaluate(() => document.getElementById('run-title').textContent);
+      if (!/^Current run: \S/.test(title)) throw new Error(`run title: ${JSON.stringify(title)}`);
+      let bar = '';
+      await c.waitFor('the status bar to show the run\'s throughput', async () => {
+        bar = (await page.locator('.part.statusbar .statusbar-item', { hasText: /Deepdive/ }).first().innerText({ timeout: 1000 })).trim();
+        return /samples\/s/.test(bar);
+      }, 20000, 500).catch(e => { e.message += ` (status bar: "${bar}")`; throw e; });
+      await c.screenshot(page, 'ui-dashboard-sidebar');
+      const u = new URL(seen.streamUrl);
+      console.log(`     ${T()} sidebar: ${points} loss points via ${u.origin}${u.pathname}; status bar "${bar.replace(/\s+/g, ' ')}"`);
+    } finally {
+      try { process.kill(-train.pid, 'SIGKILL'); } catch { /* gone */ }
+      fs.rmSync(home, { recursive: true, force: true });
+    }
   });
 
   await c.screenshot(page, 'ui-final');

@@ -2,7 +2,7 @@ import { readFileSync } from 'fs';
 import { join } from 'path';
 import { describe, expect, it } from 'vitest';
 import {
-    DashboardResources, hubOrigin, messageHtml, pageBody, pageForHub, renderPage, scriptJson,
+    DashboardResources, externalStreamUrl, hubOrigin, messageHtml, pageBody, pageForHub, renderPage, scriptJson,
 } from '../../../extension/src/views/dashboardHtml';
 
 const RES: DashboardResources = {
@@ -121,5 +121,30 @@ describe('scriptJson', () => {
         const s = scriptJson({ a: '</script><!-- & \u2028' });
         expect(s).not.toMatch(/[<>&\u2028]/);
         expect(JSON.parse(s)).toEqual({ a: '</script><!-- & \u2028' });
+    });
+});
+
+describe('remote workspaces: the stream URL through the editor\'s port forwarding', () => {
+    const streamUrl = 'ws://127.0.0.1:40123/stream?token=abc';
+
+    it('keeps the loopback URL when asExternalUri gave nothing else', () => {
+        expect(externalStreamUrl(streamUrl, undefined)).toBe(streamUrl);
+        const page = pageForHub({ running: true, streamUrl });
+        expect(page).toMatchObject({ kind: 'live', streamUrl, hubPort: 40123, origin: { origin: 'ws://127.0.0.1:40123' } });
+    });
+
+    it('uses a forwarded port (Remote-SSH) and a proxy URL with a path prefix (code-server, Codespaces)', () => {
+        expect(externalStreamUrl(streamUrl, 'http://localhost:51234/')).toBe('ws://localhost:51234/stream?token=abc');
+        expect(externalStreamUrl(streamUrl, 'https://ide.example.com/proxy/40123/')).toBe('wss://ide.example.com/proxy/40123/stream?token=abc');
+        const page = pageForHub({ running: true, streamUrl }, 'https://ide.example.com/proxy/40123/');
+        expect(page).toMatchObject({ kind: 'live', hubPort: 40123, origin: { origin: 'wss://ide.example.com', port: 443 } });
+        const html = renderPage(page, BODY, RES, NONCE);
+        expect(html).toContain('connect-src wss://ide.example.com');
+        expect(html).toContain('wss://ide.example.com/proxy/40123/stream?token=abc');
+    });
+
+    it('ignores an external URI it cannot use', () => {
+        expect(externalStreamUrl(streamUrl, 'not a url')).toBe(streamUrl);
+        expect(externalStreamUrl(streamUrl, 'file:///x')).toBe(streamUrl);
     });
 });
