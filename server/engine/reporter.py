@@ -62,6 +62,8 @@ key                          meaning
 ``comm_buckets``             gradient buckets this step
 ``mem_allocated_mib``        ``torch.cuda.memory_allocated`` (GPU runs); also ``mem_reserved_mib``
                              and ``mem_peak_mib`` (``max_memory_allocated``)
+``alloc_retries``            GPU runs: the caching allocator's ``num_alloc_retries`` so far (it
+                             emptied its cache and retried ``cudaMalloc``: memory pressure)
 ``mem_rss_mib``              resident set size of the process (CPU runs)
 ===========================  ==================================================================
 

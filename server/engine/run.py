@@ -502,10 +502,13 @@ def _batch_size(batch: Any) -> int:
 
 def _memory(device: torch.device) -> dict[str, float]:
     if device.type == "cuda":
+        stats = torch.cuda.memory_stats(device)
         return {
-            "mem_allocated_mib": torch.cuda.memory_allocated(device) / 2**20,
-            "mem_reserved_mib": torch.cuda.memory_reserved(device) / 2**20,
-            "mem_peak_mib": torch.cuda.max_memory_allocated(device) / 2**20,
+            "mem_allocated_mib": stats.get("allocated_bytes.all.current", 0) / 2**20,
+            "mem_reserved_mib": stats.get("reserved_bytes.all.current", 0) / 2**20,
+            "mem_peak_mib": stats.get("allocated_bytes.all.peak", 0) / 2**20,
+            # the caching allocator freed its cache and retried a cudaMalloc: memory pressure
+            "alloc_retries": stats.get("num_alloc_retries", 0),
         }
     import psutil
 
