@@ -122,7 +122,7 @@ _ARCH_TASK = {
 
 _FEATURE_RULES: list[tuple[str, str]] = [
     ("amp", r"mixed[- ]precision|\bamp\b|\bfp16\b|\bbf16\b|bfloat16|half[- ]precision|autocast|混合精度|半精度"),
-    ("ddp", r"\bddp\b|torchrun|multi-?gpu|multiple gpus|multi-?node|distributed|data[- ]parallel|多卡|多gpu|多机|分布式"),
+    ("ddp", r"\bddp\b|torchrun|\d+ (nodes|gpus)|multi-?gpu|multiple gpus|multi-?node|distributed|data[- ]parallel|多卡|多gpu|多机|分布式"),
     ("checkpoint", r"checkpoint|resum|断点|检查点|续训"),
     ("early_stopping", r"early[- ]?stop|提前停止|早停"),
     ("lr_schedule", r"schedul|cosine|one-?cycle|warm-?up|lr decay|learning[- ]rate decay|step ?lr|"
@@ -142,8 +142,13 @@ _PATH = re.compile(r"""(?:(?<=[\s"'`(:=])|^)((?:~|\.{1,2})?/[^\s,;"'`()，。；
 _CSV_FILE = re.compile(r"""([\w./\\~:-]+\.(?:csv|tsv))\b""")
 
 
+def _search(pattern: str, text: str):
+    """re.search with ASCII \\b and \\w, so that "2层gru" has a word boundary before "gru"."""
+    return re.search(pattern, text, re.ASCII)
+
+
 def _num(pattern: str, text: str, cast=int, group: Optional[int] = None):
-    m = re.search(pattern, text)
+    m = _search(pattern, text)
     if not m:
         return None
     value = m.group(group) if group is not None else next(g for g in m.groups() if g is not None)
@@ -155,7 +160,7 @@ def _num(pattern: str, text: str, cast=int, group: Optional[int] = None):
 
 def _first(rules: list[tuple[str, str]], text: str) -> Optional[str]:
     for name, pattern in rules:
-        if re.search(pattern, text):
+        if _search(pattern, text):
             return name
     return None
 
@@ -207,18 +212,18 @@ def parse_intent(prompt: str, framework: Optional[str] = None) -> Intent:
     # -- framework --
     fw = _framework(framework) if framework else None
     if fw is None:
-        fw = "tensorflow" if re.search(r"keras|tensorflow|\btf\b|tf\.keras", low) else "torch"
+        fw = "tensorflow" if _search(r"keras|tensorflow|\btf\b|tf\.keras", low) else "torch"
 
     # -- task and architecture --
     task = _first(_TASK_RULES, low)
     arch = _first(_ARCH_RULES, low)
-    hf = bool(re.search(_HF, low)) or model_path is not None and re.search(r"model|模型", low) is not None
+    hf = bool(_search(_HF, low)) or model_path is not None and _search(r"model|模型", low) is not None
     if task is None:
         if arch is not None:
             task = _ARCH_TASK[arch]
         elif hf:
             task = "text-classification"
-        elif re.search(r"classif|分类|识别", low):
+        elif _search(r"classif|分类|识别", low):
             task = "image-classification"
         else:
             raise _unknown(raw)
@@ -241,20 +246,20 @@ def parse_intent(prompt: str, framework: Optional[str] = None) -> Intent:
     input_shape: tuple[int, ...] = ()
     num_classes = _num(r"(\d+)\s*(?:classes|class\b|categories|labels|kinds|types|个类|类别|类|种)|(\d+)[- ]class\b|"
                        r"(?:classes|类别数|类别)\s*[=:]?\s*(\d+)", low)
-    if num_classes is None and re.search(r"binary|二分类|positive (or|and|/) negative|正负|好评.{0,3}差评", low):
+    if num_classes is None and _search(r"binary|二分类|positive\s*(or|and|/)\s*negative|正负|好评.{0,3}差评", low):
         num_classes = 2
     channels = None
-    if re.search(r"gr[ae]y|grayscale|greyscale|monochrome|single[- ]channel|灰度|单通道|黑白", low):
+    if _search(r"gr[ae]y|grayscale|greyscale|monochrome|single[- ]channel|灰度|单通道|黑白", low):
         channels = 1
-    elif re.search(r"\brgb\b|colou?r|彩色|三通道", low):
+    elif _search(r"\brgb\b|colou?r|彩色|三通道", low):
         channels = 3
 
     latent = _num(r"(\d+)[- ]?d(?:im(?:ension(?:al)?)?)?\s*(?:bottleneck|latent|code|noise)|"
                   r"(?:bottleneck|latent|code|noise)(?: space)?(?: dim(?:ension)?| size)?(?: of| =|=|:)?\s*(\d+)|"
-                  r"(?:潜在?空间?|隐空间|瓶颈|编码)(?:维度|大小)?\s*(?:为|是)?\s*(\d+)", low)
+                  r"(?:潜在|潜|隐|瓶颈|编码)(?:空间|变量|层)?(?:的)?(?:维度|大小|维数)?\s*(?:为|是)?\s*(\d+)", low)
     low_nolatent = re.sub(r"(\d+)[- ]?d(?:im(?:ension(?:al)?)?)?\s*(?:bottleneck|latent|code|noise)", " ", low)
 
-    m = re.search(r"(\d+)\s*x\s*(\d+)(?:\s*x\s*(\d+))?", low)
+    m = _search(r"(\d+)\s*x\s*(\d+)(?:\s*x\s*(\d+))?", low)
     image_hw = None
     if m:
         a, b, c = int(m.group(1)), int(m.group(2)), m.group(3)
@@ -276,17 +281,17 @@ def parse_intent(prompt: str, framework: Optional[str] = None) -> Intent:
 
     if "mnist" in low:
         dataset, input_shape = "mnist", (1, 28, 28)
-        num_classes = num_classes or 10
-    elif re.search(r"cifar-?100", low):
+        num_classes = num_classes or (10 if task == "image-classification" else None)
+    elif _search(r"cifar-?100", low):
         dataset, input_shape = "cifar10", (3, 32, 32)
-        num_classes = num_classes or 100
-    elif re.search(r"cifar", low):
+        num_classes = num_classes or (100 if task == "image-classification" else None)
+    elif _search(r"cifar", low):
         dataset, input_shape = "cifar10", (3, 32, 32)
-        num_classes = num_classes or 10
-    elif re.search(r"(image|photo|picture)s? (folder|directory|dir)|folders? of (images|photos|pictures)|"
+        num_classes = num_classes or (10 if task == "image-classification" else None)
+    elif _search(r"(image|photo|picture)s? (folder|directory|dir)|folders? of (images|photos|pictures)|"
                    r"director(y|ies) of (images|photos)|imagefolder|图片文件夹|图像文件夹", low):
         dataset = "imagefolder"
-    elif csv_path or re.search(r"\bcsv\b|tabular|spreadsheet|表格", low):
+    elif csv_path or _search(r"\bcsv\b|tabular|spreadsheet|表格", low):
         dataset = "csv"
 
     if task in ("image-classification", "gan", "few-shot", "autoencoder", "vae") and image_hw and not input_shape:
@@ -311,7 +316,7 @@ def parse_intent(prompt: str, framework: Optional[str] = None) -> Intent:
     # -- sizes --
     layers = _layers(low, arch)
     hidden = _num(r"hidden(?: layer)?(?: size| dim(?:ension)?| units| width)?(?: of| =|=|:)?\s*(\d+)|"
-                  r"(\d+)\s*hidden(?: units| neurons| size| dim)?|(\d+)\s*(?:units|neurons)\b|"
+                  r"(\d+)\s*hidden(?: units| neurons| size| dim)|layers? of (\d+)\s*(?:units|neurons)?|(\d+)\s*(?:units|neurons)\b|"
                   r"(?:隐藏层?|隐层)(?:大小|维度|单元|神经元)?(?:为|是)?\s*(\d+)|(\d+)\s*个?(?:神经元|隐藏单元)", low)
     embed = _num(r"embedding(?: dim(?:ension)?| size)?(?: of| =|=|:)?\s*(\d+)|(\d+)[- ]?d(?:im(?:ension(?:al)?)?)? (?:word )?embeddings?|"
                  r"(?:词向量|嵌入)(?:维度|大小)?(?:为|是)?\s*(\d+)", low)
@@ -321,7 +326,7 @@ def parse_intent(prompt: str, framework: Optional[str] = None) -> Intent:
         pct = _num(r"(\d+)\s*%\s*dropout|dropout(?: of| rate)?\s*(\d+)\s*%", low)
         if pct is not None:
             dropout = pct / 100
-        elif re.search(r"dropout|丢弃|随机失活", low):
+        elif _search(r"dropout|丢弃|随机失活", low):
             dropout = 0.3
     vocab = _num(r"vocab(?:ulary)?(?: size)?(?: of| =|=|:)?\s*(\d+)|(\d+)[- ](?:word|token)s? vocab|"
                  r"(?:词表|词汇表?|字典)(?:大小|规模|量)?(?:为|是)?\s*(\d+)", low)
@@ -332,7 +337,7 @@ def parse_intent(prompt: str, framework: Optional[str] = None) -> Intent:
     lookback = _num(r"(?:past|last|previous|lookback(?: of)?|look-back(?: of)?|history of)\s*(\d+)|(?:过去|前)\s*(\d+)", low)
     horizon = _num(r"next\s*(\d+)|(\d+)\s*(?:steps?|values|points|hours|days)\s*ahead|horizon(?: of| =|=|:)?\s*(\d+)|"
                    r"未来\s*(\d+)|(\d+)\s*步(?:预测)?", low)
-    if horizon is None and task == "forecasting" and re.search(r"next (value|step|point|hour|day)|下一个", low):
+    if horizon is None and task == "forecasting" and _search(r"next (value|step|point|hour|day)|下一个", low):
         horizon = 1
     n_way = _num(r"(\d+)[- ]?way", low)
     k_shot = _num(r"(\d+)[- ]?shot", low)
@@ -341,7 +346,7 @@ def parse_intent(prompt: str, framework: Optional[str] = None) -> Intent:
         seq_len = seq_len or lookback or (window if task == "forecasting" else None)
         series_channels = 1
         multi = _num(r"(\d+)\s*(?:variables|channels|series|sensors|features|个?变量|个?通道)", low)
-        if multi and not re.search(r"univariate|单变量", low):
+        if multi and not _search(r"univariate|单变量", low):
             series_channels = multi
         length = seq_len or (window if task == "streaming-inference" else None)
         if length:
@@ -366,10 +371,10 @@ def parse_intent(prompt: str, framework: Optional[str] = None) -> Intent:
     lr = _num(r"(?:\blr|learning[ _-]rate)(?: of| =|=|:)?\s*(\d*\.?\d+(?:e-?\d+)?)|学习率(?:为|是)?\s*(\d*\.?\d+(?:e-?\d+)?)",
               low, float)
 
-    features = {name for name, pattern in _FEATURE_RULES if re.search(pattern, low)}
+    features = {name for name, pattern in _FEATURE_RULES if _search(pattern, low)}
     if task == "text-classification" and arch == "hf-finetune":
-        features.discard("optuna") if not re.search(r"optuna|hyper|超参|调参", low) else None
-    use_engine = bool(re.search(_ENGINE, low))
+        features.discard("optuna") if not _search(r"optuna|hyper|超参|调参", low) else None
+    use_engine = bool(_search(_ENGINE, low))
 
     return Intent(
         prompt=raw, task=task, architecture=arch, framework=fw, language=language, dataset=dataset,
