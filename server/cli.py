@@ -59,6 +59,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-out", default=None, help="telemetry JSONL file (default: in the run's state folder)")
     p.add_argument("--timeout", type=float, default=None, help="wall-clock limit in seconds")
     p.add_argument("--json", action="store_true", help="print the run's summary as JSON")
+
+    p = sub.add_parser("generate", help="write a training program from a sentence and check that it runs",
+                       description="Write a complete PyTorch or TensorFlow/Keras program from PROMPT (English or "
+                                   "Chinese), then verify it: it parses, its imports resolve, `--smoke` runs in a "
+                                   "sandbox, and what the prompt asked for holds (classes, layers, mixed precision).")
+    p.add_argument("prompt", help='e.g. "a 3-layer CNN for MNIST with dropout, trained with mixed precision"')
+    p.add_argument("--framework", choices=("torch", "tensorflow"), default=None,
+                   help="overrides the prompt (default: what it says, else torch)")
+    p.add_argument("--backend", choices=("builtin", "transformers", "llamacpp", "openai-compatible"),
+                   default="builtin", help="builtin (offline, default), a local model, or a local server")
+    p.add_argument("--model-path", default=None, help="transformers: a local HF model directory; llamacpp: a GGUF file")
+    p.add_argument("--endpoint", default=None, help="openai-compatible: the server's URL (default http://127.0.0.1:11434)")
+    p.add_argument("--model", default=None, help="openai-compatible: the model name")
+    p.add_argument("--allow-remote", action="store_true", help="allow an endpoint that is not on this machine")
+    p.add_argument("-o", "--output", default=None, help="write the program here (default: print it)")
+    p.add_argument("--force", action="store_true", help="overwrite --output if it exists")
+    p.add_argument("--no-verify", action="store_true", help="skip verification (the program is not run)")
+    p.add_argument("--gpu", action="store_true", help="let the --smoke run use the GPU")
+    p.add_argument("--json", action="store_true", help="print the result (code, checks, intent) as JSON")
     return parser
 
 
@@ -73,7 +92,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         args_list, passthrough = args_list[:cut], args_list[cut + 1:]
     try:
         args = parser.parse_args(args_list)
-        if passthrough and args.command != "train":
+        if passthrough and args.command not in ("train",):
             raise UsageError(f"'--' and what follows is only for 'deepdive train': {' '.join(passthrough)}")
         args.script_args = passthrough
         if args.command is None:
@@ -323,5 +342,74 @@ async def _dashboard(args: argparse.Namespace) -> None:
         await service.stop()
 
 
+def cmd_generate(args: argparse.Namespace) -> int:
+    import threading
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from deepdive.codegen import pipeline
+    from deepdive.codegen.backends import worker_client
+    from deepdive.protocol import GenerateParams, GeneratePartial, to_wire
+
+    if not args.prompt.strip():
+        raise UsageError('the prompt is empty: describe the program, e.g. "a CNN classifier for MNIST"')
+    out = Path(args.output) if args.output else None
+    if out is not None and out.exists() and not args.force:
+        raise UsageError(f"{out} exists: pass --force to overwrite it, or choose another --output")
+    if out is not None and not out.parent.is_dir():
+        raise UsageError(f"no such folder: {out.parent}")
+    params = GenerateParams(prompt=args.prompt, framework=args.framework, backend=args.backend,
+                            model_path=args.model_path, endpoint=args.endpoint, model=args.model,
+                            allow_remote=args.allow_remote, verify=not args.no_verify, allow_gpu=args.gpu)
+    console = Console(stderr=True, highlight=False)
+    cancel = threading.Event()
+    status = console.status("generating", spinner="dots") if not args.json else None
+
+    def on_partial(p: GeneratePartial) -> None:
+        if p.kind == "phase" and status is not None:
+            status.update(p.text or "")
+        elif p.kind == "check" and p.check is not None and not args.json:
+            mark = "[green]✓[/]" if p.check.ok else "[red]✗[/]"
+            took = f" [dim]{p.check.seconds:.1f} s[/]" if p.check.seconds is not None else ""
+            console.print(f"  {mark} {p.check.name}{took}" + ("" if p.check.ok else f": {p.check.detail}"))
+
+    try:
+        if status is not None:
+            status.start()
+        try:
+            result = pipeline.generate(params, on_partial=on_partial, cancel=cancel)
+        finally:
+            if status is not None:
+                status.stop()
+    except KeyboardInterrupt:
+        cancel.set()
+        raise
+    except pipeline.Cancelled:
+        raise KeyboardInterrupt from None
+    except ValueError as exc:  # an unintelligible prompt, a backend that cannot work (one line each)
+        raise UsageError(str(exc)) from None
+    finally:
+        worker_client.shutdown_shared()
+    if out is not None:
+        from deepdive.fsutil import atomic_write_text
+
+        atomic_write_text(out, result.code)
+    if args.json:
+        print(json.dumps(to_wire(result)))
+    elif out is None:
+        sys.stdout.write(result.code if result.code.endswith("\n") else result.code + "\n")
+    if not args.json:
+        intent = result.intent
+        what = f"{intent.get('task')} · {intent.get('architecture')} · {result.framework}"
+        where = f" -> {out}" if out is not None else ""
+        if result.verified:
+            console.print(f"[green]verified[/]: {len(result.checks)}/{len(result.checks)} checks passed "
+                          f"({what}, {result.seconds:.1f} s){where}")
+        else:
+            console.print(f"[yellow]not verified[/]: {result.message or 'verification did not pass'} ({what}){where}")
+    return 0 if result.verified or args.no_verify else 1
+
+
 _COMMANDS = {"version": cmd_version, "serve": cmd_serve, "doctor": cmd_doctor, "train": cmd_train,
-             "dashboard": cmd_dashboard}
+             "dashboard": cmd_dashboard, "generate": cmd_generate}

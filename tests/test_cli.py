@@ -35,6 +35,11 @@ def test_version():
         (["doctor", "--seconds", "abc"], "argument --seconds: invalid float value"),
         (["doctor", "--deep", "--seconds", "0"], "--seconds must be from 0.1 to 120"),
         (["serve", "--log-level", "LOUD"], "argument --log-level: invalid choice"),
+        (["generate", "make me a sandwich"], "could not tell what to build"),
+        (["generate", "  "], "the prompt is empty"),
+        (["generate", "a CNN for MNIST", "--backend", "openai-compatible", "--endpoint", "http://10.1.2.3:8000",
+          "--no-verify"], "allow"),
+        (["generate", "a CNN for MNIST", "-o", "/no/such/dir/x.py"], "no such folder"),
     ],
 )
 def test_bad_arguments_get_one_line_and_exit_2(args, fragment):
@@ -61,3 +66,18 @@ def test_doctor_deep_runs_the_job_and_records_it(tmp_path):
     assert deep["state"] == "succeeded"
     assert {row["device"] for row in deep["result"]["matmul"]} >= {"cpu"}
     assert (tmp_path / "state.db").exists()
+
+
+def test_generate_writes_a_verified_program_and_refuses_to_overwrite(tmp_path):
+    out = tmp_path / "mnist_cnn.py"
+    done = run("generate", "a 3-layer CNN for MNIST with dropout, trained with mixed precision", "-o", str(out),
+               "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["verified"] and [c["name"] for c in result["checks"]] == [
+        "parse", "imports", "contract", "smoke", "properties"]
+    assert result["intent"]["layers"] == 3 and "amp" in result["intent"]["features"]
+    assert out.read_text() == result["code"] and "def build_model" in result["code"]
+    again = run("generate", "a CNN for MNIST", "-o", str(out), "--no-verify")
+    assert again.returncode == 2 and "exists: pass --force" in again.stderr
+    assert out.read_text() == result["code"], "a refused overwrite leaves the file as it was"
