@@ -1,0 +1,221 @@
+"""The builtin PyTorch generator: programs generated from prompts, run and checked by verify().
+
+Every prompt's program is verified once (module fixture, two at a time: the machine has two
+cores); each parametrized test then asserts on its result. No mocks: the programs really run
+(``--smoke`` and the property checks) in sandboxed subprocesses.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from deepdive.codegen.builtin import GeneratedProgram, generate
+from deepdive.codegen.parse import parse_intent
+from deepdive.codegen.verify import verify
+
+# (prompt, expected file name, the feature markers the source must contain)
+PROMPTS: list[tuple[str, str, tuple[str, ...]]] = [
+    ("a 3-layer CNN for MNIST with dropout, trained with mixed precision", "mnist_cnn.py", ("torch.autocast", "nn.Dropout")),
+    ("ResNet-18 style classifier for CIFAR-10, 10 classes, with early stopping and checkpoints", "cifar10_resnet.py",
+     ("class BasicBlock", "os.replace", "early stopping")),
+    ("EfficientNet-style classifier for 64x64 RGB images in an image folder, 5 classes, 4 MBConv blocks",
+     "images_efficientnet.py", ("class MBConv", "read_image_folder")),
+    ("4-layer MLP on MNIST with hidden size 128", "mnist_mlp.py", ("HIDDEN = 128",)),
+    ("a 2-layer CNN for 48x48 grayscale images, 7 classes, cosine learning rate schedule", "cnn.py", ("CosineAnnealingLR",)),
+    ("2-layer GRU text classifier for news, 4 classes, vocab 5000, sequence length 32", "text_gru.py", ("nn.GRU", "VOCAB_SIZE = 5000")),
+    ("a small transformer encoder with 2 layers for sentiment analysis of reviews, onecycle lr", "text_transformer.py",
+     ("nn.TransformerEncoderLayer", "OneCycleLR")),
+    ("regression MLP on a CSV with 12 numeric features, tuned with optuna", "csv_regression_mlp.py",
+     ("optuna.create_study", "INPUT_SHAPE = (12,)")),
+    ("an autoencoder for 784-dim inputs with a 32-dim bottleneck", "autoencoder.py", ("LATENT_DIM = 32",)),
+    ("a VAE for MNIST with latent dim 8", "mnist_vae.py", ("LATENT_DIM = 8", "kl")),
+    ("a GAN that generates 28x28 grayscale images to augment a small dataset", "gan.py", ("class Discriminator", "generate_samples")),
+    ("prototypical network for 5-way 5-shot classification of 84x84 RGB images", "fewshot_protonet.py",
+     ("N_WAY = 5", "K_SHOT = 5", "torch.cdist")),
+    ("forecast the next 24 values of a univariate series with a transformer encoder", "series_forecast_transformer.py",
+     ("HORIZON = 24",)),
+    ("2-layer LSTM to forecast the next 12 steps from the past 48 values, with checkpoints", "series_forecast_lstm.py",
+     ("SEQ_LEN = 48", "load_checkpoint")),
+    ("sliding-window streaming inference over a sensor stream with a window of 16, GRU", "series_streaming_gru.py",
+     ("collections.deque", "SEQ_LEN = 16")),
+    ("online learning of a classifier from a stream of 8 features, 3 classes", "online_mlp.py", ("test-then-train",)),
+    ("CNN for CIFAR-10 trained with DDP under torchrun and mixed precision", "cifar10_cnn.py",
+     ("DistributedSampler", "DDP(", "init_process_group", "GradScaler")),
+    ("MLP classifier on a CSV with 10 features and 3 classes, quantized to int8 after training", "csv_mlp.py",
+     ("quantize_dynamic",)),
+    ("3-layer CNN for MNIST, prune the weights after training and export to TorchScript", "mnist_cnn.py",
+     ("l1_unstructured", "torch.jit.trace")),
+    ("ResNet classifier for CIFAR-10 exported to ONNX", "cifar10_resnet.py", ("torch.onnx.export", "pip install onnx")),
+    ("a 3-layer CNN for MNIST trained with deepdive's engine and mixed precision", "mnist_cnn.py",
+     ("import deepdive.engine as dd", "run.prepare", "run.autocast", "run.suggest")),
+    ("text classifier with a 2-layer LSTM, 5 classes, quantize to int8", "text_lstm.py", ("quantize_dynamic",)),
+    ("time series forecasting with an MLP of 3 layers, next 6 values, early stopping and cosine schedule",
+     "series_forecast_mlp.py", ("HORIZON = 6", "patience")),
+    ("GAN for 32x32 RGB images with checkpoints and mixed precision", "gan.py", ("torch.autocast", "os.replace")),
+    ("online learning with checkpoints from a stream of 4 features, 2 classes", "online_mlp.py", ("os.replace",)),
+    ("LSTM sentiment classifier with optuna hyperparameter search and checkpoints", "text_lstm.py", ("optuna",)),
+    ("EfficientNet for CIFAR-10 with 3 MBConv blocks, resume from checkpoint, lr schedule, through the engine",
+     "cifar10_efficientnet.py", ("dd.setup", "load_checkpoint")),
+    # Chinese
+    ("用LSTM做情感分类，词表大小20000，两个类别", "text_lstm.py", ("VOCAB_SIZE = 20000", "NUM_CLASSES = 2")),
+    ("用三层卷积网络识别CIFAR-10图片，训练二十轮，批大小六十四，混合精度", "cifar10_cnn.py",
+     ("EPOCHS = 20", "BATCH_SIZE = 64", "torch.autocast")),
+    ("用两层GRU预测未来十二步的时间序列", "series_forecast_gru.py", ("HORIZON = 12", "nn.GRU")),
+    ("用变分自编码器学习MNIST，潜在维度十六", "mnist_vae.py", ("LATENT_DIM = 16",)),
+    ("用生成对抗网络生成28x28灰度图片做数据增强", "gan.py", ("INPUT_SHAPE = (1, 28, 28)",)),
+    ("基于Transformer的文本分类，三个类别，两层，早停", "text_transformer.py", ("NUM_CLASSES = 3", "patience")),
+    ("小样本学习：原型网络，5-way 1-shot，84x84彩色图片", "fewshot_protonet.py", ("K_SHOT = 1",)),
+]
+
+
+@pytest.fixture(scope="module")
+def verified() -> dict[str, tuple[GeneratedProgram, object]]:
+    """Every prompt generated and verified once, two at a time."""
+    def one(prompt: str):
+        intent = parse_intent(prompt)
+        program = generate(intent)
+        return prompt, (program, verify(program.code, intent, timeout_s=240))
+
+    with ThreadPoolExecutor(2) as pool:
+        return dict(pool.map(one, [p for p, _, _ in PROMPTS]))
+
+
+def test_enough_prompts() -> None:
+    assert len(PROMPTS) >= 30
+    assert sum(any("\u4e00" <= ch <= "\u9fff" for ch in p) for p, _, _ in PROMPTS) >= 6
+    assert any(parse_intent(p).use_engine for p, _, _ in PROMPTS)
+
+
+@pytest.mark.parametrize("prompt,filename,markers", PROMPTS, ids=[f"p{i:02d}" for i in range(len(PROMPTS))])
+def test_generated_source(prompt: str, filename: str, markers: tuple[str, ...]) -> None:
+    """Fast: the file name, the contract's names and the requested features are in the source."""
+    program = generate(parse_intent(prompt))
+    assert program.framework == "torch"
+    assert program.filename == filename
+    code = program.code
+    for name in ("def build_model(", "def example_batch(", "def main(", "--smoke", 'if __name__ == "__main__":',
+                 "sys.exit(main())", "torch.manual_seed"):
+        assert name in code, name
+    for marker in markers:
+        assert marker in code, marker
+    compile(code, filename, "exec")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("prompt", [p for p, _, _ in PROMPTS], ids=[f"p{i:02d}" for i in range(len(PROMPTS))])
+def test_program_verifies(verified, prompt: str) -> None:
+    program, result = verified[prompt]
+    assert result.ok, f"{result.message}\n{result.stderr_tail}"
+    assert [c.name for c in result.checks] == ["parse", "imports", "contract", "smoke", "properties"]
+    intent = parse_intent(prompt)
+    if intent.layers is not None and intent.layer_type():
+        assert f"{intent.layers} {intent.layer_type()} layer(s)" in result.checks[-1].detail
+
+
+def test_generation_is_fast_and_deterministic() -> None:
+    intents = [parse_intent(p) for p, _, _ in PROMPTS]
+    times = []
+    for intent in intents:
+        start = time.perf_counter()
+        program = generate(intent)
+        times.append(time.perf_counter() - start)
+        assert generate(intent).code == program.code
+    times.sort()
+    assert times[int(0.95 * (len(times) - 1))] < 0.2
+
+
+def test_generator_does_not_import_torch() -> None:
+    code = ("import sys\nfrom deepdive.codegen.parse import parse_intent\nfrom deepdive.codegen.builtin import generate\n"
+            "generate(parse_intent('ResNet-18 for CIFAR-10 with mixed precision and checkpoints'))\n"
+            "assert 'torch' not in sys.modules and 'tensorflow' not in sys.modules, sorted(sys.modules)\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_tensorflow_intent_goes_to_the_keras_generator() -> None:
+    intent = parse_intent("keras autoencoder for 784-dim inputs with a 32-dim bottleneck")
+    assert intent.framework == "tensorflow"
+    try:
+        import deepdive.codegen.builtin.keras  # noqa: F401
+    except ModuleNotFoundError:
+        with pytest.raises(RuntimeError, match="Keras generator"):
+            generate(intent)
+    else:
+        program = generate(intent)
+        assert program.framework == "tensorflow" and "def build_model" in program.code
+
+
+def _run(args: list[str], cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
+    env["CUDA_VISIBLE_DEVICES"] = ""
+    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@pytest.mark.slow
+def test_checkpoint_program_resumes(tmp_path: Path) -> None:
+    program = generate(parse_intent("3-layer MLP classifier for MNIST with checkpoints and early stopping"))
+    (tmp_path / program.filename).write_text(program.code, encoding="utf-8")
+    first = _run([program.filename, "--synthetic", "--epochs", "1", "--max-steps", "2"], tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert (tmp_path / "checkpoint.pt").exists() and not (tmp_path / "checkpoint.pt.tmp").exists()
+    second = _run([program.filename, "--synthetic", "--epochs", "2", "--max-steps", "2", "--resume"], tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert "resumed from checkpoint.pt at epoch 1" in second.stdout
+    assert "epoch 2/2" in second.stdout and "epoch 1/2" not in second.stdout
+    # Missing real data: one line on stderr, exit 2, no traceback.
+    missing = _run([program.filename, "--data", str(tmp_path / "nowhere")], tmp_path)
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert missing.stderr.strip().count("\n") == 0 and "never downloads" in missing.stderr
+
+
+def _tiny_bert(path: Path) -> None:
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
+
+    words = ["good", "bad", "great", "awful", "movie", "film", "the", "was", "very", "not"]
+    path.mkdir(parents=True)
+    (path / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + words) + "\n")
+    BertTokenizer(str(path / "vocab.txt")).save_pretrained(str(path))
+    config = BertConfig(vocab_size=15, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=37, max_position_embeddings=128)
+    BertForSequenceClassification(config).save_pretrained(str(path))
+
+
+@pytest.mark.slow
+def test_hf_finetune_against_a_tiny_local_bert(tmp_path: Path) -> None:
+    model_dir = tmp_path / "tiny-bert"
+    _tiny_bert(model_dir)
+    intent = parse_intent(f"fine-tune the BERT model in {model_dir} for sentiment classification of reviews, 2 classes, 16 tokens")
+    assert intent.architecture == "hf-finetune" and intent.model_path == str(model_dir)
+    program = generate(intent)
+    result = verify(program.code, intent, timeout_s=240)
+    assert result.ok, f"{result.message}\n{result.stderr_tail}"
+    # A real run on a labelled text file, tokenised by the model's own tokenizer.
+    (tmp_path / "train.tsv").write_text("".join(f"{i % 2}\tthe film was {'good' if i % 2 else 'bad'}\n" for i in range(20)))
+    (tmp_path / "prog.py").write_text(program.code, encoding="utf-8")
+    run = _run(["prog.py", "--data", "train.tsv", "--epochs", "1", "--batch-size", "8"], tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert "val accuracy" in run.stdout
+
+
+@pytest.mark.slow
+def test_hf_finetune_tiny_gpt2_and_missing_directory(tmp_path: Path) -> None:
+    from transformers import GPT2Config, GPT2ForSequenceClassification
+
+    model_dir = tmp_path / "tiny-gpt2"
+    GPT2ForSequenceClassification(GPT2Config(vocab_size=50, n_positions=64, n_embd=32, n_layer=2, n_head=2)).save_pretrained(str(model_dir))
+    intent = parse_intent(f"fine-tune the GPT-2 model at {model_dir} to classify tweets into 3 classes")
+    program = generate(intent)
+    result = verify(program.code, intent, timeout_s=240)
+    assert result.ok, f"{result.message}\n{result.stderr_tail}"
+    assert "output units 3" in result.checks[-1].detail
+
+    gone = parse_intent(f"fine-tune the BERT model in {tmp_path / 'missing-model'} for spam detection, 2 classes")
+    result = verify(generate(gone).code, gone, timeout_s=240)
+    assert not result.ok and result.checks[-1].name == "smoke"
+    assert "not found" in result.message and "never downloads" in result.message
