@@ -51,6 +51,7 @@ class ModelWorker:
         self._loaded: Optional[tuple[str, str]] = None  # what the current process holds
         self._load_info: dict[str, Any] = {}
         self._gen_lock = threading.Lock()
+        self.last_done: dict[str, Any] = {}  # the ``done`` reply of the last generation (tokens, reason)
 
     # -- process -------------------------------------------------------------------------------
 
@@ -237,6 +238,7 @@ class ModelWorker:
                             yield msg.get("text", "")
                     elif event == "done":
                         finished = True
+                        self.last_done = msg
                         if cancel_sent_at is not None or msg.get("reason") == "cancelled":
                             raise Cancelled()
                         return
