@@ -44,7 +44,8 @@ ARCHITECTURES = (
     "protonet",
 )
 
-DATASETS = ("mnist", "cifar10", "imagefolder", "csv", "text", "series", "synthetic")
+# digits: scikit-learn's bundled 8x8 digits (1,797 images, offline), the project's small real task.
+DATASETS = ("mnist", "cifar10", "digits", "imagefolder", "csv", "text", "series", "synthetic")
 
 # Training features a prompt can switch on. ``amp``: mixed precision (autocast); ``ddp``: DDP under
 # torchrun; ``checkpoint``: save and resume; ``early_stopping``; ``lr_schedule``; ``optuna``:

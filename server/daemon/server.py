@@ -287,6 +287,9 @@ async def on_shutdown(ls: DeepdiveServer, *args: Any) -> None:
     if ls.jobs is not None:
         await ls.jobs.shutdown()
     await ls.stop_probes()
+    worker_client = sys.modules.get("deepdive.codegen.backends.worker_client")
+    if worker_client is not None:  # the code-generation model worker, when one was started
+        await asyncio.to_thread(worker_client.shutdown_shared)
     if ls.telemetry_started is not None:
         await ls.telemetry_started
     if ls.telemetry is not None:
@@ -333,10 +336,24 @@ async def on_jobs_start(ls: DeepdiveServer, params: JobStartParams) -> Any:
     jobs = _require_jobs(ls)
     if ls.telemetry_started is not None:
         await ls.telemetry_started  # so the job gets DEEPDIVE_HUB
+    if params.kind == "train":
+        await _release_model_gpu()
     info = await jobs.start(params)
     if params.progress and jobs.is_running(info.id):
         asyncio.ensure_future(ls.show_progress(info.id, info.title))
     return info
+
+
+async def _release_model_gpu() -> None:
+    """A training job needs the GPU: the code-generation model (if one is loaded) gives its memory back."""
+    worker_client = sys.modules.get("deepdive.codegen.backends.worker_client")
+    if worker_client is None or worker_client._shared is None:  # no model was ever loaded
+        return
+    try:
+        outcome = await asyncio.wait_for(asyncio.to_thread(worker_client.release_shared), 30)
+        log.info("code-generation model released for a training job: %s", outcome)
+    except Exception as exc:
+        log.warning("could not release the code-generation model's GPU memory: %s", exc)
 
 
 @request(JOBS_LIST)
