@@ -109,6 +109,7 @@ def test_generated_source(prompt: str, filename: str, markers: tuple[str, ...]) 
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # the first one waits for the fixture: every program verified, two at a time
 @pytest.mark.parametrize("prompt", [p for p, _, _ in PROMPTS], ids=[f"p{i:02d}" for i in range(len(PROMPTS))])
 def test_program_verifies(verified, prompt: str) -> None:
     program, result = verified[prompt]
@@ -219,3 +220,76 @@ def test_hf_finetune_tiny_gpt2_and_missing_directory(tmp_path: Path) -> None:
     result = verify(generate(gone).code, gone, timeout_s=240)
     assert not result.ok and result.checks[-1].name == "smoke"
     assert "not found" in result.message and "never downloads" in result.message
+
+
+def _write_idx(path: Path, array) -> None:
+    import gzip
+    import struct
+
+    import numpy as np
+
+    data = np.asarray(array, dtype=np.uint8)
+    header = struct.pack(">HBB", 0, 8, data.ndim) + b"".join(struct.pack(">I", d) for d in data.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + data.tobytes())
+
+
+def _real_data_cases(root: Path) -> list[tuple[str, list[str], str]]:
+    """(prompt, arguments, expected stdout text) with tiny real files in the formats each reader expects."""
+    import pickle
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    mnist = root / "mnist"
+    mnist.mkdir()
+    for split, n in (("train", 40), ("t10k", 10)):
+        _write_idx(mnist / f"{split}-images-idx3-ubyte.gz", rng.integers(0, 255, (n, 28, 28)))
+        _write_idx(mnist / f"{split}-labels-idx1-ubyte.gz", rng.integers(0, 10, n))
+    cifar = root / "cifar-10-batches-py"
+    cifar.mkdir()
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {b"data": rng.integers(0, 255, (6, 3072), dtype=np.uint8), b"labels": list(rng.integers(0, 10, 6))}
+        (cifar / name).write_bytes(pickle.dumps(batch))
+    rows = rng.normal(size=(60, 5))
+    (root / "reg.csv").write_text("a,b,c,d,y\n" + "".join(",".join(f"{v:.3f}" for v in r) + "\n" for r in rows))
+    (root / "cls.csv").write_text("".join(",".join(f"{v:.3f}" for v in r[:4]) + f",{int(r[4] > 0)}\n" for r in rows))
+    words = ["good", "bad", "fine", "awful", "great", "boring"]
+    (root / "train.tsv").write_text("".join(f"{i % 2}\t{words[i % 6]} movie {words[(i * 7) % 6]}\n" for i in range(50)))
+    (root / "series.csv").write_text("value\n" + "".join(f"{np.sin(i / 5):.4f}\n" for i in range(200)))
+    (root / "values.txt").write_text("".join(f"{np.sin(i / 5):.4f}\n" for i in range(40)))
+    (root / "rows.csv").write_text("".join(",".join(f"{v:.3f}" for v in r[:4]) + f",{int(r[0] > 0)}\n" for r in rows))
+    small = ["--epochs", "1", "--batch-size", "8"]
+    return [
+        ("a 2-layer CNN for MNIST", ["--data", str(mnist), *small], "val accuracy"),
+        ("a 2-layer CNN for CIFAR-10", ["--data", str(root), *small], "val accuracy"),
+        ("regression MLP on a CSV with 4 numeric features", ["--data", str(root / "reg.csv"), "--target", "y", *small],
+         "best validation loss"),
+        ("MLP classifier on a CSV with 4 features and 2 classes", ["--data", str(root / "cls.csv"), *small], "val accuracy"),
+        ("LSTM sentiment classifier, vocab 100, 2 classes", ["--data", str(root / "train.tsv"), *small], "val accuracy"),
+        ("forecast the next 4 values from the past 16 with an LSTM", ["--data", str(root / "series.csv"), *small],
+         "best validation loss"),
+        ("sliding-window streaming inference with a window of 8", ["--data", str(root / "series.csv"), "--stream",
+                                                                    str(root / "values.txt"), *small], "\n39,"),
+        ("online learning from a stream of 4 features, 2 classes", ["--stream", str(root / "rows.csv"), "--report-every", "20"],
+         "60 examples: accuracy"),
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_programs_read_real_data_files(tmp_path: Path) -> None:
+    cases = _real_data_cases(tmp_path)
+
+    def one(case):
+        prompt, args, expected = case
+        program = generate(parse_intent(prompt))
+        folder = tmp_path / program.filename.replace(".py", "") / str(abs(hash(prompt)))
+        folder.mkdir(parents=True)
+        (folder / program.filename).write_text(program.code, encoding="utf-8")
+        return prompt, expected, _run([program.filename, *args], folder)
+
+    with ThreadPoolExecutor(2) as pool:
+        for prompt, expected, proc in pool.map(one, cases):
+            assert proc.returncode == 0, f"{prompt}: {proc.stderr[-2000:]}"
+            assert expected in proc.stdout, f"{prompt}: {proc.stdout[-1000:]}"

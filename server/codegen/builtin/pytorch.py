@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from string import Template
@@ -522,7 +523,8 @@ def _train(p: Plan) -> str:
     L.append('            if args.max_steps and step + 1 >= args.max_steps:')
     L.append('                break')
     L.append(f'        val_loss, accuracy = evaluate(model, val_loader, device{", run" if e else ""})')
-    L.append('        improved = val_loss < best')
+    if es:
+        L.append('        improved = val_loss < best')
     L.append('        best = min(best, val_loss)')
     L.append('        if main_process and not quiet:')
     L.append('            extra = f", val accuracy {accuracy:.3f}" if accuracy is not None else ""')
@@ -536,8 +538,6 @@ def _train(p: Plan) -> str:
         L.append('            if main_process and not quiet:')
         L.append('                print(f"early stopping: no improvement in {args.patience} epochs")')
         L.append('            break')
-    else:
-        L.append('        del improved')
     if e:
         L.append('    run.finish()')
     return "\n".join(L) + "\n    return unwrap(model), best\n"
@@ -801,7 +801,7 @@ def _main(p: Plan) -> str:
          '    parser.add_argument("--smoke", action="store_true", help="one tiny step on synthetic data, then exit")',
          '    parser.add_argument("--synthetic", action="store_true", help="train on random data of the right shapes")']
     if p.kind != "online":
-        A.append(f'    parser.add_argument("--data", default={_default_data(p)!r}, help="where the training data is")')
+        A.append(f'    parser.add_argument("--data", default={json.dumps(_default_data(p))}, help="where the training data is")')
     if p.dataset == "csv" and p.kind in ("classify", "regress"):
         A.append('    parser.add_argument("--target", default=None, help="target column (name or index; default: the last)")')
     if p.hf:
@@ -859,7 +859,7 @@ def _main(p: Plan) -> str:
         if p.kind == "gan":
             body += ['generate_samples(model, 8 if args.smoke else args.samples, os.path.join(args.out, "generated.pt"))']
         else:
-            body.append('print(f"best validation loss {best:.4f}")')
+            body += ['if is_main_process():', '    print(f"best validation loss {best:.4f}")'] if not e else ['print(f"best validation loss {best:.4f}")']
         if p.task == "streaming-inference":
             body += ['if args.smoke or (args.synthetic and args.stream is None):',
                      '    values = example_batch(1)[0][0].tolist() * 2  # a short synthetic stream',
