@@ -294,3 +294,40 @@ def test_prompts_name_the_contract_and_the_engine() -> None:
         None,
     )
     assert "- smoke: exit code 1" in msg and "syntax" not in msg and "NameError" in msg
+
+
+# ------------------------------------------------------------------------------------------------
+# The transformers backend through the pipeline (a random tiny model: it never writes a program)
+# ------------------------------------------------------------------------------------------------
+
+
+def _tiny_model_builder():
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("_codegen_test_backends", Path(__file__).with_name("test_backends.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.build_tiny_model
+
+
+@pytest.mark.slow
+def test_transformers_backend_through_the_pipeline(tmp_path) -> None:
+    from deepdive.codegen.backends.worker_client import ModelWorker, TransformersBackend
+
+    path = _tiny_model_builder()(tmp_path / "tiny", n_positions=16384)
+    worker = ModelWorker()
+    try:
+        backend = TransformersBackend(str(path), worker=worker, max_new_tokens=16)
+        partials, on_partial = collect()
+        params = GenerateParams(prompt=PROMPT, backend="transformers", model_path=str(path))
+        result = generate(params, on_partial=on_partial, backend=backend)
+        assert result.backend == "transformers" and not result.verified
+        assert result.rounds == 2
+        assert result.message and result.message.startswith("not verified after 2 repair rounds") and "\n" not in result.message
+        kinds = [p.kind for p in partials]
+        assert kinds.count("reset") == 2
+        assert kinds.count("text") >= 3 * 2  # each of the 3 attempts streamed tokens
+        assert worker.restarts == 0 and worker.loaded == ("transformers", str(path))  # loaded once, kept
+    finally:
+        worker.shutdown()
