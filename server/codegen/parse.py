@@ -288,6 +288,9 @@ def parse_intent(prompt: str, framework: Optional[str] = None) -> Intent:
     elif _search(r"cifar", low):
         dataset, input_shape = "cifar10", (3, 32, 32)
         num_classes = num_classes or (10 if task == "image-classification" else None)
+    elif _search(r"\bdigits\b|load_digits|8x8|手写数字", low):
+        dataset, input_shape = "digits", (1, 8, 8)  # scikit-learn's bundled 8x8 digits (offline)
+        num_classes = num_classes or (10 if task == "image-classification" else None)
     elif _search(r"(image|photo|picture)s? (folder|directory|dir)|folders? of (images|photos|pictures)|"
                    r"director(y|ies) of (images|photos)|imagefolder|图片文件夹|图像文件夹", low):
         dataset = "imagefolder"

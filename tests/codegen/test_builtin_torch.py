@@ -263,6 +263,7 @@ def _real_data_cases(root: Path) -> list[tuple[str, list[str], str]]:
     return [
         ("a 2-layer CNN for MNIST", ["--data", str(mnist), *small], "val accuracy"),
         ("a 2-layer CNN for CIFAR-10", ["--data", str(root), *small], "val accuracy"),
+        ("a 2-layer CNN for the sklearn digits dataset", ["--epochs", "1"], "val accuracy"),
         ("regression MLP on a CSV with 4 numeric features", ["--data", str(root / "reg.csv"), "--target", "y", *small],
          "best validation loss"),
         ("MLP classifier on a CSV with 4 features and 2 classes", ["--data", str(root / "cls.csv"), *small], "val accuracy"),

@@ -97,6 +97,8 @@ CASES: list[tuple[str, dict]] = [
      dict(task="forecasting", hidden_size=64, seq_len=96, horizon=24, features={"quantize"})),
     ("GAN with a 100-dim noise vector generating 64x64 RGB faces",
      dict(task="gan", latent_dim=100, input_shape=(3, 64, 64))),
+    ("a 2-layer CNN for the sklearn digits dataset, with mixed precision",
+     dict(task=IMG, architecture="cnn", dataset="digits", input_shape=(1, 8, 8), num_classes=10, layers=2, features={"amp"})),
     ("ＣＮＮ分类ＭＮＩＳＴ，３层，批大小３２", dict(architecture="cnn", dataset="mnist", layers=3, batch_size=32)),
     ("fine-tune ./checkpoints/distilbert on reviews, 5 classes, learning rate 3e-5",
      dict(architecture="hf-finetune", model_path="./checkpoints/distilbert", lr=3e-5, num_classes=5)),

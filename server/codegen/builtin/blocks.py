@@ -685,6 +685,21 @@ def load_images(args):
     return read([f"data_batch_{i}" for i in range(1, 6)]) + read(["test_batch"])
 '''
 
+DIGITS = '''
+def load_images(args):
+    """scikit-learn's bundled 8x8 digits (1,797 images, offline): a seeded 80/20 split, x in [0, 1]."""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise DataError("the digits dataset comes with scikit-learn: pip install scikit-learn") from None
+    digits = load_digits()
+    x = torch.tensor(digits.images, dtype=torch.float32).div(16).reshape(-1, *INPUT_SHAPE)
+    y = torch.tensor(digits.target, dtype=torch.long)
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(SEED))
+    cut = int(0.8 * len(x))
+    return x[order[:cut]], y[order[:cut]], x[order[cut:]], y[order[cut:]]
+'''
+
 IMAGE_FOLDER = '''
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 

@@ -131,7 +131,7 @@ def _space_defs(code: str) -> str:
 
 
 def _filename(p: Plan) -> str:
-    data = {"mnist": "mnist", "cifar10": "cifar10", "imagefolder": "images", "csv": "csv", "text": "text",
+    data = {"mnist": "mnist", "cifar10": "cifar10", "digits": "digits", "imagefolder": "images", "csv": "csv", "text": "text",
             "series": "series", "synthetic": ""}[p.dataset]
     arch = {"hf-finetune": "finetune", "protonet": "protonet"}.get(p.arch, p.arch)
     task = {"autoencoder": "", "vae": "", "gan": "", "few-shot": "fewshot", "streaming-inference": "streaming",
@@ -154,7 +154,9 @@ def _docstring(p: Plan) -> str:
         title = "MLP classifier for tabular data"
     prompt = " ".join(p.intent.prompt.split()).replace('"""', "'''").replace("\\", "/")
     runs = ["python {file} --smoke             # one tiny step on synthetic data", "python {file} --synthetic --epochs 2"]
-    if p.dataset != "synthetic":
+    if p.dataset == "digits":
+        runs.append("python {file}                     # scikit-learn's bundled digits")
+    elif p.dataset != "synthetic":
         runs.append("python {file} --data " + _default_data(p))
     if p.has("ddp"):
         runs.append("torchrun --nproc_per_node 2 {file} --data " + _default_data(p))
@@ -184,7 +186,7 @@ Data is read from local files only; nothing is downloaded.{note}
 def _default_data(p: Plan) -> str:
     if p.dataset == "csv" and p.intent.csv_path:
         return p.intent.csv_path
-    return {"mnist": "data/mnist", "cifar10": "data/cifar-10-batches-py", "imagefolder": "data/images",
+    return {"mnist": "data/mnist", "cifar10": "data/cifar-10-batches-py", "digits": "(bundled with scikit-learn)", "imagefolder": "data/images",
             "csv": "data.csv", "text": "data/train.tsv", "series": "data/series.csv",
             "synthetic": "DIR"}[p.dataset]
 
@@ -315,7 +317,7 @@ def _data(p: Plan) -> str:
         return B.SERIES_DATA
     if k == "fewshot":
         return B.IMAGE_FOLDER + B.FEWSHOT_DATA
-    image_src = {"mnist": B.MNIST, "cifar10": B.CIFAR10, "imagefolder": B.IMAGE_FOLDER}.get(d)
+    image_src = {"mnist": B.MNIST, "cifar10": B.CIFAR10, "digits": B.DIGITS, "imagefolder": B.IMAGE_FOLDER}.get(d)
     if image_src and k in ("classify", "recon", "vae", "gan"):
         wrap = {"classify": B.IMAGES_CLASSIFY, "recon": B.IMAGES_RECON, "vae": B.IMAGES_RECON, "gan": B.IMAGES_GAN}[k]
         return image_src + wrap
