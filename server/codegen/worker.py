@@ -429,7 +429,7 @@ def main() -> int:
         if not worker.handle(req):
             break
     else:
-        worker.jobs.put(None)  # stdin closed: the client is gone
+        worker.handle({"op": "shutdown"})  # stdin closed: the client is gone; stop what runs
     worker.thread.join(timeout=5)
     out.flush()
     os._exit(0)  # do not wait for library threads

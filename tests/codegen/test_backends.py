@@ -280,8 +280,12 @@ def test_worker_process_never_imported_into_the_caller() -> None:
 class ChatServer:
     """A streaming chat-completions server (SSE) on 127.0.0.1 in a thread."""
 
-    def __init__(self, reply, *, delay_s: float = 0.0, chunk: int = 7, status: int = 200) -> None:  # noqa: ANN001
+    def __init__(
+        self, reply, *, delay_s: float = 0.0, chunk: int = 7, status: int = 200, quiet_s: float = 0.0, plain: bool = False
+    ) -> None:  # noqa: ANN001
         self.reply = reply  # callable(body) -> text
+        self.quiet_s = quiet_s  # silence before the response headers (a server loading its model)
+        self.plain = plain  # answer with one JSON object, as a server that ignores "stream" does
         self.delay_s = delay_s
         self.chunk = chunk
         self.status = status
@@ -310,6 +314,17 @@ class ChatServer:
                     self.wfile.write(data)
                     return
                 text = server.reply(body)
+                if server.quiet_s:
+                    time.sleep(server.quiet_s)
+                if server.plain:
+                    data = json.dumps({"choices": [{"index": 0, "message": {"role": "assistant", "content": text}}]})
+                    raw = data.encode()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(raw)))
+                    self.end_headers()
+                    self.wfile.write(raw)
+                    return
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.send_header("Transfer-Encoding", "chunked")
@@ -418,3 +433,55 @@ def test_openai_cancel_mid_stream() -> None:
         assert time.monotonic() - at < 1.0
         assert len(got) == 3
         assert srv.disconnected.wait(5)  # the server saw the connection go away
+
+
+def test_openai_cancel_while_the_server_is_quiet() -> None:
+    # No response headers yet (the server is loading its model): a cancel still ends the request at once.
+    with ChatServer(lambda body: "late", quiet_s=5.0) as srv:
+        cancel = threading.Event()
+        threading.Timer(0.3, cancel.set).start()
+        start = time.monotonic()
+        with pytest.raises(Cancelled):
+            list(OpenAICompatibleBackend(srv.url).stream("", [{"role": "user", "content": "x"}], cancel))
+        assert time.monotonic() - start < 2.0
+
+
+def test_openai_server_that_ignores_stream() -> None:
+    with ChatServer(lambda body: "print('whole')\n", plain=True) as srv:
+        assert list(OpenAICompatibleBackend(srv.url).stream("", [{"role": "user", "content": "x"}])) == [
+            "print('whole')\n"
+        ]
+
+
+def test_worker_exits_when_its_client_dies(tmp_path: Path) -> None:
+    # The daemon killed outright (no shutdown): the worker sees stdin close and exits, no orphan.
+    import subprocess
+
+    client = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time; from deepdive.codegen.backends.worker_client import ModelWorker\n"
+            "w = ModelWorker(); w._ensure_process(); print(w.pid, flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        pid = int(client.stdout.readline())
+        os.kill(pid, 0)  # the worker runs
+        client.kill()
+        client.wait(timeout=10)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
+        else:
+            os.kill(pid, signal.SIGKILL)
+            pytest.fail("the model worker outlived its client")
+    finally:
+        if client.poll() is None:
+            client.kill()

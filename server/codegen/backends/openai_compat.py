@@ -112,33 +112,43 @@ class OpenAICompatibleBackend(Backend):
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
         where = f"{self.scheme}://{self.host}:{self.port}"
-        try:
-            conn.request("POST", self.path, body=payload, headers=headers)
-            if conn.sock is not None:
-                conn.sock.settimeout(self.read_timeout_s)
-            resp = conn.getresponse()
-        except ConnectionRefusedError:
-            conn.close()
-            raise BackendError(
-                f"cannot connect to {where}: connection refused (is the server — Ollama, vLLM, LM Studio, "
-                "llama.cpp — running there?)"
-            ) from None
-        except socket.timeout:
-            conn.close()
-            raise BackendError(f"{where} did not answer within {self.read_timeout_s:.0f} s") from None
-        except OSError as exc:
-            conn.close()
-            raise BackendError(f"cannot connect to {where}: {exc.strerror or exc}") from None
-        if resp.status != 200:
-            detail = _error_detail(resp.read(4096))
-            conn.close()
-            hint = " (is the model name right?)" if resp.status == 404 else ""
-            raise BackendError(f"{where}{self.path} answered HTTP {resp.status} {resp.reason}{hint}: {detail}")
-        # A reader thread feeds lines to a queue so that cancel is seen while the socket is quiet;
-        # cancelling closes the socket, which ends the reader.
+        # One thread connects, sends and reads lines into a queue, so that a cancel is seen at once
+        # even while the server is quiet (loading its model, or thinking); cancelling closes the
+        # socket, which ends that thread.
         lines: "queue.Queue[object]" = queue.Queue()
 
         def reader() -> None:
+            try:
+                conn.request("POST", self.path, body=payload, headers=headers)
+                if conn.sock is not None:
+                    conn.sock.settimeout(self.read_timeout_s)
+                resp = conn.getresponse()
+            except ConnectionRefusedError:
+                lines.put(
+                    BackendError(
+                        f"cannot connect to {where}: connection refused (is the server — Ollama, vLLM, "
+                        "LM Studio, llama.cpp — running there?)"
+                    )
+                )
+                return
+            except socket.timeout:
+                lines.put(BackendError(f"{where} did not answer within {self.read_timeout_s:.0f} s"))
+                return
+            except OSError as exc:
+                lines.put(BackendError(f"cannot connect to {where}: {exc.strerror or exc}"))
+                return
+            except Exception as exc:  # noqa: BLE001 - e.g. http.client.RemoteDisconnected
+                lines.put(BackendError(f"{where} did not answer: {type(exc).__name__}: {exc}"))
+                return
+            if resp.status != 200:
+                try:
+                    detail = _error_detail(resp.read(4096))
+                except Exception:  # noqa: BLE001
+                    detail = "no detail"
+                hint = " (is the model name right?)" if resp.status == 404 else ""
+                lines.put(BackendError(f"{where}{self.path} answered HTTP {resp.status} {resp.reason}{hint}: {detail}"))
+                return
+            lines.put(("headers", resp.getheader("Content-Type", "") or ""))
             try:
                 while True:
                     raw = resp.readline()
@@ -150,7 +160,7 @@ class OpenAICompatibleBackend(Backend):
             lines.put(_END)
 
         threading.Thread(target=reader, name="openai-sse", daemon=True).start()
-        content_type = resp.getheader("Content-Type", "")
+        content_type = ""
         plain_json: list[bytes] = []
         done = False
         last = time.monotonic()
@@ -167,6 +177,11 @@ class OpenAICompatibleBackend(Backend):
                 last = time.monotonic()
                 if item is _END:
                     break
+                if isinstance(item, tuple):
+                    content_type = item[1]
+                    continue
+                if isinstance(item, BackendError):
+                    raise item
                 if isinstance(item, Exception):
                     if cancel.is_set():
                         raise Cancelled()
