@@ -1,5 +1,5 @@
 // One generated program in a document: streamed in, then kept (accept) or removed (reject).
-import { Position, Range, TextDocument, TextDocumentChangeEvent, Uri, workspace, WorkspaceEdit } from 'vscode';
+import { EndOfLine, Position, Range, TextDocument, TextDocumentChangeEvent, Uri, workspace, WorkspaceEdit } from 'vscode';
 import { GenerateResult } from '../protocol';
 import { indentLines, planBodyEdit, Region, shiftRegion } from './region';
 
@@ -26,20 +26,27 @@ export class PendingGeneration {
     /** The user edited inside the inserted text. */
     touched = false;
     private region: Region;
-    private body = '';
     /** Our own edits in flight: document changes meanwhile are ours. */
     private applying = 0;
     private queue: Promise<void> = Promise.resolve();
     private wanted = '';
     private flushing = false;
 
+    private readonly target: InsertionTarget;
+
     constructor(
         readonly document: TextDocument,
-        private readonly target: InsertionTarget,
+        target: InsertionTarget,
         readonly prompt: string,
     ) {
         this.uri = document.uri;
         this.region = { start: target.offset, length: 0 };
+        this.target = { ...target, prefix: this.eol(target.prefix), suffix: this.eol(target.suffix) };
+    }
+
+    /** Text with the document's line ends (VS Code turns inserted '\n' into '\r\n' in a CRLF document). */
+    private eol(text: string): string {
+        return this.document.eol === EndOfLine.CRLF ? text.replace(/\r?\n/g, '\r\n') : text;
     }
 
     /** The document range the program (with its framing) occupies now. */
@@ -50,7 +57,11 @@ export class PendingGeneration {
     /** The range of the program itself, without the framing newlines. */
     get bodyRange(): Range {
         const start = this.region.start + this.target.prefix.length;
-        return new Range(this.document.positionAt(start), this.document.positionAt(start + this.body.length));
+        return new Range(this.document.positionAt(start), this.document.positionAt(start + this.bodyLength));
+    }
+
+    private get bodyLength(): number {
+        return Math.max(0, this.region.length - this.target.prefix.length - this.target.suffix.length);
     }
 
     get text(): string {
@@ -72,7 +83,7 @@ export class PendingGeneration {
 
     /** Sets the program streamed so far (unindented); edits are serialised and coalesced. */
     setBody(program: string): Promise<void> {
-        this.wanted = indentLines(program, this.target.indent);
+        this.wanted = this.eol(indentLines(program, this.target.indent));
         if (!this.flushing) {
             this.flushing = true;
             this.queue = this.queue.then(() => this.flush());
@@ -87,22 +98,29 @@ export class PendingGeneration {
 
     private async flush(): Promise<void> {
         try {
-            while (this.state !== 'closed' && this.wanted !== this.body) {
+            // The document is the truth: if the user typed inside the program, the stream overrides it.
+            let lastTried: string | undefined;
+            while (this.state !== 'closed' && this.wanted !== this.document.getText(this.bodyRange)) {
                 const want = this.wanted;
-                const plan = planBodyEdit(this.body, want);
-                const bodyStart = this.region.start + this.target.prefix.length;
+                if (want === lastTried) {
+                    // the edit went through but the document does not read back as asked: stop, never spin
+                    break;
+                }
+                lastTried = want;
+                const range = this.bodyRange;
+                const plan = planBodyEdit(this.document.getText(range), want);
+                const bodyStart = this.document.offsetAt(range.start);
+                const oldLength = this.bodyLength;
                 let ok = true;
                 if (plan.kind === 'append') {
                     ok = await this.edit((e) => e.insert(this.uri, this.document.positionAt(bodyStart + plan.at), plan.text));
                 } else if (plan.kind === 'replace') {
-                    const range = new Range(this.document.positionAt(bodyStart), this.document.positionAt(bodyStart + this.body.length));
                     ok = await this.edit((e) => e.replace(this.uri, range, plan.text));
                 }
                 if (!ok) {
                     throw new Error(`could not edit ${this.uri.toString(true)}`);
                 }
-                this.region = { start: this.region.start, length: this.region.length - this.body.length + want.length };
-                this.body = want;
+                this.region = { start: this.region.start, length: this.region.length - oldLength + want.length };
             }
         } finally {
             this.flushing = false;

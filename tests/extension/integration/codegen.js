@@ -115,6 +115,27 @@ exports.run = async function run(test, ctx, { poll }) {
     }
   }, 60000);
 
+  await test('codegen: in a CRLF document the program gets CRLF line ends, and reject restores it', async () => {
+    assert.ok(ctx.generate, 'deepdive/generate is not available (see above)');
+    await setVerify(false);
+    try {
+      const original = 'a = 1\r\n\r\nb = 2\r\n';
+      const { doc } = await openPython(original);
+      assert.strictEqual(doc.eol, vscode.EndOfLine.CRLF, 'the document is CRLF');
+      const outcome = await vscode.commands.executeCommand('deepdive.generateCode', { prompt: PROMPT, quiet: true, uri: doc.uri.toString(), line: 1 });
+      assert.strictEqual(outcome && outcome.state, 'review', `outcome: ${JSON.stringify(outcome && { ...outcome, text: undefined })}`);
+      const text = doc.getText();
+      assert.match(text, /def build_model/);
+      assert.ok(!/[^\r]\n/.test(text), 'no bare LF line ends');
+      assert.strictEqual(text, 'a = 1\r\n' + outcome.text + '\r\nb = 2\r\n', 'the program sits at line 2');
+      await vscode.commands.executeCommand('deepdive.rejectGeneration', doc.uri.toString());
+      assert.strictEqual(doc.getText(), original, 'reject restores the original text');
+      await closeActive();
+    } finally {
+      await setVerify(undefined);
+    }
+  }, 60000);
+
   await test('codegen: the comment lens command inserts below the comment, indented like it', async () => {
     assert.ok(ctx.generate, 'deepdive/generate is not available (see above)');
     await setVerify(false);
