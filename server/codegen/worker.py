@@ -100,7 +100,10 @@ class TransformersModel:
         except Exception as exc:  # noqa: BLE001
             raise WorkerError(f"cannot load the tokenizer in {model_path}: {_one_line(exc)}") from None
         try:
-            self.model = AutoModelForCausalLM.from_pretrained(model_path, local_files_only=True, dtype=dtype)
+            # `dtype` since transformers 4.56; `torch_dtype` before (pyproject allows >= 4.44).
+            major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
+            key = "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
+            self.model = AutoModelForCausalLM.from_pretrained(model_path, local_files_only=True, **{key: dtype})
         except Exception as exc:  # noqa: BLE001
             raise WorkerError(f"cannot load the model in {model_path}: {_one_line(exc)}") from None
         self.model.eval()
@@ -350,8 +353,16 @@ class Worker:
         spec = (str(backend), path)
         start = time.perf_counter()
         if self.spec != spec or self.model is None:
+            if self.model is not None:  # another model: free the old one's memory first
+                try:
+                    self.model.release()
+                except Exception:  # noqa: BLE001
+                    pass
             self.model = None
             self.spec = None
+            import gc
+
+            gc.collect()
             if backend == "transformers":
                 self.model = TransformersModel(path)
             elif backend == "llamacpp":
