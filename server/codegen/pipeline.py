@@ -202,8 +202,11 @@ class _Run:
         self.phase("verifying")
 
         def on_check(check: GenerateCheck) -> None:
-            if not self.cancel.is_set():  # an abandoned verification (see below) stays quiet
-                self.emit(GeneratePartial(kind="check", check=check))
+            if self.cancel.is_set():
+                # An abandoned verification (see below) stays quiet, and raising here stops it
+                # before its next sandboxed run.
+                raise Cancelled("generation cancelled")
+            self.emit(GeneratePartial(kind="check", check=check))
 
         kwargs: dict[str, Any] = {"timeout_s": timeout_s, "allow_gpu": allow_gpu, "on_check": on_check}
         if "cancel" in inspect.signature(verify).parameters:
@@ -211,7 +214,8 @@ class _Run:
             result = verify(code, intent, **kwargs)
             self.check_cancel()
             return result
-        # A verifier without a cancel argument: wait for it in another thread, give up on a cancel.
+        # A verifier without a cancel argument: wait for it in another thread and give up on a cancel;
+        # the sandboxed run in progress then ends on its own (its time limit at most), and no other starts.
         box: dict[str, Any] = {}
 
         def target() -> None:
