@@ -277,7 +277,7 @@ class _Spec:
         parts.append(self._data())
         parts.append(self._training())
         parts.append(self._main())
-        return "\n\n".join(p.strip("\n") for p in parts) + "\n"
+        return "\n\n\n".join(p.strip("\n") for p in parts) + "\n"
 
     def _title(self) -> str:
         names = {
@@ -386,7 +386,8 @@ class _Spec:
         helpers = ""
         if self.amp:
             body.append("configure_precision()")
-        body.append("inputs = keras.Input(shape=INPUT_SHAPE)")
+        dtype = ', dtype="int32"' if self.task == "text-classification" else ""
+        body.append(f"inputs = keras.Input(shape=INPUT_SHAPE{dtype})")
         t, a = self.task, self.arch
         out_dense = 'keras.layers.Dense({units}, activation={act}, dtype="float32", name="output")(x)'
         if t == "image-classification":
@@ -919,7 +920,7 @@ def load_data(path=None, target=None):
         if not Path(path).is_file():
             raise FileNotFoundError(f"{path}: no such file (expected an .npz with arrays x and y)")
         with np.load(path) as d:
-            x, y = d["x"].astype("float32"), d["y"]
+            x, y = d["x"], d["y"]
     else:
         print("note: no --data; training on synthetic data", file=sys.stderr)
         x, y = example_batch(1024)
@@ -978,8 +979,7 @@ CALLBACK_CKPT = '''    if ckpt_dir:
         cbs.append(keras.callbacks.ModelCheckpoint(os.path.join(ckpt_dir, "best.keras"), monitor="val_loss", save_best_only=True))
         cbs.append(keras.callbacks.BackupAndRestore(os.path.join(ckpt_dir, "backup")))'''
 
-CALLBACKS_TAIL = '''    return cbs
-'''
+CALLBACKS_TAIL = "    return cbs"
 
 FIT = '''
 def steps_per_epoch(data, batch_size):
