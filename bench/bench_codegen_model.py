@@ -17,6 +17,9 @@ Metrics, one JSON line each ({"bench": "codegen_model", "metric", "value", "unit
 * ``chunks_per_generation``: text chunks the client received for ``--tokens`` tokens.
 * ``cancel_s``: cancel set -> :class:`Cancelled` raised, during a long generation, median.
 * ``restart_s``: the worker killed -> the next request's first chunk (restart + reload).
+* ``openai_ttfc_s`` and ``openai_chunks_per_s``: the OpenAI-compatible client against a local SSE
+  server that answers at once (``--chunks`` chunks of 8 characters): the client's own latency to the
+  first chunk and its throughput, i.e. what it adds to a real server's.
 
 Usage: python bench/bench_codegen_model.py [--tokens 256] [--repeats 5]
 """
@@ -107,11 +110,61 @@ CHAT = [{"role": "user", "content": "a 2-layer MLP classifier with 4 classes"}]
 SYSTEM = "You write complete, runnable PyTorch training programs in Python."
 
 
+def openai_client(chunks: int) -> tuple[float, float]:
+    import http.server
+
+    from deepdive.codegen.backends.openai_compat import OpenAICompatibleBackend
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):  # noqa: ANN002
+            pass
+
+        def do_POST(self) -> None:  # noqa: N802
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            event = json.dumps({"choices": [{"index": 0, "delta": {"content": "x = 1;\n"}}]})
+            raw = f"data: {event}\n\n".encode()
+            frame = f"{len(raw):x}\r\n".encode() + raw + b"\r\n"
+            for _ in range(chunks):
+                self.wfile.write(frame)
+            done = b"data: [DONE]\n\n"
+            self.wfile.write(f"{len(done):x}\r\n".encode() + done + b"\r\n0\r\n\r\n")
+            self.wfile.flush()
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        backend = OpenAICompatibleBackend(f"http://127.0.0.1:{httpd.server_address[1]}")
+        start = time.perf_counter()
+        first = None
+        n = 0
+        for _text in backend.stream(SYSTEM, CHAT):
+            if first is None:
+                first = time.perf_counter() - start
+            n += 1
+        total = time.perf_counter() - start
+        return first or total, n / total
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tokens", type=int, default=256)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--chunks", type=int, default=5000)
     args = ap.parse_args()
+
+    ttfc, rate = openai_client(args.chunks)
+    emit("openai_ttfc_s", ttfc, "s", server="local SSE, answers at once")
+    emit("openai_chunks_per_s", rate, "chunks/s", chunks=args.chunks)
 
     with tempfile.TemporaryDirectory() as tmp:
         path = build_tiny_model(Path(tmp) / "tiny-gpt2")
