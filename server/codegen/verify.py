@@ -220,6 +220,7 @@ def verify(source: str, intent: Optional[Intent], *, timeout_s: float = 120, mem
     t0 = time.monotonic()
     try:
         tree = ast.parse(source)
+        compile(tree, "program.py", "exec")  # also the errors ast.parse lets through (misplaced global, ...)
     except SyntaxError as exc:
         msg = f"syntax error at line {exc.lineno}: {exc.msg}"
         record("parse", False, msg, t0)

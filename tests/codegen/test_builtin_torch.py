@@ -206,10 +206,11 @@ def test_hf_finetune_against_a_tiny_local_bert(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_hf_finetune_tiny_gpt2_and_missing_directory(tmp_path: Path) -> None:
-    from transformers import GPT2Config, GPT2ForSequenceClassification
+    from transformers import GPT2Config, GPT2LMHeadModel
 
     model_dir = tmp_path / "tiny-gpt2"
-    GPT2ForSequenceClassification(GPT2Config(vocab_size=50, n_positions=64, n_embd=32, n_layer=2, n_head=2)).save_pretrained(str(model_dir))
+    config = GPT2Config(vocab_size=50, n_positions=64, n_embd=32, n_layer=2, n_head=2, bos_token_id=1, eos_token_id=1)
+    GPT2LMHeadModel(config).save_pretrained(str(model_dir))  # a base language model: the head is new
     intent = parse_intent(f"fine-tune the GPT-2 model at {model_dir} to classify tweets into 3 classes")
     program = generate(intent)
     result = verify(program.code, intent, timeout_s=240)

@@ -222,3 +222,10 @@ def test_keras_program_properties() -> None:
     assert "output units 3" in result.checks[-1].detail and "2 Dense layer(s)" in result.checks[-1].detail
     wrong = Intent(prompt="t", task="image-classification", architecture="mlp", framework="torch", num_classes=3)
     assert "framework tensorflow (expected torch)" in verify(KERAS_PROGRAM, wrong, timeout_s=240).message
+
+
+def test_compile_time_errors_fail_parse() -> None:
+    source = program("pass", header="import os\nimport sys\nX = 1\n\n\ndef f():\n    print(X)\n    global X\n")
+    result = verify(source, None)
+    assert [c.name for c in result.checks] == ["parse"]
+    assert "used prior to global declaration" in result.message

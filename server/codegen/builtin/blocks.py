@@ -280,7 +280,9 @@ def build_model() -> nn.Module:
     if not os.path.isdir(MODEL_PATH):
         raise DataError(f"model directory {MODEL_PATH} not found: pass --model DIR with a local Hugging Face "
                         "model (config.json and weights); this script never downloads")
-    model = AutoModelForSequenceClassification.from_pretrained(MODEL_PATH, num_labels=NUM_CLASSES, local_files_only=True)
+    # ignore_mismatched_sizes: a checkpoint with another number of labels gets a fresh head too.
+    model = AutoModelForSequenceClassification.from_pretrained(MODEL_PATH, num_labels=NUM_CLASSES, local_files_only=True,
+                                                               ignore_mismatched_sizes=True)
     if model.config.pad_token_id is None:  # GPT-2 style models: pad with the end-of-text token
         model.config.pad_token_id = model.config.eos_token_id if model.config.eos_token_id is not None else 0
     return model
@@ -491,7 +493,8 @@ def example_batch(batch_size: int = 8):
     from transformers import AutoConfig
 
     if not os.path.isdir(MODEL_PATH):
-        raise DataError(f"model directory {MODEL_PATH} not found: pass --model DIR with a local Hugging Face model")
+        raise DataError(f"model directory {MODEL_PATH} not found: pass --model DIR with a local Hugging Face "
+                        "model (config.json and weights); this script never downloads")
     vocab = AutoConfig.from_pretrained(MODEL_PATH, local_files_only=True).vocab_size
     g = torch.Generator().manual_seed(SEED)
     ids = torch.randint(5, vocab, (batch_size, SEQ_LEN), generator=g)

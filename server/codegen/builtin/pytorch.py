@@ -838,7 +838,8 @@ def _main(p: Plan) -> str:
           '    args = parser.parse_args(argv)', '']
     A += ['    random.seed(args.seed)', '    torch.manual_seed(args.seed)']
     if p.hf:
-        A += ['    global MODEL_PATH', '    MODEL_PATH = args.model']
+        A.insert(0, '    global MODEL_PATH  # --model overrides it')
+        A += ['    MODEL_PATH = args.model']
     body: list[str] = []
     if p.kind == "online":
         body += ['if args.smoke:',
