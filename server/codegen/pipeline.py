@@ -305,9 +305,15 @@ def generate(
         else:
             run.phase("generating")
         answer: list[str] = []
-        for text in backend.stream(system, messages, run.cancel):
-            answer.append(text)
-            run.emit(GeneratePartial(kind="text", text=text))
+        stream = backend.stream(system, messages, run.cancel)
+        try:
+            for text in stream:
+                answer.append(text)
+                run.emit(GeneratePartial(kind="text", text=text))
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()  # stops the model at once when on_partial raised
         run.check_cancel()
         raw = "".join(answer)
         code = extract_code(raw)

@@ -114,10 +114,16 @@ class TransformersModel:
         tok = self.tokenizer
         if getattr(tok, "chat_template", None):
             chat = ([{"role": "system", "content": system}] if system else []) + list(messages)
-            text = tok.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
-        else:
-            text = _plain_prompt(system, messages)
-        return tok(text, return_tensors="pt").input_ids
+            try:
+                text = tok.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
+            except Exception:  # noqa: BLE001 - templates without a system role (Gemma) raise
+                if not system or not messages:
+                    raise
+                first = dict(messages[0], content=f"{system}\n\n{messages[0].get('content', '')}")
+                text = tok.apply_chat_template([first, *messages[1:]], add_generation_prompt=True, tokenize=False)
+            # The template already wrote the special tokens (BOS): do not add them twice.
+            return tok(text, return_tensors="pt", add_special_tokens=False).input_ids
+        return tok(_plain_prompt(system, messages), return_tensors="pt").input_ids
 
     def generate(self, req: dict, cancel: threading.Event, emit_text: Callable[[str], None]) -> dict:
         from transformers import StoppingCriteria, StoppingCriteriaList

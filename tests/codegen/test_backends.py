@@ -485,3 +485,46 @@ def test_worker_exits_when_its_client_dies(tmp_path: Path) -> None:
     finally:
         if client.poll() is None:
             client.kill()
+
+
+@pytest.mark.slow
+def test_cancel_while_loading_and_while_queued(tiny_model: Path) -> None:
+    w = ModelWorker()
+    try:
+        backend = TransformersBackend(str(tiny_model), worker=w, max_new_tokens=4000)
+        cancel = threading.Event()
+        threading.Timer(0.3, cancel.set).start()  # a cold worker takes seconds to import and load
+        start = time.monotonic()
+        with pytest.raises(Cancelled):
+            list(backend.stream("", [{"role": "user", "content": "x"}], cancel))
+        assert time.monotonic() - start < 2.0
+        # The next request gets the model (loaded in the background, or loaded now).
+        short = TransformersBackend(str(tiny_model), worker=w, max_new_tokens=4)
+        assert "".join(short.stream("", [{"role": "user", "content": "x"}]))
+
+        # A second request waits for the first generation; a cancel ends its wait at once.
+        first_chunk = threading.Event()
+        stop_first = threading.Event()
+
+        def long_run() -> None:
+            try:
+                for _ in backend.stream("", [{"role": "user", "content": "x"}], stop_first):
+                    first_chunk.set()
+            except Cancelled:
+                pass
+
+        t = threading.Thread(target=long_run)
+        t.start()
+        assert first_chunk.wait(60)
+        queued = threading.Event()
+        threading.Timer(0.2, queued.set).start()
+        start = time.monotonic()
+        with pytest.raises(Cancelled):
+            list(short.stream("", [{"role": "user", "content": "y"}], queued))
+        assert time.monotonic() - start < 2.0
+        stop_first.set()
+        t.join(30)
+        assert not t.is_alive()
+        assert w.restarts == 0
+    finally:
+        w.shutdown()

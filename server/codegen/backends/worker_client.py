@@ -149,11 +149,22 @@ class ModelWorker:
                     "the model worker exited" + (f": {self.stderr_tail(1)}" if self.stderr_tail(1) else "")
                 ) from None
 
-    def _wait(self, rid: int, q: "queue.Queue[dict]", timeout: float, what: str) -> dict:
+    def _wait(
+        self, rid: int, q: "queue.Queue[dict]", timeout: float, what: str, cancel: Optional[threading.Event] = None
+    ) -> dict:
+        deadline = time.monotonic() + timeout
         try:
-            msg = q.get(timeout=timeout)
-        except queue.Empty:
-            raise BackendError(f"the model worker did not answer {what} within {timeout:.0f} s") from None
+            while True:
+                try:
+                    msg = q.get(timeout=0.05)
+                    break
+                except queue.Empty:
+                    if cancel is not None and cancel.is_set():
+                        # The worker finishes what it does (a load is not interruptible); its reply
+                        # goes nowhere, and the next request finds the model loaded.
+                        raise Cancelled() from None
+                    if time.monotonic() > deadline:
+                        raise BackendError(f"the model worker did not answer {what} within {timeout:.0f} s") from None
         finally:
             self._queues.pop(rid, None)
         if msg.get("event") in ("error", "exit"):
@@ -168,13 +179,13 @@ class ModelWorker:
         with self._gen_lock:
             return self._load_locked(spec)
 
-    def _load_locked(self, spec: tuple[str, str]) -> dict:
+    def _load_locked(self, spec: tuple[str, str], cancel: Optional[threading.Event] = None) -> dict:
         if self.loaded == spec:
             return dict(self._load_info, cached=True)
         for attempt in range(2):
             rid, q = self._send({"op": "load", "backend": spec[0], "model_path": spec[1]})
             try:
-                msg = self._wait(rid, q, self.load_timeout_s, f"loading {spec[1]}")
+                msg = self._wait(rid, q, self.load_timeout_s, f"loading {spec[1]}", cancel)
             except BackendError as exc:
                 if attempt == 0 and "model worker exited" in str(exc) and not self.alive:
                     continue  # it died before or while loading (not of the load's own error): once more
@@ -197,10 +208,14 @@ class ModelWorker:
     ) -> Iterator[str]:
         """Stream a generation; raises :class:`Cancelled` when ``cancel`` is set, BackendError on failure."""
         spec = (backend, os.path.abspath(model_path))
-        with self._gen_lock:
+        # One generation at a time (the worker runs them in order anyway); a cancel ends the wait.
+        while not self._gen_lock.acquire(timeout=0.05):
             if cancel is not None and cancel.is_set():
                 raise Cancelled()
-            self._load_locked(spec)
+        try:
+            if cancel is not None and cancel.is_set():
+                raise Cancelled()
+            self._load_locked(spec, cancel)
             rid, q = self._send(
                 {
                     "op": "generate",
@@ -251,6 +266,8 @@ class ModelWorker:
                 if not finished:
                     self._cancel(proc, rid)  # the consumer stopped reading: stop the model too
                 self._queues.pop(rid, None)
+        finally:
+            self._gen_lock.release()
 
     def _cancel(self, proc: subprocess.Popen, rid: int) -> None:
         if proc.poll() is None:
