@@ -76,6 +76,10 @@ CASES: dict[str, tuple[Intent, tuple, dict]] = {
           input_shape=(8,), layers=3, features={"early_stopping", "prune"}),
         (1,), {"Dense": 3},
     ),
+    "custom_regression_plain": (
+        I("regression on a CSV with 8 features", "regression", "mlp", dataset="csv", input_shape=(8,), lr=3e-3),
+        (1,), {"Dense": 3},
+    ),
     "ae_dense_784_32": (
         I("autoencoder 784 -> 32", "autoencoder", "autoencoder", input_shape=(784,), latent_dim=32),
         (784,), {"Dense": 4},
@@ -101,6 +105,16 @@ CASES: dict[str, tuple[Intent, tuple, dict]] = {
     "forecast_gru_multichannel": (
         I("GRU on 3-channel series, 4 steps ahead", "forecasting", "gru", input_shape=(30, 3), horizon=4),
         (4,), {"GRU": 1},
+    ),
+    "folder_cnn": (
+        I("cnn on my image folder of 16x16 pictures, 2 classes", "image-classification", "cnn", dataset="imagefolder",
+          input_shape=(3, 16, 16), num_classes=2, layers=2),
+        (2,), {"Conv2D": 2},
+    ),
+    "folder_ae_conv": (
+        I("conv autoencoder for my image folder", "autoencoder", "autoencoder", dataset="imagefolder",
+          input_shape=(3, 16, 16)),
+        (16, 16, 3), {"Conv2D": 2},
     ),
     "forecast_mlp": (
         I("mlp forecaster", "forecasting", "mlp", seq_len=16, horizon=2, layers=2, features={"lr_schedule"}),
@@ -225,6 +239,20 @@ def _write_idx(path: Path, arr: np.ndarray) -> None:
     path.write_bytes(header + arr.tobytes())
 
 
+def _write_png(path: Path, rgb: np.ndarray) -> None:
+    """A minimal RGB PNG writer (no Pillow here); TensorFlow decodes it in image_dataset_from_directory."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    h, w, _ = rgb.shape
+    raw = b"".join(b"\x00" + row.astype(np.uint8).tobytes() for row in rgb)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
 def _real_data(root: Path) -> dict[str, Path]:
     """Tiny files in the real formats: MNIST idx, CIFAR-10 python batches, numeric CSV, text CSV."""
     rng = np.random.default_rng(0)
@@ -254,7 +282,12 @@ def _real_data(root: Path) -> dict[str, Path]:
     series = root / "load.csv"
     t = np.arange(200)
     series.write_text("load\n" + "\n".join(f"{np.sin(v / 8):.4f}" for v in t) + "\n")
-    return {"mnist": mnist, "cifar": root / "cifar", "csv": csv, "text": text, "series": series}
+    folder = root / "pictures"
+    for label, colour in (("dark", 40), ("light", 210)):
+        (folder / label).mkdir(parents=True)
+        for i in range(10):
+            _write_png(folder / label / f"{i}.png", np.clip(colour + rng.normal(0, 20, (16, 16, 3)), 0, 255))
+    return {"mnist": mnist, "cifar": root / "cifar", "csv": csv, "text": text, "series": series, "folder": folder}
 
 
 REAL_RUNS = {
@@ -265,6 +298,10 @@ REAL_RUNS = {
     "real_regression_csv": ("regression_csv_es", "csv", ["--target", "price"]),
     "real_cifar_resnet": ("cifar_resnet_sched", "cifar", []),
     "real_ae_dense_mnist": ("ae_dense_mlp6", "mnist", []),
+    "real_folder_cnn": ("folder_cnn", "folder", []),
+    "real_folder_ae_conv": ("folder_ae_conv", "folder", []),
+    # it learns: 60 epochs on y = x.w + noise (y's spread ~2.8) bring the validation MAE well below 1
+    "learn_regression_csv": ("custom_regression_plain", "csv", ["--epochs", "60"]),
 }
 REAL_SUBPROCESS = ("real_mnist_cnn",)
 
@@ -343,7 +380,7 @@ def runs(tmp_path_factory):
             tasks.append({"name": name, "path": str(d / "prog.py"), "cwd": str(d), "argv": ["--smoke"], "build": True})
     for name, (case, key, extra) in REAL_RUNS.items():
         d = _mk(root, name, ALL_CASES[case][0])
-        argv = ["--data", str(data[key]), "--epochs", "1", "--batch-size", "16", *extra]
+        argv = ["--data", str(data[key]), "--epochs", "1", "--batch-size", "16", *extra]  # a later --epochs wins
         if name in REAL_SUBPROCESS:
             jobs[name] = (["prog.py", *argv], d)
         else:
@@ -411,6 +448,9 @@ def test_real_run_on_real_format_files(runs, name):
     case = REAL_RUNS[name][0]
     if ALL_CASES[case][0].has("checkpoint"):
         assert (d / "checkpoints" / "best.keras").is_file()
+    if name.startswith("learn_"):
+        scores = dict(kv.split("=") for kv in out.split("validation: ", 1)[1].splitlines()[0].split(", "))
+        assert float(scores["mae"]) < 0.8, scores
 
 
 @pytest.mark.slow
