@@ -15,7 +15,7 @@ import pytest
 from deepdive.codegen import builtin
 from deepdive.codegen.backends import BackendError
 from deepdive.codegen.parse import parse_intent
-from deepdive.codegen.pipeline import Cancelled, extract_code, generate, repair_message, system_prompt
+from deepdive.codegen.pipeline import Cancelled, CodeStream, extract_code, generate, repair_message, system_prompt
 from deepdive.protocol import GenerateCheck, GenerateParams, GeneratePartial
 
 PROMPT = "a 2-layer MLP classifier with 4 classes"
@@ -208,7 +208,7 @@ def test_repair_loop_fixes_a_broken_program() -> None:
     reset_at = kinds.index("reset")
     before = "".join(p.text for p in partials[:reset_at] if p.kind == "text")
     after = "".join(p.text for p in partials[reset_at:] if p.kind == "text")
-    assert MARK in before and MARK not in after and after.startswith("Fixed:")
+    assert before == broken and after == good  # the editor saw the programs, not the prose around them
     assert len([k for k in kinds[:reset_at] if k == "text"]) > 10  # streamed in many chunks
     failed_first = [p.check for p in partials[:reset_at] if p.kind == "check" and not p.check.ok]
     assert failed_first  # the failing check was streamed before the repair
@@ -327,7 +327,35 @@ def test_transformers_backend_through_the_pipeline(tmp_path) -> None:
         assert result.message and result.message.startswith("not verified after 2 repair rounds") and "\n" not in result.message
         kinds = [p.kind for p in partials]
         assert kinds.count("reset") == 2
-        assert kinds.count("text") >= 3 * 2  # each of the 3 attempts streamed tokens
+        texts = [i for i, k in enumerate(kinds) if k == "text"]
+        resets = [i for i, k in enumerate(kinds) if k == "reset"]
+        assert texts[0] < resets[0] < texts[-1] and any(resets[0] < i < resets[1] for i in texts)  # 3 answers
         assert worker.restarts == 0 and worker.loaded == ("transformers", str(path))  # loaded once, kept
     finally:
         worker.shutdown()
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "Here you go:\n```python\nimport torch\nx = 1\n```\nThat's it, with ```python fences.",
+        "```python\na = 1\nb = '```'  # a fence inside a line\n  ```\n",
+        "<think>maybe ```python\nno()\n```</think>\n```py\nok = 1\n```",
+        "x = 1\ny = 2\n",
+        "```python\nunclosed = 1\nz",
+        "Sure.\n\n```\nplain = True\n```",
+    ],
+)
+def test_code_stream_shows_the_program_while_it_streams(answer: str) -> None:
+    for step in (1, 2, 3, 5, 8, 13, len(answer)):
+        cs = CodeStream()
+        out = "".join(cs.feed(answer[i : i + step]) for i in range(0, len(answer), step)) + cs.finish()
+        assert out.rstrip("\n") == extract_code(answer).rstrip("\n"), (step, out)
+        assert "```" not in out.replace("b = '```'", "")
+
+
+def test_code_stream_passes_bare_code_through_after_the_prose_limit() -> None:
+    cs = CodeStream()
+    first = cs.feed("import torch\n" * 100)  # 1300 characters, no fence: bare code
+    assert first == "import torch\n" * 100
+    assert cs.feed("x = 1\n") == "x = 1\n"
