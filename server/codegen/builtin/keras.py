@@ -68,6 +68,14 @@ def generate(intent: Intent) -> str:
             f"the builtin Keras generator does not cover {intent.task} with {intent.architecture}; "
             f"it covers {coverage()}; try framework torch"
         )
+    if intent.num_classes is not None and intent.num_classes < 2:
+        raise ValueError(f"num_classes must be at least 2 (got {intent.num_classes})")
+    for name in ("layers", "horizon", "seq_len", "vocab_size", "hidden_size", "latent_dim", "epochs", "batch_size"):
+        value = getattr(intent, name)
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be at least 1 (got {value})")
+    if intent.dropout is not None and not 0 <= intent.dropout < 1:
+        raise ValueError(f"dropout must be in [0, 1) (got {intent.dropout})")
     spec = _Spec(intent)
     return spec.render()
 
@@ -78,6 +86,11 @@ def generate(intent: Intent) -> str:
 
 def _hwc(shape: tuple[int, ...], default: tuple[int, int, int]) -> tuple[int, int, int]:
     """Intent image shapes are (C, H, W); Keras wants (H, W, C). Accept either."""
+    if len(shape) == 1:
+        side = math.isqrt(shape[0])
+        if side * side != shape[0]:
+            raise ValueError(f"input shape {shape} is not an image; give (channels, height, width)")
+        return (side, side, 1)
     if len(shape) == 2:
         return (shape[0], shape[1], 1)
     if len(shape) != 3:
@@ -150,12 +163,15 @@ class _Spec:
 
     def _resolve_image(self) -> None:
         it = self.it
-        self.shape = self._image_shape()
-        self.classes = it.num_classes or (10 if self.dataset in ("mnist", "cifar10") else 10)
+        if self.arch == "mlp" and len(it.input_shape) == 1:
+            self.shape = tuple(it.input_shape)  # flat features: an MLP takes them as they are
+        else:
+            self.shape = self._image_shape()
+        self.classes = it.num_classes or 10
         self.hidden = it.hidden_size or 128
         self.default_epochs, self.default_batch = 5, 64
         self.kind = "classify"
-        h, w, _ = self.shape
+        h, w = self.shape[0], self.shape[1] if len(self.shape) > 1 else 1
         if self.arch == "cnn":
             n = it.layers if it.layers is not None else (3 if self.dataset == "cifar10" else 2)
             n = max(1, n)
