@@ -367,6 +367,46 @@ class GenerateResult:
 
 
 # --------------------------------------------------------------------------------------------
+# deepdive/tune/applyBest
+# --------------------------------------------------------------------------------------------
+
+
+@attrs.define
+class TuneApplyParams:
+    """Rewrite the defaults of a script's `suggest(...)` calls to a study's best parameters."""
+
+    path: str
+    """The script (absolute, or relative to the workspace)."""
+    params: dict[str, Any]
+    """Parameter name -> value, e.g. a finished tune job's `result['bestParams']`."""
+    text: Optional[str] = None
+    """The document's current text when the editor has unsaved changes (else the file is read)."""
+
+
+@attrs.define
+class TextEditData:
+    """A replacement in the document: zero-based lines and UTF-16 character offsets, as in LSP."""
+
+    start_line: int
+    start_character: int
+    end_line: int
+    end_character: int
+    new_text: str
+
+
+@attrs.define
+class TuneApplyResult:
+    edits: list[TextEditData]
+    """Only the default values change; nothing else in the file moves."""
+    changed: list[str]
+    """Parameters whose default was rewritten."""
+    unchanged: list[str] = attrs.Factory(list)
+    """Parameters whose default already had the best value."""
+    missing: list[str] = attrs.Factory(list)
+    """Parameters with no `suggest("name", ...)` call in the script."""
+
+
+# --------------------------------------------------------------------------------------------
 # Method registry
 # --------------------------------------------------------------------------------------------
 
@@ -407,6 +447,12 @@ GENERATE = Request(
     GenerateResult,
     "Write a program from a sentence and verify it; partial results stream as GeneratePartial.",
 )
+TUNE_APPLY = Request(
+    "deepdive/tune/applyBest",
+    TuneApplyParams,
+    TuneApplyResult,
+    "The edits that set a script's suggest() defaults to the given (best) parameters.",
+)
 TELEMETRY_SUMMARY = Notification(
     "deepdive/telemetry/summary", TelemetrySummary, "GPU utilisation and run throughput for the status bar."
 )
@@ -421,6 +467,7 @@ REQUESTS: tuple[Request, ...] = (
     JOBS_KINDS,
     HUB,
     GENERATE,
+    TUNE_APPLY,
 )
 NOTIFICATIONS: tuple[Notification, ...] = (JOBS_EVENT, TELEMETRY_SUMMARY)
 # Payloads that travel inside standard LSP messages (`$/progress` values), not as params or results.

@@ -217,6 +217,36 @@ export interface GenerateResult {
   message?: string | null;
 }
 
+/** Rewrite the defaults of a script's `suggest(...)` calls to a study's best parameters. */
+export interface TuneApplyParams {
+  /** The script (absolute, or relative to the workspace). */
+  path: string;
+  /** Parameter name -> value, e.g. a finished tune job's `result['bestParams']`. */
+  params: Record<string, unknown>;
+  /** The document's current text when the editor has unsaved changes (else the file is read). */
+  text?: string | null;
+}
+
+/** A replacement in the document: zero-based lines and UTF-16 character offsets, as in LSP. */
+export interface TextEditData {
+  startLine: number;
+  startCharacter: number;
+  endLine: number;
+  endCharacter: number;
+  newText: string;
+}
+
+export interface TuneApplyResult {
+  /** Only the default values change; nothing else in the file moves. */
+  edits: TextEditData[];
+  /** Parameters whose default was rewritten. */
+  changed: string[];
+  /** Parameters whose default already had the best value. */
+  unchanged?: string[];
+  /** Parameters with no `suggest("name", ...)` call in the script. */
+  missing?: string[];
+}
+
 export interface JobProgress {
   fraction?: number | null;
   message?: string | null;
@@ -293,6 +323,8 @@ export const Requests = {
   hub: 'deepdive/hub',
   /** Write a program from a sentence and verify it; partial results stream as GeneratePartial. */
   generate: 'deepdive/generate',
+  /** The edits that set a script's suggest() defaults to the given (best) parameters. */
+  tuneApplybest: 'deepdive/tune/applyBest',
 } as const;
 
 export interface RequestTypes {
@@ -305,6 +337,7 @@ export interface RequestTypes {
   'deepdive/jobs/kinds': { params: Record<string, never>; result: JobKindList };
   'deepdive/hub': { params: Record<string, never>; result: HubInfo };
   'deepdive/generate': { params: GenerateParams; result: GenerateResult };
+  'deepdive/tune/applyBest': { params: TuneApplyParams; result: TuneApplyResult };
 }
 
 /** Custom notifications from the daemon. */
