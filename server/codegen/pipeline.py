@@ -9,7 +9,9 @@ verification runs the program in a sandboxed subprocess.
 With a model backend the model gets a system prompt with the program contract (``build_model()``,
 ``example_batch()``, ``main()``, ``--smoke``), the properties the verifier will check, and the
 builtin's program for the same intent as a reference. When verification fails, the failing checks
-and the program's stderr tail go back to the model, at most :data:`MAX_REPAIR_ROUNDS` times.
+and the program's stderr tail go back to the model, at most :data:`MAX_REPAIR_ROUNDS` times. When
+the prompt does not fit the model's context, the reference program is left out (then the older
+repair rounds).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import threading
 import time
 from typing import Any, Callable, Optional
 
-from deepdive.codegen.backends import Backend, BackendError, Cancelled, make_backend
+from deepdive.codegen.backends import Backend, BackendError, Cancelled, PromptTooLong, make_backend
 from deepdive.codegen.intent import Intent
 from deepdive.protocol import GenerateCheck, GenerateParams, GeneratePartial, GenerateResult
 
@@ -391,24 +393,19 @@ def generate(
             run.emit(GeneratePartial(kind="reset"))
         else:
             run.phase("generating")
-        answer: list[str] = []
-        code_stream = CodeStream()
-        stream = backend.stream(system, messages, run.cancel)
-        try:
-            for text in stream:
-                answer.append(text)
-                piece = code_stream.feed(text)
-                if piece:
-                    run.emit(GeneratePartial(kind="text", text=piece))
-        finally:
-            close = getattr(stream, "close", None)
-            if close is not None:
-                close()  # stops the model at once when on_partial raised
-        piece = code_stream.finish()
-        if piece:
-            run.emit(GeneratePartial(kind="text", text=piece))
-        run.check_cancel()
-        raw = "".join(answer)
+        while True:
+            try:
+                raw = _answer(run, backend, system, messages)
+                break
+            except PromptTooLong:
+                # A small context: drop the reference program first, then older repair rounds.
+                if reference is not None:
+                    reference = None
+                    system = system_prompt(intent, None)
+                elif len(messages) > 3:
+                    messages = [messages[0], *messages[-2:]]
+                else:
+                    raise
         code = extract_code(raw)
         if not params.verify:
             return _result(code, name, intent, start, filename, verified=False, message="not verified: verify is off")
@@ -436,6 +433,32 @@ def generate(
         rounds=rounds,
         message=_one_line(f"not verified after {rounds} repair rounds: {why}"),
     )
+
+
+def _answer(run: _Run, backend: Backend, system: str, messages: list[dict]) -> str:
+    """One answer of the model, its program streamed as ``text`` partials; returns the whole answer."""
+    answer: list[str] = []
+    code_stream = CodeStream()
+    stream = backend.stream(system, messages, run.cancel)
+    try:
+        for text in stream:
+            answer.append(text)
+            piece = code_stream.feed(text)
+            if piece:
+                run.emit(GeneratePartial(kind="text", text=piece))
+    except PromptTooLong:
+        if answer:  # said after some text (a server that streams first): start over
+            run.emit(GeneratePartial(kind="reset"))
+        raise
+    finally:
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()  # stops the model at once when on_partial raised
+    piece = code_stream.finish()
+    if piece:
+        run.emit(GeneratePartial(kind="text", text=piece))
+    run.check_cancel()
+    return "".join(answer)
 
 
 def _failure(outcome: Any) -> str:

@@ -19,7 +19,7 @@ Replies (stdout), each with the request's ``id``::
     {"id": 2, "event": "chunk", "text": "..."}                    # many
     {"id": 2, "event": "done", "tokens": 57, "reason": "stop" | "length" | "cancelled"}
     {"id": 3, "event": "released", "device": "cpu"}
-    {"id": n, "event": "error", "message": "one line"}
+    {"id": n, "event": "error", "message": "one line", "code": "prompt_too_long"}   # code: optional
 
 Loads, generations and releases run one at a time, in order, on one thread; the main thread keeps
 reading stdin so that ``cancel`` and ``shutdown`` are seen while a generation runs. Anything a
@@ -38,12 +38,18 @@ from typing import Any, Callable, Optional
 
 MAX_NEW_TOKENS = 4096
 DEFAULT_MAX_NEW_TOKENS = 2048
+MIN_ROOM = 1024  # a prompt must leave this many tokens (or max_new_tokens when smaller) for the answer
 
 Emit = Callable[[dict], None]
 
 
 class WorkerError(Exception):
-    """A failure to report as one line (``error`` event), without a traceback."""
+    """A failure to report as one line (``error`` event), without a traceback; ``code`` names the
+    failures a client handles (``prompt_too_long``)."""
+
+    def __init__(self, message: str, code: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def _one_line(exc: BaseException) -> str:
@@ -136,9 +142,11 @@ class TransformersModel:
         max_new = max(1, min(int(req.get("max_new_tokens") or DEFAULT_MAX_NEW_TOKENS), MAX_NEW_TOKENS))
         if self.max_positions:
             room = int(self.max_positions) - ids.shape[1]
-            if room < 1:
+            if room < min(max_new, MIN_ROOM):  # no room left for a whole program
                 raise WorkerError(
-                    f"the prompt has {ids.shape[1]} tokens; the model takes at most {self.max_positions}"
+                    f"the prompt has {ids.shape[1]} tokens and the model's context is {self.max_positions}: "
+                    f"no room for {min(max_new, MIN_ROOM)} new tokens",
+                    code="prompt_too_long",
                 )
             max_new = min(max_new, room)
         count = {"tokens": 0}
@@ -342,7 +350,10 @@ class Worker:
             try:
                 getattr(self, "_" + req["op"])(req)
             except WorkerError as exc:
-                self.emit({"id": rid, "event": "error", "message": str(exc)})
+                reply = {"id": rid, "event": "error", "message": str(exc)}
+                if exc.code:
+                    reply["code"] = exc.code
+                self.emit(reply)
             except Exception as exc:  # noqa: BLE001 - the worker survives a failed request
                 import traceback
 

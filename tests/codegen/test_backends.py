@@ -531,3 +531,15 @@ def test_cancel_while_loading_and_while_queued(tiny_model: Path) -> None:
         assert w.restarts == 0
     finally:
         w.shutdown()
+
+
+@pytest.mark.slow
+def test_prompt_too_long_for_the_model(tmp_path: Path, worker: ModelWorker) -> None:
+    from deepdive.codegen.backends import PromptTooLong
+
+    small = build_tiny_model(tmp_path / "small", n_positions=128)
+    backend = TransformersBackend(str(small), worker=worker, max_new_tokens=64)
+    with pytest.raises(PromptTooLong) as err:
+        list(backend.stream("import torch\n" * 100, [{"role": "user", "content": "x"}]))
+    assert "model's context is 128" in str(err.value) and "\n" not in str(err.value)
+    assert "".join(backend.stream("", [{"role": "user", "content": "x"}]))  # a short prompt fits

@@ -315,7 +315,9 @@ def _tiny_model_builder():
 def test_transformers_backend_through_the_pipeline(tmp_path) -> None:
     from deepdive.codegen.backends.worker_client import ModelWorker, TransformersBackend
 
-    path = _tiny_model_builder()(tmp_path / "tiny", n_positions=16384)
+    # 2048 positions: the system prompt with the reference program (about 8,000 tokens of this tiny
+    # vocabulary) does not fit, so the pipeline leaves the reference out.
+    path = _tiny_model_builder()(tmp_path / "tiny", n_positions=2048)
     worker = ModelWorker()
     try:
         backend = TransformersBackend(str(path), worker=worker, max_new_tokens=16)
@@ -359,3 +361,38 @@ def test_code_stream_passes_bare_code_through_after_the_prose_limit() -> None:
     first = cs.feed("import torch\n" * 100)  # 1300 characters, no fence: bare code
     assert first == "import torch\n" * 100
     assert cs.feed("x = 1\n") == "x = 1\n"
+
+
+def test_a_prompt_too_long_for_the_server_drops_the_reference() -> None:
+    good = reference_code()
+
+
+    srv = ChatServer(lambda body: f"```python\n{good}```")
+    handler = srv.httpd.RequestHandlerClass
+    original = handler.do_POST
+
+    def do_post(self) -> None:  # noqa: ANN001
+        # The first request (system prompt with the reference) overflows this "model's" context.
+        if not srv.requests:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            srv.requests.append(body)
+            data = json.dumps(
+                {"error": {"message": "This model's maximum context length is 4096 tokens. However, you requested 9000."}}
+            ).encode()
+            self.send_response(400)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return
+        original(self)
+
+    handler.do_POST = do_post
+    with srv:
+        params = GenerateParams(prompt=PROMPT, backend="openai-compatible", endpoint=srv.url, verify=False)
+        result = generate(params)
+    assert result.code == good and result.rounds == 0
+    assert len(srv.requests) == 2
+    first, second = (r["messages"][0]["content"] for r in srv.requests)
+    assert good.strip() in first and good.strip() not in second
+    assert "build_model()" in second  # the contract stays

@@ -25,6 +25,10 @@ class BackendError(ValueError):
     message instead of an internal error."""
 
 
+class PromptTooLong(BackendError):
+    """The prompt leaves the model no room for an answer; a shorter prompt may work."""
+
+
 class Cancelled(Exception):
     """The request was cancelled (its cancel event was set) before it finished."""
 
@@ -71,4 +75,4 @@ def make_backend(
     raise BackendError(f"unknown backend {backend!r}: builtin, transformers, llamacpp or openai-compatible")
 
 
-__all__ = ["Backend", "BackendError", "Cancelled", "make_backend"]
+__all__ = ["Backend", "BackendError", "Cancelled", "PromptTooLong", "make_backend"]

@@ -19,7 +19,7 @@ import time
 from typing import Any, Iterator, Optional
 from urllib.parse import urlsplit
 
-from . import Backend, BackendError, Cancelled
+from . import Backend, BackendError, Cancelled, PromptTooLong
 
 _END = object()
 
@@ -146,7 +146,12 @@ class OpenAICompatibleBackend(Backend):
                 except Exception:  # noqa: BLE001
                     detail = "no detail"
                 hint = " (is the model name right?)" if resp.status == 404 else ""
-                lines.put(BackendError(f"{where}{self.path} answered HTTP {resp.status} {resp.reason}{hint}: {detail}"))
+                text = f"{where}{self.path} answered HTTP {resp.status} {resp.reason}{hint}: {detail}"
+                low = detail.lower()
+                too_long = resp.status in (400, 413) and "context" in low and any(
+                    w in low for w in ("length", "window", "too long", "exceed", "maximum")
+                )
+                lines.put(PromptTooLong(text) if too_long else BackendError(text))
                 return
             lines.put(("headers", resp.getheader("Content-Type", "") or ""))
             try:

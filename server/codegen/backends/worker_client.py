@@ -20,7 +20,7 @@ import threading
 import time
 from typing import Any, Iterator, Optional
 
-from . import Backend, BackendError, Cancelled
+from . import Backend, BackendError, Cancelled, PromptTooLong
 
 # How long a cancelled generation may take to acknowledge before the worker is killed.
 CANCEL_GRACE_S = 10.0
@@ -261,6 +261,8 @@ class ModelWorker:
                         finished = True
                         if cancel_sent_at is not None:
                             raise Cancelled()
+                        if msg.get("code") == "prompt_too_long":
+                            raise PromptTooLong(msg.get("message") or "the prompt is too long for the model")
                         raise BackendError(msg.get("message") or "generation failed")
             finally:
                 if not finished:
