@@ -1,8 +1,14 @@
 """Hyperparameters declared in the script (define-by-run): ``run.suggest("lr", 1e-4, 1e-1, log=True, default=3e-3)``.
 
 Outside a search the default comes back. A search (``deepdive tune``) runs the script with the
-trial's values in the environment variable ``DEEPDIVE_PARAMS`` (a JSON object); every value is
-checked against the declared range. Each declaration is recorded in :attr:`Hyperparameters.space`.
+trial's values bound in-process (:func:`bind_trial`, used by the tune workers that execute the script
+with ``runpy``) or, in a fresh process, in the environment variable ``DEEPDIVE_PARAMS`` (a JSON
+object); every value is checked against the declared range. Each declaration is recorded in
+:attr:`Hyperparameters.space`.
+
+Reporting to the search: while a trial is bound, ``run.log(**metrics)`` with the study's metric name
+reports an intermediate value (:meth:`TrialBinding.report`); when the pruner says stop, the engine
+raises :class:`TrialPruned`, which the tune worker turns into a clean end marked *pruned*.
 """
 
 from __future__ import annotations
@@ -10,12 +16,56 @@ from __future__ import annotations
 import json
 import math
 import os
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import attrs
 
 ENV_PARAMS = "DEEPDIVE_PARAMS"
 Value = Union[int, float, str, bool]
+
+
+class TrialPruned(Exception):
+    """Raised by ``run.log`` when the search's pruner stops this trial; the tune worker ends it as pruned.
+
+    Do not catch it in the script (or re-raise it): the trial is over.
+    """
+
+
+@attrs.define
+class TrialBinding:
+    """The trial a tune worker runs in this process: its parameters and where reports go.
+
+    Attributes:
+        suggest: ``suggest(param) -> value``: the search's value for a declaration (define-by-run:
+            the tune coordinator asks its sampler when the script declares the parameter).
+        metric: the metric name that ``run.log`` reports (e.g. ``"accuracy"``).
+        report: ``report(step, value) -> bool``; True means "prune now".
+        params: filled with the values the script got (name -> value).
+        last: the last value reported for ``metric`` (the trial's value by default), or None.
+        reports: how many values were reported.
+    """
+
+    suggest: Callable[["Param"], Any]
+    metric: Optional[str] = None
+    report: Optional[Callable[[int, float], bool]] = None
+    params: dict[str, Any] = attrs.Factory(dict)
+    last: Optional[float] = None
+    last_step: Optional[int] = None
+    reports: int = 0
+
+
+_BINDING: Optional[TrialBinding] = None
+
+
+def bind_trial(binding: Optional[TrialBinding]) -> None:
+    """Bind (or, with None, unbind) the trial that this process runs; used by ``deepdive.tune``."""
+    global _BINDING
+    _BINDING = binding
+
+
+def current_trial() -> Optional[TrialBinding]:
+    """The bound trial, or None outside a search."""
+    return _BINDING
 
 
 @attrs.define
@@ -32,6 +82,9 @@ class Param:
 
 class Hyperparameters:
     def __init__(self, overrides: Optional[dict[str, Any]] = None):
+        self.binding = _BINDING if overrides is None else None
+        if overrides is None and self.binding is not None:
+            overrides = {}
         if overrides is None:
             raw = os.environ.get(ENV_PARAMS)
             try:
@@ -72,7 +125,11 @@ class Hyperparameters:
         if known is not None and known != param:
             raise ValueError(f"suggest({name!r}) declared twice with different ranges")
         self.space[name] = param
-        value = self.overrides.get(name, default)
+        if self.binding is not None:
+            value = self.binding.suggest(param)
+            self.binding.params[name] = value
+        else:
+            value = self.overrides.get(name, default)
         self._check(param, value)
         self.values[name] = value  # type: ignore[assignment]
         return value  # type: ignore[return-value]

@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
 from deepdive.engine import distributed as ddist
 from deepdive.engine.compression import GradCompression, decide_auto
-from deepdive.engine.hparams import Hyperparameters
+from deepdive.engine.hparams import Hyperparameters, TrialPruned
 from deepdive.engine.precision import (
     DEFAULT_FP32_MODULES, LossScaler, OverflowGuard, Promotion, keep_in_fp32, resolve_precision,
 )
@@ -335,8 +335,29 @@ class Run:
         return skipped
 
     def log(self, **metrics: Any) -> None:
-        """Record metrics of this step (tensors are read only when telemetry is on)."""
+        """Record metrics of this step (tensors are read only when telemetry is on).
+
+        Under ``deepdive tune``, the study's metric (``--metric``) is also reported to the search as
+        an intermediate value at step ``run.step_count`` (optimizer steps so far; before the first
+        step, the count of earlier reports), once per step: a second value at the same step only
+        replaces the trial's last value. The last value reported is the trial's value. When the
+        pruner stops the trial this raises :class:`deepdive.engine.hparams.TrialPruned`.
+        """
         self._metrics.update(metrics)
+        binding = self.hparams.binding
+        if binding is not None and binding.metric in metrics:
+            self._report_trial(binding, metrics[binding.metric])
+
+    def _report_trial(self, binding: Any, raw: Any) -> None:
+        value = float(raw.detach()) if isinstance(raw, torch.Tensor) else float(raw)
+        step = self.step_count if self.step_count > 0 else binding.reports
+        binding.reports += 1
+        binding.last = value
+        if step == binding.last_step or binding.report is None:
+            return
+        binding.last_step = step
+        if binding.report(step, value):
+            raise TrialPruned(f"pruned at step {step} ({binding.metric} {value:.6g})")
 
     # -- telemetry ------------------------------------------------------------------------------
 

@@ -9,6 +9,14 @@ The same file runs unchanged in one process, under torchrun, and under ``deepdiv
 It follows the contract of generated scripts: ``build_model()``, ``example_batch()``, ``main()`` and
 ``--smoke`` (one tiny step on synthetic data). Data: 1,797 images, a fixed seeded 80/20 split,
 features scaled to [0, 1] and standardised with the training split's statistics.
+
+Its hyperparameters are ``run.suggest(...)`` declarations (learning rate, weight decay, hidden size,
+dropout), so the same file is a search space for ``deepdive tune``::
+
+    deepdive tune server/examples/digits.py --trials 20 --metric accuracy -- --epochs 10
+
+Held-out accuracy is logged after every epoch (``run.log(accuracy=...)``): the intermediate values
+the pruner judges; the last one is the trial's value.
 """
 
 from __future__ import annotations
@@ -41,12 +49,14 @@ def load_data(seed: int = 0) -> tuple[TensorDataset, TensorDataset]:
     return TensorDataset(x[train], y[train]), TensorDataset(x[test], y[test])
 
 
-def build_model(hidden: int = 256) -> nn.Module:
-    return nn.Sequential(
+def build_model(hidden: int = 256, dropout: float = 0.0) -> nn.Module:
+    layers: list[nn.Module] = [
         nn.Linear(64, hidden), nn.GELU(), nn.LayerNorm(hidden),
         nn.Linear(hidden, hidden), nn.GELU(),
-        nn.Linear(hidden, 10),
-    )
+    ]
+    if dropout > 0:
+        layers.append(nn.Dropout(dropout))
+    return nn.Sequential(*layers, nn.Linear(hidden, 10))
 
 
 def example_batch(batch_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
@@ -68,7 +78,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=64, help="per process")
-    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--hidden", type=int, default=None, help="hidden width (default: the suggest() default, 256)")
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
     parser.add_argument("--compression", default="auto", choices=("auto", "none", "fp16", "bf16", "powersgd", "topk"))
     parser.add_argument("--rank", type=int, default=2, help="PowerSGD rank")
@@ -83,8 +93,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     run = dd.setup(precision=args.precision, grad_compression=args.compression, strategy=args.strategy, seed=args.seed,
                    compression_options=options, metrics_out=args.metrics_out)
     lr = run.suggest("lr", 1e-4, 1e-1, log=True, default=3e-3)
-    model = build_model(args.hidden)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    weight_decay = run.suggest("weight_decay", 1e-6, 1e-1, log=True, default=1e-2)
+    hidden = args.hidden if args.hidden is not None else run.suggest("hidden", 16, 512, log=True, default=256)
+    dropout = run.suggest("dropout", 0.0, 0.5, default=0.0)
+    model = build_model(hidden, dropout)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
 
     if args.smoke:
         model, optimizer = run.prepare(model, optimizer)
@@ -107,7 +120,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         run.backward(loss)
         run.step(optimizer)
         run.log(loss=loss)
+        if (run.batch_index + 1) % len(loader) == 0:  # end of an epoch: held-out accuracy
+            run.log(accuracy=evaluate(model, test, run))
     accuracy = evaluate(model, test, run)
+    run.log(accuracy=accuracy)
     run.event("eval", accuracy=accuracy)
     summary = run.finish()
     if run.is_main:
