@@ -13,6 +13,7 @@ import {
     describeRun, OVERLAY_FIELDS, OVERLAYS, overlay, overlayPoints, parseRuns, Queries, toggleCompare,
     type PastRun, type Row,
 } from './history';
+import { TuneView } from './tuneView';
 
 declare global {
     interface Window {
@@ -29,6 +30,7 @@ let lastError: string | null = null;
 let retryAt = 0;
 let frameRequested = false;
 let shownRun: string | null = null;
+const tune = new TuneView(schedule);
 
 const $ = (id: string): HTMLElement => {
     const el = document.getElementById(id);
@@ -91,6 +93,7 @@ function connect(): void {
             return;
         }
         apply(state, msg, pending);
+        tune.apply(msg);
         schedule();
     };
     socket.onclose = ev => {
@@ -141,6 +144,7 @@ function render(): void {
         }
         shownRun = run?.id ?? null;
     }
+    tune.render();
     $('dropped').textContent = state.dropped > 0 ? `${state.dropped} entries lost (this page read too slowly)` : '';
 }
 
@@ -718,6 +722,8 @@ window.__deepdiveDashboard = {
     overlayPoints: (key: string) => comparePlots.get(key)?.points ?? [],
     /** Closes the websocket as if the network dropped it (the page must reconnect by itself). */
     dropConnection: () => ws?.close(4000, 'dropped by test hook'),
+    /** The Tune section: tuneStudies(), tuneTrials(study), tuneBest(study), tuneHistoryPoints(). */
+    ...tune.hooks(),
 };
 
 function start(): void {
@@ -737,6 +743,7 @@ function start(): void {
     $('devices-body').replaceChildren(h('p', 'empty', 'Waiting for the first machine sample…'));
     renderNoRun();
     renderRuns(null);
+    tune.start();
     connect();
 }
 

@@ -1,0 +1,442 @@
+/// <reference lib="dom" />
+// The dashboard's Tune section: the studies `deepdive tune` streams (tune.ts builds them from the events),
+// one shown at a time: live trials table, optimisation history (uPlot), pruning curves and parallel
+// coordinates (small canvases), parameter importance (bars). dashboard.ts routes every /stream message
+// here and calls render() from its one requestAnimationFrame; only the studies that changed are redrawn.
+import uPlot from 'uplot';
+import { fmtNum, fmtSeconds } from './model';
+import {
+    applyTune, bestOf, countStates, currentStudy, curves, emptyTune, fmtParam, fmtParams, history, importanceBars, mixColor,
+    parallelCoords, parseColor, studiesByRecency, trialsOf,
+    type Study, type Trial,
+} from './tune';
+
+/** Rows the trials table shows (newest first); the rest are summed up in one line. */
+const TABLE_ROWS = 100;
+const PLOT_HEIGHT = 170;
+
+function el<K extends keyof HTMLElementTagNameMap>(tag: K, cls?: string, text?: string): HTMLElementTagNameMap[K] {
+    const e = document.createElement(tag);
+    if (cls) {
+        e.className = cls;
+    }
+    if (text !== undefined) {
+        e.textContent = text;
+    }
+    return e;
+}
+
+function byId(id: string): HTMLElement {
+    const e = document.getElementById(id);
+    if (!e) {
+        throw new Error(`the page has no #${id}`);
+    }
+    return e;
+}
+
+function cssVar(name: string, fallback: string): string {
+    return getComputedStyle(document.body).getPropertyValue(name).trim() || fallback;
+}
+
+/** A canvas sized to its box at the device pixel ratio; returns its context and CSS size. */
+function prepare(canvas: HTMLCanvasElement, height: number): { ctx: CanvasRenderingContext2D; w: number; h: number } | null {
+    const dpr = window.devicePixelRatio || 1;
+    const w = canvas.clientWidth || 360;
+    if (canvas.width !== Math.round(w * dpr) || canvas.height !== Math.round(height * dpr)) {
+        canvas.width = Math.round(w * dpr);
+        canvas.height = Math.round(height * dpr);
+    }
+    const ctx = canvas.getContext('2d');
+    if (!ctx) {
+        return null;
+    }
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    ctx.clearRect(0, 0, w, height);
+    return { ctx, w, h: height };
+}
+
+export class TuneView {
+    private readonly state = emptyTune();
+    private changed = new Set<string>();
+    private chosen: string | null = null;
+    private shown: string | null = null;
+    private studiesKey = '';
+    private plot: uPlot | null = null;
+    private historyPoints = 0;
+    private dirty = false;
+
+    constructor(private readonly schedule: () => void) {}
+
+    /** Feeds one /stream message; asks for a frame when a study changed. */
+    apply(msg: unknown): void {
+        const now = applyTune(this.state, msg);
+        if (now.size > 0) {
+            now.forEach(n => this.changed.add(n));
+            this.dirty = true;
+            this.schedule();
+        }
+    }
+
+    start(): void {
+        byId('tune-study').addEventListener('change', ev => {
+            this.chosen = (ev.target as HTMLSelectElement).value || null;
+            this.dirty = true;
+            this.schedule();
+        });
+        let timer = 0;
+        window.addEventListener('resize', () => {
+            clearTimeout(timer);
+            timer = window.setTimeout(() => {
+                const box = document.querySelector<HTMLElement>('#tune-history .plot');
+                if (this.plot && box) {
+                    this.plot.setSize({ width: Math.max(200, box.clientWidth), height: PLOT_HEIGHT });
+                }
+                this.dirty = true;
+                this.schedule();
+            }, 100);
+        });
+        this.renderEmpty();
+    }
+
+    /** Called from the page's animation frame: redraws what changed since the last frame. */
+    render(): void {
+        if (!this.dirty) {
+            return;
+        }
+        this.dirty = false;
+        const changed = this.changed;
+        this.changed = new Set();
+        const studies = studiesByRecency(this.state);
+        const key = studies.map(s => s.name).sort().join('\n');
+        const study = currentStudy(this.state, this.chosen);
+        if (key !== this.studiesKey) {
+            this.studiesKey = key;
+            this.renderPicker(studies, study);
+        }
+        if (!study) {
+            this.renderEmpty();
+            return;
+        }
+        const switched = study.name !== this.shown;
+        if (switched || changed.has(study.name) || changed.size === 0) {
+            if (switched) {
+                (byId('tune-study') as HTMLSelectElement).value = study.name;
+                this.plot?.destroy();
+                this.plot = null;
+            }
+            this.shown = study.name;
+            this.renderStudy(study);
+        }
+    }
+
+    private renderPicker(studies: Study[], current: Study | null): void {
+        const select = byId('tune-study') as HTMLSelectElement;
+        select.replaceChildren(...studies.map(s => {
+            const o = el('option', undefined, s.name);
+            o.value = s.name;
+            return o;
+        }));
+        select.hidden = studies.length < 2;
+        if (current) {
+            select.value = current.name;
+        }
+    }
+
+    private renderEmpty(): void {
+        byId('tune-body').hidden = true;
+        byId('tune-meta').textContent = '';
+        byId('tune-empty').hidden = false;
+    }
+
+    private renderStudy(s: Study): void {
+        byId('tune-empty').hidden = true;
+        byId('tune-body').hidden = false;
+        const n = countStates(s);
+        const best = bestOf(s);
+        const total = s.nTrials ? `${s.trials.size + s.forgotten} of ${s.nTrials} trials` : `${s.trials.size + s.forgotten} trials`;
+        const bits = [
+            `${s.direction} ${s.metric}`,
+            total,
+            `${n.complete} complete · ${n.pruned} pruned · ${n.fail} failed · ${n.running} running${n.waiting ? ` · ${n.waiting} waiting` : ''}`,
+        ];
+        if (s.sampler || s.pruner) {
+            bits.push([s.sampler, s.pruner].filter(Boolean).join(' + '));
+        }
+        if (s.parallel && s.parallel > 1) {
+            bits.push(`${s.parallel} in parallel`);
+        }
+        if (s.done) {
+            bits.push(`done in ${fmtSeconds(s.done.seconds)}`);
+        }
+        byId('tune-meta').textContent = bits.join(' · ');
+        const bestEl = byId('tune-best');
+        bestEl.replaceChildren();
+        if (best) {
+            bestEl.append(el('strong', undefined, `Best: #${best.number} ${s.metric} ${fmtNum(best.value, 4)}`),
+                document.createTextNode(`  ${fmtParams(best.params)}`));
+        }
+        this.renderHistory(s);
+        this.renderCurves(s);
+        this.renderCoords(s);
+        this.renderImportance(s);
+        this.renderTable(s);
+    }
+
+    // -- optimisation history: value of each complete trial (points) and the best so far (steps) ------
+    private renderHistory(s: Study): void {
+        const box = byId('tune-history');
+        const hist = history(s);
+        this.historyPoints = hist.x.length;
+        box.dataset.points = String(hist.x.length);
+        const plotEl = box.querySelector<HTMLElement>('.plot')!;
+        const empty = box.querySelector<HTMLElement>('.empty')!;
+        empty.hidden = hist.x.length > 0;
+        if (hist.x.length === 0) {
+            this.plot?.destroy();
+            this.plot = null;
+            return;
+        }
+        const data: uPlot.AlignedData = [hist.x, hist.value, hist.best];
+        if (this.plot) {
+            this.plot.setData(data);
+            return;
+        }
+        const fg = cssVar('--dd-fg', '#cccccc');
+        const grid = cssVar('--dd-grid', 'rgba(128,128,128,0.2)');
+        const axis = { stroke: fg, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid, width: 1 } };
+        this.plot = new uPlot({
+            width: Math.max(200, plotEl.clientWidth || 360),
+            height: PLOT_HEIGHT,
+            legend: { show: true, live: false },
+            cursor: { drag: { x: false, y: false } },
+            scales: { x: { time: false } },
+            series: [
+                { label: 'trial' },
+                {
+                    label: s.metric, stroke: cssVar('--dd-accent', '#3794ff'), fill: cssVar('--dd-accent', '#3794ff'),
+                    paths: () => null, points: { show: true, size: 6 },
+                },
+                {
+                    label: 'best so far', stroke: cssVar('--dd-series2', '#f0a050'), width: 2,
+                    paths: uPlot.paths.stepped!({ align: 1 }), points: { show: false },
+                },
+            ],
+            axes: [
+                { ...axis, values: (_u, vals) => vals.map(v => (Number.isInteger(v) ? String(v) : '')) },
+                { ...axis, size: 64, values: (_u, vals) => vals.map(v => fmtNum(v)) },
+            ],
+        }, data, plotEl);
+    }
+
+    // -- pruning curves: one line per trial, pruned ones dimmed ----------------------------------------
+    private renderCurves(s: Study): void {
+        const box = byId('tune-curves');
+        const canvas = box.querySelector('canvas')!;
+        const c = curves(s);
+        box.dataset.lines = String(c?.curves.length ?? 0);
+        box.querySelector<HTMLElement>('.empty')!.hidden = c !== null;
+        canvas.hidden = c === null;
+        if (!c) {
+            return;
+        }
+        const p = prepare(canvas, PLOT_HEIGHT);
+        if (!p) {
+            return;
+        }
+        const { ctx, w, h } = p;
+        const fg = cssVar('--dd-muted', '#9d9d9d');
+        const colors: Record<Trial['state'], string> = {
+            complete: cssVar('--dd-accent', '#3794ff'), running: cssVar('--dd-series2', '#f0a050'),
+            pruned: fg, fail: cssVar('--dd-error', '#f48771'), waiting: fg,
+        };
+        const left = 56;
+        const bottom = 16;
+        const [x0, x1] = c.x;
+        const [y0, y1] = c.y;
+        const sx = (x: number) => left + (x1 === x0 ? 0.5 : (x - x0) / (x1 - x0)) * (w - left - 6);
+        const sy = (y: number) => 4 + (1 - (y1 === y0 ? 0.5 : (y - y0) / (y1 - y0))) * (h - bottom - 8);
+        ctx.font = '10px sans-serif';
+        ctx.fillStyle = fg;
+        ctx.fillText(fmtNum(y1), 2, 12);
+        ctx.fillText(fmtNum(y0), 2, h - bottom);
+        ctx.fillText(`step ${fmtNum(x0)}`, left, h - 3);
+        const last = `step ${fmtNum(x1)}`;
+        ctx.fillText(last, w - 6 - ctx.measureText(last).width, h - 3);
+        ctx.strokeStyle = cssVar('--dd-grid', 'rgba(128,128,128,0.2)');
+        ctx.strokeRect(left, 4, w - left - 6, h - bottom - 8);
+        // pruned first (underneath), then the others
+        const order = [...c.curves].sort((a, b) => Number(b.state === 'pruned') - Number(a.state === 'pruned'));
+        for (const cv of order) {
+            ctx.globalAlpha = cv.state === 'pruned' ? 0.35 : 0.9;
+            ctx.strokeStyle = colors[cv.state];
+            ctx.lineWidth = cv.state === 'pruned' ? 1 : 1.5;
+            ctx.beginPath();
+            cv.points.forEach(([x, y], i) => (i === 0 ? ctx.moveTo(sx(x), sy(y)) : ctx.lineTo(sx(x), sy(y))));
+            if (cv.points.length === 1) {
+                ctx.arc(sx(cv.points[0][0]), sy(cv.points[0][1]), 1.5, 0, Math.PI * 2);
+            }
+            ctx.stroke();
+        }
+        ctx.globalAlpha = 1;
+    }
+
+    // -- parallel coordinates: an axis per param and the value, a line per complete trial -------------
+    private renderCoords(s: Study): void {
+        const box = byId('tune-coords');
+        const canvas = box.querySelector('canvas')!;
+        const pc = parallelCoords(s);
+        box.dataset.lines = String(pc.lines.length);
+        const ok = pc.lines.length > 0 && pc.axes.length > 1;
+        box.querySelector<HTMLElement>('.empty')!.hidden = ok;
+        canvas.hidden = !ok;
+        if (!ok) {
+            return;
+        }
+        const p = prepare(canvas, PLOT_HEIGHT + 20);
+        if (!p) {
+            return;
+        }
+        const { ctx, w, h } = p;
+        const muted = cssVar('--dd-muted', '#9d9d9d');
+        const worse = parseColor(cssVar('--dd-series2', '#f0a050')) ?? [240, 160, 80];
+        const betterC = parseColor(cssVar('--dd-accent', '#3794ff')) ?? [55, 148, 255];
+        const top = 18;
+        const bottom = 18;
+        const pad = 36;
+        const n = pc.axes.length;
+        const ax = (i: number) => pad + (i / (n - 1)) * (w - 2 * pad);
+        const ay = (f: number) => top + (1 - f) * (h - top - bottom);
+        // worst first, so the best lines are on top
+        for (const line of [...pc.lines].sort((a, b) => a.color - b.color)) {
+            ctx.strokeStyle = mixColor(worse, betterC, line.color);
+            ctx.globalAlpha = 0.75;
+            ctx.lineWidth = 1.25;
+            ctx.beginPath();
+            let pen = false;
+            line.pos.forEach((f, i) => {
+                if (f === null) {
+                    pen = false;
+                    return;
+                }
+                if (pen) {
+                    ctx.lineTo(ax(i), ay(f));
+                } else {
+                    ctx.moveTo(ax(i), ay(f));
+                    pen = true;
+                }
+            });
+            ctx.stroke();
+        }
+        ctx.globalAlpha = 1;
+        ctx.font = '10px sans-serif';
+        ctx.lineWidth = 1;
+        pc.axes.forEach((a, i) => {
+            const x = ax(i);
+            ctx.strokeStyle = muted;
+            ctx.beginPath();
+            ctx.moveTo(x, top);
+            ctx.lineTo(x, h - bottom);
+            ctx.stroke();
+            ctx.fillStyle = cssVar('--dd-fg', '#cccccc');
+            const name = a.kind === 'log' ? `${a.name} (log)` : a.name;
+            ctx.textAlign = i === 0 ? 'left' : i === n - 1 ? 'right' : 'center';
+            ctx.fillText(name, x, 11);
+            ctx.fillStyle = muted;
+            const lo = a.kind === 'categorical' ? a.categories[0] ?? '' : fmtParam(a.min);
+            const hi = a.kind === 'categorical' ? a.categories.at(-1) ?? '' : fmtParam(a.max);
+            ctx.fillText(lo, x, h - 5);
+            if (hi !== lo) {
+                ctx.fillText(hi, x, top - 1 + 10);
+            }
+            if (a.kind === 'categorical') {
+                a.categories.slice(1, -1).forEach((c, k) => ctx.fillText(c, x, ay((k + 1) / (a.categories.length - 1)) - 2));
+            }
+        });
+        ctx.textAlign = 'left';
+    }
+
+    // -- importance: horizontal bars ------------------------------------------------------------------
+    private renderImportance(s: Study): void {
+        const body = byId('tune-importance').querySelector<HTMLElement>('.bars')!;
+        const bars = importanceBars(s);
+        if (bars.length === 0) {
+            body.replaceChildren(el('p', 'empty', 'Computed once a few trials have completed.'));
+            return;
+        }
+        const max = Math.max(...bars.map(b => b.value), 1e-12);
+        body.replaceChildren(...bars.map(b => {
+            const row = el('div', 'tune-bar');
+            row.dataset.param = b.name;
+            const track = el('div', 'track');
+            const fill = el('div', 'fill');
+            fill.style.width = `${Math.max(0, Math.min(100, (100 * b.value) / max))}%`;
+            track.append(fill);
+            row.append(el('span', 'label', b.name), track, el('span', 'value', fmtNum(b.value)));
+            return row;
+        }));
+    }
+
+    // -- trials table, newest first ---------------------------------------------------------------------
+    private renderTable(s: Study): void {
+        const trials = trialsOf(s).reverse();
+        const names = [...new Set(trials.slice(0, TABLE_ROWS).flatMap(t => Object.keys(t.params)))].sort();
+        const table = el('table', 'tune-table');
+        const head = el('tr');
+        for (const c of ['#', 'state', s.metric, ...names, 'duration', 'note']) {
+            head.append(el('th', undefined, c));
+        }
+        const thead = el('thead');
+        thead.append(head);
+        const tbody = el('tbody');
+        const best = bestOf(s)?.number;
+        for (const t of trials.slice(0, TABLE_ROWS)) {
+            const tr = el('tr');
+            tr.dataset.trial = String(t.number);
+            tr.dataset.state = t.state;
+            if (t.number === best) {
+                tr.classList.add('best');
+            }
+            const note = t.reason ?? t.waitingReason ?? (t.worker !== null && t.state === 'running' ? `worker ${t.worker}` : '');
+            const value = t.value !== null ? fmtNum(t.value, 4)
+                : t.intermediate.length ? `(${fmtNum(t.intermediate[t.intermediate.length - 1][1], 4)})` : '—';
+            tr.append(el('td', 'num', String(t.number)), el('td', `state state-${t.state}`, t.state), el('td', 'num', value),
+                ...names.map(n => el('td', 'num', fmtParam(t.params[n]))),
+                el('td', 'num', t.durationS === null ? '—' : fmtSeconds(t.durationS)), el('td', 'note', note));
+            tbody.append(tr);
+        }
+        table.append(thead, tbody);
+        const wrap = byId('tune-trials');
+        const more = trials.length > TABLE_ROWS ? [el('p', 'meta', `${trials.length - TABLE_ROWS} older trials not shown`)] : [];
+        const forgot = s.forgotten ? [el('p', 'meta', `${s.forgotten} older finished trials forgotten (memory cap)`)] : [];
+        wrap.replaceChildren(table, ...more, ...forgot);
+    }
+
+    /** Test hooks, merged into window.__deepdiveDashboard. */
+    hooks(): Record<string, unknown> {
+        const study = (name?: string) => (name ? this.state.studies.get(name) ?? null : currentStudy(this.state, this.chosen));
+        return {
+            /** Studies seen, newest first. */
+            tuneStudies: () => studiesByRecency(this.state).map(s => ({
+                study: s.name, direction: s.direction, metric: s.metric, trials: s.trials.size, done: s.done !== null,
+                ...countStates(s),
+            })),
+            /** The trials of a study (default: the shown one), by number. */
+            tuneTrials: (name?: string) => {
+                const s = study(name);
+                return s ? trialsOf(s).map(t => ({
+                    number: t.number, state: t.state, value: t.value, params: t.params, reason: t.reason,
+                    durationS: t.durationS, intermediate: t.intermediate.length,
+                })) : [];
+            },
+            /** The best trial of a study (default: the shown one), or null. */
+            tuneBest: (name?: string) => {
+                const s = study(name);
+                return s ? bestOf(s) : null;
+            },
+            /** Points in the shown study's history chart. */
+            tuneHistoryPoints: () => this.historyPoints,
+            /** The study the Tune section shows. */
+            tuneShown: () => this.shown,
+        };
+    }
+}
