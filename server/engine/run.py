@@ -472,6 +472,9 @@ class Run:
             return self.summary()
         self._finished = True
         summary = self.summary()
+        binding = self.hparams.binding
+        if binding is not None and binding.last is None and isinstance(summary.get(binding.metric), (int, float)):
+            binding.last = float(summary[binding.metric])  # under `deepdive tune`: the summary's figure
         self.event("summary", **summary)
         self.reporter.close()
         ddist.teardown()

@@ -1,0 +1,1053 @@
+"""Bayesian hyperparameter search over a training script, with Optuna: the coordinator.
+
+``deepdive tune SCRIPT`` (and :func:`run_study`) runs the script once per trial. The search space
+lives in the script (define-by-run): each ``run.suggest("lr", 1e-4, 1e-1, log=True, default=3e-3)``
+asks the study's sampler for the trial's value when the script reaches it. ``run.log(<metric>=v)``
+reports an intermediate value (step = optimizer steps so far); the pruner may stop the trial there
+(the engine raises ``TrialPruned``; the trial ends cleanly, marked pruned).
+
+The trial's value
+-----------------
+The last value the script reported for the metric with ``run.log`` (so a ``run.log(accuracy=...)``
+after training is the value); when it reported none, the metric's figure in ``run.finish()``'s
+summary (e.g. ``--metric final_loss``); otherwise the trial fails ("never reported").
+
+Processes
+---------
+One coordinator (this module, in the ``deepdive tune`` process) owns the study; K warm workers
+(:mod:`deepdive.tune.worker`: torch imported once) execute trials in-process with ``runpy``. A
+worker that dies (segfault, OOM killer, ``kill``) fails its trial with the signal as reason and is
+replaced by a fresh process. With GPUs, each worker sees one (``CUDA_VISIBLE_DEVICES``): one trial
+per GPU, extra trials wait with a reason; ``pack=True`` runs several per GPU, as many as the peak
+memory measured on the first trial there allows.
+
+Storage round trips (the design)
+--------------------------------
+The persistent storage (SQLite in ``.deepdive/tune.db`` by default, any RDB URL, or ``journal:PATH``)
+is the truth that other machines share: trials are created there (``ask``), parameters sampled there
+(define-by-run ``suggest`` goes to the real trial, so TPE sees every finished trial and, with
+``constant_liar``, the running ones), and results written there. Intermediate values do not each go
+there: the coordinator keeps a *mirror* study in memory (:class:`Ledger`) with the same name,
+direction and trial numbers, holding every trial's intermediate values; a report is appended to the
+mirror and the real Optuna pruner decides on the mirror (``pruner.prune(mirror, trial)``, which is
+exactly what ``Trial.should_prune`` does). Trials finished by other processes are copied into the
+mirror at each ``ask``. At trial end the intermediate values go to the persistent storage in one
+batch (one transaction for RDB storages) together with the final state. Pruning decisions are thus
+the ones Optuna makes with direct reporting on the same values (tested), while a report costs a
+pipe round trip instead of a database commit.
+
+Crash safety
+------------
+Each trial records its owner (host, pid, process start time) as a system attribute, and RDB storages
+get Optuna heartbeats. On start, RUNNING trials whose owner process on this host is gone (a
+``kill -9`` of a previous ``deepdive tune``) are marked FAIL ("orphaned"), as are trials with a stale
+heartbeat (``optuna.storages.fail_stale_trials``). Orphans do not count toward ``n_trials``, so a
+rerun continues the study to N finished trials. ``retry_failed`` enqueues the parameters of failed
+trials once more (a retried failure no longer counts).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Any, Callable, Optional
+from urllib.parse import urlsplit, urlunsplit
+
+import attrs
+
+log = logging.getLogger("deepdive.tune")
+
+SAMPLERS = ("auto", "tpe", "cmaes", "random")
+PRUNERS = ("auto", "hyperband", "median", "none")
+OWNER_ATTR = "deepdive:owner"
+REASON_ATTR = "deepdive:reason"
+RETRY_ATTR = "deepdive:retry_of"
+META_ATTR = "deepdive"
+ORPHANED = "orphaned"
+MAX_INTERMEDIATE = 200
+EMIT_PERIOD = 0.2  # at most 5 tune.trial events a second per trial for intermediate values
+_MAXIMIZE_HINTS = ("acc", "f1", "auc", "precision", "recall", "score", "map", "bleu", "rouge", "reward", "iou", "r2")
+
+
+class TuneError(ValueError):
+    """Bad input for a study (the message is one line and says what to change)."""
+
+
+@attrs.define
+class StudyConfig:
+    """What to search. ``script_args`` go to the script after its own name."""
+
+    script: str
+    n_trials: int = 20
+    script_args: list[str] = attrs.Factory(list)
+    parallel: int = 1
+    storage: Optional[str] = None
+    study_name: Optional[str] = None
+    sampler: str = "auto"
+    pruner: str = "auto"
+    metric: Optional[str] = None
+    direction: Optional[str] = None
+    timeout: Optional[float] = None
+    seed: Optional[int] = None
+    retry_failed: bool = False
+    pack: bool = False
+    workspace: Optional[str] = None
+    trial_timeout: Optional[float] = None
+    warm: bool = True
+    """Warm workers that run trials in-process (False: a fresh process per trial)."""
+    direct_reports: bool = False
+    """Each intermediate value straight to the persistent storage (the naive way; for comparison)."""
+    heartbeat_interval: int = 10
+    grace_period: int = 60
+    on_event: Optional[Callable[[str, dict[str, Any]], None]] = None
+    """Called with every telemetry event (kind, fields), e.g. for a progress bar."""
+
+
+@attrs.define
+class StudyResult:
+    study: str
+    storage: str
+    metric: str
+    direction: str
+    n_complete: int
+    n_pruned: int
+    n_fail: int
+    best_number: Optional[int]
+    best_value: Optional[float]
+    best_params: dict[str, Any]
+    importances: dict[str, float]
+    importance_note: Optional[str]
+    trials: list[dict[str, Any]]
+    seconds: float
+    orphaned: list[int] = attrs.Factory(list)
+    retried: list[int] = attrs.Factory(list)
+    train_seconds: float = 0.0
+    """Sum of the trials' own run time in the workers (this session's trials)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+# ---------------------------------------------------------------------------------------------
+# storage, sampler, pruner
+# ---------------------------------------------------------------------------------------------
+
+
+def redact(url: str) -> str:
+    """``url`` with its password replaced by ``***``."""
+    if url.startswith("journal:") or "://" not in url:
+        return url
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def default_storage(workspace: str) -> str:
+    folder = Path(workspace) / ".deepdive"
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{folder / 'tune.db'}"
+
+
+def open_storage(url: str, heartbeat_interval: Optional[int] = 10, grace_period: Optional[int] = 60) -> Any:
+    """An Optuna storage for ``url``: an RDB URL (sqlite, postgresql, mysql) or ``journal:PATH``.
+
+    Raises:
+        TuneError: a URL Optuna cannot open (one line, password hidden).
+    """
+    import optuna
+
+    if url.startswith("journal:"):
+        path = url[len("journal:"):]
+        if not path:
+            raise TuneError("journal storage needs a file: journal:/shared/path/study.log")
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        try:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            return JournalStorage(JournalFileBackend(path))
+        except OSError as exc:
+            raise TuneError(f"cannot open journal storage {path}: {exc.strerror or exc}") from None
+    if "://" not in url:
+        raise TuneError(f"storage {url!r} is not a database URL: use sqlite:///path/tune.db, "
+                        "postgresql://user:pass@host/db, mysql://... or journal:PATH")
+    try:
+        return optuna.storages.RDBStorage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
+                                          skip_compatibility_check=False)
+    except Exception as exc:  # sqlalchemy: no such dialect, no driver, cannot connect
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TuneError(f"cannot open storage {redact(url)}: {type(exc).__name__}: {text}"[:300]) from None
+
+
+def make_sampler(name: str, parallel: int, seed: Optional[int]) -> Any:
+    import optuna
+
+    if name in ("auto", "tpe"):
+        return optuna.samplers.TPESampler(multivariate=True, constant_liar=parallel > 1, seed=seed,
+                                          warn_independent_sampling=False)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "cmaes":
+        try:
+            import cmaes  # noqa: F401
+        except ImportError:
+            raise TuneError("the CMA-ES sampler needs the cmaes package: pip install cmaes") from None
+        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+    raise TuneError(f"sampler must be one of {', '.join(SAMPLERS)}, got {name!r}")
+
+
+def make_pruner(name: str) -> Any:
+    import optuna
+
+    if name in ("auto", "hyperband"):
+        return optuna.pruners.HyperbandPruner()
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=5)
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise TuneError(f"pruner must be one of {', '.join(PRUNERS)}, got {name!r}")
+
+
+def guess_direction(metric: str) -> str:
+    low = metric.lower()
+    return "maximize" if any(hint in low for hint in _MAXIMIZE_HINTS) else "minimize"
+
+
+# ---------------------------------------------------------------------------------------------
+# the ledger: persistent study + in-memory mirror for pruning
+# ---------------------------------------------------------------------------------------------
+
+
+class Ledger:
+    """The study's trials, persistent (``study``) and mirrored in memory for pruning decisions.
+
+    ``begin`` asks the persistent study for a trial; ``report`` records an intermediate value in
+    the mirror and returns Optuna's pruning decision there; ``finish`` writes the intermediate
+    values in one batch and the final state to the persistent storage.
+    """
+
+    def __init__(self, study: Any, rdb: Any = None, direct: bool = False):
+        import optuna
+
+        self.direct = direct  # the naive way (benchmark baseline): every report to the storage
+        self.study = study
+        self.rdb = rdb
+        self.pruner = study.pruner
+        self.mirror_storage = optuna.storages.InMemoryStorage()
+        self.mirror = optuna.create_study(storage=self.mirror_storage, study_name=study.study_name,
+                                          directions=study.directions, pruner=self.pruner,
+                                          sampler=optuna.samplers.RandomSampler(seed=0))
+        self._mirror_id = self.mirror._study_id
+        self.live: dict[int, Any] = {}       # number -> optuna.Trial (persistent), ours and running
+        self.values: dict[int, dict[int, float]] = {}
+        self._synced: set[int] = set()       # numbers whose mirror copy is final
+        self.writes = 0                      # persistent write calls (for the benchmark)
+
+    # -- mirror sync ----------------------------------------------------------------------------
+
+    def _mirror_trial_id(self, number: int) -> int:
+        return self.mirror_storage.get_trial_id_from_study_id_trial_number(self._mirror_id, number)
+
+    def sync(self, upto: Optional[int] = None) -> None:
+        """Copy the persistent trials into the mirror (numbers kept equal), refreshing others' trials."""
+        import optuna
+        from optuna.trial import TrialState
+
+        trials = self.study.get_trials(deepcopy=False)
+        have = len(self.mirror_storage.get_all_trials(self._mirror_id, deepcopy=False))
+        for frozen in trials:
+            number = frozen.number
+            if upto is not None and number > upto:
+                break
+            if number < have:
+                if number in self._synced or number in self.live:
+                    continue
+                if frozen.state == TrialState.RUNNING:
+                    self._refresh_running(number, frozen)
+                    continue
+                self._replace_finished(number, frozen)
+                continue
+            finished = frozen.state.is_finished() and number not in self.live
+            template = optuna.trial.create_trial(
+                state=frozen.state if finished else TrialState.RUNNING,
+                params=frozen.params, distributions=frozen.distributions,
+                intermediate_values=dict(frozen.intermediate_values),
+                value=frozen.value if finished and frozen.state == TrialState.COMPLETE else None,
+            )
+            self.mirror_storage.create_new_trial(self._mirror_id, template_trial=template)
+            have += 1
+            if finished:
+                self._synced.add(number)
+
+    def _refresh_running(self, number: int, frozen: Any) -> None:
+        trial_id = self._mirror_trial_id(number)
+        mirror = self.mirror_storage.get_trial(trial_id)
+        for step, value in frozen.intermediate_values.items():
+            if step not in mirror.intermediate_values:
+                self.mirror_storage.set_trial_intermediate_value(trial_id, step, value)
+
+    def _replace_finished(self, number: int, frozen: Any) -> None:
+        from optuna.trial import TrialState
+
+        trial_id = self._mirror_trial_id(number)
+        self._refresh_running(number, frozen)
+        for name, dist in frozen.distributions.items():
+            if name not in self.mirror_storage.get_trial(trial_id).params:
+                self.mirror_storage.set_trial_param(trial_id, name, dist.to_internal_repr(frozen.params[name]), dist)
+        values = frozen.values if frozen.state == TrialState.COMPLETE else None
+        self.mirror_storage.set_trial_state_values(trial_id, frozen.state, values)
+        self._synced.add(number)
+
+    # -- one trial ------------------------------------------------------------------------------
+
+    def begin(self) -> Any:
+        """Ask the persistent study for a trial and mirror it (and everything before it)."""
+        trial = self.study.ask()
+        self.writes += 1
+        self.live[trial.number] = trial
+        self.values[trial.number] = {}
+        if not self.direct:
+            self.sync(upto=trial.number)
+        return trial
+
+    def suggest(self, number: int, param: dict[str, Any]) -> Any:
+        """Define-by-run: the real trial's value for a declaration made by the script."""
+        trial = self.live[number]
+        name = param["name"]
+        if param["kind"] == "categorical":
+            value = trial.suggest_categorical(name, param["choices"])
+        elif param["kind"] == "int":
+            step = int(param["step"]) if param.get("step") else 1
+            value = trial.suggest_int(name, int(param["low"]), int(param["high"]), step=step, log=param["log"])
+        else:
+            value = trial.suggest_float(name, float(param["low"]), float(param["high"]),
+                                        step=param.get("step"), log=param["log"])
+        if self.direct:
+            return value
+        frozen = self.study._storage.get_trial(trial._trial_id)
+        trial_id = self._mirror_trial_id(number)
+        if name not in self.mirror_storage.get_trial(trial_id).params:
+            dist = frozen.distributions[name]
+            self.mirror_storage.set_trial_param(trial_id, name, dist.to_internal_repr(value), dist)
+        return value
+
+    def report(self, number: int, step: int, value: float) -> bool:
+        """Record an intermediate value in the mirror; Optuna's pruner decides there. True: prune."""
+        seen = self.values[number]
+        if step in seen:
+            return False
+        seen[step] = value
+        if self.direct:
+            trial = self.live[number]
+            trial.report(value, step)
+            self.writes += 1
+            return bool(trial.should_prune())
+        trial_id = self._mirror_trial_id(number)
+        self.mirror_storage.set_trial_intermediate_value(trial_id, step, value)
+        frozen = self.mirror_storage.get_trial(trial_id)
+        return bool(self.pruner.prune(self.mirror, frozen))
+
+    def finish(self, number: int, state: str, value: Optional[float] = None, reason: Optional[str] = None) -> None:
+        """Write the trial's intermediate values (one batch) and its end state to the persistent storage."""
+        from optuna.trial import TrialState
+
+        trial = self.live.pop(number)
+        values = self.values.pop(number, {})
+        if not self.direct:
+            self._write_intermediate(trial._trial_id, values)
+        if reason:
+            self.study._storage.set_trial_system_attr(trial._trial_id, REASON_ATTR, reason[:500])
+            self.writes += 1
+        optuna_state = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED, "fail": TrialState.FAIL}[state]
+        if state == "complete" and (value is None or not math.isfinite(value)):
+            optuna_state = TrialState.FAIL
+        self.study.tell(trial, value if optuna_state == TrialState.COMPLETE else None, state=optuna_state)
+        self.writes += 1
+        if self.direct:
+            return
+        trial_id = self._mirror_trial_id(number)
+        mirror_values = [value] if optuna_state == TrialState.COMPLETE else None
+        self.mirror_storage.set_trial_state_values(trial_id, optuna_state, mirror_values)
+        self._synced.add(number)
+
+    def _write_intermediate(self, trial_id: int, values: dict[int, float]) -> None:
+        if not values:
+            return
+        if self.rdb is not None:
+            try:
+                from optuna.storages._rdb.storage import _create_scoped_session
+
+                with _create_scoped_session(self.rdb.scoped_session, True) as session:
+                    for step, value in values.items():
+                        self.rdb._set_trial_intermediate_value_without_commit(session, trial_id, step, value)
+                self.writes += 1
+                return
+            except (ImportError, AttributeError):
+                pass  # another Optuna: one call per value below
+        for step, value in values.items():
+            self.study._storage.set_trial_intermediate_value(trial_id, step, value)
+            self.writes += 1
+
+
+# ---------------------------------------------------------------------------------------------
+# workers
+# ---------------------------------------------------------------------------------------------
+
+
+@attrs.define
+class _Worker:
+    index: int
+    proc: subprocess.Popen
+    conn: Connection
+    device: Optional[str]  # a GPU index or None (CPU)
+    ready: bool = False
+    number: Optional[int] = None  # the trial it runs
+    started: float = 0.0
+
+
+@attrs.define
+class _Trial:
+    number: int
+    trial: Any
+    state: str = "waiting"
+    params: dict[str, Any] = attrs.Factory(dict)
+    value: Optional[float] = None
+    reason: Optional[str] = None
+    worker: Optional[int] = None
+    waiting_reason: Optional[str] = None
+    started: Optional[float] = None
+    duration_s: Optional[float] = None
+    last_emit: float = 0.0
+    dirty: bool = False
+    log: Optional[str] = None
+    values: dict[int, float] = attrs.Factory(dict)
+
+
+def _gpus() -> list[str]:
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [d.strip() for d in visible.split(",") if d.strip() and d.strip() != "-1"]
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            return [str(i) for i in range(pynvml.nvmlDeviceGetCount())]
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:
+        return []
+
+
+def _gpu_total_mib(device: str) -> Optional[float]:
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            handle = pynvml.nvmlDeviceGetHandleByIndex(int(device))
+            return pynvml.nvmlDeviceGetMemoryInfo(handle).total / 2**20
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:
+        return None
+
+
+def _process_started(pid: int) -> Optional[float]:
+    try:
+        import psutil
+
+        return psutil.Process(pid).create_time()
+    except Exception:
+        return None
+
+
+def _signal_name(code: int) -> str:
+    try:
+        return signal.Signals(-code).name
+    except ValueError:
+        return f"signal {-code}"
+
+
+# ---------------------------------------------------------------------------------------------
+# the coordinator
+# ---------------------------------------------------------------------------------------------
+
+
+class Coordinator:
+    def __init__(self, config: StudyConfig):
+        self.config = config
+        self.script = str(Path(config.script).resolve())
+        self.workspace = str(Path(config.workspace or os.getcwd()).resolve())
+        self.storage_url = config.storage or default_storage(self.workspace)
+        self.study_name = config.study_name or Path(self.script).stem
+        self.trials: dict[int, _Trial] = {}
+        self.workers: list[_Worker] = []
+        self.pending: list[_Trial] = []
+        self.orphaned: list[int] = []
+        self.retried: list[int] = []
+        self.train_seconds = 0.0
+        self.best: Optional[tuple[int, float]] = None
+        self.completed_since_importance = 0
+        self.started = time.time()
+        self.reporter: Any = None
+        self.log_dir = Path(self.workspace) / ".deepdive" / "tune-logs" / self.study_name
+        self.gpu_capacity: dict[str, int] = {}
+        self.gpu_peak: dict[str, float] = {}
+        self._counted: Optional[int] = None
+        self._counted_at = 0.0
+
+    # -- setup ----------------------------------------------------------------------------------
+
+    def open(self) -> None:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        import warnings
+
+        # heartbeats are recorded by this coordinator (ask/tell), not by Study.optimize: expected here
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+        warnings.filterwarnings("ignore", message=".*fail_stale_trials.*")
+        cfg = self.config
+        if cfg.n_trials < 1:
+            raise TuneError("--trials must be at least 1")
+        if cfg.parallel < 1:
+            raise TuneError("--parallel must be at least 1")
+        if cfg.direction not in (None, "minimize", "maximize"):
+            raise TuneError(f"direction must be minimize or maximize, got {cfg.direction!r}")
+        if not Path(self.script).is_file():
+            raise TuneError(f"no such script: {cfg.script}")
+        from deepdive.tune.apply import find_suggest_names
+
+        try:
+            names = find_suggest_names(Path(self.script).read_text(encoding="utf-8"))
+        except SyntaxError as exc:
+            raise TuneError(f"{cfg.script} does not parse: {exc.msg} (line {exc.lineno})") from None
+        if not names:
+            raise TuneError(f"{cfg.script} declares no hyperparameter: add run.suggest(\"lr\", 1e-4, 1e-1, "
+                            "log=True, default=3e-3) calls (the search space lives in the script)")
+        self.storage = open_storage(self.storage_url, cfg.heartbeat_interval, cfg.grace_period)
+        self.rdb = self.storage if isinstance(self.storage, optuna.storages.RDBStorage) else None
+        sampler = make_sampler(cfg.sampler, cfg.parallel, cfg.seed)
+        pruner = make_pruner(cfg.pruner)
+        existing = None
+        try:
+            existing = optuna.load_study(study_name=self.study_name, storage=self.storage)
+        except KeyError:
+            pass
+        meta = dict(existing.user_attrs.get(META_ATTR, {})) if existing else {}
+        self.metric = cfg.metric or meta.get("metric") or "loss"
+        direction = cfg.direction or meta.get("direction") or guess_direction(self.metric)
+        if existing is not None and existing.direction.name.lower() != direction:
+            raise TuneError(f"study {self.study_name!r} exists with direction {existing.direction.name.lower()}: "
+                            f"use another --study name or --direction {existing.direction.name.lower()}")
+        self.direction = direction
+        self.study = optuna.create_study(storage=self.storage, study_name=self.study_name, direction=direction,
+                                         sampler=sampler, pruner=pruner, load_if_exists=True)
+        if meta.get("metric") != self.metric:
+            self.study.set_user_attr(META_ATTR, {"metric": self.metric, "direction": direction,
+                                                 "script": Path(self.script).name})
+        self.ledger = Ledger(self.study, self.rdb, direct=cfg.direct_reports)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self._recover()
+        if cfg.retry_failed:
+            self._enqueue_retries()
+        from deepdive.engine.reporter import Reporter
+
+        self.reporter = Reporter.from_env(f"tune-{self.study_name}", 0)
+        self.owner = {"host": socket.gethostname(), "pid": os.getpid(), "started": _process_started(os.getpid())}
+
+    def _recover(self) -> None:
+        """Fail RUNNING trials whose tune process is gone (this host) or whose heartbeat is stale."""
+        import optuna
+        from optuna.trial import TrialState
+
+        host = socket.gethostname()
+        storage = self.study._storage
+        for frozen in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            owner = frozen.system_attrs.get(OWNER_ATTR)
+            if not isinstance(owner, dict) or owner.get("host") != host:
+                continue
+            pid = owner.get("pid")
+            alive = isinstance(pid, int) and _process_started(pid) is not None and (
+                owner.get("started") is None or abs((_process_started(pid) or 0) - owner["started"]) < 1.0)
+            if alive:
+                continue
+            reason = f"{ORPHANED}: its tune process (pid {pid}) ended while it ran (killed?)"
+            try:
+                storage.set_trial_system_attr(frozen._trial_id, REASON_ATTR, reason)
+                storage.set_trial_state_values(frozen._trial_id, TrialState.FAIL)
+                self.orphaned.append(frozen.number)
+            except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
+                pass  # finished meanwhile
+        if self.rdb is not None:
+            before = {t.number for t in self.study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
+            optuna.storages.fail_stale_trials(self.study)
+            for frozen in self.study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+                if frozen.number not in before:
+                    self.orphaned.append(frozen.number)
+        self._emit_recovered()
+
+    def _emit_recovered(self) -> None:
+        pass  # the study's existing trials are sent by _emit_history after the start event
+
+    def _enqueue_retries(self) -> None:
+        from optuna.trial import TrialState
+
+        trials = self.study.get_trials(deepcopy=False)
+        retried = {t.system_attrs.get(RETRY_ATTR) for t in trials} | {
+            t.user_attrs.get(RETRY_ATTR) for t in trials}
+        for frozen in trials:
+            if frozen.state == TrialState.FAIL and frozen.number not in retried and frozen.params:
+                self.study.enqueue_trial(frozen.params, user_attrs={RETRY_ATTR: frozen.number},
+                                         skip_if_exists=False)
+                self.retried.append(frozen.number)
+
+    # -- counting -------------------------------------------------------------------------------
+
+    def counted(self) -> int:
+        """Finished trials toward n_trials: orphans and failures that were retried do not count.
+
+        Read from the storage at most once a second (other processes may add trials), else kept here.
+        """
+        now = time.monotonic()
+        if self._counted is None or now - self._counted_at > 1.0:
+            self._counted, self._counted_at = self._count(), now
+        return self._counted
+
+    def _count(self) -> int:
+        from optuna.trial import TrialState
+
+        trials = self.study.get_trials(deepcopy=False)
+        retried = {t.user_attrs.get(RETRY_ATTR) for t in trials}
+        n = 0
+        for t in trials:
+            if not t.state.is_finished():
+                continue
+            if t.state == TrialState.FAIL and (str(t.system_attrs.get(REASON_ATTR, "")).startswith(ORPHANED)
+                                               or t.number in retried or t.number in self.orphaned):
+                continue
+            n += 1
+        return n
+
+    # -- workers --------------------------------------------------------------------------------
+
+    def _slots(self) -> list[Optional[str]]:
+        """One entry per worker: the GPU it sees, or None on CPU."""
+        gpus = _gpus()
+        k = self.config.parallel
+        if not gpus:
+            return [None] * k
+        if self.config.pack:
+            return [gpus[i % len(gpus)] for i in range(k)]
+        return [gpus[i] for i in range(min(k, len(gpus)))]
+
+    def _spawn(self, index: int, device: Optional[str]) -> _Worker:
+        import socket as sock
+
+        parent, child = sock.socketpair()
+        env = dict(os.environ)
+        for key in ("DEEPDIVE_HUB", "DEEPDIVE_EVENTS_FD", "DEEPDIVE_METRICS_OUT"):
+            env.pop(key, None)
+        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // self.config.parallel)))
+        env["CUDA_VISIBLE_DEVICES"] = device if device is not None else env.get("CUDA_VISIBLE_DEVICES", "")
+        if device is None and not _gpus():
+            env.pop("CUDA_VISIBLE_DEVICES", None) if "CUDA_VISIBLE_DEVICES" not in os.environ else None
+        env["DEEPDIVE_RUN_ID"] = f"tune-{self.study_name}-w{index}"
+        argv = [sys.executable, "-P", "-m", "deepdive.tune.worker", str(child.fileno())]
+        if not self.config.warm:
+            argv.append("--once")
+        out = open(self.log_dir / f"worker-{index}.log", "ab")
+        try:
+            proc = subprocess.Popen(argv, pass_fds=(child.fileno(),), env=env, stdin=subprocess.DEVNULL,
+                                    stdout=out, stderr=out, cwd=self.workspace, start_new_session=True)
+        finally:
+            out.close()
+            child.close()
+        conn = Connection(parent.detach())
+        return _Worker(index, proc, conn, device)
+
+    def _start_workers(self) -> None:
+        self.workers = [self._spawn(i, device) for i, device in enumerate(self._slots())]
+
+    def _replace(self, worker: _Worker) -> None:
+        try:
+            worker.conn.close()
+        except OSError:
+            pass
+        if worker.proc.poll() is None:
+            try:
+                os.killpg(worker.proc.pid, signal.SIGKILL)
+            except OSError:
+                pass
+        worker.proc.wait()
+        self.workers[worker.index] = self._spawn(worker.index, worker.device)
+
+    def _stop_workers(self, busy: tuple[int, ...] = ()) -> None:
+        for worker in self.workers:
+            if worker.index in busy:
+                try:
+                    os.killpg(worker.proc.pid, signal.SIGKILL)
+                except OSError:
+                    pass
+                continue
+            try:
+                worker.conn.send(("stop",))
+            except OSError:
+                pass
+        deadline = time.time() + 5
+        for worker in self.workers:
+            try:
+                worker.proc.wait(max(0.1, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(worker.proc.pid, signal.SIGKILL)
+                except OSError:
+                    pass
+                worker.proc.wait()
+            try:
+                worker.conn.close()
+            except OSError:
+                pass
+
+    def _gpu_busy(self, device: Optional[str]) -> bool:
+        if device is None or not self.config.pack:
+            return False
+        running = sum(1 for w in self.workers if w.device == device and w.number is not None)
+        capacity = self.gpu_capacity.get(device, 1)
+        return running >= capacity
+
+    # -- telemetry ------------------------------------------------------------------------------
+
+    def emit(self, kind: str, **fields: Any) -> None:
+        if self.reporter is not None and self.reporter.enabled:
+            self.reporter.event(kind, **fields)
+        if self.config.on_event is not None:
+            self.config.on_event(kind, fields)
+
+    def emit_trial(self, t: _Trial) -> None:
+        inter = [[step, value] for step, value in sorted(t.values.items())][-MAX_INTERMEDIATE:]
+        t.last_emit = time.monotonic()
+        t.dirty = False
+        self.emit("tune.trial", study=self.study_name, number=t.number, state=t.state, params=dict(t.params),
+                  value=t.value, intermediate=inter, reason=t.reason, worker=t.worker,
+                  waiting_reason=t.waiting_reason, duration_s=t.duration_s)
+
+    def _progress(self) -> None:
+        from deepdive.jobs import events
+
+        done = self.counted()
+        best = f" · best {self.best[1]:.4g}" if self.best else ""
+        fraction = min(1.0, done / self.config.n_trials)
+        events.progress(fraction, f"trial {min(done + 1, self.config.n_trials)}/{self.config.n_trials}{best}"
+                        if done < self.config.n_trials else f"{done}/{self.config.n_trials} trials{best}")
+        if self.config.on_event is not None:
+            self.config.on_event("progress", {"done": done, "total": self.config.n_trials,
+                                              "best": self.best[1] if self.best else None})
+
+    def _update_best(self) -> None:
+        try:
+            best = self.study.best_trial
+        except ValueError:
+            return
+        if self.best is None or self.best[0] != best.number:
+            self.best = (best.number, best.value)
+            self.emit("tune.best", study=self.study_name, number=best.number, value=best.value,
+                      params=dict(best.params))
+
+    def importance(self) -> tuple[dict[str, float], Optional[str]]:
+        import optuna
+        from optuna.trial import TrialState
+
+        complete = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if len(complete) < 2:
+            return {}, f"parameter importance needs at least 2 complete trials ({len(complete)} so far)"
+        try:
+            values = optuna.importance.get_param_importances(self.study)
+        except Exception as exc:  # e.g. every complete trial has the same parameters
+            return {}, f"parameter importance unavailable: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        return {name: float(v) for name, v in values.items()}, None
+
+    def _emit_importance(self) -> None:
+        values, _ = self.importance()
+        self.emit("tune.importance", study=self.study_name, importances=values)
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def run(self) -> StudyResult:
+        self.open()
+        cfg = self.config
+        self.emit("tune.study", study=self.study_name, direction=self.direction, metric=self.metric,
+                  sampler=cfg.sampler, pruner=cfg.pruner, n_trials=cfg.n_trials, parallel=cfg.parallel,
+                  storage=redact(self.storage_url))
+        self._update_best()
+        self._progress()
+        deadline = time.monotonic() + cfg.timeout if cfg.timeout else None
+        last_heartbeat = time.monotonic()
+        self._start_workers()
+        interrupted = False
+        try:
+            while True:
+                stopping = deadline is not None and time.monotonic() >= deadline
+                running = [w for w in self.workers if w.number is not None]
+                in_flight = len(running) + len(self.pending)
+                if not stopping and self.counted() + in_flight < cfg.n_trials:
+                    self._fill()
+                if not any(w.number is not None for w in self.workers) and not self.pending:
+                    if stopping or self.counted() >= cfg.n_trials:
+                        break
+                self._dispatch()
+                self._pump(0.1)
+                now = time.monotonic()
+                if self.rdb is not None and now - last_heartbeat >= cfg.heartbeat_interval:
+                    for t in self.trials.values():
+                        if t.state == "running":
+                            self.storage.record_heartbeat(t.trial._trial_id)
+                    last_heartbeat = now
+                for t in self.trials.values():
+                    if t.dirty and now - t.last_emit >= EMIT_PERIOD:
+                        self.emit_trial(t)
+                if cfg.trial_timeout:
+                    for w in self.workers:
+                        if w.number is not None and time.monotonic() - w.started > cfg.trial_timeout:
+                            self._worker_died(w, f"timed out after {cfg.trial_timeout:g} s (killed)")
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            busy = tuple(w.index for w in self.workers if w.number is not None)
+            self._stop_workers(busy)
+            for w in list(self.workers):
+                if w.number is not None:
+                    t = self.trials[w.number]
+                    self._finish(t, "fail", None, "interrupted: the tune process stopped")
+                    w.number = None
+        for t in list(self.pending):
+            self._finish(t, "fail", None, "never started: the study stopped (timeout or interrupt)")
+        self.pending.clear()
+        result = self.result()
+        self._emit_importance()
+        self.emit("tune.done", study=self.study_name, n_complete=result.n_complete, n_pruned=result.n_pruned,
+                  n_fail=result.n_fail, best_value=result.best_value, best_params=result.best_params,
+                  seconds=result.seconds)
+        if self.reporter is not None:
+            self.reporter.close()
+        if interrupted:
+            raise KeyboardInterrupt
+        return result
+
+    def _fill(self) -> None:
+        """Ask for trials while a worker (or a waiting spot) is free."""
+        free = sum(1 for w in self.workers if w.number is None) - len(self.pending)
+        want = self.config.parallel - sum(1 for w in self.workers if w.number is not None) - len(self.pending)
+        want = min(want, self.config.n_trials - self.counted() - sum(
+            1 for w in self.workers if w.number is not None) - len(self.pending))
+        for _ in range(max(0, want)):
+            trial = self.ledger.begin()
+            self.study._storage.set_trial_system_attr(trial._trial_id, OWNER_ATTR, self.owner)
+            if self.rdb is not None:
+                self.storage.record_heartbeat(trial._trial_id)
+            t = _Trial(trial.number, trial, log=str(self.log_dir / f"trial-{trial.number}.log"),
+                       values=self.ledger.values[trial.number])
+            self.trials[t.number] = t
+            self.pending.append(t)
+            if free <= 0:
+                gpus = len({w.device for w in self.workers})
+                t.waiting_reason = (f"every GPU runs a trial ({gpus} GPU(s), one trial each; --pack shares a GPU "
+                                    "by measured peak memory)" if not self.config.pack else
+                                    "every GPU is full by the measured peak memory of its trials")
+                self.emit_trial(t)
+            free -= 1
+
+    def _dispatch(self) -> None:
+        for w in self.workers:
+            if not self.pending:
+                return
+            if w.number is not None or not w.ready or self._gpu_busy(w.device):
+                continue
+            t = self.pending.pop(0)
+            t.state, t.worker, t.waiting_reason, t.started = "running", w.index, None, time.monotonic()
+            w.number, w.started = t.number, time.monotonic()
+            job = {"number": t.number, "script": self.script, "args": list(self.config.script_args),
+                   "cwd": self.workspace, "metric": self.metric,
+                   "seed": self.config.seed if self.config.seed is not None else 0, "log": t.log}
+            try:
+                w.conn.send(("run", job))
+            except OSError:
+                self._worker_died(w, None)
+                continue
+            self.emit_trial(t)
+
+    def _pump(self, timeout: float) -> None:
+        conns = {w.conn: w for w in self.workers}
+        try:
+            ready = wait(list(conns), timeout=timeout)
+        except OSError:
+            ready = []
+        for conn in ready:
+            w = conns[conn]
+            # answer everything the worker has said (suggest/report are request-reply)
+            while True:
+                try:
+                    message = conn.recv()
+                except (EOFError, OSError):
+                    self._worker_died(w, None)
+                    break
+                self._handle(w, message)
+                if self.workers[w.index] is not w or not conn.poll():
+                    break
+        for w in list(self.workers):
+            if w.proc.poll() is not None:
+                self._worker_died(w, None)
+
+    def _handle(self, w: _Worker, message: tuple) -> None:
+        kind = message[0]
+        if kind == "ready":
+            w.ready = True
+        elif kind == "suggest":
+            _, number, param = message
+            try:
+                value = self.ledger.suggest(number, param)
+                w.conn.send(("value", value))
+            except Exception as exc:
+                w.conn.send(("error", f"suggest({param.get('name')!r}): {exc}"))
+                return
+            t = self.trials[number]
+            t.params[param["name"]] = value
+            self.emit_trial(t)
+        elif kind == "report":
+            _, number, step, value = message
+            prune = self.ledger.report(number, step, value)
+            w.conn.send(("prune", prune))
+            t = self.trials[number]
+            t.dirty = True
+            if time.monotonic() - t.last_emit >= EMIT_PERIOD:
+                self.emit_trial(t)
+        elif kind == "done":
+            _, number, outcome = message
+            w.number = None
+            t = self.trials[number]
+            self.train_seconds += float(outcome.get("train_s") or 0.0)
+            reason = outcome.get("reason")
+            if outcome["state"] == "fail":
+                lines = _tail(t.log)
+                if lines and reason and lines[-1] not in reason:
+                    reason = f"{reason} | {lines[-1]}"
+            peak = outcome.get("peak_mem_mib")
+            if peak and w.device is not None:
+                self._measured(w.device, peak)
+            self._finish(t, outcome["state"], outcome.get("value"), reason)
+            if outcome.get("oom") or not self.config.warm:
+                self._replace(w)  # a fresh process after an out-of-memory error (or in cold mode)
+
+    def _measured(self, device: str, peak: float) -> None:
+        self.gpu_peak[device] = max(self.gpu_peak.get(device, 0.0), peak)
+        total = _gpu_total_mib(device)
+        if total:
+            self.gpu_capacity[device] = max(1, int(0.9 * total // max(self.gpu_peak[device], 1.0)))
+
+    def _worker_died(self, w: _Worker, reason: Optional[str]) -> None:
+        if self.workers[w.index] is not w:
+            return
+        code = w.proc.poll()
+        if reason is None:
+            if code is None:
+                try:
+                    code = w.proc.wait(2)
+                except subprocess.TimeoutExpired:
+                    code = None
+            if code is not None and code < 0:
+                name = _signal_name(code)
+                reason = f"the worker process was killed by {name}" + (
+                    " (out of memory? the kernel's OOM killer sends SIGKILL)" if name == "SIGKILL" else "")
+            else:
+                reason = f"the worker process exited with status {code}"
+        if w.number is not None:
+            t = self.trials[w.number]
+            lines = _tail(t.log)
+            if lines:
+                reason = f"{reason} | {lines[-1]}"
+            w.number = None
+            self._finish(t, "fail", None, reason)
+        elif not w.ready:
+            lines = _tail(str(self.log_dir / f"worker-{w.index}.log"))
+            raise TuneError(f"a tune worker could not start: {lines[-1] if lines else reason}")
+        self._replace(w)
+
+    def _finish(self, t: _Trial, state: str, value: Optional[float], reason: Optional[str]) -> None:
+        if t.number not in self.ledger.live:
+            return
+        if state == "complete" and (value is None or not math.isfinite(value)):
+            state, reason = "fail", reason or f"the trial's value is {value} (not a finite number)"
+        self.ledger.finish(t.number, state, value, reason)
+        self._counted = None
+        t.state, t.value, t.reason = state, (value if state == "complete" else None), reason
+        t.duration_s = time.monotonic() - t.started if t.started is not None else None
+        if reason:
+            t.reason = reason.replace("\n", " ")[:300]
+        self.emit_trial(t)
+        if state == "complete":
+            self._update_best()
+            self.completed_since_importance += 1
+            if self.completed_since_importance >= 10:
+                self.completed_since_importance = 0
+                self._emit_importance()
+        self._progress()
+
+    # -- results --------------------------------------------------------------------------------
+
+    def result(self) -> StudyResult:
+        from optuna.trial import TrialState
+
+        trials = self.study.get_trials(deepcopy=False)
+        history = []
+        for frozen in trials:
+            duration = (frozen.datetime_complete - frozen.datetime_start).total_seconds() \
+                if frozen.datetime_complete and frozen.datetime_start else None
+            history.append({
+                "number": frozen.number, "state": frozen.state.name.lower(), "value": frozen.value,
+                "params": dict(frozen.params), "reason": frozen.system_attrs.get(REASON_ATTR),
+                "duration_s": duration, "intermediate": [[s, v] for s, v in sorted(frozen.intermediate_values.items())],
+                "retry_of": frozen.user_attrs.get(RETRY_ATTR),
+            })
+        count = {state: sum(1 for t in trials if t.state == state) for state in TrialState}
+        try:
+            best = self.study.best_trial
+            best_number, best_value, best_params = best.number, best.value, dict(best.params)
+        except ValueError:
+            best_number, best_value, best_params = None, None, {}
+        importances, note = self.importance()
+        return StudyResult(
+            study=self.study_name, storage=redact(self.storage_url), metric=self.metric, direction=self.direction,
+            n_complete=count[TrialState.COMPLETE], n_pruned=count[TrialState.PRUNED], n_fail=count[TrialState.FAIL],
+            best_number=best_number, best_value=best_value, best_params=best_params, importances=importances,
+            importance_note=note, trials=history, seconds=time.time() - self.started, orphaned=self.orphaned,
+            retried=self.retried, train_seconds=self.train_seconds,
+        )
+
+
+def _tail(path: Optional[str]) -> list[str]:
+    if not path:
+        return []
+    from deepdive.tune.worker import tail
+
+    return tail(path)
+
+
+def run_study(config: StudyConfig) -> StudyResult:
+    """Run (or continue) a study; see the module's docstring.
+
+    Raises:
+        TuneError: bad input (no script, no suggest() in it, bad storage URL, bad option).
+    """
+    return Coordinator(config).run()

@@ -1,0 +1,205 @@
+"""A warm trial worker: torch imported once, then trial after trial executed in this process.
+
+Started by the tune coordinator as ``python -P -m deepdive.tune.worker FD`` where FD is its end of
+a socket pair (``multiprocessing.connection`` framing). Messages, coordinator -> worker::
+
+    ("run", {"number", "script", "args", "cwd", "metric", "seed", "log"})   run one trial
+    ("stop",)                                                              exit
+
+worker -> coordinator::
+
+    ("ready", pid)
+    ("suggest", number, param_dict)  -> answered ("value", v) or ("error", message)
+    ("report", number, step, value)  -> answered ("prune", bool)
+    ("done", number, outcome_dict)
+
+Each trial runs the script with :func:`runpy.run_path` under ``__main__`` with fresh module globals,
+``sys.argv`` set to the script and its arguments, the trial bound in-process
+(:func:`deepdive.engine.hparams.bind_trial`: ``run.suggest`` asks the coordinator, ``run.log``
+reports to it), and the random seeds of ``random``, NumPy and torch reset. File descriptors 1 and 2
+point at the trial's log file, so the last lines of its output explain a failure. A trial that
+kills the process (a segfault, the OOM killer, ``os._exit``) is seen by the coordinator, which
+starts a fresh worker for the next trial.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import random
+import runpy
+import sys
+import time
+import traceback
+from multiprocessing.connection import Connection
+from typing import Any
+
+TAIL_LINES = 8
+
+
+def _seed(seed: int) -> None:
+    random.seed(seed)
+    try:
+        import numpy
+
+        numpy.random.seed(seed % 2**32)
+    except ImportError:
+        pass
+    import torch
+
+    torch.manual_seed(seed)
+
+
+def tail(path: str, lines: int = TAIL_LINES) -> list[str]:
+    """The last non-empty lines of a log file (at most 64 KiB read)."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - 65536))
+            data = handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        return []
+    return [line for line in data.splitlines() if line.strip()][-lines:]
+
+
+def _where(exc: BaseException, script: str) -> str:
+    frames = traceback.extract_tb(exc.__traceback__)
+    mine = [f for f in frames if os.path.abspath(f.filename) == script] or frames
+    if not mine:
+        return ""
+    frame = mine[-1]
+    return f" ({os.path.basename(frame.filename)}:{frame.lineno})"
+
+
+def run_trial(conn: Connection, job: dict[str, Any]) -> dict[str, Any]:
+    """Run one trial in this process; the outcome dict goes back to the coordinator."""
+    from deepdive.engine.hparams import Param, TrialBinding, TrialPruned, bind_trial
+
+    import attrs
+
+    number = job["number"]
+    script = os.path.abspath(job["script"])
+
+    def suggest(param: Param) -> Any:
+        conn.send(("suggest", number, attrs.asdict(param)))
+        kind, value = conn.recv()
+        if kind == "error":
+            raise ValueError(value)
+        return value
+
+    def report(step: int, value: float) -> bool:
+        conn.send(("report", number, step, value))
+        return bool(conn.recv()[1])
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    log_fd = os.open(job["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    os.close(log_fd)
+    os.chdir(job["cwd"])
+    saved_argv, saved_path0 = sys.argv, sys.path[0] if sys.path else None
+    sys.argv = [script, *job["args"]]
+    script_dir = os.path.dirname(script)
+    if sys.path:
+        sys.path[0] = script_dir
+    else:
+        sys.path.insert(0, script_dir)
+    _seed(int(job.get("seed") or 0))
+    binding = TrialBinding(suggest=suggest, metric=job["metric"], report=report)
+    bind_trial(binding)
+    outcome: dict[str, Any] = {"state": "complete", "value": None, "reason": None}
+    started = time.perf_counter()
+    try:
+        runpy.run_path(script, run_name="__main__")
+    except TrialPruned as exc:
+        outcome.update(state="pruned", reason=str(exc))
+    except SystemExit as exc:
+        code = exc.code
+        if code not in (None, 0):
+            outcome.update(state="fail", reason=f"the script exited with status {code}" if isinstance(code, int)
+                           else f"the script exited: {code}")
+    except BaseException as exc:  # noqa: BLE001 - any failure of the user's script is the trial's
+        traceback.print_exc()
+        message = str(exc).strip().splitlines()
+        first = message[0] if message else ""
+        outcome.update(state="fail", reason=f"{type(exc).__name__}: {first}{_where(exc, script)}"[:400])
+        outcome["oom"] = "OutOfMemoryError" in type(exc).__name__ or "out of memory" in first.lower()
+    finally:
+        bind_trial(None)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        sys.argv = saved_argv
+        if saved_path0 is not None:
+            sys.path[0] = saved_path0
+    outcome["train_s"] = time.perf_counter() - started
+    outcome["params"] = binding.params
+    if outcome["state"] == "complete":
+        if not binding.params:
+            outcome.update(state="fail", reason="the script declared no hyperparameter: call run.suggest(...) "
+                                                "(define-by-run search space)")
+        elif binding.last is None:
+            outcome.update(state="fail", reason=f"the script never reported {job['metric']!r}: call "
+                                                f"run.log({job['metric']}=...)")
+        else:
+            outcome["value"] = binding.last
+    outcome["peak_mem_mib"] = _peak_memory()
+    gc.collect()
+    return outcome
+
+
+def _peak_memory() -> float | None:
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_available() or not torch.cuda.is_initialized():
+        return None
+    peak = torch.cuda.max_memory_allocated() / 2**20
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+    return peak
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGKILL this worker when the coordinator dies (a ``kill -9`` leaves no trial running)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() == 1:
+        os._exit(1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    conn = Connection(int(args[0]))
+    once = "--once" in args
+    _die_with_parent()
+    import torch  # noqa: F401 - the point of a warm worker: paid once
+
+    import deepdive.engine.run  # noqa: F401
+
+    try:
+        import sklearn.datasets  # noqa: F401 - the examples' data; cheap to have warm when present
+    except ImportError:
+        pass
+    conn.send(("ready", os.getpid()))
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return 0
+        if message[0] == "stop":
+            return 0
+        if message[0] == "run":
+            outcome = run_trial(conn, message[1])
+            conn.send(("done", message[1]["number"], outcome))
+            if once:
+                return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
