@@ -78,6 +78,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-verify", action="store_true", help="skip verification (the program is not run)")
     p.add_argument("--gpu", action="store_true", help="let the --smoke run use the GPU")
     p.add_argument("--json", action="store_true", help="print the result (code, checks, intent) as JSON")
+
+    p = sub.add_parser("tune", help="Bayesian hyperparameter search (Optuna) over the script's run.suggest() calls",
+                       description="Run SCRIPT once per trial with the values Optuna suggests for its run.suggest(...) "
+                                   "declarations; run.log(<metric>=...) reports intermediate values (pruning) and the "
+                                   "last one is the trial's value. The study is stored (default "
+                                   ".deepdive/tune.db) and a rerun continues it. Arguments after '--' go to the script.")
+    p.add_argument("script", help="the training script (it declares its hyperparameters with run.suggest)")
+    p.add_argument("--trials", type=int, default=None, help="finished trials the study should hold (required unless --apply alone)")
+    p.add_argument("--parallel", type=int, default=1, help="trials at once (default 1; one GPU each when there are GPUs)")
+    p.add_argument("--pack", action="store_true", help="with GPUs: several trials per GPU, packed by measured peak memory")
+    p.add_argument("--storage", default=None, help="sqlite:///..., postgresql://..., mysql://... or journal:PATH "
+                                                     "(default: sqlite in .deepdive/tune.db)")
+    p.add_argument("--study", default=None, help="study name (default: the script's name without .py)")
+    p.add_argument("--sampler", default="auto", choices=("auto", "tpe", "cmaes", "random"),
+                   help="auto = multivariate TPE (constant liar when parallel)")
+    p.add_argument("--pruner", default="auto", choices=("auto", "hyperband", "median", "none"), help="auto = Hyperband")
+    p.add_argument("--metric", default=None, help="the metric the script logs (default: the study's, else loss)")
+    p.add_argument("--direction", default=None, choices=("minimize", "maximize"),
+                   help="default: maximize for accuracy-like names, else minimize")
+    p.add_argument("--timeout", type=float, default=None, help="stop starting trials after this many seconds")
+    p.add_argument("--trial-timeout", type=float, default=None, help="kill (fail) a trial after this many seconds")
+    p.add_argument("--seed", type=int, default=None, help="seed the sampler (and every trial's RNGs) for reproducible studies")
+    p.add_argument("--retry-failed", action="store_true", help="run the failed trials' parameters once more")
+    p.add_argument("--apply", action="store_true", help="write the best parameters into the script's suggest() defaults")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
     return parser
 
 
@@ -92,7 +117,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         args_list, passthrough = args_list[:cut], args_list[cut + 1:]
     try:
         args = parser.parse_args(args_list)
-        if passthrough and args.command not in ("train",):
+        if passthrough and args.command not in ("train", "tune"):
             raise UsageError(f"'--' and what follows is only for 'deepdive train': {' '.join(passthrough)}")
         args.script_args = passthrough
         if args.command is None:
@@ -411,5 +436,85 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0 if result.verified or args.no_verify else 1
 
 
-_COMMANDS = {"version": cmd_version, "serve": cmd_serve, "doctor": cmd_doctor, "train": cmd_train,
+def cmd_tune(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from deepdive.tune.study import StudyConfig, TuneError, load_result, run_study
+
+    if args.trials is None and not args.apply:
+        raise UsageError("give --trials N (how many trials the study should hold), or --apply to write the best "
+                         "parameters of an existing study into the script")
+    if args.trials is not None and args.trials < 1:
+        raise UsageError("--trials must be at least 1")
+    if args.parallel < 1:
+        raise UsageError("--parallel must be at least 1")
+    for name in ("timeout", "trial_timeout"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be positive")
+    if not Path(args.script).is_file():
+        raise UsageError(f"no such script: {args.script}")
+    console = Console(stderr=True, highlight=False)
+    try:
+        if args.trials is None:
+            result = load_result(args.script, args.storage, args.study)
+        else:
+            progress = Progress(TextColumn("[bold]tune"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
+                                disable=args.json, transient=True)
+            task = progress.add_task("starting workers", total=args.trials)
+
+            def on_event(kind: str, fields: dict[str, Any]) -> None:
+                if kind == "progress":
+                    best = fields.get("best")
+                    progress.update(task, completed=min(fields["done"], fields["total"]),
+                                    description=f"best {best:.4g}" if isinstance(best, (int, float)) else "")
+                elif kind == "tune.trial" and fields["state"] in ("pruned", "fail") and not args.json:
+                    progress.console.print(f"  trial {fields['number']} {fields['state']}: {fields['reason']}",
+                                           markup=False)
+
+            config = StudyConfig(args.script, n_trials=args.trials, script_args=list(args.script_args),
+                                 parallel=args.parallel, storage=args.storage, study_name=args.study,
+                                 sampler=args.sampler, pruner=args.pruner, metric=args.metric,
+                                 direction=args.direction, timeout=args.timeout, seed=args.seed,
+                                 retry_failed=args.retry_failed, pack=args.pack, trial_timeout=args.trial_timeout,
+                                 on_event=on_event)
+            with progress:
+                result = run_study(config)
+    except TuneError as exc:
+        raise UsageError(str(exc)) from None
+    applied = None
+    if args.apply:
+        from deepdive.tune.apply import apply_to_file
+
+        if not result.best_params:
+            raise UsageError(f"study {result.study!r} has no complete trial yet: nothing to apply")
+        try:
+            applied = apply_to_file(args.script, result.best_params)
+        except SyntaxError as exc:
+            raise UsageError(f"{args.script} does not parse: {exc.msg} (line {exc.lineno})") from None
+    if args.json:
+        out = result.to_json()
+        if applied is not None:
+            out["applied"] = applied
+        print(json.dumps(out, default=str))
+    else:
+        from deepdive.tune.report import print_result
+
+        print_result(result, console=Console(highlight=False))
+        if applied is not None:
+            what = ", ".join(applied["changed"]) or "nothing (the defaults already are the best)"
+            print(f"applied to {args.script}: {what}"
+                  + (f"; not in the script: {', '.join(applied['missing'])}" if applied["missing"] else ""))
+    from deepdive.jobs import events
+
+    events.result({"study": result.study, "bestValue": result.best_value, "bestParams": result.best_params,
+                   "nComplete": result.n_complete, "nPruned": result.n_pruned, "nFail": result.n_fail})
+    return 0 if result.n_complete or args.trials is None else 1
+
+
+_COMMANDS = {"tune": cmd_tune, "version": cmd_version, "serve": cmd_serve, "doctor": cmd_doctor, "train": cmd_train,
              "dashboard": cmd_dashboard, "generate": cmd_generate}

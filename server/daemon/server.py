@@ -34,6 +34,7 @@ from deepdive.protocol import (
     VERSION, DoctorParams, DoctorReport, GenerateParams, GpuInfo, HubInfo, InvalidPayload, JobEvent, JobIdParams, JobKindList,
     JobList, JobListParams, JobLog, JobStartParams, Request, TorchInfo, VersionResult, from_wire, to_wire,
 )
+from deepdive.protocol import TUNE_APPLY, TuneApplyParams, TuneApplyResult
 
 log = logging.getLogger("deepdive.daemon")
 
@@ -400,6 +401,31 @@ async def on_generate(ls: DeepdiveServer, params: GenerateParams) -> Any:
     from deepdive.daemon import generate
 
     return await generate.generate(ls, params)
+
+
+@request(TUNE_APPLY)
+async def on_tune_apply(ls: DeepdiveServer, params: TuneApplyParams) -> TuneApplyResult:
+    """deepdive/tune/applyBest: edits that set the script's suggest() defaults to the given parameters."""
+    from deepdive.tune.apply import apply_best
+
+    path = Path(params.path)
+    if not path.is_absolute():
+        path = Path(ls.workspace_root or os.getcwd()) / path
+    text = params.text
+    if text is None:
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except FileNotFoundError:
+            raise JobRejected(f"no such script: {path}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise JobRejected(f"cannot read {path}: {exc}") from None
+    try:
+        _, edits, changed, unchanged, missing = apply_best(text, params.params)
+    except SyntaxError as exc:
+        raise JobRejected(f"{path.name} does not parse: {exc.msg} (line {exc.lineno})") from None
+    except ValueError as exc:
+        raise JobRejected(str(exc)) from None
+    return TuneApplyResult(edits=edits, changed=changed, unchanged=unchanged, missing=missing)
 
 
 # ---------------------------------------------------------------------------------------------

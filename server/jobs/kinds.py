@@ -137,6 +137,45 @@ def _train(options: dict[str, Any], ctx: Context) -> Launch:
                   timeout_s=None, env=env)
 
 
+def _tune(options: dict[str, Any], ctx: Context) -> Launch:
+    """``python -m deepdive tune SCRIPT ...``: its progress events (trial i/N, best) reach the editor."""
+    allowed = {"path", "args", "trials", "parallel", "storage", "study", "sampler", "pruner", "metric", "direction",
+               "timeout", "trial_timeout", "seed", "retry_failed", "pack", "apply"}
+    _only(options, allowed, "tune")
+    base, script = _script_path(options, ctx)
+    args = _string_list(options, "args")
+    argv = [ctx.python, "-P", "-m", "deepdive", "tune", str(script),
+            "--trials", str(int(_number(options, "trials", 20, 1, 100000))),
+            "--parallel", str(int(_number(options, "parallel", 1, 1, 1024)))]
+    for key, choices in (("sampler", ("auto", "tpe", "cmaes", "random")), ("pruner", ("auto", "hyperband", "median", "none")),
+                         ("direction", ("minimize", "maximize"))):
+        value = options.get(key)
+        if value is not None:
+            if value not in choices:
+                raise JobRejected(f"option '{key}' must be one of {', '.join(choices)}, got {value!r}")
+            argv += [f"--{key}", value]
+    for key in ("storage", "study", "metric"):
+        value = options.get(key)
+        if value is not None:
+            if not isinstance(value, str) or not value or value.startswith("-"):
+                raise JobRejected(f"option '{key}' must be a non-empty string")
+            argv += [f"--{key}", value]
+    for key in ("timeout", "trial_timeout"):
+        if options.get(key) is not None:
+            argv += [f"--{key.replace('_', '-')}", f"{_number(options, key, 0, 0.001, 1e9):g}"]
+    if options.get("seed") is not None:
+        argv += ["--seed", str(int(_number(options, "seed", 0, 0, 2**32 - 1)))]
+    for key in ("retry_failed", "pack", "apply"):
+        value = options.get(key, False)
+        if not isinstance(value, bool):
+            raise JobRejected(f"option '{key}' must be true or false")
+        if value:
+            argv.append(f"--{key.replace('_', '-')}")
+    if args:
+        argv += ["--", *args]
+    return Launch(argv=argv, cwd=str(base), title=f"tune {script.name}", timeout_s=None)
+
+
 KINDS: dict[str, Kind] = {
     k.name: k
     for k in (
@@ -160,6 +199,14 @@ KINDS: dict[str, Kind] = {
             "Runs a training script under torchrun (elastic; N processes, optional multi-node rendezvous).",
             True,
             _train,
+        ),
+        Kind(
+            "tune",
+            "Hyperparameter search",
+            "Bayesian search (Optuna) over a script's run.suggest() declarations, with pruning; the study is "
+            "stored in .deepdive/tune.db and resumes by name.",
+            True,
+            _tune,
         ),
     )
 }

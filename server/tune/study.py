@@ -182,9 +182,12 @@ def open_storage(url: str, heartbeat_interval: Optional[int] = 10, grace_period:
     if "://" not in url:
         raise TuneError(f"storage {url!r} is not a database URL: use sqlite:///path/tune.db, "
                         "postgresql://user:pass@host/db, mysql://... or journal:PATH")
+    import warnings
+
     try:
-        return optuna.storages.RDBStorage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
-                                          skip_compatibility_check=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
     except Exception as exc:  # sqlalchemy: no such dialect, no driver, cannot connect
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise TuneError(f"cannot open storage {redact(url)}: {type(exc).__name__}: {text}"[:300]) from None
@@ -194,8 +197,7 @@ def make_sampler(name: str, parallel: int, seed: Optional[int]) -> Any:
     import optuna
 
     if name in ("auto", "tpe"):
-        return optuna.samplers.TPESampler(multivariate=True, constant_liar=parallel > 1, seed=seed,
-                                          warn_independent_sampling=False)
+        return optuna.samplers.TPESampler(multivariate=True, constant_liar=parallel > 1, seed=seed)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "cmaes":
@@ -203,7 +205,7 @@ def make_sampler(name: str, parallel: int, seed: Optional[int]) -> Any:
             import cmaes  # noqa: F401
         except ImportError:
             raise TuneError("the CMA-ES sampler needs the cmaes package: pip install cmaes") from None
-        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+        return optuna.samplers.CmaEsSampler(seed=seed)
     raise TuneError(f"sampler must be one of {', '.join(SAMPLERS)}, got {name!r}")
 
 
@@ -539,13 +541,18 @@ class Coordinator:
                             "log=True, default=3e-3) calls (the search space lives in the script)")
         self.storage = open_storage(self.storage_url, cfg.heartbeat_interval, cfg.grace_period)
         self.rdb = self.storage if isinstance(self.storage, optuna.storages.RDBStorage) else None
-        sampler = make_sampler(cfg.sampler, cfg.parallel, cfg.seed)
         pruner = make_pruner(cfg.pruner)
         existing = None
         try:
             existing = optuna.load_study(study_name=self.study_name, storage=self.storage)
         except KeyError:
             pass
+        # A resumed study with the same seed would replay the first run's random start-up
+        # samples: offset the seed by the trials already there (still reproducible).
+        seed = cfg.seed
+        if seed is not None and existing is not None:
+            seed += len(existing.get_trials(deepcopy=False))
+        sampler = make_sampler(cfg.sampler, cfg.parallel, seed)
         meta = dict(existing.user_attrs.get(META_ATTR, {})) if existing else {}
         self.metric = cfg.metric or meta.get("metric") or "loss"
         direction = cfg.direction or meta.get("direction") or guess_direction(self.metric)
@@ -848,8 +855,14 @@ class Coordinator:
 
     def _fill(self) -> None:
         """Ask for trials while a worker (or a waiting spot) is free."""
-        free = sum(1 for w in self.workers if w.number is None) - len(self.pending)
-        want = self.config.parallel - sum(1 for w in self.workers if w.number is not None) - len(self.pending)
+        # Ask only for a ready worker (a trial's clock starts at ask), or, once every worker is
+        # ready, for trials that wait on a GPU (parallel > GPUs).
+        idle = [w for w in self.workers if w.number is None and w.ready and not self._gpu_busy(w.device)]
+        free = len(idle) - len(self.pending)
+        if all(w.ready for w in self.workers):
+            want = self.config.parallel - sum(1 for w in self.workers if w.number is not None) - len(self.pending)
+        else:
+            want = free
         want = min(want, self.config.n_trials - self.counted() - sum(
             1 for w in self.workers if w.number is not None) - len(self.pending))
         for _ in range(max(0, want)):
@@ -1051,3 +1064,27 @@ def run_study(config: StudyConfig) -> StudyResult:
         TuneError: bad input (no script, no suggest() in it, bad storage URL, bad option).
     """
     return Coordinator(config).run()
+
+
+def load_result(script: str, storage: Optional[str] = None, study_name: Optional[str] = None,
+                workspace: Optional[str] = None) -> StudyResult:
+    """The result of an existing study (nothing runs).
+
+    Raises:
+        TuneError: no such study in the storage, or a storage that cannot be opened.
+    """
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    coordinator = Coordinator(StudyConfig(script, storage=storage, study_name=study_name, workspace=workspace))
+    coordinator.storage = open_storage(coordinator.storage_url, None, None)
+    try:
+        coordinator.study = optuna.load_study(study_name=coordinator.study_name, storage=coordinator.storage)
+    except KeyError:
+        raise TuneError(f"no study {coordinator.study_name!r} in {redact(coordinator.storage_url)}: run "
+                        f"`deepdive tune {script} --trials N` first") from None
+    meta = coordinator.study.user_attrs.get(META_ATTR, {})
+    coordinator.metric = meta.get("metric", "?")
+    coordinator.direction = coordinator.study.direction.name.lower()
+    coordinator.started = time.time()
+    return coordinator.result()
