@@ -81,6 +81,11 @@ CASES: dict[str, tuple[Intent, tuple, dict]] = {
         I("bag of embeddings classifier", "text-classification", "mlp", num_classes=4, seq_len=50, layers=2),
         (4,), {"Dense": 2},
     ),
+    "text_transformer_amp": (
+        I("2-block transformer sentiment classifier, mixed precision", "text-classification", "transformer",
+          dataset="text", num_classes=2, seq_len=40, vocab_size=8000, layers=2, features={"amp"}),
+        (2,), {"MultiHeadAttention": 2, "PositionEmbedding": 1},
+    ),
     "regression_csv_es": (
         I("regression on a CSV with 8 features with early stopping", "regression", "mlp", dataset="csv",
           input_shape=(8,), layers=3, features={"early_stopping", "prune"}),
@@ -176,10 +181,12 @@ def _run(args: list[str], cwd: Path, timeout: float = 180) -> tuple[int, str, fl
 
 def test_generation_is_fast_and_compiles():
     for name, (intent, _, _) in ALL_CASES.items():
-        t0 = time.perf_counter()
-        src = kgen.generate(intent)
-        dt = time.perf_counter() - t0
-        assert dt < 0.005, f"{name}: {dt * 1e3:.1f} ms"
+        times = []
+        for _ in range(5):  # best of 5: a loaded machine must not fail a 0.1 ms operation
+            t0 = time.perf_counter()
+            src = kgen.generate(intent)
+            times.append(time.perf_counter() - t0)
+        assert min(times) < 0.005, f"{name}: {min(times) * 1e3:.1f} ms"
         compile(src, name, "exec")
         for needle in ("def build_model(", "def example_batch(", "def main(", "--smoke",
                        'os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")', "keras.utils.set_random_seed",
@@ -221,7 +228,7 @@ def test_features_applied_or_named():
     [
         I("keras GAN for MNIST", "gan", "gan", dataset="mnist"),
         I("keras VAE", "vae", "vae"),
-        I("keras transformer text classifier", "text-classification", "transformer"),
+        I("keras transformer forecaster", "forecasting", "transformer"),
         I("keras LSTM image classifier", "image-classification", "lstm"),
         I("keras few-shot", "few-shot", "protonet"),
     ],
@@ -317,6 +324,7 @@ REAL_RUNS = {
     # name -> (case, data key, extra args); the first ones run as `python prog.py`, the rest in the runner
     "real_mnist_cnn": ("mnist_cnn3", "mnist", []),
     "real_text_lstm": ("text_lstm2", "text", []),
+    "real_text_transformer": ("text_transformer_amp", "text", []),
     "real_forecast_series": ("forecast_lstm2_h6_ckpt", "series", []),
     "real_regression_csv": ("regression_csv_es", "csv", ["--target", "price"]),
     "real_cifar_resnet": ("cifar_resnet_sched", "cifar", []),

@@ -9,15 +9,16 @@ Covered (task: architectures):
 
 - image-classification: mlp, cnn, resnet (MNIST idx/npz files, CIFAR-10 python batches, an image
   folder, or synthetic data of any shape)
-- text-classification: lstm, gru, mlp (Embedding + pooled Dense) from a CSV of text,label or a
-  folder with one sub-folder per class
+- text-classification: lstm, gru, mlp (Embedding + pooled Dense), transformer (encoder blocks of
+  MultiHeadAttention) from a CSV of text,label or a folder with one sub-folder per class
 - regression: mlp on a numeric CSV
 - autoencoder: dense (flat inputs, or architecture mlp) and convolutional (image inputs)
 - forecasting: lstm, gru, mlp on a numeric CSV series, predicting ``horizon`` future values
 
 Layer counts (``intent.layers``) follow :data:`deepdive.codegen.intent.LAYER_TYPES`: cnn -> that
 many ``Conv2D``; mlp -> that many ``Dense`` in total (output included); lstm/gru -> that many
-stacked ``LSTM``/``GRU``; resnet -> that many residual blocks.
+stacked ``LSTM``/``GRU``; resnet -> that many residual blocks; transformer -> that many encoder
+blocks (each one ``MultiHeadAttention``).
 
 Features: amp (mixed_bfloat16 on CPU / mixed_float16 on GPU, float32 output layer),
 early_stopping, checkpoint (ModelCheckpoint + BackupAndRestore), lr_schedule (CosineDecay), optuna
@@ -36,7 +37,7 @@ from deepdive.codegen.intent import Intent
 
 COVERED = {
     "image-classification": ("mlp", "cnn", "resnet"),
-    "text-classification": ("lstm", "gru", "mlp"),
+    "text-classification": ("lstm", "gru", "mlp", "transformer"),
     "regression": ("mlp",),
     "autoencoder": ("autoencoder", "mlp", "cnn"),
     "forecasting": ("lstm", "gru", "mlp"),
@@ -210,6 +211,11 @@ class _Spec:
         self.kind = "classify"
         if self.arch in ("lstm", "gru"):
             self.rnn_layers = max(1, it.layers if it.layers is not None else 1)
+        elif self.arch == "transformer":
+            self.blocks = max(1, it.layers if it.layers is not None else 2)
+            self.embed = it.embed_dim or 64
+            self.heads = next(h for h in (4, 2, 1) if self.embed % h == 0)
+            self.hidden = it.hidden_size or 2 * self.embed
         else:
             n = max(1, it.layers if it.layers is not None else 2)
             self.dense_hidden = [self.hidden] * (n - 1)
@@ -368,6 +374,9 @@ class _Spec:
             c.append(("POOL_AFTER", tuple(self.pool_after), "MaxPooling2D after that Conv2D"))
         if self.arch == "resnet":
             c.append(("BLOCKS", tuple(self.blocks), "(filters, stride) per residual block"))
+        if self.arch == "transformer":
+            c.append(("NUM_BLOCKS", self.blocks, "encoder blocks"))
+            c.append(("NUM_HEADS", self.heads, "attention heads; HIDDEN is the feed-forward width"))
         if self.task == "autoencoder" and self.conv:
             c.append(("CONV_FILTERS", tuple(self.filters), "one Conv2D per entry in the encoder"))
             c.append(("CONV_STRIDES", tuple(self.strides), ""))
@@ -438,6 +447,17 @@ class _Spec:
                     "    x = keras.layers.Dropout(dropout)(x)",
                 ]
             body.append("outputs = " + out_dense.format(units="NUM_CLASSES", act='"softmax"'))
+        elif t == "text-classification" and a == "transformer":
+            helpers = TRANSFORMER_BLOCKS
+            body += [
+                "x = keras.layers.Embedding(VOCAB_SIZE, EMBED_DIM)(inputs)",
+                "x = PositionEmbedding(SEQ_LEN, EMBED_DIM)(x)",
+                "for _ in range(NUM_BLOCKS):",
+                "    x = encoder_block(x, dropout)",
+                "x = keras.layers.GlobalAveragePooling1D()(x)",
+                "x = keras.layers.Dropout(dropout)(x)",
+                "outputs = " + out_dense.format(units="NUM_CLASSES", act='"softmax"'),
+            ]
         elif t == "text-classification":
             body.append("x = keras.layers.Embedding(VOCAB_SIZE, EMBED_DIM, mask_zero=True)(inputs)  # id 0 is padding")
             if a in ("lstm", "gru"):
@@ -736,6 +756,34 @@ def residual_block(x, filters, stride):
     return keras.layers.Activation("relu")(keras.layers.Add()([y, shortcut]))
 '''
 
+TRANSFORMER_BLOCKS = '''
+@keras.saving.register_keras_serializable(package="deepdive")
+class PositionEmbedding(keras.layers.Layer):
+    """A learned embedding of each position, added to the token embeddings."""
+
+    def __init__(self, length, dim, **kwargs):
+        super().__init__(**kwargs)
+        self.length, self.dim = length, dim
+
+    def build(self, input_shape):
+        self.positions = self.add_weight(shape=(self.length, self.dim), initializer="random_normal", name="positions")
+
+    def call(self, x):
+        return x + keras.ops.cast(self.positions, x.dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "length": self.length, "dim": self.dim}
+
+
+def encoder_block(x, dropout):
+    """Post-norm Transformer encoder block: self-attention and a feed-forward layer, each with a residual."""
+    attn = keras.layers.MultiHeadAttention(NUM_HEADS, EMBED_DIM // NUM_HEADS, dropout=dropout)(x, x)
+    x = keras.layers.LayerNormalization(epsilon=1e-6)(x + attn)
+    ff = keras.layers.Dense(HIDDEN, activation="relu")(x)
+    ff = keras.layers.Dropout(dropout)(keras.layers.Dense(EMBED_DIM)(ff))
+    return keras.layers.LayerNormalization(epsilon=1e-6)(x + ff)
+'''
+
 _SPLIT = '''
 def split(x, y, val_fraction=0.1):
     """Shuffle (seeded) and hold out a validation fraction."""
@@ -933,8 +981,8 @@ DATA_SYNTHETIC = '''
 def load_data(path=None, target=None):
     """No dataset named: --data FILE.npz with arrays x and y, else 1024 synthetic examples."""
     if path:
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"{path}: no such file (expected an .npz with arrays x and y)")
+        if not Path(path).is_file() or Path(path).suffix != ".npz":
+            raise FileNotFoundError(f"{path}: expected an .npz file with arrays x and y")
         with np.load(path) as d:
             x, y = d["x"], d["y"]
     else:
