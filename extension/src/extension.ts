@@ -12,6 +12,7 @@ import { onDidChangeConfiguration, onDidGrantWorkspaceTrust } from './common/vsc
 import { DoctorReport, RequestTypes } from './protocol';
 import { DoctorReports } from './report/doctor';
 import { ReadOnlyDocuments } from './report/documents';
+import { TuneController } from './tune/controller';
 import { DashboardViews, registerDashboard } from './views/dashboard';
 import { EnvironmentView } from './views/environment';
 import { JobLogs } from './views/jobLogs';
@@ -45,6 +46,7 @@ export function activate(context: ExtensionContext): DeepdiveApi {
     const jobLogs = new JobLogs(srv, docs, jobs.model);
     const dashboard = new DashboardViews(srv, context.extensionUri);
     const codegen = new CodegenController(srv, context, docs);
+    const tune = new TuneController(srv, jobs);
 
     context.subscriptions.push(
         statusBar,
@@ -63,6 +65,7 @@ export function activate(context: ExtensionContext): DeepdiveApi {
         registerDashboard(dashboard),
         ...registerCommands({ server: srv, doctor, docs, environment, jobs, jobLogs, dashboard }),
         ...codegen.register(),
+        ...tune.register(),
         onDidChangeConfiguration((e) => {
             if (checkIfConfigurationChanged(e)) {
                 srv.restart('deepdive.pythonPath changed');

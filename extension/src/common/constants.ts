@@ -21,6 +21,8 @@ export const Commands = {
     acceptGeneration: 'deepdive.acceptGeneration',
     rejectGeneration: 'deepdive.rejectGeneration',
     showGenerationChecks: 'deepdive.showGenerationChecks',
+    tune: 'deepdive.tune',
+    applyTuneBest: 'deepdive.applyTuneBest',
 } as const;
 
 export const Views = {
