@@ -295,3 +295,19 @@ def test_programs_read_real_data_files(tmp_path: Path) -> None:
         for prompt, expected, proc in pool.map(one, cases):
             assert proc.returncode == 0, f"{prompt}: {proc.stderr[-2000:]}"
             assert expected in proc.stdout, f"{prompt}: {proc.stdout[-1000:]}"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_ddp_program_runs_under_torchrun(tmp_path: Path) -> None:
+    """Two gloo processes: DistributedSampler shards the data, DDP averages gradients, rank 0 saves."""
+    program = generate(parse_intent("MLP classifier for MNIST trained with DDP under torchrun, with checkpoints"))
+    (tmp_path / program.filename).write_text(program.code, encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
+    env.update(CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           program.filename, "--synthetic", "--epochs", "1", "--max-steps", "2"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=500, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("epoch 1/1") == 1  # printed by rank 0 only
+    assert (tmp_path / "checkpoint.pt").exists()
