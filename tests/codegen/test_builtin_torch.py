@@ -311,3 +311,26 @@ def test_ddp_program_runs_under_torchrun(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("epoch 1/1") == 1  # printed by rank 0 only
     assert (tmp_path / "checkpoint.pt").exists()
+
+
+@pytest.mark.slow
+def test_image_folder_program(tmp_path: Path) -> None:
+    """Reads root/<class>/*.png with Pillow; without Pillow it says so in one line."""
+    program = generate(parse_intent("CNN classifier for 16x16 RGB images in an image folder, 2 classes, 2 layers"))
+    (tmp_path / program.filename).write_text(program.code, encoding="utf-8")
+    data = tmp_path / "images"
+    try:
+        from PIL import Image
+    except ImportError:
+        (data / "cats").mkdir(parents=True)
+        proc = _run([program.filename, "--data", str(data)], tmp_path)
+        assert proc.returncode == 2
+        assert proc.stderr.strip() == "error: reading an image folder needs Pillow: pip install pillow"
+        return
+    for label, colour in (("cats", (255, 0, 0)), ("dogs", (0, 0, 255))):
+        (data / label).mkdir(parents=True)
+        for i in range(6):
+            Image.new("RGB", (20 + i, 20), colour).save(data / label / f"{i}.png")
+    proc = _run([program.filename, "--data", str(data), "--epochs", "1", "--batch-size", "4"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "val accuracy" in proc.stdout
