@@ -292,7 +292,7 @@ export class TuneView {
         if (!ok) {
             return;
         }
-        const p = prepare(canvas, PLOT_HEIGHT + 20);
+        const p = prepare(canvas, PLOT_HEIGHT + 30);
         if (!p) {
             return;
         }
@@ -300,7 +300,7 @@ export class TuneView {
         const muted = cssVar('--dd-muted', '#9d9d9d');
         const worse = parseColor(cssVar('--dd-series2', '#f0a050')) ?? [240, 160, 80];
         const betterC = parseColor(cssVar('--dd-accent', '#3794ff')) ?? [55, 148, 255];
-        const top = 18;
+        const top = 30;
         const bottom = 18;
         const pad = 36;
         const n = pc.axes.length;
@@ -346,7 +346,7 @@ export class TuneView {
             const hi = a.kind === 'categorical' ? a.categories.at(-1) ?? '' : fmtParam(a.max);
             ctx.fillText(lo, x, h - 5);
             if (hi !== lo) {
-                ctx.fillText(hi, x, top - 1 + 10);
+                ctx.fillText(hi, x, top - 5);
             }
             if (a.kind === 'categorical') {
                 a.categories.slice(1, -1).forEach((c, k) => ctx.fillText(c, x, ay((k + 1) / (a.categories.length - 1)) - 2));
