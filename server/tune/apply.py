@@ -53,14 +53,14 @@ def _suggest_calls(tree: ast.AST) -> list[tuple[str, ast.Call]]:
         first = node.args[0]
         if isinstance(first, ast.Constant) and isinstance(first.value, str):
             calls.append((first.value, node))
-    return calls
+    return sorted(calls, key=lambda item: (item[1].lineno, item[1].col_offset))
 
 
 def find_suggest_names(source: str) -> list[str]:
     """The parameter names of the script's ``suggest("name", ...)`` calls, in source order."""
     tree = ast.parse(source)
     names: list[str] = []
-    for name, call in sorted(_suggest_calls(tree), key=lambda item: (item[1].lineno, item[1].col_offset)):
+    for name, _ in _suggest_calls(tree):
         if name not in names:
             names.append(name)
     return names

@@ -30,9 +30,11 @@ is the truth that other machines share: trials are created there (``ask``), para
 there: the coordinator keeps a *mirror* study in memory (:class:`Ledger`) with the same name,
 direction and trial numbers, holding every trial's intermediate values; a report is appended to the
 mirror and the real Optuna pruner decides on the mirror (``pruner.prune(mirror, trial)``, which is
-exactly what ``Trial.should_prune`` does). Trials finished by other processes are copied into the
-mirror at each ``ask``. At trial end the intermediate values go to the persistent storage in one
-batch (one transaction for RDB storages) together with the final state. Pruning decisions are thus
+exactly what ``Trial.should_prune`` does). Trials of other processes are copied into the mirror at
+each ``ask``. At trial end the intermediate values (and what the pruner marked on the trial, e.g.
+successive halving's rungs) go to the persistent storage in one batch (one transaction for RDB
+storages), then the final state. Other processes sharing the storage see a trial's intermediate
+values when it ends. Pruning decisions are thus
 the ones Optuna makes with direct reporting on the same values (tested), while a report costs a
 pipe round trip instead of a database commit.
 
@@ -286,6 +288,7 @@ class Ledger:
                 params=frozen.params, distributions=frozen.distributions,
                 intermediate_values=dict(frozen.intermediate_values),
                 value=frozen.value if finished and frozen.state == TrialState.COMPLETE else None,
+                system_attrs={} if number in self.live else dict(frozen.system_attrs),
             )
             self.mirror_storage.create_new_trial(self._mirror_id, template_trial=template)
             have += 1
@@ -298,6 +301,9 @@ class Ledger:
         for step, value in frozen.intermediate_values.items():
             if step not in mirror.intermediate_values:
                 self.mirror_storage.set_trial_intermediate_value(trial_id, step, value)
+        for key, value in frozen.system_attrs.items():  # e.g. a pruner's completed_rung_N marks
+            if mirror.system_attrs.get(key) != value:
+                self.mirror_storage.set_trial_system_attr(trial_id, key, value)
 
     def _replace_finished(self, number: int, frozen: Any) -> None:
         from optuna.trial import TrialState
@@ -366,11 +372,14 @@ class Ledger:
 
         trial = self.live.pop(number)
         values = self.values.pop(number, {})
+        attrs_out: dict[str, Any] = {}
         if not self.direct:
-            self._write_intermediate(trial._trial_id, values)
+            # what the pruner marked on the mirror's trial (e.g. successive halving's rungs) is
+            # part of the study: other processes' pruners read it
+            attrs_out.update(self.mirror_storage.get_trial(self._mirror_trial_id(number)).system_attrs)
         if reason:
-            self.study._storage.set_trial_system_attr(trial._trial_id, REASON_ATTR, reason[:500])
-            self.writes += 1
+            attrs_out[REASON_ATTR] = reason[:500]
+        self._write_batch(trial._trial_id, values, attrs_out)
         optuna_state = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED, "fail": TrialState.FAIL}[state]
         if state == "complete" and (value is None or not math.isfinite(value)):
             optuna_state = TrialState.FAIL
@@ -383,22 +392,30 @@ class Ledger:
         self.mirror_storage.set_trial_state_values(trial_id, optuna_state, mirror_values)
         self._synced.add(number)
 
-    def _write_intermediate(self, trial_id: int, values: dict[int, float]) -> None:
-        if not values:
+    def _write_batch(self, trial_id: int, values: dict[int, float], system_attrs: dict[str, Any]) -> None:
+        """Intermediate values and system attributes: one transaction on RDB storages."""
+        if not values and not system_attrs:
             return
         if self.rdb is not None:
             try:
+                from optuna.storages._rdb import models
                 from optuna.storages._rdb.storage import _create_scoped_session
 
                 with _create_scoped_session(self.rdb.scoped_session, True) as session:
                     for step, value in values.items():
                         self.rdb._set_trial_intermediate_value_without_commit(session, trial_id, step, value)
+                    for key, value in system_attrs.items():
+                        self.rdb._set_trial_attr_without_commit(session, models.TrialSystemAttributeModel,
+                                                                trial_id, key, value)
                 self.writes += 1
                 return
             except (ImportError, AttributeError):
-                pass  # another Optuna: one call per value below
+                pass  # another Optuna: one call per item below
         for step, value in values.items():
             self.study._storage.set_trial_intermediate_value(trial_id, step, value)
+            self.writes += 1
+        for key, value in system_attrs.items():
+            self.study._storage.set_trial_system_attr(trial_id, key, value)
             self.writes += 1
 
 
