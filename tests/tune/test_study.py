@@ -1,0 +1,186 @@
+"""Real studies with real worker processes: digits with pruning, failures, retries, kill -9 and resume, CLI."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from deepdive.tune.study import RETRY_ATTR, StudyConfig, TuneError, run_study
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPTS = Path(__file__).resolve().parent / "scripts"
+DIGITS = ROOT / "server/examples/digits.py"
+
+pytestmark = pytest.mark.slow
+
+
+def _db(workspace: Path) -> str:
+    return f"sqlite:///{workspace / '.deepdive' / 'tune.db'}"
+
+
+def test_digits_study_with_pruning_and_two_parallel_workers(tmp_path):
+    events: list[tuple[str, dict]] = []
+    config = StudyConfig(str(DIGITS), n_trials=10, parallel=2, metric="accuracy", seed=1, workspace=str(tmp_path),
+                         script_args=["--epochs", "4", "--precision", "fp32", "--batch-size", "128"],
+                         on_event=lambda kind, fields: events.append((kind, json.loads(json.dumps(fields)))))
+    result = run_study(config)
+    assert result.direction == "maximize" and result.storage == _db(tmp_path)
+    assert result.n_complete >= 2 and result.n_pruned >= 1, result.trials
+    assert result.n_complete + result.n_pruned + result.n_fail == 10 and result.n_fail == 0
+    assert 0.85 < result.best_value <= 1.0
+    assert set(result.best_params) == {"lr", "weight_decay", "hidden", "dropout"}
+    assert set(result.importances) == set(result.best_params) and result.importance_note is None
+    # pruned trials stopped early: fewer intermediate values than a complete one
+    complete = [t for t in result.trials if t["state"] == "complete"]
+    pruned = [t for t in result.trials if t["state"] == "pruned"]
+    assert all(len(p["intermediate"]) < len(complete[0]["intermediate"]) for p in pruned)
+    assert all(p["reason"].startswith("pruned at step") for p in pruned)
+    # the storage has it all
+    study = optuna.load_study(study_name="digits", storage=_db(tmp_path))
+    assert len(study.trials) == 10 and study.best_value == result.best_value
+    # telemetry: the Tune view's events
+    kinds = [k for k, _ in events]
+    assert kinds[0] == "tune.study" and kinds[-1] == "tune.done"
+    start = events[0][1]
+    assert start == {"study": "digits", "direction": "maximize", "metric": "accuracy", "sampler": "auto",
+                     "pruner": "auto", "n_trials": 10, "parallel": 2, "storage": _db(tmp_path)}
+    trial_events = [f for k, f in events if k == "tune.trial"]
+    assert set(trial_events[0]) == {"study", "number", "state", "params", "value", "intermediate", "reason", "worker",
+                                    "waiting_reason", "duration_s"}
+    assert {f["worker"] for f in trial_events} == {0, 1}  # both workers ran trials
+    finals = {f["number"]: f for f in trial_events if f["state"] in ("complete", "pruned", "fail")}
+    assert len(finals) == 10 and all(isinstance(f["duration_s"], float) for f in finals.values())
+    assert any(f["intermediate"] for f in trial_events if f["state"] == "running")
+    best = [f for k, f in events if k == "tune.best"]
+    assert best and best[-1]["value"] == result.best_value and best[-1]["params"] == result.best_params
+    importance = [f for k, f in events if k == "tune.importance"]
+    assert importance and importance[-1]["importances"] == pytest.approx(result.importances)
+    done = events[-1][1]
+    assert (done["n_complete"], done["n_pruned"], done["n_fail"]) == (result.n_complete, result.n_pruned, 0)
+    # overlapping trials: the two workers ran at once
+    running = {}
+    overlap = False
+    for kind, f in events:
+        if kind == "tune.trial" and f["state"] == "running":
+            running[f["number"]] = True
+        elif kind == "tune.trial":
+            running.pop(f["number"], None)
+        overlap = overlap or len(running) >= 2
+    assert overlap
+    # warm workers: the trials' own time is most of the wall time of the trials
+    assert result.train_seconds > 0
+
+
+def _enqueue(workspace: Path, name: str, params: list[dict]) -> None:
+    (workspace / ".deepdive").mkdir(exist_ok=True)
+    study = optuna.create_study(storage=_db(workspace), study_name=name, direction="maximize")
+    for p in params:
+        study.enqueue_trial(p)
+
+
+def test_failures_are_recorded_and_the_study_goes_on_then_retry(tmp_path):
+    (tmp_path / ".deepdive").mkdir()
+    _enqueue(tmp_path, "modes", [{"mode": "raise", "x": 0.9}, {"mode": "kill", "x": 0.1}, {"mode": "ok", "x": 0.3},
+                                 {"mode": "ok", "x": 0.7}])
+    config = StudyConfig(str(SCRIPTS / "modes.py"), n_trials=4, metric="score", workspace=str(tmp_path),
+                         sampler="random", seed=0)
+    result = run_study(config)
+    by_number = {t["number"]: t for t in result.trials}
+    assert by_number[0]["state"] == "fail" and "ValueError: x=0.900 is not allowed here (modes.py:" in by_number[0]["reason"]
+    assert by_number[1]["state"] == "fail" and "killed by SIGKILL" in by_number[1]["reason"]
+    assert by_number[2]["state"] == "complete" and by_number[2]["value"] == pytest.approx(0.9)
+    assert by_number[3]["state"] == "complete" and result.best_value == pytest.approx(2.1)
+    assert (result.n_complete, result.n_fail) == (2, 2)
+    # --retry-failed: the failed trials' parameters run again (the "raise" one works now)
+    (tmp_path / "fixed").write_text("")
+    result = run_study(StudyConfig(str(SCRIPTS / "modes.py"), n_trials=4, metric="score", workspace=str(tmp_path),
+                                   retry_failed=True, sampler="random", seed=0))
+    assert sorted(result.retried) == [0, 1]
+    retries = [t for t in result.trials if t["retry_of"] is not None]
+    assert sorted(t["retry_of"] for t in retries) == [0, 1]
+    again = {t["retry_of"]: t for t in retries}
+    assert again[0]["state"] == "complete" and again[0]["params"] == {"mode": "raise", "x": 0.9}
+    assert again[1]["state"] == "fail"  # kill is deterministic
+    assert len(result.trials) == 6  # the retries replaced the failures: no new trials beyond them
+
+
+def test_kill_9_then_resume_fails_orphans_and_continues(tmp_path):
+    env = dict(os.environ, SLOW_STEPS="8", SLOW_SLEEP="0.3")
+    argv = [sys.executable, "-m", "deepdive", "tune", str(SCRIPTS / "slow.py"), "--trials", "5", "--metric", "score",
+            "--direction", "maximize", "--parallel", "2", "--seed", "0", "--json"]
+    proc = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    db = _db(tmp_path)
+    deadline = time.time() + 120
+    running: list[int] = []
+    try:
+        while time.time() < deadline:
+            time.sleep(0.3)
+            try:
+                study = optuna.load_study(study_name="slow", storage=db)
+            except Exception:
+                continue
+            states = [t.state for t in study.get_trials(deepcopy=False)]
+            if states.count(optuna.trial.TrialState.COMPLETE) >= 1 and optuna.trial.TrialState.RUNNING in states:
+                running = [t.number for t in study.get_trials(deepcopy=False)
+                           if t.state == optuna.trial.TrialState.RUNNING]
+                break
+        assert running, "the study never had a complete and a running trial"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    time.sleep(0.5)
+    study = optuna.load_study(study_name="slow", storage=db)
+    assert any(t.state == optuna.trial.TrialState.RUNNING for t in study.get_trials(deepcopy=False))
+    result = run_study(StudyConfig(str(SCRIPTS / "slow.py"), n_trials=5, metric="score", workspace=str(tmp_path),
+                                   seed=0, parallel=2))
+    assert set(running) <= set(result.orphaned)
+    orphans = [t for t in result.trials if t["number"] in result.orphaned]
+    assert all(t["state"] == "fail" and t["reason"].startswith("orphaned") for t in orphans)
+    counted = [t for t in result.trials if t["number"] not in result.orphaned]
+    assert len(counted) == 5 and all(t["state"] in ("complete", "pruned") for t in counted)
+    assert not any(t["state"] == "running" for t in result.trials)
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "deepdive", "tune", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_one_line_errors(tmp_path):
+    out = _cli("missing.py", "--trials", "2", cwd=tmp_path)
+    assert out.returncode == 2 and out.stderr.strip() == "deepdive: error: no such script: missing.py"
+    (tmp_path / "plain.py").write_text("print('no search space here')\n")
+    out = _cli("plain.py", "--trials", "2", cwd=tmp_path)
+    assert out.returncode == 2 and "declares no hyperparameter" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    out = _cli(str(SCRIPTS / "modes.py"), "--trials", "2", "--storage", "bogus://user:secret@host/db", cwd=tmp_path)
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and len(lines) == 1 and "cannot open storage" in lines[0] and "secret" not in lines[0]
+    out = _cli(str(SCRIPTS / "modes.py"), "--trials", "2", "--storage", "nothing-like-a-url", cwd=tmp_path)
+    assert out.returncode == 2 and "not a database URL" in out.stderr
+    out = _cli(str(SCRIPTS / "modes.py"), cwd=tmp_path)
+    assert out.returncode == 2 and "--trials" in out.stderr
+    with pytest.raises(TuneError, match="no such script"):
+        run_study(StudyConfig(str(tmp_path / "nope.py"), n_trials=1))
+
+
+def test_cli_json_and_apply(tmp_path):
+    script = tmp_path / "modes.py"
+    script.write_text((SCRIPTS / "modes.py").read_text())
+    _enqueue(tmp_path, "modes", [{"mode": "ok", "x": 0.75}, {"mode": "ok", "x": 0.25}])
+    out = _cli(str(script), "--trials", "2", "--metric", "score", "--json", "--apply", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["best_params"] == {"mode": "ok", "x": 0.75} and data["applied"]["changed"] == ["x"]
+    text = script.read_text()
+    assert text == (SCRIPTS / "modes.py").read_text().replace("1.0, default=0.5)", "1.0, default=0.75)")
+    # --apply alone: from the stored study, nothing runs; already applied
+    out = _cli(str(script), "--apply", "--json", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["applied"]["unchanged"] == ["mode", "x"]
