@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from typing import Optional, Sequence
 
@@ -44,6 +45,7 @@ class SandboxResult:
     timed_out: bool = False
     out_of_memory: bool = False
     workdir: str = ""
+    cancelled: bool = False
 
 
 def scrubbed_env(home: str, *, allow_gpu: bool = False) -> dict[str, str]:
@@ -75,7 +77,7 @@ def _limit_memory(limit_bytes: Optional[int]):
 
 def run_sandboxed(args: Sequence[str], *, files: dict[str, str], timeout_s: float, memory_mb: Optional[int],
                   allow_gpu: bool = False, python: str = sys.executable, stdin: Optional[str] = None,
-                  keep_dir: bool = False) -> SandboxResult:
+                  keep_dir: bool = False, cancel: Optional[threading.Event] = None) -> SandboxResult:
     """Write ``files`` into a fresh temporary directory and run ``python *args`` there.
 
     Args:
@@ -83,6 +85,7 @@ def run_sandboxed(args: Sequence[str], *, files: dict[str, str], timeout_s: floa
         files: name -> text, written into the working directory first.
         timeout_s: wall-clock limit; the whole process group is killed when it passes.
         memory_mb: address-space limit (RLIMIT_AS) or None for none.
+        cancel: when set, the process group is killed within about 0.1 s (``cancelled`` in the result).
     """
     workdir = tempfile.mkdtemp(prefix="deepdive-sandbox-")
     try:
@@ -95,19 +98,33 @@ def run_sandboxed(args: Sequence[str], *, files: dict[str, str], timeout_s: floa
         proc = subprocess.Popen([python, *args], cwd=workdir, env=env, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
                                 preexec_fn=_limit_memory(limit), text=True, encoding="utf-8", errors="replace")
-        timed_out = False
+        timed_out = cancelled = False
+        deadline = start + timeout_s
+        feed = stdin
         try:
-            out, err = proc.communicate(stdin, timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            _kill_group(proc.pid)
-            out, err = proc.communicate()
+            while True:
+                # short slices, so a cancel is seen quickly; communicate keeps what it read so far
+                slice_s = max(0.0, min(0.1 if cancel is not None else timeout_s, deadline - time.monotonic()))
+                try:
+                    out, err = proc.communicate(feed, timeout=slice_s)
+                    break
+                except subprocess.TimeoutExpired:
+                    feed = None
+                    if time.monotonic() >= deadline:
+                        timed_out = True
+                    elif cancel is not None and cancel.is_set():
+                        cancelled = True
+                    else:
+                        continue
+                    _kill_group(proc.pid)
+                    out, err = proc.communicate()
+                    break
         finally:
             _kill_group(proc.pid)  # children the program left behind
         seconds = time.monotonic() - start
-        oom = (not timed_out and proc.returncode != 0 and limit is not None
+        oom = (not timed_out and not cancelled and proc.returncode != 0 and limit is not None
                and (any(m in err for m in _OOM_MARKERS) or proc.returncode == -signal.SIGKILL))
-        return SandboxResult(proc.returncode, out, err, seconds, timed_out, oom, workdir)
+        return SandboxResult(proc.returncode, out, err, seconds, timed_out, oom, workdir, cancelled)
     finally:
         if not keep_dir:
             shutil.rmtree(workdir, ignore_errors=True)

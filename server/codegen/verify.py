@@ -20,6 +20,7 @@ import ast
 import json
 import re
 import sys
+import threading
 import time
 from typing import Callable, Optional
 
@@ -187,9 +188,12 @@ def _result_json(res: SandboxResult) -> Optional[dict]:
     return None
 
 
+CANCELLED = "cancelled"
+
+
 def verify(source: str, intent: Optional[Intent], *, timeout_s: float = 120, memory_mb: Optional[int] = None,
            allow_gpu: bool = False, on_check: Optional[Callable[[GenerateCheck], None]] = None,
-           python: str = sys.executable) -> VerifyResult:
+           python: str = sys.executable, cancel: Optional[threading.Event] = None) -> VerifyResult:
     """Run the checks on ``source``; ``intent`` (may be None) adds the property checks it expects.
 
     Args:
@@ -200,6 +204,8 @@ def verify(source: str, intent: Optional[Intent], *, timeout_s: float = 120, mem
         allow_gpu: let the program see the GPUs (CUDA_VISIBLE_DEVICES is emptied otherwise).
         on_check: called with each check as it finishes.
         python: the interpreter that will run the program.
+        cancel: when set, the running sandboxed process is killed and no further check starts
+            (the result's message is then ``"cancelled"``).
     """
     started = time.monotonic()
     checks: list[GenerateCheck] = []
@@ -234,7 +240,9 @@ def verify(source: str, intent: Optional[Intent], *, timeout_s: float = 120, mem
     t0 = time.monotonic()
     modules = _top_level_imports(tree)
     res = run_sandboxed(["-c", _FIND_SPECS, json.dumps(modules)], files={}, timeout_s=min(60.0, timeout_s),
-                        memory_mb=None, allow_gpu=allow_gpu, python=python)
+                        memory_mb=None, allow_gpu=allow_gpu, python=python, cancel=cancel)
+    if res.cancelled:
+        return done(CANCELLED)
     missing = _result_json(res)
     if missing is None:
         stderr_tail = _tail(res.stderr)
@@ -271,7 +279,9 @@ def verify(source: str, intent: Optional[Intent], *, timeout_s: float = 120, mem
     # -- smoke --
     t0 = time.monotonic()
     res = run_sandboxed(["program.py", "--smoke"], files={"program.py": source}, timeout_s=timeout_s,
-                        memory_mb=memory_mb, allow_gpu=allow_gpu, python=python)
+                        memory_mb=memory_mb, allow_gpu=allow_gpu, python=python, cancel=cancel)
+    if res.cancelled:
+        return done(CANCELLED)
     stderr_tail = _tail(res.stderr)
     if res.timed_out:
         msg = f"smoke run exceeded the {timeout_s:g} s time limit"
@@ -290,7 +300,9 @@ def verify(source: str, intent: Optional[Intent], *, timeout_s: float = 120, mem
     t0 = time.monotonic()
     res = run_sandboxed(["harness.py", framework if framework != "none" else "torch"],
                         files={"program.py": source, "harness.py": _HARNESS}, timeout_s=timeout_s,
-                        memory_mb=memory_mb, allow_gpu=allow_gpu, python=python)
+                        memory_mb=memory_mb, allow_gpu=allow_gpu, python=python, cancel=cancel)
+    if res.cancelled:
+        return done(CANCELLED)
     data = _result_json(res)
     if res.timed_out:
         msg = f"property check exceeded the {timeout_s:g} s time limit"

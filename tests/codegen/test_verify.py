@@ -229,3 +229,19 @@ def test_compile_time_errors_fail_parse() -> None:
     result = verify(source, None)
     assert [c.name for c in result.checks] == ["parse"]
     assert "used prior to global declaration" in result.message
+
+
+def test_cancel_kills_the_running_check_and_stops_verification() -> None:
+    import threading
+    import time
+
+    cancel = threading.Event()
+    timer = threading.Timer(1.0, cancel.set)
+    timer.start()
+    t0 = time.monotonic()
+    result = verify(program("while True:\n    pass"), None, timeout_s=60, cancel=cancel)
+    took = time.monotonic() - t0
+    timer.cancel()
+    assert result.message == "cancelled" and not result.ok
+    assert [c.name for c in result.checks] == ["parse", "imports", "contract"], "no check after the cancel"
+    assert took < 30, f"the smoke run was not stopped by the cancel ({took:.1f} s)"
