@@ -4,7 +4,11 @@ Programs are generated from Intent objects (and from prompts through the parser)
 temporary folder and run as ``python prog.py --smoke`` in subprocesses, two at a time (TensorFlow
 takes ~5 s to start). One more subprocess imports every program, calls ``build_model()`` and
 ``example_batch()``, runs the model and reports output shapes and layer counts by class name.
-Real runs read tiny files in the real formats (MNIST idx, CIFAR-10 pickles, CSV, text CSV).
+Real runs read tiny files in the real formats (MNIST idx, CIFAR-10 pickles, PNG folders, CSV, text
+CSV); two must learn (scikit-learn's digits as MNIST files, a linear CSV regression). The verifier
+(deepdive.codegen.verify) checks two programs end to end when it is there.
+
+    .venv/bin/python -m pytest -q tests/codegen/test_builtin_keras.py      # ~3 min on 2 idle cores
 """
 
 from __future__ import annotations

@@ -726,7 +726,7 @@ import tempfile
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ["KERAS_BACKEND"] = "tensorflow"  # a TensorFlow program: tf.data, tf.lite and tf.distribute below
 
 import numpy as np
 import tensorflow as tf
