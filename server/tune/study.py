@@ -50,6 +50,7 @@ trials once more (a retried failure no longer counts).
 
 from __future__ import annotations
 
+import atexit
 import logging
 import math
 import os
@@ -111,6 +112,8 @@ class StudyConfig:
     grace_period: int = 60
     on_event: Optional[Callable[[str, dict[str, Any]], None]] = None
     """Called with every telemetry event (kind, fields), e.g. for a progress bar."""
+    reuse_workers: bool = True
+    """Keep the warm workers for the next study in this process (they stop at exit)."""
 
 
 @attrs.define
@@ -430,6 +433,7 @@ class _Worker:
     proc: subprocess.Popen
     conn: Connection
     device: Optional[str]  # a GPU index or None (CPU)
+    threads: str = "1"
     ready: bool = False
     number: Optional[int] = None  # the trial it runs
     started: float = 0.0
@@ -497,6 +501,37 @@ def _signal_name(code: int) -> str:
         return signal.Signals(-code).name
     except ValueError:
         return f"signal {-code}"
+
+
+_POOL: list[_Worker] = []  # warm workers kept between studies of this process
+
+
+def _stop(workers: list[_Worker], busy: tuple[int, ...] = ()) -> None:
+    for worker in workers:
+        if worker.index in busy:
+            try:
+                os.killpg(worker.proc.pid, signal.SIGKILL)
+            except OSError:
+                pass
+            continue
+        try:
+            worker.conn.send(("stop",))
+        except OSError:
+            pass
+    deadline = time.time() + 5
+    for worker in workers:
+        try:
+            worker.proc.wait(max(0.1, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(worker.proc.pid, signal.SIGKILL)
+            except OSError:
+                pass
+            worker.proc.wait()
+        try:
+            worker.conn.close()
+        except OSError:
+            pass
 
 
 # ---------------------------------------------------------------------------------------------
@@ -684,7 +719,8 @@ class Coordinator:
         env = dict(os.environ)
         for key in ("DEEPDIVE_HUB", "DEEPDIVE_EVENTS_FD", "DEEPDIVE_METRICS_OUT"):
             env.pop(key, None)
-        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // self.config.parallel)))
+        env["OMP_NUM_THREADS"] = os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1)
+                                                                            // self.config.parallel))
         env["CUDA_VISIBLE_DEVICES"] = device if device is not None else env.get("CUDA_VISIBLE_DEVICES", "")
         if device is None and not _gpus():
             env.pop("CUDA_VISIBLE_DEVICES", None) if "CUDA_VISIBLE_DEVICES" not in os.environ else None
@@ -700,10 +736,20 @@ class Coordinator:
             out.close()
             child.close()
         conn = Connection(parent.detach())
-        return _Worker(index, proc, conn, device)
+        return _Worker(index, proc, conn, device, threads=env["OMP_NUM_THREADS"])
 
     def _start_workers(self) -> None:
-        self.workers = [self._spawn(i, device) for i, device in enumerate(self._slots())]
+        self.workers = []
+        threads = str(max(1, (os.cpu_count() or 1) // self.config.parallel))
+        for i, device in enumerate(self._slots()):
+            kept = next((w for w in _POOL if w.device == device and w.threads == threads and w.proc.poll() is None),
+                        None) if self.config.warm else None
+            if kept is not None:
+                _POOL.remove(kept)
+                kept.index, kept.number = i, None
+                self.workers.append(kept)
+            else:
+                self.workers.append(self._spawn(i, device))
 
     def _replace(self, worker: _Worker) -> None:
         try:
@@ -719,31 +765,12 @@ class Coordinator:
         self.workers[worker.index] = self._spawn(worker.index, worker.device)
 
     def _stop_workers(self, busy: tuple[int, ...] = ()) -> None:
-        for worker in self.workers:
-            if worker.index in busy:
-                try:
-                    os.killpg(worker.proc.pid, signal.SIGKILL)
-                except OSError:
-                    pass
-                continue
-            try:
-                worker.conn.send(("stop",))
-            except OSError:
-                pass
-        deadline = time.time() + 5
-        for worker in self.workers:
-            try:
-                worker.proc.wait(max(0.1, deadline - time.time()))
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(worker.proc.pid, signal.SIGKILL)
-                except OSError:
-                    pass
-                worker.proc.wait()
-            try:
-                worker.conn.close()
-            except OSError:
-                pass
+        if self.config.reuse_workers and self.config.warm:
+            keep = [w for w in self.workers if w.index not in busy and w.ready and w.proc.poll() is None]
+            _POOL.extend(keep)
+            self.workers = [w for w in self.workers if w not in keep]
+        _stop(self.workers, busy)
+
 
     def _gpu_busy(self, device: Optional[str]) -> bool:
         if device is None or not self.config.pack:
@@ -1064,6 +1091,12 @@ class Coordinator:
             importance_note=note, trials=history, seconds=time.time() - self.started, orphaned=self.orphaned,
             retried=self.retried, train_seconds=self.train_seconds,
         )
+
+
+@atexit.register
+def _stop_pool() -> None:
+    workers, _POOL[:] = list(_POOL), []
+    _stop(workers)
 
 
 def _tail(path: Optional[str]) -> list[str]:
