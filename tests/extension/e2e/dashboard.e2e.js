@@ -159,6 +159,32 @@ async function step(name, fn) {
       }
       if ((await page.locator('#conn').innerText()) !== 'live') throw new Error('the label is not "live" again');
     });
+    await step('a tune study streams to the Tune section: trials, history, best', async () => {
+      const study = 'e2e-dashboard';
+      spawn('tune', ['-m', 'deepdive', 'tune', path.join(REPO, 'server/examples/digits.py'), '--trials', '4', '--study', study,
+        '--storage', `sqlite:///${path.join(tmp, 'tune.db')}`, '--metric', 'accuracy', '--direction', 'maximize', '--',
+        '--epochs', '2', '--compression', 'none'], hub ? { ...env, DEEPDIVE_HUB: hub } : env, path.join(artifacts, 'dashboard-tune.log'));
+      const studyOf = async () => ((await hook('window.__deepdiveDashboard.tuneStudies()')) || []).find(s => s.study === study);
+      await waitFor('the study in the Tune section', studyOf, 60000, 500);
+      const done = await waitFor('the study done (4 trials)', async () => { const s = await studyOf(); return s && s.done && s; }, 240000, 1000);
+      const trials = await hook(`window.__deepdiveDashboard.tuneTrials(${JSON.stringify(study)})`);
+      const complete = trials.filter(t => t.state === 'complete');
+      if (trials.length !== 4 || complete.length < 1) throw new Error(`trials: ${JSON.stringify(trials)}`);
+      for (const t of complete) {
+        if (typeof t.value !== 'number' || typeof t.params.lr !== 'number') throw new Error(`complete trial without value or params: ${JSON.stringify(t)}`);
+      }
+      const best = await hook(`window.__deepdiveDashboard.tuneBest(${JSON.stringify(study)})`);
+      if (!best || best.value !== Math.max(...complete.map(t => t.value))) throw new Error(`best ${JSON.stringify(best)} of ${JSON.stringify(complete.map(t => t.value))}`);
+      await waitFor('the history chart\'s points', async () => +(await page.locator('#tune-history').getAttribute('data-points')) === complete.length, 5000);
+      if (!(await page.locator('#tune-history canvas').count())) throw new Error('the history chart has no uPlot canvas');
+      const rows = await page.locator('#tune-trials tr[data-state="complete"]').count();
+      if (rows !== complete.length) throw new Error(`${rows} complete rows in the trials table, ${complete.length} complete trials`);
+      const meta = await page.locator('#tune-meta').innerText();
+      if (!/maximize accuracy/.test(meta)) throw new Error(`Tune meta line: ${JSON.stringify(meta)}`);
+      console.log(`     tune: ${done.complete} complete, ${done.pruned} pruned, ${done.fail} failed; best #${best.number} accuracy ${best.value}`);
+      await page.locator('.tune-panel').scrollIntoViewIfNeeded();
+      await screenshot(page, 'dashboard-tune');
+    });
     await step('no page errors', async () => {
       if (pageErrors.length) throw new Error(pageErrors.join('\n'));
     });
