@@ -1,0 +1,192 @@
+"""Search quality at equal trial budget: deepdive.tune's defaults against random search without pruning.
+
+The task is real: ``server/examples/polarity.py`` (sentence polarity, Rotten Tomatoes snippets, a
+fixed seeded 90/10 split; validation accuracy reported after every epoch). For each seed, two
+studies of ``--trials`` trials each run through :func:`deepdive.tune.run_study` (warm workers,
+``--parallel`` of them, one CPU thread each; a fresh SQLite storage per study):
+
+- ``tool``:   ``--sampler``/``--pruner`` (default ``auto``/``auto``: multivariate TPE + Hyperband);
+- ``random``: random sampling, no pruning (every trial trains ``--epochs`` epochs).
+
+Figures (one JSON object per line; means over seeds, per-seed values alongside):
+
+- ``best_val_acc_after_N_trials`` for N in ``--checkpoints``: the best completed trial's final
+  validation accuracy among the first N trials (pruned trials count as spent, with no value);
+- ``epochs_spent``: training epochs run by the study (a pruned trial counts the epochs it ran) —
+  the compute measure; ``train_seconds`` and ``wall_seconds`` too;
+- ``best_val_acc_any``: the best accuracy any configuration reached across all studies;
+- ``gap_to_best_points``: (best_val_acc_any - the study's best) in accuracy points;
+- ``epochs_to_within_goal``: epochs the study had spent when its best first came within
+  ``--goal-points`` (default 0.3) of ``best_val_acc_any`` (null when it never did);
+- ``goal``: the issue's goal, measured, never asserted: the tool ends within ``--goal-points`` of the
+  best found, having spent at most 40 % of random search's epochs.
+
+Usage::
+
+    .venv/bin/python bench/bench_tune_quality.py                      # 3 seeds x 30 trials x 4 epochs
+    .venv/bin/python bench/bench_tune_quality.py --seeds 1 --trials 10 --epochs 2   # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "server" / "examples" / "polarity.py"
+
+
+def emit(metric: str, value: Any, unit: str, **extra: Any) -> None:
+    print(json.dumps({"bench": "tune_quality", "metric": metric, "value": value, "unit": unit, **extra}), flush=True)
+
+
+def mean(values: list[Optional[float]]) -> Optional[float]:
+    present = [v for v in values if v is not None]
+    return statistics.fmean(present) if present else None
+
+
+def ratio(value: Optional[float], baseline: Optional[float]) -> Optional[float]:
+    if value is None or baseline in (None, 0):
+        return None
+    return value / baseline  # type: ignore[operator]
+
+
+def study(arm: str, seed: int, args: argparse.Namespace, workspace: str) -> dict[str, Any]:
+    """Run one study; return its trials in number order with the epochs each ran."""
+    from deepdive.tune import StudyConfig, run_study
+
+    sampler, pruner = (args.sampler, args.pruner) if arm == "tool" else ("random", "none")
+    script_args = ["--epochs", str(args.epochs)]
+    if args.data:
+        script_args += ["--data", args.data]
+    config = StudyConfig(
+        str(SCRIPT), n_trials=args.trials, script_args=script_args, parallel=args.parallel,
+        storage=f"sqlite:///{workspace}/{arm}-{seed}.db", study_name=f"polarity-{arm}-{seed}",
+        sampler=sampler, pruner=pruner, metric="val_acc", direction="maximize", seed=seed,
+        workspace=workspace,
+    )
+    started = time.perf_counter()
+    result = run_study(config)
+    wall = time.perf_counter() - started
+    trials = sorted(result.trials, key=lambda t: t["number"])
+    rows = [{"number": t["number"], "state": t["state"],
+             "value": t["value"] if t["state"] == "complete" else None,
+             "epochs": len(t["intermediate"]), "params": t["params"]} for t in trials]
+    return {"arm": arm, "seed": seed, "sampler": sampler, "pruner": pruner, "trials": rows, "wall_s": wall,
+            "train_s": result.train_seconds, "n_complete": result.n_complete, "n_pruned": result.n_pruned,
+            "n_fail": result.n_fail}
+
+
+def best_after(rows: list[dict[str, Any]], n: int) -> Optional[float]:
+    values = [r["value"] for r in rows[:n] if r["value"] is not None]
+    return max(values) if values else None
+
+
+def epochs_to_within(rows: list[dict[str, Any]], target: float) -> Optional[int]:
+    spent = 0
+    for row in rows:
+        spent += row["epochs"]
+        if row["value"] is not None and row["value"] >= target:
+            return spent
+    return None
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=3, help="studies per arm (seeds 0..N-1)")
+    parser.add_argument("--trials", type=int, default=30, help="trials per study")
+    parser.add_argument("--epochs", type=int, default=4, help="epochs of a trial that is not pruned")
+    parser.add_argument("--parallel", type=int, default=2, help="warm workers per study (one CPU thread each)")
+    parser.add_argument("--checkpoints", default="5,10,20,30", help="report the best after these trial counts")
+    parser.add_argument("--sampler", default="auto", help="the tool arm's sampler (deepdive tune --sampler)")
+    parser.add_argument("--pruner", default="auto", help="the tool arm's pruner (deepdive tune --pruner)")
+    parser.add_argument("--goal-points", type=float, default=0.3, help="'within X points of the best found'")
+    parser.add_argument("--goal-compute", type=float, default=0.4, help="'using at most this share of random's epochs'")
+    parser.add_argument("--data", default=None, help="the rt-polarity folder (default: the script's)")
+    parser.add_argument("--out", default=None, help="also write every study's trials here (JSONL)")
+    args = parser.parse_args(argv)
+
+    sys.path.insert(0, str(SCRIPT.parent))
+    import polarity  # noqa: E402 - the example's own data check
+
+    reason = polarity.missing_data(Path(args.data) if args.data else polarity.default_data_dir())
+    if reason:
+        print(f"bench_tune_quality: {reason}", file=sys.stderr)
+        return 2
+    checkpoints = sorted({int(c) for c in args.checkpoints.split(",") if c.strip() and int(c) <= args.trials})
+    emit("budget", args.seeds * args.trials * 2, "trials", seeds=args.seeds, trials_per_study=args.trials,
+         epochs_per_trial=args.epochs, parallel=args.parallel, checkpoints=checkpoints,
+         tool=f"deepdive.tune run_study: sampler={args.sampler} pruner={args.pruner}",
+         baseline="deepdive.tune run_study: sampler=random pruner=none", cpus=os.cpu_count())
+
+    studies: list[dict[str, Any]] = []
+    out = open(args.out, "w") if args.out else None
+    with tempfile.TemporaryDirectory(prefix="bench-tune-quality-") as workspace:
+        for seed in range(args.seeds):
+            for arm in ("tool", "random"):
+                done = study(arm, seed, args, workspace)
+                studies.append(done)
+                best = best_after(done["trials"], args.trials)
+                print(f"# seed {seed} {arm}: best {best}, {sum(r['epochs'] for r in done['trials'])} epochs, "
+                      f"{done['n_complete']} complete / {done['n_pruned']} pruned / {done['n_fail']} failed, "
+                      f"{done['wall_s']:.0f} s", file=sys.stderr, flush=True)
+                if out:
+                    out.write(json.dumps(done) + "\n")
+                    out.flush()
+    if out:
+        out.close()
+
+    by_arm = {arm: [s for s in studies if s["arm"] == arm] for arm in ("tool", "random")}
+    all_values = [r["value"] for s in studies for r in s["trials"] if r["value"] is not None]
+    best_any = max(all_values) if all_values else None
+    emit("best_val_acc_any", best_any, "accuracy", note="best final validation accuracy of any trial, all studies")
+
+    for n in checkpoints:
+        tool = [best_after(s["trials"], n) for s in by_arm["tool"]]
+        rand = [best_after(s["trials"], n) for s in by_arm["random"]]
+        emit(f"best_val_acc_after_{n}_trials", mean(tool), "accuracy", baseline=mean(rand),
+             ratio=ratio(mean(tool), mean(rand)), per_seed=tool, baseline_per_seed=rand)
+
+    epochs = {arm: [sum(r["epochs"] for r in s["trials"]) for s in by_arm[arm]] for arm in by_arm}
+    emit("epochs_spent", mean(epochs["tool"]), "epochs", baseline=mean(epochs["random"]),
+         ratio=ratio(mean(epochs["tool"]), mean(epochs["random"])), per_seed=epochs["tool"],
+         baseline_per_seed=epochs["random"])
+    for key, unit in (("train_s", "s"), ("wall_s", "s")):
+        tool = [s[key] for s in by_arm["tool"]]
+        rand = [s[key] for s in by_arm["random"]]
+        emit(f"{'train' if key == 'train_s' else 'wall'}_seconds", mean(tool), unit, baseline=mean(rand),
+             ratio=ratio(mean(tool), mean(rand)))
+    pruned = [s["n_pruned"] for s in by_arm["tool"]]
+    emit("trials_pruned", mean(pruned), "trials", per_seed=pruned)
+
+    if best_any is None:
+        emit("goal", None, "bool", note="no trial completed")
+        return 1
+    gaps = {arm: [None if best_after(s["trials"], args.trials) is None
+                  else 100 * (best_any - best_after(s["trials"], args.trials)) for s in by_arm[arm]]
+            for arm in by_arm}
+    emit("gap_to_best_points", mean(gaps["tool"]), "points", baseline=mean(gaps["random"]),
+         per_seed=gaps["tool"], baseline_per_seed=gaps["random"])
+    target = best_any - args.goal_points / 100
+    reach = {arm: [epochs_to_within(s["trials"], target) for s in by_arm[arm]] for arm in by_arm}
+    emit("epochs_to_within_goal", mean(reach["tool"]), "epochs", baseline=mean(reach["random"]),
+         ratio=ratio(mean(reach["tool"]), mean(epochs["random"])), per_seed=reach["tool"],
+         baseline_per_seed=reach["random"], goal_points=args.goal_points,
+         note="ratio: against random search's total epochs; null per seed: never within the goal")
+    per_seed_goal = [g is not None and g <= args.goal_points and e <= args.goal_compute * b
+                     for g, e, b in zip(gaps["tool"], epochs["tool"], epochs["random"])]
+    emit("goal", all(per_seed_goal), "bool", per_seed=per_seed_goal,
+         statement=f"tool's best within {args.goal_points} points of the best found with <= "
+                   f"{args.goal_compute:.0%} of random search's epochs (measured, not asserted)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
