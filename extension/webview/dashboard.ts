@@ -13,6 +13,7 @@ import {
     describeRun, OVERLAY_FIELDS, OVERLAYS, overlay, overlayPoints, parseRuns, Queries, toggleCompare,
     type PastRun, type Row,
 } from './history';
+import { forRuns } from './tune';
 import { TuneView } from './tuneView';
 
 declare global {
@@ -92,8 +93,11 @@ function connect(): void {
         if (queries.handle(msg)) {
             return;
         }
-        apply(state, msg, pending);
         tune.apply(msg);
+        const forRunPanels = forRuns(msg);
+        if (forRunPanels !== null) {
+            apply(state, forRunPanels, pending);
+        }
         schedule();
     };
     socket.onclose = ev => {

@@ -145,6 +145,33 @@ export function applyTune(state: TuneState, msg: unknown, changed: Set<string> =
     return changed;
 }
 
+/**
+ * The message for the Runs panels: null for a `samples` message of a `tune-` run that carries no
+ * samples (only tune events: the Tune section shows them; as a run it would take over "Current run"
+ * with empty charts; only its `dropped` count, when it has one), a snapshot without such messages,
+ * anything else unchanged.
+ */
+export function forRuns(msg: unknown): unknown {
+    if (!isObj(msg)) {
+        return msg;
+    }
+    if (msg.type === 'samples') {
+        const tuneOnly = typeof msg.run === 'string' && msg.run.startsWith('tune-')
+            && (!Array.isArray(msg.samples) || msg.samples.length === 0);
+        if (!tuneOnly) {
+            return msg;
+        }
+        // the hub's count of entries this page lost still counts
+        return num(msg.dropped) ? { type: 'dropped', dropped: msg.dropped } : null;
+    }
+    if (msg.type === 'snapshot' && Array.isArray(msg.messages)) {
+        const all: unknown[] = msg.messages;
+        const kept = all.map(forRuns).filter(m => m !== null);
+        return kept.length === all.length && kept.every((m, i) => m === all[i]) ? msg : { ...msg, messages: kept };
+    }
+    return msg;
+}
+
 /** Applies one `tune.*` event; returns its study's name, or null when it was ignored. */
 export function applyEvent(state: TuneState, e: Record<string, unknown>, run: string | null = null, msgT = 0): string | null {
     const name = studyName(e, str(e.run) ?? run);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
-    LOG_RATIO, MAX_INTERMEDIATE, MAX_STUDIES, MAX_TRIALS, applyTune, bestOf, countStates, currentStudy, curves, emptyTune,
+    forRuns, LOG_RATIO, MAX_INTERMEDIATE, MAX_STUDIES, MAX_TRIALS, applyTune, bestOf, countStates, currentStudy, curves, emptyTune,
     fmtParam, fmtParams, history, importanceBars, mixColor, parallelCoords, parseColor, position, studiesByRecency, trialsOf,
     type TuneState,
 } from '../../../extension/webview/tune';
@@ -228,5 +228,24 @@ describe('formatting and colours', () => {
         expect(mixColor([0, 0, 0], [100, 200, 50], 0.5)).toBe('rgb(50, 100, 25)');
         expect(mixColor([0, 0, 0], [100, 200, 50], 2)).toBe('rgb(100, 200, 50)');
         expect(mixColor([0, 0, 0], [100, 200, 50], NaN)).toBe('rgb(0, 0, 0)');
+    });
+});
+
+describe('forRuns (what the Runs panels get)', () => {
+    it('drops tune-only sample messages, keeps everything else', () => {
+        const tuneOnly = samples([trial(0, 1)]);
+        const withSamples = { ...samples([trial(0, 1)]), samples: [{ t: 1, step: 1 }] };
+        const train = samples([{ kind: 'oom', t: 1 }], 'train-1');
+        expect(forRuns(tuneOnly)).toBeNull();
+        expect(forRuns({ ...tuneOnly, dropped: 3 })).toEqual({ type: 'dropped', dropped: 3 });
+        expect(forRuns(withSamples)).toBe(withSamples);
+        expect(forRuns(train)).toBe(train);
+        const machine = { type: 'machine', t: 1 };
+        expect(forRuns(machine)).toBe(machine);
+        expect(forRuns('x')).toBe('x');
+        const snap = { type: 'snapshot', dropped: 2, messages: [tuneOnly, train, machine] };
+        expect(forRuns(snap)).toEqual({ type: 'snapshot', dropped: 2, messages: [train, machine] });
+        const plain = { type: 'snapshot', messages: [train] };
+        expect(forRuns(plain)).toBe(plain);
     });
 });
