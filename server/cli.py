@@ -431,6 +431,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         if result.verified:
             console.print(f"[green]verified[/]: {len(result.checks)}/{len(result.checks)} checks passed "
                           f"({what}, {result.seconds:.1f} s){where}")
+        elif args.no_verify:
+            console.print(f"not verified (--no-verify) ({what}){where}")
         else:
             console.print(f"[yellow]not verified[/]: {result.message or 'verification did not pass'} ({what}){where}")
     return 0 if result.verified or args.no_verify else 1

@@ -26,7 +26,7 @@ OPTIONAL_PACKAGES: tuple[tuple[str, str], ...] = (
     ("torch", "training engine, deep check"),
     ("optuna", "hyperparameter search (extra: tune)"),
     ("transformers", "local-model code generation (extra: llm)"),
-    ("tensorflow", "TensorFlow/Keras code generation targets"),
+    ("tensorflow|tensorflow-cpu", "TensorFlow/Keras code generation targets"),
     ("onnx", "ONNX export"),
     ("torchao", "weight-only and int4 quantization"),
     ("nvidia-ml-py", "GPU telemetry (NVML)"),
@@ -39,11 +39,16 @@ TORCH_PROBE_TIMEOUT_S = 90.0
 
 def package_versions() -> list[PackageInfo]:
     out = []
-    for name, purpose in OPTIONAL_PACKAGES:
-        try:
-            version: Optional[str] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            version = None
+    for names, purpose in OPTIONAL_PACKAGES:
+        # "a|b": the same import under several distribution names (tensorflow, tensorflow-cpu)
+        name, version = names.split("|")[0], None
+        for candidate in names.split("|"):
+            try:
+                version = metadata.version(candidate)
+            except metadata.PackageNotFoundError:
+                continue
+            name = candidate
+            break
         out.append(PackageInfo(name=name, purpose=purpose, installed=version is not None, version=version))
     return out
 

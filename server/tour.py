@@ -22,11 +22,15 @@ from rich.rule import Rule
 
 from deepdive.lspclient import DaemonClient
 from deepdive.protocol import (
-    DOCTOR, HUB, JOBS_EVENT, JOBS_LIST, JOBS_START, VERSION, DoctorParams, JobEvent, JobListParams, JobStartParams,
+    DOCTOR, GENERATE, HUB, JOBS_EVENT, JOBS_LIST, JOBS_START, VERSION, DoctorParams, GenerateParams, GeneratePartial,
+    JobEvent, JobListParams, JobStartParams, from_wire,
 )
 from deepdive.report import print_deep, print_report
 
 console = Console()
+
+# The sentence the tour starts from: the digits classifier it trains later, written by the builtin generator.
+PROMPT = "a 2-layer MLP classifier for the scikit-learn digits, trained with the deepdive engine"
 
 
 def step(n: int, title: str) -> None:
@@ -46,11 +50,16 @@ async def tour(repo: Path, seconds: float, epochs: int) -> int:
     console.print(f"deepdive {version.version} daemon, pid {version.pid}, answered `initialize` "
                   f"{init_ms:.0f} ms after spawn (it never imports torch)")
     try:
-        step(2, "Environment report (deepdive/doctor)")
+        step(2, "Write the training script from a sentence (deepdive/generate), checked by running it")
+        script = await _generate(client, workspace)
+        if script is None:
+            return 1
+
+        step(3, "Environment report (deepdive/doctor)")
         report = await client.request(DOCTOR, DoctorParams())
         print_report(report, console)
 
-        step(3, "Deep check as a job: torch imported in a subprocess, matmul GFLOP/s, progress streamed")
+        step(4, "Deep check as a job: torch imported in a subprocess, matmul GFLOP/s, progress streamed")
         progress = Progress(TextColumn("[bold]deep check"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                             TextColumn("{task.description}"), TimeElapsedColumn(), console=console)
         bar = progress.add_task("starting", total=1.0)
@@ -74,13 +83,13 @@ async def tour(repo: Path, seconds: float, epochs: int) -> int:
         final = done.job
         print_deep({"job": final.id, "state": final.state, "reason": final.reason, "result": final.result}, console)
 
-        step(4, "Job history (deepdive/jobs/list, kept in SQLite)")
+        step(5, "Job history (deepdive/jobs/list, kept in SQLite)")
         for past in (await client.request(JOBS_LIST, JobListParams(limit=5))).jobs:
             took = f"{past.ended_at - past.started_at:.1f} s" if past.ended_at and past.started_at else "-"
             console.print(f"  {past.id}  {past.title:<24} {past.state:<10} {took}")
         console.print(f"  records: {report.state_dir}/state.db")
-        step(5, "Train the digits classifier: auto precision, 2-process DDP over gloo, PowerSGD (deepdive train),"
-                " streaming live to the daemon's telemetry hub")
+        step(6, f"Train the generated {script.name} through the engine: auto precision, 2-process DDP over gloo "
+                "(deepdive train), streaming live to the daemon's telemetry hub")
         hub = await client.request(HUB)
         verdicts: list[dict] = []
         watcher = asyncio.ensure_future(_watch_verdicts(hub.stream_url, verdicts)) if hub.running else None
@@ -89,13 +98,12 @@ async def tour(repo: Path, seconds: float, epochs: int) -> int:
                           f"{hub.url.replace('ws://', 'http://')}/?token=…)")
         else:
             console.print(f"[yellow]no telemetry hub: {hub.reason}")
-        digits = repo / "server" / "examples" / "digits.py"
         env = {**os.environ, "DEEPDIVE_HOME": str(workspace / ".deepdive")}
         if hub.running:
             env["DEEPDIVE_HUB"] = hub.ingest_url
         trained = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "deepdive", "train", str(digits), "--nproc", "2", "--",
-            "--epochs", str(epochs), "--compression", "powersgd", "--precision", "auto", cwd=workspace, env=env,
+            sys.executable, "-m", "deepdive", "train", str(script), "--nproc", "2", "--",
+            "--epochs", str(epochs), "--precision", "auto", cwd=workspace, env=env,
         )
         await trained.wait()
         await asyncio.sleep(1.5)  # the last samples and the verdict after them
@@ -111,7 +119,7 @@ async def tour(repo: Path, seconds: float, epochs: int) -> int:
         code = await client.close()
         console.print(f"daemon shut down cleanly (exit code {code})")
 
-    step(6, "The VS Code extension")
+    step(7, "The VS Code extension")
     vsix = sorted(repo.glob("deepdive-*.vsix"))
     if vsix:
         console.print(f"packaged: {vsix[-1]}")
@@ -120,6 +128,43 @@ async def tour(repo: Path, seconds: float, epochs: int) -> int:
         console.print("[yellow]no .vsix found: run `make vsix`")
         return 1
     return 0 if final.state == "succeeded" else 1
+
+
+async def _generate(client: DaemonClient, workspace: Path) -> Path | None:
+    """Generate the digits script over LSP as the editor does: partial results show the checks as they pass."""
+    from lsprotocol import types
+
+    console.print(f'prompt: "{PROMPT}"')
+    seen = 0
+
+    def on_progress(params: types.ProgressParams) -> None:
+        nonlocal seen
+        if params.token != "tour-generate":
+            return
+        part = from_wire(params.value, GeneratePartial)
+        if part.kind == "text":
+            seen += len(part.text or "")
+        elif part.kind == "phase":
+            console.print(f"  [dim]{part.text}…[/dim] ({seen} characters streamed)" if part.text == "verifying"
+                          else f"  [dim]{part.text}…[/dim]")
+        elif part.kind == "check" and part.check is not None:
+            c = part.check
+            mark = "[green]✓[/green]" if c.ok else "[red]✗[/red]"
+            console.print(f"  {mark} {c.name:<10} {c.detail[:90]}  [dim]{c.seconds or 0:.1f} s[/dim]", highlight=False)
+
+    client.on(types.PROGRESS, on_progress)
+    result = await client.request(GENERATE, GenerateParams(prompt=PROMPT, partial_result_token="tour-generate"),
+                                  timeout=300)
+    intent = result.intent
+    console.print(f"understood as: {intent['task']}, {intent['architecture']}, dataset {intent['dataset']}, "
+                  f"{intent['num_classes']} classes, {intent['layers']} layers, engine: {intent['use_engine']}")
+    if not result.verified:
+        console.print(f"[red]the generated program did not pass verification: {result.message}")
+        return None
+    script = workspace / (result.filename or "digits_mlp.py")
+    script.write_text(result.code, encoding="utf-8")
+    console.print(f"verified in {result.seconds:.1f} s → {script} ({len(result.code.splitlines())} lines)")
+    return script
 
 
 async def _watch_verdicts(stream_url: str, into: list[dict]) -> None:

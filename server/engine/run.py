@@ -149,6 +149,7 @@ class Run:
         self.step_count = 0
         self.batch_index = -1  # the batch being processed, counted over the whole run
         self.epoch = 0
+        self._epochs_started = 0  # across batches() calls
         self.total_steps: Optional[int] = None
         self._metrics: dict[str, Any] = {}
         self._loss: Optional[torch.Tensor] = None
@@ -265,15 +266,21 @@ class Run:
     # -- the loop -------------------------------------------------------------------------------
 
     def batches(self, loader: Iterable[Any], epochs: int = 1) -> Iterator[Any]:
-        """Iterate ``epochs`` times over ``loader``, batches moved to the device; times every step."""
+        """Iterate ``epochs`` times over ``loader``, batches moved to the device; times every step.
+
+        Calling it once per epoch (``for epoch in ...: for b in run.batches(loader)``) works too:
+        epochs count on across calls, so a DistributedSampler reshuffles each epoch.
+        """
         if epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {epochs}")
         try:
             self.total_steps = len(loader) * epochs  # type: ignore[arg-type]
         except TypeError:
             self.total_steps = None
-        for epoch in range(epochs):
+        first = self._epochs_started
+        for epoch in range(first, first + epochs):
             self.epoch = epoch
+            self._epochs_started = epoch + 1
             sampler = getattr(loader, "sampler", None)
             if hasattr(sampler, "set_epoch"):
                 sampler.set_epoch(epoch)  # type: ignore[union-attr]
@@ -379,6 +386,8 @@ class Run:
             torch.cuda.synchronize(self.device)
         step_time = time.perf_counter() - self._step_start
         self._step_times.append(step_time)
+        if self.hparams.binding is not None:
+            self.hparams.binding.step_seconds += step_time
         if sampled:
             self.reporter.record(self._sample(step_time))
         self._metrics = {}

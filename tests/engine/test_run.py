@@ -137,6 +137,22 @@ def test_telemetry_samples_carry_the_step_figures(tmp_path):
     assert first["samples_per_s"] > 0 and first["mem_rss_mib"] > 0 and isinstance(first["loss"], float)
 
 
+def test_one_batches_call_per_epoch_counts_epochs_and_reshuffles():
+    from torch.utils.data.distributed import DistributedSampler
+
+    run = dd.setup(precision="fp32", seed=0)
+    data = TensorDataset(torch.arange(16.0).unsqueeze(1))
+    sampler = DistributedSampler(data, num_replicas=1, rank=0, shuffle=True, seed=0)
+    loader = DataLoader(data, batch_size=16, sampler=sampler)
+    orders = []
+    for _ in range(3):  # the shape generated scripts use: evaluate between epochs
+        for (xb,) in run.batches(loader):
+            orders.append(xb.squeeze(1).tolist())
+    assert run.epoch == 2 and run._epochs_started == 3
+    assert len({tuple(o) for o in orders}) == 3, "each epoch is shuffled differently (set_epoch 0, 1, 2)"
+    run.finish()
+
+
 def test_without_a_sink_the_reporter_is_off():
     env = {k: v for k, v in os.environ.items() if k not in ("DEEPDIVE_HUB", "DEEPDIVE_METRICS_OUT")}
     code = ("import deepdive.engine as dd, threading; run = dd.setup(precision='fp32');"

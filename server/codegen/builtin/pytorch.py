@@ -862,7 +862,8 @@ def _main(p: Plan) -> str:
         if p.kind == "gan":
             body += ['generate_samples(model, 8 if args.smoke else args.samples, os.path.join(args.out, "generated.pt"))']
         else:
-            body += ['if is_main_process():', '    print(f"best validation loss {best:.4f}")'] if not e else ['print(f"best validation loss {best:.4f}")']
+            main_only = 'is_main_process()' if not e else 'int(os.environ.get("RANK", "0")) == 0'  # one line under torchrun
+            body += [f'if {main_only}:', '    print(f"best validation loss {best:.4f}")']
         if p.task == "streaming-inference":
             body += ['if args.smoke or (args.synthetic and args.stream is None):',
                      '    values = example_batch(1)[0][0].tolist() * 2  # a short synthetic stream',
