@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -120,16 +119,10 @@ def test_program_verifies(verified, prompt: str) -> None:
         assert f"{intent.layers} {intent.layer_type()} layer(s)" in result.checks[-1].detail
 
 
-def test_generation_is_fast_and_deterministic() -> None:
-    intents = [parse_intent(p) for p, _, _ in PROMPTS]
-    times = []
-    for intent in intents:
-        start = time.perf_counter()
-        program = generate(intent)
-        times.append(time.perf_counter() - start)
-        assert generate(intent).code == program.code
-    times.sort()
-    assert times[int(0.95 * (len(times) - 1))] < 0.2
+def test_generation_is_deterministic() -> None:
+    # how fast it is, bench/bench_codegen.py measures (p50/p95); a test asserts no time
+    for intent in (parse_intent(p) for p, _, _ in PROMPTS):
+        assert generate(intent).code == generate(intent).code
 
 
 def test_generator_does_not_import_torch() -> None:
@@ -142,14 +135,8 @@ def test_generator_does_not_import_torch() -> None:
 def test_tensorflow_intent_goes_to_the_keras_generator() -> None:
     intent = parse_intent("keras autoencoder for 784-dim inputs with a 32-dim bottleneck")
     assert intent.framework == "tensorflow"
-    try:
-        import deepdive.codegen.builtin.keras  # noqa: F401
-    except ModuleNotFoundError:
-        with pytest.raises(RuntimeError, match="Keras generator"):
-            generate(intent)
-    else:
-        program = generate(intent)
-        assert program.framework == "tensorflow" and "def build_model" in program.code
+    program = generate(intent)
+    assert program.framework == "tensorflow" and "def build_model" in program.code
 
 
 def _run(args: list[str], cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 import pytest
 
@@ -154,14 +153,10 @@ def test_fine_tune_is_not_hyperparameter_tuning() -> None:
     assert "optuna" in parse_intent("LSTM sentiment classifier, tuned").features
 
 
-def test_deterministic_and_fast() -> None:
+def test_deterministic() -> None:
+    # how fast it is, bench/bench_codegen.py measures; a test asserts no time
     prompts = [p for p, _ in CASES]
-    first = [parse_intent(p) for p in prompts]
-    start = time.perf_counter()
-    again = [parse_intent(p) for p in prompts]
-    per_prompt = (time.perf_counter() - start) / len(prompts)
-    assert first == again
-    assert per_prompt < 0.005
+    assert [parse_intent(p) for p in prompts] == [parse_intent(p) for p in prompts]
 
 
 def test_intent_round_trips_through_json() -> None:
