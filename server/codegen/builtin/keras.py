@@ -608,16 +608,13 @@ class _Spec:
         if self.ckpt:
             parts.append(CALLBACK_CKPT)
         parts.append(CALLBACKS_TAIL)
-        parts.append(FIT)
+        blocks = ["\n".join(p.strip("\n") for p in parts), FIT]
         if self.optuna:
-            parts.append(TUNE)
+            blocks.append(TUNE)
         if self.quant:
-            parts.append(QUANTIZE)
-        if self.ddp:
-            parts.append(STRATEGY_DDP)
-        else:
-            parts.append(STRATEGY_DEFAULT)
-        return "\n".join(parts)
+            blocks.append(QUANTIZE)
+        blocks.append(STRATEGY_DDP if self.ddp else STRATEGY_DEFAULT)
+        return "\n\n\n".join(b.strip("\n") for b in blocks)
 
     def _main(self) -> str:
         args = [
@@ -785,6 +782,7 @@ def encoder_block(x, dropout):
 '''
 
 _SPLIT = '''
+
 def split(x, y, val_fraction=0.1):
     """Shuffle (seeded) and hold out a validation fraction."""
     order = np.random.default_rng(SEED).permutation(len(x))
