@@ -456,7 +456,7 @@ def runs(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1500)  # the shared runner fixture is set up inside the first of these
 @pytest.mark.parametrize("name", list(ALL_CASES))
 def test_smoke_run_exits_zero(runs, name):
     rc, out = runs["results"][name][:2]
@@ -474,7 +474,7 @@ def test_smoke_run_exits_zero(runs, name):
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1500)  # the shared runner fixture is set up inside the first of these
 @pytest.mark.parametrize("name", list(REAL_RUNS))
 def test_real_run_on_real_format_files(runs, name):
     rc, out = runs["results"][name][:2]
@@ -495,7 +495,7 @@ def test_real_run_on_real_format_files(runs, name):
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1500)  # the shared runner fixture is set up inside the first of these
 def test_bad_input_is_one_line_error(runs):
     rc, out = runs["results"]["bad_missing_data"][:2]
     assert rc == 2 and "Traceback" not in out
@@ -506,7 +506,7 @@ def test_bad_input_is_one_line_error(runs):
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1500)  # the shared runner fixture is set up inside the first of these
 @pytest.mark.parametrize("name", list(ALL_CASES))
 def test_build_model_shapes_and_layer_counts(runs, name):
     intent, shape, layers = ALL_CASES[name]
@@ -533,7 +533,7 @@ def test_build_model_shapes_and_layer_counts(runs, name):
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1500)  # the shared runner fixture is set up inside the first of these
 @pytest.mark.parametrize("name", VERIFIED)
 def test_verifier_passes_keras_programs(runs, name):
     if not runs["verify"]:
