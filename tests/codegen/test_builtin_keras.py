@@ -180,17 +180,14 @@ def _run(args: list[str], cwd: Path, timeout: float = 180) -> tuple[int, str, fl
 
 
 # ---------------------------------------------------------------------------------------------
-# Generation: fast, pure strings, no TensorFlow in the generating process
+# Generation: pure strings, no TensorFlow in the generating process
 
 
-def test_generation_is_fast_and_compiles():
+def test_generation_compiles_and_is_deterministic():
+    # how fast it is, bench/bench_codegen.py measures; a test asserts no time
     for name, (intent, _, _) in ALL_CASES.items():
-        times = []
-        for _ in range(5):  # best of 5: a loaded machine must not fail a 0.1 ms operation
-            t0 = time.perf_counter()
-            src = kgen.generate(intent)
-            times.append(time.perf_counter() - t0)
-        assert min(times) < 0.005, f"{name}: {min(times) * 1e3:.1f} ms"
+        src = kgen.generate(intent)
+        assert kgen.generate(intent) == src
         compile(src, name, "exec")
         for needle in ("def build_model(", "def example_batch(", "def main(", "--smoke",
                        'os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")', "keras.utils.set_random_seed",
