@@ -52,6 +52,8 @@ class TrialBinding:
     last: Optional[float] = None
     last_step: Optional[int] = None
     reports: int = 0
+    step_seconds: float = 0.0
+    """Wall time of the training steps of the trial's runs (``run.batches``), summed by the engine."""
 
 
 _BINDING: Optional[TrialBinding] = None

@@ -135,7 +135,13 @@ class StudyResult:
     orphaned: list[int] = attrs.Factory(list)
     retried: list[int] = attrs.Factory(list)
     train_seconds: float = 0.0
-    """Sum of the trials' own run time in the workers (this session's trials)."""
+    """Sum of the training steps' time (``run.batches``) of this session's trials."""
+    script_seconds: float = 0.0
+    """Sum of the scripts' run time in the workers (after the imports), this session's trials."""
+    storage_writes: int = 0
+    """Write calls (transactions) to the persistent storage for this session's trials."""
+    session_trials: int = 0
+    """Trials this session ran."""
 
     def to_json(self) -> dict[str, Any]:
         return attrs.asdict(self)
@@ -552,6 +558,7 @@ class Coordinator:
         self.orphaned: list[int] = []
         self.retried: list[int] = []
         self.train_seconds = 0.0
+        self.script_seconds = 0.0
         self.best: Optional[tuple[int, float]] = None
         self.completed_since_importance = 0
         self.started = time.time()
@@ -995,6 +1002,7 @@ class Coordinator:
             w.number = None
             t = self.trials[number]
             self.train_seconds += float(outcome.get("train_s") or 0.0)
+            self.script_seconds += float(outcome.get("script_s") or 0.0)
             reason = outcome.get("reason")
             if outcome["state"] == "fail":
                 lines = _tail(t.log)
@@ -1089,7 +1097,8 @@ class Coordinator:
             n_complete=count[TrialState.COMPLETE], n_pruned=count[TrialState.PRUNED], n_fail=count[TrialState.FAIL],
             best_number=best_number, best_value=best_value, best_params=best_params, importances=importances,
             importance_note=note, trials=history, seconds=time.time() - self.started, orphaned=self.orphaned,
-            retried=self.retried, train_seconds=self.train_seconds,
+            retried=self.retried, train_seconds=self.train_seconds, script_seconds=self.script_seconds,
+            storage_writes=self.ledger.writes if hasattr(self, "ledger") else 0, session_trials=len(self.trials),
         )
 
 
