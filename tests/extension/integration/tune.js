@@ -93,7 +93,12 @@ exports.run = async function run(test, ctx, { poll }) {
     assert.deepStrictEqual([...r.changed, ...(r.unchanged || [])].sort(), PARAMS, `every param is changed or unchanged: ${JSON.stringify(r)}`);
     assert.deepStrictEqual(r.missing || [], []);
     assert.ok(r.edits.length === r.changed.length && r.changed.length > 0, `one edit per changed param: ${JSON.stringify(r)}`);
-    // the code action on a suggest( line offers to apply them
+    // a CodeLens and the code action on a suggest( line offer to apply them
+    const applyLens = await poll('the Apply best parameters CodeLens', async () => {
+      const found = (await lenses(doc)).filter(l => l.command && l.command.command === 'deepdive.applyTuneBest');
+      return { done: found.length === 1, value: found.map(l => ({ line: l.range.start.line, title: l.command.title })) };
+    }, 10000);
+    assert.match(applyLens[0].title, /Apply best parameters/);
     const line = firstSuggestLine(before);
     const actions = await vscode.commands.executeCommand('vscode.executeCodeActionProvider', doc.uri, new vscode.Range(line, 0, line, 0));
     const titles = (actions || []).map(a => a.title);
