@@ -137,7 +137,9 @@ def test_kill_9_then_resume_fails_orphans_and_continues(tmp_path):
         proc.wait()
     time.sleep(0.5)
     study = optuna.load_study(study_name="slow", storage=db)
-    assert any(t.state == optuna.trial.TrialState.RUNNING for t in study.get_trials(deepcopy=False))
+    # what the killed process left running (a trial may have ended between the poll and the kill)
+    running = [t.number for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.RUNNING]
+    assert running
     result = run_study(StudyConfig(str(SCRIPTS / "slow.py"), n_trials=5, metric="score", workspace=str(tmp_path),
                                    seed=0, parallel=2))
     assert set(running) <= set(result.orphaned)
@@ -148,39 +150,58 @@ def test_kill_9_then_resume_fails_orphans_and_continues(tmp_path):
     assert not any(t["state"] == "running" for t in result.trials)
 
 
-def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "deepdive", "tune", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=120)
+def _cli(*args: str, cwd: Path, capsys, monkeypatch) -> tuple[int, str, str]:
+    """`deepdive tune ...` in this process (its warm workers are reused), in folder ``cwd``."""
+    from deepdive.cli import main
+
+    monkeypatch.chdir(cwd)
+    capsys.readouterr()
+    code = main(["tune", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
-def test_one_line_errors(tmp_path):
-    out = _cli("missing.py", "--trials", "2", cwd=tmp_path)
-    assert out.returncode == 2 and out.stderr.strip() == "deepdive: error: no such script: missing.py"
+def test_one_line_errors(tmp_path, capsys, monkeypatch):
+    def cli(*args):
+        return _cli(*args, cwd=tmp_path, capsys=capsys, monkeypatch=monkeypatch)
+
+    code, _, err = cli("missing.py", "--trials", "2")
+    assert code == 2 and err.strip() == "deepdive: error: no such script: missing.py"
     (tmp_path / "plain.py").write_text("print('no search space here')\n")
-    out = _cli("plain.py", "--trials", "2", cwd=tmp_path)
-    assert out.returncode == 2 and "declares no hyperparameter" in out.stderr and len(out.stderr.strip().splitlines()) == 1
-    out = _cli(str(SCRIPTS / "modes.py"), "--trials", "2", "--storage", "bogus://user:secret@host/db", cwd=tmp_path)
-    lines = out.stderr.strip().splitlines()
-    assert out.returncode == 2 and len(lines) == 1 and "cannot open storage" in lines[0] and "secret" not in lines[0]
-    out = _cli(str(SCRIPTS / "modes.py"), "--trials", "2", "--storage", "nothing-like-a-url", cwd=tmp_path)
-    assert out.returncode == 2 and "not a database URL" in out.stderr
-    out = _cli(str(SCRIPTS / "modes.py"), cwd=tmp_path)
-    assert out.returncode == 2 and "--trials" in out.stderr
+    code, _, err = cli("plain.py", "--trials", "2")
+    assert code == 2 and "declares no hyperparameter" in err and len(err.strip().splitlines()) == 1
+    code, _, err = cli(str(SCRIPTS / "modes.py"), "--trials", "2", "--storage", "bogus://user:secret@host/db")
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "cannot open storage" in lines[0] and "secret" not in lines[0], err
+    code, _, err = cli(str(SCRIPTS / "modes.py"), "--trials", "2", "--storage", "nothing-like-a-url")
+    assert code == 2 and "not a database URL" in err
+    code, _, err = cli(str(SCRIPTS / "modes.py"))
+    assert code == 2 and "--trials" in err
+    code, _, err = cli(str(SCRIPTS / "modes.py"), "--trials", "0")
+    assert code == 2 and "at least 1" in err
     with pytest.raises(TuneError, match="no such script"):
         run_study(StudyConfig(str(tmp_path / "nope.py"), n_trials=1))
+    # and as a real command line: one line, exit status 2
+    out = subprocess.run([sys.executable, "-m", "deepdive", "tune", "missing.py", "--trials", "2"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and out.stderr.strip() == "deepdive: error: no such script: missing.py"
 
 
-def test_cli_json_and_apply(tmp_path):
+def test_cli_json_and_apply(tmp_path, capsys, monkeypatch):
     script = tmp_path / "modes.py"
     script.write_text((SCRIPTS / "modes.py").read_text())
     _enqueue(tmp_path, "modes", [{"mode": "ok", "x": 0.75}, {"mode": "ok", "x": 0.25}])
-    out = _cli(str(script), "--trials", "2", "--metric", "score", "--json", "--apply", cwd=tmp_path)
-    assert out.returncode == 0, out.stderr
-    data = json.loads(out.stdout)
+    code, out, err = _cli(str(script), "--trials", "2", "--metric", "score", "--json", "--apply", cwd=tmp_path,
+                          capsys=capsys, monkeypatch=monkeypatch)
+    assert code == 0, err
+    data = json.loads(out)
     assert data["best_params"] == {"mode": "ok", "x": 0.75} and data["applied"]["changed"] == ["x"]
     text = script.read_text()
     assert text == (SCRIPTS / "modes.py").read_text().replace("1.0, default=0.5)", "1.0, default=0.75)")
     # --apply alone: from the stored study, nothing runs; already applied
-    out = _cli(str(script), "--apply", "--json", cwd=tmp_path)
-    assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout)["applied"]["unchanged"] == ["mode", "x"]
+    code, out, err = _cli(str(script), "--apply", "--json", cwd=tmp_path, capsys=capsys, monkeypatch=monkeypatch)
+    assert code == 0, err
+    assert json.loads(out)["applied"]["unchanged"] == ["mode", "x"]
+    # the table output
+    code, out, err = _cli(str(script), "--apply", cwd=tmp_path, capsys=capsys, monkeypatch=monkeypatch)
+    assert code == 0 and "best: trial 0" in out and "applied to" in out
