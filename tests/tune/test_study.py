@@ -191,9 +191,19 @@ def test_cli_json_and_apply(tmp_path, capsys, monkeypatch):
     script = tmp_path / "modes.py"
     script.write_text((SCRIPTS / "modes.py").read_text())
     _enqueue(tmp_path, "modes", [{"mode": "ok", "x": 0.75}, {"mode": "ok", "x": 0.25}])
+    metrics = tmp_path / "telemetry.jsonl"
+    monkeypatch.setenv("DEEPDIVE_METRICS_OUT", str(metrics))  # the reporter's file sink: same events as the hub's
     code, out, err = _cli(str(script), "--trials", "2", "--metric", "score", "--json", "--apply", cwd=tmp_path,
                           capsys=capsys, monkeypatch=monkeypatch)
+    monkeypatch.delenv("DEEPDIVE_METRICS_OUT")
     assert code == 0, err
+    lines = [json.loads(line) for line in metrics.read_text().splitlines()]
+    events = [e for e in lines if e["type"] == "event"]
+    assert {e["run"] for e in events} == {"tune-modes"}
+    kinds = [e["kind"] for e in events]
+    assert kinds[0] == "tune.study" and kinds[-1] == "tune.done" and "tune.best" in kinds and "tune.importance" in kinds
+    finals = [e for e in events if e["kind"] == "tune.trial" and e["state"] == "complete"]
+    assert [e["intermediate"] for e in finals][0] == [[0, 0.75], [1, 1.5], [2, 2.25]]
     data = json.loads(out)
     assert data["best_params"] == {"mode": "ok", "x": 0.75} and data["applied"]["changed"] == ["x"]
     text = script.read_text()
