@@ -728,9 +728,8 @@ class Coordinator:
             env.pop(key, None)
         env["OMP_NUM_THREADS"] = os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1)
                                                                             // self.config.parallel))
-        env["CUDA_VISIBLE_DEVICES"] = device if device is not None else env.get("CUDA_VISIBLE_DEVICES", "")
-        if device is None and not _gpus():
-            env.pop("CUDA_VISIBLE_DEVICES", None) if "CUDA_VISIBLE_DEVICES" not in os.environ else None
+        if device is not None:
+            env["CUDA_VISIBLE_DEVICES"] = device  # this worker's trials see one GPU
         env["DEEPDIVE_RUN_ID"] = f"tune-{self.study_name}-w{index}"
         argv = [sys.executable, "-P", "-m", "deepdive.tune.worker", str(child.fileno())]
         if not self.config.warm:
@@ -927,9 +926,15 @@ class Coordinator:
             self.pending.append(t)
             if free <= 0:
                 gpus = len({w.device for w in self.workers})
-                t.waiting_reason = (f"every GPU runs a trial ({gpus} GPU(s), one trial each; --pack shares a GPU "
-                                    "by measured peak memory)" if not self.config.pack else
-                                    "every GPU is full by the measured peak memory of its trials")
+                if not self.config.pack:
+                    t.waiting_reason = (f"every GPU runs a trial ({gpus} GPU(s), one trial each; --pack shares a "
+                                        "GPU by measured peak memory)")
+                elif any(w.device not in self.gpu_capacity for w in self.workers):
+                    t.waiting_reason = "waiting for a first trial on each GPU to measure its peak memory"
+                else:
+                    t.waiting_reason = ("every GPU is full: " + ", ".join(
+                        f"GPU {d} fits {c} trial(s) of {self.gpu_peak.get(d, 0):.0f} MiB peak"
+                        for d, c in sorted(self.gpu_capacity.items())))
                 self.emit_trial(t)
             free -= 1
 

@@ -154,7 +154,7 @@ def _peak_memory() -> float | None:
     torch = sys.modules.get("torch")
     if torch is None or not torch.cuda.is_available() or not torch.cuda.is_initialized():
         return None
-    peak = torch.cuda.max_memory_allocated() / 2**20
+    peak = torch.cuda.max_memory_reserved() / 2**20  # what the caching allocator held: what packing must fit
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
     return peak

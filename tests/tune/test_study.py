@@ -193,10 +193,28 @@ def test_cli_json_and_apply(tmp_path, capsys, monkeypatch):
     _enqueue(tmp_path, "modes", [{"mode": "ok", "x": 0.75}, {"mode": "ok", "x": 0.25}])
     metrics = tmp_path / "telemetry.jsonl"
     monkeypatch.setenv("DEEPDIVE_METRICS_OUT", str(metrics))  # the reporter's file sink: same events as the hub's
+    from deepdive.jobs import events as job_events
+
+    read_fd, write_fd = os.pipe()  # as under the daemon's job manager: job events on an inherited pipe
+    monkeypatch.setenv("DEEPDIVE_EVENTS_FD", str(write_fd))
+    monkeypatch.setattr(job_events, "_opened", False)
+    monkeypatch.setattr(job_events, "_stream", None)
     code, out, err = _cli(str(script), "--trials", "2", "--metric", "score", "--json", "--apply", cwd=tmp_path,
                           capsys=capsys, monkeypatch=monkeypatch)
+    job_events._stream.close()
+    monkeypatch.setattr(job_events, "_opened", True)
+    monkeypatch.setattr(job_events, "_stream", None)
+    os.close(write_fd)
+    with os.fdopen(read_fd) as pipe:
+        progress = [json.loads(line) for line in pipe]
     monkeypatch.delenv("DEEPDIVE_METRICS_OUT")
     assert code == 0, err
+    steps = [(e["fraction"], e["message"]) for e in progress if e["type"] == "progress"]
+    assert steps[0] == (0.0, "trial 1/2") and steps[-1] == (1.0, "2/2 trials · best 2.25")
+    assert (0.5, "trial 2/2 · best 2.25") in steps
+    assert progress[-1] == {"type": "result", "data": {"study": "modes", "bestValue": 2.25,
+                                                        "bestParams": {"mode": "ok", "x": 0.75}, "nComplete": 2,
+                                                        "nPruned": 0, "nFail": 0}}
     lines = [json.loads(line) for line in metrics.read_text().splitlines()]
     events = [e for e in lines if e["type"] == "event"]
     assert {e["run"] for e in events} == {"tune-modes"}
