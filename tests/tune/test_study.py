@@ -233,3 +233,19 @@ def test_cli_json_and_apply(tmp_path, capsys, monkeypatch):
     # the table output
     code, out, err = _cli(str(script), "--apply", cwd=tmp_path, capsys=capsys, monkeypatch=monkeypatch)
     assert code == 0 and "best: trial 0" in out and "applied to" in out
+
+
+def test_one_trial_per_gpu_and_the_others_wait_with_a_reason(tmp_path, monkeypatch):
+    # Two GPUs as CUDA_VISIBLE_DEVICES names them (no GPU is needed: the trials run on the CPU)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    monkeypatch.setenv("GPU_ENV_OUT", str(tmp_path))
+    events: list[dict] = []
+    result = run_study(StudyConfig(str(SCRIPTS / "gpu_env.py"), n_trials=5, parallel=3, metric="score",
+                                   workspace=str(tmp_path), sampler="random", seed=0, reuse_workers=False,
+                                   on_event=lambda kind, f: events.append(dict(f)) if kind == "tune.trial" else None))
+    assert result.n_complete == 5
+    seen = [p.read_text() for p in tmp_path.iterdir() if p.is_file() and "-" in p.name and p.suffix != ".db"]
+    assert sorted(set(seen)) == ["0", "1"] and len(seen) == 5
+    waiting = [e for e in events if e["state"] == "waiting"]
+    assert waiting and all("every GPU runs a trial (2 GPU(s), one trial each" in e["waiting_reason"] for e in waiting)
+    assert {e["worker"] for e in events if e["state"] == "running"} == {0, 1}
