@@ -460,6 +460,12 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if not Path(args.script).is_file():
         raise UsageError(f"no such script: {args.script}")
     console = Console(stderr=True, highlight=False)
+    import signal
+
+    def on_term(signum: int, frame: Any) -> None:  # a cancelled job: running trials end as failed, reason given
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)
     try:
         if args.trials is None:
             result = load_result(args.script, args.storage, args.study)
@@ -488,6 +494,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
                 result = run_study(config)
     except TuneError as exc:
         raise UsageError(str(exc)) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     applied = None
     if args.apply:
         from deepdive.tune.apply import apply_to_file

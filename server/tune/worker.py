@@ -24,6 +24,7 @@ starts a fresh worker for the next trial.
 
 from __future__ import annotations
 
+import atexit
 import gc
 import os
 import random
@@ -109,6 +110,16 @@ def run_trial(conn: Connection, job: dict[str, Any]) -> dict[str, Any]:
     _seed(int(job.get("seed") or 0))
     binding = TrialBinding(suggest=suggest, metric=job["metric"], report=report)
     bind_trial(binding)
+    # exit handlers the script registers (the engine's Run closes its reporter that way) run at the
+    # end of the trial, as they would at the end of a process, instead of piling up in the worker
+    registered: list[tuple[Any, tuple, dict]] = []
+    real_register = atexit.register
+
+    def register(func: Any, *args: Any, **kwargs: Any) -> Any:
+        registered.append((func, args, kwargs))
+        return func
+
+    atexit.register = register  # type: ignore[assignment]
     outcome: dict[str, Any] = {"state": "complete", "value": None, "reason": None}
     started = time.perf_counter()
     try:
@@ -127,6 +138,12 @@ def run_trial(conn: Connection, job: dict[str, Any]) -> dict[str, Any]:
         outcome.update(state="fail", reason=f"{type(exc).__name__}: {first}{_where(exc, script)}"[:400])
         outcome["oom"] = "OutOfMemoryError" in type(exc).__name__ or "out of memory" in first.lower()
     finally:
+        atexit.register = real_register  # type: ignore[assignment]
+        for func, args, kwargs in reversed(registered):
+            try:
+                func(*args, **kwargs)
+            except Exception:  # noqa: BLE001 - a failing exit handler does not end the worker
+                traceback.print_exc()
         bind_trial(None)
         sys.stdout.flush()
         sys.stderr.flush()
