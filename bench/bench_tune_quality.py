@@ -114,7 +114,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--goal-compute", type=float, default=0.4, help="'using at most this share of random's epochs'")
     parser.add_argument("--data", default=None, help="the rt-polarity folder (default: the script's)")
     parser.add_argument("--out", default=None, help="also write every study's trials here (JSONL)")
-    parser.add_argument("--from-studies", default=None, help="recompute the figures from an --out file (no run)")
+    parser.add_argument("--from-studies", default=None,
+                        help="recompute the figures from --out file(s), comma-separated (no run)")
+    parser.add_argument("--arms", default="tool,random", help="which studies to run (e.g. only tool, to compare "
+                        "another --pruner against a saved random arm with --from-studies)")
     args = parser.parse_args(argv)
 
     sys.path.insert(0, str(SCRIPT.parent))
@@ -132,8 +135,10 @@ def main(argv: Optional[list[str]] = None) -> int:
          from_studies=args.from_studies)
 
     if args.from_studies:
-        with open(args.from_studies) as f:
-            studies = [json.loads(line) for line in f if line.strip()]
+        studies = []
+        for name in args.from_studies.split(","):
+            with open(name) as f:
+                studies += [json.loads(line) for line in f if line.strip()]
         print(f"# figures from {args.from_studies} ({len(studies)} studies; nothing rerun)", file=sys.stderr)
     else:
         studies = run_all(args)
@@ -145,7 +150,7 @@ def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
     out = open(args.out, "w") if args.out else None
     with tempfile.TemporaryDirectory(prefix="bench-tune-quality-") as workspace:
         for seed in range(args.seeds):
-            for arm in ("tool", "random"):
+            for arm in args.arms.split(","):
                 done = study(arm, seed, args, workspace)
                 studies.append(done)
                 best = best_after(done["trials"], args.trials)
