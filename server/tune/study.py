@@ -746,13 +746,13 @@ class Coordinator:
 
     def _start_workers(self) -> None:
         self.workers = []
-        threads = str(max(1, (os.cpu_count() or 1) // self.config.parallel))
+        threads = os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // self.config.parallel))
         for i, device in enumerate(self._slots()):
-            kept = next((w for w in _POOL if w.device == device and w.threads == threads and w.proc.poll() is None),
+            kept = next((w for w in _POOL if w.device == device and w.proc.poll() is None),
                         None) if self.config.warm else None
             if kept is not None:
                 _POOL.remove(kept)
-                kept.index, kept.number = i, None
+                kept.index, kept.number, kept.threads = i, None, threads
                 self.workers.append(kept)
             else:
                 self.workers.append(self._spawn(i, device))
@@ -949,7 +949,8 @@ class Coordinator:
             w.number, w.started = t.number, time.monotonic()
             job = {"number": t.number, "script": self.script, "args": list(self.config.script_args),
                    "cwd": self.workspace, "metric": self.metric,
-                   "seed": self.config.seed if self.config.seed is not None else 0, "log": t.log}
+                   "seed": self.config.seed if self.config.seed is not None else 0, "log": t.log,
+                   "threads": int(w.threads)}
             try:
                 w.conn.send(("run", job))
             except OSError:

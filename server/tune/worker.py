@@ -108,6 +108,12 @@ def run_trial(conn: Connection, job: dict[str, Any]) -> dict[str, Any]:
     else:
         sys.path.insert(0, script_dir)
     _seed(int(job.get("seed") or 0))
+    threads = job.get("threads")
+    if threads:
+        import torch
+
+        if torch.get_num_threads() != threads:  # a kept worker serving a study with another --parallel
+            torch.set_num_threads(threads)
     binding = TrialBinding(suggest=suggest, metric=job["metric"], report=report)
     bind_trial(binding)
     # exit handlers the script registers (the engine's Run closes its reporter that way) run at the
