@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", default=None, help="the metric the script logs (default: the study's, else loss)")
     p.add_argument("--direction", default=None, choices=("minimize", "maximize"),
                    help="default: maximize for accuracy-like names, else minimize")
-    p.add_argument("--timeout", type=float, default=None, help="stop starting trials after this many seconds")
+    p.add_argument("--timeout", type=float, default=None, help="stop starting trials this many seconds after the first worker is ready")
     p.add_argument("--trial-timeout", type=float, default=None, help="kill (fail) a trial after this many seconds")
     p.add_argument("--seed", type=int, default=None, help="seed the sampler (and every trial's RNGs) for reproducible studies")
     p.add_argument("--retry-failed", action="store_true", help="run the failed trials' parameters once more")

@@ -850,12 +850,15 @@ class Coordinator:
                   storage=redact(self.storage_url))
         self._update_best()
         self._progress()
-        deadline = time.monotonic() + cfg.timeout if cfg.timeout else None
+        deadline: Optional[float] = None  # --timeout counts from the first ready worker (not its start-up)
         last_heartbeat = time.monotonic()
-        self._start_workers()
+        if self.counted() < cfg.n_trials:  # a rerun of a finished study starts no worker
+            self._start_workers()
         interrupted = False
         try:
             while True:
+                if cfg.timeout and deadline is None and any(w.ready for w in self.workers):
+                    deadline = time.monotonic() + cfg.timeout
                 stopping = deadline is not None and time.monotonic() >= deadline
                 running = [w for w in self.workers if w.number is not None]
                 in_flight = len(running) + len(self.pending)

@@ -249,3 +249,15 @@ def test_one_trial_per_gpu_and_the_others_wait_with_a_reason(tmp_path, monkeypat
     waiting = [e for e in events if e["state"] == "waiting"]
     assert waiting and all("every GPU runs a trial (2 GPU(s), one trial each" in e["waiting_reason"] for e in waiting)
     assert {e["worker"] for e in events if e["state"] == "running"} == {0, 1}
+
+
+def test_timeout_stops_starting_trials_and_a_finished_study_reruns_at_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("SLOW_STEPS", "3")
+    monkeypatch.setenv("SLOW_SLEEP", "0.2")
+    config = StudyConfig(str(SCRIPTS / "slow.py"), n_trials=50, metric="score", workspace=str(tmp_path),
+                         timeout=0.5, seed=0)
+    result = run_study(config)
+    assert 1 <= len(result.trials) < 50 and not any(t["state"] == "running" for t in result.trials)
+    done = len(result.trials)
+    again = run_study(StudyConfig(str(SCRIPTS / "slow.py"), n_trials=done, metric="score", workspace=str(tmp_path)))
+    assert len(again.trials) == done and again.session_trials == 0
