@@ -13,6 +13,8 @@ Hyperband pruning, the same seed, one trial at a time:
 Overhead = (wall time - sum of the scripts' own training time) / wall time, where the training time
 is what the engine measures of the training steps (``run.batches``) inside the process that runs
 the script. Figures, one JSON line each: ``overhead_fraction``, ``overhead_per_trial_s``,
+``steady_overhead_per_trial_s`` (the same without the time to the first ready worker, which the
+warm pool pays once and the naive way pays for every trial anyway),
 ``train_s_per_trial``, ``script_s_per_trial`` (the whole script after the imports: data loading,
 setup, evaluation included) and ``storage_writes_per_trial`` (value: deepdive tune; baseline: naive;
 ratio = value / baseline). No time is asserted. Usage: python bench/bench_tune.py [--trials 12] [--epochs 2]
@@ -45,6 +47,9 @@ def measure(trials: int, epochs: int, warm: bool, seed: int) -> dict:
         "wall_s": wall, "script_s": result.train_seconds, "trials": n,
         "overhead_fraction": (wall - result.train_seconds) / wall,
         "overhead_per_trial_s": (wall - result.train_seconds) / n,
+        # after the first worker is ready: what each further trial costs beyond its training
+        "steady_overhead_per_trial_s": (wall - (result.startup_seconds or 0.0) - result.train_seconds) / n,
+        "startup_s": result.startup_seconds,
         "storage_writes_per_trial": result.storage_writes / n,
         "train_s_per_trial": result.train_seconds / n,
         "script_s_per_trial": result.script_seconds / n,
@@ -61,6 +66,7 @@ def main() -> None:
     ours = measure(args.trials, args.epochs, warm=True, seed=args.seed)
     naive = measure(args.trials, args.epochs, warm=False, seed=args.seed)
     units = {"overhead_fraction": "fraction of wall time", "overhead_per_trial_s": "s",
+             "steady_overhead_per_trial_s": "s",
              "train_s_per_trial": "s", "script_s_per_trial": "s", "storage_writes_per_trial": "writes"}
     for metric, unit in units.items():
         value, baseline = ours[metric], naive[metric]

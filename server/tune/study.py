@@ -142,6 +142,8 @@ class StudyResult:
     """Write calls (transactions) to the persistent storage for this session's trials."""
     session_trials: int = 0
     """Trials this session ran."""
+    startup_seconds: Optional[float] = None
+    """From the start of this session to its first ready worker (opening the study, starting workers)."""
 
     def to_json(self) -> dict[str, Any]:
         return attrs.asdict(self)
@@ -559,6 +561,7 @@ class Coordinator:
         self.retried: list[int] = []
         self.train_seconds = 0.0
         self.script_seconds = 0.0
+        self.startup_seconds: Optional[float] = None
         self.best: Optional[tuple[int, float]] = None
         self.completed_since_importance = 0
         self.started = time.time()
@@ -663,10 +666,19 @@ class Coordinator:
             for frozen in self.study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
                 if frozen.number not in before:
                     self.orphaned.append(frozen.number)
-        self._emit_recovered()
 
-    def _emit_recovered(self) -> None:
-        pass  # the study's existing trials are sent by _emit_history after the start event
+    def _emit_history(self, most: int = 200) -> None:
+        """The study's finished trials (a resumed study), so that the dashboard shows all of it."""
+        for frozen in self.study.get_trials(deepcopy=False)[-most:]:
+            if not frozen.state.is_finished():
+                continue
+            duration = (frozen.datetime_complete - frozen.datetime_start).total_seconds() \
+                if frozen.datetime_complete and frozen.datetime_start else None
+            inter = [[step, value] for step, value in sorted(frozen.intermediate_values.items())][-MAX_INTERMEDIATE:]
+            self.emit("tune.trial", study=self.study_name, number=frozen.number, state=frozen.state.name.lower(),
+                      params=dict(frozen.params), value=frozen.value, intermediate=inter,
+                      reason=frozen.system_attrs.get(REASON_ATTR), worker=None, waiting_reason=None,
+                      duration_s=duration)
 
     def _enqueue_retries(self) -> None:
         from optuna.trial import TrialState
@@ -848,6 +860,7 @@ class Coordinator:
         self.emit("tune.study", study=self.study_name, direction=self.direction, metric=self.metric,
                   sampler=cfg.sampler, pruner=cfg.pruner, n_trials=cfg.n_trials, parallel=cfg.parallel,
                   storage=redact(self.storage_url))
+        self._emit_history()
         self._update_best()
         self._progress()
         deadline: Optional[float] = None  # --timeout counts from the first ready worker (not its start-up)
@@ -857,6 +870,8 @@ class Coordinator:
         interrupted = False
         try:
             while True:
+                if self.startup_seconds is None and any(w.ready for w in self.workers):
+                    self.startup_seconds = time.time() - self.started
                 if cfg.timeout and deadline is None and any(w.ready for w in self.workers):
                     deadline = time.monotonic() + cfg.timeout
                 stopping = deadline is not None and time.monotonic() >= deadline
@@ -1108,6 +1123,7 @@ class Coordinator:
             importance_note=note, trials=history, seconds=time.time() - self.started, orphaned=self.orphaned,
             retried=self.retried, train_seconds=self.train_seconds, script_seconds=self.script_seconds,
             storage_writes=self.ledger.writes if hasattr(self, "ledger") else 0, session_trials=len(self.trials),
+            startup_seconds=self.startup_seconds,
         )
 
 
