@@ -27,6 +27,11 @@ $(VENV)/.stamp: pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	@if [ -n "$(TORCH_SPEC)" ]; then $(PY) -m pip install --quiet "$(TORCH_SPEC)"; fi
 	$(PY) -m pip install --quiet -e '.[engine,dev,tune,llm,tf-cpu]'
+	@# PostgreSQL for the tune tests' RDB storage (Debian's package; the test skips, saying why, without it)
+	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  S=; [ "$$(id -u)" = 0 ] || S="sudo -n"; \
+	  $$S apt-get update -qq && $$S env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    postgresql >/dev/null || echo "note: PostgreSQL could not be installed; its storage test will be skipped"; }
 	@touch $@
 
 node_modules/.stamp: package.json package-lock.json

@@ -38,7 +38,7 @@ def step(n: int, title: str) -> None:
     console.print(Rule(f"[bold]{n}. {title}", align="left"))
 
 
-async def tour(repo: Path, seconds: float, epochs: int) -> int:
+async def tour(repo: Path, seconds: float, epochs: int, trials: int) -> int:
     workspace = Path(tempfile.mkdtemp(prefix="deepdive-tour-"))
     step(1, "Start the daemon the way the editor does (LSP over stdio)")
     t0 = time.perf_counter()
@@ -115,11 +115,29 @@ async def tour(repo: Path, seconds: float, epochs: int) -> int:
         if verdicts:
             last = verdicts[-1]
             console.print(f"[bold]verdict[/bold] ({last['kind']}): {last['sentence']}  [dim]fix: {last['fix']}")
+
+        step(7, f"Tune the digits example's suggest() hyperparameters: {trials} trials, TPE + Hyperband, "
+                "live in the dashboard, then apply the best")
+        tunable = workspace / "digits.py"
+        tunable.write_text((repo / "server" / "examples" / "digits.py").read_text(encoding="utf-8"), encoding="utf-8")
+        tuned = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "deepdive", "tune", str(tunable), "--trials", str(trials), "--parallel", "2",
+            "--metric", "accuracy", "--direction", "maximize", "--seed", "0", "--apply", "--", "--epochs", "4",
+            cwd=workspace, env=env,
+        )
+        await tuned.wait()
+        if tuned.returncode != 0:
+            console.print(f"[red]the study failed (exit code {tuned.returncode})")
+            return 1
+        applied = [line.strip() for line in tunable.read_text(encoding="utf-8").splitlines() if "run.suggest(" in line]
+        console.print("suggest() defaults now:")
+        for line in applied:
+            console.print(f"  [dim]{line}[/dim]", highlight=False)
     finally:
         code = await client.close()
         console.print(f"daemon shut down cleanly (exit code {code})")
 
-    step(7, "The VS Code extension")
+    step(8, "The VS Code extension")
     vsix = sorted(repo.glob("deepdive-*.vsix"))
     if vsix:
         console.print(f"packaged: {vsix[-1]}")
@@ -185,8 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repo", type=Path, default=Path.cwd(), help="repository root (where the .vsix is)")
     parser.add_argument("--seconds", type=float, default=1.0, help="time per deep-check measurement")
     parser.add_argument("--epochs", type=int, default=10, help="epochs of the digits training")
+    parser.add_argument("--trials", type=int, default=20, help="trials of the hyperparameter search")
     args = parser.parse_args(argv)
-    return asyncio.run(tour(args.repo.resolve(), args.seconds, args.epochs))
+    return asyncio.run(tour(args.repo.resolve(), args.seconds, args.epochs, args.trials))
 
 
 if __name__ == "__main__":
