@@ -352,6 +352,7 @@ class Ledger:
         else:
             value = trial.suggest_float(name, float(param["low"]), float(param["high"]),
                                         step=param.get("step"), log=param["log"])
+        self.writes += 1  # the parameter is stored with the trial
         if self.direct:
             return value
         frozen = self.study._storage.get_trial(trial._trial_id)
@@ -936,6 +937,7 @@ class Coordinator:
         for _ in range(max(0, want)):
             trial = self.ledger.begin()
             self.study._storage.set_trial_system_attr(trial._trial_id, OWNER_ATTR, self.owner)
+            self.ledger.writes += 1
             if self.rdb is not None:
                 self.storage.record_heartbeat(trial._trial_id)
             t = _Trial(trial.number, trial, log=str(self.log_dir / f"trial-{trial.number}.log"),

@@ -132,7 +132,7 @@ def test_mirror_decides_like_direct_reporting(tmp_path, name, direction):
         assert frozen.state.name.lower() == state
     n_ours = sum(1 for n in range(len(curves)) if n % 5 != 4)
     reports = sum(len(curves[0]) if direct[n][1] is None else direct[n][1] + 1 for n in range(len(curves)) if n % 5 != 4)
-    assert ledger.writes <= 3 * n_ours  # ask + one batch + tell per trial, whatever the number of reports
+    assert ledger.writes <= 3 * n_ours  # ask + one batch + tell per trial (no suggest here), whatever the reports
     assert reports > 0
 
 
