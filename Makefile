@@ -51,7 +51,7 @@ protocol: $(VENV)/.stamp
 
 test: setup
 	@start=$$(date +%s); \
-	$(MAKE) --no-print-directory test-python test-extension test-e2e; \
+	$(MAKE) --no-print-directory test-python test-extension test-e2e && \
 	echo "make test: all suites passed in $$(( $$(date +%s) - start )) s"
 
 test-python: $(VENV)/.stamp $(VSIX)

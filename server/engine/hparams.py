@@ -50,7 +50,6 @@ class TrialBinding:
     report: Optional[Callable[[int, float], bool]] = None
     params: dict[str, Any] = attrs.Factory(dict)
     last: Optional[float] = None
-    last_step: Optional[int] = None
     reports: int = 0
     step_seconds: float = 0.0
     """Wall time of the training steps of the trial's runs (``run.batches``), summed by the engine."""

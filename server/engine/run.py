@@ -345,10 +345,11 @@ class Run:
         """Record metrics of this step (tensors are read only when telemetry is on).
 
         Under ``deepdive tune``, the study's metric (``--metric``) is also reported to the search as
-        an intermediate value at step ``run.step_count`` (optimizer steps so far; before the first
-        step, the count of earlier reports), once per step: a second value at the same step only
-        replaces the trial's last value. The last value reported is the trial's value. When the
-        pruner stops the trial this raises :class:`deepdive.engine.hparams.TrialPruned`.
+        an intermediate value at step *n*, the number of earlier reports of that metric: a script
+        that evaluates once per epoch reports at its epoch index, so the pruner compares trials at
+        equal training whatever their batch size (optimizer steps would not be comparable when the
+        batch size is searched). The last value reported is the trial's value. When the pruner
+        stops the trial this raises :class:`deepdive.engine.hparams.TrialPruned`.
         """
         self._metrics.update(metrics)
         binding = self.hparams.binding
@@ -357,12 +358,11 @@ class Run:
 
     def _report_trial(self, binding: Any, raw: Any) -> None:
         value = float(raw.detach()) if isinstance(raw, torch.Tensor) else float(raw)
-        step = self.step_count if self.step_count > 0 else binding.reports
+        step = binding.reports
         binding.reports += 1
         binding.last = value
-        if step == binding.last_step or binding.report is None:
+        if binding.report is None:
             return
-        binding.last_step = step
         if binding.report(step, value):
             raise TrialPruned(f"pruned at step {step} ({binding.metric} {value:.6g})")
 

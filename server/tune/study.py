@@ -3,7 +3,8 @@
 ``deepdive tune SCRIPT`` (and :func:`run_study`) runs the script once per trial. The search space
 lives in the script (define-by-run): each ``run.suggest("lr", 1e-4, 1e-1, log=True, default=3e-3)``
 asks the study's sampler for the trial's value when the script reaches it. ``run.log(<metric>=v)``
-reports an intermediate value (step = optimizer steps so far); the pruner may stop the trial there
+reports an intermediate value (step = the number of earlier reports of the metric: the epoch index
+for a script that evaluates once per epoch, comparable whatever the batch size); the pruner may stop the trial there
 (the engine raises ``TrialPruned``; the trial ends cleanly, marked pruned).
 
 The trial's value
@@ -75,6 +76,7 @@ REASON_ATTR = "deepdive:reason"
 RETRY_ATTR = "deepdive:retry_of"
 META_ATTR = "deepdive"
 ORPHANED = "orphaned"
+UNTAGGED_ORPHAN_S = 2.0  # a RUNNING trial with no owner this old (file storages): its creator died
 MAX_INTERMEDIATE = 200
 EMIT_PERIOD = 0.2  # at most 5 tune.trial events a second per trial for intermediate values
 _MAXIMIZE_HINTS = ("acc", "f1", "auc", "precision", "recall", "score", "map", "bleu", "rouge", "reward", "iou", "r2")
@@ -645,16 +647,24 @@ class Coordinator:
 
         host = socket.gethostname()
         storage = self.study._storage
+        now = time.time()
         for frozen in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             owner = frozen.system_attrs.get(OWNER_ATTR)
-            if not isinstance(owner, dict) or owner.get("host") != host:
+            if owner is None and self.rdb is None and frozen.datetime_start is not None \
+                    and now - frozen.datetime_start.timestamp() > UNTAGGED_ORPHAN_S:
+                # created (ask) but never tagged: its process died between the two writes. Only a
+                # file storage on this machine can say so (RDB storages have heartbeats for this).
+                pid = None
+            elif not isinstance(owner, dict) or owner.get("host") != host:
                 continue
-            pid = owner.get("pid")
-            alive = isinstance(pid, int) and _process_started(pid) is not None and (
-                owner.get("started") is None or abs((_process_started(pid) or 0) - owner["started"]) < 1.0)
-            if alive:
-                continue
-            reason = f"{ORPHANED}: its tune process (pid {pid}) ended while it ran (killed?)"
+            else:
+                pid = owner.get("pid")
+                alive = isinstance(pid, int) and _process_started(pid) is not None and (
+                    owner.get("started") is None or abs((_process_started(pid) or 0) - owner["started"]) < 1.0)
+                if alive:
+                    continue
+            reason = (f"{ORPHANED}: its tune process (pid {pid}) ended while it ran (killed?)" if pid is not None
+                      else f"{ORPHANED}: its tune process ended before the trial started (killed?)")
             try:
                 storage.set_trial_system_attr(frozen._trial_id, REASON_ATTR, reason)
                 storage.set_trial_state_values(frozen._trial_id, TrialState.FAIL)
