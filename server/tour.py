@@ -129,7 +129,7 @@ async def tour(repo: Path, seconds: float, epochs: int, trials: int) -> int:
         if tuned.returncode != 0:
             console.print(f"[red]the study failed (exit code {tuned.returncode})")
             return 1
-        applied = [line.strip() for line in tunable.read_text(encoding="utf-8").splitlines() if "run.suggest(" in line]
+        applied = [line.strip() for line in tunable.read_text(encoding="utf-8").splitlines() if "run.suggest(\"" in line]
         console.print("suggest() defaults now:")
         for line in applied:
             console.print(f"  [dim]{line}[/dim]", highlight=False)
