@@ -13,10 +13,10 @@ import ast
 import math
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from deepdive.fsutil import atomic_write_bytes
 from deepdive.protocol import TextEditData
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
@@ -137,25 +137,7 @@ def _utf16(text: str) -> int:
 
 def write_atomic(path: str | os.PathLike[str], text: str) -> None:
     """Replace ``path`` with ``text`` (temp file in the same folder, fsync, rename; mode kept)."""
-    target = Path(path)
-    mode = target.stat().st_mode & 0o7777 if target.exists() else None
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if mode is not None:
-            os.chmod(tmp, mode)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def apply_to_file(path: str | os.PathLike[str], params: dict[str, Any]) -> dict[str, Any]:
