@@ -1,5 +1,6 @@
 // The code generation commands: ask for a prompt, stream the program into a document as a change
 // to review, show how verification went.
+import { guardCommand } from '../common/guard';
 import * as os from 'os';
 import * as path from 'path';
 import {
@@ -16,7 +17,6 @@ import {
     workspace,
 } from 'vscode';
 import { Commands, PROMPT_HISTORY_KEY, Schemes } from '../common/constants';
-import { errorMessage } from '../common/interpreter';
 import { traceError, traceInfo } from '../common/logging';
 import { DeepdiveServer } from '../common/server';
 import { getSettings } from '../common/settings';
@@ -82,14 +82,8 @@ export class CodegenController implements Disposable {
     }
 
     /** Runs a command body; a failure is one error message (and a 'failed' outcome for callers). */
-    private async guard(what: string, fn: () => Promise<GenerateOutcome>): Promise<GenerateOutcome> {
-        try {
-            return await fn();
-        } catch (err) {
-            traceError(`${what} failed:`, err);
-            void window.showErrorMessage(`Deepdive: ${what.toLowerCase()} failed: ${errorMessage(err)}`);
-            return { state: 'failed', error: errorMessage(err) };
-        }
+    private guard(what: string, fn: () => Promise<GenerateOutcome>): Promise<GenerateOutcome> {
+        return guardCommand(what, fn);
     }
 
     // ---- the commands -------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 // button) and opens the dashboard, whose Tune section shows the study live. A "Tune" CodeLens sits above
 // a script's first `suggest(` call. When the job ends with best parameters, a notification button, a
 // CodeLens and a code action on the `suggest(` lines rewrite the script's defaults (deepdive/tune/applyBest).
+import { guardCommand } from '../common/guard';
 import * as os from 'os';
 import * as path from 'path';
 import {
@@ -103,14 +104,8 @@ export class TuneController implements CodeLensProvider, CodeActionProvider, Dis
         this.lensEmitter.dispose();
     }
 
-    private async guard(what: string, fn: () => Promise<TuneOutcome>): Promise<TuneOutcome> {
-        try {
-            return await fn();
-        } catch (err) {
-            traceError(`${what} failed:`, err);
-            void window.showErrorMessage(`Deepdive: ${what.toLowerCase()} failed: ${errorMessage(err)}`);
-            return { state: 'failed', error: errorMessage(err) };
-        }
+    private guard(what: string, fn: () => Promise<TuneOutcome>): Promise<TuneOutcome> {
+        return guardCommand(what, fn);
     }
 
     // ---- the Tune command ---------------------------------------------------------------------
