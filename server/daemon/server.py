@@ -30,11 +30,11 @@ from deepdive.jobs.kinds import JobRejected
 from deepdive.jobs.manager import JobManager
 from deepdive.jobs.store import JobStore, state_dir
 from deepdive.protocol import (
-    DOCTOR, HUB, JOBS_CANCEL, JOBS_EVENT, JOBS_KINDS, JOBS_LIST, JOBS_LOG, JOBS_START, PROTOCOL_VERSION, REQUESTS, TELEMETRY_SUMMARY, GENERATE,
-    VERSION, DoctorParams, DoctorReport, GenerateParams, GpuInfo, HubInfo, InvalidPayload, JobEvent, JobIdParams, JobKindList,
-    JobList, JobListParams, JobLog, JobStartParams, Request, TorchInfo, VersionResult, from_wire, to_wire,
+    DOCTOR, GENERATE, HUB, JOBS_CANCEL, JOBS_EVENT, JOBS_KINDS, JOBS_LIST, JOBS_LOG, JOBS_START, PROTOCOL_VERSION,
+    REQUESTS, TELEMETRY_SUMMARY, TUNE_APPLY, VERSION, DoctorParams, DoctorReport, GenerateParams, GpuInfo, HubInfo,
+    InvalidPayload, JobEvent, JobIdParams, JobKindList, JobList, JobListParams, JobLog, JobStartParams, Request,
+    TorchInfo, TuneApplyParams, TuneApplyResult, VersionResult, from_wire, to_wire,
 )
-from deepdive.protocol import TUNE_APPLY, TuneApplyParams, TuneApplyResult
 
 log = logging.getLogger("deepdive.daemon")
 
@@ -406,11 +406,15 @@ async def on_generate(ls: DeepdiveServer, params: GenerateParams) -> Any:
 @request(TUNE_APPLY)
 async def on_tune_apply(ls: DeepdiveServer, params: TuneApplyParams) -> TuneApplyResult:
     """deepdive/tune/applyBest: edits that set the script's suggest() defaults to the given parameters."""
-    from deepdive.tune.apply import apply_best
-
     path = Path(params.path)
     if not path.is_absolute():
         path = Path(ls.workspace_root or os.getcwd()) / path
+    return await asyncio.to_thread(_tune_edits, path, params)  # file I/O and parsing off the loop
+
+
+def _tune_edits(path: Path, params: TuneApplyParams) -> TuneApplyResult:
+    from deepdive.tune.apply import apply_best
+
     text = params.text
     if text is None:
         try:
