@@ -14,6 +14,8 @@ with a one-line message that says what to change.
 
 from __future__ import annotations
 
+import abc
+
 import threading
 from typing import Iterator, Optional
 
@@ -36,15 +38,16 @@ class Cancelled(Exception):
         super().__init__(message)
 
 
-class Backend:
+class Backend(abc.ABC):
     """The common interface of model backends."""
 
     name = "backend"
 
+    @abc.abstractmethod
     def stream(
         self, system: str, messages: list[dict], cancel: Optional[threading.Event] = None
-    ) -> Iterator[str]:  # pragma: no cover - interface
-        raise NotImplementedError
+    ) -> Iterator[str]:
+        """The model's answer to ``messages`` (after ``system``), chunk by chunk; stops when ``cancel`` is set."""
 
     def close(self) -> None:
         """Free what this backend holds for itself (shared workers stay up)."""

@@ -8,6 +8,8 @@ protocol (see :mod:`deepdive.codegen.worker`). It imports neither torch nor tran
 
 from __future__ import annotations
 
+import abc
+
 import atexit
 import collections
 import itertools
@@ -361,8 +363,9 @@ class _WorkerBackend(Backend):
         self.max_new_tokens = max_new_tokens
         self.temperature = temperature
 
-    def _validate(self, model_path: Optional[str]) -> str:  # pragma: no cover - overridden
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _validate(self, model_path: Optional[str]) -> str:
+        """The model's path, checked for this kind of backend (a one-line BackendError when unusable)."""
 
     def _worker(self) -> ModelWorker:
         if self.worker is None:
