@@ -59,6 +59,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
@@ -76,6 +77,7 @@ REASON_ATTR = "deepdive:reason"
 RETRY_ATTR = "deepdive:retry_of"
 META_ATTR = "deepdive"
 ORPHANED = "orphaned"
+NEVER_STARTED = "never started"
 UNTAGGED_ORPHAN_S = 2.0  # a RUNNING trial with no owner this old (file storages): its creator died
 MAX_INTERMEDIATE = 200
 EMIT_PERIOD = 0.2  # at most 5 tune.trial events a second per trial for intermediate values
@@ -116,6 +118,10 @@ class StudyConfig:
     """Called with every telemetry event (kind, fields), e.g. for a progress bar."""
     reuse_workers: bool = True
     """Keep the warm workers for the next study in this process (they stop at exit)."""
+    prefetch: bool = True
+    """Prepare the next trial (ask + sampling) while the workers are busy, so that a worker that
+    finishes starts the next trial at once; the sampler then sees results up to one trial behind.
+    Not with ``timeout`` (a prepared trial the deadline leaves unstarted would stay in the study)."""
 
 
 @attrs.define
@@ -146,6 +152,10 @@ class StudyResult:
     """Trials this session ran."""
     startup_seconds: Optional[float] = None
     """From the start of this session to its first ready worker (opening the study, starting workers)."""
+    trials_span_seconds: Optional[float] = None
+    """From this session's first trial start to its last trial's end (the steady state, without start-up)."""
+    remote_suggests: int = 0
+    """``run.suggest`` calls that waited for the coordinator (the rest took a presampled value)."""
 
     def to_json(self) -> dict[str, Any]:
         return attrs.asdict(self)
@@ -332,15 +342,71 @@ class Ledger:
 
     # -- one trial ------------------------------------------------------------------------------
 
-    def begin(self) -> Any:
-        """Ask the persistent study for a trial and mirror it (and everything before it)."""
+    def begin(self) -> tuple[Any, dict[str, dict[str, Any]]]:
+        """Ask the persistent study for a trial and mirror it (and everything before it).
+
+        Returns the trial and its presampled parameters (see :mod:`deepdive.tune.worker`): the
+        sampler's relative sample, drawn now, keyed by name, each with the declaration it is for.
+        """
         trial = self.study.ask()
         self.writes += 1
         self.live[trial.number] = trial
         self.values[trial.number] = {}
-        if not self.direct:
-            self.sync(upto=trial.number)
-        return trial
+        if self.direct:
+            return trial, {}
+        self.sync(upto=trial.number)
+        return trial, self._presample(trial)
+
+    def _presample(self, trial: Any) -> dict[str, dict[str, Any]]:
+        """The sampler's values for the parameters the script will declare, drawn now.
+
+        Relative (joint) samples come from ``trial.relative_params``. Parameters outside the
+        relative space that earlier trials declared (every parameter in TPE's random start-up
+        trials) are sampled independently now and pinned as the trial's fixed values, so that
+        recording them later stores the same value.
+        """
+        import optuna
+        from optuna.trial import TrialState
+
+        fixed = getattr(trial, "_fixed_params", None)
+        if fixed is None or fixed:
+            return {}  # an enqueued trial (a retry): its fixed values go through suggest
+        try:
+            sample = dict(trial.relative_params)  # e.g. multivariate TPE's joint sample
+        except Exception:  # noqa: BLE001 - a sampler that cannot sample yet: every suggest asks
+            return {}
+        space = dict(trial.relative_search_space or {})
+        known = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+        frozen = getattr(trial, "_cached_frozen_trial", None)
+        if known and frozen is not None:
+            filter_study = getattr(optuna.pruners, "_filter_study", None)
+            study = filter_study(self.study, frozen) if filter_study else self.study
+            for name, dist in known[-1].distributions.items():
+                if name in sample or dist.single():
+                    continue
+                try:
+                    value = self.study.sampler.sample_independent(study, frozen, name, dist)
+                except Exception:  # noqa: BLE001 - left to the script's own suggest
+                    continue
+                fixed[name] = value  # Trial._suggest takes it when the parameter is recorded
+                sample[name], space[name] = value, dist
+        ready: dict[str, dict[str, Any]] = {}
+        for name, value in sample.items():
+            dist = space.get(name)
+            if isinstance(dist, optuna.distributions.CategoricalDistribution):
+                form = {"kind": "categorical", "choices": list(dist.choices)}
+            elif isinstance(dist, optuna.distributions.IntDistribution):
+                form = {"kind": "int", "low": int(dist.low), "high": int(dist.high), "log": bool(dist.log),
+                        "step": int(dist.step)}
+            elif isinstance(dist, optuna.distributions.FloatDistribution):
+                form = {"kind": "float", "low": float(dist.low), "high": float(dist.high), "log": bool(dist.log),
+                        "step": float(dist.step) if dist.step is not None else None}
+            else:
+                continue
+            if dist.single():
+                continue
+            ready[name] = {"value": value.item() if hasattr(value, "item") else value, "declared": form}
+        return ready
 
     def suggest(self, number: int, param: dict[str, Any]) -> Any:
         """Define-by-run: the real trial's value for a declaration made by the script."""
@@ -461,6 +527,8 @@ class _Trial:
     worker: Optional[int] = None
     waiting_reason: Optional[str] = None
     started: Optional[float] = None
+    presampled: dict[str, Any] = attrs.Factory(dict)
+    problem: Optional[str] = None  # a presampled parameter that could not be recorded: the trial fails
     duration_s: Optional[float] = None
     last_emit: float = 0.0
     dirty: bool = False
@@ -519,7 +587,7 @@ _POOL: list[_Worker] = []  # warm workers kept between studies of this process
 
 def _stop(workers: list[_Worker], busy: tuple[int, ...] = ()) -> None:
     for worker in workers:
-        if worker.index in busy:
+        if worker.index in busy or not worker.ready:  # a trial to abandon, or still importing torch
             try:
                 os.killpg(worker.proc.pid, signal.SIGKILL)
             except OSError:
@@ -574,6 +642,11 @@ class Coordinator:
         self.gpu_peak: dict[str, float] = {}
         self._counted: Optional[int] = None
         self._counted_at = 0.0
+        self._importance_thread: Optional[threading.Thread] = None
+        self.first_start: Optional[float] = None  # perf_counter of the first trial sent to a worker
+        self.last_done: Optional[float] = None
+        self.remote_suggests = 0
+        self._importance_ready: Optional[dict[str, float]] = None
 
     # -- setup ----------------------------------------------------------------------------------
 
@@ -604,6 +677,19 @@ class Coordinator:
         if not names:
             raise TuneError(f"{cfg.script} declares no hyperparameter: add run.suggest(\"lr\", 1e-4, 1e-1, "
                             "log=True, default=3e-3) calls (the search space lives in the script)")
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        if cfg.warm:
+            self._start_workers()  # torch imports in the workers while the storage opens here
+        try:
+            self._open_study()
+        except BaseException:
+            self._stop_workers()
+            raise
+
+    def _open_study(self) -> None:
+        import optuna
+
+        cfg = self.config
         self.storage = open_storage(self.storage_url, cfg.heartbeat_interval, cfg.grace_period)
         self.rdb = self.storage if isinstance(self.storage, optuna.storages.RDBStorage) else None
         pruner = make_pruner(cfg.pruner)
@@ -631,7 +717,6 @@ class Coordinator:
             self.study.set_user_attr(META_ATTR, {"metric": self.metric, "direction": direction,
                                                  "script": Path(self.script).name})
         self.ledger = Ledger(self.study, self.rdb, direct=cfg.direct_reports)
-        self.log_dir.mkdir(parents=True, exist_ok=True)
         self._recover()
         if cfg.retry_failed:
             self._enqueue_retries()
@@ -724,7 +809,8 @@ class Coordinator:
         for t in trials:
             if not t.state.is_finished():
                 continue
-            if t.state == TrialState.FAIL and (str(t.system_attrs.get(REASON_ATTR, "")).startswith(ORPHANED)
+            reason = str(t.system_attrs.get(REASON_ATTR, ""))
+            if t.state == TrialState.FAIL and (reason.startswith((ORPHANED, NEVER_STARTED))
                                                or t.number in retried or t.number in self.orphaned):
                 continue
             n += 1
@@ -800,7 +886,6 @@ class Coordinator:
             self.workers = [w for w in self.workers if w not in keep]
         _stop(self.workers, busy)
 
-
     def _gpu_busy(self, device: Optional[str]) -> bool:
         if device is None or not self.config.pack:
             return False
@@ -846,15 +931,16 @@ class Coordinator:
             self.emit("tune.best", study=self.study_name, number=best.number, value=best.value,
                       params=dict(best.params))
 
-    def importance(self) -> tuple[dict[str, float], Optional[str]]:
+    def importance(self, study: Any = None) -> tuple[dict[str, float], Optional[str]]:
         import optuna
         from optuna.trial import TrialState
 
-        complete = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        study = study or self.study
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if len(complete) < 2:
             return {}, f"parameter importance needs at least 2 complete trials ({len(complete)} so far)"
         try:
-            values = optuna.importance.get_param_importances(self.study)
+            values = optuna.importance.get_param_importances(study)
         except Exception as exc:  # e.g. every complete trial has the same parameters
             return {}, f"parameter importance unavailable: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         return {name: float(v) for name, v in values.items()}, None
@@ -862,6 +948,23 @@ class Coordinator:
     def _emit_importance(self) -> None:
         values, _ = self.importance()
         self.emit("tune.importance", study=self.study_name, importances=values)
+
+    def _importance_later(self) -> None:
+        """Importance of the finished trials so far, computed in a thread (fANOVA takes a while):
+        the coordinator keeps answering its workers; the loop emits the result when it is there."""
+        import optuna
+        from optuna.trial import TrialState
+
+        if self._importance_thread is not None and self._importance_thread.is_alive():
+            return
+        snapshot = optuna.create_study(directions=self.study.directions)
+        snapshot.add_trials([t for t in self.study.get_trials(deepcopy=True) if t.state == TrialState.COMPLETE])
+
+        def compute() -> None:
+            self._importance_ready = self.importance(snapshot)[0]
+
+        self._importance_thread = threading.Thread(target=compute, name="deepdive-importance", daemon=True)
+        self._importance_thread.start()
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -876,8 +979,12 @@ class Coordinator:
         self._progress()
         deadline: Optional[float] = None  # --timeout counts from the first ready worker (not its start-up)
         last_heartbeat = time.monotonic()
-        if self.counted() < cfg.n_trials:  # a rerun of a finished study starts no worker
+        if self.counted() >= cfg.n_trials:  # a rerun of a finished study runs no trial
+            self._stop_workers()
+        elif not self.workers:
             self._start_workers()
+        # fANOVA's imports (scikit-learn, ~2 s) while the workers start, not after the last trial
+        threading.Thread(target=_import_importance, name="deepdive-imports", daemon=True).start()
         interrupted = False
         try:
             while True:
@@ -904,6 +1011,9 @@ class Coordinator:
                 for t in self.trials.values():
                     if t.dirty and now - t.last_emit >= EMIT_PERIOD:
                         self.emit_trial(t)
+                if self._importance_ready is not None:
+                    ready, self._importance_ready = self._importance_ready, None
+                    self.emit("tune.importance", study=self.study_name, importances=ready)
                 if cfg.trial_timeout:
                     for w in self.workers:
                         if w.number is not None and time.monotonic() - w.started > cfg.trial_timeout:
@@ -919,7 +1029,7 @@ class Coordinator:
                     self._finish(t, "fail", None, "interrupted: the tune process stopped")
                     w.number = None
         for t in list(self.pending):
-            self._finish(t, "fail", None, "never started: the study stopped (timeout or interrupt)")
+            self._finish(t, "fail", None, f"{NEVER_STARTED}: the study stopped (timeout or interrupt)")
         self.pending.clear()
         result = self.result()
         self._emit_importance()
@@ -942,19 +1052,24 @@ class Coordinator:
             want = self.config.parallel - sum(1 for w in self.workers if w.number is not None) - len(self.pending)
         else:
             want = free
+        prefetch = False
+        # (not under --timeout: a prepared trial the deadline leaves unstarted would stay in the study, failed)
+        if want <= 0 and not self.pending and self.config.prefetch and self.config.warm \
+                and not self.config.timeout and all(w.ready for w in self.workers):
+            want, prefetch = 1, True  # the next trial, ready for the first worker to finish
         want = min(want, self.config.n_trials - self.counted() - sum(
             1 for w in self.workers if w.number is not None) - len(self.pending))
         for _ in range(max(0, want)):
-            trial = self.ledger.begin()
+            trial, presampled = self.ledger.begin()
             self.study._storage.set_trial_system_attr(trial._trial_id, OWNER_ATTR, self.owner)
             self.ledger.writes += 1
             if self.rdb is not None:
                 self.storage.record_heartbeat(trial._trial_id)
             t = _Trial(trial.number, trial, log=str(self.log_dir / f"trial-{trial.number}.log"),
-                       values=self.ledger.values[trial.number])
+                       values=self.ledger.values[trial.number], presampled=presampled)
             self.trials[t.number] = t
             self.pending.append(t)
-            if free <= 0:
+            if free <= 0 and not prefetch:
                 gpus = len({w.device for w in self.workers})
                 if not self.config.pack:
                     t.waiting_reason = (f"every GPU runs a trial ({gpus} GPU(s), one trial each; --pack shares a "
@@ -980,7 +1095,9 @@ class Coordinator:
             job = {"number": t.number, "script": self.script, "args": list(self.config.script_args),
                    "cwd": self.workspace, "metric": self.metric,
                    "seed": self.config.seed if self.config.seed is not None else 0, "log": t.log,
-                   "threads": int(w.threads)}
+                   "threads": int(w.threads), "presampled": t.presampled}
+            if self.first_start is None:
+                self.first_start = time.perf_counter()
             try:
                 w.conn.send(("run", job))
             except OSError:
@@ -1016,6 +1133,13 @@ class Coordinator:
             w.ready = True
         elif kind == "suggest":
             _, number, param = message
+            self.remote_suggests += 1
+            if param.get("name") in self.trials[number].presampled:
+                # declared otherwise than presampled (e.g. a range changed in the script): the
+                # value pinned for it is void; the sampler draws for the new declaration
+                fixed = getattr(self.trials[number].trial, "_fixed_params", None)
+                if fixed:
+                    fixed.pop(param["name"], None)
             try:
                 value = self.ledger.suggest(number, param)
                 w.conn.send(("value", value))
@@ -1023,6 +1147,20 @@ class Coordinator:
                 w.conn.send(("error", f"suggest({param.get('name')!r}): {exc}"))
                 return
             t = self.trials[number]
+            t.params[param["name"]] = value
+            self.emit_trial(t)
+        elif kind == "used":  # a presampled value the script took; no answer is awaited
+            _, number, param = message
+            t = self.trials[number]
+            try:
+                value = self.ledger.suggest(number, param)
+            except Exception as exc:  # noqa: BLE001 - e.g. the storage refused the write
+                t.problem = f"could not record parameter {param.get('name')!r}: {type(exc).__name__}: {exc}"[:300]
+                return
+            expected = t.presampled.get(param["name"], {}).get("value")
+            if value != expected:
+                t.problem = (f"parameter {param.get('name')!r}: the storage holds {value!r}, the trial ran with "
+                             f"{expected!r}")
             t.params[param["name"]] = value
             self.emit_trial(t)
         elif kind == "report":
@@ -1035,8 +1173,11 @@ class Coordinator:
                 self.emit_trial(t)
         elif kind == "done":
             _, number, outcome = message
+            self.last_done = time.perf_counter()
             w.number = None
             t = self.trials[number]
+            if self.config.warm and not outcome.get("oom"):
+                self._dispatch()  # a prepared trial starts now; this one is booked while it runs
             self.train_seconds += float(outcome.get("train_s") or 0.0)
             self.script_seconds += float(outcome.get("script_s") or 0.0)
             reason = outcome.get("reason")
@@ -1047,7 +1188,10 @@ class Coordinator:
             peak = outcome.get("peak_mem_mib")
             if peak and w.device is not None:
                 self._measured(w.device, peak)
-            self._finish(t, outcome["state"], outcome.get("value"), reason)
+            state, value = outcome["state"], outcome.get("value")
+            if t.problem and state == "complete":
+                state, value, reason = "fail", None, t.problem
+            self._finish(t, state, value, reason)
             if outcome.get("oom") or not self.config.warm:
                 self._replace(w)  # a fresh process after an out-of-memory error (or in cold mode)
 
@@ -1102,7 +1246,7 @@ class Coordinator:
             self.completed_since_importance += 1
             if self.completed_since_importance >= 10:
                 self.completed_since_importance = 0
-                self._emit_importance()
+                self._importance_later()
         self._progress()
 
     # -- results --------------------------------------------------------------------------------
@@ -1135,8 +1279,16 @@ class Coordinator:
             importance_note=note, trials=history, seconds=time.time() - self.started, orphaned=self.orphaned,
             retried=self.retried, train_seconds=self.train_seconds, script_seconds=self.script_seconds,
             storage_writes=self.ledger.writes if hasattr(self, "ledger") else 0, session_trials=len(self.trials),
-            startup_seconds=self.startup_seconds,
+            startup_seconds=self.startup_seconds, remote_suggests=self.remote_suggests,
+            trials_span_seconds=(self.last_done - self.first_start) if self.first_start and self.last_done else None,
         )
+
+
+def _import_importance() -> None:
+    try:
+        import optuna.importance  # noqa: F401
+    except Exception:  # noqa: BLE001 - importance() reports the problem when it runs
+        return
 
 
 @atexit.register

@@ -85,7 +85,7 @@ def _ledger(pruner, curves, direction, url):
             if n in external:
                 trials[n] = other.ask()
             else:
-                trials[n] = ledger.begin()
+                trials[n] = ledger.begin()[0]
             assert trials[n].number == n
         alive = set(group)
         for k in range(len(curves[0])):

@@ -275,3 +275,32 @@ def test_timeout_stops_starting_trials_and_a_finished_study_reruns_at_once(tmp_p
     done = len(result.trials)
     again = run_study(StudyConfig(str(SCRIPTS / "slow.py"), n_trials=done, metric="score", workspace=str(tmp_path)))
     assert len(again.trials) == done and again.session_trials == 0
+
+
+def test_presampled_parameters_are_the_ones_stored_and_a_changed_range_is_honoured(tmp_path):
+    """The script takes the sampler's values without asking (after the first trials); the storage
+    holds exactly what each trial ran with; a range changed in the script gets values in the new range."""
+    echo = str(SCRIPTS / "echo.py")
+    first = run_study(StudyConfig(echo, n_trials=14, metric="score", direction="maximize", seed=3,
+                                  workspace=str(tmp_path), pruner="none"))
+    assert first.n_complete == 14
+    # every trial but the first two (nothing sampled before them to presample from) took all three
+    # values locally: 3 x 2 round trips at most
+    assert first.remote_suggests <= 6, first.remote_suggests
+    study = optuna.load_study(study_name="echo", storage=_db(tmp_path))
+    for frozen in study.trials:  # the value the script computed from the parameters it got
+        p = frozen.params
+        assert frozen.value == pytest.approx(p["x"] + p["n"] + 10 * "abc".index(p["c"]) + 1)
+        assert 0.1 <= p["x"] <= 1.0 and p["n"] in (0, 2, 4, 6, 8)
+
+    # x now in [10, 100]: a new declaration (the same warm workers run it)
+    second = run_study(StudyConfig(echo, n_trials=18, metric="score", direction="maximize", script_args=["--high", "100"],
+                                   workspace=str(tmp_path), pruner="none"))
+    assert second.session_trials == 4 and second.n_fail == 0, second.trials
+    new = [t for t in optuna.load_study(study_name="echo", storage=_db(tmp_path)).trials if t.number >= 14]
+    assert len(new) == 4
+    for frozen in new:
+        assert 10.0 <= frozen.params["x"] <= 100.0, frozen.params
+        assert frozen.distributions["x"].high == 100.0
+        p = frozen.params
+        assert frozen.value == pytest.approx(p["x"] + p["n"] + 10 * "abc".index(p["c"]) + 1)

@@ -1,0 +1,13 @@
+"""Parameters of every kind; the score is a function of them (the test recomputes it from the storage)."""
+import sys
+
+import deepdive.engine as dd
+
+run = dd.setup(precision="fp32", device="cpu")
+high = float(sys.argv[sys.argv.index("--high") + 1]) if "--high" in sys.argv else 1.0
+x = run.suggest("x", high / 10, high, log=True, default=high / 2)
+n = run.suggest("n", 0, 8, step=2, default=4)
+c = run.suggest("c", choices=["a", "b", "c"], default="a")
+for step in range(2):
+    run.log(score=x + n + 10 * "abc".index(c) + step)
+run.finish()
