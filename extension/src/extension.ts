@@ -1,6 +1,7 @@
 // Activation: wires the pieces together. No logic of its own beyond that.
 import { ExtensionContext, window } from 'vscode';
 import { CodegenController } from './codegen/controller';
+import { CompressController } from './compress/controller';
 import { registerCommands } from './commands';
 import { Schemes, Views } from './common/constants';
 import { createLogChannel, traceInfo } from './common/logging';
@@ -47,6 +48,7 @@ export function activate(context: ExtensionContext): DeepdiveApi {
     const dashboard = new DashboardViews(srv, context.extensionUri);
     const codegen = new CodegenController(srv, context, docs);
     const tune = new TuneController(srv, jobs);
+    const compress = new CompressController(srv, jobs);
 
     context.subscriptions.push(
         statusBar,
@@ -66,6 +68,7 @@ export function activate(context: ExtensionContext): DeepdiveApi {
         ...registerCommands({ server: srv, doctor, docs, environment, jobs, jobLogs, dashboard }),
         ...codegen.register(),
         ...tune.register(),
+        ...compress.register(),
         onDidChangeConfiguration((e) => {
             if (checkIfConfigurationChanged(e)) {
                 srv.restart('deepdive.pythonPath changed');

@@ -13,6 +13,8 @@ import {
     describeRun, OVERLAY_FIELDS, OVERLAYS, overlay, overlayPoints, parseRuns, Queries, toggleCompare,
     type PastRun, type Row,
 } from './history';
+import { compressForRuns } from './compress';
+import { CompressView } from './compressView';
 import { forRuns } from './tune';
 import { TuneView } from './tuneView';
 
@@ -32,6 +34,7 @@ let retryAt = 0;
 let frameRequested = false;
 let shownRun: string | null = null;
 const tune = new TuneView(schedule);
+const compress = new CompressView(schedule);
 
 const $ = (id: string): HTMLElement => {
     const el = document.getElementById(id);
@@ -94,7 +97,8 @@ function connect(): void {
             return;
         }
         tune.apply(msg);
-        const forRunPanels = forRuns(msg);
+        compress.apply(msg);
+        const forRunPanels = forRuns(compressForRuns(msg));
         if (forRunPanels !== null) {
             apply(state, forRunPanels, pending);
         }
@@ -149,6 +153,7 @@ function render(): void {
         shownRun = run?.id ?? null;
     }
     tune.render();
+    compress.render();
     $('dropped').textContent = state.dropped > 0 ? `${state.dropped} entries lost (this page read too slowly)` : '';
 }
 
@@ -728,6 +733,8 @@ window.__deepdiveDashboard = {
     dropConnection: () => ws?.close(4000, 'dropped by test hook'),
     /** The Tune section: tuneStudies(), tuneTrials(study), tuneBest(study), tuneHistoryPoints(). */
     ...tune.hooks(),
+    /** The Compression section: compressModels(), compressSteps(model), compressLive(), compressBars(). */
+    ...compress.hooks(),
 };
 
 function start(): void {
@@ -748,6 +755,7 @@ function start(): void {
     renderNoRun();
     renderRuns(null);
     tune.start();
+    compress.start();
     connect();
 }
 

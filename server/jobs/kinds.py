@@ -176,6 +176,93 @@ def _tune(options: dict[str, Any], ctx: Context) -> Launch:
     return Launch(argv=argv, cwd=str(base), title=f"tune {script.name}", timeout_s=None)
 
 
+COMPRESS_QUANTIZE = ("int8", "int8-dynamic", "int8-static", "int8-weight", "int4-weight")
+COMPRESS_TARGETS = ("x86", "arm")
+COMPRESS_IMPORTANCE = ("l1", "l2", "taylor", "bn")
+
+
+def _whole(options: dict[str, Any], key: str, low: int, high: int) -> Optional[int]:
+    """An optional whole number option: None when absent or null."""
+    value = options.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high \
+            or value != int(value):
+        raise JobRejected(f"option '{key}' must be a whole number from {low} to {high}, got {value!r}")
+    return int(value)
+
+
+def _workspace_file(options: dict[str, Any], key: str, ctx: Context, what: str,
+                    suffixes: Optional[tuple[str, ...]] = None) -> Path:
+    """An existing file named by option ``key``, relative to the workspace (or absolute)."""
+    value = options.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise JobRejected(f"option '{key}' must name the {what}")
+    base = Path(ctx.workspace) if ctx.workspace else Path.cwd()
+    file = (base / value).resolve()
+    if suffixes and file.suffix.lower() not in suffixes:
+        raise JobRejected(f"option '{key}' must name the {what} ({', '.join(suffixes)}), got {value!r}")
+    if not file.is_file():
+        raise JobRejected(f"no such {what}: {file}")
+    return file
+
+
+def _choice(options: dict[str, Any], key: str, choices: tuple[str, ...]) -> Optional[str]:
+    value = options.get(key)
+    if value is not None and value not in choices:
+        raise JobRejected(f"option '{key}' must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def _compress(options: dict[str, Any], ctx: Context) -> Launch:
+    """``python -m deepdive compress MODEL --eval EVAL.py ...``: prune, distil and/or quantize a model.
+
+    Its ``compress.*`` telemetry events (step, phase, measured rows, the report) reach the dashboard
+    through the hub; the job's result names the report.
+    """
+    allowed = {"model", "eval", "prune", "distill", "quantize", "target", "importance", "steps", "epochs",
+               "distillEpochs", "out"}
+    _only(options, allowed, "compress")
+    model = _workspace_file(options, "model", ctx, "model file")
+    script = _workspace_file(options, "eval", ctx, "evaluation script", (".py",))
+    base = Path(ctx.workspace) if ctx.workspace else Path.cwd()
+    argv = [ctx.python, "-P", "-m", "deepdive", "compress", str(model), "--eval", str(script)]
+    prune = options.get("prune")
+    if prune is not None:
+        if isinstance(prune, bool) or not isinstance(prune, (int, float)) or not 0 < prune < 1:
+            raise JobRejected(
+                f"option 'prune' must be the fraction removed, between 0 and 1 (exclusive), got {prune!r}")
+        argv += ["--prune", f"{float(prune):g}"]
+    distill = options.get("distill", False)
+    if not isinstance(distill, bool):
+        raise JobRejected(f"option 'distill' must be true or false, got {distill!r}")
+    if distill:
+        argv.append("--distill")
+    quantize = _choice(options, "quantize", COMPRESS_QUANTIZE)
+    if quantize is not None:
+        argv += ["--quantize", quantize]
+    if prune is None and not distill and quantize is None:
+        raise JobRejected("nothing to do: give option 'prune' (a fraction), 'distill' (true) and/or 'quantize'")
+    for key, choices in (("target", COMPRESS_TARGETS), ("importance", COMPRESS_IMPORTANCE)):
+        value = _choice(options, key, choices)
+        if value is not None:
+            argv += [f"--{key}", value]
+    for key, flag, low, high in (("steps", "--steps", 1, 100), ("epochs", "--epochs", 0, 1000),
+                                 ("distillEpochs", "--distill-epochs", 1, 1000)):
+        value = _whole(options, key, low, high)
+        if value is not None:
+            argv += [flag, str(value)]
+    out = options.get("out")
+    if out is not None:
+        if not isinstance(out, str) or not out.strip():
+            raise JobRejected(f"option 'out' must name a folder, got {out!r}")
+        folder = (base / out).resolve()
+        if folder.exists() and not folder.is_dir():
+            raise JobRejected(f"option 'out' must name a folder, not a file: {folder}")
+        argv += ["--out", str(folder)]
+    return Launch(argv=argv, cwd=str(base), title=f"compress {model.name}", timeout_s=None)
+
+
 KINDS: dict[str, Kind] = {
     k.name: k
     for k in (
@@ -207,6 +294,14 @@ KINDS: dict[str, Kind] = {
             "stored in .deepdive/tune.db and resumes by name.",
             True,
             _tune,
+        ),
+        Kind(
+            "compress",
+            "Compress a model",
+            "Prunes, distils and/or quantizes a trained model with the workspace's evaluation script, measuring "
+            "size, latency and accuracy after each step; writes the compressed model and a report beside it.",
+            True,
+            _compress,
         ),
     )
 }

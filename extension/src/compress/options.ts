@@ -1,0 +1,334 @@
+// "Deepdive: Compress Model…": the command's arguments, the `compress` job's options built from the picks
+// (and checked the way the daemon checks them), the progress read from the job's output, and what the
+// finished job's result says (report paths, summary). No `vscode` import: unit-tested directly.
+import * as path from 'path';
+
+export const COMPRESS_COMMAND = 'deepdive.compressModel';
+export const COMPRESS_JOB_KIND = 'compress';
+
+/** What `torch.save` files usually end with; the dialog and the workspace search look for these. */
+export const MODEL_EXTENSIONS = ['pt', 'pth', 'bin'] as const;
+export const QUANTIZE_MODES = ['int8', 'int8-dynamic', 'int8-static', 'int8-weight', 'int4-weight'] as const;
+export const TARGETS = ['x86', 'arm'] as const;
+export const IMPORTANCES = ['l1', 'l2', 'taylor', 'bn'] as const;
+export const DEFAULT_PRUNE = 0.5;
+export const DEFAULT_QUANTIZE: QuantizeMode = 'int8';
+
+export type StepId = 'prune' | 'distill' | 'quantize';
+export type Target = (typeof TARGETS)[number];
+export type QuantizeMode = (typeof QUANTIZE_MODES)[number];
+export type Importance = (typeof IMPORTANCES)[number];
+/** A row of the report: the original model, then each step that ran, in this order. */
+export const STEP_ORDER = ['original', 'prune', 'distill', 'quantize'] as const;
+
+export interface StepChoice {
+    id: StepId;
+    label: string;
+    detail: string;
+    picked: boolean;
+}
+
+/** The multi-select quick pick's items, in the order the pipeline runs them. */
+export function stepChoices(prune = DEFAULT_PRUNE, quantize: QuantizeMode = DEFAULT_QUANTIZE): StepChoice[] {
+    return [
+        { id: 'prune', label: `Prune ${fmtPercent(prune)}`, picked: true,
+          detail: `Remove ${fmtPercent(prune)} of the channels, neurons and heads of each prunable layer, then fine-tune` },
+        { id: 'distill', label: 'Distill', picked: true,
+          detail: 'Recover accuracy by distillation from the original model (needs train_loader() in the evaluation script)' },
+        { id: 'quantize', label: `Quantize ${quantize}`, picked: true,
+          detail: quantize === 'int8' ? 'int8 for the target CPU: dynamic for Linear/LSTM/GRU, static with calibration for CNNs'
+              : `${quantize} quantization` },
+    ];
+}
+
+/** The command's arguments (from the palette: none; the explorer: the model's URI; tests: an object). */
+export interface CompressArgs {
+    /** The model file: a path (absolute or relative to the workspace). */
+    model?: string;
+    /** The model file as a URI string. */
+    modelUri?: string;
+    /** The evaluation script: a path. */
+    eval?: string;
+    steps?: StepId[];
+    target?: Target;
+    prune?: number;
+    quantize?: QuantizeMode;
+    importance?: Importance;
+    /** No notifications, no dashboard (tests). */
+    quiet?: boolean;
+    /** Resolve when the job ends (tests), not when it starts. */
+    wait?: boolean;
+}
+
+const text = (x: unknown): string | undefined => (typeof x === 'string' && x.trim() ? x.trim() : undefined);
+const oneOf = <T extends string>(x: unknown, all: readonly T[]): T | undefined =>
+    typeof x === 'string' && (all as readonly string[]).includes(x) ? (x as T) : undefined;
+const STEP_IDS: readonly StepId[] = ['prune', 'distill', 'quantize'];
+
+/** A vscode.Uri (anything with a scheme and fsPath), a URI or path string, or an object of CompressArgs. */
+export function parseCompressArgs(arg: unknown): CompressArgs {
+    if (typeof arg === 'string') {
+        return /^[a-z][\w+.-]+:/i.test(arg) && !/^[a-z]:[\\/]/i.test(arg) ? { modelUri: arg } : { model: arg };
+    }
+    if (!arg || typeof arg !== 'object') {
+        return {};
+    }
+    const a = arg as Record<string, unknown>;
+    if (typeof a.scheme === 'string' && 'fsPath' in a) {
+        return { modelUri: (a as { toString(): string }).toString() };
+    }
+    const out: CompressArgs = {
+        model: text(a.model),
+        modelUri: text(a.modelUri),
+        eval: text(a.eval),
+        target: oneOf(a.target, TARGETS),
+        quantize: oneOf(a.quantize, QUANTIZE_MODES),
+        importance: oneOf(a.importance, IMPORTANCES),
+    };
+    if (Array.isArray(a.steps) && a.steps.every(s => oneOf(s, STEP_IDS) !== undefined)) {
+        out.steps = [...new Set(a.steps as StepId[])];
+    }
+    if (typeof a.prune === 'number' && a.prune > 0 && a.prune < 1) {
+        out.prune = a.prune;
+    }
+    if (a.quiet === true) {
+        out.quiet = true;
+    }
+    if (a.wait === true) {
+        out.wait = true;
+    }
+    for (const k of Object.keys(out) as (keyof CompressArgs)[]) {
+        if (out[k] === undefined) {
+            delete out[k];
+        }
+    }
+    return out;
+}
+
+export function isModelFile(file: string): boolean {
+    const ext = path.extname(file).slice(1).toLowerCase();
+    return (MODEL_EXTENSIONS as readonly string[]).includes(ext);
+}
+
+export function isEvalScript(file: string): boolean {
+    return path.extname(file).toLowerCase() === '.py';
+}
+
+/** Whether the evaluation script defines `student()` at the top level (distillation without pruning needs it). */
+export function definesStudent(evalText: string): boolean {
+    return /^def[ \t]+student[ \t]*\(/m.test(evalText);
+}
+
+/**
+ * Checks the picked steps; the message, or undefined when they are fine. `evalText` (the evaluation
+ * script) lets it tell that distillation alone has no student before the job starts.
+ */
+export function checkSteps(steps: readonly StepId[], evalText?: string): string | undefined {
+    if (steps.length === 0) {
+        return 'pick at least one step: prune, distill or quantize';
+    }
+    if (steps.includes('distill') && !steps.includes('prune') && evalText !== undefined && !definesStudent(evalText)) {
+        return 'distill needs a student: pick Prune too (the pruned model is the student) or define student() in the evaluation script';
+    }
+    return undefined;
+}
+
+export interface CompressPicks {
+    model: string;
+    eval: string;
+    steps: readonly StepId[];
+    target: Target;
+    prune?: number;
+    quantize?: QuantizeMode;
+    importance?: Importance;
+}
+
+/** The `compress` job's options (server/jobs/kinds.py `_compress`): the chosen values, null for steps left out. */
+export interface CompressJobOptions {
+    model: string;
+    eval: string;
+    prune: number | null;
+    distill: boolean;
+    quantize: QuantizeMode | null;
+    target: Target;
+    importance?: Importance;
+}
+
+/** The job's options from the picks; throws an Error that says what to change when they cannot run. */
+export function compressOptions(p: CompressPicks, evalText?: string): CompressJobOptions {
+    if (!isModelFile(p.model)) {
+        throw new Error(`the model must be a ${MODEL_EXTENSIONS.map(e => `.${e}`).join(', ')} file (torch.save), got ${path.basename(p.model)}`);
+    }
+    if (!isEvalScript(p.eval)) {
+        throw new Error(`the evaluation script must be a .py file, got ${path.basename(p.eval)}`);
+    }
+    const problem = checkSteps(p.steps, evalText);
+    if (problem) {
+        throw new Error(problem);
+    }
+    const prune = p.prune ?? DEFAULT_PRUNE;
+    if (!(prune > 0 && prune < 1)) {
+        throw new Error(`the pruning amount is a fraction between 0 and 1, got ${prune}`);
+    }
+    if (!(TARGETS as readonly string[]).includes(p.target)) {
+        throw new Error(`the target must be ${TARGETS.join(' or ')}, got ${String(p.target)}`);
+    }
+    const quantize = p.quantize ?? DEFAULT_QUANTIZE;
+    if (!(QUANTIZE_MODES as readonly string[]).includes(quantize)) {
+        throw new Error(`quantization must be one of ${QUANTIZE_MODES.join(', ')}, got ${String(quantize)}`);
+    }
+    const o: CompressJobOptions = {
+        model: p.model,
+        eval: p.eval,
+        prune: p.steps.includes('prune') ? prune : null,
+        distill: p.steps.includes('distill'),
+        quantize: p.steps.includes('quantize') ? quantize : null,
+        target: p.target,
+    };
+    if (p.importance) {
+        o.importance = p.importance;
+    }
+    return o;
+}
+
+/** The report rows the job will measure: the original, then each chosen step in pipeline order. */
+export function plannedSteps(o: Pick<CompressJobOptions, 'prune' | 'distill' | 'quantize'>): string[] {
+    return STEP_ORDER.filter(s => s === 'original' || (s === 'prune' && o.prune !== null) || (s === 'distill' && o.distill)
+        || (s === 'quantize' && o.quantize !== null));
+}
+
+/** `prune 50 % → distill → int8 (x86)`. */
+export function describeSteps(o: CompressJobOptions): string {
+    const bits: string[] = [];
+    if (o.prune !== null) {
+        bits.push(`prune ${fmtPercent(o.prune)}`);
+    }
+    if (o.distill) {
+        bits.push('distill');
+    }
+    if (o.quantize !== null) {
+        bits.push(o.quantize);
+    }
+    return `${bits.join(' → ')} (${o.target})`;
+}
+
+export function fmtPercent(fraction: number): string {
+    return `${Number((100 * fraction).toPrecision(3))} %`;
+}
+
+/**
+ * The step a line of the job's output reports as measured: `deepdive compress` prints one line per
+ * step (`  prune        4,242 params     0.021 MB  b1 p50 ...`) once the step's model is measured.
+ */
+export function stepOfOutputLine(line: string): string | undefined {
+    const m = /^\s{1,4}(original|prune|distill|quantize)\s+[\d,]+ params\b/.exec(line);
+    return m?.[1];
+}
+
+const DOING: Record<string, string> = {
+    original: 'measuring the original model', prune: 'pruning and fine-tuning', distill: 'distilling', quantize: 'quantizing',
+};
+
+/** Fraction done and the notification's message, from the steps measured so far. */
+export function progressOf(measured: readonly string[], planned: readonly string[]): { fraction: number; message: string } {
+    const done = planned.filter(s => measured.includes(s));
+    const next = planned.find(s => !measured.includes(s));
+    const fraction = planned.length ? done.length / planned.length : 0;
+    if (!next) {
+        return { fraction: 1, message: 'writing the report' };
+    }
+    const where = DOING[next] ?? next;
+    return { fraction, message: `${done.length}/${planned.length} measured · ${where}` };
+}
+
+const isObj = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
+
+/** The report files of a finished job: the JSON named in its result, the Markdown beside it. */
+export function reportPaths(result: Record<string, unknown> | null | undefined): { json?: string; markdown?: string } {
+    if (!isObj(result)) {
+        return {};
+    }
+    const json = text(result.report);
+    const outputs = isObj(result.outputs) ? result.outputs : undefined;
+    let markdown = text(result.markdown) ?? text(outputs?.markdown);
+    if (!markdown && json) {
+        // deepdive compress writes STEM.compress.json and STEM.compress.md side by side
+        markdown = json.endsWith('.json') ? `${json.slice(0, -'.json'.length)}.md` : undefined;
+    }
+    const out: { json?: string; markdown?: string } = {};
+    if (json) {
+        out.json = json;
+    }
+    if (markdown) {
+        out.markdown = markdown;
+    }
+    return out;
+}
+
+/** The Markdown report's path as the JSON report itself names it (`outputs.markdown`); undefined when it does not parse. */
+export function markdownOfReport(jsonText: string): string | undefined {
+    try {
+        const r: unknown = JSON.parse(jsonText);
+        return isObj(r) && isObj(r.outputs) ? text(r.outputs.markdown) : undefined;
+    } catch {
+        return undefined;
+    }
+}
+
+export interface Summary {
+    sizeRatio: number | null;
+    speedupB1: number | null;
+    speedupB32: number | null;
+    accuracyDropPoints: number | null;
+}
+
+const finite = (x: unknown): number | null => (typeof x === 'number' && Number.isFinite(x) ? x : null);
+
+/** The job result's `summary` (snake_case from the CLI). */
+export function summaryOf(result: Record<string, unknown> | null | undefined): Summary | undefined {
+    const s = isObj(result) && isObj(result.summary) ? result.summary : undefined;
+    if (!s) {
+        return undefined;
+    }
+    return {
+        sizeRatio: finite(s.size_ratio), speedupB1: finite(s.speedup_b1), speedupB32: finite(s.speedup_b32),
+        accuracyDropPoints: finite(s.accuracy_drop_points),
+    };
+}
+
+/** `3.9× smaller, 2.1× faster at batch 1, accuracy −0.42 points`. */
+export function describeSummary(s: Summary): string {
+    const bits: string[] = [];
+    if (s.sizeRatio !== null) {
+        bits.push(`${s.sizeRatio.toFixed(2)}× smaller`);
+    }
+    if (s.speedupB1 !== null) {
+        const x = s.speedupB1;
+        bits.push(x >= 1 || x <= 0 ? `${x.toFixed(2)}× faster at batch 1` : `${(1 / x).toFixed(2)}× slower at batch 1`);
+    }
+    if (s.accuracyDropPoints !== null) {
+        const change = -s.accuracyDropPoints;
+        bits.push(`accuracy ${change >= 0 ? '+' : '−'}${Math.abs(change).toFixed(2)} points`);
+    }
+    return bits.join(', ');
+}
+
+/**
+ * Orders candidate files for a quick pick: those whose name matches `hint` first, then those in the
+ * folder of `near` (the model, for the evaluation script), then by path. At most `limit`.
+ */
+export function rankCandidates(files: readonly string[], hint: RegExp, near?: string, limit = 50): string[] {
+    const dir = near ? path.dirname(near) : undefined;
+    const score = (f: string) => (hint.test(path.basename(f)) ? 0 : 2) + (dir !== undefined && path.dirname(f) === dir ? 0 : 1);
+    return [...new Set(files)].sort((a, b) => score(a) - score(b) || a.localeCompare(b)).slice(0, limit);
+}
+
+/** The target CPU to offer first: the one this machine has (`process.arch`). */
+export function defaultTarget(arch: string): Target {
+    return /^arm/.test(arch) ? 'arm' : 'x86';
+}
+
+/** Model files that `deepdive compress` wrote (`STEM.compressed.pt`) go last in the model quick pick. */
+export const NOT_COMPRESSED = /^(?!.*\.compressed\.pt$)/i;
+/** Evaluation scripts first in the script quick pick. */
+export const EVAL_HINT = /eval/i;
