@@ -26,7 +26,7 @@ $(VENV)/.stamp: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	@if [ -n "$(TORCH_SPEC)" ]; then $(PY) -m pip install --quiet "$(TORCH_SPEC)"; fi
-	$(PY) -m pip install --quiet -e '.[engine,dev,tune,llm,tf-cpu]'
+	$(PY) -m pip install --quiet -e '.[engine,dev,tune,compress,llm,tf-cpu]'
 	@# PostgreSQL for the tune tests' RDB storage (Debian's package; the test skips, saying why, without it)
 	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
 	  S=; [ "$$(id -u)" = 0 ] || S="sudo -n"; \

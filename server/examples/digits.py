@@ -59,6 +59,18 @@ def build_model(hidden: int = 256, dropout: float = 0.0) -> nn.Module:
     return nn.Sequential(*layers, nn.Linear(hidden, 10))
 
 
+def save_model(model: nn.Module, path: str) -> None:
+    """The whole module on the CPU in eval mode, written atomically (temp file, fsync, rename)."""
+    import io
+
+    from deepdive.fsutil import atomic_write_bytes
+
+    model = model.to("cpu").eval()
+    buffer = io.BytesIO()
+    torch.save(model, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
 def example_batch(batch_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
     """Synthetic inputs and targets of the right shapes."""
     return torch.randn(batch_size, 64), torch.randint(0, 10, (batch_size,))
@@ -87,6 +99,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--metrics-out", default=None, help="telemetry JSONL file")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON line (rank 0)")
     parser.add_argument("--smoke", action="store_true", help="one tiny step on synthetic data, then exit")
+    parser.add_argument("--save", default=None, help="write the trained model (the whole module, eval mode) here: "
+                        "the input of `deepdive compress` (one process or DDP)")
     args = parser.parse_args(argv)
 
     options = {"rank": args.rank, "warmup_steps": 5} if args.compression in ("auto", "powersgd") else {}
@@ -110,6 +124,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"smoke ok: loss {loss.item():.3f}")
         return 0
 
+    base = model  # DDP wraps it and trains these very parameters
     train, test = load_data(args.seed)
     loader = DataLoader(train, batch_size=args.batch_size, shuffle=True,
                         generator=torch.Generator().manual_seed(args.seed))
@@ -126,6 +141,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     run.log(accuracy=accuracy)
     run.event("eval", accuracy=accuracy)
     summary = run.finish()
+    if run.is_main and args.save:
+        # a fresh module with the trained weights: the engine's precision guard patches methods
+        # on the trained one's layers, which pickle cannot save
+        clean = build_model(hidden, dropout)
+        clean.load_state_dict({k: v.detach().to("cpu") for k, v in base.state_dict().items()})
+        save_model(clean, args.save)
     if run.is_main:
         if args.json:
             print(json.dumps({"accuracy": accuracy, **summary}, default=str))

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import io
 import logging
 import sys
 import warnings
@@ -36,6 +35,8 @@ from typing import Any, Iterable, Iterator, Optional
 import attrs
 import torch
 from torch import nn
+
+from deepdive.engine.compress.measure import model_size_bytes  # re-exported
 
 __all__ = ["MODES", "TARGETS", "QuantizeError", "QuantizeResult", "backend_for", "model_size_bytes", "quantize"]
 
@@ -108,13 +109,6 @@ def backend_for(target: str) -> str:
         raise QuantizeError(f"this torch build has no qnnpack engine for arm (it has {', '.join(supported)}); "
                             "install a torch build with QNNPACK or use target 'x86'")
     raise QuantizeError(f"quantization target must be one of {', '.join(TARGETS)}, got {target!r}")
-
-
-def model_size_bytes(model: nn.Module) -> int:
-    """The size of ``model.state_dict()`` serialized with ``torch.save``, in bytes."""
-    buffer = io.BytesIO()
-    torch.save(model.state_dict(), buffer)
-    return buffer.getbuffer().nbytes
 
 
 def quantize(model: nn.Module, mode: str = "int8", *, target: str = "x86",

@@ -1,0 +1,351 @@
+"""``deepdive compress``: structured pruning, distillation and quantization in one run, with a report.
+
+The steps run in this order, each on the previous step's model, and each is measured the same way
+(:mod:`deepdive.engine.compress.measure`: serialized size, parameters, CPU latency p50/p95 at batch 1
+and 32, and the user's own ``evaluate``):
+
+1. ``original``: the model as loaded;
+2. ``prune``: channels, neurons and attention heads removed physically (:func:`prune.prune`), in
+   ``steps`` steps with fine-tuning between them — by distillation from the original model when
+   ``distill`` is on, else by cross-entropy on the labels;
+3. ``distill``: the pruned student distilled from the original teacher for ``distill_epochs`` more
+   epochs (KL on softened logits plus the hard labels);
+4. ``quantize``: int8 (dynamic for Linear/LSTM/GRU; static with calibration and conv-bn-relu fusion
+   for CNNs) for the ``target`` CPU.
+
+The evaluation script (the EVAL.py contract) is plain Python the user wrote; it is imported here,
+so the pipeline runs only on the user's request (the CLI, or the editor's job in a trusted
+workspace). It must define ``evaluate(model) -> float`` (higher is better, e.g. accuracy) and
+``example_inputs(batch_size) -> tuple``; ``train_loader()`` (``(inputs, labels)`` batches) when
+pruning or distilling; optionally ``calibration_loader()`` for static quantization,
+``build_model()`` when MODEL holds a ``state_dict``, and ``student()`` to distil into a model of its
+own instead of the pruned one.
+
+The report (JSON and Markdown, written atomically next to the compressed model) has one row per
+step with the cumulative figures, and a summary against the original: size ratio, speed-up at
+batch 1 and 32, accuracy drop in points.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import itertools
+import json
+import runpy
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import attrs
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from deepdive.engine.compress.measure import count_params, latency, model_size_bytes
+
+QUANTIZE_MODES = ("int8", "int8-dynamic", "int8-static", "int8-weight", "int4-weight")
+
+
+class CompressError(ValueError):
+    """Bad input to ``deepdive compress`` (one line that says what to do)."""
+
+
+@attrs.define
+class CompressConfig:
+    model: str
+    eval_script: str
+    prune: Optional[float] = None
+    distill: bool = False
+    quantize: Optional[str] = None
+    target: str = "x86"
+    importance: str = "l2"
+    steps: int = 1
+    """Progressive pruning: ``prune`` reached in this many steps, fine-tuned after each."""
+    fine_tune_epochs: int = 1
+    """Epochs of fine-tuning after each pruning step."""
+    distill_epochs: int = 3
+    temperature: float = 4.0
+    out: Optional[str] = None
+    """Folder for the compressed model and the report (default: MODEL's folder)."""
+    latency_budget_s: float = 1.0
+    """Seconds of timed runs per latency figure (at least 20 runs)."""
+    seed: int = 0
+    device: str = "cpu"
+
+
+Emit = Callable[[str, dict[str, Any]], None]
+
+
+def load_eval(path: str) -> dict[str, Any]:
+    """The evaluation script's namespace, with its contract checked (one-line errors)."""
+    script = Path(path)
+    if not script.is_file():
+        raise CompressError(f"no such evaluation script: {path} (it defines evaluate(model) -> float, "
+                            "example_inputs(batch_size) and train_loader())")
+    try:
+        namespace = runpy.run_path(str(script), run_name="deepdive_eval")
+    except SyntaxError as exc:
+        raise CompressError(f"{path} does not parse: {exc.msg} (line {exc.lineno})") from None
+    except Exception as exc:  # noqa: BLE001 - the user's code: name the failure, in one line
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise CompressError(f"{path} failed on import: {type(exc).__name__}: {first}"[:300]) from None
+    for name, signature in (("evaluate", "evaluate(model) -> float"),
+                            ("example_inputs", "example_inputs(batch_size) -> tuple of input tensors")):
+        if not callable(namespace.get(name)):
+            raise CompressError(f"{path} defines no {name}(): add `def {signature}`")
+    return namespace
+
+
+def load_model(path: str, namespace: dict[str, Any]) -> nn.Module:
+    """A whole pickled module, or a state_dict (plain or under "model"/"state_dict") with ``build_model()``."""
+    file = Path(path)
+    if not file.is_file():
+        raise CompressError(f"no such model file: {path} (save one with torch.save(model, PATH), e.g. "
+                            "digits.py --save PATH)")
+    try:
+        # a whole module is a pickle of the user's own classes: loaded only on the user's request
+        obj = torch.load(file, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - not a torch file, truncated, a class that is gone
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise CompressError(f"cannot load {path}: {type(exc).__name__}: {first}"[:300]) from None
+    if isinstance(obj, nn.Module):
+        return obj.eval()
+    if isinstance(obj, dict):
+        state = obj.get("model") or obj.get("state_dict") or obj
+        if not callable(namespace.get("build_model")):
+            raise CompressError(f"{path} holds a state_dict, not a module: define build_model() in the evaluation "
+                                "script, or save the whole module with torch.save(model, PATH)")
+        model = namespace["build_model"]()
+        try:
+            model.load_state_dict(state)
+        except (RuntimeError, TypeError) as exc:
+            raise CompressError(f"{path} does not fit build_model(): {str(exc).splitlines()[0]}"[:300]) from None
+        return model.eval()
+    raise CompressError(f"{path} holds a {type(obj).__name__}, not a model: save it with torch.save(model, PATH)")
+
+
+def _check(config: CompressConfig) -> None:
+    if config.prune is None and not config.distill and not config.quantize:
+        raise CompressError("nothing to do: give --prune AMOUNT, --distill and/or --quantize int8")
+    if config.prune is not None and not 0.0 < config.prune < 1.0:
+        raise CompressError(f"--prune is the fraction of channels removed, between 0 and 1 (got {config.prune})")
+    if config.quantize and config.quantize not in QUANTIZE_MODES:
+        raise CompressError(f"--quantize must be one of {', '.join(QUANTIZE_MODES)} (got {config.quantize!r})")
+    if config.target not in ("x86", "arm"):
+        raise CompressError(f"--target must be x86 or arm (got {config.target!r})")
+    if config.steps < 1 or config.fine_tune_epochs < 0 or config.distill_epochs < 1:
+        raise CompressError("--steps and --distill-epochs must be at least 1, --epochs at least 0")
+
+
+def _batches(namespace: dict[str, Any], what: str) -> list[Any]:
+    if not callable(namespace.get("train_loader")):
+        raise CompressError(f"{what} needs training data: define train_loader() returning (inputs, labels) batches "
+                            "in the evaluation script")
+    return namespace["train_loader"]()
+
+
+def _forward(model: nn.Module, inputs: Any) -> torch.Tensor:
+    return model(*inputs) if isinstance(inputs, (tuple, list)) else model(inputs)
+
+
+def fine_tune_ce(model: nn.Module, loader: Any, epochs: int, lr: float = 1e-3) -> None:
+    """Cross-entropy fine-tuning on the labels (the recovery step when no teacher is used)."""
+    if epochs <= 0:
+        return
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    for _ in range(epochs):
+        for inputs, labels in loader:
+            optimizer.zero_grad(set_to_none=True)
+            F.cross_entropy(_forward(model, inputs), labels).backward()
+            optimizer.step()
+    model.eval()
+
+
+class Pipeline:
+    def __init__(self, config: CompressConfig, emit: Optional[Emit] = None):
+        self.config = config
+        self.emit = emit or (lambda kind, fields: None)
+        self.rows: list[dict[str, Any]] = []
+
+    def measure(self, name: str, model: nn.Module, started: float, **detail: Any) -> dict[str, Any]:
+        ns = self.namespace
+        model.eval()
+        self.emit("compress.progress", {"step": name, "phase": "measuring"})
+        lat = {}
+        for batch in (1, 32):
+            inputs = ns["example_inputs"](batch)
+            lat[f"b{batch}"] = latency(model, inputs if isinstance(inputs, tuple) else (inputs,),
+                                       budget_s=self.config.latency_budget_s)
+        with torch.inference_mode():
+            accuracy = float(ns["evaluate"](model))
+        row = {"step": name, "params": count_params(model), "size_mb": model_size_bytes(model) / 1e6,
+               "latency_ms": {k: {"p50": v["p50_ms"], "p95": v["p95_ms"], "runs": v["runs"]} for k, v in lat.items()},
+               "accuracy": accuracy, "seconds": time.perf_counter() - started, "detail": detail}
+        self.rows.append(row)
+        self.emit("compress.step", row)
+        return row
+
+    def run(self) -> dict[str, Any]:
+        cfg = self.config
+        _check(cfg)
+        torch.manual_seed(cfg.seed)
+        self.namespace = load_eval(cfg.eval_script)
+        if cfg.distill and cfg.prune is None and not callable(self.namespace.get("student")):
+            raise CompressError("--distill needs a student: give --prune AMOUNT (the pruned model is the student) "
+                                "or define student() in the evaluation script")
+        original = load_model(cfg.model, self.namespace)
+        started = time.perf_counter()
+        self.measure("original", original, started)
+        model = original
+        teacher = original
+        if cfg.prune is not None:
+            model = self._prune(model, teacher)
+        if cfg.distill:
+            model = self._distill(model, teacher)
+        if cfg.quantize:
+            model = self._quantize(model)
+        return self._finish(model)
+
+    def _prune(self, model: nn.Module, teacher: nn.Module) -> nn.Module:
+        from deepdive.engine.compress.prune import prune
+
+        cfg = self.config
+        started = time.perf_counter()
+        loader = _batches(self.namespace, "pruning's fine-tuning") if cfg.fine_tune_epochs > 0 else None
+        self.emit("compress.progress", {"step": "prune", "phase": "pruning", "amount": cfg.prune})
+
+        def fine_tune(pruned: nn.Module, step: int) -> None:
+            self.emit("compress.progress", {"step": "prune", "phase": f"fine-tuning after step {step + 1}"})
+            if loader is None:
+                return
+            if cfg.distill:
+                from deepdive.engine.compress.distill import DistillConfig, distill
+
+                distill(pruned, teacher, loader, DistillConfig(epochs=cfg.fine_tune_epochs,
+                                                               temperature=cfg.temperature, device=cfg.device))
+            else:
+                fine_tune_ce(pruned, loader, cfg.fine_tune_epochs)
+
+        loss_fn = None
+        if cfg.importance == "taylor":  # first-order Taylor: |weight x gradient| of the loss on a few batches
+            batches = list(itertools.islice(iter(_batches(self.namespace, "Taylor importance")), 4))
+
+            def loss_fn(candidate: nn.Module) -> torch.Tensor:
+                return sum(F.cross_entropy(_forward(candidate, x), y) for x, y in batches) / len(batches)
+
+        example = self.namespace["example_inputs"](1)
+        result = prune(model, example, cfg.prune, importance=cfg.importance, steps=cfg.steps, fine_tune=fine_tune,
+                       loss_fn=loss_fn)
+        pruned = result.model.eval()
+        self.measure("prune", pruned, started, amount=cfg.prune, importance=cfg.importance, steps=cfg.steps,
+                     fine_tune=("distill" if cfg.distill else "cross-entropy") if loader is not None else "none",
+                     fine_tune_epochs=cfg.fine_tune_epochs, params_before=result.params_before,
+                     params_after=result.params_after)
+        return pruned
+
+    def _distill(self, model: nn.Module, teacher: nn.Module) -> nn.Module:
+        from deepdive.engine.compress.distill import DistillConfig, distill
+
+        cfg = self.config
+        started = time.perf_counter()
+        student = model
+        if cfg.prune is None:
+            if not callable(self.namespace.get("student")):
+                raise CompressError("--distill needs a student: give --prune AMOUNT (the pruned model is the student) "
+                                    "or define student() in the evaluation script")
+            student = self.namespace["student"]()
+        elif student is teacher:
+            student = copy.deepcopy(teacher)
+        loader = _batches(self.namespace, "distillation")
+
+        def on_epoch(epoch: int, stats: dict) -> None:
+            self.emit("compress.progress", {"step": "distill", "phase": f"epoch {epoch + 1}/{cfg.distill_epochs}",
+                                            **{k: v for k, v in stats.items() if isinstance(v, (int, float))}})
+
+        result = distill(student, teacher, loader, DistillConfig(epochs=cfg.distill_epochs, temperature=cfg.temperature,
+                                                                 device=cfg.device), on_epoch=on_epoch)
+        distilled = result.student.eval()
+        self.measure("distill", distilled, started, epochs=cfg.distill_epochs, temperature=cfg.temperature,
+                     final_loss=result.history[-1].get("loss") if result.history else None)
+        return distilled
+
+    def _quantize(self, model: nn.Module) -> nn.Module:
+        from deepdive.engine.compress.quantize import quantize
+
+        cfg = self.config
+        started = time.perf_counter()
+        self.emit("compress.progress", {"step": "quantize", "phase": cfg.quantize})
+        calibration = None
+        if callable(self.namespace.get("calibration_loader")):
+            calibration = list(self.namespace["calibration_loader"]())
+        elif callable(self.namespace.get("train_loader")):
+            calibration = [inputs for inputs, _ in list(self.namespace["train_loader"]())[:8]]
+        example = self.namespace["example_inputs"](1)
+        result = quantize(model, cfg.quantize, target=cfg.target, calibration=calibration,
+                          example_inputs=example if isinstance(example, tuple) else (example,), device=cfg.device)
+        self.measure("quantize", result.model, started, mode=cfg.quantize, method=result.method, engine=result.engine,
+                     notes=list(result.notes))
+        return result.model
+
+    def _finish(self, model: nn.Module) -> dict[str, Any]:
+        from deepdive.fsutil import atomic_write_bytes, atomic_write_text
+
+        cfg = self.config
+        out = Path(cfg.out) if cfg.out else Path(cfg.model).resolve().parent
+        stem = Path(cfg.model).stem
+        first, last = self.rows[0], self.rows[-1]
+        summary = {
+            "size_ratio": first["size_mb"] / last["size_mb"] if last["size_mb"] else None,
+            "params_ratio": first["params"] / last["params"] if last["params"] else None,
+            "speedup_b1": first["latency_ms"]["b1"]["p50"] / last["latency_ms"]["b1"]["p50"],
+            "speedup_b32": first["latency_ms"]["b32"]["p50"] / last["latency_ms"]["b32"]["p50"],
+            "accuracy_drop_points": 100 * (first["accuracy"] - last["accuracy"]),
+        }
+        paths = {"model": str(out / f"{stem}.compressed.pt"), "json": str(out / f"{stem}.compress.json"),
+                 "markdown": str(out / f"{stem}.compress.md")}
+        buffer = io.BytesIO()
+        torch.save(model, buffer)
+        atomic_write_bytes(paths["model"], buffer.getvalue())
+        report = {"model": str(Path(cfg.model).resolve()), "eval": str(Path(cfg.eval_script).resolve()),
+                  "target": cfg.target, "threads": torch.get_num_threads(), "steps": self.rows,
+                  "summary": summary, "outputs": paths, "config": attrs.asdict(cfg)}
+        atomic_write_text(paths["json"], json.dumps(report, indent=2, default=str) + "\n")
+        atomic_write_text(paths["markdown"], markdown(report))
+        self.emit("compress.report", report)
+        return report
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The report as a Markdown table, one row per step, each step's contribution against the previous."""
+    lines = [f"# Compression report: {Path(report['model']).name}", "",
+             f"Target {report['target']}, {report['threads']} CPU thread(s); latency is measured (p50 / p95).", "",
+             "| step | params | size (MB) | batch 1 p50 / p95 (ms) | batch 32 p50 / p95 (ms) | accuracy | vs previous |",
+             "|---|---:|---:|---:|---:|---:|---|"]
+    previous = None
+    for row in report["steps"]:
+        b1, b32 = row["latency_ms"]["b1"], row["latency_ms"]["b32"]
+        if previous is None:
+            change = "—"
+        else:
+            change = (f"{previous['size_mb'] / row['size_mb']:.2f}× smaller, "
+                      f"{previous['latency_ms']['b1']['p50'] / b1['p50']:.2f}× faster (b1), "
+                      f"{100 * (row['accuracy'] - previous['accuracy']):+.2f} pts")
+        lines.append(f"| {row['step']} | {row['params']:,} | {row['size_mb']:.3f} | {b1['p50']:.3f} / {b1['p95']:.3f} | "
+                     f"{b32['p50']:.3f} / {b32['p95']:.3f} | {100 * row['accuracy']:.2f} % | {change} |")
+        previous = row
+    s = report["summary"]
+    lines += ["", f"**Overall**: {s['size_ratio']:.2f}× smaller, {s['speedup_b1']:.2f}× faster at batch 1, "
+                  f"{s['speedup_b32']:.2f}× at batch 32, accuracy {-s['accuracy_drop_points']:+.2f} points.", ""]
+    return "\n".join(lines)
+
+
+def compress(config: CompressConfig, emit: Optional[Emit] = None) -> dict[str, Any]:
+    """Run the pipeline; return the report (also written as JSON and Markdown).
+
+    Raises:
+        CompressError: a missing file, an evaluation script without the expected function, bad options.
+    """
+    return Pipeline(config, emit).run()
+
