@@ -93,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--study", default=None, help="study name (default: the script's name without .py)")
     p.add_argument("--sampler", default="auto", choices=("auto", "tpe", "cmaes", "random"),
                    help="auto = multivariate TPE (constant liar when parallel)")
-    p.add_argument("--pruner", default="auto", choices=("auto", "hyperband", "median", "none"), help="auto = Hyperband")
+    p.add_argument("--pruner", default="auto", choices=("auto", "hyperband", "asha", "median", "none"),
+                   help="auto = Hyperband; asha = successive halving (one bracket, prunes more)")
     p.add_argument("--metric", default=None, help="the metric the script logs (default: the study's, else loss)")
     p.add_argument("--direction", default=None, choices=("minimize", "maximize"),
                    help="default: maximize for accuracy-like names, else minimize")

@@ -47,7 +47,7 @@ class EncoderLayer(nn.Module):
 
 
 class PolarityBERT(nn.Module):
-    def __init__(self, vocab_size: int, dim: int = 256, heads: int = 4, ff: int = 1024, layers: int = 4,
+    def __init__(self, vocab_size: int, dim: int = 128, heads: int = 4, ff: int = 512, layers: int = 4,
                  dropout: float = 0.1):
         super().__init__()
         self.tokens = nn.Embedding(vocab_size, dim, padding_idx=PAD)
@@ -59,9 +59,9 @@ class PolarityBERT(nn.Module):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         length = int((ids != PAD).sum(1).max().clamp_min(1))
-        ids = ids[:, :length]  # the batch's longest sentence
+        ids = ids[:, :length].contiguous()  # the batch's longest sentence
         pad = ids == PAD
-        x = self.drop(self.ln(self.tokens(ids) + self.positions.weight[:length]))
+        x = self.drop(self.ln(self.tokens(ids) + self.positions(torch.arange(length, device=ids.device))))
         for layer in self.layers:
             x = layer(x, pad)
         keep = (~pad).unsqueeze(-1).to(x.dtype)

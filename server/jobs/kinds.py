@@ -147,7 +147,7 @@ def _tune(options: dict[str, Any], ctx: Context) -> Launch:
     argv = [ctx.python, "-P", "-m", "deepdive", "tune", str(script),
             "--trials", str(int(_number(options, "trials", 20, 1, 100000))),
             "--parallel", str(int(_number(options, "parallel", 1, 1, 1024)))]
-    for key, choices in (("sampler", ("auto", "tpe", "cmaes", "random")), ("pruner", ("auto", "hyperband", "median", "none")),
+    for key, choices in (("sampler", ("auto", "tpe", "cmaes", "random")), ("pruner", ("auto", "hyperband", "asha", "median", "none")),
                          ("direction", ("minimize", "maximize"))):
         value = options.get(key)
         if value is not None:

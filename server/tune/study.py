@@ -71,7 +71,7 @@ import attrs
 log = logging.getLogger("deepdive.tune")
 
 SAMPLERS = ("auto", "tpe", "cmaes", "random")
-PRUNERS = ("auto", "hyperband", "median", "none")
+PRUNERS = ("auto", "hyperband", "asha", "median", "none")
 OWNER_ATTR = "deepdive:owner"
 REASON_ATTR = "deepdive:reason"
 RETRY_ATTR = "deepdive:retry_of"
@@ -239,6 +239,8 @@ def make_pruner(name: str) -> Any:
 
     if name in ("auto", "hyperband"):
         return optuna.pruners.HyperbandPruner()
+    if name == "asha":  # successive halving, one bracket: every trial is judged at every rung
+        return optuna.pruners.SuccessiveHalvingPruner()
     if name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=5)
     if name == "none":

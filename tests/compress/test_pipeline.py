@@ -90,3 +90,24 @@ def test_one_line_errors(digits_model, tmp_path):
         compress(CompressConfig(str(digits_model), str(EVAL), distill=True))
     # nothing was written for the failed runs
     assert not list(tmp_path.glob("*.compress*"))
+
+
+def test_static_int8_cnn_is_saved_and_loads(tmp_path):
+    """A CNN gets static int8 with fusion; pickle cannot save the FX graph, so the model is TorchScript."""
+    from deepdive.engine.compress.pipeline import load_compressed
+    from deepdive.examples import digits_cnn
+
+    model = digits_cnn.train(epochs=3)
+    path = tmp_path / "cnn.pt"
+    torch.save(model, path)
+    report = compress(CompressConfig(str(path), str(EXAMPLES / "digits_cnn.py"), quantize="int8",
+                                     latency_budget_s=0.2))
+    original, quantized = report["steps"]
+    assert "static" in quantized["detail"]["method"]
+    assert quantized["size_mb"] < 0.5 * original["size_mb"]
+    assert quantized["accuracy"] > original["accuracy"] - 0.02
+    assert report["outputs"]["format"] in ("module", "torchscript")
+    loaded = load_compressed(report["outputs"]["model"], report["outputs"]["format"])
+    x = digits_cnn.example_inputs(64)[0]
+    with torch.inference_mode():  # the saved int8 model predicts like the fp32 one
+        assert (loaded(x).argmax(1) == model(x).argmax(1)).float().mean() >= 0.95

@@ -42,8 +42,9 @@ def count_params(model: nn.Module) -> int:
 
 
 def _is_packed(module: nn.Module) -> bool:
-    return type(module).__module__.startswith(("torch.ao.nn.quantized", "torch.nn.quantized")) and callable(
-        getattr(module, "weight", None))
+    """A quantized module (torch.ao, fused or not) whose weight is a packed tensor behind ``weight()``."""
+    return type(module).__module__.startswith(("torch.ao.nn.quantized", "torch.ao.nn.intrinsic.quantized",
+                                               "torch.nn.quantized")) and callable(getattr(module, "weight", None))
 
 
 def percentile(values: Sequence[float], q: float) -> float:

@@ -305,9 +305,8 @@ class Pipeline:
         }
         paths = {"model": str(out / f"{stem}.compressed.pt"), "json": str(out / f"{stem}.compress.json"),
                  "markdown": str(out / f"{stem}.compress.md")}
-        buffer = io.BytesIO()
-        torch.save(model, buffer)
-        atomic_write_bytes(paths["model"], buffer.getvalue())
+        data, paths["format"] = self._serialize(model)
+        atomic_write_bytes(paths["model"], data)
         report = {"model": str(Path(cfg.model).resolve()), "eval": str(Path(cfg.eval_script).resolve()),
                   "target": cfg.target, "threads": torch.get_num_threads(), "steps": self.rows,
                   "summary": summary, "outputs": paths, "config": attrs.asdict(cfg)}
@@ -315,6 +314,32 @@ class Pipeline:
         atomic_write_text(paths["markdown"], markdown(report))
         self.emit("compress.report", report)
         return report
+
+
+    def _serialize(self, model: nn.Module) -> tuple[bytes, str]:
+        """The whole module (``torch.load``), or TorchScript (``torch.jit.load``) for what pickle cannot
+        save, e.g. an FX-converted static int8 graph."""
+        buffer = io.BytesIO()
+        try:
+            torch.save(model, buffer)
+            return buffer.getvalue(), "module"
+        except Exception as exc:  # noqa: BLE001 - pickling fails in many ways; TorchScript is the fallback
+            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        example = self.namespace["example_inputs"](1)
+        try:
+            with torch.inference_mode():
+                traced = torch.jit.trace(model, example if isinstance(example, tuple) else (example,), check_trace=False)
+        except Exception as exc:  # noqa: BLE001
+            raise CompressError(f"cannot save the compressed model: pickle failed ({reason[:120]}) and so did "
+                                f"TorchScript tracing ({type(exc).__name__}); try --quantize int8-dynamic") from None
+        buffer = io.BytesIO()
+        torch.jit.save(traced, buffer)
+        return buffer.getvalue(), "torchscript"
+
+
+def load_compressed(path: str, fmt: str = "module") -> nn.Module:
+    """A model written by :func:`compress` (``outputs.model`` and ``outputs.format`` of its report)."""
+    return torch.jit.load(path) if fmt == "torchscript" else torch.load(path, weights_only=False)
 
 
 def markdown(report: dict[str, Any]) -> str:

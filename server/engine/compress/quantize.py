@@ -147,7 +147,7 @@ def quantize(model: nn.Module, mode: str = "int8", *, target: str = "x86",
     if not device.startswith("cpu"):
         notes.append(f"torch.ao int8 kernels run on the CPU: the quantized model is on the CPU, not {device}")
     if mode == "int8-dynamic":
-        return _dynamic(model, engine, notes)
+        return _dynamic(model, engine, notes, example_inputs)
     if mode == "int8-static":
         return _static(model, engine, calibration, example_inputs, notes)
 
@@ -160,7 +160,7 @@ def quantize(model: nn.Module, mode: str = "int8", *, target: str = "x86",
             notes.append(f"static int8 was not possible ({exc}); quantized dynamically instead")
     elif has_conv:
         notes.append("convolutions stay fp32: pass calibration batches to quantize them (static int8)")
-    return _dynamic(model, engine, notes)
+    return _dynamic(model, engine, notes, example_inputs)
 
 
 # --------------------------------------------------------------------------------------------
@@ -183,22 +183,35 @@ def _float_copy(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model).cpu().eval()
 
 
-def _dynamic(model: nn.Module, engine: str, notes: list[str]) -> QuantizeResult:
+def _dynamic(model: nn.Module, engine: str, notes: list[str], example_inputs: Optional[tuple] = None) -> QuantizeResult:
     if not any(isinstance(m, _DYNAMIC_TYPES) for m in model.modules()):
         raise QuantizeError("dynamic int8 quantizes nn.Linear, nn.LSTM and nn.GRU and the model has none; "
                             "for convolutions use int8-static with calibration batches")
     with _torch_ao(engine):
+        import torch.ao.nn.quantized as nnq
         import torch.ao.nn.quantized.dynamic as nnqd
-        from torch.ao.quantization import quantize_dynamic
+        from torch.ao.quantization import default_dynamic_qconfig, float_qparams_weight_only_qconfig, quantize_dynamic
 
+        spec: dict[type[nn.Module], Any] = {cls: default_dynamic_qconfig for cls in _DYNAMIC_TYPES}
+        embeddings = any(type(m) is nn.Embedding for m in model.modules())
+        if embeddings:  # int8 rows with a scale each: a text model's largest tensor, 4x smaller
+            spec[nn.Embedding] = float_qparams_weight_only_qconfig
         # quantize_dynamic swaps children only: a holder lets a bare nn.Linear/LSTM/GRU be swapped too.
-        holder = nn.Sequential(_float_copy(model))
-        quantized = quantize_dynamic(holder, set(_DYNAMIC_TYPES), dtype=torch.qint8)[0]
+        quantized = quantize_dynamic(nn.Sequential(_float_copy(model)), spec)[0]
+        if embeddings and example_inputs is not None:
+            try:  # quantized embeddings need contiguous indices: a model that slices its ids may not run
+                with torch.inference_mode():
+                    quantized(*example_inputs)
+            except RuntimeError as exc:
+                notes.append(f"embeddings kept in fp32: the int8 embedding failed on the example inputs "
+                             f"({str(exc).splitlines()[0][:120]})")
+                del spec[nn.Embedding]
+                quantized = quantize_dynamic(nn.Sequential(_float_copy(model)), spec)[0]
     counts = {cls.__name__: sum(isinstance(m, cls) for m in quantized.modules())
-              for cls in (nnqd.Linear, nnqd.LSTM, nnqd.GRU)}
+              for cls in (nnqd.Linear, nnqd.LSTM, nnqd.GRU, nnq.Embedding)}
     done = ", ".join(f"{n} {name}" for name, n in counts.items() if n)
     notes.append(f"int8 weights, activations quantized per batch: {done}")
-    return QuantizeResult(model=quantized, method=f"torch.ao dynamic int8 (Linear, LSTM, GRU), engine {engine}",
+    return QuantizeResult(model=quantized, method=f"torch.ao dynamic int8 (Linear, LSTM, GRU, Embedding), engine {engine}",
                           engine=engine, notes=notes)
 
 
