@@ -185,6 +185,27 @@ async function step(name, fn) {
       await page.locator('.tune-panel').scrollIntoViewIfNeeded();
       await screenshot(page, 'dashboard-tune');
     });
+    await step('a compress run streams to the Compression section: original and quantize rows, bars', async () => {
+      const model = path.join(tmp, 'digits.pt');
+      const train = spawn('compress-train', [path.join(REPO, 'server/examples/digits.py'), '--epochs', '2', '--precision', 'fp32',
+        '--save', model], env, path.join(artifacts, 'dashboard-compress-train.log'));
+      const code = await new Promise(r => (train.exitCode !== null ? r(train.exitCode) : train.on('exit', c => r(c))));
+      if (code !== 0 || !fs.existsSync(model)) throw new Error(`digits.py --save exited ${code}; see dashboard-compress-train.log`);
+      spawn('compress', ['-m', 'deepdive', 'compress', model, '--eval', path.join(REPO, 'server/examples/digits_eval.py'),
+        '--quantize', 'int8', '--target', 'x86'], hub ? { ...env, DEEPDIVE_HUB: hub } : env, path.join(artifacts, 'dashboard-compress.log'));
+      const entry = async () => ((await hook('window.__deepdiveDashboard.compressModels()')) || []).find(m => m.model === 'digits');
+      await waitFor('the model in the Compression section', entry, 60000, 500);
+      await waitFor('its report', async () => { const m = await entry(); return m && m.done && m; }, 120000, 1000);
+      const steps = await hook('window.__deepdiveDashboard.compressSteps(\'digits\')');
+      if (steps.map(s => s.step).join() !== 'original,quantize') throw new Error(`steps: ${JSON.stringify(steps)}`);
+      if (!(steps[1].sizeMb < steps[0].sizeMb) || !(steps[1].accuracy > 0.5)) throw new Error(`quantize row: ${JSON.stringify(steps[1])}`);
+      await waitFor('the quantize row in the table', async () => (await page.locator('#compress-table tr[data-step="quantize"]').count()) === 1, 5000);
+      const bars = await hook('window.__deepdiveDashboard.compressBars()');
+      if (!(bars >= 3) || +(await page.locator('#compress-chart').getAttribute('data-bars')) !== bars) throw new Error(`${bars} bars drawn`);
+      console.log(`     compress: ${steps.map(s => `${s.step} ${s.sizeMb.toFixed(3)} MB`).join(', ')}; ${bars} bars`);
+      await page.locator('.compress-panel').scrollIntoViewIfNeeded();
+      await screenshot(page, 'dashboard-compress');
+    });
     await step('no page errors', async () => {
       if (pageErrors.length) throw new Error(pageErrors.join('\n'));
     });

@@ -171,6 +171,7 @@ exports.run = async function run() {
 
   await require('./codegen').run(test, ctx, { poll, sleep });
   await require('./tune').run(test, ctx, { poll, sleep });
+  await require('./compress').run(test, ctx, { poll, sleep });
 
   const failed = results.filter(r => !r.ok);
   console.log(`[integration] ${results.length - failed.length} passed, ${failed.length} failed`);
