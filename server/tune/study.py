@@ -344,7 +344,7 @@ class Ledger:
 
     # -- one trial ------------------------------------------------------------------------------
 
-    def begin(self) -> tuple[Any, dict[str, dict[str, Any]]]:
+    def begin(self, owner: Optional[dict[str, Any]] = None) -> tuple[Any, dict[str, dict[str, Any]]]:
         """Ask the persistent study for a trial and mirror it (and everything before it).
 
         Returns the trial and its presampled parameters (see :mod:`deepdive.tune.worker`): the
@@ -352,6 +352,9 @@ class Ledger:
         """
         trial = self.study.ask()
         self.writes += 1
+        if owner is not None:  # at once: a trial without its owner is an orphan only after a grace time
+            self.study._storage.set_trial_system_attr(trial._trial_id, OWNER_ATTR, owner)
+            self.writes += 1
         self.live[trial.number] = trial
         self.values[trial.number] = {}
         if self.direct:
@@ -737,10 +740,11 @@ class Coordinator:
         now = time.time()
         for frozen in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             owner = frozen.system_attrs.get(OWNER_ATTR)
-            if owner is None and self.rdb is None and frozen.datetime_start is not None \
+            if owner is None and (self.rdb is None or self.storage_url.startswith("sqlite")) \
+                    and frozen.datetime_start is not None \
                     and now - frozen.datetime_start.timestamp() > UNTAGGED_ORPHAN_S:
                 # created (ask) but never tagged: its process died between the two writes. Only a
-                # file storage on this machine can say so (RDB storages have heartbeats for this).
+                # file on this machine can say so (journal, SQLite); server databases have heartbeats.
                 pid = None
             elif not isinstance(owner, dict) or owner.get("host") != host:
                 continue
@@ -1062,9 +1066,7 @@ class Coordinator:
         want = min(want, self.config.n_trials - self.counted() - sum(
             1 for w in self.workers if w.number is not None) - len(self.pending))
         for _ in range(max(0, want)):
-            trial, presampled = self.ledger.begin()
-            self.study._storage.set_trial_system_attr(trial._trial_id, OWNER_ATTR, self.owner)
-            self.ledger.writes += 1
+            trial, presampled = self.ledger.begin(self.owner)
             if self.rdb is not None:
                 self.storage.record_heartbeat(trial._trial_id)
             t = _Trial(trial.number, trial, log=str(self.log_dir / f"trial-{trial.number}.log"),
