@@ -574,8 +574,8 @@ def cmd_compress(args: argparse.Namespace) -> int:
             progress.update(task, description=f"{fields['step']}: {fields['phase']}")
         elif kind == "compress.step" and not args.json:
             b1 = fields["latency_ms"]["b1"]["p50"]
-            progress.console.print(f"  {fields['step']:<9} {fields['params']:>10,} params  {fields['size_mb']:8.3f} MB  "
-                                   f"b1 p50 {b1:8.3f} ms  accuracy {100 * fields['accuracy']:6.2f} %", markup=False)
+            progress.console.print(f"  {fields['step']:<9}{fields['params']:>11,} params {fields['size_mb']:8.3f} MB  "
+                                   f"b1 p50 {b1:7.3f} ms  accuracy {100 * fields['accuracy']:.2f} %", markup=False)
 
     config = CompressConfig(args.model, args.eval_script, prune=args.prune, distill=args.distill,
                             quantize=args.quantize, target=args.target, importance=args.importance, steps=args.steps,
