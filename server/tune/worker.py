@@ -193,7 +193,8 @@ def run_trial(conn: Connection, job: dict[str, Any]) -> dict[str, Any]:
                                                 f"run.log({job['metric']}=...)")
         else:
             outcome["value"] = binding.last
-    outcome["peak_mem_mib"] = _peak_memory()
+    gc.collect()  # the trial's cycles (CUDA tensors among them) before the allocator's cache is emptied;
+    outcome["peak_mem_mib"] = _peak_memory()  # cheap: everything older is frozen (see main)
     return outcome
 
 
@@ -253,8 +254,7 @@ def main(argv: list[str] | None = None) -> int:
             conn.send(("done", message[1]["number"], outcome))
             if once:
                 return 0
-            gc.collect()  # what the finished trial left in cycles (only that: the rest is frozen)
-            gc.freeze()
+            gc.freeze()  # what outlived the trial (modules it imported, caches) leaves the collector's walk
 
 
 if __name__ == "__main__":
