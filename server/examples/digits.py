@@ -60,7 +60,8 @@ def build_model(hidden: int = 256, dropout: float = 0.0) -> nn.Module:
 
 
 def save_model(model: nn.Module, path: str) -> None:
-    """The whole module on the CPU in eval mode, written atomically (temp file, fsync, rename)."""
+    """The whole module on the CPU in eval mode, written atomically (temp file, fsync, rename); the other
+    examples save with it too."""
     import io
 
     from deepdive.fsutil import atomic_write_bytes

@@ -111,13 +111,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     model = train(args.epochs, args.seed)
     print(f"test accuracy {evaluate(model):.4f}")
     if args.save:
-        import io
+        from deepdive.examples.digits import save_model
 
-        from deepdive.fsutil import atomic_write_bytes
-
-        buffer = io.BytesIO()
-        torch.save(model, buffer)
-        atomic_write_bytes(args.save, buffer.getvalue())
+        save_model(model, args.save)
     return 0
 
 
