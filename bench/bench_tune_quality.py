@@ -72,7 +72,7 @@ def study(arm: str, seed: int, args: argparse.Namespace, workspace: str) -> dict
     config = StudyConfig(
         str(SCRIPT), n_trials=args.trials, script_args=script_args, parallel=args.parallel,
         storage=f"sqlite:///{workspace}/{arm}-{seed}.db", study_name=f"polarity-{arm}-{seed}",
-        sampler=sampler, pruner=pruner, metric="val_acc", direction="maximize", seed=seed,
+        sampler=sampler, pruner=pruner, metric="val_acc", direction="maximize", value=args.value, seed=seed,
         workspace=workspace,
     )
     started = time.perf_counter()
@@ -110,6 +110,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--checkpoints", default="5,10,20,30", help="report the best after these trial counts")
     parser.add_argument("--sampler", default="auto", help="the tool arm's sampler (deepdive tune --sampler)")
     parser.add_argument("--pruner", default="auto", help="the tool arm's pruner (deepdive tune --pruner)")
+    parser.add_argument("--value", default="last", choices=("last", "best"),
+                        help="a trial's value, both arms: its last epoch's accuracy or its best epoch's (deepdive tune --value)")
     parser.add_argument("--goal-points", type=float, default=0.3, help="'within X points of the best found'")
     parser.add_argument("--goal-compute", type=float, default=0.4, help="'using at most this share of random's epochs'")
     parser.add_argument("--data", default=None, help="the rt-polarity folder (default: the script's)")
@@ -129,7 +131,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 2
     checkpoints = sorted({int(c) for c in args.checkpoints.split(",") if c.strip() and int(c) <= args.trials})
     emit("budget", args.seeds * args.trials * 2, "trials", seeds=args.seeds, trials_per_study=args.trials,
-         epochs_per_trial=args.epochs, parallel=args.parallel, checkpoints=checkpoints,
+         epochs_per_trial=args.epochs, parallel=args.parallel, value=args.value, checkpoints=checkpoints,
          tool=f"deepdive.tune run_study: sampler={args.sampler} pruner={args.pruner}",
          baseline="deepdive.tune run_study: sampler=random pruner=none", cpus=os.cpu_count(),
          from_studies=args.from_studies)

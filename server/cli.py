@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tune", help="Bayesian hyperparameter search (Optuna) over the script's run.suggest() calls",
                        description="Run SCRIPT once per trial with the values Optuna suggests for its run.suggest(...) "
                                    "declarations; run.log(<metric>=...) reports intermediate values (pruning) and the "
-                                   "last one is the trial's value. The study is stored (default "
+                                   "last one (or with --value best, the best one) is the trial's value. The study is stored (default "
                                    ".deepdive/tune.db) and a rerun continues it. Arguments after '--' go to the script.")
     p.add_argument("script", help="the training script (it declares its hyperparameters with run.suggest)")
     p.add_argument("--trials", type=int, default=None, help="finished trials the study should hold (required unless --apply alone)")
@@ -98,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", default=None, help="the metric the script logs (default: the study's, else loss)")
     p.add_argument("--direction", default=None, choices=("minimize", "maximize"),
                    help="default: maximize for accuracy-like names, else minimize")
+    p.add_argument("--value", default=None, choices=("last", "best"),
+                   help="a trial's value: its last report of the metric (default) or its best one (the epoch "
+                        "early stopping would keep); a study keeps its choice")
     p.add_argument("--timeout", type=float, default=None, help="stop starting trials this many seconds after the first worker is ready")
     p.add_argument("--trial-timeout", type=float, default=None, help="kill (fail) a trial after this many seconds")
     p.add_argument("--seed", type=int, default=None, help="seed the sampler (and every trial's RNGs) for reproducible studies")
@@ -510,7 +513,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
             config = StudyConfig(args.script, n_trials=args.trials, script_args=list(args.script_args),
                                  parallel=args.parallel, storage=args.storage, study_name=args.study,
                                  sampler=args.sampler, pruner=args.pruner, metric=args.metric,
-                                 direction=args.direction, timeout=args.timeout, seed=args.seed,
+                                 direction=args.direction, value=args.value, timeout=args.timeout, seed=args.seed,
                                  retry_failed=args.retry_failed, pack=args.pack, trial_timeout=args.trial_timeout,
                                  on_event=on_event)
             with progress:

@@ -42,6 +42,9 @@ class TrialBinding:
         report: ``report(step, value) -> bool``; True means "prune now".
         params: filled with the values the script got (name -> value).
         last: the last value reported for ``metric`` (the trial's value by default), or None.
+        best: the best value reported for ``metric`` in ``direction`` (the trial's value with
+            ``deepdive tune --value best``: the epoch early stopping would keep), or None.
+        direction: ``"maximize"`` or ``"minimize"``: what ``best`` means.
         reports: how many values were reported.
     """
 
@@ -50,9 +53,18 @@ class TrialBinding:
     report: Optional[Callable[[int, float], bool]] = None
     params: dict[str, Any] = attrs.Factory(dict)
     last: Optional[float] = None
+    best: Optional[float] = None
+    direction: str = "minimize"
     reports: int = 0
     step_seconds: float = 0.0
     """Wall time of the training steps of the trial's runs (``run.batches``), summed by the engine."""
+
+    def record(self, value: float) -> None:
+        """A reported value of the metric: the last one, and the best one so far in ``direction``."""
+        self.last = value
+        if value == value and (self.best is None or (value > self.best if self.direction == "maximize"
+                                                     else value < self.best)):
+            self.best = value  # NaN is never the best
 
 
 _BINDING: Optional[TrialBinding] = None

@@ -348,7 +348,8 @@ class Run:
         an intermediate value at step *n*, the number of earlier reports of that metric: a script
         that evaluates once per epoch reports at its epoch index, so the pruner compares trials at
         equal training whatever their batch size (optimizer steps would not be comparable when the
-        batch size is searched). The last value reported is the trial's value. When the pruner
+        batch size is searched). The last value reported is the trial's value (the best one with
+        ``deepdive tune --value best``). When the pruner
         stops the trial this raises :class:`deepdive.engine.hparams.TrialPruned`.
         """
         self._metrics.update(metrics)
@@ -360,7 +361,7 @@ class Run:
         value = float(raw.detach()) if isinstance(raw, torch.Tensor) else float(raw)
         step = binding.reports
         binding.reports += 1
-        binding.last = value
+        binding.record(value)
         if binding.report is None:
             return
         if binding.report(step, value):
@@ -483,7 +484,7 @@ class Run:
         summary = self.summary()
         binding = self.hparams.binding
         if binding is not None and binding.last is None and isinstance(summary.get(binding.metric), (int, float)):
-            binding.last = float(summary[binding.metric])  # under `deepdive tune`: the summary's figure
+            binding.record(float(summary[binding.metric]))  # under `deepdive tune`: the summary's figure
         self.event("summary", **summary)
         self.reporter.close()
         ddist.teardown()

@@ -140,7 +140,7 @@ def _train(options: dict[str, Any], ctx: Context) -> Launch:
 def _tune(options: dict[str, Any], ctx: Context) -> Launch:
     """``python -m deepdive tune SCRIPT ...``: its progress events (trial i/N, best) reach the editor."""
     allowed = {"path", "args", "trials", "parallel", "storage", "study", "sampler", "pruner", "metric", "direction",
-               "timeout", "trial_timeout", "seed", "retry_failed", "pack", "apply"}
+               "value", "timeout", "trial_timeout", "seed", "retry_failed", "pack", "apply"}
     _only(options, allowed, "tune")
     base, script = _script_path(options, ctx)
     args = _string_list(options, "args")
@@ -148,7 +148,7 @@ def _tune(options: dict[str, Any], ctx: Context) -> Launch:
             "--trials", str(int(_number(options, "trials", 20, 1, 100000))),
             "--parallel", str(int(_number(options, "parallel", 1, 1, 1024)))]
     for key, choices in (("sampler", ("auto", "tpe", "cmaes", "random")), ("pruner", ("auto", "hyperband", "asha", "median", "none")),
-                         ("direction", ("minimize", "maximize"))):
+                         ("direction", ("minimize", "maximize")), ("value", ("last", "best"))):
         value = options.get(key)
         if value is not None:
             if value not in choices:

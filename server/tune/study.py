@@ -11,7 +11,11 @@ The trial's value
 -----------------
 The last value the script reported for the metric with ``run.log`` (so a ``run.log(accuracy=...)``
 after training is the value); when it reported none, the metric's figure in ``run.finish()``'s
-summary (e.g. ``--metric final_loss``); otherwise the trial fails ("never reported").
+summary (e.g. ``--metric final_loss``); otherwise the trial fails ("never reported"). With
+``value="best"`` (``--value best``) it is the best value reported in the study's direction instead:
+the epoch that early stopping (keep the best checkpoint) would keep, which ranks configurations of a
+model that overfits by what they can reach rather than by where they stopped. The study records its
+choice, so a rerun continues with the same one.
 
 Processes
 ---------
@@ -76,6 +80,7 @@ OWNER_ATTR = "deepdive:owner"
 REASON_ATTR = "deepdive:reason"
 RETRY_ATTR = "deepdive:retry_of"
 META_ATTR = "deepdive"
+VALUE_MODES = ("last", "best")
 ORPHANED = "orphaned"
 NEVER_STARTED = "never started"
 UNTAGGED_ORPHAN_S = 2.0  # a RUNNING trial with no owner this old (file storages): its creator died
@@ -102,6 +107,9 @@ class StudyConfig:
     pruner: str = "auto"
     metric: Optional[str] = None
     direction: Optional[str] = None
+    value: Optional[str] = None
+    """``"last"`` (the last reported value is the trial's value) or ``"best"`` (the best one in the
+    direction); default: the study's recorded choice, else ``"last"``."""
     timeout: Optional[float] = None
     seed: Optional[int] = None
     retry_failed: bool = False
@@ -150,6 +158,8 @@ class StudyResult:
     """Write calls (transactions) to the persistent storage for this session's trials."""
     session_trials: int = 0
     """Trials this session ran."""
+    value_mode: str = "last"
+    """How a trial's value was taken from its reports: ``last`` or ``best`` (``--value``)."""
     startup_seconds: Optional[float] = None
     """From the start of this session to its first ready worker (opening the study, starting workers)."""
     trials_span_seconds: Optional[float] = None
@@ -716,10 +726,18 @@ class Coordinator:
             raise TuneError(f"study {self.study_name!r} exists with direction {existing.direction.name.lower()}: "
                             f"use another --study name or --direction {existing.direction.name.lower()}")
         self.direction = direction
+        value = cfg.value or meta.get("value") or "last"
+        if value not in VALUE_MODES:
+            raise TuneError(f"--value must be one of {', '.join(VALUE_MODES)}, got {value!r}")
+        if existing is not None and meta and meta.get("value", "last") != value and any(
+                t.state.name == "COMPLETE" for t in existing.get_trials(deepcopy=False)):
+            raise TuneError(f"study {self.study_name!r} scores each trial by its {meta.get('value', 'last')} value: "
+                            f"use --value {meta.get('value', 'last')} or another --study name")
+        self.value_mode = value
         self.study = optuna.create_study(storage=self.storage, study_name=self.study_name, direction=direction,
                                          sampler=sampler, pruner=pruner, load_if_exists=True)
-        if meta.get("metric") != self.metric:
-            self.study.set_user_attr(META_ATTR, {"metric": self.metric, "direction": direction,
+        if meta.get("metric") != self.metric or meta.get("value", "last") != value:
+            self.study.set_user_attr(META_ATTR, {"metric": self.metric, "direction": direction, "value": value,
                                                  "script": Path(self.script).name})
         self.ledger = Ledger(self.study, self.rdb, direct=cfg.direct_reports)
         self._recover()
@@ -1097,7 +1115,8 @@ class Coordinator:
             t.state, t.worker, t.waiting_reason, t.started = "running", w.index, None, time.monotonic()
             w.number, w.started = t.number, time.monotonic()
             job = {"number": t.number, "script": self.script, "args": list(self.config.script_args),
-                   "cwd": self.workspace, "metric": self.metric,
+                   "cwd": self.workspace, "metric": self.metric, "direction": self.direction,
+                   "value": self.value_mode,
                    "seed": self.config.seed if self.config.seed is not None else 0, "log": t.log,
                    "threads": int(w.threads), "presampled": t.presampled}
             if self.first_start is None:
@@ -1285,6 +1304,7 @@ class Coordinator:
             storage_writes=self.ledger.writes if hasattr(self, "ledger") else 0, session_trials=len(self.trials),
             startup_seconds=self.startup_seconds, remote_suggests=self.remote_suggests,
             trials_span_seconds=(self.last_done - self.first_start) if self.first_start and self.last_done else None,
+            value_mode=getattr(self, "value_mode", "last"),
         )
 
 
@@ -1337,6 +1357,7 @@ def load_result(script: str, storage: Optional[str] = None, study_name: Optional
                         f"`deepdive tune {script} --trials N` first") from None
     meta = coordinator.study.user_attrs.get(META_ATTR, {})
     coordinator.metric = meta.get("metric", "?")
+    coordinator.value_mode = meta.get("value", "last")
     coordinator.direction = coordinator.study.direction.name.lower()
     coordinator.started = time.time()
     return coordinator.result()

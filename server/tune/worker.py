@@ -139,7 +139,8 @@ def run_trial(conn: Connection, job: dict[str, Any]) -> dict[str, Any]:
 
         if torch.get_num_threads() != threads:  # a kept worker serving a study with another --parallel
             torch.set_num_threads(threads)
-    binding = TrialBinding(suggest=suggest, metric=job["metric"], report=report)
+    binding = TrialBinding(suggest=suggest, metric=job["metric"], report=report,
+                           direction=job.get("direction") or "minimize")
     bind_trial(binding)
     # exit handlers the script registers (the engine's Run closes its reporter that way) run at the
     # end of the trial, as they would at the end of a process, instead of piling up in the worker
@@ -192,7 +193,7 @@ def run_trial(conn: Connection, job: dict[str, Any]) -> dict[str, Any]:
             outcome.update(state="fail", reason=f"the script never reported {job['metric']!r}: call "
                                                 f"run.log({job['metric']}=...)")
         else:
-            outcome["value"] = binding.last
+            outcome["value"] = binding.best if job.get("value") == "best" and binding.best is not None else binding.last
     gc.collect()  # the trial's cycles (CUDA tensors among them) before the allocator's cache is emptied;
     outcome["peak_mem_mib"] = _peak_memory()  # cheap: everything older is frozen (see main)
     return outcome

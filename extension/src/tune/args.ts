@@ -14,6 +14,8 @@ export interface TuneArgs {
     parallel?: number;
     metric?: string;
     direction?: Direction;
+    /** A trial's value: its last report of the metric, or its best one (`deepdive tune --value`). */
+    value?: 'last' | 'best';
     sampler?: string;
     pruner?: string;
     study?: string;
@@ -55,6 +57,7 @@ export function parseTuneArgs(arg: unknown): TuneArgs {
     out.parallel = positiveInt(a.parallel, 1024);
     out.metric = text(a.metric);
     out.direction = a.direction === 'maximize' || a.direction === 'minimize' ? a.direction : undefined;
+    out.value = a.value === 'last' || a.value === 'best' ? a.value : undefined;
     out.sampler = text(a.sampler);
     out.pruner = text(a.pruner);
     out.study = text(a.study);
@@ -98,6 +101,7 @@ export interface TuneJobOptions {
     parallel: number;
     metric: string;
     direction: Direction;
+    value?: 'last' | 'best';
     sampler?: string;
     pruner?: string;
     study?: string;
@@ -107,6 +111,9 @@ export interface TuneJobOptions {
 /** The `tune` job's options: the chosen values, the optional ones only when given. */
 export function tuneOptions(path: string, a: TuneArgs & { trials: number; parallel: number; metric: string; direction: Direction }): TuneJobOptions {
     const o: TuneJobOptions = { path, trials: a.trials, parallel: a.parallel, metric: a.metric, direction: a.direction };
+    if (a.value) {
+        o.value = a.value;
+    }
     if (a.sampler) {
         o.sampler = a.sampler;
     }

@@ -86,13 +86,13 @@ describe('parseTuneArgs', () => {
 
     it('keeps valid options and drops invalid ones', () => {
         expect(parseTuneArgs({
-            path: ' s.py ', trials: 3, parallel: 2, metric: 'accuracy', direction: 'maximize', sampler: 'tpe', pruner: 'median',
-            study: 'x', args: ['--epochs', '1'], quiet: true, wait: true,
+            path: ' s.py ', trials: 3, parallel: 2, metric: 'accuracy', direction: 'maximize', value: 'best', sampler: 'tpe',
+            pruner: 'median', study: 'x', args: ['--epochs', '1'], quiet: true, wait: true,
         })).toEqual({
-            path: 's.py', trials: 3, parallel: 2, metric: 'accuracy', direction: 'maximize', sampler: 'tpe', pruner: 'median',
-            study: 'x', args: ['--epochs', '1'], quiet: true, wait: true,
+            path: 's.py', trials: 3, parallel: 2, metric: 'accuracy', direction: 'maximize', value: 'best', sampler: 'tpe',
+            pruner: 'median', study: 'x', args: ['--epochs', '1'], quiet: true, wait: true,
         });
-        expect(parseTuneArgs({ trials: 0, parallel: 1.5, metric: ' ', direction: 'up', args: [1], quiet: 'yes' })).toEqual({});
+        expect(parseTuneArgs({ trials: 0, parallel: 1.5, metric: ' ', direction: 'up', value: 'max', args: [1], quiet: 'yes' })).toEqual({});
     });
 });
 
@@ -115,6 +115,8 @@ describe('input checks and job options', () => {
         expect(tuneOptions('/w/s.py', { trials: 3, parallel: 2, metric: 'acc', direction: 'maximize', sampler: 'tpe', pruner: 'median', study: 's', args: ['--x'] }))
             .toEqual({ path: '/w/s.py', trials: 3, parallel: 2, metric: 'acc', direction: 'maximize', sampler: 'tpe', pruner: 'median', study: 's', args: ['--x'] });
         expect(tuneOptions('/w/s.py', { trials: 3, parallel: 2, metric: 'acc', direction: 'maximize', args: [] })).not.toHaveProperty('args');
+        expect(tuneOptions('/w/s.py', { trials: 3, parallel: 1, metric: 'acc', direction: 'maximize', value: 'best' }))
+            .toEqual({ path: '/w/s.py', trials: 3, parallel: 1, metric: 'acc', direction: 'maximize', value: 'best' });
     });
 });
 

@@ -8,6 +8,7 @@ high = float(sys.argv[sys.argv.index("--high") + 1]) if "--high" in sys.argv els
 x = run.suggest("x", high / 10, high, log=True, default=high / 2)
 n = run.suggest("n", 0, 8, step=2, default=4)
 c = run.suggest("c", choices=["a", "b", "c"], default="a")
+peak = "--peak" in sys.argv  # the score peaks at the first report, then falls (an overfitting model)
 for step in range(2):
-    run.log(score=x + n + 10 * "abc".index(c) + step)
+    run.log(score=x + n + 10 * "abc".index(c) + (1 - 6 * step if peak else step))
 run.finish()
