@@ -131,7 +131,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 2
     checkpoints = sorted({int(c) for c in args.checkpoints.split(",") if c.strip() and int(c) <= args.trials})
     emit("budget", args.seeds * args.trials * 2, "trials", seeds=args.seeds, trials_per_study=args.trials,
-         epochs_per_trial=args.epochs, parallel=args.parallel, value=args.value, checkpoints=checkpoints,
+         epochs_per_trial=args.epochs, parallel=args.parallel, trial_value=args.value, checkpoints=checkpoints,
          tool=f"deepdive.tune run_study: sampler={args.sampler} pruner={args.pruner}",
          baseline="deepdive.tune run_study: sampler=random pruner=none", cpus=os.cpu_count(),
          from_studies=args.from_studies)
