@@ -74,7 +74,7 @@ export interface CompressState {
 /** Models kept: beyond that the one heard from least recently is forgotten. */
 export const MAX_MODELS = 20;
 /** The report's rows in pipeline order; other step names go after them. */
-export const STEP_ORDER = ['original', 'prune', 'distill', 'quantize'] as const;
+export const STEP_ORDER = ['original', 'prune', 'layers', 'distill', 'quantize'] as const;
 export const RUN_PREFIX = 'compress-';
 
 const num = (x: unknown): number | null => (typeof x === 'number' && Number.isFinite(x) ? x : null);

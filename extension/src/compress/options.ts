@@ -19,7 +19,7 @@ export type Target = (typeof TARGETS)[number];
 export type QuantizeMode = (typeof QUANTIZE_MODES)[number];
 export type Importance = (typeof IMPORTANCES)[number];
 /** A row of the report: the original model, then each step that ran, in this order. */
-export const STEP_ORDER = ['original', 'prune', 'distill', 'quantize'] as const;
+export const STEP_ORDER = ['original', 'prune', 'layers', 'distill', 'quantize'] as const;
 
 export interface StepChoice {
     id: StepId;
@@ -221,12 +221,13 @@ export function fmtPercent(fraction: number): string {
  * step (`  prune        4,242 params     0.021 MB  b1 p50 ...`) once the step's model is measured.
  */
 export function stepOfOutputLine(line: string): string | undefined {
-    const m = /^\s{1,4}(original|prune|distill|quantize)\s+[\d,]+ params\b/.exec(line);
+    const m = /^\s{1,4}(original|prune|layers|distill|quantize)\s+[\d,]+ params\b/.exec(line);
     return m?.[1];
 }
 
 const DOING: Record<string, string> = {
-    original: 'measuring the original model', prune: 'pruning and fine-tuning', distill: 'distilling', quantize: 'quantizing',
+    original: 'measuring the original model', prune: 'pruning and fine-tuning', layers: 'dropping layers and fine-tuning',
+    distill: 'distilling', quantize: 'quantizing',
 };
 
 /** Fraction done and the notification's message, from the steps measured so far. */

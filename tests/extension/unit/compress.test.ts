@@ -107,6 +107,7 @@ describe('progress from the job output', () => {
         expect(stepOfOutputLine('  original       1,234 params     0.012 MB  b1 p50    0.051 ms  accuracy  97.50 %')).toBe('original');
         expect(stepOfOutputLine('  prune            617 params     0.006 MB  b1 p50    0.032 ms')).toBe('prune');
         expect(stepOfOutputLine('  quantize         617 params')).toBe('quantize');
+        expect(stepOfOutputLine('  layers         1,310 params     0.004 MB  b1 p50    0.020 ms')).toBe('layers');
         expect(stepOfOutputLine('| prune | 617 | 0.006 |')).toBeUndefined();
         expect(stepOfOutputLine('prune: fine-tuning after step 1')).toBeUndefined();
         expect(stepOfOutputLine('  distill the model')).toBeUndefined();

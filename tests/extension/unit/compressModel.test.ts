@@ -129,6 +129,21 @@ describe('applyCompress', () => {
     });
 });
 
+describe('the layers row (depth reduction)', () => {
+    it('sorts between prune and distill, and is compared with the original like any step', () => {
+        const s = emptyCompress();
+        const LAYERS = row('layers', 1_250, 0.005, 0.04, 0.4, 0.95);
+        const DISTILL = row('distill', 1_250, 0.005, 0.04, 0.4, 0.965);
+        feed(s, report(4, [QUANT, DISTILL, LAYERS, ORIGINAL, PRUNE]));
+        const m = s.models.get(RUN)!;
+        expect(stepsOf(m).map(r => r.step)).toEqual(['original', 'prune', 'layers', 'distill', 'quantize']);
+        const r = ratios(m).find(x => x.step === 'layers')!;
+        expect(r.size).toBeCloseTo(8);
+        expect(r.speedupB1).toBeCloseTo(5);
+        expect(r.accuracyPoints).toBeCloseTo(-3);
+    });
+});
+
 describe('against the original', () => {
     function finished() {
         const s = emptyCompress();
