@@ -13,6 +13,7 @@ import sys
 from typing import Any, NoReturn, Optional
 
 from deepdive import __version__
+from deepdive.ckpt_cli import add_parser as add_ckpt_parser, cmd_ckpt
 
 
 class UsageError(Exception):
@@ -129,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--distill-epochs", type=int, default=3, help="epochs of the distillation step")
     p.add_argument("--out", default=None, help="folder for the compressed model and the report (default: MODEL's)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_ckpt_parser(sub)
     return parser
 
 
@@ -605,4 +607,4 @@ def cmd_compress(args: argparse.Namespace) -> int:
 
 
 _COMMANDS = {"compress": cmd_compress, "tune": cmd_tune, "version": cmd_version, "serve": cmd_serve, "doctor": cmd_doctor, "train": cmd_train,
-             "dashboard": cmd_dashboard, "generate": cmd_generate}
+             "dashboard": cmd_dashboard, "generate": cmd_generate, "ckpt": cmd_ckpt}
