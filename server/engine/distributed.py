@@ -92,9 +92,27 @@ def init_from_env(device: str = "auto", backend: str = "auto", timeout_s: float 
         kwargs: dict[str, Any] = {"backend": chosen, "timeout": timedelta(seconds=timeout_s)}
         if use_cuda:
             kwargs["device_id"] = dev
+        store = _attempt_store(world, timeout_s)
+        if store is not None:
+            kwargs.update(store=store, rank=rank, world_size=world)
         dist.init_process_group(**kwargs)
     return DistInfo(rank=dist.get_rank(), local_rank=local_rank, world_size=dist.get_world_size(),
                     backend=dist.get_backend(), device=dev)
+
+
+def _attempt_store(world: int, timeout_s: float) -> Optional[dist.Store]:
+    """Under torchrun, the agent's store with a prefix per restart of the worker group.
+
+    ``init_process_group("env://")`` reuses the agent's store as is; after ``--max-restarts``
+    restarted the group (a preemption checkpoint exits with status 75), gloo then reads the
+    previous attempt's addresses and fails ("connectFullMesh ... Connection refused"; seen with
+    torch 2.13). A key prefix per attempt keeps the rounds apart."""
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True" or "MASTER_ADDR" not in os.environ:
+        return None
+    attempt = _env_int("TORCHELASTIC_RESTART_COUNT", 0)
+    client = dist.TCPStore(os.environ["MASTER_ADDR"], _env_int("MASTER_PORT", 29500), world, is_master=False,
+                           timeout=timedelta(seconds=timeout_s))
+    return dist.PrefixStore(f"deepdive/attempt_{attempt}", client)
 
 
 def teardown() -> None:

@@ -25,6 +25,7 @@ import atexit
 import contextlib
 import os
 import statistics
+import sys
 import time
 import uuid
 from typing import Any, Iterable, Iterator, Optional, Sequence
@@ -34,6 +35,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
 from deepdive.engine import distributed as ddist
+from deepdive.engine.checkpoint import Checkpointer
 from deepdive.engine.compression import GradCompression, decide_auto
 from deepdive.engine.hparams import Hyperparameters, TrialPruned
 from deepdive.engine.precision import (
@@ -65,6 +67,12 @@ def setup(
     metrics_out: Optional[str] = None,
     log_every: int = 1,
     seed: Optional[int] = None,
+    checkpoint_dir: Optional[str] = None,
+    checkpoint_every: Optional[int] = None,
+    keep_last: int = 3,
+    keep_best: Optional[str] = None,
+    async_checkpoint: bool = True,
+    resume: bool = True,
 ) -> "Run":
     """Set up a run: process group, device, precision, telemetry.
 
@@ -88,6 +96,18 @@ def setup(
         metrics_out (str): also write telemetry to this JSONL file (rank 0's; other ranks add ``.rankN``).
         log_every (int): telemetry period in steps.
         seed (int): seed torch (the same on every rank) for reproducible runs.
+        checkpoint_dir (str): checkpoint the complete training state into this store
+            (:mod:`deepdive.engine.checkpoint`): at the end of every epoch, every ``checkpoint_every``
+            steps, on :meth:`Run.checkpoint`, and on SIGTERM/SIGINT (then exit with status 75 for
+            ``torchrun --max-restarts`` to restart). The next run with the same folder resumes at
+            the exact next batch. Default: ``$DEEPDIVE_CHECKPOINT_DIR``, else no checkpoints.
+        checkpoint_every (int): also save every this many optimizer steps.
+        keep_last (int), keep_best (str): retention: the last K checkpoints plus the best by a
+            logged metric (``"val_acc:max"``, ``"val_loss:min"``; a bare name: max unless it looks
+            like a loss); unreferenced chunks are deleted.
+        async_checkpoint (bool): copy the state to CPU memory at the step and write it in a
+            background thread (False: training waits for the write).
+        resume (bool): resume from the latest checkpoint in ``checkpoint_dir`` when there is one.
 
     Raises:
         ValueError: an unknown option value, with the allowed ones.
@@ -97,7 +117,9 @@ def setup(
                compression_options=compression_options or {}, auto_compression_steps=auto_compression_steps,
                device=device, backend=backend, bucket_cap_mb=bucket_cap_mb, static_graph=static_graph,
                find_unused_parameters=find_unused_parameters, metrics_out=metrics_out, log_every=log_every,
-               seed=seed)
+               seed=seed, checkpoint=dict(directory=checkpoint_dir or os.environ.get("DEEPDIVE_CHECKPOINT_DIR") or None,
+                                          every=checkpoint_every, keep_last=keep_last, keep_best=keep_best,
+                                          async_save=async_checkpoint, resume=resume))
 
 
 class Run:
@@ -107,7 +129,8 @@ class Run:
                  keep_fp32: Optional[Sequence[type[nn.Module]]], hysteresis: int, overflow_check_every: int,
                  compression_options: dict[str, Any], auto_compression_steps: int, device: str, backend: str,
                  bucket_cap_mb: float, static_graph: bool, find_unused_parameters: bool,
-                 metrics_out: Optional[str], log_every: int, seed: Optional[int]):
+                 metrics_out: Optional[str], log_every: int, seed: Optional[int],
+                 checkpoint: Optional[dict[str, Any]] = None):
         if grad_compression not in COMPRESSIONS:
             raise ValueError(f"grad_compression must be one of {', '.join(COMPRESSIONS)}, got {grad_compression!r}")
         if strategy not in STRATEGIES:
@@ -163,6 +186,13 @@ class Run:
         self._evidence: dict[str, Any] = {}
         self._trial_from: Optional[int] = None
         self._finished = False
+        self._last_metrics: dict[str, Any] = {}
+        self.ckpt: Optional[Checkpointer] = None
+        self._resume: Optional[dict[str, Any]] = None
+        self._restore_checked = False
+        if checkpoint and checkpoint.get("directory"):
+            options = dict(checkpoint)
+            self.ckpt = Checkpointer(self, options.pop("directory"), **options)
         atexit.register(self._atexit)
 
         self.event("setup", precision=self.plan.mode, precision_reason=self.plan.reason,
@@ -220,8 +250,45 @@ class Run:
                    compression=self.compression.mode if self.compression else "none",
                    compression_reason=self.compression_reason, kept_fp32=self.kept_fp32,
                    parameters=sum(p.numel() for p in model.parameters()))
+        if self.ckpt is not None:
+            self.ckpt.watch(model, optimizer)
         given = [obj for obj in (model, optimizer, loader) if obj is not None]
         return given[0] if len(given) == 1 else tuple(given)
+
+    def track(self, **objects: Any) -> None:
+        """Save and restore these objects with the checkpoints (``run.track(scheduler=sched)``): anything
+        with ``state_dict()`` and ``load_state_dict()``: LR schedulers, an EMA of the weights, a
+        custom sampler. Call it before the first ``run.batches``; a resumed run loads them there."""
+        if self.ckpt is not None:
+            self.ckpt.watch(**objects)
+
+    def checkpoint(self, metrics: Optional[dict[str, Any]] = None, blocking: bool = False) -> None:
+        """Save a checkpoint now (every process calls it at the same step), e.g. after an evaluation
+        with its ``metrics`` for ``keep_best`` (the metrics logged since the previous checkpoint count
+        too). At the end of the loop's body it records the batch as trained. Asynchronous unless ``blocking``. Raises ValueError without ``checkpoint_dir``."""
+        if self.ckpt is None:
+            raise ValueError("no checkpoint store: pass checkpoint_dir='ckpt' to dd.setup (or set DEEPDIVE_CHECKPOINT_DIR)")
+        self.ckpt.save(metrics=metrics, blocking=blocking, reason="asked for")
+
+    @property
+    def resumed_step(self) -> Optional[int]:
+        """The step this run resumed after (None: a fresh start, or no checkpoint_dir)."""
+        self._restore_once(need_model=True)
+        return int(self._resume["step"]) if self._resume else None
+
+    @property
+    def start_epoch(self) -> int:
+        """The epoch a resumed run continues in (0 on a fresh start): ``for epoch in range(run.start_epoch, E)``."""
+        self._restore_once(need_model=True)
+        return int(self._resume["epoch"]) if self._resume else 0
+
+    def _restore_once(self, need_model: bool = False) -> None:
+        if self.ckpt is not None and not self._restore_checked:
+            if need_model and self.ckpt.model is None:
+                raise ValueError("call run.prepare(model, optimizer, ...) first: a resumed run loads them when it "
+                                 "finds where it stopped")
+            self._restore_checked = True
+            self._resume = self.ckpt.restore()
 
     def _wrap(self, model: nn.Module, optimizer: Optional[torch.optim.Optimizer]) -> tuple[nn.Module, Any]:
         requested = self._options["strategy"]
@@ -277,23 +344,33 @@ class Run:
             self.total_steps = len(loader) * epochs  # type: ignore[arg-type]
         except TypeError:
             self.total_steps = None
+        self._restore_once()
+        ckpt = self.ckpt
         first = self._epochs_started
         for epoch in range(first, first + epochs):
-            self.epoch = epoch
             self._epochs_started = epoch + 1
+            if self._resume is not None and epoch < self._resume["epoch"]:
+                continue  # trained before the restart
+            self.epoch = epoch
             sampler = getattr(loader, "sampler", None)
             if hasattr(sampler, "set_epoch"):
                 sampler.set_epoch(epoch)  # type: ignore[union-attr]
             waited_from = time.perf_counter()
-            for batch in loader:
+            for batch in (ckpt.epoch_iterator(loader, epoch) if ckpt is not None else loader):
                 self.batch_index += 1
                 self._step_start = time.perf_counter()
                 self._data_wait = self._step_start - waited_from
                 batch = _to_device(batch, self.device)
                 self._batch_size = _batch_size(batch)
+                if ckpt is not None:
+                    ckpt.in_batch = True
                 yield batch
                 self._end_step()
+                if ckpt is not None:
+                    ckpt.after_step(self._batch_size)
                 waited_from = time.perf_counter()
+            if ckpt is not None:
+                ckpt.epoch_ended()
 
     @contextlib.contextmanager
     def autocast(self) -> Iterator[None]:
@@ -353,6 +430,12 @@ class Run:
         stops the trial this raises :class:`deepdive.engine.hparams.TrialPruned`.
         """
         self._metrics.update(metrics)
+        if self.ckpt is not None:
+            for name, value in metrics.items():  # for keep_best; a tensor is read only when a save needs it
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    self._last_metrics[name] = value
+                elif isinstance(value, torch.Tensor) and value.numel() == 1:
+                    self._last_metrics[name] = value.detach()
         binding = self.hparams.binding
         if binding is not None and binding.metric in metrics:
             self._report_trial(binding, metrics[binding.metric])
@@ -481,6 +564,8 @@ class Run:
         if self._finished:
             return self.summary()
         self._finished = True
+        if self.ckpt is not None:
+            self.ckpt.close()  # the last background save is on disk before the process group goes
         summary = self.summary()
         binding = self.hparams.binding
         if binding is not None and binding.last is None and isinstance(summary.get(binding.metric), (int, float)):
@@ -493,6 +578,11 @@ class Run:
     def _atexit(self) -> None:
         if not self._finished:
             self._finished = True
+            if self.ckpt is not None:
+                try:
+                    self.ckpt.close()
+                except Exception as exc:  # noqa: BLE001 - the process is ending: say it, do not mask the exit
+                    print(f"deepdive: {exc}", file=sys.stderr)
             self.reporter.close()
 
     def __enter__(self) -> "Run":

@@ -1,0 +1,477 @@
+"""Preemption-safe training state: everything an exact resume needs, saved in the background.
+
+``dd.setup(checkpoint_dir="ckpt")`` turns it on; the run then saves, into a content-addressed store
+(:mod:`deepdive.engine.ckpt`: deduplicated, byte-grouped + zstd, atomic manifests):
+
+- the model and the optimizer through ``torch.distributed.checkpoint``'s state-dict API (full state
+  dicts keyed by parameter name: the same file serves DDP, FSDP and one process, whatever the
+  number of processes that wrote it);
+- the loss scaler, the objects given to :meth:`Run.track` (LR schedulers, EMA, anything with
+  ``state_dict``/``load_state_dict``), the engine's counters (step, epoch, batch);
+- every rank's RNG states (python, numpy, torch, CUDA, the loader's and the sampler's generators),
+  both now and at the start of the epoch: a resumed epoch rebuilds the same shuffle and skips the
+  batches already trained by index (no data is loaded for them), then continues with the RNG
+  exactly where it was — the loss sequence is bitwise the uninterrupted run's.
+
+When: at the end of every epoch, every ``checkpoint_every`` steps, on :meth:`Run.checkpoint` and on
+SIGTERM/SIGINT (a spot notice): the current step finishes, the checkpoint is written (blocking) and
+the process exits with :data:`PREEMPTED_EXIT_CODE`, which ``torchrun --max-restarts`` (``deepdive
+train --max-restarts K``) answers by restarting the group; the restarted script resumes at the next
+batch. With several processes the ranks agree on the stop with one small all-reduce per step, so
+they all save the same step.
+
+Saving is asynchronous by default: the state is copied to CPU memory at the step boundary (the
+only part training waits for) and a background thread writes it; a second save waits for the first.
+Rank 0 writes; the other ranks send it their RNG states. Loading reads the store on every rank (a
+shared file system, as torchrun's elastic restarts assume).
+
+Elastic: a checkpoint written by N processes resumes on M. Model and optimizer state are full
+state dicts; the data position is converted through the number of samples the group had consumed
+in the epoch (the resumed group skips as many); RNG states are the writer's rank's when it exists,
+else rank 0's — exact (bitwise) only for the same world size.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import sys
+import threading
+import time
+from typing import Any, Iterable, Iterator, Optional
+
+import torch
+from torch import nn
+
+from deepdive.engine.ckpt import CheckpointError, Store, parse_best
+
+__all__ = ["PREEMPTED_EXIT_CODE", "CheckpointError", "Checkpointer", "resume_iterator", "rng_state", "set_rng_state"]
+
+PREEMPTED_EXIT_CODE = 75
+"""Exit status after a preemption checkpoint (EX_TEMPFAIL: "try again"); torchrun restarts on it."""
+
+
+# -- RNG states as tensors and plain values (what the store keeps without pickle) --------------
+
+
+def _python_rng() -> dict[str, Any]:
+    version, state, gauss = random.getstate()
+    return {"version": version, "state": torch.tensor(state, dtype=torch.int64), "gauss": gauss}
+
+
+def _set_python_rng(saved: dict[str, Any]) -> None:
+    random.setstate((int(saved["version"]), tuple(int(x) for x in saved["state"].tolist()), saved["gauss"]))
+
+
+def _numpy_rng() -> Optional[dict[str, Any]]:
+    np = sys.modules.get("numpy")
+    if np is None:
+        return None
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {"kind": str(kind), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+            "has_gauss": int(has_gauss), "gauss": float(gauss)}
+
+
+def _set_numpy_rng(saved: Optional[dict[str, Any]]) -> None:
+    np = sys.modules.get("numpy")
+    if saved is None or np is None:
+        return
+    np.random.set_state((saved["kind"], saved["keys"].numpy().astype(np.uint32), saved["pos"], saved["has_gauss"],
+                         saved["gauss"]))
+
+
+def _generators(loader: Any) -> dict[str, torch.Generator]:
+    """The torch generators that decide a loader's order: its own and its sampler's (when distinct)."""
+    found: dict[str, torch.Generator] = {}
+    for name, owner in (("loader", loader), ("sampler", getattr(loader, "sampler", None)),
+                        ("batch_sampler", getattr(getattr(loader, "batch_sampler", None), "sampler", None))):
+        gen = getattr(owner, "generator", None)
+        if isinstance(gen, torch.Generator) and all(gen is not g for g in found.values()):
+            found[name] = gen
+    return found
+
+
+def rng_state(loader: Any = None) -> dict[str, Any]:
+    """This process's RNG states (and ``loader``'s generators)."""
+    state: dict[str, Any] = {"python": _python_rng(), "numpy": _numpy_rng(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    if loader is not None:
+        state["generators"] = {name: gen.get_state() for name, gen in _generators(loader).items()}
+    return state
+
+
+def set_rng_state(state: dict[str, Any], loader: Any = None) -> None:
+    _set_python_rng(state["python"])
+    _set_numpy_rng(state.get("numpy"))
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") is not None and torch.cuda.is_available():
+        cuda = list(state["cuda"])
+        if len(cuda) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda)
+    if loader is not None:
+        saved = state.get("generators") or {}
+        for name, gen in _generators(loader).items():
+            if name in saved:
+                gen.set_state(saved[name])
+
+
+# -- the state tree --------------------------------------------------------------------------
+
+
+def cpu_copy(tree: Any) -> Any:
+    """A deep copy with every tensor on the CPU, detached and owning its memory (the async snapshot)."""
+    if isinstance(tree, torch.Tensor):
+        t = tree.detach()
+        return t.to("cpu", copy=True) if t.device.type != "cpu" else t.clone()
+    if isinstance(tree, dict):
+        return {k: cpu_copy(v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return [cpu_copy(v) for v in tree]
+    return tree
+
+
+_END = object()
+
+
+class _SkipBatches:
+    """A batch sampler without the first ``skip`` batches of ``inner`` — dropped by index, no data loaded.
+
+    Its iterator is lazy, like a sampler's: the draws that decide the order (a ``RandomSampler``'s
+    seed or permutation) happen when the DataLoader first asks for indices, after the loader drew
+    its own base seed, as in the uninterrupted run. :meth:`prime` makes those draws now (the
+    single-process case: before the RNG is set back to where the save left it)."""
+
+    def __init__(self, inner: Iterable[Any], skip: int):
+        self.inner, self.skip = inner, skip
+        self._primed: Optional[Iterator[Any]] = None
+
+    def prime(self) -> None:
+        if self._primed is None:
+            it = iter(self.inner)
+            for _ in range(self.skip):
+                if next(it, _END) is _END:
+                    break
+            self._primed = it
+
+    def __iter__(self) -> Iterator[Any]:
+        self.prime()
+        it, self._primed = self._primed, None
+        yield from it  # type: ignore[misc]
+
+    def __len__(self) -> int:
+        return max(0, len(self.inner) - self.skip)  # type: ignore[arg-type]
+
+
+def resume_iterator(loader: Any, skip: int) -> Iterator[Any]:
+    """An iterator over ``loader`` without its first ``skip`` batches, its order decided (call it with
+    the RNG as it was at the start of the epoch, then set the RNG to the saved step's state).
+
+    A map-style DataLoader is rebuilt around a batch sampler that skips by index; anything else is
+    consumed ``skip`` items (an iterable dataset has no index to skip by). With worker processes the
+    order and the data are the same, the workers' own random augmentations are not (their RNGs
+    advanced through the skipped batches in the first run)."""
+    from torch.utils.data import DataLoader, IterableDataset
+
+    if isinstance(loader, DataLoader) and loader.batch_sampler is not None \
+            and not isinstance(loader.dataset, IterableDataset):
+        batches = _SkipBatches(loader.batch_sampler, skip)
+        extra: dict[str, Any] = {}
+        if loader.num_workers:
+            extra = {"prefetch_factor": loader.prefetch_factor, "persistent_workers": False}
+        resumed = DataLoader(loader.dataset, batch_sampler=batches, num_workers=loader.num_workers,
+                             collate_fn=loader.collate_fn, pin_memory=loader.pin_memory, timeout=loader.timeout,
+                             worker_init_fn=loader.worker_init_fn,
+                             multiprocessing_context=loader.multiprocessing_context, generator=loader.generator,
+                             **extra)
+        it = iter(resumed)  # the loader's base seed, as the first run drew it
+        batches.prime()  # the sampler's draws (already made by a multi-worker loader's prefetch)
+        return it
+    it = iter(loader)
+    for _ in range(skip):
+        if next(it, _END) is _END:
+            break
+    return it
+
+
+# -- the checkpointer ---------------------------------------------------------------------------
+
+
+class Checkpointer:
+    """Saves and restores a :class:`deepdive.engine.run.Run`'s state; see the module docstring."""
+
+    def __init__(self, run: Any, directory: str, *, every: Optional[int], keep_last: int,
+                 keep_best: Optional[str], async_save: bool, resume: bool):
+        if every is not None and every < 1:
+            raise ValueError(f"checkpoint_every must be >= 1 step, got {every}")
+        if keep_last < 1:
+            raise ValueError(f"keep_last must be >= 1, got {keep_last}")
+        self.run = run
+        self.directory = directory
+        self.every = every
+        self.keep_last = keep_last
+        self.keep_best = parse_best(keep_best)  # ValueError now, not at the first save
+        self.async_save = async_save
+        self.resume_enabled = resume
+        # rank 0 creates the store and writes; the others only read it, when there is one to resume from
+        self.store: Optional[Store] = Store(directory) if run.is_main else None
+        self.model: Optional[nn.Module] = None
+        self.optimizer: Optional[torch.optim.Optimizer] = None
+        self.tracked: dict[str, Any] = {}
+        self.epoch_rng: Optional[dict[str, Any]] = None
+        self.loader: Any = None
+        self.batch_in_epoch = 0
+        self.samples_in_epoch = 0
+        self.in_batch = False
+        self.restored: Optional[dict[str, Any]] = None
+        self._late_tracked: dict[str, Any] = {}
+        self.saves = 0
+        self.last_save: Optional[dict[str, Any]] = None
+        self._thread: Optional[threading.Thread] = None
+        self._error: Optional[BaseException] = None
+        self._preempt = 0
+        self._previous: dict[int, Any] = {}
+        self._install_signals()
+
+    # -- signals --------------------------------------------------------------------------------
+
+    def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # signal handlers can only be set from the main thread (e.g. a tune worker's trial)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._previous[signum] = signal.signal(signum, self._on_signal)
+            except (ValueError, OSError):
+                continue
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self._preempt:  # a second signal: the user means it
+            self.restore_signals()
+            raise KeyboardInterrupt
+        self._preempt = signum
+
+    def restore_signals(self) -> None:
+        for signum, handler in self._previous.items():
+            try:
+                signal.signal(signum, handler)
+            except (ValueError, OSError, TypeError):
+                continue
+        self._previous = {}
+
+    # -- what is saved ---------------------------------------------------------------------------
+
+    def watch(self, model: Optional[nn.Module] = None, optimizer: Optional[torch.optim.Optimizer] = None,
+              **objects: Any) -> None:
+        if model is not None:
+            self.model = model
+        if optimizer is not None:
+            self.optimizer = optimizer
+        for name, obj in objects.items():
+            if not (callable(getattr(obj, "state_dict", None)) and callable(getattr(obj, "load_state_dict", None))):
+                raise ValueError(f"run.track({name}=...) needs an object with state_dict() and load_state_dict()")
+            self.tracked[name] = obj
+            if name in self._late_tracked:  # tracked after the restore: load it now
+                obj.load_state_dict(self._late_tracked.pop(name))
+
+    def _model_optimizer_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
+
+        if self.model is None:
+            return {}, {}
+        options = StateDictOptions(full_state_dict=True, cpu_offload=self.run.dist.distributed)
+        optimizers = [self.optimizer] if self.optimizer is not None else []
+        model_state, optim_state = get_state_dict(self.model, optimizers, options=options)
+        return model_state, (optim_state if self.optimizer is not None else {})
+
+    def _position(self, epoch_done: bool) -> dict[str, Any]:
+        run = self.run
+        epoch, batch, samples = run.epoch, self.batch_in_epoch, self.samples_in_epoch
+        if self.in_batch:  # run.checkpoint() in the loop's body: the batch's update is in the model
+            batch, samples = batch + 1, samples + run._batch_size * run.world_size
+        if epoch_done:
+            epoch, batch, samples = run.epoch + 1, 0, 0
+        return {"step": run.step_count, "epoch": epoch, "batch_in_epoch": batch, "samples_in_epoch": samples,
+                "batch_index": run.batch_index, "world_size": run.world_size}
+
+    def snapshot(self, epoch_done: bool = False) -> Optional[dict[str, Any]]:
+        """The state on the CPU (every rank takes part; rank 0 gets the tree, the others None)."""
+        run = self.run
+        model_state, optim_state = self._model_optimizer_state()
+        rng = rng_state(self.loader)
+        epoch_rng = self.epoch_rng if not epoch_done else rng
+        ranks = [{"rng": rng, "epoch_rng": epoch_rng}]
+        if run.dist.distributed:
+            import torch.distributed as dist
+
+            ranks = [None] * run.world_size
+            dist.all_gather_object(ranks, {"rng": rng, "epoch_rng": epoch_rng})
+        if not run.is_main:
+            return None
+        state = {
+            "model": model_state, "optimizer": optim_state, "scaler": run.scaler.state_dict(),
+            "tracked": {name: obj.state_dict() for name, obj in self.tracked.items()},
+            "position": self._position(epoch_done), "ranks": ranks,
+            "engine": {"precision": run.plan.mode, "kept_fp32": list(run.kept_fp32),
+                       "compression": run.compression.mode if run.compression else "none",
+                       "strategy": run.strategy, "run_id": run.run_id},
+        }
+        return cpu_copy(state) if self.async_save else state
+
+    # -- saving -----------------------------------------------------------------------------------
+
+    def save(self, *, metrics: Optional[dict[str, Any]] = None, epoch_done: bool = False, blocking: bool = False,
+             reason: str = "periodic") -> None:
+        """Checkpoint now (every rank calls it at the same step)."""
+        self.wait()  # one save at a time; it also raises a background failure
+        started = time.perf_counter()
+        state = self.snapshot(epoch_done)
+        if state is None:
+            return
+        position = state["position"]
+        # the metrics logged since the previous save (a stale evaluation must not rank a later step)
+        given = {**self.run._last_metrics, **(metrics or {})}
+        self.run._last_metrics = {}
+        numbers = {k: float(v) for k, v in given.items()
+                   if (isinstance(v, (int, float)) and not isinstance(v, bool)) or isinstance(v, torch.Tensor)}
+        snapshot_s = time.perf_counter() - started
+
+        def write() -> None:
+            begun = time.perf_counter()
+            try:
+                saved = self.store.save(state, step=position["step"], metrics=numbers,
+                                        meta={"reason": reason, "epoch": position["epoch"],
+                                              "batch_in_epoch": position["batch_in_epoch"],
+                                              "world_size": position["world_size"]})
+                self.store.gc(keep_last=self.keep_last, keep_best=self.keep_best)
+            except BaseException as exc:  # noqa: BLE001 - surfaced at the next save or at finish
+                self._error = exc
+                return
+            self.saves += 1
+            self.last_save = {"step": position["step"], "reason": reason, "snapshot_s": snapshot_s,
+                              "write_s": time.perf_counter() - begun, "name": saved.name,
+                              "raw_bytes": saved.raw_bytes, "new_bytes": saved.new_bytes,
+                              "stored_bytes": saved.stored_bytes}
+            self.run.event("checkpoint", **self.last_save)
+
+        if self.async_save and not blocking:
+            self._thread = threading.Thread(target=write, name="deepdive-checkpoint", daemon=False)
+            self._thread.start()
+        else:
+            write()
+            self._raise_error()
+
+    def wait(self) -> None:
+        """Wait for the background save; raise what it failed with."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        self._raise_error()
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            if isinstance(error, CheckpointError):
+                raise error
+            raise CheckpointError(f"checkpoint to {self.directory} failed: {type(error).__name__}: {error} "
+                                  "(check free space and permissions there)") from error
+
+    # -- the loop's hooks ------------------------------------------------------------------------
+
+    def epoch_iterator(self, loader: Any, epoch: int) -> Iterator[Any]:
+        """The epoch's batches: all of them, or after a restart the ones the checkpoint had not
+        trained, in the same order and with the RNG where the save left it."""
+        self.loader = loader
+        self.batch_in_epoch = self.samples_in_epoch = 0
+        resume = self.restored
+        if resume is None or epoch != resume["epoch"]:
+            self.epoch_rng = rng_state(loader)
+            return iter(loader)
+        self.restored = None
+        set_rng_state(resume["epoch_rng"], loader)
+        self.epoch_rng = rng_state(loader)
+        skip = int(resume["batch_in_epoch"])
+        if int(resume.get("world_size", 1)) != self.run.world_size and resume["samples_in_epoch"]:
+            # elastic: skip as many samples as the old group had trained, in this group's batches
+            per_batch = max(1, int(getattr(loader, "batch_size", None) or 1) * self.run.world_size)
+            skip = -(-int(resume["samples_in_epoch"]) // per_batch)
+        it = resume_iterator(loader, skip) if skip else iter(loader)
+        self.batch_in_epoch, self.samples_in_epoch = skip, int(resume["samples_in_epoch"])
+        set_rng_state(resume["rng"], loader)
+        return it
+
+    def after_step(self, batch_size: int) -> None:
+        """After the user's code for a batch: count it, then save if due or stop if preempted."""
+        run = self.run
+        self.in_batch = False
+        self.batch_in_epoch += 1
+        self.samples_in_epoch += batch_size * run.world_size
+        stop = self._agreed_stop()
+        if stop:
+            self.save(blocking=True, reason=f"preempted ({signal.Signals(stop).name})")
+            run.event("preempted", signal=signal.Signals(stop).name, step=run.step_count)
+            self.restore_signals()
+            raise SystemExit(PREEMPTED_EXIT_CODE)
+        if self.every and run.step_count and run.step_count % self.every == 0:
+            self.save(reason=f"every {self.every} steps")
+
+    def epoch_ended(self) -> None:
+        self.save(epoch_done=True, reason="end of epoch")
+
+    def _agreed_stop(self) -> int:
+        if not self.run.dist.distributed:
+            return self._preempt
+        import torch.distributed as dist
+
+        flag = torch.tensor([self._preempt], dtype=torch.int64,
+                            device=self.run.device if self.run.dist.backend == "nccl" else "cpu")
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return int(flag.item())
+
+    # -- restoring ---------------------------------------------------------------------------------
+
+    def restore(self) -> Optional[dict[str, Any]]:
+        """Load the latest checkpoint into the watched objects; its position, or None (a fresh start)."""
+        if not self.resume_enabled:
+            return None
+        store = self.store
+        if store is None and os.path.exists(os.path.join(self.directory, "STORE.json")):
+            store = Store(self.directory, create=False)
+        if store is None or not store.has_checkpoints():
+            return None
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
+
+        run = self.run
+        try:
+            state = store.load("latest")
+        except CheckpointError as exc:
+            raise CheckpointError(f"cannot resume from {self.directory}: {exc} (`deepdive ckpt verify "
+                                  f"{self.directory}` lists the damage; pass resume=False to start over)") from None
+        if self.model is not None and state.get("model"):
+            optimizers = [self.optimizer] if self.optimizer is not None and state.get("optimizer") else []
+            set_state_dict(self.model, optimizers, model_state_dict=state["model"],
+                           optim_state_dict=state["optimizer"] if optimizers else {},
+                           options=StateDictOptions(full_state_dict=True))
+        if state.get("scaler"):
+            run.scaler.load_state_dict(state["scaler"])
+        self._late_tracked = dict(state.get("tracked") or {})
+        for name, obj in self.tracked.items():
+            if name in self._late_tracked:
+                obj.load_state_dict(self._late_tracked.pop(name))
+        position = dict(state["position"])
+        ranks = state["ranks"]
+        mine = ranks[run.rank] if run.rank < len(ranks) else ranks[0]
+        position["rng"], position["epoch_rng"] = mine["rng"], mine["epoch_rng"]
+        saved_world = int(position.get("world_size", 1))
+        self.restored = position
+        run.step_count = int(position["step"])
+        run.batch_index = int(position["batch_index"])
+        run.event("resumed", step=run.step_count, epoch=position["epoch"], batch_in_epoch=position["batch_in_epoch"],
+                  from_world_size=saved_world, world_size=run.world_size, directory=self.directory)
+        return dict(position)
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        finally:
+            self.restore_signals()
