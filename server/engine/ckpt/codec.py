@@ -4,24 +4,28 @@ A chunk is up to a few MiB of one tensor's raw bytes. It is named by the hash of
 (xxh3-128: about 8 GB/s on one core here, against 4.7 GB/s for blake3; content addressing only
 needs protection against accidental collisions, and the store is a local directory the user owns).
 
-Encoding splits the bytes of each element into planes (byte grouping: plane *i* holds byte *i* of
-every element), so that the bytes which carry a float's exponent sit together. For floats the sign
-bit is moved out of the top byte and the exponent's lowest bit moved in, so the top plane holds the
-whole exponent (8 bits for fp32/bf16) and nothing random. Each plane is then zstd-compressed on its
-own, or stored raw when zstd does not shrink it (mantissa planes are close to random: a 64 KiB
-sample decides, so they cost a copy, not a compression).
+Encoding splits each element's bytes into planes (byte grouping) so that the bytes carrying a
+float's exponent sit together: for floats, the 8 exponent bits form one plane (the sign moves down
+beside the top 7 mantissa bits), and the low mantissa bytes, which are close to random, form
+another. Each plane is then zstd-compressed on its own, or stored raw when zstd does not shrink it
+(a 64 KiB sample decides, so random planes cost a copy, not a compression). Other dtypes are split
+into ``itemsize`` byte planes (int64 token ids: the high planes are zeros).
 
-Measured on normal(0, 0.02) fp32 weights (one 25 M-element tensor, one core): the exponent plane
-carries 2.55 bits of entropy per byte; zstd level 1 reaches 2.78x on it at 270 MB/s, level 3 only
-2.46x (it spends bits on short matches), and the "fast" strategy with a 64-entry hash table, which
-finds almost no matches and so leaves the plane to zstd's Huffman literal coder, 3.07x at about
-600 MB/s. The other three planes do not compress (1.000 at any level). Whole-buffer zstd-3 over the
-same bytes: 1.08x at 230 MB/s.
+Measured on normal(0, 0.02) weights (4 MiB chunks, one core): the fp32 exponent plane carries 2.55
+bits of entropy per byte; zstd level 1 reaches 2.78x on it, level 3 only 2.46x (it spends bits on
+short matches), and the "fast" strategy with a 64-entry hash table, which finds almost no matches
+and so leaves the plane to zstd's Huffman literal coder, 3.07x at about 700 MB/s of plane. The
+other planes do not compress (1.000 at any level). Whole chunk: fp32 1.203x, bf16 1.509x.
+Whole-buffer zstd-3 over the same bytes: 1.08x at 230 MB/s.
 
 File layout (little endian)::
 
-    b"DDCK" u8 version u8 planes u8 transform u8 0 u64 raw_len   then per plane: u8 method u64 length
-    then the planes' payloads in order.   method 0 = raw, 1 = zstd;  transform 1 = float exponent byte
+    b"DDCK" u8 version u8 planes u8 transform u8 itemsize u64 raw_len   then per plane: u8 method u64 length
+    then the planes' payloads in order.   method 0 = raw, 1 = zstd
+    transform 0: ``itemsize`` byte planes, low byte first
+    transform 1 (floats of 2, 4 or 8 bytes): the low ``itemsize - 2`` bytes of each element as one
+      plane (mantissa: close to random), then the sign with the top 7 mantissa bits, then the
+      8 exponent bits (for fp16: 5 exponent and 3 mantissa bits)
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ import zstandard as zstd
 HASH_NAME = "xxh3-128"
 MAGIC = b"DDCK"
 VERSION = 1
-_HEAD = struct.Struct("<4sBBBxQ")
+_HEAD = struct.Struct("<4sBBBBQ")
 _PLANE = struct.Struct("<BQ")
 RAW, ZSTD = 0, 1
 PLAIN, FLOAT_EXP = 0, 1
@@ -86,18 +90,20 @@ def _decompressor() -> zstd.ZstdDecompressor:
 
 
 def split_planes(raw: np.ndarray, itemsize: int, is_float: bool) -> list[np.ndarray]:
-    """Byte planes of ``raw`` (uint8, a whole number of ``itemsize`` elements), low byte first."""
+    """The planes of ``raw`` (uint8, a whole number of ``itemsize`` elements); see the module doc."""
     if itemsize == 1:
         return [raw]
+    if is_float:
+        words = raw.view(np.uint16).reshape(-1, itemsize // 2)
+        planes = [] if itemsize == 2 else [np.ascontiguousarray(words[:, :-1]).reshape(-1).view(np.uint8)]
+        top = words[:, -1] if itemsize == 2 else np.ascontiguousarray(words[:, -1])   # sign, exponent, mantissa
+        exponent = (top >> 7).astype(np.uint8)          # bits 7-14 (the sign falls off the byte)
+        signed = top & 0x807F
+        signed |= signed >> 8                           # the sign to bit 7, beside the top 7 mantissa bits
+        planes += [signed.astype(np.uint8), exponent]
+        return planes
     grid = raw.reshape(-1, itemsize)
-    planes = [np.ascontiguousarray(grid[:, i]) for i in range(itemsize)]   # strided copies: ~1.1 GB/s
-    if is_float:   # the top plane gets the whole exponent, the sign moves to the plane below
-        lo, hi = planes[-2], planes[-1]
-        exponent = (hi << 1) | (lo >> 7)
-        lo &= 0x7F
-        lo |= hi & 0x80
-        planes[-1] = exponent
-    return planes
+    return [np.ascontiguousarray(grid[:, i]) for i in range(itemsize)]   # strided copies: ~1.1 GB/s
 
 
 def join_planes(planes: list[np.ndarray], itemsize: int, is_float: bool, out: np.ndarray) -> None:
@@ -105,16 +111,21 @@ def join_planes(planes: list[np.ndarray], itemsize: int, is_float: bool, out: np
     if itemsize == 1:
         out[:] = planes[0]
         return
-    grid = out.reshape(-1, itemsize)
-    for i in range(itemsize - 2):
-        grid[:, i] = planes[i]
-    lo, hi = planes[itemsize - 2], planes[itemsize - 1]
     if is_float:
-        grid[:, itemsize - 2] = (lo & 0x7F) | (hi << 7)
-        grid[:, itemsize - 1] = (lo & 0x80) | (hi >> 1)
-    else:
-        grid[:, itemsize - 2] = lo
-        grid[:, itemsize - 1] = hi
+        signed, exponent = planes[-2], planes[-1]
+        top = exponent.astype(np.uint16) << 7
+        top |= (signed & 0x80).astype(np.uint16) << 8
+        top |= signed & 0x7F
+        words = out.view(np.uint16).reshape(-1, itemsize // 2)
+        if itemsize == 2:
+            words[:, 0] = top
+        else:
+            words[:, :-1] = planes[0].view(np.uint16).reshape(-1, itemsize // 2 - 1)
+            words[:, -1] = top
+        return
+    grid = out.reshape(-1, itemsize)
+    for i in range(itemsize):
+        grid[:, i] = planes[i]
 
 
 def encode_parts(raw: Buffer, itemsize: int = 1, is_float: bool = False, level: int = 1) -> list[Buffer]:
@@ -127,10 +138,10 @@ def encode_parts(raw: Buffer, itemsize: int = 1, is_float: bool = False, level: 
     n = arr.size
     if itemsize < 1 or n % itemsize:
         itemsize, is_float = 1, False
-    is_float = is_float and itemsize >= 2
+    is_float = is_float and itemsize in (2, 4, 8)
     planes = split_planes(arr, itemsize, is_float)
     comp = _compressor("float" if is_float else "level", level)
-    table = [_HEAD.pack(MAGIC, VERSION, len(planes), FLOAT_EXP if is_float else PLAIN, n)]
+    table = [_HEAD.pack(MAGIC, VERSION, len(planes), FLOAT_EXP if is_float else PLAIN, itemsize, n)]
     payloads: list[Buffer] = []
     for plane in planes:
         method, data = RAW, memoryview(plane).cast("B")
@@ -155,18 +166,24 @@ def decode(data: Buffer, out: np.ndarray | None = None) -> np.ndarray:
     view = memoryview(data).cast("B")
     if len(view) < _HEAD.size:
         raise CodecError("truncated chunk header")
-    magic, version, nplanes, transform, n = _HEAD.unpack_from(view, 0)
-    if magic != MAGIC or version != VERSION or nplanes < 1 or transform not in (PLAIN, FLOAT_EXP):
-        raise CodecError("not a chunk file (bad magic, version or plane count)")
-    if n % nplanes:
-        raise CodecError("raw length is not a whole number of elements")
-    plane_len = n // nplanes
+    magic, version, nplanes, transform, itemsize, n = _HEAD.unpack_from(view, 0)
+    if magic != MAGIC or version != VERSION or transform not in (PLAIN, FLOAT_EXP) or itemsize < 1 or n % itemsize:
+        raise CodecError("not a chunk file (bad magic, version, transform or element size)")
+    count = n // itemsize
+    if transform == FLOAT_EXP:
+        if itemsize not in (2, 4, 8) or nplanes != (2 if itemsize == 2 else 3):
+            raise CodecError("bad plane count for a float chunk")
+        lengths = ([] if itemsize == 2 else [count * (itemsize - 2)]) + [count, count]
+    else:
+        if nplanes != itemsize:
+            raise CodecError("bad plane count")
+        lengths = [count] * itemsize
     pos = _HEAD.size + nplanes * _PLANE.size
     if len(view) < pos:
         raise CodecError("truncated plane table")
     planes: list[np.ndarray] = []
     dec = _decompressor()
-    for i in range(nplanes):
+    for i, plane_len in enumerate(lengths):
         method, length = _PLANE.unpack_from(view, _HEAD.size + i * _PLANE.size)
         payload = view[pos:pos + length]
         if len(payload) != length:
@@ -192,5 +209,5 @@ def decode(data: Buffer, out: np.ndarray | None = None) -> np.ndarray:
         out = np.empty(n, dtype=np.uint8)
     elif out.size != n:
         raise CodecError(f"chunk holds {n} bytes, {out.size} expected")
-    join_planes(planes, nplanes, transform == FLOAT_EXP, out)
+    join_planes(planes, itemsize, transform == FLOAT_EXP, out)
     return out

@@ -569,49 +569,67 @@ class Store:
                       progress: Optional[Progress]) -> dict[str, int]:
         """Hash, encode and write the chunks (skipping those present); fill each entry's chunk lists.
 
-        Returns ``{chunk id: stored bytes}`` of the chunks this call wrote.
+        Three phases, so the disk sees one burst of writes rather than a write-flush-write pattern:
+        the workers hash, encode and write each new chunk to a temp file; then the temp files are
+        fsynced (in parallel); then renamed to their names and their folders fsynced. A chunk
+        therefore never has its name before its bytes are durable. Returns ``{chunk id: stored
+        bytes}`` of the chunks this call wrote.
         """
         claimed: dict[str, Future] = {}
         claim_lock = threading.Lock()
         total = sum(raw.size for _, _, raw, _, _ in jobs)
 
-        def work(raw: np.ndarray, itemsize: int, is_float: bool) -> tuple[str, int, bool]:
+        def work(raw: np.ndarray, itemsize: int, is_float: bool) -> tuple[str, int, Optional[str]]:
             key = codec.chunk_id(raw)
             with claim_lock:   # the same bytes twice in one save (zeros, tied copies): written once
                 first = key not in claimed
                 if first:
                     claimed[key] = mine = Future()
             if not first:
-                return key, -1, False
+                return key, -1, None
             try:
                 target = self._chunk_path(key)
                 try:
-                    size, new = target.stat().st_size, False
+                    size, tmp = target.stat().st_size, None
                 except FileNotFoundError:
-                    size, new = self._write_chunk(target, codec.encode_parts(raw, itemsize, is_float, self.level)), True
+                    size, tmp = self._write_temp(target.parent, codec.encode_parts(raw, itemsize, is_float, self.level))
                 mine.set_result(size)
-                return key, size, new
+                return key, size, tmp
             except BaseException as exc:
                 mine.set_exception(exc)
                 raise
 
-        futures = [self._executor().submit(work, raw, itemsize, is_float) for _, _, raw, itemsize, is_float in jobs]
+        pool = self._executor()
+        futures = [pool.submit(work, raw, itemsize, is_float) for _, _, raw, itemsize, is_float in jobs]
         written: dict[str, int] = {}
+        temps: dict[str, str] = {}
         done = 0
         try:
             for (entry, key, raw, _, _), fut in zip(jobs, futures):
-                chunk, size, new = fut.result()
+                chunk, size, tmp = fut.result()
                 if size < 0:
                     size = claimed[chunk].result()
                 entry[key].append([chunk, int(raw.size), size])
-                if new:
+                if tmp is not None:
                     written[chunk] = size
+                    temps[chunk] = tmp
                 done += raw.size
                 if progress is not None:
                     progress(done, total)
+            list(pool.map(_fsync_path, temps.values()))
+            for chunk, tmp in temps.items():
+                os.replace(tmp, self._chunk_path(chunk))
         except BaseException:
             for fut in futures:
                 fut.cancel()
+            for fut in futures:
+                if not fut.cancelled():
+                    try:
+                        _, _, tmp = fut.result()
+                    except BaseException:
+                        continue
+                    if tmp is not None:
+                        Path(tmp).unlink(missing_ok=True)
             raise
         shards = {self._chunk_path(k).parent for k in written}
         for shard in shards:
@@ -620,9 +638,10 @@ class Store:
             _fsync_dir(self.root / "chunks")
         return written
 
-    def _write_chunk(self, target: Path, parts: list[Any]) -> int:
-        target.parent.mkdir(exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
+    def _write_temp(self, folder: Path, parts: list[Any]) -> tuple[int, str]:
+        """Write ``parts`` to a new temp file in ``folder`` (not yet fsynced); (size, path)."""
+        folder.mkdir(exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
         size = 0
         try:
             try:
@@ -631,14 +650,12 @@ class Store:
                     size += len(view)
                     while view:
                         view = view[os.write(fd, view):]
-                os.fsync(fd)
             finally:
                 os.close(fd)
-            os.replace(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        return size
+        return size, tmp
 
     # ---------------------------------------------------------------------------------------- loading
 
@@ -909,6 +926,14 @@ def _size(path: Path) -> int:
         return path.stat().st_size
     except FileNotFoundError:
         return 0
+
+
+def _fsync_path(path: Union[str, Path]) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _fsync_dir(path: Path) -> None:
