@@ -320,3 +320,31 @@ def test_missing_store_and_bad_names_are_one_line_errors(tmp_path: Path):
         store.load("9")
     manifest = store.root / "manifests" / "step-0000000001.json"
     assert json.loads(manifest.read_text())["step"] == 1
+
+
+def test_concurrent_saves_and_openers_share_one_store(tmp_path: Path):
+    root = tmp_path / "ck"
+    (root / "chunks").mkdir(parents=True)          # another rank is creating the store right now
+    stores = [Store(root, chunk_size=4096) for _ in range(2)]
+    g = torch.Generator().manual_seed(7)
+    shared = torch.randn(10_000, generator=g)
+    states = {step: {"shared": shared, "own": torch.randn(3000, generator=g)} for step in range(1, 7)}
+    errors: list[BaseException] = []
+
+    def saver(store: Store, steps: list[int]) -> None:
+        try:
+            for step in steps:
+                store.save(states[step], step=step)
+        except BaseException as exc:   # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=saver, args=(stores[0], [1, 3, 5])),
+               threading.Thread(target=saver, args=(stores[1], [2, 4, 6]))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors
+    assert [c.step for c in stores[0].list()] == [1, 2, 3, 4, 5, 6] and stores[1].verify() == []
+    for step, state in states.items():
+        assert same(stores[step % 2].load(step, map_location="cpu"), state)

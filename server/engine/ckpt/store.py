@@ -145,7 +145,9 @@ class Store:
                 why = "the directory does not exist" if not self.root.exists() else "it has no STORE.json"
                 raise CheckpointError(f"no checkpoint store at {self.root}: {why}; give the directory "
                                       "a training run saved checkpoints to")
-            if self.root.exists() and any(p.name != ".lock" for p in self.root.iterdir()):
+            ours = {".lock", "chunks", "manifests"}    # another process may be creating this store right now
+            if self.root.exists() and any(p.name not in ours and not p.name.startswith(".STORE.json.")
+                                          for p in self.root.iterdir()):
                 raise CheckpointError(f"{self.root} is not a checkpoint store (no STORE.json) and is not empty: "
                                       "pick a new or empty directory")
             (self.root / "chunks").mkdir(parents=True, exist_ok=True)
