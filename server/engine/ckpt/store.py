@@ -2,17 +2,17 @@
 
 Layout of a store directory::
 
-    STORE.json                       format, hash, chunk size, the last retention policy gc applied
+    STORE.json                       format, hash, creation time, the last retention policy gc applied
     chunks/ab/ab12...ef              one chunk: up to ``chunk_size`` raw bytes of one tensor, encoded
                                      (byte planes + zstd, see codec.py), named by the xxh3-128 of the raw bytes
     manifests/step-0000001200.json   one checkpoint: the nested state as JSON, each tensor's dtype,
                                      shape and chunk list, metrics, sizes
     .lock                            flock: saves hold it shared, gc exclusive
 
-A save writes each chunk that is not already there (temp file, fsync, rename), fsyncs the chunk
-folders, then writes the manifest (temp file, fsync, rename, fsync the folder). A checkpoint exists
-once its manifest does: a save killed at any point leaves the earlier checkpoints whole and, at
-worst, orphan chunks that :meth:`Store.gc` removes. Unchanged tensors (frozen layers, embeddings,
+A save writes each chunk that is not already there to a temp file, fsyncs them, renames them and
+fsyncs their folders, then writes the manifest (temp file, fsync, rename, fsync the folder). A
+checkpoint exists once its manifest does: a save killed at any point leaves the earlier checkpoints
+whole and, at worst, temp files and orphan chunks that :meth:`Store.gc` removes. Unchanged tensors (frozen layers, embeddings,
 buffers) hash to chunks that exist, so they cost a hash and no write.
 
 Loading and :meth:`Store.verify` decode every chunk and check its hash; a mismatch names the tensor.
