@@ -111,15 +111,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("compress", help="prune, distil and quantize a trained model; measure and report each step",
                        description="Load MODEL (a whole module saved with torch.save(model, PATH), or a state_dict with "
-                                   "build_model() in EVAL.py), run the chosen steps in order (prune -> distill -> "
-                                   "quantize), evaluate and time each, and write the compressed model and a report "
+                                   "build_model() in EVAL.py), run the chosen steps in order (prune -> layers -> "
+                                   "distill -> quantize), evaluate and time each, and write the compressed model and a report "
                                    "(JSON and Markdown) beside MODEL. EVAL.py defines evaluate(model) -> float, "
                                    "example_inputs(batch_size) and train_loader().")
     p.add_argument("model", help="the trained model file")
     p.add_argument("--eval", required=True, dest="eval_script", help="the evaluation script (see above)")
     p.add_argument("--prune", type=float, default=None, metavar="AMOUNT",
                    help="fraction of channels/neurons/heads removed from each prunable layer, e.g. 0.5")
-    p.add_argument("--distill", action="store_true", help="recover accuracy by distillation from the original model")
+    p.add_argument("--layers", type=int, default=None, metavar="N",
+                   help="depth reduction: keep N of the model's repeated blocks (e.g. encoder layers), distilled from "
+                        "the model before the cut with --distill")
+    p.add_argument("--distill", action="store_true", help="recover accuracy by distillation from the original model "
+                                                          "(from the pruned one after --layers)")
     p.add_argument("--quantize", default=None, choices=("int8", "int8-dynamic", "int8-static", "int8-weight",
                                                           "int4-weight"),
                    help="int8 = dynamic for Linear/LSTM/GRU, static with calibration for CNNs; *-weight: GPU (torchao)")
@@ -565,8 +569,8 @@ def cmd_compress(args: argparse.Namespace) -> int:
     from deepdive.engine.reporter import Reporter
 
     console = Console(stderr=True, highlight=False)
-    steps = [name for name, on in (("prune", args.prune is not None), ("distill", args.distill),
-                                   ("quantize", bool(args.quantize))) if on]
+    steps = [name for name, on in (("prune", args.prune is not None), ("layers", args.layers is not None),
+                                   ("distill", args.distill), ("quantize", bool(args.quantize))) if on]
     reporter = Reporter.from_env(f"compress-{Path(args.model).stem}", 0)
     progress = Progress(SpinnerColumn(), TextColumn("[bold]compress"), TextColumn("{task.description}"),
                         TimeElapsedColumn(), console=console, disable=args.json, transient=True)
@@ -582,7 +586,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
             progress.console.print(f"  {fields['step']:<9}{fields['params']:>11,} params {fields['size_mb']:8.3f} MB  "
                                    f"b1 p50 {b1:7.3f} ms  accuracy {100 * fields['accuracy']:.2f} %", markup=False)
 
-    config = CompressConfig(args.model, args.eval_script, prune=args.prune, distill=args.distill,
+    config = CompressConfig(args.model, args.eval_script, prune=args.prune, layers=args.layers, distill=args.distill,
                             quantize=args.quantize, target=args.target, importance=args.importance, steps=args.steps,
                             fine_tune_epochs=args.epochs, distill_epochs=args.distill_epochs, out=args.out)
     try:

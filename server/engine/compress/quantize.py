@@ -38,7 +38,8 @@ from torch import nn
 
 from deepdive.engine.compress.measure import model_size_bytes  # re-exported
 
-__all__ = ["MODES", "TARGETS", "QuantizeError", "QuantizeResult", "backend_for", "model_size_bytes", "quantize"]
+__all__ = ["MODES", "TARGETS", "QuantizeError", "QuantizeResult", "backend_for", "model_size_bytes", "quantize",
+           "quantize_embeddings"]
 
 MODES = ("int8", "int8-dynamic", "int8-static", "int8-weight", "int4-weight")
 """The quantization modes :func:`quantize` accepts (``none`` is the caller's business)."""
@@ -213,6 +214,34 @@ def _dynamic(model: nn.Module, engine: str, notes: list[str], example_inputs: Op
     notes.append(f"int8 weights, activations quantized per batch: {done}")
     return QuantizeResult(model=quantized, method=f"torch.ao dynamic int8 (Linear, LSTM, GRU, Embedding), engine {engine}",
                           engine=engine, notes=notes)
+
+
+def quantize_embeddings(model: nn.Module, *, target: str = "x86", example_inputs: Optional[tuple] = None) -> QuantizeResult:
+    """A copy of ``model`` whose ``nn.Embedding`` tables are int8 (a scale and offset per row), the
+    rest in float: a text model's largest tensors shrink 4x while its small Linear layers keep the
+    fp32 kernels, which at batch 1 can be faster than dynamic int8 (the pipeline measures both).
+
+    Raises:
+        QuantizeError: the model has no ``nn.Embedding``, or the int8 tables fail on ``example_inputs``.
+    """
+    if not any(type(m) is nn.Embedding for m in model.modules()):
+        raise QuantizeError("the model has no nn.Embedding to quantize; use --quantize int8-dynamic")
+    engine = backend_for(target)
+    with _torch_ao(engine):
+        import torch.ao.nn.quantized as nnq
+        from torch.ao.quantization import float_qparams_weight_only_qconfig, quantize_dynamic
+
+        quantized = quantize_dynamic(nn.Sequential(_float_copy(model)), {nn.Embedding: float_qparams_weight_only_qconfig})[0]
+        if example_inputs is not None:
+            try:
+                with torch.inference_mode():
+                    quantized(*example_inputs)
+            except RuntimeError as exc:
+                raise QuantizeError(f"the int8 embedding failed on the example inputs ({_one_line(exc)}); "
+                                    "pass contiguous index tensors") from exc
+    n = sum(isinstance(m, nnq.Embedding) for m in quantized.modules())
+    return QuantizeResult(model=quantized, method=f"torch.ao int8 embedding tables ({n}), Linear layers fp32, engine {engine}",
+                          engine=engine, notes=[f"int8 rows with a scale each in {n} Embedding table(s); the rest fp32"])
 
 
 def _as_args(batch: Any, index: int) -> tuple:
