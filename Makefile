@@ -69,6 +69,7 @@ demo: setup $(VSIX)
 	$(PY) -m deepdive.tour --repo .
 
 bench: $(VENV)/.stamp
+	@$(PY) -m pip install --quiet -e '.[bench]' || echo "note: the bench extra (zipnn) did not install; bench_ckpt.py skips that arm"
 	@mkdir -p bench/results
 	@set -o pipefail; : > bench/results/latest.jsonl; \
 	for b in bench/bench_*.py; do echo "# $$b" >&2; $(PY) $$b | tee -a bench/results/latest.jsonl; done
