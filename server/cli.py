@@ -56,7 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nproc", type=int, default=1, help="processes per node (default 1)")
     p.add_argument("--nnodes", default="1", help="N or MIN:MAX nodes (elastic); more than 1 needs --rdzv-endpoint")
     p.add_argument("--rdzv-endpoint", default=None, help="HOST:PORT of the rendezvous, the same on every node")
-    p.add_argument("--max-restarts", type=int, default=0, help="restarts of the worker group on failure")
+    p.add_argument("--max-restarts", type=int, default=0, help="restarts of the worker group on failure (a script "
+                   "preempted with SIGTERM checkpoints and exits 75; the restart resumes it)")
+    p.add_argument("--checkpoint-dir", default=None, help="the engine checkpoints here (dd.setup's default "
+                   "checkpoint_dir: every epoch and on SIGTERM) and a rerun or restart resumes from it")
     p.add_argument("--metrics-out", default=None, help="telemetry JSONL file (default: in the run's state folder)")
     p.add_argument("--timeout", type=float, default=None, help="wall-clock limit in seconds")
     p.add_argument("--json", action="store_true", help="print the run's summary as JSON")
@@ -331,6 +334,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     Path(metrics).unlink(missing_ok=True)
     options = {"path": str(script.resolve()), "args": script_args, "nproc": args.nproc, "nnodes": args.nnodes,
                "max_restarts": args.max_restarts, "metrics_out": metrics}
+    if args.checkpoint_dir:
+        options["checkpoint_dir"] = str(Path(args.checkpoint_dir).resolve())
     if args.rdzv_endpoint:
         options["rdzv_endpoint"] = args.rdzv_endpoint
     try:

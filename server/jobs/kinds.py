@@ -109,7 +109,8 @@ def _string_list(options: dict[str, Any], key: str) -> list[str]:
 
 def _train(options: dict[str, Any], ctx: Context) -> Launch:
     """torchrun (elastic) around a script that uses deepdive.engine."""
-    _only(options, {"path", "args", "nproc", "nnodes", "rdzv_endpoint", "max_restarts", "metrics_out"}, "train")
+    _only(options, {"path", "args", "nproc", "nnodes", "rdzv_endpoint", "max_restarts", "metrics_out", "checkpoint_dir"},
+          "train")
     base, script = _script_path(options, ctx)
     args = _string_list(options, "args")
     nproc = int(_number(options, "nproc", 1, 1, 1024))
@@ -133,6 +134,11 @@ def _train(options: dict[str, Any], ctx: Context) -> Launch:
         if not isinstance(metrics_out, str):
             raise JobRejected("option 'metrics_out' must be a file path")
         env["DEEPDIVE_METRICS_OUT"] = metrics_out
+    checkpoint_dir = options.get("checkpoint_dir")
+    if checkpoint_dir is not None:  # dd.setup's default checkpoint_dir: preemption-safe, resumed on restart
+        if not isinstance(checkpoint_dir, str) or not checkpoint_dir.strip():
+            raise JobRejected("option 'checkpoint_dir' must be a folder path")
+        env["DEEPDIVE_CHECKPOINT_DIR"] = str((base / checkpoint_dir).resolve())
     return Launch(argv=[*argv, str(script), *args], cwd=str(base), title=f"train {script.name} ×{nproc}",
                   timeout_s=None, env=env)
 

@@ -194,3 +194,15 @@ def test_the_signal_handlers_are_given_back(tmp_path):
     assert signal.getsignal(signal.SIGTERM) != before
     run.finish()
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_the_checkpoint_folder_can_come_from_the_environment(tmp_path, monkeypatch):
+    """`deepdive train --checkpoint-dir D` sets DEEPDIVE_CHECKPOINT_DIR for the workers: dd.setup's default."""
+    monkeypatch.setenv("DEEPDIVE_CHECKPOINT_DIR", str(tmp_path / "from-env"))
+    run = dd.setup(precision="fp32", device="cpu")
+    model = nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    model, optimizer = run.prepare(model, optimizer)
+    run.checkpoint(blocking=True)
+    run.finish()
+    assert [c.step for c in Store(tmp_path / "from-env").list()] == [0]
