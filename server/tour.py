@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sys
 import tempfile
@@ -154,11 +155,16 @@ async def tour(repo: Path, seconds: float, epochs: int, trials: int) -> int:
         if compressed.returncode != 0:
             console.print(f"[red]compression failed (exit code {compressed.returncode})")
             return 1
+
+        step(9, "Preemption: train with checkpoints under `deepdive train --max-restarts 1`, SIGTERM the worker "
+                "midway; it checkpoints, exits 75, torchrun restarts it and it resumes at the next batch")
+        if await _preemption(tunable, workspace, env) != 0:
+            return 1
     finally:
         code = await client.close()
         console.print(f"daemon shut down cleanly (exit code {code})")
 
-    step(9, "The VS Code extension")
+    step(10, "The VS Code extension")
     vsix = sorted(repo.glob("deepdive-*.vsix"))
     if vsix:
         console.print(f"packaged: {vsix[-1]}")
@@ -167,6 +173,70 @@ async def tour(repo: Path, seconds: float, epochs: int, trials: int) -> int:
         console.print("[yellow]no .vsix found: run `make vsix`")
         return 1
     return 0 if final.state == "succeeded" else 1
+
+
+async def _preemption(script: Path, workspace: Path, env: dict[str, str]) -> int:
+    """Train the same run twice, once interrupted by a real SIGTERM to the worker: same final weights."""
+    import re
+    import signal
+
+    import psutil
+
+    from deepdive.engine.ckpt import Store
+
+    args = ["--epochs", "20", "--batch-size", "16", "--precision", "fp32", "--seed", "0"]
+    steady = await asyncio.create_subprocess_exec(
+        sys.executable, str(script), *args, "--ckpt", str(workspace / "ckpt-steady"), cwd=workspace, env=env,
+        stdout=asyncio.subprocess.DEVNULL)
+    await steady.wait()
+    store_dir = workspace / "ckpt"
+    trained = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "deepdive", "train", str(script), "--nproc", "1", "--max-restarts", "1",
+        "--checkpoint-dir", str(store_dir), "--", *args, cwd=workspace, env=env, stdout=asyncio.subprocess.DEVNULL)
+
+    def latest_step() -> int:
+        names = [m.name for m in (store_dir / "manifests").glob("step-*.json")] if store_dir.is_dir() else []
+        return max((int(re.sub(r"\D", "", n)) for n in names), default=-1)
+
+    worker = None
+    while trained.returncode is None and latest_step() < 6 * 90:  # 90 steps an epoch: stop during the 7th
+        await asyncio.sleep(0.02)
+    if trained.returncode is None:
+        for child in psutil.Process(trained.pid).children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                line = " ".join(child.cmdline())
+                if str(script) in line and "torch.distributed" not in line:
+                    worker = child
+        if worker is not None:
+            worker.send_signal(signal.SIGTERM)
+            console.print(f"SIGTERM → worker pid {worker.pid} (the last checkpoint was step {latest_step()})")
+    stopped_at = None
+    while trained.returncode is None and stopped_at is None:
+        with contextlib.suppress(Exception):
+            stopped_at = next((c.step for c in Store(store_dir, create=False).list()
+                               if str(c.meta.get("reason", "")).startswith("preempted")), None)
+        await asyncio.sleep(0.05)
+    await trained.wait()
+    if steady.returncode != 0 or trained.returncode != 0:
+        console.print(f"[red]training failed (exit codes {steady.returncode}, {trained.returncode})")
+        return 1
+    if worker is None or stopped_at is None:
+        console.print("[yellow]the run ended before the signal reached it: nothing was interrupted")
+        return 1
+    console.print(f"the worker finished step {stopped_at}, saved it and exited 75; torchrun restarted it; it "
+                  f"resumed at step {stopped_at + 1}")
+    a, b = Store(workspace / "ckpt-steady", create=False), Store(store_dir, create=False)
+    weights = [{e["path"]: e["chunks"] for e in s.manifest("latest")["tensors"] if e["path"].startswith("model.")}
+               for s in (a, b)]
+    accuracy = [s.list()[-1].metrics.get("accuracy") for s in (a, b)]
+    same = weights[0] == weights[1]
+    verdict = "bitwise identical (the same chunk hashes)" if same else "[red]DIFFERENT[/red]"
+    console.print(f"final held-out accuracy: uninterrupted {accuracy[0]:.4f}, interrupted + resumed {accuracy[1]:.4f}; "
+                  f"final weights {verdict}")
+    listing = await asyncio.create_subprocess_exec(sys.executable, "-m", "deepdive", "ckpt", "ls", str(store_dir),
+                                                   cwd=workspace, env=env)
+    await listing.wait()
+    return 0 if same and accuracy[0] == accuracy[1] else 1
 
 
 async def _generate(client: DaemonClient, workspace: Path) -> Path | None:

@@ -100,13 +100,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--metrics-out", default=None, help="telemetry JSONL file")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON line (rank 0)")
     parser.add_argument("--smoke", action="store_true", help="one tiny step on synthetic data, then exit")
+    parser.add_argument("--ckpt", default=None, help="checkpoint store: saves every epoch, on SIGTERM (then exits 75 "
+                        "for torchrun to restart) and resumes from it at the exact next batch")
     parser.add_argument("--save", default=None, help="write the trained model (the whole module, eval mode) here: "
                         "the input of `deepdive compress` (one process or DDP)")
     args = parser.parse_args(argv)
 
     options = {"rank": args.rank, "warmup_steps": 5} if args.compression in ("auto", "powersgd") else {}
     run = dd.setup(precision=args.precision, grad_compression=args.compression, strategy=args.strategy, seed=args.seed,
-                   compression_options=options, metrics_out=args.metrics_out)
+                   compression_options=options, metrics_out=args.metrics_out, checkpoint_dir=args.ckpt,
+                   keep_best="accuracy:max")
     lr = run.suggest("lr", 1e-4, 1e-1, log=True, default=3e-3)
     weight_decay = run.suggest("weight_decay", 1e-6, 1e-1, log=True, default=1e-2)
     hidden = args.hidden if args.hidden is not None else run.suggest("hidden", 16, 512, log=True, default=256)
