@@ -297,6 +297,13 @@ def one_model(task: str, state: dict[str, torch.Tensor], dtype: str, work: Path)
     emit(task, "store", "save_MBps", mb / store_s, "MB/s", baseline=mb / torch_s)
     emit(task, "store", "save_s", store_s, "s", baseline=torch_s)
     emit(task, "store", "load_MBps", mb / store_load_s, "MB/s", baseline=mb / load_torch_s, verified=True)
+    # what training waits for when the engine saves in the background (dd.setup's default,
+    # async_checkpoint=True): the CPU snapshot at the step; the write then runs beside training
+    from deepdive.engine.checkpoint import cpu_copy
+
+    snap_s, _ = best_of(ARGS.repeat, lambda: cpu_copy(state))
+    emit(task, "store_async", "training_blocked_s", snap_s, "s", baseline=torch_s,
+         note="engine async save: the CPU snapshot training waits for, against a blocking torch.save")
     for name in ("model.pt", "model.safetensors", "model.pt.zst"):
         (work / name).unlink(missing_ok=True)
 
