@@ -352,7 +352,10 @@ class Checkpointer:
                               "write_s": time.perf_counter() - begun, "name": saved.name,
                               "raw_bytes": saved.raw_bytes, "new_bytes": saved.new_bytes,
                               "stored_bytes": saved.stored_bytes}
-            self.run.event("checkpoint", **self.last_save)
+            self.run.event("checkpoint", **self.last_save,
+                           message=f"checkpoint at step {position['step']} ({reason}): {saved.new_bytes / 1e6:.2f} MB "
+                                   f"new of {saved.raw_bytes / 1e6:.2f} MB, snapshot {snapshot_s * 1e3:.0f} ms, "
+                                   f"written in {self.last_save['write_s']:.2f} s")
 
         if self.async_save and not blocking:
             self._thread = threading.Thread(target=write, name="deepdive-checkpoint", daemon=False)
@@ -409,7 +412,9 @@ class Checkpointer:
         stop = self._agreed_stop()
         if stop:
             self.save(blocking=True, reason=f"preempted ({signal.Signals(stop).name})")
-            run.event("preempted", signal=signal.Signals(stop).name, step=run.step_count)
+            run.event("preempted", signal=signal.Signals(stop).name, step=run.step_count,
+                      message=f"{signal.Signals(stop).name}: step {run.step_count} saved; exiting "
+                              f"{PREEMPTED_EXIT_CODE} for a restart")
             self.restore_signals()
             raise SystemExit(PREEMPTED_EXIT_CODE)
         if self.every and run.step_count and run.step_count % self.every == 0:
@@ -467,7 +472,10 @@ class Checkpointer:
         run.step_count = int(position["step"])
         run.batch_index = int(position["batch_index"])
         run.event("resumed", step=run.step_count, epoch=position["epoch"], batch_in_epoch=position["batch_in_epoch"],
-                  from_world_size=saved_world, world_size=run.world_size, directory=self.directory)
+                  from_world_size=saved_world, world_size=run.world_size, directory=self.directory,
+                  message=f"resumed after step {run.step_count} (epoch {position['epoch']}, batch "
+                          f"{position['batch_in_epoch']}) from {self.directory}"
+                          + (f", written by {saved_world} processes" if saved_world != run.world_size else ""))
         return dict(position)
 
     def close(self) -> None:

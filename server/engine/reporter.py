@@ -69,7 +69,9 @@ key                          meaning
 
 ``EVENT`` is ``{"kind": str, "t": float, "run": str, "rank": int, ...fields}`` from
 :meth:`Reporter.event`. The engine's kinds: ``setup``, ``prepare``, ``overflow``, ``promotion``
-(with ``module``), ``compression`` (with ``mode``, ``reason``, ``evidence``) and ``summary``; by
+(with ``module``), ``compression`` (with ``mode``, ``reason``, ``evidence``), ``summary``, and with
+checkpoints ``checkpoint`` (step, reason, bytes, snapshot and write seconds), ``preempted`` and
+``resumed`` (step, epoch, batch, the world size that wrote it); by
 convention a ``message`` field holds one human sentence.
 
 Values: JSON numbers, strings, booleans, null, lists and objects. Non-finite floats are sent as

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -199,10 +200,13 @@ def test_the_signal_handlers_are_given_back(tmp_path):
 def test_the_checkpoint_folder_can_come_from_the_environment(tmp_path, monkeypatch):
     """`deepdive train --checkpoint-dir D` sets DEEPDIVE_CHECKPOINT_DIR for the workers: dd.setup's default."""
     monkeypatch.setenv("DEEPDIVE_CHECKPOINT_DIR", str(tmp_path / "from-env"))
-    run = dd.setup(precision="fp32", device="cpu")
+    run = dd.setup(precision="fp32", device="cpu", metrics_out=str(tmp_path / "m.jsonl"))
     model = nn.Linear(2, 2)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     model, optimizer = run.prepare(model, optimizer)
     run.checkpoint(blocking=True)
     run.finish()
     assert [c.step for c in Store(tmp_path / "from-env").list()] == [0]
+    events = [json.loads(line) for line in (tmp_path / "m.jsonl").read_text().splitlines()]
+    saved = [e for e in events if e.get("kind") == "checkpoint"]  # what the dashboard lists for the run
+    assert len(saved) == 1 and saved[0]["step"] == 0 and saved[0]["message"].startswith("checkpoint at step 0")
