@@ -44,7 +44,7 @@ from typing import Any, Iterable, Iterator, Optional
 import torch
 from torch import nn
 
-from deepdive.engine.ckpt import CheckpointError, Store, parse_best
+from deepdive.engine.ckpt import LOSSY_MODES, CheckpointError, Store, parse_best
 
 __all__ = ["PREEMPTED_EXIT_CODE", "CheckpointError", "Checkpointer", "resume_iterator", "rng_state", "set_rng_state"]
 
@@ -202,7 +202,7 @@ class Checkpointer:
     """Saves and restores a :class:`deepdive.engine.run.Run`'s state; see the module docstring."""
 
     def __init__(self, run: Any, directory: str, *, every: Optional[int], keep_last: int,
-                 keep_best: Optional[str], async_save: bool, resume: bool):
+                 keep_best: Optional[str], async_save: bool, resume: bool, lossy: Optional[str] = None):
         if every is not None and every < 1:
             raise ValueError(f"checkpoint_every must be >= 1 step, got {every}")
         if keep_last < 1:
@@ -214,6 +214,9 @@ class Checkpointer:
         self.keep_best = parse_best(keep_best)  # ValueError now, not at the first save
         self.async_save = async_save
         self.resume_enabled = resume
+        if lossy not in (None, *LOSSY_MODES):
+            raise ValueError(f"checkpoint_lossy must be None, {' or '.join(repr(m) for m in LOSSY_MODES)}, got {lossy!r}")
+        self.lossy = lossy
         # rank 0 creates the store and writes; the others only read it, when there is one to resume from
         self.store: Optional[Store] = Store(directory) if run.is_main else None
         self.model: Optional[nn.Module] = None
@@ -339,7 +342,7 @@ class Checkpointer:
         def write() -> None:
             begun = time.perf_counter()
             try:
-                saved = self.store.save(state, step=position["step"], metrics=numbers,
+                saved = self.store.save(state, step=position["step"], metrics=numbers, lossy=self.lossy,
                                         meta={"reason": reason, "epoch": position["epoch"],
                                               "batch_in_epoch": position["batch_in_epoch"],
                                               "world_size": position["world_size"]})

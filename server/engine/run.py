@@ -73,6 +73,7 @@ def setup(
     keep_best: Optional[str] = None,
     async_checkpoint: bool = True,
     resume: bool = True,
+    checkpoint_lossy: Optional[str] = None,
 ) -> "Run":
     """Set up a run: process group, device, precision, telemetry.
 
@@ -108,6 +109,9 @@ def setup(
         async_checkpoint (bool): copy the state to CPU memory at the step and write it in a
             background thread (False: training waits for the write).
         resume (bool): resume from the latest checkpoint in ``checkpoint_dir`` when there is one.
+        checkpoint_lossy (str): ``None`` (bit-exact, the default), ``"bf16"`` or ``"int8-delta"``:
+            smaller checkpoints of float tensors of at least 4096 values, at the price of an inexact
+            resume (see :meth:`deepdive.engine.ckpt.Store.save`).
 
     Raises:
         ValueError: an unknown option value, with the allowed ones.
@@ -119,7 +123,7 @@ def setup(
                find_unused_parameters=find_unused_parameters, metrics_out=metrics_out, log_every=log_every,
                seed=seed, checkpoint=dict(directory=checkpoint_dir or os.environ.get("DEEPDIVE_CHECKPOINT_DIR") or None,
                                           every=checkpoint_every, keep_last=keep_last, keep_best=keep_best,
-                                          async_save=async_checkpoint, resume=resume))
+                                          async_save=async_checkpoint, resume=resume, lossy=checkpoint_lossy))
 
 
 class Run:

@@ -210,3 +210,24 @@ def test_the_checkpoint_folder_can_come_from_the_environment(tmp_path, monkeypat
     events = [json.loads(line) for line in (tmp_path / "m.jsonl").read_text().splitlines()]
     saved = [e for e in events if e.get("kind") == "checkpoint"]  # what the dashboard lists for the run
     assert len(saved) == 1 and saved[0]["step"] == 0 and saved[0]["message"].startswith("checkpoint at step 0")
+
+
+def test_lossy_checkpoints_only_when_asked(tmp_path):
+    """checkpoint_lossy="bf16": the big float tensors are stored rounded to bf16 (and a resume loads
+    those); small ones (the optimizer's step counters, biases) stay exact. The default is bit-exact."""
+    for lossy in (None, "bf16"):
+        run = dd.setup(precision="fp32", device="cpu", checkpoint_dir=str(tmp_path / str(lossy)), checkpoint_lossy=lossy)
+        model = nn.Linear(128, 64)  # 8192 weights: lossy; 64 biases: exact
+        optimizer = torch.optim.AdamW(model.parameters())
+        model, optimizer = run.prepare(model, optimizer)
+        run.checkpoint(blocking=True)
+        run.finish()
+        saved = Store(tmp_path / str(lossy)).load("latest")["model"]
+        assert torch.equal(saved["bias"], model.bias.detach())
+        if lossy is None:
+            assert torch.equal(saved["weight"], model.weight.detach())
+        else:
+            assert not torch.equal(saved["weight"], model.weight.detach())
+            assert torch.equal(saved["weight"], model.weight.detach().to(torch.bfloat16).float())
+    with pytest.raises(ValueError, match="checkpoint_lossy must be None"):
+        dd.setup(device="cpu", checkpoint_dir=str(tmp_path / "x"), checkpoint_lossy="fp8")
