@@ -221,13 +221,13 @@ def _choice(options: dict[str, Any], key: str, choices: tuple[str, ...]) -> Opti
 
 
 def _compress(options: dict[str, Any], ctx: Context) -> Launch:
-    """``python -m deepdive compress MODEL --eval EVAL.py ...``: prune, distil and/or quantize a model.
+    """``python -m deepdive compress MODEL --eval EVAL.py ...``: prune, reduce depth, distil and/or quantize a model.
 
     Its ``compress.*`` telemetry events (step, phase, measured rows, the report) reach the dashboard
     through the hub; the job's result names the report.
     """
-    allowed = {"model", "eval", "prune", "distill", "quantize", "target", "importance", "steps", "epochs",
-               "distillEpochs", "out"}
+    allowed = {"model", "eval", "prune", "layers", "distill", "quantize", "target", "importance", "steps",
+               "epochs", "distillEpochs", "out"}
     _only(options, allowed, "compress")
     model = _workspace_file(options, "model", ctx, "model file")
     script = _workspace_file(options, "eval", ctx, "evaluation script", (".py",))
@@ -239,6 +239,9 @@ def _compress(options: dict[str, Any], ctx: Context) -> Launch:
             raise JobRejected(
                 f"option 'prune' must be the fraction removed, between 0 and 1 (exclusive), got {prune!r}")
         argv += ["--prune", f"{float(prune):g}"]
+    layers = _whole(options, "layers", 1, 1000)
+    if layers is not None:
+        argv += ["--layers", str(layers)]
     distill = options.get("distill", False)
     if not isinstance(distill, bool):
         raise JobRejected(f"option 'distill' must be true or false, got {distill!r}")
@@ -247,8 +250,9 @@ def _compress(options: dict[str, Any], ctx: Context) -> Launch:
     quantize = _choice(options, "quantize", COMPRESS_QUANTIZE)
     if quantize is not None:
         argv += ["--quantize", quantize]
-    if prune is None and not distill and quantize is None:
-        raise JobRejected("nothing to do: give option 'prune' (a fraction), 'distill' (true) and/or 'quantize'")
+    if prune is None and layers is None and not distill and quantize is None:
+        raise JobRejected("nothing to do: give option 'prune' (a fraction), 'layers' (blocks kept), 'distill' (true) "
+                          "and/or 'quantize'")
     for key, choices in (("target", COMPRESS_TARGETS), ("importance", COMPRESS_IMPORTANCE)):
         value = _choice(options, key, choices)
         if value is not None:

@@ -30,11 +30,12 @@ def launch(ws: Path, **options):
 
 
 def test_the_full_command_line(ws: Path):
-    kind, job = launch(ws, prune=0.5, distill=True, quantize="int8", target="arm", importance="taylor", steps=3,
-                       epochs=2, distillEpochs=4, out="compressed")
+    kind, job = launch(ws, prune=0.5, layers=2, distill=True, quantize="int8", target="arm", importance="taylor",
+                       steps=3, epochs=2, distillEpochs=4, out="compressed")
     assert kind.runs_user_code
     assert job.argv == ["/py", "-P", "-m", "deepdive", "compress", str(ws / "models" / "digits.pt"),
-                        "--eval", str(ws / "digits_eval.py"), "--prune", "0.5", "--distill", "--quantize", "int8",
+                        "--eval", str(ws / "digits_eval.py"), "--prune", "0.5", "--layers", "2", "--distill",
+                        "--quantize", "int8",
                         "--target", "arm", "--importance", "taylor", "--steps", "3", "--epochs", "2",
                         "--distill-epochs", "4", "--out", str(ws / "compressed")]
     assert job.cwd == str(ws)
@@ -52,17 +53,28 @@ def test_only_the_given_options_reach_the_command_line(ws: Path):
     _, job = build_launch("compress", {"model": str(ws / "models" / "digits.pt"), "eval": str(ws / "digits_eval.py"),
                                        "distill": True}, ctx(ws))
     assert job.argv[5:] == [str(ws / "models" / "digits.pt"), "--eval", str(ws / "digits_eval.py"), "--distill"]
+    # depth reduction alone is a job of its own, as the CLI allows (a whole number given as 4.0 is 4)
+    _, job = launch(ws, layers=4.0, prune=None)
+    assert job.argv[5:] == [str(ws / "models" / "digits.pt"), "--eval", str(ws / "digits_eval.py"), "--layers", "4"]
 
 
 def test_the_command_line_parses_with_the_cli(ws: Path):
-    _, job = launch(ws, prune=0.5, distill=True, quantize="int4-weight", target="x86", importance="bn", steps=2,
-                    epochs=1, distillEpochs=5, out="o")
+    _, job = launch(ws, prune=0.5, layers=3, distill=True, quantize="int4-weight", target="x86", importance="bn",
+                    steps=2, epochs=1, distillEpochs=5, out="o")
     args = build_parser().parse_args(job.argv[4:])
     assert args.command == "compress"
-    assert (args.model, args.eval_script, args.prune, args.distill, args.quantize, args.target, args.importance,
-            args.steps, args.epochs, args.distill_epochs, args.out) == (
-        str(ws / "models" / "digits.pt"), str(ws / "digits_eval.py"), 0.5, True, "int4-weight", "x86", "bn", 2, 1, 5,
-        str(ws / "o"))
+    assert (args.model, args.eval_script, args.prune, args.layers, args.distill, args.quantize, args.target,
+            args.importance, args.steps, args.epochs, args.distill_epochs, args.out) == (
+        str(ws / "models" / "digits.pt"), str(ws / "digits_eval.py"), 0.5, 3, True, "int4-weight", "x86", "bn", 2, 1,
+        5, str(ws / "o"))
+    # a layers-only job parses too, and its config passes the pipeline's own check
+    from deepdive.engine.compress import CompressConfig
+    from deepdive.engine.compress.pipeline import _check
+    _, job = launch(ws, prune=None, layers=2)
+    args = build_parser().parse_args(job.argv[4:])
+    assert (args.prune, args.layers, args.distill, args.quantize) == (None, 2, False, None)
+    _check(CompressConfig(args.model, args.eval_script, prune=args.prune, layers=args.layers, distill=args.distill,
+                          quantize=args.quantize))
 
 
 def _subcommand(name: str) -> argparse.ArgumentParser:
@@ -88,6 +100,11 @@ def test_the_choices_are_the_clis():
     ({"prune": "0.5"}, r"^option 'prune' must be .*, got '0\.5'$"),
     ({"prune": True}, r"^option 'prune' must be .*, got True$"),
     ({"prune": float("nan")}, r"^option 'prune' must be "),
+    ({"layers": 0}, r"^option 'layers' must be a whole number from 1 to 1000, got 0$"),
+    ({"layers": 1.5}, r"^option 'layers' must be a whole number from 1 to 1000, got 1\.5$"),
+    ({"layers": "2"}, r"^option 'layers' must be a whole number from 1 to 1000, got '2'$"),
+    ({"layers": True}, r"^option 'layers' must be a whole number from 1 to 1000, got True$"),
+    ({"layers": 1001}, r"^option 'layers' must be a whole number from 1 to 1000, got 1001$"),
     ({"distill": "yes"}, r"^option 'distill' must be true or false, got 'yes'$"),
     ({"quantize": "int2"}, r"^option 'quantize' must be one of int8, int8-dynamic, int8-static, int8-weight, "
                            r"int4-weight, got 'int2'$"),
