@@ -1,5 +1,6 @@
 // Model compression from the editor: "Deepdive: Compress Model…" asks for the model file, the evaluation
-// script, the steps (prune / distill / quantize) and the target CPU, then starts the daemon's `compress` job.
+// script, the steps (prune / reduce depth / distill / quantize; the number of blocks kept when depth is
+// reduced) and the target CPU, then starts the daemon's `compress` job.
 // A cancellable notification follows it (the steps measured so far, read from the job's output; cancel =
 // deepdive/jobs/cancel); the dashboard's Compression section shows the steps live from the hub. When the
 // job ends the dashboard opens and the Markdown report is one click away. Refused in an untrusted workspace:
@@ -15,9 +16,9 @@ import { executeCommand, getWorkspaceFolders, isTrusted, registerCommand } from 
 import { JobEvent, JobInfo, Requests } from '../protocol';
 import { JobsView } from '../views/jobs';
 import {
-    checkSteps, COMPRESS_COMMAND, COMPRESS_JOB_KIND, compressOptions, CompressArgs, CompressJobOptions, defaultTarget,
+    checkLayers, checkSteps, COMPRESS_COMMAND, COMPRESS_JOB_KIND, compressOptions, CompressArgs, CompressJobOptions, defaultTarget,
     describeSteps, describeSummary, EVAL_HINT, isEvalScript, isModelFile, markdownOfReport, MODEL_EXTENSIONS,
-    NOT_COMPRESSED, parseCompressArgs, plannedSteps, progressOf, rankCandidates, reportPaths, stepChoices, StepId,
+    MAX_LAYERS, NOT_COMPRESSED, parseCompressArgs, plannedSteps, progressOf, rankCandidates, reportPaths, stepChoices, StepId,
     stepOfOutputLine, summaryOf, Target, TARGETS,
 } from './options';
 
@@ -109,12 +110,16 @@ export class CompressController implements Disposable {
         if (!steps) {
             return { state: 'dismissed' };
         }
+        const layers = steps.includes('layers') ? a.layers ?? (await pickLayers()) : undefined;
+        if (steps.includes('layers') && layers === undefined) {
+            return { state: 'dismissed' };
+        }
         const target = a.target ?? (await pickTarget());
         if (!target) {
             return { state: 'dismissed' };
         }
         const options = compressOptions({
-            model, eval: script, steps, target, prune: a.prune, quantize: a.quantize, importance: a.importance,
+            model, eval: script, steps, target, prune: a.prune, layers, quantize: a.quantize, importance: a.importance,
         }, evalText);
         const file = path.basename(model);
         let job: JobInfo;
@@ -331,7 +336,7 @@ async function pickPath(title: string, files: string[], placeHolder: string): Pr
 }
 
 async function pickSteps(evalText: string, a: CompressArgs): Promise<StepId[] | undefined> {
-    let choices = stepChoices(a.prune, a.quantize);
+    let choices = stepChoices(a.prune, a.quantize, a.layers);
     for (;;) {
         const picked = await window.showQuickPick(choices, {
             title: 'Deepdive: Compress — the steps (they run in this order)', canPickMany: true, ignoreFocusOut: true,
@@ -348,6 +353,17 @@ async function pickSteps(evalText: string, a: CompressArgs): Promise<StepId[] | 
         void window.showWarningMessage(`Deepdive: ${problem}.`);
         choices = choices.map(c => ({ ...c, picked: steps.includes(c.id) }));
     }
+}
+
+/** The number of repeated blocks depth reduction keeps; undefined when the box is dismissed. */
+async function pickLayers(): Promise<number | undefined> {
+    const answer = await window.showInputBox({
+        title: 'Deepdive: Compress — reduce depth: the number of repeated blocks to keep',
+        prompt: `A whole number from 1 to ${MAX_LAYERS}, fewer than the model has (e.g. 2 of a BERT-mini's 4 encoder layers)`,
+        placeHolder: 'N', ignoreFocusOut: true,
+        validateInput: value => checkLayers(value),
+    });
+    return answer === undefined ? undefined : Number(answer.trim());
 }
 
 async function pickTarget(): Promise<Target | undefined> {

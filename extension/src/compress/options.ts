@@ -13,8 +13,10 @@ export const TARGETS = ['x86', 'arm'] as const;
 export const IMPORTANCES = ['l1', 'l2', 'taylor', 'bn'] as const;
 export const DEFAULT_PRUNE = 0.5;
 export const DEFAULT_QUANTIZE: QuantizeMode = 'int8';
+/** Depth reduction keeps this many of the model's repeated blocks at most (server/jobs/kinds.py `_compress`). */
+export const MAX_LAYERS = 1000;
 
-export type StepId = 'prune' | 'distill' | 'quantize';
+export type StepId = 'prune' | 'layers' | 'distill' | 'quantize';
 export type Target = (typeof TARGETS)[number];
 export type QuantizeMode = (typeof QUANTIZE_MODES)[number];
 export type Importance = (typeof IMPORTANCES)[number];
@@ -28,11 +30,16 @@ export interface StepChoice {
     picked: boolean;
 }
 
-/** The multi-select quick pick's items, in the order the pipeline runs them. */
-export function stepChoices(prune = DEFAULT_PRUNE, quantize: QuantizeMode = DEFAULT_QUANTIZE): StepChoice[] {
+/**
+ * The multi-select quick pick's items, in the order the pipeline runs them. Depth reduction is not picked
+ * by default: it needs the number of blocks to keep (asked for when picked, unless `layers` is given).
+ */
+export function stepChoices(prune = DEFAULT_PRUNE, quantize: QuantizeMode = DEFAULT_QUANTIZE, layers?: number): StepChoice[] {
     return [
         { id: 'prune', label: `Prune ${fmtPercent(prune)}`, picked: true,
           detail: `Remove ${fmtPercent(prune)} of the channels, neurons and heads of each prunable layer, then fine-tune` },
+        { id: 'layers', label: `Reduce depth (keep ${layers ?? 'N'} block${layers === 1 ? '' : 's'})`, picked: false,
+          detail: 'Keep N of the model\'s repeated blocks (e.g. encoder layers), distilled from the model before it' },
         { id: 'distill', label: 'Distill', picked: true,
           detail: 'Recover accuracy by distillation from the original model (needs train_loader() in the evaluation script)' },
         { id: 'quantize', label: `Quantize ${quantize}`, picked: true,
@@ -52,6 +59,8 @@ export interface CompressArgs {
     steps?: StepId[];
     target?: Target;
     prune?: number;
+    /** Depth reduction: the number of repeated blocks kept (whole, 1..MAX_LAYERS). */
+    layers?: number;
     quantize?: QuantizeMode;
     importance?: Importance;
     /** No notifications, no dashboard (tests). */
@@ -63,7 +72,7 @@ export interface CompressArgs {
 const text = (x: unknown): string | undefined => (typeof x === 'string' && x.trim() ? x.trim() : undefined);
 const oneOf = <T extends string>(x: unknown, all: readonly T[]): T | undefined =>
     typeof x === 'string' && (all as readonly string[]).includes(x) ? (x as T) : undefined;
-const STEP_IDS: readonly StepId[] = ['prune', 'distill', 'quantize'];
+const STEP_IDS: readonly StepId[] = ['prune', 'layers', 'distill', 'quantize'];
 
 /** A vscode.Uri (anything with a scheme and fsPath), a URI or path string, or an object of CompressArgs. */
 export function parseCompressArgs(arg: unknown): CompressArgs {
@@ -90,6 +99,9 @@ export function parseCompressArgs(arg: unknown): CompressArgs {
     }
     if (typeof a.prune === 'number' && a.prune > 0 && a.prune < 1) {
         out.prune = a.prune;
+    }
+    if (typeof a.layers === 'number' && checkLayers(a.layers) === undefined) {
+        out.layers = a.layers;
     }
     if (a.quiet === true) {
         out.quiet = true;
@@ -125,10 +137,21 @@ export function definesStudent(evalText: string): boolean {
  */
 export function checkSteps(steps: readonly StepId[], evalText?: string): string | undefined {
     if (steps.length === 0) {
-        return 'pick at least one step: prune, distill or quantize';
+        return 'pick at least one step: prune, reduce depth, distill or quantize';
     }
-    if (steps.includes('distill') && !steps.includes('prune') && evalText !== undefined && !definesStudent(evalText)) {
-        return 'distill needs a student: pick Prune too (the pruned model is the student) or define student() in the evaluation script';
+    if (steps.includes('distill') && !steps.includes('prune') && !steps.includes('layers') && evalText !== undefined
+        && !definesStudent(evalText)) {
+        return 'distill needs a student: pick Prune or Reduce depth too (the smaller model is the student) or define student() in the evaluation script';
+    }
+    return undefined;
+}
+
+/** Checks the number of blocks depth reduction keeps (a number, or the input box's text); the message, or undefined. */
+export function checkLayers(value: unknown): string | undefined {
+    const n = typeof value === 'string' && /^\s*\d+\s*$/.test(value) ? Number(value) : value;
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > MAX_LAYERS) {
+        const shown = typeof value === 'string' ? JSON.stringify(value) : String(value);
+        return `the number of blocks kept is a whole number from 1 to ${MAX_LAYERS}, got ${shown}`;
     }
     return undefined;
 }
@@ -139,6 +162,8 @@ export interface CompressPicks {
     steps: readonly StepId[];
     target: Target;
     prune?: number;
+    /** The blocks kept when `steps` has 'layers' (required then). */
+    layers?: number;
     quantize?: QuantizeMode;
     importance?: Importance;
 }
@@ -148,6 +173,8 @@ export interface CompressJobOptions {
     model: string;
     eval: string;
     prune: number | null;
+    /** Depth reduction: the repeated blocks kept, null when not picked. */
+    layers: number | null;
     distill: boolean;
     quantize: QuantizeMode | null;
     target: Target;
@@ -173,6 +200,13 @@ export function compressOptions(p: CompressPicks, evalText?: string): CompressJo
     if (!(TARGETS as readonly string[]).includes(p.target)) {
         throw new Error(`the target must be ${TARGETS.join(' or ')}, got ${String(p.target)}`);
     }
+    const layers = p.steps.includes('layers') ? p.layers : undefined;
+    if (p.steps.includes('layers')) {
+        const bad = checkLayers(layers);
+        if (bad) {
+            throw new Error(layers === undefined ? 'reduce depth needs the number of blocks to keep' : bad);
+        }
+    }
     const quantize = p.quantize ?? DEFAULT_QUANTIZE;
     if (!(QUANTIZE_MODES as readonly string[]).includes(quantize)) {
         throw new Error(`quantization must be one of ${QUANTIZE_MODES.join(', ')}, got ${String(quantize)}`);
@@ -181,6 +215,7 @@ export function compressOptions(p: CompressPicks, evalText?: string): CompressJo
         model: p.model,
         eval: p.eval,
         prune: p.steps.includes('prune') ? prune : null,
+        layers: layers ?? null,
         distill: p.steps.includes('distill'),
         quantize: p.steps.includes('quantize') ? quantize : null,
         target: p.target,
@@ -192,16 +227,19 @@ export function compressOptions(p: CompressPicks, evalText?: string): CompressJo
 }
 
 /** The report rows the job will measure: the original, then each chosen step in pipeline order. */
-export function plannedSteps(o: Pick<CompressJobOptions, 'prune' | 'distill' | 'quantize'>): string[] {
-    return STEP_ORDER.filter(s => s === 'original' || (s === 'prune' && o.prune !== null) || (s === 'distill' && o.distill)
-        || (s === 'quantize' && o.quantize !== null));
+export function plannedSteps(o: Pick<CompressJobOptions, 'prune' | 'layers' | 'distill' | 'quantize'>): string[] {
+    return STEP_ORDER.filter(s => s === 'original' || (s === 'prune' && o.prune !== null)
+        || (s === 'layers' && o.layers !== null) || (s === 'distill' && o.distill) || (s === 'quantize' && o.quantize !== null));
 }
 
-/** `prune 50 % → distill → int8 (x86)`. */
+/** `prune 50 % → keep 4 blocks → distill → int8 (x86)`. */
 export function describeSteps(o: CompressJobOptions): string {
     const bits: string[] = [];
     if (o.prune !== null) {
         bits.push(`prune ${fmtPercent(o.prune)}`);
+    }
+    if (o.layers !== null) {
+        bits.push(`keep ${o.layers} block${o.layers === 1 ? '' : 's'}`);
     }
     if (o.distill) {
         bits.push('distill');
