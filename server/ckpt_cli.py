@@ -8,6 +8,7 @@ corrupt checkpoint makes ``verify`` exit 1 after naming every corrupt tensor.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import time
@@ -210,18 +211,10 @@ def _progress(label: str, disable: bool) -> Iterator[Any]:
 
 
 def _disk_usage(store: Any) -> int:
-    total = 0
-    for path in (store.root / "chunks").glob("*/*"):
-        try:
-            total += path.stat().st_size
-        except FileNotFoundError:
-            pass
-    for path in (store.root / "manifests").glob("*.json"):
-        try:
-            total += path.stat().st_size
-        except FileNotFoundError:
-            pass
-    return total
+    from deepdive.engine.ckpt.store import _size
+
+    return sum(_size(path) for path in itertools.chain((store.root / "chunks").glob("*/*"),
+                                                       (store.root / "manifests").glob("*.json")))
 
 
 def _mb(n: Optional[int]) -> str:

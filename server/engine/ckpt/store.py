@@ -45,6 +45,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence, Union
 import numpy as np
 
 from deepdive.engine.ckpt import codec, tree
+from deepdive.fsutil import atomic_write_bytes
 
 FORMAT = "deepdive-ckpt/1"
 DEFAULT_CHUNK_SIZE = 4 << 20
@@ -363,12 +364,7 @@ class Store:
                         temps.append(path)
                     elif path.name not in referenced:
                         orphans.append(path)
-            freed = 0
-            for path in orphans + temps:
-                try:
-                    freed += path.stat().st_size
-                except FileNotFoundError:
-                    pass
+            freed = sum(_size(path) for path in orphans + temps)
             if unreadable:
                 freed -= sum(_size(p) for p in orphans)
                 orphans = []
@@ -948,17 +944,7 @@ def _fsync_dir(path: Path) -> None:
 
 def _atomic_write(path: Path, data: bytes) -> None:
     """Temp file in the same folder, fsync, rename, fsync the folder."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    atomic_write_bytes(path, data)
 
 
 def as_dict(checkpoint: Checkpoint) -> dict[str, Any]:
