@@ -69,8 +69,9 @@ exports.run = async function runCompress(test, ctx) {
     assert.ok(outcome && outcome.state === 'succeeded',
       `outcome: ${JSON.stringify(outcome && { state: outcome.state, error: outcome.error, reason: job && job.reason, argv: job && job.argv })}`);
     assert.strictEqual(job.kind, 'compress');
-    assert.deepStrictEqual(outcome.options, { model, eval: evalScript, prune: null, distill: false, quantize: 'int8', target: 'x86' });
-    assert.ok(job.argv.includes('--quantize') && job.argv.includes('--target') && !job.argv.includes('--prune'), `argv: ${job.argv.join(' ')}`);
+    assert.deepStrictEqual(outcome.options, { model, eval: evalScript, prune: null, layers: null, distill: false, quantize: 'int8', target: 'x86' });
+    assert.ok(job.argv.includes('--quantize') && job.argv.includes('--target') && !job.argv.includes('--prune')
+      && !job.argv.includes('--layers'), `argv: ${job.argv.join(' ')}`);
     assert.ok(outcome.report, `the outcome names the JSON report: ${JSON.stringify(job.result)}`);
     assert.strictEqual(path.dirname(outcome.report), dir, 'the report is written beside the model');
     const report = JSON.parse(fs.readFileSync(outcome.report, 'utf8'));
