@@ -52,7 +52,6 @@ from typing import Any, Callable, Optional
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("DEEPDIVE_DATA", "/work/shared/data")) / "rt-polarity"
 
 
 def emit(task: str, arm: str, metric: str, value: Any, unit: str, baseline: Any = None, **extra: Any) -> None:
@@ -89,9 +88,11 @@ def best_of(repeat: int, fn: Callable[[], Any]) -> tuple[float, Any]:
 
 
 def sentences(limit: int = 4096) -> list[str]:
+    from deepdive.examples.polarity import default_data_dir  # $DEEPDIVE_POLARITY_DATA or the shared data folder
+
     lines: list[str] = []
     for name in ("rt-polarity.pos", "rt-polarity.neg"):
-        path = DATA / name
+        path = default_data_dir() / name
         if path.exists():
             lines += path.read_text(encoding="latin-1").splitlines()[: limit // 2]
     return lines
