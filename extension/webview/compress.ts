@@ -38,6 +38,8 @@ export interface Summary {
     speedupB1: number | null;
     speedupB32: number | null;
     accuracyDropPoints: number | null;
+    /** The thread counts the batch 1 speed-up compares (each model at its fastest), when the report has them. */
+    threadsB1?: { original: number; compressed: number } | null;
 }
 
 export interface ReportInfo {
@@ -225,6 +227,7 @@ export function applyEvent(state: CompressState, e: Record<string, unknown>, run
                 summary: {
                     sizeRatio: num(s.size_ratio), paramsRatio: num(s.params_ratio), speedupB1: num(s.speedup_b1),
                     speedupB32: num(s.speedup_b32), accuracyDropPoints: num(s.accuracy_drop_points),
+                    threadsB1: pairedThreads(s.latency_paired_ms),
                 },
                 outputs: { model: str(o.model), json: str(o.json), markdown: str(o.markdown) },
                 t,
@@ -452,6 +455,15 @@ export function fmtCount(x: number | null): string {
     return x === null ? '—' : Math.round(x).toLocaleString('en-US');
 }
 
+/** The report's `latency_paired_ms.b1.threads` ({original, compressed} thread counts), or null. */
+export function pairedThreads(paired: unknown): { original: number; compressed: number } | null {
+    const b1 = isObj(paired) && isObj(paired.b1) ? paired.b1 : null;
+    const t = b1 && isObj(b1.threads) ? b1.threads : null;
+    const original = t ? num(t.original) : null;
+    const compressed = t ? num(t.compressed) : null;
+    return original !== null && compressed !== null ? { original, compressed } : null;
+}
+
 /** `3.91× smaller · 2.10× faster · −0.42 pts` for a row against the original (`original` for itself). */
 export function fmtVsOriginal(r: Ratio): string {
     if (r.step === 'original') {
@@ -483,7 +495,10 @@ export function describeSummary(s: Summary): string {
         bits.push(`${fmtRatio(s.sizeRatio)} smaller`);
     }
     if (s.speedupB1 !== null) {
-        bits.push(`${fmtSpeed(s.speedupB1)} at batch 1${s.speedupB32 !== null ? ` (${fmtSpeed(s.speedupB32)} at 32)` : ''}`);
+        const t = s.threadsB1;
+        const on = t ? `on ${t.compressed} thread${t.compressed === 1 ? '' : 's'} against ${t.original}` : '';
+        const inner = s.speedupB32 !== null ? `${fmtSpeed(s.speedupB32)} at 32${on ? `; batch 1 ${on}` : ''}` : on;
+        bits.push(`${fmtSpeed(s.speedupB1)} at batch 1${inner ? ` (${inner})` : ''}`);
     }
     if (s.accuracyDropPoints !== null) {
         bits.push(`accuracy ${fmtPoints(-s.accuracyDropPoints).replace(' pts', ' points')}`);

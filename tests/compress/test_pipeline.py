@@ -51,6 +51,18 @@ def test_prune_distill_quantize_report(digits_model, tmp_path):
         for batch in ("b1", "b32"):
             lat = row["latency_ms"][batch]
             assert 0 < lat["p50"] <= lat["p95"] and lat["runs"] >= 20
+    # the summary's speed-ups come from the original and the final model timed in alternating rounds
+    summary = report["summary"]
+    for batch in ("b1", "b32"):
+        paired = summary["latency_paired_ms"][batch]
+        assert paired["runs"] >= 20 and paired["original"] > 0 and paired["compressed"] > 0
+        assert summary[f"speedup_{batch}"] == pytest.approx(paired["original"] / paired["compressed"])
+        # each at its fastest thread count of those measured (one, and the caller's)
+        for name in ("original", "compressed"):
+            count = paired["threads"][name]
+            assert paired[name] == min(v for k, v in paired["by_threads"].items() if k.startswith(name + "@"))
+            assert paired["by_threads"][f"{name}@{count}"] == paired[name]
+    assert "alternating rounds" in Path(report["outputs"]["markdown"]).read_text()
     # the files: the compressed model loads and runs; the JSON and Markdown reports
     outputs = report["outputs"]
     assert json.loads(Path(outputs["json"]).read_text())["summary"] == report["summary"]

@@ -5,6 +5,11 @@ int8 weights count as stored). Latency is measured, never estimated from MACs: t
 ``torch.inference_mode`` on the CPU with the thread count the caller set, after warm-up runs, for at
 least ``min_runs`` runs or ``budget_s`` seconds (whichever is more), and p50/p95 of the single-call
 times are reported in milliseconds.
+
+A speed-up between two models comes from :func:`paired_latency`: the models take turns in short
+rounds, so a change in the machine's load (another process, a thermal step) falls on both alike and
+cancels in the ratio, where two figures measured minutes apart can differ by a third on a shared
+machine.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 import io
 import statistics
 import time
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import torch
 from torch import nn
@@ -72,3 +77,44 @@ def latency(model: nn.Module, inputs: Any, *, warmup: int = 5, min_runs: int = 2
         times.append((time.perf_counter() - t0) * 1000)
     return {"p50_ms": statistics.median(times), "p95_ms": percentile(times, 0.95),
             "mean_ms": statistics.fmean(times), "runs": len(times), "threads": torch.get_num_threads()}
+
+
+@torch.inference_mode()
+def paired_latency(models: dict[str, nn.Module], inputs: Any, *, threads: Optional[dict[str, int]] = None,
+                   rounds: int = 10, budget_s: float = 2.0, warmup: int = 5,
+                   min_runs: int = 5) -> dict[str, dict[str, float]]:
+    """p50/p95/mean of each model's single-call time in ms, measured in alternating rounds.
+
+    Each of ``rounds`` rounds runs every model in turn for about ``budget_s / (rounds * len(models))``
+    seconds (at least ``min_runs`` calls), so all of them see the same machine; the order within a
+    round alternates. ``threads`` gives an entry its own intra-op thread count (the caller's is set
+    back afterwards). Returns ``{name: {"p50_ms", "p95_ms", "mean_ms", "runs", "threads"}}``.
+    """
+    if not models:
+        raise ValueError("no models to measure")
+    args = inputs if isinstance(inputs, tuple) else (inputs,)
+    names = list(models)
+    caller = torch.get_num_threads()
+    count_of = {name: (threads or {}).get(name, caller) for name in names}
+    times: dict[str, list[float]] = {name: [] for name in names}
+    try:
+        for name in names:
+            torch.set_num_threads(count_of[name])
+            models[name].eval()
+            for _ in range(warmup):
+                models[name](*args)
+        slot = budget_s / (max(1, rounds) * len(names))
+        for r in range(max(1, rounds)):
+            for name in (names if r % 2 == 0 else reversed(names)):
+                model, own = models[name], times[name]
+                torch.set_num_threads(count_of[name])
+                started, count = time.perf_counter(), 0
+                while count < min_runs or time.perf_counter() - started < slot:
+                    t0 = time.perf_counter()
+                    model(*args)
+                    own.append((time.perf_counter() - t0) * 1000)
+                    count += 1
+    finally:
+        torch.set_num_threads(caller)
+    return {name: {"p50_ms": statistics.median(own), "p95_ms": percentile(own, 0.95), "mean_ms": statistics.fmean(own),
+                   "runs": len(own), "threads": count_of[name]} for name, own in times.items()}

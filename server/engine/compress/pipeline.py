@@ -57,7 +57,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deepdive.engine.compress.measure import count_params, latency, model_size_bytes
+from deepdive.engine.compress.measure import count_params, latency, model_size_bytes, paired_latency
 
 QUANTIZE_MODES = ("int8", "int8-dynamic", "int8-static", "int8-weight", "int4-weight")
 
@@ -221,6 +221,7 @@ class Pipeline:
             raise CompressError("--distill needs a student: give --prune AMOUNT or --layers N (the smaller model is "
                                 "the student) or define student() in the evaluation script")
         original = load_model(cfg.model, self.namespace)
+        self.original = original  # measured again beside the final model for the summary's speed-ups
         if cfg.layers is not None:  # before any step runs: no repeated blocks, or N out of range
             from deepdive.engine.compress.depth import check_layers
 
@@ -497,10 +498,9 @@ class Pipeline:
         summary = {
             "size_ratio": first["size_mb"] / last["size_mb"] if last["size_mb"] else None,
             "params_ratio": first["params"] / last["params"] if last["params"] else None,
-            "speedup_b1": first["latency_ms"]["b1"]["p50"] / last["latency_ms"]["b1"]["p50"],
-            "speedup_b32": first["latency_ms"]["b32"]["p50"] / last["latency_ms"]["b32"]["p50"],
             "accuracy_drop_points": 100 * (first["accuracy"] - last["accuracy"]),
         }
+        summary.update(self._paired_speedups(model))
         paths = {"model": str(out / f"{stem}.compressed.pt"), "json": str(out / f"{stem}.compress.json"),
                  "markdown": str(out / f"{stem}.compress.md")}
         data, paths["format"] = self._serialize(model)
@@ -513,6 +513,32 @@ class Pipeline:
         self.emit("compress.report", report)
         return report
 
+
+    def _paired_speedups(self, model: nn.Module) -> dict[str, Any]:
+        """The summary's speed-ups: the original and the final model measured in alternating rounds
+        (:func:`~deepdive.engine.compress.measure.paired_latency`), so load on the machine cancels in
+        the ratio (the steps' own rows were measured minutes apart). Each model runs on one thread
+        and on the caller's count, and each batch size compares the two at their own fastest: a small
+        model at batch 1 often runs fastest on one thread, where a large one gains from several."""
+        caller = torch.get_num_threads()
+        counts = sorted({1, caller})
+        out: dict[str, Any] = {"latency_paired_ms": {}}
+        self.emit("compress.progress", {"step": "summary", "phase": "measuring"})
+        for batch in (1, 32):
+            inputs = self.namespace["example_inputs"](batch)
+            entries = {f"{name}@{n}": m for name, m in (("original", self.original), ("compressed", model))
+                       for n in counts}
+            figures = paired_latency(entries, inputs, threads={key: int(key.split("@")[1]) for key in entries},
+                                     budget_s=2 * len(counts) * self.config.latency_budget_s, min_runs=2)
+            best = {name: min((figures[f"{name}@{n}"] for n in counts), key=lambda row: row["p50_ms"])
+                    for name in ("original", "compressed")}
+            before, after = best["original"]["p50_ms"], best["compressed"]["p50_ms"]
+            out[f"speedup_b{batch}"] = before / after
+            out["latency_paired_ms"][f"b{batch}"] = {
+                "original": before, "compressed": after, "runs": best["compressed"]["runs"],
+                "threads": {"original": best["original"]["threads"], "compressed": best["compressed"]["threads"]},
+                "by_threads": {key: row["p50_ms"] for key, row in figures.items()}}
+        return out
 
     def _serialize(self, model: nn.Module) -> tuple[bytes, str]:
         """The whole module (``torch.load``), or TorchScript (``torch.jit.load``) for what pickle cannot
@@ -589,6 +615,13 @@ def markdown(report: dict[str, Any]) -> str:
     s = report["summary"]
     lines += ["", f"**Overall**: {s['size_ratio']:.2f}× smaller, {s['speedup_b1']:.2f}× faster at batch 1, "
                   f"{s['speedup_b32']:.2f}× at batch 32, accuracy {-s['accuracy_drop_points']:+.2f} points.", ""]
+    paired = s.get("latency_paired_ms")
+    if paired:
+        lines += ["Speed-ups: the original and the compressed model timed in alternating rounds, each at its "
+                  "fastest thread count (p50, ms): "
+                  + ", ".join(f"batch {k[1:]} {v['original']:.3f} ({v['threads']['original']} thread(s)) → "
+                              f"{v['compressed']:.3f} ({v['threads']['compressed']})" for k, v in paired.items())
+                  + ". Set the compressed model's count with `torch.set_num_threads`.", ""]
     return "\n".join(lines)
 
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
-    applyCompress, barGroups, compressForRuns, currentModel, describeLive, describeSummary, emptyCompress, fmtAccuracy, fmtLatency,
+    applyCompress, barGroups, compressForRuns, currentModel, describeLive, describeSummary, emptyCompress, fmtAccuracy, fmtLatency, pairedThreads,
     fmtPoints, fmtRatio, fmtSizeMb, fmtSpeed, MAX_SCALE, fmtVsOriginal, MAX_MODELS, modelsByRecency, ratios, stepsOf, summaryOf,
     type CompressState,
 } from '../../../extension/webview/compress';
@@ -61,9 +61,26 @@ describe('applyCompress', () => {
         expect(m.path).toBe('/w/models/digits.pt');
         expect(m.report).toMatchObject({
             target: 'x86', threads: 4, eval: '/w/digits_eval.py',
-            summary: { sizeRatio: 16, paramsRatio: 4, speedupB1: 4, speedupB32: 4, accuracyDropPoints: 2.5 },
+            summary: { sizeRatio: 16, paramsRatio: 4, speedupB1: 4, speedupB32: 4, accuracyDropPoints: 2.5, threadsB1: null },
             outputs: { markdown: '/w/models/digits.compress.md' },
         });
+    });
+
+    it('names the thread counts the batch 1 speed-up compares, from the paired timing', () => {
+        const s = emptyCompress();
+        const r = report(2) as unknown as Record<string, unknown> & { summary: Record<string, unknown> };
+        r.summary.latency_paired_ms = {
+            b1: { original: 1.89, compressed: 0.127, threads: { original: 2, compressed: 1 } },
+            b32: { original: 88.5, compressed: 5.05, threads: { original: 2, compressed: 2 } },
+        };
+        feed(s, stepEv(1, ORIGINAL), r);
+        const sum = s.models.get(RUN)!.report!.summary;
+        expect(sum.threadsB1).toEqual({ original: 2, compressed: 1 });
+        expect(describeSummary(sum)).toBe('16.0× smaller, 4.00× faster at batch 1 (4.00× faster at 32; batch 1 on 1 thread '
+            + 'against 2), accuracy −2.50 points');
+        expect(describeSummary({ ...sum, speedupB32: null })).toContain('4.00× faster at batch 1 (on 1 thread against 2)');
+        expect(pairedThreads({ b1: { threads: { original: 'x', compressed: 1 } } })).toBeNull();
+        expect(pairedThreads(undefined)).toBeNull();
     });
 
     it('keeps only the latest run of a model: a new run starts over', () => {
@@ -185,7 +202,8 @@ describe('against the original', () => {
     });
 
     it('summarises a finished run from its report, a running one from its last row', () => {
-        expect(summaryOf(finished())).toEqual({ sizeRatio: 16, paramsRatio: 4, speedupB1: 4, speedupB32: 4, accuracyDropPoints: 2.5 });
+        expect(summaryOf(finished())).toEqual({ sizeRatio: 16, paramsRatio: 4, speedupB1: 4, speedupB32: 4, accuracyDropPoints: 2.5,
+            threadsB1: null });
         const s = emptyCompress();
         feed(s, stepEv(1, ORIGINAL));
         const m = s.models.get(RUN)!;
