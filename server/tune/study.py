@@ -15,7 +15,9 @@ summary (e.g. ``--metric final_loss``); otherwise the trial fails ("never report
 ``value="best"`` (``--value best``) it is the best value reported in the study's direction instead:
 the epoch that early stopping (keep the best checkpoint) would keep, which ranks configurations of a
 model that overfits by what they can reach rather than by where they stopped. The study records its
-choice, so a rerun continues with the same one.
+choice, so a rerun continues with the same one. The intermediate values are then the best so far
+too, so the pruner compares trials at a step by what each will be judged on, and a trial that dips
+for an epoch after a good one is not pruned for the dip (the pruning curves are monotone).
 
 Processes
 ---------
@@ -549,6 +551,7 @@ class _Trial:
     dirty: bool = False
     log: Optional[str] = None
     values: dict[int, float] = attrs.Factory(dict)
+    best_reported: Optional[float] = None  # with value="best": the best intermediate value so far
 
 
 def _gpus() -> list[str]:
@@ -925,6 +928,14 @@ class Coordinator:
         if self.config.on_event is not None:
             self.config.on_event(kind, fields)
 
+    def _best_so_far(self, number: int, value: float) -> float:
+        """The trial's best reported value in the study's direction, this one included (NaN never wins)."""
+        t = self.trials[number]
+        best = t.best_reported
+        if value == value and (best is None or (value > best if self.direction == "maximize" else value < best)):
+            t.best_reported = best = value
+        return value if best is None else best
+
     def emit_trial(self, t: _Trial) -> None:
         inter = [[step, value] for step, value in sorted(t.values.items())][-MAX_INTERMEDIATE:]
         t.last_emit = time.monotonic()
@@ -1188,6 +1199,8 @@ class Coordinator:
             self.emit_trial(t)
         elif kind == "report":
             _, number, step, value = message
+            if self.value_mode == "best":  # the pruner compares trials by what they are judged on
+                value = self._best_so_far(number, value)
             prune = self.ledger.report(number, step, value)
             w.conn.send(("prune", prune))
             t = self.trials[number]
