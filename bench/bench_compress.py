@@ -33,7 +33,7 @@ alternating rounds, each at its fastest thread count of one and ``--threads``, s
 machine cancels in the ratio; the per-arm latencies are single measurements minutes apart.
 
     python bench/bench_compress.py [--epochs 10] [--prune 0.5] [--threads 2] [--skip-resnet] [--skip-digits]
-        [--bert-epochs 4] [--bert-prune 0.5] [--bert-keep-layers 1]
+        [--bert-epochs 6] [--bert-prune 0.5] [--bert-keep-layers 1]
 """
 
 from __future__ import annotations
@@ -292,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", default="x86", choices=("x86", "arm"))
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for every measurement (default: torch's)")
     parser.add_argument("--budget", type=float, default=1.0, help="seconds of timed runs per latency figure")
-    parser.add_argument("--bert-epochs", type=int, default=4, help="training epochs of the polarity encoder")
+    parser.add_argument("--bert-epochs", type=int, default=6, help="training epochs of the polarity encoder")
     parser.add_argument("--bert-layers", type=int, default=4, help="the encoder's layers (BERT-mini: 4)")
     parser.add_argument("--bert-dim", type=int, default=256, help="the encoder's width (BERT-mini: 256)")
     parser.add_argument("--bert-heads", type=int, default=4, help="the encoder's attention heads (BERT-mini: 4)")
