@@ -62,9 +62,13 @@ class TrialBinding:
     def record(self, value: float) -> None:
         """A reported value of the metric: the last one, and the best one so far in ``direction``."""
         self.last = value
-        if value == value and (self.best is None or (value > self.best if self.direction == "maximize"
-                                                     else value < self.best)):
-            self.best = value  # NaN is never the best
+        if improves(value, self.best, self.direction):
+            self.best = value
+
+
+def improves(value: float, best: Optional[float], direction: str) -> bool:
+    """Whether ``value`` beats ``best`` (None: nothing yet) in ``direction``; NaN never does."""
+    return value == value and (best is None or (value > best if direction == "maximize" else value < best))
 
 
 _BINDING: Optional[TrialBinding] = None

@@ -930,11 +930,12 @@ class Coordinator:
 
     def _best_so_far(self, number: int, value: float) -> float:
         """The trial's best reported value in the study's direction, this one included (NaN never wins)."""
+        from deepdive.engine.hparams import improves  # torch-free
+
         t = self.trials[number]
-        best = t.best_reported
-        if value == value and (best is None or (value > best if self.direction == "maximize" else value < best)):
-            t.best_reported = best = value
-        return value if best is None else best
+        if improves(value, t.best_reported, self.direction):
+            t.best_reported = value
+        return value if t.best_reported is None else t.best_reported
 
     def emit_trial(self, t: _Trial) -> None:
         inter = [[step, value] for step, value in sorted(t.values.items())][-MAX_INTERMEDIATE:]

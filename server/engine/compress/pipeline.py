@@ -513,7 +513,6 @@ class Pipeline:
         self.emit("compress.report", report)
         return report
 
-
     def _paired_speedups(self, model: nn.Module) -> dict[str, Any]:
         """The summary's speed-ups: the original and the final model measured in alternating rounds
         (:func:`~deepdive.engine.compress.measure.paired_latency`), so load on the machine cancels in
