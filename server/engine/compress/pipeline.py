@@ -393,9 +393,10 @@ class Pipeline:
     def _choose_precision(self, full: nn.Module, full_weights: nn.Module, alt: nn.Module, alt_weights: nn.Module,
                           example: tuple) -> dict[str, Any]:
         """Int8 everywhere against int8 tables with fp32 Linear layers: the second is kept when it is
-        faster at batch 1 (p50, same latency function) and at most 25 % larger."""
+        faster at batch 1 (p50, the two timed in alternating rounds) and at most 25 % larger."""
         budget = min(0.5, self.config.latency_budget_s)
-        t_full, t_alt = latency(full, example, budget_s=budget)["p50_ms"], latency(alt, example, budget_s=budget)["p50_ms"]
+        figures = paired_latency({"full": full, "alt": alt}, example, budget_s=2 * budget, min_runs=2)
+        t_full, t_alt = figures["full"]["p50_ms"], figures["alt"]["p50_ms"]
         s_full, s_alt = model_size_bytes(full_weights) / 1e6, model_size_bytes(alt_weights) / 1e6
         keep_alt = t_alt < t_full and s_alt <= 1.25 * s_full
         figures = (f"int8 Linear {t_full:.3f} ms, {s_full:.3f} MB; fp32 Linear with int8 tables {t_alt:.3f} ms, "
@@ -443,7 +444,7 @@ class Pipeline:
         TorchScript skips that. Tracing records one run, so the traced model is kept only when it gives
         the eager outputs on inputs of several lengths and batch sizes (a forward that trims the batch
         to its longest input has shapes that depend on the data), and only when it is faster at batch 1
-        (p50, the same latency function as the report's; batch 32 is measured and noted too).
+        (p50, the two timed in alternating rounds; batch 32 is measured and noted too).
         """
         example = self.namespace["example_inputs"](1)
         example = example if isinstance(example, tuple) else (example,)
@@ -474,7 +475,8 @@ class Pipeline:
         for batch in (1, 32):
             x = self.namespace["example_inputs"](batch)
             x = x if isinstance(x, tuple) else (x,)
-            times[batch] = (latency(model, x, budget_s=budget)["p50_ms"], latency(scripted, x, budget_s=budget)["p50_ms"])
+            figures = paired_latency({"eager": model, "scripted": scripted}, x, budget_s=2 * budget, min_runs=2)
+            times[batch] = (figures["eager"]["p50_ms"], figures["scripted"]["p50_ms"])
         (e1, t1), (e32, t32) = times[1], times[32]
         figures = f"batch 1 {e1:.3f} -> {t1:.3f} ms, batch 32 {e32:.3f} -> {t32:.3f} ms"
         if t1 < e1:
