@@ -41,7 +41,7 @@ node_modules/.stamp: package.json package-lock.json
 out/extension.js: node_modules/.stamp $(shell find extension/src extension/webview -type f) extension/esbuild.mjs
 	npm run --silent build
 
-$(VSIX): node_modules/.stamp out/extension.js $(shell find server -name '*.py') package.json README.md
+$(VSIX): node_modules/.stamp out/extension.js $(shell find server -name '*.py' -o -name '*.c') package.json README.md
 	npm run --silent package
 
 vsix: $(VSIX)

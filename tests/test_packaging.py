@@ -24,7 +24,8 @@ def test_vsix_python_project_installs_and_runs(tmp_path: Path):
     with zipfile.ZipFile(_vsix()) as archive:
         names = archive.namelist()
         assert "extension/out/extension.js" in names and "extension/pyproject.toml" in names
-        assert not [n for n in names if "/tests/" in n or "node_modules" in n or "__pycache__" in n]
+        assert not [n for n in names if "/tests/" in n or "node_modules" in n or "__pycache__" in n or n.endswith(".so")]
+        assert "extension/server/engine/ckpt/_rans.c" in names   # the store's C extension, built at install
         archive.extractall(tmp_path / "vsix")
     ext = tmp_path / "vsix" / "extension"
     # what extension/src/common/python.ts installDeepdive() copies: the readme under the name pyproject wants
@@ -47,3 +48,5 @@ def test_vsix_python_project_installs_and_runs(tmp_path: Path):
     where = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                                       cwd=tmp_path, check=True).stdout)
     assert where.startswith(str(target)), "the installed copy, not the repository, was imported"
+    built = list((target / "deepdive" / "engine" / "ckpt").glob("_rans*"))
+    assert built, "pip did not compile the checkpoint store's C extension"
