@@ -486,15 +486,23 @@ static void split_float(const uint8_t *raw, size_t count, size_t itemsize, uint8
     histogram(ex, count, count_ex);
 }
 
-static void join_float(const uint8_t *restrict low, const uint8_t *restrict sgn, const uint8_t *restrict ex,
-                       size_t count, size_t itemsize, uint8_t *restrict raw) {
-    size_t lowsize = itemsize - 2;
+static inline __attribute__((always_inline)) void join_float_n(const uint8_t *restrict low, const uint8_t *restrict sgn,
+        const uint8_t *restrict ex, size_t count, const size_t ITEM, uint8_t *restrict raw) {
+    const size_t LOW = ITEM - 2;
     for (size_t i = 0; i < count; i++) {
-        uint8_t *e = raw + i * itemsize;
+        uint8_t *e = raw + i * ITEM;
         uint16_t top = (uint16_t)(((uint16_t)ex[i] << 7) | ((uint16_t)(sgn[i] & 0x80) << 8) | (sgn[i] & 0x7f));
-        if (lowsize) memcpy(e, low + i * lowsize, lowsize);
-        memcpy(e + lowsize, &top, 2);
+        if (LOW) memcpy(e, low + i * LOW, LOW);
+        memcpy(e + LOW, &top, 2);
     }
+}
+
+/* The inverse of split_float. */
+static void join_float(const uint8_t *low, const uint8_t *sgn, const uint8_t *ex, size_t count, size_t itemsize,
+                       uint8_t *raw) {
+    if (itemsize == 2) join_float_n(low, sgn, ex, count, 2, raw);
+    else if (itemsize == 4) join_float_n(low, sgn, ex, count, 4, raw);
+    else join_float_n(low, sgn, ex, count, 8, raw);
 }
 
 /* ------------------------------------------------------------------------------------- Python */
