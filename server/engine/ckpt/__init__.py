@@ -2,7 +2,7 @@
 
 :class:`Store` saves nested training state (tensors, numpy arrays, plain values) as chunks named by
 the hash of their raw bytes (unchanged tensors are stored once across checkpoints), compressed
-losslessly with byte grouping and zstd, committed atomically by a manifest written last, verified
+losslessly with byte grouping, rANS for float exponents and zstd, committed atomically by a manifest written last, verified
 on load, and garbage-collected under "keep the last K plus the best by a metric".
 ``deepdive ckpt ls | verify | gc | export`` works on the same directories.
 

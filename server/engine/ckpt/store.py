@@ -4,7 +4,7 @@ Layout of a store directory::
 
     STORE.json                       format, hash, creation time, the last retention policy gc applied
     chunks/ab/ab12...ef              one chunk: up to ``chunk_size`` raw bytes of one tensor, encoded
-                                     (byte planes + zstd, see codec.py), named by the xxh3-128 of the raw bytes
+                                     (byte planes + rANS/zstd, see codec.py), named by the xxh3-128 of the raw bytes
     manifests/step-0000001200.json   one checkpoint: the nested state as JSON, each tensor's dtype,
                                      shape and chunk list, metrics, sizes
     .lock                            flock: saves hold it shared, gc exclusive
@@ -123,7 +123,8 @@ class Store:
             missing store raises :class:`CheckpointError`.
         chunk_size (int): raw bytes per chunk for new saves (default 4 MiB).
         workers (int | None): threads that hash, compress and write chunks (default: CPU count, max 8).
-        level (int): zstd level for non-float planes (float planes use zstd's fast strategy).
+        level (int): zstd level for non-float planes (float planes: rANS for the exponents, zstd's fast
+            strategy for the rest).
 
     Raises:
         CheckpointError: ``root`` is missing (``create=False``) or is a non-empty directory that
