@@ -27,7 +27,9 @@ tensor bytes; it reorders the buffer it is given, so it gets a copy, not timed),
 Metrics per arm: ``ratio`` (tensor bytes / bytes written), ``save_MBps`` (tensor bytes / seconds,
 to disk with fsync), ``compress_MBps`` (in memory, no disk: zstd3, zipnn, the store's codec on the
 same thread count), ``save_s``, and for the store ``load_MBps`` (every chunk hash-verified) against
-torch.load. One JSON object per line: ``{"bench": "ckpt", "task", "arm", "metric", "value", "unit"}``
+torch.load, and ``save_s_paired_median``: --save-pairs blocking saves of torch.save and the store
+taking turns, the medians and the median of the pairs' ratios (the disk's speed here changes from
+second to second; alternating puts the change on both). One JSON object per line: ``{"bench": "ckpt", "task", "arm", "metric", "value", "unit"}``
 plus ``baseline``/``ratio`` where compared (ratios against zipnn, save times against torch.save).
 Arms whose package is missing are skipped with a line saying so. Nothing is asserted.
 
@@ -41,6 +43,7 @@ import io
 import json
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -249,6 +252,44 @@ def arm_store(state: dict[str, torch.Tensor], work: Path) -> tuple[float, int, f
     return best, size, load_s
 
 
+def paired_saves(state: dict[str, torch.Tensor], work: Path) -> tuple[list[float], list[float]]:
+    """Blocking saves to disk, torch.save and the store taking turns (the order alternates), so the
+    disk's and the machine's changing speed falls on both: (torch.save seconds, store seconds)."""
+    from deepdive.engine.ckpt import Store
+
+    path, root = work / "paired.pt", work / "paired-store"
+
+    def torch_save() -> float:
+        started = time.perf_counter()
+        with open(path, "wb") as handle:
+            torch.save(state, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        seconds = time.perf_counter() - started
+        path.unlink()
+        return seconds
+
+    def store_save() -> float:
+        store = Store(root, workers=ARGS.threads)
+        started = time.perf_counter()
+        store.save(state, step=1)
+        seconds = time.perf_counter() - started
+        store.close()
+        shutil.rmtree(root)
+        return seconds
+
+    torch_s: list[float] = []
+    store_s: list[float] = []
+    for i in range(ARGS.save_pairs):
+        if i % 2:
+            store_s.append(store_save())
+            torch_s.append(torch_save())
+        else:
+            torch_s.append(torch_save())
+            store_s.append(store_save())
+    return torch_s, store_s
+
+
 # ------------------------------------------------------------------------------------------------ tasks
 
 
@@ -307,6 +348,12 @@ def one_model(task: str, state: dict[str, torch.Tensor], dtype: str, work: Path)
     emit(task, "store", "save_MBps", mb / store_s, "MB/s", baseline=mb / torch_s)
     emit(task, "store", "save_s", store_s, "s", baseline=torch_s)
     emit(task, "store", "load_MBps", mb / store_load_s, "MB/s", baseline=mb / load_torch_s, verified=True)
+    if ARGS.save_pairs:
+        torch_runs, store_runs = paired_saves(state, work)
+        emit(task, "store", "save_s_paired_median", statistics.median(store_runs), "s",
+             baseline=statistics.median(torch_runs), pairs=len(store_runs),
+             pair_ratio_median=statistics.median(s / t for s, t in zip(store_runs, torch_runs)),
+             store_s=[round(x, 4) for x in store_runs], torch_save_s=[round(x, 4) for x in torch_runs])
     # what training waits for when the engine saves in the background (dd.setup's default,
     # async_checkpoint=True): the CPU snapshot at the step; the write then runs beside training
     from deepdive.engine.checkpoint import cpu_copy
@@ -442,6 +489,8 @@ def main() -> int:
     parser.add_argument("--steps-between", type=int, default=1, help="training steps between those checkpoints")
     parser.add_argument("--warm-steps", type=int, default=3, help="AdamW steps after BERT's init (0: init only)")
     parser.add_argument("--repeat", type=int, default=2, help="timed repetitions per arm (the best is reported)")
+    parser.add_argument("--save-pairs", type=int, default=6,
+                        help="alternating blocking saves, torch.save and the store, for their medians (0: none)")
     parser.add_argument("--dir", default=None, help="scratch directory on the disk to measure (default: a temp dir)")
     parser.add_argument("--skip", default="", help="comma-separated tasks to skip: a,b,c")
     ARGS = parser.parse_args()
