@@ -9,12 +9,10 @@ Layout of a store directory::
                                      shape and chunk list, metrics, sizes
     .lock                            flock: saves hold it shared, gc exclusive
 
-A save writes each chunk that is not already there to a temp file, flushes them, renames them and
-flushes their folders, then writes the manifest (temp file, fsync, rename, fsync the folder). On
-Linux each flush is one ``syncfs`` of the store's file system (a model's hundreds of small tensors
-made the per-file fsyncs cost more than their bytes: bf16 BERT-base saved in 0.28 s against
-0.32 s); elsewhere, or with ``DEEPDIVE_CKPT_NO_SYNCFS=1`` (a file system shared with heavy
-writers, whose dirty data syncfs would flush too), every file and folder is fsynced. A
+A save writes each chunk that is not already there to a temp file, fsyncs them, renames them and
+fsyncs their folders, then writes the manifest (temp file, fsync, rename, fsync the folder). On
+Linux each chunk file's disk write starts as soon as it is written (``sync_file_range``), so the
+disk works while the next chunks are encoded and the fsyncs find little left to flush. A
 checkpoint exists once its manifest does: a save killed at any point leaves the earlier checkpoints
 whole and, at worst, temp files and orphan chunks that :meth:`Store.gc` removes. Unchanged tensors (frozen layers, embeddings,
 buffers) hash to chunks that exist, so they cost a hash and no write.
@@ -574,10 +572,10 @@ class Store:
                       progress: Optional[Progress]) -> dict[str, int]:
         """Hash, encode and write the chunks (skipping those present); fill each entry's chunk lists.
 
-        Three phases, so the disk sees one burst of writes rather than a write-flush-write pattern:
-        the workers hash, encode and write each new chunk to a temp file; then the temp files are
-        flushed (one syncfs, or fsyncs in parallel); then renamed to their names and their folders
-        flushed. A chunk therefore never has its name before its bytes are durable. Returns ``{chunk id: stored
+        Three phases, so that no worker waits on the disk while there are chunks to encode:
+        the workers hash, encode and write each new chunk to a temp file (its disk write started);
+        then the temp files are fsynced (in parallel); then renamed to their names and their folders
+        fsynced. A chunk therefore never has its name before its bytes are durable. Returns ``{chunk id: stored
         bytes}`` of the chunks this call wrote.
         """
         claimed: dict[str, Future] = {}
@@ -621,8 +619,7 @@ class Store:
                 done += raw.size
                 if progress is not None:
                     progress(done, total)
-            if not (temps and _syncfs(self.root)):
-                list(pool.map(_fsync_path, temps.values()))
+            list(pool.map(_fsync_path, temps.values()))
             for chunk, tmp in temps.items():
                 os.replace(tmp, self._chunk_path(chunk))
         except BaseException:
@@ -638,9 +635,9 @@ class Store:
                         Path(tmp).unlink(missing_ok=True)
             raise
         shards = {self._chunk_path(k).parent for k in written}
-        if shards and not _syncfs(self.root):
-            for shard in shards:
-                _fsync_dir(shard)
+        for shard in shards:
+            _fsync_dir(shard)
+        if shards:
             _fsync_dir(self.root / "chunks")
         return written
 
@@ -656,6 +653,7 @@ class Store:
                     size += len(view)
                     while view:
                         view = view[os.write(fd, view):]
+                _start_writeback(fd)
             finally:
                 os.close(fd)
         except BaseException:
@@ -934,36 +932,29 @@ def _size(path: Path) -> int:
         return 0
 
 
-def _load_syncfs() -> Optional[Callable[[int], int]]:
-    if sys.platform != "linux" or os.environ.get("DEEPDIVE_CKPT_NO_SYNCFS"):
+def _load_sync_file_range() -> Optional[Callable[..., int]]:
+    """Linux's sync_file_range through ctypes (Python's os module does not have it), or None."""
+    if sys.platform != "linux":
         return None
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        fn = libc.syncfs
+        fn = ctypes.CDLL(None, use_errno=True).sync_file_range
     except (OSError, AttributeError):
         return None
-    fn.argtypes, fn.restype = [ctypes.c_int], ctypes.c_int
+    fn.argtypes, fn.restype = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint], ctypes.c_int
     return fn
 
 
-_SYNCFS = _load_syncfs()
+_SYNC_FILE_RANGE = _load_sync_file_range()
+_SYNC_FILE_RANGE_WRITE = 2   # <fcntl.h>: start writing the dirty pages out, do not wait
 
 
-def _syncfs(path: Path) -> bool:
-    """Flush every file and folder change on ``path``'s file system in one call (Linux syncfs):
-    one journal commit for a save's chunk files instead of one fsync per file, which costs more
-    than the bytes when a model has hundreds of small tensors. False where it is not available
-    (the caller then fsyncs each file and folder)."""
-    if _SYNCFS is None:
-        return False
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        if _SYNCFS(fd) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"syncfs failed on {path}: {os.strerror(err)}")
-    finally:
-        os.close(fd)
-    return True
+def _start_writeback(fd: int) -> None:
+    """Start the disk write of a chunk file just written, without waiting (Linux sync_file_range):
+    the fsyncs at the end of the save then find the bytes on their way instead of flushing them all
+    after the last chunk is encoded (bf16 BERT-base: 0.23 s a save against 0.32 s). Advisory:
+    durability still comes from the fsyncs, so its result is not checked."""
+    if _SYNC_FILE_RANGE is not None:
+        _SYNC_FILE_RANGE(fd, 0, 0, _SYNC_FILE_RANGE_WRITE)
 
 
 def _fsync_path(path: Union[str, Path]) -> None:
