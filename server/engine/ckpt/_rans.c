@@ -41,6 +41,7 @@
 #define TOTAL (1u << SCALE)
 #define RANS_L (1u << 15)
 #define HEADER_FIXED (2 + 32)
+#define MAX_PLANE ((size_t)1 << 31)   /* the histograms count in 32 bits */
 
 static int avx2_enabled;   /* set once at import: the CPU has AVX2 and the tables are built */
 
@@ -520,9 +521,10 @@ static PyObject *py_encode(PyObject *self, PyObject *args) {
     int simd = 1;
     if (!PyArg_ParseTuple(args, "y*|p:encode", &view, &simd)) return NULL;
     size_t n = (size_t)view.len;
-    if (n == 0) {
+    if (n == 0 || n > MAX_PLANE) {
         PyBuffer_Release(&view);
-        PyErr_SetString(PyExc_ValueError, "cannot rANS-code an empty plane");
+        PyErr_SetString(PyExc_ValueError, n ? "plane too large for rANS (over 2^31 bytes): code it in smaller chunks"
+                                            : "cannot rANS-code an empty plane");
         return NULL;
     }
     uint8_t *buf = (uint8_t *)malloc(rans_bound(n));
@@ -580,9 +582,11 @@ static PyObject *py_encode_float(PyObject *self, PyObject *args) {
     Py_buffer view;
     Py_ssize_t itemsize;
     if (!PyArg_ParseTuple(args, "y*n:encode_float", &view, &itemsize)) return NULL;
-    if ((itemsize != 2 && itemsize != 4 && itemsize != 8) || view.len == 0 || view.len % itemsize) {
+    if ((itemsize != 2 && itemsize != 4 && itemsize != 8) || view.len == 0 || view.len % itemsize ||
+        (size_t)(view.len / itemsize) > MAX_PLANE) {
         PyBuffer_Release(&view);
-        PyErr_SetString(PyExc_ValueError, "encode_float needs a non-empty whole number of 2-, 4- or 8-byte elements");
+        PyErr_SetString(PyExc_ValueError, "encode_float needs a non-empty whole number of 2-, 4- or 8-byte elements, "
+                                          "at most 2^31 of them");
         return NULL;
     }
     size_t count = (size_t)(view.len / itemsize);

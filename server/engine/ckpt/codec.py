@@ -58,6 +58,7 @@ PLAIN, FLOAT_EXP = 0, 1
 _SAMPLE = 64 * 1024      # bytes of a plane compressed first to decide whether the plane is worth it
 _MIN_GAIN = 0.98         # keep zstd's output only when it is at most this fraction of the input
 _SMALL = 64 * 1024       # float chunks of at most this many elements try both coders on the exponent plane
+_LARGE = 1 << 31         # and the C coder takes at most this many (its histograms count in 32 bits)
 
 # Planes of floats: zstd's fast strategy with a tiny hash table: almost pure Huffman (see above).
 _FLOAT_PARAMS = dict(write_content_size=1, strategy=zstd.STRATEGY_FAST, min_match=7, hash_log=6, window_log=20, search_log=1)
@@ -154,12 +155,12 @@ def encode_parts(raw: Buffer, itemsize: int = 1, is_float: bool = False, level: 
     comp = _compressor("float" if is_float else "level", level)
     coded: list[tuple[int, Buffer]] = []
     rans = use_rans and _rans is not None
-    if is_float and rans and n // itemsize > _SMALL:
+    if is_float and rans and _SMALL < n // itemsize <= _LARGE:
         low, signed, exponent, exponent_coded = _rans.encode_float(arr, itemsize)
         planes: list[Buffer] = ([low] if itemsize > 2 else []) + [signed]
         coded = [_zstd_or_raw(comp, memoryview(p)) for p in planes]
         coded.append((RANS, exponent) if exponent_coded else (RAW, exponent))
-    elif is_float and rans and n:
+    elif is_float and rans and 0 < n // itemsize <= _SMALL:
         # a small chunk: its rANS table weighs more, and zstd may find repeats: keep the smaller
         *planes, exponent = split_planes(arr, itemsize, is_float)
         coded = [_zstd_or_raw(comp, memoryview(p).cast("B")) for p in planes]
