@@ -83,10 +83,11 @@ def test_float_split_and_join_invert_each_other(size: int):
     dtype = {2: torch.bfloat16, 4: torch.float32, 8: torch.float64}[size]
     t = torch.cat([torch.randn(10_001) * 0.02, torch.tensor([float("nan"), float("inf"), -0.0, 0.0])]).to(dtype)
     raw = t.view(torch.uint8).numpy()
-    low, signed, exponent, coded = _rans.encode_float(raw, size)
-    assert coded and len(low) == t.numel() * (size - 2) and len(signed) == t.numel()
+    low, signed, exponent, payload = _rans.encode_float(raw, size)
+    assert payload is not None and len(low) == t.numel() * (size - 2) and len(signed) == t.numel()
     plain = np.empty(t.numel(), np.uint8)
-    _rans.decode(exponent, plain)
+    _rans.decode(payload, plain)
+    assert plain.tobytes() == exponent
     out = np.empty_like(raw)
     _rans.join_float(low, signed, plain, out, size)
     assert np.array_equal(out, raw)
@@ -96,9 +97,21 @@ def test_float_split_and_join_invert_each_other(size: int):
 
 
 def test_random_exponents_are_stored_not_coded():
-    raw = np.random.default_rng(3).integers(0, 256, 1 << 16, dtype=np.uint8)
-    *_, coded = _rans.encode_float(raw, 2)
-    assert not coded
+    raw = np.random.default_rng(3).integers(0, 256, 1 << 18, dtype=np.uint8)
+    *_, payload = _rans.encode_float(raw, 2)
+    assert payload is None
+    header = codec.encode_parts(raw, 2, True)[0]
+    assert header[codec._HEAD.size + codec._PLANE.size] == codec.RAW
+
+
+def test_structured_float_buffers_still_go_to_zstd():
+    # a causal attention mask (0 above, -inf below the diagonal): order-0 rANS sees two symbols at
+    # about one bit each; zstd sees the repeats
+    mask = torch.full((1024, 1024), float("-inf")).triu(1)
+    raw = mask.view(torch.uint8).numpy().reshape(-1)
+    data = codec.encode(raw, 4, True)
+    assert raw.size / len(data) > 200
+    assert np.array_equal(codec.decode(data), raw)
 
 
 def test_bad_arguments_say_what_is_wrong():

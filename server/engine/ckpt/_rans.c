@@ -572,10 +572,10 @@ static PyObject *py_decode(PyObject *self, PyObject *args) {
 }
 
 PyDoc_STRVAR(encode_float_doc,
-"encode_float(raw, itemsize) -> (low, sign_mantissa, exponent, coded)\n\n"
+"encode_float(raw, itemsize) -> (low, sign_mantissa, exponent, payload)\n\n"
 "Split float elements (itemsize 2, 4 or 8) into their planes and rANS-code the exponent plane;\n"
-"low is empty for 2-byte floats. coded is False when coding would not shrink the exponent plane:\n"
-"exponent is then the plain plane, else its rANS payload.");
+"low is empty for 2-byte floats. payload is the exponent plane's rANS payload, or None when\n"
+"coding would not shrink it.");
 
 static PyObject *py_encode_float(PyObject *self, PyObject *args) {
     (void)self;
@@ -614,19 +614,20 @@ static PyObject *py_encode_float(PyObject *self, PyObject *args) {
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&view);
     free(scratch);
-    PyObject *third = ex;   /* the plain plane, unless the payload is smaller */
-    int coded = out_len < count;
-    if (coded) {
-        third = PyBytes_FromStringAndSize((const char *)buf, (Py_ssize_t)out_len);
-        Py_DECREF(ex);
+    PyObject *payload = Py_None;   /* None unless coding shrinks the plane */
+    Py_INCREF(payload);
+    if (out_len < count) {
+        Py_DECREF(payload);
+        payload = PyBytes_FromStringAndSize((const char *)buf, (Py_ssize_t)out_len);
     }
     free(buf);
-    if (!third) {
+    if (!payload) {
         Py_DECREF(low);
         Py_DECREF(sgn);
+        Py_DECREF(ex);
         return NULL;
     }
-    return Py_BuildValue("(NNNO)", low, sgn, third, coded ? Py_True : Py_False);
+    return Py_BuildValue("(NNNN)", low, sgn, ex, payload);
 }
 
 PyDoc_STRVAR(join_float_doc,
