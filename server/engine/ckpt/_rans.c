@@ -7,9 +7,9 @@
  * of one chunk happen in one call that releases the GIL, so the store's worker threads run in
  * parallel.
  *
- * The coder follows Fabian Giesen's public-domain rans_word (16-bit renormalisation), with a 64-bit
- * reciprocal in place of the division, so a state must stay below 2^32 / 2 for the quotient to be
- * exact: L = 2^15 and states live in [2^15, 2^31).
+ * The coder follows Fabian Giesen's public-domain rans_word (16-bit renormalisation) with a
+ * reciprocal in place of the division: 64 bits wide in the scalar loop, and rans_byte's 32-bit one
+ * in the AVX2 loop, which is exact only below 2^31: so L = 2^15 and states live in [2^15, 2^31).
  *
  * rANS payload (little endian):
  *   u8 mode   0 = rANS, 1 = one symbol repeated (then: u8 symbol; nothing else)
