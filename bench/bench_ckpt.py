@@ -143,18 +143,18 @@ def build_bert(warm_steps: int) -> torch.nn.Module:
 # ------------------------------------------------------------------------------------------------ arms
 
 
+def torch_save_fsynced(state: dict[str, torch.Tensor], path: Path) -> int:
+    """torch.save to ``path``, flushed and fsynced: what a blocking save costs. Returns the file's size."""
+    with open(path, "wb") as handle:
+        torch.save(state, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return path.stat().st_size
+
+
 def arm_torch_save(state: dict[str, torch.Tensor], work: Path) -> tuple[float, int]:
     path = work / "model.pt"
-
-    def save() -> int:
-        with open(path, "wb") as handle:
-            torch.save(state, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        return path.stat().st_size
-
-    seconds, size = best_of(ARGS.repeat, save)
-    return seconds, size
+    return best_of(ARGS.repeat, lambda: torch_save_fsynced(state, path))
 
 
 def arm_safetensors(state: dict[str, torch.Tensor], work: Path) -> tuple[float, int]:
@@ -260,12 +260,7 @@ def paired_saves(state: dict[str, torch.Tensor], work: Path) -> tuple[list[float
     path, root = work / "paired.pt", work / "paired-store"
 
     def torch_save() -> float:
-        started = time.perf_counter()
-        with open(path, "wb") as handle:
-            torch.save(state, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        seconds = time.perf_counter() - started
+        seconds, _ = best_of(1, lambda: torch_save_fsynced(state, path))
         path.unlink()
         return seconds
 
