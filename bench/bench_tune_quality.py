@@ -66,6 +66,7 @@ def study(arm: str, seed: int, args: argparse.Namespace, workspace: str) -> dict
     from deepdive.tune import StudyConfig, run_study
 
     sampler, pruner = (args.sampler, args.pruner) if arm == "tool" else ("random", "none")
+    patience = args.patience if arm == "tool" else None
     script_args = ["--epochs", str(args.epochs)]
     if args.data:
         script_args += ["--data", args.data]
@@ -73,6 +74,7 @@ def study(arm: str, seed: int, args: argparse.Namespace, workspace: str) -> dict
         str(SCRIPT), n_trials=args.trials, script_args=script_args, parallel=args.parallel,
         storage=f"sqlite:///{workspace}/{arm}-{seed}.db", study_name=f"polarity-{arm}-{seed}",
         sampler=sampler, pruner=pruner, metric="val_acc", direction="maximize", value=args.value, seed=seed,
+        patience=patience,
         workspace=workspace,
     )
     started = time.perf_counter()
@@ -81,8 +83,10 @@ def study(arm: str, seed: int, args: argparse.Namespace, workspace: str) -> dict
     trials = sorted(result.trials, key=lambda t: t["number"])
     rows = [{"number": t["number"], "state": t["state"],
              "value": t["value"] if t["state"] == "complete" else None,
-             "epochs": len(t["intermediate"]), "params": t["params"]} for t in trials]
-    return {"arm": arm, "seed": seed, "sampler": sampler, "pruner": pruner, "trials": rows, "wall_s": wall,
+             "epochs": len(t["intermediate"]), "params": t["params"],
+             "curve": [v for _, v in t["intermediate"]]} for t in trials]
+    return {"arm": arm, "seed": seed, "sampler": sampler, "pruner": pruner, "patience": patience,
+            "n_stopped": result.n_stopped, "trials": rows, "wall_s": wall,
             "train_s": result.train_seconds, "n_complete": result.n_complete, "n_pruned": result.n_pruned,
             "n_fail": result.n_fail}
 
@@ -103,13 +107,16 @@ def epochs_to_within(rows: list[dict[str, Any]], target: float) -> Optional[int]
 
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=3, help="studies per arm (seeds 0..N-1)")
+    parser.add_argument("--seeds", type=int, default=3, help="studies per arm (seeds FIRST..FIRST+N-1)")
+    parser.add_argument("--first-seed", type=int, default=0, help="the first study seed (to add seeds to saved studies)")
     parser.add_argument("--trials", type=int, default=30, help="trials per study")
     parser.add_argument("--epochs", type=int, default=3, help="epochs of a trial that is not pruned")
     parser.add_argument("--parallel", type=int, default=2, help="warm workers per study (one CPU thread each)")
     parser.add_argument("--checkpoints", default="5,10,20,30", help="report the best after these trial counts")
     parser.add_argument("--sampler", default="auto", help="the tool arm's sampler (deepdive tune --sampler)")
     parser.add_argument("--pruner", default="auto", help="the tool arm's pruner (deepdive tune --pruner)")
+    parser.add_argument("--patience", type=int, default=None,
+                        help="the tool arm's early stopping inside a trial (deepdive tune --patience; implies --value best)")
     parser.add_argument("--value", default="last", choices=("last", "best"),
                         help="a trial's value, both arms: its last epoch's accuracy or its best epoch's (deepdive tune --value)")
     parser.add_argument("--goal-points", type=float, default=0.3, help="'within X points of the best found'")
@@ -121,6 +128,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--arms", default="tool,random", help="which studies to run (e.g. only tool, to compare "
                         "another --pruner against a saved random arm with --from-studies)")
     args = parser.parse_args(argv)
+    if args.patience is not None and args.value != "best":
+        parser.error("--patience needs --value best (both arms are scored by their best epoch)")
 
     sys.path.insert(0, str(SCRIPT.parent))
     import polarity  # noqa: E402 - the example's own data check
@@ -130,9 +139,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"bench_tune_quality: {reason}", file=sys.stderr)
         return 2
     checkpoints = sorted({int(c) for c in args.checkpoints.split(",") if c.strip() and int(c) <= args.trials})
-    emit("budget", args.seeds * args.trials * 2, "trials", seeds=args.seeds, trials_per_study=args.trials,
+    emit("budget", args.seeds * args.trials * len(args.arms.split(",")), "trials", seeds=args.seeds,
+         first_seed=args.first_seed, trials_per_study=args.trials,
          epochs_per_trial=args.epochs, parallel=args.parallel, trial_value=args.value, checkpoints=checkpoints,
-         tool=f"deepdive.tune run_study: sampler={args.sampler} pruner={args.pruner}",
+         tool=f"deepdive.tune run_study: sampler={args.sampler} pruner={args.pruner} patience={args.patience}",
          baseline="deepdive.tune run_study: sampler=random pruner=none", cpus=os.cpu_count(),
          from_studies=args.from_studies)
 
@@ -151,7 +161,7 @@ def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
     studies: list[dict[str, Any]] = []
     out = open(args.out, "w") if args.out else None
     with tempfile.TemporaryDirectory(prefix="bench-tune-quality-") as workspace:
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             for arm in args.arms.split(","):
                 done = study(arm, seed, args, workspace)
                 studies.append(done)

@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", default=None, help="sqlite:///..., postgresql://..., mysql://... or journal:PATH "
                                                      "(default: sqlite in .deepdive/tune.db)")
     p.add_argument("--study", default=None, help="study name (default: the script's name without .py)")
-    p.add_argument("--sampler", default="auto", choices=("auto", "tpe", "cmaes", "random"),
+    p.add_argument("--sampler", default="auto", choices=("auto", "tpe", "gp", "cmaes", "random"),
                    help="auto = multivariate TPE (constant liar when parallel)")
     p.add_argument("--pruner", default="auto", choices=("auto", "hyperband", "asha", "median", "none"),
                    help="auto = Hyperband; asha = successive halving (one bracket, prunes more)")
@@ -105,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--value", default=None, choices=("last", "best"),
                    help="a trial's value: its last report of the metric (default) or its best one (the epoch "
                         "early stopping would keep); a study keeps its choice")
+    p.add_argument("--patience", type=int, default=None, metavar="N",
+                   help="early stopping: end a trial, complete and valued at its best report, after N reports "
+                        "without a new best (implies --value best)")
     p.add_argument("--timeout", type=float, default=None, help="stop starting trials this many seconds after the first worker is ready")
     p.add_argument("--trial-timeout", type=float, default=None, help="kill (fail) a trial after this many seconds")
     p.add_argument("--seed", type=int, default=None, help="seed the sampler (and every trial's RNGs) for reproducible studies")
@@ -490,6 +493,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
         raise UsageError("--trials must be at least 1")
     if args.parallel < 1:
         raise UsageError("--parallel must be at least 1")
+    if args.patience is not None and args.patience < 1:
+        raise UsageError("--patience must be at least 1 (reports without a new best)")
     for name in ("timeout", "trial_timeout"):
         value = getattr(args, name)
         if value is not None and value <= 0:
@@ -524,7 +529,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
             config = StudyConfig(args.script, n_trials=args.trials, script_args=list(args.script_args),
                                  parallel=args.parallel, storage=args.storage, study_name=args.study,
                                  sampler=args.sampler, pruner=args.pruner, metric=args.metric,
-                                 direction=args.direction, value=args.value, timeout=args.timeout, seed=args.seed,
+                                 direction=args.direction, value=args.value, patience=args.patience,
+                                 timeout=args.timeout, seed=args.seed,
                                  retry_failed=args.retry_failed, pack=args.pack, trial_timeout=args.trial_timeout,
                                  on_event=on_event)
             with progress:

@@ -8,7 +8,9 @@ object); every value is checked against the declared range. Each declaration is 
 
 Reporting to the search: while a trial is bound, ``run.log(**metrics)`` with the study's metric name
 reports an intermediate value (:meth:`TrialBinding.report`); when the pruner says stop, the engine
-raises :class:`TrialPruned`, which the tune worker turns into a clean end marked *pruned*.
+raises :class:`TrialPruned`, which the tune worker turns into a clean end marked *pruned*; when the
+search's patience runs out (``--patience``), it raises :class:`TrialStopped`, a clean end marked
+*complete* with the trial's best report as its value.
 """
 
 from __future__ import annotations
@@ -28,6 +30,13 @@ class TrialPruned(Exception):
     """Raised by ``run.log`` when the search's pruner stops this trial; the tune worker ends it as pruned.
 
     Do not catch it in the script (or re-raise it): the trial is over.
+    """
+
+
+class TrialStopped(Exception):
+    """Raised by ``run.log`` when the search ends this trial early as *complete*: its metric has not
+    improved on its best for ``deepdive tune --patience N`` reports (early stopping); the trial's
+    value is its best report. Do not catch it in the script (or re-raise it): the trial is over.
     """
 
 

@@ -146,14 +146,14 @@ def _train(options: dict[str, Any], ctx: Context) -> Launch:
 def _tune(options: dict[str, Any], ctx: Context) -> Launch:
     """``python -m deepdive tune SCRIPT ...``: its progress events (trial i/N, best) reach the editor."""
     allowed = {"path", "args", "trials", "parallel", "storage", "study", "sampler", "pruner", "metric", "direction",
-               "value", "timeout", "trial_timeout", "seed", "retry_failed", "pack", "apply"}
+               "value", "patience", "timeout", "trial_timeout", "seed", "retry_failed", "pack", "apply"}
     _only(options, allowed, "tune")
     base, script = _script_path(options, ctx)
     args = _string_list(options, "args")
     argv = [ctx.python, "-P", "-m", "deepdive", "tune", str(script),
             "--trials", str(int(_number(options, "trials", 20, 1, 100000))),
             "--parallel", str(int(_number(options, "parallel", 1, 1, 1024)))]
-    for key, choices in (("sampler", ("auto", "tpe", "cmaes", "random")), ("pruner", ("auto", "hyperband", "asha", "median", "none")),
+    for key, choices in (("sampler", ("auto", "tpe", "gp", "cmaes", "random")), ("pruner", ("auto", "hyperband", "asha", "median", "none")),
                          ("direction", ("minimize", "maximize")), ("value", ("last", "best"))):
         value = options.get(key)
         if value is not None:
@@ -171,6 +171,9 @@ def _tune(options: dict[str, Any], ctx: Context) -> Launch:
             argv += [f"--{key.replace('_', '-')}", f"{_number(options, key, 0, 0.001, 1e9):g}"]
     if options.get("seed") is not None:
         argv += ["--seed", str(int(_number(options, "seed", 0, 0, 2**32 - 1)))]
+    patience = _whole(options, "patience", 1, 100000)
+    if patience is not None:
+        argv += ["--patience", str(patience)]
     for key in ("retry_failed", "pack", "apply"):
         value = options.get(key, False)
         if not isinstance(value, bool):

@@ -34,6 +34,8 @@ def print_result(result: Any, console: Optional[Any] = None) -> None:
     console.print(history)
     summary = (f"{result.n_complete} complete, {result.n_pruned} pruned, {result.n_fail} failed "
                f"in {result.seconds:.1f} s")
+    if result.n_stopped:
+        summary += f" ({result.n_stopped} of the complete stopped early by --patience)"
     if result.orphaned:
         summary += f"; {len(result.orphaned)} orphaned trial(s) of an interrupted run marked failed"
     if result.retried:

@@ -76,7 +76,7 @@ import attrs
 
 log = logging.getLogger("deepdive.tune")
 
-SAMPLERS = ("auto", "tpe", "cmaes", "random")
+SAMPLERS = ("auto", "tpe", "gp", "cmaes", "random")
 PRUNERS = ("auto", "hyperband", "asha", "median", "none")
 OWNER_ATTR = "deepdive:owner"
 REASON_ATTR = "deepdive:reason"
@@ -112,6 +112,9 @@ class StudyConfig:
     value: Optional[str] = None
     """``"last"`` (the last reported value is the trial's value) or ``"best"`` (the best one in the
     direction); default: the study's recorded choice, else ``"last"``."""
+    patience: Optional[int] = None
+    """Early stopping inside a trial: end it, complete and valued at its best report, when this many
+    reports in a row have not improved on its best (needs ``value="best"``, which it implies)."""
     timeout: Optional[float] = None
     seed: Optional[int] = None
     retry_failed: bool = False
@@ -168,6 +171,8 @@ class StudyResult:
     """From this session's first trial start to its last trial's end (the steady state, without start-up)."""
     remote_suggests: int = 0
     """``run.suggest`` calls that waited for the coordinator (the rest took a presampled value)."""
+    n_stopped: int = 0
+    """This session's trials that ``patience`` ended early (complete, counted in ``n_complete`` too)."""
 
     def to_json(self) -> dict[str, Any]:
         return attrs.asdict(self)
@@ -237,6 +242,12 @@ def make_sampler(name: str, parallel: int, seed: Optional[int]) -> Any:
         return optuna.samplers.TPESampler(multivariate=True, constant_liar=parallel > 1, seed=seed)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
+    if name == "gp":  # Gaussian-process Bayesian optimisation: for small budgets; running trials count as pending
+        try:
+            import scipy  # noqa: F401
+        except ImportError:
+            raise TuneError("the gp sampler needs scipy: pip install scipy") from None
+        return optuna.samplers.GPSampler(seed=seed)
     if name == "cmaes":
         try:
             import cmaes  # noqa: F401
@@ -552,6 +563,7 @@ class _Trial:
     log: Optional[str] = None
     values: dict[int, float] = attrs.Factory(dict)
     best_reported: Optional[float] = None  # with value="best": the best intermediate value so far
+    stale: int = 0  # reports since the best last improved (for patience)
 
 
 def _gpus() -> list[str]:
@@ -664,6 +676,7 @@ class Coordinator:
         self.first_start: Optional[float] = None  # perf_counter of the first trial sent to a worker
         self.last_done: Optional[float] = None
         self.remote_suggests = 0
+        self.stopped = 0  # trials that patience ended early (this session)
         self._importance_ready: Optional[dict[str, float]] = None
 
     # -- setup ----------------------------------------------------------------------------------
@@ -682,6 +695,8 @@ class Coordinator:
             raise TuneError("--trials must be at least 1")
         if cfg.parallel < 1:
             raise TuneError("--parallel must be at least 1")
+        if cfg.patience is not None and cfg.patience < 1:
+            raise TuneError(f"--patience must be at least 1 (reports without a new best), got {cfg.patience}")
         if cfg.direction not in (None, "minimize", "maximize"):
             raise TuneError(f"direction must be minimize or maximize, got {cfg.direction!r}")
         if not Path(self.script).is_file():
@@ -729,9 +744,12 @@ class Coordinator:
             raise TuneError(f"study {self.study_name!r} exists with direction {existing.direction.name.lower()}: "
                             f"use another --study name or --direction {existing.direction.name.lower()}")
         self.direction = direction
-        value = cfg.value or meta.get("value") or "last"
+        value = cfg.value or meta.get("value") or ("best" if cfg.patience else "last")
         if value not in VALUE_MODES:
             raise TuneError(f"--value must be one of {', '.join(VALUE_MODES)}, got {value!r}")
+        if cfg.patience is not None and value != "best":
+            raise TuneError(f"--patience ends a trial at its best report, but this study scores trials by their "
+                            f"{value} one: use --value best (a new --study name if it has results)")
         if existing is not None and meta and meta.get("value", "last") != value and any(
                 t.state.name == "COMPLETE" for t in existing.get_trials(deepcopy=False)):
             raise TuneError(f"study {self.study_name!r} scores each trial by its {meta.get('value', 'last')} value: "
@@ -934,7 +952,9 @@ class Coordinator:
 
         t = self.trials[number]
         if improves(value, t.best_reported, self.direction):
-            t.best_reported = value
+            t.best_reported, t.stale = value, 0
+        else:
+            t.stale += 1
         return value if t.best_reported is None else t.best_reported
 
     def emit_trial(self, t: _Trial) -> None:
@@ -1203,8 +1223,14 @@ class Coordinator:
             if self.value_mode == "best":  # the pruner compares trials by what they are judged on
                 value = self._best_so_far(number, value)
             prune = self.ledger.report(number, step, value)
-            w.conn.send(("prune", prune))
             t = self.trials[number]
+            patience = self.config.patience
+            if not prune and patience is not None and t.stale >= patience:
+                self.stopped += 1
+                w.conn.send(("stop", f"stopped early: no better {self.metric} than {t.best_reported:.6g} in "
+                                     f"{patience} report{'s' if patience > 1 else ''} (--patience {patience})"))
+            else:
+                w.conn.send(("prune", prune))
             t.dirty = True
             if time.monotonic() - t.last_emit >= EMIT_PERIOD:
                 self.emit_trial(t)
@@ -1318,7 +1344,7 @@ class Coordinator:
             storage_writes=self.ledger.writes if hasattr(self, "ledger") else 0, session_trials=len(self.trials),
             startup_seconds=self.startup_seconds, remote_suggests=self.remote_suggests,
             trials_span_seconds=(self.last_done - self.first_start) if self.first_start and self.last_done else None,
-            value_mode=getattr(self, "value_mode", "last"),
+            value_mode=getattr(self, "value_mode", "last"), n_stopped=self.stopped,
         )
 
 

@@ -11,7 +11,7 @@ worker -> coordinator::
     ("ready", pid)
     ("suggest", number, param_dict)  -> answered ("value", v) or ("error", message)
     ("used", number, param_dict)     a presampled value was used (no answer: the worker goes on)
-    ("report", number, step, value)  -> answered ("prune", bool)
+    ("report", number, step, value)  -> answered ("prune", bool) or ("stop", reason): patience ran out
     ("done", number, outcome_dict)
 
 ``presampled`` maps a parameter's name to ``{"value", "declared"}``: the sampler's value for it,
@@ -94,7 +94,7 @@ def declared(param: dict[str, Any]) -> dict[str, Any]:
 
 def run_trial(conn: Connection, job: dict[str, Any]) -> dict[str, Any]:
     """Run one trial in this process; the outcome dict goes back to the coordinator."""
-    from deepdive.engine.hparams import Param, TrialBinding, TrialPruned, bind_trial
+    from deepdive.engine.hparams import Param, TrialBinding, TrialPruned, TrialStopped, bind_trial
 
     import attrs
 
@@ -116,7 +116,10 @@ def run_trial(conn: Connection, job: dict[str, Any]) -> dict[str, Any]:
 
     def report(step: int, value: float) -> bool:
         conn.send(("report", number, step, value))
-        return bool(conn.recv()[1])
+        kind, answer = conn.recv()
+        if kind == "stop":  # raised through run.log and the script, caught below: a complete trial
+            raise TrialStopped(answer)
+        return bool(answer)
 
     sys.stdout.flush()
     sys.stderr.flush()
@@ -158,6 +161,8 @@ def run_trial(conn: Connection, job: dict[str, Any]) -> dict[str, Any]:
         runpy.run_path(script, run_name="__main__")
     except TrialPruned as exc:
         outcome.update(state="pruned", reason=str(exc))
+    except TrialStopped as exc:
+        outcome.update(reason=str(exc))
     except SystemExit as exc:
         code = exc.code
         if code not in (None, 0):

@@ -17,14 +17,16 @@ def test_tune_job_kind_builds_the_cli(tmp_path):
     ctx = Context(python="/py", workspace=str(tmp_path), trusted=True)
     kind, launch = build_launch("tune", {"path": "train.py", "trials": 30, "parallel": 2, "metric": "accuracy",
                                          "seed": 3, "retry_failed": True, "storage": "journal:/shared/j.log",
-                                         "args": ["--epochs", "3"]}, ctx)
+                                         "patience": 2, "sampler": "gp", "args": ["--epochs", "3"]}, ctx)
     assert kind.runs_user_code
     assert launch.argv == ["/py", "-P", "-m", "deepdive", "tune", str(script), "--trials", "30", "--parallel", "2",
-                           "--storage", "journal:/shared/j.log", "--metric", "accuracy", "--seed", "3",
-                           "--retry-failed", "--", "--epochs", "3"]
+                           "--sampler", "gp", "--storage", "journal:/shared/j.log", "--metric", "accuracy",
+                           "--seed", "3", "--patience", "2", "--retry-failed", "--", "--epochs", "3"]
     assert launch.cwd == str(tmp_path)
     with pytest.raises(JobRejected, match="sampler"):
         build_launch("tune", {"path": "train.py", "sampler": "grid"}, ctx)
+    with pytest.raises(JobRejected, match="option 'patience' must be a whole number from 1"):
+        build_launch("tune", {"path": "train.py", "patience": 0}, ctx)
     with pytest.raises(JobRejected, match="unknown option"):
         build_launch("tune", {"path": "train.py", "bogus": 1}, ctx)
     with pytest.raises(JobRejected, match="trust"):

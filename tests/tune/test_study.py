@@ -193,6 +193,10 @@ def test_one_line_errors(tmp_path, capsys, monkeypatch):
     assert code == 2 and "--trials" in err
     code, _, err = cli(str(SCRIPTS / "modes.py"), "--trials", "0")
     assert code == 2 and "at least 1" in err
+    code, _, err = cli(str(SCRIPTS / "modes.py"), "--trials", "2", "--patience", "0")
+    assert code == 2 and err.strip() == "deepdive: error: --patience must be at least 1 (reports without a new best)"
+    code, _, err = cli(str(SCRIPTS / "modes.py"), "--trials", "2", "--patience", "2", "--value", "last")
+    assert code == 2 and "use --value best" in err and len(err.strip().splitlines()) == 1
     with pytest.raises(TuneError, match="no such script"):
         run_study(StudyConfig(str(tmp_path / "nope.py"), n_trials=1))
     # and as a real command line: one line, exit status 2
@@ -328,3 +332,48 @@ def test_value_best_scores_a_trial_by_its_best_report_and_the_study_keeps_the_ch
         run_study(StudyConfig(echo, n_trials=5, value="last", **config))
     with pytest.raises(TuneError, match="--value must be one of last, best"):
         run_study(StudyConfig(echo, n_trials=5, value="max", study_name="other", **config))
+
+
+def test_patience_ends_a_trial_complete_at_its_best_report(tmp_path):
+    """--patience 2: a trial whose score has not improved for two reports ends there, complete and
+    valued at its best report (the later, higher report never runs); --patience implies --value
+    best and refuses a study that scores trials by their last report."""
+    echo = str(SCRIPTS / "echo.py")
+    config = dict(metric="score", direction="maximize", workspace=str(tmp_path), pruner="none")
+    result = run_study(StudyConfig(echo, n_trials=3, patience=2, seed=1, script_args=["--curve", "1,3,2,3,5"],
+                                   **config))
+    assert result.value_mode == "best" and result.n_complete == 3 and result.n_stopped == 3, result.trials
+    for t in result.trials:
+        p = t["params"]
+        base = p["x"] + p["n"] + 10 * "abc".index(p["c"])
+        # reports 1, 3 (best), 2, 3 (not better: stale twice): the fifth (5) never comes
+        assert [v for _, v in t["intermediate"]] == pytest.approx([base + 1, base + 3, base + 3, base + 3])
+        assert t["value"] == pytest.approx(base + 3)
+        assert t["reason"].startswith("stopped early: no better score than") and "--patience 2" in t["reason"]
+        log = (tmp_path / ".deepdive" / "tune-logs" / "echo" / f"trial-{t['number']}.log").read_text()
+        assert "finished all" not in log  # the script did not run on after the stop
+    # a trial that keeps improving runs to its end
+    rising = run_study(StudyConfig(echo, n_trials=2, patience=1, study_name="rising",
+                                   script_args=["--curve", "1,2,3"], **config))
+    assert rising.n_complete == 2 and rising.n_stopped == 0
+    assert all(len(t["intermediate"]) == 3 and not t["reason"] for t in rising.trials), rising.trials
+    with pytest.raises(TuneError, match="--patience ends a trial at its best report.*--value best"):
+        run_study(StudyConfig(echo, n_trials=2, patience=2, value="last", study_name="last", **config))
+    with pytest.raises(TuneError, match="--patience must be at least 1"):
+        run_study(StudyConfig(echo, n_trials=2, patience=0, study_name="zero", **config))
+
+
+def test_gp_sampler_runs_a_study_and_stores_what_each_trial_ran_with(tmp_path):
+    """--sampler gp (Optuna's Gaussian-process sampler): after its ten random start-up trials it
+    proposes the parameters jointly; each trial's stored value is the one its parameters give."""
+    echo = str(SCRIPTS / "echo.py")
+    result = run_study(StudyConfig(echo, n_trials=13, sampler="gp", metric="score", direction="maximize", seed=2,
+                                   workspace=str(tmp_path), pruner="none"))
+    assert result.n_complete == 13 and result.n_fail == 0, result.trials
+    study = optuna.load_study(study_name="echo", storage=_db(tmp_path))
+    for frozen in study.trials:
+        p = frozen.params
+        assert frozen.value == pytest.approx(p["x"] + p["n"] + 10 * "abc".index(p["c"]) + 1)
+    # the model-based trials find the maximum (c="c", n=8, x=1: 30) at once; random sampling would
+    # need luck: one chance in about 300 per trial to come within 1 of it
+    assert max(t.value for t in study.trials[10:]) >= 29, [t.value for t in study.trials]
