@@ -4,15 +4,13 @@ Gaussian-process Bayesian optimisation (Optuna's ``GPSampler``) finds good confi
 trials than TPE when the budget is small, but fitting its model costs about a second a trial here at
 30-100 trials (5 s at 150, growing with the cube of the trials). On the sentence-polarity benchmark
 (``bench/bench_tune_quality.py``, 5 seeds x 30 trials, Hyperband pruning) it came within 0.3 points of
-the best configuration found on every seed, where TPE did on two: the GP samples at random until it
-has ten *complete* trials, which under Hyperband is most of such a study, and TPE's model, from the
-tenth trial on, settled early on configurations a little below the best. So ``auto`` asks the GP while the study
+the best configuration found on every seed, where TPE did not. So ``auto`` asks the GP while the study
 holds fewer than :data:`GP_MAX_TRIALS` complete trials and its trials take at least
 :data:`GP_MIN_TRIAL_S` seconds (the mean of this session's, pruned ones included; the next trial is sampled while the workers
 train, so the fit is hidden behind them), and multivariate TPE (``constant_liar`` with parallel
-workers) otherwise: for short trials, large studies, or without scipy. The first trials, before
-three have finished, are TPE's (random: its start-up). A trial keeps the sampler chosen when it was
-created.
+workers) otherwise: for short trials, large studies, or without scipy. TPE proposes the trials until
+the GP has its ten complete ones to model (TPE's random start-up, then TPE). A trial keeps the
+sampler chosen when it was created.
 """
 
 from __future__ import annotations
@@ -30,8 +28,7 @@ from optuna.trial import FrozenTrial, TrialState
 GP_MAX_TRIALS = 200
 """From this many complete trials on, TPE: the GP's fit grows with the cube of the trials."""
 GP_STARTUP = 10
-"""Complete trials the GP samples at random before it models (Optuna's ``n_startup_trials``; pruned
-trials do not count, so under heavy pruning much of a small study is random search)."""
+"""Complete trials the GP needs before it models (Optuna's ``n_startup_trials``)."""
 GP_MIN_TRIAL_S = 5.0
 """Below this mean trial time, TPE: a trial would wait for the GP's sample. The mean, not the median:
 a study of slow trials in which the pruner stops most after an epoch or two is still slow."""
@@ -79,8 +76,10 @@ class AutoSampler(BaseSampler):
         seconds = list(self.trial_seconds())
         if len(seconds) < 3 or statistics.fmean(seconds) < self.min_trial_s:
             return "tpe"  # short trials (or nothing measured yet: the random start-up trials, alike for both)
-        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        return "tpe" if len(complete) >= self.max_trials else "gp"
+        complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+        # the GP models once it has GP_STARTUP complete trials (pruned ones it ignores); until then its
+        # random start-up would repeat TPE's (same seed) where TPE has already moved on
+        return "gp" if GP_STARTUP <= complete < self.max_trials else "tpe"
 
     def _sampler(self, study: optuna.Study, trial: FrozenTrial) -> BaseSampler:
         name = self._choice.get(trial.number)

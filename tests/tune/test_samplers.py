@@ -22,24 +22,15 @@ def study_with(sampler: AutoSampler, n_trials: int) -> optuna.Study:
     return study
 
 
-def test_slow_trials_of_a_small_study_go_to_the_gp():
+def test_slow_trials_of_a_small_study_go_to_the_gp_once_it_has_ten_complete():
     sampler = AutoSampler(1, 2, lambda: [12.0, 9.0, 30.0])
     study = study_with(sampler, 13)
-    # the GP: random until ten trials are complete, then straight for the maximum
-    assert sampler.picks == {"gp": 13} and sampler.describe() == "auto: gp 13"
+    # TPE's ten random start-up trials, then the GP, which goes straight for the maximum
+    assert sampler.picks == {"tpe": 10, "gp": 3} and sampler.describe() == "auto: gp 3, tpe 10"
     assert max(t.value for t in study.trials[10:]) >= 29, [t.value for t in study.trials]
-    # the first trials (nothing measured yet) are TPE's random ones; the GP's random start-up
-    # then does not repeat them (its own random stream)
-    times = []
-    handover = AutoSampler(1, 2, lambda: times)
-    study = optuna.create_study(direction="maximize", sampler=handover)
-    for i in range(10):
-        if i == 3:
-            times[:] = [12.0] * 3
-        study.optimize(objective, n_trials=1)
-    assert handover.picks == {"tpe": 3, "gp": 7}
+    # no GP trial repeats a start-up trial's parameters (its random stream is not TPE's again)
     keys = [tuple(sorted(t.params.items())) for t in study.trials]
-    assert len(set(keys)) == 10, keys
+    assert not set(keys[10:]) & set(keys[:10])
 
 
 def test_short_trials_large_studies_and_no_scipy_go_to_tpe():
@@ -47,14 +38,14 @@ def test_short_trials_large_studies_and_no_scipy_go_to_tpe():
     study_with(fast, 12)
     assert fast.picks == {"tpe": 12}
     pruned = AutoSampler(1, 2, lambda: [2.0, 2.5, 2.0, 30.0])  # most trials pruned early, one full: 9.1 s
-    study_with(pruned, 4)
-    assert pruned.picks == {"gp": 4}
+    study_with(pruned, 12)
+    assert pruned.picks == {"tpe": 10, "gp": 2}
     unknown = AutoSampler(1, 2, lambda: [20.0])  # fewer than three finished trials: nothing measured yet
     study_with(unknown, 3)
     assert unknown.picks == {"tpe": 3}
-    big = AutoSampler(1, 2, lambda: [12.0] * 3, max_trials=5)  # from five complete trials on: TPE
-    study_with(big, 8)
-    assert big.picks == {"gp": 5, "tpe": 3}
+    big = AutoSampler(1, 2, lambda: [12.0] * 3, max_trials=12)  # from twelve complete trials on: TPE
+    study_with(big, 14)
+    assert big.picks == {"tpe": 12, "gp": 2}
     bare = AutoSampler(2, 2, lambda: [12.0] * 3)
     bare.has_scipy = False
     study_with(bare, 4)
@@ -66,6 +57,10 @@ def test_the_choice_is_made_once_per_trial(seconds, expected):
     times = list(seconds)
     sampler = AutoSampler(1, 0, lambda: times)
     study = optuna.create_study(direction="maximize", sampler=sampler)
+    for i in range(10):  # the GP's start-up: ten complete trials
+        study.add_trial(optuna.trial.create_trial(params={"x": 0.1 + 0.05 * i}, value=float(i),
+                                                  distributions={"x": optuna.distributions.FloatDistribution(
+                                                      0.1, 1.0, log=True)}))
     trial = study.ask()
     times[:] = [1.0] * 3 if expected == "gp" else [60.0] * 3  # trials finish meanwhile: this one keeps its sampler
     trial.suggest_float("x", 0.1, 1.0, log=True)
