@@ -6,7 +6,7 @@ trials than TPE when the budget is small, but fitting its model costs about a se
 (``bench/bench_tune_quality.py``, 5 seeds x 30 trials, Hyperband pruning) it came within 0.3 points of
 the best configuration found on every seed, where TPE did not. So ``auto`` asks the GP while the study
 holds fewer than :data:`GP_MAX_TRIALS` complete trials and its trials take at least
-:data:`GP_MIN_TRIAL_S` seconds (the mean of this session's, pruned ones included; the next trial is sampled while the workers
+:data:`GP_MIN_TRIAL_S` seconds (median of this session's; the next trial is sampled while the workers
 train, so the fit is hidden behind them), and multivariate TPE (``constant_liar`` with parallel
 workers) otherwise: for short trials, large studies, or without scipy. TPE proposes the trials until
 the GP has its ten complete ones to model (TPE's random start-up, then TPE). A trial keeps the
@@ -30,8 +30,7 @@ GP_MAX_TRIALS = 200
 GP_STARTUP = 10
 """Complete trials the GP needs before it models (Optuna's ``n_startup_trials``)."""
 GP_MIN_TRIAL_S = 5.0
-"""Below this mean trial time, TPE: a trial would wait for the GP's sample. The mean, not the median:
-a study of slow trials in which the pruner stops most after an epoch or two is still slow."""
+"""Below this median trial time, TPE: a trial would wait for the GP's sample."""
 
 
 class AutoSampler(BaseSampler):
@@ -74,7 +73,7 @@ class AutoSampler(BaseSampler):
         if not self.has_scipy:
             return "tpe"
         seconds = list(self.trial_seconds())
-        if len(seconds) < 3 or statistics.fmean(seconds) < self.min_trial_s:
+        if len(seconds) < 3 or statistics.median(seconds) < self.min_trial_s:
             return "tpe"  # short trials (or nothing measured yet: the random start-up trials, alike for both)
         complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
         # the GP models once it has GP_STARTUP complete trials (pruned ones it ignores); until then its

