@@ -8,9 +8,8 @@ the best configuration found on every seed, where TPE did not. So ``auto`` asks 
 holds fewer than :data:`GP_MAX_TRIALS` complete trials and its trials take at least
 :data:`GP_MIN_TRIAL_S` seconds (median of this session's; the next trial is sampled while the workers
 train, so the fit is hidden behind them), and multivariate TPE (``constant_liar`` with parallel
-workers) otherwise: for short trials, large studies, or without scipy. TPE proposes the trials until
-the GP has its ten complete ones to model (TPE's random start-up, then TPE). A trial keeps the
-sampler chosen when it was created.
+workers) otherwise: for short trials, large studies, or without scipy. Both start with the same ten
+random trials. A trial keeps the sampler chosen when it was created.
 """
 
 from __future__ import annotations
@@ -27,8 +26,6 @@ from optuna.trial import FrozenTrial, TrialState
 
 GP_MAX_TRIALS = 200
 """From this many complete trials on, TPE: the GP's fit grows with the cube of the trials."""
-GP_STARTUP = 10
-"""Complete trials the GP needs before it models (Optuna's ``n_startup_trials``)."""
 GP_MIN_TRIAL_S = 5.0
 """Below this median trial time, TPE: a trial would wait for the GP's sample."""
 
@@ -59,14 +56,10 @@ class AutoSampler(BaseSampler):
     def gp(self) -> BaseSampler:
         if self._gp is None:  # imports torch (for the GP): only when a study first needs it
             try:
-                self._gp = optuna.samplers.GPSampler(seed=self._gp_seed(), n_startup_trials=GP_STARTUP,
-                                                     warn_independent_sampling=False)
+                self._gp = optuna.samplers.GPSampler(seed=self.seed, warn_independent_sampling=False)
             except TypeError:  # an Optuna before 4.2
-                self._gp = optuna.samplers.GPSampler(seed=self._gp_seed(), n_startup_trials=GP_STARTUP)
+                self._gp = optuna.samplers.GPSampler(seed=self.seed)
         return self._gp
-
-    def _gp_seed(self) -> Optional[int]:
-        return None if self.seed is None else self.seed + 1  # its own random stream, not TPE's again
 
     def decide(self, study: optuna.Study) -> str:
         """``"gp"`` or ``"tpe"`` for the next trial."""
@@ -75,10 +68,8 @@ class AutoSampler(BaseSampler):
         seconds = list(self.trial_seconds())
         if len(seconds) < 3 or statistics.median(seconds) < self.min_trial_s:
             return "tpe"  # short trials (or nothing measured yet: the random start-up trials, alike for both)
-        complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
-        # the GP models once it has GP_STARTUP complete trials (pruned ones it ignores); until then its
-        # random start-up would repeat TPE's (same seed) where TPE has already moved on
-        return "gp" if GP_STARTUP <= complete < self.max_trials else "tpe"
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        return "tpe" if len(complete) >= self.max_trials else "gp"
 
     def _sampler(self, study: optuna.Study, trial: FrozenTrial) -> BaseSampler:
         name = self._choice.get(trial.number)
