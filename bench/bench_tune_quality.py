@@ -5,8 +5,7 @@ fixed seeded 90/10 split; validation accuracy reported after every epoch). For e
 studies of ``--trials`` trials each run through :func:`deepdive.tune.run_study` (warm workers,
 ``--parallel`` of them, one CPU thread each; a fresh SQLite storage per study):
 
-- ``tool``:   ``--sampler``/``--pruner`` (default ``auto``/``auto``: the GP sampler for these slow
-  trials of a small study, else multivariate TPE; Hyperband), ``--patience`` (default off);
+- ``tool``:   ``--sampler``/``--pruner`` (default ``auto``/``auto``: multivariate TPE + Hyperband);
 - ``random``: random sampling, no pruning (every trial trains ``--epochs`` epochs).
 
 Figures (one JSON object per line; means over seeds, per-seed values alongside):
@@ -23,8 +22,7 @@ Figures (one JSON object per line; means over seeds, per-seed values alongside):
   ``--goal-points`` of ``best_val_acc_any`` by the time it had spent at most ``--goal-compute``
   (40 %) of the epochs random search spent on its whole study.
 
-``--from-studies FILE`` recomputes the figures from a previous run's ``--out`` file(s);
-``--first-seed`` adds seeds to saved studies (e.g. ``--first-seed 3 --seeds 2``).
+``--from-studies FILE`` recomputes the figures from a previous run's ``--out`` file.
 
 Usage::
 
@@ -88,7 +86,7 @@ def study(arm: str, seed: int, args: argparse.Namespace, workspace: str) -> dict
              "epochs": len(t["intermediate"]), "params": t["params"],
              "curve": [v for _, v in t["intermediate"]]} for t in trials]
     return {"arm": arm, "seed": seed, "sampler": sampler, "pruner": pruner, "patience": patience,
-            "n_stopped": result.n_stopped, "sampler_note": result.sampler_note, "trials": rows, "wall_s": wall,
+            "n_stopped": result.n_stopped, "trials": rows, "wall_s": wall,
             "train_s": result.train_seconds, "n_complete": result.n_complete, "n_pruned": result.n_pruned,
             "n_fail": result.n_fail}
 
@@ -169,8 +167,7 @@ def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
                 studies.append(done)
                 best = best_after(done["trials"], args.trials)
                 print(f"# seed {seed} {arm}: best {best}, {sum(r['epochs'] for r in done['trials'])} epochs, "
-                      f"{done['n_complete']} complete ({done['n_stopped']} stopped early) / {done['n_pruned']} "
-                      f"pruned / {done['n_fail']} failed, sampler {done['sampler_note'] or done['sampler']}, "
+                      f"{done['n_complete']} complete / {done['n_pruned']} pruned / {done['n_fail']} failed, "
                       f"{done['wall_s']:.0f} s", file=sys.stderr, flush=True)
                 if out:
                     out.write(json.dumps(done) + "\n")

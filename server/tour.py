@@ -117,8 +117,8 @@ async def tour(repo: Path, seconds: float, epochs: int, trials: int) -> int:
             last = verdicts[-1]
             console.print(f"[bold]verdict[/bold] ({last['kind']}): {last['sentence']}  [dim]fix: {last['fix']}")
 
-        step(7, f"Tune the digits example's suggest() hyperparameters: {trials} trials, Hyperband "
-                "pruning, the auto sampler (TPE for trials this short), live in the dashboard, then apply the best")
+        step(7, f"Tune the digits example's suggest() hyperparameters: {trials} trials, TPE + Hyperband, "
+                "live in the dashboard, then apply the best")
         tunable = workspace / "digits.py"
         tunable.write_text((repo / "server" / "examples" / "digits.py").read_text(encoding="utf-8"), encoding="utf-8")
         tuned = await asyncio.create_subprocess_exec(

@@ -36,8 +36,6 @@ def print_result(result: Any, console: Optional[Any] = None) -> None:
                f"in {result.seconds:.1f} s")
     if result.n_stopped:
         summary += f" ({result.n_stopped} of the complete stopped early by --patience)"
-    if result.sampler_note and result.sampler_note != "auto":
-        summary += f"; sampler {result.sampler_note}"
     if result.orphaned:
         summary += f"; {len(result.orphaned)} orphaned trial(s) of an interrupted run marked failed"
     if result.retried:

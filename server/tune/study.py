@@ -69,7 +69,7 @@ import threading
 import time
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional
 from urllib.parse import urlsplit, urlunsplit
 
 import attrs
@@ -171,8 +171,6 @@ class StudyResult:
     """From this session's first trial start to its last trial's end (the steady state, without start-up)."""
     remote_suggests: int = 0
     """``run.suggest`` calls that waited for the coordinator (the rest took a presampled value)."""
-    sampler_note: Optional[str] = None
-    """Which sampler proposed this session's trials, e.g. ``"auto: gp 20, tpe 10"`` (``--sampler auto``)."""
     n_stopped: int = 0
     """This session's trials that ``patience`` ended early (complete, counted in ``n_complete`` too)."""
 
@@ -237,17 +235,10 @@ def open_storage(url: str, heartbeat_interval: Optional[int] = 10, grace_period:
         raise TuneError(f"cannot open storage {redact(url)}: {type(exc).__name__}: {text}"[:300]) from None
 
 
-def make_sampler(name: str, parallel: int, seed: Optional[int],
-                 trial_seconds: Optional[Callable[[], Sequence[float]]] = None) -> Any:
-    """The Optuna sampler for ``--sampler NAME``; ``trial_seconds`` (the finished trials' run times)
-    lets ``auto`` choose between the GP and TPE (:mod:`deepdive.tune.samplers`)."""
+def make_sampler(name: str, parallel: int, seed: Optional[int]) -> Any:
     import optuna
 
-    if name == "auto":
-        from deepdive.tune.samplers import AutoSampler
-
-        return AutoSampler(parallel, seed, trial_seconds or (lambda: []))
-    if name == "tpe":
+    if name in ("auto", "tpe"):
         return optuna.samplers.TPESampler(multivariate=True, constant_liar=parallel > 1, seed=seed)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
@@ -745,7 +736,7 @@ class Coordinator:
         seed = cfg.seed
         if seed is not None and existing is not None:
             seed += len(existing.get_trials(deepcopy=False))
-        sampler = make_sampler(cfg.sampler, cfg.parallel, seed, self._trial_seconds)
+        sampler = make_sampler(cfg.sampler, cfg.parallel, seed)
         meta = dict(existing.user_attrs.get(META_ATTR, {})) if existing else {}
         self.metric = cfg.metric or meta.get("metric") or "loss"
         direction = cfg.direction or meta.get("direction") or guess_direction(self.metric)
@@ -777,15 +768,6 @@ class Coordinator:
 
         self.reporter = Reporter.from_env(f"tune-{self.study_name}", 0)
         self.owner = {"host": socket.gethostname(), "pid": os.getpid(), "started": _process_started(os.getpid())}
-
-    def _sampler_note(self) -> Optional[str]:
-        describe = getattr(getattr(getattr(self, "study", None), "sampler", None), "describe", None)
-        return describe() if callable(describe) else None
-
-    def _trial_seconds(self) -> list[float]:
-        """Run times of this session's finished trials (complete or pruned), for ``--sampler auto``."""
-        return [t.duration_s for t in self.trials.values()
-                if t.state in ("complete", "pruned") and t.duration_s is not None]
 
     def _recover(self) -> None:
         """Fail RUNNING trials whose tune process is gone (this host) or whose heartbeat is stale."""
@@ -1363,7 +1345,6 @@ class Coordinator:
             startup_seconds=self.startup_seconds, remote_suggests=self.remote_suggests,
             trials_span_seconds=(self.last_done - self.first_start) if self.first_start and self.last_done else None,
             value_mode=getattr(self, "value_mode", "last"), n_stopped=self.stopped,
-            sampler_note=self._sampler_note(),
         )
 
 
