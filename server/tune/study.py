@@ -953,7 +953,7 @@ class Coordinator:
         t = self.trials[number]
         if improves(value, t.best_reported, self.direction):
             t.best_reported, t.stale = value, 0
-        else:
+        elif t.best_reported is not None:  # patience counts from the first real value (NaN never is one)
             t.stale += 1
         return value if t.best_reported is None else t.best_reported
 

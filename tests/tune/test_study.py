@@ -357,6 +357,12 @@ def test_patience_ends_a_trial_complete_at_its_best_report(tmp_path):
                                    script_args=["--curve", "1,2,3"], **config))
     assert rising.n_complete == 2 and rising.n_stopped == 0
     assert all(len(t["intermediate"]) == 3 and not t["reason"] for t in rising.trials), rising.trials
+    # a NaN before any real value starts no count: stopped after the first report that is not better
+    nan_first = run_study(StudyConfig(echo, n_trials=1, patience=1, study_name="nan", seed=1,
+                                      script_args=["--curve", "nan,1,0,5"], **config))
+    t = nan_first.trials[0]
+    assert nan_first.n_stopped == 1 and len(t["intermediate"]) == 3, nan_first.trials
+    assert t["value"] == pytest.approx(t["params"]["x"] + t["params"]["n"] + 10 * "abc".index(t["params"]["c"]) + 1)
     with pytest.raises(TuneError, match="--patience ends a trial at its best report.*--value best"):
         run_study(StudyConfig(echo, n_trials=2, patience=2, value="last", study_name="last", **config))
     with pytest.raises(TuneError, match="--patience must be at least 1"):
