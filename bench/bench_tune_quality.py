@@ -5,7 +5,8 @@ fixed seeded 90/10 split; validation accuracy reported after every epoch). For e
 studies of ``--trials`` trials each run through :func:`deepdive.tune.run_study` (warm workers,
 ``--parallel`` of them, one CPU thread each; a fresh SQLite storage per study):
 
-- ``tool``:   ``--sampler``/``--pruner`` (default ``auto``/``auto``: multivariate TPE + Hyperband);
+- ``tool``:   ``--sampler``/``--pruner`` (default ``auto``/``auto``: multivariate TPE + Hyperband),
+  ``--patience`` (default off: early stopping inside a trial, with ``--value best``);
 - ``random``: random sampling, no pruning (every trial trains ``--epochs`` epochs).
 
 Figures (one JSON object per line; means over seeds, per-seed values alongside):
@@ -22,7 +23,9 @@ Figures (one JSON object per line; means over seeds, per-seed values alongside):
   ``--goal-points`` of ``best_val_acc_any`` by the time it had spent at most ``--goal-compute``
   (40 %) of the epochs random search spent on its whole study.
 
-``--from-studies FILE`` recomputes the figures from a previous run's ``--out`` file.
+``--from-studies FILE[,FILE...]`` recomputes the figures from previous runs' ``--out`` files (each
+trial's per-epoch curve is there too); ``--first-seed`` adds seeds to saved studies (e.g.
+``--first-seed 3 --seeds 2``).
 
 Usage::
 
