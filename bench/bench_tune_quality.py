@@ -86,7 +86,7 @@ def study(arm: str, seed: int, args: argparse.Namespace, workspace: str) -> dict
     trials = sorted(result.trials, key=lambda t: t["number"])
     rows = [{"number": t["number"], "state": t["state"],
              "value": t["value"] if t["state"] == "complete" else None,
-             "epochs": len(t["intermediate"]), "params": t["params"],
+             "epochs": len(t["intermediate"]), "train_s": t.get("train_s"), "params": t["params"],
              "curve": [v for _, v in t["intermediate"]]} for t in trials]
     return {"arm": arm, "seed": seed, "sampler": sampler, "pruner": pruner, "patience": patience,
             "n_stopped": result.n_stopped, "trials": rows, "wall_s": wall,

@@ -564,6 +564,7 @@ class _Trial:
     values: dict[int, float] = attrs.Factory(dict)
     best_reported: Optional[float] = None  # with value="best": the best intermediate value so far
     stale: int = 0  # reports since the best last improved (for patience)
+    train_s: Optional[float] = None  # the training steps' time the worker measured (``run.batches``)
 
 
 def _gpus() -> list[str]:
@@ -1241,7 +1242,8 @@ class Coordinator:
             t = self.trials[number]
             if self.config.warm and not outcome.get("oom"):
                 self._dispatch()  # a prepared trial starts now; this one is booked while it runs
-            self.train_seconds += float(outcome.get("train_s") or 0.0)
+            t.train_s = float(outcome.get("train_s") or 0.0)
+            self.train_seconds += t.train_s
             self.script_seconds += float(outcome.get("script_s") or 0.0)
             reason = outcome.get("reason")
             if outcome["state"] == "fail":
@@ -1327,6 +1329,7 @@ class Coordinator:
                 "params": dict(frozen.params), "reason": frozen.system_attrs.get(REASON_ATTR),
                 "duration_s": duration, "intermediate": [[s, v] for s, v in sorted(frozen.intermediate_values.items())],
                 "retry_of": frozen.user_attrs.get(RETRY_ATTR),
+                "train_s": self.trials[frozen.number].train_s if frozen.number in self.trials else None,
             })
         count = {state: sum(1 for t in trials if t.state == state) for state in TrialState}
         try:

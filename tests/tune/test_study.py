@@ -76,6 +76,9 @@ def test_digits_study_with_pruning_and_two_parallel_workers(tmp_path):
     assert overlap
     # warm workers: the trials' own time is most of the wall time of the trials
     assert result.train_seconds > 0
+    # each trial's own training time (the compute a benchmark compares), summing to the study's
+    assert all(t["train_s"] > 0 for t in result.trials)
+    assert sum(t["train_s"] for t in result.trials) == pytest.approx(result.train_seconds)
 
 
 def _enqueue(workspace: Path, name: str, params: list[dict]) -> None:
@@ -383,3 +386,36 @@ def test_gp_sampler_runs_a_study_and_stores_what_each_trial_ran_with(tmp_path):
     # the model-based trials find the maximum (c="c", n=8, x=1: 30) at once; random sampling would
     # need luck: one chance in about 300 per trial to come within 1 of it
     assert max(t.value for t in study.trials[10:]) >= 29, [t.value for t in study.trials]
+
+
+def test_cmaes_sampler_draws_the_trials_after_its_start_up(tmp_path):
+    """--sampler cmaes (Optuna's CMA-ES, the cmaes package of the tune extra): from the third trial on,
+    the numeric parameters come from a CMA-ES generation (Optuna records it on the trial); the
+    categorical one, which CMA-ES cannot model, is sampled independently. Each stored value is the
+    one the trial's parameters give."""
+    echo = str(SCRIPTS / "echo.py")
+    result = run_study(StudyConfig(echo, n_trials=8, sampler="cmaes", metric="score", direction="maximize", seed=0,
+                                   workspace=str(tmp_path), pruner="none"))
+    assert result.n_complete == 8 and result.n_fail == 0, result.trials
+    study = optuna.load_study(study_name="echo", storage=_db(tmp_path))
+    assert all("cma:generation" in t.system_attrs for t in study.trials[2:]), [t.system_attrs for t in study.trials]
+    for frozen in study.trials:
+        p = frozen.params
+        assert frozen.value == pytest.approx(p["x"] + p["n"] + 10 * "abc".index(p["c"]) + 1)
+
+
+def test_trial_timeout_kills_and_fails_a_trial_and_the_study_goes_on(tmp_path, monkeypatch):
+    # each trial would sleep 8 x 0.5 s; --trial-timeout 1 kills it after a second
+    monkeypatch.setenv("SLOW_STEPS", "8")
+    monkeypatch.setenv("SLOW_SLEEP", "0.5")
+    result = run_study(StudyConfig(str(SCRIPTS / "slow.py"), n_trials=3, metric="score", workspace=str(tmp_path),
+                                   trial_timeout=1.0, seed=0))
+    assert result.n_fail == 3 and len(result.trials) == 3, result.trials
+    assert all(t["reason"].startswith("timed out after 1 s (killed)") for t in result.trials), result.trials
+    assert all(len(t["intermediate"]) < 8 for t in result.trials)  # killed before its eight reports
+    # the kill took the trial's worker with it; a fresh one ran the next trial, and the study can go on
+    monkeypatch.setenv("SLOW_STEPS", "2")
+    monkeypatch.setenv("SLOW_SLEEP", "0.05")
+    again = run_study(StudyConfig(str(SCRIPTS / "slow.py"), n_trials=4, metric="score", workspace=str(tmp_path),
+                                  trial_timeout=30.0))
+    assert again.n_complete == 1 and again.n_fail == 3
