@@ -39,6 +39,7 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -99,13 +100,21 @@ def best_after(rows: list[dict[str, Any]], n: int) -> Optional[float]:
     return max(values) if values else None
 
 
-def epochs_to_within(rows: list[dict[str, Any]], target: float) -> Optional[int]:
-    spent = 0
+def spent_to_within(rows: list[dict[str, Any]], target: float, key: str = "epochs") -> Optional[float]:
+    """The ``key`` (epochs, or training seconds) the study had spent, in trial order, when a trial first
+    reached ``target``; None when none did, or when a trial lacks the measure (studies saved before it)."""
+    spent = 0.0
     for row in rows:
-        spent += row["epochs"]
+        if row.get(key) is None:
+            return None
+        spent += row[key]
         if row["value"] is not None and row["value"] >= target:
             return spent
     return None
+
+
+def has_train_s(study: dict[str, Any]) -> bool:
+    return all(row.get("train_s") is not None for row in study["trials"])
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -128,6 +137,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--out", default=None, help="also write every study's trials here (JSONL)")
     parser.add_argument("--from-studies", default=None,
                         help="recompute the figures from --out file(s), comma-separated (no run)")
+    parser.add_argument("--reeval-seeds", type=int, default=0,
+                        help="re-train each study's best configuration with this many fresh training seeds "
+                             "(1..K; the search trained with seed 0) and compare the means (0: off)")
+    parser.add_argument("--reeval-cache", default=None,
+                        help="JSONL of re-trainings already done (read, and appended to), so --from-studies reruns "
+                             "train nothing twice")
     parser.add_argument("--arms", default="tool,random", help="which studies to run (e.g. only tool, to compare "
                         "another --pruner against a saved random arm with --from-studies)")
     args = parser.parse_args(argv)
@@ -157,7 +172,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"# figures from {args.from_studies} ({len(studies)} studies; nothing rerun)", file=sys.stderr)
     else:
         studies = run_all(args)
-    return report(studies, args, checkpoints)
+    code = report(studies, args, checkpoints)
+    if args.reeval_seeds > 0:
+        reevaluate(studies, args)
+    return code
 
 
 def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -213,22 +231,138 @@ def report(studies: list[dict[str, Any]], args: argparse.Namespace, checkpoints:
     emit("gap_to_best_points", mean(gaps["tool"]), "points", baseline=mean(gaps["random"]),
          per_seed=gaps["tool"], baseline_per_seed=gaps["random"])
     target = best_any - args.goal_points / 100
-    reach = {arm: [epochs_to_within(s["trials"], target) for s in by_arm[arm]] for arm in by_arm}
+    reach = {arm: [spent_to_within(s["trials"], target) for s in by_arm[arm]] for arm in by_arm}
     emit("epochs_to_within_goal", mean(reach["tool"]), "epochs", baseline=mean(reach["random"]),
          ratio=ratio(mean(reach["tool"]), mean(epochs["random"])), per_seed=reach["tool"],
          baseline_per_seed=reach["random"], goal_points=args.goal_points,
          note="ratio: against random search's total epochs; null per seed: never within the goal")
     # the goal: the tool's running best comes within goal_points of the best found while it has
     # spent at most goal_compute of random search's epochs (random's whole study, same trial budget)
-    per_seed_goal = [r is not None and r <= args.goal_compute * b for r, b in zip(reach["tool"], epochs["random"])]
+    # (a tool study is held against the random study of its seed, else against random's mean)
+    rand_by_seed = {s["seed"]: s for s in by_arm["random"]}
+    def random_total(seed: int, key: str) -> Optional[float]:
+        if seed in rand_by_seed:
+            return sum(r["epochs"] for r in rand_by_seed[seed]["trials"]) if key == "epochs" else rand_by_seed[seed]["train_s"]
+        return mean(epochs["random"]) if key == "epochs" else mean([s["train_s"] for s in by_arm["random"]])
+    budget = [random_total(s["seed"], "epochs") for s in by_arm["tool"]]
+    per_seed_goal = [r is not None and b is not None and r <= args.goal_compute * b for r, b in zip(reach["tool"], budget)]
     emit("goal", all(per_seed_goal) if per_seed_goal else None, "bool", per_seed=per_seed_goal,
-         epochs_to_within_goal=reach["tool"], random_epochs=epochs["random"],
+         seeds=[s["seed"] for s in by_arm["tool"]], epochs_to_within_goal=reach["tool"], random_epochs=budget,
          statement=f"tool within {args.goal_points} points of the best found after <= {args.goal_compute:.0%} of "
                    "random search's epochs (measured, not asserted)")
+    # the same goal with compute measured as the trials' training seconds (an epoch of a wide model at
+    # batch 16 costs ten times one of a narrow model at batch 256); tool studies saved without per-trial
+    # seconds are left out
+    timed = [s for s in by_arm["tool"] if has_train_s(s)]
+    if timed:
+        reach_s = [spent_to_within(s["trials"], target, "train_s") for s in timed]
+        budget_s = [random_total(s["seed"], "train_s") for s in timed]
+        per_seed_s = [r is not None and b is not None and r <= args.goal_compute * b for r, b in zip(reach_s, budget_s)]
+        emit("train_seconds_to_within_goal", mean(reach_s), "s", baseline=mean(budget_s),
+             ratio=ratio(mean(reach_s), mean(budget_s)), per_seed=reach_s, baseline_per_seed=budget_s,
+             note="baseline: random search's total training seconds; null per seed: never within the goal")
+        emit("goal_train_seconds", all(per_seed_s), "bool", per_seed=per_seed_s, seeds=[s["seed"] for s in timed],
+             statement=f"tool within {args.goal_points} points of the best found after <= {args.goal_compute:.0%} of "
+                       "random search's training seconds (measured, not asserted)")
     final = [g is not None and g <= args.goal_points for g in gaps["tool"]]
     emit("tool_final_within_goal_points", sum(final), "seeds", of=len(final), baseline=sum(
         g is not None and g <= args.goal_points for g in gaps["random"]))
     return 0
+
+
+def best_row(study: dict[str, Any]) -> Optional[dict[str, Any]]:
+    done = [r for r in study["trials"] if r["value"] is not None]
+    return max(done, key=lambda r: r["value"]) if done else None
+
+
+def retrain_key(params: dict[str, Any], seed: int, args: argparse.Namespace) -> str:
+    return json.dumps({"params": params, "seed": seed, "epochs": args.epochs, "value": args.value}, sort_keys=True)
+
+
+def retrain(jobs: list[tuple[str, dict[str, Any], int]], args: argparse.Namespace) -> dict[str, float]:
+    """Train each (key, params, seed) once, ``--parallel`` processes at a time, one CPU thread each."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done: dict[str, float] = {}
+    queue = list(jobs)
+    running: list[tuple[str, subprocess.Popen]] = []
+    total = len(queue)
+    while queue or running:
+        while queue and len(running) < args.parallel:
+            key, params, seed = queue.pop(0)
+            argv = [sys.executable, str(SCRIPT), "--epochs", str(args.epochs), "--seed", str(seed), "--json"] + (
+                ["--data", args.data] if args.data else [])
+            running.append((key, subprocess.Popen(argv, env={**env, "DEEPDIVE_PARAMS": json.dumps(params)},
+                                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)))
+        key, proc = running.pop(0)
+        out, err = proc.communicate()
+        if proc.returncode != 0:
+            raise SystemExit(f"bench_tune_quality: a re-training failed: {err.strip().splitlines()[-1:]}")
+        result = json.loads(out.strip().splitlines()[-1])
+        done[key] = result["best_val_acc"] if args.value == "best" else result["val_acc"]
+        print(f"# re-trained {len(done)}/{total}: {done[key]:.4f}", file=sys.stderr, flush=True)
+    return done
+
+
+def reevaluate(studies: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    """Each study's best configuration, re-trained with fresh seeds: what the search's choice is worth.
+
+    A single training run's validation accuracy moves with the seed (initialisation and shuffling) by
+    more than the goal's 0.3 points, and the best of a study is the largest of many such draws: it
+    overstates its configuration (the winner's curse). The mean over fresh seeds does not."""
+    seeds = list(range(1, args.reeval_seeds + 1))
+    cache: dict[str, float] = {}
+    if args.reeval_cache and os.path.exists(args.reeval_cache):
+        with open(args.reeval_cache) as f:
+            for line in f:
+                if line.strip():
+                    row = json.loads(line)
+                    cache[row["key"]] = row["acc"]
+    chosen = [(s, best_row(s)) for s in studies]
+    jobs = [(retrain_key(row["params"], seed, args), row["params"], seed)
+            for _, row in chosen if row is not None for seed in seeds]
+    todo, seen = [], set()
+    for job in jobs:
+        if job[0] not in cache and job[0] not in seen:
+            todo.append(job)
+            seen.add(job[0])
+    fresh = retrain(todo, args) if todo else {}
+    if args.reeval_cache and fresh:
+        with open(args.reeval_cache, "a") as f:
+            for key, acc in fresh.items():
+                f.write(json.dumps({"key": key, "acc": acc}) + "\n")
+    cache.update(fresh)
+
+    rows = []
+    for study, row in chosen:
+        if row is None:
+            continue
+        accs = [cache[retrain_key(row["params"], seed, args)] for seed in seeds]
+        rows.append({"arm": study["arm"], "seed": study["seed"], "search_value": row["value"],
+                     "reeval_mean": statistics.fmean(accs), "reeval": accs, "params": row["params"]})
+    spread = [statistics.stdev(r["reeval"]) for r in rows if len(r["reeval"]) > 1]
+    emit("reeval_seed_spread", mean(spread), "accuracy", seeds=len(seeds),
+         note="standard deviation of one configuration's accuracy over training seeds, mean over the chosen ones")
+    best_any = max(r["reeval_mean"] for r in rows)
+    by_arm = {arm: [r for r in rows if r["arm"] == arm] for arm in ("tool", "random")}
+    for arm, chosen_rows in by_arm.items():
+        for r in chosen_rows:
+            print(f"# {arm} seed {r['seed']}: search {r['search_value']:.4f}, re-trained "
+                  f"{', '.join(f'{a:.4f}' for a in r['reeval'])} (mean {r['reeval_mean']:.4f})", file=sys.stderr)
+    tool = [r["reeval_mean"] for r in by_arm["tool"]]
+    rand = [r["reeval_mean"] for r in by_arm["random"]]
+    emit("reeval_best_config_acc", mean(tool), "accuracy", baseline=mean(rand), ratio=ratio(mean(tool), mean(rand)),
+         per_seed=tool, baseline_per_seed=rand, seeds=len(seeds),
+         note="each study's best configuration re-trained with fresh seeds: mean accuracy")
+    emit("winners_curse_points", mean([100 * (r["search_value"] - r["reeval_mean"]) for r in by_arm["tool"]]),
+         "points", baseline=mean([100 * (r["search_value"] - r["reeval_mean"]) for r in by_arm["random"]]),
+         note="the search's best value minus its configuration's re-trained mean")
+    gaps = [100 * (best_any - v) for v in tool]
+    emit("reeval_gap_to_best_points", mean(gaps), "points", per_seed=gaps,
+         baseline_per_seed=[100 * (best_any - v) for v in rand], best_any=best_any,
+         note="against the best re-trained mean of any study's chosen configuration")
+    within = [g <= args.goal_points for g in gaps]
+    emit("reeval_within_goal_points", sum(within), "seeds", of=len(within),
+         baseline=sum(100 * (best_any - v) <= args.goal_points for v in rand))
 
 
 if __name__ == "__main__":

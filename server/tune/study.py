@@ -260,7 +260,11 @@ def make_sampler(name: str, parallel: int, seed: Optional[int]) -> Any:
 def make_pruner(name: str) -> Any:
     import optuna
 
-    if name in ("auto", "hyperband"):
+    if name == "auto":  # Hyperband, its first rung after a quarter of a complete trial's reports
+        from deepdive.tune.pruners import LateHyperbandPruner
+
+        return LateHyperbandPruner()
+    if name == "hyperband":  # Optuna's own: the first rung after the second report
         return optuna.pruners.HyperbandPruner()
     if name == "asha":  # successive halving, one bracket: every trial is judged at every rung
         return optuna.pruners.SuccessiveHalvingPruner()
