@@ -5,7 +5,8 @@ fixed seeded 90/10 split; validation accuracy reported after every epoch). For e
 studies of ``--trials`` trials each run through :func:`deepdive.tune.run_study` (warm workers,
 ``--parallel`` of them, one CPU thread each; a fresh SQLite storage per study):
 
-- ``tool``:   ``--sampler``/``--pruner`` (default ``auto``/``auto``: multivariate TPE + Hyperband),
+- ``tool``:   ``--sampler``/``--pruner`` (default ``auto``/``auto``: multivariate TPE + Hyperband with
+  its first rung after a quarter of a trial),
   ``--patience`` (default off: early stopping inside a trial, with ``--value best``);
 - ``random``: random sampling, no pruning (every trial trains ``--epochs`` epochs).
 
@@ -21,7 +22,15 @@ Figures (one JSON object per line; means over seeds, per-seed values alongside):
   ``--goal-points`` (default 0.3) of ``best_val_acc_any`` (null when it never did);
 - ``goal``: the issue's goal, measured, never asserted: on every seed the tool's best came within
   ``--goal-points`` of ``best_val_acc_any`` by the time it had spent at most ``--goal-compute``
-  (40 %) of the epochs random search spent on its whole study.
+  (40 %) of the epochs random search spent on its whole study (the random study of the same seed);
+- ``train_seconds_to_within_goal``, ``goal_train_seconds``: the same with compute measured as the
+  trials' training seconds (studies saved with each trial's ``train_s``);
+- with ``--reeval-seeds K``: each study's best configuration re-trained with K fresh training seeds
+  (the search trained with seed 0), ``--parallel`` at a time: ``reeval_seed_spread`` (a
+  configuration's standard deviation over seeds), ``reeval_best_config_acc`` (the chosen
+  configurations' mean accuracy, tool against random), ``winners_curse_points`` (the search's best
+  value minus that mean) and ``reeval_gap_to_best_points``. ``--reeval-cache FILE`` keeps the
+  re-trainings, so reruns over saved studies train nothing twice.
 
 ``--from-studies FILE[,FILE...]`` recomputes the figures from previous runs' ``--out`` files (each
 trial's per-epoch curve is there too); ``--first-seed`` adds seeds to saved studies (e.g.
