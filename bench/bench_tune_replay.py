@@ -8,7 +8,9 @@ pruner (``deepdive.tune``'s own ``make_pruner`` names) and, optionally, ``--pati
 inside a trial, as ``deepdive tune --patience``). The sampling is random, so the pruner is the only
 difference between the arms, and every arm sees the same sequences.
 
-Figures, one JSON line per pruner and patience (baseline: no pruning, no patience, same sequences):
+Figures: ``rank_correlation`` (Spearman) between a configuration's best-so-far value after k reports
+and its best, for k = 1..5; then one JSON line per pruner and patience (baseline: no pruning, no
+patience, same sequences):
 
 - ``epochs``: epochs trained per study (ratio: against training every configuration to the end);
 - ``p_top_kept``: the share of sequences whose best kept (not pruned) trial reaches the target, given
@@ -20,6 +22,7 @@ Figures, one JSON line per pruner and patience (baseline: no pruning, no patienc
 The target is the ``--top`` (default 0.05) upper quantile of the pool's values: "a configuration in
 the top 5 %". No time is measured. Usage::
 
+    python bench/bench_tune_replay.py              # the recorded studies in bench/data (about 5 minutes)
     python bench/bench_tune_replay.py --from-studies a.jsonl,b.jsonl [--trials 30] [--orders 200]
 """
 
@@ -35,6 +38,10 @@ from pathlib import Path
 from typing import Any, Optional
 
 ROOT = Path(__file__).resolve().parents[1]
+# five random-search studies of 30 trials (seeds 3-7), 9 epochs each, scored by their best epoch:
+# bench_tune_quality.py --epochs 9 --value best --arms random --out ... with --first-seed 3 --seeds 2, then
+# --first-seed 5 --seeds 3
+RECORDED = ROOT / "bench" / "data" / "polarity_random_e9.jsonl"
 
 
 def emit(metric: str, value: Any, unit: str, **extra: Any) -> None:
@@ -58,6 +65,21 @@ def load_curves(files: list[str]) -> list[list[float]]:
         longest = max(lengths)
         curves = [c for c in curves if len(c) == longest]
     return curves
+
+
+def ranks(values: list[float]) -> list[float]:
+    """Ranks (ties share their mean rank), for Spearman's correlation."""
+    order = sorted(range(len(values)), key=values.__getitem__)
+    out = [0.0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            out[order[k]] = (i + j) / 2
+        i = j + 1
+    return out
 
 
 def replay(order: list[list[float]], pruner: Any, patience: Optional[int]) -> tuple[int, Optional[float], list[tuple[int, float]]]:
@@ -92,7 +114,9 @@ def replay(order: list[list[float]], pruner: Any, patience: Optional[int]) -> tu
 
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--from-studies", required=True, help="bench_tune_quality.py --out file(s), comma-separated")
+    parser.add_argument("--from-studies", default=str(RECORDED),
+                        help="bench_tune_quality.py --out file(s), comma-separated (default: the recorded random "
+                             "studies in bench/data)")
     parser.add_argument("--trials", type=int, default=30, help="configurations per replayed study")
     parser.add_argument("--orders", type=int, default=200, help="random sequences replayed per arm")
     parser.add_argument("--pruners", default="none,auto,hyperband,asha,median", help="deepdive tune --pruner names")
@@ -122,6 +146,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     has_top = [any(max(c) >= target for c in order) for order in orders]
     emit("pool", len(curves), "curves", epochs_per_curve=len(curves[0]), target=target, top=args.top,
          sequences_with_a_top_configuration=sum(has_top), orders=args.orders, trials=args.trials)
+
+    finals_in_order = [max(c) for c in curves]
+    for k in range(1, min(5, len(curves[0])) + 1):  # how well an early report ranks the configurations
+        emit("rank_correlation", statistics.correlation(ranks([max(c[:k]) for c in curves]), ranks(finals_in_order)),
+             "spearman", after_reports=k, note="best so far after k reports against the best of the whole curve")
 
     def arm(name: str, patience: Optional[int]) -> dict[str, float]:
         results = [replay(order, make_pruner(name), patience) for order in orders]
