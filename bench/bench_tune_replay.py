@@ -86,6 +86,8 @@ def replay(order: list[list[float]], pruner: Any, patience: Optional[int]) -> tu
     """One study: (epochs spent, best kept value, [(epochs spent so far, value)] of each kept trial)."""
     import optuna
 
+    from deepdive.tune.study import STOPPED_ATTR
+
     study = optuna.create_study(direction="maximize", pruner=pruner, sampler=optuna.samplers.RandomSampler(0))
     spent, best, kept = 0, None, []
     for curve in order:
@@ -101,7 +103,8 @@ def replay(order: list[list[float]], pruner: Any, patience: Optional[int]) -> tu
             if trial.should_prune():
                 pruned = True
                 break
-            if patience is not None and stale >= patience:
+            if patience is not None and stale >= patience:  # marked as deepdive tune marks it
+                study._storage.set_trial_system_attr(trial._trial_id, STOPPED_ATTR, True)
                 break
         if pruned:
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)

@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto = multivariate TPE (constant liar when parallel)")
     p.add_argument("--pruner", default="auto", choices=("auto", "hyperband", "asha", "median", "none"),
                    help="auto = Hyperband, its first rung after a quarter of a trial's reports; hyperband = Optuna's "
-                        "(after the second report); asha = successive halving (one bracket, prunes more)")
+                        "schedule (after the second report); asha = successive halving (one bracket, prunes more)")
     p.add_argument("--metric", default=None, help="the metric the script logs (default: the study's, else loss)")
     p.add_argument("--direction", default=None, choices=("minimize", "maximize"),
                    help="default: maximize for accuracy-like names, else minimize")

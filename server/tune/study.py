@@ -81,6 +81,7 @@ PRUNERS = ("auto", "hyperband", "asha", "median", "none")
 OWNER_ATTR = "deepdive:owner"
 REASON_ATTR = "deepdive:reason"
 RETRY_ATTR = "deepdive:retry_of"
+STOPPED_ATTR = "deepdive:stopped"  # ended by --patience: complete, but shorter than the script's full run
 META_ATTR = "deepdive"
 VALUE_MODES = ("last", "best")
 ORPHANED = "orphaned"
@@ -260,12 +261,12 @@ def make_sampler(name: str, parallel: int, seed: Optional[int]) -> Any:
 def make_pruner(name: str) -> Any:
     import optuna
 
-    if name == "auto":  # Hyperband, its first rung after a quarter of a complete trial's reports
-        from deepdive.tune.pruners import LateHyperbandPruner
+    if name in ("auto", "hyperband"):
+        from deepdive.tune.pruners import LearntHyperbandPruner
 
-        return LateHyperbandPruner()
-    if name == "hyperband":  # Optuna's own: the first rung after the second report
-        return optuna.pruners.HyperbandPruner()
+        # auto: the first rung after a quarter of a full trial's reports; hyperband: Optuna's schedule
+        # (after the second report). Both learn a full trial's length from trials --patience did not end.
+        return LearntHyperbandPruner(first_rung_share=4 if name == "auto" else None)
     if name == "asha":  # successive halving, one bracket: every trial is judged at every rung
         return optuna.pruners.SuccessiveHalvingPruner()
     if name == "median":
@@ -503,6 +504,13 @@ class Ledger:
         mirror_values = [value] if optuna_state == TrialState.COMPLETE else None
         self.mirror_storage.set_trial_state_values(trial_id, optuna_state, mirror_values)
         self._synced.add(number)
+
+    def mark_stopped(self, number: int) -> None:
+        """The trial ends early by --patience: Hyperband must not learn a full trial's length from it."""
+        if self.direct:
+            self.study._storage.set_trial_system_attr(self.live[number]._trial_id, STOPPED_ATTR, True)
+        else:  # written to the storage with the trial's other marks when it ends
+            self.mirror_storage.set_trial_system_attr(self._mirror_trial_id(number), STOPPED_ATTR, True)
 
     def _write_batch(self, trial_id: int, values: dict[int, float], system_attrs: dict[str, Any]) -> None:
         """Intermediate values and system attributes: one transaction on RDB storages."""
@@ -1232,6 +1240,7 @@ class Coordinator:
             patience = self.config.patience
             if not prune and patience is not None and t.stale >= patience:
                 self.stopped += 1
+                self.ledger.mark_stopped(number)
                 w.conn.send(("stop", f"stopped early: no better {self.metric} than {t.best_reported:.6g} in "
                                      f"{patience} report{'s' if patience > 1 else ''} (--patience {patience})"))
             else:

@@ -12,7 +12,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from deepdive.tune.study import RETRY_ATTR, StudyConfig, TuneError, run_study
+from deepdive.tune.study import RETRY_ATTR, STOPPED_ATTR, StudyConfig, TuneError, run_study
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
@@ -355,10 +355,15 @@ def test_patience_ends_a_trial_complete_at_its_best_report(tmp_path):
         assert t["reason"].startswith("stopped early: no better score than") and "--patience 2" in t["reason"]
         log = (tmp_path / ".deepdive" / "tune-logs" / "echo" / f"trial-{t['number']}.log").read_text()
         assert "finished all" not in log  # the script did not run on after the stop
+    # the storage marks them, so that Hyperband does not take their length for a full trial's
+    stored = optuna.load_study(study_name="echo", storage=_db(tmp_path)).trials
+    assert all(frozen.system_attrs.get(STOPPED_ATTR) is True for frozen in stored)
     # a trial that keeps improving runs to its end
     rising = run_study(StudyConfig(echo, n_trials=2, patience=1, study_name="rising",
                                    script_args=["--curve", "1,2,3"], **config))
     assert rising.n_complete == 2 and rising.n_stopped == 0
+    assert not any(STOPPED_ATTR in f.system_attrs for f in optuna.load_study(study_name="rising",
+                                                                              storage=_db(tmp_path)).trials)
     assert all(len(t["intermediate"]) == 3 and not t["reason"] for t in rising.trials), rising.trials
     # a NaN before any real value starts no count: stopped after the first report that is not better
     nan_first = run_study(StudyConfig(echo, n_trials=1, patience=1, study_name="nan", seed=1,
