@@ -248,11 +248,12 @@ def report(studies: list[dict[str, Any]], args: argparse.Namespace, checkpoints:
     # the goal: the tool's running best comes within goal_points of the best found while it has
     # spent at most goal_compute of random search's epochs (random's whole study, same trial budget)
     # (a tool study is held against the random study of its seed, else against random's mean)
-    rand_by_seed = {s["seed"]: s for s in by_arm["random"]}
+    totals = {key: {s["seed"]: (sum(r["epochs"] for r in s["trials"]) if key == "epochs" else s["train_s"])
+                    for s in by_arm["random"]} for key in ("epochs", "train_s")}
+
     def random_total(seed: int, key: str) -> Optional[float]:
-        if seed in rand_by_seed:
-            return sum(r["epochs"] for r in rand_by_seed[seed]["trials"]) if key == "epochs" else rand_by_seed[seed]["train_s"]
-        return mean(epochs["random"]) if key == "epochs" else mean([s["train_s"] for s in by_arm["random"]])
+        return totals[key].get(seed, mean(list(totals[key].values())))
+
     budget = [random_total(s["seed"], "epochs") for s in by_arm["tool"]]
     per_seed_goal = [r is not None and b is not None and r <= args.goal_compute * b for r, b in zip(reach["tool"], budget)]
     emit("goal", all(per_seed_goal) if per_seed_goal else None, "bool", per_seed=per_seed_goal,

@@ -673,7 +673,6 @@ class Coordinator:
         self.pending: list[_Trial] = []
         self.orphaned: list[int] = []
         self.retried: list[int] = []
-        self.train_seconds = 0.0
         self.script_seconds = 0.0
         self.startup_seconds: Optional[float] = None
         self.best: Optional[tuple[int, float]] = None
@@ -1256,7 +1255,6 @@ class Coordinator:
             if self.config.warm and not outcome.get("oom"):
                 self._dispatch()  # a prepared trial starts now; this one is booked while it runs
             t.train_s = float(outcome.get("train_s") or 0.0)
-            self.train_seconds += t.train_s
             self.script_seconds += float(outcome.get("script_s") or 0.0)
             reason = outcome.get("reason")
             if outcome["state"] == "fail":
@@ -1356,7 +1354,8 @@ class Coordinator:
             n_complete=count[TrialState.COMPLETE], n_pruned=count[TrialState.PRUNED], n_fail=count[TrialState.FAIL],
             best_number=best_number, best_value=best_value, best_params=best_params, importances=importances,
             importance_note=note, trials=history, seconds=time.time() - self.started, orphaned=self.orphaned,
-            retried=self.retried, train_seconds=self.train_seconds, script_seconds=self.script_seconds,
+            retried=self.retried, train_seconds=sum(t.train_s or 0.0 for t in self.trials.values()),
+            script_seconds=self.script_seconds,
             storage_writes=self.ledger.writes if hasattr(self, "ledger") else 0, session_trials=len(self.trials),
             startup_seconds=self.startup_seconds, remote_suggests=self.remote_suggests,
             trials_span_seconds=(self.last_done - self.first_start) if self.first_start and self.last_done else None,
