@@ -6,6 +6,22 @@ training script's reporter streams to it; the sampler publishes a machine sample
 ``metrics.db`` beside the job records, in a worker thread, once a second; and for every run that
 reported in the last 30 s a live bottleneck verdict is published when it changes. Nothing here runs
 on the event loop for long: sampling and SQLite go through ``asyncio.to_thread``.
+
+Memory and disk are bounded in bytes, each bound a whole number of MiB from the environment:
+
+=================================  =======  ==========================================================
+variable                           default  bounds
+=================================  =======  ==========================================================
+``DEEPDIVE_HUB_MEMORY_MIB``        64       the hub's recent messages (the dashboard's snapshot), all runs
+``DEEPDIVE_HUB_RUN_MEMORY_MIB``    16       the same, per run
+``DEEPDIVE_METRICS_DB_MIB``        1024     ``metrics.db`` (the oldest rows of any run go first)
+``DEEPDIVE_METRICS_RUN_MIB``       256      one run's rows in ``metrics.db`` (its oldest go first)
+=================================  =======  ==========================================================
+
+Strings longer than 8,192 characters are cut by the hub (:mod:`deepdive.telemetry.limits`); samples
+waiting for their write (once a second) are bounded too (``PENDING_BYTES``, 32 MiB,
+:mod:`deepdive.telemetry.pending`). What the store's bounds or the write queue drop is counted per
+run (``MetricsStore.runs()[i]["dropped"]``, ``MetricsStore.stats()``), never silently lost.
 """
 
 from __future__ import annotations
@@ -17,10 +33,12 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional
 
 from deepdive.protocol import HubInfo, RunThroughput, TelemetrySummary
-from deepdive.telemetry.hub import Hub
+from deepdive.telemetry import retention
+from deepdive.telemetry.hub import HISTORY_BYTES, HISTORY_RUN_BYTES, Hub
+from deepdive.telemetry.pending import Batch, PendingWrites
 from deepdive.telemetry.samplers import MachineSampler, check_interval
 from deepdive.telemetry.store import MetricsStore
 from deepdive.telemetry.verdict import verdict
@@ -29,6 +47,14 @@ log = logging.getLogger(__name__)
 
 ENV_INTERVAL = "DEEPDIVE_SAMPLE_INTERVAL"
 ENV_DASHBOARD_DIR = "DEEPDIVE_DASHBOARD_DIR"
+MIB = 1 << 20
+# environment variable -> (the keyword it sets, its default in bytes); see the module docstring
+ENV_BOUNDS = {
+    "DEEPDIVE_HUB_MEMORY_MIB": ("history_bytes", HISTORY_BYTES),
+    "DEEPDIVE_HUB_RUN_MEMORY_MIB": ("history_run_bytes", HISTORY_RUN_BYTES),
+    "DEEPDIVE_METRICS_DB_MIB": ("max_bytes", retention.MAX_BYTES),
+    "DEEPDIVE_METRICS_RUN_MIB": ("run_max_bytes", retention.RUN_MAX_BYTES),
+}
 FLUSH_INTERVAL_S = 1.0
 COMPACT_EVERY_S = 60.0
 ACTIVE_RUN_S = 30.0
@@ -40,9 +66,35 @@ HISTORY_RUNS = 100  # past runs a dashboard can list
 HISTORY_POINTS = 1500  # at most this many rows of one run go to a dashboard
 HISTORY_MAX_FIELDS = 16
 _FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,63}")
+PENDING_BYTES = 32 * MIB  # samples waiting for the next write, weighed by their JSON text
+RECENT_STRING_CHARS = 64  # the verdict's window keeps numbers and short strings (precision, comm_mode)
 # What a dashboard gets of a past run when it names no fields (see deepdive.engine.reporter).
 HISTORY_FIELDS = ("step", "epoch", "loss", "step_time_s", "data_wait_s", "samples_per_s", "loss_scale",
                   "skipped_steps", "comm_time_s", "comm_overlap", "mem_allocated_mib", "lr")
+
+
+def byte_bounds(environ: Mapping[str, str]) -> dict[str, int]:
+    """The byte bounds from the environment (:data:`ENV_BOUNDS`), in bytes, by keyword.
+
+    Raises:
+        ValueError: a value that is not a whole number of MiB from 1 on, or a run's bound on disk
+            larger than the store's.
+    """
+    bounds: dict[str, int] = {}
+    for name, (key, default) in ENV_BOUNDS.items():
+        raw = environ.get(name, "").strip()
+        if not raw:
+            bounds[key] = default
+            continue
+        mib = int(raw) if raw.isdigit() else 0
+        if mib < 1:
+            raise ValueError(f"{name} must be a whole number of MiB, 1 or more, got {raw!r}: fix or unset it")
+        bounds[key] = mib * MIB
+    if bounds["run_max_bytes"] > bounds["max_bytes"]:
+        raise ValueError(f"DEEPDIVE_METRICS_RUN_MIB ({bounds['run_max_bytes'] // MIB}) is larger than "
+                         f"DEEPDIVE_METRICS_DB_MIB ({bounds['max_bytes'] // MIB}): a run's share of metrics.db "
+                         "cannot exceed the whole; lower it or raise the other")
+    return bounds
 
 
 def dashboard_dir() -> Optional[Path]:
@@ -74,11 +126,16 @@ class TelemetryService:
         self.directory = Path(directory)
         self.interval = check_interval(interval if interval is not None else float(os.environ.get(ENV_INTERVAL, "1.0")))
         self._job_pids = job_pids
+        try:
+            self._bounds, self._bounds_error = byte_bounds(os.environ), None
+        except ValueError as exc:  # reported by start(), where the daemon records why telemetry is off
+            self._bounds, self._bounds_error = byte_bounds({}), str(exc)
         self.hub = Hub(port=port, static_dir=dashboard_dir(), prometheus=prometheus, on_batch=self._on_batch,
-                       history=self._history)
+                       history=self._history, history_bytes=self._bounds["history_bytes"],
+                       history_run_bytes=self._bounds["history_run_bytes"])
         self.store: Optional[MetricsStore] = None
         self.sampler: Optional[MachineSampler] = None
-        self._pending: list[tuple[str, int, list[dict[str, Any]]]] = []
+        self._pending = PendingWrites(PENDING_BYTES)
         self._pending_machine: list[dict[str, Any]] = []
         self._pending_ends: list[tuple[str, float]] = []
         self._recent: dict[str, collections.deque] = {}
@@ -92,8 +149,18 @@ class TelemetryService:
         self.error: Optional[str] = None
 
     async def start(self) -> None:
+        """Start the hub, open the store, start sampling.
+
+        Raises:
+            ValueError: a byte bound in the environment is not valid (the message says which).
+            OSError: the hub's port cannot be bound.
+        """
+        if self._bounds_error is not None:
+            raise ValueError(self._bounds_error)
         await self.hub.start()
-        self.store = await asyncio.to_thread(MetricsStore, self.directory / "metrics.db")
+        self.store = await asyncio.to_thread(MetricsStore, self.directory / "metrics.db",
+                                             max_bytes=self._bounds["max_bytes"],
+                                             run_max_bytes=self._bounds["run_max_bytes"])
         self.sampler = await asyncio.to_thread(MachineSampler)
         self._tasks = [asyncio.ensure_future(self._sample_loop()), asyncio.ensure_future(self._flush_loop())]
         log.info("telemetry hub on %s; sampling every %.1f s; GPUs: %s", self.hub.url, self.interval,
@@ -131,31 +198,32 @@ class TelemetryService:
 
     # -- producers -> store and verdict ----------------------------------------------------------
 
-    def _on_batch(self, message: dict[str, Any]) -> None:
+    def _on_batch(self, message: dict[str, Any], nbytes: int) -> None:
         run, rank = str(message.get("run")), int(message.get("rank") or 0)
         samples = message.get("samples") or []
         if samples:
-            self._pending.append((run, rank, list(samples)))
+            self._pending.add(run, rank, list(samples), nbytes)
             if rank == 0:
-                self._recent.setdefault(run, collections.deque(maxlen=WINDOW)).extend(samples)
+                self._recent.setdefault(run, collections.deque(maxlen=WINDOW)).extend(map(_slim, samples))
         if (rank == 0 and run not in self._job_runs
                 and any(e.get("kind") == "summary" for e in message.get("events") or ())):
             # the engine's loop finished: the run is over (a daemon job's run gets the job's outcome)
             self._pending_ends.append((run, time.time()))
         self._last_seen[run] = time.time()
 
-    def _take_pending(self) -> tuple[list[tuple[str, int, list[dict[str, Any]]]], list[dict[str, Any]],
-                                     list[tuple[str, float]]]:
-        """Hand over what arrived, on the loop thread (the only one that appends to these lists)."""
-        pending, self._pending = self._pending, []
+    def _take_pending(self) -> tuple[list[Batch], dict[str, int], list[dict[str, Any]], list[tuple[str, float]]]:
+        """Hand over what arrived, on the loop thread (the only one that adds to these)."""
+        pending, dropped = self._pending.take()
         machine, self._pending_machine = self._pending_machine, []
         ends, self._pending_ends = self._pending_ends, []
-        return pending, machine, ends
+        return pending, dropped, machine, ends
 
-    def _write(self, pending: list[tuple[str, int, list[dict[str, Any]]]], machine: list[dict[str, Any]],
+    def _write(self, pending: list[Batch], dropped: dict[str, int], machine: list[dict[str, Any]],
                ends: list[tuple[str, float]]) -> None:
-        """In a worker thread: the SQLite writes."""
+        """In a worker thread: the SQLite writes, and the count of what the write queue dropped."""
         assert self.store is not None
+        for run, count in dropped.items():
+            self.store.count_dropped(run, count)
         for run, rank, samples in pending:
             self.store.add_samples(run, rank, samples)
         if machine:
@@ -271,6 +339,13 @@ class TelemetryService:
             out.runs.append(RunThroughput(run_id=run, value=value, unit=unit, step=step,
                                           job_id=run if run in self._job_runs else None))
         return out
+
+
+def _slim(sample: dict[str, Any]) -> dict[str, Any]:
+    """What the verdict and the throughput read of a sample: its numbers and short strings."""
+    return {key: value for key, value in sample.items()
+            if not isinstance(value, (str, list, dict))
+            or (isinstance(value, str) and len(value) <= RECENT_STRING_CHARS)}
 
 
 def thin(rows: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:

@@ -10,7 +10,10 @@ Endpoints (all on one port; every request needs the hub's token, given as the qu
 * ``/ingest`` (websocket, producers): the messages of :mod:`deepdive.engine.reporter` (``type``
   ``"samples"``, ``v`` 1, ``run``, ``rank``, ``seq``, ``dropped``, ``dropped_events``, ``events``,
   ``samples``). A message larger than ``max_message_bytes`` closes the connection with code 1009;
-  a malformed one is answered with ``{"type": "error", "message": str}`` and the connection stays.
+  a malformed one (not JSON, not an object of this shape, or nested deeper than ``max_depth``
+  levels) is answered with ``{"type": "error", "message": str}`` and the connection stays. A string
+  longer than ``max_string_chars`` characters is cut, with a marker giving its length, and counted
+  (``truncated_strings``); see :mod:`deepdive.telemetry.limits`.
   A repeated ``seq`` of one ``(run, rank)`` is ignored (the reporter resends after a reconnect); a
   jump counts the missing messages as ``seq_gaps``; a ``seq`` below the last one is a restarted
   producer and is accepted.
@@ -31,16 +34,19 @@ Endpoints (all on one port; every request needs the hub's token, given as the qu
   on one time axis. ``dropped`` is the number of entries (samples + events of a ``samples``
   message, 1 for any other message) this subscriber lost to its full queue since its previous
   message. The snapshot holds the messages of the last ``history_seconds``, at most
-  ``history_entries`` entries per run (and per published ``type``), filtered like live ones and
-  without their own ``dropped``. websockets' keepalive (a ping every 20 s, 20 s for its pong)
-  closes a subscriber that stays unresponsive.
+  ``history_entries`` entries and ``history_run_bytes`` bytes per run (and per published ``type``)
+  and ``history_bytes`` in all, the oldest evicted first (:mod:`deepdive.telemetry.history`),
+  filtered like live ones and without their own ``dropped``. A subscriber's queue holds at most
+  ``subscriber_queue`` entries and ``subscriber_queue_bytes`` bytes of live messages. websockets'
+  keepalive (a ping every 20 s, 20 s for its pong) closes a subscriber that stays unresponsive.
   A subscriber may also ask for stored history on the same connection (when the hub was given a
   ``history`` function): it sends ``{"type": "query", "id": int, "what": "runs"}`` for the past
   runs with their outcome, or ``{"type": "query", "id": int, "what": "run", "run": str,
   "fields": [str, ...]}`` for one run's stored samples (rank 0, at most ``max_points`` rows), and
   gets ``{"type": "reply", "id": int, "ok": true, ...}`` (``runs`` or ``run`` and ``rows``) or
-  ``{"type": "reply", "id": int, "ok": false, "error": str}``. Queries of one connection are
-  answered in order, one at a time; replies are never dropped.
+  ``{"type": "reply", "id": int, "ok": false, "error": str}`` (also for anything that is not a
+  query: not JSON, nested too deep, another type). Queries of one connection are answered in order,
+  one at a time; replies are never dropped.
 * ``GET /`` and ``GET /dashboard/...`` (HTTP): the dashboard bundle from ``static_dir``
   (``/`` is its ``index.html``); 404 with a one-line reason when there is no bundle.
 * ``GET /metrics`` (HTTP, only with ``prometheus=True``): Prometheus text exposition of the latest
@@ -62,9 +68,9 @@ import mimetypes
 import re
 import secrets
 import time
+from json.decoder import scanstring as _scanstring
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
-from json.decoder import scanstring as _scanstring
 from urllib.parse import parse_qs, quote, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -73,6 +79,11 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from deepdive.netutil import is_loopback
+from deepdive.telemetry.history import History
+from deepdive.telemetry.limits import MAX_DEPTH, MAX_STRING_CHARS, TOO_DEEP, TooDeep, bound, check_depth
+from deepdive.telemetry.outgoing import Outgoing
+from deepdive.telemetry.outgoing import encode as _encode
+from deepdive.telemetry.outgoing import encode_lenient as _encode_lenient
 
 log = logging.getLogger("deepdive.telemetry.hub")
 
@@ -81,84 +92,24 @@ MAX_MESSAGE_BYTES = 1 << 20
 SUBSCRIBER_QUEUE = 10_000
 HISTORY_SECONDS = 600.0
 HISTORY_ENTRIES = 10_000
+MIB = 1 << 20
+HISTORY_RUN_BYTES = 16 * MIB  # the snapshot's bytes per run (and per published type)
+HISTORY_BYTES = 64 * MIB  # the snapshot's bytes in all
+SUBSCRIBER_QUEUE_BYTES = 32 * MIB  # live messages queued per subscriber (its snapshot is bounded by HISTORY_BYTES)
 MAX_RUN_ID_CHARS = 512
 SEQ_MEMORY_SECONDS = 600.0  # a producer silent this long is forgotten (its next seq starts afresh)
 COOKIE = "deepdive_hub_token"
 _RESERVED = frozenset({"samples", "snapshot", "error", "reply"})
 
-_SEPARATORS = (",", ":")
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 _METRIC_NAME = re.compile(r"[^a-zA-Z0-9_]")
-
-
-def _encode(obj: Any) -> str:
-    return json.dumps(obj, separators=_SEPARATORS, allow_nan=False, default=str)
-
-
-def _encode_lenient(obj: Any) -> str:
-    """JSON of ``obj``; non-finite floats become ``"NaN"``/``"Infinity"``/``"-Infinity"``."""
-    try:
-        return _encode(obj)
-    except ValueError:
-        return _encode(_finite(obj))
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(item) for item in value]
-    return value
-
-
-class _Out:
-    """One outgoing message, shared by every subscriber it goes to, encoded at most once per form.
-
-    A relayed producer message keeps the producer's own JSON text of its ``samples`` and ``events``
-    (``raw``) when the hub changed nothing in them, so they are never encoded again.
-    """
-
-    __slots__ = ("message", "run", "kind", "weight", "received", "raw", "_texts")
-
-    def __init__(self, message: dict, run: Optional[str], kind: str, weight: int, received: float,
-                 raw: Optional[dict[str, str]] = None) -> None:
-        self.message = message
-        self.run = run
-        self.kind = kind  # "samples" for relayed producer messages, "snapshot", else the published type
-        self.weight = weight
-        self.received = received
-        self.raw = raw if raw is not None else {}
-        self._texts: dict[tuple[bool, bool], str] = {}
-
-    def _part(self, name: str) -> str:
-        text = self.raw.get(name)
-        if text is None:
-            text = self.raw[name] = _encode_lenient(self.message[name])
-        return text
-
-    def body(self, samples: bool, events: bool) -> str:
-        """The JSON text without its closing brace, ready for ``,"dropped":N}``."""
-        key = (samples, events)
-        text = self._texts.get(key)
-        if text is None:
-            if self.kind == "samples":
-                head = {k: v for k, v in self.message.items() if k not in ("samples", "events")}
-                text = (_encode_lenient(head)[:-1] + ',"samples":' + (self._part("samples") if samples else "[]")
-                        + ',"events":' + (self._part("events") if events else "[]"))
-            elif self.kind == "snapshot":
-                text = self.raw["text"]
-            else:
-                text = _encode_lenient(self.message)[:-1]
-            self._texts[key] = text
-        return text
 
 
 class _Subscriber:
     """One /stream connection: its filters, its bounded queue and its counters."""
 
-    __slots__ = ("id", "ws", "runs", "kinds", "queue", "queued", "dropped", "unsent_dropped", "wake", "task", "sent")
+    __slots__ = ("id", "ws", "runs", "kinds", "queue", "queued", "queued_bytes", "dropped", "unsent_dropped", "wake",
+                 "task", "sent")
 
     def __init__(self, ident: int, ws: ServerConnection, runs: Optional[frozenset], kinds: Optional[frozenset]):
         self.id = ident
@@ -167,13 +118,14 @@ class _Subscriber:
         self.kinds = kinds
         self.queue: collections.deque = collections.deque()
         self.queued = 0  # entries in the queue
+        self.queued_bytes = 0  # their Outgoing.nbytes
         self.dropped = 0  # entries dropped so far
         self.unsent_dropped = 0  # dropped since the last message sent
         self.sent = 0
         self.wake = asyncio.Event()
         self.task: Optional[asyncio.Task] = None
 
-    def wants(self, out: _Out) -> Optional[tuple[bool, bool]]:
+    def wants(self, out: Outgoing) -> Optional[tuple[bool, bool]]:
         """Which parts of ``out`` this subscriber takes (samples, events), or None for nothing."""
         if self.runs is not None and out.run is not None and out.run not in self.runs:
             return None
@@ -181,7 +133,7 @@ class _Subscriber:
             if self.kinds is None:
                 return True, True
             samples, events = "samples" in self.kinds, "events" in self.kinds
-            if not (samples and out.message["samples"]) and not (events and out.message["events"]):
+            if not (samples and out.samples) and not (events and out.events):
                 return None
             return samples, events
         if self.kinds is None or "machine" in self.kinds or out.kind in self.kinds:
@@ -213,9 +165,14 @@ class Hub:
         subscriber_queue: int = SUBSCRIBER_QUEUE,
         history_seconds: float = HISTORY_SECONDS,
         history_entries: int = HISTORY_ENTRIES,
+        history_run_bytes: int = HISTORY_RUN_BYTES,
+        history_bytes: int = HISTORY_BYTES,
+        subscriber_queue_bytes: int = SUBSCRIBER_QUEUE_BYTES,
+        max_string_chars: int = MAX_STRING_CHARS,
+        max_depth: int = MAX_DEPTH,
         static_dir: Optional[str | Path] = None,
         prometheus: bool = False,
-        on_batch: Optional[Callable[[dict], None]] = None,
+        on_batch: Optional[Callable[[dict, int], None]] = None,
         history: Optional[Callable[[dict], dict]] = None,
     ) -> None:
         """Configure the hub; nothing is bound until :meth:`start`.
@@ -233,13 +190,24 @@ class Hub:
             history_seconds (float): how far back the snapshot on connect goes.
             history_entries (int): at most this many entries per run (and per published type) in
                 the snapshot.
+            history_run_bytes (int): at most this many bytes of messages per run (and per published
+                type) in the snapshot, the oldest evicted first (default 16 MiB).
+            history_bytes (int): at most this many bytes of messages in the snapshot in all, the
+                oldest of any run evicted first (default 64 MiB).
+            subscriber_queue_bytes (int): bytes of live messages queued per subscriber before its
+                oldest messages are dropped and counted, like ``subscriber_queue`` (default 32 MiB;
+                the snapshot it gets first is bounded by ``history_bytes`` instead).
+            max_string_chars (int): longer strings in ``/ingest`` messages are cut, with a marker
+                (default 8192).
+            max_depth (int): ``/ingest`` messages and ``/stream`` queries nested deeper are refused
+                as malformed (default 32).
             static_dir (str | Path | None): the dashboard bundle (with ``index.html``), or None.
             prometheus (bool): serve ``/metrics``.
-            on_batch (Callable[[dict], None] | None): called in the loop with every accepted
+            on_batch (Callable[[dict, int], None] | None): called in the loop with every accepted
                 ``/ingest`` message (the parsed dict, duplicates excluded; samples and events
-                without ``t`` have the hub's receive time), e.g. to store it. It must return quickly
-                and must not modify the dict (the history shares it); its exceptions are logged and
-                ignored.
+                without ``t`` have the hub's receive time, long strings are cut) and the length of
+                its JSON text after the cuts (to weigh what the callee keeps), e.g. to store it. It
+                must return quickly; its exceptions are logged and ignored.
             history (Callable[[dict], dict] | None): answers a subscriber's ``query`` message (see
                 the module docstring) with the reply's fields; called in a worker thread; a
                 ``ValueError`` or ``KeyError`` becomes an ``ok: false`` reply with its message.
@@ -251,7 +219,9 @@ class Hub:
             raise ValueError(f"the telemetry hub binds to loopback only, not {host!r}: its token would cross the "
                              "network in clear; use 127.0.0.1 with an SSH tunnel, or pass allow_remote=True")
         for name, value in (("max_message_bytes", max_message_bytes), ("subscriber_queue", subscriber_queue),
-                            ("history_entries", history_entries)):
+                            ("history_entries", history_entries), ("history_run_bytes", history_run_bytes),
+                            ("history_bytes", history_bytes), ("subscriber_queue_bytes", subscriber_queue_bytes),
+                            ("max_string_chars", max_string_chars), ("max_depth", max_depth)):
             if value < 1:
                 raise ValueError(f"{name} must be at least 1, got {value}")
         if history_seconds < 0:
@@ -266,6 +236,9 @@ class Hub:
         self.subscriber_queue = int(subscriber_queue)
         self.history_seconds = float(history_seconds)
         self.history_entries = int(history_entries)
+        self.subscriber_queue_bytes = int(subscriber_queue_bytes)
+        self.max_string_chars = int(max_string_chars)
+        self.max_depth = int(max_depth)
         self.static_dir = Path(static_dir).resolve() if static_dir is not None else None
         self.prometheus = prometheus
         self.on_batch = on_batch
@@ -279,8 +252,7 @@ class Hub:
         self._subscribers: dict[int, _Subscriber] = {}
         self._next_id = 0
         self._last_seq: dict[tuple[str, int], tuple[int, float]] = {}  # (run, rank) -> (seq, when)
-        self._history: dict[tuple[str, str], collections.deque] = {}  # (kind, key) -> deque of _Out
-        self._history_weight: dict[tuple[str, str], int] = {}
+        self._history = History(self.history_seconds, self.history_entries, int(history_run_bytes), int(history_bytes))
         self._next_sweep = 0.0
         self._latest: dict[tuple[str, int], dict[str, float]] = {}
         self._producers = 0
@@ -288,7 +260,7 @@ class Hub:
             "ingested_messages", "ingested_samples", "ingested_events", "duplicate_messages", "seq_gaps",
             "producer_restarts", "producer_dropped_samples", "producer_dropped_events", "malformed_messages",
             "oversized_messages", "published_messages", "dropped_total", "refused_connections",
-            "connections_total", "http_requests", "queries"), 0)
+            "connections_total", "http_requests", "queries", "truncated_strings"), 0)
 
     # ------------------------------------------------------------------------------------------
     # lifecycle and addresses
@@ -367,15 +339,23 @@ class Hub:
             ``producer_dropped_samples`` and ``producer_dropped_events`` (what producers reported
             dropping), ``malformed_messages``, ``oversized_messages``, ``published_messages``,
             ``dropped_total`` (entries dropped for slow subscribers), ``refused_connections``,
-            ``connections_total``, ``http_requests``, ``producers`` and ``subscribers`` (connected
-            now), and ``subscriber_detail``: one dict per subscriber (``id``, ``queued``, ``dropped``,
-            ``sent``).
+            ``connections_total``, ``http_requests``, ``queries``, ``truncated_strings`` (strings cut
+            to ``max_string_chars``), ``producers`` and ``subscribers`` (connected now),
+            ``subscriber_detail``: one dict per subscriber (``id``, ``queued``, ``queued_bytes``,
+            ``dropped``, ``sent``), ``history_bytes`` (held for the snapshot now),
+            ``history_evicted_messages``, ``history_evicted_entries`` and ``history_evicted_bytes``
+            (evicted by the entry and byte bounds so far), and ``history_detail``: one dict per run
+            or published type (``kind``, ``key``, ``messages``, ``entries``, ``bytes``).
         """
         out: dict[str, Any] = dict(self._stats)
         out["producers"] = self._producers
         out["subscribers"] = len(self._subscribers)
-        out["subscriber_detail"] = [{"id": s.id, "queued": s.queued, "dropped": s.dropped, "sent": s.sent}
-                                    for s in self._subscribers.values()]
+        out["subscriber_detail"] = [{"id": s.id, "queued": s.queued, "queued_bytes": s.queued_bytes,
+                                     "dropped": s.dropped, "sent": s.sent} for s in self._subscribers.values()]
+        out["history_bytes"] = self._history.nbytes
+        for name, value in self._history.evicted.items():
+            out[f"history_evicted_{name}"] = value
+        out["history_detail"] = self._history.detail()
         return out
 
     # ------------------------------------------------------------------------------------------
@@ -403,11 +383,10 @@ class Hub:
             raise ValueError(f"publish() cannot send type {message['type']!r}, which /stream reserves: use "
                              "\"machine\" or a type of your own (jobs' samples go through /ingest)")
         message.setdefault("t", now)
-        kind = str(message["type"])
         run = message.get("run")
-        out = _Out(message, run if isinstance(run, str) else None, kind, 1, now)
+        out = Outgoing.published(message, run if isinstance(run, str) else None, now)
         self._stats["published_messages"] += 1
-        self._remember(kind, out.run or kind, out, now)
+        self._remember(out.kind, out.run or out.kind, out, now)
         self._fan_out(out)
 
     def publish_threadsafe(self, message: dict) -> None:
@@ -526,7 +505,8 @@ class Hub:
         Returns:
             str: ``deepdive_run_<field>{run="...",rank="..."}`` for the latest numeric value of each
             sample field of each run and rank, then the hub's counters (``deepdive_hub_<stat>_total``,
-            ``deepdive_hub_subscriber_dropped_total{subscriber=...}``) and
+            ``deepdive_hub_history_evicted_{messages,entries,bytes}_total``,
+            ``deepdive_hub_subscriber_dropped_total{subscriber=...}``), ``deepdive_hub_history_bytes`` and
             ``deepdive_hub_connections{path="ingest"|"stream"}``.
         """
         lines: list[str] = []
@@ -541,10 +521,15 @@ class Hub:
         counters = ("ingested_messages", "ingested_samples", "ingested_events", "duplicate_messages", "seq_gaps",
                     "producer_dropped_samples", "producer_dropped_events", "malformed_messages",
                     "oversized_messages", "published_messages", "dropped_total", "refused_connections",
-                    "connections_total")
+                    "connections_total", "truncated_strings")
         for name in counters:
             lines.append(f"# TYPE deepdive_hub_{name}_total counter")
             lines.append(f"deepdive_hub_{name}_total {self._stats[name]}")
+        for name, value in self._history.evicted.items():
+            lines.append(f"# TYPE deepdive_hub_history_evicted_{name}_total counter")
+            lines.append(f"deepdive_hub_history_evicted_{name}_total {value}")
+        lines.append("# TYPE deepdive_hub_history_bytes gauge")
+        lines.append(f"deepdive_hub_history_bytes {self._history.nbytes}")
         lines.append("# TYPE deepdive_hub_connections gauge")
         lines.append(f'deepdive_hub_connections{{path="ingest"}} {self._producers}')
         lines.append(f'deepdive_hub_connections{{path="stream"}} {len(self._subscribers)}')
@@ -641,10 +626,16 @@ class Hub:
         try:
             text = raw.decode("utf-8") if isinstance(raw, (bytes, bytearray, memoryview)) else raw
             message, spans, saw_constant = self._parse(text)
+        except RecursionError:  # json's scanner gives up on deep nesting: malformed, like the rest
+            return TOO_DEEP.format(depth=self.max_depth)
         except (ValueError, UnicodeDecodeError) as exc:
             return f"not JSON ({exc}): send one JSON object per message, as deepdive.engine.reporter does"
         if not isinstance(message, dict):
             return f"expected a JSON object, got {type(message).__name__}"
+        try:
+            truncated, removed = bound(message, self.max_depth, self.max_string_chars)
+        except TooDeep as exc:
+            return str(exc)
         if message.get("type") != "samples":
             return f"unknown message type {message.get('type')!r}: /ingest takes type \"samples\""
         version = message.get("v", SCHEMA_VERSION)
@@ -671,7 +662,7 @@ class Hub:
                 if "t" not in entry:
                     entry["t"] = now
                     changed = True
-            if not changed and not saw_constant and name in spans:
+            if not changed and not saw_constant and not truncated and name in spans:
                 raw_parts[name] = text[spans[name][0]:spans[name][1]]
         dropped, dropped_events = message.get("dropped", 0), message.get("dropped_events", 0)
         dropped = dropped if type(dropped) is int and dropped > 0 else 0
@@ -695,6 +686,7 @@ class Hub:
         stats["ingested_events"] += len(events)
         stats["producer_dropped_samples"] += dropped
         stats["producer_dropped_events"] += dropped_events
+        stats["truncated_strings"] += truncated
 
         if self.prometheus and samples:
             merged: dict = {}
@@ -709,13 +701,13 @@ class Hub:
 
         if self.on_batch is not None:
             try:
-                self.on_batch(message)
+                self.on_batch(message, len(text) - removed)
             except Exception:
                 log.exception("telemetry hub: on_batch failed on a message of run %s; continuing", run)
 
         out_message = {"type": "samples", "run": run, "rank": rank, "seq": seq, "t": now, "samples": samples,
                        "events": events, "producer_dropped": dropped, "producer_dropped_events": dropped_events}
-        out = _Out(out_message, run, "samples", max(1, len(samples) + len(events)), now, raw_parts)
+        out = Outgoing.relayed(out_message, now, raw_parts)
         self._remember("samples", run, out, now)
         self._fan_out(out)
         return None
@@ -724,56 +716,37 @@ class Hub:
     # history and fan-out
     # ------------------------------------------------------------------------------------------
 
-    def _remember(self, kind: str, key: str, out: _Out, now: float) -> None:
-        hkey = (kind, key)
-        history = self._history.get(hkey)
-        if history is None:
-            history = self._history[hkey] = collections.deque()
-            self._history_weight[hkey] = 0
-        history.append(out)
-        weight = self._history_weight[hkey] + out.weight
-        horizon = now - self.history_seconds
-        while history and (weight > self.history_entries or history[0].received < horizon):
-            weight -= history.popleft().weight
-        self._history_weight[hkey] = weight
+    def _remember(self, kind: str, key: str, out: Outgoing, now: float) -> None:
+        self._history.add(kind, key, out, now)
         if now >= self._next_sweep:
-            self._sweep(horizon)
+            self._sweep(now - self.history_seconds)
             self._next_sweep = now + 1.0
 
     def _sweep(self, horizon: float) -> None:
         """Forget what is older than ``horizon`` everywhere: runs that went quiet free their memory."""
-        for hkey in list(self._history):
-            history = self._history[hkey]
-            while history and history[0].received < horizon:
-                self._history_weight[hkey] -= history.popleft().weight
-            if not history:
-                del self._history[hkey], self._history_weight[hkey]
-        live = {key for kind, key in self._history if kind == "samples"}
+        self._history.expire(horizon)
+        live = self._history.keys("samples")
         for run_rank in [k for k in self._latest if k[0] not in live]:
             del self._latest[run_rank]
         seq_horizon = min(horizon, time.time() - SEQ_MEMORY_SECONDS)
         for run_rank in [k for k, (_, seen) in self._last_seq.items() if seen < seq_horizon]:
             del self._last_seq[run_rank]
 
-    def _snapshot(self, sub: _Subscriber) -> _Out:
+    def _snapshot(self, sub: _Subscriber) -> Outgoing:
         """The snapshot for ``sub``: its share of the history, oldest first, from encoded parts."""
         now = time.time()
-        horizon = now - self.history_seconds
-        chosen: list[tuple[float, _Out, tuple[bool, bool]]] = []
-        for history in self._history.values():
-            for out in history:
-                if out.received < horizon:
-                    continue
-                parts = sub.wants(out)
-                if parts is not None:
-                    chosen.append((out.received, out, parts))
+        chosen: list[tuple[float, Outgoing, tuple[bool, bool]]] = []
+        for out in self._history.messages(now - self.history_seconds):
+            parts = sub.wants(out)
+            if parts is not None:
+                chosen.append((out.received, out, parts))
         chosen.sort(key=lambda item: item[0])
         text = (_encode({"type": "snapshot", "t": now})[:-1] + ',"messages":['
                 + ",".join(out.body(*parts) + "}" for _, out, parts in chosen) + "]")
-        return _Out({}, None, "snapshot", 1, now, {"text": text})
+        return Outgoing.snapshot(text, now)
 
-    def _fan_out(self, out: _Out) -> None:
-        cap = self.subscriber_queue
+    def _fan_out(self, out: Outgoing) -> None:
+        cap, cap_bytes = self.subscriber_queue, self.subscriber_queue_bytes
         for sub in self._subscribers.values():
             parts = sub.wants(out)
             if parts is None:
@@ -781,9 +754,11 @@ class Hub:
             queue = sub.queue
             queue.append((out, parts))
             sub.queued += out.weight
-            while sub.queued > cap and len(queue) > 1:
+            sub.queued_bytes += out.nbytes
+            while (sub.queued > cap or sub.queued_bytes > cap_bytes) and len(queue) > 1:
                 old, _ = queue.popleft()
                 sub.queued -= old.weight
+                sub.queued_bytes -= _live_bytes(old)
                 sub.dropped += old.weight
                 sub.unsent_dropped += old.weight
                 self._stats["dropped_total"] += old.weight
@@ -813,6 +788,10 @@ class Hub:
         """The reply to one subscriber message (a ``query``; anything else gets an error reply)."""
         try:
             message = json.loads(raw)
+            check_depth(message, self.max_depth)
+        except (RecursionError, TooDeep):  # json's scanner gives up on deep nesting: malformed, like the rest
+            return _encode({"type": "reply", "id": None, "ok": False,
+                            "error": f"{TOO_DEEP.format(depth=self.max_depth)}: send a query object"})
         except ValueError:
             return _encode({"type": "reply", "id": None, "ok": False, "error": "not JSON: send a query object"})
         ident = message.get("id") if isinstance(message, dict) else None
@@ -841,6 +820,7 @@ class Hub:
                     continue
                 out, parts = queue.popleft()
                 sub.queued -= out.weight
+                sub.queued_bytes -= _live_bytes(out)
                 dropped, sub.unsent_dropped = sub.unsent_dropped, 0
                 await sub.ws.send(f'{out.body(*parts)},"dropped":{dropped}}}')
                 sub.sent += 1
@@ -851,6 +831,12 @@ class Hub:
         except Exception:
             log.exception("telemetry hub: sending to subscriber %d failed; closing it", sub.id)
             sub.ws.transport.abort()
+
+
+def _live_bytes(out: Outgoing) -> int:
+    """What ``out`` weighs against ``subscriber_queue_bytes``: its bytes, but nothing for the snapshot,
+    which ``history_bytes`` bounds (so a full snapshot is never dropped for its own size)."""
+    return 0 if out.kind == "snapshot" else out.nbytes
 
 
 def _split(values: Optional[list[str]]) -> Optional[frozenset]:

@@ -5,6 +5,13 @@ daemon and of the machine). Every write is one transaction, so a batch of sample
 or not at all, and compaction moves rows between tiers inside one transaction: no committed row is
 ever lost half-way.
 
+Bytes on disk are bounded per run and in total (``run_max_bytes``, 256 MiB, and ``max_bytes``,
+1 GiB, by default): the oldest rows are evicted first, the runs' summaries stay, and the drop is
+counted per run (``runs()[i]["dropped"]``, :meth:`MetricsStore.stats`); see
+:mod:`deepdive.telemetry.retention`. The file is ``auto_vacuum=INCREMENTAL`` and gives freed pages
+back, so it shrinks after an eviction (a store from an earlier release is converted once, by a
+``VACUUM`` when it is first opened); its ``-wal`` file is truncated to 8 MiB after checkpoints.
+
 Tiers (the choice behind ``compact``)
 -------------------------------------
 * ``raw``: every sample as received, kept for **10 minutes** (``RAW_KEEP_S``): the live dashboard
@@ -41,12 +48,16 @@ from its worker threads (``asyncio.to_thread``) one call at a time.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import sqlite3
 import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Sequence, Union
+
+from deepdive.telemetry import retention
+from deepdive.telemetry.retention import MAX_BYTES, RUN_MAX_BYTES, row_cost
 
 RAW_KEEP_S = 600.0
 SECOND_KEEP_S = 86_400.0
@@ -57,6 +68,8 @@ _TIERS = (("raw", None), ("1s", 1.0), ("1m", 60.0))
 _WIDTH = {"raw": None, "1s": 1.0, "1m": 60.0}
 _NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 _COLUMNS = ("t", "run", "rank")
+WAL_LIMIT_BYTES = 8 << 20
+log = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -179,26 +192,54 @@ class MetricsStore:
     Args:
         path (str | Path): the database file (created with its folder when missing).
         clock (Callable[[], float]): the time source (``time.time``); tests inject their own.
+        max_bytes (int): the bound on the database's size (default 1 GiB); the oldest rows go first.
+        run_max_bytes (int): the bound on one run's rows (default 256 MiB), at most ``max_bytes``.
+
+    Raises:
+        ValueError: a bound under 1 MiB, or ``run_max_bytes`` over ``max_bytes``.
+        RuntimeError: the file is not a database this store can open.
     """
 
-    def __init__(self, path: Union[str, Path], clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, path: Union[str, Path], clock: Callable[[], float] = time.time, *,
+                 max_bytes: int = MAX_BYTES, run_max_bytes: int = RUN_MAX_BYTES) -> None:
+        retention.check_bounds(max_bytes, run_max_bytes)
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.max_bytes = int(max_bytes)
+        self.run_max_bytes = int(run_max_bytes)
         self._clock = clock
         self._lock = threading.Lock()
         try:
             self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=10.0)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
+            self._open()
         except sqlite3.DatabaseError as exc:
             raise RuntimeError(
                 f"cannot open the metrics store {self.path}: {exc} (move the file aside to start a new store)"
             ) from exc
 
+    def _open(self) -> None:
+        """Pragmas, schema, the byte accounting, and the bounds (which may have been lowered)."""
+        db = self._db
+        db.execute("PRAGMA auto_vacuum=INCREMENTAL")  # before WAL and the tables: a new file takes it at once
+        if db.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
+            try:
+                db.execute("VACUUM")  # a store from an earlier release: rewritten once, so it can shrink from now on
+            except sqlite3.OperationalError as exc:  # e.g. no room for the copy VACUUM writes
+                log.warning("metrics store %s: could not convert it to incremental vacuum (%s); its byte bounds "
+                            "still hold, but the file will not shrink until a later start converts it", self.path, exc)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
+        counted = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'usage'").fetchone()
+        db.executescript(_SCHEMA + retention.USAGE_SCHEMA)
+        if counted is None:
+            self._tx(retention.fill_usage)
+        self._tx(lambda db: retention.enforce(db, self.max_bytes, self.run_max_bytes))
+
     # -- plumbing --------------------------------------------------------------------------------
 
     def _tx(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run ``work`` in one write transaction; then give free pages back when there are many."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -207,7 +248,43 @@ class MetricsStore:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+            if retention.needs_shrink(self._db, self.max_bytes):
+                self._db.executescript("PRAGMA incremental_vacuum")  # its own transaction: steps to the end
             return result
+
+    def _insert(self, db: sqlite3.Connection, rows: list[tuple[str, int, float, str]]) -> None:
+        """Insert raw rows, weigh them, and evict what the bounds require (inside the transaction)."""
+        db.executemany("INSERT INTO m_raw (run, rank, t, n, data) VALUES (?, ?, ?, 1, ?)", rows)
+        weights: dict[str, int] = {}
+        for run, _, _, data in rows:
+            weights[run] = weights.get(run, 0) + row_cost(run, data)
+        retention.add_usage(db, weights)
+        retention.enforce(db, self.max_bytes, self.run_max_bytes, weights)
+
+    def stats(self) -> dict[str, Any]:
+        """The store's size, its bounds and what they dropped.
+
+        Returns:
+            dict: ``db_bytes`` (the database: what the file holds after a checkpoint), ``used_bytes``
+            and ``free_bytes`` (of it), ``wal_bytes`` (the ``-wal`` file now), ``max_bytes``,
+            ``run_max_bytes``, ``dropped_rows``, ``dropped_samples`` (raw samples behind them) and
+            ``dropped_bytes`` in all, and ``runs``: per run (``""`` is the machine) its ``bytes`` and
+            the same three counts.
+        """
+        with self._lock:
+            used, free = retention.pages(self._db)
+            rows = self._db.execute(
+                "SELECT run, bytes, dropped_rows, dropped_samples, dropped_bytes FROM usage").fetchall()
+        wal = self.path.with_name(self.path.name + "-wal")
+        runs = {run: {"bytes": b, "dropped_rows": r, "dropped_samples": n, "dropped_bytes": d}
+                for run, b, r, n, d in rows}
+        out: dict[str, Any] = {"db_bytes": used + free, "used_bytes": used, "free_bytes": free,
+                               "wal_bytes": wal.stat().st_size if wal.exists() else 0,
+                               "max_bytes": self.max_bytes, "run_max_bytes": self.run_max_bytes}
+        for name in ("dropped_rows", "dropped_samples", "dropped_bytes"):
+            out[name] = sum(run[name] for run in runs.values())
+        out["runs"] = runs
+        return out
 
     def close(self) -> None:
         """Close the database (committed rows are already on disk)."""
@@ -269,13 +346,17 @@ class MetricsStore:
             limit (int): at most this many.
 
         Returns:
-            list[dict]: ``{"run", "job", "name", "started", "ended", "outcome"}``; ``ended`` and
-            ``outcome`` are None while a run is going on.
+            list[dict]: ``{"run", "job", "name", "started", "ended", "outcome", "dropped"}``; ``ended``
+            and ``outcome`` are None while a run is going on; ``dropped`` counts the run's samples
+            the byte bounds evicted or that never reached the store (:meth:`count_dropped`); 0 when
+            it holds all it was given.
         """
         with self._lock:
-            rows = self._db.execute("SELECT run, job, name, started, ended, outcome FROM runs "
-                                    "ORDER BY started DESC, rowid DESC LIMIT ?", (int(limit),)).fetchall()
-        keys = ("run", "job", "name", "started", "ended", "outcome")
+            rows = self._db.execute(
+                "SELECT runs.run, job, name, started, ended, outcome, COALESCE(usage.dropped_samples, 0) FROM runs "
+                "LEFT JOIN usage ON usage.run = runs.run ORDER BY started DESC, runs.rowid DESC LIMIT ?",
+                (int(limit),)).fetchall()
+        keys = ("run", "job", "name", "started", "ended", "outcome", "dropped")
         return [dict(zip(keys, row)) for row in rows]
 
     # -- writes ----------------------------------------------------------------------------------
@@ -300,9 +381,22 @@ class MetricsStore:
         def work(db: sqlite3.Connection) -> None:
             db.execute("INSERT INTO runs (run, started) VALUES (?, ?) ON CONFLICT(run) DO UPDATE "
                        "SET started = MIN(started, excluded.started)", (run, min(r[2] for r in rows)))
-            db.executemany("INSERT INTO m_raw (run, rank, t, n, data) VALUES (?, ?, ?, 1, ?)", rows)
+            self._insert(db, rows)
         self._tx(work)
         return len(rows)
+
+    def count_dropped(self, run: str, samples: int) -> None:
+        """Count ``samples`` of ``run`` lost before they reached the store (the daemon's write queue
+        overflowed), so that ``runs()`` and :meth:`stats` report them with the store's own drops."""
+        _check_run(run)
+
+        def work(db: sqlite3.Connection) -> None:
+            # a run all of whose samples were dropped still shows, with the time of this count as its start
+            db.execute("INSERT INTO runs (run, started) VALUES (?, ?) ON CONFLICT(run) DO NOTHING",
+                       (run, self._clock()))
+            db.execute("INSERT INTO usage (run, dropped_samples) VALUES (?, ?) ON CONFLICT(run) DO UPDATE "
+                       "SET dropped_samples = dropped_samples + excluded.dropped_samples", (run, int(samples)))
+        self._tx(work)
 
     def add_machine(self, sample: Union[dict[str, Any], Iterable[dict[str, Any]]]) -> int:
         """Store one machine sample (or a batch of them).
@@ -313,7 +407,7 @@ class MetricsStore:
         batch = [sample] if isinstance(sample, dict) else list(sample)
         rows = self._rows(MACHINE_RUN, 0, batch)
         if rows:
-            self._tx(lambda db: db.executemany("INSERT INTO m_raw (run, rank, t, n, data) VALUES (?, ?, ?, 1, ?)", rows))
+            self._tx(lambda db: self._insert(db, rows))
         return len(rows)
 
     def _rows(self, run: str, rank: int, samples: Iterable[dict[str, Any]]) -> list[tuple[str, int, float, str]]:
@@ -423,17 +517,22 @@ def _fold(db: sqlite3.Connection, src: str, dst: str, width: float, cutoff: floa
     if not rows:
         return 0
     buckets: dict[tuple[str, int, float], list[tuple[dict[str, Any], int]]] = {}
+    weights: dict[str, int] = {}  # run -> change of its weight (retention's accounting)
     for run, rank, t, n, data in rows:
         buckets.setdefault((run, rank, math.floor(t / width) * width), []).append((json.loads(data), n))
+        weights[run] = weights.get(run, 0) - row_cost(run, data)
     for (run, rank, t), items in buckets.items():
         existing = db.execute(f"SELECT n, data FROM {dst} WHERE run = ? AND rank = ? AND t = ?", (run, rank, t)).fetchone()
         if existing is not None:
             items.insert(0, (json.loads(existing[1]), existing[0]))
+            weights[run] -= row_cost(run, existing[1])
         total = sum(n for _, n in items)
-        data = aggregate_rows(items) if len(items) > 1 else items[0][0]
+        data = _dumps(aggregate_rows(items) if len(items) > 1 else items[0][0])
+        weights[run] += row_cost(run, data)
         db.execute(f"INSERT OR REPLACE INTO {dst} (run, rank, t, n, data) VALUES (?, ?, ?, ?, ?)",
-                   (run, rank, t, total, _dumps(data)))
+                   (run, rank, t, total, data))
     db.execute(f"DELETE FROM {src} WHERE t < ?", (cutoff,))
+    retention.add_usage(db, weights)
     return len(rows)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import urllib.error
 import urllib.request
@@ -403,3 +404,105 @@ async def test_subscribers_query_stored_history_and_bad_queries_get_a_reason(tmp
         store.close()
     with pytest.raises(ValueError, match="reserves"):
         Hub().publish({"type": "reply"})
+
+
+# ------------------------------------------------------------------------------------------------
+# malformed input that used to crash a connection, and messages that are large in bytes
+# ------------------------------------------------------------------------------------------------
+
+
+def deep(levels: int) -> str:
+    return "[" * levels + "]" * levels
+
+
+def tracebacks(caplog) -> list[str]:
+    """Log records that carry a traceback or name RecursionError (the symptoms of a crashed handler)."""
+    return [r.getMessage() for r in caplog.records
+            if r.exc_info or "RecursionError" in r.getMessage() or r.levelno >= logging.ERROR]
+
+
+async def test_deeply_nested_json_on_ingest_gets_the_malformed_answer_and_the_connection_stays(hub: Hub, caplog):
+    caplog.set_level(logging.DEBUG)
+    async with ws(hub.stream_url) as subscriber, ws(hub.ingest_url) as producer:
+        await recv_json(subscriber)
+        too_deep_to_parse = '{"type": "samples", "run": "r", "rank": 0, "samples": [{"x": ' + deep(100_000) + "}]}"
+        parsed_but_deep = batch("r", 0, [{"x": json.loads(deep(200))}])
+        for bad in (too_deep_to_parse, deep(100_000), parsed_but_deep):
+            await producer.send(bad)
+            reply = await recv_json(producer)
+            assert reply["type"] == "error" and "nested" in reply["message"], reply
+        await producer.send(batch("r", 1, [{"loss": 0.5, "t": 2.0, "gpus": [{"index": 0, "util": [1, 2]}]}]))
+        message = await next_of_type(subscriber, "samples")
+        assert message["samples"] == [{"loss": 0.5, "t": 2.0, "gpus": [{"index": 0, "util": [1, 2]}]}]
+    assert hub.stats()["malformed_messages"] == 3 and hub.stats()["ingested_messages"] == 1
+    assert tracebacks(caplog) == []
+
+
+async def test_deeply_nested_json_on_stream_gets_the_malformed_answer_and_the_connection_stays(hub: Hub, caplog):
+    caplog.set_level(logging.DEBUG)
+    async with ws(hub.stream_url) as client:
+        await recv_json(client)
+        await client.send("{not json")
+        plain = await next_of_type(client, "reply")
+        for bad in (deep(100_000), json.dumps({"type": "query", "id": 4, "what": json.loads(deep(200))})):
+            await client.send(bad)
+            reply = await next_of_type(client, "reply")
+            assert reply["ok"] is False and reply["type"] == plain["type"] and "nested" in reply["error"], reply
+        hub.publish({"gpu_util": 1.0})  # the connection still streams
+        assert (await next_of_type(client, "machine"))["gpu_util"] == 1.0
+    assert tracebacks(caplog) == []
+
+
+def wide_message(run: str, seq: int, kib: int = 900) -> str:
+    """A message of about ``kib`` KiB made of many 4,000-character strings (none is over the hub's cap)."""
+    return batch(run, seq, [{"step": seq, "i": i, "pad": "y" * 4000} for i in range(kib // 4)])
+
+
+async def test_a_flood_of_900_kb_messages_keeps_the_hub_within_its_byte_bounds(caplog):
+    run_cap, total_cap, queue_cap = 3 * 1024 * 1024, 6 * 1024 * 1024, 4 * 1024 * 1024
+    hub = Hub(history_run_bytes=run_cap, history_bytes=total_cap, subscriber_queue_bytes=queue_cap)
+    await hub.start()
+    try:
+        async with ws(hub.stream_url, max_queue=1) as stalled, ws(hub.ingest_url) as producer:
+            await recv_json(stalled)  # the snapshot; then it stops reading
+            for seq in range(20):  # ~18 MB of one run, and a single 900 KB string
+                await producer.send(wide_message("a", seq))
+            await producer.send(batch("a", 20, [{"step": 20, "note": "x" * 900_000}]))
+            for run in ("b", "c"):
+                for seq in range(2):
+                    await producer.send(wide_message(run, seq))
+            await until(lambda: hub.stats()["ingested_messages"] == 25, "the flood to be ingested")
+            stats = hub.stats()
+            # the hub's own accounting: per run and in total under the bounds, the evictions counted
+            assert 0 < stats["history_bytes"] <= total_cap
+            per_key = {d["key"]: d for d in stats["history_detail"] if d["kind"] == "samples"}
+            assert set(per_key) == {"a", "b", "c"}
+            assert all(0 < d["bytes"] <= run_cap for d in per_key.values())
+            assert sum(d["bytes"] for d in stats["history_detail"]) == stats["history_bytes"]
+            held = sum(d["messages"] for d in per_key.values())
+            assert held <= total_cap // (900 * 1024) + 1  # the one truncated message is small
+            assert stats["history_evicted_messages"] == 25 - held, "every message is held or counted as evicted"
+            assert stats["history_evicted_bytes"] >= stats["history_evicted_messages"] * 880 * 1024
+            # the stalled subscriber's queue is bounded in bytes too, and what it lost is counted
+            (detail,) = stats["subscriber_detail"]
+            assert detail["queued_bytes"] <= queue_cap and detail["dropped"] > 0
+            # the single oversized string was cut, with a marker that says so, and counted
+            assert stats["truncated_strings"] == 1
+
+            async with ws(hub.stream_url) as late:
+                snapshot = await recv_json(late)
+            got = [(m["run"], m["seq"]) for m in snapshot["messages"]]
+            a_seqs = [seq for run, seq in got if run == "a"]
+            assert a_seqs and a_seqs == list(range(a_seqs[0], 21)), "the newest messages of a run are kept"
+            assert ("b", 1) in got and ("c", 1) in got, "the newest messages of every run are kept"
+            note = next(m for m in snapshot["messages"] if m["seq"] == 20 and m["run"] == "a")["samples"][0]["note"]
+            assert len(note) < 10_000 and note.startswith("x" * 100) and "truncated" in note and "900000" in note
+    finally:
+        await hub.stop()
+    assert tracebacks(caplog) == []
+
+
+async def test_byte_bounds_are_checked(hub: Hub):
+    for name in ("history_run_bytes", "history_bytes", "subscriber_queue_bytes", "max_string_chars"):
+        with pytest.raises(ValueError, match=name):
+            Hub(**{name: 0})

@@ -158,8 +158,9 @@ def test_runs_listing_with_outcome(store, clock):
     store.end_run("a", "succeeded", ended=T0 + 60)
     runs = store.runs()
     assert runs == [
-        {"run": "b", "job": "job-2", "name": None, "started": T0 + 10, "ended": None, "outcome": None},
-        {"run": "a", "job": "job-1", "name": "digits", "started": T0, "ended": T0 + 60, "outcome": "succeeded"},
+        {"run": "b", "job": "job-2", "name": None, "started": T0 + 10, "ended": None, "outcome": None, "dropped": 0},
+        {"run": "a", "job": "job-1", "name": "digits", "started": T0, "ended": T0 + 60, "outcome": "succeeded",
+         "dropped": 0},
     ]
     assert store.runs(limit=1)[0]["run"] == "b"
     with pytest.raises(KeyError, match="start_run"):
@@ -173,3 +174,102 @@ def test_aggregate_rules():
             ({"loss": 3.0, "ok": False, "mem_used_mib": 2, "lr": 0.1, "gpus": [{"index": 0, "u": 30}]}, 3)]
     assert aggregate_rows(rows) == {"loss": 2.5, "ok": False, "mem_used_mib": 5.0, "lr": "NaN",
                                     "gpus": [{"index": 0, "u": 25.0}]}
+
+
+# ------------------------------------------------------------------------------------------------
+# bytes on disk: a bound per run and in total, oldest first, drops counted, a file that shrinks
+# ------------------------------------------------------------------------------------------------
+
+MIB = 1024 * 1024
+
+
+def wide(t: float, i: int, chars: int = 4000) -> dict:
+    return {"t": t, "step": i, "loss": 1.0 / (i + 1), "pad": "z" * chars}
+
+
+def flood(store: MetricsStore, run: str, t0: float, batches: int, per_batch: int = 25) -> None:
+    """``batches`` batches of ``per_batch`` 4 KB samples (about 100 KB a batch), one sample per 10 ms."""
+    for b in range(batches):
+        first = b * per_batch
+        store.add_samples(run, 0, [wide(t0 + (first + i) * 0.01, first + i) for i in range(per_batch)])
+
+
+def file_bytes(path) -> int:
+    return path.stat().st_size + (path.with_name(path.name + "-wal").stat().st_size
+                                  if path.with_name(path.name + "-wal").exists() else 0)
+
+
+def test_disk_is_bounded_per_run_oldest_first_and_drops_are_counted(tmp_path, clock):
+    path = tmp_path / "metrics.db"
+    with MetricsStore(path, clock=clock, max_bytes=12 * MIB, run_max_bytes=4 * MIB) as s:
+        s.start_run("old", name="earlier run", started=T0 - 3600)
+        s.add_samples("old", 0, [step(T0 - 3600 + i, i) for i in range(50)])
+        s.end_run("old", "succeeded", ended=T0 - 3000)
+        flood(s, "big", T0, 200)  # 5,000 samples, about 20 MB
+        steps = [r["step"] for r in s.query("big", fields=["step"], resolution="raw")]
+        assert steps == list(range(steps[0], 5000)) and steps[0] > 0, "the newest samples are kept, whole"
+        stats = s.stats()
+        assert stats["runs"]["big"]["bytes"] <= 4 * MIB and stats["used_bytes"] <= 12 * MIB
+        assert stats["runs"]["big"]["dropped_samples"] == steps[0] == stats["dropped_samples"]
+        assert stats["runs"]["old"]["dropped_samples"] == 0 and len(s.query("old")) == 50, \
+            "one run's flood does not evict another run's data"
+        assert {r["run"]: r["dropped"] for r in s.runs()} == {"big": steps[0], "old": 0}
+    assert path.stat().st_size <= 12 * MIB
+
+
+def test_disk_is_bounded_in_total_the_oldest_data_goes_first_and_summaries_stay(tmp_path, clock):
+    path = tmp_path / "metrics.db"
+    with MetricsStore(path, clock=clock, max_bytes=6 * MIB, run_max_bytes=4 * MIB) as s:
+        s.start_run("old", name="earlier run", started=T0 - 3600)
+        s.add_samples("old", 0, [step(T0 - 3600 + i, i) for i in range(50)])
+        s.end_run("old", "succeeded", ended=T0 - 3000)
+        for n, run in enumerate(("r1", "r2", "r3")):  # each under its own bound, together over the total
+            flood(s, run, T0 + n * 100, 30)  # 750 samples, about 3 MB
+            assert s.stats()["used_bytes"] <= 6 * MIB
+        stats = s.stats()
+        assert stats["runs"]["old"]["dropped_samples"] == 50 and s.query("old") == []
+        assert stats["runs"]["r1"]["dropped_samples"] > 0
+        assert stats["runs"]["r3"]["dropped_samples"] == 0 and len(s.query("r3")) == 750, "the newest run is whole"
+        r1 = [r["step"] for r in s.query("r1", fields=["step"])]
+        assert r1 == list(range(750 - len(r1), 750)), "a run loses its oldest samples first"
+        assert stats["dropped_samples"] == sum(r["dropped_samples"] for r in stats["runs"].values())
+        summary = next(r for r in s.runs() if r["run"] == "old")  # the summary of a run outlives its samples
+        assert (summary["name"], summary["outcome"], summary["dropped"]) == ("earlier run", "succeeded", 50)
+    assert path.stat().st_size <= 6 * MIB
+
+
+def test_compaction_keeps_the_byte_accounting(tmp_path, clock):
+    with MetricsStore(tmp_path / "m.db", clock=clock, max_bytes=64 * MIB, run_max_bytes=64 * MIB) as s:
+        flood(s, "r", T0, 8)
+        clock.t = T0 + 3600
+        assert s.compact()["raw"] == 200
+        stored = s._db.execute("SELECT SUM(LENGTH(data)) FROM m_1s WHERE run = 'r'").fetchone()[0]
+        assert stored < s.stats()["runs"]["r"]["bytes"] < stored + 200 * 2
+        s.add_samples("r", 0, [wide(T0 + 3600, 999)])
+        assert s.stats()["runs"]["r"]["dropped_samples"] == 0
+
+
+def test_a_store_from_an_earlier_release_is_bounded_and_shrinks(tmp_path, clock):
+    path = tmp_path / "metrics.db"
+    with MetricsStore(path, clock=clock, max_bytes=1024 * MIB, run_max_bytes=1024 * MIB) as s:
+        flood(s, "big", T0, 100)  # about 10 MB
+    # what an earlier release left: no auto_vacuum, no byte accounting
+    db = sqlite3.connect(path)
+    db.execute("DROP TABLE usage")
+    db.execute("PRAGMA auto_vacuum=NONE")
+    db.execute("VACUUM")
+    assert db.execute("PRAGMA auto_vacuum").fetchone()[0] == 0
+    db.close()
+    before = path.stat().st_size
+    assert before > 9 * MIB
+    with MetricsStore(path, clock=clock, max_bytes=4 * MIB, run_max_bytes=3 * MIB) as s:
+        s.add_samples("big", 0, [wide(T0 + 100, 10_000)])
+        assert s.stats()["runs"]["big"]["bytes"] <= 3 * MIB and s.stats()["dropped_samples"] > 0
+    assert path.stat().st_size <= 4 * MIB
+
+
+def test_byte_bounds_must_be_sensible(tmp_path):
+    with pytest.raises(ValueError, match="run_max_bytes"):
+        MetricsStore(tmp_path / "m.db", max_bytes=4 * MIB, run_max_bytes=8 * MIB)
+    with pytest.raises(ValueError, match="max_bytes"):
+        MetricsStore(tmp_path / "m.db", max_bytes=0)
