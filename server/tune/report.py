@@ -13,6 +13,25 @@ def _fmt(value: Any) -> str:
     return "—" if value is None else str(value)
 
 
+def budget_line(result: Any) -> Optional[str]:
+    """Where the study stands against its budget (``--trials N``, shared by every process on it)."""
+    n = getattr(result, "n_trials", None)
+    if not n:
+        return None
+    here = f"{result.session_trials} of them ran in this process"
+    if result.n_counted == n:
+        return f"the study has its {n} trials; {here}"
+    if result.n_counted > n:  # e.g. a rerun with a smaller --trials
+        return f"the study has {result.n_counted} trials, more than --trials {n}; {here}"
+    elsewhere = result.running_elsewhere
+    if result.n_counted + elsewhere >= n:
+        where = "another process" if elsewhere == 1 else "other processes"
+        return (f"the study's {n} trials are all taken: {result.n_counted} finished, {elsewhere} still "
+                f"running in {where}; {here}")
+    also = f" ({elsewhere} running in other processes)" if elsewhere else ""
+    return f"{result.n_counted} of the study's {n} trials finished{also}; {here}; a rerun continues the study"
+
+
 def print_result(result: Any, console: Optional[Any] = None) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -41,6 +60,9 @@ def print_result(result: Any, console: Optional[Any] = None) -> None:
     if result.retried:
         summary += f"; retried {len(result.retried)} failed trial(s)"
     console.print(summary)
+    budget = budget_line(result)
+    if budget:
+        console.print(budget, soft_wrap=True)  # one line, whatever the terminal's width (scripts grep it)
     if result.best_number is None:
         console.print("no complete trial yet")
         return

@@ -50,9 +50,16 @@ Crash safety
 Each trial records its owner (host, pid, process start time) as a system attribute, and RDB storages
 get Optuna heartbeats. On start, RUNNING trials whose owner process on this host is gone (a
 ``kill -9`` of a previous ``deepdive tune``) are marked FAIL ("orphaned"), as are trials with a stale
-heartbeat (``optuna.storages.fail_stale_trials``). Orphans do not count toward ``n_trials``, so a
-rerun continues the study to N finished trials. ``retry_failed`` enqueues the parameters of failed
+heartbeat (RDB storages: their process died on any machine). Orphans do not count toward ``n_trials``,
+so a rerun continues the study to N finished trials. ``retry_failed`` enqueues the parameters of failed
 trials once more (a retried failure no longer counts).
+
+The budget
+----------
+``n_trials`` is the study's, not this process's: any number of ``deepdive tune`` processes on one
+storage and study end with N trials between them, and none creates trial N+1. Trials are created
+only inside a reservation under the study's lock (:mod:`deepdive.tune.budget`, which defines what
+counts; :mod:`deepdive.tune.storage` for the lock), where every process's running trials hold places.
 """
 
 from __future__ import annotations
@@ -70,30 +77,25 @@ import time
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any, Callable, Optional
-from urllib.parse import urlsplit, urlunsplit
 
 import attrs
+
+from deepdive.tune.budget import NEVER_STARTED, ORPHANED, REASON_ATTR, RETRY_ATTR, Budget, fail_stale, finished_count
+from deepdive.tune.errors import TuneError
+from deepdive.tune.storage import StudyLock, default_storage, open_storage, redact
 
 log = logging.getLogger("deepdive.tune")
 
 SAMPLERS = ("auto", "tpe", "gp", "cmaes", "random")
 PRUNERS = ("auto", "hyperband", "asha", "median", "none")
 OWNER_ATTR = "deepdive:owner"
-REASON_ATTR = "deepdive:reason"
-RETRY_ATTR = "deepdive:retry_of"
 STOPPED_ATTR = "deepdive:stopped"  # ended by --patience: complete, but shorter than the script's full run
 META_ATTR = "deepdive"
 VALUE_MODES = ("last", "best")
-ORPHANED = "orphaned"
-NEVER_STARTED = "never started"
 UNTAGGED_ORPHAN_S = 2.0  # a RUNNING trial with no owner this old (file storages): its creator died
 MAX_INTERMEDIATE = 200
 EMIT_PERIOD = 0.2  # at most 5 tune.trial events a second per trial for intermediate values
 _MAXIMIZE_HINTS = ("acc", "f1", "auc", "precision", "recall", "score", "map", "bleu", "rouge", "reward", "iou", "r2")
-
-
-class TuneError(ValueError):
-    """Bad input for a study (the message is one line and says what to change)."""
 
 
 @attrs.define
@@ -163,7 +165,7 @@ class StudyResult:
     storage_writes: int = 0
     """Write calls (transactions) to the persistent storage for this session's trials."""
     session_trials: int = 0
-    """Trials this session ran."""
+    """Trials this session ran (started in a worker)."""
     value_mode: str = "last"
     """How a trial's value was taken from its reports: ``last`` or ``best`` (``--value``)."""
     startup_seconds: Optional[float] = None
@@ -174,6 +176,13 @@ class StudyResult:
     """``run.suggest`` calls that waited for the coordinator (the rest took a presampled value)."""
     n_stopped: int = 0
     """This session's trials that ``patience`` ended early (complete, counted in ``n_complete`` too)."""
+    n_trials: Optional[int] = None
+    """The study's budget, N of ``--trials N`` (None: a result read without running, ``load_result``)."""
+    n_counted: int = 0
+    """The study's finished trials that count toward N (:mod:`deepdive.tune.budget`: not the orphaned,
+    never started or retried failures)."""
+    running_elsewhere: int = 0
+    """The study's trials still running in other processes when this one ended (they hold places of N)."""
 
     def to_json(self) -> dict[str, Any]:
         return attrs.asdict(self)
@@ -182,58 +191,6 @@ class StudyResult:
 # ---------------------------------------------------------------------------------------------
 # storage, sampler, pruner
 # ---------------------------------------------------------------------------------------------
-
-
-def redact(url: str) -> str:
-    """``url`` with its password replaced by ``***``."""
-    if url.startswith("journal:") or "://" not in url:
-        return url
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
-def default_storage(workspace: str) -> str:
-    folder = Path(workspace) / ".deepdive"
-    folder.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{folder / 'tune.db'}"
-
-
-def open_storage(url: str, heartbeat_interval: Optional[int] = 10, grace_period: Optional[int] = 60) -> Any:
-    """An Optuna storage for ``url``: an RDB URL (sqlite, postgresql, mysql) or ``journal:PATH``.
-
-    Raises:
-        TuneError: a URL Optuna cannot open (one line, password hidden).
-    """
-    import optuna
-
-    if url.startswith("journal:"):
-        path = url[len("journal:"):]
-        if not path:
-            raise TuneError("journal storage needs a file: journal:/shared/path/study.log")
-        from optuna.storages.journal import JournalFileBackend, JournalStorage
-
-        try:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            return JournalStorage(JournalFileBackend(path))
-        except OSError as exc:
-            raise TuneError(f"cannot open journal storage {path}: {exc.strerror or exc}") from None
-    if "://" not in url:
-        raise TuneError(f"storage {url!r} is not a database URL: use sqlite:///path/tune.db, "
-                        "postgresql://user:pass@host/db, mysql://... or journal:PATH")
-    import warnings
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
-    except Exception as exc:  # sqlalchemy: no such dialect, no driver, cannot connect
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise TuneError(f"cannot open storage {redact(url)}: {type(exc).__name__}: {text}"[:300]) from None
 
 
 def make_sampler(name: str, parallel: int, seed: Optional[int]) -> Any:
@@ -372,17 +329,24 @@ class Ledger:
 
     # -- one trial ------------------------------------------------------------------------------
 
-    def begin(self, owner: Optional[dict[str, Any]] = None) -> tuple[Any, dict[str, dict[str, Any]]]:
-        """Ask the persistent study for a trial and mirror it (and everything before it).
-
-        Returns the trial and its presampled parameters (see :mod:`deepdive.tune.worker`): the
-        sampler's relative sample, drawn now, keyed by name, each with the declaration it is for.
-        """
+    def create(self, owner: Optional[dict[str, Any]] = None) -> Any:
+        """Ask the persistent study for a trial, tagged with its owner (inside a budget reservation)."""
         trial = self.study.ask()
         self.writes += 1
         if owner is not None:  # at once: a trial without its owner is an orphan only after a grace time
             self.study._storage.set_trial_system_attr(trial._trial_id, OWNER_ATTR, owner)
             self.writes += 1
+        return trial
+
+    def begin(self, owner: Optional[dict[str, Any]] = None,
+              trial: Any = None) -> tuple[Any, dict[str, dict[str, Any]]]:
+        """Take a trial (``trial``, made by :meth:`create`; else a new one) and mirror it (and everything before it).
+
+        Returns the trial and its presampled parameters (see :mod:`deepdive.tune.worker`): the
+        sampler's relative sample, drawn now, keyed by name, each with the declaration it is for.
+        """
+        if trial is None:
+            trial = self.create(owner)
         self.live[trial.number] = trial
         self.values[trial.number] = {}
         if self.direct:
@@ -684,6 +648,8 @@ class Coordinator:
         self.gpu_peak: dict[str, float] = {}
         self._counted: Optional[int] = None
         self._counted_at = 0.0
+        self.room: Optional[int] = None  # the budget's room at the last reservation (other processes' trials too)
+        self._room_at = 0.0
         self._importance_thread: Optional[threading.Thread] = None
         self.first_start: Optional[float] = None  # perf_counter of the first trial sent to a worker
         self.last_done: Optional[float] = None
@@ -773,9 +739,12 @@ class Coordinator:
             self.study.set_user_attr(META_ATTR, {"metric": self.metric, "direction": direction, "value": value,
                                                  "script": Path(self.script).name})
         self.ledger = Ledger(self.study, self.rdb, direct=cfg.direct_reports)
-        self._recover()
-        if cfg.retry_failed:
-            self._enqueue_retries()
+        self.lock = StudyLock(self.storage_url, self.rdb, self.study_name)
+        self.budget = Budget(self.study, self.lock, cfg.n_trials, self._recover, self.orphaned)
+        with self.lock:  # with the other processes on the study: one recovers, one enqueues each retry
+            self._recover()
+            if cfg.retry_failed:
+                self._enqueue_retries()
         from deepdive.engine.reporter import Reporter
 
         self.reporter = Reporter.from_env(f"tune-{self.study_name}", 0)
@@ -814,11 +783,7 @@ class Coordinator:
             except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
                 pass  # finished meanwhile
         if self.rdb is not None:
-            before = {t.number for t in self.study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
-            optuna.storages.fail_stale_trials(self.study)
-            for frozen in self.study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
-                if frozen.number not in before:
-                    self.orphaned.append(frozen.number)
+            self.orphaned.extend(fail_stale(self.study, self.config.grace_period))
 
     def _emit_history(self, most: int = 200) -> None:
         """The study's finished trials (a resumed study), so that the dashboard shows all of it."""
@@ -858,20 +823,23 @@ class Coordinator:
         return self._counted
 
     def _count(self) -> int:
-        from optuna.trial import TrialState
+        return finished_count(self.study.get_trials(deepcopy=False), self.orphaned)
 
-        trials = self.study.get_trials(deepcopy=False)
-        retried = {t.user_attrs.get(RETRY_ATTR) for t in trials}
-        n = 0
-        for t in trials:
-            if not t.state.is_finished():
-                continue
-            reason = str(t.system_attrs.get(REASON_ATTR, ""))
-            if t.state == TrialState.FAIL and (reason.startswith((ORPHANED, NEVER_STARTED))
-                                               or t.number in retried or t.number in self.orphaned):
-                continue
-            n += 1
-        return n
+    def _reserve(self, want: int) -> list[Any]:
+        """Up to ``want`` new trials, within the study's budget (shared with other processes)."""
+        made, self.room = self.budget.reserve(want, lambda: self.ledger.create(self.owner))
+        self._room_at = time.monotonic()
+        self._counted = None  # the reservation may have failed orphans
+        return made
+
+    def _budget_spent(self) -> bool:
+        """No room for another trial in the study: its N trials are finished or running (any process).
+
+        Looks again (under the study's lock) at most once a second.
+        """
+        if self.room is None or (self.room <= 0 and time.monotonic() - self._room_at > 1.0):
+            self._reserve(0)
+        return self.room is not None and self.room <= 0
 
     # -- workers --------------------------------------------------------------------------------
 
@@ -1047,7 +1015,7 @@ class Coordinator:
         self._progress()
         deadline: Optional[float] = None  # --timeout counts from the first ready worker (not its start-up)
         last_heartbeat = time.monotonic()
-        if self.counted() >= cfg.n_trials:  # a rerun of a finished study runs no trial
+        if self.counted() >= cfg.n_trials or self._budget_spent():  # a rerun of a finished study runs no trial
             self._stop_workers()
         elif not self.workers:
             self._start_workers()
@@ -1066,14 +1034,14 @@ class Coordinator:
                 if not stopping and self.counted() + in_flight < cfg.n_trials:
                     self._fill()
                 if not any(w.number is not None for w in self.workers) and not self.pending:
-                    if stopping or self.counted() >= cfg.n_trials:
+                    if stopping or self.counted() >= cfg.n_trials or self._budget_spent():
                         break
                 self._dispatch()
                 self._pump(0.1)
                 now = time.monotonic()
                 if self.rdb is not None and now - last_heartbeat >= cfg.heartbeat_interval:
                     for t in self.trials.values():
-                        if t.state == "running":
+                        if t.state in ("running", "waiting"):  # a prepared trial waits a whole trial's time
                             self.storage.record_heartbeat(t.trial._trial_id)
                     last_heartbeat = now
                 for t in self.trials.values():
@@ -1127,8 +1095,10 @@ class Coordinator:
             want, prefetch = 1, True  # the next trial, ready for the first worker to finish
         want = min(want, self.config.n_trials - self.counted() - sum(
             1 for w in self.workers if w.number is not None) - len(self.pending))
-        for _ in range(max(0, want)):
-            trial, presampled = self.ledger.begin(self.owner)
+        if want <= 0 or (self.room is not None and self.room <= 0 and time.monotonic() - self._room_at < 1.0):
+            return  # (no room a moment ago: the other processes' trials are running; look again later)
+        for made in self._reserve(want):
+            trial, presampled = self.ledger.begin(trial=made)
             if self.rdb is not None:
                 self.storage.record_heartbeat(trial._trial_id)
             t = _Trial(trial.number, trial, log=str(self.log_dir / f"trial-{trial.number}.log"),
@@ -1343,6 +1313,7 @@ class Coordinator:
                 "train_s": self.trials[frozen.number].train_s if frozen.number in self.trials else None,
             })
         count = {state: sum(1 for t in trials if t.state == state) for state in TrialState}
+        elsewhere = sum(1 for t in trials if t.state == TrialState.RUNNING and t.number not in self.trials)
         try:
             best = self.study.best_trial
             best_number, best_value, best_params = best.number, best.value, dict(best.params)
@@ -1356,10 +1327,13 @@ class Coordinator:
             importance_note=note, trials=history, seconds=time.time() - self.started, orphaned=self.orphaned,
             retried=self.retried, train_seconds=sum(t.train_s or 0.0 for t in self.trials.values()),
             script_seconds=self.script_seconds,
-            storage_writes=self.ledger.writes if hasattr(self, "ledger") else 0, session_trials=len(self.trials),
+            storage_writes=self.ledger.writes if hasattr(self, "ledger") else 0,
+            session_trials=sum(1 for t in self.trials.values() if t.started is not None),
             startup_seconds=self.startup_seconds, remote_suggests=self.remote_suggests,
             trials_span_seconds=(self.last_done - self.first_start) if self.first_start and self.last_done else None,
             value_mode=getattr(self, "value_mode", "last"), n_stopped=self.stopped,
+            n_trials=self.config.n_trials if hasattr(self, "budget") else None,
+            n_counted=finished_count(trials, self.orphaned), running_elsewhere=elsewhere,
         )
 
 
