@@ -1,13 +1,16 @@
 """The kinds of job the daemon can start. Clients name a kind and options, never a command line.
 
 Each kind turns validated options into a :class:`Launch` (argv, working directory, limits). Kinds
-that run workspace code say so (``runs_user_code``) and are refused in an untrusted workspace.
+that run workspace code say so (``runs_user_code``) and are refused in an untrusted workspace; the
+code they run must be a file inside the workspace (``Context.confine``; the command line, whose
+user typed the path, lifts that).
 Later capabilities (train, tune, compress, codegen verify) add their kinds here.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -25,6 +28,8 @@ class Context:
     python: str
     workspace: Optional[str]
     trusted: bool
+    confine: bool = True
+    """Scripts must be files inside the workspace (a client names them; the command line's user typed them)."""
 
 
 @attrs.define
@@ -34,6 +39,12 @@ class Launch:
     title: str
     timeout_s: Optional[float]
     env: dict[str, str] = attrs.Factory(dict)
+    grace_s: Optional[float] = None
+    """Time between SIGTERM and SIGKILL when the job is stopped (None: the manager's default)."""
+
+
+#: torchrun gives its workers this long to stop after SIGTERM, and the engine checkpoints on SIGTERM.
+TRAIN_GRACE_S = 30.0
 
 
 @attrs.frozen
@@ -95,9 +106,23 @@ def _script_path(options: dict[str, Any], ctx: Context) -> tuple[Path, Path]:
         raise JobRejected("option 'path' must name a Python file")
     base = Path(ctx.workspace) if ctx.workspace else Path.cwd()
     script = (base / path).resolve()
+    _confined(script, "path", ctx)
     if not script.is_file():
         raise JobRejected(f"no such script: {script}")
     return base, script
+
+
+def _confined(file: Path, key: str, ctx: Context) -> None:
+    """Refuse code outside the workspace (symbolic links resolved): a client may not run /etc/passwd."""
+    if not ctx.confine:
+        return
+    if not ctx.workspace:
+        raise JobRejected(f"option '{key}' names {file}, but no workspace folder is open: open the folder that "
+                          "holds it (jobs run only files of the workspace)")
+    workspace = Path(ctx.workspace).resolve()
+    if not file.is_relative_to(workspace):
+        raise JobRejected(f"option '{key}' names {file}, which is outside the workspace {workspace}: "
+                          "move or copy it into the workspace")
 
 
 def _string_list(options: dict[str, Any], key: str) -> list[str]:
@@ -109,8 +134,8 @@ def _string_list(options: dict[str, Any], key: str) -> list[str]:
 
 def _train(options: dict[str, Any], ctx: Context) -> Launch:
     """torchrun (elastic) around a script that uses deepdive.engine."""
-    _only(options, {"path", "args", "nproc", "nnodes", "rdzv_endpoint", "max_restarts", "metrics_out", "checkpoint_dir"},
-          "train")
+    _only(options, {"path", "args", "nproc", "nnodes", "rdzv_endpoint", "max_restarts", "metrics_out", "checkpoint_dir",
+                    "fresh"}, "train")
     base, script = _script_path(options, ctx)
     args = _string_list(options, "args")
     nproc = int(_number(options, "nproc", 1, 1, 1024))
@@ -139,8 +164,13 @@ def _train(options: dict[str, Any], ctx: Context) -> Launch:
         if not isinstance(checkpoint_dir, str) or not checkpoint_dir.strip():
             raise JobRejected("option 'checkpoint_dir' must be a folder path")
         env["DEEPDIVE_CHECKPOINT_DIR"] = str((base / checkpoint_dir).resolve())
+    fresh = options.get("fresh", False)
+    if not isinstance(fresh, bool):
+        raise JobRejected("option 'fresh' must be true or false")
+    if fresh:  # dd.setup ignores checkpoints saved before now; torchrun's restarts resume from the job's own
+        env["DEEPDIVE_CHECKPOINT_FRESH_SINCE"] = repr(time.time())
     return Launch(argv=[*argv, str(script), *args], cwd=str(base), title=f"train {script.name} ×{nproc}",
-                  timeout_s=None, env=env)
+                  timeout_s=None, env=env, grace_s=TRAIN_GRACE_S)
 
 
 def _tune(options: dict[str, Any], ctx: Context) -> Launch:
@@ -202,13 +232,18 @@ def _whole(options: dict[str, Any], key: str, low: int, high: int) -> Optional[i
 
 
 def _workspace_file(options: dict[str, Any], key: str, ctx: Context, what: str,
-                    suffixes: Optional[tuple[str, ...]] = None) -> Path:
-    """An existing file named by option ``key``, relative to the workspace (or absolute)."""
+                    suffixes: Optional[tuple[str, ...]] = None, runs: bool = False) -> Path:
+    """An existing file named by option ``key``, relative to the workspace (or absolute).
+
+    A file the job ``runs`` as code must be inside the workspace (see :func:`_confined`).
+    """
     value = options.get(key)
     if not isinstance(value, str) or not value.strip():
         raise JobRejected(f"option '{key}' must name the {what}")
     base = Path(ctx.workspace) if ctx.workspace else Path.cwd()
     file = (base / value).resolve()
+    if runs:
+        _confined(file, key, ctx)
     if suffixes and file.suffix.lower() not in suffixes:
         raise JobRejected(f"option '{key}' must name the {what} ({', '.join(suffixes)}), got {value!r}")
     if not file.is_file():
@@ -233,7 +268,7 @@ def _compress(options: dict[str, Any], ctx: Context) -> Launch:
                "epochs", "distillEpochs", "out"}
     _only(options, allowed, "compress")
     model = _workspace_file(options, "model", ctx, "model file")
-    script = _workspace_file(options, "eval", ctx, "evaluation script", (".py",))
+    script = _workspace_file(options, "eval", ctx, "evaluation script", (".py",), runs=True)
     base = Path(ctx.workspace) if ctx.workspace else Path.cwd()
     argv = [ctx.python, "-P", "-m", "deepdive", "compress", str(model), "--eval", str(script)]
     prune = options.get("prune")

@@ -5,7 +5,14 @@ A job's stdout and stderr are read line by line and handed to listeners in batch
 listener falls behind, the oldest pending lines are dropped and the drop is counted in the next
 batch. Structured events (progress, data, result) arrive on a separate pipe
 (:mod:`deepdive.jobs.events`), so nothing the job prints can be mistaken for one. Cancel, a time
-limit or a memory limit kill the whole process group: SIGTERM, a grace period, then SIGKILL.
+limit or a memory limit kill the whole process group: SIGTERM, a grace period (3 s; 30 s for
+training, as torchrun gives its workers), then SIGKILL to the whole tree.
+
+Each job's first process is :mod:`deepdive.jobs.supervise`, the leader of its group: it runs the
+real command and stops the job's whole tree when the process that owns this manager dies, however
+it dies (it holds the read end of a *lifeline* pipe whose write end only this process holds). A job
+another manager runs (another window, ``deepdive train``) can be cancelled too: its process is found
+from the store and checked to still be the job's before it is signalled.
 
 All methods run on one asyncio event loop and never block it.
 """
@@ -21,14 +28,17 @@ import signal
 import sys
 import time
 from collections import deque
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 import attrs
 import psutil
 
 from deepdive.jobs import events as job_events
-from deepdive.jobs.kinds import KINDS, Context, JobRejected, build_launch
-from deepdive.jobs.store import JobStore
+from deepdive.jobs import processes
+from deepdive.jobs.kinds import KINDS, TRAIN_GRACE_S, Context, JobRejected, Launch, build_launch
+from deepdive.jobs.store import JobOwner, JobStore
+from deepdive.jobs.supervise import EXIT_CANNOT_START
 from deepdive.protocol import JobEvent, JobInfo, JobKind, JobProgress, JobStartParams, OutputLine
 
 log = logging.getLogger(__name__)
@@ -40,6 +50,15 @@ MAX_PENDING_LINES = 10_000
 MAX_LINE_CHARS = 8_192
 READ_CHUNK = 256 * 1024
 KILL_GRACE_S = 3.0
+#: The longest grace any kind gives (a cancel from elsewhere does not know the job's own).
+MAX_GRACE_S = max(KILL_GRACE_S, TRAIN_GRACE_S)
+#: Past the supervisor's own grace, the manager SIGKILLs the tree itself (a supervisor that hangs).
+SUPERVISOR_MARGIN_S = 2.0
+#: How long a cancel from elsewhere waits for the job's own manager to record the outcome.
+OWNER_RECORDS_S = 10.0
+#: Run with ``python -I -S`` (standard library only): it starts in about 10 ms.
+SUPERVISOR = str(Path(__file__).with_name("supervise.py"))
+SPAWN_FAILURE = "deepdive: could not start "
 WATCHDOG_INTERVAL_S = 0.5
 ENV_JOB_ID = "DEEPDIVE_JOB_ID"
 
@@ -50,8 +69,10 @@ Listener = Callable[[JobEvent], None]
 class _Running:
     info: JobInfo
     proc: asyncio.subprocess.Process
+    lifeline: int  # the write end: closed when this process dies, which tells the supervisor to stop the job
     timeout_s: Optional[float]
     memory_limit_bytes: Optional[int]
+    grace_s: float = KILL_GRACE_S
     seq: int = 0
     out_seq: int = 0
     pending: deque = attrs.Factory(deque)
@@ -60,6 +81,7 @@ class _Running:
     progress_sent_at: float = 0.0
     stop_reason: Optional[str] = None
     stop_state: Optional[str] = None
+    spawn_error: Optional[str] = None
     finished: asyncio.Event = attrs.Factory(asyncio.Event)
 
 
@@ -71,12 +93,15 @@ class JobManager:
         python (str): the interpreter jobs run with.
         workspace (str | None): the workspace folder (scripts are resolved against it).
         trusted (bool): whether the workspace is trusted; kinds that run its code need it.
+        confine_to_workspace (bool): run only scripts inside the workspace (the daemon: its clients name
+            paths); False for the command line, whose user typed the path themselves.
     """
 
     def __init__(self, store: JobStore, *, python: str = sys.executable, workspace: Optional[str] = None,
-                 trusted: bool = True):
+                 trusted: bool = True, confine_to_workspace: bool = True):
         self.store = store
-        self.ctx = Context(python=python, workspace=workspace, trusted=trusted)
+        self.ctx = Context(python=python, workspace=workspace, trusted=trusted, confine=confine_to_workspace)
+        self._started = processes.started(os.getpid())
         #: Environment every job gets on top of the daemon's (e.g. DEEPDIVE_HUB, set by the daemon).
         self.job_env: dict[str, str] = {}
         self._listeners: list[Listener] = []
@@ -127,43 +152,54 @@ class JobManager:
             argv=launch.argv, cwd=launch.cwd, created_at=time.time(),
         )
         read_fd, write_fd = os.pipe()
+        life_r, life_w = os.pipe()  # not inheritable: no other child of this process holds the write end
         env = {**os.environ, **self.job_env, **launch.env, job_events.ENV_FD: str(write_fd), ENV_JOB_ID: job_id,
                "PYTHONUNBUFFERED": "1"}
         try:
             proc = await asyncio.create_subprocess_exec(
-                *launch.argv, cwd=launch.cwd, env=env, stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-                start_new_session=True, pass_fds=(write_fd,), limit=2**20,
+                *self._supervised(launch, job_id, write_fd, life_r), cwd=launch.cwd, env=env,
+                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                start_new_session=True, pass_fds=(write_fd, life_r), limit=2**20,
             )
         except OSError as exc:
-            os.close(read_fd)
-            os.close(write_fd)
+            for fd in (read_fd, write_fd, life_r, life_w):
+                os.close(fd)
             info.state, info.reason, info.ended_at = "failed", f"could not start: {exc}", time.time()
-            self.store.insert(info, daemon_pid=os.getpid())
+            self.store.insert(info, daemon_pid=os.getpid(), daemon_started=self._started)
             self._emit(JobEvent(job_id=job_id, type="finished", seq=0, job=info))
             return info
         os.close(write_fd)
+        os.close(life_r)
         info.pid, info.started_at = proc.pid, time.time()
-        try:
-            proc_started: Optional[float] = psutil.Process(proc.pid).create_time()
-        except psutil.Error:
-            proc_started = None
-        self.store.insert(info, daemon_pid=os.getpid())
-        self.store.update(info, proc_started=proc_started)
-        run = _Running(info=info, proc=proc, timeout_s=timeout, memory_limit_bytes=memory_limit)
+        self.store.insert(info, daemon_pid=os.getpid(), daemon_started=self._started)
+        self.store.update(info, proc_started=processes.started(proc.pid))
+        run = _Running(info=info, proc=proc, lifeline=life_w, timeout_s=timeout, memory_limit_bytes=memory_limit,
+                       grace_s=_grace(launch))
         self._running[job_id] = run
         self._emit_job(run, "started")
         self._spawn(self._supervise(run, read_fd))
         self._ensure_flusher()
         return info
 
+    def _supervised(self, launch: Launch, job_id: str, events_fd: int, lifeline_fd: int) -> list[str]:
+        """The command line that runs the launch under the job supervisor (see :mod:`deepdive.jobs.supervise`)."""
+        return [sys.executable, "-I", "-S", SUPERVISOR, "--lifeline", str(lifeline_fd), "--parent", str(os.getpid()),
+                "--grace", f"{_grace(launch):g}", "--pass-fd", str(events_fd), "--store", str(self.store.path),
+                "--job", job_id, "--", *launch.argv]
+
     async def cancel(self, job_id: str, reason: str = "cancelled by the user") -> JobInfo:
+        """Cancel a job: this manager's own, or one another manager on the same store runs.
+
+        Raises JobRejected when there is no such job or its process cannot be signalled.
+        """
         run = self._running.get(job_id)
         if run is None:
             job = self.store.get(job_id)
             if job is None:
                 raise JobRejected(f"no job {job_id!r}")
-            return job  # already over: cancelling is a no-op
+            if job.state != "running":
+                return job  # already over: cancelling is a no-op
+            return await self._cancel_elsewhere(job, reason)
         await self._stop(run, "cancelled", reason)
         await run.finished.wait()
         return run.info
@@ -188,24 +224,68 @@ class JobManager:
             self._flusher.cancel()
 
     def kill_all_now(self, reason: str) -> None:
-        """Synchronous SIGKILL of every running job's group, for a daemon exiting in a hurry."""
+        """Synchronous SIGKILL of every running job's tree, for a daemon exiting in a hurry."""
         for run in list(self._running.values()):
-            _killpg(run.proc.pid, signal.SIGKILL)
+            processes.kill_tree(run.proc.pid, signal.SIGKILL)
             run.info.state, run.info.reason, run.info.ended_at = "cancelled", reason, time.time()
             self.store.update(run.info)
 
     def reap_orphans(self) -> list[JobInfo]:
         """Mark jobs whose daemon died as lost, and kill whatever is left of their processes."""
         lost = []
-        for job, daemon_pid, _ in self.store.running():
-            if job.id in self._running or (daemon_pid and _is_live_daemon(daemon_pid)):
+        for job, owner in self.store.running():
+            if job.id in self._running or processes.is_live_owner(owner.daemon_pid, owner.daemon_started):
                 continue
-            killed = _kill_tagged_processes(job.id)
+            killed = processes.kill_tagged_processes(ENV_JOB_ID, job.id)
             job.state, job.ended_at = "lost", time.time()
-            job.reason = "the daemon that ran it exited" + (f"; killed {killed} leftover process(es)" if killed else "")
+            job.reason = "the Deepdive process that ran it exited" + (
+                f"; killed {killed} leftover process(es)" if killed else "")
             self.store.update(job)
             lost.append(job)
         return lost
+
+    # -- jobs another manager runs ------------------------------------------------------------
+
+    async def _cancel_elsewhere(self, job: JobInfo, reason: str) -> JobInfo:
+        """Stop a job another manager runs, once its recorded process is confirmed to still be the job's.
+
+        The cancel request goes into the store first, so the job's own manager, seeing its process
+        end, records it cancelled with ``reason`` (not failed by SIGTERM); when that manager is gone
+        too, this one records the outcome.
+        """
+        owner = self.store.owner(job.id)
+        assert owner is not None
+        if job.pid is None or not processes.is_process(job.pid, owner.proc_started):
+            # nothing to signal (a pid now used by another process is never signalled)
+            reason = "its process is no longer running"
+            if not processes.is_live_owner(owner.daemon_pid, owner.daemon_started):
+                reason += " and the Deepdive process that ran it exited"
+            return await self._settle(job.id, owner, "lost", reason)
+        self.store.request_cancel(job.id, reason)
+        try:
+            os.killpg(job.pid, signal.SIGTERM)
+        except PermissionError:
+            raise JobRejected(f"cannot cancel job {job.id}: its process {job.pid} belongs to another user; "
+                              "cancel it from the window that started it") from None
+        except ProcessLookupError:
+            pass
+        if not await _ended(job.pid, owner.proc_started, MAX_GRACE_S + SUPERVISOR_MARGIN_S):
+            processes.kill_tree(job.pid, signal.SIGKILL)
+            await _ended(job.pid, owner.proc_started, 5.0)
+        return await self._settle(job.id, owner, "cancelled", reason)
+
+    async def _settle(self, job_id: str, owner: JobOwner, state: str, reason: str) -> JobInfo:
+        """The job's record once it is over: its own manager's when that one is alive, else ours."""
+        deadline = time.monotonic() + OWNER_RECORDS_S
+        while processes.is_live_owner(owner.daemon_pid, owner.daemon_started) and time.monotonic() < deadline:
+            job = self.store.get(job_id)
+            if job is not None and job.state != "running":
+                return job
+            await asyncio.sleep(0.05)
+        self.store.end_if_running(job_id, state, reason, time.time())
+        job = self.store.get(job_id)
+        assert job is not None
+        return job
 
     # -- supervision --------------------------------------------------------------------------
 
@@ -225,21 +305,28 @@ class JobManager:
         try:
             returncode = await proc.wait()
             # Descendants may still hold the pipes open: the job is over, so end them.
-            _killpg(proc.pid, signal.SIGKILL)
+            processes.killpg(proc.pid, signal.SIGKILL)
             await asyncio.wait(pumps, timeout=5.0)
         finally:
             watchdog.cancel()
             for pump in pumps:
                 pump.cancel()
+            os.close(run.lifeline)
         self._flush(run)
         info = run.info
         info.ended_at = time.time()
         info.exit_code = returncode
+        if run.stop_state is None and returncode != 0:
+            owner = self.store.owner(info.id)
+            if owner is not None and owner.cancel_reason:  # cancelled from another manager
+                run.stop_state, run.stop_reason = "cancelled", owner.cancel_reason
         if run.stop_state is not None:
             info.state, info.reason = run.stop_state, run.stop_reason  # type: ignore[assignment]
         elif returncode == 0:
             info.state, info.reason = "succeeded", None
             info.progress = 1.0
+        elif returncode == EXIT_CANNOT_START and run.spawn_error:
+            info.state, info.reason = "failed", f"could not start: {run.spawn_error}"
         else:
             info.state = "failed"
             info.reason = (
@@ -272,6 +359,8 @@ class JobManager:
         text = raw.decode("utf-8", errors="replace").rstrip("\r")
         if len(text) > MAX_LINE_CHARS:
             text = text[:MAX_LINE_CHARS] + f"… [{len(text) - MAX_LINE_CHARS} more characters]"
+        if name == "stderr" and run.spawn_error is None and text.startswith(SPAWN_FAILURE):
+            run.spawn_error = text[len(SPAWN_FAILURE):]
         if len(run.pending) >= MAX_PENDING_LINES:
             run.pending.popleft()
             run.dropped += 1
@@ -329,7 +418,7 @@ class JobManager:
                 await self._stop(run, "failed", f"time limit of {run.timeout_s:g} s reached")
                 return
             if run.memory_limit_bytes is not None:
-                rss = _tree_rss(run.proc.pid)
+                rss = processes.tree_rss(run.proc.pid)
                 if rss > run.memory_limit_bytes:
                     await self._stop(
                         run, "failed",
@@ -338,15 +427,17 @@ class JobManager:
                     return
 
     async def _stop(self, run: _Running, state: str, reason: str) -> None:
+        """SIGTERM to the group; the supervisor SIGKILLs what is left after the grace, we after a margin."""
         if run.stop_state is None:
             run.stop_state, run.stop_reason = state, reason
         pid = run.proc.pid
-        _killpg(pid, signal.SIGTERM)
+        processes.killpg(pid, signal.SIGTERM)
         try:
-            await asyncio.wait_for(asyncio.shield(run.proc.wait()), KILL_GRACE_S)
+            await asyncio.wait_for(asyncio.shield(run.proc.wait()), run.grace_s + SUPERVISOR_MARGIN_S)
         except asyncio.TimeoutError:
             pass
-        _killpg(pid, signal.SIGKILL)
+        if run.proc.returncode is None:
+            processes.kill_tree(pid, signal.SIGKILL)
 
     # -- output batching ----------------------------------------------------------------------
 
@@ -400,44 +491,15 @@ class JobManager:
 # -- process helpers --------------------------------------------------------------------------
 
 
-def _killpg(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
+def _grace(launch: Launch) -> float:
+    return launch.grace_s if launch.grace_s is not None else KILL_GRACE_S
 
 
-def _tree_rss(pid: int) -> int:
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return 0
-    total = 0
-    for proc in procs:
-        try:
-            total += proc.memory_info().rss
-        except psutil.Error:
-            pass
-    return total
-
-
-def _is_live_daemon(pid: int) -> bool:
-    try:
-        cmdline = " ".join(psutil.Process(pid).cmdline())
-    except psutil.Error:
-        return False
-    return "deepdive" in cmdline
-
-
-def _kill_tagged_processes(job_id: str) -> int:
-    """Kill processes whose environment says they belong to ``job_id`` (our own user's only)."""
-    killed = 0
-    for proc in psutil.process_iter(["pid"]):
-        try:
-            if proc.environ().get(ENV_JOB_ID) == job_id:
-                proc.kill()
-                killed += 1
-        except psutil.Error:
-            continue
-    return killed
+async def _ended(pid: int, started: Optional[float], within: float) -> bool:
+    """Wait (without blocking the loop) for a process that another manager runs to end."""
+    deadline = time.monotonic() + within
+    while processes.is_process(pid, started):
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True

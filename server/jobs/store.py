@@ -3,7 +3,8 @@
 Where: ``<workspace>/.deepdive/state.db`` for a trusted workspace the editor opened (the folder
 gets a ``.gitignore`` of ``*`` so it never lands in the user's repository), otherwise
 ``$DEEPDIVE_HOME`` or ``$XDG_DATA_HOME/deepdive`` (``~/.local/share/deepdive``). See
-:func:`state_dir`. WAL mode: several daemons (two editor windows) may share one file.
+:func:`state_dir`. WAL mode: several daemons (two editor windows) may share one file, so each job
+also records who owns it (the owner's pid and start time) and a cancel request any of them can make.
 """
 
 from __future__ import annotations
@@ -14,8 +15,11 @@ import sqlite3
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
+import attrs
+
 from deepdive.protocol import JobInfo, OutputLine
 
+#: Bumped only for changes an older Deepdive cannot read; added columns (which it ignores) keep it.
 SCHEMA_VERSION = 1
 MAX_LINES_PER_JOB = 5000
 
@@ -33,6 +37,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     pid INTEGER,
     proc_started REAL,
     daemon_pid INTEGER,
+    daemon_started REAL,
+    cancel_reason TEXT,
     exit_code INTEGER,
     reason TEXT,
     progress REAL,
@@ -50,10 +56,24 @@ CREATE TABLE IF NOT EXISTS job_output (
 );
 """
 
+#: Columns added after schema 1 shipped: added in place to an older file when it is opened.
+_ADDED_COLUMNS = {"daemon_started": "REAL", "cancel_reason": "TEXT"}
+
 _JOB_COLUMNS = (
     "id", "kind", "title", "state", "argv", "cwd", "created_at", "started_at", "ended_at", "pid",
     "exit_code", "reason", "progress", "message", "result",
 )
+
+
+@attrs.frozen
+class JobOwner:
+    """Who runs a job: the owner process (pid, start time) and the job's process-group leader."""
+
+    daemon_pid: Optional[int]
+    daemon_started: Optional[float]
+    pid: Optional[int]
+    proc_started: Optional[float]
+    cancel_reason: Optional[str]
 
 
 def state_dir(workspace: Optional[str] = None) -> Path:
@@ -87,16 +107,31 @@ class JobStore:
                 f"{self.path} was written by a newer Deepdive (schema {version}); upgrade deepdive"
             )
         self._db.executescript(_SCHEMA)
+        self._add_missing_columns()
         self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def _add_missing_columns(self) -> None:
+        """Bring a file an older Deepdive created up to date (two daemons may race: one adds, both see it)."""
+        def missing() -> list[str]:
+            have = {row["name"] for row in self._db.execute("PRAGMA table_info(jobs)")}
+            return [name for name in _ADDED_COLUMNS if name not in have]
+
+        if not missing():
+            return
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            for name in missing():
+                self._db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {_ADDED_COLUMNS[name]}")
 
     def close(self) -> None:
         self._db.close()
 
     # -- jobs ---------------------------------------------------------------------------------
 
-    def insert(self, job: JobInfo, *, daemon_pid: int) -> None:
+    def insert(self, job: JobInfo, *, daemon_pid: int, daemon_started: Optional[float] = None) -> None:
         row = _job_row(job)
         row["daemon_pid"] = daemon_pid
+        row["daemon_started"] = daemon_started
         cols = ", ".join(row)
         marks = ", ".join(f":{c}" for c in row)
         self._db.execute(f"INSERT INTO jobs ({cols}) VALUES ({marks})", row)
@@ -119,10 +154,26 @@ class JobStore:
         )
         return [_job_from_row(r) for r in rows]
 
-    def running(self) -> list[tuple[JobInfo, Optional[int], Optional[float]]]:
-        """Jobs recorded as running, with the daemon pid and process start time that own them."""
+    def running(self) -> list[tuple[JobInfo, JobOwner]]:
+        """Jobs recorded as running, with who owns them."""
         rows = self._db.execute("SELECT * FROM jobs WHERE state = 'running'")
-        return [(_job_from_row(r), r["daemon_pid"], r["proc_started"]) for r in rows]
+        return [(_job_from_row(r), _owner(r)) for r in rows]
+
+    def owner(self, job_id: str) -> Optional[JobOwner]:
+        row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return _owner(row) if row else None
+
+    def end_if_running(self, job_id: str, state: str, reason: str, ended_at: float) -> bool:
+        """Record how a job ended unless someone (its own manager) already has; True when this call did."""
+        cursor = self._db.execute(
+            "UPDATE jobs SET state = ?, reason = ?, ended_at = ? WHERE id = ? AND state = 'running'",
+            (state, reason, ended_at, job_id),
+        )
+        return cursor.rowcount == 1
+
+    def request_cancel(self, job_id: str, reason: str) -> None:
+        """Ask for a job to be cancelled: its own manager records it so when its process ends."""
+        self._db.execute("UPDATE jobs SET cancel_reason = ? WHERE id = ?", (reason, job_id))
 
     # -- output -------------------------------------------------------------------------------
 
@@ -157,6 +208,11 @@ def _job_row(job: JobInfo) -> dict[str, Any]:
         "exit_code": job.exit_code, "reason": job.reason, "progress": job.progress,
         "message": job.message, "result": json.dumps(job.result) if job.result is not None else None,
     }
+
+
+def _owner(row: sqlite3.Row) -> JobOwner:
+    return JobOwner(daemon_pid=row["daemon_pid"], daemon_started=row["daemon_started"], pid=row["pid"],
+                    proc_started=row["proc_started"], cancel_reason=row["cancel_reason"])
 
 
 def _job_from_row(row: sqlite3.Row) -> JobInfo:

@@ -65,3 +65,21 @@ def test_per_user_state_dir_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("DEEPDIVE_HOME")
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
     assert state_dir(None) == tmp_path / "xdg" / "deepdive"
+
+
+def test_a_file_from_before_owners_were_recorded_is_brought_up_to_date(tmp_path):
+    """Schema 1 as first shipped (no owner start time, no cancel request): opened in place, nothing lost."""
+    db = sqlite3.connect(tmp_path / "state.db")
+    db.executescript(store_mod._SCHEMA.replace("    daemon_started REAL,\n", "").replace("    cancel_reason TEXT,\n", ""))
+    db.execute("INSERT INTO jobs (id, kind, title, state, argv, cwd, created_at, pid, proc_started, daemon_pid) "
+               "VALUES ('old', 'script', 't', 'running', '[]', '/', 1.0, 42, 7.0, 43)")
+    db.execute("PRAGMA user_version=1")
+    assert {"daemon_started", "cancel_reason"}.isdisjoint(r[1] for r in db.execute("PRAGMA table_info(jobs)"))
+    db.commit()
+    db.close()
+    store = JobStore(tmp_path)
+    owner = store.owner("old")
+    assert (owner.pid, owner.proc_started, owner.daemon_pid, owner.daemon_started) == (42, 7.0, 43, None)
+    store.request_cancel("old", "from another window")
+    assert store.owner("old").cancel_reason == "from another window"
+    assert JobStore(tmp_path).get("old").state == "running", "a second opening changes nothing"
