@@ -2,7 +2,8 @@
 
 ``ls``, ``verify`` and ``gc`` read manifests and chunks only (numpy, zstandard, xxhash: no torch);
 ``export`` loads the tensors with torch. Bad input exits 2 with one line saying what to do; a
-corrupt checkpoint makes ``verify`` exit 1 after naming every corrupt tensor.
+corrupt checkpoint makes ``verify`` exit 1 after naming every corrupt tensor and every manifest that
+fails its checksum (manifests written before checksums are named as unchecked, and pass).
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ def add_parser(sub: Any) -> None:
     q.add_argument("--keep-best", default=None, metavar="METRIC[:max|min]", help="mark the best by METRIC")
     q.add_argument("--json", action="store_true", help="machine-readable output")
 
-    q = ck.add_parser("verify", help="decode every chunk and check its hash; name every corrupt tensor (exit 1)")
+    q = ck.add_parser("verify", help="check each manifest's checksum, decode every chunk and check its hash; name "
+                                     "every bad manifest and corrupt tensor (exit 1)")
     q.add_argument("dir", help="the store's directory")
     q.add_argument("name", nargs="?", default=None, help="one checkpoint (a step, a name or 'latest'; default: all)")
     q.add_argument("--json", action="store_true", help="machine-readable output")
@@ -39,7 +41,8 @@ def add_parser(sub: Any) -> None:
     q = ck.add_parser("gc", help="keep the last K checkpoints plus the best by a metric; delete the rest and "
                                  "unreferenced chunks")
     q.add_argument("dir", help="the store's directory")
-    q.add_argument("--keep-last", type=int, required=True, metavar="K", help="keep the K latest steps (K >= 1)")
+    q.add_argument("--keep-last", type=int, required=True, metavar="K", help="keep the K most recently saved checkpoints "
+                                                                            "(K >= 1)")
     q.add_argument("--keep-best", default=None, metavar="METRIC[:max|min]",
                    help="also keep the best checkpoint by METRIC (default direction: min for loss/error-like names, "
                         "else max)")
@@ -48,7 +51,8 @@ def add_parser(sub: Any) -> None:
 
     q = ck.add_parser("export", help="write a checkpoint's tensors as a plain state_dict (.pt or .safetensors)")
     q.add_argument("dir", help="the store's directory")
-    q.add_argument("name", help="the checkpoint: a step, a name (step-0000001200) or 'latest'")
+    q.add_argument("name", help="the checkpoint: a step, a name (step-0000001200) or 'latest' (the most "
+                                "recently saved)")
     q.add_argument("--out", required=True, metavar="FILE", help="FILE.pt (torch.load(weights_only=True)) or "
                                                                 "FILE.safetensors")
     q.add_argument("--key", default=None, help="export only this part of the state, e.g. 'model' "
@@ -78,6 +82,9 @@ def _ls(store: Any, args: argparse.Namespace) -> int:
     from deepdive.engine.ckpt.store import parse_best, select
 
     checkpoints = store.list()
+    newest = [name for name, _ in store.newest_first()]
+    latest = newest[0] if newest else None
+    hidden = sorted(set(newest) - {c.name for c in checkpoints})     # damaged manifests: verify names why
     policy = store.retention() or {}
     keep_last = args.keep_last if args.keep_last is not None else policy.get("keep_last")
     keep_best = parse_best(args.keep_best) if args.keep_best else parse_best(policy.get("keep_best"))
@@ -88,22 +95,26 @@ def _ls(store: Any, args: argparse.Namespace) -> int:
              "lossy": c.lossy, "save_seconds": round(c.seconds, 3)} for c in checkpoints]
     manifests = [{"name": c.name, "step": c.step, "time": c.time, "metrics": c.metrics} for c in checkpoints]
     kept, best = (select(manifests, keep_last, keep_best) if keep_last is not None or keep_best
-                  else ({c.name for c in checkpoints[-1:]}, []))
+                  else (set(newest[:1]), []))
     for row in rows:
         row["kept"] = row["name"] in kept
         row["best"] = row["name"] in best
+        row["latest"] = row["name"] == latest
     total = _disk_usage(store)
     if args.json:
-        print(json.dumps({"store": str(store.root), "checkpoints": rows, "disk_bytes": total,
+        print(json.dumps({"store": str(store.root), "checkpoints": rows, "disk_bytes": total, "damaged": hidden,
                           "policy": {"keep_last": keep_last, "keep_best": list(keep_best) if keep_best else None}}))
         return 0
+    if hidden:
+        print(f"not listed: {', '.join(hidden)}: unreadable or damaged manifest(s); `deepdive ckpt verify {store.root}` "
+              "says why", file=sys.stderr)
     if not rows:
-        print(f"{store.root}: no checkpoints yet")
+        print(f"{store.root}: no {'intact ' if hidden else ''}checkpoints{'' if hidden else ' yet'}")
         return 0
     table = [("step", "time", "size", "new", "tensors", "metrics", "")]
     for row in rows:
         marks = ",".join(m for m, on in (("kept", row["kept"] and keep_last is not None), ("best", row["best"]),
-                                         ("latest", row is rows[-1]), (f"lossy:{row['lossy']}", bool(row["lossy"])))
+                                         ("latest", row["latest"]), (f"lossy:{row['lossy']}", bool(row["lossy"])))
                          if on)
         metrics = " ".join(f"{k}={v:.4g}" for k, v in row["metrics"].items()) or "-"
         table.append((str(row["step"]), row["time"], _mb(row["stored_bytes"]), _mb(row["new_bytes"]),
@@ -123,21 +134,32 @@ def _ls(store: Any, args: argparse.Namespace) -> int:
 
 
 def _verify(store: Any, args: argparse.Namespace) -> int:
-    names = [store.resolve(args.name)] if args.name else [c.name for c in store.list()]
+    """Check manifests (checksum, name) and every chunk (decoded, hash compared); exit 1 on any problem.
+
+    Manifests written before checksums existed pass, and are named as unchecked."""
+    names = [store.resolve(args.name)] if args.name else [n for n, _ in reversed(store.newest_first())]
     with _progress("verify", disable=args.json) as update:
         problems = store.verify(args.name, progress=update)
+    unchecked = store.unchecked_manifests(args.name)
     if args.json:
-        print(json.dumps({"store": str(store.root), "checkpoints": names, "ok": not problems,
+        print(json.dumps({"store": str(store.root), "checkpoints": sorted(names), "ok": not problems,
+                          "unchecked_manifests": unchecked,
                           "problems": [{"checkpoint": p.checkpoint, "tensor": p.tensor, "chunk": p.chunk,
                                         "reason": p.reason} for p in problems]}))
-    elif problems:
+        return 1 if problems else 0
+    for name in unchecked:
+        print(f"unchecked: {name}: manifest written before manifests carried a checksum (its chunks are checked)")
+    if problems:
         for problem in problems:
             print(f"corrupt: {problem}")
         bad = sorted({p.checkpoint for p in problems})
-        print(f"{len(problems)} corrupt tensor(s) in {len(bad)} of {len(names)} checkpoint(s); the others verify. "
+        manifests = sum(1 for p in problems if not p.tensor)
+        what = f"{len(problems) - manifests} corrupt tensor(s)" + (f" and {manifests} bad manifest(s)" if manifests else "")
+        print(f"{what} in {len(bad)} of {len(names)} checkpoint(s); the others verify. "
               f"Load an intact checkpoint, or delete the damaged ones and run `deepdive ckpt gc`", file=sys.stderr)
     else:
-        print(f"ok: {len(names)} checkpoint(s) in {store.root}: every chunk decodes and matches its hash")
+        checked = "every manifest matches its checksum, " if not unchecked else "the checksummed manifests match, "
+        print(f"ok: {len(names)} checkpoint(s) in {store.root}: {checked}every chunk decodes and matches its hash")
     return 1 if problems else 0
 
 
@@ -157,8 +179,8 @@ def _gc(store: Any, args: argparse.Namespace) -> int:
           f"{f' and {result.temp_files} temp file(s) of interrupted saves' if result.temp_files else ''}: "
           f"{_mb(result.freed_bytes)} {'would be ' if result.dry_run else ''}freed")
     if result.unreadable:
-        print(f"unreadable manifests kept, so no chunk was deleted: {', '.join(result.unreadable)} "
-              "(inspect them, delete them, and run gc again)", file=sys.stderr)
+        print(f"unreadable or damaged manifests kept, so no chunk was deleted: {', '.join(result.unreadable)} "
+              f"(`deepdive ckpt verify {store.root}` says why; delete them and run gc again)", file=sys.stderr)
     return 0
 
 

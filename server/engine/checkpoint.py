@@ -25,6 +25,12 @@ only part training waits for) and a background thread writes it; a second save w
 Rank 0 writes; the other ranks send it their RNG states. Loading reads the store on every rank (a
 shared file system, as torchrun's elastic restarts assume).
 
+Resume takes the newest checkpoint that loads (:mod:`deepdive.engine.ckpt.resume`): a newer one
+with a corrupt chunk or a manifest that fails its checksum is skipped and named on stderr and in the
+``resumed`` event; when none loads, one :class:`CheckpointError` names the fixes (``deepdive train
+--fresh``, ``resume=False``). ``deepdive train --fresh`` ignores the checkpoints saved before the job
+started, so the job's own torchrun restarts still resume.
+
 Elastic: a checkpoint written by N processes resumes on M. Model and optimizer state are full
 state dicts; the data position is converted through the number of samples the group had consumed
 in the epoch (the resumed group skips as many); RNG states are the writer's rank's when it exists,
@@ -45,6 +51,7 @@ import torch
 from torch import nn
 
 from deepdive.engine.ckpt import LOSSY_MODES, CheckpointError, Store, parse_best
+from deepdive.engine.ckpt.resume import all_damaged, newest_intact
 
 __all__ = ["PREEMPTED_EXIT_CODE", "CheckpointError", "Checkpointer", "resume_iterator", "rng_state", "set_rng_state"]
 
@@ -195,6 +202,16 @@ def resume_iterator(loader: Any, skip: int) -> Iterator[Any]:
     return it
 
 
+def _load_param_groups(optimizer: torch.optim.Optimizer, saved: list[dict[str, Any]]) -> None:
+    """Set each parameter group's settings (lr, momentum, ...) from a saved state dict's groups."""
+    if len(saved) != len(optimizer.param_groups):
+        raise CheckpointError(f"the checkpoint's optimizer has {len(saved)} parameter group(s), this one "
+                              f"{len(optimizer.param_groups)}: build the optimizer as the saved run did, "
+                              "or start fresh (resume=False)")
+    for group, values in zip(optimizer.param_groups, saved):
+        group.update({k: v for k, v in values.items() if k != "params"})
+
+
 # -- the checkpointer ---------------------------------------------------------------------------
 
 
@@ -202,7 +219,8 @@ class Checkpointer:
     """Saves and restores a :class:`deepdive.engine.run.Run`'s state; see the module docstring."""
 
     def __init__(self, run: Any, directory: str, *, every: Optional[int], keep_last: int,
-                 keep_best: Optional[str], async_save: bool, resume: bool, lossy: Optional[str] = None):
+                 keep_best: Optional[str], async_save: bool, resume: bool, lossy: Optional[str] = None,
+                 fresh_since: Optional[float] = None):
         if every is not None and every < 1:
             raise ValueError(f"checkpoint_every must be >= 1 step, got {every}")
         if keep_last < 1:
@@ -214,6 +232,7 @@ class Checkpointer:
         self.keep_best = parse_best(keep_best)  # ValueError now, not at the first save
         self.async_save = async_save
         self.resume_enabled = resume
+        self.fresh_since = fresh_since   # ignore checkpoints saved before this Unix time (deepdive train --fresh)
         if lossy not in (None, *LOSSY_MODES):
             raise ValueError(f"checkpoint_lossy must be None, {' or '.join(repr(m) for m in LOSSY_MODES)}, got {lossy!r}")
         self.lossy = lossy
@@ -439,7 +458,14 @@ class Checkpointer:
     # -- restoring ---------------------------------------------------------------------------------
 
     def restore(self) -> Optional[dict[str, Any]]:
-        """Load the latest checkpoint into the watched objects; its position, or None (a fresh start)."""
+        """Load the newest intact checkpoint into the watched objects; its position, or None (a fresh start).
+
+        Checkpoints are tried from the most recently saved; one that does not load (a corrupt or
+        missing chunk, a manifest that fails its checksum) is skipped, and the skip is said on stderr
+        and in the ``resumed`` event. With ``fresh_since`` (``deepdive train --fresh``) checkpoints
+        saved before it are ignored, so the job's own restarts still resume. Every checkpoint
+        damaged: one :class:`CheckpointError`, one line naming the fixes.
+        """
         if not self.resume_enabled:
             return None
         store = self.store
@@ -447,38 +473,72 @@ class Checkpointer:
             store = Store(self.directory, create=False)
         if store is None or not store.has_checkpoints():
             return None
+        choice = newest_intact(store, since=self.fresh_since)
+        if choice.name is None:
+            if choice.skipped:
+                raise all_damaged(self.directory, choice.skipped)
+            self._say_fresh(choice.ignored)
+            return None
+        self._load_state(choice.state)
+        return self._resume_position(choice)
+
+    def _say(self, text: str) -> None:
+        """One line on stderr (rank 0): what the resume did that the user did not ask for."""
+        if self.run.is_main:
+            print(f"deepdive: {text}", file=sys.stderr, flush=True)
+
+    def _say_fresh(self, ignored: list[str]) -> None:
+        if not ignored:
+            return
+        message = (f"starting fresh: {len(ignored)} checkpoint(s) saved in {self.directory} before this job started "
+                   f"are ignored (--fresh); retention deletes them once {self.keep_last} newer ones are saved")
+        self._say(message)
+        self.run.event("fresh_start", directory=self.directory, ignored=ignored, message=message)
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        """Put a checkpoint's state into the model, optimizer, scaler and tracked objects."""
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
 
-        run = self.run
-        try:
-            state = store.load("latest")
-        except CheckpointError as exc:
-            raise CheckpointError(f"cannot resume from {self.directory}: {exc} (`deepdive ckpt verify "
-                                  f"{self.directory}` lists the damage; pass resume=False to start over)") from None
+        optim_state = state.get("optimizer") or {}
         if self.model is not None and state.get("model"):
-            optimizers = [self.optimizer] if self.optimizer is not None and state.get("optimizer") else []
+            optimizers = [self.optimizer] if self.optimizer is not None and optim_state else []
+            if optimizers and not optim_state.get("state"):
+                # no per-parameter state yet (plain SGD, or saved before the first step): torch's
+                # set_state_dict needs a tensor to place it, so only the groups' settings are loaded
+                _load_param_groups(self.optimizer, optim_state.get("param_groups") or [])
+                optimizers = []
             set_state_dict(self.model, optimizers, model_state_dict=state["model"],
-                           optim_state_dict=state["optimizer"] if optimizers else {},
+                           optim_state_dict=optim_state if optimizers else {},
                            options=StateDictOptions(full_state_dict=True))
         if state.get("scaler"):
-            run.scaler.load_state_dict(state["scaler"])
+            self.run.scaler.load_state_dict(state["scaler"])
         self._late_tracked = dict(state.get("tracked") or {})
         for name, obj in self.tracked.items():
             if name in self._late_tracked:
                 obj.load_state_dict(self._late_tracked.pop(name))
-        position = dict(state["position"])
-        ranks = state["ranks"]
+
+    def _resume_position(self, choice: Any) -> dict[str, Any]:
+        """Set the run's counters from the loaded checkpoint; report the resume (and any skips)."""
+        run = self.run
+        position = dict(choice.state["position"])
+        ranks = choice.state["ranks"]
         mine = ranks[run.rank] if run.rank < len(ranks) else ranks[0]
         position["rng"], position["epoch_rng"] = mine["rng"], mine["epoch_rng"]
         saved_world = int(position.get("world_size", 1))
         self.restored = position
         run.step_count = int(position["step"])
         run.batch_index = int(position["batch_index"])
+        skipped = "".join(f"; skipped {s['checkpoint']}: {s['reason']}" for s in choice.skipped)
+        for s in choice.skipped:
+            self._say(f"skipped checkpoint {s['checkpoint']}: {s['reason']}; resuming from {choice.name} instead "
+                      f"(`deepdive ckpt verify {self.directory}` lists the damage)")
         run.event("resumed", step=run.step_count, epoch=position["epoch"], batch_in_epoch=position["batch_in_epoch"],
                   from_world_size=saved_world, world_size=run.world_size, directory=self.directory,
+                  checkpoint=choice.name, skipped=choice.skipped, ignored=choice.ignored,
                   message=f"resumed after step {run.step_count} (epoch {position['epoch']}, batch "
-                          f"{position['batch_in_epoch']}) from {self.directory}"
-                          + (f", written by {saved_world} processes" if saved_world != run.world_size else ""))
+                          f"{position['batch_in_epoch']}) from {self.directory} ({choice.name})"
+                          + (f", written by {saved_world} processes" if saved_world != run.world_size else "")
+                          + skipped)
         return dict(position)
 
     def close(self) -> None:

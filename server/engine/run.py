@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import math
 import os
 import statistics
 import sys
@@ -37,6 +38,7 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from deepdive.engine import distributed as ddist
 from deepdive.engine.checkpoint import Checkpointer
 from deepdive.engine.compression import GradCompression, decide_auto
+from deepdive.engine.fatal import record_fatal_errors
 from deepdive.engine.hparams import Hyperparameters, TrialPruned
 from deepdive.engine.precision import (
     DEFAULT_FP32_MODULES, LossScaler, OverflowGuard, Promotion, keep_in_fp32, resolve_precision,
@@ -108,7 +110,13 @@ def setup(
             like a loss); unreferenced chunks are deleted.
         async_checkpoint (bool): copy the state to CPU memory at the step and write it in a
             background thread (False: training waits for the write).
-        resume (bool): resume from the latest checkpoint in ``checkpoint_dir`` when there is one.
+        resume (bool): resume from the newest intact checkpoint in ``checkpoint_dir`` when there is
+            one: a newer one that does not load (a corrupt chunk, a manifest that fails its checksum)
+            is skipped and named on stderr and in the ``resumed`` event; when none loads,
+            :class:`~deepdive.engine.ckpt.CheckpointError`. ``False``: start from step 0 in every
+            attempt, torchrun's restarts included. ``deepdive train --fresh`` instead sets
+            ``$DEEPDIVE_CHECKPOINT_FRESH_SINCE`` (the job's start, Unix time): checkpoints saved before
+            it are ignored, those the job saves are resumed from after a restart.
         checkpoint_lossy (str): ``None`` (bit-exact, the default), ``"bf16"`` or ``"int8-delta"``:
             smaller checkpoints of float tensors of at least 4096 values, at the price of an inexact
             resume (see :meth:`deepdive.engine.ckpt.Store.save`).
@@ -116,6 +124,7 @@ def setup(
     Raises:
         ValueError: an unknown option value, with the allowed ones.
     """
+    record_fatal_errors()  # under torchrun: the exception that ends this worker goes to its error file
     return Run(precision=precision, grad_compression=grad_compression, strategy=strategy, keep_fp32=keep_fp32,
                hysteresis=hysteresis, overflow_check_every=overflow_check_every,
                compression_options=compression_options or {}, auto_compression_steps=auto_compression_steps,
@@ -123,7 +132,27 @@ def setup(
                find_unused_parameters=find_unused_parameters, metrics_out=metrics_out, log_every=log_every,
                seed=seed, checkpoint=dict(directory=checkpoint_dir or os.environ.get("DEEPDIVE_CHECKPOINT_DIR") or None,
                                           every=checkpoint_every, keep_last=keep_last, keep_best=keep_best,
-                                          async_save=async_checkpoint, resume=resume, lossy=checkpoint_lossy))
+                                          async_save=async_checkpoint, resume=resume, lossy=checkpoint_lossy,
+                                          fresh_since=_fresh_since_from_env()))
+
+
+def _fresh_since_from_env() -> Optional[float]:
+    """``$DEEPDIVE_CHECKPOINT_FRESH_SINCE`` (set by ``deepdive train --fresh``): a Unix time, or None.
+
+    Raises:
+        ValueError: it is set to something other than a number of seconds.
+    """
+    value = os.environ.get("DEEPDIVE_CHECKPOINT_FRESH_SINCE", "").strip()
+    if not value:
+        return None
+    try:
+        since: Optional[float] = float(value)
+    except ValueError:
+        since = None
+    if since is None or not math.isfinite(since):
+        raise ValueError(f"DEEPDIVE_CHECKPOINT_FRESH_SINCE must be a Unix time in seconds (deepdive train --fresh "
+                         f"sets it to the job's start), not {value!r}")
+    return since
 
 
 class Run:

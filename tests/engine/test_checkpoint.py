@@ -181,12 +181,92 @@ def test_one_line_errors_and_a_corrupt_store_refuses_to_resume(tmp_path):
     try:
         with pytest.raises(CheckpointError, match="model.weight") as info:
             next(iter(run.batches(loader)))
-        assert "\n" not in str(info.value) and "resume=False" in str(info.value)
+        message = str(info.value)   # every checkpoint is damaged: one line that names both ways out
+        assert "\n" not in message and "resume=False" in message and "deepdive train --fresh" in message
+        assert "step-0000000008" in message and "deepdive ckpt verify" in message
     finally:
         run.finish()
     run, model, optimizer, loader = _setup(tmp_path, resume=False)  # start over on request
     assert run.start_epoch == 0 and run.resumed_step is None
     run.finish()
+
+
+def test_an_optimizer_without_state_resumes(tmp_path):
+    """Plain SGD keeps no per-parameter state: torch's set_state_dict has no tensor to place it by
+    and failed ("Expected device to be set"); the groups' settings are restored instead."""
+    run, model, optimizer, loader = _setup(tmp_path)
+    try:
+        for batch in run.batches(loader):
+            _train(run, model, optimizer, batch)
+        optimizer.param_groups[0]["lr"] = 0.125        # e.g. a schedule's value at the save
+        run.checkpoint(blocking=True)
+        saved = model.weight.detach().clone()
+    finally:
+        run.finish()
+    run, model, optimizer, loader = _setup(tmp_path)   # lr=0.5 again
+    try:
+        assert run.resumed_step == 8 and torch.equal(model.weight.detach(), saved)
+        assert optimizer.param_groups[0]["lr"] == 0.125
+    finally:
+        run.finish()
+
+
+def _corrupt(tmp_path: Path, step: int, tensor: str) -> None:
+    store = Store(tmp_path / "ckpt")
+    entry = next(e for e in store.manifest(step)["tensors"] if e["path"] == tensor)
+    chunk = next((tmp_path / "ckpt" / "chunks").rglob(entry["chunks"][0][0]))
+    data = bytearray(chunk.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    chunk.write_bytes(bytes(data))
+
+
+def test_resume_falls_back_to_the_newest_intact_checkpoint_and_says_what_it_skipped(tmp_path, capsys):
+    """The latest checkpoint corrupt, an older one intact: the run resumes from the older one, and
+    says on stderr and in its telemetry which checkpoint it skipped and why."""
+    run, model, optimizer, loader = _setup(tmp_path)
+    weights = {}
+    try:
+        for epoch in range(2):
+            for batch in run.batches(loader):
+                _train(run, model, optimizer, batch)
+            weights[run.step_count] = model.weight.detach().clone()
+    finally:
+        run.finish()  # end-of-epoch checkpoints at steps 8 and 16
+    _corrupt(tmp_path, 16, "model.weight")
+    capsys.readouterr()
+
+    run, model, optimizer, loader = _setup(tmp_path, metrics_out=str(tmp_path / "m.jsonl"))
+    try:
+        assert run.resumed_step == 8 and run.start_epoch == 1
+        assert torch.equal(model.weight.detach(), weights[8])
+    finally:
+        run.finish()
+    err = capsys.readouterr().err
+    line = next(line for line in err.splitlines() if "step-0000000016" in line)
+    assert "skipped" in line and "model.weight" in line and "corrupt" in line and "step-0000000008" in line
+    events = [json.loads(x) for x in (tmp_path / "m.jsonl").read_text().splitlines()]
+    resumed = next(e for e in events if e.get("kind") == "resumed")
+    assert resumed["step"] == 8 and resumed["checkpoint"] == "step-0000000008"
+    assert [s["checkpoint"] for s in resumed["skipped"]] == ["step-0000000016"]
+    assert "model.weight" in resumed["skipped"][0]["reason"] and "step-0000000016" in resumed["message"]
+
+
+def test_resume_skips_a_checkpoint_whose_manifest_was_changed(tmp_path, capsys):
+    run, model, optimizer, loader = _setup(tmp_path)
+    try:
+        for epoch in range(2):
+            for batch in run.batches(loader):
+                _train(run, model, optimizer, batch)
+    finally:
+        run.finish()
+    manifest = tmp_path / "ckpt" / "manifests" / "step-0000000016.json"
+    manifest.write_text(manifest.read_text().replace('"epoch":2', '"epoch":0', 1))
+    run, model, optimizer, loader = _setup(tmp_path)
+    try:
+        assert run.resumed_step == 8
+    finally:
+        run.finish()
+    assert any("step-0000000016" in line and "checksum" in line for line in capsys.readouterr().err.splitlines())
 
 
 def test_the_signal_handlers_are_given_back(tmp_path):

@@ -1,10 +1,16 @@
 """Checkpoints that deduplicate, compress and survive a kill: a content-addressed store.
 
 :class:`Store` saves nested training state (tensors, numpy arrays, plain values) as chunks named by
-the hash of their raw bytes (unchanged tensors are stored once across checkpoints), compressed
-losslessly with byte grouping, rANS for float exponents and zstd, committed atomically by a manifest written last, verified
-on load, and garbage-collected under "keep the last K plus the best by a metric".
-``deepdive ckpt ls | verify | gc | export`` works on the same directories.
+the hash of their raw bytes (unchanged tensors are stored once across checkpoints; a chunk file is
+reused only once known intact), compressed losslessly with byte grouping, rANS for float exponents
+and zstd, committed atomically by a manifest written last that carries its own checksum, verified on
+load (the manifest's checksum and every chunk's hash), and garbage-collected under "keep the last K
+saved plus the best by a metric". A resume takes the newest checkpoint that loads
+(:mod:`.resume`). ``deepdive ckpt ls | verify | gc | export`` works on the same directories.
+
+Modules: :mod:`.store` (the store), :mod:`.manifest` (manifest checksum), :mod:`.chunks` (checking
+chunk files, reuse), :mod:`.retention` (what gc keeps), :mod:`.resume` (which checkpoint a run
+resumes from), :mod:`.export`, :mod:`.codec`, :mod:`.tree`.
 
 Example::
 

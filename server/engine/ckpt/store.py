@@ -15,9 +15,12 @@ Linux each chunk file's disk write starts as soon as it is written (``sync_file_
 disk works while the next chunks are encoded and the fsyncs find little left to flush. A
 checkpoint exists once its manifest does: a save killed at any point leaves the earlier checkpoints
 whole and, at worst, temp files and orphan chunks that :meth:`Store.gc` removes. Unchanged tensors (frozen layers, embeddings,
-buffers) hash to chunks that exist, so they cost a hash and no write.
+buffers) hash to chunks that exist, so they cost a hash and no write: a chunk file is reused only
+once it is known intact (see :mod:`deepdive.engine.ckpt.chunks`), else it is written again.
 
-Loading and :meth:`Store.verify` decode every chunk and check its hash; a mismatch names the tensor.
+What is verified: loading and :meth:`Store.verify` decode every chunk and check its hash (a
+mismatch names the tensor), and check the manifest's own checksum (see
+:mod:`deepdive.engine.ckpt.manifest`; manifests written before checksums load, reported unchecked).
 
 Example::
 
@@ -44,11 +47,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Sequence, Union
+from typing import Any, Callable, Iterator, Optional, Union
 
 import numpy as np
 
-from deepdive.engine.ckpt import codec, tree
+from deepdive.engine.ckpt import chunks, codec, tree
+from deepdive.engine.ckpt import manifest as mf
+from deepdive.engine.ckpt.retention import parse_best, select
 from deepdive.fsutil import atomic_write_bytes
 
 FORMAT = "deepdive-ckpt/1"
@@ -64,6 +69,20 @@ Progress = Callable[[int, int], None]
 
 class CheckpointError(Exception):
     """A checkpoint that cannot be saved, found or trusted. The message is one line and names the fix."""
+
+
+class ManifestUnusable(CheckpointError):
+    """A checkpoint whose manifest is unreadable, fails its checksum or disagrees with its file name.
+
+    Attributes:
+        name (str): the checkpoint.
+        reason (str): what is wrong, as a predicate of "its manifest".
+    """
+
+    def __init__(self, name: str, reason: str, root: Path):
+        fix = "" if "upgrade deepdive" in reason else f"; load another checkpoint (`deepdive ckpt ls {root}` lists them)"
+        super().__init__(f"checkpoint {name}: its manifest {reason}{fix}")
+        self.name, self.reason = name, reason
 
 
 @dataclass(frozen=True)
@@ -145,6 +164,7 @@ class Store:
         self.workers = workers or max(1, min(8, os.cpu_count() or 1))
         self._pool: Optional[ThreadPoolExecutor] = None
         self._pool_lock = threading.Lock()
+        self._checked = chunks.CheckedChunks()   # chunk files this object wrote or found intact
         info = self.root / "STORE.json"
         if not info.exists():
             if not create:
@@ -183,6 +203,9 @@ class Store:
                 :mod:`deepdive.engine.ckpt.tree`). Tensors are read as they are during the call:
                 hand in CPU copies when training goes on meanwhile.
             step (int): the checkpoint's step; saving a step that exists replaces it atomically.
+                Chunks already in the store are reused only once known intact; a damaged one is
+                written again (see :mod:`deepdive.engine.ckpt.chunks`). The manifest is written
+                last, with its checksum (see :mod:`deepdive.engine.ckpt.manifest`).
             metrics (dict[str, float] | None): numbers gc's ``keep_best`` ranks by.
             lossy (str | None): ``None`` (default: bit-exact), ``"bf16"`` (fp32/fp64 tensors rounded
                 to bfloat16, loaded back in their dtype) or ``"int8-delta"`` (float tensors stored as
@@ -235,19 +258,22 @@ class Store:
                 "new_chunks": len(written),
                 "seconds": time.perf_counter() - started,
             }
-            _atomic_write(self._manifest_path(name), json.dumps(manifest, separators=(",", ":")).encode())
+            _atomic_write(self._manifest_path(name), mf.encode(manifest))
         return _checkpoint(manifest)
 
     def load(self, which: Union[str, int] = "latest", *, map_location: Any = None,
              progress: Optional[Progress] = None) -> Any:
-        """The nested state of a checkpoint (``"latest"``, a step or a name), every chunk verified.
+        """The nested state of a checkpoint (``"latest"``: the most recently saved; a step or a name).
 
+        Verified: the manifest against its checksum and its file name (a manifest written before
+        checksums is checked against its file name only), and every chunk decoded and hashed.
         Tensors come back as CPU torch tensors (moved with ``.to(map_location)`` when given),
         numpy arrays as numpy arrays, tied tensors as one object.
 
         Raises:
-            CheckpointError: no such checkpoint, or a chunk is missing or corrupt (the message
-                names the checkpoint and the tensor).
+            CheckpointError: no such checkpoint; its manifest is unreadable, fails its checksum or
+                disagrees with its name (:class:`ManifestUnusable`, the message says "its manifest");
+                a chunk is missing or corrupt (the message names the checkpoint and the tensor).
         """
         import torch
 
@@ -268,22 +294,44 @@ class Store:
         return tree.decode(manifest["tree"], outputs)
 
     def list(self) -> list[Checkpoint]:
-        """The checkpoints, oldest step first (unreadable manifests are left out: :meth:`verify` names them)."""
+        """The checkpoints, oldest step first. Manifests that are unreadable or fail their checksum
+        are left out: :meth:`verify` names them."""
         found = []
-        for path in sorted((self.root / "manifests").glob("step-*.json")):
+        for name in self._names():
             try:
-                found.append(_checkpoint(json.loads(path.read_bytes())))
-            except (OSError, ValueError, KeyError, TypeError):
+                found.append(_checkpoint(self._read_manifest(name)))
+            except (CheckpointError, KeyError, TypeError):
                 continue
         return sorted(found, key=lambda c: (c.step, c.time))
 
+    def newest_first(self) -> list[tuple[str, float]]:
+        """Every checkpoint's name and save time, the most recently saved first (ties: higher step first).
+
+        Damaged checkpoints are included, ordered by the time their manifest records (unverified) or,
+        when it is unreadable, by the file's modification time: a caller that falls back to an older
+        checkpoint can then say which newer ones it skipped.
+        """
+        rows: list[tuple[str, float]] = []
+        for name in self._names():
+            path = self._manifest_path(name)
+            try:
+                when = mf.saved_time(path.read_bytes())
+                rows.append((name, when if when is not None else path.stat().st_mtime))
+            except OSError:
+                try:
+                    rows.append((name, path.stat().st_mtime))
+                except OSError:
+                    continue   # deleted meanwhile
+        return sorted(rows, key=lambda row: (row[1], row[0]), reverse=True)
+
     def resolve(self, which: Union[str, int] = "latest") -> str:
-        """The name of a checkpoint given as ``"latest"``, a step (int or digits) or a name."""
+        """The name of a checkpoint given as ``"latest"`` (the most recently saved, whether intact or
+        not: loading it says), a step (int or digits) or a name."""
         if isinstance(which, str) and which == "latest":
-            names = [p.stem for p in (self.root / "manifests").glob("step-*.json")]
-            if not names:
+            newest = self.newest_first()
+            if not newest:
                 raise CheckpointError(f"no checkpoint in {self.root} yet")
-            return max(names)
+            return newest[0][0]
         if isinstance(which, (int, np.integer)) and not isinstance(which, bool) or \
                 (isinstance(which, str) and which.isdigit()):
             name = checkpoint_name(int(which))
@@ -298,22 +346,26 @@ class Store:
         return self._read_manifest(self.resolve(which))
 
     def verify(self, which: Union[str, int, None] = None, *, progress: Optional[Progress] = None) -> list[Problem]:
-        """Decode and hash every chunk of one checkpoint (or all, with ``None``); the problems found.
+        """Check one checkpoint (or all, with ``None``); the problems found.
 
-        A chunk shared by several checkpoints is read once and reported for each tensor using it.
+        Each manifest is checked against its checksum and its file name (a problem with an empty
+        ``tensor``: the manifest); manifests written before checksums pass unchecked
+        (:meth:`unchecked_manifests` names them). Every chunk is decoded and its hash compared with
+        its name; a chunk shared by several checkpoints is read once and reported for each tensor
+        using it.
         """
-        if which is None:
-            names = sorted(p.stem for p in (self.root / "manifests").glob("step-*.json"))
-        else:
-            names = [self.resolve(which)]
+        names = self._names() if which is None else [self.resolve(which)]
         problems: list[Problem] = []
         users: dict[str, list[tuple[str, str]]] = {}
         sizes: dict[str, int] = {}
         for name in names:
             try:
                 manifest = self._read_manifest(name)
-            except CheckpointError as exc:
-                problems.append(Problem(name, "", "", str(exc).split(": ", 1)[-1]))
+            except ManifestUnusable as exc:
+                problems.append(Problem(name, "", "", exc.reason))
+                continue
+            except CheckpointError:
+                problems.append(Problem(name, "", "", "missing (deleted while being verified)"))
                 continue
             for entry in manifest["tensors"]:
                 for key, raw_len, _ in _entry_chunks(entry):
@@ -334,26 +386,29 @@ class Store:
         every chunk no kept checkpoint references (and temp files of killed saves).
 
         Args:
-            keep_last (int): how many of the latest steps to keep.
+            keep_last (int): how many of the most recently saved checkpoints to keep.
             keep_best (str | tuple | None): ``(metric, "max" | "min", n)``, ``(metric, mode)`` (n = 1)
                 or ``"metric[:max|min]"``: also keep the ``n`` best checkpoints by ``metric`` (among
                 those that recorded it). Without a mode, names with loss/error/perplexity/wer are
                 minimized, others maximized.
             dry_run (bool): report only.
 
-        Waits for saves in progress (they hold the store's lock shared). Chunks are only deleted
-        when every manifest could be read: an unreadable one might reference any of them.
+        "The last ``keep_last``" are the most recently saved (see :mod:`.retention`); all of them
+        while fewer exist. Waits for saves in progress (they hold the store's lock shared). Chunks are
+        only deleted when every manifest could be read and passed its checksum: a damaged one might
+        reference any of them (it is kept, and listed in ``unreadable``).
         """
         if isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 0:
             raise ValueError(f"keep_last must be an int >= 0, not {keep_last!r}")
         keep_best = parse_best(keep_best)
         with self._lock(exclusive=True):
             manifests, unreadable = {}, []
-            for path in sorted((self.root / "manifests").glob("step-*.json")):
+            for name in self._names():
                 try:
-                    manifests[path.stem] = json.loads(path.read_bytes())
-                except (OSError, ValueError):
-                    unreadable.append(path.stem)
+                    manifests[name] = self._read_manifest(name)
+                except CheckpointError:        # unreadable, failed checksum, or deleted meanwhile
+                    if self._manifest_path(name).exists():
+                        unreadable.append(name)
             kept, best = select(list(manifests.values()), keep_last, keep_best)
             deleted = [n for n in manifests if n not in kept]
             referenced: set[str] = set()
@@ -383,6 +438,8 @@ class Store:
             _fsync_dir(self.root / "manifests")
             for path in orphans + temps:
                 path.unlink(missing_ok=True)
+            for path in orphans:
+                self._checked.forget(path.name)
             for shard in {p.parent for p in orphans + temps}:
                 _fsync_dir(shard)
             self._info["retention"] = {"keep_last": keep_last, "keep_best": list(keep_best) if keep_best else None}
@@ -395,73 +452,11 @@ class Store:
 
     def export(self, which: Union[str, int], path: Union[str, os.PathLike[str]], *, format: Optional[str] = None,
                key: Optional[str] = None, progress: Optional[Progress] = None) -> dict[str, Any]:
-        """Write a checkpoint's tensors as a plain state_dict: ``.pt`` (torch.save, loadable with
-        ``torch.load(weights_only=True)``) or ``.safetensors``. Written atomically.
+        """Write a checkpoint's tensors as a plain state_dict (``.pt`` or ``.safetensors``); see
+        :func:`deepdive.engine.ckpt.export.export`."""
+        from deepdive.engine.ckpt.export import export
 
-        Args:
-            which: ``"latest"``, a step or a name.
-            path: the output file; ``format`` defaults to its suffix.
-            key (str | None): a dotted path into the state (e.g. ``"model"``): export that part only,
-                with names relative to it, ready for ``model.load_state_dict``.
-
-        Returns:
-            dict: ``{"path", "format", "tensors", "bytes", "checkpoint"}``.
-        """
-        import torch
-
-        out = Path(path)
-        fmt = format or {".pt": "pt", ".pth": "pt", ".bin": "pt", ".safetensors": "safetensors"}.get(out.suffix.lower())
-        if fmt not in ("pt", "safetensors"):
-            raise CheckpointError(f"cannot tell the export format from {out.name!r}: name it *.pt or *.safetensors")
-        name = self.resolve(which)
-        state = self.load(name, progress=progress)
-        if key:
-            for part in key.split("."):
-                if isinstance(state, dict) and part in state:
-                    state = state[part]
-                elif isinstance(state, (list, tuple)) and part.isdigit() and int(part) < len(state):
-                    state = state[int(part)]
-                else:
-                    raise CheckpointError(f"{name} has no '{key}' (stopped at '{part}'): "
-                                          f"`deepdive ckpt ls {self.root} --json` shows the checkpoint")
-        flat: dict[str, Any] = {}
-        seen: set[int] = set()
-
-        def walk(obj: Any, prefix: str) -> None:
-            if isinstance(obj, np.ndarray):
-                obj = torch.from_numpy(np.ascontiguousarray(obj))
-            if isinstance(obj, torch.Tensor):
-                flat[prefix or "tensor"] = obj.clone() if id(obj) in seen else obj   # tied: safetensors wants copies
-                seen.add(id(obj))
-            elif isinstance(obj, dict):
-                for k, v in obj.items():
-                    walk(v, tree.join(prefix, k))
-            elif isinstance(obj, (list, tuple)):
-                for i, v in enumerate(obj):
-                    walk(v, tree.join(prefix, i))
-
-        walk(state, "")
-        if not flat:
-            raise CheckpointError(f"{name}{' ' + key if key else ''} holds no tensors to export")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-        os.close(fd)
-        try:
-            if fmt == "pt":
-                torch.save(flat, tmp)
-            else:
-                from safetensors.torch import save_file
-
-                save_file({k: v.contiguous() for k, v in flat.items()}, tmp,
-                          metadata={"deepdive.checkpoint": name, "format": "pt"})
-            with open(tmp, "rb+") as handle:
-                os.fsync(handle.fileno())
-            os.replace(tmp, out)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        _fsync_dir(out.parent)
-        return {"path": str(out), "format": fmt, "tensors": len(flat), "bytes": out.stat().st_size, "checkpoint": name}
+        return export(self, which, path, format=format, key=key, progress=progress)
 
     def close(self) -> None:
         """Stop the worker threads (a later call starts them again)."""
@@ -570,7 +565,8 @@ class Store:
 
     def _write_chunks(self, jobs: list[tuple[dict[str, Any], str, np.ndarray, int, bool]],
                       progress: Optional[Progress]) -> dict[str, int]:
-        """Hash, encode and write the chunks (skipping those present); fill each entry's chunk lists.
+        """Hash, encode and write the chunks (reusing those present and known intact, see
+        :class:`~deepdive.engine.ckpt.chunks.CheckedChunks`); fill each entry's chunk lists.
 
         Three phases, so that no worker waits on the disk while there are chunks to encode:
         the workers hash, encode and write each new chunk to a temp file (its disk write started);
@@ -592,9 +588,8 @@ class Store:
                 return key, -1, None
             try:
                 target = self._chunk_path(key)
-                try:
-                    size, tmp = target.stat().st_size, None
-                except FileNotFoundError:
+                size, tmp = self._checked.reusable(key, target, raw.size), None   # a known-intact file, or None
+                if size is None:
                     size, tmp = self._write_temp(target.parent, codec.encode_parts(raw, itemsize, is_float, self.level))
                 mine.set_result(size)
                 return key, size, tmp
@@ -622,6 +617,7 @@ class Store:
             list(pool.map(_fsync_path, temps.values()))
             for chunk, tmp in temps.items():
                 os.replace(tmp, self._chunk_path(chunk))
+                self._checked.remember(chunk, self._chunk_path(chunk).stat())
         except BaseException:
             for fut in futures:
                 fut.cancel()
@@ -751,20 +747,13 @@ class Store:
             raise CheckpointError(error)
 
     def _decode_into(self, key: str, out: np.ndarray) -> Optional[str]:
-        """Decode chunk ``key`` into ``out``; the reason it is bad, or None."""
-        try:
-            data = self._chunk_path(key).read_bytes()
-        except FileNotFoundError:
-            return "missing"
-        except OSError as exc:
-            return f"unreadable: {exc.strerror}"
-        try:
-            codec.decode(data, out)
-        except codec.CodecError as exc:
-            return f"undecodable: {exc}"
-        if codec.chunk_id(out) != key:
-            return "hash mismatch"
-        return None
+        """Decode chunk ``key`` into ``out``; the reason it is bad, or None (then a save may reuse it)."""
+        reason, st = chunks.check(self._chunk_path(key), key, out)
+        if reason is None and st is not None:
+            self._checked.remember(key, st)
+        else:
+            self._checked.forget(key)
+        return reason
 
     def _check_chunks(self, keys: list[str], sizes: dict[str, int], progress: Optional[Progress],
                       total: int) -> Iterator[tuple[str, str]]:
@@ -806,20 +795,47 @@ class Store:
     def _manifest_path(self, name: str) -> Path:
         return self.root / "manifests" / f"{name}.json"
 
+    def _names(self) -> list[str]:
+        """The names of the manifest files, in step order (readable or not)."""
+        return sorted(p.stem for p in (self.root / "manifests").glob("step-*.json") if _NAME.match(p.stem))
+
     def _read_manifest(self, name: str) -> dict[str, Any]:
+        """The manifest of checkpoint ``name``, its checksum and fields checked (see :mod:`.manifest`)."""
+        return self._read_manifest_checked(name)[0]
+
+    def _read_manifest_checked(self, name: str) -> tuple[dict[str, Any], bool]:
+        """The manifest and whether it carried a checksum (False: written before checksums).
+
+        Raises:
+            CheckpointError: no such checkpoint; :class:`ManifestUnusable` when its manifest is
+                unreadable, fails its checksum or disagrees with its file name.
+        """
         try:
-            manifest = json.loads(self._manifest_path(name).read_bytes())
+            data = self._manifest_path(name).read_bytes()
         except FileNotFoundError:
             raise CheckpointError(f"no checkpoint {name!r} in {self.root}: `deepdive ckpt ls {self.root}` lists them") from None
-        except (OSError, ValueError) as exc:
-            raise CheckpointError(f"checkpoint {name}: its manifest is unreadable ({exc}); load another one") from None
-        if manifest.get("format") != FORMAT:
-            raise CheckpointError(f"checkpoint {name}: format {manifest.get('format')!r} is not {FORMAT!r}: upgrade deepdive")
-        return manifest
+        except OSError as exc:
+            raise ManifestUnusable(name, f"is unreadable ({exc.strerror})", self.root) from None
+        try:
+            return mf.read(data, name, FORMAT, checkpoint_name)
+        except mf.ManifestError as exc:
+            raise ManifestUnusable(name, str(exc), self.root) from None
+
+    def unchecked_manifests(self, which: Union[str, int, None] = None) -> list[str]:
+        """The checkpoints (all, or ``which``) whose manifest has no checksum: written before
+        manifests carried one. They load; only their chunks can be verified."""
+        names = self._names() if which is None else [self.resolve(which)]
+        unchecked = []
+        for name in names:
+            try:
+                if not self._read_manifest_checked(name)[1]:
+                    unchecked.append(name)
+            except CheckpointError:
+                continue   # verify reports it as a problem
+        return unchecked
 
     def _latest_manifest(self, exclude: str) -> Optional[dict[str, Any]]:
-        names = sorted(p.stem for p in (self.root / "manifests").glob("step-*.json") if p.stem != exclude)
-        for name in reversed(names):
+        for name in (n for n, _ in self.newest_first() if n != exclude):
             try:
                 return self._read_manifest(name)
             except CheckpointError:
@@ -839,42 +855,6 @@ class Store:
 
 
 # ------------------------------------------------------------------------------------------------
-
-
-def parse_best(spec: Union[str, Sequence[Any], None]) -> Optional[tuple[str, str, int]]:
-    """``"val_acc:max"``, ``("val_loss", "min")`` or ``("acc", "max", 2)`` as ``(metric, mode, n)``."""
-    if spec is None or spec == "":
-        return None
-    if isinstance(spec, str):
-        name, _, mode = spec.partition(":")
-        parts: list[Any] = [name, mode or None, 1]
-    else:
-        parts = [*spec, None, 1][:3] if len(spec) == 1 else [*spec, 1][:3]
-    name, mode, n = parts
-    if not mode and isinstance(name, str):
-        low = name.lower()
-        mode = "min" if any(word in low for word in ("loss", "error", "perplexity", "wer")) else "max"
-    if not isinstance(name, str) or not name or mode not in ("max", "min") or isinstance(n, bool) \
-            or not isinstance(n, int) or n < 1:
-        raise ValueError(f"keep_best must look like 'val_acc:max', 'val_loss:min' or (metric, 'max'|'min', n >= 1), "
-                         f"not {spec!r}")
-    return name, mode, n
-
-
-def select(manifests: Sequence[dict[str, Any]], keep_last: int,
-           keep_best: Optional[tuple[str, str, int]]) -> tuple[set[str], list[str]]:
-    """The names to keep under "the last ``keep_last`` plus the best ``n`` by a metric", and the best."""
-    ordered = sorted(manifests, key=lambda m: (m["step"], m.get("time", 0)))
-    kept = {m["name"] for m in ordered[len(ordered) - keep_last:]} if keep_last else set()
-    best: list[str] = []
-    if keep_best is not None:
-        metric, mode, n = keep_best
-        scored = [m for m in ordered if isinstance(m.get("metrics", {}).get(metric), (int, float))
-                  and math.isfinite(m["metrics"][metric])]
-        scored.sort(key=lambda m: (m["metrics"][metric] if mode == "min" else -m["metrics"][metric], -m["step"]))
-        best = [m["name"] for m in scored[:n]]
-        kept.update(best)
-    return kept, best
 
 
 def _entry_chunks(entry: dict[str, Any]) -> list[list[Any]]:
