@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "preempted with SIGTERM checkpoints and exits 75; the restart resumes it)")
     p.add_argument("--checkpoint-dir", default=None, help="the engine checkpoints here (dd.setup's default "
                    "checkpoint_dir: every epoch and on SIGTERM) and a rerun or restart resumes from it")
+    p.add_argument("--fresh", action="store_true", help="start from step 0: ignore the checkpoints saved in the "
+                   "checkpoint folder before this job (kept until retention deletes them); restarts of this job "
+                   "still resume from what it saves")
     p.add_argument("--metrics-out", default=None, help="telemetry JSONL file (default: in the run's state folder)")
     p.add_argument("--timeout", type=float, default=None, help="wall-clock limit in seconds")
     p.add_argument("--json", action="store_true", help="print the run's summary as JSON")
@@ -142,18 +145,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="folder for the compressed model and the report (default: MODEL's)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     add_ckpt_parser(sub)
+    for command in sub.choices.values():  # `deepdive train X --debug` works as well as `deepdive --debug train X`
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:  # our output's reader went away (`deepdive … | head`): stop quietly, as SIGPIPE would
+        from deepdive.cli_jobs import silence_closed_output
+
+        silence_closed_output()
+        return 141
+
+
+def _main(argv: Optional[list[str]]) -> int:
     parser = build_parser()
     args_list = sys.argv[1:] if argv is None else argv
-    debug = "--debug" in args_list
     # everything after the first "--" belongs to the training script, untouched
     passthrough: list[str] = []
     if "--" in args_list:
         cut = args_list.index("--")
         args_list, passthrough = args_list[:cut], args_list[cut + 1:]
+    debug = "--debug" in args_list
     try:
         args = parser.parse_args(args_list)
         if passthrough and args.command not in ("train", "tune"):
@@ -169,6 +184,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     except KeyboardInterrupt:
         print("deepdive: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        raise  # nobody reads our output any more: main() ends quietly
     except Exception as exc:
         if debug:
             raise
@@ -230,90 +247,11 @@ async def _run_deep(seconds: float, size: int, quiet: bool) -> dict[str, Any]:
     """Run the deep check through the job manager, with a progress bar fed by its events."""
     from deepdive.protocol import JobStartParams
 
-    job = await _run_job(JobStartParams(kind="doctor-deep", options={"seconds": seconds, "size": size}),
-                         "deep check", quiet)
+    from deepdive.cli_jobs import run_job
+
+    job = await run_job(JobStartParams(kind="doctor-deep", options={"seconds": seconds, "size": size}),
+                        "deep check", quiet)
     return {"job": job.id, "state": job.state, "reason": job.reason, "result": job.result}
-
-
-async def _run_job(params: Any, label: str, quiet: bool, *, workspace: Optional[str] = None,
-                   metrics: Optional[str] = None) -> Any:
-    """Run a job in this process's own job manager, with a progress bar; Ctrl-C cancels it.
-
-    The bar follows the job's progress events, or, for training (``metrics``), the steps the
-    engine writes to its metrics file.
-    """
-    import os
-    from pathlib import Path
-
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from deepdive.jobs.manager import JobManager
-    from deepdive.jobs.store import JobStore, state_dir
-    from deepdive.protocol import JobEvent
-
-    from deepdive.telemetry import discovery
-
-    store = JobStore(state_dir(None))
-    manager = JobManager(store, workspace=workspace)
-    hub = os.environ.get("DEEPDIVE_HUB") or discovery.ingest_url(state_dir(None))
-    if hub:
-        manager.job_env["DEEPDIVE_HUB"] = hub
-    console = Console(stderr=True)
-    progress = Progress(
-        TextColumn(f"[bold]{label}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-        TextColumn("{task.description}"), TimeElapsedColumn(), console=console, disable=quiet, transient=True,
-    )
-    task = progress.add_task("starting", total=1.0)
-
-    def on_event(event: JobEvent) -> None:
-        if event.type == "progress" and event.progress is not None:
-            progress.update(task, completed=event.progress.fraction or 0.0, description=event.progress.message or "")
-        elif event.type == "output" and event.lines and not quiet:
-            for line in event.lines:
-                progress.console.print(line.text, markup=False, highlight=False)
-
-    manager.subscribe(on_event)
-    with progress:
-        job = await manager.start(params)
-        follower = asyncio.ensure_future(_follow_metrics(Path(metrics), progress, task)) if metrics else None
-        try:
-            job = await manager.wait(job.id)
-        except asyncio.CancelledError:
-            job = await manager.cancel(job.id, "interrupted (Ctrl-C)")
-        finally:
-            if follower is not None:
-                follower.cancel()
-    store.close()
-    return job
-
-
-async def _follow_metrics(path: Any, progress: Any, task: Any) -> None:
-    """Tail the engine's metrics file and move the bar with its step samples."""
-    offset = 0
-    while True:
-        await asyncio.sleep(0.25)
-        try:
-            with open(path, "rb") as handle:
-                handle.seek(offset)
-                chunk = handle.read()
-        except FileNotFoundError:
-            continue
-        complete = chunk[: chunk.rfind(b"\n") + 1]
-        offset += len(complete)
-        for line in complete.splitlines():
-            try:
-                sample = json.loads(line)
-            except ValueError:
-                continue
-            if sample.get("type") == "sample" and sample.get("total_steps"):
-                done = (sample["step"] + 1) / sample["total_steps"]
-                loss = sample.get("loss")
-                speed = sample.get("samples_per_s")
-                text = f"step {sample['step'] + 1}/{sample['total_steps']}"
-                text += f"  loss {loss:.4f}" if isinstance(loss, (int, float)) else ""
-                text += f"  {speed:,.0f} samples/s" if isinstance(speed, (int, float)) else ""
-                progress.update(task, completed=min(1.0, done), description=text)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -333,30 +271,36 @@ def cmd_train(args: argparse.Namespace) -> int:
     script = Path(args.script)
     if not script.is_file():
         raise UsageError(f"no such script: {args.script}")
-    metrics = args.metrics_out or str(state_dir(None) / "runs" / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.jsonl")
+    from deepdive.cli_jobs import run_job
+    from deepdive.cli_paths import folder_problem
+    from deepdive.cli_train import TrainOutput, report_run, script_problem
+
+    problem = script_problem(script) or (args.checkpoint_dir and folder_problem(
+        Path(args.checkpoint_dir).resolve(), "--checkpoint-dir", "the checkpoints"))
+    if problem:  # before torchrun starts, not 50 lines into its failure
+        raise UsageError(problem)
+    runs, name = state_dir(None) / "runs", f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    metrics = args.metrics_out or str(runs / f"{name}.jsonl")
     Path(metrics).parent.mkdir(parents=True, exist_ok=True)
     Path(metrics).unlink(missing_ok=True)
     options = {"path": str(script.resolve()), "args": script_args, "nproc": args.nproc, "nnodes": args.nnodes,
                "max_restarts": args.max_restarts, "metrics_out": metrics}
     if args.checkpoint_dir:
         options["checkpoint_dir"] = str(Path(args.checkpoint_dir).resolve())
+    if args.fresh:
+        options["fresh"] = True
     if args.rdzv_endpoint:
         options["rdzv_endpoint"] = args.rdzv_endpoint
+    output = TrainOutput(runs / f"{name}.log", runs / f"{name}.torchrun", debug=getattr(args, "debug", False))
     try:
-        job = asyncio.run(_run_job(JobStartParams(kind="train", options=options, timeout_s=args.timeout),
-                                   f"train ×{args.nproc}", quiet=args.json, workspace=str(Path.cwd()),
-                                   metrics=metrics))
+        job = asyncio.run(run_job(JobStartParams(kind="train", options=options, timeout_s=args.timeout),
+                                  f"train ×{args.nproc}", quiet=args.json, workspace=str(Path.cwd()),
+                                  metrics=metrics, echo=output.admit, job_env=output.job_env()))
     except JobRejected as exc:
         raise UsageError(str(exc)) from None
-    from deepdive.report import print_train_summary, read_run_summary
-
-    summary = read_run_summary(Path(metrics))
-    if args.json:
-        print(json.dumps({"job": job.id, "state": job.state, "reason": job.reason, "metrics": metrics,
-                          "summary": summary}, default=str))
-    else:
-        print_train_summary(job, summary, metrics)
-    return 0 if job.state == "succeeded" else (job.exit_code or 1)
+    finally:
+        output.close()
+    return report_run(job, metrics, output, as_json=args.json)
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
@@ -573,6 +517,12 @@ def cmd_tune(args: argparse.Namespace) -> int:
 def cmd_compress(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    if args.out is not None:  # checked before loading or measuring anything, not when the results are written
+        from deepdive.cli_paths import folder_problem
+
+        problem = folder_problem(Path(args.out).resolve(), "--out", "the compressed model and its report")
+        if problem:
+            raise UsageError(problem)
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 

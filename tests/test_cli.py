@@ -81,3 +81,26 @@ def test_generate_writes_a_verified_program_and_refuses_to_overwrite(tmp_path):
     again = run("generate", "a CNN for MNIST", "-o", str(out), "--no-verify")
     assert again.returncode == 2 and "exists: pass --force" in again.stderr
     assert out.read_text() == result["code"], "a refused overwrite leaves the file as it was"
+
+
+def test_compress_refuses_an_out_that_is_a_file_before_any_work(tmp_path):
+    """--out names a folder; a file there used to fail only after every step had run (13 s)."""
+    import time
+    from pathlib import Path
+
+    import torch
+
+    model = tmp_path / "tiny.pt"
+    torch.save(torch.nn.Sequential(torch.nn.Linear(64, 10)), model)
+    out = tmp_path / "compressed.pt"
+    out.write_text("an earlier result")
+    started = time.monotonic()
+    done = run("compress", str(model), "--eval", str(Path(__file__).parents[1] / "server/examples/digits_eval.py"),
+               "--quantize", "int8", "--out", str(out), env_home=str(tmp_path))
+    took = time.monotonic() - started
+    assert done.returncode == 2, done.stderr[-2000:]
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("deepdive: error: --out ") and "not a folder" in lines[0], lines
+    assert str(out) in lines[0] and "Traceback" not in done.stderr
+    assert "original" not in done.stderr and took < 5, "refused before loading or measuring anything"
+    assert out.read_text() == "an earlier result"
