@@ -32,6 +32,12 @@ $(VENV)/.stamp: pyproject.toml server/engine/ckpt/_rans.c
 	  S=; [ "$$(id -u)" = 0 ] || S="sudo -n"; \
 	  $$S apt-get update -qq && $$S env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 	    postgresql >/dev/null || echo "note: PostgreSQL could not be installed; its storage test will be skipped"; }
+	@# bubblewrap for the codegen sandbox's namespaces (Debian's package; without it the sandbox builds them with
+	@# util-linux unshare, or runs without any and says so in every result; its bwrap tests skip, saying why)
+	@command -v bwrap >/dev/null || { \
+	  S=; [ "$$(id -u)" = 0 ] || S="sudo -n"; \
+	  $$S apt-get update -qq && $$S env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    bubblewrap >/dev/null || echo "note: bubblewrap could not be installed; the codegen sandbox will use unshare"; }
 	@touch $@
 
 node_modules/.stamp: package.json package-lock.json

@@ -1,14 +1,46 @@
-"""Run a Python program in a sandboxed subprocess: time and memory limits, a scrubbed environment,
-a fresh temporary working directory, its own process group (killed as a whole on timeout).
+"""Run a Python program in a sandboxed subprocess: time, memory and process limits, a scrubbed
+environment, a fresh temporary work folder, and the strongest isolation layer this machine offers.
 
-This is containment for programs we generated ourselves, against accidents (an endless loop, a
-model too large for the machine, a stray download attempt, a script that reads a token from the
-environment); it is not a security boundary against hostile code.
+What every run guarantees, in every layer:
+
+- the environment is scrubbed (PATH, locale, PYTHONPATH, LD_LIBRARY_PATH; HOME and TMPDIR are the work
+  folder; no tokens or keys; no GPU unless allowed);
+- the run returns within about a second after its time limit (or a cancel), with the whole process tree
+  killed: the process group, the run's cgroup where one could be made, every process carrying the run's
+  environment marker, and in a namespace layer the PID namespace, whose every process the kernel kills
+  when its PID 1 ends. Output is read with its own deadline, so a detached (``setsid``) descendant that
+  holds stdout open cannot keep the run going; the last 8 MiB of each stream are kept;
+- the address space is limited (RLIMIT_AS) when a memory limit is given.
+
+What the isolation layers add (:mod:`deepdive.codegen.isolation` has the details, and
+``SandboxResult.protections`` says what held for each run):
+
+- ``bwrap`` / ``unshare`` (namespaces): no network (a network namespace of its own with only its own
+  loopback: the host's 127.0.0.1 and every other address are unreachable); a read-only view of only
+  the interpreter, its packages and the system libraries (not the user's home, not the project folder
+  beyond the package folders that imports need), plus the input files the prompt named (``read_only``);
+  a fresh /proc that shows only the run's own processes (so no other process's environment); a private
+  /tmp; the work folder as the only writable host folder; no capabilities, and as root an unprivileged
+  uid (65534; uid 0 is kept, still without capabilities, when an input is readable only by root, and
+  the result says so); a process-and-thread limit (cgroup ``pids.max`` where writable, and RLIMIT_NPROC
+  wherever the program's real uid is not 0, which the kernel exempts).
+- ``plain`` (no namespace tool works here): none of that: the program can read and write whatever
+  the user running Deepdive can, open network connections, and read other processes' /proc entries
+  that the user may read. The process limit then holds only through a writable cgroup, and without
+  one a descendant that both leaves the session and execs with a cleared environment is not found:
+  the run still returns on time, but that process survives it.
+
+Not guaranteed in any layer: protection against kernel vulnerabilities (the namespaces share the
+host's kernel; there is no seccomp filter), CPU share, disk space in the work folder and /tmp (tmpfs:
+memory), and, with ``allow_gpu``, isolation of the GPU devices and /sys that CUDA needs.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
+import resource
+import selectors
 import shutil
 import signal
 import subprocess
@@ -19,6 +51,9 @@ import time
 from typing import Optional, Sequence
 
 import attrs
+
+from deepdive.codegen import containment
+from deepdive.codegen import isolation as iso
 
 # Defaults from measurements (torch 2.13 CPU, 2 cores): importing torch maps about 0.8 GiB of address
 # space; the builtin programs' --smoke runs peak at 0.86-1.17 GiB (VmPeak; ResNet-18 1.0, the
@@ -34,6 +69,20 @@ _OOM_MARKERS = ("MemoryError", "std::bad_alloc", "can't allocate memory", "Canno
                 "out of memory", "failed to allocate", "DefaultCPUAllocator", "ResourceExhaustedError",
                 "OOM when allocating", "Failed to allocate", "mmap failed", "pthread_create failed",
                 "Resource temporarily unavailable")
+# A fork the process limit refused, as Python reports it (EAGAIN); thread failures stay ambiguous with
+# an exhausted address space, so they are not taken as evidence.
+_FORK_FAILURE_MARKERS = ("BlockingIOError: [Errno 11]",)
+
+MAX_PROCESSES_VAR = "DEEPDIVE_SANDBOX_MAX_PROCESSES"
+OUTPUT_LIMIT = 8 * 1024 * 1024
+"""Bytes of each output stream kept (the tail)."""
+DRAIN_S = 1.0
+"""After the tree is killed, how long its output is still read."""
+
+_PR_SET_PDEATHSIG = 1
+_prctl = getattr(ctypes.CDLL(None, use_errno=True), "prctl", None)  # bound here: the child must not load libraries
+if _prctl is not None:  # Linux
+    _prctl.argtypes = (ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong)
 
 
 @attrs.define
@@ -46,6 +95,18 @@ class SandboxResult:
     out_of_memory: bool = False
     workdir: str = ""
     cancelled: bool = False
+    process_limit_hit: bool = False
+    """The kernel refused a fork or a thread because of the process limit (``max_processes``)."""
+    max_processes: Optional[int] = None
+    """The process-and-thread limit that held (None: none could be enforced here)."""
+    isolation: str = ""
+    """The layer the program ran in: bwrap, unshare, bwrap+userns, unshare+userns or plain."""
+    protections: list[str] = attrs.Factory(list)
+    """What held for this run, in words (and, for ``plain``, what did not)."""
+
+    def describe(self) -> str:
+        """One line for the user: ``sandbox bwrap: pid namespace, no network, ...``."""
+        return f"sandbox {self.isolation}: {', '.join(self.protections)}"
 
 
 def scrubbed_env(home: str, *, allow_gpu: bool = False) -> dict[str, str]:
@@ -65,27 +126,41 @@ def scrubbed_env(home: str, *, allow_gpu: bool = False) -> dict[str, str]:
     return env
 
 
-def _limit_memory(limit_bytes: Optional[int]):
-    def preexec() -> None:  # runs in the child between fork and exec
-        if limit_bytes is not None:
-            import resource
-
-            resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
-
-    return preexec
+def default_max_processes() -> int:
+    """The process-and-thread limit: ``$DEEPDIVE_SANDBOX_MAX_PROCESSES``, else 256 + 32 per CPU (threads
+    count too: TensorFlow starts thread pools per core)."""
+    raw = os.environ.get(MAX_PROCESSES_VAR, "").strip()
+    if raw:
+        try:
+            value = int(raw)
+        except ValueError:
+            value = 0
+        if value < 8:
+            raise ValueError(f"{MAX_PROCESSES_VAR}={raw!r} must be a whole number of at least 8")
+        return value
+    return 256 + 32 * (os.cpu_count() or 1)
 
 
 def run_sandboxed(args: Sequence[str], *, files: dict[str, str], timeout_s: float, memory_mb: Optional[int],
                   allow_gpu: bool = False, python: str = sys.executable, stdin: Optional[str] = None,
-                  keep_dir: bool = False, cancel: Optional[threading.Event] = None) -> SandboxResult:
+                  keep_dir: bool = False, cancel: Optional[threading.Event] = None, isolation: Optional[str] = None,
+                  max_processes: Optional[int] = None, read_only: Sequence[str] = ()) -> SandboxResult:
     """Write ``files`` into a fresh temporary directory and run ``python *args`` there.
 
     Args:
         args: arguments after the interpreter, e.g. ``["program.py", "--smoke"]``.
         files: name -> text, written into the working directory first.
-        timeout_s: wall-clock limit; the whole process group is killed when it passes.
+        timeout_s: wall-clock limit; the whole process tree is killed when it passes, and the run returns
+            within about a second of it even when a detached descendant holds its output open.
         memory_mb: address-space limit (RLIMIT_AS) or None for none.
-        cancel: when set, the process group is killed within about 0.1 s (``cancelled`` in the result).
+        cancel: when set, the process tree is killed within about 0.1 s (``cancelled`` in the result).
+        isolation: the layer (:mod:`deepdive.codegen.isolation`); None: ``$DEEPDIVE_SANDBOX``, else the
+            strongest this machine offers. A forced layer that cannot run raises
+            :class:`~deepdive.codegen.isolation.SandboxUnavailable` (a ValueError, one line).
+        max_processes: processes and threads the run may have at once (default
+            :func:`default_max_processes`); enforced by a cgroup and/or RLIMIT_NPROC where they hold.
+        read_only: absolute paths outside the work folder the program may read (a local model folder the
+            prompt named), shown read-only at the same path in a namespace layer.
     """
     workdir = tempfile.mkdtemp(prefix="deepdive-sandbox-")
     try:
@@ -93,45 +168,194 @@ def run_sandboxed(args: Sequence[str], *, files: dict[str, str], timeout_s: floa
             with open(os.path.join(workdir, name), "w", encoding="utf-8") as f:
                 f.write(text)
         env = scrubbed_env(workdir, allow_gpu=allow_gpu)
+        marker = containment.new_marker()
+        env[containment.MARKER_VAR] = marker
+        if not os.path.isabs(python):
+            python = shutil.which(python, path=env["PATH"]) or python
         limit = memory_mb * 1024 * 1024 if memory_mb else None
-        start = time.monotonic()
-        proc = subprocess.Popen([python, *args], cwd=workdir, env=env, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-                                preexec_fn=_limit_memory(limit), text=True, encoding="utf-8", errors="replace")
-        timed_out = cancelled = False
-        deadline = start + timeout_s
-        feed = stdin
+        nmax = max_processes or default_max_processes()
+        layer, notes = iso.choose(isolation, python, env, read_only)
+        plan = iso.build(layer, python=python, args=args, env=env, workdir=workdir, max_processes=nmax,
+                         allow_gpu=allow_gpu, inputs=read_only)
+        if plan.owner_uid is not None:
+            _chown_tree(workdir, plan.owner_uid)
+        cgroup = containment.Cgroup.create(nmax)
         try:
-            while True:
-                # short slices, so a cancel is seen quickly; communicate keeps what it read so far
-                slice_s = max(0.0, min(0.1 if cancel is not None else timeout_s, deadline - time.monotonic()))
-                try:
-                    out, err = proc.communicate(feed, timeout=slice_s)
-                    break
-                except subprocess.TimeoutExpired:
-                    feed = None
-                    if time.monotonic() >= deadline:
-                        timed_out = True
-                    elif cancel is not None and cancel.is_set():
-                        cancelled = True
-                    else:
-                        continue
-                    _kill_group(proc.pid)
-                    out, err = proc.communicate()
-                    break
+            start = time.monotonic()
+            proc = subprocess.Popen(plan.argv, cwd=workdir, env=env,
+                                    stdin=subprocess.PIPE if stdin else subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, start_new_session=True,
+                                    preexec_fn=_preexec(cgroup, limit, plan.nproc_in_preexec))
+            in_cgroup = cgroup is not None and cgroup.max_processes is not None and bool(cgroup.holds(proc.pid))
+
+            def end_tree() -> None:
+                _kill_tree(proc.pid, cgroup, marker)
+
+            try:
+                out, err, timed_out, cancelled = _collect(proc, stdin, start + timeout_s, cancel, end_tree)
+            finally:
+                end_tree()
+                proc.wait()
+            seconds = time.monotonic() - start
+            limit_hit = bool(in_cgroup and cgroup.limit_hit()) or (
+                plan.nproc_enforced and any(m in err for m in _FORK_FAILURE_MARKERS))
         finally:
-            _kill_group(proc.pid)  # children the program left behind
-        seconds = time.monotonic() - start
-        oom = (not timed_out and not cancelled and proc.returncode != 0 and limit is not None
-               and (any(m in err for m in _OOM_MARKERS) or proc.returncode == -signal.SIGKILL))
-        return SandboxResult(proc.returncode, out, err, seconds, timed_out, oom, workdir, cancelled)
+            if cgroup is not None:
+                cgroup.remove()
+        returncode = plan.returncode(proc.returncode)
+        oom = (not timed_out and not cancelled and not limit_hit and returncode != 0 and limit is not None
+               and (any(m in err for m in _OOM_MARKERS) or returncode == -signal.SIGKILL))
+        held = in_cgroup or plan.nproc_enforced
+        return SandboxResult(returncode, out, err, seconds, timed_out, oom, workdir, cancelled, limit_hit,
+                             nmax if held else None, layer,
+                             _protections(plan, notes, memory_mb if limit else None, nmax, in_cgroup))
     finally:
         if not keep_dir:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _kill_group(pgid: int) -> None:
+def _protections(plan: iso.Plan, notes: list[str], memory_mb: Optional[int], nmax: int,
+                 in_cgroup: bool) -> list[str]:
+    """What held for a run, in words; also why root kept its uid, and for ``plain`` what did not hold
+    and why no namespace layer ran."""
+    out = ["scrubbed environment", "time limit: the whole process tree is killed"]
+    if memory_mb:
+        out.append(f"address space {memory_mb} MiB")
+    how = [m for m, held in (("cgroup pids.max", in_cgroup), ("RLIMIT_NPROC", plan.nproc_enforced)) if held]
+    out.append(f"{nmax} processes and threads ({', '.join(how)})" if how else "not limited: process count")
+    out += plan.protections
+    out += [n for n in notes if n.startswith("uid 0 kept")]
+    skipped = [n for n in notes if not n.startswith("uid 0 kept")]
+    if plan.layer == "plain":
+        why = f" ({'; '.join(skipped)})" if skipped else ""
+        out.append(f"not isolated: files, network, /proc{why}")
+    return out
+
+
+def _preexec(cgroup: Optional[containment.Cgroup], limit_bytes: Optional[int], nproc: Optional[int]):
+    def preexec() -> None:  # runs in the child between fork and exec: plain system calls only
+        if cgroup is not None:
+            cgroup.join()
+        if limit_bytes is not None:
+            resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
+        if nproc is not None:
+            resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
+        if _prctl is not None:
+            _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # the daemon dies: so does the run
+
+    return preexec
+
+
+def _chown_tree(path: str, uid: int) -> None:
+    """Hand the work folder to the unprivileged uid the program will run as. Mode 0711: root without
+    CAP_DAC_OVERRIDE (bubblewrap before the drop) must still enter it; other users cannot list it."""
+    os.chown(path, uid, uid)
+    os.chmod(path, 0o711)
+    for root, dirs, names in os.walk(path):
+        for name in dirs + names:
+            os.chown(os.path.join(root, name), uid, uid, follow_symlinks=False)
+
+
+def _kill_tree(pid: int, cgroup: Optional[containment.Cgroup], marker: str) -> None:
+    """SIGKILL the run's process group, its cgroup and every process carrying its marker. In a
+    namespace layer the first one already ends everything: the namespace's PID 1 dies with it."""
     try:
-        os.killpg(pgid, signal.SIGKILL)
+        os.killpg(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+    if cgroup is not None:
+        cgroup.kill()
+    containment.kill_marked(marker)
+
+
+class _Tail:
+    """The last ``limit`` bytes of a stream (a program printing without end cannot fill the daemon)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.data = bytearray()
+        self.dropped = 0
+
+    def add(self, chunk: bytes) -> None:
+        self.data += chunk
+        excess = len(self.data) - self.limit
+        if excess > 0:
+            del self.data[:excess]
+            self.dropped += excess
+
+    def text(self) -> str:
+        text = self.data.decode("utf-8", errors="replace").replace("\r\n", "\n").replace("\r", "\n")
+        return f"[... {self.dropped} bytes of output dropped ...]\n{text}" if self.dropped else text
+
+
+def _collect(proc: subprocess.Popen, feed: Optional[str], deadline: float, cancel: Optional[threading.Event],
+             end_tree) -> tuple[str, str, bool, bool]:
+    """Read stdout and stderr until the program ends, the deadline passes or ``cancel`` is set; then
+    kill the tree and read what is left for at most :data:`DRAIN_S` (a descendant that escaped every
+    kill cannot hold the run open). Returns (stdout, stderr, timed_out, cancelled)."""
+    sel = selectors.DefaultSelector()
+    out_fd, err_fd = proc.stdout.fileno(), proc.stderr.fileno()
+    tails = {out_fd: _Tail(OUTPUT_LIMIT), err_fd: _Tail(OUTPUT_LIMIT)}
+    for fd in tails:
+        os.set_blocking(fd, False)
+        sel.register(fd, selectors.EVENT_READ, "out")
+    pending = memoryview(feed.encode("utf-8")) if feed and proc.stdin is not None else None
+    if pending is not None:
+        os.set_blocking(proc.stdin.fileno(), False)
+        sel.register(proc.stdin.fileno(), selectors.EVENT_WRITE, "in")
+    pidfd = None
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+        sel.register(pidfd, selectors.EVENT_READ, "exit")
+    except (AttributeError, OSError):  # no pidfd: poll the process in short slices instead
+        pass
+    timed_out = cancelled = False
+    ended: Optional[float] = None
+    try:
+        while True:
+            now = time.monotonic()
+            if ended is None:
+                if proc.poll() is None:
+                    timed_out = now >= deadline
+                    cancelled = not timed_out and cancel is not None and cancel.is_set()
+                if proc.returncode is not None or timed_out or cancelled:
+                    end_tree()
+                    ended = time.monotonic()
+                    if pidfd is not None:
+                        sel.unregister(pidfd)
+                        os.close(pidfd)
+                        pidfd = None
+            readers = [k for k in sel.get_map().values() if k.data == "out"]
+            if ended is not None and (not readers or time.monotonic() - ended >= DRAIN_S):
+                break
+            if ended is not None:
+                wait = 0.05
+            else:
+                wait = max(0.0, min(deadline - now, 0.1 if cancel is not None or pidfd is None else 1.0))
+            for key, _ in sel.select(wait):
+                if key.data == "out":
+                    try:
+                        chunk = os.read(key.fd, 65536)
+                    except BlockingIOError:
+                        continue
+                    if chunk:
+                        tails[key.fd].add(chunk)
+                    else:
+                        sel.unregister(key.fd)
+                elif key.data == "in":
+                    try:
+                        sent = os.write(key.fd, pending[:65536])
+                        pending = pending[sent:]
+                    except (BrokenPipeError, BlockingIOError):
+                        pending = pending[:0]
+                    if not pending:
+                        sel.unregister(key.fd)
+                        proc.stdin.close()
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+        sel.close()
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            if stream is not None and not stream.closed:
+                stream.close()
+    return tails[out_fd].text(), tails[err_fd].text(), timed_out, cancelled

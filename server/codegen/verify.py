@@ -9,7 +9,8 @@ in a worker thread. Checks, in order (verification stops at the first failing on
                 in a subprocess with the sandbox's environment); a missing one is named with its pip command.
 ``contract``    module-level ``build_model``, ``example_batch`` and ``main``, a ``--smoke`` option and a
                 ``__main__`` guard.
-``smoke``       ``python program.py --smoke`` in the sandbox: time limit, memory limit, exit status 0.
+``smoke``       ``python program.py --smoke`` in the sandbox: time, memory and process limits, exit status 0;
+                its detail says which protections held (:meth:`SandboxResult.describe`).
 ``properties``  the module imported in the sandbox: build_model(), example_batch(), one forward pass;
                 then each of :meth:`Intent.expectations` (output units, layer count, autocast, framework).
 """
@@ -189,6 +190,8 @@ def _result_json(res: SandboxResult) -> Optional[dict]:
 
 
 CANCELLED = "cancelled"
+_PROCESS_LIMIT = ("hit the sandbox's limit of {} processes and threads "
+                  "(raise it with DEEPDIVE_SANDBOX_MAX_PROCESSES if the program needs more)")
 
 
 def verify(source: str, intent: Optional[Intent], *, timeout_s: float = 120, memory_mb: Optional[int] = None,
@@ -278,12 +281,15 @@ def verify(source: str, intent: Optional[Intent], *, timeout_s: float = 120, mem
 
     # -- smoke --
     t0 = time.monotonic()
+    input_files = [p for p in (intent.model_path, intent.csv_path) if p] if intent is not None else []
     res = run_sandboxed(["program.py", "--smoke"], files={"program.py": source}, timeout_s=timeout_s,
-                        memory_mb=memory_mb, allow_gpu=allow_gpu, python=python, cancel=cancel)
+                        memory_mb=memory_mb, allow_gpu=allow_gpu, python=python, cancel=cancel, read_only=input_files)
     if res.cancelled:
         return done(CANCELLED)
     stderr_tail = _tail(res.stderr)
-    if res.timed_out:
+    if res.process_limit_hit:
+        msg = f"smoke run {_PROCESS_LIMIT.format(res.max_processes)}"
+    elif res.timed_out:
         msg = f"smoke run exceeded the {timeout_s:g} s time limit"
     elif res.out_of_memory:
         msg = f"smoke run ran out of memory (limit {memory_mb} MiB)"
@@ -294,17 +300,19 @@ def verify(source: str, intent: Optional[Intent], *, timeout_s: float = 120, mem
     if msg:
         record("smoke", False, msg, t0)
         return done(msg)
-    record("smoke", True, f"exit 0 in {res.seconds:.1f} s: {_last_line(res.stdout)[:120]}", t0)
+    record("smoke", True, f"exit 0 in {res.seconds:.1f} s ({res.describe()}): {_last_line(res.stdout)[:120]}", t0)
 
     # -- properties --
     t0 = time.monotonic()
     res = run_sandboxed(["harness.py", framework if framework != "none" else "torch"],
                         files={"program.py": source, "harness.py": _HARNESS}, timeout_s=timeout_s,
-                        memory_mb=memory_mb, allow_gpu=allow_gpu, python=python, cancel=cancel)
+                        memory_mb=memory_mb, allow_gpu=allow_gpu, python=python, cancel=cancel, read_only=input_files)
     if res.cancelled:
         return done(CANCELLED)
     data = _result_json(res)
-    if res.timed_out:
+    if res.process_limit_hit:
+        msg = f"property check {_PROCESS_LIMIT.format(res.max_processes)}"
+    elif res.timed_out:
         msg = f"property check exceeded the {timeout_s:g} s time limit"
     elif res.out_of_memory:
         msg = f"property check ran out of memory (limit {memory_mb} MiB)"
