@@ -120,6 +120,9 @@ class DaemonClient(LanguageClient):
 
     async def initialize_daemon(self, workspace: Optional[str] = None, *, trusted: bool = True,
                                 work_done_progress: bool = True) -> types.InitializeResult:
+        """``initialize`` + ``initialized``. ``trusted`` is always sent: the daemon treats a client that
+        leaves it out as untrusted (no job that runs workspace code). The CLI, the tour and the tests
+        run code the user asked for in their own workspace, hence the default."""
         root = Path(workspace).resolve() if workspace else None
         params = types.InitializeParams(
             process_id=os.getpid(),

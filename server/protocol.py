@@ -27,6 +27,18 @@ def _camel(name: str) -> str:
     return head + "".join(part.title() for part in rest)
 
 
+# Limits on the text a client sends, so that one oversized request cannot stall the daemon (issue
+# #18: the code generator spent 11-14 s reading a 40 MB prompt, and other requests waited seconds).
+# A str field of a request's params is at most MAX_NAME_CHARS long unless its metadata says otherwise.
+MAX_CHARS = "deepdive.max_chars"
+MAX_PROMPT_CHARS = 64 * 1024
+"""A code-generation prompt: a sentence or a few paragraphs, never a file."""
+MAX_DOCUMENT_CHARS = 2 * 1024 * 1024
+"""A script's text (tune/applyBest): parsing 2 MB of Python takes about 0.7 s, and a training script is far smaller."""
+MAX_NAME_CHARS = 4096
+"""Kinds, ids, titles, paths, URLs and model names (PATH_MAX is 4096)."""
+
+
 # --------------------------------------------------------------------------------------------
 # deepdive/version
 # --------------------------------------------------------------------------------------------
@@ -304,8 +316,8 @@ class TelemetrySummary:
 
 @attrs.define
 class GenerateParams:
-    prompt: str
-    """What to write, in a sentence (English or Chinese)."""
+    prompt: str = attrs.field(metadata={MAX_CHARS: MAX_PROMPT_CHARS})
+    """What to write, in a sentence (English or Chinese); at most 65,536 characters."""
     framework: Optional[Literal["torch", "tensorflow"]] = None
     """Overrides what the prompt says; null: the prompt's choice, else PyTorch."""
     backend: Optional[Literal["builtin", "transformers", "llamacpp", "openai-compatible"]] = None
@@ -379,8 +391,9 @@ class TuneApplyParams:
     """The script (absolute, or relative to the workspace)."""
     params: dict[str, Any]
     """Parameter name -> value, e.g. a finished tune job's `result['bestParams']`."""
-    text: Optional[str] = None
-    """The document's current text when the editor has unsaved changes (else the file is read)."""
+    text: Optional[str] = attrs.field(default=None, metadata={MAX_CHARS: MAX_DOCUMENT_CHARS})
+    """The document's current text when the editor has unsaved changes (else the file is read); at most
+    2,097,152 characters."""
 
 
 @attrs.define
@@ -528,6 +541,35 @@ def _progress_token(value: Any, _: Any) -> Any:
     raise TypeError(f"expected a progress token (integer or string), got {type(value).__name__}")
 
 
+class TooLong(ValueError):
+    """A string in a request's params over its limit; the message gives its length and the limit."""
+
+
+def _bounded(limit: int):
+    """A str field of a request's params: a string (or null where optional) of at most ``limit`` characters."""
+    strict = _strict(str, (str,))
+
+    def structure(value: Any, tp: Any) -> Any:
+        if value is None and tp is not str:
+            return None
+        text = strict(value, str)
+        if len(text) > limit:
+            raise TooLong(f"too long: {len(text):,} characters, the limit is {limit:,} characters")
+        return text
+
+    return structure
+
+
+def _string_limits(cls: type) -> dict[str, Any]:
+    """Structure overrides that bound each str and Optional[str] field of a params class."""
+    limits = {}
+    for field in attrs.fields(cls):
+        if field.type is str or field.type == Optional[str]:
+            limit = field.metadata.get(MAX_CHARS, MAX_NAME_CHARS)
+            limits[field.name] = override(rename=_camel(field.name), struct_hook=_bounded(limit))
+    return limits
+
+
 def _make_converter() -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=True)
     # JSON types only, no silent coercion: a number where a string belongs is an error.
@@ -536,11 +578,13 @@ def _make_converter() -> cattrs.Converter:
     conv.register_structure_hook(float, _strict(float, (int, float)))
     conv.register_structure_hook(bool, _strict(bool, (bool,)))
     conv.register_structure_hook(Optional[Union[int, str]], _progress_token)
+    params_classes = {req.params for req in REQUESTS if req.params is not None}
     for cls in _attrs_classes():
         renames = {f.name: override(rename=_camel(f.name)) for f in attrs.fields(cls)}
         conv.register_unstructure_hook(cls, make_dict_unstructure_fn(cls, conv, **renames))
+        inbound = {**renames, **_string_limits(cls)} if cls in params_classes else renames
         conv.register_structure_hook(
-            cls, make_dict_structure_fn(cls, conv, _cattrs_forbid_extra_keys=True, **renames)
+            cls, make_dict_structure_fn(cls, conv, _cattrs_forbid_extra_keys=True, **inbound)
         )
     return conv
 
@@ -553,6 +597,11 @@ def to_wire(obj: Any) -> Any:
     return CONVERTER.unstructure(obj)
 
 
+def _describe(exc: BaseException, tp: Any) -> str:
+    """cattrs' wording for a field's error, except a limit's own message, which names the limit."""
+    return str(exc) if isinstance(exc, TooLong) else cattrs.v.format_exception(exc, tp)
+
+
 def from_wire(data: Any, cls: type[Any]) -> Any:
     """Validate wire data into ``cls``; raises :class:`InvalidPayload` naming the bad field."""
     if data is None:
@@ -562,7 +611,7 @@ def from_wire(data: Any, cls: type[Any]) -> Any:
     try:
         return CONVERTER.structure(data, cls)
     except cattrs.BaseValidationError as exc:
-        problems = cattrs.transform_error(exc, path="params")
+        problems = cattrs.transform_error(exc, path="params", format_exception=_describe)
         raise InvalidPayload(f"invalid {cls.__name__}: " + "; ".join(problems)) from None
 
 

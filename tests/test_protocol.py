@@ -51,3 +51,42 @@ def test_bad_payloads_name_the_field(payload, fragment):
 def test_non_object_params_are_refused():
     with pytest.raises(InvalidPayload, match="params must be an object"):
         from_wire([1, 2], JobStartParams)
+
+
+# -- size limits on user text (issue #18: a 40 MB prompt stalled the daemon) -----------------------
+
+
+def test_a_prompt_over_the_limit_is_refused_naming_the_field_and_the_limit():
+    at_limit = from_wire({"prompt": "x" * protocol.MAX_PROMPT_CHARS}, protocol.GenerateParams)
+    assert len(at_limit.prompt) == protocol.MAX_PROMPT_CHARS
+    with pytest.raises(InvalidPayload) as info:
+        from_wire({"prompt": "x" * (protocol.MAX_PROMPT_CHARS + 1)}, protocol.GenerateParams)
+    message = str(info.value)
+    assert message.endswith("@ params.prompt") and f"limit is {protocol.MAX_PROMPT_CHARS:,}" in message
+    assert "\n" not in message
+
+
+def test_a_document_of_a_few_megabytes_is_accepted_and_a_larger_one_refused():
+    text = "x = 1\n" * 300_000  # 1.8 MB: a big script, still fine
+    assert from_wire({"path": "t.py", "params": {}, "text": text}, protocol.TuneApplyParams).text == text
+    assert from_wire({"path": "t.py", "params": {}, "text": None}, protocol.TuneApplyParams).text is None
+    with pytest.raises(InvalidPayload, match=r"limit is 2,097,152 characters @ params\.text"):
+        from_wire({"path": "t.py", "params": {}, "text": "x" * (protocol.MAX_DOCUMENT_CHARS + 1)},
+                  protocol.TuneApplyParams)
+
+
+def test_names_and_paths_in_params_are_bounded_too():
+    long = "p" * (protocol.MAX_NAME_CHARS + 1)
+    with pytest.raises(InvalidPayload, match=r"too long.* @ params\.path"):
+        from_wire({"path": long, "params": {}}, protocol.TuneApplyParams)
+    with pytest.raises(InvalidPayload, match=r"too long.* @ params\.title"):
+        from_wire({"kind": "script", "title": long}, JobStartParams)
+    with pytest.raises(InvalidPayload, match=r"expected str @ params\.kind"):  # the type check still comes first
+        from_wire({"kind": 3}, JobStartParams)
+
+
+def test_results_are_not_bounded():
+    """The limits guard what clients send; a long result (a generated program, a log) still converts."""
+    code = "x = 1\n" * 20_000
+    result = protocol.GenerateResult(code=code, backend="builtin", framework="torch", intent={}, verified=True)
+    assert from_wire(to_wire(result), protocol.GenerateResult).code == code

@@ -169,7 +169,7 @@ export interface HubInfo {
 }
 
 export interface GenerateParams {
-  /** What to write, in a sentence (English or Chinese). */
+  /** What to write, in a sentence (English or Chinese); at most 65,536 characters. */
   prompt: string;
   /** Overrides what the prompt says; null: the prompt's choice, else PyTorch. */
   framework?: 'torch' | 'tensorflow' | null;
@@ -223,7 +223,7 @@ export interface TuneApplyParams {
   path: string;
   /** Parameter name -> value, e.g. a finished tune job's `result['bestParams']`. */
   params: Record<string, unknown>;
-  /** The document's current text when the editor has unsaved changes (else the file is read). */
+  /** The document's current text when the editor has unsaved changes (else the file is read); at most 2,097,152 characters. */
   text?: string | null;
 }
 

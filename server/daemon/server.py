@@ -22,47 +22,33 @@ from urllib.parse import unquote, urlparse
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
-from pygls.protocol import JsonRPCRequestMessage, LanguageServerProtocol
 
 from deepdive import __version__, doctor
+from deepdive.daemon.framing import serve_stdio
 from deepdive.daemon.generate import GenerateRefused
+from deepdive.daemon.jsonrpc import DeepdiveProtocol
 from deepdive.jobs.kinds import JobRejected
 from deepdive.jobs.manager import JobManager
 from deepdive.jobs.store import JobStore, state_dir
 from deepdive.protocol import (
     DOCTOR, GENERATE, HUB, JOBS_CANCEL, JOBS_EVENT, JOBS_KINDS, JOBS_LIST, JOBS_LOG, JOBS_START, PROTOCOL_VERSION,
-    REQUESTS, TELEMETRY_SUMMARY, TUNE_APPLY, VERSION, DoctorParams, DoctorReport, GenerateParams, GpuInfo, HubInfo,
+    TELEMETRY_SUMMARY, TUNE_APPLY, VERSION, DoctorParams, DoctorReport, GenerateParams, GpuInfo, HubInfo,
     InvalidPayload, JobEvent, JobIdParams, JobKindList, JobList, JobListParams, JobLog, JobStartParams, Request,
     TorchInfo, TuneApplyParams, TuneApplyResult, VersionResult, from_wire, to_wire,
 )
 
 log = logging.getLogger("deepdive.daemon")
 
-_CUSTOM_REQUESTS = {r.method for r in REQUESTS}
 _REQUEST_FAILED = -32001  # JSON-RPC server-error range: the request was valid but could not be done
 
 
-class DeepdiveProtocol(LanguageServerProtocol):
-    """Keeps the params of Deepdive's own requests as plain JSON, to be validated by the handler.
-
-    pygls turns unknown params into namedtuples and, when structuring fails, drops the request
-    without an answer; validating in the handler instead gives the client a JSON-RPC error that
-    names the bad field.
-    """
-
-    def structure_message(self, data: dict[str, Any]) -> Any:
-        if "jsonrpc" in data and "id" in data and data.get("method") in _CUSTOM_REQUESTS:
-            return JsonRPCRequestMessage(
-                id=data["id"], method=data["method"], jsonrpc=data["jsonrpc"], params=data.get("params")
-            )
-        return super().structure_message(data)
-
-
 class DeepdiveServer(LanguageServer):
+    protocol: DeepdiveProtocol
+
     def __init__(self) -> None:
         super().__init__("deepdive", __version__, protocol_cls=DeepdiveProtocol)
         self.started_at = time.time()
-        self.trusted = True
+        self.trusted = False  # until the client says otherwise in `initialize`
         self.workspace_root: Optional[str] = None
         self.store: Optional[JobStore] = None
         self.jobs: Optional[JobManager] = None
@@ -253,9 +239,13 @@ def _require_jobs(ls: DeepdiveServer) -> JobManager:
 
 @server.feature(types.INITIALIZE)
 def on_initialize(ls: DeepdiveServer, params: types.InitializeParams) -> None:
-    """initialize: learn the workspace and trust, open the job store, start the environment probes."""
+    """initialize: learn the workspace and trust, open the job store, start the environment probes.
+
+    The workspace is trusted only when the client says so (``"trusted": true`` in
+    initializationOptions); a client that does not know about trust gets no workspace code run.
+    """
     options = params.initialization_options if isinstance(params.initialization_options, dict) else {}
-    ls.trusted = bool(options.get("trusted", True))
+    ls.trusted = options.get("trusted") is True
     root = None
     if params.workspace_folders:
         root = params.workspace_folders[0].uri
@@ -478,8 +468,14 @@ _client_log.setFormatter(logging.Formatter("%(name)s: %(message)s"))
 
 
 def _drop_expected_request_errors(record: logging.LogRecord) -> bool:
-    """A request refused with a JSON-RPC error is an answer, not a daemon fault: no traceback."""
+    """A request refused with a JSON-RPC error is an answer, not a daemon fault: no traceback.
+
+    pygls also logs a traceback when a message's params do not fit their LSP type; the protocol
+    answers (or logs) that in one line (see :mod:`deepdive.daemon.jsonrpc`).
+    """
     exc = record.exc_info[1] if record.exc_info else None
+    if isinstance(record.msg, str) and record.msg.startswith("Unable to deserialize message"):
+        return False
     return not isinstance(exc, JsonRpcException)
 
 
@@ -490,7 +486,12 @@ def _kill_jobs_now(ls: DeepdiveServer) -> None:
 
 
 def serve(log_level: str = "INFO") -> int:
-    """Run the daemon on stdin/stdout until the client sends `exit` or closes the pipe."""
+    """Run the daemon on stdin/stdout until the client sends `exit` or closes the pipe.
+
+    Returns the exit status: 0 after `shutdown` and `exit` or when the client closes the pipe, 1 for
+    `exit` without `shutdown`, 3 when the client's message stream is broken (see
+    :mod:`deepdive.daemon.framing`), so that the editor restarts the daemon.
+    """
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     stderr = logging.StreamHandler(sys.stderr)
     stderr.setFormatter(fmt)
@@ -512,7 +513,7 @@ def serve(log_level: str = "INFO") -> int:
 
     signal.signal(signal.SIGTERM, lambda *_: (_kill_jobs_now(server), os._exit(143)))
     try:
-        server.start_io()
+        return serve_stdio(server.protocol, wind_down=server.stop_probes)
     finally:
+        server.shutdown()
         _kill_jobs_now(server)
-    return 0

@@ -239,20 +239,27 @@ async def test_shutdown_and_exit_leave_no_child_process(workspace: Path):
         assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
 
 
-async def test_a_killed_daemon_leaves_its_jobs_marked_lost(workspace: Path):
+async def test_a_killed_daemon_takes_its_jobs_with_it_and_they_are_marked_lost(workspace: Path):
     client, job = await _daemon_running_a_sleeper(workspace)
+    said = await client.wait_for(JOBS_EVENT.method, lambda e: e.job_id == job.id and any(
+        ln.text.startswith("grandchild") for ln in e.lines or []), 30)  # stdout may trail the events pipe
+    grandchild = psutil.Process(int(next(ln.text for ln in said.lines if ln.text.startswith("grandchild")).split()[1]))
     os.kill(client.process.pid, signal.SIGKILL)
     await client.process.wait()
     await client.stop()
-    assert pgid_alive(job.pid), "the orphaned job survives its daemon's death"
+    for _ in range(50):  # no new daemon needed: the job's supervisor stops its whole tree
+        try:
+            grandchild_gone = grandchild.status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            grandchild_gone = True
+        if grandchild_gone and not pgid_alive(job.pid):
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("the job outlived its daemon")
     async with DaemonClient.spawn(str(workspace)) as second:
         jobs = {j.id: j for j in (await second.request(JOBS_LIST, JobListParams())).jobs}
-        assert jobs[job.id].state == "lost" and "daemon that ran it exited" in jobs[job.id].reason
-        for _ in range(50):
-            if not pgid_alive(job.pid):
-                break
-            await asyncio.sleep(0.1)
-        assert not pgid_alive(job.pid), "the new daemon cleans up the orphan's processes"
+        assert jobs[job.id].state == "lost" and "process that ran it" in jobs[job.id].reason
 
 
 async def test_no_work_done_progress_for_a_client_that_does_not_declare_it(workspace: Path):
