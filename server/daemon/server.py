@@ -20,7 +20,7 @@ from typing import Any, Awaitable, Callable, Optional
 from urllib.parse import unquote, urlparse
 
 from lsprotocol import types
-from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
+from pygls.exceptions import JsonRpcException, JsonRpcInternalError, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 
 from deepdive import __version__, doctor
@@ -214,9 +214,10 @@ def request(spec: Request) -> Callable[[Callable[..., Awaitable[Any]]], Callable
                 raise JsonRpcException(str(exc), code=_REQUEST_FAILED) from None
             except JsonRpcException:
                 raise
-            except Exception:
+            except Exception as exc:  # a daemon fault: the traceback goes to the log, not to the client
                 log.exception("%s failed", spec.method)
-                raise
+                raise JsonRpcInternalError(f"{spec.method} failed: {type(exc).__name__}: {exc} "
+                                           "(the traceback is in the Deepdive output channel)") from None
             log.debug("%s answered in %.1f ms", spec.method, (time.perf_counter() - started) * 1e3)
             return to_wire(result)
 
