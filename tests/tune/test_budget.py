@@ -232,7 +232,7 @@ def test_a_trial_failed_for_a_stale_heartbeat_does_not_count_for_any_process(tmp
 
     def tune(n: int):
         return run_study(StudyConfig(str(SCRIPTS / "slow.py"), n_trials=n, metric="score", workspace=str(tmp_path),
-                                     heartbeat_interval=1, grace_period=3, pruner="none"))
+                                     heartbeat_interval=1, grace_period=3, pruner="none", reuse_workers=False))
 
     first = tune(1)
     second = tune(2)  # another process (a rerun): it does not count the orphan either, and runs a second trial
@@ -252,6 +252,7 @@ def test_a_prepared_trial_keeps_its_heartbeat_while_it_waits(tmp_path, monkeypat
     monkeypatch.setenv("SLOW_STEPS", "4")
     monkeypatch.setenv("SLOW_SLEEP", "1.0")  # 4 s a trial, twice the grace period
     result = run_study(StudyConfig(str(SCRIPTS / "slow.py"), n_trials=3, metric="score", workspace=str(tmp_path),
-                                   heartbeat_interval=1, grace_period=2, pruner="none", study_name="beats"))
+                                   heartbeat_interval=1, grace_period=2, pruner="none", study_name="beats",
+                                   reuse_workers=False))
     assert [t["state"] for t in result.trials] == ["complete"] * 3, result.trials
     assert result.orphaned == []

@@ -29,6 +29,8 @@ def test_digits_study_with_pruning_and_two_parallel_workers(tmp_path):
     events: list[tuple[str, dict]] = []
     config = StudyConfig(str(DIGITS), n_trials=10, parallel=2, metric="accuracy", seed=1, workspace=str(tmp_path),
                          script_args=["--epochs", "4", "--precision", "fp32", "--batch-size", "128"],
+                         reuse_workers=False,  # both workers start together: a warm one left by an earlier
+                         # test would run every trial before a cold one had imported torch
                          on_event=lambda kind, fields: events.append((kind, json.loads(json.dumps(fields)))))
     result = run_study(config)
     assert result.direction == "maximize" and result.storage == _db(tmp_path)
