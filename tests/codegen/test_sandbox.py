@@ -123,28 +123,18 @@ def test_program_that_exits_leaving_a_detached_child_returns_at_once(layer) -> N
         kill_all(alive_with(token))
 
 
+def contract_program(smoke: str) -> str:
+    """The smallest program verify() accepts: the contract's functions, ``smoke`` run under --smoke."""
+    body = textwrap.indent(smoke, " " * 8)
+    return ("\n\ndef build_model():\n    return None\n\n\ndef example_batch():\n    return None, None\n\n\n"
+            f"def main():\n    if \"--smoke\" in sys.argv:\n{body}\n\n\nif __name__ == \"__main__\":\n    main()\n")
+
+
 def test_verify_reports_the_time_limit_for_a_setsid_escape_within_a_second() -> None:
     from deepdive.codegen.verify import verify
 
     token = f"deepdive-escape-{uuid.uuid4().hex}"
-    source = ESCAPE.format(token=token, tail="") + textwrap.dedent('''
-        def build_model():
-            return None
-
-
-        def example_batch():
-            return None, None
-
-
-        def main():
-            if "--smoke" in sys.argv:
-                while True:
-                    time.sleep(0.05)
-
-
-        if __name__ == "__main__":
-            main()
-    ''')
+    source = ESCAPE.format(token=token, tail="") + contract_program("while True:\n    time.sleep(0.05)")
     try:
         start = time.monotonic()
         result = verify(source, None, timeout_s=3)
@@ -351,25 +341,7 @@ def test_verify_names_the_process_limit_in_one_line(monkeypatch) -> None:
 
     monkeypatch.setenv("DEEPDIVE_SANDBOX_MAX_PROCESSES", "40")
     token = f"deepdive-bomb-{uuid.uuid4().hex}"
-    source = "import sys\n" + textwrap.dedent('''
-        def build_model():
-            return None
-
-
-        def example_batch():
-            return None, None
-
-
-        def main():
-            if "--smoke" in sys.argv:
-                exec(BOMB)
-
-
-        BOMB = {bomb!r}
-
-        if __name__ == "__main__":
-            main()
-    ''').format(bomb=FORK_BOMB.format(token=token))
+    source = "import sys\n" + f"BOMB = {FORK_BOMB.format(token=token)!r}\n" + contract_program("exec(BOMB)")
     try:
         result = verify(source, None, timeout_s=30)
         assert result.message == ("smoke run hit the sandbox's limit of 40 processes and threads "

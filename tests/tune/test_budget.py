@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.tune import pg
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
 
@@ -191,15 +190,6 @@ def test_three_tune_processes_share_the_budget_on_a_journal(tmp_path):
     storage = f"journal:{tmp_path / 'shared' / 'study.log'}"
     outs = _tune_together(tmp_path, trials=9, parallel=1, storage=storage, processes=3)
     _check_exactly(outs, storage, 9)
-
-
-@pytest.fixture(scope="module")
-def postgres_url():
-    reason = pg.unavailable()
-    if reason:
-        pytest.skip(reason)
-    with pg.postgres_server() as url:
-        yield url
 
 
 def test_two_tune_processes_share_the_budget_on_postgres(postgres_url, tmp_path):

@@ -16,6 +16,7 @@ import pytest
 
 from tests.tune import pg
 
+
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 SCRIPT = '''\
@@ -31,15 +32,6 @@ for step in range(6):
     run.log(score=-(x - 0.5) ** 2 - 0.01 * width / (step + 1))
 run.finish()
 '''
-
-
-@pytest.fixture(scope="module")
-def postgres_url():
-    reason = pg.unavailable()
-    if reason:
-        pytest.skip(reason)
-    with pg.postgres_server() as url:
-        yield url
 
 
 def test_study_on_postgres_with_two_workers_then_continued(postgres_url, tmp_path):
