@@ -115,6 +115,16 @@ class Intent:
     # True when the user asked for deepdive's engine ("with deepdive", "through the engine") or a
     # feature that only the engine gives; generated code then imports deepdive.engine.
     use_engine: bool = False
+    # Classification with any number of labels per example (one sigmoid per label, BCEWithLogitsLoss).
+    multi_label: bool = False
+    # ResNet block kind: "basic" (two 3x3 convolutions, ResNet-18/34) or "bottleneck" (1x1-3x3-1x1,
+    # ResNet-50/101/152); None: basic.
+    block: Optional[str] = None
+    # The CSV column to predict ("predict price"); None: the last column.
+    target: Optional[str] = None
+    # Layer type names the program must not contain ("Dropout", "BatchNorm2d"): what the prompt excluded.
+    exclude_layers: frozenset[str] = frozenset()
+    seed: Optional[int] = None  # the random seed ("seed 42"); None: 0
 
     def __attrs_post_init__(self) -> None:
         if self.task not in TASKS:
@@ -124,12 +134,16 @@ class Intent:
         unknown = set(self.features) - set(FEATURES)
         if unknown:
             raise ValueError(f"unknown features {sorted(unknown)}; known: {', '.join(FEATURES)}")
+        if self.block not in (None, "basic", "bottleneck"):
+            raise ValueError(f"unknown block {self.block!r}; one of basic, bottleneck")
 
     def has(self, feature: str) -> bool:
         return feature in self.features
 
     def layer_type(self) -> Optional[str]:
         """The module class name that ``layers`` counts, or None when a count is not checkable."""
+        if self.architecture == "resnet" and self.framework == "torch" and self.block == "bottleneck":
+            return "Bottleneck"
         return LAYER_TYPES.get((self.architecture, self.framework))
 
     def expectations(self) -> list[tuple[str, object]]:
@@ -152,6 +166,7 @@ class Intent:
         data = attrs.asdict(self)
         data["features"] = sorted(self.features)
         data["input_shape"] = list(self.input_shape)
+        data["exclude_layers"] = sorted(self.exclude_layers)
         return data
 
     @classmethod
@@ -159,4 +174,5 @@ class Intent:
         data = dict(data)
         data["features"] = frozenset(data.get("features", ()))
         data["input_shape"] = tuple(data.get("input_shape", ()))
+        data["exclude_layers"] = frozenset(data.get("exclude_layers", ()))
         return cls(**data)

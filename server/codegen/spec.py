@@ -1,9 +1,9 @@
 """What the request states, as checkable properties, apart from what any template can build.
 
-The parser (:mod:`deepdive.codegen.parse`) reads a prompt into a :class:`Spec`: every property the
-prompt states (its task, input shape, outputs per example, architecture family, layers it asks for
-or excludes, precision, distribution, framework, loss), the words it could not place, and the
-numbers no property took. The :class:`~deepdive.codegen.intent.Intent` is a different thing: the
+The reading (:func:`deepdive.codegen.understand.read_request`) turns a prompt into a :class:`Spec`:
+every property the prompt states (its task, input shape, outputs per example, architecture family,
+layers it asks for or excludes, precision, distribution, framework, loss), the words it could not
+place, and the numbers no property took. The :class:`~deepdive.codegen.intent.Intent` is a different thing: the
 closest program the builtin generator can compose. The verifier checks a generated program against
 the Spec — what was asked — never against the Intent; a property it cannot check is reported as
 not checked, and "verified" means every stated property was checked and met.
@@ -13,7 +13,8 @@ Property names (``Stated.name``) and their values:
 ====================  ===================================================================
 ``task``              a task name (``str``): one of :data:`TASK_NAMES`
 ``framework``         ``"torch"`` or ``"tensorflow"``
-``input_shape``       one example's shape without the batch dimension (``list[int]``)
+``input_shape``       one example's shape without the batch dimension (``list[int]``); images as
+                      ``[C, H, W]`` (a channels-last program meets it with ``[H, W, C]``)
 ``outputs``           output units per example (``int``): classes, labels, forecast horizon
                       times channels, vocabulary size of a language model
 ``family``            the architecture family (``str``): one of :data:`FAMILY_NAMES`
@@ -61,6 +62,7 @@ LAYER_ALIASES: tuple[frozenset[str], ...] = (
     frozenset({"Conv2d", "Conv2D"}), frozenset({"Conv1d", "Conv1D"}), frozenset({"Linear", "Dense"}),
     frozenset({"BatchNorm2d", "BatchNormalization", "BatchNorm1d"}), frozenset({"LSTM"}), frozenset({"GRU"}),
     frozenset({"Dropout", "Dropout1d", "Dropout2d", "AlphaDropout", "SpatialDropout1D", "SpatialDropout2D"}),
+    frozenset({"LayerNorm", "LayerNormalization"}),
     frozenset({"TransformerEncoderLayer", "TransformerDecoderLayer", "MultiheadAttention", "MultiHeadAttention"}),
 )
 

@@ -162,3 +162,47 @@ def test_deterministic() -> None:
 def test_intent_round_trips_through_json() -> None:
     intent = parse_intent(CASES[0][0])
     assert Intent.from_json(intent.to_json()) == intent
+
+
+# The misreadings of issue #19: each prompt now gives what it says, or a one-line refusal naming what
+# the builtin cannot build (never a nearby template in silence).
+FIXED: list[tuple[str, dict]] = [
+    ("a CNN classifier for MNIST, do not use mixed precision", dict(architecture="cnn", features=set())),
+    ("don't use a transformer, use a GRU", dict(task=TXT, architecture="gru")),
+    ("resnet50 on imagenet", dict(task=IMG, architecture="resnet", layers=16, block="bottleneck", num_classes=1000,
+                                  input_shape=(3, 224, 224), dataset="imagefolder")),
+    ("LSTM that reads 48 past values and predicts the next 12",
+     dict(task="forecasting", architecture="lstm", seq_len=48, horizon=12, input_shape=(48, 1))),
+    ("a multi-label text classifier with 20 labels", dict(task=TXT, multi_label=True, num_classes=20)),
+    ("train on data.csv to predict price", dict(task="regression", dataset="csv", csv_path="data.csv", target="price")),
+    ("用卷积网络识别MNIST，不要用dropout", dict(architecture="cnn", dropout=0.0, exclude_layers=frozenset({"Dropout"}))),
+]
+
+
+@pytest.mark.parametrize("prompt,expected", FIXED, ids=[f"f{i}" for i in range(len(FIXED))])
+def test_issue_misreadings_fixed(prompt: str, expected: dict) -> None:
+    intent = parse_intent(prompt)
+    for field, value in expected.items():
+        got = set(intent.features) if field == "features" else getattr(intent, field)
+        assert got == value, f"{field}: {got!r} != {value!r}"
+
+
+@pytest.mark.parametrize("prompt,named", [
+    ("a U-Net for semantic segmentation of medical images, without dropout", "segmentation"),
+    ("a character-level language model", "language model"),
+    ("a 1-D CNN over signals", "signal"),
+    ("object detection of cars in street photos", "detection"),
+    ("a MobileNet classifier for CIFAR-10", "MobileNet"),
+])
+def test_what_the_builtin_cannot_build_is_named(prompt: str, named: str) -> None:
+    with pytest.raises(ValueError) as info:
+        parse_intent(prompt)
+    message = str(info.value)
+    assert "\n" not in message and named in message
+    assert not message.startswith("could not tell what to build")
+
+
+def test_intent_with_new_fields_round_trips_through_json() -> None:
+    intent = parse_intent("multi-label text classifier, 20 labels, without dropout")
+    assert intent.multi_label and intent.exclude_layers == frozenset({"Dropout"})
+    assert Intent.from_json(intent.to_json()) == intent

@@ -108,9 +108,11 @@ def build_model() -> nn.Module:
     return CNN()
 '''
 
-RESNET = '''
+BASIC_BLOCK = '''
 class BasicBlock(nn.Module):
     """Two 3x3 convolutions with a residual connection (He et al., 2016)."""
+
+    expansion = 1  # output channels per unit of stage width
 
     def __init__(self, c_in: int, c_out: int, stride: int = 1):
         super().__init__()
@@ -126,10 +128,38 @@ class BasicBlock(nn.Module):
         out = F.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         return F.relu(out + self.shortcut(x))
+'''
 
+BOTTLENECK = '''
+class Bottleneck(nn.Module):
+    """1x1 reduce, 3x3, 1x1 expand (4x) with a residual connection: ResNet-50/101/152's block (He et al., 2016)."""
 
+    expansion = 4  # output channels per unit of stage width
+
+    def __init__(self, c_in: int, width: int, stride: int = 1):
+        super().__init__()
+        c_out = width * self.expansion
+        self.conv1 = nn.Conv2d(c_in, width, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = nn.Conv2d(width, width, 3, stride=stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv3 = nn.Conv2d(width, c_out, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(c_out)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = F.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return F.relu(out + self.shortcut(x))
+'''
+
+# The network around the block class ($BLOCK: BasicBlock or Bottleneck, defined before it).
+RESNET = '''
 class ResNet(nn.Module):
-    """A ResNet with $BLOCKS_TOTAL BasicBlocks in stages $STAGES; a 3x3 stem for small images."""
+    """A ResNet with $BLOCKS_TOTAL ${BLOCK}s in stages $STAGES; a 3x3 stem for small images."""
 
     def __init__(self, stages: tuple[int, ...] = $STAGES, width: int = 64):
         super().__init__()
@@ -141,10 +171,10 @@ class ResNet(nn.Module):
             self.stem = nn.Sequential(nn.Conv2d(c_in, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True))
         blocks, c = [], width
         for i, n in enumerate(stages):
-            c_out = width * 2 ** i
+            stage_width = width * 2 ** i
             for j in range(n):
-                blocks.append(BasicBlock(c, c_out, stride=2 if (i > 0 and j == 0) else 1))
-                c = c_out
+                blocks.append($BLOCK(c, stage_width, stride=2 if (i > 0 and j == 0) else 1))
+                c = stage_width * $BLOCK.expansion
         self.layers = nn.Sequential(*blocks)
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(DROPOUT), nn.Linear(c, NUM_CLASSES))
 
@@ -487,6 +517,14 @@ def example_batch(batch_size: int = 8):
     return tokens, torch.randint(0, NUM_CLASSES, (batch_size,), generator=g)
 '''
 
+EXAMPLE_TEXT_MULTILABEL = '''
+def example_batch(batch_size: int = 8):
+    """Synthetic token ids (no padding) and multi-hot targets: each label on with probability 0.2."""
+    g = torch.Generator().manual_seed(SEED)
+    tokens = torch.randint(2, VOCAB_SIZE, (batch_size, SEQ_LEN), generator=g)
+    return tokens, (torch.rand(batch_size, NUM_CLASSES, generator=g) < 0.2).float()
+'''
+
 EXAMPLE_HF = '''
 def example_batch(batch_size: int = 8):
     """Synthetic token ids within the local model's vocabulary, an attention mask and class targets."""
@@ -580,6 +618,17 @@ def compute_loss(model: nn.Module, batch):
     x, y = batch
     logits = model(x).float()
     return F.cross_entropy(logits, y), (logits.argmax(-1) == y).sum()
+'''
+
+LOSS_MULTILABEL = '''
+LOSS_FN = nn.BCEWithLogitsLoss()  # multi-label: one independent sigmoid per label
+
+
+def compute_loss(model: nn.Module, batch):
+    """Binary cross-entropy per label; also the number of examples whose every label is right."""
+    x, y = batch
+    logits = model(x).float()
+    return LOSS_FN(logits, y.float()), ((logits > 0) == (y > 0.5)).all(-1).sum()
 '''
 
 LOSS_HF = '''
@@ -846,6 +895,20 @@ def label_ids(labels: list[str]) -> torch.Tensor:
     if all(c.isdigit() and int(c) < NUM_CLASSES for c in classes):
         return torch.tensor([int(c) for c in labels])
     return torch.tensor([classes.index(c) for c in labels])
+'''
+
+LABEL_SETS = '''
+def label_sets(labels: list[str]) -> torch.Tensor:
+    """Multi-hot targets from label fields such as "sports,politics" (any number of labels per line)."""
+    rows = [[name.strip() for name in field.split(",") if name.strip()] for field in labels]
+    names = sorted({name for row in rows for name in row})
+    if len(names) > NUM_CLASSES:
+        raise DataError(f"{len(names)} distinct labels in the data ({', '.join(names[:5])}...); the model has {NUM_CLASSES} outputs")
+    y = torch.zeros(len(rows), NUM_CLASSES)
+    for i, row in enumerate(rows):
+        for name in row:
+            y[i, names.index(name)] = 1.0
+    return y
 '''
 
 TEXT_VOCAB = '''

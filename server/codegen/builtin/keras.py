@@ -34,6 +34,7 @@ import math
 from typing import Optional
 
 from deepdive.codegen.intent import Intent
+from deepdive.codegen.spec import same_layer
 
 COVERED = {
     "image-classification": ("mlp", "cnn", "resnet"),
@@ -63,6 +64,13 @@ def generate(intent: Intent) -> str:
 
     Raises ValueError (one line) for a task/architecture this generator does not cover.
     """
+    validate(intent)
+    spec = _Spec(intent)
+    return spec.render()
+
+
+def validate(intent: Intent) -> None:
+    """Raise ValueError (one line) when this generator cannot build ``intent``."""
     archs = COVERED.get(intent.task)
     if archs is None or intent.architecture not in archs:
         raise ValueError(
@@ -77,8 +85,6 @@ def generate(intent: Intent) -> str:
             raise ValueError(f"{name} must be at least 1 (got {value})")
     if intent.dropout is not None and not 0 <= intent.dropout < 1:
         raise ValueError(f"dropout must be in [0, 1) (got {intent.dropout})")
-    spec = _Spec(intent)
-    return spec.render()
 
 
 # --------------------------------------------------------------------------------------------
@@ -135,7 +141,9 @@ class _Spec:
         self.dataset = it.dataset or "synthetic"
         self.consts: list[tuple[str, object, str]] = []  # (NAME, value, comment)
         self.lr = it.lr if it.lr is not None else 1e-3
-        self.dropout = it.dropout if it.dropout is not None else 0.2
+        # "without dropout": no Dropout layers in the model (the transformer block keeps its own; see traits).
+        self.no_dropout = any(same_layer(name, "Dropout") for name in it.exclude_layers)
+        self.dropout = 0.0 if self.no_dropout else it.dropout if it.dropout is not None else 0.2
         self._resolve()
 
     # ---- choices ----------------------------------------------------------------------------
@@ -357,7 +365,7 @@ class _Spec:
         return "synthetic"
 
     def _constants(self) -> str:
-        c: list[tuple[str, object, str]] = [("SEED", 0, "")]
+        c: list[tuple[str, object, str]] = [("SEED", self.it.seed or 0, "")]
         c.append(("INPUT_SHAPE", tuple(self.shape), "one example, channels-last, no batch dimension"))
         if self.kind == "classify":
             c.append(("NUM_CLASSES", self.classes, ""))
@@ -533,6 +541,8 @@ class _Spec:
                 '    x = keras.layers.Dense(units, activation="relu")(x)',
                 "outputs = " + out_dense.format(units="INPUT_SHAPE[0]", act='"sigmoid"'),
             ]
+        if self.no_dropout:
+            body = [line for line in body if "keras.layers.Dropout(dropout)(x)" not in line]
         name = f"{self.arch}_{self.task.replace('-', '_')}"
         body += [
             f'model = keras.Model(inputs, outputs, name="{name}")',
@@ -622,7 +632,7 @@ class _Spec:
             '    parser.add_argument("--data", default=DEFAULT_DATA, help="training data (see the top of this file)")',
         ]
         if self._data_kind() in ("csv", "series"):
-            args.append('    parser.add_argument("--target", default=None, help="target column name")')
+            args.append(f'    parser.add_argument("--target", default={self.it.target!r}, help="target column name")')
         args += [
             '    parser.add_argument("--epochs", type=int, default=EPOCHS)',
             '    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)',

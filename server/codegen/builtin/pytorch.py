@@ -10,6 +10,7 @@ from typing import Optional
 
 from deepdive.codegen.builtin import blocks as B
 from deepdive.codegen.intent import Intent
+from deepdive.codegen.spec import same_layer
 
 CLASSIFY = ("image-classification", "text-classification")
 
@@ -63,7 +64,14 @@ class Plan:
         self.layers = intent.layers or layer_default.get(self.arch, 2)
         self.hidden = intent.hidden_size or (128 if self.kind in ("series", "classify") and self.arch in ("lstm", "gru") else
                                              256 if self.kind != "series" else 64)
-        self.dropout = intent.dropout if intent.dropout is not None else 0.1
+        # Layer types the prompt excluded: Dropout everywhere, BatchNorm2d in the plain CNN (see _without);
+        # traits.describe() says which remain, and the reading reports those as gaps.
+        self.no_dropout = any(same_layer(name, "Dropout") for name in intent.exclude_layers)
+        self.no_batchnorm = any(same_layer(name, "BatchNorm2d") for name in intent.exclude_layers)
+        self.dropout = 0.0 if self.no_dropout else intent.dropout if intent.dropout is not None else 0.1
+        self.block = intent.block or "basic"
+        # Multi-label: the token classifiers (not a Hugging Face fine-tune) with one sigmoid per label.
+        self.multi_label = intent.multi_label and self.task == "text-classification" and not self.hf
         self.vocab = intent.vocab_size or 20000
         self.seq_len = intent.seq_len or (64 if self.task == "text-classification" else None)
         self.embed = intent.embed_dim or 128
@@ -152,6 +160,8 @@ def _docstring(p: Plan) -> str:
     }[p.task]
     if p.task == "image-classification" and p.dataset == "csv":
         title = "MLP classifier for tabular data"
+    if p.multi_label:
+        title = "multi-label " + title
     prompt = " ".join(p.intent.prompt.split()).replace('"""', "'''").replace("\\", "/")
     runs = ["python {file} --smoke             # one tiny step on synthetic data", "python {file} --synthetic --epochs 2"]
     if p.dataset == "digits":
@@ -223,11 +233,11 @@ def _imports(p: Plan) -> str:
 
 
 def _constants(p: Plan) -> str:
-    c = [f"SEED = 0", f"INPUT_SHAPE = {tuple(p.input_shape)!r}  # one example, without the batch dimension"]
+    c = [f"SEED = {p.intent.seed or 0}", f"INPUT_SHAPE = {tuple(p.input_shape)!r}  # one example, without the batch dimension"]
     if p.kind in ("classify", "hf", "online", "fewshot") or p.task in CLASSIFY:
         if p.kind != "fewshot":
-            c.append(f"NUM_CLASSES = {p.num_classes}")
-    c += [f"HIDDEN = {p.hidden}", f"DROPOUT = {p.dropout}"]
+            c.append(f"NUM_CLASSES = {p.num_classes}" + ("  # labels; any number of them per example" if p.multi_label else ""))
+    c += [f"HIDDEN = {p.hidden}", f"DROPOUT = {p.dropout}" + ("  # the prompt excluded dropout: no Dropout layers" if p.no_dropout else "")]
     if p.task == "text-classification":
         c += [f"SEQ_LEN = {p.seq_len}"]
         if not p.hf:
@@ -246,6 +256,27 @@ def _constants(p: Plan) -> str:
 
 
 def _model(p: Plan) -> str:
+    return _without(p, _model_source(p))
+
+
+def _without(p: Plan, code: str) -> str:
+    """The model source without the layer types the prompt excluded (what traits.describe() promises)."""
+    if p.no_dropout:
+        code = code.replace(", nn.Dropout(DROPOUT)", "").replace("nn.Dropout(DROPOUT)", "nn.Identity()")
+        code = code.replace("global average pooling, dropout and", "global average pooling and")
+        # nn.TransformerEncoderLayer makes its own Dropout modules: replace them after it is built.
+        code = re.sub(r"\n( +)(self\.encoder = nn\.TransformerEncoder\([^\n]*\))\n",
+                      "\n\\1\\2\n\\1for block in self.encoder.layers:  # the prompt excluded dropout\n"
+                      "\\1    block.dropout, block.dropout1, block.dropout2 = nn.Identity(), nn.Identity(), nn.Identity()\n",
+                      code)
+    if p.no_batchnorm and p.arch == "cnn":
+        code = code.replace("nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), ",
+                            "nn.Conv2d(c_in, c_out, 3, padding=1), ")
+        code = code.replace("3x3 convolution, batch norm, ReLU", "3x3 convolution, ReLU")
+    return code
+
+
+def _model_source(p: Plan) -> str:
     if p.kind in ("classify", "online", "regress") and p.task != "text-classification":
         n_in = math.prod(p.input_shape)
         if p.arch == "mlp" or p.kind in ("online", "regress"):
@@ -254,7 +285,9 @@ def _model(p: Plan) -> str:
         if p.arch == "cnn":
             return _t(B.CNN, LAYERS=p.layers)
         if p.arch == "resnet":
-            return _t(B.RESNET, STAGES=_stages(p.layers), BLOCKS_TOTAL=p.layers)
+            block = "Bottleneck" if p.block == "bottleneck" else "BasicBlock"
+            return (B.BOTTLENECK if block == "Bottleneck" else B.BASIC_BLOCK) + _t(
+                B.RESNET, STAGES=_stages(p.layers, p.block), BLOCKS_TOTAL=p.layers, BLOCK=block)
         if p.arch == "efficientnet":
             return _t(B.EFFICIENTNET, BLOCKS_TOTAL=p.layers)
         del n_in
@@ -273,9 +306,15 @@ def _model(p: Plan) -> str:
     return {"recon": B.AUTOENCODER, "vae": B.VAE, "gan": B.GAN, "fewshot": B.PROTONET}[p.kind]
 
 
-def _stages(n: int) -> tuple[int, ...]:
-    if n == 16:
-        return (3, 4, 6, 3)
+# Blocks per stage of the published ResNets, by total block count: ResNet-18 and -34 (basic blocks),
+# ResNet-50, -101 and -152 (bottlenecks).
+_PUBLISHED_STAGES = {("basic", 8): (2, 2, 2, 2), ("basic", 16): (3, 4, 6, 3), ("bottleneck", 16): (3, 4, 6, 3),
+                     ("bottleneck", 33): (3, 4, 23, 3), ("bottleneck", 50): (3, 8, 36, 3)}
+
+
+def _stages(n: int, block: str = "basic") -> tuple[int, ...]:
+    if (block, n) in _PUBLISHED_STAGES:
+        return _PUBLISHED_STAGES[(block, n)]
     stages = tuple(n // 4 + (1 if i < n % 4 else 0) for i in range(4))
     return tuple(s for s in stages if s) or (1,)
 
@@ -290,6 +329,8 @@ def _heads(dim: int) -> int:
 def _example(p: Plan) -> str:
     if p.kind == "hf":
         return B.EXAMPLE_HF + B.SYNTHETIC_DEFAULT
+    if p.multi_label:
+        return B.EXAMPLE_TEXT_MULTILABEL + B.SYNTHETIC_DEFAULT
     if p.task == "text-classification":
         return B.EXAMPLE_TEXT + B.SYNTHETIC_DEFAULT
     if p.kind in ("classify", "online"):
@@ -300,6 +341,8 @@ def _example(p: Plan) -> str:
 
 
 def _loss(p: Plan) -> str:
+    if p.multi_label:
+        return B.LOSS_MULTILABEL
     return {"classify": B.LOSS_CLASSIFY, "online": B.LOSS_CLASSIFY, "hf": B.LOSS_HF, "fewshot": B.LOSS_FEWSHOT,
             "regress": B.LOSS_REGRESSION, "series": B.LOSS_SERIES, "recon": B.LOSS_AUTOENCODER, "vae": B.LOSS_VAE,
             "gan": ""}[p.kind]
@@ -311,6 +354,8 @@ def _data(p: Plan) -> str:
         return B.CSV_READER
     if k == "hf":
         return B.TEXT_DATA + B.TEXT_HF
+    if p.multi_label:
+        return B.TEXT_DATA + B.LABEL_SETS + _replace_once(B.TEXT_VOCAB, "y = label_ids(labels)", "y = label_sets(labels)")
     if p.task == "text-classification":
         return B.TEXT_DATA + B.TEXT_VOCAB
     if k == "series":
@@ -332,6 +377,12 @@ def _data(p: Plan) -> str:
     if k in ("recon", "vae", "gan") and len(p.input_shape) == 3:
         return B.IMAGE_FOLDER + {"recon": B.IMAGES_RECON, "vae": B.IMAGES_RECON, "gan": B.IMAGES_GAN}[k]
     return B.NO_DATA
+
+
+def _replace_once(text: str, old: str, new: str) -> str:
+    if text.count(old) != 1:
+        raise AssertionError(f"template anchor {old!r} not found exactly once")
+    return text.replace(old, new)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -805,7 +856,8 @@ def _main(p: Plan) -> str:
     if p.kind != "online":
         A.append(f'    parser.add_argument("--data", default={json.dumps(_default_data(p))}, help="where the training data is")')
     if p.dataset == "csv" and p.kind in ("classify", "regress"):
-        A.append('    parser.add_argument("--target", default=None, help="target column (name or index; default: the last)")')
+        A.append(f'    parser.add_argument("--target", default={json.dumps(p.intent.target) if p.intent.target else None}, '
+                 'help="target column (name or index; default: the last)")')
     if p.hf:
         A.append('    parser.add_argument("--model", default=MODEL_PATH, help="local Hugging Face model directory")')
     A += ['    parser.add_argument("--epochs", type=int, default=EPOCHS)',
