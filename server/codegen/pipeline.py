@@ -1,35 +1,45 @@
-"""The generation pipeline: prompt -> intent -> program (builtin or a model) -> verification -> repair.
+"""The generation pipeline: prompt -> reading -> program (builtin or a model) -> verification -> repair.
 
 :func:`generate` serves ``deepdive/generate``. It is synchronous: the daemon runs it in a worker
 thread and hands ``on_partial`` a function that forwards each :class:`GeneratePartial` as a
 ``$/progress`` value. It never imports torch, tensorflow or transformers in the calling process:
-parsing and composing are string work, model backends run in a subprocess or behind HTTP, and
+reading and composing are string work, model backends run in a subprocess or behind HTTP, and
 verification runs the program in a sandboxed subprocess.
 
-With a model backend the model gets a system prompt with the program contract (``build_model()``,
-``example_batch()``, ``main()``, ``--smoke``), the properties the verifier will check, and the
-builtin's program for the same intent as a reference. When verification fails, the failing checks
-and the program's stderr tail go back to the model, at most :data:`MAX_REPAIR_ROUNDS` times. When
-the prompt does not fit the model's context, the reference program is left out (then the older
-repair rounds).
+The prompt is read first (:func:`~deepdive.codegen.understand.read_request`): what it states (a
+:class:`~deepdive.codegen.spec.Spec`), the closest program the builtin can build, and what of the
+request the builtin cannot honour (``gaps``). The reading never refuses on a model's behalf:
+
+- the builtin answers a request it can build exactly as asked; any other gets no program, only
+  what is missing and what a local model would add;
+- a model backend gets every request, with the stated properties as what the checker verifies
+  (:mod:`deepdive.codegen.instructions`) and the builtin's closest program, if any, as the frame.
+  When verification fails, the failing checks' and properties' own details and the program's stderr
+  tail go back to the model, at most :data:`MAX_REPAIR_ROUNDS` times. When the prompt does not fit
+  the model's context, the reference program is left out (then the older repair rounds).
+
+A result is verified only when every check passed and every stated property was checked and met
+(:func:`deepdive.codegen.properties.verdict`).
 """
 
 from __future__ import annotations
 
-import inspect
 import re
 import threading
 import time
 from typing import Any, Callable, Optional
 
 from deepdive.codegen.backends import Backend, BackendError, Cancelled, PromptTooLong, make_backend
+from deepdive.codegen.instructions import framework_of_request, repair_message, system_prompt, user_message
 from deepdive.codegen.intent import Intent
-from deepdive.protocol import GenerateCheck, GenerateParams, GeneratePartial, GenerateResult
+from deepdive.codegen.spec import Spec
+from deepdive.protocol import GenerateCheck, GenerateParams, GeneratePartial, GenerateResult, PropertyCheck
 
 __all__ = [
     "Cancelled",
     "BackendError",
     "MAX_REPAIR_ROUNDS",
+    "BUILTIN_PHASE",
     "generate",
     "extract_code",
     "CodeStream",
@@ -40,105 +50,14 @@ __all__ = [
 MAX_REPAIR_ROUNDS = 2
 VERIFY_TIMEOUT_S = 120.0
 
+#: The builtin's one phase: it composes the whole program at once, there are no tokens to stream.
+BUILTIN_PHASE = "builtin: composing the program from templates (not streamed token by token)"
+#: What a local model adds, for the builtin's answers without a program.
+MODEL_HINT = ("a local model would write it and be checked against the same properties: `deepdive model pull` "
+              "(or `deepdive model add`) sets one up, then generate with the auto backend")
+VERIFY_OFF = "verification is off: the program was not run and no stated property was checked"
+
 OnPartial = Optional[Callable[[GeneratePartial], None]]
-
-
-# ------------------------------------------------------------------------------------------------
-# Prompts
-# ------------------------------------------------------------------------------------------------
-
-_FRAMEWORK_NAMES = {"torch": "PyTorch", "tensorflow": "TensorFlow/Keras"}
-
-
-def _expectation_lines(intent: Intent) -> list[str]:
-    lines = []
-    for name, expected in intent.expectations():
-        if name == "output_units":
-            lines.append(f"the model's output has {expected} units (one per class)")
-        elif name == "layer_count":
-            kind, count = expected  # type: ignore[misc]
-            lines.append(f"the model has exactly {count} {kind} layer(s)")
-        elif name == "autocast":
-            lines.append(
-                "training uses mixed precision (torch.autocast)"
-                if intent.framework == "torch"
-                else "training uses a mixed precision policy"
-            )
-        elif name == "framework":
-            lines.append(f"the program uses {_FRAMEWORK_NAMES.get(str(expected), expected)} only")
-    return lines
-
-
-def system_prompt(intent: Intent, reference: Optional[str]) -> str:
-    """The instructions a model backend gets: the contract, the checks, the reference program."""
-    fw = _FRAMEWORK_NAMES.get(intent.framework, intent.framework)
-    model_kind = "a torch.nn.Module" if intent.framework == "torch" else "a compiled keras.Model"
-    parts = [
-        f"You write complete, runnable {fw} training programs in Python for a developer's editor.",
-        "",
-        "Every program follows this contract; an automatic checker verifies it by running the program:",
-        f"- `build_model()` returns the model ({model_kind}).",
-        "- `example_batch()` returns `(inputs, targets)`: synthetic data of the right shapes and dtypes "
-        "(a small batch, e.g. 4 examples), made from random numbers, no files and no downloads.",
-        "- `main()` parses the command line with argparse and trains; with `--smoke` it runs one tiny "
-        "training step on `example_batch()` data, writes nothing outside the working directory and exits 0.",
-        "- the file ends with `if __name__ == \"__main__\":` calling `main()`.",
-        "- import only the standard library and the packages the reference program imports.",
-    ]
-    checks = _expectation_lines(intent)
-    if checks:
-        parts.append("")
-        parts.append("The checker also verifies that:")
-        parts.extend(f"- {line}" for line in checks)
-    if intent.use_engine:
-        parts += [
-            "",
-            "The user asked for deepdive's engine: train through `import deepdive.engine as dd` the way the "
-            "reference does (`run = dd.setup(...)`, `run.prepare(...)`, `run.batches(...)`, `run.autocast()`, "
-            "`run.backward(loss)`, `run.step(opt)`, `run.log(...)`); do not invent other engine functions.",
-        ]
-    parts += [
-        "",
-        "Answer with the whole program in one ```python block. No explanation after the block.",
-    ]
-    if reference:
-        parts += [
-            "",
-            "Reference: the program deepdive's offline generator writes for this request. It passes the "
-            "checker. Follow its structure and improve it where the request asks for more:",
-            "```python",
-            reference.rstrip(),
-            "```",
-        ]
-    return "\n".join(parts)
-
-
-def _intent_summary(intent: Intent) -> str:
-    fields = []
-    for key, value in intent.to_json().items():
-        if key == "prompt" or value in (None, [], False, ""):
-            continue
-        fields.append(f"{key}={value}")
-    return ", ".join(fields)
-
-
-def user_message(intent: Intent) -> str:
-    return f"Request: {intent.prompt}\nUnderstood as: {_intent_summary(intent)}"
-
-
-def repair_message(checks: list[GenerateCheck], stderr_tail: str, message: Optional[str]) -> str:
-    """What goes back to the model after a failed verification."""
-    failed = [c for c in checks if not c.ok]
-    lines = ["The program failed verification."]
-    if failed:
-        lines.append("Failed checks:")
-        lines.extend(f"- {c.name}: {c.detail}".rstrip(": ") for c in failed)
-    elif message:
-        lines.append(message)
-    if stderr_tail and stderr_tail.strip():
-        lines += ["Last lines the program wrote to stderr:", "```", stderr_tail.strip()[-3000:], "```"]
-    lines.append("Fix it. Answer with the complete corrected program in one ```python block.")
-    return "\n".join(lines)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -253,19 +172,16 @@ class CodeStream:
 # ------------------------------------------------------------------------------------------------
 
 
-def _one_line(text: str, limit: int = 300) -> str:
+def _one_line(text: str, limit: int = 600) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _chunks(code: str, parts: int = 6) -> list[str]:
-    lines = code.splitlines(keepends=True)
-    size = max(1, -(-len(lines) // parts))
-    return ["".join(lines[i : i + size]) for i in range(0, len(lines), size)]
-
-
-def _default_filename(intent: Intent) -> str:
-    return f"{intent.task.replace('-', '_')}_{intent.architecture.replace('-', '_')}.py"
+def _default_filename(spec: Spec, intent: Optional[Intent]) -> str:
+    if intent is not None:
+        return f"{intent.task.replace('-', '_')}_{intent.architecture.replace('-', '_')}.py"
+    words = [str(spec.get(name)) for name in ("task", "family") if spec.get(name)]
+    return "_".join(re.sub(r"[^a-z0-9]+", "_", w.lower()).strip("_") for w in words) + ".py" if words else "generated.py"
 
 
 class _Run:
@@ -285,42 +201,63 @@ class _Run:
         if self.cancel.is_set():
             raise Cancelled("generation cancelled")
 
-    def verify(self, code: str, intent: Intent, *, allow_gpu: bool, timeout_s: float) -> Any:
+    def verify(self, code: str, intent: Optional[Intent], spec: Spec, *, allow_gpu: bool, timeout_s: float) -> Any:
         from deepdive.codegen.verify import verify
 
         self.phase("verifying")
 
         def on_check(check: GenerateCheck) -> None:
             if self.cancel.is_set():
-                # An abandoned verification (see below) stays quiet, and raising here stops it
-                # before its next sandboxed run.
+                # An abandoned verification stays quiet, and raising here stops it before its next sandboxed run.
                 raise Cancelled("generation cancelled")
             self.emit(GeneratePartial(kind="check", check=check))
 
-        kwargs: dict[str, Any] = {"timeout_s": timeout_s, "allow_gpu": allow_gpu, "on_check": on_check}
-        if "cancel" in inspect.signature(verify).parameters:
-            kwargs["cancel"] = self.cancel
-            result = verify(code, intent, **kwargs)
-            self.check_cancel()
-            return result
-        # A verifier without a cancel argument: wait for it in another thread and give up on a cancel;
-        # the sandboxed run in progress then ends on its own (its time limit at most), and no other starts.
-        box: dict[str, Any] = {}
+        result = verify(code, intent, spec=spec, timeout_s=timeout_s, allow_gpu=allow_gpu, on_check=on_check,
+                        cancel=self.cancel)
+        self.check_cancel()
+        return result
 
-        def target() -> None:
-            try:
-                box["result"] = verify(code, intent, **kwargs)
-            except BaseException as exc:  # noqa: BLE001 - re-raised below
-                box["error"] = exc
 
-        thread = threading.Thread(target=target, name="codegen-verify", daemon=True)
-        thread.start()
-        while thread.is_alive():
-            thread.join(timeout=0.05)
-            self.check_cancel()
-        if "error" in box:
-            raise box["error"]
-        return box["result"]
+class _Request:
+    """One request as read: the params, the reading and what every result of it carries."""
+
+    def __init__(self, params: GenerateParams, reading: Any, start: float) -> None:
+        self.params = params
+        self.spec: Spec = reading.spec
+        self.intent: Optional[Intent] = reading.intent
+        self.gaps: list[str] = list(reading.gaps)
+        self.start = start
+        self.framework = framework_of_request(self.spec, self.intent, params.framework)
+
+    @property
+    def no_program(self) -> bool:
+        """The builtin cannot build this request as asked (no template fits, or something would be missed)."""
+        return self.intent is None or bool(self.gaps)
+
+    def result(self, code: str, backend: str, filename: Optional[str], *, outcome: Any = None, rounds: int = 0,
+               message: Optional[str] = None, properties: Optional[list[PropertyCheck]] = None) -> GenerateResult:
+        """The answer; verified only when ``outcome`` (a VerifyResult) is."""
+        from deepdive.codegen import properties as props
+
+        verified = bool(outcome is not None and outcome.verified)
+        if properties is None:
+            properties = list(outcome.properties) if outcome is not None else props.not_checked(self.spec, message or "")
+        return GenerateResult(
+            code=code,
+            backend=backend,
+            framework=self.framework,
+            intent=self.intent.to_json() if self.intent is not None else {},
+            verified=verified,
+            checks=list(outcome.checks) if outcome is not None else [],
+            rounds=rounds,
+            seconds=round(time.perf_counter() - self.start, 3),
+            filename=filename,
+            message=None if verified else _one_line(message or (outcome.message if outcome is not None else "") or ""),
+            properties=properties,
+            understood_as=self.spec.to_json(),
+            not_understood=list(self.spec.unknown) + list(self.spec.unplaced_numbers),
+            gaps=list(self.gaps),
+        )
 
 
 def generate(
@@ -333,39 +270,30 @@ def generate(
 ) -> GenerateResult:
     """Write the program ``params.prompt`` asks for, verify it, repair it with the model if needed.
 
-    Raises ValueError (a prompt that cannot be understood), BackendError (the model backend failed,
-    one line) and :class:`Cancelled` (``cancel`` was set).
+    The builtin answers a request it cannot build as asked with no program and a message saying what
+    is missing; a model backend gets every request.
+
+    Raises ValueError (an unknown framework), BackendError (the model backend failed, one line) and
+    :class:`Cancelled` (``cancel`` was set).
     """
-    from deepdive.codegen import builtin
-    from deepdive.codegen.parse import parse_intent
+    from deepdive.codegen.understand import read_request
 
     start = time.perf_counter()
     run = _Run(on_partial, cancel)
     run.check_cancel()
-    intent = parse_intent(params.prompt, params.framework)
-    name = params.backend or "builtin"
-    if name == "builtin" and backend is None:
-        run.phase("generating")
-        program = builtin.generate(intent)
-        for piece in _chunks(program.code):
-            run.check_cancel()
-            run.emit(GeneratePartial(kind="text", text=piece))
-        code, filename = program.code, program.filename
-        if not params.verify:
-            return _result(code, name, intent, start, filename, verified=False, message="not verified: verify is off")
-        outcome = run.verify(code, intent, allow_gpu=params.allow_gpu, timeout_s=verify_timeout_s)
-        return _result(
-            code,
-            name,
-            intent,
-            start,
-            filename,
-            verified=bool(outcome.ok),
-            checks=list(outcome.checks),
-            message=None if outcome.ok else _failure(outcome),
-        )
+    if backend is None:
+        from deepdive.models.resolve import resolve
 
-    # A model backend.
+        params = resolve(params)  # `auto` / no backend: the registry's default model, else the builtin
+    request = _Request(params, read_request(params.prompt, params.framework), start)
+    name = params.backend or "builtin"
+    builtin = name == "builtin" and backend is None
+    if params.verify and not (builtin and request.no_program):
+        from deepdive.codegen import warm
+
+        warm.prewarm(request.framework, allow_gpu=params.allow_gpu)  # torch imports while the program is written
+    if builtin:
+        return _builtin(request, run, verify_timeout_s)
     if backend is None:
         backend = make_backend(
             name,
@@ -374,18 +302,61 @@ def generate(
             model=params.model,
             allow_remote=params.allow_remote,
         )
-    try:
-        program = builtin.generate(intent)
-        reference: Optional[str] = program.code
-        filename = program.filename
-    except (ValueError, NotImplementedError, RuntimeError):
-        reference, filename = None, _default_filename(intent)
-    messages: list[dict] = [{"role": "user", "content": user_message(intent)}]
-    system = system_prompt(intent, reference)
-    code = ""
-    checks: list[GenerateCheck] = []
-    outcome: Any = None
-    rounds = 0
+    return _with_model(request, run, name, backend, verify_timeout_s)
+
+
+def _builtin(request: _Request, run: _Run, verify_timeout_s: float) -> GenerateResult:
+    """The builtin's answer: the program when it can build the request exactly as asked, else what is missing."""
+    from deepdive.codegen import builtin
+
+    if request.no_program:
+        from deepdive.codegen import properties as props
+
+        return request.result("", "builtin", None, message=_missing(request),
+                              properties=props.not_checked(request.spec, "no program: the builtin cannot build this as asked"))
+    run.phase(BUILTIN_PHASE)
+    program = builtin.generate(request.intent)
+    run.check_cancel()
+    run.emit(GeneratePartial(kind="text", text=program.code))  # the whole program at once: nothing to stream
+    if not request.params.verify:
+        return request.result(program.code, "builtin", program.filename, message=VERIFY_OFF)
+    outcome = run.verify(program.code, request.intent, request.spec, allow_gpu=request.params.allow_gpu,
+                         timeout_s=verify_timeout_s)
+    return request.result(program.code, "builtin", program.filename, outcome=outcome)
+
+
+def _missing(request: _Request) -> str:
+    """Why the builtin has no program for this request, and what a local model would add."""
+    spec = request.spec
+    if request.intent is None and not spec.stated:
+        short = " ".join(spec.prompt.split())
+        short = short if len(short) <= 60 else short[:57] + "..."
+        return (f'could not tell what to build from "{short}"; name a task such as "CNN classifier for MNIST" '
+                f'or "LSTM sentiment classifier". No program: {MODEL_HINT}')
+    missing = list(request.gaps) or ["no builtin template fits this request"]
+    return f"the builtin generator cannot build this as asked: {'; '.join(missing)}. No program: {MODEL_HINT}"
+
+
+def _with_model(request: _Request, run: _Run, name: str, backend: Backend, verify_timeout_s: float) -> GenerateResult:
+    """A model writes the program, the checks judge it, the model repairs it with their details."""
+    from deepdive.codegen import builtin
+
+    params, spec, intent = request.params, request.spec, request.intent
+    reference: Optional[str] = None
+    filename = _default_filename(spec, intent)
+    if intent is not None:
+        try:
+            program = builtin.generate(intent)
+            reference, filename = program.code, program.filename
+        except (ValueError, NotImplementedError, RuntimeError):
+            pass
+    messages: list[dict] = [{"role": "user", "content": user_message(spec, params.prompt)}]
+
+    def system(ref: Optional[str]) -> str:
+        return system_prompt(spec, ref, intent=intent, gaps=request.gaps, framework=request.framework)
+
+    prompt = system(reference)
+    code, outcome, rounds = "", None, 0
     for attempt in range(MAX_REPAIR_ROUNDS + 1):
         if attempt:
             rounds = attempt
@@ -395,44 +366,53 @@ def generate(
             run.phase("generating")
         while True:
             try:
-                raw = _answer(run, backend, system, messages)
+                raw = _answer(run, backend, prompt, messages)
                 break
             except PromptTooLong:
                 # A small context: drop the reference program first, then older repair rounds.
                 if reference is not None:
                     reference = None
-                    system = system_prompt(intent, None)
+                    prompt = system(None)
                 elif len(messages) > 3:
                     messages = [messages[0], *messages[-2:]]
                 else:
                     raise
         code = extract_code(raw)
         if not params.verify:
-            return _result(code, name, intent, start, filename, verified=False, message="not verified: verify is off")
+            return request.result(code, name, filename, rounds=rounds, message=VERIFY_OFF)
         if not code:
-            checks = [GenerateCheck(name="program", ok=False, detail="the model's answer contains no program")]
-            run.emit(GeneratePartial(kind="check", check=checks[0]))
-            outcome = None
-            feedback = repair_message(checks, "", None)
+            check = GenerateCheck(name="program", ok=False, detail="the model's answer contains no program")
+            run.emit(GeneratePartial(kind="check", check=check))
+            outcome = _NoProgram([check], request)
+            feedback = repair_message([check], "", None)
         else:
-            outcome = run.verify(code, intent, allow_gpu=params.allow_gpu, timeout_s=verify_timeout_s)
-            checks = list(outcome.checks)
+            outcome = run.verify(code, intent, spec, allow_gpu=params.allow_gpu, timeout_s=verify_timeout_s)
+            if outcome.verified:
+                return request.result(code, name, filename, outcome=outcome, rounds=rounds)
             if outcome.ok:
-                return _result(code, name, intent, start, filename, verified=True, checks=checks, rounds=rounds)
-            feedback = repair_message(checks, getattr(outcome, "stderr_tail", "") or "", outcome.message)
+                # Nothing failed, but a property could not be checked or words were not understood:
+                # another round cannot change that.
+                return request.result(code, name, filename, outcome=outcome, rounds=rounds)
+            feedback = repair_message(list(outcome.checks), getattr(outcome, "stderr_tail", "") or "",
+                                      outcome.message, outcome.properties)
         messages = messages + [{"role": "assistant", "content": raw}, {"role": "user", "content": feedback}]
-    why = _failure(outcome) if outcome is not None else "the model's answer contains no program"
-    return _result(
-        code,
-        name,
-        intent,
-        start,
-        filename,
-        verified=False,
-        checks=checks,
-        rounds=rounds,
-        message=_one_line(f"not verified after {rounds} repair rounds: {why}"),
-    )
+    why = outcome.message if outcome is not None else "the model's answer contains no program"
+    why = why.removeprefix("verification failed: ")
+    return request.result(code, name, filename, outcome=outcome, rounds=rounds,
+                          message=f"verification failed after {rounds} repair rounds: {why}")
+
+
+class _NoProgram:
+    """The outcome of an answer without a program: one failed check, every property not checked."""
+
+    def __init__(self, checks: list[GenerateCheck], request: _Request) -> None:
+        from deepdive.codegen import properties as props
+
+        self.checks = checks
+        self.ok = False
+        self.verified = False
+        self.message = checks[0].detail
+        self.properties = props.not_checked(request.spec, "the model's answer contains no program")
 
 
 def _answer(run: _Run, backend: Backend, system: str, messages: list[dict]) -> str:
@@ -459,37 +439,3 @@ def _answer(run: _Run, backend: Backend, system: str, messages: list[dict]) -> s
         run.emit(GeneratePartial(kind="text", text=piece))
     run.check_cancel()
     return "".join(answer)
-
-
-def _failure(outcome: Any) -> str:
-    failed = [c for c in outcome.checks if not c.ok]
-    if failed:
-        first = failed[0]
-        return _one_line(f"{first.name}: {first.detail}" if first.detail else f"check {first.name} failed")
-    return _one_line(outcome.message or "verification failed")
-
-
-def _result(
-    code: str,
-    backend: str,
-    intent: Intent,
-    start: float,
-    filename: Optional[str],
-    *,
-    verified: bool,
-    checks: Optional[list[GenerateCheck]] = None,
-    rounds: int = 0,
-    message: Optional[str] = None,
-) -> GenerateResult:
-    return GenerateResult(
-        code=code,
-        backend=backend,
-        framework=intent.framework,
-        intent=intent.to_json(),
-        verified=verified,
-        checks=list(checks or []),
-        rounds=rounds,
-        seconds=round(time.perf_counter() - start, 3),
-        filename=filename,
-        message=message,
-    )

@@ -11,25 +11,36 @@ in a worker thread. Checks, in order (verification stops at the first failing on
                 ``__main__`` guard.
 ``smoke``       ``python program.py --smoke`` in the sandbox: time, memory and process limits, exit status 0;
                 its detail says which protections held (:meth:`SandboxResult.describe`).
-``properties``  the module imported in the sandbox: build_model(), example_batch(), one forward pass;
-                then each of :meth:`Intent.expectations` (output units, layer count, autocast, framework).
+``properties``  the module imported in the sandbox (:mod:`deepdive.codegen.probe`): build_model(),
+                example_batch(), one forward pass, and the facts they show (modules, shapes, losses, the
+                forward pass's data flow); then each property the request states (its
+                :class:`~deepdive.codegen.spec.Spec`) is judged met, failed or not checked
+                (:mod:`deepdive.codegen.properties`). This check fails when a property failed.
+
+The result is verified only when every check passed, every stated property was checked and met, and
+nothing of the prompt was left not understood (:func:`deepdive.codegen.properties.verdict`). What the
+request states is checked, never what a template made of it: the Intent only names input files the
+program may read.
 """
 
 from __future__ import annotations
 
 import ast
 import json
-import re
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Callable, Optional
 
 import attrs
 
+from deepdive.codegen import properties as props
 from deepdive.codegen.intent import Intent
 from deepdive.codegen.sandbox import DEFAULT_MEMORY_MB, SandboxResult, run_sandboxed
-from deepdive.protocol import GenerateCheck
+from deepdive.codegen.source_facts import framework_of, read_source
+from deepdive.codegen.spec import Spec
+from deepdive.protocol import GenerateCheck, PropertyCheck
 
 __all__ = ["VerifyResult", "verify", "PIP_NAMES"]
 
@@ -44,11 +55,25 @@ PIP_NAMES = {
 @attrs.define
 class VerifyResult:
     ok: bool
+    """Every check passed (no stated property failed); properties may still be not checked."""
     checks: list[GenerateCheck] = attrs.Factory(list)
     seconds: float = 0.0
     message: Optional[str] = None
-    """Why verification failed, in one line (None when it passed)."""
+    """Why the program is not verified, in one line: a failed check's message, or
+    :func:`~deepdive.codegen.properties.verdict`'s (None when verified)."""
     stderr_tail: str = ""
+    properties: list[PropertyCheck] = attrs.Factory(list)
+    """Each stated property: met, failed or not checked."""
+    facts: dict = attrs.Factory(dict)
+    """What the probe saw (modules, shapes, losses), for the record."""
+
+    @property
+    def verified(self) -> bool:
+        """Every check passed and every stated property was checked and met, nothing left not understood."""
+        return self.ok and self.message is None
+
+
+PROBE = Path(__file__).with_name("probe.py")
 
 
 def _tail(text: str, n: int = 3000) -> str:
@@ -58,18 +83,6 @@ def _tail(text: str, n: int = 3000) -> str:
 def _last_line(text: str) -> str:
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
     return lines[-1] if lines else ""
-
-
-def _framework_of(tree: ast.Module) -> str:
-    names = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names |= {a.name.split(".")[0] for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            names.add(node.module.split(".")[0])
-    if names & {"tensorflow", "keras"} and "torch" not in names:
-        return "tensorflow"
-    return "torch" if "torch" in names else ("tensorflow" if names & {"tensorflow", "keras"} else "none")
 
 
 def _top_level_imports(tree: ast.Module) -> list[str]:
@@ -110,75 +123,6 @@ for name in json.loads(sys.argv[1]):
 print("@@RESULT@@" + json.dumps(missing))
 """
 
-_HARNESS = r'''
-import importlib.util, json, sys, traceback
-framework = sys.argv[1]
-result = {}
-try:
-    spec = importlib.util.spec_from_file_location("program", "program.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["program"] = mod
-    spec.loader.exec_module(mod)
-    model = mod.build_model()
-    batch = mod.example_batch()
-    inputs = batch[0] if isinstance(batch, (tuple, list)) and len(batch) == 2 else batch
-    counts = {}
-    if framework == "tensorflow":
-        def walk(layer, seen):
-            if id(layer) in seen:
-                return
-            seen.add(id(layer))
-            name = type(layer).__name__
-            counts[name] = counts.get(name, 0) + 1
-            for child in getattr(layer, "layers", None) or []:
-                walk(child, seen)
-            inner = getattr(layer, "layer", None) or getattr(layer, "forward_layer", None)
-            if inner is not None and not isinstance(inner, (list, tuple)):
-                walk(inner, seen)
-        walk(model, set())
-        if isinstance(inputs, dict):
-            out = model(inputs, training=False)
-        elif isinstance(inputs, (tuple, list)):
-            out = model(list(inputs), training=False)
-        else:
-            out = model(inputs, training=False)
-        if isinstance(out, dict):
-            out = next(iter(out.values()))
-        if isinstance(out, (tuple, list)):
-            out = out[0]
-        result["output_shape"] = [int(d) if d is not None else None for d in out.shape]
-    else:
-        import torch
-        for module in model.modules():
-            name = type(module).__name__
-            counts[name] = counts.get(name, 0) + (int(getattr(module, "num_layers", 1)) if name in ("LSTM", "GRU", "RNN") else 1)
-        model.eval()
-        with torch.no_grad():
-            if isinstance(inputs, dict):
-                out = model(**inputs)
-            elif isinstance(inputs, (tuple, list)):
-                out = model(*inputs)
-            else:
-                out = model(inputs)
-        if hasattr(out, "logits"):
-            out = out.logits
-        if isinstance(out, dict):
-            out = out.get("logits", next(iter(out.values())))
-        if isinstance(out, (tuple, list)):
-            out = out[0]
-        result["output_shape"] = list(out.shape)
-    result["layer_counts"] = counts
-except BaseException as exc:
-    result["error"] = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
-    traceback.print_exc()
-print("@@RESULT@@" + json.dumps(result))
-'''
-
-_AUTOCAST = re.compile(r"torch\.autocast\s*\(|torch\.(cuda|cpu|amp)\.autocast\s*\(|\brun\.autocast\s*\(|"
-                       r"mixed_precision\.set_global_policy|set_global_policy\(\s*['\"]mixed_|mixed_(float|bfloat)16")
-_DD_PRECISION = re.compile(r"dd\.setup\([^)]*precision\s*=\s*(?!['\"]fp32['\"])")
-
-
 def _result_json(res: SandboxResult) -> Optional[dict]:
     for line in reversed(res.stdout.splitlines()):
         if line.startswith("@@RESULT@@"):
@@ -194,12 +138,16 @@ _PROCESS_LIMIT = ("hit the sandbox's limit of {} processes and threads "
                   "(raise it with DEEPDIVE_SANDBOX_MAX_PROCESSES if the program needs more)")
 
 
-def verify(source: str, intent: Optional[Intent], *, timeout_s: float = 120, memory_mb: Optional[int] = None,
-           allow_gpu: bool = False, on_check: Optional[Callable[[GenerateCheck], None]] = None,
-           python: str = sys.executable, cancel: Optional[threading.Event] = None) -> VerifyResult:
-    """Run the checks on ``source``; ``intent`` (may be None) adds the property checks it expects.
+def verify(source: str, intent: Optional[Intent] = None, *, spec: Optional[Spec] = None, timeout_s: float = 120,
+           memory_mb: Optional[int] = None, allow_gpu: bool = False,
+           on_check: Optional[Callable[[GenerateCheck], None]] = None, python: str = sys.executable,
+           cancel: Optional[threading.Event] = None) -> VerifyResult:
+    """Run the checks on ``source`` and judge each property ``spec`` states.
 
     Args:
+        intent: the builtin's reading of the request, or None; only its input files (a local model
+            folder, a CSV) are used: the program may read them.
+        spec: what the request states; None: no property is stated (the checks alone decide).
         timeout_s: wall-clock limit of the smoke run (the property run gets the same).
         memory_mb: address-space limit of the sandboxed runs; default per framework
             (:data:`deepdive.codegen.sandbox.DEFAULT_MEMORY_MB`), none when ``allow_gpu`` (CUDA maps
@@ -221,9 +169,16 @@ def verify(source: str, intent: Optional[Intent], *, timeout_s: float = 120, mem
             on_check(check)
         return ok
 
+    judged: Optional[list[PropertyCheck]] = None  # set once the properties were judged
+    facts: dict = {}
+
     def done(message: Optional[str]) -> VerifyResult:
-        return VerifyResult(ok=message is None and all(c.ok for c in checks), checks=checks,
-                            seconds=round(time.monotonic() - started, 3), message=message, stderr_tail=stderr_tail)
+        ok = message is None and all(c.ok for c in checks)
+        properties = judged if judged is not None else props.not_checked(spec, _stopped(checks, message))
+        if message is None:
+            message = props.verdict(checks, properties, spec)
+        return VerifyResult(ok=ok, checks=checks, seconds=round(time.monotonic() - started, 3), message=message,
+                            stderr_tail=stderr_tail, properties=properties, facts=facts)
 
     # -- parse --
     t0 = time.monotonic()
@@ -235,7 +190,7 @@ def verify(source: str, intent: Optional[Intent], *, timeout_s: float = 120, mem
         record("parse", False, msg, t0)
         return done(msg)
     record("parse", True, f"{len(source.splitlines())} lines", t0)
-    framework = _framework_of(tree)
+    framework = framework_of(tree)
     if memory_mb is None and not allow_gpu:
         memory_mb = DEFAULT_MEMORY_MB.get(framework, DEFAULT_MEMORY_MB["torch"])
 
@@ -283,7 +238,8 @@ def verify(source: str, intent: Optional[Intent], *, timeout_s: float = 120, mem
     t0 = time.monotonic()
     input_files = [p for p in (intent.model_path, intent.csv_path) if p] if intent is not None else []
     res = run_sandboxed(["program.py", "--smoke"], files={"program.py": source}, timeout_s=timeout_s,
-                        memory_mb=memory_mb, allow_gpu=allow_gpu, python=python, cancel=cancel, read_only=input_files)
+                        memory_mb=memory_mb, allow_gpu=allow_gpu, python=python, cancel=cancel, read_only=input_files,
+                        template=framework)
     if res.cancelled:
         return done(CANCELLED)
     stderr_tail = _tail(res.stderr)
@@ -304,9 +260,10 @@ def verify(source: str, intent: Optional[Intent], *, timeout_s: float = 120, mem
 
     # -- properties --
     t0 = time.monotonic()
-    res = run_sandboxed(["harness.py", framework if framework != "none" else "torch"],
-                        files={"program.py": source, "harness.py": _HARNESS}, timeout_s=timeout_s,
-                        memory_mb=memory_mb, allow_gpu=allow_gpu, python=python, cancel=cancel, read_only=input_files)
+    res = run_sandboxed(["probe.py", framework if framework != "none" else "torch", json.dumps(props.wants(spec))],
+                        files={"program.py": source, "probe.py": PROBE.read_text(encoding="utf-8")},
+                        timeout_s=timeout_s, memory_mb=memory_mb, allow_gpu=allow_gpu, python=python, cancel=cancel,
+                        read_only=input_files, template=framework)
     if res.cancelled:
         return done(CANCELLED)
     data = _result_json(res)
@@ -326,34 +283,30 @@ def verify(source: str, intent: Optional[Intent], *, timeout_s: float = 120, mem
         stderr_tail = _tail(res.stderr)
         record("properties", False, msg, t0)
         return done(msg)
-    results, failures = [], []
-    for name, expected in (intent.expectations() if intent is not None else []):
-        ok, got = _check(name, expected, data, source, framework)
-        (results if ok else failures).append(got)
-    detail = "; ".join(failures or results) or f"forward pass: output shape {tuple(data['output_shape'])}"
-    if failures:
-        msg = "property check failed: " + "; ".join(failures)
-        record("properties", False, msg, t0)
-        return done(msg)
-    record("properties", True, detail, t0)
+    facts.update(data)
+    judged = props.judge(spec, props.ProgramFacts(framework, read_source(tree), data))
+    failed = [p for p in judged if p.status == props.FAILED]
+    if failed:
+        record("properties", False, "; ".join(props.line(p) for p in failed), t0)
+    else:
+        record("properties", True, _properties_detail(judged, data), t0)
     return done(None)
 
 
-def _check(name: str, expected: object, data: dict, source: str, framework: str) -> tuple[bool, str]:
-    if name == "framework":
-        ok = framework == expected
-        return ok, f"framework {framework}" + ("" if ok else f" (expected {expected})")
-    if name == "output_units":
-        shape = data.get("output_shape") or []
-        got = shape[-1] if shape else None
-        ok = got == expected
-        return ok, f"output units {got}" + ("" if ok else f" (expected {expected}: the number of classes)")
-    if name == "layer_count":
-        type_name, count = expected  # type: ignore[misc]
-        got = data.get("layer_counts", {}).get(type_name, 0)
-        ok = got == count
-        return ok, f"{got} {type_name} layer(s)" + ("" if ok else f" (expected {count})")
-    if name == "autocast":
-        ok = bool(_AUTOCAST.search(source) or _DD_PRECISION.search(source))
-        return ok, "mixed precision (autocast)" if ok else "no autocast or mixed-precision policy (mixed precision was asked for)"
-    return True, f"{name}: not checked"
+def _stopped(checks: list[GenerateCheck], message: Optional[str]) -> str:
+    """Why the properties were not judged: the check that stopped verification."""
+    if message == CANCELLED:
+        return "verification was cancelled"
+    failed = next((c for c in checks if not c.ok), None)
+    return f"verification stopped at the {failed.name} check" if failed else "verification stopped"
+
+
+def _properties_detail(judged: list[PropertyCheck], data: dict) -> str:
+    """``3 stated properties met, 1 not checked; output (8, 10)``."""
+    outputs = data.get("outputs") or []
+    shape = f"output ({', '.join(str(d) for d in outputs[0]['shape'])})" if outputs else "no tensor output"
+    if not judged:
+        return f"forward pass: {shape}; no stated property to check"
+    met = sum(p.status == props.MET for p in judged)
+    unchecked = len(judged) - met
+    return f"{met} of {len(judged)} stated properties met" + (f", {unchecked} not checked" if unchecked else "") + f"; {shape}"

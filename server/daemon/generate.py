@@ -9,7 +9,12 @@ token. ``$/cancelRequest`` cancels the handler's task; the thread sees the cance
 its next check (a model stops within a token or two, the sandbox's process group is killed).
 
 Generated code runs only on this request, and never for an untrusted workspace: there the daemon
-skips verification and says so in the result.
+skips verification and says so in the result (every stated property is then "not checked").
+
+A request the builtin generator cannot build as asked is answered, not refused: a result with no
+program whose message says what is missing and what a local model would add (see
+:func:`deepdive.codegen.pipeline.generate`). Errors are for input nothing can work with: an empty
+prompt, an unknown framework, a model backend that cannot start.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
+import attrs
 from lsprotocol import types
 
 from deepdive.protocol import GenerateParams, GeneratePartial, GenerateResult, to_wire
@@ -66,7 +72,7 @@ async def generate(ls: "DeepdiveServer", params: GenerateParams) -> GenerateResu
     outcome = "cancelled"
     try:
         result = await asyncio.to_thread(pipeline.generate, params, on_partial=on_partial, cancel=cancel)
-        outcome = "verified" if result.verified else (result.message or "done")
+        outcome = "verified" if result.verified else (result.message or "done")  # the work-done end line
     except asyncio.CancelledError:
         cancel.set()
         raise
@@ -80,6 +86,7 @@ async def generate(ls: "DeepdiveServer", params: GenerateParams) -> GenerateResu
         if work is not None:
             ls.work_done_progress.end(work, types.WorkDoneProgressEnd(message=outcome))
             ls.work_done_progress.tokens.pop(work, None)
-    if skipped is not None:
+    if skipped is not None and result.code:
         result.message = skipped
+        result.properties = [attrs.evolve(p, detail=skipped) for p in result.properties]
     return result

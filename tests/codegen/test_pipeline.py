@@ -15,8 +15,17 @@ import pytest
 from deepdive.codegen import builtin
 from deepdive.codegen.backends import BackendError
 from deepdive.codegen.parse import parse_intent
-from deepdive.codegen.pipeline import Cancelled, CodeStream, extract_code, generate, repair_message, system_prompt
-from deepdive.protocol import GenerateCheck, GenerateParams, GeneratePartial
+from deepdive.codegen.pipeline import (
+    BUILTIN_PHASE,
+    Cancelled,
+    CodeStream,
+    extract_code,
+    generate,
+    repair_message,
+    system_prompt,
+)
+from deepdive.codegen.understand import read_request
+from deepdive.protocol import GenerateCheck, GenerateParams, GeneratePartial, PropertyCheck
 
 PROMPT = "a 2-layer MLP classifier with 4 classes"
 MARK = "deliberate failure 4242"
@@ -88,18 +97,25 @@ def collect() -> tuple[list[GeneratePartial], object]:
 
 
 @pytest.mark.slow
-def test_builtin_through_the_pipeline_streams_and_verifies() -> None:
+def test_builtin_through_the_pipeline_says_what_it_is_and_verifies_every_stated_property() -> None:
     partials, on_partial = collect()
-    result = generate(GenerateParams(prompt=PROMPT), on_partial=on_partial, cancel=threading.Event())
+    result = generate(GenerateParams(prompt=PROMPT, backend="builtin"), on_partial=on_partial, cancel=threading.Event())
     assert result.verified, result.message
     assert result.backend == "builtin" and result.framework == "torch" and result.rounds == 0
     assert result.intent["architecture"] == "mlp" and result.intent["num_classes"] == 4
     assert result.filename and result.filename.endswith(".py")
     assert result.message is None
+    # Every property the prompt states was checked and met; the reading is in the result.
+    stated = result.understood_as["stated"]
+    assert stated and [p.name for p in result.properties] == [s["name"] for s in stated]
+    assert all(p.status == "met" for p in result.properties), [(p.label, p.status, p.detail) for p in result.properties]
+    assert {"name": "outputs", "value": 4} in [{k: s[k] for k in ("name", "value")} for s in stated]
+    # The builtin composes the program at once: one phase says so, the text comes in one piece.
     texts = [p.text for p in partials if p.kind == "text"]
-    assert len(texts) >= 3 and "".join(texts) == result.code
+    assert texts == [result.code]
     phases = [p.text for p in partials if p.kind == "phase"]
-    assert phases == ["generating", "verifying"]
+    assert phases == [BUILTIN_PHASE, "verifying"]
+    assert "not streamed token by token" in BUILTIN_PHASE
     checks = [p.check for p in partials if p.kind == "check"]
     assert checks and checks == result.checks
     assert all(c.ok for c in result.checks)
@@ -110,20 +126,41 @@ def test_builtin_through_the_pipeline_streams_and_verifies() -> None:
 
 def test_builtin_without_verification() -> None:
     partials, on_partial = collect()
-    result = generate(GenerateParams(prompt=PROMPT, verify=False), on_partial=on_partial)
+    result = generate(GenerateParams(prompt=PROMPT, backend="builtin", verify=False), on_partial=on_partial)
     assert not result.verified and result.checks == []
-    assert result.message and "\n" not in result.message
+    assert result.message == "verification is off: the program was not run and no stated property was checked"
+    assert result.properties and all(p.status == "not_checked" for p in result.properties)
     assert [p.kind for p in partials if p.kind not in ("text",)] == ["phase"]
     assert "def build_model" in result.code and "def example_batch" in result.code
 
 
-def test_bad_prompt_is_a_value_error() -> None:
-    with pytest.raises(ValueError):
-        generate(GenerateParams(prompt="make me a sandwich"))
+def test_a_prompt_nothing_understands_gets_no_program_and_says_what_a_model_would_add() -> None:
+    partials, on_partial = collect()
+    result = generate(GenerateParams(prompt="make me a sandwich", backend="builtin"), on_partial=on_partial)
+    assert result.code == "" and not result.verified and result.checks == []
+    assert result.message.startswith('could not tell what to build from "make me a sandwich"')
+    assert "deepdive model pull" in result.message and "\n" not in result.message
+    assert not [p for p in partials if p.kind == "text"]
+
+
+def test_builtin_answers_a_request_it_cannot_build_as_asked_with_what_is_missing_and_no_program() -> None:
+    prompt = "a YOLO object detection model for 3 classes of traffic signs"
+    partials, on_partial = collect()
+    result = generate(GenerateParams(prompt=prompt, backend="builtin"), on_partial=on_partial)
+    assert result.code == "" and not result.verified and result.filename is None
+    assert result.gaps, "the reading names what the builtin cannot honour"
+    assert result.message.startswith("the builtin generator cannot build this as asked: ")
+    assert all(gap in result.message for gap in result.gaps)
+    assert "deepdive model pull" in result.message and "auto backend" in result.message
+    assert result.understood_as["prompt"] == prompt
+    assert any(s["name"] == "task" and s["value"] == "object-detection" for s in result.understood_as["stated"])
+    assert result.properties and all(p.status == "not_checked" for p in result.properties)
+    assert partials == [], "no program streamed, nothing run"
 
 
 @pytest.mark.slow
-def test_cancel_during_verification_is_prompt() -> None:
+def test_cancel_during_verification_is_prompt(monkeypatch) -> None:
+    monkeypatch.setenv("DEEPDIVE_SANDBOX_WARM", "0")  # a cold smoke run, still running when the cancel comes
     cancel = threading.Event()
     seen: list[str] = []
 
@@ -134,7 +171,7 @@ def test_cancel_during_verification_is_prompt() -> None:
 
     start = time.monotonic()
     with pytest.raises(Cancelled):
-        generate(GenerateParams(prompt=PROMPT), on_partial=on_partial, cancel=cancel)
+        generate(GenerateParams(prompt=PROMPT, backend="builtin"), on_partial=on_partial, cancel=cancel)
     assert time.monotonic() - start < 5.0  # a --smoke run of this program alone takes longer here
     assert "phase" in seen
 
@@ -227,7 +264,7 @@ def test_repair_gives_up_after_two_rounds() -> None:
         result = generate(params, on_partial=on_partial)
     assert len(srv.requests) == 3
     assert result.rounds == 2 and not result.verified
-    assert result.message and result.message.startswith("not verified after 2 repair rounds") and "\n" not in result.message
+    assert result.message and result.message.startswith("verification failed after 2 repair rounds") and "\n" not in result.message
     assert [p.kind for p in partials].count("reset") == 2
     assert result.code == "import torch\nx = (\n"
 
@@ -283,17 +320,103 @@ def test_extract_code() -> None:
     assert extract_code("") == ""
 
 
-def test_prompts_name_the_contract_and_the_engine() -> None:
-    intent = parse_intent("train a CNN on CIFAR-10 with deepdive's engine and mixed precision")
-    text = system_prompt(intent, "print('reference')")
-    assert "deepdive.engine" in text and "autocast" in text.lower()
-    assert "print('reference')" in text
+def test_prompts_name_the_contract_the_stated_properties_and_the_engine() -> None:
+    reading = read_request("train a CNN on CIFAR-10 with deepdive's engine and mixed precision, without dropout")
+    text = system_prompt(reading.spec, "print('reference')", intent=reading.intent, gaps=["no U-Net template"])
+    assert "deepdive.engine" in text
+    assert "- training uses mixed precision (torch.autocast)" in text
+    assert "- the model contains NO Dropout layer (no module and no functional call of it)" in text
+    assert "print('reference')" in text and "The reference does NOT do what the request asks here: no U-Net template." in text
     msg = repair_message(
         [GenerateCheck(name="smoke", ok=False, detail="exit code 1"), GenerateCheck(name="syntax", ok=True)],
         "Traceback ...\nNameError: name 'nn' is not defined",
         None,
     )
     assert "- smoke: exit code 1" in msg and "syntax" not in msg and "NameError" in msg
+    failed = PropertyCheck(name="no_layer", expected="Dropout", status="failed", label="no_layer Dropout",
+                           detail="model has 2 Dropout modules (features.3, head.1)", text="without dropout")
+    msg = repair_message([GenerateCheck(name="properties", ok=False, detail="no_layer Dropout: failed — ...")], "", None,
+                         [failed])
+    assert '- no_layer Dropout: model has 2 Dropout modules (features.3, head.1) (asked as "without dropout")' in msg
+    assert "- properties:" not in msg  # the property's own detail, once
+
+
+# ------------------------------------------------------------------------------------------------
+# Model backends get every request; the repair loop feeds back the failing property's detail
+# ------------------------------------------------------------------------------------------------
+
+POLICY_PROGRAM = '''
+import argparse
+import sys
+
+import torch
+from torch import nn
+
+
+def build_model():
+    return nn.Sequential(nn.Linear(4, 64), nn.Tanh(), nn.Linear(64, 2))
+
+
+def example_batch(batch_size=4):
+    return torch.randn(batch_size, 4), torch.randint(0, 2, (batch_size,))
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--smoke", action="store_true")
+    parser.parse_args()
+    policy = build_model()
+    obs, actions = example_batch()
+    logp = torch.log_softmax(policy(obs), -1).gather(1, actions[:, None])
+    (-logp.mean()).backward()
+    print("smoke ok")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+'''
+
+
+@pytest.mark.slow
+def test_a_model_backend_gets_a_request_outside_the_builtin_and_unchecked_properties_are_said() -> None:
+    prompt = "a policy network for CartPole with 4 observations and 2 actions"
+    with ChatServer(lambda body: f"```python\n{POLICY_PROGRAM}```") as srv:
+        params = GenerateParams(prompt=prompt, backend="openai-compatible", endpoint=srv.url)
+        result = generate(params)
+    assert len(srv.requests) == 1, "the model got the request the builtin has no template for"
+    system, user = srv.requests[0]["messages"][0]["content"], srv.requests[0]["messages"][1]["content"]
+    assert "the task is policy (the checker cannot check this one: do it as asked)" in system
+    assert prompt in user and "Understood as: " in user and 'task="policy"' in user
+    assert result.code == POLICY_PROGRAM.lstrip("\n") and result.backend == "openai-compatible"
+    task = next(p for p in result.properties if p.name == "task")
+    assert task.status == "not_checked" and "policy" in task.detail
+    assert not result.verified and result.rounds == 0  # a repair cannot make it checkable
+    assert not [p for p in result.properties if p.status == "failed"], [(p.label, p.detail) for p in result.properties]
+    assert all(c.ok for c in result.checks)
+    assert result.message.startswith("checks incomplete: ") and "task policy" in result.message
+
+
+@pytest.mark.slow
+def test_the_repair_loop_feeds_back_the_failing_propertys_own_detail() -> None:
+    prompt = PROMPT + ", without dropout"
+    with_dropout = reference_code()
+    without = with_dropout.replace(", nn.Dropout(DROPOUT)]", "]")
+    assert without != with_dropout and "nn.Dropout(" not in without
+
+    def reply(body: dict) -> str:
+        return f"```python\n{without if len(body['messages']) > 2 else with_dropout}```"
+
+    with ChatServer(reply) as srv:
+        params = GenerateParams(prompt=prompt, backend="openai-compatible", endpoint=srv.url)
+        result = generate(params)
+    assert len(srv.requests) == 2
+    assert "- the model contains NO Dropout layer" in srv.requests[0]["messages"][0]["content"]
+    feedback = srv.requests[1]["messages"][3]["content"]
+    assert "Stated properties the program does not meet:\n- no_layer Dropout: model has 1 Dropout module (3)" in feedback
+    assert result.verified, result.message
+    assert result.rounds == 1 and result.code == without
+    assert next(p for p in result.properties if p.name == "no_layer").status == "met"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -326,7 +449,7 @@ def test_transformers_backend_through_the_pipeline(tmp_path) -> None:
         result = generate(params, on_partial=on_partial, backend=backend)
         assert result.backend == "transformers" and not result.verified
         assert result.rounds == 2
-        assert result.message and result.message.startswith("not verified after 2 repair rounds") and "\n" not in result.message
+        assert result.message and result.message.startswith("verification failed after 2 repair rounds") and "\n" not in result.message
         kinds = [p.kind for p in partials]
         assert kinds.count("reset") == 2
         texts = [i for i, k in enumerate(kinds) if k == "text"]
@@ -335,6 +458,26 @@ def test_transformers_backend_through_the_pipeline(tmp_path) -> None:
         assert worker.restarts == 0 and worker.loaded == ("transformers", str(path))  # loaded once, kept
     finally:
         worker.shutdown()
+
+
+@pytest.mark.slow
+def test_a_local_model_gets_a_request_the_builtin_has_no_template_for(tmp_path) -> None:
+    from deepdive.codegen.backends.worker_client import ModelWorker, TransformersBackend
+
+    prompt = "a graph neural network for node classification on a citation graph"
+    path = _tiny_model_builder()(tmp_path / "tiny")
+    worker = ModelWorker()
+    try:
+        backend = TransformersBackend(str(path), worker=worker, max_new_tokens=8)
+        partials, on_partial = collect()
+        params = GenerateParams(prompt=prompt, backend="transformers", model_path=str(path))
+        result = generate(params, on_partial=on_partial, backend=backend)
+    finally:
+        worker.shutdown()
+    assert [p.text for p in partials if p.kind == "phase"][0] == "generating"  # the model, not a refusal
+    assert result.backend == "transformers" and not result.verified and result.rounds == 2
+    assert result.understood_as["prompt"] == prompt
+    assert result.message.startswith("verification failed after 2 repair rounds: ")
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from deepdive.codegen.intent import Intent
+from deepdive.codegen.spec import Spec, Stated
 from deepdive.codegen.verify import verify
 
 CONTRACT = '''
@@ -51,8 +51,9 @@ def example_batch(batch_size=8):
 '''
 
 
-def intent(**fields) -> Intent:
-    return Intent(**{"prompt": "test", "task": "image-classification", "architecture": "mlp", **fields})
+def spec(*stated: tuple, unknown: tuple = (), prompt: str = "test") -> Spec:
+    """A request that states ``stated``: ``(name, value)`` or ``(name, value, words)`` each."""
+    return Spec(prompt=prompt, stated=[Stated(*s) for s in stated], unknown=list(unknown))
 
 
 def test_infinite_loop_hits_the_time_limit() -> None:
@@ -147,32 +148,40 @@ print("cwd=" + os.getcwd())
     smoke = next(c for c in result.checks if c.name == "smoke")
     assert smoke.ok, result.message + result.stderr_tail
     cwd = smoke.detail.split("cwd=", 1)[1].strip()
-    assert os.path.basename(cwd).startswith("deepdive-sandbox-")
+    # a folder of its own: deepdive-sandbox-*, or check-* inside a warm template's deepdive-sandbox-warm-*
+    assert any(part.startswith("deepdive-sandbox-") for part in cwd.split(os.sep)), cwd
     assert not os.path.exists(cwd), "the sandbox's working directory was left behind"
 
 
 @pytest.mark.slow
-def test_wrong_num_classes_fails_properties() -> None:
+def test_a_wrong_number_of_classes_fails_the_outputs_property() -> None:
     source = program("print('smoke ok')", header="import sys\n", contract=TORCH_CONTRACT)
     checks = []
-    result = verify(source, intent(num_classes=5, layers=2), on_check=checks.append)
-    assert not result.ok
+    result = verify(source, spec=spec(("outputs", 5, "5 classes"), ("layer_count", ["Linear", 2], "2 layers")),
+                    on_check=checks.append)
+    assert not result.ok and not result.verified
     assert [c.name for c in checks] == ["parse", "imports", "contract", "smoke", "properties"] == [c.name for c in result.checks]
     assert checks[-1].ok is False
-    assert "output units 10 (expected 5" in result.message
+    assert result.message == ("verification failed: 1 stated property not met: "
+                              "outputs 5 — output (8, 10): 10 units per example, not 5")
+    assert [(p.name, p.status, p.text) for p in result.properties] == [
+        ("outputs", "failed", "5 classes"), ("layer_count", "met", "2 layers")]
 
-    good = verify(source, intent(num_classes=10, layers=2))
-    assert good.ok, good.message
-    assert "output units 10" in good.checks[-1].detail and "2 Linear layer(s)" in good.checks[-1].detail
+    good = verify(source, spec=spec(("outputs", 10), ("layer_count", ["Linear", 2])))
+    assert good.ok and good.verified, good.message
+    assert good.message is None
+    assert good.checks[-1].detail == "2 of 2 stated properties met; output (8, 10)"
+    assert good.properties[1].detail == "model has 2 Linear layers (1, 3)"
 
 
 @pytest.mark.slow
-def test_layer_count_and_autocast_expectations() -> None:
+def test_layer_count_and_mixed_precision_properties() -> None:
     source = program("print('smoke ok')", header="import sys\n", contract=TORCH_CONTRACT)
-    result = verify(source, intent(num_classes=10, layers=3, features=frozenset({"amp"})))
-    assert not result.ok
-    assert "2 Linear layer(s) (expected 3)" in result.message
-    assert "no autocast" in result.message
+    result = verify(source, spec=spec(("outputs", 10), ("layer_count", ["Linear", 3]), ("precision", "mixed")))
+    assert not result.verified
+    failed = {p.name: p.detail for p in result.properties if p.status == "failed"}
+    assert failed == {"layer_count": "model has 2 Linear layers (1, 3), not 3",
+                      "precision": "no torch.autocast, mixed precision policy or engine autocast in the program"}
 
 
 def test_verify_does_not_import_torch_in_the_caller() -> None:
@@ -216,12 +225,16 @@ if __name__ == "__main__":
 @pytest.mark.slow
 def test_keras_program_properties() -> None:
     pytest.importorskip("tensorflow")
-    want = Intent(prompt="t", task="image-classification", architecture="mlp", framework="tensorflow", num_classes=3, layers=2)
-    result = verify(KERAS_PROGRAM, want, timeout_s=240)
-    assert result.ok, f"{result.message}\n{result.stderr_tail}"
-    assert "output units 3" in result.checks[-1].detail and "2 Dense layer(s)" in result.checks[-1].detail
-    wrong = Intent(prompt="t", task="image-classification", architecture="mlp", framework="torch", num_classes=3)
-    assert "framework tensorflow (expected torch)" in verify(KERAS_PROGRAM, wrong, timeout_s=240).message
+    want = spec(("framework", "tensorflow"), ("outputs", 3), ("layer_count", ["Dense", 2]), ("input_shape", [4]),
+                ("no_layer", "Dropout"))
+    result = verify(KERAS_PROGRAM, spec=want, timeout_s=240)
+    assert result.verified, f"{result.message}\n{result.stderr_tail}"
+    assert [p.detail for p in result.properties][:3] == [
+        "the program imports TensorFlow/Keras", "output (8, 3): 3 units per example", "model has 2 Dense layers (dense, dense_1)"]
+    wrong = verify(KERAS_PROGRAM, spec=spec(("framework", "torch"), ("outputs", 3)), timeout_s=240)
+    assert not wrong.verified
+    assert wrong.properties[0].status == "failed"
+    assert wrong.properties[0].detail == "the program imports TensorFlow/Keras, not PyTorch"
 
 
 def test_compile_time_errors_fail_parse() -> None:
@@ -245,3 +258,124 @@ def test_cancel_kills_the_running_check_and_stops_verification() -> None:
     assert result.message == "cancelled" and not result.ok
     assert [c.name for c in result.checks] == ["parse", "imports", "contract"], "no check after the cancel"
     assert took < 30, f"the smoke run was not stopped by the cancel ({took:.1f} s)"
+
+
+# ------------------------------------------------------------------------------------------------
+# "Verified" means every stated property was checked and met (issue #19, item 2)
+# ------------------------------------------------------------------------------------------------
+
+CNN_PROGRAM = '''
+import argparse
+import sys
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def build_model():
+    return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),{dropout}
+                         nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(8, 10))
+
+
+def example_batch(batch_size=4):
+    return torch.randn(batch_size, 1, 8, 8), torch.randint(0, 10, (batch_size,))
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--smoke", action="store_true")
+    parser.parse_args()
+    model = build_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    x, y = example_batch()
+    {autocast}
+        loss = F.cross_entropy(model(x).float(), y)
+    loss.backward()
+    opt.step()
+    print("smoke ok")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+'''
+WITH_AUTOCAST = 'with torch.autocast("cpu", dtype=torch.bfloat16):'
+WITHOUT_AUTOCAST = "if True:"
+DROPOUT = "\n                         nn.Dropout(0.3),"
+
+# Every property a request for this CNN can state, as the parser would report them.
+CNN_SPEC = (
+    ("task", "image-classification", "classifier"), ("framework", "torch", "PyTorch"),
+    ("input_shape", [1, 8, 8], "8x8 grayscale"), ("outputs", 10, "10 classes"), ("family", "cnn", "CNN"),
+    ("layer_count", ["Conv2d", 2], "2 conv layers"), ("has_layer", "BatchNorm2d", "with batch norm"),
+    ("no_layer", "Dropout", "without dropout"), ("precision", "mixed", "mixed precision"),
+    ("loss", "CrossEntropyLoss", "cross-entropy"), ("distributed", False, "on one process"),
+)
+
+
+def cnn(*, dropout: bool = False, autocast: bool = True) -> str:
+    return CNN_PROGRAM.format(dropout=DROPOUT if dropout else "", autocast=WITH_AUTOCAST if autocast else WITHOUT_AUTOCAST)
+
+
+@pytest.mark.slow
+def test_a_program_that_meets_every_stated_property_is_verified() -> None:
+    result = verify(cnn(), spec=spec(*CNN_SPEC))
+    assert [(p.name, p.status) for p in result.properties] == [(s[0], "met") for s in CNN_SPEC], \
+        [(p.label, p.status, p.detail) for p in result.properties]
+    assert result.ok and result.verified and result.message is None
+    assert result.checks[-1].detail == "11 of 11 stated properties met; output (4, 10)"
+    details = {p.name: p.detail for p in result.properties}
+    assert details["no_layer"] == "no Dropout module among the model's 9 modules, and no functional Dropout"
+    assert details["precision"].startswith("the program uses torch.autocast (line 27) (read from the source)")
+    assert details["loss"] == "the program uses cross_entropy (line 28)"
+    assert details["input_shape"] == "example_batch() gives inputs (4, 1, 8, 8)"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("source", "stated", "status", "detail"), [
+    pytest.param(cnn(dropout=True), ("no_layer", "Dropout", "without dropout"), "failed",
+                 "model has 1 Dropout module (3)", id="excluded-dropout-present"),
+    pytest.param(cnn(), ("outputs", 12, "predicts the next 12"), "failed",
+                 "output (4, 10): 10 units per example, not 12", id="wrong-output-units"),
+    pytest.param(cnn(), ("has_layer", "LSTM", "with an LSTM"), "failed",
+                 "model has no LSTM module among its 9 modules", id="required-layer-absent"),
+    pytest.param(cnn(autocast=False), ("precision", "mixed", "with mixed precision"), "failed",
+                 "no torch.autocast, mixed precision policy or engine autocast in the program", id="amp-asked-not-used"),
+    pytest.param(cnn(), ("task", "policy", "a policy network"), "not_checked",
+                 "what makes a policy network (actions trained from rewards) cannot be told from its shapes",
+                 id="uncheckable-task"),
+])
+def test_a_program_that_misses_a_stated_property_is_never_verified(source, stated, status, detail) -> None:
+    result = verify(source, spec=spec(("framework", "torch"), stated))
+    assert [c.name for c in result.checks] == ["parse", "imports", "contract", "smoke", "properties"]
+    assert result.properties[0].status == "met"
+    prop = result.properties[1]
+    assert (prop.name, prop.status, prop.detail, prop.text) == (stated[0], status, detail, stated[2])
+    assert not result.verified
+    if status == "failed":
+        assert not result.ok and not result.checks[-1].ok
+        assert result.message.startswith("verification failed: 1 stated property not met: ")
+        assert result.checks[-1].detail == f"{prop.label}: failed — {detail}"
+    else:
+        assert result.ok and result.checks[-1].ok  # nothing failed, yet not verified
+        assert result.message == f"checks incomplete: 1 stated property not checked: {prop.label} — {detail}"
+        assert "verified" not in result.message
+
+
+@pytest.mark.slow
+def test_words_of_the_prompt_not_understood_keep_the_result_from_being_verified() -> None:
+    result = verify(cnn(), spec=spec(("framework", "torch"), unknown=("capsule routing",)))
+    assert result.ok and [p.status for p in result.properties] == ["met"]
+    assert not result.verified
+    assert result.message == ("checks incomplete: part of the request was not understood, so it was not checked: "
+                              "'capsule routing'")
+
+
+def test_properties_are_not_checked_when_verification_stops_early() -> None:
+    result = verify("def broken(:\n", spec=spec(("outputs", 10, "10 classes"), ("no_layer", "Dropout")))
+    assert [(p.name, p.status, p.detail) for p in result.properties] == [
+        ("outputs", "not_checked", "verification stopped at the parse check"),
+        ("no_layer", "not_checked", "verification stopped at the parse check")]
+    assert not result.verified and result.message.startswith("syntax error")

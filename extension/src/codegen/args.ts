@@ -46,7 +46,8 @@ export function parseGenerateArgs(arg: unknown): GenerateArgs {
 
 /** What the generate commands resolve to (the integration tests read it). */
 export interface GenerateOutcome {
-    state: 'review' | 'accepted' | 'cancelled' | 'failed' | 'no-prompt';
+    /** `no-program`: the builtin cannot build the request as asked; `summary` says what is missing. */
+    state: 'review' | 'accepted' | 'cancelled' | 'failed' | 'no-prompt' | 'no-program';
     uri?: string;
     /** The inserted program, as it is in the document. */
     text?: string;

@@ -31,7 +31,7 @@ import { parsePromptLine } from './prompts';
 import { cursorFraming, finalBody } from './region';
 import { GenerationReview } from './review';
 import { GenerationStream } from './stream';
-import { formatSummary, renderChecks, SummaryContext, summaryIsWarning } from './summary';
+import { formatSummary, isVerified, renderChecks, SummaryContext, summaryIsWarning } from './summary';
 
 export const CHECKS_URI = Uri.from({ scheme: Schemes.codegen, path: '/Generated Code Checks.md' });
 
@@ -136,6 +136,15 @@ export class CodegenController implements Disposable {
         const editor = await this.newPythonEditor();
         const doc = editor.document;
         const outcome = await this.run(prompt, { document: doc, offset: 0, prefix: '', suffix: '', indent: '' }, true);
+        if (outcome.state === 'no-program') {
+            if (doc.isUntitled && doc.getText() === '' && window.activeTextEditor?.document === doc) {
+                await executeCommand('workbench.action.revertAndCloseActiveEditor'); // the empty editor opened for it
+            }
+            if (!a.quiet && this.last) {
+                this.showNoProgram(this.last, outcome.summary ?? '');
+            }
+            return outcome;
+        }
         const g = this.review.find(doc.uri.toString());
         if (outcome.state !== 'review' || !g) {
             return outcome;
@@ -276,6 +285,12 @@ export class CodegenController implements Disposable {
             if (g.state === 'closed' || doc.isClosed) {
                 throw new Cancelled();
             }
+            if (result.code === '') {
+                // no program: the builtin cannot build the request as asked (the result says what is missing)
+                await g.remove().catch(() => false);
+                this.review.drop(g);
+                return this.noProgram(prompt, result, ctx, doc, quiet);
+            }
             await g.setBody(finalBody(result.code, target.suffix));
         } catch (err) {
             const wasCancelled = err instanceof Cancelled || cts.token.isCancellationRequested;
@@ -305,7 +320,28 @@ export class CodegenController implements Disposable {
         if (!quiet) {
             void this.notifyReview(g, finished);
         }
-        return { state: 'review', uri: doc.uri.toString(), text: doc.getText(g.bodyRange), summary: g.summary, verified: result.verified };
+        return { state: 'review', uri: doc.uri.toString(), text: doc.getText(g.bodyRange), summary: g.summary, verified: isVerified(result) };
+    }
+
+    /** A result without a program: nothing is inserted; the summary says what is missing and what a model would add. */
+    private noProgram(prompt: string, result: GenerateResult, ctx: SummaryContext, doc: TextDocument, quiet: boolean): GenerateOutcome {
+        const finished: Finished = { prompt, result, ctx };
+        this.last = finished;
+        const summary = formatSummary(result, ctx);
+        traceInfo(`No program generated: ${summary}`);
+        if (!quiet) {
+            this.showNoProgram(finished, summary);
+        }
+        return { state: 'no-program', uri: doc.uri.toString(), summary, verified: false };
+    }
+
+    private showNoProgram(f: Finished, summary: string): void {
+        void window.showWarningMessage(`Deepdive: ${summary}`, 'Show Details').then((choice) => {
+            if (choice === 'Show Details') {
+                this.last = f;
+                void this.docs.show(CHECKS_URI, renderChecks(f.prompt, f.result, f.ctx));
+            }
+        });
     }
 
     private async notifyReview(g: PendingGeneration, f: Finished): Promise<void> {

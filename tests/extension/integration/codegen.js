@@ -78,7 +78,8 @@ exports.run = async function run(test, ctx, { poll }) {
     assert.ok(outcome.text.includes('def build_model'), 'the outcome carries the inserted program');
     assert.ok(text === 'import os\n' + outcome.text + '\n\nprint(os.getcwd())\n', `the program is at line 2, the rest untouched; ${ends}`);
     if (vscode.workspace.isTrusted) {
-      assert.match(outcome.summary, /^verified: (\d+)\/\1 checks passed in [\d.]+ s/, `summary: ${outcome.summary}`);
+      // "verified" only with every check passed and every property the prompt states checked and met
+      assert.match(outcome.summary, /^verified: (\d+)\/\1 checks passed, (?:(\d+)\/\2 stated propert(?:y|ies) met|no property stated) in [\d.]+ s/, `summary: ${outcome.summary}`);
       assert.strictEqual(outcome.verified, true);
     } else {
       assert.match(outcome.summary, /untrusted/, `summary in an untrusted workspace: ${outcome.summary}`);
@@ -105,7 +106,8 @@ exports.run = async function run(test, ctx, { poll }) {
       }, 5000, 100);
       const outcome = await vscode.commands.executeCommand('deepdive.generateCode', { prompt: PROMPT, quiet: true });
       assert.strictEqual(outcome && outcome.state, 'review', `outcome: ${JSON.stringify(outcome && { ...outcome, text: undefined })}`);
-      assert.match(outcome.summary, /not verified|skipped/, `summary with verify off: ${outcome.summary}`);
+      assert.match(outcome.summary, /verification off|skipped/, `summary with verify off: ${outcome.summary}`);
+      assert.doesNotMatch(outcome.summary, /verified/, 'a program that was not run is never called verified');
       assert.match(doc.getText(), /^x = 1\n[\s\S]*def build_model[\s\S]*\ny = 2$/, `inserted between the lines; got ${JSON.stringify(doc.getText().slice(0, 80))}…${JSON.stringify(doc.getText().slice(-80))}`);
       assert.strictEqual(await vscode.commands.executeCommand('deepdive.rejectGeneration'), true, 'reject answers true');
       assert.strictEqual(doc.getText(), original, 'reject restores the original text');
@@ -196,6 +198,34 @@ exports.run = async function run(test, ctx, { poll }) {
       return { done: !!d, value: d || vscode.workspace.textDocuments.map(x => x.uri.toString()) };
     }, 10000);
     assert.match(doc.getText(), /## Checks/);
+    assert.match(doc.getText(), /## Stated properties/);
     assert.match(doc.getText(), /a small MLP for MNIST/);
   });
+
+  await test('codegen: a request the builtin cannot build as asked inserts nothing and says what is missing', async () => {
+    assert.ok(ctx.generate, 'deepdive/generate is not available (see above)');
+    const original = 'import os\n';
+    const { doc } = await openPython(original);
+    const outcome = await vscode.commands.executeCommand('deepdive.generateCode', {
+      prompt: 'a U-Net for semantic segmentation of medical images, without dropout', quiet: true, uri: doc.uri.toString(), line: 1,
+    });
+    assert.strictEqual(outcome && outcome.state, 'no-program', `outcome: ${JSON.stringify(outcome)}`);
+    assert.match(outcome.summary, /^no program: the builtin generator cannot build this as asked: .*segmentation/, `summary: ${outcome.summary}`);
+    assert.match(outcome.summary, /deepdive model pull/, 'it says what a local model would add');
+    assert.doesNotMatch(outcome.summary, /verified/);
+    assert.strictEqual(doc.getText(), original, 'nothing was inserted');
+    const left = lensCommands(await lenses(doc));
+    assert.ok(!left.includes('deepdive.acceptGeneration'), `no Accept lens for no program, got ${left}`);
+    await vscode.commands.executeCommand('deepdive.showGenerationChecks');
+    const page = await poll('the checks page of the request', async () => {
+      const d = vscode.workspace.textDocuments.find(x => x.uri.scheme === 'deepdive-codegen' && /semantic segmentation/.test(x.getText()));
+      return { done: !!d, value: d || null };
+    }, 10000);
+    assert.match(page.getText(), /## Stated properties/);
+    assert.match(page.getText(), /➖ not checked \| task semantic-segmentation/);
+    assert.match(page.getText(), /## What the builtin generator cannot build as asked/);
+    await closeActive();   // the checks page
+    await vscode.window.showTextDocument(doc);
+    await closeActive();
+  }, 60000);
 };
