@@ -181,6 +181,15 @@ class Cgroup:
             except OSError:
                 pass
 
+    def add(self, pid: int) -> None:
+        """Move process ``pid`` (as this process sees it) into every cgroup of the run; quietly does
+        nothing where the move is refused (:meth:`holds` says whether it held)."""
+        for path in self.dirs:
+            try:
+                _write(os.path.join(path, "cgroup.procs"), str(pid))
+            except OSError:
+                pass
+
     def holds(self, pid: int) -> list[str]:
         """The run's cgroup directories that ``pid`` is in (the join can fail quietly)."""
         return [d for d in self.dirs if pid in self.members(d)]

@@ -190,9 +190,11 @@ def filesystem_view(python: str, env: dict[str, str], *, allow_gpu: bool, inputs
 
 
 def build(layer: str, *, python: str, args: Sequence[str], env: dict[str, str], workdir: str,
-          max_processes: int, allow_gpu: bool, inputs: Sequence[str] = ()) -> Plan:
+          max_processes: int, allow_gpu: bool, inputs: Sequence[str] = (), as_pid_1: bool = False) -> Plan:
     """The command line that runs ``python *args`` in ``workdir`` under ``layer``; ``inputs``: see
-    :func:`filesystem_view`."""
+    :func:`filesystem_view`. ``as_pid_1``: under bubblewrap the program itself is the PID namespace's
+    PID 1, with no bubblewrap init beside it (the warm template: :mod:`deepdive.codegen.zygote`), so
+    that no process of the namespace but the program can be traced by it or its children."""
     if layer == "plain":
         return Plan("plain", [python, *args], [])
     view = filesystem_view(python, env, allow_gpu=allow_gpu, inputs=inputs)
@@ -207,7 +209,7 @@ def build(layer: str, *, python: str, args: Sequence[str], env: dict[str, str], 
         protections.append(f"also readable: {', '.join(shown)}")
     if layer.startswith("bwrap"):
         argv, nproc_set = _bwrap(view, python=python, args=args, workdir=workdir, userns=userns, drop_uid=drop,
-                                 max_processes=max_processes)
+                                 max_processes=max_processes, as_pid_1=as_pid_1)
         plan = Plan(layer, argv, protections, nproc_in_preexec=max_processes if drop is not None else None,
                     nproc_enforced=nproc_set and (drop is not None or not as_root), owner_uid=drop)
         return plan
@@ -221,10 +223,10 @@ def build(layer: str, *, python: str, args: Sequence[str], env: dict[str, str], 
 
 
 def _bwrap(view: View, *, python: str, args: Sequence[str], workdir: str, userns: bool, drop_uid: Optional[int],
-           max_processes: int) -> tuple[list[str], bool]:
+           max_processes: int, as_pid_1: bool = False) -> tuple[list[str], bool]:
     """bubblewrap's arguments; also whether an RLIMIT_NPROC will be set (in preexec or by prlimit)."""
     a = [shutil.which("bwrap") or "bwrap", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
-         "--unshare-cgroup-try", "--die-with-parent", "--new-session"]
+         "--unshare-cgroup-try", "--die-with-parent", "--new-session"] + (["--as-pid-1"] if as_pid_1 else [])
     if userns:
         a += ["--unshare-user", "--disable-userns", "--cap-drop", "ALL"]
     else:  # root: keep only what setpriv needs to drop to the unprivileged uid, which then drops them too

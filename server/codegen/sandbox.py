@@ -30,6 +30,10 @@ What the isolation layers add (:mod:`deepdive.codegen.isolation` has the details
   one a descendant that both leaves the session and execs with a cleared environment is not found:
   the run still returns on time, but that process survives it.
 
+Checks of a PyTorch program are forked from a warm template instead of starting a new interpreter
+(``template=``; :mod:`deepdive.codegen.warm` says how every guarantee above holds there and what checks
+of one template share); ``SandboxResult.start`` says which path ran.
+
 Not guaranteed in any layer: protection against kernel vulnerabilities (the namespaces share the
 host's kernel; there is no seccomp filter), CPU share, disk space in the work folder and /tmp (tmpfs:
 memory), and, with ``allow_gpu``, isolation of the GPU devices and /sys that CUDA needs.
@@ -48,7 +52,7 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import attrs
 
@@ -71,7 +75,7 @@ _OOM_MARKERS = ("MemoryError", "std::bad_alloc", "can't allocate memory", "Canno
                 "Resource temporarily unavailable")
 # A fork the process limit refused, as Python reports it (EAGAIN); thread failures stay ambiguous with
 # an exhausted address space, so they are not taken as evidence.
-_FORK_FAILURE_MARKERS = ("BlockingIOError: [Errno 11]",)
+FORK_FAILURE_MARKERS = ("BlockingIOError: [Errno 11]",)
 
 MAX_PROCESSES_VAR = "DEEPDIVE_SANDBOX_MAX_PROCESSES"
 OUTPUT_LIMIT = 8 * 1024 * 1024
@@ -103,10 +107,14 @@ class SandboxResult:
     """The layer the program ran in: bwrap, unshare, bwrap+userns, unshare+userns or plain."""
     protections: list[str] = attrs.Factory(list)
     """What held for this run, in words (and, for ``plain``, what did not)."""
+    start: str = "cold start"
+    """How the program's process began: ``warm template`` (forked from a template that had imported
+    torch: :mod:`deepdive.codegen.warm`) or ``cold start`` (a new interpreter; in brackets why, when a
+    template was asked for and could not serve the run)."""
 
     def describe(self) -> str:
-        """One line for the user: ``sandbox bwrap: pid namespace, no network, ...``."""
-        return f"sandbox {self.isolation}: {', '.join(self.protections)}"
+        """One line for the user: ``sandbox bwrap: warm template, scrubbed environment, ...``."""
+        return f"sandbox {self.isolation}: {', '.join([self.start, *self.protections])}"
 
 
 def scrubbed_env(home: str, *, allow_gpu: bool = False) -> dict[str, str]:
@@ -144,7 +152,8 @@ def default_max_processes() -> int:
 def run_sandboxed(args: Sequence[str], *, files: dict[str, str], timeout_s: float, memory_mb: Optional[int],
                   allow_gpu: bool = False, python: str = sys.executable, stdin: Optional[str] = None,
                   keep_dir: bool = False, cancel: Optional[threading.Event] = None, isolation: Optional[str] = None,
-                  max_processes: Optional[int] = None, read_only: Sequence[str] = ()) -> SandboxResult:
+                  max_processes: Optional[int] = None, read_only: Sequence[str] = (),
+                  template: Optional[str] = None) -> SandboxResult:
     """Write ``files`` into a fresh temporary directory and run ``python *args`` there.
 
     Args:
@@ -161,61 +170,93 @@ def run_sandboxed(args: Sequence[str], *, files: dict[str, str], timeout_s: floa
             :func:`default_max_processes`); enforced by a cgroup and/or RLIMIT_NPROC where they hold.
         read_only: absolute paths outside the work folder the program may read (a local model folder the
             prompt named), shown read-only at the same path in a namespace layer.
+        template: the program's framework (``"torch"``, ``"tensorflow"``, ``"none"``) to fork the run from
+            a warm template that has it imported (:mod:`deepdive.codegen.warm`), with the same limits and
+            isolation; None: a cold start. Where no template can serve the run it starts cold, and the
+            result's ``start`` says why.
     """
+    start = "cold start"
+    if template is not None:
+        from deepdive.codegen import warm
+
+        outcome = warm.run(args, files=files, timeout_s=timeout_s, memory_mb=memory_mb, allow_gpu=allow_gpu,
+                           python=python, stdin=stdin, keep_dir=keep_dir, cancel=cancel, isolation=isolation,
+                           max_processes=max_processes, read_only=read_only, framework=template)
+        if isinstance(outcome, SandboxResult):
+            return outcome
+        start = f"cold start ({outcome})"
     workdir = tempfile.mkdtemp(prefix="deepdive-sandbox-")
     try:
-        for name, text in files.items():
-            with open(os.path.join(workdir, name), "w", encoding="utf-8") as f:
-                f.write(text)
+        write_files(workdir, files)
         env = scrubbed_env(workdir, allow_gpu=allow_gpu)
         marker = containment.new_marker()
         env[containment.MARKER_VAR] = marker
-        if not os.path.isabs(python):
-            python = shutil.which(python, path=env["PATH"]) or python
+        python = resolve_python(python, env)
         limit = memory_mb * 1024 * 1024 if memory_mb else None
         nmax = max_processes or default_max_processes()
         layer, notes = iso.choose(isolation, python, env, read_only)
         plan = iso.build(layer, python=python, args=args, env=env, workdir=workdir, max_processes=nmax,
                          allow_gpu=allow_gpu, inputs=read_only)
         if plan.owner_uid is not None:
-            _chown_tree(workdir, plan.owner_uid)
+            chown_tree(workdir, plan.owner_uid)
         cgroup = containment.Cgroup.create(nmax)
         try:
-            start = time.monotonic()
+            t0 = time.monotonic()
             proc = subprocess.Popen(plan.argv, cwd=workdir, env=env,
                                     stdin=subprocess.PIPE if stdin else subprocess.DEVNULL, stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE, start_new_session=True,
-                                    preexec_fn=_preexec(cgroup, limit, plan.nproc_in_preexec))
+                                    preexec_fn=preexec(cgroup, limit, plan.nproc_in_preexec))
             in_cgroup = cgroup is not None and cgroup.max_processes is not None and bool(cgroup.holds(proc.pid))
 
             def end_tree() -> None:
-                _kill_tree(proc.pid, cgroup, marker)
+                kill_tree(proc.pid, cgroup, marker)
 
             try:
-                out, err, timed_out, cancelled = _collect(proc, stdin, start + timeout_s, cancel, end_tree)
+                out, err, timed_out, cancelled = _collect_process(proc, stdin, t0 + timeout_s, cancel, end_tree)
             finally:
                 end_tree()
                 proc.wait()
-            seconds = time.monotonic() - start
+            seconds = time.monotonic() - t0
             limit_hit = bool(in_cgroup and cgroup.limit_hit()) or (
-                plan.nproc_enforced and any(m in err for m in _FORK_FAILURE_MARKERS))
+                plan.nproc_enforced and any(m in err for m in FORK_FAILURE_MARKERS))
         finally:
             if cgroup is not None:
                 cgroup.remove()
-        returncode = plan.returncode(proc.returncode)
-        oom = (not timed_out and not cancelled and not limit_hit and returncode != 0 and limit is not None
-               and (any(m in err for m in _OOM_MARKERS) or returncode == -signal.SIGKILL))
-        held = in_cgroup or plan.nproc_enforced
-        return SandboxResult(returncode, out, err, seconds, timed_out, oom, workdir, cancelled, limit_hit,
-                             nmax if held else None, layer,
-                             _protections(plan, notes, memory_mb if limit else None, nmax, in_cgroup))
+        return finish(plan.returncode(proc.returncode), out, err, seconds, timed_out=timed_out, cancelled=cancelled,
+                      limit_hit=limit_hit, memory_mb=memory_mb, workdir=workdir, nmax=nmax,
+                      held=in_cgroup or plan.nproc_enforced, layer=layer,
+                      protections=protections(plan, notes, memory_mb if limit else None, nmax, in_cgroup), start=start)
     finally:
         if not keep_dir:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _protections(plan: iso.Plan, notes: list[str], memory_mb: Optional[int], nmax: int,
-                 in_cgroup: bool) -> list[str]:
+def write_files(workdir: str, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        with open(os.path.join(workdir, name), "w", encoding="utf-8") as f:
+            f.write(text)
+
+
+def resolve_python(python: str, env: dict[str, str]) -> str:
+    """An interpreter named without a path, looked up on the sandbox's PATH."""
+    if not os.path.isabs(python):
+        python = shutil.which(python, path=env["PATH"]) or python
+    return python
+
+
+def finish(returncode: Optional[int], out: str, err: str, seconds: float, *, timed_out: bool, cancelled: bool,
+           limit_hit: bool, memory_mb: Optional[int], workdir: str, nmax: int, held: bool, layer: str,
+           protections: list[str], start: str) -> SandboxResult:
+    """The result of a run, cold or warm: an exhausted address space is told apart from other failures
+    by the allocator's messages (or a SIGKILL) when a limit was set."""
+    oom = (not timed_out and not cancelled and not limit_hit and returncode != 0 and bool(memory_mb)
+           and (any(m in err for m in _OOM_MARKERS) or returncode == -signal.SIGKILL))
+    return SandboxResult(returncode, out, err, seconds, timed_out, oom, workdir, cancelled, limit_hit,
+                         nmax if held else None, layer, protections, start)
+
+
+def protections(plan: iso.Plan, notes: list[str], memory_mb: Optional[int], nmax: int,
+                in_cgroup: bool) -> list[str]:
     """What held for a run, in words; also why root kept its uid, and for ``plain`` what did not hold
     and why no namespace layer ran."""
     out = ["scrubbed environment", "time limit: the whole process tree is killed"]
@@ -232,8 +273,11 @@ def _protections(plan: iso.Plan, notes: list[str], memory_mb: Optional[int], nma
     return out
 
 
-def _preexec(cgroup: Optional[containment.Cgroup], limit_bytes: Optional[int], nproc: Optional[int]):
-    def preexec() -> None:  # runs in the child between fork and exec: plain system calls only
+def preexec(cgroup: Optional[containment.Cgroup], limit_bytes: Optional[int], nproc: Optional[int]):
+    """What the started process does before it execs: join the run's cgroup, take the limits, and die
+    with the thread that started it (PR_SET_PDEATHSIG)."""
+
+    def child_setup() -> None:  # runs in the child between fork and exec: plain system calls only
         if cgroup is not None:
             cgroup.join()
         if limit_bytes is not None:
@@ -243,10 +287,10 @@ def _preexec(cgroup: Optional[containment.Cgroup], limit_bytes: Optional[int], n
         if _prctl is not None:
             _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # the daemon dies: so does the run
 
-    return preexec
+    return child_setup
 
 
-def _chown_tree(path: str, uid: int) -> None:
+def chown_tree(path: str, uid: int) -> None:
     """Hand the work folder to the unprivileged uid the program will run as. Mode 0711: root without
     CAP_DAC_OVERRIDE (bubblewrap before the drop) must still enter it; other users cannot list it."""
     os.chown(path, uid, uid)
@@ -256,7 +300,7 @@ def _chown_tree(path: str, uid: int) -> None:
             os.chown(os.path.join(root, name), uid, uid, follow_symlinks=False)
 
 
-def _kill_tree(pid: int, cgroup: Optional[containment.Cgroup], marker: str) -> None:
+def kill_tree(pid: int, cgroup: Optional[containment.Cgroup], marker: str) -> None:
     """SIGKILL the run's process group, its cgroup and every process carrying its marker. In a
     namespace layer the first one already ends everything: the namespace's PID 1 dies with it."""
     try:
@@ -268,7 +312,7 @@ def _kill_tree(pid: int, cgroup: Optional[containment.Cgroup], marker: str) -> N
     containment.kill_marked(marker)
 
 
-class _Tail:
+class Tail:
     """The last ``limit`` bytes of a stream (a program printing without end cannot fill the daemon)."""
 
     def __init__(self, limit: int) -> None:
@@ -288,50 +332,81 @@ class _Tail:
         return f"[... {self.dropped} bytes of output dropped ...]\n{text}" if self.dropped else text
 
 
-def _collect(proc: subprocess.Popen, feed: Optional[str], deadline: float, cancel: Optional[threading.Event],
-             end_tree) -> tuple[str, str, bool, bool]:
+@attrs.define
+class Running:
+    """A running program as :func:`collect` sees it, started cold or forked from a warm template."""
+
+    out_fd: int
+    err_fd: int
+    ended: Callable[[], bool]
+    """True once the program has ended (never blocks)."""
+    exit_fd: Optional[int] = None
+    """Readable when ``ended`` may have changed (a pidfd, the warm template's socket); None: poll."""
+    in_fd: Optional[int] = None
+    """The program's stdin pipe, to write ``feed`` into."""
+    close_in: Callable[[], None] = lambda: None
+
+
+def _collect_process(proc: subprocess.Popen, feed: Optional[str], deadline: float,
+                     cancel: Optional[threading.Event], end_tree) -> tuple[str, str, bool, bool]:
+    pidfd = None
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):  # no pidfd: poll the process in short slices instead
+        pass
+    running = Running(proc.stdout.fileno(), proc.stderr.fileno(), lambda: proc.poll() is not None, pidfd,
+                      proc.stdin.fileno() if proc.stdin is not None else None,
+                      proc.stdin.close if proc.stdin is not None else (lambda: None))
+    try:
+        return collect(running, feed, deadline, cancel, end_tree)
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            if stream is not None and not stream.closed:
+                stream.close()
+
+
+def collect(running: Running, feed: Optional[str], deadline: float, cancel: Optional[threading.Event],
+            end_tree) -> tuple[str, str, bool, bool]:
     """Read stdout and stderr until the program ends, the deadline passes or ``cancel`` is set; then
     kill the tree and read what is left for at most :data:`DRAIN_S` (a descendant that escaped every
     kill cannot hold the run open). Returns (stdout, stderr, timed_out, cancelled)."""
     sel = selectors.DefaultSelector()
-    out_fd, err_fd = proc.stdout.fileno(), proc.stderr.fileno()
-    tails = {out_fd: _Tail(OUTPUT_LIMIT), err_fd: _Tail(OUTPUT_LIMIT)}
+    tails = {running.out_fd: Tail(OUTPUT_LIMIT), running.err_fd: Tail(OUTPUT_LIMIT)}
     for fd in tails:
         os.set_blocking(fd, False)
         sel.register(fd, selectors.EVENT_READ, "out")
-    pending = memoryview(feed.encode("utf-8")) if feed and proc.stdin is not None else None
+    pending = memoryview(feed.encode("utf-8")) if feed and running.in_fd is not None else None
     if pending is not None:
-        os.set_blocking(proc.stdin.fileno(), False)
-        sel.register(proc.stdin.fileno(), selectors.EVENT_WRITE, "in")
-    pidfd = None
-    try:
-        pidfd = os.pidfd_open(proc.pid)
-        sel.register(pidfd, selectors.EVENT_READ, "exit")
-    except (AttributeError, OSError):  # no pidfd: poll the process in short slices instead
-        pass
+        os.set_blocking(running.in_fd, False)
+        sel.register(running.in_fd, selectors.EVENT_WRITE, "in")
+    watched = running.exit_fd
+    if watched is not None:
+        sel.register(watched, selectors.EVENT_READ, "exit")
     timed_out = cancelled = False
     ended: Optional[float] = None
     try:
         while True:
             now = time.monotonic()
             if ended is None:
-                if proc.poll() is None:
+                exited = running.ended()
+                if not exited:
                     timed_out = now >= deadline
                     cancelled = not timed_out and cancel is not None and cancel.is_set()
-                if proc.returncode is not None or timed_out or cancelled:
+                if exited or timed_out or cancelled:
                     end_tree()
                     ended = time.monotonic()
-                    if pidfd is not None:
-                        sel.unregister(pidfd)
-                        os.close(pidfd)
-                        pidfd = None
+                    if watched is not None:
+                        sel.unregister(watched)
+                        watched = None
             readers = [k for k in sel.get_map().values() if k.data == "out"]
             if ended is not None and (not readers or time.monotonic() - ended >= DRAIN_S):
                 break
             if ended is not None:
                 wait = 0.05
             else:
-                wait = max(0.0, min(deadline - now, 0.1 if cancel is not None or pidfd is None else 1.0))
+                wait = max(0.0, min(deadline - now, 0.1 if cancel is not None or watched is None else 1.0))
             for key, _ in sel.select(wait):
                 if key.data == "out":
                     try:
@@ -350,12 +425,7 @@ def _collect(proc: subprocess.Popen, feed: Optional[str], deadline: float, cance
                         pending = pending[:0]
                     if not pending:
                         sel.unregister(key.fd)
-                        proc.stdin.close()
+                        running.close_in()
     finally:
-        if pidfd is not None:
-            os.close(pidfd)
         sel.close()
-        for stream in (proc.stdin, proc.stdout, proc.stderr):
-            if stream is not None and not stream.closed:
-                stream.close()
-    return tails[out_fd].text(), tails[err_fd].text(), timed_out, cancelled
+    return tails[running.out_fd].text(), tails[running.err_fd].text(), timed_out, cancelled

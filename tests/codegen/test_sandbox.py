@@ -5,6 +5,9 @@ outside its work folder, the network and an unbounded number of processes.
 Every test runs real programs in real sandboxes. Each isolation test runs once with the automatic choice
 and once per layer this machine offers (``bwrap``/``unshare`` as the current user, and their
 ``+userns`` variants, the path a non-root user takes); a layer the machine lacks is skipped, saying why.
+Each also runs on both paths a check can take: ``cold`` (a new interpreter) and ``warm`` (forked from
+a template that has imported torch: :mod:`deepdive.codegen.warm`); the warm variant first makes sure
+its template is ready, so that the time limits measured are the program's own.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from deepdive.codegen.sandbox import run_sandboxed
 
 REPO = Path(__file__).resolve().parents[2]
 LAYERS = [None, "bwrap", "unshare", "bwrap+userns", "unshare+userns"]
+PATHS = ["cold", "warm"]
+by_path = pytest.mark.parametrize("path", PATHS)
 
 
 def layer_or_skip(layer: Optional[str]) -> Optional[str]:
@@ -44,12 +49,48 @@ def layer_or_skip(layer: Optional[str]) -> Optional[str]:
     return layer
 
 
-def run(source: str, *, timeout_s: float = 30, layer: Optional[str] = None, **kwargs):
-    """Run ``source`` as program.py in the sandbox (``layer`` None: the automatic choice)."""
+def run(source: str, *, timeout_s: float = 30, layer: Optional[str] = None, path: str = "cold",
+        memory_mb: Optional[int] = None, **kwargs):
+    """Run ``source`` as program.py in the sandbox (``layer`` None: the automatic choice) on ``path``:
+    ``cold``, or ``warm`` (forked from a template that is ready first; the result must say so)."""
     if layer is not None:
         kwargs["isolation"] = layer
-    return run_sandboxed(["program.py"], files={"program.py": textwrap.dedent(source)}, timeout_s=timeout_s,
-                         memory_mb=None, **kwargs)
+    if path == "warm":
+        kwargs["template"] = "torch"
+        make_ready(**kwargs)
+    res = run_sandboxed(["program.py"], files={"program.py": textwrap.dedent(source)}, timeout_s=timeout_s,
+                        memory_mb=memory_mb, **kwargs)
+    assert res.start == ("warm template" if path == "warm" else "cold start"), res.start
+    return res
+
+
+def make_ready(**kwargs) -> None:
+    """A trivial check through the warm template these settings use, so that it is started and ready."""
+    ready = run_sandboxed(["program.py"], files={"program.py": "pass"}, timeout_s=120, memory_mb=None,
+                          **dict(kwargs, template="torch"))
+    assert ready.returncode == 0 and ready.start == "warm template", (ready.start, ready.stderr[-2000:])
+
+
+def ready(path: str, layer: Optional[str], **kwargs) -> None:
+    """On the warm path, the template for these settings started before a test times a run."""
+    if path == "warm":
+        make_ready(**kwargs, **({"isolation": layer} if layer is not None else {}))
+
+
+def warm_checks() -> int:
+    """Checks served by warm templates in this process so far."""
+    from deepdive.codegen import warm
+
+    return warm.stats()["checks"]
+
+
+def warm_up_verify(path: str, monkeypatch, **kwargs) -> None:
+    """verify() on ``path``: cold with DEEPDIVE_SANDBOX_WARM=0, warm with its template made ready first."""
+    if path == "cold":
+        monkeypatch.setenv("DEEPDIVE_SANDBOX_WARM", "0")
+    else:
+        monkeypatch.delenv("DEEPDIVE_SANDBOX_WARM", raising=False)
+        run("pass", path="warm", **kwargs)
 
 
 def alive_with(token: str) -> list[int]:
@@ -93,13 +134,16 @@ print("escaped", flush=True)
 '''
 
 
+@by_path
 @pytest.mark.parametrize("layer", LAYERS, ids=lambda v: v or "auto")
-def test_setsid_escape_ends_within_the_time_limit_with_no_survivor(layer) -> None:
+def test_setsid_escape_ends_within_the_time_limit_with_no_survivor(layer, path) -> None:
     layer = layer_or_skip(layer)
     token = f"deepdive-escape-{uuid.uuid4().hex}"
     try:
+        ready(path, layer)
         start = time.monotonic()
-        res = run(ESCAPE.format(token=token, tail="while True:\n    time.sleep(0.05)"), timeout_s=3, layer=layer)
+        res = run(ESCAPE.format(token=token, tail="while True:\n    time.sleep(0.05)"), timeout_s=3, layer=layer,
+                  path=path)
         took = time.monotonic() - start
         assert res.timed_out and "escaped" in res.stdout, (res.stdout, res.stderr)
         assert took < 3 + 1, f"a setsid child kept the run going for {took:.1f} s against a 3 s limit"
@@ -108,13 +152,15 @@ def test_setsid_escape_ends_within_the_time_limit_with_no_survivor(layer) -> Non
         kill_all(alive_with(token))
 
 
+@by_path
 @pytest.mark.parametrize("layer", LAYERS, ids=lambda v: v or "auto")
-def test_program_that_exits_leaving_a_detached_child_returns_at_once(layer) -> None:
+def test_program_that_exits_leaving_a_detached_child_returns_at_once(layer, path) -> None:
     layer = layer_or_skip(layer)
     token = f"deepdive-escape-{uuid.uuid4().hex}"
     try:
+        ready(path, layer)
         start = time.monotonic()
-        res = run(ESCAPE.format(token=token, tail="sys.exit(0)"), timeout_s=30, layer=layer)
+        res = run(ESCAPE.format(token=token, tail="sys.exit(0)"), timeout_s=30, layer=layer, path=path)
         took = time.monotonic() - start
         assert res.returncode == 0 and not res.timed_out and "escaped" in res.stdout, (res.stdout, res.stderr)
         assert took < 5, f"waited {took:.1f} s on a detached child's copy of stdout"
@@ -130,17 +176,21 @@ def contract_program(smoke: str) -> str:
             f"def main():\n    if \"--smoke\" in sys.argv:\n{body}\n\n\nif __name__ == \"__main__\":\n    main()\n")
 
 
-def test_verify_reports_the_time_limit_for_a_setsid_escape_within_a_second() -> None:
+@by_path
+def test_verify_reports_the_time_limit_for_a_setsid_escape_within_a_second(path, monkeypatch) -> None:
     from deepdive.codegen.verify import verify
 
+    warm_up_verify(path, monkeypatch)
     token = f"deepdive-escape-{uuid.uuid4().hex}"
     source = ESCAPE.format(token=token, tail="") + contract_program("while True:\n    time.sleep(0.05)")
     try:
+        served = warm_checks()
         start = time.monotonic()
         result = verify(source, None, timeout_s=3)
         smoke = result.checks[-1]
         assert result.message == "smoke run exceeded the 3 s time limit"
         assert smoke.seconds < 3 + 1 and time.monotonic() - start < 30
+        assert warm_checks() - served == (1 if path == "warm" else 0), "the smoke run took the other path"
         assert alive_with(token) == []
     finally:
         kill_all(alive_with(token))
@@ -150,8 +200,10 @@ PARENT = '''
 import json, sys
 from deepdive.codegen.sandbox import run_sandboxed
 kwargs = {"isolation": sys.argv[2]} if sys.argv[2] != "auto" else {}
-res = run_sandboxed(["program.py"], files={"program.py": sys.argv[1]}, timeout_s=30, memory_mb=None, **kwargs)
-print(json.dumps({"stdout": res.stdout, "stderr": res.stderr, "returncode": res.returncode}))
+if sys.argv[3] == "warm":
+    kwargs["template"] = "torch"
+res = run_sandboxed(["program.py"], files={"program.py": sys.argv[1]}, timeout_s=120, memory_mb=None, **kwargs)
+print(json.dumps({"stdout": res.stdout, "stderr": res.stderr, "returncode": res.returncode, "start": res.start}))
 '''
 
 READ_ENVIRON = '''
@@ -173,18 +225,20 @@ print(json.dumps({{"found": found, "readable": readable}}))
 '''
 
 
+@by_path
 @pytest.mark.parametrize("layer", LAYERS, ids=lambda v: v or "auto")
-def test_the_parents_secrets_cannot_be_read_through_proc(layer) -> None:
+def test_the_parents_secrets_cannot_be_read_through_proc(layer, path) -> None:
     layer = layer_or_skip(layer)
     secret, aws = f"s3cret-{uuid.uuid4().hex}", f"aws-{uuid.uuid4().hex}"
     env = dict(os.environ, SECRET=secret, AWS_SECRET_ACCESS_KEY=aws)
     # A real parent started with the secrets in its environment (/proc/<pid>/environ shows the environment
     # a process was started with, not later os.environ changes).
-    out = subprocess.run([sys.executable, "-c", PARENT, READ_ENVIRON.format(secret=secret, aws=aws), layer or "auto"],
-                         env=env, capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", PARENT, READ_ENVIRON.format(secret=secret, aws=aws), layer or "auto",
+                          path], env=env, capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stderr
     res = json.loads(out.stdout.strip().splitlines()[-1])
     assert res["returncode"] == 0, res["stderr"]
+    assert res["start"] == ("warm template" if path == "warm" else "cold start"), res["start"]
     report = json.loads(res["stdout"].strip().splitlines()[-1])
     assert report["readable"] >= 1, "the scan could not even read the program's own /proc/self/environ"
     assert report["found"] == [], f"the program read the parent's secrets from {report['found']}"
@@ -210,8 +264,9 @@ print(json.dumps(results))
 '''
 
 
+@by_path
 @pytest.mark.parametrize("layer", LAYERS, ids=lambda v: v or "auto")
-def test_writes_outside_the_work_folder_fail(layer, tmp_path) -> None:
+def test_writes_outside_the_work_folder_fail(layer, path, tmp_path) -> None:
     layer = layer_or_skip(layer)
     outside = tmp_path / "outside"
     outside.mkdir()
@@ -219,7 +274,7 @@ def test_writes_outside_the_work_folder_fail(layer, tmp_path) -> None:
     name = f"deepdive-sandbox-write-probe-{uuid.uuid4().hex}.txt"
     targets = [str(outside / name), os.path.join(sysconfig.get_paths()["purelib"], name), str(REPO / name)]
     try:
-        res = run(WRITE_OUTSIDE.format(paths=targets), layer=layer)
+        res = run(WRITE_OUTSIDE.format(paths=targets), layer=layer, path=path)
         assert res.returncode == 0, res.stderr
         report = json.loads(res.stdout.strip().splitlines()[-1])
         assert report["inside"] == "written", "the work folder must stay writable"
@@ -249,8 +304,9 @@ print(json.dumps(results))
 '''
 
 
+@by_path
 @pytest.mark.parametrize("layer", LAYERS, ids=lambda v: v or "auto")
-def test_files_outside_the_sandbox_cannot_be_read(layer, tmp_path) -> None:
+def test_files_outside_the_sandbox_cannot_be_read(layer, path, tmp_path) -> None:
     layer = layer_or_skip(layer)
     keys = tmp_path / "keys"
     keys.mkdir()
@@ -258,7 +314,7 @@ def test_files_outside_the_sandbox_cannot_be_read(layer, tmp_path) -> None:
     key.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nnot a real key\n", encoding="utf-8")
     key.chmod(0o644)  # readable by anyone: only the sandbox's own view can refuse the read
     targets = [str(key), str(REPO / "pyproject.toml")]
-    res = run(READ_OUTSIDE.format(paths=targets), layer=layer)
+    res = run(READ_OUTSIDE.format(paths=targets), layer=layer, path=path)
     assert res.returncode == 0, res.stderr
     report = json.loads(res.stdout.strip().splitlines()[-1])
     read = {p: r for p, r in report.items() if r.startswith("read")}
@@ -282,8 +338,9 @@ print(json.dumps(out))
 '''
 
 
+@by_path
 @pytest.mark.parametrize("layer", LAYERS, ids=lambda v: v or "auto")
-def test_there_is_no_network(layer) -> None:
+def test_there_is_no_network(layer, path) -> None:
     layer = layer_or_skip(layer)
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
@@ -291,7 +348,7 @@ def test_there_is_no_network(layer) -> None:
     server.settimeout(0.5)
     port = server.getsockname()[1]
     try:
-        res = run(CONNECT.format(port=port), layer=layer)
+        res = run(CONNECT.format(port=port), layer=layer, path=path)
         assert res.returncode == 0, res.stderr
         report = json.loads(res.stdout.strip().splitlines()[-1])
         assert report["127.0.0.1"] != "connected", "the program reached a socket listening on the host's loopback"
@@ -319,31 +376,35 @@ print("forked", children)
 '''
 
 
+@by_path
 @pytest.mark.parametrize("layer", LAYERS, ids=lambda v: v or "auto")
-def test_a_fork_bomb_is_bounded_by_the_process_limit(layer) -> None:
+def test_a_fork_bomb_is_bounded_by_the_process_limit(layer, path) -> None:
     layer = layer_or_skip(layer)
     token = f"deepdive-bomb-{uuid.uuid4().hex}"
     try:
-        start = time.monotonic()
-        res = run(FORK_BOMB.format(token=token), timeout_s=30, layer=layer, max_processes=40)
+        res = run(FORK_BOMB.format(token=token), timeout_s=30, layer=layer, max_processes=40, path=path)
         assert res.returncode != 0 and "fork failed after" in res.stderr, (res.stdout, res.stderr[-2000:])
         children = int(res.stderr.split("fork failed after ", 1)[1].split()[0])
         assert children < 40
         assert res.process_limit_hit and not res.out_of_memory and not res.timed_out
-        assert time.monotonic() - start < 15
+        assert res.seconds < 15
         assert alive_with(token) == []
     finally:
         kill_all(alive_with(token))
 
 
-def test_verify_names_the_process_limit_in_one_line(monkeypatch) -> None:
+@by_path
+def test_verify_names_the_process_limit_in_one_line(path, monkeypatch) -> None:
     from deepdive.codegen.verify import verify
 
     monkeypatch.setenv("DEEPDIVE_SANDBOX_MAX_PROCESSES", "40")
+    warm_up_verify(path, monkeypatch)
     token = f"deepdive-bomb-{uuid.uuid4().hex}"
     source = "import sys\n" + f"BOMB = {FORK_BOMB.format(token=token)!r}\n" + contract_program("exec(BOMB)")
     try:
+        served = warm_checks()
         result = verify(source, None, timeout_s=30)
+        assert warm_checks() - served == (1 if path == "warm" else 0), "the smoke run took the other path"
         assert result.message == ("smoke run hit the sandbox's limit of 40 processes and threads "
                                   "(raise it with DEEPDIVE_SANDBOX_MAX_PROCESSES if the program needs more)")
         assert alive_with(token) == []
@@ -351,10 +412,12 @@ def test_verify_names_the_process_limit_in_one_line(monkeypatch) -> None:
         kill_all(alive_with(token))
 
 
-def test_the_result_and_the_smoke_check_say_which_protections_applied() -> None:
+@by_path
+def test_the_result_and_the_smoke_check_say_which_protections_applied(path, monkeypatch) -> None:
     from deepdive.codegen.verify import verify
 
-    res = run("print('hello')")
+    warm_up_verify(path, monkeypatch)
+    res = run("print('hello')", path=path)
     assert res.returncode == 0 and res.stdout == "hello\n"
     assert res.isolation in ("bwrap", "unshare", "bwrap+userns", "unshare+userns", "plain")
     assert "time limit: the whole process tree is killed" in res.protections
@@ -365,10 +428,13 @@ def test_the_result_and_the_smoke_check_say_which_protections_applied() -> None:
     result = verify(source, None, timeout_s=30)
     smoke = next(c for c in result.checks if c.name == "smoke")
     assert smoke.ok and f"sandbox {res.isolation}:" in smoke.detail, smoke.detail
+    started = "warm template" if path == "warm" else "cold start (DEEPDIVE_SANDBOX_WARM=0)"
+    assert f"sandbox {res.isolation}: {started}, scrubbed environment" in smoke.detail, smoke.detail
 
 
-def test_plain_layer_claims_no_isolation_it_lacks() -> None:
-    res = run("print('hello')", layer="plain")
+@by_path
+def test_plain_layer_claims_no_isolation_it_lacks(path) -> None:
+    res = run("print('hello')", layer="plain", path=path)
     assert res.isolation == "plain" and res.returncode == 0
     assert not {"pid namespace", "no network", "read-only view: interpreter and libraries only"} & set(res.protections)
     assert any(p.startswith("not isolated:") for p in res.protections), res.protections
@@ -393,8 +459,9 @@ def test_marker_scan_kills_a_detached_process_that_carries_the_marker() -> None:
         proc.wait()
 
 
+@by_path
 @pytest.mark.parametrize("layer", LAYERS, ids=lambda v: v or "auto")
-def test_a_folder_the_prompt_names_is_readable_and_nothing_beside_it(layer, tmp_path) -> None:
+def test_a_folder_the_prompt_names_is_readable_and_nothing_beside_it(layer, path, tmp_path) -> None:
     layer = layer_or_skip(layer)
     model = tmp_path / "tiny-model"
     model.mkdir()
@@ -402,7 +469,7 @@ def test_a_folder_the_prompt_names_is_readable_and_nothing_beside_it(layer, tmp_
     (tmp_path / "beside.txt").write_text("not an input", encoding="utf-8")
     (tmp_path / "beside.txt").chmod(0o644)
     targets = [str(model / "config.json"), str(tmp_path / "beside.txt")]
-    res = run(READ_OUTSIDE.format(paths=targets), layer=layer, read_only=[str(model)])
+    res = run(READ_OUTSIDE.format(paths=targets), layer=layer, read_only=[str(model)], path=path)
     assert res.returncode == 0, res.stderr
     report = json.loads(res.stdout.strip().splitlines()[-1])
     assert report[targets[0]] == "read 2 bytes", report
@@ -410,13 +477,30 @@ def test_a_folder_the_prompt_names_is_readable_and_nothing_beside_it(layer, tmp_
     assert f"also readable: {model}" in res.protections
 
 
+@by_path
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root drops to uid 65534")
-def test_root_keeps_its_uid_when_an_input_is_readable_only_by_root(tmp_path) -> None:
+def test_root_keeps_its_uid_when_an_input_is_readable_only_by_root(path, tmp_path) -> None:
     model = tmp_path / "tiny-model"
     model.mkdir()
     (model / "model.safetensors").write_bytes(b"weights")
     (model / "model.safetensors").chmod(0o600)  # as Hugging Face's save_pretrained writes its weights
-    res = run(READ_OUTSIDE.format(paths=[str(model / "model.safetensors")]), read_only=[str(model)])
+    res = run(READ_OUTSIDE.format(paths=[str(model / "model.safetensors")]), read_only=[str(model)], path=path)
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout.strip().splitlines()[-1]) == {str(model / "model.safetensors"): "read 7 bytes"}
     assert any(p.startswith("uid 0 kept: uid 65534 cannot read") for p in res.protections), res.protections
+
+
+@by_path
+def test_an_endless_loop_ends_at_the_time_limit(path) -> None:
+    res = run("while True:\n    pass\n", timeout_s=2, path=path)
+    assert res.timed_out and not res.out_of_memory and res.returncode != 0
+    assert res.seconds < 2 + 1, f"the run returned {res.seconds:.1f} s after the start against a 2 s limit"
+
+
+@by_path
+def test_a_memory_bomb_ends_with_out_of_memory(path) -> None:
+    bomb = "hog = []\nwhile True:\n    hog.append(bytearray(64 * 1024 * 1024))\n"
+    res = run(bomb, timeout_s=60, memory_mb=1536, path=path)  # room beside the warm template's own 0.7 GiB
+    assert res.out_of_memory and not res.timed_out and res.returncode != 0, (res.returncode, res.stderr[-1000:])
+    assert "MemoryError" in res.stderr
+    assert "address space 1536 MiB" in res.protections
