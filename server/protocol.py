@@ -320,13 +320,14 @@ class GenerateParams:
     """What to write, in a sentence (English or Chinese); at most 65,536 characters."""
     framework: Optional[Literal["torch", "tensorflow"]] = None
     """Overrides what the prompt says; null: the prompt's choice, else PyTorch."""
-    backend: Optional[Literal["builtin", "transformers", "llamacpp", "openai-compatible"]] = None
+    backend: Optional[Literal["auto", "builtin", "transformers", "llamacpp", "openai-compatible"]] = None
+    """`auto` or null: the default model of the registry (`deepdive model default`), else `builtin`."""
     model_path: Optional[str] = None
     """`transformers`: a local Hugging Face model directory; `llamacpp`: a GGUF file."""
     endpoint: Optional[str] = None
     """`openai-compatible`: the server's base URL (localhost unless `allow_remote`)."""
     model: Optional[str] = None
-    """`openai-compatible`: the model name the server knows."""
+    """`openai-compatible`: the model name the server knows; `auto`: a registered model's name instead of the default."""
     allow_remote: bool = False
     verify: bool = True
     """Run the generated program's checks (parse, imports, `--smoke` in a sandbox, properties)."""
@@ -345,6 +346,26 @@ class GenerateCheck:
     ok: bool
     detail: str = ""
     seconds: Optional[float] = None
+
+
+@attrs.define
+class PropertyCheck:
+    """One property the prompt states, judged against the generated program (see deepdive.codegen.spec)."""
+
+    name: str
+    """The property: task, framework, input_shape, outputs, family, layer_count, has_layer, no_layer,
+    precision, distributed or loss."""
+    expected: Any
+    """Its stated value (JSON): "semantic-segmentation", [1, 28, 28], 10, "Dropout", ["Conv2d", 3], true, ..."""
+    status: Literal["met", "failed", "not_checked"]
+    """`met`: checked and holds; `failed`: checked and does not hold; `not_checked`: no check could tell."""
+    detail: str = ""
+    """What was seen, in one line: "model has 2 Dropout modules (features.3, head.1)"."""
+    text: str = ""
+    """The prompt's words that state it ("without dropout")."""
+    label: str = ""
+    """The property and its value in a few words, for lists: "no_layer Dropout", "outputs 10",
+    "input_shape 1×28×28", "layer_count 3 Conv2d"."""
 
 
 @attrs.define
@@ -367,7 +388,8 @@ class GenerateResult:
     intent: dict[str, Any]
     """What the prompt was understood as (task, architecture, shapes, features)."""
     verified: bool
-    """True when verification ran and every check passed."""
+    """True only when every check passed, every property the prompt states was checked and met, and
+    nothing of the prompt was left not understood."""
     checks: list[GenerateCheck] = attrs.Factory(list)
     rounds: int = 0
     """Repair rounds a model backend needed (0: the first program passed)."""
@@ -375,7 +397,17 @@ class GenerateResult:
     filename: Optional[str] = None
     """A suggested file name for "Generate into New File"."""
     message: Optional[str] = None
-    """Why verification failed or was skipped, in one line."""
+    """Why the result is not verified (a failed check or property, properties not checked, words not
+    understood, verification skipped), or why there is no program, in one line."""
+    properties: list[PropertyCheck] = attrs.Factory(list)
+    """Each property the prompt states, checked-and-met, checked-and-failed or not checked."""
+    understood_as: Optional[dict[str, Any]] = None
+    """The request's stated properties as the parser read them (a Spec's JSON)."""
+    not_understood: list[str] = attrs.Factory(list)
+    """Words of the prompt no property took: unknown task or architecture words, unplaced numbers."""
+    gaps: list[str] = attrs.Factory(list)
+    """Stated properties the builtin generator cannot honour; with the builtin backend there is then
+    no program, and the message says what a local model would add."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -417,6 +449,75 @@ class TuneApplyResult:
     """Parameters whose default already had the best value."""
     missing: list[str] = attrs.Factory(list)
     """Parameters with no `suggest("name", ...)` call in the script."""
+
+
+# --------------------------------------------------------------------------------------------
+# deepdive/models/*
+# --------------------------------------------------------------------------------------------
+
+
+@attrs.define
+class ModelSpeed:
+    """Speed measured on this machine (`deepdive model bench`), cached in the model registry."""
+
+    ttft_s: float
+    """Seconds from the request to the first token, the model already loaded."""
+    tokens_per_s: float
+    """Tokens per second after the first."""
+    tokens: int
+    device: str
+    measured_at: float
+    threads: Optional[int] = None
+
+
+@attrs.define
+class ModelInfo:
+    """A local code model: registered, or found (on disk, in Ollama) and not added yet."""
+
+    name: str
+    kind: Literal["gguf", "hf-folder", "ollama"]
+    registered: bool
+    is_default: bool = False
+    title: str = ""
+    """What the model says it is ("Qwen2.5 Coder 0.5B Instruct · qwen2 · Q4_K_M")."""
+    size_bytes: Optional[int] = None
+    path: Optional[str] = None
+    """The GGUF file or model folder (gguf, hf-folder)."""
+    endpoint: Optional[str] = None
+    """The server's URL (ollama)."""
+    model: Optional[str] = None
+    """The model's name on the server (ollama)."""
+    speed: Optional[ModelSpeed] = None
+    problem: Optional[str] = None
+    """Why it cannot be used now (its file was deleted), in one line."""
+
+
+@attrs.define
+class ModelListParams:
+    discover: bool = True
+    """Also look for models not added yet: a running Ollama, LM Studio's folders, the Hugging Face cache."""
+
+
+@attrs.define
+class ModelList:
+    models: list[ModelInfo]
+    registry: str
+    """The registry file."""
+    default: Optional[str] = None
+    """The model `auto` uses; null: the builtin generator."""
+    ollama: Optional[str] = None
+    """What was found at Ollama's address, or why nothing was, in one line."""
+
+
+@attrs.define
+class ModelSetDefaultParams:
+    name: Optional[str] = None
+    """The model `auto` uses from now on; null: the builtin generator."""
+    path: Optional[str] = None
+    """A found GGUF file or model folder to add first (as `name`)."""
+    endpoint: Optional[str] = None
+    """A found Ollama's URL, with `model`, to add first (as `name`)."""
+    model: Optional[str] = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -466,6 +567,18 @@ TUNE_APPLY = Request(
     TuneApplyResult,
     "The edits that set a script's suggest() defaults to the given (best) parameters.",
 )
+MODELS_LIST = Request(
+    "deepdive/models/list",
+    ModelListParams,
+    ModelList,
+    "The local code models: registered ones with their measured speed, and found ones not added yet.",
+)
+MODELS_SET_DEFAULT = Request(
+    "deepdive/models/setDefault",
+    ModelSetDefaultParams,
+    ModelList,
+    "Choose the code model `auto` uses (adding a found one first); null: the builtin generator.",
+)
 TELEMETRY_SUMMARY = Notification(
     "deepdive/telemetry/summary", TelemetrySummary, "GPU utilisation and run throughput for the status bar."
 )
@@ -481,6 +594,8 @@ REQUESTS: tuple[Request, ...] = (
     HUB,
     GENERATE,
     TUNE_APPLY,
+    MODELS_LIST,
+    MODELS_SET_DEFAULT,
 )
 NOTIFICATIONS: tuple[Notification, ...] = (JOBS_EVENT, TELEMETRY_SUMMARY)
 # Payloads that travel inside standard LSP messages (`$/progress` values), not as params or results.

@@ -11,6 +11,19 @@ import pytest
 from deepdive.lspclient import DaemonClient
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _no_user_code_model(tmp_path_factory: pytest.TempPathFactory):
+    """The user's code-model registry (`deepdive model default`) never decides what a test generates with:
+    this process, and the daemons and CLIs it starts, read an empty one (tests/models sets its own)."""
+    before = os.environ.get("DEEPDIVE_MODELS_REGISTRY")
+    os.environ["DEEPDIVE_MODELS_REGISTRY"] = str(tmp_path_factory.mktemp("code-models") / "models.json")
+    yield
+    if before is None:
+        os.environ.pop("DEEPDIVE_MODELS_REGISTRY", None)
+    else:
+        os.environ["DEEPDIVE_MODELS_REGISTRY"] = before
+
+
 @pytest.fixture
 def workspace(tmp_path: Path) -> Path:
     ws = tmp_path / "ws"

@@ -50,3 +50,13 @@ def test_vsix_python_project_installs_and_runs(tmp_path: Path):
     assert where.startswith(str(target)), "the installed copy, not the repository, was imported"
     built = list((target / "deepdive" / "engine" / "ckpt").glob("_rans*"))
     assert built, "pip did not compile the checkpoint store's C extension"
+
+
+def test_every_package_folder_is_listed_in_pyproject():
+    """setuptools installs only the listed packages: a new folder left out is missing from a user's install."""
+    import tomllib
+
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    server = REPO / "server"
+    found = {".".join(("deepdive", *init.parent.relative_to(server).parts)) for init in server.rglob("__init__.py")}
+    assert found - listed == set(), f"add these to [tool.setuptools] packages in pyproject.toml: {sorted(found - listed)}"

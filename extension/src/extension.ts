@@ -9,6 +9,7 @@ import { onDidChangePythonInterpreter } from './common/python';
 import { DeepdiveServer } from './common/server';
 import { checkIfConfigurationChanged, getSettings } from './common/settings';
 import { DeepdiveStatusBar } from './common/statusBar';
+import { registerModelCommands } from './models/command';
 import { onDidChangeConfiguration, onDidGrantWorkspaceTrust } from './common/vscodeapi';
 import { DoctorReport, RequestTypes } from './protocol';
 import { DoctorReports } from './report/doctor';
@@ -69,6 +70,7 @@ export function activate(context: ExtensionContext): DeepdiveApi {
         ...codegen.register(),
         ...tune.register(),
         ...compress.register(),
+        ...registerModelCommands(srv),
         onDidChangeConfiguration((e) => {
             if (checkIfConfigurationChanged(e)) {
                 srv.restart('deepdive.pythonPath changed');

@@ -173,12 +173,13 @@ export interface GenerateParams {
   prompt: string;
   /** Overrides what the prompt says; null: the prompt's choice, else PyTorch. */
   framework?: 'torch' | 'tensorflow' | null;
-  backend?: 'builtin' | 'transformers' | 'llamacpp' | 'openai-compatible' | null;
+  /** `auto` or null: the default model of the registry (`deepdive model default`), else `builtin`. */
+  backend?: 'auto' | 'builtin' | 'transformers' | 'llamacpp' | 'openai-compatible' | null;
   /** `transformers`: a local Hugging Face model directory; `llamacpp`: a GGUF file. */
   modelPath?: string | null;
   /** `openai-compatible`: the server's base URL (localhost unless `allow_remote`). */
   endpoint?: string | null;
-  /** `openai-compatible`: the model name the server knows. */
+  /** `openai-compatible`: the model name the server knows; `auto`: a registered model's name instead of the default. */
   model?: string | null;
   allowRemote?: boolean;
   /** Run the generated program's checks (parse, imports, `--smoke` in a sandbox, properties). */
@@ -198,6 +199,22 @@ export interface GenerateCheck {
   seconds?: number | null;
 }
 
+/** One property the prompt states, judged against the generated program (see deepdive.codegen.spec). */
+export interface PropertyCheck {
+  /** The property: task, framework, input_shape, outputs, family, layer_count, has_layer, no_layer, precision, distributed or loss. */
+  name: string;
+  /** Its stated value (JSON): "semantic-segmentation", [1, 28, 28], 10, "Dropout", ["Conv2d", 3], true, ... */
+  expected: unknown;
+  /** `met`: checked and holds; `failed`: checked and does not hold; `not_checked`: no check could tell. */
+  status: 'met' | 'failed' | 'not_checked';
+  /** What was seen, in one line: "model has 2 Dropout modules (features.3, head.1)". */
+  detail?: string;
+  /** The prompt's words that state it ("without dropout"). */
+  text?: string;
+  /** The property and its value in a few words, for lists: "no_layer Dropout", "outputs 10", "input_shape 1×28×28", "layer_count 3 Conv2d". */
+  label?: string;
+}
+
 export interface GenerateResult {
   /** The complete program. */
   code: string;
@@ -205,7 +222,7 @@ export interface GenerateResult {
   framework: string;
   /** What the prompt was understood as (task, architecture, shapes, features). */
   intent: Record<string, unknown>;
-  /** True when verification ran and every check passed. */
+  /** True only when every check passed, every property the prompt states was checked and met, and nothing of the prompt was left not understood. */
   verified: boolean;
   checks?: GenerateCheck[];
   /** Repair rounds a model backend needed (0: the first program passed). */
@@ -213,8 +230,16 @@ export interface GenerateResult {
   seconds?: number;
   /** A suggested file name for "Generate into New File". */
   filename?: string | null;
-  /** Why verification failed or was skipped, in one line. */
+  /** Why the result is not verified (a failed check or property, properties not checked, words not understood, verification skipped), or why there is no program, in one line. */
   message?: string | null;
+  /** Each property the prompt states, checked-and-met, checked-and-failed or not checked. */
+  properties?: PropertyCheck[];
+  /** The request's stated properties as the parser read them (a Spec's JSON). */
+  understoodAs?: Record<string, unknown> | null;
+  /** Words of the prompt no property took: unknown task or architecture words, unplaced numbers. */
+  notUnderstood?: string[];
+  /** Stated properties the builtin generator cannot honour; with the builtin backend there is then no program, and the message says what a local model would add. */
+  gaps?: string[];
 }
 
 /** Rewrite the defaults of a script's `suggest(...)` calls to a study's best parameters. */
@@ -245,6 +270,63 @@ export interface TuneApplyResult {
   unchanged?: string[];
   /** Parameters with no `suggest("name", ...)` call in the script. */
   missing?: string[];
+}
+
+export interface ModelListParams {
+  /** Also look for models not added yet: a running Ollama, LM Studio's folders, the Hugging Face cache. */
+  discover?: boolean;
+}
+
+/** Speed measured on this machine (`deepdive model bench`), cached in the model registry. */
+export interface ModelSpeed {
+  /** Seconds from the request to the first token, the model already loaded. */
+  ttftS: number;
+  /** Tokens per second after the first. */
+  tokensPerS: number;
+  tokens: number;
+  device: string;
+  measuredAt: number;
+  threads?: number | null;
+}
+
+/** A local code model: registered, or found (on disk, in Ollama) and not added yet. */
+export interface ModelInfo {
+  name: string;
+  kind: 'gguf' | 'hf-folder' | 'ollama';
+  registered: boolean;
+  isDefault?: boolean;
+  /** What the model says it is ("Qwen2.5 Coder 0.5B Instruct · qwen2 · Q4_K_M"). */
+  title?: string;
+  sizeBytes?: number | null;
+  /** The GGUF file or model folder (gguf, hf-folder). */
+  path?: string | null;
+  /** The server's URL (ollama). */
+  endpoint?: string | null;
+  /** The model's name on the server (ollama). */
+  model?: string | null;
+  speed?: ModelSpeed | null;
+  /** Why it cannot be used now (its file was deleted), in one line. */
+  problem?: string | null;
+}
+
+export interface ModelList {
+  models: ModelInfo[];
+  /** The registry file. */
+  registry: string;
+  /** The model `auto` uses; null: the builtin generator. */
+  default?: string | null;
+  /** What was found at Ollama's address, or why nothing was, in one line. */
+  ollama?: string | null;
+}
+
+export interface ModelSetDefaultParams {
+  /** The model `auto` uses from now on; null: the builtin generator. */
+  name?: string | null;
+  /** A found GGUF file or model folder to add first (as `name`). */
+  path?: string | null;
+  /** A found Ollama's URL, with `model`, to add first (as `name`). */
+  endpoint?: string | null;
+  model?: string | null;
 }
 
 export interface JobProgress {
@@ -325,6 +407,10 @@ export const Requests = {
   generate: 'deepdive/generate',
   /** The edits that set a script's suggest() defaults to the given (best) parameters. */
   tuneApplybest: 'deepdive/tune/applyBest',
+  /** The local code models: registered ones with their measured speed, and found ones not added yet. */
+  modelsList: 'deepdive/models/list',
+  /** Choose the code model `auto` uses (adding a found one first); null: the builtin generator. */
+  modelsSetdefault: 'deepdive/models/setDefault',
 } as const;
 
 export interface RequestTypes {
@@ -338,6 +424,8 @@ export interface RequestTypes {
   'deepdive/hub': { params: Record<string, never>; result: HubInfo };
   'deepdive/generate': { params: GenerateParams; result: GenerateResult };
   'deepdive/tune/applyBest': { params: TuneApplyParams; result: TuneApplyResult };
+  'deepdive/models/list': { params: ModelListParams; result: ModelList };
+  'deepdive/models/setDefault': { params: ModelSetDefaultParams; result: ModelList };
 }
 
 /** Custom notifications from the daemon. */

@@ -31,10 +31,11 @@ from deepdive.jobs.kinds import JobRejected
 from deepdive.jobs.manager import JobManager
 from deepdive.jobs.store import JobStore, state_dir
 from deepdive.protocol import (
-    DOCTOR, GENERATE, HUB, JOBS_CANCEL, JOBS_EVENT, JOBS_KINDS, JOBS_LIST, JOBS_LOG, JOBS_START, PROTOCOL_VERSION,
-    TELEMETRY_SUMMARY, TUNE_APPLY, VERSION, DoctorParams, DoctorReport, GenerateParams, GpuInfo, HubInfo,
-    InvalidPayload, JobEvent, JobIdParams, JobKindList, JobList, JobListParams, JobLog, JobStartParams, Request,
-    TorchInfo, TuneApplyParams, TuneApplyResult, VersionResult, from_wire, to_wire,
+    DOCTOR, GENERATE, HUB, JOBS_CANCEL, JOBS_EVENT, JOBS_KINDS, JOBS_LIST, JOBS_LOG, JOBS_START, MODELS_LIST,
+    MODELS_SET_DEFAULT, PROTOCOL_VERSION, TELEMETRY_SUMMARY, TUNE_APPLY, VERSION, DoctorParams, DoctorReport,
+    GenerateParams, GpuInfo, HubInfo, InvalidPayload, JobEvent, JobIdParams, JobKindList, JobList, JobListParams,
+    JobLog, JobStartParams, ModelList, ModelListParams, ModelSetDefaultParams, Request, TorchInfo, TuneApplyParams,
+    TuneApplyResult, VersionResult, from_wire, to_wire,
 )
 
 log = logging.getLogger("deepdive.daemon")
@@ -401,6 +402,32 @@ async def on_tune_apply(ls: DeepdiveServer, params: TuneApplyParams) -> TuneAppl
     if not path.is_absolute():
         path = Path(ls.workspace_root or os.getcwd()) / path
     return await asyncio.to_thread(_tune_edits, path, params)  # file I/O and parsing off the loop
+
+
+@request(MODELS_LIST)
+async def on_models_list(ls: DeepdiveServer, params: ModelListParams) -> ModelList:
+    """deepdive/models/list: the registry (plain JSON) and, with discover, Ollama and the usual folders."""
+    from deepdive.models import service
+
+    return await _models(service.list_models, params.discover)
+
+
+@request(MODELS_SET_DEFAULT)
+async def on_models_set_default(ls: DeepdiveServer, params: ModelSetDefaultParams) -> ModelList:
+    """deepdive/models/setDefault: the model `auto` uses (a found one is added first)."""
+    from deepdive.models import service
+
+    return await _models(service.set_default, params)
+
+
+async def _models(fn: Callable[..., ModelList], arg: Any) -> ModelList:
+    """File reads and a short local HTTP probe, off the loop; a model error is the answer, in one line."""
+    from deepdive.models import ModelError
+
+    try:
+        return await asyncio.to_thread(fn, arg)
+    except ModelError as exc:
+        raise JsonRpcException(str(exc), code=_REQUEST_FAILED) from None
 
 
 def _tune_edits(path: Path, params: TuneApplyParams) -> TuneApplyResult:

@@ -12,7 +12,8 @@ export interface ISettings {
     codegen: CodegenSettings;
 }
 
-export const CODEGEN_BACKENDS = ['builtin', 'transformers', 'llamacpp', 'openai-compatible'] as const;
+/** `auto`: the default model of the registry (Deepdive: Choose Code Model…, `deepdive model default`), else builtin. */
+export const CODEGEN_BACKENDS = ['auto', 'builtin', 'transformers', 'llamacpp', 'openai-compatible'] as const;
 export const CODEGEN_FRAMEWORKS = ['auto', 'torch', 'tensorflow'] as const;
 
 export interface CodegenSettings {
@@ -43,7 +44,7 @@ export function getSettings(): ISettings {
     return {
         pythonPath: resolveVariables(raw, vars),
         codegen: {
-            backend: oneOf(config.get('codegen.backend'), CODEGEN_BACKENDS, 'builtin'),
+            backend: oneOf(config.get('codegen.backend'), CODEGEN_BACKENDS, 'auto'),
             modelPath: resolveVariables(config.get<string>('codegen.modelPath', '').trim(), vars),
             endpoint: config.get<string>('codegen.endpoint', DEFAULT_ENDPOINT).trim() || DEFAULT_ENDPOINT,
             model: config.get<string>('codegen.model', '').trim(),

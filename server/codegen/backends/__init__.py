@@ -54,7 +54,7 @@ class Backend(abc.ABC):
 
 
 def make_backend(
-    backend: str,
+    backend: Optional[str],
     *,
     model_path: Optional[str] = None,
     endpoint: Optional[str] = None,
@@ -62,7 +62,12 @@ def make_backend(
     allow_remote: bool = False,
     worker=None,  # noqa: ANN001 - a ModelWorker; the shared one when None
 ) -> Backend:
-    """The backend named ``backend`` (as in GenerateParams.backend), its arguments validated."""
+    """The backend named ``backend`` (as in GenerateParams.backend), its arguments validated.
+
+    ``auto`` (or None): the registry's default model (``deepdive model default``), with its own
+    path or server; ``model`` then names another registered model."""
+    if backend in (None, "auto"):
+        return _registry_backend(model, allow_remote=allow_remote, worker=worker)
     if backend == "transformers":
         from .worker_client import TransformersBackend
 
@@ -75,7 +80,24 @@ def make_backend(
         from .openai_compat import OpenAICompatibleBackend
 
         return OpenAICompatibleBackend(endpoint, model=model, allow_remote=allow_remote)
-    raise BackendError(f"unknown backend {backend!r}: builtin, transformers, llamacpp or openai-compatible")
+    raise BackendError(f"unknown backend {backend!r}: auto, builtin, transformers, llamacpp or openai-compatible")
+
+
+def _registry_backend(name: Optional[str], *, allow_remote: bool, worker) -> Backend:  # noqa: ANN001
+    """The backend of the registered model ``name``, else of the default one (plain JSON: no heavy imports)."""
+    from deepdive.models import ModelError
+    from deepdive.models.resolve import backend_args, chosen_entry
+
+    try:
+        entry = chosen_entry(name)
+    except ModelError as exc:
+        raise BackendError(str(exc)) from None
+    if entry is None:
+        raise BackendError("no default code model: pull or add one and choose it with `deepdive model default NAME` "
+                           "(or the editor's Deepdive: Choose Code Model…)")
+    args = backend_args(entry)
+    return make_backend(str(args["backend"]), model_path=args["model_path"], endpoint=args["endpoint"],
+                        model=args["model"], allow_remote=allow_remote, worker=worker)
 
 
 __all__ = ["Backend", "BackendError", "Cancelled", "PromptTooLong", "make_backend"]

@@ -172,6 +172,7 @@ exports.run = async function run() {
   await require('./codegen').run(test, ctx, { poll, sleep });
   await require('./tune').run(test, ctx, { poll, sleep });
   await require('./compress').run(test, ctx, { poll, sleep });
+  await require('./models').run(test, ctx, { poll, sleep });
   await require('./restart').run(test, ctx, { poll, sleep });   // last: it replaces the daemon
 
   const failed = results.filter(r => !r.ok);
