@@ -267,11 +267,17 @@ def generate(
     cancel: Optional[threading.Event] = None,
     backend: Optional[Backend] = None,
     verify_timeout_s: float = VERIFY_TIMEOUT_S,
+    frame: bool = True,
+    repair_rounds: Optional[int] = None,
 ) -> GenerateResult:
     """Write the program ``params.prompt`` asks for, verify it, repair it with the model if needed.
 
     The builtin answers a request it cannot build as asked with no program and a message saying what
     is missing; a model backend gets every request.
+
+    A model writes into a frame (:mod:`deepdive.codegen.frames`) unless ``frame`` is False or no
+    builtin program can serve as one; then it writes the whole program. ``repair_rounds`` caps the
+    repair rounds (default :data:`MAX_REPAIR_ROUNDS`; 0: none).
 
     Raises ValueError (an unknown framework), BackendError (the model backend failed, one line) and
     :class:`Cancelled` (``cancel`` was set).
@@ -302,7 +308,14 @@ def generate(
             model=params.model,
             allow_remote=params.allow_remote,
         )
-    return _with_model(request, run, name, backend, verify_timeout_s)
+    rounds = MAX_REPAIR_ROUNDS if repair_rounds is None else max(0, int(repair_rounds))
+    if frame:
+        from deepdive.codegen.frames import frame_for
+
+        the_frame = frame_for(request.spec, request.intent, request.framework)
+        if the_frame is not None:
+            return _with_frame(request, run, name, backend, the_frame, verify_timeout_s, rounds)
+    return _with_model(request, run, name, backend, verify_timeout_s, rounds)
 
 
 def _builtin(request: _Request, run: _Run, verify_timeout_s: float) -> GenerateResult:
@@ -337,7 +350,8 @@ def _missing(request: _Request) -> str:
     return f"the builtin generator cannot build this as asked: {'; '.join(missing)}. No program: {MODEL_HINT}"
 
 
-def _with_model(request: _Request, run: _Run, name: str, backend: Backend, verify_timeout_s: float) -> GenerateResult:
+def _with_model(request: _Request, run: _Run, name: str, backend: Backend, verify_timeout_s: float,
+                max_rounds: int = MAX_REPAIR_ROUNDS) -> GenerateResult:
     """A model writes the program, the checks judge it, the model repairs it with their details."""
     from deepdive.codegen import builtin
 
@@ -357,7 +371,7 @@ def _with_model(request: _Request, run: _Run, name: str, backend: Backend, verif
 
     prompt = system(reference)
     code, outcome, rounds = "", None, 0
-    for attempt in range(MAX_REPAIR_ROUNDS + 1):
+    for attempt in range(max_rounds + 1):
         if attempt:
             rounds = attempt
             run.phase("repairing")
@@ -412,7 +426,95 @@ class _NoProgram:
         self.ok = False
         self.verified = False
         self.message = checks[0].detail
-        self.properties = props.not_checked(request.spec, "the model's answer contains no program")
+        self.properties = props.not_checked(request.spec, checks[0].detail)
+
+
+def _with_frame(request: _Request, run: _Run, name: str, backend: Backend, frame: Any, verify_timeout_s: float,
+                max_rounds: int) -> GenerateResult:
+    """The model writes the model part (and the task's parts) into the frame; the checks judge the whole."""
+    from deepdive.codegen.frames import SpliceError
+    from deepdive.codegen.frames.prompt import frame_repair_message, frame_system_prompt
+    from deepdive.codegen.frames.reading import needs_reading, read_with_model
+
+    params = request.params
+    if needs_reading(request.spec):
+        run.phase("reading the request with the model (the parser did not understand all of it)")
+        request.spec = read_with_model(backend, request.spec, run.cancel)
+        run.check_cancel()
+    filename = _default_filename(request.spec, request.intent)
+    system = frame_system_prompt(frame, request.spec)
+    what = ", ".join(f"{n}()" for n in frame.write)
+    ask = f"{user_message(request.spec, params.prompt)}\nWrite the model class and {what} in one ```python block."
+    messages: list[dict] = [{"role": "user", "content": ask}]
+    earlier: list[str] = []  # the answers placed so far: a repair may rewrite only some definitions
+    code, outcome, rounds = "", None, 0
+    for attempt in range(max_rounds + 1):
+        if attempt:
+            rounds = attempt
+            run.phase(f"repairing: the model rewrites {what}")
+            run.emit(GeneratePartial(kind="reset"))
+        else:
+            run.phase(f"generating: the model writes {what} into {frame.base}")
+        while True:
+            try:
+                raw = _answer(run, backend, system, messages)
+                break
+            except PromptTooLong:
+                if len(messages) > 3:  # older repair rounds go first
+                    messages = [messages[0], *messages[-2:]]
+                else:
+                    raise
+        answer = extract_code(raw)
+        try:
+            code = frame.splice(answer, earlier)
+        except SpliceError as exc:
+            if _defines_something(answer):
+                earlier.append(answer)  # incomplete, but its definitions count with the next answer's
+            check = GenerateCheck(name="frame", ok=False, detail=str(exc))
+            run.emit(GeneratePartial(kind="check", check=check))
+            outcome, code = _NoProgram([check], request), ""
+            messages = messages + [{"role": "assistant", "content": raw},
+                                   {"role": "user", "content": frame_repair_message([check], "", None)}]
+            continue
+        earlier.append(answer)
+        run.emit(GeneratePartial(kind="reset"))
+        run.emit(GeneratePartial(kind="text", text=code))  # the whole program: the model's part in its frame
+        placed = GenerateCheck(name="frame", ok=True, detail=_frame_detail(frame, earlier))
+        run.emit(GeneratePartial(kind="check", check=placed))
+        if not params.verify:
+            return request.result(code, name, filename, rounds=rounds, message=f"{VERIFY_OFF}; {placed.detail}")
+        outcome = run.verify(code, request.intent, request.spec, allow_gpu=params.allow_gpu, timeout_s=verify_timeout_s)
+        outcome.checks.insert(0, placed)
+        if outcome.verified or outcome.ok:
+            return request.result(code, name, filename, outcome=outcome, rounds=rounds)
+        feedback = frame_repair_message(list(outcome.checks), getattr(outcome, "stderr_tail", "") or "",
+                                        outcome.message, outcome.properties)
+        messages = messages + [{"role": "assistant", "content": raw}, {"role": "user", "content": feedback}]
+    why = (outcome.message if outcome is not None else "") or "the model's answer contains no program"
+    why = why.removeprefix("verification failed: ")
+    return request.result(code, name, filename, outcome=outcome, rounds=rounds,
+                          message=f"verification failed after {rounds} repair rounds: {why}")
+
+
+def _defines_something(answer: str) -> bool:
+    from deepdive.codegen.frames.splice import top_level_names
+
+    try:
+        return bool(top_level_names(answer))
+    except SyntaxError:
+        return False
+
+
+def _frame_detail(frame: Any, answers: list[str]) -> str:
+    """What of the program the model wrote (over its answers so far) and what the frame is."""
+    from deepdive.codegen.frames import NO_READER_NOTE
+    from deepdive.codegen.frames.splice import FRAME_OWNED, top_level_names
+
+    names: list[str] = []
+    for answer in answers:
+        names += [n for n in top_level_names(answer) if n not in FRAME_OWNED and n not in names]
+    text = f"the model wrote {', '.join(names)}; the rest is {frame.base}"
+    return text + (f"; {NO_READER_NOTE}" if frame.no_reader(answers[-1], answers[:-1]) else "")
 
 
 def _answer(run: _Run, backend: Backend, system: str, messages: list[dict]) -> str:

@@ -484,7 +484,8 @@ class _Read:
     def _outputs(self, intent: Optional[Intent], task: Optional[str]) -> tuple[Optional[int], Any]:
         r = self.reader
         if task in ("image-classification", "text-classification", "tabular-classification", "multi-label-classification",
-                    "online-learning", "signal-classification", "audio-classification"):
+                    "online-learning", "signal-classification", "audio-classification", "semantic-segmentation",
+                    "sequence-labeling", "graph"):
             if "num_classes" in r.found and r.found["num_classes"][1] and self._explicit_classes():
                 return r.found["num_classes"][0], r.span("num_classes")
             if task == "image-classification" and intent is not None and "dataset" in r.used and intent.num_classes:

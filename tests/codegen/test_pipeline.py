@@ -1,5 +1,5 @@
 """The generation pipeline end to end: the real parser, builtin generator and verifier; model backends
-through a real streaming chat-completions server on 127.0.0.1 (the repair loop)."""
+through a real streaming chat-completions server on 127.0.0.1 (the repair loop of the whole-program mode, frame=False; frame mode: test_frames.py)."""
 
 from __future__ import annotations
 
@@ -216,7 +216,7 @@ def test_repair_loop_fixes_a_broken_program() -> None:
     partials, on_partial = collect()
     with ChatServer(reply, chunk=50) as srv:
         params = GenerateParams(prompt=PROMPT, backend="openai-compatible", endpoint=srv.url, model="coder")
-        result = generate(params, on_partial=on_partial, cancel=threading.Event())
+        result = generate(params, on_partial=on_partial, cancel=threading.Event(), frame=False)
     assert result.verified, result.message
     assert result.rounds == 1
     assert result.code == good
@@ -261,7 +261,7 @@ def test_repair_gives_up_after_two_rounds() -> None:
     partials, on_partial = collect()
     with ChatServer(reply) as srv:
         params = GenerateParams(prompt=PROMPT, backend="openai-compatible", endpoint=srv.url)
-        result = generate(params, on_partial=on_partial)
+        result = generate(params, on_partial=on_partial, frame=False)
     assert len(srv.requests) == 3
     assert result.rounds == 2 and not result.verified
     assert result.message and result.message.startswith("verification failed after 2 repair rounds") and "\n" not in result.message
@@ -283,7 +283,7 @@ def test_model_cancel_mid_stream_stops_before_verification() -> None:
         params = GenerateParams(prompt=PROMPT, backend="openai-compatible", endpoint=srv.url)
         start = time.monotonic()
         with pytest.raises(Cancelled):
-            generate(params, on_partial=on_partial, cancel=cancel)
+            generate(params, on_partial=on_partial, cancel=cancel, frame=False)
         assert time.monotonic() - start < 3.0
     assert [p.text for p in partials if p.kind == "phase"] == ["generating"]
     assert sum(1 for p in partials if p.kind == "text") == 3
@@ -383,7 +383,7 @@ def test_a_model_backend_gets_a_request_outside_the_builtin_and_unchecked_proper
     prompt = "a policy network for CartPole with 4 observations and 2 actions"
     with ChatServer(lambda body: f"```python\n{POLICY_PROGRAM}```") as srv:
         params = GenerateParams(prompt=prompt, backend="openai-compatible", endpoint=srv.url)
-        result = generate(params)
+        result = generate(params, frame=False)
     assert len(srv.requests) == 1, "the model got the request the builtin has no template for"
     system, user = srv.requests[0]["messages"][0]["content"], srv.requests[0]["messages"][1]["content"]
     assert "the task is policy (the checker cannot check this one: do it as asked)" in system
@@ -409,7 +409,7 @@ def test_the_repair_loop_feeds_back_the_failing_propertys_own_detail() -> None:
 
     with ChatServer(reply) as srv:
         params = GenerateParams(prompt=prompt, backend="openai-compatible", endpoint=srv.url)
-        result = generate(params)
+        result = generate(params, frame=False)
     assert len(srv.requests) == 2
     assert "- the model contains NO Dropout layer" in srv.requests[0]["messages"][0]["content"]
     feedback = srv.requests[1]["messages"][3]["content"]
@@ -446,7 +446,7 @@ def test_transformers_backend_through_the_pipeline(tmp_path) -> None:
         backend = TransformersBackend(str(path), worker=worker, max_new_tokens=16)
         partials, on_partial = collect()
         params = GenerateParams(prompt=PROMPT, backend="transformers", model_path=str(path))
-        result = generate(params, on_partial=on_partial, backend=backend)
+        result = generate(params, on_partial=on_partial, backend=backend, frame=False)
         assert result.backend == "transformers" and not result.verified
         assert result.rounds == 2
         assert result.message and result.message.startswith("verification failed after 2 repair rounds") and "\n" not in result.message
@@ -471,7 +471,7 @@ def test_a_local_model_gets_a_request_the_builtin_has_no_template_for(tmp_path) 
         backend = TransformersBackend(str(path), worker=worker, max_new_tokens=8)
         partials, on_partial = collect()
         params = GenerateParams(prompt=prompt, backend="transformers", model_path=str(path))
-        result = generate(params, on_partial=on_partial, backend=backend)
+        result = generate(params, on_partial=on_partial, backend=backend, frame=False)
     finally:
         worker.shutdown()
     assert [p.text for p in partials if p.kind == "phase"][0] == "generating"  # the model, not a refusal
@@ -533,7 +533,7 @@ def test_a_prompt_too_long_for_the_server_drops_the_reference() -> None:
     handler.do_POST = do_post
     with srv:
         params = GenerateParams(prompt=PROMPT, backend="openai-compatible", endpoint=srv.url, verify=False)
-        result = generate(params)
+        result = generate(params, frame=False)
     assert result.code == good and result.rounds == 0
     assert len(srv.requests) == 2
     first, second = (r["messages"][0]["content"] for r in srv.requests)

@@ -671,3 +671,13 @@ def test_multi_label_and_named_target_programs_read_real_files(tmp_path: Path) -
     assert "best validation loss" in proc.stdout
     missing = _run_program(generate(price.intent).code, tmp_path, "--data", "data.csv", "--target", "cost")
     assert missing.returncode == 2 and "no column 'cost'" in missing.stderr
+
+
+@pytest.mark.parametrize("prompt, outputs", [
+    ("a U-Net for semantic segmentation of 128x128 grayscale medical images, 3 classes, without dropout", 3),
+    ("把128x128的灰度医学图像分割成4类的U-Net", 4),
+    ("a GNN in plain torch for node classification with 16 features and 3 classes", 3),
+    ("BiLSTM NER tagger with 9 tags", 9),
+])
+def test_the_class_count_of_a_segmentation_graph_or_tagging_request_is_a_stated_output(prompt: str, outputs: int) -> None:
+    assert read_request(prompt).spec.get("outputs") == outputs

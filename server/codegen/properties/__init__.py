@@ -24,7 +24,7 @@ __all__ = ["ProgramFacts", "judge", "not_checked", "verdict", "wants", "label", 
 
 #: Families and tasks whose checks need the forward pass's data flow (:class:`deepdive.codegen.probe.GraphRecorder`).
 _GRAPH_FAMILIES = {"resnet", "unet", "transformer", "vit", "autoencoder", "vae"}
-_GRAPH_TASKS = {"autoencoder", "vae"}
+_GRAPH_TASKS = {"autoencoder", "vae", "graph", "recommendation"}  # the last two: which inputs the output reads
 
 
 def wants(spec: Optional[Spec]) -> list[str]:
@@ -84,6 +84,10 @@ def _make(stated: Stated, status: str, detail: str) -> PropertyCheck:
                          label=label(stated))
 
 
+#: ``Stated.text`` of a property the model read (frames.reading), not the parser.
+MODEL_READING = "read by the model"
+
+
 def verdict(checks: list[GenerateCheck], properties: list[PropertyCheck], spec: Optional[Spec]) -> Optional[str]:
     """None when the result is verified; else why not, in one line.
 
@@ -109,6 +113,11 @@ def verdict(checks: list[GenerateCheck], properties: list[PropertyCheck], spec: 
     if left:
         return "checks incomplete: part of the request was not understood, so it was not checked: " + ", ".join(
             repr(w) for w in left)
+    by_model = [s.name for s in spec.stated if s.text == MODEL_READING] if spec is not None else []
+    if by_model:
+        # The model's reading guides the checks but is not the request: a misreading would verify a wrong program.
+        return ("checks incomplete: " + ", ".join(by_model) + " came from the model's reading of the request, "
+                "not from the request as parsed: compare them with what you asked")
     return None
 
 

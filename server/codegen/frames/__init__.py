@@ -1,0 +1,260 @@
+"""Frames: the program around the part a model writes.
+
+A small model writing a whole training script alone is weak (the 0.5B Qwen2.5-Coder wrote a "U-Net"
+of 15 stacked conv+pool layers). Most of a training script is not the request's: imports, data
+loading for known formats, the training loop with mixed precision or DDP, evaluation, the command
+line and ``--smoke``. The builtin generator writes that part well and it already meets the
+contract. A :class:`Frame` is the builtin's closest program used as that frame; the model writes
+only what the templates cannot:
+
+- always the model: its class(es) and ``build_model()``;
+- when the request's task is not the frame's (a segmentation on a classifier's frame, a GNN, a
+  policy), also ``example_batch()`` (the task's inputs and targets) and the loss
+  (``compute_loss()`` in torch; the ``compile`` call inside ``build_model()`` in Keras), and
+  ``load_data()`` for the task's real data. A task frame the model gives no reader keeps one that
+  says so when run without ``--synthetic`` (:data:`NO_READER_NOTE`).
+
+:func:`frame_for` picks the frame; :func:`~deepdive.codegen.frames.splice.splice` places the
+model's definitions into it by name.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from typing import Optional, Sequence
+
+import attrs
+
+from deepdive.codegen.frames.splice import SpliceError, definition_source, splice, top_level_names
+from deepdive.codegen.intent import Intent
+from deepdive.codegen.spec import Spec
+
+__all__ = ["Frame", "frame_for", "SpliceError", "NO_READER_NOTE", "BUILTIN_TASKS"]
+
+#: Tasks whose example batch, loss and reader the builtin writes (its Intent tasks, and multi-label).
+BUILTIN_TASKS = ("image-classification", "text-classification", "tabular-classification", "regression",
+                 "autoencoder", "vae", "forecasting", "multi-label-classification")
+
+NO_READER_NOTE = ("the model wrote no data reader for this task: the program trains with --synthetic, and "
+                  "without it says that load_data() is still to be written")
+
+_TORCH_NO_READER = '''def load_data(args):
+    """This task's data reader is not written yet: --synthetic trains on example_batch()'s shapes."""
+    raise DataError(f"no reader for {args.data} yet: run with --synthetic, or write load_data(args) "
+                    "returning (train_set, val_set) as torch Datasets of (inputs, targets)")
+'''
+
+_KERAS_NO_READER = '''def load_data(path):
+    """This task's data reader is not written yet: --smoke runs on example_batch()."""
+    raise ValueError(f"no reader for {path} yet: write load_data(path) returning (train, val) the way fit() takes them")
+'''
+
+#: The frame's functions worth naming to the model (it may call them); the rest is the loop's business.
+_USEFUL = ("DataError", "to_device", "split", "read_csv")
+
+
+@attrs.define
+class Frame:
+    """A program the model's definitions go into.
+
+    Attributes:
+        source (str): the whole frame program; valid, meets the contract.
+        framework (str): ``"torch"`` or ``"tensorflow"``.
+        base (str): what the frame is, for the model and the result ("the builtin's CNN image
+            classifier for MNIST").
+        write (tuple[str, ...]): the definitions the model must write (``build_model`` always).
+        optional (tuple[str, ...]): definitions the model may write to replace the frame's.
+        example (str): the frame's current version of what the model writes (its model part), shown
+            to the model as an example of the frame's conventions.
+        keeps (list[str]): the frame's other top-level functions, as signature lines, that the
+            model's code may call.
+        constants (str): the frame's module-level constants, as written.
+        task_changed (bool): the request's task is not the frame's: the model writes the task's
+            inputs, targets and loss too.
+    """
+
+    source: str
+    framework: str
+    base: str
+    write: tuple[str, ...]
+    optional: tuple[str, ...] = ()
+    example: str = ""
+    keeps: list[str] = attrs.Factory(list)
+    constants: str = ""
+    task_changed: bool = False
+
+    def splice(self, answer: str, earlier: Sequence[str] = ()) -> str:
+        """The program: the frame with the answer's definitions in place.
+
+        ``earlier`` are the model's previous answers of this request (oldest first): a repair that
+        rewrites only ``build_model`` keeps the model class of the answer before it. Raises
+        :class:`SpliceError` when the answer is not Python or, with the earlier ones, lacks a
+        definition of :attr:`write`.
+        """
+        source = self.source
+        if self.no_reader(answer, earlier):
+            reader = _TORCH_NO_READER if self.framework == "torch" else _KERAS_NO_READER
+            source = _replace_definition(source, "load_data", reader)
+        defined = set(_defined(answer))
+        for previous in earlier:
+            try:
+                source = splice(source, previous, required=())
+            except SpliceError:
+                continue
+            defined |= _defined(previous)
+        if not _defined(answer):
+            splice(source, answer, required=self.write)  # says what the answer lacks (or that it is not Python)
+        missing = [name for name in self.write if name not in defined]
+        if missing:
+            splice(source, answer, required=missing)  # raises, naming what is missing
+        return splice(source, answer, required=())
+
+    def no_reader(self, answer: str, earlier: Sequence[str] = ()) -> bool:
+        """True when the program has no reader for the task's data (the frame's reads another task's)."""
+        return self.task_changed and not any("load_data" in _defined(a) for a in (answer, *earlier))
+
+
+def _defined(answer: str) -> set[str]:
+    try:
+        return set(top_level_names(answer))
+    except SyntaxError:
+        return set()
+
+
+def _replace_definition(source: str, name: str, text: str) -> str:
+    tree = ast.parse(source)
+    lines = source.splitlines(keepends=True)
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name == name:
+            first = min([node.lineno] + [d.lineno for d in node.decorator_list])
+            return "".join(lines[: first - 1]) + text + "".join(lines[node.end_lineno :])
+    return source
+
+
+def _task_of(intent: Intent) -> str:
+    if intent.multi_label:
+        return "multi-label-classification"
+    if intent.task == "image-classification" or intent.task == "text-classification":
+        return intent.task
+    if intent.task == "regression" and intent.dataset == "csv" and intent.num_classes:
+        return "tabular-classification"
+    return intent.task
+
+
+def _neutral_intent(spec: Spec, framework: str) -> Intent:
+    """The frame for a request the builtin has no reading of: a regression MLP on the request's shape,
+    with its precision and distribution."""
+    features = set()
+    if spec.get("precision") == "mixed":
+        features.add("amp")
+    if spec.get("distributed") is True:
+        features.add("ddp")
+    shape = spec.get("input_shape")
+    return Intent(prompt=spec.prompt, task="regression", architecture="mlp", framework=framework,
+                  dataset="csv", input_shape=tuple(int(n) for n in shape) if shape else (16,),
+                  features=frozenset(features), language=spec.language)
+
+
+def _describe(intent: Intent) -> str:
+    task = _task_of(intent).replace("-", " ")
+    arch = intent.architecture.upper() if len(intent.architecture) <= 4 else intent.architecture
+    data = f" for {intent.dataset}" if intent.dataset not in ("synthetic", "csv") else ""
+    fw = "Keras" if intent.framework == "tensorflow" else "PyTorch"
+    return f"the builtin's {fw} {arch} {task} program{data}"
+
+
+def frame_for(spec: Spec, intent: Optional[Intent], framework: str) -> Optional[Frame]:
+    """The frame for this request, or None when no builtin program can serve as one.
+
+    The builtin's reading (``intent``) gives the frame when it writes this framework; otherwise a
+    neutral regression frame carries the training loop, precision and distribution, and the model
+    writes the task's parts too.
+    """
+    from deepdive.codegen import builtin
+
+    base = intent if intent is not None and intent.framework == framework else None
+    if base is not None and base.task not in ("image-classification", "text-classification", "regression",
+                                                "forecasting", "autoencoder", "vae"):
+        base = None  # GAN, few-shot, streaming, online: their loops are not a frame for another model
+    if base is None:
+        base = _neutral_intent(spec, framework)
+    try:
+        program = builtin.generate(base)
+    except (ValueError, NotImplementedError, RuntimeError):
+        return None
+    source = program.code
+    asked = spec.get("task")
+    task_changed = intent is None or base is not intent or bool(asked and asked != _task_of(base))
+    source = _retitle(source, spec.prompt)
+    tree = ast.parse(source)
+    model_names = _model_part(tree)
+    example = "".join(definition_source(source, n) + "\n\n" for n in top_level_names(source) if n in model_names)
+    write = ["build_model"]
+    optional = ["load_data"]
+    if task_changed:
+        write += ["example_batch"] + (["compute_loss"] if framework == "torch" and "compute_loss" in top_level_names(source) else [])
+    keeps = [_signature(source, n) for n in top_level_names(source) if n in _USEFUL and n not in write]
+    return Frame(source=source, framework=framework, base=_describe(base), write=tuple(write), optional=tuple(optional),
+                 example=example.rstrip() + "\n", keeps=[k for k in keeps if k], constants=_constants(source),
+                 task_changed=task_changed)
+
+
+def _model_part(tree: ast.Module) -> list[str]:
+    """``build_model`` and the definitions only it reaches (the model class and its blocks)."""
+    defs = {n.name: n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+
+    def closure(start: list[str], barrier: str) -> set[str]:
+        seen: set[str] = set()
+        todo = list(start)
+        while todo:
+            name = todo.pop()
+            if name in seen or name not in defs or name == barrier:
+                continue
+            seen.add(name)
+            todo.extend(n.id for n in ast.walk(defs[name]) if isinstance(n, ast.Name))
+        return seen
+
+    # A model class is reached only through build_model; what another definition reaches without
+    # passing through build_model is the frame's.
+    mine = closure(["build_model"], "")
+    used_elsewhere = set()
+    for name in defs:
+        if name == "build_model" or name in mine:
+            continue
+        used_elsewhere |= closure([name], "build_model")
+    return [n for n in defs if n in mine and (n == "build_model" or n not in used_elsewhere)]
+
+
+def _retitle(source: str, prompt: str) -> str:
+    """The frame's docstring names the request, not the template it came from."""
+    short = " ".join(prompt.split())
+    short = short if len(short) <= 200 else short[:197] + "..."
+    tree = ast.parse(source)
+    doc = ast.get_docstring(tree, clean=False)
+    if doc is None:
+        return source
+    first = doc.split("\n", 1)[0]
+    new_doc = doc.replace(first, "Written by a local model into Deepdive's frame: the model part is the model's, "
+                                 "the training loop and command line are the builtin's.", 1)
+    new_doc = re.sub(r"^Prompt: .*$", lambda _m: f"Prompt: {short}", new_doc, count=1, flags=re.M)
+    return source.replace(doc, new_doc, 1)
+
+
+def _signature(source: str, name: str) -> str:
+    text = definition_source(source, name) or ""
+    head = text.split(":\n", 1)[0].strip()
+    return head + ":" if head.startswith(("def ", "class ", "async def ")) else ""
+
+
+def _constants(source: str) -> str:
+    """The module-level assignments before the first definition, as written."""
+    tree = ast.parse(source)
+    lines = source.splitlines(keepends=True)
+    out = []
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            break
+        if isinstance(node, (ast.Assign, ast.AnnAssign)):
+            out.append("".join(lines[node.lineno - 1 : node.end_lineno]))
+    return "".join(out)

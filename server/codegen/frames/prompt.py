@@ -1,0 +1,93 @@
+"""What a model is told in frame mode: write these definitions, the frame has the rest.
+
+The system prompt starts with text that is the same for every request of a framework, so a local
+runtime that keeps the previous prompt's state (llama.cpp does) reuses it and the first token comes
+sooner; the request's own parts (the frame's constants and functions, the properties the checker
+verifies, the frame's current model part) follow.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+from deepdive.codegen.frames import Frame
+from deepdive.codegen.instructions import FRAMEWORK_NAMES, property_lines
+from deepdive.codegen.spec import Spec
+from deepdive.protocol import GenerateCheck, PropertyCheck
+
+__all__ = ["frame_system_prompt", "frame_repair_message", "WHAT"]
+
+#: What each definition the model may write is, per framework.
+WHAT = {
+    "torch": {
+        "build_model": "`build_model()` returns the model, a torch.nn.Module; write the model class(es) it uses too",
+        "example_batch": "`example_batch(batch_size=8)` returns `(inputs, targets)`: random tensors with the task's "
+                         "shapes and dtypes (no files, no downloads); inputs may be a tuple when the model takes several",
+        "compute_loss": "`compute_loss(model, batch)` takes `(inputs, targets)` and returns `(loss, correct)`: "
+                        "the scalar training loss, and the number of correct predictions (a tensor) or None",
+        "load_data": "`load_data(args)` reads the real data from `args.data` and returns `(train_set, val_set)`, "
+                     "torch Datasets of `(inputs, targets)`; raise `DataError(\"...\")` with what to do when it is missing",
+    },
+    "tensorflow": {
+        "build_model": "`build_model(lr=LR, dropout=DROPOUT, decay_steps=1000)` (keep this signature) returns the "
+                       "keras.Model, compiled with its optimizer and loss",
+        "example_batch": "`example_batch(batch_size=8)` returns `(inputs, targets)`: random numpy arrays with the "
+                         "task's shapes and dtypes (no files, no downloads)",
+        "load_data": "`load_data(path)` reads the real data and returns `(train, val)` the way fit() takes them; "
+                     "raise ValueError(\"...\") with what to do when it is missing",
+    },
+}
+
+_COMMON = {
+    "torch": "`import math`, `import torch`, `import torch.nn.functional as F` and `from torch import nn` "
+             "(not numpy: import it if you use it)",
+    "tensorflow": "`import numpy as np`, `import tensorflow as tf` and `import keras`",
+}
+
+
+def frame_system_prompt(frame: Frame, spec: Optional[Spec]) -> str:
+    """The system prompt: the constant instructions first, then this request's frame and properties."""
+    fw = frame.framework
+    name = FRAMEWORK_NAMES.get(fw, fw)
+    parts = [
+        f"You write one part of a {name} training program. Deepdive's frame around that part is ready: imports, "
+        "constants, data loading, the training loop (with mixed precision and distributed training when asked), "
+        "evaluation, the command line with --smoke, and the `if __name__ == \"__main__\":` guard.",
+        "An automatic checker runs the whole program and verifies the properties the request states.",
+        "Write ONLY the top-level definitions asked for below (and any class or helper function they use), in one "
+        "```python block. You may redefine a constant (e.g. `NUM_CLASSES = 3`) and add an import. Do not write "
+        "main(), a training loop, argument parsing or the __main__ guard: the frame has them.",
+        f"The frame imports {_COMMON.get(fw, fw)}.",
+        "",
+        "Write:",
+    ]
+    parts += [f"- {WHAT[fw][n]}" for n in frame.write if n in WHAT.get(fw, {})]
+    optional = [n for n in frame.optional if n in WHAT.get(fw, {}) and n not in frame.write]
+    if optional:
+        parts.append("You may also write:" if not frame.task_changed else "Also write, for the task's real data:")
+        parts += [f"- {WHAT[fw][n]}" for n in optional]
+    parts += ["", f"The frame is {frame.base}. Its constants (already defined: redefine only what changes):",
+              "```python", frame.constants.rstrip(), "```"]
+    if frame.keeps:
+        parts += ["Its other functions (call them if useful; do not rewrite them):"]
+        parts += [f"- `{k}`" for k in frame.keeps]
+    lines = property_lines(spec, fw)
+    if lines:
+        parts += ["", "The request states these properties; the checker verifies each one and accepts the program "
+                      "only when all hold:"]
+        parts += [f"- {line}" for line in lines]
+    if frame.example.strip():
+        parts += ["", "The frame's current version of these definitions, written for a different request: follow its "
+                      "conventions (constants, shapes, dtypes), and change what this request asks differently:",
+                  "```python", frame.example.rstrip(), "```"]
+    return "\n".join(parts)
+
+
+def frame_repair_message(checks: Sequence[GenerateCheck], stderr_tail: str, message: Optional[str],
+                         properties: Sequence[PropertyCheck] = ()) -> str:
+    """After a failed verification: each failure's own detail, and to answer with the definitions again."""
+    from deepdive.codegen.instructions import repair_message
+
+    text = repair_message(list(checks), stderr_tail, message, properties)
+    ending = "Fix it. Answer with the complete corrected program in one ```python block."
+    return text.replace(ending, "Fix it. Answer with the definitions you change (the classes they use too), in one ```python block.")

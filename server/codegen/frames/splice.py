@@ -1,0 +1,224 @@
+"""Placing a model's definitions into a frame program, by name.
+
+A frame is a whole program that already meets the contract (imports, constants, data loading, the
+training loop, evaluation, ``main`` with ``--smoke``). The model answers with top-level definitions
+only: a model class and ``build_model()``, and when the task needs it ``example_batch()``,
+``compute_loss()`` or ``load_data()``. :func:`splice` puts each answered definition where the
+frame's definition of that name was (a new one goes just before the frame's ``build_model``), adds
+the answer's imports and constants, and then drops the frame's definitions nothing reaches any more
+(the builtin's old model class), so the program holds no dead model a reader or a check could take
+for the real one. The frame's ``main`` and ``__main__`` guard are never replaced.
+"""
+
+from __future__ import annotations
+
+import ast
+from typing import Iterable, Optional
+
+__all__ = ["SpliceError", "splice", "top_level_names", "definition_source", "reachable", "FRAME_OWNED"]
+
+#: Names the frame keeps whatever the answer says: the entry point and its guard are the frame's.
+FRAME_OWNED = frozenset({"main"})
+
+_DEFS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+
+
+class SpliceError(ValueError):
+    """The answer cannot be placed into the frame; the message says what to write instead (one line)."""
+
+
+def _span(node: ast.stmt) -> tuple[int, int]:
+    """The node's 1-based first and last line, decorators included."""
+    first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+    return first, node.end_lineno or node.lineno
+
+
+def _text(lines: list[str], node: ast.stmt) -> str:
+    first, last = _span(node)
+    return "".join(lines[first - 1 : last])
+
+
+def _assigned_name(node: ast.stmt) -> Optional[str]:
+    """The single plain name a top-level assignment binds (``NUM_CLASSES = 3``), else None."""
+    if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+        return node.targets[0].id
+    if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+        return node.target.id
+    return None
+
+
+def top_level_names(source: str) -> list[str]:
+    """The names of ``source``'s top-level functions and classes, in order (a garbled import line
+    skipped as :func:`splice` skips it; raises SyntaxError for other invalid Python)."""
+    try:
+        tree, _ = _parse_answer(source)
+    except SpliceError as exc:
+        raise SyntaxError(str(exc)) from None
+    return [n.name for n in tree.body if isinstance(n, _DEFS)]
+
+
+def definition_source(source: str, name: str) -> Optional[str]:
+    """The text of the top-level function or class ``name`` in ``source`` (decorators included), or None."""
+    lines = source.splitlines(keepends=True)
+    for node in ast.parse(source).body:
+        if isinstance(node, _DEFS) and node.name == name:
+            return _text(lines, node)
+    return None
+
+
+def _uses(node: ast.AST) -> set[str]:
+    """Every plain name a node reads (calls, references, decorators, base classes, annotations)."""
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+
+
+def reachable(tree: ast.Module, roots: Iterable[str]) -> set[str]:
+    """Top-level definitions reachable from ``roots`` and from every statement that is not a definition."""
+    defs = {n.name: n for n in tree.body if isinstance(n, _DEFS)}
+    todo = list(roots)
+    for node in tree.body:
+        if not isinstance(node, _DEFS):
+            todo.extend(_uses(node))
+    seen: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in defs:
+            continue
+        seen.add(name)
+        todo.extend(_uses(defs[name]))
+    return seen
+
+
+def _parse_answer(answer: str) -> tuple[ast.Module, str]:
+    """The answer parsed, and its text; a malformed top-level import line is left out (the frame has the
+    imports it needs: small models garble them, e.g. ``from torch.nn.functional as F``)."""
+    lines = answer.splitlines(keepends=True)
+    for _ in range(8):
+        text = "".join(lines)
+        try:
+            return ast.parse(text), text
+        except SyntaxError as exc:
+            n = exc.lineno or 0
+            bad = lines[n - 1] if 0 < n <= len(lines) else ""
+            if bad.startswith(("import ", "from ")):
+                del lines[n - 1]
+                continue
+            shown = " ".join(bad.split())[:120]
+            raise SpliceError(f"the answer is not valid Python: line {n}{f' `{shown}`' if shown else ''}: {exc.msg}; "
+                              "answer with the definitions only, in one ```python block") from None
+    raise SpliceError("the answer is not valid Python (its import lines are malformed); answer with the definitions "
+                      "only, in one ```python block")
+
+
+def splice(frame: str, answer: str, *, required: Iterable[str] = ("build_model",),
+           roots: Iterable[str] = ("main", "build_model", "example_batch")) -> str:
+    """The frame with the answer's definitions, imports and constants in place.
+
+    Args:
+        frame: the frame program (valid Python).
+        answer: the model's code: top-level definitions; a ``main``, a ``__main__`` guard and other
+            statements in it are left out (the frame has its own).
+        required: names the answer must define.
+        roots: definitions kept even when nothing in the program calls them (the contract's).
+
+    Raises:
+        SpliceError: the answer is not Python, or lacks a required definition.
+    """
+    tree, answer = _parse_answer(answer)
+    ans_lines = answer.splitlines(keepends=True)
+    defs: dict[str, str] = {}
+    consts: dict[str, str] = {}
+    imports: list[str] = []
+    for node in tree.body:
+        if isinstance(node, _DEFS) and node.name not in FRAME_OWNED:
+            defs[node.name] = _text(ans_lines, node)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            imports.append(_text(ans_lines, node))
+        elif _assigned_name(node) is not None:
+            consts[_assigned_name(node)] = _text(ans_lines, node)
+    missing = [name for name in required if name not in defs]
+    if missing:
+        have = ", ".join(defs) or "no function or class"
+        raise SpliceError(f"the answer defines {have} but not {', '.join(missing)}(): write "
+                          f"{', '.join(m + '()' for m in missing)} as top-level definitions")
+
+    frame_tree = ast.parse(frame)
+    lines = frame.splitlines(keepends=True)
+    replace: dict[int, tuple[int, str]] = {}  # first line -> (last line, new text)
+    placed: set[str] = set()
+    anchor: Optional[int] = None  # where new definitions go: before build_model
+    last_import = last_const = 0
+    for node in frame_tree.body:
+        first, last = _span(node)
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            last_import = last
+        name = node.name if isinstance(node, _DEFS) else _assigned_name(node)
+        if isinstance(node, _DEFS):
+            if node.name == "build_model" and anchor is None:
+                anchor = first
+            if name in defs and name not in FRAME_OWNED:
+                replace[first] = (last, defs[name])
+                placed.add(name)
+        elif name is not None:
+            if not any(isinstance(n, _DEFS) and n.lineno < first for n in frame_tree.body):
+                last_const = last
+            if name in consts:
+                replace[first] = (last, consts[name])
+                placed.add(name)
+    new_defs = [text for name, text in defs.items() if name not in placed]
+    new_consts = [text for name, text in consts.items() if name not in placed]
+    have_imports = {" ".join(_text(lines, n).split()) for n in frame_tree.body if isinstance(n, (ast.Import, ast.ImportFrom))}
+    new_imports = [t for t in imports if " ".join(t.split()) not in have_imports and "__future__" not in t]
+    if anchor is None:
+        anchor = next((_span(n)[0] for n in frame_tree.body if isinstance(n, _DEFS)), len(lines) + 1)
+
+    out: list[str] = []
+    i = 1
+    while i <= len(lines):
+        if i == anchor and new_defs:
+            out.extend(_block(t) for t in new_defs)
+        if i in replace:
+            last, text = replace[i]
+            out.append(_ensure_newline(text))
+            if i == last_const or last == last_const:
+                out.extend(_ensure_newline(t) for t in new_consts)
+                new_consts = []
+            i = last + 1
+            continue
+        out.append(lines[i - 1])
+        if i == last_import and new_imports:
+            out.extend(_ensure_newline(t) for t in new_imports)
+        if i == last_const and new_consts:
+            out.extend(_ensure_newline(t) for t in new_consts)
+            new_consts = []
+        i += 1
+    if anchor > len(lines) and new_defs:
+        out.extend(_block(t) for t in new_defs)
+    program = "".join(out)
+    return _prune(program, roots)
+
+
+def _ensure_newline(text: str) -> str:
+    return text if text.endswith("\n") else text + "\n"
+
+
+def _block(text: str) -> str:
+    """A definition followed by the two blank lines PEP 8 puts between top-level definitions."""
+    return _ensure_newline(text) + "\n\n"
+
+
+def _prune(program: str, roots: Iterable[str]) -> str:
+    """``program`` without the top-level definitions nothing reaches (an old model class), tidied."""
+    try:
+        tree = ast.parse(program)
+    except SyntaxError as exc:
+        raise SpliceError(f"the answer does not fit the frame (line {exc.lineno}: {exc.msg}); "
+                          "answer with whole top-level definitions only") from None
+    keep = reachable(tree, roots)
+    lines = program.splitlines(keepends=True)
+    drop: list[tuple[int, int]] = [_span(n) for n in tree.body if isinstance(n, _DEFS) and n.name not in keep]
+    for first, last in sorted(drop, reverse=True):
+        del lines[first - 1 : last]
+    text = "".join(lines)
+    while "\n\n\n\n" in text:
+        text = text.replace("\n\n\n\n", "\n\n\n")
+    return text

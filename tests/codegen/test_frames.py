@@ -1,0 +1,259 @@
+"""Frames: the model writes the model part, the builtin's program is the rest (issue #19 item 4).
+
+Splicing is string work (fast); the frame-mode pipeline runs against a real streaming chat server on
+127.0.0.1 playing the model, and the real sandboxed verifier.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from deepdive.codegen.frames import SpliceError, frame_for
+from deepdive.codegen.frames.prompt import frame_system_prompt
+from deepdive.codegen.frames.reading import merge_reading, parse_reading
+from deepdive.codegen.frames.splice import splice, top_level_names
+from deepdive.codegen.pipeline import generate
+from deepdive.codegen.properties import verdict
+from deepdive.codegen.understand import read_request
+from deepdive.protocol import GenerateCheck, GenerateParams
+from tests.codegen.test_pipeline import ChatServer, collect
+
+UNET_PROMPT = "a U-Net for semantic segmentation of 64x64 grayscale images, 3 classes, without dropout"
+
+UNET_ANSWER = textwrap.dedent('''\
+    Here is the model part.
+    ```python
+    import torch
+    from torch.nn.functional as F
+
+    NUM_CLASSES = 3
+
+
+    def double_conv(c_in, c_out):
+        return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU(), nn.Conv2d(c_out, c_out, 3, padding=1), nn.ReLU())
+
+
+    class UNet(nn.Module):
+        def __init__(self, c_in=1, classes=NUM_CLASSES):
+            super().__init__()
+            self.down1, self.down2 = double_conv(c_in, 16), double_conv(16, 32)
+            self.up = nn.ConvTranspose2d(32, 16, 2, stride=2)
+            self.dec = double_conv(32, 16)
+            self.out = nn.Conv2d(16, classes, 1)
+
+        def forward(self, x):
+            a = self.down1(x)
+            b = self.down2(F.max_pool2d(a, 2))
+            return self.out(self.dec(torch.cat([self.up(b), a], dim=1)))
+
+
+    def build_model():
+        return UNet()
+
+
+    def example_batch(batch_size: int = 8):
+        g = torch.Generator().manual_seed(SEED)
+        x = torch.randn(batch_size, *INPUT_SHAPE, generator=g)
+        return x, torch.randint(0, NUM_CLASSES, (batch_size, *INPUT_SHAPE[1:]), generator=g)
+
+
+    def compute_loss(model, batch):
+        x, y = batch
+        logits = model(x).float()
+        return F.cross_entropy(logits, y), (logits.argmax(1) == y).sum()
+
+
+    def main():
+        print("the model's own main is not used")
+
+
+    if __name__ == "__main__":
+        main()
+    ```
+    ''')
+
+
+def _frame(prompt: str):
+    reading = read_request(prompt)
+    return reading, frame_for(reading.spec, reading.intent, "torch")
+
+
+# -- splice ------------------------------------------------------------------------------------
+
+
+FRAME = textwrap.dedent('''\
+    """A frame."""
+    import torch
+    from torch import nn
+
+    SEED = 0
+    NUM_CLASSES = 10
+
+
+    class Old(nn.Module):
+        pass
+
+
+    def build_model():
+        return Old()
+
+
+    def helper():
+        return 1
+
+
+    def main():
+        return helper() + (build_model() is not None)
+
+
+    if __name__ == "__main__":
+        main()
+    ''')
+
+
+def test_splice_puts_each_definition_in_its_place_and_drops_the_old_model() -> None:
+    answer = "import math\nNUM_CLASSES = 3\nEXTRA = 2\n\nclass New(nn.Module):\n    pass\n\ndef build_model():\n    return New()\n"
+    program = splice(FRAME, answer)
+    assert top_level_names(program) == ["New", "build_model", "helper", "main"]  # Old is gone, New precedes build_model
+    assert "NUM_CLASSES = 3" in program and "NUM_CLASSES = 10" not in program and "EXTRA = 2" in program
+    assert "import math" in program and program.count("import torch") == 1
+    ast.parse(program)
+
+
+def test_splice_keeps_the_frames_main_and_drops_a_garbled_import_line() -> None:
+    program = splice(FRAME, "from torch.nn.functional as F\ndef build_model():\n    return nn.Linear(2, 2)\n"
+                            "def main():\n    raise SystemExit('not the frame')\n")
+    assert "return helper() + (build_model() is not None)" in program and "not the frame" not in program
+    assert "functional" not in program
+
+
+@pytest.mark.parametrize("answer, words", [
+    ("class Net(nn.Module):\n    pass\n", ["defines Net", "not build_model()"]),
+    ("def build_model(:\n    pass\n", ["not valid Python", "line 1", "def build_model(:"]),
+    ("I cannot do that.", ["not valid Python"]),
+])
+def test_an_answer_that_cannot_be_placed_says_what_to_write(answer: str, words: list[str]) -> None:
+    with pytest.raises(SpliceError) as err:
+        splice(FRAME, answer)
+    message = str(err.value)
+    assert "\n" not in message
+    for word in words:
+        assert word in message
+
+
+def test_a_repair_that_rewrites_only_build_model_keeps_the_earlier_model_class() -> None:
+    reading, frame = _frame(UNET_PROMPT)
+    code = extract(UNET_ANSWER)
+    repair = "def build_model():\n    return UNet(c_in=1)\n"
+    program = frame.splice(repair, [code])
+    assert "class UNet" in program and "return UNet(c_in=1)" in program
+    with pytest.raises(SpliceError, match="example_batch"):
+        frame.splice(repair)  # alone it lacks the task's definitions
+
+
+def extract(answer: str) -> str:
+    from deepdive.codegen.pipeline import extract_code
+
+    return extract_code(answer)
+
+
+# -- frame_for ---------------------------------------------------------------------------------
+
+
+def test_a_request_the_builtin_reads_gets_its_program_as_the_frame_and_writes_only_the_model() -> None:
+    reading, frame = _frame("CNN classifier for MNIST without dropout")
+    assert frame.write == ("build_model",) and not frame.task_changed
+    assert "mnist" in frame.base and "class CNN" in frame.example and "def build_model" in frame.example
+    assert "def train(" not in frame.example  # the loop is the frame's, not shown as the model's part
+    assert "Prompt: CNN classifier for MNIST without dropout" in frame.source
+    system = frame_system_prompt(frame, reading.spec)
+    assert "NO Dropout layer" in system and "INPUT_SHAPE = (1, 28, 28)" in system
+    assert "Do not write main()" in system
+
+
+def test_a_task_the_builtin_has_no_template_for_makes_the_model_write_the_tasks_parts() -> None:
+    reading, frame = _frame(UNET_PROMPT)
+    assert frame.task_changed and frame.write == ("build_model", "example_batch", "compute_loss")
+    system = frame_system_prompt(frame, reading.spec)
+    assert "semantic segmentation" in system and "load_data(args)" in system
+
+
+@pytest.mark.slow
+def test_a_spliced_program_without_a_reader_says_so_in_one_line(tmp_path) -> None:
+    reading, frame = _frame(UNET_PROMPT)
+    program = frame.splice(extract(UNET_ANSWER))
+    assert frame.no_reader(extract(UNET_ANSWER))
+    path = tmp_path / "unet.py"
+    path.write_text(program)
+    run = subprocess.run([sys.executable, str(path), "--data", str(tmp_path / "nothing")], capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 2
+    assert run.stderr.strip().startswith("error: no reader for") and "--synthetic" in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1
+
+
+# -- the model's reading -----------------------------------------------------------------------
+
+
+def test_the_models_reading_adds_what_the_parser_missed_and_never_makes_a_result_verified() -> None:
+    spec = read_request("policy network for CartPole trained with REINFORCE").spec
+    read = parse_reading('Sure: {"task": "policy", "input_shape": [4], "outputs": 2, "family": "warp-drive", '
+                         '"exclude": ["Dropout", "Teleporter"], "precision": null}')
+    names = {(s.name, json.dumps(s.value)) for s in read}
+    assert ("outputs", "2") in names and ("no_layer", '"Dropout"') in names
+    assert not any(s.name == "family" for s in read)  # not in the vocabulary: dropped
+    merged = merge_reading(spec, read)
+    assert merged.get("task") == "policy"  # the parser's own reading stays
+    assert merged.unknown == spec.unknown  # what the parser did not understand stays said
+    ok = [GenerateCheck(name="smoke", ok=True)]
+    understood = read_request("an MLP classifier with 4 classes").spec
+    assert verdict(ok, [], understood) is None
+    assert "model's reading" in verdict(ok, [], merge_reading(understood, parse_reading('{"precision": "mixed"}')))
+
+
+# -- the pipeline in frame mode ------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_frame_mode_places_the_models_part_repairs_with_the_checks_message_and_verifies() -> None:
+    broken = UNET_ANSWER.replace("return UNet()", "return UNet(c_in=3)")  # the wrong input channels
+
+    def reply(body: dict) -> str:
+        return UNET_ANSWER if len(body["messages"]) > 2 else broken
+
+    partials, on_partial = collect()
+    with ChatServer(reply, chunk=60) as srv:
+        params = GenerateParams(prompt=UNET_PROMPT, backend="openai-compatible", endpoint=srv.url, model="coder")
+        result = generate(params, on_partial=on_partial)
+    assert result.verified, result.message
+    assert result.rounds == 1
+    first, second = srv.requests
+    system = first["messages"][0]["content"]
+    assert "Write ONLY the top-level definitions" in system and "def train(" not in system
+    assert "Write the model class and build_model(), example_batch(), compute_loss()" in first["messages"][1]["content"]
+    feedback = second["messages"][-1]["content"]
+    assert "expected input[8, 1, 64, 64] to have 3 channels" in feedback or "channels" in feedback
+    assert "definitions you change" in feedback
+    frame_check = result.checks[0]
+    assert frame_check.name == "frame" and frame_check.ok
+    assert "UNet" in frame_check.detail and "no data reader" in frame_check.detail
+    assert "def train(" in result.code and "class UNet" in result.code and "class CNN" not in result.code
+    assert {p.name: p.status for p in result.properties} == {"task": "met", "input_shape": "met", "family": "met",
+                                                            "outputs": "met", "no_layer": "met"} or all(
+        p.status == "met" for p in result.properties)
+    kinds = [p.kind for p in partials]
+    assert kinds.count("reset") >= 2  # each placed program replaces the streamed definitions
+
+
+def test_frame_false_keeps_the_whole_program_mode() -> None:
+    with ChatServer(lambda body: "no code") as srv:
+        params = GenerateParams(prompt=UNET_PROMPT, backend="openai-compatible", endpoint=srv.url, model="coder")
+        result = generate(params, frame=False, repair_rounds=0)
+    assert not result.verified and result.rounds == 0 and len(srv.requests) == 1
+    assert "Answer with the whole program" in srv.requests[0]["messages"][0]["content"]
