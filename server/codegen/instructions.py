@@ -41,6 +41,23 @@ _TASKS = {
     "audio-classification": "audio classification: inputs are waveforms (N, T) or spectrograms (N, 1, F, T), "
                             "output (N, classes)",
     "signal-classification": "classification of 1-D signals: inputs (N, T) or (N, C, T), output (N, classes)",
+    "object-detection": "object detection: inputs are images (N, C, H, W); the model returns box coordinates and class "
+                        "scores per anchor/cell/query as separate tensors, e.g. (boxes (N, A, 4), class scores (N, A, "
+                        "classes)) or conv maps (N, 4*A, H', W') and (N, classes*A, H', W'); example_batch()'s targets "
+                        "carry boxes (..., 4)",
+    "policy": "a policy network trained from rewards: inputs are observations (N, obs_dim) floats (or images), the model "
+              "returns action logits (N, actions) or (logits, value (N, 1)); the training code's loss is "
+              "-(log-probability of the taken actions (torch.distributions.Categorical(logits=...).log_prob(actions), "
+              "or log_softmax(...).gather(1, actions)) * returns or advantages).mean(), or Q-learning (Q-values gathered "
+              "on the actions regressed on rewards + gamma * next_q.max(1).values * (1 - dones)); a cross-entropy on "
+              "labels is not a policy",
+    "recommendation": "recommendation: example_batch()'s inputs are integer user ids and item ids, two tensors of shape "
+                      "(N,) (or one (N, 2)); the model has embedding tables (nn.Embedding; Keras: Embedding) for users "
+                      "and items and returns one score per (user, item) pair, (N,) or (N, 1), computed from both ids; "
+                      "targets are one rating or click per pair (N,)",
+    "graph": "a graph neural network in plain torch: example_batch() returns ((x, edge_index), targets) with node features "
+             "x (num_nodes, F) floats and edge_index (2, E) int node ids (or an adjacency matrix (num_nodes, num_nodes)); "
+             "the model passes messages along the edges and returns one row per node (num_nodes, classes) (or one per graph)",
 }
 _FAMILIES = {
     "mlp": "an MLP: only Linear layers, no convolution, recurrence or attention",

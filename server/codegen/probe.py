@@ -9,7 +9,10 @@ sandbox's working directory as ``probe.py`` next to ``program.py`` and runs
                  recursively), at most :data:`MAX_MODULES`; ``counts`` has them all by class
                  (a recurrent layer counts its ``num_layers``).
 ``inputs``, ``targets``, ``outputs``  ``{"key", "shape", "dtype"}`` of each tensor of
-                 ``example_batch()``'s inputs and targets and of the forward pass's output.
+                 ``example_batch()``'s inputs and targets and of the forward pass's output (nested
+                 tuples, lists and dicts keyed ``[0].boxes``; a ``torch.distributions`` object by its
+                 parameters, ``logits`` or ``loc``/``scale``); integer tensors add ``"range": [min, max]``
+                 (ids must index their tables, an edge_index its nodes), sparse ones ``"sparse": true``.
 ``convs``        kernel, stride, groups and input channels of each convolution (depthwise convolutions,
                  patch embeddings).
 ``losses``       loss classes the program holds at module level or in the model (torch), or the compiled
@@ -18,13 +21,16 @@ sandbox's working directory as ``probe.py`` next to ``program.py`` and runs
 ``pretrained``   the model is a Hugging Face ``PreTrainedModel``.
 ``graph``        (torch, when ``wants`` has ``graph``) the forward pass's data flow, recorded op by op
                  with a ``TorchFunctionMode``: residual additions, skip concatenations, upsampling,
-                 attention (softmax feeding a matmul) and the narrowest per-example width.
+                 attention (softmax feeding a matmul), the narrowest per-example width, and ``reach``:
+                 the keys of the inputs the output was computed from (a GNN must read its edges, a
+                 recommender its item ids).
 
 Only the standard library at import time, so that importing this module (its tests) costs nothing.
 """
 
 from __future__ import annotations
 
+import collections.abc
 import importlib.util
 import json
 import math
@@ -34,6 +40,7 @@ from typing import Any, Optional
 
 MAX_MODULES = 2000
 MAX_GRAPH_OPS = 20000
+MAX_RANGE_ELEMENTS = 10_000_000  # an integer tensor's min and max are read up to this size
 
 # Op names (torch functions and Tensor methods, underscores stripped) the graph recorder cares about.
 WEIGHTED_OPS = frozenset({"conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
@@ -70,30 +77,77 @@ def _dtype(x: Any) -> str:
     return "other"
 
 
-def tensors(obj: Any, key: str = "", limit: int = 16) -> list[dict]:
-    """The tensors (anything with a shape) in ``obj``, nested tuples, lists, dicts and HF outputs included."""
-    found: list[dict] = []
+def _sparse(x: Any) -> bool:
+    """A torch sparse layout (COO, CSR, ...) or a ``tf.SparseTensor``."""
+    return "sparse" in str(getattr(x, "layout", "")) or type(x).__name__ == "SparseTensor"
 
-    def visit(o: Any, k: str) -> None:
-        if len(found) >= limit or o is None:
+
+def _int_range(x: Any) -> Optional[list]:
+    """``[min, max]`` of an integer or boolean tensor (torch, numpy or eager TensorFlow); None when unknown."""
+    shape = _shape(x)
+    if shape is None or None in shape or _sparse(x) or not 0 < math.prod(shape) <= MAX_RANGE_ELEMENTS:
+        return None
+    try:
+        values = x if hasattr(x, "min") else x.numpy()
+        return [int(values.min()), int(values.max())]
+    except Exception:  # noqa: BLE001 - a fact we could not read is left out
+        return None
+
+
+def _entry(x: Any, key: str) -> dict:
+    entry = {"key": key, "shape": _shape(x), "dtype": _dtype(x)}
+    if _sparse(x):
+        entry["sparse"] = True
+    if entry["dtype"] in ("int", "bool"):
+        bounds = _int_range(x)
+        if bounds is not None:
+            entry["range"] = bounds
+    return entry
+
+
+def _distribution_params(o: Any) -> list[tuple[str, Any]]:
+    """The parameters a ``torch.distributions`` object holds (``loc``, ``scale``, ``probs``), not those
+    it would compute on access."""
+    names = getattr(o, "arg_constraints", None)
+    if not isinstance(names, dict) or not hasattr(o, "batch_shape"):
+        return []
+    held = vars(o) if hasattr(o, "__dict__") else {}
+    return [(n, held[n]) for n in names if _shape(held.get(n)) is not None]
+
+
+def keyed(obj: Any, key: str = "", limit: int = 16) -> list[tuple[str, Any]]:
+    """``(key, tensor)`` for each tensor in ``obj``: nested tuples, lists, dicts, HF outputs and
+    distributions, keyed ``[0]``, ``boxes``, ``[1].logits``."""
+    found: list[tuple[str, Any]] = []
+
+    def visit(o: Any, k: str, depth: int) -> None:
+        if len(found) >= limit or o is None or depth > 6:
             return
-        shape = _shape(o)
-        if shape is not None:
-            found.append({"key": k, "shape": shape, "dtype": _dtype(o)})
+        if _shape(o) is not None:
+            found.append((k, o))
             return
         logits = getattr(o, "logits", None)
         if logits is not None and _shape(logits) is not None:
-            found.append({"key": f"{k}.logits" if k else "logits", "shape": _shape(logits), "dtype": _dtype(logits)})
+            found.append((f"{k}.logits" if k else "logits", logits))
+            return
+        params = _distribution_params(o)
+        if params:
+            found.extend((f"{k}.{n}" if k else n, v) for n, v in params)
             return
         if isinstance(o, dict) or hasattr(o, "items") and hasattr(o, "keys"):
             for name, value in list(o.items()):
-                visit(value, f"{k}.{name}" if k else str(name))
+                visit(value, f"{k}.{name}" if k else str(name), depth + 1)
         elif isinstance(o, (tuple, list)):
             for i, value in enumerate(o):
-                visit(value, f"{k}[{i}]")
+                visit(value, f"{k}[{i}]", depth + 1)
 
-    visit(obj, key)
-    return found
+    visit(obj, key, 0)
+    return found[:limit]
+
+
+def tensors(obj: Any, key: str = "", limit: int = 16) -> list[dict]:
+    """The tensors (anything with a shape) in ``obj``, nested tuples, lists, dicts and HF outputs included."""
+    return [_entry(x, k) for k, x in keyed(obj, key, limit)]
 
 
 def split_batch(batch: Any) -> tuple[Any, Any]:
@@ -171,7 +225,7 @@ def torch_forward(model: Any, inputs: Any, record: bool) -> tuple[Any, Optional[
                 out = _call(first, inputs)
         else:
             out = _call(first, inputs)
-    return out, (recorder.summary(_batch_size(inputs)) if recorder is not None else None)
+    return out, (recorder.summary(_batch_size(inputs), out) if recorder is not None else None)
 
 
 def _call(model: Any, inputs: Any) -> Any:
@@ -200,12 +254,16 @@ class GraphRecorder:
         self.widths: list[Optional[list]] = []
         self.node_of: dict[int, int] = {}
         self.keep: list[Any] = []
+        self.input_keys: dict[int, str] = {}  # node -> the input's key, as in the facts' ``inputs``
         self.overflow = False
 
     def register(self, inputs: Any) -> None:
         """The model's inputs: the sources of the data flow."""
-        for value in _flat(inputs):
+        for key, value in keyed(inputs, limit=256):
+            if id(value) in self.node_of:
+                continue
             self.node_of[id(value)] = len(self.ops)
+            self.input_keys[len(self.ops)] = key
             self.ops.append("input")
             self.parents.append([])
             self.widths.append(None)
@@ -219,6 +277,10 @@ class GraphRecorder:
         class Mode(TorchFunctionMode):
             def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
                 out = func(*args, **(kwargs or {}))
+                if isinstance(out, collections.abc.Iterator):  # ``src, dst = edge_index``: the rows it yields
+                    items = list(out)
+                    recorder.add(func, args, kwargs or {}, items)
+                    return iter(items)
                 recorder.add(func, args, kwargs or {}, out)
                 return out
 
@@ -245,8 +307,9 @@ class GraphRecorder:
             self.node_of[id(o)] = index
             self.keep.append(o)
 
-    def summary(self, batch: Optional[int]) -> dict:
-        """Residual additions, skip concatenations, upsampling, attention and the narrowest width."""
+    def summary(self, batch: Optional[int], out: Any = None) -> dict:
+        """Residual additions, skip concatenations, upsampling, attention, the narrowest width, and
+        which inputs ``out`` (the forward pass's output) was computed from."""
         n = len(self.ops)
         ancestors: list[set[int]] = []
         for i in range(n):
@@ -278,10 +341,20 @@ class GraphRecorder:
                 attention.append(i)
         widths = [math.prod(w[1:]) for w in self.widths
                   if w and batch is not None and len(w) >= 2 and w[0] == batch and None not in w]
+        reach = self._reach(out, ancestors)
         self.keep.clear()
         return {"ops": n, "overflow": self.overflow, "residual": len(residual), "skip_concat": len(skips),
                 "upsample": len(upsampled), "attention": len(attention),
-                "min_width": min(widths) if widths else None}
+                "min_width": min(widths) if widths else None, "reach": reach}
+
+    def _reach(self, out: Any, ancestors: list[set[int]]) -> list[str]:
+        """The keys of the inputs that any tensor of ``out`` was computed from (or is), in input order."""
+        found: set[int] = set()
+        for _, o in keyed(out, limit=256):
+            node = self.node_of.get(id(o))
+            if node is not None:
+                found |= ancestors[node] | {node}
+        return [key for node, key in sorted(self.input_keys.items()) if node in found]
 
 
 def _flat(obj: Any) -> list:

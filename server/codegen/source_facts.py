@@ -39,11 +39,13 @@ class SourceFacts:
         framework: ``torch``, ``tensorflow`` or ``none`` (from the imports).
         calls: every call whose callee is a name or attribute chain, resolved through the imports.
         classes: classes the program defines, with the dotted names of their bases.
+        tree: the parsed program, for checks that follow its data flow (a policy's loss from rewards).
     """
 
     framework: str
     calls: list[Call] = attrs.Factory(list)
     classes: dict[str, list[str]] = attrs.Factory(dict)
+    tree: Optional[ast.Module] = attrs.field(default=None, repr=False, eq=False)
 
     def find(self, *names: str) -> list[Call]:
         """Calls of any of ``names`` (exact resolved names)."""
@@ -140,7 +142,7 @@ def read_source(tree: ast.Module) -> SourceFacts:
         elif isinstance(node, ast.ClassDef):
             classes[node.name] = [_resolve(d, aliases) for d in (_dotted(b) for b in node.bases) if d]
     calls.sort(key=lambda c: c.line)
-    return SourceFacts(framework=framework_of(tree), calls=calls, classes=classes)
+    return SourceFacts(framework=framework_of(tree), calls=calls, classes=classes, tree=tree)
 
 
 def is_expr(value: Any) -> bool:

@@ -379,22 +379,22 @@ if __name__ == "__main__":
 
 
 @pytest.mark.slow
-def test_a_model_backend_gets_a_request_outside_the_builtin_and_unchecked_properties_are_said() -> None:
+def test_a_model_backend_gets_a_request_outside_the_builtin_and_a_failed_task_goes_back_to_it() -> None:
     prompt = "a policy network for CartPole with 4 observations and 2 actions"
     with ChatServer(lambda body: f"```python\n{POLICY_PROGRAM}```") as srv:
         params = GenerateParams(prompt=prompt, backend="openai-compatible", endpoint=srv.url)
         result = generate(params, frame=False)
-    assert len(srv.requests) == 1, "the model got the request the builtin has no template for"
+    assert srv.requests, "the model got the request the builtin has no template for"
     system, user = srv.requests[0]["messages"][0]["content"], srv.requests[0]["messages"][1]["content"]
-    assert "the task is policy (the checker cannot check this one: do it as asked)" in system
+    assert "the task is a policy network trained from rewards" in system
     assert prompt in user and "Understood as: " in user and 'task="policy"' in user
     assert result.code == POLICY_PROGRAM.lstrip("\n") and result.backend == "openai-compatible"
+    # Behaviour cloning (a cross-entropy on action labels) has a policy's shapes but no rewards.
     task = next(p for p in result.properties if p.name == "task")
-    assert task.status == "not_checked" and "policy" in task.detail
-    assert not result.verified and result.rounds == 0  # a repair cannot make it checkable
-    assert not [p for p in result.properties if p.status == "failed"], [(p.label, p.detail) for p in result.properties]
-    assert all(c.ok for c in result.checks)
-    assert result.message.startswith("checks incomplete: ") and "task policy" in result.message
+    assert task.status == "failed" and "reward" in task.detail
+    assert len(srv.requests) == 3 and not result.verified and result.rounds == 2
+    assert "reward" in srv.requests[1]["messages"][-1]["content"]  # the check's own words went back
+    assert result.message.startswith("verification failed after 2 repair rounds") and "task policy" in result.message
 
 
 @pytest.mark.slow

@@ -57,11 +57,31 @@ def _units(shape: list, task: Optional[str], framework: str) -> tuple[int, str]:
     return math.prod(per), "values per example"
 
 
+def _class_scores(f: ProgramFacts) -> Optional[list]:
+    """A detector's class-score tensor: the first float output whose last dimension is not 4 (the boxes')."""
+    for t in f.run.get("outputs") or []:
+        shape = t.get("shape")
+        if shape and None not in shape and len(shape) >= 2 and t.get("dtype") == "float" and shape[-1] != 4:
+            return shape
+    return None
+
+
 def outputs(expected: Any, f: ProgramFacts, spec: Spec) -> Judgement:
+    task = spec.get("task")
+    if task == "object-detection":
+        scores = _class_scores(f)
+        if scores is None:
+            return NOT_CHECKED, "no class-score output apart from the boxes: the class count is judged with the task"
+        seen = f"class scores {shape_text(scores)}: {scores[-1]} per box"
+        return (MET, seen) if scores[-1] == int(expected) else (FAILED, f"{seen}, not {expected}")
     shape = f.shape("outputs")
     if not shape or None in shape:
         return NOT_CHECKED, "the forward pass returned no tensor of known shape"
-    got, how = _units(shape, spec.get("task"), f.framework)
+    if task == "graph" and len(shape) >= 2:
+        got = shape[-1]
+        seen = f"output {shape_text(shape)}: {got} scores per node or graph"
+        return (MET, seen) if got == int(expected) else (FAILED, f"{seen}, not {expected}")
+    got, how = _units(shape, task, f.framework)
     seen = f"output {shape_text(shape)}: {got} {how}"
     return (MET, seen) if got == int(expected) else (FAILED, f"{seen}, not {expected}")
 

@@ -2,8 +2,10 @@
 
 Each task is judged by what can be checked from one batch and one forward pass (a segmentation's
 output is class scores per pixel at the input's size; a language model's output is a distribution
-per input token). A task whose nature lies in its training (a GAN, a policy trained from rewards) is
-not checked, and says so.
+per input token); object detection, policies, recommenders and graph networks are judged in
+:mod:`.task_more` (a policy's training from rewards read from the source). A task whose nature lies
+in its training alone (a GAN's adversarial game, episodic few-shot training) is not checked, and
+says so.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Optional
 
+from deepdive.codegen.properties import task_more
 from deepdive.codegen.properties.facts import FAILED, MET, NOT_CHECKED, Judgement, ProgramFacts, same_spatial, shape_text
 from deepdive.codegen.properties.training import loss_keys, losses
 from deepdive.codegen.spec import Spec
@@ -180,15 +183,15 @@ _TASKS: dict[str, Callable[[ProgramFacts, Optional[Spec]], Judgement]] = {
     "diffusion": _task_diffusion,
     "audio-classification": _task_audio,
     "signal-classification": _task_signal,
+    "object-detection": task_more.object_detection,
+    "policy": task_more.policy,
+    "recommendation": task_more.recommendation,
+    "graph": task_more.graph,
 }
 
 _UNCHECKABLE = {
     "gan": "a GAN's generator and discriminator and their adversarial training cannot be checked by running one forward pass",
-    "object-detection": "no check can tell box regression and class scores per anchor apart from other outputs",
-    "policy": "what makes a policy network (actions trained from rewards) cannot be told from its shapes",
-    "recommendation": "what makes a recommender (user-item scores ranked) cannot be told from its shapes",
     "few-shot": "episodic few-shot training cannot be checked by one forward pass",
     "streaming-inference": "streaming (a sliding window over live input) cannot be checked by one forward pass",
     "online-learning": "learning from a stream, one update at a time, cannot be checked by one forward pass",
-    "graph": "no check can tell message passing over a graph from other computations",
 }
