@@ -24,10 +24,11 @@ A result is verified only when every check passed and every stated property was 
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from deepdive.codegen.backends import Backend, BackendError, Cancelled, PromptTooLong, make_backend
 from deepdive.codegen.instructions import framework_of_request, repair_message, system_prompt, user_message
@@ -48,6 +49,8 @@ __all__ = [
 ]
 
 MAX_REPAIR_ROUNDS = 2
+#: A frame-mode repair samples at this temperature when the backend otherwise answers greedily.
+REPAIR_TEMPERATURE = 0.4
 VERIFY_TIMEOUT_S = 120.0
 
 #: The builtin's one phase: it composes the whole program at once, there are no tokens to stream.
@@ -457,7 +460,8 @@ def _with_frame(request: _Request, run: _Run, name: str, backend: Backend, frame
             run.phase(f"generating: the model writes {what} into {frame.base}")
         while True:
             try:
-                raw = _answer(run, backend, system, messages)
+                with _temperature(backend, REPAIR_TEMPERATURE if attempt else None):
+                    raw = _answer(run, backend, system, messages)
                 break
             except PromptTooLong:
                 if len(messages) > 3:  # older repair rounds go first
@@ -494,6 +498,21 @@ def _with_frame(request: _Request, run: _Run, name: str, backend: Backend, frame
     why = why.removeprefix("verification failed: ")
     return request.result(code, name, filename, outcome=outcome, rounds=rounds,
                           message=f"verification failed after {rounds} repair rounds: {why}")
+
+
+@contextlib.contextmanager
+def _temperature(backend: Backend, value: Optional[float]) -> Iterator[None]:
+    """Sample at ``value`` for one answer when the backend samples greedily: a greedy small model
+    repeats its failed answer word for word after the checker's message."""
+    before = getattr(backend, "temperature", None)
+    if value is None or before is None or before > 0:
+        yield
+        return
+    backend.temperature = value
+    try:
+        yield
+    finally:
+        backend.temperature = before
 
 
 def _defines_something(answer: str) -> bool:

@@ -240,6 +240,7 @@ def test_frame_mode_places_the_models_part_repairs_with_the_checks_message_and_v
     feedback = second["messages"][-1]["content"]
     assert "expected input[8, 1, 64, 64] to have 3 channels" in feedback or "channels" in feedback
     assert "definitions you change" in feedback
+    assert first["temperature"] == 0.0 and second["temperature"] == 0.4  # a greedy repeat of the failed answer is no repair
     frame_check = result.checks[0]
     assert frame_check.name == "frame" and frame_check.ok
     assert "UNet" in frame_check.detail and "no data reader" in frame_check.detail
