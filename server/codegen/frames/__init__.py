@@ -83,6 +83,8 @@ class Frame:
     keeps: list[str] = attrs.Factory(list)
     constants: str = ""
     task_changed: bool = False
+    example_title: str = ""
+    """What :attr:`example` is: a reference example of the request's kind, or the frame's own model part."""
 
     def splice(self, answer: str, earlier: Sequence[str] = ()) -> str:
         """The program: the frame with the answer's definitions in place.
@@ -133,8 +135,8 @@ def _replace_definition(source: str, name: str, text: str) -> str:
 
 
 def _task_of(intent: Intent) -> str:
-    if intent.multi_label:
-        return "multi-label-classification"
+    if intent.multi_label and intent.task == "text-classification" and intent.framework == "torch":
+        return "multi-label-classification"  # the builtin's one multi-label program (text, torch)
     if intent.task == "image-classification" or intent.task == "text-classification":
         return intent.task
     if intent.task == "regression" and intent.dataset == "csv" and intent.num_classes:
@@ -194,10 +196,18 @@ def frame_for(spec: Spec, intent: Optional[Intent], framework: str) -> Optional[
     optional = ["load_data"]
     if task_changed:
         write += ["example_batch"] + (["compute_loss"] if framework == "torch" and "compute_loss" in top_level_names(source) else [])
+        if framework == "torch":
+            optional.append("synthetic_dataset")
+    title = "the frame's current version of these definitions, written for a different request"
+    from deepdive.codegen.frames.examples import example_for
+
+    reference = example_for(spec, framework)
+    if reference is not None:
+        example, title = reference.source, f"a reference example: {reference.title}"
     keeps = [_signature(source, n) for n in top_level_names(source) if n in _USEFUL and n not in write]
     return Frame(source=source, framework=framework, base=_describe(base), write=tuple(write), optional=tuple(optional),
                  example=example.rstrip() + "\n", keeps=[k for k in keeps if k], constants=_constants(source),
-                 task_changed=task_changed)
+                 task_changed=task_changed, example_title=title)
 
 
 def _model_part(tree: ast.Module) -> list[str]:

@@ -27,6 +27,8 @@ WHAT = {
                         "the scalar training loss, and the number of correct predictions (a tensor) or None",
         "load_data": "`load_data(args)` reads the real data from `args.data` and returns `(train_set, val_set)`, "
                      "torch Datasets of `(inputs, targets)`; raise `DataError(\"...\")` with what to do when it is missing",
+        "synthetic_dataset": "`synthetic_dataset(n)` returns a torch Dataset of n random examples for --synthetic "
+                             "(write it when one example is not one row of a batch, e.g. a whole graph)",
     },
     "tensorflow": {
         "build_model": "`build_model(lr=LR, dropout=DROPOUT, decay_steps=1000)` (keep this signature) returns the "
@@ -77,8 +79,10 @@ def frame_system_prompt(frame: Frame, spec: Optional[Spec]) -> str:
                       "only when all hold:"]
         parts += [f"- {line}" for line in lines]
     if frame.example.strip():
-        parts += ["", "The frame's current version of these definitions, written for a different request: follow its "
-                      "conventions (constants, shapes, dtypes), and change what this request asks differently:",
+        title = frame.example_title or "the frame's current version of these definitions"
+        parts += ["", f"{title[0].upper()}{title[1:]}. Follow its conventions (constants, shapes, dtypes, what "
+                      "example_batch() and the loss return) and change what this request asks differently (sizes, "
+                      "counts, layers, exclusions):",
                   "```python", frame.example.rstrip(), "```"]
     return "\n".join(parts)
 

@@ -162,14 +162,17 @@ def splice(frame: str, answer: str, *, required: Iterable[str] = ("build_model",
             if not any(isinstance(n, _DEFS) and n.lineno < first for n in frame_tree.body):
                 last_const = last
             if name in consts:
-                replace[first] = (last, consts[name])
-                placed.add(name)
+                replace[first] = (last, "")  # the answer's value goes with its other constants, below
     new_defs = [text for name, text in defs.items() if name not in placed]
-    new_consts = [text for name, text in consts.items() if name not in placed]
+    # All the answer's constants, in its order, after the frame's last one: one of them may name
+    # another (SEQ_LEN = 100; INPUT_SHAPE = (SEQ_LEN,)), so none goes back to the frame's place.
+    new_consts = list(consts.values())
     have_imports = {" ".join(_text(lines, n).split()) for n in frame_tree.body if isinstance(n, (ast.Import, ast.ImportFrom))}
     new_imports = [t for t in imports if " ".join(t.split()) not in have_imports and "__future__" not in t]
     if anchor is None:
         anchor = next((_span(n)[0] for n in frame_tree.body if isinstance(n, _DEFS)), len(lines) + 1)
+    if not last_const:
+        last_const = last_import  # no constants in the frame: the answer's go after the imports
 
     out: list[str] = []
     i = 1
@@ -178,7 +181,7 @@ def splice(frame: str, answer: str, *, required: Iterable[str] = ("build_model",
             out.extend(_block(t) for t in new_defs)
         if i in replace:
             last, text = replace[i]
-            out.append(_ensure_newline(text))
+            out.append(_ensure_newline(text) if text else "")
             if i == last_const or last == last_const:
                 out.extend(_ensure_newline(t) for t in new_consts)
                 new_consts = []
