@@ -19,7 +19,8 @@ from deepdive.codegen.frames.prompt import frame_system_prompt
 from deepdive.codegen.frames.reading import merge_reading, parse_reading
 from deepdive.codegen.frames.splice import splice, top_level_names
 from deepdive.codegen.pipeline import generate
-from deepdive.codegen.properties import verdict
+from deepdive.codegen.properties import MODEL_READING, verdict
+from deepdive.codegen.spec import Spec, Stated
 from deepdive.codegen.understand import read_request
 from deepdive.protocol import GenerateCheck, GenerateParams
 from tests.codegen.test_pipeline import ChatServer, collect
@@ -134,6 +135,26 @@ def test_the_answers_constants_go_together_so_one_may_name_another() -> None:
     assert namespace["NUM_CLASSES"] == 3 and namespace["SEED"] == 0
 
 
+def test_the_frames_imports_win_and_a_lone_module_class_gets_its_build_model() -> None:
+    reading, frame = _frame("CNN classifier for MNIST without dropout")
+    answer = ("from torch.nn.functional import F\nimport numpy as np\n\n"
+              "class Net(nn.Module):\n    def __init__(self, width=8):\n        super().__init__()\n"
+              "        self.conv = nn.Conv2d(1, width, 3)\n        self.head = nn.Linear(width, NUM_CLASSES)\n\n"
+              "    def forward(self, x):\n        return self.head(F.adaptive_avg_pool2d(self.conv(x), 1).flatten(1))\n")
+    program = frame.splice(answer)
+    assert "from torch.nn.functional import F" not in program and "import numpy as np" in program
+    assert "def build_model():\n    return Net()" in program and "class CNN" not in program
+    assert frame.added_build_model(answer) == "Net"
+
+
+def test_the_reference_examples_constants_join_the_frame_and_the_requests_stay() -> None:
+    reading, frame = _frame("policy network for CartPole: 8 observations, 4 actions, trained with REINFORCE")
+    assert "a policy network" in frame.example_title
+    assert "INPUT_SHAPE = (8,)" in frame.constants and "OBS_DIM = INPUT_SHAPE[0]" in frame.constants
+    assert "NUM_ACTIONS" in frame.constants  # the example's, for the model to redefine
+    assert "INPUT_SHAPE = (4,)" not in frame.source  # the example's own shape did not replace the request's
+
+
 def test_splice_keeps_the_frames_main_and_drops_a_garbled_import_line() -> None:
     program = splice(FRAME, "from torch.nn.functional as F\ndef build_model():\n    return nn.Linear(2, 2)\n"
                             "def main():\n    raise SystemExit('not the frame')\n")
@@ -161,8 +182,8 @@ def test_a_repair_that_rewrites_only_build_model_keeps_the_earlier_model_class()
     repair = "def build_model():\n    return UNet(c_in=1)\n"
     program = frame.splice(repair, [code])
     assert "class UNet" in program and "return UNet(c_in=1)" in program
-    with pytest.raises(SpliceError, match="example_batch"):
-        frame.splice(repair)  # alone it lacks the task's definitions
+    alone = frame.splice(repair)  # alone: the frame's classifier example_batch stays, and UNet is nowhere
+    assert "class UNet" not in alone and "torch.randint(0, NUM_CLASSES, (batch_size,)" in alone
 
 
 def extract(answer: str) -> str:
@@ -216,13 +237,19 @@ def test_the_models_reading_adds_what_the_parser_missed_and_never_makes_a_result
     names = {(s.name, json.dumps(s.value)) for s in read}
     assert ("outputs", "2") in names and ("no_layer", '"Dropout"') in names
     assert not any(s.name == "family" for s in read)  # not in the vocabulary: dropped
-    merged = merge_reading(spec, read)
+    merged = merge_reading(spec, read + parse_reading('{"framework": "tensorflow", "outputs": 3}'))
     assert merged.get("task") == "policy"  # the parser's own reading stays
+    # Only what the prompt has words for is taken: it names no dropout, no Keras and none of the numbers.
+    assert {s.name for s in merged.stated if s.text == "read by the model"} <= {"task", "family"}
+    grounded = merge_reading(read_request("a policy for a 6-joint arm with 17 sensor readings, REINFORCE").spec,
+                             parse_reading('{"input_shape": [17], "outputs": 6, "framework": "tensorflow"}'))
+    assert grounded.get("input_shape") == [17] and grounded.get("framework") is None
     assert merged.unknown == spec.unknown  # what the parser did not understand stays said
     ok = [GenerateCheck(name="smoke", ok=True)]
     understood = read_request("an MLP classifier with 4 classes").spec
     assert verdict(ok, [], understood) is None
-    assert "model's reading" in verdict(ok, [], merge_reading(understood, parse_reading('{"precision": "mixed"}')))
+    by_model = Spec(prompt=understood.prompt, stated=[*understood.stated, Stated("layer_count", ["Linear", 2], MODEL_READING)])
+    assert "model's reading" in verdict(ok, [], by_model)
 
 
 # -- the pipeline in frame mode ------------------------------------------------------------------

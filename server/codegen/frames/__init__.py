@@ -107,14 +107,44 @@ class Frame:
             defined |= _defined(previous)
         if not _defined(answer):
             splice(source, answer, required=self.write)  # says what the answer lacks (or that it is not Python)
-        missing = [name for name in self.write if name not in defined]
-        if missing:
-            splice(source, answer, required=missing)  # raises, naming what is missing
-        return splice(source, answer, required=())
+        if "build_model" not in defined:
+            answer = answer.rstrip("\n") + "\n" + (_build_model_for(answer, self.framework) or "")
+        # Only build_model is a must: the frame's example_batch and compute_loss stay where the model wrote
+        # none, and a check says what does not fit.
+        return splice(source, answer, required=("build_model",))
+
+    def added_build_model(self, answer: str, earlier: Sequence[str] = ()) -> Optional[str]:
+        """The class the frame's added ``build_model()`` returns, when no answer defined one."""
+        if any("build_model" in _defined(a) for a in (answer, *earlier)):
+            return None
+        code = _build_model_for(answer, self.framework)
+        return code.split("return ", 1)[1].split("(", 1)[0] if code else None
 
     def no_reader(self, answer: str, earlier: Sequence[str] = ()) -> bool:
         """True when the program has no reader for the task's data (the frame's reads another task's)."""
         return self.task_changed and not any("load_data" in _defined(a) for a in (answer, *earlier))
+
+
+def _build_model_for(answer: str, framework: str) -> Optional[str]:
+    """``def build_model(): return Net()`` when the answer defines exactly one torch module class whose
+    constructor needs no argument (a small model often writes the class and forgets the function)."""
+    if framework != "torch":
+        return None
+    try:
+        tree = ast.parse(answer)
+    except SyntaxError:
+        return None
+    modules = []
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and any(ast.unparse(b).split(".")[-1] == "Module" for b in node.bases):
+            init = next((n for n in node.body if isinstance(n, ast.FunctionDef) and n.name == "__init__"), None)
+            required = len(init.args.args) - 1 - len(init.args.defaults) if init is not None else 0
+            modules.append((node.name, required))
+    used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    top = [(name, req) for name, req in modules if name not in used]  # not a block of another module
+    if len(top) != 1 or top[0][1] > 0:
+        return None
+    return f"\n\ndef build_model():\n    return {top[0][0]}()\n"
 
 
 def _defined(answer: str) -> set[str]:
@@ -204,6 +234,7 @@ def frame_for(spec: Spec, intent: Optional[Intent], framework: str) -> Optional[
     reference = example_for(spec, framework)
     if reference is not None:
         example, title = reference.source, f"a reference example: {reference.title}"
+        source = _with_constants(source, reference.source)
     keeps = [_signature(source, n) for n in top_level_names(source) if n in _USEFUL and n not in write]
     return Frame(source=source, framework=framework, base=_describe(base), write=tuple(write), optional=tuple(optional),
                  example=example.rstrip() + "\n", keeps=[k for k in keeps if k], constants=_constants(source),
@@ -234,6 +265,27 @@ def _model_part(tree: ast.Module) -> list[str]:
             continue
         used_elsewhere |= closure([name], "build_model")
     return [n for n in defs if n in mine and (n == "build_model" or n not in used_elsewhere)]
+
+
+def _with_constants(source: str, example: str) -> str:
+    """The frame with the reference example's constants that it lacks (the frame's own, read from the
+    request, stay): a model that follows the example uses them and often does not write them out again."""
+    try:
+        ex_tree = ast.parse(example)
+    except SyntaxError:
+        return source
+    ex_lines = example.splitlines(keepends=True)
+    first_def = next((n.lineno for n in ex_tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))), None)
+    have = set(re.findall(r"^([A-Z_][A-Z0-9_]*)\s*[:=]", _constants(source), re.M))
+    constants = "".join("".join(ex_lines[n.lineno - 1 : n.end_lineno]) for n in ex_tree.body
+                        if isinstance(n, (ast.Assign, ast.AnnAssign)) and (first_def is None or n.lineno < first_def)
+                        and _target(n) not in have)
+    return splice(source, constants, required=()) if constants else source
+
+
+def _target(node: ast.stmt) -> Optional[str]:
+    target = node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else getattr(node, "target", None)
+    return target.id if isinstance(target, ast.Name) else None
 
 
 def _retitle(source: str, prompt: str) -> str:

@@ -92,12 +92,45 @@ def parse_reading(answer: str) -> list[Stated]:
     return out
 
 
+#: Words a property the model read must find in the prompt to be taken (a 0.5B model fills every key).
+_GROUNDS = {
+    "framework": r"keras|tensorflow|\btf\.|torch",
+    "precision": r"mixed|fp16|bf16|half|amp\b|autocast|fp32|float32|full precision|混合精度|半精度",
+    "distributed": r"distributed|\bddp\b|torchrun|multi-?gpu|gpus|nodes|single[- ]gpu|one gpu|分布式|多卡|单卡",
+}
+_LAYER_WORDS = {"Dropout": r"dropout", "BatchNorm1d": r"batch ?norm|\bbn\b|批归一化", "BatchNorm2d": r"batch ?norm|\bbn\b|批归一化",
+                "BatchNormalization": r"batch ?norm|\bbn\b|批归一化", "LayerNorm": r"layer ?norm", "Embedding": r"embedding",
+                "LSTM": r"lstm", "GRU": r"gru", "Linear": r"linear|dense|mlp", "Dense": r"linear|dense|mlp"}
+
+
+def grounded(stated: Stated, prompt: str) -> bool:
+    """True when the prompt has the words of a property the model read: its numbers, its layer's name,
+    the framework, precision or distribution named (the model's reading of a small model invents)."""
+    text = prompt.lower()
+    if stated.name in ("input_shape", "outputs"):
+        numbers = stated.value if isinstance(stated.value, list) else [stated.value]
+        found = {int(n) for n in re.findall(r"\d+", text.replace(",", ""))} | {int(n) * 1000 for n in re.findall(r"(\d+)k\b", text)}
+        return all(int(n) in found or int(n) == 1 for n in numbers) and any(int(n) in found for n in numbers)
+    if stated.name == "no_layer":
+        words = _LAYER_WORDS.get(str(stated.value))
+        if words is None:
+            for group in LAYER_ALIASES:
+                if stated.value in group:
+                    words = "|".join(re.escape(n.lower()) for n in group)
+        return bool(words and re.search(words, text))
+    if stated.name in _GROUNDS:
+        return bool(re.search(_GROUNDS[stated.name], text))
+    return True  # task and family: named by the model from the request's words
+
+
 def merge_reading(spec: Spec, read: list[Stated]) -> Spec:
     """``spec`` with the model's properties that the parser did not state; the parser's win any conflict.
 
-    ``no_layer`` adds each layer the parser did not exclude already. Unknown words and unplaced numbers
-    stay as they were: the verdict still says the parser did not understand them.
+    A property is taken only when the prompt has its words (:func:`grounded`). ``no_layer`` adds each
+    layer the parser did not exclude already. Unknown words and unplaced numbers stay as they were:
+    the verdict still says the parser did not understand them.
     """
+    read = [s for s in read if grounded(s, spec.prompt)]
     stated = list(spec.stated)
     have = {s.name for s in stated}
     excluded = set(spec.all("no_layer"))

@@ -126,15 +126,15 @@ def splice(frame: str, answer: str, *, required: Iterable[str] = ("build_model",
     tree, answer = _parse_answer(answer)
     ans_lines = answer.splitlines(keepends=True)
     defs: dict[str, str] = {}
-    consts: dict[str, str] = {}
-    imports: list[str] = []
+    consts: dict[str, ast.stmt] = {}
+    imports: list[ast.stmt] = []
     for node in tree.body:
         if isinstance(node, _DEFS) and node.name not in FRAME_OWNED:
             defs[node.name] = _text(ans_lines, node)
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            imports.append(_text(ans_lines, node))
+            imports.append(node)
         elif _assigned_name(node) is not None:
-            consts[_assigned_name(node)] = _text(ans_lines, node)
+            consts[_assigned_name(node)] = node
     missing = [name for name in required if name not in defs]
     if missing:
         have = ", ".join(defs) or "no function or class"
@@ -143,61 +143,60 @@ def splice(frame: str, answer: str, *, required: Iterable[str] = ("build_model",
 
     frame_tree = ast.parse(frame)
     lines = frame.splitlines(keepends=True)
-    replace: dict[int, tuple[int, str]] = {}  # first line -> (last line, new text)
-    placed: set[str] = set()
-    anchor: Optional[int] = None  # where new definitions go: before build_model
-    last_import = last_const = 0
-    for node in frame_tree.body:
-        first, last = _span(node)
-        if isinstance(node, (ast.Import, ast.ImportFrom)):
-            last_import = last
-        name = node.name if isinstance(node, _DEFS) else _assigned_name(node)
-        if isinstance(node, _DEFS):
-            if node.name == "build_model" and anchor is None:
-                anchor = first
-            if name in defs and name not in FRAME_OWNED:
-                replace[first] = (last, defs[name])
-                placed.add(name)
-        elif name is not None:
-            if not any(isinstance(n, _DEFS) and n.lineno < first for n in frame_tree.body):
-                last_const = last
-            if name in consts:
-                replace[first] = (last, "")  # the answer's value goes with its other constants, below
-    new_defs = [text for name, text in defs.items() if name not in placed]
-    # All the answer's constants, in its order, after the frame's last one: one of them may name
-    # another (SEQ_LEN = 100; INPUT_SHAPE = (SEQ_LEN,)), so none goes back to the frame's place.
-    new_consts = list(consts.values())
-    have_imports = {" ".join(_text(lines, n).split()) for n in frame_tree.body if isinstance(n, (ast.Import, ast.ImportFrom))}
-    new_imports = [t for t in imports if " ".join(t.split()) not in have_imports and "__future__" not in t]
-    if anchor is None:
-        anchor = next((_span(n)[0] for n in frame_tree.body if isinstance(n, _DEFS)), len(lines) + 1)
-    if not last_const:
-        last_const = last_import  # no constants in the frame: the answer's go after the imports
+    first_def = next((_span(n)[0] for n in frame_tree.body if isinstance(n, _DEFS)), len(lines) + 1)
+    frame_consts = {_assigned_name(n): n for n in frame_tree.body if _assigned_name(n) and n.lineno < first_def}
+    bound = {name for n in frame_tree.body if isinstance(n, (ast.Import, ast.ImportFrom)) for name in _bound(n)}
+    last_import = max((_span(n)[1] for n in frame_tree.body if isinstance(n, (ast.Import, ast.ImportFrom))), default=0)
 
-    out: list[str] = []
-    i = 1
-    while i <= len(lines):
+    # Lines of the frame that go, and what comes in their place or after them.
+    drop: set[int] = set()
+    after: dict[int, list[str]] = {}
+    for node in frame_tree.body:
+        name = node.name if isinstance(node, _DEFS) else _assigned_name(node)
+        first, last = _span(node)
+        if (isinstance(node, _DEFS) and name in defs) or (name in frame_consts and name in consts):
+            drop.update(range(first, last + 1))
+        if isinstance(node, _DEFS) and name in defs and name not in FRAME_OWNED:
+            after.setdefault(last, []).append(_block(defs[name]))
+    # New definitions go just before build_model (or the first definition).
+    new_defs = [_block(text) for name, text in defs.items()
+                if not any(isinstance(n, _DEFS) and n.name == name for n in frame_tree.body)]
+    anchor = next((_span(n)[0] for n in frame_tree.body if isinstance(n, _DEFS) and n.name == "build_model"), first_def)
+    # The frame's imports win: an answer's import of a name the frame binds is left out (a 0.5B model writes
+    # `from torch.nn.functional import F`).
+    new_imports = [_text(ans_lines, n) for n in imports if not (_bound(n) & bound) and not
+                   (isinstance(n, ast.ImportFrom) and n.module == "__future__")]
+    if new_imports:
+        after.setdefault(last_import, []).extend(_ensure_newline(t) for t in new_imports)
+    # The answer's constants, together and in its order: where the first frame constant they replace was
+    # (so a frame constant derived from one sees the new value), but never before a frame constant they name.
+    if consts:
+        replaced = [frame_consts[n].lineno for n in consts if n in frame_consts]
+        names_used = {x.id for n in consts.values() for x in ast.walk(n) if isinstance(x, ast.Name)}
+        needed = [_span(frame_consts[n])[1] for n in names_used if n in frame_consts and n not in consts]
+        at = (min(replaced) - 1) if replaced else max([_span(n)[1] for n in frame_consts.values()] or [last_import])
+        at = max([at] + needed)
+        block = [_ensure_newline(_text(ans_lines, n)) for n in consts.values()]
+        after.setdefault(at, []).extend(block)
+    out: list[str] = list(after.get(0, []))
+    for i, line in enumerate(lines, start=1):
         if i == anchor and new_defs:
-            out.extend(_block(t) for t in new_defs)
-        if i in replace:
-            last, text = replace[i]
-            out.append(_ensure_newline(text) if text else "")
-            if i == last_const or last == last_const:
-                out.extend(_ensure_newline(t) for t in new_consts)
-                new_consts = []
-            i = last + 1
-            continue
-        out.append(lines[i - 1])
-        if i == last_import and new_imports:
-            out.extend(_ensure_newline(t) for t in new_imports)
-        if i == last_const and new_consts:
-            out.extend(_ensure_newline(t) for t in new_consts)
-            new_consts = []
-        i += 1
+            out.extend(new_defs)
+        if i not in drop:
+            out.append(line)
+        out.extend(after.get(i, []))
     if anchor > len(lines) and new_defs:
-        out.extend(_block(t) for t in new_defs)
-    program = "".join(out)
-    return _prune(program, roots)
+        out.extend(new_defs)
+    return _prune("".join(out), roots)
+
+
+def _bound(node: ast.stmt) -> set[str]:
+    """The names an import statement binds."""
+    if isinstance(node, ast.Import):
+        return {a.asname or a.name.split(".")[0] for a in node.names}
+    if isinstance(node, ast.ImportFrom):
+        return {a.asname or a.name for a in node.names}
+    return set()
 
 
 def _ensure_newline(text: str) -> str:
