@@ -9,8 +9,9 @@ not understand, so the reading can say so instead of ignoring it.
 
 Each term has its effects on the reading: a layer type the model must not contain (``no_layer``),
 an architecture family not to use, fp32 instead of mixed precision, one process instead of
-distributed training, a training feature left out. The cue and the terms are blanked out of the
-text the positive rules read, so "do not use mixed precision" no longer turns mixed precision on.
+distributed training, a training feature left out, a library not to import ("no torch_geometric":
+understood, no property changes). The cue and the terms are blanked out of the text the positive
+rules read, so "do not use mixed precision" no longer turns mixed precision on.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ Span = tuple[int, int]
 # Cues, longest first so that "do not use" wins over "not". English ones need word boundaries.
 _STRONG_EN = (r"(?:do|does|did)\s*(?:not|n't|nt)\s+(?:want\s+(?:to\s+use\s+)?|need\s+|use\s+|include\s+|add\s+|apply\s+|have\s+)|"
               r"don't|dont|do not|doesn't|does not|without|w/o|no need for|never use|never|avoid(?:ing)?|"
-              r"exclud(?:e|ing)|disabl(?:e|ing)|turn(?:ing)? off|skip(?:ping)?|instead of|rather than|replace|remove|removing")
+              r"exclud(?:e|ing)|disabl(?:e|ing)|turn(?:ing)? off|skip(?:ping)?(?!\s*-?connections?)|instead of|rather than|"
+              r"replace|remove|removing")
 _WEAK_EN = r"no|not|minus"
 _STRONG_ZH = ("不要使用|不要用|不使用|不需要|不要|不用|无需|不需|别用|不采用|不加|去掉|去除|移除|删除|删掉|禁用|关闭|不含|不带|"
               "没有|而不是|不是|代替|替代|取代|替换掉|替换")
@@ -39,6 +41,16 @@ _CLAUSE_END = re.compile(r"[,;.!?:()\n，。；！？：]|\b(?:but|with|for|on|i
 _LEAD = re.compile(r"(?:\s+|\b(?:a|an|the|any|use|using|to use|to)\b|用|使用|任何|采用|加|带)*", re.ASCII)
 _JOIN = re.compile(r"\s*(?:and|or|nor|&|/|和|与|及|以及|或者|或|,)\s*(?:(?:a|an|the|any)\s+)?", re.ASCII)
 
+# Libraries not to import ("in plain PyTorch, no torch_geometric"): no layer or family is excluded. The builtin's
+# programs import none of them; the exclusion is passed on as written to a model backend.
+_LIBRARIES: list[tuple[str, str]] = [
+    ("torch_geometric", r"torch[_ -]?geometric|pytorch[_ -]geometric|pyg"), ("dgl", r"dgl|deep graph library"),
+    ("torch_scatter", r"torch[_ -]?scatter"), ("torch_sparse", r"torch[_ -]?sparse"), ("networkx", r"networkx"),
+    ("spektral", r"spektral"), ("stellargraph", r"stellargraph"),
+    ("transformers", r"(?:the )?(?:hugging ?face )?transformers (?:library|package)|hugging ?face(?: transformers)?"),
+    ("timm", r"timm"), ("lightning", r"pytorch[- ]lightning|lightning"), ("sklearn", r"scikit-learn|sklearn"),
+]
+
 # (pattern, effects): the terms an exclusion can name, and what excluding each means.
 _TERMS: list[tuple[str, list[tuple[str, Any]]]] = [
     (r"drop-?out(?: layers?)?|丢弃层?|随机失活|dropout", [("no_layer", "Dropout")]),
@@ -49,6 +61,7 @@ _TERMS: list[tuple[str, list[tuple[str, Any]]]] = [
      [("precision", "fp32")]),
     (r"distributed(?: data[- ]parallel| training)?|ddp|torchrun|multi-?gpu(?: training)?|multiple gpus|multi-?node|"
      r"data[- ]parallel(?:ism)?|分布式(?:训练)?|多卡|多机|多gpu", [("distributed", False)]),
+    *[(pattern, [("library", name)]) for name, pattern in _LIBRARIES],
     (r"vision transformers?|vit", [("family", "vit"), ("no_layer", "TransformerEncoderLayer")]),
     (r"transformers?(?: encoders?| layers?| blocks?)?|self-attention|attention(?: layers?| mechanisms?)?|注意力(?:机制)?",
      [("family", "transformer"), ("no_layer", "TransformerEncoderLayer")]),

@@ -68,6 +68,8 @@ def _cn_numbers(text: str) -> str:
         # 一些/一起/统一 etc. are words, not numbers: only convert a single 一 before a counter or unit.
         if run == "一" and not re.match(r"[个层类轮维步次批]", text[m.end():m.end() + 1] or " "):
             return run
+        if run == "零" and text[m.start() - 1:m.start()] == "从":
+            return run  # 从零开始/从零实现: "from scratch"
         value = _cn_to_int(run)
         return run if value is None else str(value)
 
@@ -128,7 +130,10 @@ ARCH_RULES: list[tuple[str, str]] = [
     ("mlp", r"\bmlp|perceptron|feed-?forward|fully[- ]connected|\bdense\b|全连接|多层感知"),
 ]
 
-HF = r"fine-?tun|微调|hugging ?face|\bbert\b|distilbert|roberta|gpt-?2|\bgpt\b|albert|electra|pretrained|pre-trained|预训练"
+# A model name followed by "-style", "-like", 风格 names an architecture to write, not weights to fine-tune.
+_STYLE = r"(?!(?:-?\d+)?(?:[- ]?(?:style|like|ish)\b|\s*(?:风格|式|架构)))"
+HF = (rf"fine-?tun|微调|hugging ?face|\bbert\b{_STYLE}|distilbert{_STYLE}|roberta{_STYLE}|gpt-?2{_STYLE}|\bgpt\b{_STYLE}|"
+      rf"albert{_STYLE}|electra{_STYLE}|pretrained|pre-trained|预训练")
 
 DEFAULT_ARCH = {
     "image-classification": "cnn", "text-classification": "lstm", "regression": "mlp", "autoencoder": "autoencoder",
@@ -148,7 +153,10 @@ ARCH_TASK = {
 
 FEATURE_RULES: list[tuple[str, str]] = [
     ("amp", r"mixed[- ]precision|\bamp\b|\bfp16\b|\bbf16\b|bfloat16|half[- ]precision|autocast|混合精度|半精度"),
-    ("ddp", r"\bddp\b|torchrun|\d+ (nodes|gpus)|multi-?gpu|multiple gpus|multi-?node|distributed|data[- ]parallel|多卡|多gpu|多机|分布式"),
+    # "on 2 nodes" is a cluster; "2708 nodes with 1433 features" a graph.
+    ("ddp", r"\bddp\b|torchrun|\d+ gpus|(?:on|across|over|using) \d+ (?:compute |gpu |training )?nodes\b"
+            r"(?!\s*(?:and \d+ edges|of (?:a|the|each) graph|in (?:a|the|each) graph))|"
+            r"\d+ (?:compute|gpu|training) nodes|multi-?gpu|multiple gpus|multi-?node|distributed|data[- ]parallel|多卡|多gpu|多机|分布式"),
     ("checkpoint", r"checkpoint|resum|断点|检查点|续训"),
     ("early_stopping", r"early[- ]?stop|提前停止|早停"),
     ("lr_schedule", r"schedul|cosine|one-?cycle|warm-?up|lr decay|learning[- ]rate decay|step ?lr|"
@@ -260,18 +268,27 @@ def read_fields(r: FieldReader, task: str, arch: str, *, csv_path: Optional[str]
     low = r.low
     dataset = "synthetic"
     input_shape: tuple[int, ...] = ()
-    # "20 labels", "20 possible labels", "20 object classes", 二十个标签
-    r.num("num_classes", r"(\d+)\s*(?:(?:possible|different|distinct|output|target|object|total)\s+)?"
-                         r"(?:classes|class\b|categories|labels|kinds|types|tags|genres|topics)|"
-                         r"(\d+)\s*(?:个类|类别|个标签|标签|类|种|分类)|(\d+)[- ]class\b|"
-                         r"(?:classes|类别数|类别|标签数)\s*[=:]?\s*(\d+)")
+    # "20 labels", "20 possible labels", "3 sentiment classes", "5 land-cover classes", 二十个标签, 共10个关键词
+    r.num("num_classes", r"(\d+)\s*(?:(?!per\b|each\b|of\b|in\b|the\b)[a-z][a-z-]*\s+)?(?:classes|categories|labels|kinds|types|"
+                         r"tags|genres|topics|keywords|commands|species|activities|gestures|emotions|intents)\b|(\d+)\s*class\b|"
+                         r"(\d+)\s*(?:个类|类别|个标签|标签|类|种|分类)|(\d+)\s*(?:个|种)[\u4e00-\u9fff]{1,3}?(?:类别|标签)|"
+                         r"(\d+)\s*个?(?:关键词|命令词|唤醒词|意图|情绪|主题|物种|手势)|"
+                         r"(\d+)[- ]class\b|(?:classes|类别数|类别|标签数)\s*[=:]?\s*(\d+)")
+    if "num_classes" not in r.found:
+        _classes_into(r)
+    if "num_classes" not in r.found:
+        _classes_listed(r)
     if "num_classes" not in r.found:
         m = r.search(r"binary|二分类|positive\s*(or|and|/)\s*negative|正负|好评.{0,3}差评")
         if m:
             r.note("num_classes", 2, m.span())
     channels = None
-    m = r.search(r"gr[ae]y|grayscale|greyscale|monochrome|single[- ]channel|灰度|单通道|黑白")
-    if m:
+    # "3 bands", "4 input channels", 3通道; a larger "64 channels" is a layer's width, not the image's.
+    m = r.search(r"(\d+)[- ]?(?:(?:colou?r|spectral|input|image) channels?|(?:spectral )?bands)\b|\b([1-4])[- ]?channels?\b|"
+                 r"(\d+)\s*个?(?:输入)?通道")
+    if m and not r.search(r"gr[ae]y|grayscale|greyscale|monochrome|single[- ]channel|灰度|单通道|黑白|\brgb\b|colou?r|彩色|三通道"):
+        channels = r.note("channels", int(next(g for g in m.groups() if g)), m.span())
+    elif (m := r.search(r"gr[ae]y|grayscale|greyscale|monochrome|single[- ]channel|灰度|单通道|黑白")):
         channels = r.note("channels", 1, m.span())
     else:
         m = r.search(r"\brgb\b|colou?r|彩色|三通道")
@@ -285,7 +302,9 @@ def read_fields(r: FieldReader, task: str, arch: str, *, csv_path: Optional[str]
     low_nolatent = re.sub(r"(\d+)[- ]?d(?:im(?:ension(?:al)?)?)?\s*(?:bottleneck|latent|code|noise)",
                           lambda m: " " * len(m.group(0)), low)
 
-    m = r.search(r"(\d+)\s*x\s*(\d+)(?:\s*x\s*(\d+))?")
+    # "3x32x32", "32x32"; or a tuple: "of shape (1, 64, 128)"
+    m = r.search(r"(\d+)\s*x\s*(\d+)(?:\s*x\s*(\d+))?") or \
+        r.search(r"(?:shape|size|dimensions?|dims)\s*(?:of\s*|=\s*|:\s*|is\s*)?[(\[](\d+)\s*,\s*(\d+)(?:\s*,\s*(\d+))?[)\]]")
     image_hw = None
     if m:
         a, b, c = int(m.group(1)), int(m.group(2)), m.group(3)
@@ -303,9 +322,9 @@ def read_fields(r: FieldReader, task: str, arch: str, *, csv_path: Optional[str]
         r.note("image_hw", image_hw, m.span())
 
     m = search(r"(\d+)[- ]?(?:dim(?:ension(?:al)?)?|d)\b(?!\s*(?:bottleneck|latent|code|noise|embedding|cnn|conv))|"
-               r"(\d+)\s*维", low_nolatent)
+               r"(\d+)\s*维(?!\s*(?:卷积|cnn|conv|信号))", low_nolatent)
     flat = r.note("flat", int(m.group(1) or m.group(2)), m.span()) if m else None
-    n_features = r.num("n_features", r"(\d+)\s*(?:numeric(?:al)? |input |continuous |tabular |node )?"
+    n_features = r.num("n_features", r"(\d+)\s*(?:(?:numeric(?:al)?|input|continuous|tabular|node|feature|categorical)\s+)*"
                                      r"(?:features|columns|inputs|variables|predictors)|"
                                      r"(\d+)\s*(?:个)?(?:特征|输入|变量|列)")
 
@@ -368,7 +387,10 @@ def read_fields(r: FieldReader, task: str, arch: str, *, csv_path: Optional[str]
     vocab = r.num("vocab", r"vocab(?:ulary)?(?: size)?(?: of| =|=|:)?\s*(\d+)|(\d+)[- ](?:word|token|character|char)s? vocab|"
                            r"(?:词表|词汇表?|字典|字符表)(?:大小|规模|量)?(?:为|是)?\s*(\d+)")
     seq_len = r.num("seq_len", r"(?:sequence|seq|max(?:imum)?|input|context)[ _-]?(?:length|len|window)(?: of| =|=|:)?\s*(\d+)|"
-                               r"(\d+)\s*tokens|(?:序列长度|最大长度|句子长度|长度)(?:为|是)?\s*(\d+)")
+                               r"\b(?:context|block[ _-]size)(?: of| =|=|:)?\s*(\d+)\b|"
+                               r"(\d+)\s*tokens|(\d+)-(?:token|word|character|char)\b(?!s?\s*vocab)|"
+                               r"(?:sequences?|sentences?|texts?|inputs?|windows?|contexts?) of (\d+) (?:tokens|words|characters|chars)\b|"
+                               r"(?:序列长度|最大长度|句子长度|长度)(?:为|是)?\s*(\d+)")
     window = r.num("window", r"window(?: size| length| of)?(?: of| =|=|:)?\s*(\d+)|(\d+)[- ](?:step|sample|point|value)s?[- ]window|"
                              r"(?:窗口|滑窗)(?:大小|长度)?(?:为|是)?\s*(\d+)")
     r.num("lookback", r"(?:past|last|previous|lookback(?: of)?|look-back(?: of)?|history of)\s*(\d+)|"
@@ -436,6 +458,43 @@ def read_fields(r: FieldReader, task: str, arch: str, *, csv_path: Optional[str]
         if kept[field] is not None and name in r.found and r.found[name][0] == kept[field]:
             r.use(name)
     return kept
+
+
+# "classify ... into 6 activities", "sorts articles into 5 categories": the count after "into" is the class count.
+_INTO = re.compile(r"\b(?:into|as one of)\s+(\d+)\s+((?:[a-z][a-z-]*\s+){0,2}?[a-z][a-z-]*s)\b")
+_CLASSIFY_VERB = re.compile(r"classif|categori[sz]|\bsort|\bassign|recogni[sz]|identif", re.ASCII)
+_NOT_CLASSES = re.compile(r"\b(?:layers|steps|epochs|batches|folds|parts|chunks|pieces|patches|tokens|dimensions|dims|"
+                          r"features|channels|heads|blocks|stages|splits|sets|windows|frames|samples|values|seconds)$")
+
+
+def _classes_into(r: FieldReader) -> None:
+    """The class count of "classify <things> into N <classes>", when the sentence classifies (recorded as num_classes)."""
+    for m in _INTO.finditer(r.low):
+        sentence = re.split(r"[.;!?]\s", r.low[:m.start()])[-1]
+        if _CLASSIFY_VERB.search(sentence) and not _NOT_CLASSES.search(m.group(2)):
+            r.note("num_classes", int(m.group(1)), m.span())
+            return
+
+
+# "labels tweets as positive, negative or neutral", "classify emails as spam or ham", 分为正面、负面和中性
+_WORD = r"(?:(?:a|an|the)\s+)?[a-z][a-z-]*"
+_LISTED = re.compile(rf"\bas\s+({_WORD}(?:\s*,\s*{_WORD})+\s*,?\s*(?:or|and)\s+{_WORD}|{_WORD}\s*(?:or|/)\s*{_WORD})\b|"
+                     r"(?:分为|分成|分类为|标注为)\s*([\u4e00-\u9fff]{1,6}(?:\s*,\s*[\u4e00-\u9fff]{1,6})*\s*(?:和|或|与|,)\s*[\u4e00-\u9fff]{1,6})")
+_LISTING_VERB = re.compile(r"classif|categori[sz]|\bsort|\bassign|recogni[sz]|identif|\blabel|\btag|\bflag|\bmark|分为|分成|分类|标注",
+                           re.ASCII)
+
+
+def _classes_listed(r: FieldReader) -> None:
+    """The class count of classes named one by one ("as positive, negative or neutral"), when the sentence classifies."""
+    for m in _LISTED.finditer(r.low):
+        sentence = re.split(r"[.;!?]\s", r.low[:m.end()])[-1]
+        if not _LISTING_VERB.search(sentence):
+            continue
+        names = re.split(r"\s*(?:,|\bor\b|\band\b|/|和|或|与)\s*", m.group(1) or m.group(2))
+        names = [n for n in names if n.strip()]
+        if len(names) >= 2 and not any(re.search(r"train|test|val|训练|测试|验证|数据", n) for n in names):  # a data split
+            r.note("num_classes", len(names), m.span())
+            return
 
 
 def _layers(r: FieldReader, arch: str) -> Optional[int]:

@@ -24,107 +24,22 @@ from typing import Any, Optional
 
 import attrs
 
+from deepdive.codegen import task_sizes
 from deepdive.codegen.exclusions import Exclusion, blank, find_exclusions
 from deepdive.codegen.gaps import FAMILY_LABEL, gaps_of
 from deepdive.codegen.intent import Intent
 from deepdive.codegen.parse import (ARCH_TASK, CSV_FILE, DEFAULT_ARCH, ENGINE, FALLBACK_ARCH, HF, PATH, TASK_RULES,
                                     FieldReader, first_rule, framework_name, normalise, read_fields, resnet_block, search)
+from deepdive.codegen.request_words import (BUILTIN_TASK_WORDS, BUILTIN_TASKS, CLASSIFY_CUE, COUNTED, FAMILY_ARCH, FAMILY_LAYER,
+                                            FAMILY_TASK, FAMILY_WORDS, FRAMES, IMAGE_DATA, KNOWN_LOSS_WORDS, LOSS_WORDS,
+                                            SIZE_FIELDS, TABULAR, TASK_WORDS, TEXT_DATA, UNKNOWN_LOSS)
 from deepdive.codegen.spec import Spec, Stated, same_layer
-from deepdive.codegen.unknown_words import KNOWN_TOKENS, unknown_words
+from deepdive.codegen.unknown_words import unknown_words
+from deepdive.codegen.unplaced import unplaced_numbers
 
 __all__ = ["Reading", "read_request"]
 
 Span = tuple[int, int]
-
-# -- tasks --------------------------------------------------------------------------------------
-
-_BUILTIN = {name: pattern for name, pattern in TASK_RULES}
-# The order decides between cues: the most specific first.
-_TASK_RULES: list[tuple[str, str]] = [
-    ("few-shot", _BUILTIN["few-shot"]), ("gan", _BUILTIN["gan"]), ("vae", _BUILTIN["vae"]),
-    ("diffusion", r"diffusion|\bddpm\b|\bddim\b|score-based|扩散"),
-    ("semantic-segmentation", r"segment|deeplab|mask r-?cnn|分割"),
-    ("object-detection", r"object detect|detect(?:ing|s)? (?:the )?(?:objects|cars|people|pedestrians|faces)|detector|"
-                         r"detection head|bounding[- ]box|\byolo|faster r-?cnn|\bssd\b|retinanet|\bdetr\b|目标检测|物体检测|检测框|检测头"),
-    ("autoencoder", _BUILTIN["autoencoder"]),
-    ("policy", r"reinforcement learning|\brl\b|policy (?:network|net|gradient|model)|actor[- ]critic|\bppo\b|\bdqn\b|"
-               r"q-?learning|q-?network|强化学习|策略网络"),
-    ("recommendation", r"recommend|collaborative filtering|matrix factori[sz]ation|user[- ]item|推荐"),
-    ("graph", r"\bgnn|graph neural(?: networks?)?|graph conv|\bgcn\b|\bgat\b|graphsage|message passing|node classification|"
-              r"link prediction|图神经网络|图神经|图卷积|节点分类"),
-    ("language-model", r"language model|char(?:acter)?[- ]level|next[- ](?:token|character|char|word)|text generation|"
-                       r"generates? text|语言模型|文本生成|字符级"),
-    ("sequence-labeling", r"named[- ]entit|\bner\b|part[- ]of[- ]speech|pos[- ]tagg|sequence label|token classif|"
-                          r"命名实体|序列标注|词性标注"),
-    ("online-learning", _BUILTIN["online-learning"]), ("streaming-inference", _BUILTIN["streaming-inference"]),
-    ("forecasting", _BUILTIN["forecasting"]),
-    ("multi-label-classification", r"multi-?label|multiple labels|多标签"),
-    ("audio-classification", r"speech|audio|spectrogram|\bmel\b|keyword spotting|\bsounds?\b|\bwav\b|语音|音频|声音|频谱|梅尔"),
-    ("signal-classification", r"\bsignals?\b|\becg\b|\beeg\b|accelerometer|vibration|1-?d[- ]?(?:cnn|conv)|conv1d|一维卷积|信号|心电|脑电"),
-    ("regression", _BUILTIN["regression"]),
-]
-_CLASSIFY_CUE = r"classif|\bclass(?:es)?\b|\d+[- ]class|categor|recogni[sz]|identif|sentiment|spam|topic|tags?\b|分类|识别|类别|情感|垃圾邮件"
-_IMAGE_DATA = r"mnist|cifar|imagenet|\bdigits\b|手写数字"
-_TABULAR = r"\bcsv\b|tabular|spreadsheet|features|feature vectors|\bvectors\b|\brows\b|columns|表格|特征"
-# Builtin task of the frame offered for a task the builtin has no template for (None: no frame).
-_FRAMES = {"semantic-segmentation": "image-classification", "object-detection": "image-classification",
-           "audio-classification": "image-classification", "language-model": "text-classification",
-           "sequence-labeling": "text-classification"}
-_BUILTIN_TASKS = {"image-classification", "text-classification", "regression", "autoencoder", "vae", "gan", "forecasting",
-                  "few-shot", "streaming-inference", "online-learning"}
-
-
-# -- families -----------------------------------------------------------------------------------
-
-# Most specific first: "a ResNet-based U-Net" is a U-Net, "1-D CNN" a cnn1d.
-_FAMILY_RULES: list[tuple[str, str]] = [
-    ("unet", r"\bu-?net\b|\bunet"),
-    ("yolo", r"\byolo(?:v\d+)?"),
-    ("vit", r"\bvit\b|vision transformer|视觉transformer"),
-    ("gnn", r"\bgnn|graph neural|graph conv\w*|\bgcn\b|\bgat\b|graphsage|图神经网络|图神经|图卷积"),
-    ("mobilenet", r"mobile-?net(?:-?v\d)?"),
-    ("efficientnet", r"efficient-?net(?:-?b\d)?|mbconv"),
-    ("vgg", r"\bvgg(?:-?\d+)?"),
-    ("resnet", r"res-?net(?:[- ]?\d+)?|residual|残差"),
-    ("hf-finetune", HF),
-    ("transformer", r"transformer|self-attention|注意力|\battention"),
-    ("lstm", r"\blstm|长短期记忆|长短时记忆"),
-    ("gru", r"\bgru"),
-    ("rnn", r"\brnn|recurrent|循环神经"),
-    ("cnn1d", r"\b1-?d[- ]?(?:cnn|conv\w*)|conv1d|one-dimensional conv\w*|一维卷积"),
-    ("cnn", r"\bcnn|conv|卷积"),
-    ("mlp", r"\bmlp|perceptron|feed-?forward|fully[- ]connected|\bdense\b|全连接|多层感知"),
-]
-_FAMILY_ARCH = {"unet": "cnn", "yolo": "cnn", "vit": "cnn", "mobilenet": "efficientnet", "efficientnet": "efficientnet",
-                "vgg": "cnn", "resnet": "resnet", "hf-finetune": "hf-finetune", "transformer": "transformer", "lstm": "lstm",
-                "gru": "gru", "rnn": "lstm", "cnn": "cnn", "mlp": "mlp"}
-_FAMILY_TASK = {"unet": "semantic-segmentation", "yolo": "object-detection", "vit": "image-classification",
-                "gnn": "graph", "cnn1d": "signal-classification"}
-# A second family named beside the first is a layer the model must contain ("an LSTM with attention").
-_FAMILY_LAYER = {"cnn": "Conv2d", "cnn1d": "Conv1d", "lstm": "LSTM", "gru": "GRU", "transformer": "MultiheadAttention",
-                 "mlp": "Linear"}
-# The layer type a count of this family counts (Spec's layer_count), PyTorch names.
-_COUNTED = {"cnn": "Conv2d", "mlp": "Linear", "lstm": "LSTM", "gru": "GRU", "transformer": "TransformerEncoderLayer",
-            "efficientnet": "MBConv", "cnn1d": "Conv1d"}
-
-_LOSSES: list[tuple[str, str]] = [
-    ("BCEWithLogitsLoss", r"binary cross[- ]?entropy|\bbce\b|二元交叉熵"),
-    ("CrossEntropyLoss", r"cross[- ]?entropy|交叉熵"),
-    ("MSELoss", r"\bmse\b|mean squared error|均方误差"),
-    ("SmoothL1Loss", r"smooth[- ]?l1"),
-    ("L1Loss", r"\bmae\b|\bl1 loss|mean absolute error|平均绝对误差"),
-    ("HuberLoss", r"huber"),
-    ("NLLLoss", r"\bnll\b|negative log[- ]likelihood"),
-    ("CTCLoss", r"\bctc\b"),
-    ("TripletMarginLoss", r"triplet (?:margin )?loss"),
-    ("KLDivLoss", r"kl[- ]div"),
-]
-_UNKNOWN_LOSS = re.compile(r"\b([a-z][a-z-]+) loss\b", re.ASCII)
-_KNOWN_LOSS_WORDS = {"cross-entropy", "entropy", "mse", "l1", "huber", "nll", "ctc", "margin", "triplet", "bce", "the", "a",
-                     "validation", "training", "train", "val", "reconstruction", "kl", "elbo", "lower", "low", "minimum", "best"}
-
-_NUMBER = re.compile(r"(?<![a-z0-9_.])\d+(?:\.\d+)?(?:e-?\d+)?(?![0-9])", re.ASCII)
-
 
 @attrs.define
 class Reading:
@@ -234,8 +149,9 @@ class _Read:
 
     def reading(self) -> Reading:
         self.framework = self._framework()
-        self.task, task_match = self._task()
         self.family, family_match, self.other_families = self._family()
+        self.task, task_match = self._task(family_match)
+        self.task_match = task_match
         if self.task:
             self.state("task", self.task, task_match.span())
         if self.fw_stated:
@@ -250,13 +166,23 @@ class _Read:
         self._state_layers(intent)
         self._state_training()
         if self.builtin_task is None:
-            self.placed += self.reader.all_spans()  # understood numbers of a task without a frame
-        if self.task == "audio-classification":
-            self._audio_numbers()
-        self.placed += self.reader.used_spans()
+            # Understood numbers of a task without a frame (epochs, hidden sizes...); a shape or a class
+            # count is placed only where a property took it.
+            self.placed += [span for name, (_, span) in self.reader.found.items() if name not in SIZE_FIELDS]
+        else:
+            self.placed += self.reader.used_spans()
+        if self.task in ("audio-classification", "signal-classification"):
+            self.placed += task_sizes.recording_numbers(self.pos)
+        if self.task == "recommendation":
+            self.placed += task_sizes.recommendation_numbers(self.pos)
+        if self.task == "diffusion":
+            self.placed += task_sizes.diffusion_numbers(self.pos)
+        if self.task == "graph":
+            self.placed += task_sizes.graph_numbers(self.pos)
         unknown = self._unknown()
         spec = Spec(prompt=self.raw, language=self.language, stated=self.stated, unknown=unknown,
-                    unplaced_numbers=self._unplaced(), exclusions=[e.text for e in self.exclusions])
+                    unplaced_numbers=unplaced_numbers(self.text, self.pos, self.placed, self.language),
+                    exclusions=[e.text for e in self.exclusions])
         gaps = gaps_of(spec, intent)
         return Reading(spec=spec, intent=intent, gaps=gaps, assumptions=self.assumptions)
 
@@ -274,27 +200,32 @@ class _Read:
             self.fw_stated = m.span()
         return "torch"
 
-    def _task(self) -> tuple[Optional[str], Optional[re.Match]]:
+    def _task(self, family_match: Optional[re.Match]) -> tuple[Optional[str], Optional[re.Match]]:
         """The task the prompt states, with the words that state it; (None, None) when it names none."""
-        found = first_rule(_TASK_RULES, self.pos)
+        found = first_rule(TASK_WORDS, self.pos)
         if found:
             return found
-        cue = self.find(_CLASSIFY_CUE)
-        text_rule = self.find(_BUILTIN["text-classification"])
+        cue = self.find(CLASSIFY_CUE)
+        text_rule = self.find(BUILTIN_TASK_WORDS["text-classification"])
         if text_rule and (cue or self.find(r"sentiment|spam|情感|垃圾邮件")):
             return "text-classification", text_rule
-        tabular = self.find(_TABULAR)
-        image = self.find(_BUILTIN["image-classification"])
+        tabular = self.find(TABULAR)
+        image = self.find(BUILTIN_TASK_WORDS["image-classification"])
+        text_data = self.find(TEXT_DATA)
+        if cue and text_data and not image and not tabular:
+            return "text-classification", text_data
         if cue and tabular and not image:
             return "tabular-classification", cue
-        data = self.find(_IMAGE_DATA)
+        data = self.find(IMAGE_DATA)
+        if image and (cue or data) and self.family in ("unet", "yolo"):
+            return FAMILY_TASK[self.family], family_match  # a U-Net's classes are per pixel, a YOLO's per box
         if image and (cue or data):
             return "image-classification", data or image
         return None, None
 
     def _family(self) -> tuple[Optional[str], Optional[re.Match], list[tuple[str, re.Match]]]:
         """The architecture family named first by specificity, and the other families named beside it."""
-        matches = [(name, m) for name, pattern in _FAMILY_RULES if (m := self.find(pattern))]
+        matches = [(name, m) for name, pattern in FAMILY_WORDS if (m := self.find(pattern))]
         # "attention" beside another family is a layer of it (an LSTM with attention), not the family.
         attention_only = [(n, m) for n, m in matches if n == "transformer" and "transformer" not in m.group(0)
                           and "self-attention" not in m.group(0)]
@@ -312,22 +243,23 @@ class _Read:
     def _builtin_task(self) -> Optional[str]:
         """The builtin task of the frame: the stated task's own, its frame's, or one assumed from the family."""
         task = self.task
-        if task in _BUILTIN_TASKS:
+        if task in BUILTIN_TASKS:
             return task
         if task == "tabular-classification":
             return "image-classification"
         if task == "multi-label-classification":
-            image = self.find(_BUILTIN["image-classification"]) and not self.find(_BUILTIN["text-classification"])
+            image = self.find(BUILTIN_TASK_WORDS["image-classification"]) and \
+                not self.find(BUILTIN_TASK_WORDS["text-classification"])
             return "image-classification" if image else "text-classification"
         if task is not None:
-            return _FRAMES.get(task)
+            return FRAMES.get(task)
         old = first_rule(TASK_RULES, self.pos)
         if old:
             assumed = old[0]
-        elif self.family in _FAMILY_TASK and _FAMILY_TASK[self.family] not in _BUILTIN_TASKS:
+        elif self.family in FAMILY_TASK and FAMILY_TASK[self.family] not in BUILTIN_TASKS:
             return None
-        elif self.family in _FAMILY_ARCH and _FAMILY_ARCH[self.family] in ARCH_TASK:
-            assumed = ARCH_TASK[_FAMILY_ARCH[self.family]]
+        elif self.family in FAMILY_ARCH and FAMILY_ARCH[self.family] in ARCH_TASK:
+            assumed = ARCH_TASK[FAMILY_ARCH[self.family]]
         elif self.family == "hf-finetune":
             assumed = "text-classification"
         elif self.find(r"classif|分类|识别"):
@@ -342,7 +274,7 @@ class _Read:
         """The builtin architecture for ``task``: the family named, adjusted to what the task's templates take."""
         hf = (self.family == "hf-finetune" or (self.model_path is not None and self.find(r"model|模型") is not None)) \
             and not self.excluded("pretrained")
-        arch = _FAMILY_ARCH.get(self.family) if self.family else None
+        arch = FAMILY_ARCH.get(self.family) if self.family else None
         if task in ("few-shot", "gan", "vae", "autoencoder"):
             arch = DEFAULT_ARCH[task]
             if self.framework == "tensorflow" and task == "autoencoder" and self.family in ("cnn", "mlp"):
@@ -360,7 +292,7 @@ class _Read:
             arch = DEFAULT_ARCH[task]
             if self.family is None:
                 self.assumptions.append(f"architecture: {arch} (the builtin's default for {task})")
-        excluded = {_FAMILY_ARCH.get(v, v) for v, _ in self.excluded("family")} | \
+        excluded = {FAMILY_ARCH.get(v, v) for v, _ in self.excluded("family")} | \
             ({"lstm", "gru"} if any(v == "rnn" for v, _ in self.excluded("family")) else set())
         if arch in excluded:
             choices = [a for a in FALLBACK_ARCH.get(task, ()) if a not in excluded]
@@ -428,94 +360,102 @@ class _Read:
     # -- the Spec's properties -------------------------------------------------------------------
 
     def _state_shape_and_outputs(self, intent: Optional[Intent]) -> None:
-        r = self.reader
-        used = r.used
-        shape: Optional[list[int]] = None
-        shape_span: Any = None
+        """The input shape and outputs per example; the words that state them are placed."""
+        shape, shape_spans = self._shape(intent)
+        if shape:
+            self._state_sized("input_shape", shape, shape_spans)
         task = self.task or (self.builtin_task if intent else None)
-        if intent is not None:
-            image_tasks = ("image-classification", "gan", "few-shot", "autoencoder", "vae")
-            if intent.task in image_tasks and "dataset" in used and len(intent.input_shape) == 3:
-                shape, shape_span = list(intent.input_shape), r.span("dataset")
-            elif intent.task in image_tasks and "image_hw" in used and "channels" in r.found and len(intent.input_shape) == 3:
-                shape, shape_span = list(intent.input_shape), r.span("image_hw")
-            elif intent.task not in ("text-classification", "forecasting", "streaming-inference") and len(intent.input_shape) == 1 \
-                    and (used & {"flat", "n_features"}):
-                shape, shape_span = list(intent.input_shape), r.span("flat" if "flat" in used else "n_features")
-            elif intent.task in ("forecasting", "streaming-inference") and (used & {"seq_len", "lookback", "window"}):
-                name = next(n for n in ("seq_len", "lookback", "window") if n in used)
-                shape, shape_span = list(intent.input_shape), r.span(name)
-            elif intent.task == "text-classification" and "seq_len" in used and self.task != "language-model":
-                shape, shape_span = list(intent.input_shape), r.span("seq_len")
-        else:
-            shape, shape_span = self._frameless_shape()
-        if shape and self.task not in ("language-model", "sequence-labeling", "audio-classification"):
-            self.state("input_shape", shape, shape_span)
-        outputs, span = self._outputs(intent, task)
+        outputs, spans = self._outputs(intent, task)
         if outputs is not None:
-            self.state("outputs", outputs, span)
+            self._state_sized("outputs", outputs, spans)
 
-    def _audio_numbers(self) -> None:
-        """Sample rate, clip length, spectrogram size of an audio request: read, though no property takes them."""
-        for m in re.finditer(r"\d+(?:\.\d+)?\s*k?hz\b|\d+(?:\.\d+)?[- ]?(?:s|sec|secs|seconds?)\b|"
-                             r"\d+\s*(?:mel(?:s| bins| filters)?|mfccs?|frames)\b|\d+\s*(?:个)?(?:梅尔|帧)|\d+\s*秒", self.pos):
-            self.placed.append(m.span())
+    def _state_sized(self, name: str, value: Any, spans: list[Span]) -> None:
+        spans = sorted({s for s in spans if s})
+        self.placed += spans
+        self.state(name, value, ", ".join(self.quote(self._words(s)) for s in spans))
 
-    def _frameless_shape(self) -> tuple[Optional[list[int]], Any]:
+    def _shape(self, intent: Optional[Intent]) -> tuple[Optional[list[int]], list[Span]]:
+        """One example's input shape, read from the Intent's fields (a builtin task) or from the task's words."""
+        r, pos = self.reader, self.pos
+        if self.task == "audio-classification":
+            return task_sizes.audio_shape(r, pos)
+        if intent is None:
+            return self._frameless_shape()
+        used = r.used
+        shape = list(intent.input_shape)
+        image_tasks = ("image-classification", "gan", "few-shot", "autoencoder", "vae")
+        if intent.task in image_tasks and "dataset" in used and len(shape) == 3:
+            return shape, [r.span("dataset")]
+        if intent.task in image_tasks and "image_hw" in used and "channels" in r.found and len(shape) == 3:
+            return shape, [r.span("image_hw"), r.span("channels")]
+        if intent.task not in ("text-classification", "forecasting", "streaming-inference") and len(shape) == 1 \
+                and (used & {"flat", "n_features"}):
+            return shape, [r.span("flat" if "flat" in used else "n_features")]
+        if intent.task in ("forecasting", "streaming-inference") and (used & {"seq_len", "lookback", "window"}):
+            name = next(n for n in ("seq_len", "lookback", "window") if n in used)
+            return shape, [r.span(name)] + ([r.span("series_channels")] if "series_channels" in used else [])
+        if intent.task == "text-classification" and "seq_len" in used:
+            return shape, [r.span("seq_len")]  # token ids: a classifier's, a language model's or a tagger's
+        return None, []
+
+    def _frameless_shape(self) -> tuple[Optional[list[int]], list[Span]]:
         r, pos = self.reader, self.pos
         if self.task == "diffusion" and "image_hw" in r.found and "channels" in r.found:
-            hw = r.found["image_hw"][0]
-            return [r.found["channels"][0], *hw], r.span("image_hw")
+            return [r.found["channels"][0], *r.found["image_hw"][0]], [r.span("image_hw"), r.span("channels")]
         if self.task == "policy":
-            m = search(r"(\d+)[- ]?(?:dim(?:ensional)?\s+)?(?:observations?|states?|obs)\b|"
-                       r"(?:observation|state)(?: space)?(?: dim(?:ension)?| size)?(?: of| =|=|:)?\s*(\d+)|(\d+)\s*维(?:状态|观测)", pos)
-            if m:
-                self.placed.append(m.span())
-                return [int(next(g for g in m.groups() if g))], m.span()
+            return task_sizes.policy_shape(pos)
         if self.task == "signal-classification":
-            c = search(r"(\d+)[- ]?(?:channels?|leads?)|(\d+)\s*(?:个)?通道", pos)
-            n = search(r"(?:length|of length|long)\s*(?:of\s*)?(\d+)|(\d+)[- ]?(?:samples?|points?|time ?steps?)(?: long)?|长度\s*(\d+)", pos)
-            if n:
-                self.placed += [n.span()] + ([c.span()] if c else [])
-                channels = int(next(g for g in c.groups() if g)) if c else 1
-                return [channels, int(next(g for g in n.groups() if g))], (c or n).span()
-        return None, None
+            return task_sizes.signal_shape(r, pos)
+        if self.task == "graph":
+            return task_sizes.graph_shape(pos)
+        return None, []
 
-    def _outputs(self, intent: Optional[Intent], task: Optional[str]) -> tuple[Optional[int], Any]:
+    def _outputs(self, intent: Optional[Intent], task: Optional[str]) -> tuple[Optional[int], list[Span]]:
         r = self.reader
         if task in ("image-classification", "text-classification", "tabular-classification", "multi-label-classification",
                     "online-learning", "signal-classification", "audio-classification", "semantic-segmentation",
                     "sequence-labeling", "graph"):
             if "num_classes" in r.found and r.found["num_classes"][1] and self._explicit_classes():
-                return r.found["num_classes"][0], r.span("num_classes")
-            if task == "image-classification" and intent is not None and "dataset" in r.used and intent.num_classes:
-                return intent.num_classes, r.span("dataset")
-            return None, None
-        if task in ("forecasting",) and intent is not None and "horizon" in r.used:
-            channels = intent.input_shape[1] if len(intent.input_shape) == 2 else 1
-            multivariate = "series_channels" in r.found and r.found["series_channels"][0] > 1 and not self.find(r"univariate|单变量")
-            if channels == 1 and not multivariate:
-                return intent.horizon, r.span("horizon")
-            return None, None
+                return r.found["num_classes"][0], [r.span("num_classes")]
+            if task == "image-classification" and intent is not None and "dataset" in r.used and intent.num_classes \
+                    and "num_classes" not in r.found:  # the dataset's own classes, not "as even or odd" of its images
+                return intent.num_classes, [r.span("dataset")]
+            return None, []
+        if task == "forecasting" and intent is not None and "horizon" in r.used:
+            return self._forecast_outputs(intent)
         if task == "regression":
-            m = self.find(r"predict(?:s|ing)? (?:the |a )?\w+")
-            if m and self._target():
-                return 1, m.span()
-            return None, None
+            if self._target():
+                m = self.find(r"predict(?:s|ing)? (?:the |a )?\w+")
+                return 1, [m.span()] if m else []
+            return task_sizes.regression_outputs(self.pos, self.task_match)
         if task == "language-model" and "vocab" in r.found:
             r.used.add("vocab")
-            return r.found["vocab"][0], r.span("vocab")
+            return r.found["vocab"][0], [r.span("vocab")]
         if task == "policy":
-            m = self.find(r"(\d+)\s*(?:discrete\s+)?actions|(?:action space|actions?)(?: size| dim)?(?: of| =|=|:)?\s*(\d+)|(\d+)\s*个动作")
-            if m:
-                self.placed.append(m.span())
-                return int(next(g for g in m.groups() if g)), m.span()
-        return None, None
+            return task_sizes.policy_outputs(self.pos)
+        if task == "recommendation":
+            return task_sizes.recommendation_outputs(self.pos)
+        return None, []
+
+    def _forecast_outputs(self, intent: Intent) -> tuple[Optional[int], list[Span]]:
+        """The horizon of one series; horizon x channels when every series is forecast; None when unsaid which."""
+        r = self.reader
+        channels = intent.input_shape[1] if len(intent.input_shape) == 2 else 1
+        multivariate = "series_channels" in r.found and r.found["series_channels"][0] > 1 and not self.find(r"univariate|单变量")
+        if channels == 1 and not multivariate:
+            return intent.horizon, [r.span("horizon")]
+        every = task_sizes.all_series_forecast(self.pos)
+        if every and channels > 1:
+            return intent.horizon * channels, [r.span("horizon"), every.span()]
+        return None, []
 
     def _explicit_classes(self) -> bool:
-        """True when the class count came from a number, not from "binary" / "positive or negative"."""
+        """True when the class count came from a number or 3+ classes named, not from "binary" / "positive or negative".
+
+        Two classes may be one sigmoid output or two scores, so "binary" states no output count.
+        """
         span = self.reader.span("num_classes")
-        return bool(span and re.search(r"\d", self.pos[span[0]:span[1]]))
+        return bool(span and (re.search(r"\d", self.pos[span[0]:span[1]]) or self.reader.found["num_classes"][0] >= 3))
 
     def _state_layers(self, intent: Optional[Intent]) -> None:
         r = self.reader
@@ -523,8 +463,8 @@ class _Read:
         if "layers" in r.used and intent is not None:
             if intent.architecture == "resnet" and self.family == "resnet":
                 counted = "Bottleneck" if intent.block == "bottleneck" else "BasicBlock"
-            elif self.family in _COUNTED:
-                counted = _COUNTED[self.family]
+            elif self.family in COUNTED:
+                counted = COUNTED[self.family]
             elif self.find(r"\d+\s*(?:conv(?:olutional)?|dense|linear|lstm|gru|transformer|encoder)\s*layers?"):
                 counted = intent.layer_type() if intent.framework == "torch" else None
         if counted and intent is not None:
@@ -537,8 +477,8 @@ class _Read:
             if m:
                 self.state("has_layer", layer, m.span())
         for name, m in self.other_families:
-            if name in _FAMILY_LAYER:
-                self.state("has_layer", _FAMILY_LAYER[name], m.span())
+            if name in FAMILY_LAYER:
+                self.state("has_layer", FAMILY_LAYER[name], m.span())
         for value, text in self.excluded("no_layer"):
             self.state("no_layer", value, text)
 
@@ -564,10 +504,10 @@ class _Read:
             if m:
                 self.state("distributed", False, m.span())
         if self.task == "multi-label-classification":
-            self.state("loss", "BCEWithLogitsLoss", self.find(_TASK_RULES[[n for n, _ in _TASK_RULES].index(
+            self.state("loss", "BCEWithLogitsLoss", self.find(TASK_WORDS[[n for n, _ in TASK_WORDS].index(
                 "multi-label-classification")][1]).span())
         else:
-            for name, pattern in _LOSSES:
+            for name, pattern in LOSS_WORDS:
                 m = self.find(pattern)
                 if m:
                     self.state("loss", name, m.span())
@@ -581,8 +521,10 @@ class _Read:
             words.append(quote)
             tail = re.match(r"[- ]?v?\d+(?:\.\d+)*", self.pos[end:])
             self.placed.append((start, end + (tail.end() if tail else 0)))  # LeNet-5: the 5 is part of the name
-        for m in _UNKNOWN_LOSS.finditer(self.pos):
-            if m.group(1) not in _KNOWN_LOSS_WORDS and not any(search(p, m.group(0)) for _, p in _LOSSES):
+        known = [k.span() for _, p in LOSS_WORDS for k in re.finditer(p, self.pos, re.ASCII)]
+        for m in UNKNOWN_LOSS.finditer(self.pos):
+            named = any(a < m.end() and m.start() < b for a, b in known)  # "mean squared error loss"
+            if m.group(1) not in KNOWN_LOSS_WORDS and not named:
                 words.append(self.quote(m.span()))
         words += [e.text for e in self.exclusions if not e.understood]
         pretrained = self.find(r"pre-?trained|fine-?tun\w*|微调|预训练")
@@ -592,36 +534,6 @@ class _Read:
             short = " ".join(self.raw.split())
             words.append(short if len(short) <= 60 else short[:57] + "...")
         return words
-
-    def _unplaced(self) -> list[str]:
-        out = []
-        for m in _NUMBER.finditer(self.pos):
-            start, end = m.span()
-            if any(a <= start and end <= b for a, b in self.placed):
-                continue
-            after = self.pos[end:end + 3]
-            if re.match(r"-?d\b", after) and m.group(0) in ("1", "2", "3"):
-                continue  # 1-D, 2d, 3D: a dimensionality in a name
-            if m.group(0) == "1" and after.startswith("个"):
-                continue  # 一个: "a"
-            name = re.search(r"([a-z][a-z0-9]*)-$", self.pos[max(0, start - 20):start])
-            if name and name.group(1) in KNOWN_TOKENS:
-                continue  # GPT-2, CIFAR-10, VGG-16: a number in the name of a known thing
-            out.append(self._context(start, end))
-        return out
-
-    def _context(self, start: int, end: int) -> str:
-        """The number with a word before and two after (a few characters in Chinese), within its clause."""
-        before = re.split(r"[,;:()\n，。；：]", self.text[:start])[-1]
-        after = re.split(r"[,;:()\n，。；：]", self.text[end:])[0]
-        if self.language == "zh" and re.search(r"[\u4e00-\u9fff]", before[-4:] + after[:4]):
-            left, right = before[-4:].lstrip(), after[:4].rstrip()
-        else:
-            left = " ".join(before.split()[-1:])
-            right = " ".join(after.split()[:2])
-            left = left + " " if left and before.endswith((" ", "\t")) else left
-            right = " " + right if right and after.startswith((" ", "\t")) else right
-        return (left + self.text[start:end] + right).strip()
 
 
 def _inside(inner: Span, outer: Span) -> bool:

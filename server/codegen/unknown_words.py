@@ -62,6 +62,7 @@ KNOWN_TOKENS = {
     "retinanet", "detr", "deeplab", "bilstm", "bigru", "nvidia", "hz", "khz", "mhz", "ghz", "cartpole", "atari",
     "mujoco", "lunarlander", "gym", "gymnasium", "pytorch-lightning", "lightning", "fashion-mnist",
     "tiny-imagenet", "imagenet-1k", "bpe", "qkv", "sigmoid", "softmax", "tanh", "auc", "roc", "f1", "iou",
+    "bio", "iob", "bioes", "iobes", "reinforce", "a2c", "a3c", "mpnn", "dgl", "pyg", "har", "imu",
 }
 _TOKEN = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[-+.][A-Za-z0-9]+)*\+*")
 _HEAD = re.compile(r"\b([a-z][a-z-]*)\s+((?:neural\s+)?(?:networks?|nets?|architectures?))\b", re.ASCII)
@@ -78,13 +79,13 @@ _MODIFIERS = {
     "perceptron", "linear", "neuron", "artificial", "of", "and", "or", "with", "for", "to", "in", "on", "fine-tuned",
     "trained", "existing", "local", "own", "one", "two", "three", "second", "first", "final", "output", "input",
     "critic-", "dueling", "target", "online", "wide", "narrow", "inception", "gnn", "gcn", "gat", "message", "passing",
-    "is", "as", "be", "model", "models",
+    "is", "as", "be", "model", "models", "message-passing", "graph-convolutional",
 }
 _ZH_HEAD = re.compile(r"([\u4e00-\u9fff]{0,10}?)(网络|架构)")
 _ZH_FUNCTION = re.compile(r".*[用使的个一建写做练种是把让和与及或在对基于层搭训设计实现个型]")
 _ZH_KNOWN = {
     "卷积", "卷积神经", "循环神经", "循环", "神经", "深度神经", "深度", "全连接", "原型", "生成对抗", "对抗", "残差", "图神经",
-    "图卷积", "策略", "价值", "注意力", "长短期记忆", "前馈", "编码器", "解码器", "生成器", "判别器", "分类", "检测", "分割",
+    "图卷积", "消息传递", "策略", "价值", "注意力", "长短期记忆", "前馈", "编码器", "解码器", "生成器", "判别器", "分类", "检测", "分割",
     "预训练", "骨干", "主干", "轻量", "小", "简单", "双", "多", "浅", "深", "感知机", "多层感知", "全卷积", "双向", "神经", "图",
 }
 

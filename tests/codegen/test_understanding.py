@@ -681,3 +681,253 @@ def test_multi_label_and_named_target_programs_read_real_files(tmp_path: Path) -
 ])
 def test_the_class_count_of_a_segmentation_graph_or_tagging_request_is_a_stated_output(prompt: str, outputs: int) -> None:
     assert read_request(prompt).spec.get("outputs") == outputs
+
+
+# ------------------------------------------------------------------------------------------------
+# Silent misreadings the evaluation set found (bench/data/codegen_eval.jsonl): each stated property
+# is read with its value, and every number of the prompt is placed (or quoted as unplaced)
+# ------------------------------------------------------------------------------------------------
+
+TT = "TransformerEncoderLayer"
+READS_AS_STATED = [
+    # Text classification named by its data (headlines, news, emails), not the word "text".
+    ("Transformer encoder that classifies news headlines into 4 topics. Headlines are 32 tokens long, vocabulary of 30k, "
+     "use 2 encoder layers.", {"task": "text-classification", "family": "transformer", "input_shape": [32], "outputs": 4,
+                               "layer_count": [TT, 2]}),
+    ("an LSTM that sorts news articles into 5 categories, 200 tokens each",
+     {"task": "text-classification", "family": "lstm", "outputs": 5, "input_shape": [200]}),
+    ("classify customer emails into 3 departments with a GRU", {"task": "text-classification", "family": "gru", "outputs": 3}),
+    ("用Transformer对新闻标题做主题分类，共4个主题", {"task": "text-classification", "family": "transformer", "outputs": 4}),
+    # A regression that predicts one named quantity has one output.
+    ("Keras MLP that predicts house prices from 13 numeric features",
+     {"task": "regression", "framework": "tensorflow", "input_shape": [13], "outputs": 1, "family": "mlp"}),
+    ("an MLP that predicts the sale price of a car from 10 features", {"task": "regression", "input_shape": [10], "outputs": 1}),
+    ("用MLP根据13个特征预测房价", {"task": "regression", "input_shape": [13], "outputs": 1}),
+    ("regression MLP on 8 input features predicting one target value, mean squared error loss, with dropout",
+     {"task": "regression", "input_shape": [8], "outputs": 1, "loss": "MSELoss", "has_layer": "Dropout"}),
+    ("a regression MLP on 8 features with 3 output values", {"task": "regression", "input_shape": [8], "outputs": 3}),
+    # Language models and taggers: the sequence length is the input shape of their token ids.
+    ("字符级语言模型：字符表大小64，上下文长度100，用GRU",
+     {"task": "language-model", "outputs": 64, "input_shape": [100], "family": "gru"}),
+    ("a character-level language model: an LSTM over a vocabulary of 80 characters that reads sequences of 100 characters "
+     "and predicts the next character at every position",
+     {"task": "language-model", "family": "lstm", "outputs": 80, "input_shape": [100]}),
+    ("a word-level language model with a context length of 128 and a vocabulary of 10000",
+     {"task": "language-model", "outputs": 10000, "input_shape": [128]}),
+    ("命名实体识别：句子长度50，9种标签，用双向LSTM", {"task": "sequence-labeling", "input_shape": [50], "outputs": 9, "family": "lstm"}),
+    ("named entity recognition with a BiLSTM tagger: sentences of 40 tokens, 9 BIO tags, vocabulary of 20000 words",
+     {"task": "sequence-labeling", "family": "lstm", "input_shape": [40], "outputs": 9}),
+    ("part-of-speech tagging in Keras with a GRU over 50-token sentences, 17 tags",
+     {"task": "sequence-labeling", "framework": "tensorflow", "family": "gru", "input_shape": [50], "outputs": 17}),
+    # GPT-style / decoder-only written from scratch is a transformer, not a pretrained model to fine-tune.
+    ("small GPT-style transformer language model, vocab size 5000, context length 64",
+     {"task": "language-model", "family": "transformer", "outputs": 5000, "input_shape": [64]}),
+    ("a GPT-like decoder-only language model written from scratch, vocabulary 8000, context length 256",
+     {"task": "language-model", "family": "transformer", "outputs": 8000, "input_shape": [256]}),
+    ("从零实现一个GPT风格的语言模型，词表大小5000，上下文长度64",
+     {"task": "language-model", "family": "transformer", "outputs": 5000, "input_shape": [64]}),
+    # Graphs: the input shape is one node's feature vector.
+    ("a GNN in plain PyTorch (no torch_geometric) for node classification on Cora: 1433-dim node features, 7 classes",
+     {"task": "graph", "family": "gnn", "framework": "torch", "input_shape": [1433], "outputs": 7}),
+    ("a 2-layer GCN with hidden size 64 for node classification, 500 features per node, 3 classes",
+     {"task": "graph", "family": "gnn", "input_shape": [500], "outputs": 3}),
+    ("用纯PyTorch写图神经网络做节点分类，不用torch_geometric，节点特征32维，6个类别",
+     {"task": "graph", "family": "gnn", "framework": "torch", "input_shape": [32], "outputs": 6}),
+    ("graph classification of molecules with message passing in plain torch: 9 features per atom, 2 classes per molecule",
+     {"task": "graph", "family": "gnn", "framework": "torch", "input_shape": [9], "outputs": 2}),
+    ("a message-passing neural network for graph classification, 16 node features, 2 classes",
+     {"task": "graph", "family": "gnn", "input_shape": [16], "outputs": 2}),
+    ("用消息传递神经网络做分子图分类，每个原子9个特征，2个类别", {"task": "graph", "family": "gnn", "input_shape": [9], "outputs": 2}),
+    ("graph classification on molecules: node features of size 11, 2 classes, no DGL",
+     {"task": "graph", "input_shape": [11], "outputs": 2}),
+    ("用GCN做节点分类，每个节点有500维特征，3个类别", {"task": "graph", "family": "gnn", "input_shape": [500], "outputs": 3}),
+    # Customer segments of a table are classes, not semantic segmentation.
+    ("classify customers in customers.csv into 3 segments (the 'segment' column); there are 12 feature columns",
+     {"task": "tabular-classification", "input_shape": [12], "outputs": 3}),
+    ("classify shoppers from a CSV file into 4 market segments, 10 numeric features",
+     {"task": "tabular-classification", "input_shape": [10], "outputs": 4}),
+    ("Keras U-Net to segment 128x128 satellite tiles with 3 bands into 5 land-cover classes",
+     {"task": "semantic-segmentation", "family": "unet", "input_shape": [3, 128, 128], "outputs": 5}),
+    ("a U-Net with 3 output classes for 64x64 grayscale images",
+     {"task": "semantic-segmentation", "family": "unet", "input_shape": [1, 64, 64], "outputs": 3}),
+    ("用U-Net对128x128的3通道卫星图像分类，5类地物", {"task": "semantic-segmentation", "input_shape": [3, 128, 128], "outputs": 5}),
+    # 1-D signals: channels (leads, axes) by length.
+    ("用一维卷积网络给心电信号分类，12导联，每条长度2000，共4个类别",
+     {"task": "signal-classification", "family": "cnn1d", "input_shape": [12, 2000], "outputs": 4}),
+    ("a 1-D CNN for 12-lead ECG classification, 5000 samples per recording, 5 classes",
+     {"task": "signal-classification", "family": "cnn1d", "input_shape": [12, 5000], "outputs": 5}),
+    ("用一维CNN对脑电信号分类：8通道，每段长度512，3类", {"task": "signal-classification", "family": "cnn1d", "input_shape": [8, 512],
+                                                      "outputs": 3}),
+    ("1-D CNN that classifies accelerometer windows (3 axes x 128 samples) into 6 activities",
+     {"task": "signal-classification", "family": "cnn1d", "input_shape": [3, 128], "outputs": 6}),
+    ("HAR with a 1D CNN: 9 IMU channels, 128 samples per window, 6 activities",
+     {"task": "signal-classification", "family": "cnn1d", "input_shape": [9, 128], "outputs": 6}),
+    ("1D CNN classifying gyroscope readings with 6 axes and 200 time steps into 4 gestures",
+     {"task": "signal-classification", "family": "cnn1d", "input_shape": [6, 200], "outputs": 4}),
+    ("classify vibration signals of shape 3x1024 with a 1-D CNN into 4 fault types",
+     {"task": "signal-classification", "family": "cnn1d", "input_shape": [3, 1024], "outputs": 4}),
+]
+
+
+@pytest.mark.parametrize("prompt,expected", READS_AS_STATED, ids=[f"r{i}" for i in range(len(READS_AS_STATED))])
+def test_stated_properties_are_read_with_their_values(prompt: str, expected: dict) -> None:
+    """Each property the prompt states is read as stated, and no number or word is left unread."""
+    spec = read_request(prompt).spec
+    got = {name: spec.all(name) for name in expected}
+    assert all(value in got[name] for name, value in expected.items()), (got, spec.to_json())
+    assert spec.unknown == [] and spec.unplaced_numbers == [], spec.to_json()
+
+
+MORE_READS_AS_STATED = [
+    # A class count with a word between the number and "classes"/"types"/"tags".
+    ("GRU classifier for tweets: 3 sentiment classes, 40 tokens per tweet, vocabulary size 50000, 2 GRU layers",
+     {"task": "text-classification", "outputs": 3, "input_shape": [40], "layer_count": ["GRU", 2]}),
+    ("Keras 1D conv net for vibration signals of length 1024 (single channel), 4 fault types",
+     {"family": "cnn1d", "input_shape": [1, 1024], "outputs": 4}),
+    # "classify ... into N <things>": N classes.
+    ("MobileNet to classify 96x96 RGB flower photos into 5 species",
+     {"task": "image-classification", "input_shape": [3, 96, 96], "outputs": 5, "family": "mobilenet"}),
+    ("a CNN that classifies 28x28 grayscale sketches into 12 animals", {"input_shape": [1, 28, 28], "outputs": 12}),
+    # Audio: a spectrogram is (channels, mel bins, frames); a waveform (channels, samples).
+    ("keyword spotting: classify 1-second clips of 16 kHz audio (16000 samples) into 12 keywords with a small CNN on the "
+     "raw waveform", {"task": "audio-classification", "input_shape": [1, 16000], "outputs": 12, "family": "cnn"}),
+    ("spectrogram classifier in PyTorch: log-mel spectrograms of shape (1, 64, 128), 10 sound classes, 2D CNN",
+     {"task": "audio-classification", "input_shape": [1, 64, 128], "outputs": 10, "family": "cnn"}),
+    ("Keras model that classifies music into 8 genres from mel spectrograms (1 channel, 128 mel bins x 128 frames)",
+     {"task": "audio-classification", "input_shape": [1, 128, 128], "outputs": 8}),
+    ("关键词识别：输入是1×40×98的梅尔频谱，共10个关键词", {"task": "audio-classification", "input_shape": [1, 40, 98], "outputs": 10}),
+    ("speech command recognition from 40x101 mel spectrograms, 35 commands",
+     {"task": "audio-classification", "input_shape": [1, 40, 101], "outputs": 35}),
+    # A forecast "for all N channels" has horizon x channels outputs; a restated number is the same number.
+    ("Forecast the next 24 hours for all 6 sensor channels from the past 96 hours (hourly data, so 96 time steps x 6 "
+     "channels). Use a GRU.", {"task": "forecasting", "input_shape": [96, 6], "outputs": 144, "family": "gru"}),
+    ("an LSTM that forecasts every one of 3 variables 12 steps ahead from a window of 48 steps",
+     {"task": "forecasting", "input_shape": [48, 3], "outputs": 36}),
+    # Policies and recommenders.
+    ("强化学习的策略网络：状态维度8，4个动作", {"task": "policy", "input_shape": [8], "outputs": 4}),
+    ("a policy network with a state dimension of 6 and 3 actions", {"task": "policy", "input_shape": [6], "outputs": 3}),
+    ("做一个推荐模型：1000个用户、2000个物品，为每个用户给全部2000个物品打分", {"task": "recommendation", "outputs": 2000}),
+    ("recommendation model in Keras: embed a user and score all 500 items for that user",
+     {"task": "recommendation", "framework": "tensorflow", "outputs": 500}),
+    ("matrix factorization recommender with 32-dim embeddings for 943 users and 1682 movies, one predicted rating per "
+     "(user, movie) pair", {"task": "recommendation", "outputs": 1}),
+    ("a recommender that predicts a rating for each user-item pair, 500 users and 300 items",
+     {"task": "recommendation", "outputs": 1}),
+    ("EEG classification with 64 channels sampled at 256 Hz, 2-second windows of 512 samples, 4 classes",
+     {"task": "signal-classification", "input_shape": [64, 512], "outputs": 4}),
+    ("a decoder-only transformer LM with 4 layers, context 128, vocab 256",
+     {"task": "language-model", "family": "transformer", "input_shape": [128], "outputs": 256}),
+    ("用双向GRU做命名实体识别，最大长度128，共7个实体标签",
+     {"task": "sequence-labeling", "family": "gru", "input_shape": [128], "outputs": 7}),
+    ("an actor-critic network for a 24-dimensional state and 4 continuous actions",
+     {"task": "policy", "input_shape": [24], "outputs": 4}),
+    ("用DQN玩CartPole，状态4维，2个动作", {"task": "policy", "input_shape": [4], "outputs": 2}),
+    ("a two-tower recommender: 10000 users, 5000 items, predict a click probability for each pair",
+     {"task": "recommendation", "outputs": 1}),
+]
+
+
+@pytest.mark.parametrize("prompt,expected", MORE_READS_AS_STATED, ids=[f"m{i}" for i in range(len(MORE_READS_AS_STATED))])
+def test_more_stated_properties_are_read_with_their_values(prompt: str, expected: dict) -> None:
+    test_stated_properties_are_read_with_their_values(prompt, expected)
+
+
+@pytest.mark.parametrize("prompt,quote", [
+    # A shape-like number no property takes is quoted, not taken silently by a task without a frame.
+    ("a DQN policy network for Atari frames of 84x84 pixels, 6 actions", "84x84"),
+    ("a diffusion model that generates 64x64 RGB images of 10 classes", "10 classes"),
+    # A restated number that disagrees with the first is not the same number.
+    ("Forecast the next 24 hours from the past 96 hours (so 48 time steps), univariate, with an LSTM", "48 time steps"),
+    # The width of a layer is not the image's channel count.
+    ("a CNN for 32x32 images with 64 channels in the first conv, 10 classes", "64 channels"),
+])
+def test_numbers_no_property_takes_are_unplaced(prompt: str, quote: str) -> None:
+    spec = read_request(prompt).spec
+    assert any(quote in n for n in spec.unplaced_numbers), spec.to_json()
+
+
+@pytest.mark.parametrize("prompt,exclusion", [
+    ("a GNN in plain PyTorch (no torch_geometric) for node classification on Cora: 1433-dim node features, 7 classes",
+     "no torch_geometric"),
+    ("a graph neural network for node classification without DGL, 16 features, 3 classes", "without DGL"),
+    ("用纯PyTorch写图神经网络做节点分类，不用torch_geometric，节点特征32维，6个类别", "不用torch_geometric"),
+])
+def test_excluded_library_is_understood_and_changes_no_property(prompt: str, exclusion: str) -> None:
+    spec = read_request(prompt).spec
+    assert exclusion in spec.exclusions and spec.unknown == [], spec.to_json()
+    assert spec.all("no_layer") == [] and spec.get("family") == "gnn" and spec.get("task") == "graph"
+
+
+@pytest.mark.parametrize("prompt,loss", [
+    ("regression MLP on 8 input features, mean squared error loss", "MSELoss"),
+    ("an MLP regressor trained with mean absolute error loss", "L1Loss"),
+    ("binary cross-entropy loss for a 2-class CNN on 32x32 images", "BCEWithLogitsLoss"),
+])
+def test_a_named_loss_is_not_an_unknown_word(prompt: str, loss: str) -> None:
+    spec = read_request(prompt).spec
+    assert spec.get("loss") == loss and spec.unknown == [], spec.to_json()
+
+
+@pytest.mark.parametrize("prompt", [
+    "semantic segmentation of street scenes into 19 classes with a U-Net style encoder-decoder with skip connections, "
+    "inputs 3x256x512, PyTorch",
+    "a ResNet with skip connections for CIFAR-10",
+    "a U-Net with skip-connections for 64x64 grayscale images, 3 classes",
+])
+def test_skip_connections_are_not_an_exclusion(prompt: str) -> None:
+    spec = read_request(prompt).spec
+    assert spec.exclusions == [] and spec.unknown == [], spec.to_json()
+
+
+def test_a_policy_named_by_its_algorithm_is_a_policy() -> None:
+    spec = read_request("a policy for a 6-joint arm with 17 sensor readings, REINFORCE").spec
+    assert spec.get("task") == "policy" and spec.unknown == [], spec.to_json()
+    assert len(spec.unplaced_numbers) == 2  # neither count is an observation or action count it can read
+
+
+@pytest.mark.parametrize("prompt", [
+    "a policy network for CartPole (4-dimensional observations, 2 discrete actions) trained with REINFORCE",
+    "DDPM noise predictor for 1x28x28 MNIST digits with 1000 timesteps and an MLP denoiser",
+    "写一个去噪扩散模型(DDPM)，图像是3×32×32，1000个时间步",
+])
+def test_known_training_words_and_step_counts_are_understood(prompt: str) -> None:
+    spec = read_request(prompt).spec
+    assert spec.unknown == [] and spec.unplaced_numbers == [], spec.to_json()
+
+
+@pytest.mark.parametrize("prompt,outputs", [
+    ("predict house prices and rents from 8 features with an MLP", 2),
+    ("an MLP that predicts the price, the size and the age of a house from 6 features", 3),
+    ("用MLP根据13个特征预测房价和租金", 2),
+])
+def test_each_quantity_a_regression_predicts_is_an_output_the_builtin_says_it_lacks(prompt: str, outputs: int) -> None:
+    reading = read_request(prompt)
+    assert reading.spec.get("outputs") == outputs, reading.spec.to_json()
+    assert any(f"{outputs} outputs per example" in gap for gap in reading.gaps), reading.gaps
+    with pytest.raises(ValueError):
+        parse_intent(prompt)
+
+
+@pytest.mark.parametrize("prompt,distributed", [
+    ("a GCN on Cora, 2708 nodes with 1433 features each, 7 classes", None),
+    ("a GNN for graph classification: molecules with 30 nodes and 64 edges on average, 2 classes", None),
+    ("train a ResNet-50 on ImageNet on 2 nodes with 8 GPUs each", True),
+])
+def test_graph_nodes_are_not_cluster_nodes(prompt: str, distributed) -> None:
+    spec = read_request(prompt).spec
+    assert spec.get("distributed") is distributed, spec.to_json()
+
+
+@pytest.mark.parametrize("prompt,outputs,classes", [
+    ("a Keras GRU that labels tweets as positive, negative or neutral", 3, 3),
+    ("classify photos as cats, dogs or birds with a CNN, 64x64 RGB", 3, 3),
+    ("用LSTM把评论分为正面、负面和中性", 3, 3),
+    # Two classes named: the builtin builds two, but "binary" states no output count (one sigmoid or two scores).
+    ("classify MNIST digits as even or odd", None, 2),
+    # A data split is not a list of classes.
+    ("用CNN做MNIST分类，把数据分为训练集和验证集", 10, 10),
+    ("an MLP on MNIST, split the data as train and test", 10, 10),
+])
+def test_classes_named_one_by_one_are_counted(prompt: str, outputs, classes: int) -> None:
+    reading = read_request(prompt)
+    assert reading.spec.get("outputs") == outputs and reading.intent.num_classes == classes, reading.spec.to_json()
