@@ -210,6 +210,15 @@ class TimedBackend(Backend):
         self.name = getattr(inner, "name", "backend")
         self.generations: list[dict[str, Any]] = []
 
+    @property
+    def temperature(self) -> Optional[float]:
+        """The inner backend's sampling temperature (a frame-mode repair raises it for one answer)."""
+        return getattr(self.inner, "temperature", None)
+
+    @temperature.setter
+    def temperature(self, value: float) -> None:
+        self.inner.temperature = value
+
     def stream(self, system: str, messages: list[dict], cancel: Optional[threading.Event] = None) -> Iterator[str]:
         worker = getattr(self.inner, "worker", None)
         before = getattr(worker, "last_done", None)

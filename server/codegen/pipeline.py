@@ -532,7 +532,14 @@ def _frame_detail(frame: Any, answers: list[str]) -> str:
     names: list[str] = []
     for answer in answers:
         names += [n for n in top_level_names(answer) if n not in FRAME_OWNED and n not in names]
-    text = f"the model wrote {', '.join(names)}; the rest is {frame.base}"
+    text = f"the model wrote {', '.join(names)}"
+    added = frame.added_build_model(answers[-1], answers[:-1])
+    if added:
+        text += f"; build_model() returning {added}() was added (the model wrote the class only)"
+    borrowed = top_level_names(frame.borrowed(answers[-1], answers[:-1]) or "\n")
+    if borrowed:
+        text += f"; from the reference example ({frame.example_title.removeprefix('a reference example: ')}): {', '.join(borrowed)}"
+    text += f"; the rest is {frame.base}"
     return text + (f"; {NO_READER_NOTE}" if frame.no_reader(answers[-1], answers[:-1]) else "")
 
 

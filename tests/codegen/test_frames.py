@@ -182,8 +182,9 @@ def test_a_repair_that_rewrites_only_build_model_keeps_the_earlier_model_class()
     repair = "def build_model():\n    return UNet(c_in=1)\n"
     program = frame.splice(repair, [code])
     assert "class UNet" in program and "return UNet(c_in=1)" in program
-    alone = frame.splice(repair)  # alone: the frame's classifier example_batch stays, and UNet is nowhere
-    assert "class UNet" not in alone and "torch.randint(0, NUM_CLASSES, (batch_size,)" in alone
+    # Alone, what it uses but does not write comes from the reference example (its U-Net, example_batch, loss).
+    assert {"UNet", "double_conv", "example_batch", "compute_loss"} <= set(top_level_names(frame.borrowed(repair)))
+    assert "class UNet(nn.Module):\n    def __init__(self, c_in=1" not in frame.splice(repair)  # the example's, not the answer's
 
 
 def extract(answer: str) -> str:
@@ -293,3 +294,34 @@ def test_frame_false_keeps_the_whole_program_mode() -> None:
         result = generate(params, frame=False, repair_rounds=0)
     assert not result.verified and result.rounds == 0 and len(srv.requests) == 1
     assert "Answer with the whole program" in srv.requests[0]["messages"][0]["content"]
+
+
+@pytest.mark.slow
+def test_what_an_answer_uses_from_the_reference_example_is_taken_from_it_and_the_program_verifies() -> None:
+    from deepdive.codegen.verify import verify
+
+    reading, frame = _frame("a U-Net for semantic segmentation of 128x128 grayscale medical images, 2 classes, "
+                            "without dropout")
+    # What the 0.5B answered: the example's U-Net class without its double_conv helper, no example_batch, no loss.
+    answer = textwrap.dedent('''\
+        from torch.nn.functional import F
+
+        class UNet(nn.Module):
+            def __init__(self, c_in=INPUT_SHAPE[0], classes=NUM_CLASSES, w=16):
+                super().__init__()
+                self.enc1, self.mid = double_conv(c_in, w), double_conv(w, 2 * w)
+                self.up1, self.dec1 = nn.ConvTranspose2d(2 * w, w, 2, stride=2), double_conv(2 * w, w)
+                self.out = nn.Conv2d(w, classes, 1)
+
+            def forward(self, x):
+                e1 = self.enc1(x)
+                m = self.mid(F.max_pool2d(e1, 2))
+                return self.out(self.dec1(torch.cat([self.up1(m), e1], dim=1)))
+
+        def build_model():
+            return UNet()
+        ''')
+    program = frame.splice(answer)
+    assert set(top_level_names(frame.borrowed(answer))) == {"double_conv", "example_batch", "compute_loss"}
+    outcome = verify(program, reading.intent, spec=reading.spec)
+    assert outcome.verified, outcome.message

@@ -85,6 +85,9 @@ class Frame:
     task_changed: bool = False
     example_title: str = ""
     """What :attr:`example` is: a reference example of the request's kind, or the frame's own model part."""
+    reference: str = ""
+    """The reference example's source, when there is one: a definition the model uses from it but does not
+    write is taken from it (:meth:`borrowed`)."""
 
     def splice(self, answer: str, earlier: Sequence[str] = ()) -> str:
         """The program: the frame with the answer's definitions in place.
@@ -95,6 +98,7 @@ class Frame:
         definition of :attr:`write`.
         """
         source = self.source
+        borrowed = self.borrowed(answer, earlier)
         if self.no_reader(answer, earlier):
             reader = _TORCH_NO_READER if self.framework == "torch" else _KERAS_NO_READER
             source = _replace_definition(source, "load_data", reader)
@@ -110,8 +114,43 @@ class Frame:
         if "build_model" not in defined:
             answer = answer.rstrip("\n") + "\n" + (_build_model_for(answer, self.framework) or "")
         # Only build_model is a must: the frame's example_batch and compute_loss stay where the model wrote
-        # none, and a check says what does not fit.
-        return splice(source, answer, required=("build_model",))
+        # none, and a check says what does not fit. What is borrowed goes in with the answer that uses it
+        # (alone it would be dropped as unused).
+        return splice(source, borrowed + answer if borrowed else answer, required=("build_model",))
+
+    def borrowed(self, answer: str, earlier: Sequence[str] = ()) -> str:
+        """The reference example's definitions the answers use but do not write (a helper such as
+        ``double_conv``), and, for a new task, its ``example_batch``/``compute_loss``/``synthetic_dataset``
+        where no answer wrote them (the frame's belong to another task); with what those use."""
+        if not self.reference:
+            return ""
+        try:
+            ex_tree = ast.parse(self.reference)
+        except SyntaxError:
+            return ""
+        ex_defs = {n.name: n for n in ex_tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+        written: set[str] = set()
+        used: set[str] = set()
+        for text in (answer, *earlier):
+            try:
+                tree = ast.parse(text)
+            except SyntaxError:
+                continue
+            written |= {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+            used |= {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+        todo = [n for n in used if n in ex_defs and n not in written]
+        if self.task_changed:
+            todo += [n for n in ("example_batch", "compute_loss", "synthetic_dataset") if n in ex_defs and n not in written]
+        take: list[str] = []
+        while todo:
+            name = todo.pop()
+            if name in take or name in written or name not in ex_defs:
+                continue
+            take.append(name)
+            todo.extend(n.id for n in ast.walk(ex_defs[name]) if isinstance(n, ast.Name))
+        lines = self.reference.splitlines(keepends=True)
+        return "".join("".join(lines[ex_defs[n].lineno - 1 - len(ex_defs[n].decorator_list) : ex_defs[n].end_lineno]) + "\n\n"
+                       for n in ex_defs if n in take)
 
     def added_build_model(self, answer: str, earlier: Sequence[str] = ()) -> Optional[str]:
         """The class the frame's added ``build_model()`` returns, when no answer defined one."""
@@ -238,7 +277,7 @@ def frame_for(spec: Spec, intent: Optional[Intent], framework: str) -> Optional[
     keeps = [_signature(source, n) for n in top_level_names(source) if n in _USEFUL and n not in write]
     return Frame(source=source, framework=framework, base=_describe(base), write=tuple(write), optional=tuple(optional),
                  example=example.rstrip() + "\n", keeps=[k for k in keeps if k], constants=_constants(source),
-                 task_changed=task_changed, example_title=title)
+                 task_changed=task_changed, example_title=title, reference=reference.source if reference else "")
 
 
 def _model_part(tree: ast.Module) -> list[str]:
