@@ -598,3 +598,9 @@ def test_the_stated_class_count_of_a_detector_and_a_gnn_is_read_from_their_class
     assert judged(detector, detection, ("outputs", 5))["outputs"][0] == "failed"  # the boxes' 4 is never taken for the classes
     gcn = GCN.format(propagate=MEAN_OF_NEIGHBOURS)
     assert judged(gcn, ("task", "graph"), ("outputs", 3))["outputs"][0] == "met"
+
+
+def test_a_packed_detection_output_holds_the_stated_class_count_per_cell() -> None:
+    status, detail = judged(YOLO, ("task", "object-detection"), ("outputs", 20))["outputs"]
+    assert status == "met" and "20 class scores" in detail, detail
+    assert judged(YOLO, ("task", "object-detection"), ("outputs", 7))["outputs"][0] == "failed"

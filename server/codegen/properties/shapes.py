@@ -66,9 +66,23 @@ def _class_scores(f: ProgramFacts) -> Optional[list]:
     return None
 
 
+def _packed_classes(shape: list, classes: int) -> Judgement:
+    """One tensor holding, per cell, boxes, objectness and class scores (YOLO-style): its channel
+    dimension (second or last) must be A x (5 + classes), A x (4 + classes) or 5B + classes."""
+    for d in (shape[1], shape[-1]):
+        for a in range(1, 10):
+            if d in (a * (5 + classes), a * (4 + classes)) or (d - classes > 0 and (d - classes) % 5 == 0 and d - classes <= 5 * a):
+                return MET, f"packed output {shape_text(shape)}: {d} values per cell hold {classes} class scores"
+    return FAILED, (f"packed output {shape_text(shape)}: no dimension holds boxes (4), objectness and {classes} class "
+                    "scores per cell")
+
+
 def outputs(expected: Any, f: ProgramFacts, spec: Spec) -> Judgement:
     task = spec.get("task")
     if task == "object-detection":
+        outs = [t for t in f.run.get("outputs") or [] if t.get("shape") and None not in t["shape"]]
+        if len(outs) == 1 and len(outs[0]["shape"]) >= 3:
+            return _packed_classes(outs[0]["shape"], int(expected))
         scores = _class_scores(f)
         if scores is None:
             return NOT_CHECKED, "no class-score output apart from the boxes: the class count is judged with the task"
