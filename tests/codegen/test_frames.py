@@ -325,3 +325,21 @@ def test_what_an_answer_uses_from_the_reference_example_is_taken_from_it_and_the
     assert set(top_level_names(frame.borrowed(answer))) == {"double_conv", "example_batch", "compute_loss"}
     outcome = verify(program, reading.intent, spec=reading.spec)
     assert outcome.verified, outcome.message
+
+
+def test_a_new_tasks_frame_carries_the_requests_sizes_in_its_constants() -> None:
+    reading, frame = _frame("用一维卷积网络给心电信号分类，12导联，每条长度2000，共4个类别")
+    assert "INPUT_SHAPE = (12, 2000)" in frame.constants and "NUM_CLASSES = 4" in frame.constants
+    reading = read_request("a Keras 1-D CNN for vibration signals: 3 channels of 256 samples, 5 fault classes")
+    keras_frame = frame_for(reading.spec, reading.intent, "tensorflow")
+    assert "INPUT_SHAPE = (256, 3)" in keras_frame.constants  # channels-last
+
+
+def test_a_lone_keras_model_class_is_built_and_compiled_by_the_frame() -> None:
+    reading = read_request("Keras CNN for Fashion-MNIST with 2 conv layers and dropout")
+    frame = frame_for(reading.spec, reading.intent, "tensorflow")
+    answer = ("class FashionNet(keras.Model):\n    def __init__(self):\n        super().__init__()\n"
+              "        self.conv = keras.layers.Conv2D(8, 3)\n\n    def call(self, x):\n        return self.conv(x)\n")
+    program = frame.splice(answer)
+    assert "model = FashionNet()\n    model.build((None, *INPUT_SHAPE))\n    compile_model(model, lr, decay_steps)" in program
+    assert "def compile_model(" in program and frame.added_build_model(answer) == "FashionNet"

@@ -112,7 +112,7 @@ class Frame:
         if not _defined(answer):
             splice(source, answer, required=self.write)  # says what the answer lacks (or that it is not Python)
         if "build_model" not in defined:
-            answer = answer.rstrip("\n") + "\n" + (_build_model_for(answer, self.framework) or "")
+            answer = answer.rstrip("\n") + "\n" + (_build_model_for(answer, self.framework, self.source) or "")
         # Only build_model is a must: the frame's example_batch and compute_loss stay where the model wrote
         # none, and a check says what does not fit. What is borrowed goes in with the answer that uses it
         # (alone it would be dropped as unused).
@@ -156,18 +156,21 @@ class Frame:
         """The class the frame's added ``build_model()`` returns, when no answer defined one."""
         if any("build_model" in _defined(a) for a in (answer, *earlier)):
             return None
-        code = _build_model_for(answer, self.framework)
-        return code.split("return ", 1)[1].split("(", 1)[0] if code else None
+        code = _build_model_for(answer, self.framework, self.source)
+        return re.search(r"(?:return|model =) (\w+)\(\)", code).group(1) if code else None
 
     def no_reader(self, answer: str, earlier: Sequence[str] = ()) -> bool:
         """True when the program has no reader for the task's data (the frame's reads another task's)."""
         return self.task_changed and not any("load_data" in _defined(a) for a in (answer, *earlier))
 
 
-def _build_model_for(answer: str, framework: str) -> Optional[str]:
-    """``def build_model(): return Net()`` when the answer defines exactly one torch module class whose
-    constructor needs no argument (a small model often writes the class and forgets the function)."""
-    if framework != "torch":
+def _build_model_for(answer: str, framework: str, frame: str = "") -> Optional[str]:
+    """``def build_model(): return Net()`` when the answer defines exactly one module class (torch
+    ``nn.Module``; Keras ``Model``, built on INPUT_SHAPE and compiled with the frame's
+    ``compile_model``) whose constructor needs no argument: a small model often writes the class and
+    forgets the function."""
+    base = "Module" if framework == "torch" else "Model"
+    if framework != "torch" and "def compile_model(" not in frame:
         return None
     try:
         tree = ast.parse(answer)
@@ -175,7 +178,7 @@ def _build_model_for(answer: str, framework: str) -> Optional[str]:
         return None
     modules = []
     for node in tree.body:
-        if isinstance(node, ast.ClassDef) and any(ast.unparse(b).split(".")[-1] == "Module" for b in node.bases):
+        if isinstance(node, ast.ClassDef) and any(ast.unparse(b).split(".")[-1] == base for b in node.bases):
             init = next((n for n in node.body if isinstance(n, ast.FunctionDef) and n.name == "__init__"), None)
             required = len(init.args.args) - 1 - len(init.args.defaults) if init is not None else 0
             modules.append((node.name, required))
@@ -183,7 +186,10 @@ def _build_model_for(answer: str, framework: str) -> Optional[str]:
     top = [(name, req) for name, req in modules if name not in used]  # not a block of another module
     if len(top) != 1 or top[0][1] > 0:
         return None
-    return f"\n\ndef build_model():\n    return {top[0][0]}()\n"
+    if framework == "torch":
+        return f"\n\ndef build_model():\n    return {top[0][0]}()\n"
+    return (f"\n\ndef build_model(lr=LR, dropout=DROPOUT, decay_steps=1000):\n    model = {top[0][0]}()\n"
+            "    model.build((None, *INPUT_SHAPE))\n    compile_model(model, lr, decay_steps)\n    return model\n")
 
 
 def _defined(answer: str) -> set[str]:
@@ -274,6 +280,8 @@ def frame_for(spec: Spec, intent: Optional[Intent], framework: str) -> Optional[
     if reference is not None:
         example, title = reference.source, f"a reference example: {reference.title}"
         source = _with_constants(source, reference.source)
+    if reference is not None or task_changed:
+        source = _request_constants(source, spec, framework)
     keeps = [_signature(source, n) for n in top_level_names(source) if n in _USEFUL and n not in write]
     return Frame(source=source, framework=framework, base=_describe(base), write=tuple(write), optional=tuple(optional),
                  example=example.rstrip() + "\n", keeps=[k for k in keeps if k], constants=_constants(source),
@@ -320,6 +328,28 @@ def _with_constants(source: str, example: str) -> str:
                         if isinstance(n, (ast.Assign, ast.AnnAssign)) and (first_def is None or n.lineno < first_def)
                         and _target(n) not in have)
     return splice(source, constants, required=()) if constants else source
+
+
+#: Constants that hold a program's outputs per example, by the examples' and the builtin's names.
+_OUTPUT_CONSTANTS = ("NUM_CLASSES", "NUM_LABELS", "NUM_ACTIONS", "VOCAB_SIZE", "HORIZON", "NUM_TAGS")
+
+
+def _request_constants(source: str, spec: Spec, framework: str) -> str:
+    """The frame's INPUT_SHAPE and outputs constant set to what the request states, so a model that keeps
+    the frame's (or the example's) constants keeps the request's sizes."""
+    have = set(re.findall(r"^([A-Z_][A-Z0-9_]*)\s*[:=]", _constants(source), re.M))
+    lines = []
+    shape = spec.get("input_shape")
+    if shape and "INPUT_SHAPE" in have:
+        shape = [int(n) for n in shape]
+        if framework == "tensorflow" and len(shape) >= 2:
+            shape = shape[1:] + shape[:1]  # Keras is channels-last
+        lines.append(f"INPUT_SHAPE = {tuple(shape)!r}  # as the request states")
+    outputs = spec.get("outputs")
+    name = next((n for n in _OUTPUT_CONSTANTS if n in have), None)
+    if outputs and name:
+        lines.append(f"{name} = {int(outputs)}  # as the request states")
+    return splice(source, "\n".join(lines) + "\n", required=()) if lines else source
 
 
 def _target(node: ast.stmt) -> Optional[str]:
