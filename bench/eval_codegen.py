@@ -491,6 +491,9 @@ def run(args: argparse.Namespace) -> int:
     plan = [("builtin", None)] if "builtin" in args.arms else []
     plan += [(arm, path) for path in paths for arm in model_arms]
     detail_path = Path(args.detail)
+    if args.report:
+        report(entries, plan, detail_path, Path(args.out), {})
+        return 0
     previous = read_details(detail_path) if args.resume else {}
     counter = [0, len(plan) * len(entries)]
     loads: dict[str, float] = {}
@@ -578,6 +581,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None,
                         help="llama.cpp threads (DEEPDIVE_LLM_THREADS for the worker; default: the worker's choice)")
     parser.add_argument("--resume", action="store_true", help="skip prompt x arm x model already in the detail file")
+    parser.add_argument("--report", action="store_true", help="run nothing: the bench lines of what the detail file "
+                                                             "holds for the selection")
     parser.add_argument("--set", default=str(SET_PATH), help="the evaluation set (JSON lines)")
     parser.add_argument("--out", default=str(OUT_PATH), help="the bench lines (written whole)")
     parser.add_argument("--detail", default=str(DETAIL_PATH), help="per-prompt records (appended)")

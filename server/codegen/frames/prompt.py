@@ -83,7 +83,8 @@ def frame_system_prompt(frame: Frame, spec: Optional[Spec]) -> str:
         parts += ["", f"{title[0].upper()}{title[1:]}. Follow its conventions (constants, shapes, dtypes, what "
                       "example_batch() and the loss return) and change what this request asks differently (sizes, "
                       "counts, layers, exclusions):",
-                  "```python", frame.example.rstrip(), "```"]
+                  "```python", frame.example.rstrip(), "```",
+                  "Copy what already fits unchanged (a helper function stays a function); rewrite only what differs."]
     return "\n".join(parts)
 
 
