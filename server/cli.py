@@ -84,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
                                       "(offline); or a local model, or a local server")
     p.add_argument("--model-path", default=None, help="transformers: a local HF model directory; llamacpp: a GGUF file")
     p.add_argument("--endpoint", default=None, help="openai-compatible: the server's URL (default http://127.0.0.1:11434)")
-    p.add_argument("--model", default=None, help="openai-compatible: the model name")
+    p.add_argument("--model", default=None, help="openai-compatible: the model name on the server (Ollama's, vLLM's...); "
+                   "a registered local model is chosen with `deepdive model default` and the auto backend")
     p.add_argument("--allow-remote", action="store_true", help="allow an endpoint that is not on this machine")
     p.add_argument("-o", "--output", default=None, help="write the program here (default: print it)")
     p.add_argument("--force", action="store_true", help="overwrite --output if it exists")
