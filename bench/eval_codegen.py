@@ -492,7 +492,7 @@ def run(args: argparse.Namespace) -> int:
     plan += [(arm, path) for path in paths for arm in model_arms]
     detail_path = Path(args.detail)
     if args.report:
-        report(entries, plan, detail_path, Path(args.out), {})
+        report(entries, plan, detail_path, Path(args.out), {}, args.selection)
         return 0
     previous = read_details(detail_path) if args.resume else {}
     counter = [0, len(plan) * len(entries)]
@@ -506,7 +506,7 @@ def run(args: argparse.Namespace) -> int:
                                        counter=counter, loads=loads):
                 interrupted = True
                 break
-    report(entries, plan, detail_path, Path(args.out), loads)
+    report(entries, plan, detail_path, Path(args.out), loads, args.selection)
     return 130 if interrupted else 0
 
 
@@ -553,7 +553,7 @@ def _load(path: Path, threads: Optional[int]) -> Model:
 
 
 def report(entries: list[dict[str, Any]], plan: list[tuple[str, Optional[Path]]], detail_path: Path, out: Path,
-           loads: dict[str, float]) -> None:
+           loads: dict[str, float], selection: str = "") -> None:
     """The bench lines of the selection (this run's records and, after --resume, the earlier ones)."""
     found = read_details(detail_path)
     hashes = {e["id"]: entry_hash(e) for e in entries}
@@ -565,6 +565,9 @@ def report(entries: list[dict[str, Any]], plan: list[tuple[str, Optional[Path]]]
     for label, seconds in loads.items():
         lines.append({"bench": BENCH, "metric": "load_s", "value": seconds, "unit": "s (load and warm-up)",
                       "arm": None, "model": label, "subset": "all"})
+    if selection:
+        for x in lines:
+            x["selection"] = selection
     text = "".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines)
     sys.stdout.write(text)
     sys.stdout.flush()
@@ -581,6 +584,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None,
                         help="llama.cpp threads (DEEPDIVE_LLM_THREADS for the worker; default: the worker's choice)")
     parser.add_argument("--resume", action="store_true", help="skip prompt x arm x model already in the detail file")
+    parser.add_argument("--selection", default="", help="a name for the prompts selected (--ids/--limit), written "
+                                                         "into every bench line, e.g. 'every 3rd prompt'")
     parser.add_argument("--report", action="store_true", help="run nothing: the bench lines of what the detail file "
                                                              "holds for the selection")
     parser.add_argument("--set", default=str(SET_PATH), help="the evaluation set (JSON lines)")
