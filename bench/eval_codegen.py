@@ -369,6 +369,8 @@ def run_one(entry: dict[str, Any], arm: str, model: Optional[Model] = None, *,
         "understood_as": understood, "misread": missed,
         "silent_misread": bool(result is not None and missed and not result.not_understood),
         "generations": list(backend.generations) if backend is not None else [],
+        "checks": [{"name": c.name, "ok": c.ok, "detail": (c.detail or "")[:400]} for c in result.checks] if result else [],
+        "code": code,  # the program as answered, to read a failure later
     }
 
 
