@@ -416,7 +416,7 @@ def _with_model(request: _Request, run: _Run, name: str, backend: Backend, verif
     why = outcome.message if outcome is not None else "the model's answer contains no program"
     why = why.removeprefix("verification failed: ")
     return request.result(code, name, filename, outcome=outcome, rounds=rounds,
-                          message=f"verification failed after {rounds} repair rounds: {why}")
+                          message=f"verification failed {_after(rounds)}: {why}")
 
 
 class _NoProgram:
@@ -497,7 +497,7 @@ def _with_frame(request: _Request, run: _Run, name: str, backend: Backend, frame
     why = (outcome.message if outcome is not None else "") or "the model's answer contains no program"
     why = why.removeprefix("verification failed: ")
     return request.result(code, name, filename, outcome=outcome, rounds=rounds,
-                          message=f"verification failed after {rounds} repair rounds: {why}")
+                          message=f"verification failed {_after(rounds)}: {why}")
 
 
 @contextlib.contextmanager
@@ -513,6 +513,10 @@ def _temperature(backend: Backend, value: Optional[float]) -> Iterator[None]:
         yield
     finally:
         backend.temperature = before
+
+
+def _after(rounds: int) -> str:
+    return f"after {rounds} repair round{'s' if rounds != 1 else ''}" if rounds else "(no repair round)"
 
 
 def _defines_something(answer: str) -> bool:

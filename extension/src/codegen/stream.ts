@@ -12,8 +12,10 @@ export class GenerationStream {
     phase: string | undefined;
     /** Checks finished in the current round (a reset starts a new round). */
     checks: GenerateCheck[] = [];
-    /** Resets seen: each one is a repair round. */
+    /** Resets seen: a repair round starts over, and in frame mode the placed program replaces the streamed definitions. */
     resets = 0;
+    /** Repair rounds: phases the daemon names "repairing…" (a reset alone is not one). */
+    rounds = 0;
 
     apply(p: GeneratePartial): StreamChange {
         switch (p.kind) {
@@ -42,6 +44,9 @@ export class GenerationStream {
                     return 'none';
                 }
                 this.phase = p.text.trim();
+                if (/^repairing/i.test(this.phase)) {
+                    this.rounds++;
+                }
                 return 'progress';
             default:
                 return 'none';
@@ -51,8 +56,8 @@ export class GenerationStream {
     /** One line for the progress notification: "generating, 12 lines", "verifying, 3 checks passed", … */
     progressLabel(): string {
         let label = this.phase ?? 'generating';
-        if (this.resets > 0 && !/round/i.test(label)) {
-            label += /repair/i.test(label) ? `, round ${this.resets}` : ` (repair round ${this.resets})`;
+        if (this.rounds > 0 && !/round/i.test(label)) {
+            label += /repair/i.test(label) ? `, round ${this.rounds}` : ` (repair round ${this.rounds})`;
         }
         if (this.checks.length > 0) {
             const failed = this.checks.filter((c) => !c.ok).length;

@@ -12,7 +12,7 @@ describe('GenerationStream', () => {
         expect(s.progressLabel()).toBe('generating, 2 lines');
     });
 
-    it('a reset discards the text and the checks and counts a repair round', () => {
+    it('a reset discards the text and the checks; a repairing phase counts a round', () => {
         const s = new GenerationStream();
         s.apply({ kind: 'text', text: 'bad program' });
         s.apply({ kind: 'check', check: { name: 'smoke', ok: false, detail: 'boom' } });
@@ -44,11 +44,23 @@ describe('GenerationStream', () => {
         expect(s.apply({ kind: 'check' })).toBe('none');
     });
 
-    it('labels a phase after a reset with its round', () => {
+    it('labels a phase after a repair with its round', () => {
         const s = new GenerationStream();
+        s.apply({ kind: 'phase', text: 'repairing' });
         s.apply({ kind: 'reset' });
-        s.apply({ kind: 'phase', text: 'generating' });
-        expect(s.progressLabel()).toBe('generating (repair round 1)');
+        s.apply({ kind: 'phase', text: 'verifying' });
+        expect(s.progressLabel()).toBe('verifying (repair round 1)');
+    });
+
+    it('in frame mode the placed program replacing the streamed definitions is not a repair round', () => {
+        const s = new GenerationStream();
+        s.apply({ kind: 'phase', text: 'generating: the model writes build_model() into the builtin program' });
+        s.apply({ kind: 'text', text: 'class Net(nn.Module):\n' });
+        s.apply({ kind: 'reset' });
+        s.apply({ kind: 'text', text: '"""the whole program"""\n' });
+        s.apply({ kind: 'phase', text: 'verifying' });
+        expect(s.progressLabel()).toBe('verifying');
+        expect(s.text).toBe('"""the whole program"""\n');
     });
 });
 
