@@ -391,7 +391,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
         elif p.kind == "check" and p.check is not None and not args.json:
             mark = "[green]✓[/]" if p.check.ok else "[red]✗[/]"
             took = f" [dim]{p.check.seconds:.1f} s[/]" if p.check.seconds is not None else ""
-            console.print(f"  {mark} {p.check.name}{took}" + ("" if p.check.ok else f": {escape(p.check.detail)}"))
+            # A failed check says why; the frame check says what the model wrote and what the frame added.
+            said = (not p.check.ok or p.check.name == "frame") and p.check.detail
+            console.print(f"  {mark} {p.check.name}{took}" + (f": {escape(p.check.detail)}" if said else ""))
 
     try:
         if status is not None:

@@ -481,12 +481,14 @@ def _with_frame(request: _Request, run: _Run, name: str, backend: Backend, frame
                                    {"role": "user", "content": frame_repair_message([check], "", None)}]
             continue
         earlier.append(answer)
+        if frame.filename and frame.filename != filename:
+            code = code.replace(f"python {frame.filename} ", f"python {filename} ")  # the docstring's run lines
         run.emit(GeneratePartial(kind="reset"))
         run.emit(GeneratePartial(kind="text", text=code))  # the whole program: the model's part in its frame
         placed = GenerateCheck(name="frame", ok=True, detail=_frame_detail(frame, earlier))
         run.emit(GeneratePartial(kind="check", check=placed))
         if not params.verify:
-            return request.result(code, name, filename, rounds=rounds, message=f"{VERIFY_OFF}; {placed.detail}")
+            return request.result(code, name, filename, rounds=rounds, message=VERIFY_OFF)
         outcome = run.verify(code, request.intent, request.spec, allow_gpu=params.allow_gpu, timeout_s=verify_timeout_s)
         outcome.checks.insert(0, placed)
         if outcome.verified or outcome.ok:

@@ -69,3 +69,19 @@ def test_words_not_understood_are_said(tmp_path) -> None:
     err = done.stderr
     assert "Not understood: " in err and "capsule" in err
     assert "verified" not in err.replace("verification", "")
+
+
+def test_a_model_backend_in_frame_mode_shows_what_the_model_wrote_and_what_the_frame_is(tmp_path) -> None:
+    from tests.codegen.test_frames import UNET_ANSWER, UNET_PROMPT
+    from tests.codegen.test_pipeline import ChatServer
+
+    env = dict(os.environ, DEEPDIVE_HOME=str(tmp_path / "home"), COLUMNS="400")
+    with ChatServer(lambda body: UNET_ANSWER) as srv:
+        done = subprocess.run([sys.executable, "-m", "deepdive", "generate", UNET_PROMPT, "--backend",
+                               "openai-compatible", "--endpoint", srv.url, "--no-verify"],
+                              capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "✓ frame: the model wrote double_conv, UNet, build_model, example_batch, compute_loss; the rest is the " \
+           "builtin's PyTorch CNN" in done.stderr
+    assert "verification skipped (--no-verify)" in done.stderr
+    assert "class UNet(nn.Module)" in done.stdout and "def train(" in done.stdout

@@ -281,6 +281,7 @@ def test_frame_mode_places_the_models_part_repairs_with_the_checks_message_and_v
     assert frame_check.name == "frame" and frame_check.ok
     assert "UNet" in frame_check.detail and "no data reader" in frame_check.detail
     assert "def train(" in result.code and "class UNet" in result.code and "class CNN" not in result.code
+    assert f"python {result.filename} --smoke" in result.code  # the docstring names the program, not the frame's template
     assert {p.name: p.status for p in result.properties} == {"task": "met", "input_shape": "met", "family": "met",
                                                             "outputs": "met", "no_layer": "met"} or all(
         p.status == "met" for p in result.properties)

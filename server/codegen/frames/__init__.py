@@ -26,7 +26,7 @@ from typing import Optional, Sequence
 
 import attrs
 
-from deepdive.codegen.frames.splice import SpliceError, definition_source, splice, top_level_names
+from deepdive.codegen.frames.splice import SpliceError, definition_source, parse_answer, splice, top_level_names
 from deepdive.codegen.intent import Intent
 from deepdive.codegen.spec import Spec
 
@@ -83,6 +83,8 @@ class Frame:
     keeps: list[str] = attrs.Factory(list)
     constants: str = ""
     task_changed: bool = False
+    filename: str = ""
+    """The builtin program's file name, which the frame's docstring names until the pipeline renames it."""
     example_title: str = ""
     """What :attr:`example` is: a reference example of the request's kind, or the frame's own model part."""
     reference: str = ""
@@ -133,8 +135,8 @@ class Frame:
         used: set[str] = set()
         for text in (answer, *earlier):
             try:
-                tree = ast.parse(text)
-            except SyntaxError:
+                tree, _ = parse_answer(text)  # as the splice reads it: a garbled import line left out
+            except SpliceError:
                 continue
             written |= {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
             used |= {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
@@ -173,8 +175,8 @@ def _build_model_for(answer: str, framework: str, frame: str = "") -> Optional[s
     if framework != "torch" and "def compile_model(" not in frame:
         return None
     try:
-        tree = ast.parse(answer)
-    except SyntaxError:
+        tree, _ = parse_answer(answer)
+    except SpliceError:
         return None
     modules = []
     for node in tree.body:
@@ -285,7 +287,8 @@ def frame_for(spec: Spec, intent: Optional[Intent], framework: str) -> Optional[
     keeps = [_signature(source, n) for n in top_level_names(source) if n in _USEFUL and n not in write]
     return Frame(source=source, framework=framework, base=_describe(base), write=tuple(write), optional=tuple(optional),
                  example=example.rstrip() + "\n", keeps=[k for k in keeps if k], constants=_constants(source),
-                 task_changed=task_changed, example_title=title, reference=reference.source if reference else "")
+                 task_changed=task_changed, example_title=title, reference=reference.source if reference else "",
+                 filename=program.filename)
 
 
 def _model_part(tree: ast.Module) -> list[str]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import ast
 from typing import Iterable, Optional
 
-__all__ = ["SpliceError", "splice", "top_level_names", "definition_source", "reachable", "FRAME_OWNED"]
+__all__ = ["SpliceError", "splice", "parse_answer", "top_level_names", "definition_source", "reachable", "FRAME_OWNED"]
 
 #: Names the frame keeps whatever the answer says: the entry point and its guard are the frame's.
 FRAME_OWNED = frozenset({"main"})
@@ -51,7 +51,7 @@ def top_level_names(source: str) -> list[str]:
     """The names of ``source``'s top-level functions and classes, in order (a garbled import line
     skipped as :func:`splice` skips it; raises SyntaxError for other invalid Python)."""
     try:
-        tree, _ = _parse_answer(source)
+        tree, _ = parse_answer(source)
     except SpliceError as exc:
         raise SyntaxError(str(exc)) from None
     return [n.name for n in tree.body if isinstance(n, _DEFS)]
@@ -88,7 +88,7 @@ def reachable(tree: ast.Module, roots: Iterable[str]) -> set[str]:
     return seen
 
 
-def _parse_answer(answer: str) -> tuple[ast.Module, str]:
+def parse_answer(answer: str) -> tuple[ast.Module, str]:
     """The answer parsed, and its text; a malformed top-level import line is left out (the frame has the
     imports it needs: small models garble them, e.g. ``from torch.nn.functional as F``)."""
     lines = answer.splitlines(keepends=True)
@@ -123,7 +123,7 @@ def splice(frame: str, answer: str, *, required: Iterable[str] = ("build_model",
     Raises:
         SpliceError: the answer is not Python, or lacks a required definition.
     """
-    tree, answer = _parse_answer(answer)
+    tree, answer = parse_answer(answer)
     ans_lines = answer.splitlines(keepends=True)
     defs: dict[str, str] = {}
     consts: dict[str, ast.stmt] = {}
