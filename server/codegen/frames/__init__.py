@@ -26,7 +26,8 @@ from typing import Optional, Sequence
 
 import attrs
 
-from deepdive.codegen.frames.splice import SpliceError, definition_source, parse_answer, splice, top_level_names
+from deepdive.codegen.frames.splice import (SpliceError, assigned_name, definition_source, parse_answer, splice,
+                                            top_level_names)
 from deepdive.codegen.intent import Intent
 from deepdive.codegen.spec import Spec
 
@@ -326,10 +327,10 @@ def _with_constants(source: str, example: str) -> str:
         return source
     ex_lines = example.splitlines(keepends=True)
     first_def = next((n.lineno for n in ex_tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))), None)
-    have = set(re.findall(r"^([A-Z_][A-Z0-9_]*)\s*[:=]", _constants(source), re.M))
+    have = _constant_names(source)
     constants = "".join("".join(ex_lines[n.lineno - 1 : n.end_lineno]) for n in ex_tree.body
                         if isinstance(n, (ast.Assign, ast.AnnAssign)) and (first_def is None or n.lineno < first_def)
-                        and _target(n) not in have)
+                        and assigned_name(n) not in have)
     return splice(source, constants, required=()) if constants else source
 
 
@@ -340,7 +341,7 @@ _OUTPUT_CONSTANTS = ("NUM_CLASSES", "NUM_LABELS", "NUM_ACTIONS", "VOCAB_SIZE", "
 def _request_constants(source: str, spec: Spec, framework: str) -> str:
     """The frame's INPUT_SHAPE and outputs constant set to what the request states, so a model that keeps
     the frame's (or the example's) constants keeps the request's sizes."""
-    have = set(re.findall(r"^([A-Z_][A-Z0-9_]*)\s*[:=]", _constants(source), re.M))
+    have = _constant_names(source)
     lines = []
     shape = spec.get("input_shape")
     if shape and "INPUT_SHAPE" in have:
@@ -355,9 +356,9 @@ def _request_constants(source: str, spec: Spec, framework: str) -> str:
     return splice(source, "\n".join(lines) + "\n", required=()) if lines else source
 
 
-def _target(node: ast.stmt) -> Optional[str]:
-    target = node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else getattr(node, "target", None)
-    return target.id if isinstance(target, ast.Name) else None
+def _constant_names(source: str) -> set[str]:
+    """The names the frame's module-level constants bind."""
+    return {name for n in ast.parse(_constants(source)).body if (name := assigned_name(n))}
 
 
 def _retitle(source: str, prompt: str) -> str:

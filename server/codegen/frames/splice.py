@@ -15,7 +15,7 @@ from __future__ import annotations
 import ast
 from typing import Iterable, Optional
 
-__all__ = ["SpliceError", "splice", "parse_answer", "top_level_names", "definition_source", "reachable", "FRAME_OWNED"]
+__all__ = ["SpliceError", "splice", "parse_answer", "assigned_name", "top_level_names", "definition_source", "reachable", "FRAME_OWNED"]
 
 #: Names the frame keeps whatever the answer says: the entry point and its guard are the frame's.
 FRAME_OWNED = frozenset({"main"})
@@ -38,7 +38,7 @@ def _text(lines: list[str], node: ast.stmt) -> str:
     return "".join(lines[first - 1 : last])
 
 
-def _assigned_name(node: ast.stmt) -> Optional[str]:
+def assigned_name(node: ast.stmt) -> Optional[str]:
     """The single plain name a top-level assignment binds (``NUM_CLASSES = 3``), else None."""
     if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
         return node.targets[0].id
@@ -133,8 +133,8 @@ def splice(frame: str, answer: str, *, required: Iterable[str] = ("build_model",
             defs[node.name] = _text(ans_lines, node)
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             imports.append(node)
-        elif _assigned_name(node) is not None:
-            consts[_assigned_name(node)] = node
+        elif assigned_name(node) is not None:
+            consts[assigned_name(node)] = node
     missing = [name for name in required if name not in defs]
     if missing:
         have = ", ".join(defs) or "no function or class"
@@ -144,7 +144,7 @@ def splice(frame: str, answer: str, *, required: Iterable[str] = ("build_model",
     frame_tree = ast.parse(frame)
     lines = frame.splitlines(keepends=True)
     first_def = next((_span(n)[0] for n in frame_tree.body if isinstance(n, _DEFS)), len(lines) + 1)
-    frame_consts = {_assigned_name(n): n for n in frame_tree.body if _assigned_name(n) and n.lineno < first_def}
+    frame_consts = {assigned_name(n): n for n in frame_tree.body if assigned_name(n) and n.lineno < first_def}
     bound = {name for n in frame_tree.body if isinstance(n, (ast.Import, ast.ImportFrom)) for name in _bound(n)}
     last_import = max((_span(n)[1] for n in frame_tree.body if isinstance(n, (ast.Import, ast.ImportFrom))), default=0)
 
@@ -152,7 +152,7 @@ def splice(frame: str, answer: str, *, required: Iterable[str] = ("build_model",
     drop: set[int] = set()
     after: dict[int, list[str]] = {}
     for node in frame_tree.body:
-        name = node.name if isinstance(node, _DEFS) else _assigned_name(node)
+        name = node.name if isinstance(node, _DEFS) else assigned_name(node)
         first, last = _span(node)
         if (isinstance(node, _DEFS) and name in defs) or (name in frame_consts and name in consts):
             drop.update(range(first, last + 1))
