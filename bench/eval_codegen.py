@@ -363,6 +363,7 @@ def run_one(entry: dict[str, Any], arm: str, model: Optional[Model] = None, *,
         "failing": [{k: p[k] for k in ("label", "status", "detail")} for p in truth.properties if p["status"] != "met"],
         "truth_message": truth.message, "seconds": seconds, "judge_s": truth.seconds,
         "rounds": result.rounds if result is not None else 0,
+        "answered_by": result.backend if result is not None else None,
         "message": error or (result.message if result is not None else None),
         "not_understood": list(result.not_understood) if result is not None else [],
         "gaps": list(result.gaps) if result is not None else [],
@@ -419,13 +420,33 @@ def summarise(records: list[dict[str, Any]], arm: str, model: Optional[str]) -> 
     line("verified_s", _median([r["seconds"] for r in mine if r["pass"]]), "s (median, prompts that pass)")
     generations = [g for r in mine for g in r.get("generations", [])]
     if arm != "builtin":
+        by_builtin = [r for r in mine if answered_by_builtin(r)]
+        wrote = [r for r in mine if not answered_by_builtin(r)]
+        line("builtin_answers", len(by_builtin),
+             "prompts the builtin's own program answered, verified (frame mode: the model was not asked)")
+        if by_builtin and wrote:
+            line("pass_rate", rate(wrote), "%", "model asked")
+            line("n", len(wrote), "prompts", "model asked")
         line("ttft_s", _median([g["ttft_s"] for g in generations if g["ttft_s"] is not None]), "s (median)")
+        firsts = [r["generations"][0]["ttft_s"] for r in mine if r.get("generations")]
+        line("ttft_first_s", _median([t for t in firsts if t is not None]),
+             "s (median, each prompt's first generation: no repair round's cached conversation)")
         rates = [g["tokens_per_s"] for g in generations if g["tokens_per_s"]]
         line("tokens_per_s", _median(rates), "tokens/s (median)")
         line("rounds_mean", round(statistics.fmean(r["rounds"] for r in mine), 2), "repair rounds (mean)")
         line("length_stops", sum(g.get("reason") == "length" for g in generations),
              f"of {len(generations)} generations stopped at max_new_tokens")
     return out
+
+
+def answered_by_builtin(record: dict[str, Any]) -> bool:
+    """A model arm's prompt that the builtin's own program answered (the model wrote nothing)."""
+    if "answered_by" in record:
+        return record["answered_by"] == "builtin"
+    from deepdive.codegen.pipeline import BUILTIN_COMPLETE
+
+    checks = record.get("checks") or []
+    return bool(checks) and checks[0].get("detail") == BUILTIN_COMPLETE[:400]
 
 
 def read_details(path: Path) -> dict[tuple[str, str, Optional[str]], dict[str, Any]]:

@@ -14,6 +14,8 @@ request the builtin cannot honour (``gaps``). The reading never refuses on a mod
   what is missing and what a local model would add;
 - a model backend gets every request, with the stated properties as what the checker verifies
   (:mod:`deepdive.codegen.instructions`) and the builtin's closest program, if any, as the frame.
+  In frame mode a request the builtin can build exactly as asked is first answered by the builtin's
+  program; only when that program is not verified does the model write into the frame.
   When verification fails, the failing checks' and properties' own details and the program's stderr
   tail go back to the model, at most :data:`MAX_REPAIR_ROUNDS` times. When the prompt does not fit
   the model's context, the reference program is left out (then the older repair rounds).
@@ -55,6 +57,9 @@ VERIFY_TIMEOUT_S = 120.0
 
 #: The builtin's one phase: it composes the whole program at once, there are no tokens to stream.
 BUILTIN_PHASE = "builtin: composing the program from templates (not streamed token by token)"
+#: The frame check of a model backend's request that the builtin's own program answered, verified.
+BUILTIN_COMPLETE = ("the builtin's templates build this request exactly as asked and their program met every "
+                    "stated property: the model was not asked to write anything")
 #: What a local model adds, for the builtin's answers without a program.
 MODEL_HINT = ("a local model would write it and be checked against the same properties: `deepdive model pull` "
               "(or `deepdive model add`) sets one up, then generate with the auto backend")
@@ -311,6 +316,12 @@ def generate(
             model=params.model,
             allow_remote=params.allow_remote,
         )
+    if frame and params.verify and not request.no_program:
+        # The templates build this request exactly as asked: when their program meets every stated
+        # property, the model has nothing left to write.
+        done = _builtin_complete(request, run, verify_timeout_s)
+        if done is not None:
+            return done
     rounds = MAX_REPAIR_ROUNDS if repair_rounds is None else max(0, int(repair_rounds))
     if frame:
         from deepdive.codegen.frames import frame_for
@@ -338,6 +349,32 @@ def _builtin(request: _Request, run: _Run, verify_timeout_s: float) -> GenerateR
         return request.result(program.code, "builtin", program.filename, message=VERIFY_OFF)
     outcome = run.verify(program.code, request.intent, request.spec, allow_gpu=request.params.allow_gpu,
                          timeout_s=verify_timeout_s)
+    return request.result(program.code, "builtin", program.filename, outcome=outcome)
+
+
+def _builtin_complete(request: _Request, run: _Run, verify_timeout_s: float) -> Optional[GenerateResult]:
+    """A model backend's first step in frame mode: the builtin's program, when it is verified.
+
+    The frame is the builtin's closest program; when the reading found nothing the builtin cannot
+    build (no gaps), that program is the whole answer if verification proves every stated property.
+    Otherwise (a property unchecked or failed) None: the model writes into the frame as usual."""
+    from deepdive.codegen import builtin
+
+    run.phase(BUILTIN_PHASE)
+    try:
+        program = builtin.generate(request.intent)
+    except (ValueError, NotImplementedError, RuntimeError):
+        return None
+    run.check_cancel()
+    run.emit(GeneratePartial(kind="text", text=program.code))
+    outcome = run.verify(program.code, request.intent, request.spec, allow_gpu=request.params.allow_gpu,
+                         timeout_s=verify_timeout_s)
+    if not outcome.verified:
+        run.emit(GeneratePartial(kind="reset"))
+        return None
+    done = GenerateCheck(name="frame", ok=True, detail=BUILTIN_COMPLETE)
+    run.emit(GeneratePartial(kind="check", check=done))
+    outcome.checks.insert(0, done)
     return request.result(program.code, "builtin", program.filename, outcome=outcome)
 
 

@@ -258,11 +258,16 @@ class LlamaCppModel:
                 n_ctx=8192,
                 n_gpu_layers=-1 if gpu else 0,
                 n_threads=self.threads,
-                n_threads_batch=self.threads,
+                n_threads_batch=batch_threads(),
                 verbose=False,
             )
         except Exception as exc:  # noqa: BLE001
             raise WorkerError(f"cannot load {model_path}: {_one_line(exc)}") from None
+        from llama_cpp import LlamaRAMCache
+
+        # The states of earlier prompts, so a prompt that starts like one of them (the frame prompt's
+        # instructions and example, a repair round's conversation) evaluates only the rest.
+        self.llm.set_cache(LlamaRAMCache(capacity_bytes=PROMPT_CACHE_BYTES))
         self.model_path = model_path
         self.device = "cuda" if gpu else "cpu"
 
@@ -298,6 +303,26 @@ class LlamaCppModel:
 
         gc.collect()
         return "unloaded"
+
+
+#: The RAM the llama.cpp worker keeps earlier prompts' states in (about 12 KB a token for the 0.5B
+#: Qwen2.5-Coder, 28 KB for the 1.5B): the oldest go first.
+PROMPT_CACHE_BYTES = 512 << 20
+
+
+def batch_threads() -> int:
+    """Threads for evaluating a prompt: ``DEEPDIVE_LLM_BATCH_THREADS``, else every core this process may use.
+
+    A prompt is evaluated in one burst of matrix products, which scales with cores (measured here on 2
+    cores: about 180 prompt tokens/s on 1 thread, 330 on 2); the stalls :func:`cpu_threads` avoids are
+    those of token-by-token generation."""
+    raw = os.environ.get("DEEPDIVE_LLM_BATCH_THREADS", "").strip()
+    if raw.isdigit() and int(raw) > 0:
+        return int(raw)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def cpu_threads() -> int:

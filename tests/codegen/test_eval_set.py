@@ -243,6 +243,21 @@ def test_summaries_give_pass_rates_per_group_and_language_and_count_false_verifi
     assert got[("ttft_s", "all")] == 1.25 and got[("tokens_per_s", "all")] == 41.5
     assert all(x["bench"] == "eval_codegen" and x["arm"] == "frame" and x["model"] == "m.gguf" for x in lines)
     assert ev.summarise(records, "model", "m.gguf") == []
+    assert got[("builtin_answers", "all")] == 0 and ("pass_rate", "model asked") not in got
+
+
+def test_prompts_the_builtin_answered_in_a_model_arm_are_counted_apart() -> None:
+    from deepdive.codegen.pipeline import BUILTIN_COMPLETE
+
+    records = [_record(0, group="builtin", lang="en", passed=True), _record(1, group="outside", lang="en", passed=False),
+               _record(2, group="outside", lang="en", passed=True)]
+    records[0].update(answered_by="builtin", generations=[])
+    records[1].update(answered_by="llamacpp")
+    records[2].update(generations=[], checks=[{"name": "frame", "ok": True, "detail": BUILTIN_COMPLETE}])  # an older record
+    got = {(x["metric"], x["subset"]): x["value"] for x in ev.summarise(records, "frame", "m.gguf")}
+    assert got[("builtin_answers", "all")] == 2 and got[("pass_rate", "all")] == pytest.approx(66.7)
+    assert got[("pass_rate", "model asked")] == 0.0 and got[("n", "model asked")] == 1
+    assert got[("ttft_first_s", "all")] == 1.0  # the one prompt the model was asked: its first generation
 
 
 class _Chunks(Backend):

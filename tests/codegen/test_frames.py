@@ -289,6 +289,28 @@ def test_frame_mode_places_the_models_part_repairs_with_the_checks_message_and_v
     assert kinds.count("reset") >= 2  # each placed program replaces the streamed definitions
 
 
+@pytest.mark.slow
+def test_a_request_the_builtin_builds_exactly_is_answered_by_it_and_the_model_is_not_asked() -> None:
+    from deepdive.codegen.pipeline import BUILTIN_COMPLETE
+
+    partials, on_partial = collect()
+    with ChatServer(lambda body: "the model should not be asked") as srv:
+        params = GenerateParams(prompt="a 2-layer MLP classifier with 4 classes", backend="openai-compatible",
+                                endpoint=srv.url, model="coder")
+        result = generate(params, on_partial=on_partial)
+        assert result.verified, result.message
+        assert srv.requests == [] and result.backend == "builtin" and result.rounds == 0
+        assert result.checks[0].name == "frame" and result.checks[0].detail == BUILTIN_COMPLETE
+        # A request the builtin reads with a gap goes to the model, whose answer the frame places.
+        gap = GenerateParams(prompt=UNET_PROMPT, backend="openai-compatible", endpoint=srv.url, model="coder")
+        other = generate(gap, repair_rounds=0)
+        assert len(srv.requests) == 1 and other.backend == "openai-compatible" and not other.verified
+    with ChatServer(lambda body: "unused") as srv:  # frame=False: the model writes the whole program
+        generate(GenerateParams(prompt="a 2-layer MLP classifier with 4 classes", backend="openai-compatible",
+                                endpoint=srv.url, model="coder"), frame=False, repair_rounds=0)
+        assert len(srv.requests) == 1
+
+
 def test_frame_false_keeps_the_whole_program_mode() -> None:
     with ChatServer(lambda body: "no code") as srv:
         params = GenerateParams(prompt=UNET_PROMPT, backend="openai-compatible", endpoint=srv.url, model="coder")

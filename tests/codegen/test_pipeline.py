@@ -300,8 +300,9 @@ def test_remote_endpoint_refused_and_connection_refused() -> None:
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     sock.close()
-    with pytest.raises(BackendError, match="connection refused"):
-        generate(GenerateParams(prompt=PROMPT, backend="openai-compatible", endpoint=f"http://127.0.0.1:{port}"))
+    with pytest.raises(BackendError, match="connection refused"):  # a request only a model can write
+        generate(GenerateParams(prompt="a U-Net for segmentation of 64x64 grayscale images, 3 classes",
+                                backend="openai-compatible", endpoint=f"http://127.0.0.1:{port}"))
 
 
 # ------------------------------------------------------------------------------------------------

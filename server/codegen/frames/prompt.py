@@ -1,9 +1,10 @@
 """What a model is told in frame mode: write these definitions, the frame has the rest.
 
-The system prompt starts with text that is the same for every request of a framework, so a local
-runtime that keeps the previous prompt's state (llama.cpp does) reuses it and the first token comes
-sooner; the request's own parts (the frame's constants and functions, the properties the checker
-verifies, the frame's current model part) follow.
+The system prompt starts with text that is the same for every request of a framework, then the
+example (the same text for every request it serves), so a local runtime that keeps earlier prompts'
+states (the llama.cpp worker keeps them in a RAM cache) reuses them, and the first token of a request
+whose example an earlier one used waits only for the request's own parts: what to write, the frame's
+constants and functions, the properties the checker verifies.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from deepdive.codegen.instructions import FRAMEWORK_NAMES, property_lines
 from deepdive.codegen.spec import Spec
 from deepdive.protocol import GenerateCheck, PropertyCheck
 
-__all__ = ["frame_system_prompt", "frame_repair_message", "WHAT"]
+__all__ = ["frame_system_prompt", "frame_repair_message", "prompt_prefix", "WHAT"]
 
 #: What each definition the model may write is, per framework.
 WHAT = {
@@ -48,10 +49,33 @@ _COMMON = {
 
 
 def frame_system_prompt(frame: Frame, spec: Optional[Spec]) -> str:
-    """The system prompt: the constant instructions first, then this request's frame and properties."""
-    fw = frame.framework
+    """The system prompt, in the order that lets a runtime reuse the most of an earlier prompt's state:
+    the framework's constant instructions, the example (the same text for every request it serves),
+    then this request's own parts (what to write, the frame's constants, the stated properties)."""
+    return prompt_prefix(frame) + "\n" + _request_part(frame, spec)
+
+
+def prompt_prefix(frame: Frame) -> str:
+    """The part of the system prompt that does not depend on the request's words: the instructions and
+    the example."""
+    title = frame.example_title or "the frame's current version of these definitions"
+    return _prefix(frame.framework, frame.example, title)
+
+
+def _prefix(fw: str, example: str, title: str) -> str:
+    parts = _head(fw)
+    if example.strip():
+        parts += ["", f"{title[0].upper()}{title[1:]}. Follow its conventions (constants, shapes, dtypes, what "
+                      "example_batch() and the loss return) and change what the request asks differently (sizes, "
+                      "counts, layers, exclusions):",
+                  "```python", example.rstrip(), "```",
+                  "Copy what already fits unchanged (a helper function stays a function); rewrite only what differs."]
+    return "\n".join(parts)
+
+
+def _head(fw: str) -> list[str]:
     name = FRAMEWORK_NAMES.get(fw, fw)
-    parts = [
+    return [
         f"You write one part of a {name} training program. Deepdive's frame around that part is ready: imports, "
         "constants, data loading, the training loop (with mixed precision and distributed training when asked), "
         "evaluation, the command line with --smoke, and the `if __name__ == \"__main__\":` guard.",
@@ -60,9 +84,12 @@ def frame_system_prompt(frame: Frame, spec: Optional[Spec]) -> str:
         "```python block. You may redefine a constant (e.g. `NUM_CLASSES = 3`) and add an import. Do not write "
         "main(), a training loop, argument parsing or the __main__ guard: the frame has them.",
         f"The frame imports {_COMMON.get(fw, fw)}.",
-        "",
-        "Write:",
     ]
+
+
+def _request_part(frame: Frame, spec: Optional[Spec]) -> str:
+    fw = frame.framework
+    parts = ["", "Write:"]
     parts += [f"- {WHAT[fw][n]}" for n in frame.write if n in WHAT.get(fw, {})]
     optional = [n for n in frame.optional if n in WHAT.get(fw, {}) and n not in frame.write]
     if optional:
@@ -78,13 +105,6 @@ def frame_system_prompt(frame: Frame, spec: Optional[Spec]) -> str:
         parts += ["", "The request states these properties; the checker verifies each one and accepts the program "
                       "only when all hold:"]
         parts += [f"- {line}" for line in lines]
-    if frame.example.strip():
-        title = frame.example_title or "the frame's current version of these definitions"
-        parts += ["", f"{title[0].upper()}{title[1:]}. Follow its conventions (constants, shapes, dtypes, what "
-                      "example_batch() and the loss return) and change what this request asks differently (sizes, "
-                      "counts, layers, exclusions):",
-                  "```python", frame.example.rstrip(), "```",
-                  "Copy what already fits unchanged (a helper function stays a function); rewrite only what differs."]
     return "\n".join(parts)
 
 
