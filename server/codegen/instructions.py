@@ -10,6 +10,7 @@ property's own detail, not a summary of it.
 from __future__ import annotations
 
 import json
+import re
 from typing import Optional, Sequence
 
 from deepdive.codegen.intent import Intent
@@ -190,5 +191,29 @@ def repair_message(checks: list[GenerateCheck], stderr_tail: str, message: Optio
         lines.append(message)
     if stderr_tail and stderr_tail.strip():
         lines += ["Last lines the program wrote to stderr:", "```", stderr_tail.strip()[-3000:], "```"]
+    absent = missing_modules(failed)
+    if absent:
+        # The user installs packages, not the model: say what to do without them.
+        lines.append(f"{' and '.join(absent)} cannot be installed where the program runs: do not import "
+                     f"{'them' if len(absent) > 1 else 'it'}; write what you used from {'them' if len(absent) > 1 else 'it'} "
+                     "yourself with the frame's imports (torch.nn layers, or keras.layers).")
     lines.append("Fix it. Answer with the complete corrected program in one ```python block.")
     return "\n".join(lines)
+
+
+_MISSING = re.compile(r"module '([\w.]+)' is not installed for")
+_ALSO = re.compile(r"\(also missing: ([^)]*)\)")
+
+
+def missing_modules(checks: Sequence[GenerateCheck]) -> list[str]:
+    """The top-level modules a failed ``imports`` check names as not installed, in order."""
+    found: list[str] = []
+    for c in checks:
+        if c.name != "imports" or c.ok or not c.detail:
+            continue
+        names = _MISSING.findall(c.detail) + [n.strip() for m in _ALSO.findall(c.detail) for n in m.split(",")]
+        for name in names:
+            top = name.split(".")[0]
+            if top and top != "deepdive" and top not in found:
+                found.append(top)
+    return found

@@ -358,6 +358,33 @@ def test_a_new_tasks_frame_carries_the_requests_sizes_in_its_constants() -> None
     assert "INPUT_SHAPE = (256, 3)" in keras_frame.constants  # channels-last
 
 
+def test_a_lone_model_class_whose_arguments_name_constants_is_built_with_them() -> None:
+    reading = read_request("Keras GRU tagger for part-of-speech tags: sentences of 50 tokens, 17 tags")
+    frame = frame_for(reading.spec, reading.intent, "tensorflow")
+    answer = ("EMBED_DIM = 64\n\nclass Tagger(keras.Model):\n    def __init__(self, vocab_size, num_tags, embed_dim, units=32):\n"
+              "        super().__init__()\n        self.emb = keras.layers.Embedding(vocab_size, embed_dim)\n"
+              "        self.gru = keras.layers.GRU(units, return_sequences=True)\n"
+              "        self.out = keras.layers.Dense(num_tags)\n\n    def call(self, x):\n"
+              "        return self.out(self.gru(self.emb(x)))\n")
+    assert "VOCAB_SIZE" in frame.source and "NUM_CLASSES" in frame.source
+    program = frame.splice(answer)
+    assert "model = Tagger(vocab_size=VOCAB_SIZE, num_tags=NUM_CLASSES, embed_dim=EMBED_DIM)" in program
+    assert frame.added_build_model(answer) == "Tagger"
+    # an argument that names no constant is not guessed: the model is asked for build_model() instead
+    with pytest.raises(SpliceError, match="build_model"):
+        frame.splice(answer.replace("embed_dim, units=32", "embed_dim, dilation, units=32"))
+
+
+def test_a_module_that_is_not_installed_is_to_be_written_without_in_the_repair() -> None:
+    from deepdive.codegen.instructions import missing_modules, repair_message
+
+    check = GenerateCheck(name="imports", ok=False, detail="module 'torchvision.models' is not installed for "
+                          "/venv/bin/python: pip install torchvision (also missing: timm)")
+    assert missing_modules([check]) == ["torchvision", "timm"]
+    text = repair_message([check], "", None)
+    assert "torchvision and timm cannot be installed where the program runs: do not import them" in text
+
+
 def test_a_lone_keras_model_class_is_built_and_compiled_by_the_frame() -> None:
     reading = read_request("Keras CNN for Fashion-MNIST with 2 conv layers and dropout")
     frame = frame_for(reading.spec, reading.intent, "tensorflow")

@@ -160,7 +160,7 @@ class Frame:
         if any("build_model" in _defined(a) for a in (answer, *earlier)):
             return None
         code = _build_model_for(answer, self.framework, self.source)
-        return re.search(r"(?:return|model =) (\w+)\(\)", code).group(1) if code else None
+        return re.search(r"(?:return|model =) (\w+)\(", code).group(1) if code else None
 
     def no_reader(self, answer: str, earlier: Sequence[str] = ()) -> bool:
         """True when the program has no reader for the task's data (the frame's reads another task's)."""
@@ -170,8 +170,8 @@ class Frame:
 def _build_model_for(answer: str, framework: str, frame: str = "") -> Optional[str]:
     """``def build_model(): return Net()`` when the answer defines exactly one module class (torch
     ``nn.Module``; Keras ``Model``, built on INPUT_SHAPE and compiled with the frame's
-    ``compile_model``) whose constructor needs no argument: a small model often writes the class and
-    forgets the function."""
+    ``compile_model``) whose constructor needs no argument, or only arguments named after constants
+    of the answer or the frame: a small model often writes the class and forgets the function."""
     base = "Module" if framework == "torch" else "Model"
     if framework != "torch" and "def compile_model(" not in frame:
         return None
@@ -179,20 +179,51 @@ def _build_model_for(answer: str, framework: str, frame: str = "") -> Optional[s
         tree, _ = parse_answer(answer)
     except SpliceError:
         return None
+    constants = _assigned_constants(tree) | (_constant_names(frame) if frame else set())
     modules = []
     for node in tree.body:
         if isinstance(node, ast.ClassDef) and any(ast.unparse(b).split(".")[-1] == base for b in node.bases):
             init = next((n for n in node.body if isinstance(n, ast.FunctionDef) and n.name == "__init__"), None)
-            required = len(init.args.args) - 1 - len(init.args.defaults) if init is not None else 0
+            required = [a.arg for a in init.args.args[1:len(init.args.args) - len(init.args.defaults)]] if init else []
             modules.append((node.name, required))
     used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
     top = [(name, req) for name, req in modules if name not in used]  # not a block of another module
-    if len(top) != 1 or top[0][1] > 0:
+    if len(top) != 1:
         return None
+    # A required constructor argument is passed the constant of its name (num_classes=NUM_CLASSES); one
+    # that names no constant cannot be guessed, and the model is asked for build_model() instead.
+    passed = {arg: _constant_for(arg, constants) for arg in top[0][1]}
+    if any(v is None for v in passed.values()):
+        return None
+    call = f"{top[0][0]}({', '.join(f'{arg}={value}' for arg, value in passed.items())})"
     if framework == "torch":
-        return f"\n\ndef build_model():\n    return {top[0][0]}()\n"
-    return (f"\n\ndef build_model(lr=LR, dropout=DROPOUT, decay_steps=1000):\n    model = {top[0][0]}()\n"
+        return f"\n\ndef build_model():\n    return {call}\n"
+    return (f"\n\ndef build_model(lr=LR, dropout=DROPOUT, decay_steps=1000):\n    model = {call}\n"
             "    model.build((None, *INPUT_SHAPE))\n    compile_model(model, lr, decay_steps)\n    return model\n")
+
+
+#: Constructor argument names a small model uses for the frame's constants.
+_ARG_CONSTANTS = {
+    "num_classes": "NUM_CLASSES", "n_classes": "NUM_CLASSES", "classes": "NUM_CLASSES", "num_labels": "NUM_CLASSES",
+    "num_tags": "NUM_CLASSES", "output_dim": "NUM_CLASSES", "num_outputs": "NUM_CLASSES", "vocab": "VOCAB_SIZE",
+    "vocab_size": "VOCAB_SIZE", "seq_len": "SEQ_LEN", "seq_length": "SEQ_LEN", "max_len": "SEQ_LEN",
+    "embedding_dim": "EMBED_DIM", "embed_dim": "EMBED_DIM", "hidden_dim": "HIDDEN", "hidden_size": "HIDDEN",
+    "hidden": "HIDDEN", "input_shape": "INPUT_SHAPE", "num_users": "NUM_USERS", "num_items": "NUM_ITEMS",
+    "num_actions": "NUM_ACTIONS", "n_actions": "NUM_ACTIONS", "obs_dim": "OBS_DIM", "horizon": "HORIZON",
+}
+
+
+def _constant_for(arg: str, constants: set[str]) -> Optional[str]:
+    for name in (arg.upper(), _ARG_CONSTANTS.get(arg.lower())):
+        if name and name in constants:
+            return name
+    return None
+
+
+def _assigned_constants(tree: ast.Module) -> set[str]:
+    """The upper-case names an answer assigns at module level."""
+    return {t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets
+            if isinstance(t, ast.Name) and t.id.isupper()}
 
 
 def _defined(answer: str) -> set[str]:
