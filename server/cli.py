@@ -15,6 +15,7 @@ from typing import Any, NoReturn, Optional
 from deepdive import __version__
 from deepdive.ckpt_cli import add_parser as add_ckpt_parser, cmd_ckpt
 from deepdive.cli_model import add_parser as add_model_parser, cmd_model
+from deepdive.protocol import VOCABULARIES
 
 
 class UsageError(Exception):
@@ -65,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "checkpoint folder before this job (kept until retention deletes them); restarts of this job "
                    "still resume from what it saves")
     p.add_argument("--metrics-out", default=None, help="telemetry JSONL file (default: in the run's state folder)")
+    p.add_argument("--precision", choices=VOCABULARIES["trainPrecisions"], default=None,
+                   help="mixed precision where the script's dd.setup() leaves precision='auto'")
+    p.add_argument("--grad-compression", choices=VOCABULARIES["gradCompressions"], default=None,
+                   help="DDP gradient compression where the script's dd.setup() leaves grad_compression='auto'")
     p.add_argument("--timeout", type=float, default=None, help="wall-clock limit in seconds")
     p.add_argument("--json", action="store_true", help="print the run's summary as JSON")
 
@@ -110,7 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pruner", default="auto", choices=("auto", "hyperband", "asha", "median", "none"),
                    help="auto = Hyperband, its first rung after a quarter of a trial's reports; hyperband = Optuna's "
                         "schedule (after the second report); asha = successive halving (one bracket, prunes more)")
-    p.add_argument("--metric", default=None, help="the metric the script logs (default: the study's, else loss)")
+    p.add_argument("--metric", default=None, help="the metric the script logs (default: the study's, else read from the script: "
+                        "setup(keep_best=...)'s, else its first evaluation metric such as val_loss or accuracy, "
+                        "not the training loss; the run says where it came from)")
     p.add_argument("--direction", default=None, choices=("minimize", "maximize"),
                    help="default: maximize for accuracy-like names, else minimize")
     p.add_argument("--value", default=None, choices=("last", "best"),
@@ -194,6 +201,13 @@ def _main(argv: Optional[list[str]]) -> int:
         return 130
     except BrokenPipeError:
         raise  # nobody reads our output any more: main() ends quietly
+    except ModuleNotFoundError as exc:  # a feature used without its extra: name the pip line that adds it
+        if debug:
+            raise
+        from deepdive.extras import describe_missing
+
+        print(f"deepdive: error: {describe_missing(exc)}", file=sys.stderr)
+        return 1
     except Exception as exc:
         if debug:
             raise
@@ -226,10 +240,10 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         raise UsageError("--seconds must be from 0.1 to 120")
     if not 32 <= args.size <= 16384:
         raise UsageError("--size must be from 32 to 16384")
-    from deepdive.jobs.store import state_dir
+    from deepdive.jobs.store import cli_state_dir
 
     torch_info = asyncio.run(doctor.probe_torch())
-    report = doctor.build_report(torch_info, state_dir=str(state_dir(None)))
+    report = doctor.build_report(torch_info, state_dir=str(cli_state_dir()))
     deep: Optional[dict[str, Any]] = None
     if args.deep:
         deep = asyncio.run(_run_deep(args.seconds, args.size, quiet=args.json))
@@ -268,7 +282,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from deepdive.jobs.kinds import JobRejected
-    from deepdive.jobs.store import state_dir
+    from deepdive.jobs.store import cli_state_dir
     from deepdive.protocol import JobStartParams
 
     script_args = args.script_args
@@ -287,7 +301,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         Path(args.checkpoint_dir).resolve(), "--checkpoint-dir", "the checkpoints"))
     if problem:  # before torchrun starts, not 50 lines into its failure
         raise UsageError(problem)
-    runs, name = state_dir(None) / "runs", f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    runs, name = cli_state_dir() / "runs", f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     metrics = args.metrics_out or str(runs / f"{name}.jsonl")
     Path(metrics).parent.mkdir(parents=True, exist_ok=True)
     Path(metrics).unlink(missing_ok=True)
@@ -299,6 +313,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         options["fresh"] = True
     if args.rdzv_endpoint:
         options["rdzv_endpoint"] = args.rdzv_endpoint
+    if args.precision:
+        options["precision"] = args.precision
+    if args.grad_compression:
+        options["grad_compression"] = args.grad_compression
     output = TrainOutput(runs / f"{name}.log", runs / f"{name}.torchrun", debug=getattr(args, "debug", False))
     try:
         job = asyncio.run(run_job(JobStartParams(kind="train", options=options, timeout_s=args.timeout),
@@ -328,17 +346,29 @@ async def _dashboard(args: argparse.Namespace) -> None:
     import signal
 
     from deepdive.daemon.telemetry import TelemetryService
-    from deepdive.jobs.store import state_dir
+    from deepdive.jobs.store import cli_state_dir
     from deepdive.telemetry import discovery
 
-    directory = state_dir(None)
+    directory = cli_state_dir()
+    live = discovery.live(directory)
+    if live is not None:  # the editor's daemon (or another dashboard) already serves this store: one dashboard
+        url = live.get("dashboardUrl") or live.get("url")
+        print(f"dashboard: {url}", flush=True)
+        print(f"(served by the {live.get('owner') or 'process'} with pid {live.get('pid')}, for {directory}; "
+              f"its hub takes this folder's runs: {live.get('ingestUrl')})", flush=True)
+        if not args.no_browser and url and (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+                                            or sys.platform in ("darwin", "win32")):
+            import webbrowser
+
+            webbrowser.open(url)
+        return
     service = TelemetryService(directory, lambda: [], port=args.port, prometheus=args.prometheus,
                                interval=args.interval)
     try:
         await service.start()
     except OSError as exc:
         raise UsageError(f"cannot listen on 127.0.0.1:{args.port}: {exc.strerror or exc}") from None
-    discovery.write(directory, service.info())
+    discovery.write(directory, service.info(), dashboard_url=service.dashboard_url(), owner="deepdive dashboard")
     print(f"dashboard: {service.dashboard_url()}", flush=True)
     print(f"hub:       {service.hub.ingest_url}   (deepdive train here streams to it; "
           f"elsewhere set DEEPDIVE_HUB to this)", flush=True)
@@ -435,6 +465,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from deepdive.tune.report import study_line
+    from deepdive.tune.rounding import format_sig
     from deepdive.tune.study import StudyConfig, TuneError, load_result, run_study
 
     if args.trials is None and not args.apply:
@@ -472,7 +504,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
                 if kind == "progress":
                     best = fields.get("best")
                     progress.update(task, completed=min(fields["done"], fields["total"]),
-                                    description=f"best {best:.4g}" if isinstance(best, (int, float)) else "")
+                                    description=f"best {format_sig(best)}" if isinstance(best, (int, float)) else "")
+                elif kind == "tune.study" and not args.json:  # what is optimised, and where that came from
+                    progress.console.print(study_line(fields), markup=False, soft_wrap=True)
                 elif kind == "tune.trial" and fields["state"] in ("pruned", "fail") and not args.json:
                     progress.console.print(f"  trial {fields['number']} {fields['state']}: {fields['reason']}",
                                            markup=False)

@@ -79,13 +79,15 @@ async def run_job(params: Any, label: str, quiet: bool, *, workspace: Optional[s
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from deepdive.jobs.manager import JobManager
-    from deepdive.jobs.store import JobStore, state_dir
+    from deepdive.jobs.store import JobStore, cli_state_dir, state_dir
     from deepdive.protocol import JobEvent
     from deepdive.telemetry import discovery
 
-    store = JobStore(state_dir(None))
+    directory = cli_state_dir()  # a workspace the editor uses: its store and its daemon's hub
+    store = JobStore(directory)
     manager = JobManager(store, workspace=workspace, confine_to_workspace=False)  # the user typed the path
-    hub = os.environ.get("DEEPDIVE_HUB") or discovery.ingest_url(state_dir(None))
+    hub = (os.environ.get("DEEPDIVE_HUB") or discovery.ingest_url(directory)
+           or discovery.ingest_url(state_dir(None)))  # a `deepdive dashboard` started outside any workspace
     if hub:
         manager.job_env["DEEPDIVE_HUB"] = hub
     manager.job_env.update(job_env or {})
@@ -177,11 +179,23 @@ async def follow_metrics(path: Any, progress: Any, task: Any) -> None:
                 sample = json.loads(line)
             except ValueError:
                 continue
-            if sample.get("type") == "sample" and sample.get("total_steps"):
+            # rank 0's, as the status bar and the dashboard show (every rank may write to this one file)
+            if sample.get("type") == "sample" and sample.get("total_steps") and not sample.get("rank"):
                 done = (sample["step"] + 1) / sample["total_steps"]
                 loss = sample.get("loss")
-                speed = sample.get("samples_per_s")
                 text = f"step {sample['step'] + 1}/{sample['total_steps']}"
                 text += f"  loss {loss:.4f}" if isinstance(loss, (int, float)) else ""
-                text += f"  {speed:,.0f} samples/s" if isinstance(speed, (int, float)) else ""
+                text += _speed(sample)
                 progress.update(task, completed=min(1.0, done), description=text)
+
+
+def _speed(sample: dict[str, Any]) -> str:
+    """``  11,748 samples/s (last 10 s)``: the engine's figure as the sample carries it (the status bar and
+    the dashboard show the same one; deepdive.telemetry.throughput), or nothing."""
+    from deepdive.telemetry.throughput import window_text
+
+    speed, window = sample.get("samples_per_s"), sample.get("samples_per_s_window_s")
+    if not isinstance(speed, (int, float)) or isinstance(speed, bool):
+        return ""
+    over = f" (last {window_text(window)})" if isinstance(window, (int, float)) and window > 0 else ""
+    return f"  {speed:,.0f} samples/s{over}"

@@ -26,6 +26,8 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
+from deepdive.extras import module_not_found_in
+
 #: Lines of a failure report kept for the terminal (the log file keeps them all).
 MAX_HELD_LINES = 10_000
 #: A job still printing this long after what looked like a failure report was not failing: show it.
@@ -110,6 +112,10 @@ class TrainOutput:
             return []
         return [line.text]
 
+    def tail(self) -> list[str]:
+        """The job's output lines, the last :data:`MAX_HELD_LINES` of them."""
+        return list(self._tail)
+
     def _keep(self, text: str) -> None:
         if self._log is None:
             return
@@ -129,10 +135,13 @@ class TrainOutput:
 
     def failure_line(self, job: Any) -> str:
         """The one line for a job that did not succeed: what happened, why, and where the rest is."""
-        what = f"training {job.state}" + (f" ({job.reason})" if job.reason else "")
+        reason, missing = _split_missing(job.reason or "")
+        what = f"training {job.state}" + (f" ({reason})" if reason else "")
         cause = None
-        if job.state == "failed" and (job.reason or "").startswith(("exit code", "killed by")):
+        if job.state == "failed" and reason.startswith(("exit code", "killed by")):
             cause = failure_reason(self.torchrun_logs, self._tail)  # the worker's; not a time or memory limit
+        # the worker's own exception wins; a missing module gets its pip line (e.g. torchrun without torch)
+        cause = (cause and module_not_found_in(cause)) or cause or missing
         where = (f"full output: {self.log_path}" if self._log_error is None
                  else f"full output not kept in {self.log_path}: {self._log_error}")
         where += "" if self.debug else "; rerun with --debug to see it here"
@@ -155,12 +164,19 @@ def report_run(job: Any, metrics: str, output: TrainOutput, as_json: bool) -> in
         console = PipeConsole(stderr=True, highlight=False)
         for text in output.held:  # not a failure after all (a traceback the script printed and went on)
             console.print(text, markup=False, soft_wrap=True)
-        print_train_summary(job, summary, metrics, console=PipeConsole())
+        cause = None if summary else _from_output(output.tail())  # a traceback the script printed and survived
+        print_train_summary(job, summary, metrics, console=PipeConsole(), cause=cause)
     if failure is not None:
         print(f"deepdive: error: {failure}", file=sys.stderr)
         code = job.exit_code or 1
         return 128 - code if code < 0 else code  # killed by a signal: the shell's 128 + N
     return 0
+
+
+def _split_missing(reason: str) -> tuple[str, Optional[str]]:
+    """A job's reason, and the missing module the job manager appended to it ("exit code 1: No module named …")."""
+    head, _, tail = reason.partition(": ")
+    return (head, tail) if tail.startswith("No module named") else (reason, None)
 
 
 def failure_reason(torchrun_logs: Path, lines: Iterable[str]) -> Optional[str]:

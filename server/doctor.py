@@ -14,11 +14,13 @@ import os
 import sys
 import time
 from importlib import metadata
-from typing import Any, Optional
+from typing import Any, Iterable, Optional
 
 from deepdive import __version__
 from deepdive.hostinfo import host_info, python_info
-from deepdive.protocol import DoctorReport, GpuDevice, GpuInfo, PackageInfo, TorchInfo, from_wire
+from deepdive.protocol import (
+    DeepCheckSummary, DoctorReport, GpuDevice, GpuInfo, JobInfo, MatmulFigure, PackageInfo, TorchInfo, from_wire,
+)
 from deepdive.telemetry.samplers import NO_DEVICE_REASON, nvml_init
 
 # Packages some features need, and what for. Versions come from installed metadata: nothing is imported.
@@ -192,3 +194,25 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+DEEP_CHECK_KIND = "doctor-deep"
+
+
+def deep_check_summary(jobs: Iterable[JobInfo]) -> Optional[DeepCheckSummary]:
+    """The newest succeeded deep check among ``jobs`` (newest first), as the report shows it."""
+    for job in jobs:
+        if job.kind != DEEP_CHECK_KIND or job.state != "succeeded" or not isinstance(job.result, dict):
+            continue
+        rows = [r for r in job.result.get("matmul") or () if isinstance(r, dict)]
+        try:
+            figures = [MatmulFigure(device=str(r["device"]), name=str(r.get("name") or r["device"]), dtype=str(r["dtype"]),
+                                    size=int(r["size"]), gflops=float(r["gflops"])) for r in rows]
+        except (KeyError, TypeError, ValueError):
+            continue
+        torch_version = job.result.get("torch")
+        import_s = job.result.get("import_s")
+        return DeepCheckSummary(job_id=job.id, measured_at=float(job.ended_at or job.created_at), matmul=figures,
+                                torch=str(torch_version) if torch_version else None,
+                                import_s=float(import_s) if isinstance(import_s, (int, float)) else None)
+    return None

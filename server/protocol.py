@@ -126,6 +126,29 @@ class HostInfo:
 
 
 @attrs.define
+class MatmulFigure:
+    """One matmul throughput the deep environment check measured."""
+
+    device: str
+    name: str
+    dtype: str
+    size: int
+    gflops: float
+
+
+@attrs.define
+class DeepCheckSummary:
+    """The newest successful deep environment check of this state folder (its job's result)."""
+
+    job_id: str
+    measured_at: float
+    matmul: list[MatmulFigure] = attrs.Factory(list)
+    torch: Optional[str] = None
+    import_s: Optional[float] = None
+    """Seconds `import torch` took in the check's process."""
+
+
+@attrs.define
 class DoctorReport:
     """Answers `deepdive/doctor` and `deepdive doctor --json`."""
 
@@ -138,6 +161,8 @@ class DoctorReport:
     state_dir: Optional[str] = None
     """Where this daemon keeps its SQLite state (job history)."""
     probed_at: float = 0.0
+    deep_check: Optional[DeepCheckSummary] = None
+    """The newest successful deep check (Deepdive: Run Deep Check / `deepdive doctor --deep`), if any."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -272,6 +297,8 @@ class HubInfo:
     token: Optional[str] = None
     reason: Optional[str] = None
     """Why the hub is not running, when it is not."""
+    dashboard_url: Optional[str] = None
+    """The dashboard page for a browser (http://127.0.0.1:PORT/?token=...): *Open Dashboard in Browser*."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -289,6 +316,9 @@ class RunThroughput:
     """`samples/s`, or `steps/s` when the run does not report its batch size."""
     job_id: Optional[str] = None
     step: Optional[int] = None
+    label: Optional[str] = None
+    """What `value` is, with its window: `samples/s over the last 10 s, all ranks` (the engine's figure, the
+    one the dashboard and the terminal show; deepdive.telemetry.throughput)."""
 
 
 @attrs.define
@@ -521,10 +551,153 @@ class ModelSetDefaultParams:
 
 
 # --------------------------------------------------------------------------------------------
+# deepdive/checkpoints/*
+# --------------------------------------------------------------------------------------------
+
+
+@attrs.define
+class CheckpointListParams:
+    paths: list[str] = attrs.Factory(list)
+    """Checkpoint stores outside the workspace to list too (absolute, or relative to the workspace)."""
+
+
+@attrs.define
+class CheckpointStep:
+    """One checkpoint of a run, as its manifest describes it (sizes in bytes)."""
+
+    name: str
+    step: int
+    time: float
+    """Seconds since the epoch when it was saved."""
+    stored_bytes: int
+    """The chunks it references, on disk (chunks shared with other checkpoints counted in full)."""
+    new_bytes: int
+    """What this save added to the store (the chunks it wrote); the rest was deduplicated."""
+    raw_bytes: int
+    """Its tensors' bytes, uncompressed: the logical size."""
+    tensors: int
+    metrics: dict[str, float]
+    latest: bool
+    """The most recently saved checkpoint (what a resume tries first)."""
+    lossy: Optional[str] = None
+    verified: Optional[Literal["ok", "corrupt"]] = None
+    """The last `deepdive/checkpoints/verify` of this checkpoint, as it is now on disk; null: not verified
+    since it was saved (or since its manifest changed)."""
+    verified_at: Optional[float] = None
+    problem: Optional[str] = None
+    """With `corrupt`: the first problem found, in one line."""
+
+
+@attrs.define
+class CheckpointRun:
+    """A checkpoint store: the `checkpoint_dir` of a training run."""
+
+    path: str
+    """The store's directory (absolute)."""
+    name: str
+    """The directory relative to the workspace (absolute when outside it)."""
+    checkpoints: list[CheckpointStep]
+    """Oldest step first."""
+    disk_bytes: int
+    """Chunks and manifests on disk."""
+    raw_bytes: int
+    """The checkpoints' tensors, uncompressed, summed over the checkpoints."""
+    damaged: list[str]
+    """Checkpoints not listed: their manifest is unreadable or fails its checksum (verify says why)."""
+    args: list[str]
+    """The script arguments of the train job named by `script`."""
+    nproc: int
+    """That job's processes per node (1 when no job is known)."""
+    max_restarts: int
+    """That job's torchrun restarts (0 when no job is known)."""
+    ratio: Optional[float] = None
+    """raw_bytes / disk_bytes: what deduplication and compression save together (as `deepdive ckpt ls`)."""
+    script: Optional[str] = None
+    """The training script of the newest train job of this workspace that was running when a checkpoint
+    here was saved: what `deepdive/checkpoints/resume` runs when given no script."""
+    error: Optional[str] = None
+    """Why this store could not be read, in one line."""
+
+
+@attrs.define
+class CheckpointList:
+    runs: list[CheckpointRun]
+    truncated: bool
+    """The workspace scan stopped at its limit of folders: stores deeper or further may be missing."""
+
+
+@attrs.define
+class CheckpointVerifyParams:
+    store: str
+    """The store's directory."""
+    checkpoint: Optional[str] = None
+    """A step, a name or `latest`; null: every checkpoint."""
+
+
+@attrs.define
+class CheckpointProblem:
+    checkpoint: str
+    tensor: str
+    """Empty: the manifest itself (unreadable, or it fails its checksum)."""
+    chunk: str
+    reason: str
+
+
+@attrs.define
+class CheckpointVerifyResult:
+    store: str
+    checkpoints: list[str]
+    ok: bool
+    problems: list[CheckpointProblem]
+    unchecked: list[str]
+    """Manifests written before manifests carried a checksum: their chunks are checked, they pass."""
+    seconds: float
+
+
+@attrs.define
+class CheckpointExportParams:
+    store: str
+    checkpoint: str
+    """A step, a name or `latest`."""
+    out: str
+    """FILE.pt or FILE.safetensors (absolute, or relative to the workspace)."""
+    key: Optional[str] = None
+    """Export only this part of the state, e.g. `model` (names then fit model.load_state_dict)."""
+    force: bool = False
+    """Overwrite `out`."""
+
+
+@attrs.define
+class CheckpointExportResult:
+    path: str
+    checkpoint: str
+    tensors: int
+    bytes: int
+    format: str
+
+
+@attrs.define
+class CheckpointResumeParams:
+    store: str
+    path: Optional[str] = None
+    """The training script; null: the run's `script` (the one a train job saved there with)."""
+    args: Optional[list[str]] = None
+    """The script's arguments; null: the run's `args` when `path` is null, else none."""
+    nproc: Optional[int] = None
+
+
+# --------------------------------------------------------------------------------------------
 # Method registry
 # --------------------------------------------------------------------------------------------
 
 PROTOCOL_VERSION = 1
+
+#: Lists both sides show, generated into the extension as ``Vocabularies`` (a test checks the engine's own
+#: lists agree: the engine imports nothing of the daemon's).
+VOCABULARIES: dict[str, tuple[str, ...]] = {
+    "trainPrecisions": ("auto", "fp32", "bf16", "fp16"),
+    "gradCompressions": ("auto", "none", "fp16", "bf16", "powersgd", "topk"),
+}
 
 
 @attrs.frozen
@@ -579,6 +752,30 @@ MODELS_SET_DEFAULT = Request(
     ModelList,
     "Choose the code model `auto` uses (adding a found one first); null: the builtin generator.",
 )
+CHECKPOINTS_LIST = Request(
+    "deepdive/checkpoints/list",
+    CheckpointListParams,
+    CheckpointList,
+    "The checkpoint stores of the workspace: each run's checkpoints with sizes, dedup ratio and verified status.",
+)
+CHECKPOINTS_VERIFY = Request(
+    "deepdive/checkpoints/verify",
+    CheckpointVerifyParams,
+    CheckpointVerifyResult,
+    "Verify a store's checkpoints (`deepdive ckpt verify`, in a subprocess); the result is remembered for list.",
+)
+CHECKPOINTS_EXPORT = Request(
+    "deepdive/checkpoints/export",
+    CheckpointExportParams,
+    CheckpointExportResult,
+    "Write a checkpoint's tensors as a plain state_dict file (`deepdive ckpt export`, in a subprocess).",
+)
+CHECKPOINTS_RESUME = Request(
+    "deepdive/checkpoints/resume",
+    CheckpointResumeParams,
+    JobInfo,
+    "Start a train job on the store: it resumes from the newest checkpoint that loads.",
+)
 TELEMETRY_SUMMARY = Notification(
     "deepdive/telemetry/summary", TelemetrySummary, "GPU utilisation and run throughput for the status bar."
 )
@@ -596,6 +793,10 @@ REQUESTS: tuple[Request, ...] = (
     TUNE_APPLY,
     MODELS_LIST,
     MODELS_SET_DEFAULT,
+    CHECKPOINTS_LIST,
+    CHECKPOINTS_VERIFY,
+    CHECKPOINTS_EXPORT,
+    CHECKPOINTS_RESUME,
 )
 NOTIFICATIONS: tuple[Notification, ...] = (JOBS_EVENT, TELEMETRY_SUMMARY)
 # Payloads that travel inside standard LSP messages (`$/progress` values), not as params or results.
@@ -797,6 +998,11 @@ def typescript() -> str:
         "// Do not edit: change the Python definition and regenerate (a test checks they agree).",
         "",
         f"export const PROTOCOL_VERSION = {PROTOCOL_VERSION};",
+        "",
+        "/** Lists both sides show (server/protocol.py VOCABULARIES). */",
+        "export const Vocabularies = {",
+        *[f"  {name}: [{', '.join(repr(v) for v in values)}] as const," for name, values in VOCABULARIES.items()],
+        "};",
         "",
     ]
     for cls in _attrs_classes():

@@ -6,8 +6,11 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
+from deepdive.extras import module_not_found_in
 from deepdive.protocol import DoctorReport
+from deepdive.telemetry.throughput import describe
 
 
 def print_report(report: DoctorReport, console: Console | None = None) -> None:
@@ -83,12 +86,27 @@ def read_run_summary(metrics: "Path") -> dict[str, Any] | None:
     return summary
 
 
-def print_train_summary(job: Any, summary: dict[str, Any] | None, metrics: str, console: Console | None = None) -> None:
+def no_summary_line(metrics: str, cause: str | None) -> str:
+    """Why a run left no summary, in one line. ``cause``: the last exception line of a traceback the script
+    printed (None: it printed none). A script that caught its own import failure and exited 0 trained nothing:
+    that is what to say, with the pip line when an extra brings the module, not "did it call run.finish()?"."""
+    where = f"no run summary in {metrics}"
+    if cause is None:
+        return f"{where}: did the script call run.finish()?"
+    missing = module_not_found_in(cause)
+    if missing or cause.startswith("ImportError"):
+        return f"{where}: the script failed to import: {missing or cause}"
+    return f"{where}: the script did not call run.finish(); the last exception it printed: {cause}"
+
+
+def print_train_summary(job: Any, summary: dict[str, Any] | None, metrics: str, console: Console | None = None,
+                        cause: str | None = None) -> None:
+    """The run's summary table; without a summary, why (see :func:`no_summary_line`)."""
     console = console or Console()
     if job.state != "succeeded":
         console.print(f"[red]training {job.state}: {job.reason}[/red] (job {job.id})")
     if not summary:
-        console.print(f"[yellow]no run summary in {metrics}: did the script call run.finish()?")
+        console.print(Text(no_summary_line(metrics, cause), style="yellow"), soft_wrap=True)  # no markup: "[engine]"
         return
     table = Table(title=f"Run {summary.get('run')} — {summary.get('topology')}", show_header=False, title_justify="left")
     table.add_column(style="bold")
@@ -105,7 +123,7 @@ def print_train_summary(job: Any, summary: dict[str, Any] | None, metrics: str, 
                            f"{summary.get('world_size')} process(es), {summary.get('strategy')}")
     table.add_row("precision", f"{summary.get('precision')} — {summary.get('precision_reason')}")
     table.add_row("step time", fmt(summary.get("mean_step_time_s"), " ms", 1e3))
-    table.add_row("throughput", fmt(summary.get("samples_per_s"), " samples/s", digits=0))
+    table.add_row("throughput", describe(summary.get("samples_per_s"), summary.get("samples_per_s_window_s")))
     table.add_row("final loss", fmt(summary.get("final_loss"), digits=4))
     table.add_row("loss scale", f"{fmt(summary.get('loss_scale'), digits=0)}; skipped steps "
                                 f"{summary.get('skipped_steps')}")

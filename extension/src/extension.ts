@@ -11,13 +11,16 @@ import { checkIfConfigurationChanged, getSettings } from './common/settings';
 import { DeepdiveStatusBar } from './common/statusBar';
 import { registerModelCommands } from './models/command';
 import { onDidChangeConfiguration, onDidGrantWorkspaceTrust } from './common/vscodeapi';
-import { DoctorReport, RequestTypes } from './protocol';
+import { DoctorReport, Requests, RequestTypes } from './protocol';
 import { DoctorReports } from './report/doctor';
 import { ReadOnlyDocuments } from './report/documents';
 import { TuneController } from './tune/controller';
+import { TrainController } from './train/controller';
+import { syncTerminalEnvironment } from './common/terminalEnv';
 import { DashboardViews, registerDashboard } from './views/dashboard';
 import { EnvironmentView } from './views/environment';
 import { JobLogs } from './views/jobLogs';
+import { CheckpointsView } from './views/checkpoints';
 import { JobsView } from './views/jobs';
 
 /** What `activate` returns; the integration tests use it. */
@@ -49,7 +52,9 @@ export function activate(context: ExtensionContext): DeepdiveApi {
     const dashboard = new DashboardViews(srv, context.extensionUri);
     const codegen = new CodegenController(srv, context, docs);
     const tune = new TuneController(srv, jobs);
+    const train = new TrainController(srv, jobs, context.workspaceState);
     const compress = new CompressController(srv, jobs);
+    const checkpoints = new CheckpointsView(srv, context.workspaceState, jobs);
 
     context.subscriptions.push(
         statusBar,
@@ -69,7 +74,15 @@ export function activate(context: ExtensionContext): DeepdiveApi {
         ...registerCommands({ server: srv, doctor, docs, environment, jobs, jobLogs, dashboard }),
         ...codegen.register(),
         ...tune.register(),
+        ...train.register(),
+        syncTerminalEnvironment(
+            context.environmentVariableCollection,
+            (listener) => srv.onDidChangeStatus((s) => listener(s.state === 'ready')),
+            () => srv.request(Requests.hub, {}),
+            traceInfo,
+        ),
         ...compress.register(),
+        ...checkpoints.register(),
         ...registerModelCommands(srv),
         onDidChangeConfiguration((e) => {
             if (checkIfConfigurationChanged(e)) {

@@ -3,6 +3,12 @@
 
 export const PROTOCOL_VERSION = 1;
 
+/** Lists both sides show (server/protocol.py VOCABULARIES). */
+export const Vocabularies = {
+  trainPrecisions: ['auto', 'fp32', 'bf16', 'fp16'] as const,
+  gradCompressions: ['auto', 'none', 'fp16', 'bf16', 'powersgd', 'topk'] as const,
+};
+
 /** The daemon's identity: answers `deepdive/version`. */
 export interface VersionResult {
   version: string;
@@ -70,6 +76,25 @@ export interface PackageInfo {
   version?: string | null;
 }
 
+/** One matmul throughput the deep environment check measured. */
+export interface MatmulFigure {
+  device: string;
+  name: string;
+  dtype: string;
+  size: number;
+  gflops: number;
+}
+
+/** The newest successful deep environment check of this state folder (its job's result). */
+export interface DeepCheckSummary {
+  jobId: string;
+  measuredAt: number;
+  matmul?: MatmulFigure[];
+  torch?: string | null;
+  /** Seconds `import torch` took in the check's process. */
+  importS?: number | null;
+}
+
 /** Answers `deepdive/doctor` and `deepdive doctor --json`. */
 export interface DoctorReport {
   deepdiveVersion: string;
@@ -81,6 +106,8 @@ export interface DoctorReport {
   /** Where this daemon keeps its SQLite state (job history). */
   stateDir?: string | null;
   probedAt?: number;
+  /** The newest successful deep check (Deepdive: Run Deep Check / `deepdive doctor --deep`), if any. */
+  deepCheck?: DeepCheckSummary | null;
 }
 
 export interface JobStartParams {
@@ -166,6 +193,8 @@ export interface HubInfo {
   token?: string | null;
   /** Why the hub is not running, when it is not. */
   reason?: string | null;
+  /** The dashboard page for a browser (http://127.0.0.1:PORT/?token=...): *Open Dashboard in Browser*. */
+  dashboardUrl?: string | null;
 }
 
 export interface GenerateParams {
@@ -329,6 +358,123 @@ export interface ModelSetDefaultParams {
   model?: string | null;
 }
 
+export interface CheckpointListParams {
+  /** Checkpoint stores outside the workspace to list too (absolute, or relative to the workspace). */
+  paths?: string[];
+}
+
+/** One checkpoint of a run, as its manifest describes it (sizes in bytes). */
+export interface CheckpointStep {
+  name: string;
+  step: number;
+  /** Seconds since the epoch when it was saved. */
+  time: number;
+  /** The chunks it references, on disk (chunks shared with other checkpoints counted in full). */
+  storedBytes: number;
+  /** What this save added to the store (the chunks it wrote); the rest was deduplicated. */
+  newBytes: number;
+  /** Its tensors' bytes, uncompressed: the logical size. */
+  rawBytes: number;
+  tensors: number;
+  metrics: Record<string, number>;
+  /** The most recently saved checkpoint (what a resume tries first). */
+  latest: boolean;
+  lossy?: string | null;
+  /** The last `deepdive/checkpoints/verify` of this checkpoint, as it is now on disk; null: not verified since it was saved (or since its manifest changed). */
+  verified?: 'ok' | 'corrupt' | null;
+  verifiedAt?: number | null;
+  /** With `corrupt`: the first problem found, in one line. */
+  problem?: string | null;
+}
+
+/** A checkpoint store: the `checkpoint_dir` of a training run. */
+export interface CheckpointRun {
+  /** The store's directory (absolute). */
+  path: string;
+  /** The directory relative to the workspace (absolute when outside it). */
+  name: string;
+  /** Oldest step first. */
+  checkpoints: CheckpointStep[];
+  /** Chunks and manifests on disk. */
+  diskBytes: number;
+  /** The checkpoints' tensors, uncompressed, summed over the checkpoints. */
+  rawBytes: number;
+  /** Checkpoints not listed: their manifest is unreadable or fails its checksum (verify says why). */
+  damaged: string[];
+  /** The script arguments of the train job named by `script`. */
+  args: string[];
+  /** That job's processes per node (1 when no job is known). */
+  nproc: number;
+  /** That job's torchrun restarts (0 when no job is known). */
+  maxRestarts: number;
+  /** raw_bytes / disk_bytes: what deduplication and compression save together (as `deepdive ckpt ls`). */
+  ratio?: number | null;
+  /** The training script of the newest train job of this workspace that was running when a checkpoint here was saved: what `deepdive/checkpoints/resume` runs when given no script. */
+  script?: string | null;
+  /** Why this store could not be read, in one line. */
+  error?: string | null;
+}
+
+export interface CheckpointList {
+  runs: CheckpointRun[];
+  /** The workspace scan stopped at its limit of folders: stores deeper or further may be missing. */
+  truncated: boolean;
+}
+
+export interface CheckpointVerifyParams {
+  /** The store's directory. */
+  store: string;
+  /** A step, a name or `latest`; null: every checkpoint. */
+  checkpoint?: string | null;
+}
+
+export interface CheckpointProblem {
+  checkpoint: string;
+  /** Empty: the manifest itself (unreadable, or it fails its checksum). */
+  tensor: string;
+  chunk: string;
+  reason: string;
+}
+
+export interface CheckpointVerifyResult {
+  store: string;
+  checkpoints: string[];
+  ok: boolean;
+  problems: CheckpointProblem[];
+  /** Manifests written before manifests carried a checksum: their chunks are checked, they pass. */
+  unchecked: string[];
+  seconds: number;
+}
+
+export interface CheckpointExportParams {
+  store: string;
+  /** A step, a name or `latest`. */
+  checkpoint: string;
+  /** FILE.pt or FILE.safetensors (absolute, or relative to the workspace). */
+  out: string;
+  /** Export only this part of the state, e.g. `model` (names then fit model.load_state_dict). */
+  key?: string | null;
+  /** Overwrite `out`. */
+  force?: boolean;
+}
+
+export interface CheckpointExportResult {
+  path: string;
+  checkpoint: string;
+  tensors: number;
+  bytes: number;
+  format: string;
+}
+
+export interface CheckpointResumeParams {
+  store: string;
+  /** The training script; null: the run's `script` (the one a train job saved there with). */
+  path?: string | null;
+  /** The script's arguments; null: the run's `args` when `path` is null, else none. */
+  args?: string[] | null;
+  nproc?: number | null;
+}
+
 export interface JobProgress {
   fraction?: number | null;
   message?: string | null;
@@ -359,6 +505,8 @@ export interface RunThroughput {
   unit: string;
   jobId?: string | null;
   step?: number | null;
+  /** What `value` is, with its window: `samples/s over the last 10 s, all ranks` (the engine's figure, the one the dashboard and the terminal show; deepdive.telemetry.throughput). */
+  label?: string | null;
 }
 
 /** The `deepdive/telemetry/summary` notification: what the status bar shows, about once a second. */
@@ -411,6 +559,14 @@ export const Requests = {
   modelsList: 'deepdive/models/list',
   /** Choose the code model `auto` uses (adding a found one first); null: the builtin generator. */
   modelsSetdefault: 'deepdive/models/setDefault',
+  /** The checkpoint stores of the workspace: each run's checkpoints with sizes, dedup ratio and verified status. */
+  checkpointsList: 'deepdive/checkpoints/list',
+  /** Verify a store's checkpoints (`deepdive ckpt verify`, in a subprocess); the result is remembered for list. */
+  checkpointsVerify: 'deepdive/checkpoints/verify',
+  /** Write a checkpoint's tensors as a plain state_dict file (`deepdive ckpt export`, in a subprocess). */
+  checkpointsExport: 'deepdive/checkpoints/export',
+  /** Start a train job on the store: it resumes from the newest checkpoint that loads. */
+  checkpointsResume: 'deepdive/checkpoints/resume',
 } as const;
 
 export interface RequestTypes {
@@ -426,6 +582,10 @@ export interface RequestTypes {
   'deepdive/tune/applyBest': { params: TuneApplyParams; result: TuneApplyResult };
   'deepdive/models/list': { params: ModelListParams; result: ModelList };
   'deepdive/models/setDefault': { params: ModelSetDefaultParams; result: ModelList };
+  'deepdive/checkpoints/list': { params: CheckpointListParams; result: CheckpointList };
+  'deepdive/checkpoints/verify': { params: CheckpointVerifyParams; result: CheckpointVerifyResult };
+  'deepdive/checkpoints/export': { params: CheckpointExportParams; result: CheckpointExportResult };
+  'deepdive/checkpoints/resume': { params: CheckpointResumeParams; result: JobInfo };
 }
 
 /** Custom notifications from the daemon. */

@@ -304,27 +304,53 @@ export interface Ratio {
     /** original size / this size: 4 means 4× smaller. */
     size: number | null;
     params: number | null;
-    /** original p50 / this p50 at batch 1 and 32: 2 means 2× faster. */
+    /** original p50 / this p50 at batch 1 and 32: 2 means 2× faster (the report's figures on the final row). */
     speedupB1: number | null;
     speedupB32: number | null;
     /** (this − original) accuracy, in points (100 × the fraction). */
     accuracyPoints: number | null;
+    /**
+     * The speed-ups are the report's summary figures (the final row once the report came): the original and
+     * the compressed model timed in alternating rounds, each at its fastest thread count. The rows' own p50
+     * columns were measured minutes apart, so their ratio is not shown beside it: one figure, as the summary.
+     */
+    paired: boolean;
 }
 
 const div = (a: number | null | undefined, b: number | null | undefined): number | null =>
     a !== null && a !== undefined && b !== null && b !== undefined && b > 0 && a >= 0 ? a / b : null;
 
-/** Each row against the original row (all null for every row when the original was not measured). */
+/**
+ * Each row against the original row (all null for every row when the original was not measured). Once the
+ * report came, the final row's speed-ups are the report's (see `Ratio.paired`), so the table and the
+ * summary line show one figure.
+ */
 export function ratios(m: CompressedModel): Ratio[] {
     const o = m.steps.get('original');
-    return stepsOf(m).map(r => ({
-        step: r.step,
-        size: div(o?.sizeMb, r.sizeMb),
-        params: div(o?.params, r.params),
-        speedupB1: div(o?.b1?.p50, r.b1?.p50),
-        speedupB32: div(o?.b32?.p50, r.b32?.p50),
-        accuracyPoints: o && o.accuracy !== null && r.accuracy !== null ? 100 * (r.accuracy - o.accuracy) : null,
-    }));
+    const rows = stepsOf(m);
+    const final = m.report && rows.length > 1 ? rows.at(-1) : undefined;
+    const summary = m.report?.summary;
+    return rows.map(r => {
+        const paired = r === final && summary !== undefined && (summary.speedupB1 !== null || summary.speedupB32 !== null);
+        return {
+            step: r.step,
+            size: div(o?.sizeMb, r.sizeMb),
+            params: div(o?.params, r.params),
+            speedupB1: paired ? summary.speedupB1 : div(o?.b1?.p50, r.b1?.p50),
+            speedupB32: paired ? summary.speedupB32 : div(o?.b32?.p50, r.b32?.p50),
+            accuracyPoints: o && o.accuracy !== null && r.accuracy !== null ? 100 * (r.accuracy - o.accuracy) : null,
+            paired,
+        };
+    });
+}
+
+/** The table's note when its final row shows the report's paired speed-up, else null. */
+export function pairedNote(vs: readonly Ratio[]): string | null {
+    const row = vs.find(r => r.paired);
+    return row
+        ? `${row.step}'s speed-up is the summary's: the original and the compressed model timed in alternating ` +
+          'rounds, each at its fastest thread count; the p50 columns were each measured on their own, minutes apart.'
+        : null;
 }
 
 /** The overall result: the report's summary, else the last row against the original (a run in progress). */
@@ -474,7 +500,7 @@ export function fmtVsOriginal(r: Ratio): string {
         bits.push(`${fmtRatio(r.size)} smaller`);
     }
     if (r.speedupB1 !== null) {
-        bits.push(fmtSpeed(r.speedupB1));
+        bits.push(`${fmtSpeed(r.speedupB1)}${r.paired ? ' (paired)' : ''}`);
     }
     if (r.accuracyPoints !== null) {
         bits.push(fmtPoints(r.accuracyPoints));

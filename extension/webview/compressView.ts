@@ -6,7 +6,7 @@
 // colours come from dashboard.css classes, geometry from SVG attributes, so the page's CSP holds.
 import {
     applyCompress, barGroups, BAR_METRICS, currentModel, describeLive, describeSummary, emptyCompress, fmtAccuracy,
-    fmtCount, fmtLatency, fmtMs, fmtSizeMb, fmtVsOriginal, modelsByRecency, ratios, stepsOf, summaryOf,
+    fmtCount, fmtLatency, fmtMs, fmtSizeMb, fmtVsOriginal, modelsByRecency, pairedNote, ratios, stepsOf, summaryOf,
     type BarMetric, type CompressedModel,
 } from './compress';
 
@@ -205,7 +205,8 @@ export class CompressView {
             tbody.append(tr);
         }
         table.append(thead, tbody);
-        byId('compress-table').replaceChildren(table);
+        const note = pairedNote(vs);
+        byId('compress-table').replaceChildren(table, ...(note ? [el('p', 'hint compress-note', note)] : []));
     }
 
     // -- grouped horizontal bars, relative to the original ----------------------------------------------

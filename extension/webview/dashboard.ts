@@ -5,14 +5,16 @@
 // No inline script or style: this file and dashboard.css are the whole page (CSP with a nonce works).
 import uPlot from 'uplot';
 import {
-    align, apply, backoffDelay, connectionLabel, currentRun, emptyState, fmtAgo, fmtBytes, fmtMib, fmtNum, fmtPct,
-    fmtRate, fmtSeconds, noChange, runsByRecency, streamUrl,
+    align, apply, backoffDelay, baseName, connectionLabel, currentRun, emptyState, fmtAgo, fmtMib, fmtNum, fmtPct,
+    fmtRate, fmtSeconds, noChange, runsByRecency, streamUrl, throughputLabel,
     type Change, type Config, type ConnState, type GpuState, type Ring, type RunState,
 } from './model';
 import {
-    describeRun, OVERLAY_FIELDS, OVERLAYS, overlay, overlayPoints, parseRuns, Queries, toggleCompare,
-    type PastRun, type Row,
+    describeRun, OVERLAY_FIELDS, OVERLAYS, overlay, overlayPoints, parseRuns, Queries, runName, runsOfKind, runTabs,
+    runTooltip, toggleCompare, type PastRun, type Row, type RunKind,
 } from './history';
+import { CHARTS, chartHasData, chartNote, noDataReason, type ChartDef } from './charts';
+import { countAxis, labelBoxes, timeAxis, valueAxis } from './plotAxes';
 import { compressForRuns } from './compress';
 import { CompressView } from './compressView';
 import { forRuns } from './tune';
@@ -367,26 +369,10 @@ function onRunClick(ev: Event): void {
     }
 }
 
-interface ChartDef {
-    id: string;
-    title: string;
-    series: { key: string; label: string; scale?: string }[];
-    fmt: (v: number | null) => string;
-}
-
-const CHARTS: ChartDef[] = [
-    { id: 'step_time', title: 'Step time', series: [{ key: 'step_time_s', label: 'step' }, { key: 'data_wait_s', label: 'data wait' }], fmt: fmtSeconds },
-    { id: 'throughput', title: 'Throughput (samples/s)', series: [{ key: 'samples_per_s', label: 'samples/s' }], fmt: v => fmtNum(v) },
-    { id: 'loss', title: 'Loss', series: [{ key: 'loss', label: 'loss' }], fmt: v => fmtNum(v) },
-    { id: 'loss_scale', title: 'Loss scale · skipped steps', series: [{ key: 'loss_scale', label: 'loss scale' }, { key: 'skipped_steps', label: 'skipped', scale: 'n' }], fmt: v => fmtNum(v) },
-    { id: 'comm_bytes', title: 'Communication bytes / step', series: [{ key: 'comm_bytes_sent', label: 'sent' }, { key: 'comm_bytes_uncompressed', label: 'uncompressed' }], fmt: fmtBytes },
-    { id: 'comm_time', title: 'Communication time', series: [{ key: 'comm_time_s', label: 'in flight' }, { key: 'comm_exposed_s', label: 'exposed' }], fmt: fmtSeconds },
-    { id: 'memory', title: 'Memory', series: [{ key: 'mem_allocated_mib', label: 'allocated' }, { key: 'mem_reserved_mib', label: 'reserved' }, { key: 'mem_rss_mib', label: 'RSS' }], fmt: fmtMib },
-];
-
 const COLORS = ['--dd-accent', '--dd-series2', '--dd-series3'];
 const COLOR_FALLBACKS = ['#3794ff', '#f0a050', '#89d185'];
-const charts = new Map<string, { plot: uPlot | null; box: HTMLElement; latest: HTMLElement; count: number; keys: string }>();
+interface ChartBox { plot: uPlot | null; box: HTMLElement; title: HTMLElement; latest: HTMLElement; note: HTMLElement; why: HTMLElement; count: number; keys: string }
+const charts = new Map<string, ChartBox>();
 
 function chartBoxes(): void {
     const grid = $('charts');
@@ -395,25 +381,24 @@ function chartBoxes(): void {
         box.dataset.chart = def.id;
         const head = h('div', 'chart-head');
         const latest = h('span', 'latest');
-        head.append(h('span', 'chart-title', def.title), latest);
+        const title = h('span', 'chart-title', def.title);
+        title.title = def.title;
+        head.append(title, latest);
+        const note = h('p', 'chart-note');
+        const why = h('p', 'empty chart-why');
         const plotBox = h('div', 'plot');
-        box.append(head, plotBox);
+        box.append(head, note, why, plotBox);
         box.hidden = true;
         grid.append(box);
-        charts.set(def.id, { plot: null, box, latest, count: 0, keys: '' });
+        charts.set(def.id, { plot: null, box, title, latest, note, why, count: 0, keys: '' });
     }
 }
 
 function makePlot(def: ChartDef, el: HTMLElement, data: uPlot.AlignedData): uPlot {
-    const fg = cssVar('--dd-fg', '#cccccc');
-    const grid = cssVar('--dd-grid', 'rgba(128,128,128,0.2)');
-    const axis = (scale: string, side: number): uPlot.Axis => ({
-        scale, side, stroke: fg, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid, width: 1 },
-        values: (_u, vals) => vals.map(v => def.fmt(v)), size: 64,
-    });
+    const c = { fg: cssVar('--dd-fg', '#cccccc'), grid: cssVar('--dd-grid', 'rgba(128,128,128,0.2)') };
     const scales = new Set(def.series.map(s => s.scale ?? 'y'));
     return new uPlot({
-        width: Math.max(200, el.clientWidth || 400),
+        width: plotWidth(el),
         height: 150,
         legend: { show: def.series.length > 1, live: false },
         cursor: { drag: { x: false, y: false } },
@@ -426,15 +411,22 @@ function makePlot(def: ChartDef, el: HTMLElement, data: uPlot.AlignedData): uPlo
             })),
         ],
         axes: [
-            { stroke: fg, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid, width: 1 } },
-            ...(scales.has('y') ? [axis('y', 3)] : []),
-            ...(scales.has('n') ? [{ ...axis('n', scales.has('y') ? 1 : 3), values: (_u: uPlot, vals: number[]) => vals.map(v => fmtNum(v)), grid: { show: !scales.has('y'), stroke: grid, width: 1 } }] : []),
+            timeAxis(c),
+            ...(scales.has('y') ? [valueAxis(c, 'y', 3, def.fmt)] : []),
+            ...(scales.has('n') ? [valueAxis(c, 'n', scales.has('y') ? 1 : 3, v => fmtNum(v), !scales.has('y'))] : []),
         ],
     }, data, el);
 }
 
+/** A chart's width: its container's, never wider (a sidebar is narrow), never unreadably narrow. */
+function plotWidth(el: HTMLElement): number {
+    return Math.max(160, Math.floor(el.clientWidth || 400));
+}
+
 function renderRun(run: RunState): void {
-    $('run-title').textContent = `Current run: ${run.id}`;
+    const named = run.setup?.script ? `${baseName(run.setup.script)} (${run.id})` : run.id;
+    $('run-title').textContent = `Current run: ${named}`;
+    $('run-title').title = run.setup?.script ?? run.id;
     const bits = [run.lastStep === null ? 'no step yet' : `step ${run.lastStep}`, `${run.samples} samples`];
     if (run.ranks.size > 1) {
         bits.push(`${run.ranks.size} ranks (charts: rank ${run.rank})`);
@@ -451,14 +443,23 @@ function renderRun(run: RunState): void {
         const chart = charts.get(def.id)!;
         const rings = def.series.map(s => run.series.get(s.key));
         const present = def.series.filter((_s, i) => rings[i] && rings[i].pointCount() > 0);
-        if (present.length === 0) {
-            chart.box.hidden = true;
+        chart.box.hidden = false;
+        const note = chartNote(def, run, machineFacts());
+        chart.note.textContent = note ?? '';
+        chart.note.hidden = note === null;
+        if (!chartHasData(def, run)) {  // says why, instead of an empty box or a flat line of zeros
+            chart.why.textContent = noDataReason(def, run, machineFacts());
+            chart.why.hidden = false;
+            chart.box.dataset.empty = 'true';
+            chart.latest.textContent = '';
             chart.count = 0;
+            chart.box.dataset.points = '0';
             chart.plot?.destroy();
             chart.plot = null;
             continue;
         }
-        chart.box.hidden = false;
+        chart.why.hidden = true;
+        delete chart.box.dataset.empty;
         const keys = present.map(s => s.key).join(',');
         if (chart.plot && chart.keys !== keys) {
             chart.plot.destroy();
@@ -469,6 +470,10 @@ function renderRun(run: RunState): void {
         const data = align(present.map(s => run.series.get(s.key)!)) as uPlot.AlignedData;
         chart.count = present.reduce((n, s) => n + run.series.get(s.key)!.pointCount(), 0);
         chart.box.dataset.points = String(chart.count);
+        if (def.id === 'throughput') {  // the engine's one figure: its window and ranks, as the status bar says them
+            chart.title.textContent = `Throughput (${throughputLabel(run)})`;
+            chart.title.title = chart.title.textContent;
+        }
         chart.latest.textContent = def.series
             .map((s, i) => (rings[i]?.last() ? `${def.series.length > 1 ? s.label + ' ' : ''}${def.fmt(rings[i].last()!.v)}` : ''))
             .filter(Boolean).join(' · ');
@@ -480,6 +485,10 @@ function renderRun(run: RunState): void {
         }
     }
     renderVerdict(run);
+}
+
+function machineFacts(): { gpus: number; gpuReason: string | null } {
+    return { gpus: state.gpus.size, gpuReason: state.gpuReason };
 }
 
 function renderNoRun(): void {
@@ -533,10 +542,10 @@ let resizeTimer = 0;
 window.addEventListener('resize', () => {
     clearTimeout(resizeTimer);
     resizeTimer = window.setTimeout(() => {
-        for (const c of charts.values()) {
+        for (const c of [...charts.values(), ...comparePlots.values()]) {
             const el = c.box.querySelector<HTMLElement>('.plot');
             if (c.plot && el) {
-                c.plot.setSize({ width: Math.max(200, el.clientWidth), height: 150 });
+                c.plot.setSize({ width: plotWidth(el), height: 150 });
             }
         }
         pending.machine = true;
@@ -557,6 +566,8 @@ const queries = new Queries(text => {
 let pastRuns: PastRun[] = [];
 let pastError: string | null = null;
 let compare: string[] = [];
+/** The past-runs tab shown: training runs unless the user picked another kind. */
+let pastKind: RunKind = 'train';
 /** Rows of finished runs (they do not change); running ones are asked for again. */
 const rowsCache = new Map<string, Row[]>();
 const comparePlots = new Map<string, { plot: uPlot; box: HTMLElement; points: number[] }>();
@@ -590,8 +601,23 @@ function renderPast(): void {
         return;
     }
     const now = Date.now() / 1000;
+    const tabs = h('div', 'tabs');
+    tabs.setAttribute('role', 'tablist');
+    for (const t of runTabs(pastRuns)) {
+        const tab = h('button', 'tab', `${t.label} ${t.count}`);
+        tab.type = 'button';
+        tab.dataset.kind = t.kind;
+        tab.setAttribute('role', 'tab');
+        tab.setAttribute('aria-selected', String(t.kind === pastKind));
+        tabs.append(tab);
+    }
+    const shown = runsOfKind(pastRuns, pastKind);
     const ul = h('ul', 'past');
-    for (const r of pastRuns) {
+    if (shown.length === 0) {
+        body.replaceChildren(tabs, h('p', 'empty', 'No run of this kind is stored.'));
+        return;
+    }
+    for (const r of shown) {
         const li = h('li');
         li.dataset.run = r.run;
         const slot = compare.indexOf(r.run);
@@ -600,14 +626,20 @@ function renderPast(): void {
             li.dataset.slot = String(slot);
         }
         li.tabIndex = 0;
-        li.title = r.run;
-        li.append(h('span', 'mark'), h('span', `outcome-${r.outcome ?? 'running'}`, describeRun(r, now)));
+        li.title = `${describeRun(r, now)}\n${runTooltip(r)}`;
+        li.append(h('span', 'mark'), h('span', `past-line outcome-${r.outcome ?? 'running'}`, describeRun(r, now)));
         ul.append(li);
     }
-    body.replaceChildren(ul);
+    body.replaceChildren(tabs, ul);
 }
 
 function onPastClick(ev: Event): void {
+    const tab = (ev.target as HTMLElement).closest<HTMLElement>('button.tab');
+    if (tab?.dataset.kind) {
+        pastKind = tab.dataset.kind as RunKind;
+        renderPast();
+        return;
+    }
     const li = (ev.target as HTMLElement).closest<HTMLElement>('.past li');
     if (li?.dataset.run) {
         compare = toggleCompare(compare, li.dataset.run);
@@ -651,15 +683,18 @@ async function renderCompare(): Promise<void> {
     if (chosen.join() !== compare.join()) {
         return; // the selection changed while we waited; the newer call draws
     }
-    const names = chosen.map(id => pastRuns.find(r => r.run === id)?.name ?? id);
+    const now = Date.now() / 1000;
+    const names = chosen.map(id => {
+        const r = pastRuns.find(p => p.run === id);
+        return r ? runName(r, now) : id;
+    });
     $('compare-title').textContent = chosen.length === 2 ? `${names[0]} (blue) vs ${names[1]} (orange), by step` : `${names[0]}, by step: pick another run to overlay it`;
     for (const c of comparePlots.values()) {
         c.plot.destroy();
     }
     comparePlots.clear();
     const boxes: HTMLElement[] = [];
-    const fg = cssVar('--dd-fg', '#cccccc');
-    const gridColor = cssVar('--dd-grid', 'rgba(128,128,128,0.2)');
+    const c = { fg: cssVar('--dd-fg', '#cccccc'), grid: cssVar('--dd-grid', 'rgba(128,128,128,0.2)') };
     for (const def of OVERLAYS) {
         const data = overlay(rows, def.key);
         const points = overlayPoints(data);
@@ -670,14 +705,16 @@ async function renderCompare(): Promise<void> {
         box.dataset.chart = `compare-${def.key}`;
         box.dataset.points = points.join(',');
         const head = h('div', 'chart-head');
-        head.append(h('span', 'chart-title', def.title));
+        const title = h('span', 'chart-title', def.title);
+        title.title = def.title;
+        head.append(title);
         const plotEl = h('div', 'plot');
         box.append(head, plotEl);
         boxes.push(box);
         grid.replaceChildren(...boxes);
         const fmt = def.key === 'step_time_s' ? fmtSeconds : (v: number | null) => fmtNum(v);
         const plot = new uPlot({
-            width: Math.max(200, plotEl.clientWidth || 400),
+            width: plotWidth(plotEl),
             height: 150,
             legend: { show: true, live: false },
             cursor: { drag: { x: false, y: false } },
@@ -688,10 +725,7 @@ async function renderCompare(): Promise<void> {
                     label: name, stroke: cssVar(COLORS[i], COLOR_FALLBACKS[i]), width: 1.5, spanGaps: true, points: { show: false },
                 })),
             ],
-            axes: [
-                { stroke: fg, grid: { stroke: gridColor, width: 1 }, ticks: { stroke: gridColor, width: 1 } },
-                { stroke: fg, grid: { stroke: gridColor, width: 1 }, ticks: { stroke: gridColor, width: 1 }, size: 64, values: (_u, vals) => vals.map(v => fmt(v)) },
-            ],
+            axes: [countAxis(c), valueAxis(c, 'y', 3, fmt)],
         }, data, plotEl);
         comparePlots.set(def.key, { plot, box, points });
     }
@@ -724,7 +758,19 @@ window.__deepdiveDashboard = {
     /** How many times the stream opened (1 + reconnects). */
     opens: () => opens,
     /** Past runs listed (from the daemon's store). */
-    pastRuns: () => pastRuns.map(r => ({ run: r.run, name: r.name, outcome: r.outcome })),
+    pastRuns: () => pastRuns.map(r => ({ run: r.run, name: r.name, outcome: r.outcome, kind: r.kind, label: runName(r, Date.now() / 1000) })),
+    /** The past-runs tab shown (its kind). */
+    pastTab: () => pastKind,
+    /** Per chart shown without data (by id): the sentence it says instead. */
+    chartReasons: () => Object.fromEntries([...charts].filter(([, c]) => !c.box.hidden && c.box.dataset.empty === 'true')
+        .map(([id, c]) => [id, c.why.textContent])),
+    /** Every drawn uPlot chart's axis labels as page boxes (CSS px), with its card's box. */
+    axisLabels: () => [...charts.entries(), ...[...comparePlots.entries()].map(([k, c]) => [`compare-${k}`, c] as const)]
+        .filter(([, c]) => c.plot && !c.box.hidden)
+        .map(([id, c]) => {
+            const r = c.box.getBoundingClientRect();
+            return { chart: id, card: { left: r.left, right: r.right }, boxes: labelBoxes(c.plot!) };
+        }),
     /** Runs picked for the overlay. */
     compared: () => [...compare],
     /** Points per compared run in the overlay chart of `key` (loss, samples_per_s, step_time_s). */

@@ -1,7 +1,20 @@
 // Past runs and the overlay of two of them: the pure part (no DOM), tested by vitest.
 // The page asks the hub over its /stream connection: {"type":"query","id":N,"what":"runs"} and
 // {"type":"query","id":N,"what":"run","run":ID,"fields":[...]}; replies carry the same id.
-import { fmtAgo, fmtSeconds } from './model';
+import { baseName, fmtSeconds } from './model';
+
+/** What a past run is (server/telemetry/store.py KINDS): the list shows one kind at a time. */
+export type RunKind = 'train' | 'tune' | 'compress' | 'check' | 'script';
+
+/** The past-runs tabs, in order; training runs are the default. */
+export const RUN_TABS: readonly { kind: RunKind; label: string }[] = [
+    { kind: 'train', label: 'Training' },
+    { kind: 'tune', label: 'Tune' },
+    { kind: 'compress', label: 'Compress' },
+    { kind: 'check', label: 'Deep check' },
+    { kind: 'script', label: 'Scripts' },
+];
+const KINDS = new Set<string>(RUN_TABS.map(t => t.kind));
 
 export interface PastRun {
     run: string;
@@ -11,6 +24,9 @@ export interface PastRun {
     ended: number | null;
     /** null while the run goes on */
     outcome: string | null;
+    kind: RunKind;
+    /** The script the engine ran (its setup event's path), or null. */
+    script: string | null;
 }
 
 export type Row = Record<string, unknown> & { t: number };
@@ -49,19 +65,69 @@ export function parseRuns(reply: unknown): PastRun[] {
         if (run === null || started === null) {
             continue;
         }
-        out.push({ run, name: str(r.name), job: str(r.job), started, ended: num(r.ended), outcome: str(r.outcome) });
+        // a daemon from before runs had kinds sends none: its runs are training runs (what sent samples)
+        const kind = (typeof r.kind === 'string' && KINDS.has(r.kind) ? r.kind : 'train') as RunKind;
+        out.push({
+            run, name: str(r.name), job: str(r.job), started, ended: num(r.ended), outcome: str(r.outcome), kind,
+            script: str(r.script),
+        });
     }
     return out.sort((a, b) => b.started - a.started);
 }
 
-/** One line about a past run: "digits · 3 min ago · 42 s · succeeded". */
+const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+const pad = (n: number): string => String(n).padStart(2, '0');
+
+/**
+ * When a run started, local time, as short as is unambiguous next to `now`: `14:02` today, `Mar 3 14:02`
+ * this year, `Mar 3 2025 14:02` before.
+ */
+export function fmtStart(started: number, now: number): string {
+    const d = new Date(started * 1000);
+    const n = new Date(now * 1000);
+    const hm = `${pad(d.getHours())}:${pad(d.getMinutes())}`;
+    if (d.toDateString() === n.toDateString()) {
+        return hm;
+    }
+    const day = `${MONTHS[d.getMonth()]} ${d.getDate()}`;
+    return d.getFullYear() === n.getFullYear() ? `${day} ${hm}` : `${day} ${d.getFullYear()} ${hm}`;
+}
+
+/** What a run is called: its script's file name, else the job's title, else its id. */
+export function runTitle(r: PastRun): string {
+    return r.script ? baseName(r.script) : r.name ?? r.run;
+}
+
+/** A past run's name: "digits.py · 14:02" (script or title, and start time). */
+export function runName(r: PastRun, now: number): string {
+    return `${runTitle(r)} · ${fmtStart(r.started, now)}`;
+}
+
+/** The tooltip of a past run: everything its one line leaves out (job title, id, script path). */
+export function runTooltip(r: PastRun): string {
+    const bits = [r.name && r.script ? r.name : null, `run ${r.run}`, r.script];
+    return bits.filter(Boolean).join('\n');
+}
+
+/** One line about a past run: "digits.py · 14:02 · 42 s · succeeded". */
 export function describeRun(r: PastRun, now: number): string {
-    const bits = [r.name ?? r.run, fmtAgo(r.started, now)];
+    const bits = [runName(r, now)];
     if (r.ended !== null) {
         bits.push(fmtSeconds(r.ended - r.started));
     }
     bits.push(r.outcome ?? 'running');
     return bits.join(' · ');
+}
+
+/** The runs of one kind (order kept). */
+export function runsOfKind(runs: readonly PastRun[], kind: RunKind): PastRun[] {
+    return runs.filter(r => r.kind === kind);
+}
+
+/** The tabs to show with their counts: Training always, every other kind once it has a run. */
+export function runTabs(runs: readonly PastRun[]): { kind: RunKind; label: string; count: number }[] {
+    return RUN_TABS.map(t => ({ ...t, count: runsOfKind(runs, t.kind).length }))
+        .filter(t => t.kind === 'train' || t.count > 0);
 }
 
 /**

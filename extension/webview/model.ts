@@ -136,8 +136,20 @@ export interface RunState {
     samples: number;
     dropped: number;
     precision: string | null;
+    /** Seconds of steps the charted rank's newest `samples_per_s` covers (`samples_per_s_window_s`). */
+    throughputWindowS: number | null;
     verdict: Verdict | null;
     events: { t: number; text: string }[];
+    /** What the engine's rank-0 `setup` event said (null until it is seen: a page may join late). */
+    setup: RunSetup | null;
+}
+
+/** The facts of a run's `setup` event the page shows: its script, device, precision and processes. */
+export interface RunSetup {
+    script: string | null;
+    device: string | null;
+    precision: string | null;
+    worldSize: number | null;
 }
 
 export interface GpuState {
@@ -187,7 +199,7 @@ function runOf(state: State, id: string): RunState {
     if (!run) {
         run = {
             id, series: new Map(), rank: null, lastStep: null, lastT: 0, ranks: new Set(), rankT: new Map(), samples: 0, dropped: 0,
-            precision: null, verdict: null, events: [],
+            precision: null, throughputWindowS: null, verdict: null, events: [], setup: null,
         };
         state.runs.set(id, run);
         if (state.runs.size > MAX_RUNS) {  // forget the run heard from least recently
@@ -304,6 +316,9 @@ function applySamples(state: State, msg: Record<string, unknown>, change: Change
             if (typeof s.precision === 'string') {
                 run.precision = s.precision;
             }
+            if ('samples_per_s' in s) {
+                run.throughputWindowS = num(s.samples_per_s_window_s);
+            }
             for (const key of RUN_FIELDS) {
                 if (key in s) {
                     ring(run.series, key, RUN_CAPACITY).push(t, num(s[key]));
@@ -314,6 +329,9 @@ function applySamples(state: State, msg: Record<string, unknown>, change: Change
     if (Array.isArray(msg.events)) {
         const newest = run.events.at(-1)?.t ?? -Infinity;
         for (const e of msg.events) {
+            if (isObj(e) && e.kind === 'setup' && rank === run.rank) {
+                run.setup = setupOf(e);
+            }
             if (isObj(e) && (num(e.t) ?? msgT) > newest) {
                 const text = typeof e.message === 'string' ? e.message : typeof e.kind === 'string' ? e.kind
                     : typeof e.type === 'string' ? e.type : JSON.stringify(e).slice(0, 200);
@@ -326,6 +344,16 @@ function applySamples(state: State, msg: Record<string, unknown>, change: Change
     }
     run.lastT = Math.max(run.lastT, msgT);
     change.runs.add(run.id);
+}
+
+function setupOf(e: Record<string, unknown>): RunSetup {
+    const str = (x: unknown): string | null => (typeof x === 'string' && x ? x : null);
+    return { script: str(e.script), device: str(e.device), precision: str(e.precision), worldSize: num(e.world_size) };
+}
+
+/** The file name of a script path (either separator): `digits.py` of `/home/me/digits.py`. */
+export function baseName(path: string): string {
+    return path.split(/[\\/]/).filter(Boolean).at(-1) ?? path;
 }
 
 function applyMachine(state: State, msg: Record<string, unknown>): void {
@@ -453,6 +481,20 @@ export function connectionLabel(state: ConnState, retryInMs: number | null, last
 // ---------------------------------------------------------------------------------------------------
 
 const DASH = '—';
+
+/** `10 s`, `2.3 s`: a throughput window as server/telemetry/throughput.py's `window_text` says it. */
+export function fmtWindow(seconds: number): string {
+    return seconds >= 9.95 ? `${seconds.toFixed(0)} s` : `${seconds.toFixed(1)} s`;
+}
+
+/**
+ * What a run's `samples_per_s` is, as the engine defines it (server/telemetry/throughput.py `label`, the
+ * status bar's and the terminal's wording): `samples/s over the last 10 s, all ranks`.
+ */
+export function throughputLabel(run: RunState): string {
+    const w = run.throughputWindowS;
+    return w !== null && w > 0 ? `samples/s over the last ${fmtWindow(w)}, all ranks` : 'samples/s, all ranks';
+}
 
 /** A number with about 3 significant digits: 0.00123, 12.3, 1234, 1.23e+9 for huge ones. */
 export function fmtNum(x: number | null | undefined, digits = 3): string {

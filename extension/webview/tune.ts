@@ -2,6 +2,7 @@
 // to the hub inside `samples` messages (run id `tune-<study>`), and the series the view draws from them:
 // optimisation history with the best-so-far line, pruning curves, parallel coordinates, importances.
 // tuneView.ts renders this state; unit tests drive it directly.
+import { formatSig } from '../src/tune/rounding';
 
 export type TrialState = 'waiting' | 'running' | 'pruned' | 'complete' | 'fail';
 export type ParamValue = number | string | boolean | null;
@@ -34,6 +35,8 @@ export interface Done {
     bestValue: number | null;
     bestParams: Record<string, ParamValue>;
     seconds: number | null;
+    /** When the study's process ended (a later tune.study is a new run of the study). */
+    t: number;
 }
 
 export interface Study {
@@ -43,6 +46,15 @@ export interface Study {
     metric: string;
     sampler: string | null;
     pruner: string | null;
+    /** What the sampler and pruner options run, in words ("TPE (auto: multivariate)"), when the producer says. */
+    samplerLabel: string | null;
+    prunerLabel: string | null;
+    /** Where the metric and direction came from (--metric, the study, or the script). */
+    metricSource: string | null;
+    /** Complete trials before importance is shown (the producer's threshold). */
+    importanceAfter: number | null;
+    /** Why the producer's last importance event had no values. */
+    importanceNote: string | null;
     nTrials: number | null;
     parallel: number | null;
     storage: string | null;
@@ -90,8 +102,8 @@ function studyOf(state: TuneState, name: string): Study {
     let s = state.studies.get(name);
     if (!s) {
         s = {
-            name, run: null, direction: 'minimize', metric: 'value', sampler: null, pruner: null, nTrials: null,
-            parallel: null, storage: null, trials: new Map(), best: null, importances: null, done: null, lastT: 0, forgotten: 0,
+            name, run: null, direction: 'minimize', metric: 'value', sampler: null, pruner: null, samplerLabel: null,
+            prunerLabel: null, metricSource: null, importanceAfter: null, importanceNote: null, nTrials: null, parallel: null, storage: null, trials: new Map(), best: null, importances: null, done: null, lastT: 0, forgotten: 0,
         };
         state.studies.set(name, s);
         if (state.studies.size > MAX_STUDIES) {
@@ -187,6 +199,13 @@ export function applyEvent(state: TuneState, e: Record<string, unknown>, run: st
             s.metric = str(e.metric) ?? s.metric;
             s.sampler = str(e.sampler);
             s.pruner = str(e.pruner);
+            s.samplerLabel = str(e.sampler_label);
+            s.prunerLabel = str(e.pruner_label);
+            s.metricSource = str(e.metric_source);
+            s.importanceAfter = num(e.importance_after);
+            if (s.done && s.done.t <= t) {
+                s.done = null;  // the study runs again (a rerun continues it)
+            }
             s.nTrials = num(e.n_trials);
             s.parallel = num(e.parallel);
             s.storage = str(e.storage);
@@ -249,6 +268,7 @@ export function applyEvent(state: TuneState, e: Record<string, unknown>, run: st
                 }
             }
             s.importances = imp;
+            s.importanceNote = str(e.note);
             s.lastT = Math.max(s.lastT, t);
             return name;
         }
@@ -256,13 +276,36 @@ export function applyEvent(state: TuneState, e: Record<string, unknown>, run: st
             const s = studyOf(state, name);
             s.done = {
                 nComplete: num(e.n_complete) ?? 0, nPruned: num(e.n_pruned) ?? 0, nFail: num(e.n_fail) ?? 0,
-                bestValue: num(e.best_value), bestParams: params(e.best_params), seconds: num(e.seconds),
+                bestValue: num(e.best_value), bestParams: params(e.best_params), seconds: num(e.seconds), t,
             };
+            settle(s, e.trials, t);
             s.lastT = Math.max(s.lastT, t);
             return name;
         }
         default:
             return null;
+    }
+}
+
+/**
+ * The trials' states as the study's storage holds them at its end (`tune.done`'s `[number, state, value]`):
+ * a trial whose last live event was lost on the way (a full queue drops the oldest) would otherwise stay
+ * "running" in a finished study. A trial another process still runs is `running` there too.
+ */
+function settle(s: Study, finals: unknown, t: number): void {
+    if (!Array.isArray(finals)) {
+        return;
+    }
+    for (const f of finals) {
+        if (!Array.isArray(f) || num(f[0]) === null || !STATES.includes(f[1] as TrialState)) {
+            continue;
+        }
+        const trial = s.trials.get(f[0] as number);
+        if (trial && trial.state !== f[1]) {
+            trial.state = f[1] as TrialState;
+            trial.value = num(f[2]);
+            trial.t = Math.max(trial.t, t);
+        }
     }
 }
 
@@ -467,24 +510,40 @@ export function parallelCoords(s: Study): Coords {
     return { axes, lines };
 }
 
+/** "running" until the study's process says it ended (`tune.done`), then "finished". */
+export function studyState(s: Study): 'running' | 'finished' {
+    return s.done ? 'finished' : 'running';
+}
+
+/** The sampler and pruner as the producer named them ("TPE (auto: multivariate) · Hyperband (...)"). */
+export function searchLabel(s: Study): string | null {
+    const sampler = s.samplerLabel ?? s.sampler;
+    const pruner = s.prunerLabel ?? s.pruner;
+    const parts = [sampler ? `sampler ${sampler}` : '', pruner ? `pruner ${pruner}` : ''].filter(Boolean);
+    return parts.length ? parts.join(' · ') : null;
+}
+
+/** Why the importance chart is empty (null when it has bars). */
+export function importanceNote(s: Study): string | null {
+    if (importanceBars(s).length) {
+        return null;
+    }
+    const k = countStates(s).complete;
+    const n = s.importanceAfter;
+    if (n !== null && k < n) {
+        return `Importance appears after ${n} completed trials (${k} so far): with fewer, fANOVA's ranking of the parameters is mostly chance.`;
+    }
+    return s.importanceNote ?? `Computed every 10 completed trials and when the study ends (${k} so far).`;
+}
+
 /** Importances, largest first. */
 export function importanceBars(s: Study): { name: string; value: number }[] {
     return Object.entries(s.importances ?? {}).map(([name, value]) => ({ name, value })).sort((a, b) => b.value - a.value);
 }
 
-/** A param value for a table cell: numbers with about 4 significant digits. */
+/** A param value for a table cell: 4 significant digits (the rule `deepdive tune` prints with too). */
 export function fmtParam(v: ParamValue | undefined): string {
-    if (v === null || v === undefined) {
-        return '—';
-    }
-    if (typeof v === 'number') {
-        if (Number.isInteger(v)) {
-            return String(v);
-        }
-        const a = Math.abs(v);
-        return a !== 0 && (a < 1e-3 || a >= 1e6) ? v.toExponential(2) : String(Number(v.toPrecision(4)));
-    }
-    return String(v);
+    return formatSig(v);
 }
 
 /** Params as `a=1, b=x`. */

@@ -5,9 +5,10 @@
 // here and calls render() from its one requestAnimationFrame; only the studies that changed are redrawn.
 import uPlot from 'uplot';
 import { fmtNum, fmtSeconds } from './model';
+import { formatSig } from '../src/tune/rounding';
 import {
-    applyTune, bestOf, countStates, currentStudy, curves, emptyTune, fmtParam, fmtParams, history, importanceBars, mixColor,
-    parallelCoords, parseColor, studiesByRecency, trialsOf,
+    applyTune, bestOf, countStates, currentStudy, curves, emptyTune, fmtParam, fmtParams, history, importanceBars,
+    importanceNote, mixColor, parallelCoords, parseColor, searchLabel, studiesByRecency, studyState, trialsOf,
     type Study, type Trial,
 } from './tune';
 
@@ -159,20 +160,22 @@ export class TuneView {
             total,
             `${n.complete} complete · ${n.pruned} pruned · ${n.fail} failed · ${n.running} running${n.waiting ? ` · ${n.waiting} waiting` : ''}`,
         ];
-        if (s.sampler || s.pruner) {
-            bits.push([s.sampler, s.pruner].filter(Boolean).join(' + '));
+        const search = searchLabel(s);
+        if (search) {
+            bits.push(search);
         }
         if (s.parallel && s.parallel > 1) {
             bits.push(`${s.parallel} in parallel`);
         }
-        if (s.done) {
-            bits.push(`done in ${fmtSeconds(s.done.seconds)}`);
-        }
-        byId('tune-meta').textContent = bits.join(' · ');
+        bits.push(s.done ? `finished in ${fmtSeconds(s.done.seconds)}` : 'running');
+        const meta = byId('tune-meta');
+        meta.textContent = bits.join(' · ');
+        meta.dataset.state = studyState(s);
+        meta.title = s.metricSource ? `${s.metric}: ${s.metricSource}` : '';
         const bestEl = byId('tune-best');
         bestEl.replaceChildren();
         if (best) {
-            bestEl.append(el('strong', undefined, `Best: #${best.number} ${s.metric} ${fmtNum(best.value, 4)}`),
+            bestEl.append(el('strong', undefined, `Best: #${best.number} ${s.metric} ${formatSig(best.value)}`),
                 document.createTextNode(`  ${fmtParams(best.params)}`));
         }
         this.renderHistory(s);
@@ -359,8 +362,9 @@ export class TuneView {
     private renderImportance(s: Study): void {
         const body = byId('tune-importance').querySelector<HTMLElement>('.bars')!;
         const bars = importanceBars(s);
-        if (bars.length === 0) {
-            body.replaceChildren(el('p', 'empty', 'Computed once a few trials have completed.'));
+        const note = importanceNote(s);
+        if (note !== null) {
+            body.replaceChildren(el('p', 'empty', note));
             return;
         }
         const max = Math.max(...bars.map(b => b.value), 1e-12);
@@ -397,8 +401,8 @@ export class TuneView {
                 tr.classList.add('best');
             }
             const note = t.reason ?? t.waitingReason ?? (t.worker !== null && t.state === 'running' ? `worker ${t.worker}` : '');
-            const value = t.value !== null ? fmtNum(t.value, 4)
-                : t.intermediate.length ? `(${fmtNum(t.intermediate[t.intermediate.length - 1][1], 4)})` : '—';
+            const value = t.value !== null ? formatSig(t.value)
+                : t.intermediate.length ? `(${formatSig(t.intermediate[t.intermediate.length - 1][1])})` : '—';
             tr.append(el('td', 'num', String(t.number)), el('td', `state state-${t.state}`, t.state), el('td', 'num', value),
                 ...names.map(n => el('td', 'num', fmtParam(t.params[n]))),
                 el('td', 'num', t.durationS === null ? '—' : fmtSeconds(t.durationS)), el('td', 'note', note));
@@ -418,6 +422,7 @@ export class TuneView {
             /** Studies seen, newest first. */
             tuneStudies: () => studiesByRecency(this.state).map(s => ({
                 study: s.name, direction: s.direction, metric: s.metric, trials: s.trials.size, done: s.done !== null,
+                state: studyState(s), search: searchLabel(s), metricSource: s.metricSource, importanceNote: importanceNote(s),
                 ...countStates(s),
             })),
             /** The trials of a study (default: the shown one), by number. */

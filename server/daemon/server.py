@@ -24,9 +24,12 @@ from pygls.exceptions import JsonRpcException, JsonRpcInternalError, JsonRpcInva
 from pygls.lsp.server import LanguageServer
 
 from deepdive import __version__, doctor
+from deepdive.daemon import checkpoints
 from deepdive.daemon.framing import serve_stdio
 from deepdive.daemon.generate import GenerateRefused
 from deepdive.daemon.jsonrpc import DeepdiveProtocol
+from deepdive.daemon.run_progress import training_progress
+from deepdive.daemon.terminal_runs import NOT_CANCELLABLE, TerminalRuns
 from deepdive.jobs.kinds import JobRejected
 from deepdive.jobs.manager import JobManager
 from deepdive.jobs.store import JobStore, state_dir
@@ -56,6 +59,8 @@ class DeepdiveServer(LanguageServer):
         self.telemetry: Optional[Any] = None  # deepdive.daemon.telemetry.TelemetryService once started
         self.telemetry_error: Optional[str] = None
         self.telemetry_started: Optional[asyncio.Future[None]] = None
+        self.terminal_runs = TerminalRuns(self._is_daemon_job, self._on_terminal_run)
+        self._expiry: Optional[asyncio.Task[None]] = None
         self._torch: Optional[asyncio.Task[TorchInfo]] = None
         self._gpus: Optional[asyncio.Task[GpuInfo]] = None
         self._report: Optional[DoctorReport] = None
@@ -85,6 +90,8 @@ class DeepdiveServer(LanguageServer):
             self._report = await asyncio.to_thread(
                 doctor.build_report, torch_info, gpus, str(self.store.directory) if self.store else None
             )
+        if self.jobs is not None:  # read each time: a deep check that just finished shows at once
+            self._report.deep_check = doctor.deep_check_summary(self.jobs.list(200))
         return self._report
 
     # -- jobs ---------------------------------------------------------------------------------
@@ -113,6 +120,7 @@ class DeepdiveServer(LanguageServer):
             self.store.directory,
             jobs.running_pids,
             on_summary=lambda summary: self.protocol.notify(TELEMETRY_SUMMARY.method, to_wire(summary)),
+            on_message=self._on_hub_message,
         )
         try:
             await service.start()
@@ -122,6 +130,39 @@ class DeepdiveServer(LanguageServer):
             return
         self.telemetry = service
         jobs.job_env.update(service.job_env())
+        # `deepdive train` typed in any terminal of this workspace finds this hub, and `deepdive dashboard`
+        # there opens this dashboard instead of starting a second one over the same store
+        from deepdive.telemetry import discovery
+
+        try:
+            discovery.write(self.store.directory, service.info(), dashboard_url=service.dashboard_url(),
+                            owner="editor's daemon")
+        except OSError as exc:
+            log.warning("could not announce the hub in %s: %s", self.store.directory, exc)
+        self._expiry = asyncio.ensure_future(self._expire_terminal_runs())
+
+    # -- runs started in a terminal -------------------------------------------------------------
+
+    def _on_hub_message(self, message: dict[str, Any]) -> None:
+        """Each ingest batch: a training job's progress, or a run started in a terminal."""
+        run = str(message.get("run") or "")
+        if self.jobs is not None and self.jobs.is_running(run):
+            progress = training_progress(message)
+            if progress is not None:
+                self.jobs.report_progress(run, *progress)
+            return
+        self.terminal_runs.observe(message)
+
+    def _is_daemon_job(self, run: str) -> bool:
+        return self.jobs is not None and self.jobs.get(run) is not None
+
+    def _on_terminal_run(self, event: JobEvent) -> None:
+        self.protocol.notify(JOBS_EVENT.method, to_wire(event))
+
+    async def _expire_terminal_runs(self) -> None:
+        while True:
+            await asyncio.sleep(5.0)
+            self.terminal_runs.expire()
 
     def _client_has_progress(self) -> bool:
         window = self.client_capabilities.window
@@ -134,7 +175,7 @@ class DeepdiveServer(LanguageServer):
         if self.telemetry is not None and event.job is not None:
             # a job's telemetry run carries the job's id (the engine reads DEEPDIVE_JOB_ID)
             if event.type == "started":
-                self.telemetry.run_started(event.job_id, event.job.title)
+                self.telemetry.run_started(event.job_id, event.job.title, event.job.kind)
             elif event.type == "finished":
                 self.telemetry.run_ended(event.job_id, event.job.state)
 
@@ -285,7 +326,14 @@ async def on_shutdown(ls: DeepdiveServer, *args: Any) -> None:
         await asyncio.to_thread(worker_client.shutdown_shared)
     if ls.telemetry_started is not None:
         await ls.telemetry_started
+    if ls._expiry is not None:
+        ls._expiry.cancel()
+        ls._expiry = None
     if ls.telemetry is not None:
+        from deepdive.telemetry import discovery
+
+        if ls.store is not None:
+            discovery.remove(ls.store.directory)
         await ls.telemetry.stop()
         ls.telemetry = None
 
@@ -352,12 +400,16 @@ async def _release_model_gpu() -> None:
 @request(JOBS_LIST)
 async def on_jobs_list(ls: DeepdiveServer, params: JobListParams) -> JobList:
     """deepdive/jobs/list"""
-    return JobList(jobs=_require_jobs(ls).list(params.limit))
+    jobs = _require_jobs(ls).list(params.limit)
+    merged = sorted(jobs + ls.terminal_runs.jobs(), key=lambda j: j.created_at, reverse=True)
+    return JobList(jobs=merged[: params.limit])
 
 
 @request(JOBS_CANCEL)
 async def on_jobs_cancel(ls: DeepdiveServer, params: JobIdParams) -> Any:
     """deepdive/jobs/cancel"""
+    if ls.terminal_runs.get(params.id) is not None:
+        raise JobRejected(NOT_CANCELLABLE)
     return await _require_jobs(ls).cancel(params.id)
 
 
@@ -365,6 +417,8 @@ async def on_jobs_cancel(ls: DeepdiveServer, params: JobIdParams) -> Any:
 async def on_jobs_log(ls: DeepdiveServer, params: JobIdParams) -> JobLog:
     """deepdive/jobs/log"""
     jobs = _require_jobs(ls)
+    if ls.terminal_runs.get(params.id) is not None:
+        raise JobRejected("a run started in a terminal: its output is in that terminal")
     if jobs.get(params.id) is None:
         raise JobRejected(f"no job {params.id!r}")
     lines, truncated = jobs.store.output(params.id)
@@ -428,6 +482,9 @@ async def _models(fn: Callable[..., ModelList], arg: Any) -> ModelList:
         return await asyncio.to_thread(fn, arg)
     except ModelError as exc:
         raise JsonRpcException(str(exc), code=_REQUEST_FAILED) from None
+
+
+checkpoints.register(request, on_jobs_start)  # deepdive/checkpoints/*
 
 
 def _tune_edits(path: Path, params: TuneApplyParams) -> TuneApplyResult:

@@ -40,8 +40,9 @@ from deepdive.telemetry import retention
 from deepdive.telemetry.hub import HISTORY_BYTES, HISTORY_RUN_BYTES, Hub
 from deepdive.telemetry.pending import Batch, PendingWrites
 from deepdive.telemetry.samplers import MachineSampler, check_interval
-from deepdive.telemetry.store import MetricsStore
-from deepdive.telemetry.verdict import verdict
+from deepdive.telemetry.store import KINDS, MetricsStore
+from deepdive.telemetry.throughput import newest
+from deepdive.telemetry.verdict import fold_engine_event, verdict
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,8 @@ ACTIVE_RUN_S = 30.0
 WINDOW = 120
 SUMMARY_INTERVAL_S = 1.0
 SUMMARY_RUN_S = 5.0  # a run that reported more recently than this shows in the status bar
-SUMMARY_STEPS = 10  # throughput: the mean over this many newest steps
+ENGINE_FACTS_RUNS = 256  # runs whose engine facts (link, compression decision) the verdict remembers
+_RUN_KINDS = {"doctor-deep": "check"}  # a job's kind -> its run's kind in the store, where they differ
 HISTORY_RUNS = 100  # past runs a dashboard can list
 HISTORY_POINTS = 1500  # at most this many rows of one run go to a dashboard
 HISTORY_MAX_FIELDS = 16
@@ -118,11 +120,14 @@ class TelemetryService:
         interval (float | None): machine sampling period (default ``DEEPDIVE_SAMPLE_INTERVAL`` or 1 s).
         on_summary (callable | None): gets a :class:`TelemetrySummary` about once a second (the
             daemon sends it to the editor's status bar).
+        on_message (callable | None): gets every ingest batch, on the event loop, after it is
+            taken in (the daemon lists runs started in a terminal from them).
     """
 
     def __init__(self, directory: Path, job_pids: Callable[[], Iterable[int]], *, port: int = 0,
                  prometheus: bool = False, interval: Optional[float] = None,
-                 on_summary: Optional[Callable[[TelemetrySummary], None]] = None):
+                 on_summary: Optional[Callable[[TelemetrySummary], None]] = None,
+                 on_message: Optional[Callable[[dict[str, Any]], None]] = None):
         self.directory = Path(directory)
         self.interval = check_interval(interval if interval is not None else float(os.environ.get(ENV_INTERVAL, "1.0")))
         self._job_pids = job_pids
@@ -142,8 +147,10 @@ class TelemetryService:
         self._last_seen: dict[str, float] = {}
         self._machine: collections.deque = collections.deque(maxlen=WINDOW)
         self._verdicts: dict[str, Optional[str]] = {}
+        self._engine: dict[str, dict[str, Any]] = {}  # per run: what the verdict reads of its events
         self._job_runs: set[str] = set()
         self._on_summary = on_summary
+        self._on_message = on_message
         self._summary_at = 0.0
         self._tasks: list[asyncio.Task[Any]] = []
         self.error: Optional[str] = None
@@ -171,15 +178,18 @@ class TelemetryService:
 
     def info(self) -> HubInfo:
         return HubInfo(running=True, url=self.hub.url, ingest_url=self.hub.ingest_url,
-                       stream_url=self.hub.stream_url, token=self.hub.token)
+                       stream_url=self.hub.stream_url, token=self.hub.token, dashboard_url=self.hub.dashboard_url)
 
     def job_env(self) -> dict[str, str]:
         return {"DEEPDIVE_HUB": self.hub.ingest_url}
 
-    def run_started(self, run: str, name: str) -> None:
+    def run_started(self, run: str, name: str, job_kind: Optional[str] = None) -> None:
+        """A daemon job started: its run is listed by the job's title and kind (past runs' tabs)."""
         self._job_runs.add(run)
         if self.store is not None:
-            asyncio.ensure_future(asyncio.to_thread(self.store.start_run, run, run, name))
+            kind = _RUN_KINDS.get(job_kind or "", job_kind) if job_kind else None
+            asyncio.ensure_future(asyncio.to_thread(self.store.start_run, run, run, name, None,
+                                                    kind if kind in KINDS else None))
 
     def run_ended(self, run: str, outcome: str) -> None:
         if self.store is not None:
@@ -209,7 +219,31 @@ class TelemetryService:
                 and any(e.get("kind") == "summary" for e in message.get("events") or ())):
             # the engine's loop finished: the run is over (a daemon job's run gets the job's outcome)
             self._pending_ends.append((run, time.time()))
+        if rank == 0 and message.get("events"):
+            self._note_engine_events(run, message["events"])
+            self._note_script(run, message["events"])
         self._last_seen[run] = time.time()
+        if self._on_message is not None:
+            self._on_message(message)  # runs from a terminal become entries of the Jobs view
+
+    def _note_engine_events(self, run: str, events: list[Any]) -> None:
+        """The run's link and compression decision, for its verdict; kept for the newest runs only
+        (a run can pause longer than it counts as active, and its setup event does not come again)."""
+        facts = self._engine.pop(run, None) or {}
+        for event in events:
+            if isinstance(event, dict):
+                fold_engine_event(facts, event)
+        self._engine[run] = facts  # last in the dict: the most recently heard from
+        while len(self._engine) > ENGINE_FACTS_RUNS:
+            del self._engine[next(iter(self._engine))]
+
+    def _note_script(self, run: str, events: list[Any]) -> None:
+        """The script a run's setup event names goes to the store: past runs are listed by it."""
+        for event in events:
+            if (self.store is not None and isinstance(event, dict) and event.get("kind") == "setup"
+                    and isinstance(event.get("script"), str) and event["script"]):
+                started = event.get("t") if isinstance(event.get("t"), (int, float)) else None
+                asyncio.ensure_future(asyncio.to_thread(self.store.note_script, run, event["script"], started))
 
     def _take_pending(self) -> tuple[list[Batch], dict[str, int], list[dict[str, Any]], list[tuple[str, float]]]:
         """Hand over what arrived, on the loop thread (the only one that adds to these)."""
@@ -273,7 +307,7 @@ class TelemetryService:
                 del self._last_seen[run]
                 self._recent.pop(run, None)
                 continue
-            found = verdict(list(self._recent.get(run, ())), list(self._machine))
+            found = verdict(list(self._recent.get(run, ())), list(self._machine), self._engine.get(run))
             if found is None:
                 continue
             key = f"{found['kind']}|{found['sentence']}"
@@ -332,12 +366,11 @@ class TelemetryService:
             out.host_cpu = (machine.get("host") or {}).get("cpu_pct")
         runs = sorted(((seen, run) for run, seen in self._last_seen.items() if now - seen <= SUMMARY_RUN_S), reverse=True)
         for _, run in runs:
-            rate = _throughput(list(self._recent.get(run, ()))[-SUMMARY_STEPS:])
-            if rate is None:
+            figure = newest(list(self._recent.get(run, ())))  # the engine's own figure, as it sent it
+            if figure is None:
                 continue
-            value, unit, step = rate
-            out.runs.append(RunThroughput(run_id=run, value=value, unit=unit, step=step,
-                                          job_id=run if run in self._job_runs else None))
+            out.runs.append(RunThroughput(run_id=run, value=figure.value, unit=figure.unit, step=figure.step,
+                                          label=figure.label, job_id=run if run in self._job_runs else None))
         return out
 
 
@@ -354,17 +387,3 @@ def thin(rows: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
         return rows
     step = (len(rows) - 1) / (limit - 1)
     return [rows[round(i * step)] for i in range(limit)]
-
-
-def _throughput(samples: list[dict[str, Any]]) -> Optional[tuple[float, str, Optional[int]]]:
-    """(value, unit, newest step) over the newest step samples: samples/s when the run reports its
-    batch size, else steps/s from the step times; None when there are no step samples."""
-    steps = [s for s in samples if s.get("step_time_s")]
-    if not steps:
-        return None
-    step = steps[-1].get("step")
-    rates = [s["samples_per_s"] for s in steps if s.get("samples_per_s")]
-    if rates:
-        return round(sum(rates) / len(rates), 2), "samples/s", step
-    mean = sum(s["step_time_s"] for s in steps) / len(steps)
-    return round(1.0 / mean, 3), "steps/s", step

@@ -48,7 +48,10 @@ key                          meaning
 ``step``, ``epoch``          batch index and epoch; ``total_steps`` when known
 ``step_time_s``              wall time of the step (forward, backward, optimizer)
 ``data_wait_s``              time waiting on the data loader before the step
-``samples_per_s``            global throughput (all ranks); null when the step time is 0
+``samples_per_s``            samples/s over the newest steps covering 10 s (loader wait included),
+                             all ranks: :mod:`deepdive.telemetry.throughput`, the figure every
+                             consumer shows; null before a step with a known batch size
+``samples_per_s_window_s``   the seconds of steps ``samples_per_s`` covers (under 10 early on)
 ``loss``, ``lr``             training loss; learning rate; plus any metric the script logs
 ``loss_scale``               the gradient scaler's current scale (meaningful in fp16 runs)
 ``skipped_steps``            optimizer steps skipped on overflow so far
@@ -68,8 +71,10 @@ key                          meaning
 ===========================  ==================================================================
 
 ``EVENT`` is ``{"kind": str, "t": float, "run": str, "rank": int, ...fields}`` from
-:meth:`Reporter.event`. The engine's kinds: ``setup``, ``prepare``, ``overflow``, ``promotion``
-(with ``module``), ``compression`` (with ``mode``, ``reason``, ``evidence``), ``summary``, and with
+:meth:`Reporter.event`. The engine's kinds: ``setup`` (with ``link``, ``loopback`` when every process is
+on this host), ``prepare``, ``overflow``, ``promotion``
+(with ``module``), ``compression`` (with ``mode``, ``reason``, ``evidence``, ``step``: the engine's
+own decision, which the verdict does not contradict), ``summary``, and with
 checkpoints ``checkpoint`` (step, reason, bytes, snapshot and write seconds), ``preempted`` and
 ``resumed`` (step, epoch, batch, the world size that wrote it); by
 convention a ``message`` field holds one human sentence.

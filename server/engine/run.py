@@ -46,6 +46,7 @@ from deepdive.engine.precision import (
 from deepdive.engine.precision import autocast as precision_autocast
 from deepdive.engine.reporter import Reporter
 from deepdive.engine.topology import describe_topology
+from deepdive.telemetry.throughput import ThroughputWindow
 
 COMPRESSIONS = ("auto", "none", "fp16", "bf16", "powersgd", "topk")
 STRATEGIES = ("auto", "ddp", "fsdp", "none")
@@ -82,6 +83,8 @@ def setup(
     Args:
         precision (str): ``auto`` (bf16 on GPUs with compute capability >= 8.0 and on CPUs with
             native bf16; fp16 with loss scaling on older GPUs; fp32 otherwise), ``fp32``, ``bf16``, ``fp16``.
+            Left at ``auto``, ``$DEEPDIVE_PRECISION`` (``deepdive train --precision``) decides instead;
+            likewise ``$DEEPDIVE_GRAD_COMPRESSION`` for ``grad_compression``.
         grad_compression (str): DDP gradient compression: ``auto`` (measure the first
             ``auto_compression_steps`` steps, compress only when communication is not hidden by
             backward), ``none``, ``fp16``, ``bf16``, ``powersgd``, ``topk``.
@@ -125,6 +128,8 @@ def setup(
         ValueError: an unknown option value, with the allowed ones.
     """
     record_fatal_errors()  # under torchrun: the exception that ends this worker goes to its error file
+    precision = _launcher_choice("precision", precision, ENV_PRECISION)
+    grad_compression = _launcher_choice("grad_compression", grad_compression, ENV_GRAD_COMPRESSION)
     return Run(precision=precision, grad_compression=grad_compression, strategy=strategy, keep_fp32=keep_fp32,
                hysteresis=hysteresis, overflow_check_every=overflow_check_every,
                compression_options=compression_options or {}, auto_compression_steps=auto_compression_steps,
@@ -134,6 +139,35 @@ def setup(
                                           every=checkpoint_every, keep_last=keep_last, keep_best=keep_best,
                                           async_save=async_checkpoint, resume=resume, lossy=checkpoint_lossy,
                                           fresh_since=_fresh_since_from_env()))
+
+
+#: Set by ``deepdive train --precision`` / the editor's *Train…*: used where the script leaves ``"auto"``.
+ENV_PRECISION = "DEEPDIVE_PRECISION"
+#: Set by ``deepdive train --grad-compression`` / *Train…*: used where the script leaves ``"auto"``.
+ENV_GRAD_COMPRESSION = "DEEPDIVE_GRAD_COMPRESSION"
+
+
+def _launcher_choice(name: str, value: str, variable: str) -> str:
+    """The script's own choice, else (where it left ``"auto"``) the launcher's from ``variable``.
+
+    A script that fixes a value keeps it; when the launcher asked for another, stderr says which won."""
+    asked = os.environ.get(variable, "").strip()
+    if not asked or asked == value:
+        return value
+    if value == "auto":
+        return asked
+    print(f"deepdive: {variable}={asked} ignored: the script fixes {name}={value!r} in dd.setup() "
+          f"(pass {name}=\"auto\" there to let the launcher choose)", file=sys.stderr, flush=True)
+    return value
+
+
+def _process_facts() -> dict[str, Any]:
+    """Which script this is and where it runs: the editor lists a run started in a terminal by these."""
+    import socket
+
+    script = sys.argv[0] if sys.argv and sys.argv[0] not in ("", "-c") else ""
+    return {"script": os.path.abspath(script) if script else "", "argv": [str(a) for a in sys.argv[1:21]],
+            "pid": os.getpid(), "host": socket.gethostname(), "cwd": os.getcwd()}
 
 
 def _fresh_since_from_env() -> Optional[float]:
@@ -213,6 +247,7 @@ class Run:
         self._data_wait = 0.0
         self._batch_size = 0
         self._step_times: list[float] = []
+        self._throughput = ThroughputWindow(self.dist.world_size)  # samples/s: the one definition
         self._comm: dict[str, Any] = {}
         self._comm_history: list[dict[str, Any]] = []
         self._lr: Optional[float] = None
@@ -230,7 +265,7 @@ class Run:
 
         self.event("setup", precision=self.plan.mode, precision_reason=self.plan.reason,
                    world_size=self.dist.world_size, backend=self.dist.backend, device=str(self.device),
-                   topology=self.topology.get("summary"))
+                   topology=self.topology.get("summary"), link=self.topology.get("link"), **_process_facts())
 
     # -- properties -----------------------------------------------------------------------------
 
@@ -503,6 +538,7 @@ class Run:
             torch.cuda.synchronize(self.device)
         step_time = time.perf_counter() - self._step_start
         self._step_times.append(step_time)
+        self._throughput.add(self._batch_size, self._data_wait + step_time)
         if self.hparams.binding is not None:
             self.hparams.binding.step_seconds += step_time
         if sampled:
@@ -513,7 +549,7 @@ class Run:
         sample: dict[str, Any] = {
             "step": self.batch_index, "epoch": self.epoch, "total_steps": self.total_steps,
             "step_time_s": step_time, "data_wait_s": self._data_wait,
-            "samples_per_s": self._batch_size * self.world_size / step_time if step_time > 0 else None,
+            **self._throughput.figures(),  # samples/s over the last 10 s, all ranks, loader wait included
             "lr": self._lr, "loss_scale": self.scaler.scale,
             "skipped_steps": self.scaler.skipped_steps, "precision": self.plan.mode,
         }
@@ -577,7 +613,7 @@ class Run:
             "topology": self.topology.get("summary"), "strategy": self.strategy,
             "precision": self.plan.mode, "precision_reason": self.plan.reason,
             "mean_step_time_s": mean_step,
-            "samples_per_s": (self._batch_size * self.world_size / mean_step) if mean_step else None,
+            **self._throughput.figures(),  # the same figure as the last sample's
             "final_loss": float(self._loss) if self._loss is not None else None,
             "skipped_steps": self.scaler.skipped_steps, "loss_scale": self.scaler.scale,
             "scale_changes": self.scaler.scale_changes,

@@ -16,7 +16,7 @@ from typing import Any, Callable, Optional
 
 import attrs
 
-from deepdive.protocol import JobKind
+from deepdive.protocol import VOCABULARIES, JobKind
 
 
 class JobRejected(ValueError):
@@ -135,7 +135,7 @@ def _string_list(options: dict[str, Any], key: str) -> list[str]:
 def _train(options: dict[str, Any], ctx: Context) -> Launch:
     """torchrun (elastic) around a script that uses deepdive.engine."""
     _only(options, {"path", "args", "nproc", "nnodes", "rdzv_endpoint", "max_restarts", "metrics_out", "checkpoint_dir",
-                    "fresh"}, "train")
+                    "fresh", "precision", "grad_compression"}, "train")
     base, script = _script_path(options, ctx)
     args = _string_list(options, "args")
     nproc = int(_number(options, "nproc", 1, 1, 1024))
@@ -169,6 +169,15 @@ def _train(options: dict[str, Any], ctx: Context) -> Launch:
         raise JobRejected("option 'fresh' must be true or false")
     if fresh:  # dd.setup ignores checkpoints saved before now; torchrun's restarts resume from the job's own
         env["DEEPDIVE_CHECKPOINT_FRESH_SINCE"] = repr(time.time())
+    for key, variable, allowed in (("precision", "DEEPDIVE_PRECISION", VOCABULARIES["trainPrecisions"]),
+                                   ("grad_compression", "DEEPDIVE_GRAD_COMPRESSION", VOCABULARIES["gradCompressions"])):
+        value = options.get(key)
+        if value is None:
+            continue
+        if value not in allowed:
+            raise JobRejected(f"option '{key}' must be one of {', '.join(allowed)}, got {value!r}")
+        if value != "auto":  # dd.setup uses it where the script leaves "auto"
+            env[variable] = value
     return Launch(argv=[*argv, str(script), *args], cwd=str(base), title=f"train {script.name} ×{nproc}",
                   timeout_s=None, env=env, grace_s=TRAIN_GRACE_S)
 

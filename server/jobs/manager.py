@@ -34,6 +34,7 @@ from typing import Any, Callable, Optional
 import attrs
 import psutil
 
+from deepdive.extras import module_not_found_in
 from deepdive.jobs import events as job_events
 from deepdive.jobs import processes
 from deepdive.jobs.kinds import KINDS, TRAIN_GRACE_S, Context, JobRejected, Launch, build_launch
@@ -82,6 +83,8 @@ class _Running:
     stop_reason: Optional[str] = None
     stop_state: Optional[str] = None
     spawn_error: Optional[str] = None
+    #: The first ModuleNotFoundError on its stderr, with the pip line when an extra brings the module.
+    missing_module: Optional[str] = None
     finished: asyncio.Event = attrs.Factory(asyncio.Event)
 
 
@@ -125,6 +128,15 @@ class JobManager:
     def get(self, job_id: str) -> Optional[JobInfo]:
         running = self._running.get(job_id)
         return running.info if running else self.store.get(job_id)
+
+    def report_progress(self, job_id: str, fraction: Optional[float], message: str) -> None:
+        """Progress learned outside the job's event pipe (a training job's telemetry); coalesced like its own."""
+        run = self._running.get(job_id)
+        if run is None:
+            return
+        run.info.progress = None if fraction is None else min(1.0, max(0.0, float(fraction)))
+        run.info.message = message[:500]
+        run.progress_dirty = True
 
     def is_running(self, job_id: str) -> bool:
         return job_id in self._running
@@ -330,7 +342,8 @@ class JobManager:
         else:
             info.state = "failed"
             info.reason = (
-                f"killed by {signal.Signals(-returncode).name}" if returncode < 0 else f"exit code {returncode}"
+                f"killed by {signal.Signals(-returncode).name}" if returncode < 0
+                else f"exit code {returncode}" + (f": {run.missing_module}" if run.missing_module else "")
             )
         self.store.update(info)
         del self._running[info.id]
@@ -361,6 +374,8 @@ class JobManager:
             text = text[:MAX_LINE_CHARS] + f"… [{len(text) - MAX_LINE_CHARS} more characters]"
         if name == "stderr" and run.spawn_error is None and text.startswith(SPAWN_FAILURE):
             run.spawn_error = text[len(SPAWN_FAILURE):]
+        if name == "stderr" and run.missing_module is None and "No module named" in text:
+            run.missing_module = module_not_found_in(text)
         if len(run.pending) >= MAX_PENDING_LINES:
             run.pending.popleft()
             run.dropped += 1

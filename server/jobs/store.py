@@ -86,6 +86,26 @@ def state_dir(workspace: Optional[str] = None) -> Path:
     return Path(base) / "deepdive"
 
 
+def workspace_of(start: Path) -> Optional[str]:
+    """The workspace folder a command typed in ``start`` belongs to: the nearest folder, ``start`` or
+    above, whose ``.deepdive/`` the editor's daemon made (it holds ``state.db``); None outside one."""
+    here = Path(start).resolve()
+    for folder in (here, *here.parents):
+        if (folder / ".deepdive" / "state.db").is_file():
+            return str(folder)
+    return None
+
+
+def cli_state_dir(start: Optional[Path] = None) -> Path:
+    """The state folder a command line uses: ``$DEEPDIVE_STATE_DIR``, else the workspace's ``.deepdive/``
+    when the current folder is in one the editor uses (so the CLI and the editor share jobs, runs,
+    studies and one dashboard), else the per-user folder."""
+    override = os.environ.get("DEEPDIVE_STATE_DIR")
+    if override:
+        return Path(override)
+    return state_dir(workspace_of(start if start is not None else Path.cwd()))
+
+
 class JobStore:
     """SQLite-backed job records. Use from one thread (the daemon's event loop)."""
 

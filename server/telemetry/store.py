@@ -41,6 +41,10 @@ Engine samples are stored per ``(run, rank)``; machine samples (``MachineSampler
 reserved run ``""`` and read back with :meth:`MetricsStore.query_machine`, so that a run's steps and
 the machine share one time axis (``query_machine(since=run["started"], until=run["ended"])``).
 
+Each run says what it is (``runs()[i]["kind"]``, one of :data:`KINDS`) and, when the engine ran a
+script, which (``script``: the path its rank-0 ``setup`` event names), so that a dashboard lists
+``digits.py · 14:02`` under training runs and a deep check or a search apart from them.
+
 The store is not thread-safe by design but guards itself with a lock, so the daemon may call it
 from its worker threads (``asyncio.to_thread``) one call at a time.
 """
@@ -69,6 +73,9 @@ _WIDTH = {"raw": None, "1s": 1.0, "1m": 60.0}
 _NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 _COLUMNS = ("t", "run", "rank")
 WAL_LIMIT_BYTES = 8 << 20
+#: What a run is: a training run (the engine's loop), a hyperparameter search, a compression, a deep
+#: environment check, or a plain script of the workspace (a daemon job that never set up the engine).
+KINDS = ("train", "tune", "compress", "check", "script")
 log = logging.getLogger(__name__)
 
 _SCHEMA = """
@@ -78,7 +85,9 @@ CREATE TABLE IF NOT EXISTS runs (
     name TEXT,
     started REAL,
     ended REAL,
-    outcome TEXT
+    outcome TEXT,
+    kind TEXT,
+    script TEXT
 );
 CREATE TABLE IF NOT EXISTS m_raw (run TEXT NOT NULL, rank INTEGER NOT NULL, t REAL NOT NULL, n INTEGER NOT NULL,
                                   data TEXT NOT NULL);
@@ -232,6 +241,10 @@ class MetricsStore:
         db.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
         counted = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'usage'").fetchone()
         db.executescript(_SCHEMA + retention.USAGE_SCHEMA)
+        columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+        for column in ("kind", "script"):  # a store from an earlier release: its runs get them (NULL until known)
+            if column not in columns:
+                db.execute(f"ALTER TABLE runs ADD COLUMN {column} TEXT")
         if counted is None:
             self._tx(retention.fill_usage)
         self._tx(lambda db: retention.enforce(db, self.max_bytes, self.run_max_bytes))
@@ -300,8 +313,8 @@ class MetricsStore:
     # -- runs ------------------------------------------------------------------------------------
 
     def start_run(self, run: str, job: Optional[str] = None, name: Optional[str] = None,
-                  started: Optional[float] = None) -> None:
-        """Register a run (or fill in its job id and name when samples already created it).
+                  started: Optional[float] = None, kind: Optional[str] = None) -> None:
+        """Register a run (or fill in its job id, name and kind when samples already created it).
 
         Args:
             run (str): the run id (non-empty).
@@ -309,16 +322,42 @@ class MetricsStore:
             name (str | None): a human name.
             started (float | None): start time (default: now for a new run; an existing run keeps
                 its start).
+            kind (str | None): what the run is, one of :data:`KINDS` (None: keep what is known).
+
+        Raises:
+            ValueError: an empty run id or an unknown kind.
         """
         _check_run(run)
+        if kind is not None and kind not in KINDS:
+            raise ValueError(f"a run's kind must be one of {', '.join(KINDS)}, got {kind!r}")
         t = self._clock() if started is None else float(started)
         # An explicit start time wins; a defaulted one never moves an existing run's start.
         start_rule = "excluded.started" if started is not None else "started"
 
         def work(db: sqlite3.Connection) -> None:
-            db.execute("INSERT INTO runs (run, job, name, started) VALUES (?, ?, ?, ?) ON CONFLICT(run) DO UPDATE "
-                       "SET job = COALESCE(excluded.job, job), name = COALESCE(excluded.name, name), "
-                       f"started = {start_rule}", (run, job, name, t))
+            db.execute("INSERT INTO runs (run, job, name, started, kind) VALUES (?, ?, ?, ?, ?) ON CONFLICT(run) "
+                       "DO UPDATE SET job = COALESCE(excluded.job, job), name = COALESCE(excluded.name, name), "
+                       f"kind = COALESCE(excluded.kind, kind), started = {start_rule}", (run, job, name, t, kind))
+        self._tx(work)
+
+    def note_script(self, run: str, script: str, started: Optional[float] = None) -> None:
+        """Record the script a run's engine runs (its rank-0 ``setup`` event), creating the run if new.
+
+        A run that sets up the engine trains: a plain-script job or a run of unknown kind becomes a
+        training run; a search or a compression keeps its kind (the engine runs inside them).
+
+        Args:
+            run (str): the run id.
+            script (str): the script's path, as the engine saw it.
+            started (float | None): when the run started (the event's time), used only for a new run.
+        """
+        _check_run(run)
+        t = self._clock() if started is None else float(started)
+
+        def work(db: sqlite3.Connection) -> None:
+            db.execute("INSERT INTO runs (run, started, kind, script) VALUES (?, ?, 'train', ?) ON CONFLICT(run) "
+                       "DO UPDATE SET script = excluded.script, "
+                       "kind = CASE WHEN kind IS NULL OR kind = 'script' THEN 'train' ELSE kind END", (run, t, script))
         self._tx(work)
 
     def end_run(self, run: str, outcome: str, ended: Optional[float] = None) -> None:
@@ -346,18 +385,23 @@ class MetricsStore:
             limit (int): at most this many.
 
         Returns:
-            list[dict]: ``{"run", "job", "name", "started", "ended", "outcome", "dropped"}``; ``ended``
-            and ``outcome`` are None while a run is going on; ``dropped`` counts the run's samples
-            the byte bounds evicted or that never reached the store (:meth:`count_dropped`); 0 when
-            it holds all it was given.
+            list[dict]: ``{"run", "job", "name", "started", "ended", "outcome", "dropped", "kind",
+            "script"}``; ``ended`` and ``outcome`` are None while a run is going on; ``dropped``
+            counts the run's samples the byte bounds evicted or that never reached the store
+            (:meth:`count_dropped`); 0 when it holds all it was given; ``kind`` is one of
+            :data:`KINDS` (see :func:`run_kind` for runs nobody said it of); ``script`` is the path the
+            engine's setup event named, or None.
         """
         with self._lock:
             rows = self._db.execute(
-                "SELECT runs.run, job, name, started, ended, outcome, COALESCE(usage.dropped_samples, 0) FROM runs "
-                "LEFT JOIN usage ON usage.run = runs.run ORDER BY started DESC, runs.rowid DESC LIMIT ?",
-                (int(limit),)).fetchall()
-        keys = ("run", "job", "name", "started", "ended", "outcome", "dropped")
-        return [dict(zip(keys, row)) for row in rows]
+                "SELECT runs.run, job, name, started, ended, outcome, COALESCE(usage.dropped_samples, 0), kind, "
+                "script FROM runs LEFT JOIN usage ON usage.run = runs.run ORDER BY started DESC, runs.rowid DESC "
+                "LIMIT ?", (int(limit),)).fetchall()
+        keys = ("run", "job", "name", "started", "ended", "outcome", "dropped", "kind", "script")
+        out = [dict(zip(keys, row)) for row in rows]
+        for r in out:
+            r["kind"] = r["kind"] or run_kind(r["run"], r["name"])
+        return out
 
     # -- writes ----------------------------------------------------------------------------------
 
@@ -534,6 +578,24 @@ def _fold(db: sqlite3.Connection, src: str, dst: str, width: float, cutoff: floa
     db.execute(f"DELETE FROM {src} WHERE t < ?", (cutoff,))
     retention.add_usage(db, weights)
     return len(rows)
+
+
+#: Job titles of the daemon's kinds (deepdive.jobs.kinds), for runs stored before runs had a kind.
+_TITLE_KINDS = (("Deep environment check", "check"), ("tune ", "tune"), ("compress ", "compress"),
+                ("python ", "script"))
+
+
+def run_kind(run: str, name: Optional[str]) -> str:
+    """The kind of a run nobody recorded one for: ``tune-<study>`` and ``compress-<model>`` ids are
+    what ``deepdive tune`` and ``deepdive compress`` report under; a row from an earlier release is
+    read by its job title; anything else sent engine samples, so it trains."""
+    for prefix, kind in (("tune-", "tune"), ("compress-", "compress")):
+        if run.startswith(prefix):
+            return kind
+    for title, kind in _TITLE_KINDS:
+        if name and name.startswith(title):
+            return kind
+    return "train"
 
 
 def _check_run(run: Any) -> None:

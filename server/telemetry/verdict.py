@@ -18,6 +18,13 @@
    launching kernels) or the host as a whole is saturated;
 5. **compute-bound** otherwise: the GPUs are busy (or, without a GPU, the CPUs compute).
 
+The communication fix never contradicts the engine (``engine``: facts :func:`fold_engine_event` keeps
+from the run's events). Where the engine measured the run and turned gradient compression off (its
+``compression`` event: loopback, latency-bound, not bandwidth-bound, or a PowerSGD trial without gain),
+or every process is on one host (the ``setup`` event's ``link`` is ``loopback``, where the engine's rule
+is that compression has no network bandwidth to save), or the run is FSDP (the engine refuses
+compression there), the verdict says so and recommends fewer, larger all-reduces instead.
+
 "GPUs in use" are those with a compute process on them (all GPUs when NVML lists none). Without GPU
 readings (a CPU-only run, or no NVML) the GPU rules are skipped and the others still decide.
 """
@@ -63,12 +70,78 @@ def _gpus_in_use(sample: dict[str, Any]) -> list[dict[str, Any]]:
     return busy or gpus
 
 
-def verdict(window: list[dict[str, Any]], machine: list[dict[str, Any]]) -> Optional[dict[str, Any]]:
+FEWER_ALLREDUCES = ("fewer, larger all-reduces: gradient accumulation with model.no_sync() and "
+                    "setup(bucket_cap_mb=100)")
+POWERSGD = "grad_compression='powersgd'"
+
+
+def fold_engine_event(facts: dict[str, Any], event: dict[str, Any]) -> None:
+    """Keeps in ``facts`` what the verdict reads of one engine event (rank 0's, oldest first).
+
+    ``setup`` gives ``link`` (``loopback`` when every process runs on this host); ``prepare`` the
+    ``strategy`` and the compression as set up (asked for, or ``auto`` still measuring); ``compression``
+    the engine's own decision, which replaces it: ``{"mode", "reason", "step", "decided": True}``.
+    """
+    kind = event.get("kind")
+    if kind == "setup" and isinstance(event.get("link"), str):
+        facts["link"] = event["link"]
+    elif kind == "prepare" and isinstance(event.get("compression"), str):
+        facts["compression"] = {"mode": event["compression"], "reason": str(event.get("compression_reason") or ""),
+                                "step": None, "decided": False}
+        if isinstance(event.get("strategy"), str):
+            facts["strategy"] = event["strategy"]
+    elif kind == "compression" and isinstance(event.get("mode"), str):
+        step = event.get("step")
+        facts["compression"] = {"mode": event["mode"], "reason": str(event.get("reason") or ""),
+                                "step": step if isinstance(step, int) and not isinstance(step, bool) else None,
+                                "decided": True}
+
+
+def _without_figures(reason: str) -> str:
+    """The engine's reason without its parenthesised figures (they are in the evidence): "exposed
+    communication 51% of the step (…), but every process is on this host (loopback): …"."""
+    start = reason.find(" (")
+    if start < 0:
+        return reason
+    depth = 0
+    for i in range(start + 1, len(reason)):
+        depth += {"(": 1, ")": -1}.get(reason[i], 0)
+        if depth == 0:
+            return reason[:start] + reason[i + 1:]
+    return reason  # unbalanced: keep it whole
+
+
+def _decision(engine: dict[str, Any]) -> dict[str, Any]:
+    """The engine's compression as :func:`fold_engine_event` kept it (empty when unknown)."""
+    found = engine.get("compression")
+    return found if isinstance(found, dict) else {}
+
+
+def _comm_fix(comm_mode: Optional[str], engine: dict[str, Any]) -> tuple[str, str]:
+    """The fix for communication-bound, and what the sentence adds when the engine ruled compression out."""
+    if comm_mode not in (None, "none", "auto"):
+        return FEWER_ALLREDUCES, ""  # compression runs already
+    decision = _decision(engine)
+    if decision.get("decided") and decision.get("mode") == "none" and decision.get("reason"):
+        at = f" at step {decision['step']}" if decision.get("step") is not None else ""
+        return FEWER_ALLREDUCES, f"; the engine measured this run{at}: {_without_figures(decision['reason'])}"
+    if engine.get("link") == "loopback":
+        return FEWER_ALLREDUCES, ("; every process is on this host (loopback): compression has no network "
+                                  "bandwidth to save")
+    if engine.get("strategy") == "fsdp":
+        return FEWER_ALLREDUCES, "; FSDP reduce-scatters the gradients: the engine's compression hooks are for DDP"
+    return POWERSGD, ""
+
+
+def verdict(window: list[dict[str, Any]], machine: list[dict[str, Any]],
+            engine: Optional[dict[str, Any]] = None) -> Optional[dict[str, Any]]:
     """One bottleneck verdict for the recent past of a run.
 
     Args:
         window (list[dict]): recent engine samples (any ranks), oldest first.
         machine (list[dict]): machine samples over the same time, oldest first (may be empty).
+        engine (dict | None): the run's facts from its events (:func:`fold_engine_event`): the link
+            between its processes and the engine's compression decision.
 
     Returns:
         dict | None: ``{"kind", "sentence", "evidence", "fix"}`` (``kind`` one of :data:`KINDS`;
@@ -78,6 +151,7 @@ def verdict(window: list[dict[str, Any]], machine: list[dict[str, Any]]) -> Opti
     steps = [s for s in window if isinstance(s, dict) and (_num(s.get("step_time_s")) or 0) > 0]
     if len(steps) < MIN_STEPS:
         return None
+    engine = engine or {}
     step_s = sum(_num(s["step_time_s"]) or 0.0 for s in steps)
     wait_s = sum(max(0.0, _num(s.get("data_wait_s")) or 0.0) for s in steps)
     exposed_s = sum(max(0.0, _num(s.get("comm_exposed_s")) or 0.0) for s in steps)
@@ -126,6 +200,8 @@ def verdict(window: list[dict[str, Any]], machine: list[dict[str, Any]]) -> Opti
         "alloc_retries": retries or None,
         "precision": precision,
         "comm_mode": comm_mode,
+        "link": engine.get("link"),
+        "engine_compression": _decision(engine).get("reason") if _decision(engine).get("decided") else None,
     }
     per_step = f"{_ms(step_s / len(steps))} steps"
     gpu_note = f"; GPU busy {gpu_util:.0f}%" if gpu_util is not None else ""
@@ -161,13 +237,11 @@ def verdict(window: list[dict[str, Any]], machine: list[dict[str, Any]]) -> Opti
             pin = ", pin_memory=True" if has_gpu else ""
             return out("input-bound", f"Input-bound: {waiting}.",
                        f"DataLoader(num_workers={workers}{pin}, persistent_workers=True)")
-        fix = ("grad_compression='powersgd'" if comm_mode in (None, "none", "auto") else
-               "fewer, larger all-reduces: gradient accumulation with model.no_sync() and "
-               "setup(bucket_cap_mb=100)")
+        fix, engine_note = _comm_fix(comm_mode, engine)
         return out("communication-bound",
                    f"Communication-bound: {comm_share:.0%} of each iteration is collective time backward did not "
                    f"hide ({_ms(min(exposed_s, step_s) / len(steps))} of {_ms(iteration_s / len(steps))}"
-                   f"{', compression ' + comm_mode if comm_mode else ''}).", fix)
+                   f"{', compression ' + comm_mode if comm_mode else ''}){engine_note}.", fix)
 
     # 3. memory
     if (gpu_mem is not None and gpu_mem >= MEM_PRESSURE) or retries > 0:

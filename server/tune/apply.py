@@ -3,7 +3,10 @@
 The calls are located in the syntax tree (``run.suggest("lr", ..., default=3e-3)``, or any
 ``<expr>.suggest`` / bare ``suggest`` call whose first argument is the parameter's name as a string
 literal). Only the source range of each default literal changes; every other byte of the file stays
-as it was (comments, spacing, line ends). Edits carry zero-based lines and UTF-16 columns, as LSP
+as it was (comments, spacing, line ends). A float is written to 4 significant digits
+(``default=0.05234``, not the sampler's 17; :mod:`deepdive.tune.rounding`) when the declaration's
+literal range, step and choices show the rounded value is still one the script accepts; otherwise
+(a bound within rounding distance, a fine step grid, a declaration it cannot read) it is written exactly. Edits carry zero-based lines and UTF-16 columns, as LSP
 wants them, so the editor can apply them to an unsaved document too.
 """
 
@@ -18,6 +21,7 @@ from typing import Any
 
 from deepdive.fsutil import atomic_write_bytes
 from deepdive.protocol import TextEditData
+from deepdive.tune.rounding import SIG_DIGITS, round_sig
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
@@ -38,6 +42,48 @@ def _literal(node: ast.AST) -> tuple[bool, Any]:
         return True, ast.literal_eval(node)
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
         return False, None
+
+
+def _declared(call: ast.Call) -> tuple[bool, dict[str, Any]]:
+    """The call's literal ``low``, ``high``, ``step`` and ``choices`` (False: one of them is not a literal)."""
+    given: dict[str, ast.AST] = dict(zip(("low", "high"), call.args[1:3]))
+    given.update({kw.arg: kw.value for kw in call.keywords if kw.arg in ("low", "high", "step", "choices")})
+    out: dict[str, Any] = {}
+    for key, node in given.items():
+        ok, value = _literal(node)
+        if not ok:
+            return False, {}
+        out[key] = value
+    return True, out
+
+
+def _accepts(declared: dict[str, Any], value: float) -> bool:
+    """Whether the declaration takes ``value`` as its default (in the range, on the step's grid, a choice)."""
+    if "choices" in declared:
+        return value in list(declared["choices"] or [])
+    low, high, step = declared.get("low"), declared.get("high"), declared.get("step")
+    if not all(isinstance(v, (int, float)) for v in (low, high)):
+        return False
+    if not low <= value <= high:
+        return False
+    if step:
+        k = round((value - low) / step)
+        return math.isclose(value, low + k * step, rel_tol=1e-9, abs_tol=abs(step) * 1e-9)
+    return True
+
+
+def written_value(call: ast.Call, value: Any) -> Any:
+    """The value to write as ``call``'s default: a float to the fewest digits (4 or more) the declaration accepts."""
+    if not isinstance(value, float) or not math.isfinite(value):
+        return value
+    readable, declared = _declared(call)
+    if not readable:
+        return value
+    for digits in range(SIG_DIGITS, 18):
+        rounded = round_sig(value, digits)
+        if _accepts(declared, rounded):
+            return rounded
+    return value
 
 
 def _suggest_calls(tree: ast.AST) -> list[tuple[str, ast.Call]]:
@@ -104,7 +150,7 @@ def apply_best(source: str, params: dict[str, Any]) -> tuple[str, list[TextEditD
             continue
         found.add(name)
         ok, current = _literal(default)
-        new_value = params[name]
+        new_value = written_value(call, params[name])
         if ok and type(current) is type(new_value) and current == new_value:
             if name not in unchanged:
                 unchanged.append(name)

@@ -4,13 +4,24 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from deepdive.tune.rounding import format_params, format_sig
+
 HISTORY_ROWS = 30
 
 
 def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return "—" if value is None else str(value)
+    return format_sig(value)
+
+
+def study_line(fields: dict[str, Any]) -> str:
+    """The ``tune.study`` event as one line: what is optimised, which way, why, and by what algorithms."""
+    line = f"tuning {fields['study']}: {fields['direction']} {fields['metric']}"
+    if fields.get("metric_source"):
+        line += f" ({fields['metric_source']})"
+    sampler, pruner = fields.get("sampler_label"), fields.get("pruner_label")
+    if sampler or pruner:
+        line += f"; sampler {sampler}; pruner {pruner}"
+    return line
 
 
 def budget_line(result: Any) -> Optional[str]:
@@ -44,7 +55,7 @@ def print_result(result: Any, console: Optional[Any] = None) -> None:
     shown = trials[-HISTORY_ROWS:]
     for t in shown:
         mark = "★ " if t["number"] == result.best_number else ""
-        params = ", ".join(f"{k}={_fmt(v)}" for k, v in t["params"].items())
+        params = format_params(t["params"])
         duration = f"{t['duration_s']:.1f} s" if isinstance(t.get("duration_s"), (int, float)) else "—"
         history.add_row(f"{mark}{t['number']}", t["state"], _fmt(t["value"]), params, duration,
                         (t.get("reason") or "")[:120])
@@ -60,6 +71,11 @@ def print_result(result: Any, console: Optional[Any] = None) -> None:
     if result.retried:
         summary += f"; retried {len(result.retried)} failed trial(s)"
     console.print(summary)
+    how = [f"metric: {result.metric_source}"] if getattr(result, "metric_source", None) else []
+    if getattr(result, "sampler", None):
+        how.append(f"sampler: {result.sampler}; pruner: {result.pruner}")
+    for line in how:
+        console.print(line, soft_wrap=True, markup=False)
     budget = budget_line(result)
     if budget:
         console.print(budget, soft_wrap=True)  # one line, whatever the terminal's width (scripts grep it)
@@ -73,6 +89,6 @@ def print_result(result: Any, console: Optional[Any] = None) -> None:
     for name, value in result.best_params.items():
         importance = result.importances.get(name)
         best.add_row(name, _fmt(value), f"{importance:.2f}" if importance is not None else "—")
-    if result.importance_note:
-        best.caption = result.importance_note
     console.print(best)
+    if result.importance_note:  # a line of its own: a caption would wrap to the narrow table's width
+        console.print(result.importance_note, soft_wrap=True, markup=False)

@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import pytest
+from pygls.exceptions import JsonRpcException
 from websockets.asyncio.client import connect
 
 from deepdive.lspclient import DaemonClient
@@ -46,6 +48,11 @@ async def test_a_training_job_streams_to_the_hub_and_is_stored(daemon: DaemonCli
         await asyncio.sleep(1.5)
         reader.cancel()
     assert done.job.state == "succeeded", done.job.reason
+    # torchrun does not pass the job's event pipe on: the job's progress comes from its telemetry
+    progress = [e.progress for e in daemon.notifications[JOBS_EVENT.method] if e.job_id == job.id and e.type == "progress"]
+    assert progress and all(p.message.startswith("epoch ") and "step " in p.message for p in progress)
+    fractions = [p.fraction for p in progress if p.fraction is not None]
+    assert fractions and fractions == sorted(fractions) and 0 < fractions[-1] <= 1
     steps = [s for s in seen["samples"] if "step_time_s" in s]
     assert steps and all(isinstance(s["t"], float) for s in steps), "engine samples carry the producer's time"
     machine = seen["machine"][-1]
@@ -84,3 +91,34 @@ async def test_a_training_job_streams_to_the_hub_and_is_stored(daemon: DaemonCli
         assert any(r["run"] == job.id for r in store.runs())
     finally:
         store.close()
+
+
+async def test_a_run_started_in_a_terminal_with_the_hub_address_appears_in_the_jobs_view(
+        daemon: DaemonClient, workspace: Path):
+    """What the extension's terminal environment gives: DEEPDIVE_HUB; the run is listed as a terminal job."""
+    import os
+    import sys
+
+    from deepdive.protocol import JOBS_CANCEL, JOBS_LIST, JobIdParams, JobListParams
+
+    info = await daemon.request(HUB)
+    script = workspace / "digits.py"
+    script.write_bytes(DIGITS.read_bytes())
+    env = {**os.environ, "DEEPDIVE_HUB": info.ingest_url, "OMP_NUM_THREADS": "1"}
+    env.pop("DEEPDIVE_JOB_ID", None)
+    proc = await asyncio.create_subprocess_exec(sys.executable, str(script), "--epochs", "1", "--compression", "none",
+                                                cwd=str(workspace), env=env, stdout=asyncio.subprocess.DEVNULL,
+                                                stderr=asyncio.subprocess.PIPE)
+    started = await daemon.wait_for(JOBS_EVENT.method,
+                                    lambda e: e.type == "started" and e.job is not None and e.job.kind == "terminal", 120)
+    assert started.job.title == "train digits.py (terminal)" and started.job.state == "running"
+    assert started.job.pid == proc.pid and started.job.argv[:2] == ["--epochs", "1"]
+    listed = await daemon.request(JOBS_LIST, JobListParams())
+    assert any(j.id == started.job_id and j.kind == "terminal" for j in listed.jobs)
+    with pytest.raises(JsonRpcException, match="Ctrl-C in its terminal"):
+        await daemon.request(JOBS_CANCEL, JobIdParams(id=started.job_id))
+    finished = await daemon.wait_for(JOBS_EVENT.method,
+                                     lambda e: e.type == "finished" and e.job_id == started.job_id, 180)
+    _, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert finished.job.state == "succeeded" and finished.job.ended_at is not None

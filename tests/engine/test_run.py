@@ -232,3 +232,19 @@ def test_deepdive_train_runs_torchrun_and_prints_the_figures(tmp_path):
     summary = out["summary"]
     assert summary["world_size"] == 2 and summary["compression"] == "powersgd"
     assert summary["comm_bytes_sent_per_step"] < summary["comm_bytes_uncompressed_per_step"]
+
+
+def test_the_launchers_precision_and_compression_apply_where_the_script_leaves_auto(monkeypatch, capsys):
+    monkeypatch.setenv("DEEPDIVE_PRECISION", "fp32")
+    monkeypatch.setenv("DEEPDIVE_GRAD_COMPRESSION", "none")
+    run = dd.setup()  # the script leaves both "auto"
+    assert run.precision == "fp32" and run._options["compression"] == "none"
+    run.finish()
+    monkeypatch.setenv("DEEPDIVE_PRECISION", "bf16")
+    fixed = dd.setup(precision="fp32")  # the script fixes it: the script wins, and stderr says so
+    assert fixed.precision == "fp32"
+    assert "DEEPDIVE_PRECISION=bf16 ignored: the script fixes precision='fp32'" in capsys.readouterr().err
+    fixed.finish()
+    monkeypatch.setenv("DEEPDIVE_PRECISION", "fp8")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        dd.setup()

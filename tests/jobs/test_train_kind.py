@@ -34,3 +34,20 @@ def test_one_line_refusals(tmp_path: Path, options: dict, message: str):
     with pytest.raises(JobRejected, match=message) as info:
         launch(tmp_path, **options)
     assert "\n" not in str(info.value)
+
+
+def test_precision_and_compression_reach_the_workers_as_the_launchers_choice(tmp_path: Path):
+    _, job = launch(tmp_path, precision="bf16", grad_compression="powersgd")
+    assert job.env["DEEPDIVE_PRECISION"] == "bf16" and job.env["DEEPDIVE_GRAD_COMPRESSION"] == "powersgd"
+    _, job = launch(tmp_path, precision="auto")  # auto: the script's own choice stands
+    assert "DEEPDIVE_PRECISION" not in job.env and "DEEPDIVE_GRAD_COMPRESSION" not in job.env
+    with pytest.raises(JobRejected, match="option 'precision' must be one of auto, fp32, bf16, fp16, got 'fp8'"):
+        launch(tmp_path, precision="fp8")
+
+
+def test_the_protocols_vocabularies_are_the_engines():
+    from deepdive.engine.precision import PRECISIONS
+    from deepdive.engine.run import COMPRESSIONS
+    from deepdive.protocol import VOCABULARIES
+
+    assert VOCABULARIES["trainPrecisions"] == PRECISIONS and VOCABULARIES["gradCompressions"] == COMPRESSIONS

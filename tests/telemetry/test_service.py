@@ -61,3 +61,32 @@ async def test_a_bad_byte_bound_leaves_the_service_unstarted_with_the_reason(tmp
     with pytest.raises(ValueError, match="DEEPDIVE_METRICS_RUN_MIB must be a whole number of MiB"):
         await service.start()
     assert not (tmp_path / "metrics.db").exists()
+
+
+async def test_past_runs_are_named_by_their_script_and_say_what_they_are(tmp_path: Path):
+    """A terminal run is listed by the script its setup event names; a daemon job by its kind."""
+    service = TelemetryService(tmp_path, lambda: [])
+    await service.start()
+    try:
+        service.run_started("job-1", "Deep environment check", "doctor-deep")
+        service.run_started("job-2", "tune digits.py", "tune")
+        setup = {"kind": "setup", "t": 1_800_000_000.0, "run": "term-1", "rank": 0, "precision": "bf16",
+                 "script": "/home/me/proj/digits.py", "pid": 42, "host": "h", "argv": [], "cwd": "/home/me/proj"}
+        async with connect(service.hub.ingest_url, proxy=None) as producer:
+            await producer.send(json.dumps({"type": "samples", "run": "term-1", "rank": 0, "seq": 0, "events": [setup],
+                                            "samples": [{"t": 1_800_000_001.0, "step": 0, "loss": 1.0}]}))
+            while service.hub.stats()["ingested_messages"] < 1:
+                await asyncio.sleep(0.05)
+        for _ in range(100):  # the store's writes run in worker threads
+            runs = {r["run"]: r for r in service.store.runs()}
+            if {"job-1", "job-2", "term-1"} <= set(runs) and runs["term-1"]["script"]:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await service.stop()
+    with MetricsStore(tmp_path / "metrics.db") as store:
+        runs = {r["run"]: r for r in store.runs()}
+    assert (runs["term-1"]["kind"], runs["term-1"]["script"]) == ("train", "/home/me/proj/digits.py")
+    assert runs["term-1"]["started"] == 1_800_000_000.0, "a terminal run starts when its setup event says"
+    assert (runs["job-1"]["kind"], runs["job-1"]["name"]) == ("check", "Deep environment check")
+    assert runs["job-2"]["kind"] == "tune"

@@ -158,15 +158,58 @@ def test_runs_listing_with_outcome(store, clock):
     store.end_run("a", "succeeded", ended=T0 + 60)
     runs = store.runs()
     assert runs == [
-        {"run": "b", "job": "job-2", "name": None, "started": T0 + 10, "ended": None, "outcome": None, "dropped": 0},
+        {"run": "b", "job": "job-2", "name": None, "started": T0 + 10, "ended": None, "outcome": None, "dropped": 0,
+         "kind": "train", "script": None},
         {"run": "a", "job": "job-1", "name": "digits", "started": T0, "ended": T0 + 60, "outcome": "succeeded",
-         "dropped": 0},
+         "dropped": 0, "kind": "train", "script": None},
     ]
     assert store.runs(limit=1)[0]["run"] == "b"
     with pytest.raises(KeyError, match="start_run"):
         store.end_run("nope", "failed")
     with pytest.raises(ValueError, match="non-empty"):
         store.add_samples("", 0, [step(T0, 0)])
+
+
+def test_runs_say_what_they_are_and_which_script_they_ran(store, clock):
+    store.start_run("job-1", job="job-1", name="train digits.py ×2", kind="train", started=T0)
+    store.start_run("job-2", job="job-2", name="Deep environment check", kind="check", started=T0 + 1)
+    store.start_run("job-3", job="job-3", name="python plain.py", kind="script", started=T0 + 2)
+    store.start_run("job-4", job="job-4", name="python engine.py", kind="script", started=T0 + 3)
+    store.note_script("job-4", "/work/engine.py")  # that script set up deepdive.engine: it trains
+    store.note_script("job-1", "/work/digits.py")
+    clock.t = T0 + 5
+    store.note_script("term", "/home/me/digits.py")  # a run from a terminal: its setup event comes first
+    store.add_samples("term", 0, [step(T0 + 6, 0)])
+    store.add_samples("tune-study", 0, [step(T0 + 7, 0)])  # the id prefixes the engine's CLI gives
+    store.add_samples("compress-digits", 0, [step(T0 + 8, 0)])
+    store.start_run("job-5", job="job-5", name="tune digits.py", kind="tune", started=T0 + 9)
+    store.note_script("job-5", "/work/digits.py")  # a setup event never turns a search into a training run
+    got = {r["run"]: (r["kind"], r["script"]) for r in store.runs()}
+    assert got == {
+        "job-1": ("train", "/work/digits.py"), "job-2": ("check", None), "job-3": ("script", None),
+        "job-4": ("train", "/work/engine.py"), "term": ("train", "/home/me/digits.py"),
+        "tune-study": ("tune", None), "compress-digits": ("compress", None), "job-5": ("tune", "/work/digits.py"),
+    }
+    assert [r["started"] for r in store.runs() if r["run"] == "term"] == [T0 + 5], "the setup event's time is its start"
+    with pytest.raises(ValueError, match="kind must be one of train, tune, compress, check, script"):
+        store.start_run("x", kind="eval")
+
+
+def test_runs_stored_before_kinds_existed_get_one_from_their_name_or_id(tmp_path, clock):
+    path = tmp_path / "metrics.db"
+    db = sqlite3.connect(path)  # the runs table of an earlier release: no kind, no script
+    db.execute("CREATE TABLE runs (run TEXT PRIMARY KEY, job TEXT, name TEXT, started REAL, ended REAL, outcome TEXT)")
+    db.executemany("INSERT INTO runs VALUES (?, ?, ?, ?, NULL, NULL)", [
+        ("j1", "j1", "Deep environment check", T0), ("j2", "j2", "tune digits.py", T0 + 1),
+        ("j3", "j3", "compress digits.pt", T0 + 2), ("j4", "j4", "train digits.py ×1", T0 + 3),
+        ("tune-s", None, None, T0 + 4), ("abc123", None, None, T0 + 5)])
+    db.commit()
+    db.close()
+    with MetricsStore(path, clock=clock) as s:
+        got = {r["run"]: r["kind"] for r in s.runs()}
+        s.note_script("abc123", "/w/digits.py")
+        assert [r["script"] for r in s.runs() if r["run"] == "abc123"] == ["/w/digits.py"]
+    assert got == {"j1": "check", "j2": "tune", "j3": "compress", "j4": "train", "tune-s": "tune", "abc123": "train"}
 
 
 def test_aggregate_rules():

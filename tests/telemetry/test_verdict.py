@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from deepdive.telemetry.verdict import KINDS, MIN_STEPS, verdict
+from deepdive.telemetry.verdict import KINDS, MIN_STEPS, fold_engine_event, verdict
 
 
 def steps(n=10, step=0.1, wait=0.0, exposed=None, **extra):
@@ -104,3 +104,69 @@ def test_compute_bound_on_gpu_and_cpu():
 @pytest.mark.parametrize("share, kind", [(0.1, "compute-bound"), (0.3, "input-bound")])
 def test_the_input_threshold(share, kind):
     check(verdict(steps(step=1 - share, wait=share), machine()), kind, "")
+
+
+# -- the engine's own compression decision (issue #20: the verdict must not contradict it) ----------------
+
+
+def loopback_decision(**override):
+    """The engine's auto decision on a 2-process loopback run, made by the engine's own rule."""
+    from deepdive.engine.compression import decide_auto
+
+    evidence = {"step_time_s": 0.0086, "comm_time_s": 0.0044, "comm_exposed_s": 0.0044,
+                "comm_bytes_uncompressed": 342056.0, "backend": "gloo", "world_size": 2, "link": "loopback",
+                **override}
+    mode, reason = decide_auto(evidence)
+    return {"kind": "compression", "mode": mode, "reason": reason, "evidence": evidence, "step": 20, "trial": False}
+
+
+def test_on_loopback_the_verdict_says_the_engine_turned_compression_off_and_recommends_no_compression():
+    decision = loopback_decision()
+    assert decision["mode"] == "none" and "loopback" in decision["reason"]
+    facts: dict = {}
+    fold_engine_event(facts, {"kind": "setup", "link": "loopback", "world_size": 2})
+    fold_engine_event(facts, decision)
+    v = check(verdict(steps(step=0.1, exposed=0.05), [], engine=facts), "communication-bound", "no_sync")
+    assert "compression" not in v["fix"].lower() and "powersgd" not in v["fix"].lower()
+    assert "the engine measured" in v["sentence"] and "at step 20" in v["sentence"]
+    assert "every process is on this host (loopback): no network bandwidth to save; compression off" in v["sentence"]
+    assert v["evidence"]["engine_compression"] == decision["reason"]
+
+
+def test_a_trial_that_measured_no_gain_is_not_recommended_again():
+    from deepdive.engine.compression import decide_auto
+
+    evidence = dict(loopback_decision()["evidence"], link="network")
+    mode, reason = decide_auto(evidence, trial={"step_time_s": 0.0085})
+    assert mode == "none" and "no gain" in reason
+    facts: dict = {}
+    fold_engine_event(facts, {"kind": "compression", "mode": mode, "reason": reason, "step": 30, "trial": False})
+    v = check(verdict(steps(step=0.1, exposed=0.05), [], engine=facts), "communication-bound", "no_sync")
+    assert "powersgd" not in v["fix"].lower() and "no gain; compression off" in v["sentence"]
+
+
+def test_on_loopback_without_an_auto_decision_compression_is_not_recommended_either():
+    facts: dict = {}
+    fold_engine_event(facts, {"kind": "setup", "link": "loopback", "world_size": 2})
+    fold_engine_event(facts, {"kind": "prepare", "compression": "none", "compression_reason": "asked for"})
+    v = check(verdict(steps(step=0.1, exposed=0.05), [], engine=facts), "communication-bound", "no_sync")
+    assert "powersgd" not in v["fix"].lower()
+    assert "every process is on this host (loopback)" in v["sentence"] and "no network bandwidth" in v["sentence"]
+
+
+def test_over_a_network_with_compression_off_by_request_powersgd_is_still_the_fix():
+    facts: dict = {}
+    fold_engine_event(facts, {"kind": "setup", "link": "network", "world_size": 16})
+    fold_engine_event(facts, {"kind": "prepare", "compression": "none", "compression_reason": "asked for"})
+    fold_engine_event(facts, {"kind": "overflow", "step": 3})  # other events change nothing
+    check(verdict(steps(step=0.1, exposed=0.05), [], engine=facts), "communication-bound", "grad_compression='powersgd'")
+    check(verdict(steps(step=0.1, exposed=0.05), [], engine={}), "communication-bound", "grad_compression='powersgd'")
+
+
+def test_an_fsdp_run_is_not_told_to_use_the_ddp_compression_hooks():
+    facts: dict = {}
+    fold_engine_event(facts, {"kind": "setup", "link": "network", "world_size": 16})
+    fold_engine_event(facts, {"kind": "prepare", "strategy": "fsdp", "compression": "none",
+                              "compression_reason": "FSDP shards gradients with reduce-scatter: no DDP compression hook"})
+    v = check(verdict(steps(step=0.1, exposed=0.05), [], engine=facts), "communication-bound", "no_sync")
+    assert "powersgd" not in v["fix"].lower() and "FSDP" in v["sentence"]

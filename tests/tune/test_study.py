@@ -38,7 +38,9 @@ def test_digits_study_with_pruning_and_two_parallel_workers(tmp_path):
     assert result.n_complete + result.n_pruned + result.n_fail == 10 and result.n_fail == 0
     assert 0.85 < result.best_value <= 1.0
     assert set(result.best_params) == {"lr", "weight_decay", "hidden", "dropout"}
-    assert set(result.importances) == set(result.best_params) and result.importance_note is None
+    # 10 trials are too few for fANOVA to rank parameters: hidden, and the note says why
+    assert result.importances == {} and result.importance_note.startswith(
+        f"importance appears after 20 completed trials ({result.n_complete} so far)")
     # pruned trials stopped early: fewer intermediate values than a complete one
     complete = [t for t in result.trials if t["state"] == "complete"]
     pruned = [t for t in result.trials if t["state"] == "pruned"]
@@ -52,7 +54,11 @@ def test_digits_study_with_pruning_and_two_parallel_workers(tmp_path):
     assert kinds[0] == "tune.study" and kinds[-1] == "tune.done"
     start = events[0][1]
     assert start == {"study": "digits", "direction": "maximize", "metric": "accuracy", "sampler": "auto",
-                     "pruner": "auto", "n_trials": 10, "parallel": 2, "storage": _db(tmp_path)}
+                     "pruner": "auto", "n_trials": 10, "parallel": 2, "storage": _db(tmp_path),
+                     "metric_source": "--metric; direction guessed from the name",
+                     "sampler_label": "TPE (auto: multivariate, constant liar)",
+                     "pruner_label": "Hyperband (auto: fixed variant, first rung at a quarter of a trial's reports)",
+                     "importance_after": 20}
     trial_events = [f for k, f in events if k == "tune.trial"]
     assert set(trial_events[0]) == {"study", "number", "state", "params", "value", "intermediate", "reason", "worker",
                                     "waiting_reason", "duration_s"}
@@ -63,9 +69,11 @@ def test_digits_study_with_pruning_and_two_parallel_workers(tmp_path):
     best = [f for k, f in events if k == "tune.best"]
     assert best and best[-1]["value"] == result.best_value and best[-1]["params"] == result.best_params
     importance = [f for k, f in events if k == "tune.importance"]
-    assert importance and importance[-1]["importances"] == pytest.approx(result.importances)
+    assert importance and importance[-1]["importances"] == result.importances == {}
+    assert importance[-1]["note"] == result.importance_note
     done = events[-1][1]
     assert (done["n_complete"], done["n_pruned"], done["n_fail"]) == (result.n_complete, result.n_pruned, 0)
+    assert done["trials"] == [[t["number"], t["state"], t["value"]] for t in result.trials]  # the storage's states
     # overlapping trials: the two workers ran at once
     running = {}
     overlap = False

@@ -4,12 +4,12 @@
 export interface GenerateArgs {
     /** Skips the prompt input when given. */
     prompt?: string;
-    /** Insert into this document (a URI string) instead of the active editor. */
+    /** Propose for this document (a URI string) instead of the active editor. */
     uri?: string;
     /** Insert at this position (0-based) instead of the cursor. */
     line?: number;
     character?: number;
-    /** Return as soon as the program is in the document, without showing the summary notification. */
+    /** Return as soon as the program is proposed, without showing the summary notification. */
     quiet?: boolean;
 }
 
@@ -49,7 +49,7 @@ export interface GenerateOutcome {
     /** `no-program`: the builtin cannot build the request as asked; `summary` says what is missing. */
     state: 'review' | 'accepted' | 'cancelled' | 'failed' | 'no-prompt' | 'no-program';
     uri?: string;
-    /** The inserted program, as it is in the document. */
+    /** The proposed program (without its framing), as Accept inserts it into the document. */
     text?: string;
     summary?: string;
     verified?: boolean;

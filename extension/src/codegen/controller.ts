@@ -1,5 +1,6 @@
-// The code generation commands: ask for a prompt, stream the program into a document as a change
-// to review, show how verification went.
+// The code generation commands: ask for a prompt, stream the program into a read-only proposal shown
+// as a diff against the document, insert it into the document (unsaved) on Accept, show how
+// verification went. No file is written until the user saves.
 import { guardCommand } from '../common/guard';
 import * as os from 'os';
 import * as path from 'path';
@@ -11,25 +12,30 @@ import {
     Position,
     ProgressLocation,
     QuickPickItem,
+    Range,
+    Selection,
     TextDocument,
+    TextEditorRevealType,
     Uri,
     window,
     workspace,
 } from 'vscode';
 import { Commands, PROMPT_HISTORY_KEY, Schemes } from '../common/constants';
-import { traceError, traceInfo } from '../common/logging';
+import { traceInfo } from '../common/logging';
 import { DeepdiveServer } from '../common/server';
 import { getSettings } from '../common/settings';
 import { executeCommand, getWorkspaceFolders, isTrusted, registerCommand } from '../common/vscodeapi';
-import { GeneratePartial, GenerateResult, Requests } from '../protocol';
+import { GenerateParams, GeneratePartial, GenerateResult, Requests } from '../protocol';
 import { ReadOnlyDocuments } from '../report/documents';
 import { GenerateArgs, GenerateOutcome, parseGenerateArgs } from './args';
 import { pushHistory, readHistory } from './history';
 import { buildGenerateParams } from './params';
+import { dataHint, dataNeed, dataSection } from './datahint';
 import { InsertionTarget, PendingGeneration } from './pending';
+import { closeProposal, PROPOSAL_SCHEME, ProposalDocuments, showProposal } from './proposals';
 import { parsePromptLine } from './prompts';
 import { cursorFraming, finalBody } from './region';
-import { GenerationReview } from './review';
+import { GenerationReview, SHOW_PROPOSAL_COMMAND } from './review';
 import { GenerationStream } from './stream';
 import { formatSummary, isVerified, renderChecks, SummaryContext, summaryIsWarning } from './summary';
 
@@ -48,10 +54,16 @@ interface Finished {
     prompt: string;
     result: GenerateResult;
     ctx: SummaryContext;
+    /** The file name the program's run lines say (the document's, else the suggested one). */
+    file: string;
 }
 
 export class CodegenController implements Disposable {
-    readonly review = new GenerationReview();
+    readonly proposals = new ProposalDocuments();
+    readonly review = new GenerationReview((g) => {
+        this.cancels.get(g.id)?.cancel();
+        void closeProposal(g.proposalUri);
+    });
     private readonly cancels = new Map<number, CancellationTokenSource>();
     private readonly finished = new Map<number, Finished>();
     private last: Finished | undefined;
@@ -66,8 +78,9 @@ export class CodegenController implements Disposable {
         return [
             this,
             this.docs.register(Schemes.codegen),
+            this.proposals.register(),
             languages.registerCodeLensProvider(
-                [{ scheme: 'file' }, { scheme: 'untitled' }, { scheme: 'vscode-notebook-cell', language: 'python' }],
+                [{ scheme: 'file' }, { scheme: 'untitled' }, { scheme: 'vscode-notebook-cell', language: 'python' }, { scheme: PROPOSAL_SCHEME }],
                 this.review,
             ),
             registerCommand(Commands.generateCode, (arg?: unknown) => this.guard('Generate code', () => this.generateCode(parseGenerateArgs(arg)))),
@@ -78,6 +91,7 @@ export class CodegenController implements Disposable {
             registerCommand(Commands.acceptGeneration, (ref?: unknown) => this.accept(ref)),
             registerCommand(Commands.rejectGeneration, (ref?: unknown) => this.reject(ref)),
             registerCommand(Commands.showGenerationChecks, (ref?: unknown) => this.showChecks(ref)),
+            registerCommand(SHOW_PROPOSAL_COMMAND, (ref?: unknown) => this.showProposal(ref)),
         ];
     }
 
@@ -120,7 +134,6 @@ export class CodegenController implements Disposable {
         if (!p) {
             throw new Error(`line ${lineNo + 1} is not a "# deepdive: <prompt>" comment any more`);
         }
-        await window.showTextDocument(doc, { preview: false });
         const last = lineNo === doc.lineCount - 1;
         const target: InsertionTarget = last
             ? { document: doc, offset: doc.offsetAt(doc.lineAt(lineNo).range.end), prefix: '\n', suffix: '\n', indent: p.indent }
@@ -128,38 +141,36 @@ export class CodegenController implements Disposable {
         return this.run(p.prompt, target, false);
     }
 
+    /** A new file: the proposal streams alone, then becomes an untitled document (never written until saved). */
     private async generateIntoNewFile(a: GenerateArgs): Promise<GenerateOutcome> {
         const prompt = a.prompt ?? (await this.askPrompt('Generate into New File'));
         if (!prompt) {
             return { state: 'no-prompt' };
         }
-        const editor = await this.newPythonEditor();
-        const doc = editor.document;
-        const outcome = await this.run(prompt, { document: doc, offset: 0, prefix: '', suffix: '', indent: '' }, true);
+        const outcome = await this.run(prompt, { document: undefined, offset: 0, prefix: '', suffix: '', indent: '' }, true);
         if (outcome.state === 'no-program') {
-            if (doc.isUntitled && doc.getText() === '' && window.activeTextEditor?.document === doc) {
-                await executeCommand('workbench.action.revertAndCloseActiveEditor'); // the empty editor opened for it
-            }
             if (!a.quiet && this.last) {
                 this.showNoProgram(this.last, outcome.summary ?? '');
             }
             return outcome;
         }
-        const g = this.review.find(doc.uri.toString());
+        const g = this.review.find(outcome.uri);
         if (outcome.state !== 'review' || !g) {
             return outcome;
         }
         // A new file is the program itself: nothing to accept or reject, only to save.
-        g.state = 'closed';
+        const doc = await workspace.openTextDocument({ language: 'python', content: g.program });
+        await closeProposal(g.proposalUri);
         this.review.drop(g);
-        const finished = this.finished.get(g.id);
+        await window.showTextDocument(doc, { preview: false });
         if (!a.quiet) {
-            void this.offerSave(doc, finished, outcome.summary ?? '');
+            void this.offerSave(doc, this.finished.get(g.id), outcome.summary ?? '');
         }
-        return { ...outcome, state: 'accepted', text: doc.getText() };
+        return { ...outcome, state: 'accepted', uri: doc.uri.toString(), text: doc.getText() };
     }
 
-    accept(ref?: unknown): boolean {
+    /** Inserts the proposal into its document with one edit; the document stays unsaved (auto-save saves it if the user has it on). */
+    async accept(ref?: unknown): Promise<boolean> {
         const g = this.review.find(ref);
         if (!g) {
             if (typeof ref !== 'number') {
@@ -172,11 +183,30 @@ export class CodegenController implements Disposable {
             void window.showInformationMessage('Deepdive: the program is still being generated; accept it once it is complete.');
             return false;
         }
-        g.state = 'closed';
+        if (g.state === 'closed') {
+            return false;
+        }
+        const at = g.anchor;
+        const outcome = await g.apply();
+        if (outcome === 'lost') {
+            void window.showWarningMessage('Deepdive: cannot accept: the text where the program was to go was replaced; copy it from the proposal or generate again.');
+            return false;
+        }
+        if (outcome !== 'applied' || !g.document || at === undefined) {
+            void window.showWarningMessage(`Deepdive: cannot accept: ${outcome === 'closed' ? 'the document was closed' : 'the editor refused the edit'}; generate again.`);
+            return false;
+        }
+        const doc = g.document;
         this.review.drop(g);
+        await closeProposal(g.proposalUri);
+        const start = doc.positionAt(at);
+        const editor = await window.showTextDocument(doc, { preview: false });
+        editor.selection = new Selection(start, start);
+        editor.revealRange(new Range(start, start), TextEditorRevealType.InCenterIfOutsideViewport);
         return true;
     }
 
+    /** Closes the proposal (cancelling it while it streams); the document is not touched. */
     async reject(ref?: unknown): Promise<boolean> {
         const g = this.review.find(ref);
         if (!g) {
@@ -185,17 +215,19 @@ export class CodegenController implements Disposable {
             }
             return false;
         }
-        if (g.state === 'streaming') {
-            // run() removes the partial insertion when the request ends
-            this.cancels.get(g.id)?.cancel();
-            return true;
-        }
-        const ok = await g.remove();
+        this.cancels.get(g.id)?.cancel(); // while streaming: run() ends and closes the proposal
         this.review.drop(g);
-        if (!ok) {
-            void window.showWarningMessage('Deepdive: could not remove the generated code (was the document closed?).');
+        await closeProposal(g.proposalUri);
+        return true;
+    }
+
+    async showProposal(ref?: unknown): Promise<void> {
+        const g = this.review.find(ref);
+        if (!g) {
+            void window.showInformationMessage('Deepdive: there is no proposed code to show.');
+            return;
         }
-        return ok;
+        await showProposal(g.proposalUri, g.document?.uri);
     }
 
     async showChecks(ref?: unknown): Promise<void> {
@@ -205,21 +237,23 @@ export class CodegenController implements Disposable {
             void window.showInformationMessage('Deepdive: no program has been generated yet.');
             return;
         }
-        await this.docs.show(CHECKS_URI, renderChecks(f.prompt, f.result, f.ctx));
+        await this.docs.show(CHECKS_URI, checksPage(f));
     }
 
     // ---- the generation itself -----------------------------------------------------------------
 
     private async run(prompt: string, target: InsertionTarget, quiet: boolean): Promise<GenerateOutcome> {
         const doc = target.document;
-        const busy = this.review.inDocument(doc);
-        if (busy?.state === 'streaming') {
-            throw new Error('a program is already being generated in this document; cancel it or wait for it');
+        if (doc?.uri.scheme === PROPOSAL_SCHEME) {
+            throw new Error('a proposal is read-only: accept or reject it, then generate in the document');
         }
+        const busy = doc && this.review.inDocument(doc);
         if (busy) {
-            // starting another generation keeps the one under review
-            busy.state = 'closed';
-            this.review.drop(busy);
+            throw new Error(
+                busy.state === 'streaming'
+                    ? 'a program is already being generated for this document; cancel it or wait for it'
+                    : 'a proposal for this document is under review; accept or reject it first',
+            );
         }
         const settings = getSettings().codegen;
         const trusted = isTrusted();
@@ -227,89 +261,91 @@ export class CodegenController implements Disposable {
         const ctx: SummaryContext = { verifyRequested: settings.verify, trusted };
         traceInfo(`Generating code (${params.backend}, verify ${String(params.verify)}): ${prompt}`);
 
-        const g = new PendingGeneration(doc, target, prompt);
-        if (!(await g.open())) {
-            throw new Error(`cannot edit ${doc.uri.toString(true)}`);
-        }
+        const g = new PendingGeneration(target, prompt, this.proposals);
         this.review.add(g);
         const cts = new CancellationTokenSource();
         this.cancels.set(g.id, cts);
-        const stream = new GenerationStream();
         let result: GenerateResult;
         try {
-            result = await window.withProgress(
-                { location: ProgressLocation.Notification, title: 'Deepdive: generating code', cancellable: true },
-                async (progress, token) => {
-                    const sub = token.onCancellationRequested(() => cts.cancel());
-                    progress.report({ message: 'starting' });
-                    const cancelled = new Promise<never>((_, reject) => {
-                        if (cts.token.isCancellationRequested) {
-                            reject(new Cancelled());
-                        }
-                        cts.token.onCancellationRequested(() => reject(new Cancelled()));
-                    });
-                    const request = this.server.requestWithProgress<typeof Requests.generate, GeneratePartial>(Requests.generate, params, {
-                        onPartial: (p) => {
-                            if (g.state !== 'streaming') {
-                                return;
-                            }
-                            const change = stream.apply(p);
-                            if (change === 'text') {
-                                g.setBody(stream.text).then(
-                                    () => this.review.refresh(),
-                                    (err) => {
-                                        traceError('Streaming into the document failed:', err);
-                                        cts.cancel();
-                                    },
-                                );
-                            }
-                            if (change !== 'none') {
-                                progress.report({ message: stream.progressLabel() });
-                            }
-                        },
-                        onWorkDone: (v) => {
-                            if (v.kind === 'report' && v.message && stream.phase === undefined) {
-                                progress.report({ message: v.message });
-                            }
-                        },
-                        token: cts.token,
-                    });
-                    request.catch(() => undefined); // when the cancel wins the race
-                    try {
-                        return await Promise.race([request, cancelled]);
-                    } finally {
-                        sub.dispose();
-                    }
-                },
-            );
-            if (g.state === 'closed' || doc.isClosed) {
+            await showProposal(g.proposalUri, doc?.uri);
+            result = await this.request(g, params, cts);
+            if (g.state === 'closed' || doc?.isClosed) {
                 throw new Cancelled();
             }
             if (result.code === '') {
                 // no program: the builtin cannot build the request as asked (the result says what is missing)
-                await g.remove().catch(() => false);
                 this.review.drop(g);
-                return this.noProgram(prompt, result, ctx, doc, quiet);
+                await closeProposal(g.proposalUri);
+                return this.noProgram(prompt, result, ctx, doc?.uri, quiet);
             }
-            await g.setBody(finalBody(result.code, target.suffix));
+            g.result = result;
+            g.setBody(finalBody(result.code, target.suffix), true);
+            await g.settled();
         } catch (err) {
             const wasCancelled = err instanceof Cancelled || cts.token.isCancellationRequested;
-            await g.remove().catch(() => false);
             this.review.drop(g);
+            await closeProposal(g.proposalUri).catch(() => undefined);
             if (wasCancelled) {
-                traceInfo('Code generation cancelled; the partial program was removed');
-                return { state: 'cancelled', uri: doc.uri.toString() };
+                traceInfo('Code generation cancelled; the proposal was closed');
+                return { state: 'cancelled', uri: g.uri.toString() };
             }
             throw err;
         } finally {
             this.cancels.delete(g.id);
             cts.dispose();
         }
+        return this.toReview(g, prompt, result, ctx, quiet);
+    }
 
-        g.result = result;
+    /** Sends the request; the streamed program goes into the proposal as it arrives. */
+    private request(g: PendingGeneration, params: GenerateParams, cts: CancellationTokenSource): Promise<GenerateResult> {
+        const stream = new GenerationStream();
+        return Promise.resolve(
+            window.withProgress({ location: ProgressLocation.Notification, title: 'Deepdive: generating code', cancellable: true }, async (progress, token) => {
+                const sub = token.onCancellationRequested(() => cts.cancel());
+                progress.report({ message: 'starting' });
+                const cancelled = new Promise<never>((_, reject) => {
+                    if (cts.token.isCancellationRequested) {
+                        reject(new Cancelled());
+                    }
+                    cts.token.onCancellationRequested(() => reject(new Cancelled()));
+                });
+                const request = this.server.requestWithProgress<typeof Requests.generate, GeneratePartial>(Requests.generate, params, {
+                    onPartial: (p) => {
+                        if (g.state !== 'streaming') {
+                            return;
+                        }
+                        const change = stream.apply(p);
+                        if (change === 'text') {
+                            g.setBody(stream.text);
+                        }
+                        if (change !== 'none') {
+                            progress.report({ message: stream.progressLabel() });
+                        }
+                    },
+                    onWorkDone: (v) => {
+                        if (v.kind === 'report' && v.message && stream.phase === undefined) {
+                            progress.report({ message: v.message });
+                        }
+                    },
+                    token: cts.token,
+                });
+                request.catch(() => undefined); // when the cancel wins the race
+                try {
+                    return await Promise.race([request, cancelled]);
+                } finally {
+                    sub.dispose();
+                }
+            }),
+        );
+    }
+
+    /** The program is complete: the proposal waits for Accept or Reject. */
+    private toReview(g: PendingGeneration, prompt: string, result: GenerateResult, ctx: SummaryContext, quiet: boolean): GenerateOutcome {
         g.summary = formatSummary(result, ctx);
+        g.data = dataNeed(result);
         g.state = 'review';
-        const finished: Finished = { prompt, result, ctx };
+        const finished: Finished = { prompt, result, ctx, file: g.runName ?? (result.filename || 'generated.py') };
         this.finished.set(g.id, finished);
         for (const id of [...this.finished.keys()].slice(0, -FINISHED_KEPT)) {
             this.finished.delete(id);
@@ -320,35 +356,36 @@ export class CodegenController implements Disposable {
         if (!quiet) {
             void this.notifyReview(g, finished);
         }
-        return { state: 'review', uri: doc.uri.toString(), text: doc.getText(g.bodyRange), summary: g.summary, verified: isVerified(result) };
+        return { state: 'review', uri: g.uri.toString(), text: g.program, summary: g.summary, verified: isVerified(result) };
     }
 
-    /** A result without a program: nothing is inserted; the summary says what is missing and what a model would add. */
-    private noProgram(prompt: string, result: GenerateResult, ctx: SummaryContext, doc: TextDocument, quiet: boolean): GenerateOutcome {
-        const finished: Finished = { prompt, result, ctx };
+    /** A result without a program: nothing is proposed; the summary says what is missing and what a model would add. */
+    private noProgram(prompt: string, result: GenerateResult, ctx: SummaryContext, uri: Uri | undefined, quiet: boolean): GenerateOutcome {
+        const finished: Finished = { prompt, result, ctx, file: result.filename || 'generated.py' };
         this.last = finished;
         const summary = formatSummary(result, ctx);
         traceInfo(`No program generated: ${summary}`);
         if (!quiet) {
             this.showNoProgram(finished, summary);
         }
-        return { state: 'no-program', uri: doc.uri.toString(), summary, verified: false };
+        return { state: 'no-program', uri: uri?.toString(), summary, verified: false };
     }
 
     private showNoProgram(f: Finished, summary: string): void {
         void window.showWarningMessage(`Deepdive: ${summary}`, 'Show Details').then((choice) => {
             if (choice === 'Show Details') {
                 this.last = f;
-                void this.docs.show(CHECKS_URI, renderChecks(f.prompt, f.result, f.ctx));
+                void this.docs.show(CHECKS_URI, checksPage(f));
             }
         });
     }
 
     private async notifyReview(g: PendingGeneration, f: Finished): Promise<void> {
         const show = summaryIsWarning(f.result, f.ctx) ? window.showWarningMessage : window.showInformationMessage;
-        const choice = await show(`Deepdive: ${g.summary ?? ''}`, 'Accept', 'Reject', 'Show Checks');
+        const data = g.data ? ` · ${dataHint(g.data)}` : '';
+        const choice = await show(`Deepdive: ${g.summary ?? ''}${data}`, 'Accept', 'Reject', 'Show Checks');
         if (choice === 'Accept') {
-            this.accept(g.id);
+            await this.accept(g.id);
         } else if (choice === 'Reject') {
             await this.reject(g.id);
         } else if (choice === 'Show Checks') {
@@ -362,7 +399,7 @@ export class CodegenController implements Disposable {
         const choice = await show(`Deepdive: ${summary}`, 'Save As…', 'Show Checks');
         if (choice === 'Show Checks' && f) {
             this.last = f;
-            await this.docs.show(CHECKS_URI, renderChecks(f.prompt, f.result, f.ctx));
+            await this.docs.show(CHECKS_URI, checksPage(f));
         } else if (choice === 'Save As…') {
             await this.saveAs(doc, f?.result.filename || 'generated.py');
         }
@@ -428,5 +465,12 @@ export class CodegenController implements Disposable {
             cts.cancel();
         }
         this.review.dispose();
+        this.proposals.dispose();
     }
+}
+
+/** The checks page, with the Data section when the program reads a data set. */
+function checksPage(f: Finished): string {
+    const data = dataSection(dataNeed(f.result), f.file);
+    return renderChecks(f.prompt, f.result, f.ctx) + (data.length > 0 ? '\n' + data.join('\n') : '');
 }

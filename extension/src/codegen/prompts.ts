@@ -1,4 +1,5 @@
 // Finds comment prompts (`# deepdive: a resnet18 for cifar-10`) in Python source. No `vscode` import.
+import { docstringPrompt, samePrompt } from './docstring';
 
 /** One `# deepdive: …` comment: where it is and what it asks for. */
 export interface CommentPrompt {
@@ -35,4 +36,25 @@ export function findCommentPrompts(text: string): CommentPrompt[] {
         }
     }
     return out;
+}
+
+/** How far below its comment an answer's docstring may start (blank lines and comments in between). */
+const ANSWER_WINDOW_LINES = 60;
+
+/**
+ * True when the prompt on `line` was answered: the code right below the comment (blank lines and
+ * comments, such as a shebang, may come first) opens with a docstring whose `Prompt:` line is this
+ * prompt, which is what an accepted program inserted under it starts with. Deleting the program, or
+ * editing the prompt, brings the comment's Generate lens back.
+ */
+export function promptAnswered(lines: readonly string[], line: number, prompt: string): boolean {
+    const below = lines.slice(line + 1, line + 1 + ANSWER_WINDOW_LINES).join('\n');
+    const written = docstringPrompt(below);
+    return written !== undefined && samePrompt(written, prompt);
+}
+
+/** The prompt comments still to answer: those without an accepted program under them. */
+export function findOpenPrompts(text: string): CommentPrompt[] {
+    const lines = text.split(/\r?\n/);
+    return findCommentPrompts(text).filter((p) => !promptAnswered(lines, p.line, p.prompt));
 }

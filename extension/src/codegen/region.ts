@@ -1,36 +1,10 @@
-// Where a streamed program sits in a document, and how to update it. No `vscode` import.
-
-/** The inserted text: `prefix + body + suffix`, starting at `start` (document offsets). */
-export interface Region {
-    start: number;
-    length: number;
-}
+// Where a proposed program goes in a document, and how it is framed and indented there. No `vscode` import.
 
 /** A document change, as `TextDocumentContentChangeEvent` gives it. */
 export interface TextChange {
     offset: number;
     removed: number;
     inserted: number;
-}
-
-/**
- * The region after someone else's change. A change before it moves it; one after it leaves it
- * alone; one that overlaps it grows or shrinks it to cover the edited text (`touched`).
- */
-export function shiftRegion(region: Region, change: TextChange): { region: Region; touched: boolean } {
-    const end = region.start + region.length;
-    const delta = change.inserted - change.removed;
-    const changeEnd = change.offset + change.removed;
-    if (changeEnd <= region.start && !(change.removed === 0 && change.offset === region.start && region.length === 0)) {
-        // entirely before (an insertion right at the start counts as before)
-        return { region: { start: region.start + delta, length: region.length }, touched: false };
-    }
-    if (change.offset >= end) {
-        return { region, touched: false };
-    }
-    const start = Math.min(region.start, change.offset);
-    const newEnd = Math.max(end, changeEnd) + delta;
-    return { region: { start, length: Math.max(0, newEnd - start) }, touched: true };
 }
 
 /** Indents every non-empty line; stable under appends (a longer text gives a longer prefix). */
@@ -42,19 +16,6 @@ export function indentLines(text: string, indent: string): string {
         .split('\n')
         .map((line) => (line.length > 0 ? indent + line : line))
         .join('\n');
-}
-
-/** The edit that turns `oldBody` into `newBody`: an append at the end when it can, else a replacement. */
-export type BodyEdit = { kind: 'none' } | { kind: 'append'; at: number; text: string } | { kind: 'replace'; text: string };
-
-export function planBodyEdit(oldBody: string, newBody: string): BodyEdit {
-    if (oldBody === newBody) {
-        return { kind: 'none' };
-    }
-    if (newBody.startsWith(oldBody)) {
-        return { kind: 'append', at: oldBody.length, text: newBody.slice(oldBody.length) };
-    }
-    return { kind: 'replace', text: newBody };
 }
 
 /**
@@ -72,4 +33,26 @@ export function cursorFraming(lineBefore: string, lineAfter: string): { prefix: 
 export function finalBody(code: string, suffix: string): string {
     const trimmed = code.replace(/\s+$/, '');
     return suffix.endsWith('\n') || trimmed === '' ? trimmed : trimmed + '\n';
+}
+
+/**
+ * Where a proposed program goes after someone's change to the document it is proposed for (the
+ * document itself holds nothing of it until Accept). A change before the place (an insertion right
+ * at it included: typed text stays above the program) moves it; a change after it leaves it; a
+ * change that replaces text around it loses it (undefined): there is no right place any more.
+ */
+export function shiftAnchor(anchor: number, change: TextChange): number | undefined {
+    const changeEnd = change.offset + change.removed;
+    if (changeEnd <= anchor) {
+        return anchor + change.inserted - change.removed;
+    }
+    if (change.offset >= anchor) {
+        return anchor;
+    }
+    return undefined;
+}
+
+/** The proposed document: `original` with `program` (framing included) inserted at `anchor`. */
+export function composeProposal(original: string, anchor: number, program: string): string {
+    return original.slice(0, anchor) + program + original.slice(anchor);
 }

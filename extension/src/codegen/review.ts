@@ -1,39 +1,27 @@
-// The generations under review: their decoration, their CodeLenses, and the prompt-comment lenses.
-import {
-    CodeLens,
-    CodeLensProvider,
-    Disposable,
-    EventEmitter,
-    Range,
-    TextDocument,
-    TextEditor,
-    TextEditorDecorationType,
-    ThemeColor,
-    Uri,
-    window,
-    workspace,
-} from 'vscode';
+// The proposals under review: their CodeLenses (in the document and in the proposal), the context key
+// of the Accept/Reject buttons, and the Generate lenses of prompt comments not answered yet.
+import { CodeLens, CodeLensProvider, Disposable, EventEmitter, Position, Range, TabInputTextDiff, TextDocument, Uri, window, workspace } from 'vscode';
 import { Commands } from '../common/constants';
 import { executeCommand } from '../common/vscodeapi';
+import { dataHint } from './datahint';
 import { PendingGeneration } from './pending';
-import { findCommentPrompts } from './prompts';
+import { PROPOSAL_SCHEME } from './proposals';
+import { findOpenPrompts } from './prompts';
 
-/** The context key that is true while the active editor shows a generation to review. */
+/** The context key that is true while the active editor shows a proposal to review (its document or the diff). */
 export const PENDING_CONTEXT = 'deepdive.generationPending';
+
+/** Reopens a proposal's diff (lens only). */
+export const SHOW_PROPOSAL_COMMAND = 'deepdive.showGenerationProposal';
 
 export class GenerationReview implements CodeLensProvider, Disposable {
     private readonly pending: PendingGeneration[] = [];
     private readonly lensEmitter = new EventEmitter<void>();
     readonly onDidChangeCodeLenses = this.lensEmitter.event;
-    private readonly decoration: TextEditorDecorationType;
     private readonly subscriptions: Disposable[];
 
-    constructor() {
-        this.decoration = window.createTextEditorDecorationType({
-            backgroundColor: new ThemeColor('diffEditor.insertedTextBackground'),
-            isWholeLine: true,
-            overviewRulerColor: new ThemeColor('editorOverviewRuler.addedForeground'),
-        });
+    /** @param onDocumentClosed called for each proposal whose document was closed (it is then dropped). */
+    constructor(private readonly onDocumentClosed: (g: PendingGeneration) => void) {
         this.subscriptions = [
             workspace.onDidChangeTextDocument((e) => {
                 let moved = false;
@@ -46,11 +34,12 @@ export class GenerationReview implements CodeLensProvider, Disposable {
             }),
             workspace.onDidCloseTextDocument((doc) => {
                 for (const g of this.pending.filter((x) => x.document === doc)) {
+                    this.onDocumentClosed(g);
                     this.drop(g);
                 }
             }),
-            window.onDidChangeVisibleTextEditors(() => this.decorate()),
             window.onDidChangeActiveTextEditor(() => this.updateContext()),
+            window.tabGroups.onDidChangeTabs(() => this.updateContext()),
         ];
     }
 
@@ -59,11 +48,13 @@ export class GenerationReview implements CodeLensProvider, Disposable {
         this.refresh();
     }
 
+    /** Forgets a proposal (and its proposal text). */
     drop(g: PendingGeneration): void {
         const i = this.pending.indexOf(g);
         if (i >= 0) {
             this.pending.splice(i, 1);
         }
+        g.close();
         this.refresh();
     }
 
@@ -71,46 +62,45 @@ export class GenerationReview implements CodeLensProvider, Disposable {
         return this.pending;
     }
 
-    /** The generation an Accept/Reject without arguments means: the active editor's, else the newest. */
+    /** The proposal an Accept/Reject without arguments means: the active editor's, else the newest. */
     find(ref?: unknown): PendingGeneration | undefined {
         const key = refKey(ref);
         if (typeof key === 'number') {
             return this.pending.find((g) => g.id === key);
         }
         if (key) {
-            return [...this.pending].reverse().find((g) => g.uri.toString() === key);
+            return [...this.pending].reverse().find((g) => g.uri.toString() === key || g.proposalUri.toString() === key);
         }
-        const active = window.activeTextEditor?.document;
-        return [...this.pending].reverse().find((g) => g.document === active) ?? this.pending[this.pending.length - 1];
+        return this.activeProposal() ?? this.pending[this.pending.length - 1];
+    }
+
+    /** The proposal a document belongs to: as the document it is proposed for, or as its proposal. */
+    forDocument(doc: TextDocument): PendingGeneration | undefined {
+        const key = doc.uri.toString();
+        return [...this.pending].reverse().find((g) => g.document === doc || g.proposalUri.toString() === key);
     }
 
     inDocument(doc: TextDocument): PendingGeneration | undefined {
         return this.pending.find((g) => g.document === doc);
     }
 
-    /** Redraws decorations and lenses after a change of state or text. */
+    /** Redraws lenses and the context key after a change of state or text. */
     refresh(): void {
-        this.decorate();
         this.updateContext();
         this.lensEmitter.fire();
     }
 
     provideCodeLenses(doc: TextDocument): CodeLens[] {
         const lenses: CodeLens[] = [];
-        for (const g of this.pending.filter((x) => x.document === doc && x.state !== 'closed')) {
-            const at = new Range(g.firstLine, g.firstLine);
-            if (g.state === 'streaming') {
-                lenses.push(new CodeLens(at, { title: '$(sync~spin) Deepdive is generating…  $(close) Cancel', command: Commands.rejectGeneration, arguments: [g.id] }));
-                continue;
-            }
-            lenses.push(new CodeLens(at, { title: '$(check) Accept', command: Commands.acceptGeneration, arguments: [g.id] }));
-            lenses.push(new CodeLens(at, { title: '$(discard) Reject', command: Commands.rejectGeneration, arguments: [g.id] }));
-            if (g.summary) {
-                lenses.push(new CodeLens(at, { title: `$(checklist) ${g.summary}`, command: Commands.showGenerationChecks, arguments: [g.id] }));
+        for (const g of this.pending.filter((x) => x.state !== 'closed')) {
+            if (g.document === doc) {
+                lenses.push(...reviewLenses(g, g.anchorPosition ?? new Position(0, 0), true));
+            } else if (g.proposalUri.toString() === doc.uri.toString()) {
+                lenses.push(...reviewLenses(g, doc.positionAt(g.proposalStart), false));
             }
         }
-        if (doc.languageId === 'python') {
-            for (const p of findCommentPrompts(doc.getText())) {
+        if (doc.languageId === 'python' && doc.uri.scheme !== PROPOSAL_SCHEME) {
+            for (const p of findOpenPrompts(doc.getText())) {
                 const range = new Range(p.line, 0, p.line, 0);
                 lenses.push(new CodeLens(range, {
                     title: '$(sparkle) Generate',
@@ -123,33 +113,56 @@ export class GenerationReview implements CodeLensProvider, Disposable {
         return lenses;
     }
 
-    private decorate(): void {
-        for (const editor of window.visibleTextEditors) {
-            this.decorateEditor(editor);
+    /** The proposal the active editor shows: a proposal's diff tab (whichever side has focus), its document or the proposal. */
+    private activeProposal(): PendingGeneration | undefined {
+        const input = window.tabGroups.activeTabGroup.activeTab?.input;
+        if (input instanceof TabInputTextDiff && input.modified.scheme === PROPOSAL_SCHEME) {
+            const key = input.modified.toString();
+            return this.pending.find((g) => g.proposalUri.toString() === key);
         }
-    }
-
-    private decorateEditor(editor: TextEditor): void {
-        const ranges = this.pending
-            .filter((g) => g.document === editor.document && g.state !== 'closed')
-            .map((g) => g.bodyRange)
-            .filter((r) => !r.isEmpty)
-            .map((r) => (r.end.character === 0 && r.end.line > r.start.line ? new Range(r.start, r.end.translate(-1)) : r))
-            .map((r) => new Range(r.start.line, 0, Math.max(r.start.line, r.end.line), 0));
-        editor.setDecorations(this.decoration, ranges);
+        const doc = window.activeTextEditor?.document;
+        return doc && this.forDocument(doc);
     }
 
     private updateContext(): void {
-        const doc = window.activeTextEditor?.document;
-        const on = !!doc && this.pending.some((g) => g.document === doc && g.state === 'review');
-        void executeCommand('setContext', PENDING_CONTEXT, on);
+        void executeCommand('setContext', PENDING_CONTEXT, this.activeProposal()?.state === 'review');
     }
 
     dispose(): void {
         Disposable.from(...this.subscriptions).dispose();
-        this.decoration.dispose();
         this.lensEmitter.dispose();
     }
+}
+
+/** A proposal's lenses: while streaming, Cancel; under review, Accept, Reject, the summary and the data it needs. */
+function reviewLenses(g: PendingGeneration, at: Position, inDocument: boolean): CodeLens[] {
+    const range = new Range(at, at);
+    const lens = (title: string, command: string, tooltip?: string) => new CodeLens(range, { title, command, arguments: [g.id], tooltip });
+    const out: CodeLens[] = [];
+    if (g.state === 'streaming') {
+        out.push(lens('$(sync~spin) Deepdive is generating a proposal…  $(close) Cancel', Commands.rejectGeneration));
+        if (inDocument) {
+            out.push(lens('$(diff) Show Proposal', SHOW_PROPOSAL_COMMAND));
+        }
+        return out;
+    }
+    if (inDocument && g.anchor === undefined) {
+        out.push(lens('$(warning) The text where the program was to go was replaced: copy it from the proposal or generate again', SHOW_PROPOSAL_COMMAND));
+        out.push(lens('$(discard) Reject', Commands.rejectGeneration));
+        return out;
+    }
+    out.push(lens('$(check) Accept', Commands.acceptGeneration, 'Insert the proposed program into this document (unsaved)'));
+    out.push(lens('$(discard) Reject', Commands.rejectGeneration, 'Close the proposal; the document is not changed'));
+    if (inDocument) {
+        out.push(lens('$(diff) Show Proposal', SHOW_PROPOSAL_COMMAND));
+    }
+    if (g.summary) {
+        out.push(lens(`$(checklist) ${g.summary}`, Commands.showGenerationChecks));
+    }
+    if (g.data) {
+        out.push(lens(`$(database) ${dataHint(g.data)}`, Commands.showGenerationChecks, 'How to run it: see the Data section of the checks page'));
+    }
+    return out;
 }
 
 /** A generation id (lens arguments), a URI (string or Uri) or `{uri}` (other callers, tests). */

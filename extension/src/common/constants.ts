@@ -15,6 +15,7 @@ export const Commands = {
     cancelJob: 'deepdive.cancelJob',
     showJobOutput: 'deepdive.showJobOutput',
     openDashboard: 'deepdive.openDashboard',
+    openDashboardInBrowser: 'deepdive.openDashboardInBrowser',
     generateCode: 'deepdive.generateCode',
     generateIntoNewFile: 'deepdive.generateIntoNewFile',
     generateFromComment: 'deepdive.generateFromComment',
@@ -23,6 +24,7 @@ export const Commands = {
     showGenerationChecks: 'deepdive.showGenerationChecks',
     tune: 'deepdive.tune',
     applyTuneBest: 'deepdive.applyTuneBest',
+    train: 'deepdive.train',
 } as const;
 
 export const Views = {

@@ -1,9 +1,18 @@
-// The vscode side of interpreter discovery: the Python extension's API, and installing deepdive.
+// The vscode side of interpreter discovery: the Python extension's API, and installing deepdive (with the
+// extras the user picks, into the interpreter named by its path; see extras.ts for the pure part).
 import { existsSync, promises as fs } from 'fs';
 import * as path from 'path';
 import { Disposable, Event, ExtensionContext, ProgressLocation, Uri, window } from 'vscode';
 import { PYTHON_EXTENSION_ID } from './constants';
-import { discoverInterpreter, errorMessage, ImportCheck, Interpreter, nodeExec } from './interpreter';
+import {
+    describeMissingExtras,
+    FEATURE_EXTRAS,
+    installPromptMessage,
+    interpreterExecutable,
+    missingExtras,
+    pipInstallArgs,
+} from './extras';
+import { checkDeepdiveImport, discoverInterpreter, errorMessage, ImportCheck, Interpreter, nodeExec } from './interpreter';
 import { traceError, traceInfo, traceVerbose } from './logging';
 import { getSettings } from './settings';
 import { executeCommand, getExtension, getWorkspaceFolders, isTrusted } from './vscodeapi';
@@ -82,10 +91,15 @@ const PROJECT_FILES: ReadonlyArray<[from: string[], to: string, required: boolea
 ];
 
 /**
- * `<python> -m pip install <project>`: the extension directory ships pyproject.toml and server/, so
+ * `<python> -m pip install <project>[extras]`: the extension directory ships pyproject.toml and server/, so
  * it is an installable Python project. It is copied first so the build never writes into it.
  */
-export async function installDeepdive(python: string, extensionPath: string, workDir: string): Promise<void> {
+export async function installDeepdive(
+    python: string,
+    extensionPath: string,
+    workDir: string,
+    extras: readonly string[],
+): Promise<void> {
     const src = path.join(workDir, 'python-src');
     await fs.rm(src, { recursive: true, force: true });
     for (const [candidates, to, required] of PROJECT_FILES) {
@@ -96,12 +110,13 @@ export async function installDeepdive(python: string, extensionPath: string, wor
             throw new Error(`the extension is missing ${candidates[0]}: reinstall it`);
         }
     }
+    const args = pipInstallArgs(src, extras);
     await window.withProgress(
-        { location: ProgressLocation.Notification, title: `Installing Deepdive into ${python}…` },
+        { location: ProgressLocation.Notification, title: `Installing Deepdive${withExtras(extras)} into ${python}…` },
         async () => {
-            traceInfo(`Running: ${python} -m pip install ${src}`);
+            traceInfo(`Running: ${python} ${args.join(' ')}`);
             try {
-                const { stdout } = await nodeExec(python, ['-m', 'pip', 'install', src], { cwd: workDir, timeoutMs: 600_000 });
+                const { stdout } = await nodeExec(python, args, { cwd: workDir, timeoutMs: 1_800_000 });
                 traceVerbose(stdout);
             } catch (err) {
                 const stderr = (err as { stderr?: string }).stderr ?? '';
@@ -116,18 +131,63 @@ export async function installDeepdive(python: string, extensionPath: string, wor
     );
 }
 
-/** Tells the user why deepdive does not import and offers the fix; true when it got installed. */
+function withExtras(extras: readonly string[]): string {
+    return extras.length ? ` with ${extras.join(', ')}` : '';
+}
+
+/** Which features to install with the core (by pyproject.toml's extras); undefined when the pick was dismissed. */
+async function pickExtras(executable: string): Promise<string[] | undefined> {
+    const items = FEATURE_EXTRAS.map((f) => ({
+        label: f.label,
+        description: `deepdive[${f.extra}]`,
+        detail: f.detail,
+        picked: f.picked,
+        extra: f.extra,
+    }));
+    const picked = await window.showQuickPick(items, {
+        canPickMany: true,
+        title: `Install Deepdive into ${executable}`,
+        placeHolder: 'Features to install with the core package (none checked: the core alone)',
+        ignoreFocusOut: true,
+    });
+    return picked?.map((item) => item.extra);
+}
+
+/** After pip: deepdive imports, and each picked extra's modules are there; says which are not. */
+async function recheckInstall(python: string, extras: readonly string[], workDir: string): Promise<void> {
+    const options = { cwd: workDir, timeoutMs: 60_000 };
+    const check = await checkDeepdiveImport(python, nodeExec, options);
+    if (!check.ok) {
+        throw new Error(`pip finished, but ${check.reason}`);
+    }
+    const missing = await missingExtras(python, extras, nodeExec, options);
+    if (Object.keys(missing).length) {
+        void window.showWarningMessage(
+            `Deepdive ${check.version} installed into ${python}, but still missing: ${describeMissingExtras(missing)}.`,
+        );
+    } else {
+        void window.showInformationMessage(`Deepdive ${check.version} installed into ${python}${withExtras(extras)}.`);
+    }
+}
+
+/** Tells the user why deepdive does not import, naming the interpreter's path, and offers the fix; true when it got installed. */
 export async function offerInterpreterFix(
     python: string,
     check: Extract<ImportCheck, { ok: false }>,
     context: ExtensionContext,
 ): Promise<boolean> {
+    const workDir = context.globalStorageUri.fsPath;
+    const executable = await interpreterExecutable(python, nodeExec, { cwd: workDir, timeoutMs: 20_000 });
     const actions = check.missing ? ['Install Deepdive', 'Open Settings'] : ['Open Settings'];
-    const choice = await window.showErrorMessage(`Deepdive: ${check.reason}.`, ...actions);
+    const choice = await window.showErrorMessage(installPromptMessage(check, executable), ...actions);
     if (choice === 'Install Deepdive') {
+        const extras = await pickExtras(executable);
+        if (!extras) {
+            return false;
+        }
         try {
-            await installDeepdive(python, context.extensionPath, context.globalStorageUri.fsPath);
-            void window.showInformationMessage(`Deepdive installed into ${python}.`);
+            await installDeepdive(executable, context.extensionPath, workDir, extras);
+            await recheckInstall(executable, extras, workDir);
             return true;
         } catch (err) {
             traceError(err);

@@ -1,6 +1,7 @@
 // Renders a DoctorReport as Markdown. Values appear exactly as the daemon reported them
 // (e.g. torch "2.13.0+cpu"); absent hardware is named with its reason. No `vscode` import.
 import type { DoctorReport, GpuInfo, TorchInfo } from '../protocol';
+import { deepCheckRows } from './format';
 import { Commands } from '../common/constants';
 import { formatTime, noGpuText } from './format';
 
@@ -32,6 +33,7 @@ export function renderReport(report: DoctorReport): string {
     lines.push('## Packages', '', ...table(['Package', 'Version', 'Purpose'],
         report.packages.map((p) => [p.name, p.installed ? (p.version ?? 'installed') : 'not installed', p.purpose])), '');
 
+    lines.push('## Deep check', '', ...deepCheckLines(report), '');
     lines.push('## State', '', `State directory: ${report.stateDir ? code(report.stateDir) : 'not set'}`, '');
     lines.push('---', '', `Run **Deepdive: Show Environment Report** (\`${Commands.showEnvironmentReport}\`) again to refresh.`, '');
     return lines.join('\n');
@@ -80,4 +82,13 @@ function table(header: string[], rows: string[][]): string[] {
 
 function code(s: string): string {
     return s.includes('`') ? s : `\`${s}\``;
+}
+
+function deepCheckLines(report: DoctorReport): string[] {
+    const d = report.deepCheck;
+    if (!d) {
+        return [`Not run yet: **Deepdive: Run Deep Check** (\`${Commands.runDeepCheck}\`) imports torch in a job and measures matmul throughput on each device.`];
+    }
+    const head = `Measured ${formatTime(d.measuredAt)}${d.torch ? ` with torch ${d.torch}` : ''}${d.importS !== null && d.importS !== undefined ? ` (import ${d.importS.toFixed(2)} s)` : ''}:`;
+    return [head, '', ...table(['Device', 'dtype', 'Matrix', 'GFLOP/s'], deepCheckRows(d).map(r => [r.device, r.dtype, r.size, r.gflops]))];
 }

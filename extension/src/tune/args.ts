@@ -3,6 +3,7 @@
 // ranges. No `vscode` import.
 import * as path from 'path';
 import type { JobInfo, TextEditData, TuneApplyResult } from '../protocol';
+import { formatParams } from './rounding';
 
 export type Direction = 'minimize' | 'maximize';
 
@@ -151,9 +152,10 @@ export function bestValueOf(result: Record<string, unknown> | null | undefined):
     return typeof v === 'number' && Number.isFinite(v) ? v : undefined;
 }
 
-/** `lr=0.003, hidden=256`: params for a message. */
+/** `hidden=256, lr=0.05234`: params for a message, floats to 4 significant digits (not the sampler's 17). */
 export function describeParams(p: Params): string {
-    return Object.keys(p).sort().map(k => `${k}=${typeof p[k] === 'string' ? p[k] : JSON.stringify(p[k])}`).join(', ');
+    return formatParams(Object.fromEntries(Object.entries(p).map(([k, v]) =>
+        [k, typeof v === 'string' || typeof v === 'number' || v === null ? v : JSON.stringify(v)])));
 }
 
 export interface PlainEdit {

@@ -1,9 +1,10 @@
 // Hyperparameter search from the editor: "Deepdive: Tune Hyperparameters…" asks for the script, trials,
-// parallelism, metric and direction, starts the daemon's `tune` job (its work-done progress has the cancel
+// parallelism, metric and direction, starts the daemon's `tune` job (a progress notification has the Cancel
 // button) and opens the dashboard, whose Tune section shows the study live. A "Tune" CodeLens sits above
 // a script's first `suggest(` call. When the job ends with best parameters, a notification button, a
 // CodeLens and a code action on the `suggest(` lines rewrite the script's defaults (deepdive/tune/applyBest).
 import { guardCommand } from '../common/guard';
+import { showJobProgress } from '../common/jobProgress';
 import * as os from 'os';
 import * as path from 'path';
 import {
@@ -34,7 +35,8 @@ import {
     bestParamsOf, bestValueOf, checkMetric, checkParallel, checkTrials, DEFAULT_TRIALS, describeApply, describeParams,
     Direction, Params, parseTuneArgs, scriptOfJob, toPlainEdits, TuneArgs, tuneOptions,
 } from './args';
-import { firstSuggestLine, guessDirection, guessMetric, suggestLines } from './finder';
+import { defaultMetric, firstSuggestLine, guessDirection, MetricChoice, suggestLines } from './finder';
+import { formatSig } from './rounding';
 
 export const TUNE_JOB_KIND = 'tune';
 const APPLY_KIND = CodeActionKind.RefactorRewrite.append('deepdive.tune');
@@ -139,14 +141,16 @@ export class TuneController implements CodeLensProvider, CodeActionProvider, Dis
         if (parallel === undefined) {
             return { state: 'dismissed' };
         }
+        const found = defaultMetric(text);  // the script's evaluation metric, not the batch loss it logs first
         const metric = a.metric ?? (await window.showInputBox({
-            title: 'Deepdive: Tune — metric', prompt: 'The metric to optimise, as the script reports it with run.log(name=...)',
-            value: guessMetric(text), ignoreFocusOut: true, validateInput: checkMetric,
+            title: 'Deepdive: Tune — metric',
+            prompt: `The metric to optimise, as the script reports it with run.log(name=...). Default ${found.metric}: ${found.source}`,
+            value: found.metric, ignoreFocusOut: true, validateInput: checkMetric,
         }))?.trim();
         if (!metric) {
             return { state: 'dismissed' };
         }
-        const direction = a.direction ?? (await pickDirection(metric));
+        const direction = a.direction ?? (await pickDirection(metric, metric === found.metric ? found : undefined));
         if (!direction) {
             return { state: 'dismissed' };
         }
@@ -156,10 +160,13 @@ export class TuneController implements CodeLensProvider, CodeActionProvider, Dis
             kind: TUNE_JOB_KIND,
             options: options as unknown as Record<string, unknown>,
             title: `Tune ${file} (${trials} trials, ${direction} ${metric})`,
-            progress: true,
+            progress: false,  // the notification below, with Cancel (the daemon's would sit in the status bar)
         });
         traceInfo(`tune job ${job.id} started for ${uri.fsPath}: ${JSON.stringify(options)}`);
         this.jobs.upsert(job);
+        if (!a.quiet) {
+            showJobProgress(this.server, job, `tuning ${file}`, j => this.jobs.upsert(j));
+        }
         this.started.set(job.id, { path: uri.fsPath, metric, quiet: a.quiet === true });
         const ended = a.wait ? new Promise<JobInfo>(resolve => this.waiters.set(job.id, resolve)) : undefined;
         if (FINAL.has(job.state)) {
@@ -222,7 +229,7 @@ export class TuneController implements CodeLensProvider, CodeActionProvider, Dis
         if (job.state === 'succeeded' && params && script) {
             const value = bestValueOf(job.result);
             const apply = 'Apply Best Parameters';
-            const best = value !== undefined ? ` best ${mine.metric} ${Number(value.toPrecision(4))}:` : ' best parameters:';
+            const best = value !== undefined ? ` best ${mine.metric} ${formatSig(value)}:` : ' best parameters:';
             void window.showInformationMessage(`Deepdive: tuning ${file} finished;${best} ${describeParams(params)}.`, apply, output).then(choice => {
                 if (choice === apply) {
                     void this.applyGuard({ uri: Uri.file(script).toString(), params });
@@ -354,9 +361,11 @@ async function askNumber(title: string, prompt: string, value: string, validateI
     return s === undefined ? undefined : Number(s.trim());
 }
 
-async function pickDirection(metric: string): Promise<Direction | undefined> {
-    const guess = guessDirection(metric);
-    const items = (['minimize', 'maximize'] as const).map(d => ({ label: d, description: d === guess ? `likely for ${metric}` : undefined, d }));
+/** Minimize or maximize; the script's own say first (keep_best's mode), else the name's guess. */
+async function pickDirection(metric: string, found?: MetricChoice): Promise<Direction | undefined> {
+    const guess = found?.direction ?? guessDirection(metric);
+    const why = found ? `from the script: ${found.source}` : `likely for ${metric}`;
+    const items = (['minimize', 'maximize'] as const).map(d => ({ label: d, description: d === guess ? why : undefined, d }));
     items.sort((x, y) => Number(y.d === guess) - Number(x.d === guess));
     const picked = await window.showQuickPick(items, { title: `Deepdive: Tune — ${metric} should be`, ignoreFocusOut: true });
     return picked?.d;

@@ -1,6 +1,6 @@
 // The Environment view's tree, built from a DoctorReport. No `vscode` import: unit tests load this.
 import type { DoctorReport } from '../protocol';
-import { noGpuText } from '../report/format';
+import { deepCheckRows, formatTime, noGpuText } from '../report/format';
 
 export interface EnvNode {
     id: string;
@@ -41,6 +41,7 @@ export function environmentNodes(r: DoctorReport): EnvNode[] {
             tooltip: `${r.host.cpuModel}\nnative bf16: ${r.host.cpuBf16 ? 'yes' : 'no'}`,
             icon: 'server',
         },
+        deepCheckNode(r),
         { id: 'stateDir', label: 'State directory', description: r.stateDir ?? 'not set', tooltip: r.stateDir ?? undefined, icon: 'database' },
         { id: 'deepdive', label: `Deepdive ${r.deepdiveVersion}`, icon: 'info' },
     ];
@@ -85,5 +86,23 @@ function gpuNode(r: DoctorReport): EnvNode {
             tooltip: d.uuid,
             icon: 'circuit-board',
         })),
+    };
+}
+
+function deepCheckNode(r: DoctorReport): EnvNode {
+    const d = r.deepCheck;
+    const figures = d?.matmul ?? [];
+    if (!d || figures.length === 0) {
+        return { id: 'deepCheck', label: 'Deep check: not run', description: 'Run Deep Check measures matmul GFLOP/s', icon: 'pulse' };
+    }
+    const rows = deepCheckRows(d);
+    const best = figures.reduce((a, b) => (b.gflops > a.gflops ? b : a));
+    return {
+        id: 'deepCheck',
+        label: `Deep check: ${rows[figures.indexOf(best)].gflops} GFLOP/s`,
+        description: `${best.device} ${best.dtype} · ${formatTime(d.measuredAt)}`,
+        tooltip: `matmul throughput measured ${formatTime(d.measuredAt)}${d.torch ? ` with torch ${d.torch}` : ''}`,
+        icon: 'pulse',
+        children: rows.map((row, i) => ({ id: `deepCheck:${i}`, label: `${row.device} ${row.dtype}`, description: `${row.gflops} GFLOP/s (${row.size})`, icon: 'dashboard' })),
     };
 }

@@ -82,6 +82,9 @@ const ICONS: Record<JobInfo['state'], [string, string | undefined]> = {
     lost: ['question', 'list.warningForeground'],
 };
 
+/** The kind of a run that reports to the daemon's hub from a terminal (server/daemon/terminal_runs.py). */
+export const TERMINAL_KIND = 'terminal';
+
 /** `now` is in seconds since the epoch, like the job's own times. */
 export function jobItem(job: JobInfo, now: number): JobItemModel {
     const [icon, color] = ICONS[job.state];
@@ -103,8 +106,11 @@ export function jobItem(job: JobInfo, now: number): JobItemModel {
         job.state === 'running' && job.startedAt ? `running for ${formatDuration(now - job.startedAt)}` : undefined,
         job.exitCode !== undefined && job.exitCode !== null ? `exit code: ${job.exitCode}` : undefined,
         job.reason ? `reason: ${job.reason}` : undefined,
+        job.kind === TERMINAL_KIND ? 'started in a terminal: its output is there, and Ctrl-C there stops it' : undefined,
     ].filter((l): l is string => l !== undefined);
-    return { label: job.title, description, tooltip: tooltip.join('\n'), icon, color, contextValue: `job.${job.state}` };
+    // A run from a terminal is listed, not owned: no Cancel or Show Output (the daemon has neither).
+    const contextValue = job.kind === TERMINAL_KIND ? `terminal.${job.state}` : `job.${job.state}`;
+    return { label: job.title, description, tooltip: tooltip.join('\n'), icon, color, contextValue };
 }
 
 export function formatDuration(seconds: number): string {

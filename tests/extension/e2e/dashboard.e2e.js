@@ -2,7 +2,10 @@
 // real run (server/examples/digits.py) to its hub, headless Chromium opens the printed URL. Asserts that
 // the connection goes live (and comes back after a drop, without duplicate points), the Devices panel
 // shows GPUs or the reason there are none, the run's charts receive points, the run is listed with its
-// step and the verdict appears. Screenshot (always): test-results/e2e/dashboard.png. Everything it starts
+// step and the verdict appears; past runs are named by script and start time (training runs by default);
+// charts without data on this machine say why; at 300 px (the sidebar) and 1000 px (an editor tab) no two
+// axis labels intersect and no text overflows its card (screenshots test-results/dashboard-sidebar.png and
+// test-results/dashboard-tab.png). Screenshot (always): test-results/e2e/dashboard.png. Everything it starts
 // runs in its own process group and is killed on exit.
 //
 // Environment: E2E_REPO (default: the repo of this file), E2E_PYTHON (default <repo>/.venv/bin/python),
@@ -146,6 +149,50 @@ async function step(name, fn) {
       if (!(await page.locator('.chart[data-chart="compare-loss"] canvas').count())) throw new Error('no overlay canvas');
       await screenshot(page, 'dashboard-compare');
     });
+    await step('past runs are named by their script and start time; training runs are listed by default', async () => {
+      const past = await hook('window.__deepdiveDashboard.pastRuns()');
+      const train = past.filter(r => r.kind === 'train');
+      if (train.length < 2 || !train.every(r => /^digits\.py · ([A-Z][a-z]{2} \d+ )?\d\d:\d\d$/.test(r.label))) {
+        throw new Error(`past runs: ${JSON.stringify(past)}`);
+      }
+      if ((await hook('window.__deepdiveDashboard.pastTab()')) !== 'train') throw new Error('the default tab is not Training');
+      const first = await page.locator('#past-body li').first().innerText();
+      if (!/^digits\.py · \d\d:\d\d/.test(first)) throw new Error(`first past run reads ${JSON.stringify(first)}`);
+      if (!/^Training \d+/.test(await page.locator('#past-body .tab[aria-selected="true"]').innerText())) throw new Error('no Training tab selected');
+    });
+    await step('a chart with no data on this machine says why (loss scale, communication)', async () => {
+      const reasons = await hook('window.__deepdiveDashboard.chartReasons()');
+      // digits.py on this machine: one process, bf16 or fp32 (fp16 only on a GPU without bf16)
+      if (!/^No loss scaling: this run trains in (bf16|fp32)/.test(reasons.loss_scale || '')) throw new Error(`reasons: ${JSON.stringify(reasons)}`);
+      if (!/^No gradient communication: this run has one process/.test(reasons.comm_bytes || '')) throw new Error(`reasons: ${JSON.stringify(reasons)}`);
+      const shown = await page.locator('.chart[data-chart="loss_scale"] .chart-why').innerText();
+      if (shown !== reasons.loss_scale) throw new Error(`the loss-scale chart shows ${JSON.stringify(shown)}`);
+    });
+    for (const [shot, width] of [['dashboard-sidebar', 300], ['dashboard-tab', 1000]]) {
+      await step(`at ${width} px wide no two axis labels intersect and no text overflows its card`, async () => {
+        await page.setViewportSize({ width, height: 900 });
+        await page.waitForTimeout(1000);   // the resize handler's debounce and a redraw
+        const charts = await hook('window.__deepdiveDashboard.axisLabels()');
+        if (!charts || charts.length < 4) throw new Error(`only ${charts && charts.length} charts drawn`);
+        const problems = [];
+        for (const c of charts) {
+          const b = c.boxes;
+          if (!b.some(l => l.axis === 0) || !b.some(l => l.axis > 0)) problems.push(`${c.chart}: labels on one axis only: ${JSON.stringify(b.map(l => l.text))}`);
+          for (let i = 0; i < b.length; i++) {
+            if (b[i].left < c.card.left - 0.5 || b[i].right > c.card.right + 0.5) problems.push(`${c.chart}: label ${JSON.stringify(b[i].text)} leaves its card`);
+            for (let j = i + 1; j < b.length; j++) {
+              const x = Math.min(b[i].right, b[j].right) - Math.max(b[i].left, b[j].left);
+              const y = Math.min(b[i].bottom, b[j].bottom) - Math.max(b[i].top, b[j].top);
+              if (x > 0 && y > 0) problems.push(`${c.chart}: labels ${JSON.stringify(b[i].text)} and ${JSON.stringify(b[j].text)} intersect`);
+            }
+          }
+        }
+        problems.push(...await page.evaluate(textOverflows));
+        if (problems.length) throw new Error(problems.slice(0, 12).join('\n'));
+        await page.screenshot({ path: path.join(REPO, 'test-results', `${shot}.png`), fullPage: true });
+      });
+    }
+    await page.setViewportSize({ width: 1400, height: 900 });
     await step('a dropped stream reconnects by itself, without duplicate points', async () => {
       const before = await hook('window.__deepdiveDashboard.pointCount(\'step_time_s\')');
       await hook('window.__deepdiveDashboard.dropConnection()');
@@ -222,6 +269,42 @@ async function step(name, fn) {
   }
   process.exit(failed() ? 1 : 0);
 })();
+
+/**
+ * In the page: every piece of visible text whose visible part (clipped by the boxes between it and its
+ * card that hide overflow, as ellipsised labels and scrolling tables do) reaches outside its card
+ * (.panel, .chart, .card), and a page wider than the window.
+ */
+function textOverflows() {
+  const bad = [];
+  const root = document.documentElement;
+  if (root.scrollWidth > root.clientWidth + 1) bad.push(`the page scrolls sideways: ${root.scrollWidth} > ${root.clientWidth} px`);
+  for (const card of document.querySelectorAll('.panel, .chart, .card')) {
+    if (!card.getClientRects().length) continue;   // not displayed
+    const cr = card.getBoundingClientRect();
+    const walker = document.createTreeWalker(card, NodeFilter.SHOW_TEXT);
+    for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+      if (!n.textContent.trim()) continue;
+      const range = document.createRange();
+      range.selectNodeContents(n);
+      for (const r of range.getClientRects()) {
+        if (r.width === 0) continue;
+        let left = r.left, right = r.right;
+        for (let el = n.parentElement; el && el !== card; el = el.parentElement) {
+          if (getComputedStyle(el).overflowX !== 'visible') {
+            const er = el.getBoundingClientRect();
+            left = Math.max(left, er.left);
+            right = Math.min(right, er.right);
+          }
+        }
+        if (right > left && (left < cr.left - 1 || right > cr.right + 1)) {
+          bad.push(`"${n.textContent.trim().slice(0, 40)}" overflows ${card.className.split(' ')[0]} by ${Math.round(Math.max(cr.left - left, right - cr.right))} px`);
+        }
+      }
+    }
+  }
+  return bad;
+}
 
 async function page_screenshot(page) {
   await page.waitForTimeout(300).catch(() => {});

@@ -63,12 +63,14 @@ async function main() {
   async function reportShowsTorch() {
     await c.runCommand(page, REPORT_CMD);
     let text = '';
-    await c.waitFor(`the report editor to show torch ${torchVersion}`, async () => {
-      text = await c.activeEditorText(page);
+    // the report opens rendered: the Markdown preview, a webview whose page is in a nested frame
+    await c.waitFor(`the rendered report to show torch ${torchVersion}`, async () => {
+      const texts = await Promise.all(page.frames().map(f => f.evaluate(() => (document.body ? document.body.innerText : '')).catch(() => '')));
+      text = texts.find(t => t.includes('Deepdive environment report')) || '';
       // the torch row of the report: a line naming torch and its version
       return text.split('\n').some(l => /\btorch\b/i.test(l) && l.includes(torchVersion));
     }, 30000, 500).catch(e => {
-      e.message += `\nactive editor text (first 1500 chars):\n${text.slice(0, 1500)}`;
+      e.message += `\nrendered report text (first 1500 chars):\n${text.slice(0, 1500)}`;
       throw e;
     });
     const tab = await page.locator('.editor-group-container.active .tab.active').first().innerText().catch(() => '?');
@@ -220,6 +222,57 @@ async function main() {
     } finally {
       try { process.kill(-train.pid, 'SIGKILL'); } catch { /* gone */ }
       fs.rmSync(home, { recursive: true, force: true });
+    }
+  });
+
+  // Issue #20: generated code is a proposal (a diff) until Accept; the file on disk is not touched before.
+  await test('"Deepdive: Generate Code…" shows the program as a diff; the file on disk is unchanged until Accept', async () => {
+    const file = require('path').join(workspace, 'generated_ui.py');
+    const original = '"""A file to generate into."""\nimport os\n';
+    fs.writeFileSync(file, original);
+    const mtime = fs.statSync(file).mtimeMs;
+    const active = name => page.locator('.editor-group-container.active .tab.active', { hasText: name }).first();
+    try {
+      await c.runCommand(page, 'View: Close All Editors');
+      await page.keyboard.press('Control+P');
+      const input = page.locator('.quick-input-widget input');
+      await input.waitFor({ state: 'visible', timeout: 15000 });
+      await input.fill('generated_ui.py');
+      await page.locator('.quick-input-widget .monaco-list-row', { hasText: 'generated_ui.py' }).first().click();
+      await active('generated_ui.py').waitFor({ timeout: 15000 });
+      await page.locator('.editor-group-container.active .monaco-editor .view-lines').first().click();
+      await page.keyboard.press('Control+End');
+      // from the command palette, like c.runCommand, whose wait for the palette to close does not fit:
+      // the command's own prompt box opens in its place
+      await page.keyboard.press('F1');
+      await input.waitFor({ state: 'visible', timeout: 15000 });
+      await input.fill('>Deepdive: Generate Code');
+      await page.locator('.quick-input-widget .monaco-list-row', { hasText: 'Deepdive: Generate Code…' }).first().click();
+      await c.waitFor('the prompt box', async () => ((await input.getAttribute('placeholder')) || '').startsWith('Describe the program'), 15000, 200);
+      await input.fill('a small MLP for MNIST');
+      await page.keyboard.press('Enter');
+      await active('Deepdive proposal').waitFor({ timeout: 30000 });
+      // the Accept button of the diff's title bar appears once the program is complete (and verified)
+      const accept = page.locator('.editor-group-container.active [aria-label^="Accept Generated Code"]').first();
+      await accept.waitFor({ timeout: 120000 }).catch(async e => {
+        const labels = await page.locator('.editor-group-container.active .action-label').evaluateAll(els => els.map(el => el.getAttribute('aria-label'))).catch(() => []);
+        const tabs = await page.locator('.tab').allInnerTexts().catch(() => []);
+        e.message += `\ntitle actions: ${JSON.stringify(labels)}; tabs: ${JSON.stringify(tabs)}; notifications: ${JSON.stringify(await c.toasts(page).catch(() => []))}`;
+        await c.screenshot(page, 'ui-codegen-no-accept');
+        throw e;
+      });
+      if (fs.readFileSync(file, 'utf8') !== original || fs.statSync(file).mtimeMs !== mtime) throw new Error('generated_ui.py on disk changed before Accept');
+      await c.screenshot(page, 'ui-codegen-proposal');
+      await accept.click();
+      await active('generated_ui.py').waitFor({ timeout: 15000 });
+      const text = await c.activeEditorText(page);
+      if (!text.includes('def build_model')) throw new Error(`the accepted program is not in the editor:\n${text.slice(0, 800)}`);
+      if (!text.includes('python generated_ui.py --smoke')) throw new Error('the docstring\'s run lines do not name generated_ui.py');
+      await c.screenshot(page, 'ui-codegen-accepted');
+      console.log(`     ${T()} codegen: proposal diff, file unchanged on disk until Accept, then the program in the editor`);
+    } finally {
+      await c.runCommand(page, 'View: Revert and Close Editor').catch(() => undefined);
+      fs.rmSync(file, { force: true });
     }
   });
 

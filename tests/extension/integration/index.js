@@ -132,9 +132,15 @@ exports.run = async function run() {
       const d = vscode.workspace.textDocuments.find(x => x.uri.scheme === 'deepdive-report');
       return { done: !!d && d.getText().includes(torch), value: d ? { uri: d.uri.toString(), text: d.getText().slice(0, 800) } : 'no document with scheme deepdive-report' };
     }, 30000);
-    const editor = vscode.window.activeTextEditor;
-    assert.ok(editor && editor.document.uri.scheme === 'deepdive-report', `the report is the active editor (active: ${editor && editor.document.uri.toString()})`);
-    assert.strictEqual(editor.document.languageId, 'markdown', 'the report is markdown');
+    assert.strictEqual(doc.languageId, 'markdown', 'the report is markdown');
+    // it opens rendered (the Markdown preview), not as its source
+    const active = await poll('the report\'s Markdown preview to be the active tab', async () => {
+      const tab = vscode.window.tabGroups.activeTabGroup.activeTab;
+      const input = tab && tab.input;
+      const viewType = input instanceof vscode.TabInputWebview ? input.viewType : undefined;
+      return { done: !!viewType && viewType.includes('markdown.preview'), value: tab ? { label: tab.label, viewType, text: input instanceof vscode.TabInputText ? input.uri.toString() : undefined } : null };
+    }, 15000);
+    assert.ok(active, 'a Markdown preview tab');
     const last = ctx.api.lastReport();
     assert.ok(last, 'api.lastReport() returns the report after the command');
     assert.ok(JSON.stringify(last).includes(torch), `api.lastReport() mentions torch ${torch}`);
@@ -155,6 +161,10 @@ exports.run = async function run() {
     assert.strictEqual(final.state, 'succeeded', `doctor-deep job ended ${JSON.stringify(final)}`);
     const j = await findJob(ctx.api, job.id);
     assert.strictEqual(j.exitCode, 0, 'exit code 0');
+    // its figures reach the report the Environment view and the report page are drawn from
+    const report = await ctx.api.request('deepdive/doctor', {});
+    assert.ok(report.deepCheck && report.deepCheck.jobId === job.id, `deepdive/doctor names the newest deep check, got ${JSON.stringify(report.deepCheck)}`);
+    assert.ok(report.deepCheck.matmul.length >= 1 && report.deepCheck.matmul.every(m => m.gflops > 0), 'with its GFLOP/s');
   }, 100000);
 
   await test('a cancelled doctor-deep job ends "cancelled"', async () => {
@@ -171,6 +181,7 @@ exports.run = async function run() {
 
   await require('./codegen').run(test, ctx, { poll, sleep });
   await require('./tune').run(test, ctx, { poll, sleep });
+  await require('./train').run(test, ctx, { poll, sleep });
   await require('./compress').run(test, ctx, { poll, sleep });
   await require('./models').run(test, ctx, { poll, sleep });
   await require('./restart').run(test, ctx, { poll, sleep });   // last: it replaces the daemon

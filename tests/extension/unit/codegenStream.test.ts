@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { cursorFraming, finalBody, indentLines, planBodyEdit, shiftRegion } from '../../../extension/src/codegen/region';
+import { cursorFraming, finalBody, indentLines } from '../../../extension/src/codegen/region';
 import { GenerationStream } from '../../../extension/src/codegen/stream';
 
 describe('GenerationStream', () => {
@@ -65,28 +65,6 @@ describe('GenerationStream', () => {
 });
 
 describe('region bookkeeping', () => {
-    const r = { start: 10, length: 5 };
-
-    it('a change before the region moves it', () => {
-        expect(shiftRegion(r, { offset: 0, removed: 2, inserted: 5 })).toEqual({ region: { start: 13, length: 5 }, touched: false });
-        expect(shiftRegion(r, { offset: 10, removed: 0, inserted: 1 })).toEqual({ region: { start: 11, length: 5 }, touched: false });
-    });
-
-    it('a change after the region leaves it alone', () => {
-        expect(shiftRegion(r, { offset: 15, removed: 3, inserted: 0 })).toEqual({ region: r, touched: false });
-    });
-
-    it('a change inside or across it resizes it and marks it touched', () => {
-        expect(shiftRegion(r, { offset: 12, removed: 1, inserted: 3 })).toEqual({ region: { start: 10, length: 7 }, touched: true });
-        expect(shiftRegion(r, { offset: 8, removed: 4, inserted: 0 })).toEqual({ region: { start: 8, length: 3 }, touched: true });
-    });
-
-    it('plans appends when it can', () => {
-        expect(planBodyEdit('ab', 'abc')).toEqual({ kind: 'append', at: 2, text: 'c' });
-        expect(planBodyEdit('ab', 'x')).toEqual({ kind: 'replace', text: 'x' });
-        expect(planBodyEdit('ab', 'ab')).toEqual({ kind: 'none' });
-    });
-
     it('indents non-empty lines and stays append-stable', () => {
         expect(indentLines('a\n\nb\n', '  ')).toBe('  a\n\n  b\n');
         const partial = indentLines('a\n', '  ');

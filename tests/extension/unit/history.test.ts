@@ -14,7 +14,7 @@ describe('parseRuns', () => {
             ],
         });
         expect(runs.map(r => r.run)).toEqual(['b', 'a']);
-        expect(runs[1]).toEqual({ run: 'a', name: 'digits', job: 'a', started: 100, ended: 142, outcome: 'succeeded' });
+        expect(runs[1]).toEqual({ run: 'a', name: 'digits', job: 'a', started: 100, ended: 142, outcome: 'succeeded', kind: 'train', script: null });
         expect(parseRuns({})).toEqual([]);
         expect(parseRuns(null)).toEqual([]);
     });
@@ -22,9 +22,9 @@ describe('parseRuns', () => {
 
 describe('describeRun', () => {
     it('names the run, when it started, how long it took and how it ended', () => {
-        const line = describeRun({ run: 'a', name: 'digits', job: null, started: 1000, ended: 1042, outcome: 'failed' }, 1000 + 180);
+        const line = describeRun({ run: 'a', name: 'digits', job: null, started: 1000, ended: 1042, outcome: 'failed', kind: 'train', script: null }, 1000 + 180);
         expect(line).toMatch(/^digits · .+ · 42(\.0)? ?s · failed$/);
-        expect(describeRun({ run: 'r1', name: null, job: null, started: 10, ended: null, outcome: null }, 20)).toMatch(/^r1 · .+ · running$/);
+        expect(describeRun({ run: 'r1', name: null, job: null, started: 10, ended: null, outcome: null, kind: 'train', script: null }, 20)).toMatch(/^r1 · .+ · running$/);
     });
 });
 

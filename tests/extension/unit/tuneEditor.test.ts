@@ -50,16 +50,16 @@ describe('suggestLines / firstSuggestLine (the Tune CodeLens)', () => {
 });
 
 describe('guessMetric / guessDirection', () => {
-    it('takes the first keyword of the first x.log( call', () => {
-        expect(guessMetric('run.log(loss=loss)\nrun.log(accuracy=acc)')).toBe('loss');
+    it('takes the first logged evaluation metric, not the training loss logged before it', () => {
+        expect(guessMetric('run.log(loss=loss)\nrun.log(accuracy=acc)')).toBe('accuracy');
         expect(guessMetric('import math\ny = math.log(x)\nrun.log(\n    val_acc=a, loss=l)')).toBe('val_acc');
         expect(guessMetric('# run.log(acc=1)\nprint("run.log(f1=2)")\n')).toBe('loss');
         expect(guessMetric('run.log(**metrics)')).toBe('loss');
         expect(guessMetric('run.log(a == b)')).toBe('loss');
     });
 
-    it('guesses the digits example\'s metric', () => {
-        expect(guessMetric(readFileSync(DIGITS, 'utf8'))).toBe('loss');
+    it('guesses the digits example\'s metric: its keep_best, not the batch loss it logs first', () => {
+        expect(guessMetric(readFileSync(DIGITS, 'utf8'))).toBe('accuracy');
     });
 
     it('maximizes accuracy-like metrics and minimizes the rest', () => {
@@ -143,6 +143,8 @@ describe('a finished tune job\'s result', () => {
 
     it('describes params and what applying did', () => {
         expect(describeParams({ opt: 'adam', lr: 0.003, hidden: 256 })).toBe('hidden=256, lr=0.003, opt=adam');
+        // the notification, the CodeLens tooltip and the code action's title: 4 significant digits
+        expect(describeParams({ lr: 0.052341873920147, wd: 1.2345678e-5, act: true })).toBe('act=true, lr=0.05234, wd=1.235e-5');
         expect(describeApply({ changed: ['lr', 'hidden'], unchanged: ['dropout'], missing: ['momentum'] }, 'digits.py'))
             .toBe('set lr, hidden in digits.py; unchanged: dropout; no suggest() for momentum');
         expect(describeApply({ changed: [], unchanged: ['lr'] }, 'a.py')).toBe('a.py already has the best parameters');

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import {
     forRuns, LOG_RATIO, MAX_INTERMEDIATE, MAX_STUDIES, MAX_TRIALS, applyTune, bestOf, countStates, currentStudy, curves, emptyTune,
-    fmtParam, fmtParams, history, importanceBars, mixColor, parallelCoords, parseColor, position, studiesByRecency, trialsOf,
+    fmtParam, fmtParams, history, importanceBars, importanceNote, mixColor, parallelCoords, parseColor, position, searchLabel,
+    studiesByRecency, studyState, trialsOf,
     type TuneState,
 } from '../../../extension/webview/tune';
 
@@ -37,7 +38,7 @@ describe('applyTune', () => {
         expect(st.importances).toEqual({ lr: 0.8, opt: 0.2 });
         expect(importanceBars(st).map(b => b.name)).toEqual(['lr', 'opt']);
         feed(s, base('tune.done', 9, { n_complete: 1, n_pruned: 0, n_fail: 0, best_value: 3, best_params: { lr: 0.1 }, seconds: 12 }));
-        expect(st.done).toEqual({ nComplete: 1, nPruned: 0, nFail: 0, bestValue: 3, bestParams: { lr: 0.1 }, seconds: 12 });
+        expect(st.done).toEqual({ nComplete: 1, nPruned: 0, nFail: 0, bestValue: 3, bestParams: { lr: 0.1 }, seconds: 12, t: 9 });
         expect(countStates(st)).toEqual({ waiting: 0, running: 1, pruned: 0, complete: 1, fail: 0 });
     });
 
@@ -210,8 +211,10 @@ describe('parallel coordinates', () => {
 describe('formatting and colours', () => {
     it('formats params', () => {
         expect(fmtParam(3)).toBe('3');
-        expect(fmtParam(0.000123)).toBe('1.23e-4');
+        expect(fmtParam(0.000123)).toBe('0.000123');
         expect(fmtParam(0.0123456)).toBe('0.01235');
+        expect(fmtParam(0.052341873920147)).toBe('0.05234');
+        expect(fmtParam(1.2345678e-5)).toBe('1.235e-5');
         expect(fmtParam(null)).toBe('—');
         expect(fmtParam(undefined)).toBe('—');
         expect(fmtParam('adam')).toBe('adam');
@@ -247,5 +250,60 @@ describe('forRuns (what the Runs panels get)', () => {
         expect(forRuns(snap)).toEqual({ type: 'snapshot', dropped: 2, messages: [train, machine] });
         const plain = { type: 'snapshot', messages: [train] };
         expect(forRuns(plain)).toBe(plain);
+    });
+});
+
+describe('what a study shows (issue #20, finding 6)', () => {
+    it('a finished study shows no trial running: tune.done settles states whose last live event was lost', () => {
+        const s = emptyTune();
+        // trial 1's final event never arrived (dropped on the way); trial 2 runs in another process
+        feed(s, studyEvent(), trial(0, 1, { state: 'complete', value: 3 }), trial(1, 2, { state: 'running', value: null, intermediate: [[0, 5]] }),
+            trial(2, 2, { state: 'running', value: null }));
+        const st = s.studies.get('s1')!;
+        expect(studyState(st)).toBe('running');
+        feed(s, base('tune.done', 9, { n_complete: 2, n_pruned: 0, n_fail: 0, best_value: 2, best_params: {}, seconds: 5,
+            trials: [[0, 'complete', 3], [1, 'complete', 2], [2, 'running', null]] }));
+        expect(studyState(st)).toBe('finished');
+        expect(trialsOf(st).map(t => [t.number, t.state, t.value])).toEqual([[0, 'complete', 3], [1, 'complete', 2], [2, 'running', null]]);
+        expect(trialsOf(st)[1].intermediate).toEqual([[0, 5]]);  // what the view had stays
+        expect(countStates(st).running).toBe(1);
+        // an older live event that arrives late does not bring "running" back
+        feed(s, trial(1, 3, { state: 'running', value: null }));
+        expect(trialsOf(st)[1].state).toBe('complete');
+    });
+
+    it('a rerun of a finished study shows as running again, from its own tune.study', () => {
+        const s = emptyTune();
+        feed(s, studyEvent(), base('tune.done', 5, { n_complete: 0, n_pruned: 0, n_fail: 0, seconds: 1, trials: [] }));
+        expect(studyState(s.studies.get('s1')!)).toBe('finished');
+        feed(s, base('tune.study', 7, { direction: 'minimize', metric: 'loss', sampler: 'auto', pruner: 'auto', n_trials: 40 }));
+        expect(studyState(s.studies.get('s1')!)).toBe('running');
+    });
+
+    it('names the sampler and pruner as the producer resolved them, not "auto + auto"', () => {
+        const s = emptyTune();
+        feed(s, studyEvent({ sampler: 'auto', pruner: 'auto', sampler_label: 'TPE (auto: multivariate)',
+            pruner_label: 'Hyperband (auto: fixed variant, first rung at a quarter of a trial\'s reports)',
+            metric_source: 'from the script: keep_best=\'accuracy:max\' in setup() at line 112' }));
+        const st = s.studies.get('s1')!;
+        expect(searchLabel(st)).toBe('sampler TPE (auto: multivariate) · pruner Hyperband (auto: fixed variant, first rung at a quarter of a trial\'s reports)');
+        expect(st.metricSource).toBe('from the script: keep_best=\'accuracy:max\' in setup() at line 112');
+    });
+
+    it('hides importance until enough trials completed, and says how many so far', () => {
+        const s = emptyTune();
+        feed(s, studyEvent({ importance_after: 20 }), trial(0, 1), trial(1, 2),
+            base('tune.importance', 3, { importances: { lr: 0.9 } }));  // e.g. an older producer's early figures
+        const st = s.studies.get('s1')!;
+        expect(importanceNote(st)).toBeNull();
+        feed(s, base('tune.importance', 4, { importances: {}, note: 'importance appears after 20 completed trials (2 so far): ...' }));
+        expect(importanceNote(st)).toBe('Importance appears after 20 completed trials (2 so far): with fewer, fANOVA\'s ranking of the parameters is mostly chance.');
+        for (let i = 2; i < 20; i++) {
+            feed(s, trial(i, 10 + i));
+        }
+        expect(importanceNote(st)).toBe('importance appears after 20 completed trials (2 so far): ...');  // the producer's word until it recomputes
+        feed(s, base('tune.importance', 40, { importances: { lr: 0.7, wd: 0.3 }, note: null }));
+        expect(importanceNote(st)).toBeNull();
+        expect(importanceBars(st).map(b => b.name)).toEqual(['lr', 'wd']);
     });
 });
