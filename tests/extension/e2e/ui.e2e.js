@@ -201,7 +201,7 @@ async function main() {
     const ingest = seen.streamUrl.replace('/stream?', '/ingest?');
     const home = fs.mkdtempSync(require('path').join(require('os').tmpdir(), 'ui-train-'));
     const train = require('child_process').spawn(python, ['-m', 'deepdive', 'train', require('path').join(c.env('E2E_REPO'), 'server/examples/digits.py'),
-      '--nproc', '1', '--', '--epochs', '40', '--compression', 'none'],
+      '--nproc', '1', '--checkpoint-dir', require('path').join(workspace, 'ckpt'), '--', '--epochs', '40', '--compression', 'none'],
     { env: { ...process.env, DEEPDIVE_HUB: ingest, DEEPDIVE_HOME: home }, detached: true, stdio: 'ignore' });
     try {
       let points = 0;
@@ -219,6 +219,15 @@ async function main() {
       await c.screenshot(page, 'ui-dashboard-sidebar');
       const u = new URL(seen.streamUrl);
       console.log(`     ${T()} sidebar: ${points} loss points via ${u.origin}${u.pathname}; status bar "${bar.replace(/\s+/g, ' ')}"`);
+      // the same run, started outside the daemon (as in a terminal with DEEPDIVE_HUB), is in the Jobs view
+      await c.runCommand(page, 'Deepdive: Focus on Jobs View');
+      await page.locator('.monaco-list-row', { hasText: 'train digits.py (terminal)' }).first().waitFor({ timeout: 30000 });
+      await c.screenshot(page, 'ui-jobs-terminal-run');
+      // and its checkpoints (the run saves into the workspace's ckpt/ every epoch) in the Checkpoints view
+      await c.runCommand(page, 'Deepdive: Focus on Checkpoints View');
+      await c.runCommand(page, 'Deepdive: Refresh Checkpoints');
+      await page.locator('.monaco-list-row', { hasText: 'ckpt' }).first().waitFor({ timeout: 30000 });
+      await c.screenshot(page, 'ui-checkpoints-view');
     } finally {
       try { process.kill(-train.pid, 'SIGKILL'); } catch { /* gone */ }
       fs.rmSync(home, { recursive: true, force: true });

@@ -132,7 +132,8 @@ exports.run = async function run() {
       const d = vscode.workspace.textDocuments.find(x => x.uri.scheme === 'deepdive-report');
       return { done: !!d && d.getText().includes(torch), value: d ? { uri: d.uri.toString(), text: d.getText().slice(0, 800) } : 'no document with scheme deepdive-report' };
     }, 30000);
-    assert.strictEqual(doc.languageId, 'markdown', 'the report is markdown');
+    const reportDoc = vscode.workspace.textDocuments.find(x => x.uri.scheme === 'deepdive-report');
+    assert.strictEqual(reportDoc && reportDoc.languageId, 'markdown', 'the report is markdown');
     // it opens rendered (the Markdown preview), not as its source
     const active = await poll('the report\'s Markdown preview to be the active tab', async () => {
       const tab = vscode.window.tabGroups.activeTabGroup.activeTab;
