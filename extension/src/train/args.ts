@@ -2,14 +2,12 @@
 // Train CodeLens goes, and the script-argument splitting. No `vscode` import: unit tests load this.
 import { codeLines } from '../tune/finder';
 import { Vocabularies } from '../protocol';
+import { parseScriptRef, ScriptRef, withoutUndefined } from '../common/scriptArgs';
 
 export type Precision = (typeof Vocabularies.trainPrecisions)[number];
 export type GradCompression = (typeof Vocabularies.gradCompressions)[number];
 
-export interface TrainArgs {
-    /** The script: a file path or a URI string. */
-    path?: string;
-    uri?: string;
+export interface TrainArgs extends ScriptRef {
     /** Processes on this machine (torchrun --nproc-per-node). */
     nproc?: number;
     precision?: Precision;
@@ -18,33 +16,17 @@ export interface TrainArgs {
     checkpointDir?: string;
     /** Ignore the checkpoints already in the folder (start from step 0). */
     fresh?: boolean;
-    /** Arguments for the script itself. */
-    args?: string[];
-    /** No dashboard, no notifications (tests). */
-    quiet?: boolean;
-    /** Resolve when the job ends (tests), not when it starts. */
-    wait?: boolean;
 }
 
 export const MAX_NPROC = 1024;
 
-const text = (x: unknown): string | undefined => (typeof x === 'string' && x.trim() ? x.trim() : undefined);
-
 /** A URI string, a vscode.Uri (anything with a scheme and toString), or an object of TrainArgs. */
 export function parseTrainArgs(arg: unknown): TrainArgs {
-    if (typeof arg === 'string') {
-        return /^[a-z][\w+.-]+:/i.test(arg) && !/^[a-z]:[\\/]/i.test(arg) ? { uri: arg } : { path: arg };
+    const { ref, rest: a } = parseScriptRef(arg);
+    if (!a) {
+        return ref;
     }
-    if (!arg || typeof arg !== 'object') {
-        return {};
-    }
-    const a = arg as Record<string, unknown>;
-    if (typeof a.scheme === 'string' && 'fsPath' in a) {
-        return { uri: (a as { toString(): string }).toString() };
-    }
-    const out: TrainArgs = {};
-    out.path = text(a.path);
-    out.uri = typeof a.uri === 'string' ? text(a.uri) : undefined;
+    const out: TrainArgs = { ...ref };
     if (typeof a.nproc === 'number' && Number.isInteger(a.nproc) && a.nproc >= 1 && a.nproc <= MAX_NPROC) {
         out.nproc = a.nproc;
     }
@@ -60,21 +42,7 @@ export function parseTrainArgs(arg: unknown): TrainArgs {
     if (a.fresh === true) {
         out.fresh = true;
     }
-    if (Array.isArray(a.args) && a.args.every(x => typeof x === 'string')) {
-        out.args = a.args;
-    }
-    if (a.quiet === true) {
-        out.quiet = true;
-    }
-    if (a.wait === true) {
-        out.wait = true;
-    }
-    for (const k of Object.keys(out) as (keyof TrainArgs)[]) {
-        if (out[k] === undefined) {
-            delete out[k];
-        }
-    }
-    return out;
+    return withoutUndefined(out);
 }
 
 /** The `train` job's options (server/jobs/kinds.py `_train`): only what was chosen; "auto" leaves the script's choice. */

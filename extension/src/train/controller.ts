@@ -16,16 +16,16 @@ import {
     QuickPickItem,
     Range,
     TextDocument,
-    Uri,
     window,
     workspace,
 } from 'vscode';
 import { Commands, CONFIG_SECTION } from '../common/constants';
 import { guardCommand } from '../common/guard';
+import { pickScript } from '../common/pickScript';
 import { showJobProgress } from '../common/jobProgress';
 import { traceInfo } from '../common/logging';
 import { DeepdiveServer } from '../common/server';
-import { executeCommand, getConfiguration, getWorkspaceFolders, isTrusted, registerCommand } from '../common/vscodeapi';
+import { executeCommand, getConfiguration, isTrusted, registerCommand } from '../common/vscodeapi';
 import { JobEvent, JobInfo, Requests, Vocabularies } from '../protocol';
 import { JobsView } from '../views/jobs';
 import { GradCompression, parseTrainArgs, Precision, splitArgs, TrainArgs, trainLensLine, trainOptions, trainTitle } from './args';
@@ -93,7 +93,7 @@ export class TrainController implements CodeLensProvider, Disposable {
             }
             return { state: 'refused', error: why };
         }
-        const uri = await this.pickScript(a);
+        const uri = await pickScript(a, 'Deepdive: Train — the training script', 'Train');
         if (!uri) {
             return { state: 'dismissed' };
         }
@@ -204,25 +204,6 @@ export class TrainController implements CodeLensProvider, Disposable {
 
     private remembered(script: string): TrainArgs {
         return this.memory.get<Record<string, TrainArgs>>(MEMORY_KEY, {})[script] ?? {};
-    }
-
-    private async pickScript(a: TrainArgs): Promise<Uri | undefined> {
-        if (a.uri) {
-            return Uri.parse(a.uri);
-        }
-        if (a.path) {
-            const root = getWorkspaceFolders()[0]?.uri.fsPath;
-            return Uri.file(path.isAbsolute(a.path) || !root ? path.resolve(a.path) : path.join(root, a.path));
-        }
-        const active = window.activeTextEditor?.document;
-        if (active && active.languageId === 'python' && active.uri.scheme === 'file') {
-            return active.uri;
-        }
-        const picked = await window.showOpenDialog({
-            title: 'Deepdive: Train — the training script', canSelectMany: false, openLabel: 'Train',
-            filters: { Python: ['py'] }, defaultUri: getWorkspaceFolders()[0]?.uri,
-        });
-        return picked?.[0];
     }
 
     private onJobEvent(e: JobEvent): void {

@@ -3,6 +3,7 @@
 // ranges. No `vscode` import.
 import * as path from 'path';
 import type { JobInfo, TextEditData, TuneApplyResult } from '../protocol';
+import { parseScriptRef, text, withoutUndefined } from '../common/scriptArgs';
 import { formatParams } from './rounding';
 
 export type Direction = 'minimize' | 'maximize';
@@ -33,27 +34,14 @@ export const MAX_TRIALS = 100_000;
 
 const positiveInt = (x: unknown, max: number): number | undefined =>
     typeof x === 'number' && Number.isInteger(x) && x >= 1 && x <= max ? x : undefined;
-const text = (x: unknown): string | undefined => (typeof x === 'string' && x.trim() ? x.trim() : undefined);
 
 /** A URI string, a vscode.Uri (anything with a scheme and toString), or an object of TuneArgs. */
 export function parseTuneArgs(arg: unknown): TuneArgs {
-    if (typeof arg === 'string') {
-        return /^[a-z][\w+.-]+:/i.test(arg) && !/^[a-z]:[\\/]/i.test(arg) ? { uri: arg } : { path: arg };
+    const { ref, rest: a } = parseScriptRef(arg);
+    if (!a) {
+        return ref;
     }
-    if (!arg || typeof arg !== 'object') {
-        return {};
-    }
-    const a = arg as Record<string, unknown>;
-    if (typeof a.scheme === 'string' && 'fsPath' in a) {
-        return { uri: (a as { toString(): string }).toString() };  // a vscode.Uri: its toString() is the URI
-    }
-    const out: TuneArgs = {};
-    out.path = text(a.path);
-    if (typeof a.uri === 'string') {
-        out.uri = text(a.uri);
-    } else if (a.uri && typeof a.uri === 'object' && 'scheme' in a.uri) {
-        out.uri = (a.uri as { toString(): string }).toString();
-    }
+    const out: TuneArgs = { ...ref };
     out.trials = positiveInt(a.trials, MAX_TRIALS);
     out.parallel = positiveInt(a.parallel, 1024);
     out.metric = text(a.metric);
@@ -62,21 +50,7 @@ export function parseTuneArgs(arg: unknown): TuneArgs {
     out.sampler = text(a.sampler);
     out.pruner = text(a.pruner);
     out.study = text(a.study);
-    if (Array.isArray(a.args) && a.args.every(x => typeof x === 'string')) {
-        out.args = a.args;
-    }
-    if (a.quiet === true) {
-        out.quiet = true;
-    }
-    if (a.wait === true) {
-        out.wait = true;
-    }
-    for (const k of Object.keys(out) as (keyof TuneArgs)[]) {
-        if (out[k] === undefined) {
-            delete out[k];
-        }
-    }
-    return out;
+    return withoutUndefined(out);
 }
 
 /** Validates the trials input box: an integer from 1 to MAX_TRIALS; the message, or undefined when fine. */

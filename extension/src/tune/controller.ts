@@ -4,6 +4,7 @@
 // a script's first `suggest(` call. When the job ends with best parameters, a notification button, a
 // CodeLens and a code action on the `suggest(` lines rewrite the script's defaults (deepdive/tune/applyBest).
 import { guardCommand } from '../common/guard';
+import { pickScript } from '../common/pickScript';
 import { showJobProgress } from '../common/jobProgress';
 import * as os from 'os';
 import * as path from 'path';
@@ -120,7 +121,7 @@ export class TuneController implements CodeLensProvider, CodeActionProvider, Dis
             }
             return { state: 'refused', error: why };
         }
-        const uri = await this.pickScript(a);
+        const uri = await pickScript(a, 'Deepdive: Tune — the training script', 'Tune');
         if (!uri) {
             return { state: 'dismissed' };
         }
@@ -180,25 +181,6 @@ export class TuneController implements CodeLensProvider, CodeActionProvider, Dis
         }
         const end = await ended;
         return { state: end.state as TuneOutcome['state'], jobId: end.id, job: end, path: uri.fsPath, bestParams: bestParamsOf(end.result) };
-    }
-
-    private async pickScript(a: TuneArgs): Promise<Uri | undefined> {
-        if (a.uri) {
-            return Uri.parse(a.uri);
-        }
-        if (a.path) {
-            const root = getWorkspaceFolders()[0]?.uri.fsPath;
-            return Uri.file(path.isAbsolute(a.path) || !root ? path.resolve(a.path) : path.join(root, a.path));
-        }
-        const active = window.activeTextEditor?.document;
-        if (active && active.languageId === 'python' && active.uri.scheme === 'file') {
-            return active.uri;
-        }
-        const picked = await window.showOpenDialog({
-            title: 'Deepdive: Tune — the training script', canSelectMany: false, openLabel: 'Tune',
-            filters: { Python: ['py'] }, defaultUri: getWorkspaceFolders()[0]?.uri,
-        });
-        return picked?.[0];
     }
 
     // ---- job events ---------------------------------------------------------------------------

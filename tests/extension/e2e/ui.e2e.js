@@ -285,6 +285,41 @@ async function main() {
     }
   });
 
+  // Issue #20 finding 2: an interpreter without Deepdive gets a prompt that names it and offers the extras.
+  // Last: it points the workspace at a bare venv (the daemon cannot start there), then restores the setting.
+  await test('an interpreter without Deepdive: the prompt names its path and offers the extras by feature', async () => {
+    const pathMod = require('path');
+    const bare = fs.mkdtempSync(pathMod.join(require('os').tmpdir(), 'ui-bare-'));
+    const settingsDir = pathMod.join(workspace, '.vscode');
+    const settings = pathMod.join(settingsDir, 'settings.json');
+    require('child_process').execFileSync('python3', ['-m', 'venv', '--without-pip', bare], { stdio: 'ignore' });
+    const bareReal = fs.realpathSync(pathMod.join(bare, 'bin', 'python'));
+    try {
+      fs.mkdirSync(settingsDir, { recursive: true });
+      fs.writeFileSync(settings, JSON.stringify({ 'deepdive.pythonPath': pathMod.join(bare, 'bin', 'python') }));
+      const toast = page.locator('.notification-toast', { hasText: 'Deepdive is not installed for the Python at' }).first();
+      await toast.waitFor({ timeout: 30000 });
+      const text = (await toast.innerText()).replace(/\s+/g, ' ');
+      if (!text.includes(pathMod.dirname(pathMod.dirname(bareReal))) && !text.includes(bare)) {
+        throw new Error(`the prompt does not name the interpreter's path (${bare}): ${text}`);
+      }
+      await c.screenshot(page, 'ui-install-prompt');
+      await toast.locator('.monaco-button', { hasText: 'Install Deepdive' }).first().click();
+      const picker = page.locator('.quick-input-widget');
+      await picker.locator('.monaco-list-row', { hasText: /engine/i }).first().waitFor({ timeout: 15000 });
+      const rows = (await picker.locator('.monaco-list-row').allInnerTexts()).map(r => r.replace(/\s+/g, ' '));
+      for (const feature of [/engine/i, /tune/i, /compress/i]) {
+        if (!rows.some(r => feature.test(r))) throw new Error(`the extras picker lacks ${feature}: ${JSON.stringify(rows)}`);
+      }
+      await c.screenshot(page, 'ui-install-extras');
+      await page.keyboard.press('Escape');  // nothing is installed into the bare venv
+    } finally {
+      fs.rmSync(settingsDir, { recursive: true, force: true });
+      fs.rmSync(bare, { recursive: true, force: true });
+    }
+    await statusReady(60000);  // back on the real interpreter
+  });
+
   await c.screenshot(page, 'ui-final');
   if (b.pageErrors.length) console.log(`     page errors seen (not failures): ${b.pageErrors.length}, first: ${b.pageErrors[0]}`);
   await b.close();
