@@ -438,6 +438,7 @@ class Checkpointer:
                       message=f"{signal.Signals(stop).name}: step {run.step_count} saved; exiting "
                               f"{PREEMPTED_EXIT_CODE} for a restart")
             self.restore_signals()
+            _leave_group()  # every rank agreed to stop: meet, then leave, so no rank's exit aborts another's
             raise SystemExit(PREEMPTED_EXIT_CODE)
         if self.every and run.step_count and run.step_count % self.every == 0:
             self.save(reason=f"every {self.every} steps")
@@ -546,3 +547,16 @@ class Checkpointer:
             self.wait()
         finally:
             self.restore_signals()
+
+
+def _leave_group() -> None:
+    """Barrier and destroy the process group before a preempted exit.
+
+    Left to the interpreter's exit, the gloo group of a rank that leaves first can make a peer still in
+    its last collective abort (SIGABRT), and torchrun then reports that instead of the preemption."""
+    from deepdive.engine import distributed as ddist
+
+    try:
+        ddist.teardown()
+    except Exception as exc:  # noqa: BLE001 - the checkpoint is saved; the exit status still says preempted
+        print(f"deepdive: leaving the process group after the preemption checkpoint: {exc}", file=sys.stderr)

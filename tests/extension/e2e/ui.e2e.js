@@ -285,6 +285,19 @@ async function main() {
     }
   });
 
+  // Issue #20 finding 5: every job shows one progress notification with Cancel; the deep check's figures
+  // then show in the Environment view.
+  await test('"Run Deep Environment Check" shows a progress notification with Cancel, then its GFLOP/s in the Environment view', async () => {
+    await c.runCommand(page, 'Deepdive: Run Deep Environment Check');
+    const toast = page.locator('.notification-toast', { hasText: 'Deepdive: deep environment check' }).first();
+    await toast.waitFor({ timeout: 20000 });
+    await toast.locator('.monaco-button', { hasText: 'Cancel' }).first().waitFor({ timeout: 5000 });
+    await c.screenshot(page, 'ui-deep-check-progress');
+    await c.runCommand(page, 'Deepdive: Focus on Environment View');
+    await page.locator('.monaco-list-row', { hasText: /Deep check: [\d.]+ GFLOP\/s/ }).first().waitFor({ timeout: 90000 });
+    await c.screenshot(page, 'ui-deep-check-environment');
+  });
+
   // Issue #20 finding 2: an interpreter without Deepdive gets a prompt that names it and offers the extras.
   // Last: it points the workspace at a bare venv (the daemon cannot start there), then restores the setting.
   await test('an interpreter without Deepdive: the prompt names its path and offers the extras by feature', async () => {
