@@ -116,10 +116,11 @@ async def tour(repo: Path, seconds: float, epochs: int, trials: int) -> int:
         if verdicts:
             last = verdicts[-1]
             console.print(f"[bold]verdict[/bold] ({last['kind']}): {last['sentence']}  [dim]fix: {last['fix']}")
-        # a run started outside the daemon (as in an editor terminal, which gets DEEPDIVE_HUB) is in its Jobs list
+        # `deepdive train` typed in the workspace records its job in the workspace's store, which the
+        # daemon's Jobs list reads (a plain `python train.py` there would be listed as a terminal run)
         for past in (await client.request(JOBS_LIST, JobListParams(limit=10))).jobs:
-            if past.kind == "terminal":
-                console.print(f"  in the Jobs view: {past.title}  {past.state}  ({past.message})")
+            if past.kind in ("train", "terminal"):
+                console.print(f"  in the editor's Jobs view: {past.title}  {past.state}  (kind {past.kind})")
                 break
 
         step(7, f"Tune the digits example's suggest() hyperparameters: {trials} trials, TPE + Hyperband, "
