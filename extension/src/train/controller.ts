@@ -21,11 +21,11 @@ import {
 } from 'vscode';
 import { Commands, CONFIG_SECTION } from '../common/constants';
 import { guardCommand } from '../common/guard';
-import { pickScript } from '../common/pickScript';
+import { scriptToRun } from '../common/pickScript';
 import { showJobProgress } from '../common/jobProgress';
 import { traceInfo } from '../common/logging';
 import { DeepdiveServer } from '../common/server';
-import { executeCommand, getConfiguration, isTrusted, registerCommand } from '../common/vscodeapi';
+import { executeCommand, getConfiguration, registerCommand } from '../common/vscodeapi';
 import { JobEvent, JobInfo, Requests, Vocabularies } from '../protocol';
 import { JobsView } from '../views/jobs';
 import { GradCompression, parseTrainArgs, Precision, splitArgs, TrainArgs, trainLensLine, trainOptions, trainTitle } from './args';
@@ -86,24 +86,11 @@ export class TrainController implements CodeLensProvider, Disposable {
     }
 
     private async train(a: TrainArgs): Promise<TrainOutcome> {
-        if (!isTrusted()) {
-            const why = 'Deepdive: training runs the script, and this workspace is not trusted (Manage Workspace Trust to allow it).';
-            if (!a.quiet) {
-                void window.showWarningMessage(why);
-            }
-            return { state: 'refused', error: why };
+        const picked = await scriptToRun(a, 'train', 'training');
+        if (!('uri' in picked)) {
+            return picked;
         }
-        const uri = await pickScript(a, 'Deepdive: Train — the training script', 'Train');
-        if (!uri) {
-            return { state: 'dismissed' };
-        }
-        if (uri.scheme !== 'file') {
-            throw new Error('save the script to a file first: the train job runs it from disk');
-        }
-        const doc = await workspace.openTextDocument(uri);
-        if (doc.isDirty) {
-            await doc.save();
-        }
+        const { uri } = picked;
         const remembered = this.remembered(uri.fsPath);
         const chosen = await this.ask(a, remembered, path.basename(uri.fsPath));
         if (!chosen) {

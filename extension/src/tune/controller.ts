@@ -4,7 +4,7 @@
 // a script's first `suggest(` call. When the job ends with best parameters, a notification button, a
 // CodeLens and a code action on the `suggest(` lines rewrite the script's defaults (deepdive/tune/applyBest).
 import { guardCommand } from '../common/guard';
-import { pickScript } from '../common/pickScript';
+import { scriptToRun } from '../common/pickScript';
 import { showJobProgress } from '../common/jobProgress';
 import * as os from 'os';
 import * as path from 'path';
@@ -29,7 +29,7 @@ import { Commands, CONFIG_SECTION } from '../common/constants';
 import { errorMessage } from '../common/interpreter';
 import { traceError, traceInfo } from '../common/logging';
 import { DeepdiveServer } from '../common/server';
-import { executeCommand, getConfiguration, getWorkspaceFolders, isTrusted, registerCommand } from '../common/vscodeapi';
+import { executeCommand, getConfiguration, getWorkspaceFolders, registerCommand } from '../common/vscodeapi';
 import { JobEvent, JobInfo, Requests } from '../protocol';
 import { JobsView } from '../views/jobs';
 import {
@@ -114,24 +114,11 @@ export class TuneController implements CodeLensProvider, CodeActionProvider, Dis
     // ---- the Tune command ---------------------------------------------------------------------
 
     private async tune(a: TuneArgs): Promise<TuneOutcome> {
-        if (!isTrusted()) {
-            const why = 'Deepdive: tuning runs the script, and this workspace is not trusted (Manage Workspace Trust to allow it).';
-            if (!a.quiet) {
-                void window.showWarningMessage(why);
-            }
-            return { state: 'refused', error: why };
+        const picked = await scriptToRun(a, 'tune', 'tuning');
+        if (!('uri' in picked)) {
+            return picked;
         }
-        const uri = await pickScript(a, 'Deepdive: Tune — the training script', 'Tune');
-        if (!uri) {
-            return { state: 'dismissed' };
-        }
-        if (uri.scheme !== 'file') {
-            throw new Error('save the script to a file first: the tune job runs it from disk');
-        }
-        const doc = await workspace.openTextDocument(uri);
-        if (doc.isDirty) {
-            await doc.save();
-        }
+        const { uri, doc } = picked;
         const text = doc.getText();
         const trials = a.trials ?? (await askNumber('Trials', 'How many trials the search runs', String(DEFAULT_TRIALS), checkTrials));
         if (trials === undefined) {
