@@ -12,6 +12,7 @@ Runs the daemon started itself (its jobs) are left out: their job is already lis
 
 from __future__ import annotations
 
+import collections
 import os
 import socket
 import threading
@@ -29,6 +30,8 @@ KIND = "terminal"
 SILENT_S = 120.0
 #: At most this many terminal runs are remembered (the oldest finished ones go first).
 MAX_RUNS = 200
+#: How many runs' "is it a daemon job?" answers are remembered (the oldest go first).
+DECIDED_RUNS = 4096
 NOT_CANCELLABLE = ("a run started in a terminal is not the daemon's to stop: press Ctrl-C in its terminal "
                    "(the engine checkpoints on SIGINT when it has a checkpoint folder)")
 
@@ -51,12 +54,13 @@ class TerminalRuns:
         self._runs: dict[str, JobInfo] = {}
         self._seen: dict[str, float] = {}
         self._seq: dict[str, int] = {}
+        self._decided: collections.OrderedDict[str, bool] = collections.OrderedDict()
         self._lock = threading.Lock()
 
     def observe(self, message: dict[str, Any]) -> None:
         """One ingest batch from a reporter (the hub's ``on_batch``)."""
         run = str(message.get("run") or "")
-        if not run or self._is_daemon_job(run):
+        if not run or self._daemon_job(run):
             return
         now = self._clock()
         events: list[JobEvent] = []
@@ -74,6 +78,16 @@ class TerminalRuns:
                     events.append(self._end(run, "succeeded", None, float(event.get("t") or now)))
         for e in events:
             self._on_event(e)
+
+    def _daemon_job(self, run: str) -> bool:
+        """Whether ``run`` is one of the daemon's jobs, asked once per run (the answer is a store
+        lookup, and batches arrive several times a second per process)."""
+        known = self._decided.get(run)
+        if known is None:
+            known = self._decided[run] = self._is_daemon_job(run)
+            while len(self._decided) > DECIDED_RUNS:
+                self._decided.popitem(last=False)
+        return known
 
     def expire(self) -> None:
         """Marks runs lost that stopped reporting without a summary (called about once a second)."""
