@@ -116,12 +116,54 @@ def _attempt_store(world: int, timeout_s: float) -> Optional[dist.Store]:
 
 
 def teardown() -> None:
-    """Barrier, then destroy the process group (a no-op when not distributed)."""
-    if dist.is_available() and dist.is_initialized():
-        try:
-            dist.barrier()
-        finally:
-            dist.destroy_process_group()
+    """Barrier, then destroy the process group (a no-op when not distributed).
+
+    With gloo the ranks then leave one at a time, in rank order, through the group's store: gloo
+    closes its connections with a reset, and a rank whose own teardown runs while a peer's reset
+    arrives can abort (SIGABRT; seen under torchrun on a loaded 2-core machine, where the report
+    then named the abort instead of the preemption's exit status). Each rank destroys its group
+    while the others wait on the store, not in gloo, and rank 0 (which may host the store) leaves
+    last."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    store = _store_for_leaving()
+    try:
+        dist.barrier()
+    except BaseException:
+        dist.destroy_process_group()
+        raise
+    if store is None:
+        dist.destroy_process_group()
+        return
+    leave_in_turn(store, dist.get_rank(), dist.get_world_size(), dist.destroy_process_group)
+
+
+def _store_for_leaving() -> Optional[dist.Store]:
+    if dist.get_backend() != "gloo" or dist.get_world_size() < 2:
+        return None
+    try:
+        return dist.distributed_c10d._get_default_store()
+    except (AttributeError, RuntimeError, ValueError):  # no store to meet on: leave together after the barrier
+        return None
+
+
+def leave_in_turn(store: dist.Store, rank: int, world: int, leave: Any) -> None:
+    """Call ``leave`` on each rank in rank order; every rank returns once the last has left.
+
+    A round number from the store keeps a later teardown on the same store apart from this one."""
+    round_ = (int(store.add("deepdive/leave/arrived", 1)) - 1) // world
+
+    def key(r: int) -> str:
+        return f"deepdive/leave/{round_}/{r}"
+
+    if rank > 0:
+        store.wait([key(rank - 1)])
+    try:
+        leave()
+    finally:
+        store.set(key(rank), b"1")
+    if rank == 0:
+        store.wait([key(world - 1)])  # the store may live in this process: stay until every rank has left
 
 
 def wrap_ddp(model: nn.Module, info: DistInfo, *, bucket_cap_mb: float = 25.0, gradient_as_bucket_view: bool = True,
