@@ -1,7 +1,7 @@
 """What ``--sampler`` and ``--pruner`` resolve to, in words, for every place that shows them.
 
 ``auto`` is not a choice made at run time: it names a fixed configuration (see
-:func:`deepdive.tune.study.make_sampler` and :func:`~deepdive.tune.study.make_pruner`). Showing
+:func:`deepdive.tune.algorithms.make_sampler` and :func:`~deepdive.tune.algorithms.make_pruner`). Showing
 "auto + auto" hides which algorithm runs; these labels name it and keep "(auto)" to say the user
 did not pick it. Kept next to each other and beside the factories' choices so they cannot drift
 (``tests/tune/test_display.py`` checks every choice has a label).

@@ -17,7 +17,7 @@ second). The first rung is then placed at a quarter of it (at least 1); trials o
 fewer get Optuna's schedule. ``--pruner hyperband`` is the same class with Optuna's schedule
 (``first_rung_share=None``: the first rung after the second report).
 
-This module imports Optuna; :func:`deepdive.tune.study.make_pruner` imports it only when a study
+This module imports Optuna; :func:`deepdive.tune.algorithms.make_pruner` imports it only when a study
 starts.
 """
 
@@ -28,7 +28,7 @@ from typing import Optional
 import optuna
 from optuna.trial import TrialState
 
-from deepdive.tune.study import STOPPED_ATTR
+from deepdive.tune.ledger import STOPPED_ATTR
 
 FIRST_RUNG_SHARE = 4  # the default's first rung at 1/4 of the reports of a full trial
 
