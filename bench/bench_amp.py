@@ -38,7 +38,7 @@ import time
 import torch
 from torch import nn
 
-from deepdive.hostinfo import cpu_has_native_bf16
+from deepdive.cpuinfo import cpu_has_native_bf16
 
 SIZES = {
     "transformer": {

@@ -61,7 +61,7 @@ if str(ROOT) not in sys.path:
 
 from deepdive.codegen.backends import Backend, BackendError, Cancelled  # noqa: E402
 from deepdive.codegen.spec import Spec, Stated  # noqa: E402
-from deepdive.protocol import GenerateParams, GenerateResult  # noqa: E402
+from deepdive.codegen.generation import GenerateParams, GenerateResult  # noqa: E402
 
 BENCH = "eval_codegen"
 SET_PATH = ROOT / "bench" / "data" / "codegen_eval.jsonl"

@@ -15,7 +15,10 @@ from typing import Any, NoReturn, Optional
 from deepdive import __version__
 from deepdive.ckpt_cli import add_parser as add_ckpt_parser, cmd_ckpt
 from deepdive.cli_model import add_parser as add_model_parser, cmd_model
-from deepdive.protocol import VOCABULARIES
+from deepdive.vocabulary import (
+    CODEGEN_BACKENDS, COMPRESS_TARGETS, FRAMEWORKS, GRAD_COMPRESSIONS, PRUNE_IMPORTANCES, QUANTIZE_MODES, TRAIN_PRECISIONS,
+    TUNE_DIRECTIONS, TUNE_PRUNERS, TUNE_SAMPLERS, TUNE_VALUES,
+)
 
 
 class UsageError(Exception):
@@ -66,9 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "checkpoint folder before this job (kept until retention deletes them); restarts of this job "
                    "still resume from what it saves")
     p.add_argument("--metrics-out", default=None, help="telemetry JSONL file (default: in the run's state folder)")
-    p.add_argument("--precision", choices=VOCABULARIES["trainPrecisions"], default=None,
+    p.add_argument("--precision", choices=TRAIN_PRECISIONS, default=None,
                    help="mixed precision where the script's dd.setup() leaves precision='auto'")
-    p.add_argument("--grad-compression", choices=VOCABULARIES["gradCompressions"], default=None,
+    p.add_argument("--grad-compression", choices=GRAD_COMPRESSIONS, default=None,
                    help="DDP gradient compression where the script's dd.setup() leaves grad_compression='auto'")
     p.add_argument("--timeout", type=float, default=None, help="wall-clock limit in seconds")
     p.add_argument("--json", action="store_true", help="print the run's summary as JSON")
@@ -82,11 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
                                    "checked and met. The builtin answers only what it can build as asked; a local "
                                    "model (`deepdive model`) gets every request.")
     p.add_argument("prompt", help='e.g. "a 3-layer CNN for MNIST with dropout, trained with mixed precision"')
-    p.add_argument("--framework", choices=("torch", "tensorflow"), default=None,
+    p.add_argument("--framework", choices=FRAMEWORKS, default=None,
                    help="overrides the prompt (default: what it says, else torch)")
-    p.add_argument("--backend", choices=("auto", "builtin", "transformers", "llamacpp", "openai-compatible"),
-                   default=None, help="auto (default): the default model of `deepdive model`, else builtin "
-                                      "(offline); or a local model, or a local server")
+    p.add_argument("--backend", choices=CODEGEN_BACKENDS, default=None,
+                   help="auto (default): the default model of `deepdive model`, else builtin "
+                        "(offline); or a local model, or a local server")
     p.add_argument("--model-path", default=None, help="transformers: a local HF model directory; llamacpp: a GGUF file")
     p.add_argument("--endpoint", default=None, help="openai-compatible: the server's URL (default http://127.0.0.1:11434)")
     p.add_argument("--model", default=None, help="openai-compatible: the model name on the server (Ollama's, vLLM's...); "
@@ -110,17 +113,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", default=None, help="sqlite:///..., postgresql://..., mysql://... or journal:PATH "
                                                      "(default: sqlite in .deepdive/tune.db)")
     p.add_argument("--study", default=None, help="study name (default: the script's name without .py)")
-    p.add_argument("--sampler", default="auto", choices=("auto", "tpe", "gp", "cmaes", "random"),
+    p.add_argument("--sampler", default="auto", choices=TUNE_SAMPLERS,
                    help="auto = multivariate TPE (constant liar when parallel)")
-    p.add_argument("--pruner", default="auto", choices=("auto", "hyperband", "asha", "median", "none"),
+    p.add_argument("--pruner", default="auto", choices=TUNE_PRUNERS,
                    help="auto = Hyperband, its first rung after a quarter of a trial's reports; hyperband = Optuna's "
                         "schedule (after the second report); asha = successive halving (one bracket, prunes more)")
     p.add_argument("--metric", default=None, help="the metric the script logs (default: the study's, else read from the script: "
                         "setup(keep_best=...)'s, else its first evaluation metric such as val_loss or accuracy, "
                         "not the training loss; the run says where it came from)")
-    p.add_argument("--direction", default=None, choices=("minimize", "maximize"),
+    p.add_argument("--direction", default=None, choices=TUNE_DIRECTIONS,
                    help="default: maximize for accuracy-like names, else minimize")
-    p.add_argument("--value", default=None, choices=("last", "best"),
+    p.add_argument("--value", default=None, choices=TUNE_VALUES,
                    help="a trial's value: its last report of the metric (default) or its best one (the epoch "
                         "early stopping would keep); a study keeps its choice")
     p.add_argument("--patience", type=int, default=None, metavar="N",
@@ -148,11 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "the model before the cut with --distill")
     p.add_argument("--distill", action="store_true", help="recover accuracy by distillation from the original model "
                                                           "(from the pruned one after --layers)")
-    p.add_argument("--quantize", default=None, choices=("int8", "int8-dynamic", "int8-static", "int8-weight",
-                                                          "int4-weight"),
+    p.add_argument("--quantize", default=None, choices=QUANTIZE_MODES,
                    help="int8 = dynamic for Linear/LSTM/GRU, static with calibration for CNNs; *-weight: GPU (torchao)")
-    p.add_argument("--target", default="x86", choices=("x86", "arm"), help="the CPU the model will run on")
-    p.add_argument("--importance", default="l2", choices=("l1", "l2", "taylor", "bn"), help="pruning criterion")
+    p.add_argument("--target", default="x86", choices=COMPRESS_TARGETS, help="the CPU the model will run on")
+    p.add_argument("--importance", default="l2", choices=PRUNE_IMPORTANCES, help="pruning criterion")
     p.add_argument("--steps", type=int, default=1, help="progressive pruning: reach AMOUNT in this many steps")
     p.add_argument("--epochs", type=int, default=1, help="fine-tuning epochs after each pruning step")
     p.add_argument("--distill-epochs", type=int, default=3, help="epochs of the distillation step")
@@ -399,7 +401,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     from deepdive.codegen import pipeline
     from deepdive.codegen.backends import worker_client
-    from deepdive.protocol import GenerateParams, GeneratePartial, to_wire
+    from deepdive.codegen.generation import GenerateParams, GeneratePartial
 
     if not args.prompt.strip():
         raise UsageError('the prompt is empty: describe the program, e.g. "a CNN classifier for MNIST"')
@@ -449,7 +451,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
         atomic_write_text(out, result.code)
     if args.json:
-        print(json.dumps(to_wire(result)))
+        from deepdive.daemon.generate_wire import result_to_wire
+        from deepdive.protocol import to_wire
+
+        print(json.dumps(to_wire(result_to_wire(result))))
     elif out is None and result.code:
         sys.stdout.write(result.code if result.code.endswith("\n") else result.code + "\n")
     if not args.json:
@@ -569,6 +574,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
     from deepdive.engine.compress import CompressConfig, CompressError, compress
     from deepdive.engine.compress.pipeline import markdown
     from deepdive.engine.reporter import Reporter
+    from deepdive.jobs import events
 
     console = Console(stderr=True, highlight=False)
     steps = [name for name, on in (("prune", args.prune is not None), ("layers", args.layers is not None),
@@ -577,10 +583,18 @@ def cmd_compress(args: argparse.Namespace) -> int:
     progress = Progress(SpinnerColumn(), TextColumn("[bold]compress"), TextColumn("{task.description}"),
                         TimeElapsedColumn(), console=console, disable=args.json, transient=True)
     task = progress.add_task("loading", total=None)
+    planned, measured = len(steps) + 1, 0  # the report's rows: the original, then each step
 
     def emit(kind: str, fields: dict[str, Any]) -> None:
+        nonlocal measured
         if reporter.enabled:
             reporter.event(kind, **fields)
+        # the job's progress for the editor, as job events (never read back from the table printed below)
+        if kind == "compress.progress":
+            events.progress(measured / planned, f"{measured}/{planned} measured · {fields['step']}: {fields['phase']}")
+        elif kind == "compress.step":
+            measured += 1
+            events.progress(measured / planned, f"{measured}/{planned} measured · {fields['step']} measured")
         if kind == "compress.progress":
             progress.update(task, description=f"{fields['step']}: {fields['phase']}")
         elif kind == "compress.step" and not args.json:
@@ -606,8 +620,6 @@ def cmd_compress(args: argparse.Namespace) -> int:
     else:
         print(markdown(report))
         print(f"wrote {report['outputs']['model']}, {report['outputs']['json']} and {report['outputs']['markdown']}")
-    from deepdive.jobs import events
-
     events.result({"report": report["outputs"]["json"], "summary": report["summary"]})
     return 0
 

@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 from rich.markup import escape
 
-from deepdive.protocol import GenerateResult
+from deepdive.codegen.generation import GenerateResult
 
 __all__ = ["understood_line", "property_lines", "print_report"]
 

@@ -191,8 +191,8 @@ async def follow_metrics(path: Any, progress: Any, task: Any) -> None:
 
 def _speed(sample: dict[str, Any]) -> str:
     """``  11,748 samples/s (last 10 s)``: the engine's figure as the sample carries it (the status bar and
-    the dashboard show the same one; deepdive.telemetry.throughput), or nothing."""
-    from deepdive.telemetry.throughput import window_text
+    the dashboard show the same one; deepdive.throughput), or nothing."""
+    from deepdive.throughput import window_text
 
     speed, window = sample.get("samples_per_s"), sample.get("samples_per_s_window_s")
     if not isinstance(speed, (int, float)) or isinstance(speed, bool):

@@ -12,13 +12,14 @@ import sys
 import time
 
 from deepdive.jobs import events
+from deepdive.vocabulary import DEVICES
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m deepdive.deepcheck")
     parser.add_argument("--seconds", type=float, default=2.0, help="time budget per measurement")
     parser.add_argument("--size", type=int, default=1024, help="matrix side")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--device", choices=DEVICES, default="auto")
     args = parser.parse_args(argv)
 
     events.progress(0.0, "importing torch")

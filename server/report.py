@@ -10,7 +10,7 @@ from rich.text import Text
 
 from deepdive.extras import module_not_found_in
 from deepdive.protocol import DoctorReport
-from deepdive.telemetry.throughput import describe
+from deepdive.throughput import describe
 
 
 def print_report(report: DoctorReport, console: Console | None = None) -> None:

@@ -1,4 +1,5 @@
-"""The protocol is defined once in Python; the TypeScript side must match what it generates."""
+"""The protocol is defined once in Python (server/protocol/); the TypeScript side must match what it generates:
+the LSP methods, the vocabularies, the job options and the hub messages."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ REPO = Path(__file__).resolve().parents[1]
 def test_typescript_matches_python_definition():
     committed = (REPO / "extension" / "src" / "protocol.ts").read_text(encoding="utf-8")
     assert committed == protocol.typescript(), (
-        "extension/src/protocol.ts drifted from server/protocol.py: run "
-        "`python -m deepdive.protocol --write extension/src/protocol.ts`"
+        "extension/src/protocol.ts drifted from server/protocol/: run `make protocol` "
+        "(python -m deepdive.protocol --write extension/src/protocol.ts)"
     )
 
 
@@ -90,3 +91,90 @@ def test_results_are_not_bounded():
     code = "x = 1\n" * 20_000
     result = protocol.GenerateResult(code=code, backend="builtin", framework="torch", intent={}, verified=True)
     assert from_wire(to_wire(result), protocol.GenerateResult).code == code
+
+
+# -- everything generated: vocabularies, job options, hub messages (issue #25) ----------------------------
+
+
+def test_python_m_deepdive_protocol_writes_the_committed_file(tmp_path: Path):
+    """`make protocol` runs this command; what it writes is what the extension compiles against."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "protocol.ts"
+    done = subprocess.run([sys.executable, "-m", "deepdive.protocol", "--write", str(out)], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert out.read_text(encoding="utf-8") == (REPO / "extension" / "src" / "protocol.ts").read_text(encoding="utf-8")
+
+
+def test_every_vocabulary_option_and_hub_message_is_in_the_typescript():
+    text = protocol.typescript()
+    for name, values in protocol.VOCABULARIES.items():
+        assert f"  {name}: [{', '.join(repr(v) for v in values)}] as const," in text
+    for kind, cls in protocol.JOB_OPTIONS.items():
+        assert f"export interface {cls.__name__} {{" in text and f"  '{kind}': {cls.__name__};" in text
+    from deepdive.protocol.hub import INGEST_MESSAGES, INGEST_REPLIES, STREAM_MESSAGES, STREAM_QUERIES
+
+    for cls in (*INGEST_MESSAGES, *INGEST_REPLIES, *STREAM_MESSAGES, *STREAM_QUERIES, *protocol.HUB_EVENTS):
+        assert f"export interface {cls.__name__} {{" in text
+    assert "export type StreamMessage = StreamSnapshot | StreamSamples | MachineMessage | VerdictMessage | HubReply;" in text
+
+
+def test_typescript_keys_are_the_wire_keys():
+    """LSP payloads in camelCase, hub messages and job options as the engine and the job store name them."""
+    text = protocol.typescript()
+    assert "  timeoutS?: number | null;" in text  # JobStartParams
+    assert "  producer_dropped: number;" in text  # StreamSamples
+    assert "  grad_compression?: GradCompression | null;" in text and "  distillEpochs?: number | null;" in text
+    assert "  type: 'samples';" in text  # a message's type is always sent, so TypeScript can narrow on it
+
+
+def test_a_field_of_a_vocabulary_takes_its_values_and_nothing_else():
+    assert from_wire({"prompt": "a cnn", "backend": "llamacpp"}, protocol.GenerateParams).backend == "llamacpp"
+    with pytest.raises(InvalidPayload, match=r"@ params\.backend"):
+        from_wire({"prompt": "a cnn", "backend": "gpt"}, protocol.GenerateParams)
+
+
+# -- job options ---------------------------------------------------------------------------------------------
+
+
+def test_every_job_kind_has_its_options_class():
+    from deepdive.jobs.kinds import KINDS
+
+    assert set(KINDS) == set(protocol.JOB_OPTIONS)
+
+
+def test_options_become_the_kinds_class_null_is_the_default_and_numbers_are_whole_where_they_must_be():
+    o = protocol.parse_options("compress", {"model": "m.pt", "eval": "e.py", "prune": None, "layers": 4.0,
+                                            "distillEpochs": 5, "quantize": "int8-static", "distill": True})
+    assert o == protocol.CompressOptions(model="m.pt", eval="e.py", layers=4, distill_epochs=5, quantize="int8-static",
+                                         distill=True)
+    assert isinstance(o.layers, int)
+    t = protocol.parse_options("train", {"path": "t.py", "nproc": None, "fresh": None})
+    assert (t.nproc, t.fresh, t.args, t.nnodes) == (1, False, [], "1")
+
+
+@pytest.mark.parametrize("kind, options, message", [
+    ("compress", {"eval": "e.py"}, "option 'model' must name the model file"),
+    ("compress", {"model": "m.pt", "eval": "e.py", "distill_epochs": 3},
+     r"unknown option\(s\) for compress: distill_epochs \(allowed: .*distillEpochs"),
+    ("tune", {"path": "t.py", "sampler": "bogus"}, "option 'sampler' must be one of auto, tpe, gp, cmaes, random, got 'bogus'"),
+    ("tune", {"path": "t.py", "seed": 2**32}, "option 'seed' must be a whole number from 0 to 4294967295, got 4294967296"),
+    ("tune", {"path": "t.py", "timeout": float("nan")}, "option 'timeout' must be a number from 0.001 to 1000000000, got nan"),
+    ("train", {"path": "t.py", "args": ["--x", 1]}, r"option 'args' must be a list of strings, got \['--x', 1\]"),
+    ("train", {"path": "t.py", "precision": "fp8"}, "option 'precision' must be one of auto, fp32, bf16, fp16, got 'fp8'"),
+    ("script", {"path": "   "}, "option 'path' must name a Python file, got '   '"),
+    ("doctor-deep", [1], "the options of a doctor-deep job must be an object, got list"),
+])
+def test_a_wrong_option_is_refused_in_one_line_that_names_it(kind: str, options, message: str):
+    with pytest.raises(protocol.InvalidOptions, match=message) as info:
+        protocol.parse_options(kind, options)
+    assert "\n" not in str(info.value)
+
+
+async def test_the_daemon_refuses_a_wrong_option_when_the_job_starts(daemon):
+    from pygls.exceptions import JsonRpcException
+
+    with pytest.raises(JsonRpcException, match="option 'device' must be one of auto, cpu, cuda, got 'tpu'"):
+        await daemon.request(protocol.JOBS_START, JobStartParams(kind="doctor-deep", options={"device": "tpu"}))

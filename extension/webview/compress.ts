@@ -3,6 +3,12 @@
 // (`compress.progress`), each step's measured row (`compress.step`) and the final report
 // (`compress.report`, whose rows replace the live ones). Per model only the latest run is kept; each
 // step is compared with the original (size, parameters, latency, accuracy). compressView.ts renders it.
+// The events are the protocol's (server/protocol/hub_events.py, generated into src/protocol.ts): read by
+// their declared keys, each value checked as it is read.
+import {
+    CompressOutputs, CompressProgressEvent, CompressReportEvent, CompressStepRow, CompressSummary,
+    HubEvent, LatencyFigures, StreamMessage, StreamSamples, StreamSnapshot, Unchecked, Vocabularies,
+} from '../src/protocol';
 
 export interface Latency {
     p50: number | null;
@@ -76,7 +82,7 @@ export interface CompressState {
 /** Models kept: beyond that the one heard from least recently is forgotten. */
 export const MAX_MODELS = 20;
 /** The report's rows in pipeline order; other step names go after them. */
-export const STEP_ORDER = ['original', 'prune', 'layers', 'distill', 'quantize'] as const;
+export const STEP_ORDER = Vocabularies.compressSteps;
 export const RUN_PREFIX = 'compress-';
 
 const num = (x: unknown): number | null => (typeof x === 'number' && Number.isFinite(x) ? x : null);
@@ -110,18 +116,20 @@ function modelOf(state: CompressState, run: string, t: number): CompressedModel 
     return m;
 }
 
-function latency(x: unknown): Latency | null {
-    if (!isObj(x)) {
+function latency(figures: unknown): Latency | null {
+    if (!isObj(figures)) {
         return null;
     }
+    const x = figures as Unchecked<LatencyFigures>;
     return { p50: num(x.p50), p95: num(x.p95), runs: num(x.runs) };
 }
 
 /** One row of `compress.step` (or of the report's `steps`); null without a step name. */
-export function parseRow(x: unknown, t: number): StepRow | null {
-    if (!isObj(x)) {
+export function parseRow(row: unknown, t: number): StepRow | null {
+    if (!isObj(row)) {
         return null;
     }
+    const x = row as Unchecked<CompressStepRow>;
     const step = str(x.step);
     if (!step) {
         return null;
@@ -148,14 +156,17 @@ export function applyCompress(state: CompressState, msg: unknown, changed: Set<s
     if (!isObj(msg)) {
         return changed;
     }
-    if (msg.type === 'snapshot' && Array.isArray(msg.messages)) {
-        for (const m of msg.messages) {
+    const type = msg.type as StreamMessage['type'];
+    const snapshot = msg as Unchecked<StreamSnapshot>;
+    const samples = msg as Unchecked<StreamSamples>;
+    if (type === 'snapshot' && Array.isArray(snapshot.messages)) {
+        for (const m of snapshot.messages) {
             applyCompress(state, m, changed);
         }
-    } else if (msg.type === 'samples' && Array.isArray(msg.events)) {
-        const run = str(msg.run);
-        const msgT = num(msg.t) ?? 0;
-        for (const e of msg.events) {
+    } else if (type === 'samples' && Array.isArray(samples.events)) {
+        const run = str(samples.run);
+        const msgT = num(samples.t) ?? 0;
+        for (const e of samples.events) {
             if (isObj(e) && typeof e.kind === 'string' && e.kind.startsWith('compress.')) {
                 const id = applyEvent(state, e, run, msgT);
                 if (id !== null) {
@@ -168,20 +179,22 @@ export function applyCompress(state: CompressState, msg: unknown, changed: Set<s
 }
 
 /** Applies one `compress.*` event; returns its model's run id, or null when it was ignored. */
-export function applyEvent(state: CompressState, e: Record<string, unknown>, run: string | null = null, msgT = 0): string | null {
-    const id = str(e.run) ?? run;
-    if (!id || (e.kind !== 'compress.progress' && e.kind !== 'compress.step' && e.kind !== 'compress.report')) {
+export function applyEvent(state: CompressState, event: Record<string, unknown>, run: string | null = null, msgT = 0): string | null {
+    const kind = event.kind as HubEvent['kind'];
+    const id = str(event.run) ?? run;
+    if (!id || (kind !== 'compress.progress' && kind !== 'compress.step' && kind !== 'compress.report')) {
         return null;
     }
-    const t = num(e.t) ?? msgT;
+    const t = num(event.t) ?? msgT;
     const known = state.models.get(id);
-    const seen = `${String(e.kind)}|${String(e.step)}|${String(e.phase)}`;
+    const seen = `${String(kind)}|${String(event.step)}|${String(event.phase)}`;
     if (known && (t < known.lastT || (t === known.lastT && known.seenAtLastT.has(seen)))) {
         return null;  // already applied (the snapshot after a reconnect repeats recent history)
     }
     let m: CompressedModel;
-    switch (e.kind) {
+    switch (kind) {
         case 'compress.progress': {
+            const e = event as Unchecked<CompressProgressEvent>;
             const step = str(e.step);
             if (!step) {
                 return null;
@@ -201,7 +214,7 @@ export function applyEvent(state: CompressState, e: Record<string, unknown>, run
             break;
         }
         case 'compress.step': {
-            const row = parseRow(e, t);
+            const row = parseRow(event, t);  // a CompressStepEvent: a row with the event's own keys
             if (!row) {
                 return null;
             }
@@ -214,14 +227,15 @@ export function applyEvent(state: CompressState, e: Record<string, unknown>, run
             break;
         }
         default: {  // compress.report
+            const e = event as Unchecked<CompressReportEvent>;
             const rows = Array.isArray(e.steps) ? e.steps.map(r => parseRow(r, t)).filter((r): r is StepRow => r !== null) : [];
             if (rows.length === 0) {
                 return null;
             }
             m = modelOf(state, id, t);
             m.steps = new Map(rows.map(r => [r.step, r]));
-            const s = isObj(e.summary) ? e.summary : {};
-            const o = isObj(e.outputs) ? e.outputs : {};
+            const s: Unchecked<CompressSummary> = isObj(e.summary) ? e.summary : {};
+            const o: Unchecked<CompressOutputs> = isObj(e.outputs) ? e.outputs : {};
             m.report = {
                 target: str(e.target), threads: num(e.threads), eval: str(e.eval),
                 summary: {
@@ -255,16 +269,19 @@ export function compressForRuns(msg: unknown): unknown {
     if (!isObj(msg)) {
         return msg;
     }
-    if (msg.type === 'samples') {
-        const only = typeof msg.run === 'string' && msg.run.startsWith(RUN_PREFIX)
-            && (!Array.isArray(msg.samples) || msg.samples.length === 0);
+    const type = msg.type as StreamMessage['type'];
+    if (type === 'samples') {
+        const m = msg as Unchecked<StreamSamples>;
+        const only = typeof m.run === 'string' && m.run.startsWith(RUN_PREFIX)
+            && (!Array.isArray(m.samples) || m.samples.length === 0);
         if (!only) {
             return msg;
         }
-        return num(msg.dropped) ? { type: 'dropped', dropped: msg.dropped } : null;
+        return num(m.dropped) ? { type: 'dropped', dropped: m.dropped } : null;
     }
-    if (msg.type === 'snapshot' && Array.isArray(msg.messages)) {
-        const all: unknown[] = msg.messages;
+    const snapshot = msg as Unchecked<StreamSnapshot>;
+    if (type === 'snapshot' && Array.isArray(snapshot.messages)) {
+        const all: unknown[] = snapshot.messages;
         const kept = all.map(compressForRuns).filter(m => m !== null);
         return kept.length === all.length && kept.every((m, i) => m === all[i]) ? msg : { ...msg, messages: kept };
     }

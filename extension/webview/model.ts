@@ -1,5 +1,10 @@
 // The dashboard's pure logic (no DOM): ring buffers, the state the /stream messages build, stream URL,
 // reconnect backoff and number formatting. dashboard.ts renders this state; unit tests drive it directly.
+// The messages are the protocol's (server/protocol/hub.py, generated into src/protocol.ts): read by their
+// declared keys, each value checked as it is read.
+import type {
+    GpuSample, HostSample, MachineMessage, SetupEvent, StreamMessage, StreamSamples, StreamSnapshot, Unchecked, VerdictMessage,
+} from '../src/protocol';
 
 /** A bounded series of (t, value) points: the oldest point goes when a new one arrives at capacity. */
 export class Ring {
@@ -107,13 +112,15 @@ export const RUN_FIELDS = [
     'mem_allocated_mib', 'mem_reserved_mib', 'mem_peak_mib', 'mem_rss_mib',
 ] as const;
 
+/** The machine sample's GPU fields charted (keys of the protocol's GpuSample). */
 export const GPU_FIELDS = [
     'util_gpu_pct', 'util_mem_pct', 'mem_used_mib', 'power_w', 'temp_c', 'clock_sm_mhz', 'clock_mem_mhz',
-] as const;
+] as const satisfies readonly (keyof GpuSample)[];
 
+/** The machine sample's host fields charted (keys of the protocol's HostSample). */
 export const HOST_FIELDS = [
     'cpu_pct', 'mem_pct', 'mem_used_mib', 'disk_read_b_s', 'disk_write_b_s', 'net_rx_b_s', 'net_tx_b_s',
-] as const;
+] as const satisfies readonly (keyof HostSample)[];
 
 export interface Verdict {
     kind: string;
@@ -240,17 +247,19 @@ export function apply(state: State, msg: unknown, change: Change = noChange()): 
     if (dropped && msg.type !== 'snapshot') {
         state.dropped += dropped;
     }
-    switch (msg.type) {
-        case 'snapshot':
+    switch (msg.type as StreamMessage['type']) {
+        case 'snapshot': {
+            const snapshot = msg as Unchecked<StreamSnapshot>;
             if (dropped) {
                 state.dropped += dropped;
             }
-            if (Array.isArray(msg.messages)) {
-                for (const m of msg.messages) {
+            if (Array.isArray(snapshot.messages)) {
+                for (const m of snapshot.messages) {
                     apply(state, m, change);
                 }
             }
             break;
+        }
         case 'samples':
             applySamples(state, msg, change);
             break;
@@ -258,26 +267,28 @@ export function apply(state: State, msg: unknown, change: Change = noChange()): 
             applyMachine(state, msg);
             change.machine = true;
             break;
-        case 'verdict':
-            if (typeof msg.run === 'string' && typeof msg.sentence === 'string') {
-                const run = runOf(state, msg.run);
+        case 'verdict': {
+            const v = msg as Unchecked<VerdictMessage>;
+            if (typeof v.run === 'string' && typeof v.sentence === 'string') {
+                const run = runOf(state, v.run);
                 run.verdict = {
-                    kind: typeof msg.kind === 'string' ? msg.kind : '',
-                    sentence: msg.sentence,
-                    fix: typeof msg.fix === 'string' ? msg.fix : '',
-                    evidence: isObj(msg.evidence) ? msg.evidence : null,
-                    t: num(msg.t) ?? 0,
+                    kind: typeof v.kind === 'string' ? v.kind : '',
+                    sentence: v.sentence,
+                    fix: typeof v.fix === 'string' ? v.fix : '',
+                    evidence: isObj(v.evidence) ? v.evidence : null,
+                    t: num(v.t) ?? 0,
                 };
                 change.runs.add(run.id);
             }
             break;
+        }
         default:
             break;
     }
     return change;
 }
 
-function applySamples(state: State, msg: Record<string, unknown>, change: Change): void {
+function applySamples(state: State, msg: Unchecked<StreamSamples>, change: Change): void {
     if (typeof msg.run !== 'string') {
         return;
     }
@@ -329,7 +340,7 @@ function applySamples(state: State, msg: Record<string, unknown>, change: Change
     if (Array.isArray(msg.events)) {
         const newest = run.events.at(-1)?.t ?? -Infinity;
         for (const e of msg.events) {
-            if (isObj(e) && e.kind === 'setup' && rank === run.rank) {
+            if (isObj(e) && e.kind === ('setup' satisfies SetupEvent['kind']) && rank === run.rank) {
                 run.setup = setupOf(e);
             }
             if (isObj(e) && (num(e.t) ?? msgT) > newest) {
@@ -346,7 +357,7 @@ function applySamples(state: State, msg: Record<string, unknown>, change: Change
     change.runs.add(run.id);
 }
 
-function setupOf(e: Record<string, unknown>): RunSetup {
+function setupOf(e: Unchecked<SetupEvent>): RunSetup {
     const str = (x: unknown): string | null => (typeof x === 'string' && x ? x : null);
     return { script: str(e.script), device: str(e.device), precision: str(e.precision), worldSize: num(e.world_size) };
 }
@@ -356,7 +367,7 @@ export function baseName(path: string): string {
     return path.split(/[\\/]/).filter(Boolean).at(-1) ?? path;
 }
 
-function applyMachine(state: State, msg: Record<string, unknown>): void {
+function applyMachine(state: State, msg: Unchecked<MachineMessage>): void {
     const t = num(msg.t) ?? 0;
     if (state.machineSeen && t <= state.lastMachineT) {
         return;  // already seen (the snapshot after a reconnect repeats recent history)
@@ -369,10 +380,11 @@ function applyMachine(state: State, msg: Record<string, unknown>): void {
             state.gpuReason = 'the machine sampler reports no GPU';
         }
         const seen = new Set<number>();
-        for (const g of msg.gpus) {
-            if (!isObj(g)) {
+        for (const item of msg.gpus as unknown[]) {
+            if (!isObj(item)) {
                 continue;
             }
+            const g = item as Unchecked<GpuSample>;
             const index = num(g.index) ?? seen.size;
             seen.add(index);
             let gpu = state.gpus.get(index);
@@ -400,7 +412,7 @@ function applyMachine(state: State, msg: Record<string, unknown>): void {
             ? msg.gpu_reason : 'GPU telemetry is unavailable (no reason given)';
     }
     if (isObj(msg.host)) {
-        const h = msg.host;
+        const h = msg.host as Unchecked<HostSample>;
         state.hostInfo = { cpus: num(h.cpus), memTotalMib: num(h.mem_total_mib) };
         for (const key of HOST_FIELDS) {
             ring(state.host, key, MACHINE_CAPACITY).push(t, num(h[key]));

@@ -1,10 +1,13 @@
 // The Tune view's pure logic (no DOM): studies built from the `tune.*` events that `deepdive tune` streams
 // to the hub inside `samples` messages (run id `tune-<study>`), and the series the view draws from them:
 // optimisation history with the best-so-far line, pruning curves, parallel coordinates, importances.
-// tuneView.ts renders this state; unit tests drive it directly.
+// tuneView.ts renders this state; unit tests drive it directly. The events are the protocol's
+// (server/protocol/hub_events.py, generated into src/protocol.ts): read by their declared keys, each value checked.
+import {
+    HubEvent, StreamMessage, StreamSamples, StreamSnapshot, TrialState, TuneBestEvent, TuneDirection, TuneDoneEvent,
+    TuneImportanceEvent, TuneStudyEvent, TuneTrialEvent, Unchecked, Vocabularies,
+} from '../src/protocol';
 import { formatSig } from '../src/tune/rounding';
-
-export type TrialState = 'waiting' | 'running' | 'pruned' | 'complete' | 'fail';
 export type ParamValue = number | string | boolean | null;
 
 export interface Trial {
@@ -42,7 +45,7 @@ export interface Done {
 export interface Study {
     name: string;
     run: string | null;
-    direction: 'minimize' | 'maximize';
+    direction: TuneDirection;
     metric: string;
     sampler: string | null;
     pruner: string | null;
@@ -78,7 +81,7 @@ export const MAX_STUDIES = 20;
 /** Intermediate values kept per trial (the producer sends at most this many). */
 export const MAX_INTERMEDIATE = 200;
 
-const STATES: readonly TrialState[] = ['waiting', 'running', 'pruned', 'complete', 'fail'];
+const STATES: readonly TrialState[] = Vocabularies.tuneTrialStates;
 const num = (x: unknown): number | null => (typeof x === 'number' && Number.isFinite(x) ? x : null);
 const str = (x: unknown): string | null => (typeof x === 'string' ? x : null);
 const isObj = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
@@ -122,7 +125,7 @@ function studyOf(state: TuneState, name: string): Study {
 }
 
 /** The study an event belongs to: its `study` field, else the run id without `tune-`. */
-function studyName(e: Record<string, unknown>, run: string | null): string | null {
+function studyName(e: Unchecked<TuneStudyEvent>, run: string | null): string | null {
     const s = str(e.study);
     if (s) {
         return s;
@@ -138,14 +141,17 @@ export function applyTune(state: TuneState, msg: unknown, changed: Set<string> =
     if (!isObj(msg)) {
         return changed;
     }
-    if (msg.type === 'snapshot' && Array.isArray(msg.messages)) {
-        for (const m of msg.messages) {
+    const type = msg.type as StreamMessage['type'];
+    const snapshot = msg as Unchecked<StreamSnapshot>;
+    const samples = msg as Unchecked<StreamSamples>;
+    if (type === 'snapshot' && Array.isArray(snapshot.messages)) {
+        for (const m of snapshot.messages) {
             applyTune(state, m, changed);
         }
-    } else if (msg.type === 'samples' && Array.isArray(msg.events)) {
-        const run = str(msg.run);
-        const msgT = num(msg.t) ?? 0;
-        for (const e of msg.events) {
+    } else if (type === 'samples' && Array.isArray(samples.events)) {
+        const run = str(samples.run);
+        const msgT = num(samples.t) ?? 0;
+        for (const e of samples.events) {
             if (isObj(e) && typeof e.kind === 'string' && e.kind.startsWith('tune.')) {
                 const name = applyEvent(state, e, run, msgT);
                 if (name !== null) {
@@ -167,17 +173,20 @@ export function forRuns(msg: unknown): unknown {
     if (!isObj(msg)) {
         return msg;
     }
-    if (msg.type === 'samples') {
-        const tuneOnly = typeof msg.run === 'string' && msg.run.startsWith('tune-')
-            && (!Array.isArray(msg.samples) || msg.samples.length === 0);
+    const type = msg.type as StreamMessage['type'];
+    if (type === 'samples') {
+        const m = msg as Unchecked<StreamSamples>;
+        const tuneOnly = typeof m.run === 'string' && m.run.startsWith('tune-')
+            && (!Array.isArray(m.samples) || m.samples.length === 0);
         if (!tuneOnly) {
             return msg;
         }
         // the hub's count of entries this page lost still counts
-        return num(msg.dropped) ? { type: 'dropped', dropped: msg.dropped } : null;
+        return num(m.dropped) ? { type: 'dropped', dropped: m.dropped } : null;
     }
-    if (msg.type === 'snapshot' && Array.isArray(msg.messages)) {
-        const all: unknown[] = msg.messages;
+    const snapshot = msg as Unchecked<StreamSnapshot>;
+    if (type === 'snapshot' && Array.isArray(snapshot.messages)) {
+        const all: unknown[] = snapshot.messages;
         const kept = all.map(forRuns).filter(m => m !== null);
         return kept.length === all.length && kept.every((m, i) => m === all[i]) ? msg : { ...msg, messages: kept };
     }
@@ -185,14 +194,15 @@ export function forRuns(msg: unknown): unknown {
 }
 
 /** Applies one `tune.*` event; returns its study's name, or null when it was ignored. */
-export function applyEvent(state: TuneState, e: Record<string, unknown>, run: string | null = null, msgT = 0): string | null {
-    const name = studyName(e, str(e.run) ?? run);
+export function applyEvent(state: TuneState, event: Record<string, unknown>, run: string | null = null, msgT = 0): string | null {
+    const name = studyName(event, str(event.run) ?? run);
     if (!name) {
         return null;
     }
-    const t = num(e.t) ?? msgT;
-    switch (e.kind) {
+    const t = num(event.t) ?? msgT;
+    switch (event.kind as HubEvent['kind']) {
         case 'tune.study': {
+            const e = event as Unchecked<TuneStudyEvent>;
             const s = studyOf(state, name);
             s.run = str(e.run) ?? run ?? s.run;
             s.direction = e.direction === 'maximize' ? 'maximize' : 'minimize';
@@ -213,6 +223,7 @@ export function applyEvent(state: TuneState, e: Record<string, unknown>, run: st
             return name;
         }
         case 'tune.trial': {
+            const e = event as Unchecked<TuneTrialEvent>;
             const number = num(e.number);
             if (number === null) {
                 return null;
@@ -245,6 +256,7 @@ export function applyEvent(state: TuneState, e: Record<string, unknown>, run: st
             return name;
         }
         case 'tune.best': {
+            const e = event as Unchecked<TuneBestEvent>;
             const number = num(e.number);
             const value = num(e.value);
             if (number === null || value === null) {
@@ -256,6 +268,7 @@ export function applyEvent(state: TuneState, e: Record<string, unknown>, run: st
             return name;
         }
         case 'tune.importance': {
+            const e = event as Unchecked<TuneImportanceEvent>;
             if (!isObj(e.importances)) {
                 return null;
             }
@@ -273,6 +286,7 @@ export function applyEvent(state: TuneState, e: Record<string, unknown>, run: st
             return name;
         }
         case 'tune.done': {
+            const e = event as Unchecked<TuneDoneEvent>;
             const s = studyOf(state, name);
             s.done = {
                 nComplete: num(e.n_complete) ?? 0, nPruned: num(e.n_pruned) ?? 0, nFail: num(e.n_fail) ?? 0,

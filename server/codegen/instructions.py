@@ -13,9 +13,9 @@ import json
 import re
 from typing import Optional, Sequence
 
+from deepdive.codegen.generation import GenerateCheck, PropertyCheck
 from deepdive.codegen.intent import Intent
 from deepdive.codegen.spec import Spec, Stated
-from deepdive.protocol import GenerateCheck, PropertyCheck
 
 __all__ = ["system_prompt", "user_message", "repair_message", "property_lines", "framework_of_request"]
 

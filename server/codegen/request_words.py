@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from deepdive.codegen.parse import HF, TASK_RULES
+from deepdive.codegen.intent_rules import HF, TASK_RULES
 
 __all__ = ["TASK_WORDS", "BUILTIN_TASK_WORDS", "CLASSIFY_CUE", "TEXT_DATA", "IMAGE_DATA", "TABULAR", "FRAMES", "BUILTIN_TASKS",
            "FAMILY_WORDS", "FAMILY_ARCH", "FAMILY_TASK", "FAMILY_LAYER", "COUNTED", "LOSS_WORDS", "UNKNOWN_LOSS",

@@ -23,7 +23,8 @@ from __future__ import annotations
 import re
 from typing import Any, Optional
 
-from deepdive.codegen.parse import FieldReader, search
+from deepdive.codegen.intent_rules import search
+from deepdive.codegen.parse import FieldReader
 
 __all__ = ["signal_shape", "graph_shape", "policy_shape", "audio_shape", "recording_numbers", "regression_outputs",
            "recommendation_outputs", "recommendation_numbers", "policy_outputs", "diffusion_numbers", "graph_numbers",

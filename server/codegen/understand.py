@@ -15,6 +15,11 @@
 - ``assumptions``: what the reading chose where the prompt said nothing (the task of "use a GRU").
 
 Nothing here refuses a request: only an empty prompt or an unknown framework name raise ValueError.
+
+One file of a little over 500 lines, on purpose: it is one reading, whose steps (task, family, the
+frame, the stated sizes, what was not read) share and extend the same state (the spans placed so far,
+the properties stated so far); the vocabulary they read with is apart, in
+:mod:`deepdive.codegen.request_words` and :mod:`deepdive.codegen.intent_rules`.
 """
 
 from __future__ import annotations
@@ -28,8 +33,10 @@ from deepdive.codegen import task_sizes
 from deepdive.codegen.exclusions import Exclusion, blank, find_exclusions
 from deepdive.codegen.gaps import FAMILY_LABEL, gaps_of
 from deepdive.codegen.intent import Intent
-from deepdive.codegen.parse import (ARCH_TASK, CSV_FILE, DEFAULT_ARCH, ENGINE, FALLBACK_ARCH, HF, PATH, TASK_RULES,
-                                    FieldReader, first_rule, framework_name, normalise, read_fields, resnet_block, search)
+from deepdive.codegen.intent_rules import (ARCH_TASK, CSV_FILE, DEFAULT_ARCH, ENGINE, FALLBACK_ARCH, HF, PATH, TASK_RULES,
+                                           first_rule, search)
+from deepdive.codegen.normalise import framework_name, normalise
+from deepdive.codegen.parse import FieldReader, read_fields, resnet_block
 from deepdive.codegen.request_words import (BUILTIN_TASK_WORDS, BUILTIN_TASKS, CLASSIFY_CUE, COUNTED, FAMILY_ARCH, FAMILY_LAYER,
                                             FAMILY_TASK, FAMILY_WORDS, FRAMES, IMAGE_DATA, KNOWN_LOSS_WORDS, LOSS_WORDS,
                                             SIZE_FIELDS, TABULAR, TASK_WORDS, TEXT_DATA, UNKNOWN_LOSS)

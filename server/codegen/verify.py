@@ -36,11 +36,11 @@ from typing import Callable, Optional
 import attrs
 
 from deepdive.codegen import properties as props
+from deepdive.codegen.generation import GenerateCheck, PropertyCheck
 from deepdive.codegen.intent import Intent
 from deepdive.codegen.sandbox import DEFAULT_MEMORY_MB, SandboxResult, run_sandboxed
 from deepdive.codegen.source_facts import framework_of, read_source
 from deepdive.codegen.spec import Spec
-from deepdive.protocol import GenerateCheck, PropertyCheck
 
 __all__ = ["VerifyResult", "verify", "PIP_NAMES"]
 

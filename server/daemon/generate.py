@@ -8,6 +8,10 @@ values on the request's partial-result token, and phases as work-done progress o
 token. ``$/cancelRequest`` cancels the handler's task; the thread sees the cancel event and stops at
 its next check (a model stops within a token or two, the sandbox's process group is killed).
 
+The pipeline speaks codegen's own types (:mod:`deepdive.codegen.generation`);
+:mod:`deepdive.daemon.generate_wire` converts the request, each partial and the result to and from
+the wire's.
+
 Generated code runs only on this request, and never for an untrusted workspace: there the daemon
 skips verification and says so in the result (every stated property is then "not checked").
 
@@ -27,7 +31,9 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from lsprotocol import types
 
-from deepdive.protocol import GenerateParams, GeneratePartial, GenerateResult, to_wire
+from deepdive.codegen.generation import GeneratePartial
+from deepdive.daemon.generate_wire import params_from_wire, partial_to_wire, result_to_wire
+from deepdive.protocol import GenerateParams, GenerateResult, to_wire
 
 if TYPE_CHECKING:
     from deepdive.daemon.server import DeepdiveServer
@@ -46,9 +52,10 @@ async def generate(ls: "DeepdiveServer", params: GenerateParams) -> GenerateResu
 
     if not params.prompt.strip():
         raise GenerateRefused("the prompt is empty: describe the program in a sentence, e.g. 'a CNN for MNIST'")
+    request = params_from_wire(params)
     skipped = None
-    if params.verify and not ls.trusted:
-        params.verify = False
+    if request.verify and not ls.trusted:
+        request.verify = False
         skipped = UNTRUSTED
     loop = asyncio.get_running_loop()
     cancel = threading.Event()
@@ -61,7 +68,7 @@ async def generate(ls: "DeepdiveServer", params: GenerateParams) -> GenerateResu
     def on_partial(p: GeneratePartial) -> None:
         # called on the pipeline's thread: hand over to the loop, which owns the transport
         if partial is not None:
-            loop.call_soon_threadsafe(send, partial, to_wire(p))
+            loop.call_soon_threadsafe(send, partial, to_wire(partial_to_wire(p)))
         if work is not None and p.kind in ("phase", "check"):
             message = p.text if p.kind == "phase" else f"{p.check.name}: {'ok' if p.check.ok else 'failed'}"
             report = types.WorkDoneProgressReport(message=message, cancellable=True)
@@ -71,7 +78,7 @@ async def generate(ls: "DeepdiveServer", params: GenerateParams) -> GenerateResu
         ls.work_done_progress.begin(work, types.WorkDoneProgressBegin(title="Deepdive: generating code", cancellable=True))
     outcome = "cancelled"
     try:
-        result = await asyncio.to_thread(pipeline.generate, params, on_partial=on_partial, cancel=cancel)
+        result = await asyncio.to_thread(pipeline.generate, request, on_partial=on_partial, cancel=cancel)
         outcome = "verified" if result.verified else (result.message or "done")  # the work-done end line
     except asyncio.CancelledError:
         cancel.set()
@@ -89,4 +96,4 @@ async def generate(ls: "DeepdiveServer", params: GenerateParams) -> GenerateResu
     if skipped is not None and result.code:
         result.message = skipped
         result.properties = [attrs.evolve(p, detail=skipped) for p in result.properties]
-    return result
+    return result_to_wire(result)

@@ -41,7 +41,7 @@ from deepdive.telemetry.hub import HISTORY_BYTES, HISTORY_RUN_BYTES, Hub
 from deepdive.telemetry.pending import Batch, PendingWrites
 from deepdive.telemetry.samplers import MachineSampler, check_interval
 from deepdive.telemetry.store import KINDS, MetricsStore
-from deepdive.telemetry.throughput import newest
+from deepdive.throughput import newest
 from deepdive.telemetry.verdict import fold_engine_event, verdict
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ from typing import Optional
 
 import attrs
 
-from deepdive.protocol import GenerateParams
+from deepdive.codegen.generation import GenerateParams
 
 from . import ModelError
 from .registry import ModelEntry, Registry

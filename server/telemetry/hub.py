@@ -52,6 +52,10 @@ Endpoints (all on one port; every request needs the hub's token, given as the qu
 * ``GET /metrics`` (HTTP, only with ``prometheus=True``): Prometheus text exposition of the latest
   numeric sample fields per run and rank (``deepdive_run_<field>{run=..., rank=...}``) and the
   hub's own counters (``deepdive_hub_*``).
+
+The websocket messages are declared in :mod:`deepdive.protocol.hub` (``IngestBatch``, ``HubError``,
+``StreamSnapshot``, ``StreamSamples``, ``MachineMessage``, ``VerdictMessage``, ``HubQuery``,
+``HubReply``), and the dashboard's TypeScript types are generated from there.
 """
 
 from __future__ import annotations
@@ -73,12 +77,18 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 from urllib.parse import parse_qs, quote, urlsplit
 
+import attrs
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from deepdive.netutil import is_loopback
+from deepdive.protocol import (
+    HUB_SCHEMA_VERSION, HubError, HubQuery, HubReply, IngestBatch, InvalidPayload, StreamSamples, StreamSnapshot,
+    from_wire, to_wire,
+)
+from deepdive.protocol.hub import message_type
 from deepdive.telemetry.history import History
 from deepdive.telemetry.limits import MAX_DEPTH, MAX_STRING_CHARS, TOO_DEEP, TooDeep, bound, check_depth
 from deepdive.telemetry.outgoing import Outgoing
@@ -87,7 +97,6 @@ from deepdive.telemetry.outgoing import encode_lenient as _encode_lenient
 
 log = logging.getLogger("deepdive.telemetry.hub")
 
-SCHEMA_VERSION = 1
 MAX_MESSAGE_BYTES = 1 << 20
 SUBSCRIBER_QUEUE = 10_000
 HISTORY_SECONDS = 600.0
@@ -99,7 +108,10 @@ SUBSCRIBER_QUEUE_BYTES = 32 * MIB  # live messages queued per subscriber (its sn
 MAX_RUN_ID_CHARS = 512
 SEQ_MEMORY_SECONDS = 600.0  # a producer silent this long is forgotten (its next seq starts afresh)
 COOKIE = "deepdive_hub_token"
-_RESERVED = frozenset({"samples", "snapshot", "error", "reply"})
+# The types the hub itself sends (deepdive.protocol.hub): publish() may not send them.
+_RESERVED = frozenset(message_type(cls) for cls in (StreamSamples, StreamSnapshot, HubReply, HubError))
+_INGEST, _SAMPLES, _SNAPSHOT = message_type(IngestBatch), message_type(StreamSamples), message_type(StreamSnapshot)
+_QUERY = message_type(HubQuery)
 
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 _METRIC_NAME = re.compile(r"[^a-zA-Z0-9_]")
@@ -558,7 +570,7 @@ class Hub:
                 if problem is not None:
                     self._stats["malformed_messages"] += 1
                     try:
-                        await asyncio.wait_for(ws.send(_encode({"type": "error", "message": problem})), 5)
+                        await asyncio.wait_for(ws.send(_encode(to_wire(HubError(message=problem)))), 5)
                     except asyncio.TimeoutError:
                         pass
         except ConnectionClosed as exc:
@@ -636,11 +648,11 @@ class Hub:
             truncated, removed = bound(message, self.max_depth, self.max_string_chars)
         except TooDeep as exc:
             return str(exc)
-        if message.get("type") != "samples":
-            return f"unknown message type {message.get('type')!r}: /ingest takes type \"samples\""
-        version = message.get("v", SCHEMA_VERSION)
-        if version != SCHEMA_VERSION:
-            return (f"schema version {version!r} is not supported (this hub speaks v {SCHEMA_VERSION}): use the "
+        if message.get("type") != _INGEST:
+            return f"unknown message type {message.get('type')!r}: /ingest takes type \"{_INGEST}\""
+        version = message.get("v", HUB_SCHEMA_VERSION)
+        if version != HUB_SCHEMA_VERSION:
+            return (f"schema version {version!r} is not supported (this hub speaks v {HUB_SCHEMA_VERSION}): use the "
                     "deepdive engine of the same release as the daemon")
         run, rank, seq = message.get("run"), message.get("rank"), message.get("seq")
         if not isinstance(run, str) or not run or len(run) > MAX_RUN_ID_CHARS:
@@ -705,7 +717,7 @@ class Hub:
             except Exception:
                 log.exception("telemetry hub: on_batch failed on a message of run %s; continuing", run)
 
-        out_message = {"type": "samples", "run": run, "rank": rank, "seq": seq, "t": now, "samples": samples,
+        out_message = {"type": _SAMPLES, "run": run, "rank": rank, "seq": seq, "t": now, "samples": samples,
                        "events": events, "producer_dropped": dropped, "producer_dropped_events": dropped_events}
         out = Outgoing.relayed(out_message, now, raw_parts)
         self._remember("samples", run, out, now)
@@ -741,7 +753,7 @@ class Hub:
             if parts is not None:
                 chosen.append((out.received, out, parts))
         chosen.sort(key=lambda item: item[0])
-        text = (_encode({"type": "snapshot", "t": now})[:-1] + ',"messages":['
+        text = (_encode({"type": _SNAPSHOT, "t": now})[:-1] + ',"messages":['
                 + ",".join(out.body(*parts) + "}" for _, out, parts in chosen) + "]")
         return Outgoing.snapshot(text, now)
 
@@ -790,25 +802,33 @@ class Hub:
             message = json.loads(raw)
             check_depth(message, self.max_depth)
         except (RecursionError, TooDeep):  # json's scanner gives up on deep nesting: malformed, like the rest
-            return _encode({"type": "reply", "id": None, "ok": False,
-                            "error": f"{TOO_DEEP.format(depth=self.max_depth)}: send a query object"})
+            return _refusal(None, f"{TOO_DEEP.format(depth=self.max_depth)}: send a query object")
         except ValueError:
-            return _encode({"type": "reply", "id": None, "ok": False, "error": "not JSON: send a query object"})
+            return _refusal(None, "not JSON: send a query object")
         ident = message.get("id") if isinstance(message, dict) else None
-        if not isinstance(message, dict) or message.get("type") != "query":
-            return _encode({"type": "reply", "id": ident, "ok": False,
-                            "error": 'subscribers may only send {"type": "query", ...}'})
+        if not isinstance(message, dict) or message.get("type") != _QUERY:
+            return _refusal(ident, f'subscribers may only send {{"type": "{_QUERY}", ...}}')
         if self.history is None:
-            return _encode({"type": "reply", "id": ident, "ok": False, "error": "this hub keeps no history"})
+            return _refusal(ident, "this hub keeps no history")
         self._stats["queries"] += 1
         try:
-            answer = await asyncio.to_thread(self.history, message)
+            reply = await asyncio.to_thread(self._answer, message, ident)
         except (ValueError, KeyError) as exc:
-            return _encode({"type": "reply", "id": ident, "ok": False, "error": str(exc).strip('"')})
+            return _refusal(ident, str(exc).strip('"'))
         except Exception:
             log.exception("telemetry hub: history query %r failed", message)
-            return _encode({"type": "reply", "id": ident, "ok": False, "error": "the query failed; see the daemon log"})
-        return _encode_lenient({**answer, "type": "reply", "id": ident, "ok": True})
+            return _refusal(ident, "the query failed; see the daemon log")
+        return _encode_lenient(to_wire(reply, omit_absent=True))
+
+    def _answer(self, message: dict, ident: Any) -> HubReply:
+        """The history function's answer to ``message`` as a reply (in a worker thread: rows may be many)."""
+        assert self.history is not None
+        answer = self.history(message)
+        try:
+            reply = from_wire({**answer, "id": None, "ok": True}, HubReply, what="reply")
+        except InvalidPayload as exc:  # the history function and the protocol disagree: the daemon's bug
+            raise RuntimeError(str(exc)) from None
+        return attrs.evolve(reply, id=ident)  # whatever the query's id was, the reply carries it back
 
     async def _send_loop(self, sub: _Subscriber) -> None:
         queue = sub.queue
@@ -831,6 +851,11 @@ class Hub:
         except Exception:
             log.exception("telemetry hub: sending to subscriber %d failed; closing it", sub.id)
             sub.ws.transport.abort()
+
+
+def _refusal(ident: Any, error: str) -> str:
+    """A reply that says why a subscriber's message got no answer."""
+    return _encode(to_wire(HubReply(id=ident, ok=False, error=error), omit_absent=True))
 
 
 def _live_bytes(out: Outgoing) -> int:

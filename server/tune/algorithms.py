@@ -11,9 +11,8 @@ from typing import Any, Optional
 
 from deepdive.extras import pip_command
 from deepdive.tune.errors import TuneError
-
-SAMPLERS = ("auto", "tpe", "gp", "cmaes", "random")
-PRUNERS = ("auto", "hyperband", "asha", "median", "none")
+from deepdive.vocabulary import TUNE_PRUNERS as PRUNERS
+from deepdive.vocabulary import TUNE_SAMPLERS as SAMPLERS
 
 
 def make_sampler(name: str, parallel: int, seed: Optional[int]) -> Any:

@@ -13,9 +13,8 @@ from typing import Any, Callable, Optional
 import attrs
 
 from deepdive.tune.errors import TuneError
-
-VALUE_MODES = ("last", "best")
-"""How a trial's value is taken from its reports (``--value``): the last one, or the best in the direction."""
+from deepdive.vocabulary import TUNE_DIRECTIONS
+from deepdive.vocabulary import TUNE_VALUES as VALUE_MODES  # how a trial's value is taken from its reports
 
 
 @attrs.define
@@ -69,7 +68,7 @@ def check_config(config: StudyConfig, script: str) -> None:
         raise TuneError("--parallel must be at least 1")
     if config.patience is not None and config.patience < 1:
         raise TuneError(f"--patience must be at least 1 (reports without a new best), got {config.patience}")
-    if config.direction not in (None, "minimize", "maximize"):
+    if config.direction is not None and config.direction not in TUNE_DIRECTIONS:
         raise TuneError(f"direction must be minimize or maximize, got {config.direction!r}")
     if not Path(script).is_file():
         raise TuneError(f"no such script: {config.script}")

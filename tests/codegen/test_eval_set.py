@@ -23,9 +23,9 @@ from typing import Iterator, Optional
 import pytest
 
 from deepdive.codegen.backends import Backend
+from deepdive.codegen.generation import GenerateParams, GenerateResult, PropertyCheck
 from deepdive.codegen.intent import TASKS as BUILTIN_TASKS
 from deepdive.codegen.spec import FAMILY_NAMES, LAYER_ALIASES, PROPERTY_NAMES, TASK_NAMES, Stated
-from deepdive.protocol import GenerateParams, GenerateResult, PropertyCheck
 
 ROOT = Path(__file__).resolve().parents[2]
 HARNESS = ROOT / "bench" / "eval_codegen.py"

@@ -18,11 +18,11 @@ from deepdive.codegen.frames import SpliceError, frame_for
 from deepdive.codegen.frames.prompt import frame_system_prompt
 from deepdive.codegen.frames.reading import merge_reading, parse_reading
 from deepdive.codegen.frames.splice import splice, top_level_names
+from deepdive.codegen.generation import GenerateCheck, GenerateParams
 from deepdive.codegen.pipeline import generate
 from deepdive.codegen.properties import MODEL_READING, verdict
 from deepdive.codegen.spec import Spec, Stated
 from deepdive.codegen.understand import read_request
-from deepdive.protocol import GenerateCheck, GenerateParams
 from tests.codegen.test_pipeline import ChatServer, collect
 
 UNET_PROMPT = "a U-Net for semantic segmentation of 64x64 grayscale images, 3 classes, without dropout"

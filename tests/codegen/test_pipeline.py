@@ -14,6 +14,7 @@ import pytest
 
 from deepdive.codegen import builtin
 from deepdive.codegen.backends import BackendError
+from deepdive.codegen.generation import GenerateCheck, GenerateParams, GeneratePartial, PropertyCheck
 from deepdive.codegen.parse import parse_intent
 from deepdive.codegen.pipeline import (
     BUILTIN_PHASE,
@@ -25,7 +26,6 @@ from deepdive.codegen.pipeline import (
     system_prompt,
 )
 from deepdive.codegen.understand import read_request
-from deepdive.protocol import GenerateCheck, GenerateParams, GeneratePartial, PropertyCheck
 
 PROMPT = "a 2-layer MLP classifier with 4 classes"
 MARK = "deliberate failure 4242"
@@ -187,7 +187,7 @@ def test_daemon_side_imports_no_torch() -> None:
     code = (
         "import sys, threading\n"
         "from deepdive.codegen.pipeline import generate\n"
-        "from deepdive.protocol import GenerateParams\n"
+        "from deepdive.codegen.generation import GenerateParams\n"
         "r = generate(GenerateParams(prompt='a CNN for CIFAR-10 with mixed precision', verify=False))\n"
         "import deepdive.codegen.verify\n"
         "bad = [m for m in ('torch', 'tensorflow', 'transformers') if m in sys.modules]\n"

@@ -334,3 +334,14 @@ def test_the_data_flow_is_recorded_only_when_a_check_needs_it() -> None:
     assert properties.wants(Spec("x", stated=[Stated("family", "resnet")])) == ["graph"]
     assert properties.wants(Spec("x", stated=[Stated("outputs", 10), Stated("no_layer", "Dropout")])) == []
     assert properties.wants(None) == []
+
+
+def test_keras_depthwise_layers_make_a_mobilenet() -> None:
+    """A Keras model's DepthwiseConv2D/SeparableConv2D layers count (the probe records no torch convs there)."""
+    from deepdive.codegen.properties.family import _fam_mobilenet
+
+    facts = properties.ProgramFacts("tensorflow", read_source(ast.parse("")),
+                                    {"counts": {"DepthwiseConv2D": 2, "SeparableConv2D": 1, "Dense": 1}, "convs": []})
+    assert _fam_mobilenet(facts) == ("met", "model has 3 depthwise convolutions")
+    facts.run["counts"] = {"Conv2D": 3}
+    assert _fam_mobilenet(facts)[0] == "failed"

@@ -343,7 +343,7 @@ def test_a_generate_request_starts_the_template_its_checks_use() -> None:
     """The template is started when the request arrives (it imports torch while the program is
     written), and both checks of the program are forked from that one template."""
     from deepdive.codegen import pipeline
-    from deepdive.protocol import GenerateParams
+    from deepdive.codegen.generation import GenerateParams
 
     warm.POOL.retire_all()
     before = warm.stats()

@@ -1,4 +1,4 @@
-"""The engine's throughput figure: one definition (deepdive.telemetry.throughput) in every sample and the summary."""
+"""The engine's throughput figure: one definition (deepdive.throughput) in every sample and the summary."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 import deepdive.engine as dd
-from deepdive.telemetry.throughput import WINDOW_S
+from deepdive.throughput import WINDOW_S
 
 
 class SlowData(Dataset):

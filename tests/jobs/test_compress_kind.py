@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 
 from deepdive.cli import build_parser
-from deepdive.jobs.kinds import (
-    COMPRESS_IMPORTANCE, COMPRESS_QUANTIZE, COMPRESS_TARGETS, KINDS, Context, JobRejected, build_launch,
-)
+from deepdive.jobs.kinds import KINDS, Context, JobRejected, build_launch
+from deepdive.vocabulary import COMPRESS_TARGETS, PRUNE_IMPORTANCES, QUANTIZE_MODES
 
 
 @pytest.fixture
@@ -84,13 +83,13 @@ def _subcommand(name: str) -> argparse.ArgumentParser:
 
 def test_the_choices_are_the_clis():
     choices = {a.dest: tuple(a.choices) for a in _subcommand("compress")._actions if a.choices}
-    assert choices == {"quantize": COMPRESS_QUANTIZE, "target": COMPRESS_TARGETS, "importance": COMPRESS_IMPORTANCE}
+    assert choices == {"quantize": QUANTIZE_MODES, "target": COMPRESS_TARGETS, "importance": PRUNE_IMPORTANCES}
 
 
 @pytest.mark.parametrize("options, message", [
     ({"bogus": 1}, r"^unknown option\(s\) for compress: bogus \(allowed: distill, distillEpochs, epochs, eval, "),
-    ({"model": 3}, r"^option 'model' must name the model file$"),
-    ({"model": ""}, r"^option 'model' must name the model file$"),
+    ({"model": 3}, r"^option 'model' must name the model file, got 3$"),
+    ({"model": ""}, r"^option 'model' must name the model file, got ''$"),
     ({"model": "models/missing.pt"}, r"^no such model file: .*models/missing\.pt$"),
     ({"eval": None}, r"^option 'eval' must name the evaluation script$"),
     ({"eval": "digits_eval.txt"}, r"^option 'eval' must name the evaluation script \(\.py\), got 'digits_eval\.txt'$"),

@@ -19,8 +19,8 @@ import pytest
 from deepdive.codegen import pipeline
 from deepdive.codegen.backends import Cancelled
 from deepdive.codegen.backends.worker_client import LlamaCppBackend, ModelWorker
+from deepdive.codegen.generation import GenerateCheck
 from deepdive.models.registry import ModelEntry, editing
-from deepdive.protocol import GenerateCheck
 
 from . import testdata
 from .conftest import REAL_TESTDATA

@@ -11,10 +11,10 @@ from deepdive.codegen import pipeline
 from deepdive.codegen.backends import BackendError, make_backend
 from deepdive.codegen.backends.openai_compat import OpenAICompatibleBackend
 from deepdive.codegen.backends.worker_client import LlamaCppBackend, TransformersBackend
+from deepdive.codegen.generation import GenerateParams
 from deepdive.models import ModelError
 from deepdive.models.registry import ModelEntry, editing
 from deepdive.models.resolve import resolve
-from deepdive.protocol import GenerateParams
 
 from .folders import hf_folder
 from .gguf_file import TINY_METADATA, write_gguf

@@ -21,7 +21,7 @@ from deepdive.cli_jobs import follow_metrics
 from deepdive.daemon import telemetry
 from deepdive.daemon.telemetry import TelemetryService
 from deepdive.report import print_train_summary
-from deepdive.telemetry.throughput import describe, label, window_text
+from deepdive.throughput import describe, label, window_text
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from deepdive.telemetry.throughput import WINDOW_S, ThroughputWindow, describe, label, newest
+from deepdive.throughput import WINDOW_S, ThroughputWindow, describe, label, newest
 
 
 def test_the_rate_counts_loader_wait_and_every_rank():

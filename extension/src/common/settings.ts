@@ -1,5 +1,6 @@
 import * as os from 'os';
 import { ConfigurationChangeEvent } from 'vscode';
+import { Vocabularies } from '../protocol';
 import { CONFIG_SECTION, RESTART_KEYS } from './constants';
 import { resolveVariables } from './variables';
 import { getConfiguration, getWorkspaceFolders } from './vscodeapi';
@@ -13,8 +14,8 @@ export interface ISettings {
 }
 
 /** `auto`: the default model of the registry (Deepdive: Choose Code Model…, `deepdive model default`), else builtin. */
-export const CODEGEN_BACKENDS = ['auto', 'builtin', 'transformers', 'llamacpp', 'openai-compatible'] as const;
-export const CODEGEN_FRAMEWORKS = ['auto', 'torch', 'tensorflow'] as const;
+export const CODEGEN_BACKENDS = Vocabularies.codegenBackends;
+export const CODEGEN_FRAMEWORKS = ['auto', ...Vocabularies.frameworks] as const;
 
 export interface CodegenSettings {
     backend: (typeof CODEGEN_BACKENDS)[number];

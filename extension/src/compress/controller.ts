@@ -1,25 +1,24 @@
 // Model compression from the editor: "Deepdive: Compress Model…" asks for the model file, the evaluation
 // script, the steps (prune / reduce depth / distill / quantize; the number of blocks kept when depth is
 // reduced) and the target CPU, then starts the daemon's `compress` job.
-// A cancellable notification follows it (the steps measured so far, read from the job's output; cancel =
-// deepdive/jobs/cancel); the dashboard's Compression section shows the steps live from the hub. When the
-// job ends the dashboard opens and the Markdown report is one click away. Refused in an untrusted workspace:
-// the job imports the evaluation script and unpickles the model.
+// A cancellable notification follows it (common/jobProgress: the job's progress events, the steps measured
+// so far and what it does now; cancel = deepdive/jobs/cancel); the dashboard's Compression section shows the
+// steps live from the hub. When the job ends the dashboard opens and the Markdown report is one click away.
+// Refused in an untrusted workspace: the job imports the evaluation script and unpickles the model.
 import * as path from 'path';
-import { Disposable, ProgressLocation, QuickPickItem, Uri, window, workspace } from 'vscode';
+import { Disposable, QuickPickItem, Uri, window, workspace } from 'vscode';
 import { Commands } from '../common/constants';
 import { guardCommand } from '../common/guard';
-import { errorMessage } from '../common/interpreter';
+import { showJobProgress } from '../common/jobProgress';
 import { traceError, traceInfo } from '../common/logging';
 import { DeepdiveServer } from '../common/server';
 import { executeCommand, getWorkspaceFolders, isTrusted, registerCommand } from '../common/vscodeapi';
-import { JobEvent, JobInfo, Requests } from '../protocol';
+import { CompressTarget, JobEvent, JobInfo, JobStartOf, Requests, Vocabularies } from '../protocol';
 import { JobsView } from '../views/jobs';
 import {
     checkLayers, checkSteps, COMPRESS_COMMAND, COMPRESS_JOB_KIND, compressOptions, CompressArgs, CompressJobOptions, defaultTarget,
     describeSteps, describeSummary, EVAL_HINT, isEvalScript, isModelFile, markdownOfReport, MODEL_EXTENSIONS,
-    MAX_LAYERS, NOT_COMPRESSED, parseCompressArgs, plannedSteps, progressOf, rankCandidates, reportPaths, stepChoices, StepId,
-    stepOfOutputLine, summaryOf, Target, TARGETS,
+    MAX_LAYERS, NOT_COMPRESSED, parseCompressArgs, rankCandidates, reportPaths, stepChoices, StepId, summaryOf,
 } from './options';
 
 const FINAL = new Set(['succeeded', 'failed', 'cancelled', 'lost']);
@@ -41,13 +40,10 @@ export interface CompressOutcome {
 interface Tracked {
     job: JobInfo;
     options: CompressJobOptions;
-    planned: string[];
-    measured: string[];
     quiet: boolean;
     /** Resolves with the finished job, or undefined when the daemon went away first. */
     done: Promise<JobInfo | undefined>;
     end: (job: JobInfo | undefined) => void;
-    onChange?: () => void;
 }
 
 interface PathItem extends QuickPickItem {
@@ -122,15 +118,16 @@ export class CompressController implements Disposable {
             model, eval: script, steps, target, prune: a.prune, layers, quantize: a.quantize, importance: a.importance,
         }, evalText);
         const file = path.basename(model);
+        const params: JobStartOf<typeof COMPRESS_JOB_KIND> = {
+            kind: COMPRESS_JOB_KIND,
+            options,
+            title: `Compress ${file}: ${describeSteps(options)}`,
+            progress: false,  // the notification below has the cancel button and the steps
+        };
         let job: JobInfo;
         this.starting++;
         try {
-            job = await this.server.request(Requests.jobsStart, {
-                kind: COMPRESS_JOB_KIND,
-                options: options as unknown as Record<string, unknown>,
-                title: `Compress ${file}: ${describeSteps(options)}`,
-                progress: false,  // the notification below has the cancel button and the steps
-            });
+            job = await this.server.request(Requests.jobsStart, params);
         } finally {
             this.starting--;
         }
@@ -138,7 +135,7 @@ export class CompressController implements Disposable {
         this.jobs.upsert(job);
         let end!: (job: JobInfo | undefined) => void;
         const done = new Promise<JobInfo | undefined>(resolve => (end = resolve));
-        const t: Tracked = { job, options, planned: plannedSteps(options), measured: [], quiet: a.quiet === true, done, end };
+        const t: Tracked = { job, options, quiet: a.quiet === true, done, end };
         const early = this.endedEarly.get(job.id) ?? (FINAL.has(job.state) ? job : undefined);
         this.endedEarly.delete(job.id);
         if (this.starting === 0) {
@@ -150,7 +147,7 @@ export class CompressController implements Disposable {
             this.tracked.set(job.id, t);
         }
         if (!t.quiet) {
-            this.showProgress(t, file);
+            showJobProgress(this.server, job, `compressing ${file}`, j => this.jobs.upsert(j));
         }
         const finished = done.then(j => this.finished(t, j));
         if (!a.wait) {
@@ -211,57 +208,13 @@ export class CompressController implements Disposable {
 
     private onJobEvent(e: JobEvent): void {
         const t = this.tracked.get(e.jobId);
-        if (e.type === 'output' && t && e.lines) {
-            let changed = false;
-            for (const line of e.lines) {
-                const step = stepOfOutputLine(line.text);
-                if (step && !t.measured.includes(step)) {
-                    t.measured.push(step);
-                    changed = true;
-                }
-            }
-            if (changed) {
-                t.onChange?.();
-            }
-        } else if (e.type === 'finished' && e.job) {
+        if (e.type === 'finished' && e.job) {
             if (t) {
                 this.tracked.delete(e.jobId);
                 t.end(e.job);
             } else if (this.starting > 0 && e.job.kind === COMPRESS_JOB_KIND) {
                 this.endedEarly.set(e.jobId, e.job);
             }
-        }
-    }
-
-    private showProgress(t: Tracked, file: string): void {
-        void window.withProgress({
-            location: ProgressLocation.Notification, title: `Deepdive: compressing ${file}`, cancellable: true,
-        }, async (progress, token) => {
-            let shown = 0;
-            const update = () => {
-                const p = progressOf(t.measured, t.planned);
-                const increment = Math.max(0, 100 * p.fraction - shown);
-                shown += increment;
-                progress.report({ message: p.message, increment });
-            };
-            t.onChange = update;
-            update();
-            const sub = token.onCancellationRequested(() => void this.cancel(t.job.id));
-            try {
-                await t.done;
-            } finally {
-                sub.dispose();
-                t.onChange = undefined;
-            }
-        });
-    }
-
-    private async cancel(id: string): Promise<void> {
-        try {
-            this.jobs.upsert(await this.server.request(Requests.jobsCancel, { id }));
-        } catch (err) {
-            traceError(`cancelling compress job ${id} failed:`, err);
-            void window.showErrorMessage(`Deepdive: cancelling the compress job failed: ${errorMessage(err)}`);
         }
     }
 
@@ -366,9 +319,9 @@ async function pickLayers(): Promise<number | undefined> {
     return answer === undefined ? undefined : Number(answer.trim());
 }
 
-async function pickTarget(): Promise<Target | undefined> {
+async function pickTarget(): Promise<CompressTarget | undefined> {
     const first = defaultTarget(process.arch);
-    const items = [...TARGETS].sort((x, y) => Number(y === first) - Number(x === first)).map(t => ({
+    const items = [...Vocabularies.compressTargets].sort((x, y) => Number(y === first) - Number(x === first)).map(t => ({
         label: t, target: t,
         description: t === first ? 'this machine' : undefined,
         detail: t === 'x86' ? 'fbgemm / x86 int8 kernels (Intel, AMD)' : 'qnnpack int8 kernels (ARM: Graviton, Apple silicon, phones)',

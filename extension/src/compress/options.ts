@@ -1,27 +1,20 @@
 // "Deepdive: Compress Model…": the command's arguments, the `compress` job's options built from the picks
-// (and checked the way the daemon checks them), the progress read from the job's output, and what the
-// finished job's result says (report paths, summary). No `vscode` import: unit-tested directly.
+// (the protocol's CompressOptions, checked the way the daemon checks them), and what the finished job's
+// result says (report paths, summary). No `vscode` import: unit-tested directly.
 import * as path from 'path';
+import { CompressOptions, CompressTarget, JobOptionRanges, PruneImportance, QuantizeMode, Vocabularies } from '../protocol';
 
 export const COMPRESS_COMMAND = 'deepdive.compressModel';
 export const COMPRESS_JOB_KIND = 'compress';
 
 /** What `torch.save` files usually end with; the dialog and the workspace search look for these. */
 export const MODEL_EXTENSIONS = ['pt', 'pth', 'bin'] as const;
-export const QUANTIZE_MODES = ['int8', 'int8-dynamic', 'int8-static', 'int8-weight', 'int4-weight'] as const;
-export const TARGETS = ['x86', 'arm'] as const;
-export const IMPORTANCES = ['l1', 'l2', 'taylor', 'bn'] as const;
 export const DEFAULT_PRUNE = 0.5;
 export const DEFAULT_QUANTIZE: QuantizeMode = 'int8';
-/** Depth reduction keeps this many of the model's repeated blocks at most (server/jobs/kinds.py `_compress`). */
-export const MAX_LAYERS = 1000;
+/** Depth reduction keeps this many of the model's repeated blocks at most (the protocol's range of `layers`). */
+export const MAX_LAYERS = JobOptionRanges.compress.layers[1];
 
 export type StepId = 'prune' | 'layers' | 'distill' | 'quantize';
-export type Target = (typeof TARGETS)[number];
-export type QuantizeMode = (typeof QUANTIZE_MODES)[number];
-export type Importance = (typeof IMPORTANCES)[number];
-/** A row of the report: the original model, then each step that ran, in this order. */
-export const STEP_ORDER = ['original', 'prune', 'layers', 'distill', 'quantize'] as const;
 
 export interface StepChoice {
     id: StepId;
@@ -57,12 +50,12 @@ export interface CompressArgs {
     /** The evaluation script: a path. */
     eval?: string;
     steps?: StepId[];
-    target?: Target;
+    target?: CompressTarget;
     prune?: number;
     /** Depth reduction: the number of repeated blocks kept (whole, 1..MAX_LAYERS). */
     layers?: number;
     quantize?: QuantizeMode;
-    importance?: Importance;
+    importance?: PruneImportance;
     /** No notifications, no dashboard (tests). */
     quiet?: boolean;
     /** Resolve when the job ends (tests), not when it starts. */
@@ -90,9 +83,9 @@ export function parseCompressArgs(arg: unknown): CompressArgs {
         model: text(a.model),
         modelUri: text(a.modelUri),
         eval: text(a.eval),
-        target: oneOf(a.target, TARGETS),
-        quantize: oneOf(a.quantize, QUANTIZE_MODES),
-        importance: oneOf(a.importance, IMPORTANCES),
+        target: oneOf(a.target, Vocabularies.compressTargets),
+        quantize: oneOf(a.quantize, Vocabularies.quantizeModes),
+        importance: oneOf(a.importance, Vocabularies.pruneImportances),
     };
     if (Array.isArray(a.steps) && a.steps.every(s => oneOf(s, STEP_IDS) !== undefined)) {
         out.steps = [...new Set(a.steps as StepId[])];
@@ -160,26 +153,16 @@ export interface CompressPicks {
     model: string;
     eval: string;
     steps: readonly StepId[];
-    target: Target;
+    target: CompressTarget;
     prune?: number;
     /** The blocks kept when `steps` has 'layers' (required then). */
     layers?: number;
     quantize?: QuantizeMode;
-    importance?: Importance;
+    importance?: PruneImportance;
 }
 
-/** The `compress` job's options (server/jobs/kinds.py `_compress`): the chosen values, null for steps left out. */
-export interface CompressJobOptions {
-    model: string;
-    eval: string;
-    prune: number | null;
-    /** Depth reduction: the repeated blocks kept, null when not picked. */
-    layers: number | null;
-    distill: boolean;
-    quantize: QuantizeMode | null;
-    target: Target;
-    importance?: Importance;
-}
+/** The `compress` job's options as the command fills them: every step's choice given (null: not picked). */
+export type CompressJobOptions = CompressOptions & Required<Pick<CompressOptions, 'prune' | 'layers' | 'distill' | 'quantize' | 'target'>>;
 
 /** The job's options from the picks; throws an Error that says what to change when they cannot run. */
 export function compressOptions(p: CompressPicks, evalText?: string): CompressJobOptions {
@@ -197,8 +180,9 @@ export function compressOptions(p: CompressPicks, evalText?: string): CompressJo
     if (!(prune > 0 && prune < 1)) {
         throw new Error(`the pruning amount is a fraction between 0 and 1, got ${prune}`);
     }
-    if (!(TARGETS as readonly string[]).includes(p.target)) {
-        throw new Error(`the target must be ${TARGETS.join(' or ')}, got ${String(p.target)}`);
+    const targets = Vocabularies.compressTargets;
+    if (!(targets as readonly string[]).includes(p.target)) {
+        throw new Error(`the target must be ${targets.join(' or ')}, got ${String(p.target)}`);
     }
     const layers = p.steps.includes('layers') ? p.layers : undefined;
     if (p.steps.includes('layers')) {
@@ -208,8 +192,9 @@ export function compressOptions(p: CompressPicks, evalText?: string): CompressJo
         }
     }
     const quantize = p.quantize ?? DEFAULT_QUANTIZE;
-    if (!(QUANTIZE_MODES as readonly string[]).includes(quantize)) {
-        throw new Error(`quantization must be one of ${QUANTIZE_MODES.join(', ')}, got ${String(quantize)}`);
+    const modes = Vocabularies.quantizeModes;
+    if (!(modes as readonly string[]).includes(quantize)) {
+        throw new Error(`quantization must be one of ${modes.join(', ')}, got ${String(quantize)}`);
     }
     const o: CompressJobOptions = {
         model: p.model,
@@ -224,12 +209,6 @@ export function compressOptions(p: CompressPicks, evalText?: string): CompressJo
         o.importance = p.importance;
     }
     return o;
-}
-
-/** The report rows the job will measure: the original, then each chosen step in pipeline order. */
-export function plannedSteps(o: Pick<CompressJobOptions, 'prune' | 'layers' | 'distill' | 'quantize'>): string[] {
-    return STEP_ORDER.filter(s => s === 'original' || (s === 'prune' && o.prune !== null)
-        || (s === 'layers' && o.layers !== null) || (s === 'distill' && o.distill) || (s === 'quantize' && o.quantize !== null));
 }
 
 /** `prune 50 % → keep 4 blocks → distill → int8 (x86)`. */
@@ -252,32 +231,6 @@ export function describeSteps(o: CompressJobOptions): string {
 
 export function fmtPercent(fraction: number): string {
     return `${Number((100 * fraction).toPrecision(3))} %`;
-}
-
-/**
- * The step a line of the job's output reports as measured: `deepdive compress` prints one line per
- * step (`  prune        4,242 params     0.021 MB  b1 p50 ...`) once the step's model is measured.
- */
-export function stepOfOutputLine(line: string): string | undefined {
-    const m = /^\s{1,4}(original|prune|layers|distill|quantize)\s+[\d,]+ params\b/.exec(line);
-    return m?.[1];
-}
-
-const DOING: Record<string, string> = {
-    original: 'measuring the original model', prune: 'pruning and fine-tuning', layers: 'dropping layers and fine-tuning',
-    distill: 'distilling', quantize: 'quantizing',
-};
-
-/** Fraction done and the notification's message, from the steps measured so far. */
-export function progressOf(measured: readonly string[], planned: readonly string[]): { fraction: number; message: string } {
-    const done = planned.filter(s => measured.includes(s));
-    const next = planned.find(s => !measured.includes(s));
-    const fraction = planned.length ? done.length / planned.length : 0;
-    if (!next) {
-        return { fraction: 1, message: 'writing the report' };
-    }
-    const where = DOING[next] ?? next;
-    return { fraction, message: `${done.length}/${planned.length} measured · ${where}` };
 }
 
 const isObj = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
@@ -363,7 +316,7 @@ export function rankCandidates(files: readonly string[], hint: RegExp, near?: st
 }
 
 /** The target CPU to offer first: the one this machine has (`process.arch`). */
-export function defaultTarget(arch: string): Target {
+export function defaultTarget(arch: string): CompressTarget {
     return /^arm/.test(arch) ? 'arm' : 'x86';
 }
 

@@ -1,7 +1,7 @@
 // The Train command's arguments (palette, CodeLens, tests), the daemon job's options they make, where the
 // Train CodeLens goes, and the script-argument splitting. No `vscode` import: unit tests load this.
 import { codeLines } from '../tune/finder';
-import { Vocabularies } from '../protocol';
+import { TrainOptions, Vocabularies } from '../protocol';
 import { parseScriptRef, ScriptRef, withoutUndefined } from '../common/scriptArgs';
 
 export type Precision = (typeof Vocabularies.trainPrecisions)[number];
@@ -45,9 +45,9 @@ export function parseTrainArgs(arg: unknown): TrainArgs {
     return withoutUndefined(out);
 }
 
-/** The `train` job's options (server/jobs/kinds.py `_train`): only what was chosen; "auto" leaves the script's choice. */
-export function trainOptions(scriptPath: string, a: TrainArgs): Record<string, unknown> {
-    const options: Record<string, unknown> = { path: scriptPath, nproc: a.nproc ?? 1, args: a.args ?? [] };
+/** The `train` job's options (the protocol's TrainOptions): only what was chosen; "auto" leaves the script's choice. */
+export function trainOptions(scriptPath: string, a: TrainArgs): TrainOptions {
+    const options: TrainOptions = { path: scriptPath, nproc: a.nproc ?? 1, args: a.args ?? [] };
     if (a.precision && a.precision !== 'auto') {
         options.precision = a.precision;
     }

@@ -26,7 +26,7 @@ import { showJobProgress } from '../common/jobProgress';
 import { traceInfo } from '../common/logging';
 import { DeepdiveServer } from '../common/server';
 import { executeCommand, getConfiguration, registerCommand } from '../common/vscodeapi';
-import { JobEvent, JobInfo, Requests, Vocabularies } from '../protocol';
+import { JobEvent, JobInfo, JobStartOf, Requests, Vocabularies } from '../protocol';
 import { JobsView } from '../views/jobs';
 import { GradCompression, parseTrainArgs, Precision, splitArgs, TrainArgs, trainLensLine, trainOptions, trainTitle } from './args';
 
@@ -98,10 +98,11 @@ export class TrainController implements CodeLensProvider, Disposable {
         }
         await this.memory.update(MEMORY_KEY, { ...this.memory.get<Record<string, TrainArgs>>(MEMORY_KEY, {}), [uri.fsPath]: chosen });
         const file = path.basename(uri.fsPath);
-        const job = await this.server.request(Requests.jobsStart, {
+        const params: JobStartOf<typeof TRAIN_JOB_KIND> = {
             kind: TRAIN_JOB_KIND, options: trainOptions(uri.fsPath, chosen), title: trainTitle(file, chosen), progress: false,
-        });
-        traceInfo(`train job ${job.id} started for ${uri.fsPath}: ${JSON.stringify(trainOptions(uri.fsPath, chosen))}`);
+        };
+        const job = await this.server.request(Requests.jobsStart, params);
+        traceInfo(`train job ${job.id} started for ${uri.fsPath}: ${JSON.stringify(params.options)}`);
         this.jobs.upsert(job);
         if (!a.quiet) {
             showJobProgress(this.server, job, `training ${file}`, j => this.jobs.upsert(j));

@@ -2,11 +2,13 @@
 // options they make, the best parameters in a finished job's result, and the applyBest edits as plain
 // ranges. No `vscode` import.
 import * as path from 'path';
-import type { JobInfo, TextEditData, TuneApplyResult } from '../protocol';
+import {
+    JobInfo, TextEditData, TuneApplyResult, TuneDirection, TuneOptions, TunePruner, TuneSampler, TuneValue, Vocabularies,
+} from '../protocol';
 import { parseScriptRef, text, withoutUndefined } from '../common/scriptArgs';
 import { formatParams } from './rounding';
 
-export type Direction = 'minimize' | 'maximize';
+export type Direction = TuneDirection;
 
 export interface TuneArgs {
     /** The script: a file path or a URI string. */
@@ -17,9 +19,9 @@ export interface TuneArgs {
     metric?: string;
     direction?: Direction;
     /** A trial's value: its last report of the metric, or its best one (`deepdive tune --value`). */
-    value?: 'last' | 'best';
-    sampler?: string;
-    pruner?: string;
+    value?: TuneValue;
+    sampler?: TuneSampler;
+    pruner?: TunePruner;
     study?: string;
     /** Arguments for the script itself. */
     args?: string[];
@@ -34,6 +36,8 @@ export const MAX_TRIALS = 100_000;
 
 const positiveInt = (x: unknown, max: number): number | undefined =>
     typeof x === 'number' && Number.isInteger(x) && x >= 1 && x <= max ? x : undefined;
+const oneOf = <T extends string>(x: unknown, all: readonly T[]): T | undefined =>
+    typeof x === 'string' && (all as readonly string[]).includes(x) ? (x as T) : undefined;
 
 /** A URI string, a vscode.Uri (anything with a scheme and toString), or an object of TuneArgs. */
 export function parseTuneArgs(arg: unknown): TuneArgs {
@@ -45,10 +49,10 @@ export function parseTuneArgs(arg: unknown): TuneArgs {
     out.trials = positiveInt(a.trials, MAX_TRIALS);
     out.parallel = positiveInt(a.parallel, 1024);
     out.metric = text(a.metric);
-    out.direction = a.direction === 'maximize' || a.direction === 'minimize' ? a.direction : undefined;
-    out.value = a.value === 'last' || a.value === 'best' ? a.value : undefined;
-    out.sampler = text(a.sampler);
-    out.pruner = text(a.pruner);
+    out.direction = oneOf(a.direction, Vocabularies.tuneDirections);
+    out.value = oneOf(a.value, Vocabularies.tuneValues);
+    out.sampler = oneOf(a.sampler, Vocabularies.tuneSamplers);
+    out.pruner = oneOf(a.pruner, Vocabularies.tunePruners);
     out.study = text(a.study);
     return withoutUndefined(out);
 }
@@ -70,22 +74,9 @@ export function checkMetric(value: string): string | undefined {
     return /^[A-Za-z_][\w.-]*$/.test(value.trim()) ? undefined : 'a metric name as the script logs it, e.g. loss or accuracy';
 }
 
-export interface TuneJobOptions {
-    path: string;
-    trials: number;
-    parallel: number;
-    metric: string;
-    direction: Direction;
-    value?: 'last' | 'best';
-    sampler?: string;
-    pruner?: string;
-    study?: string;
-    args?: string[];
-}
-
-/** The `tune` job's options: the chosen values, the optional ones only when given. */
-export function tuneOptions(path: string, a: TuneArgs & { trials: number; parallel: number; metric: string; direction: Direction }): TuneJobOptions {
-    const o: TuneJobOptions = { path, trials: a.trials, parallel: a.parallel, metric: a.metric, direction: a.direction };
+/** The `tune` job's options (the protocol's TuneOptions): the chosen values, the optional ones only when given. */
+export function tuneOptions(path: string, a: TuneArgs & { trials: number; parallel: number; metric: string; direction: Direction }): TuneOptions {
+    const o: TuneOptions = { path, trials: a.trials, parallel: a.parallel, metric: a.metric, direction: a.direction };
     if (a.value) {
         o.value = a.value;
     }

@@ -30,7 +30,7 @@ import { errorMessage } from '../common/interpreter';
 import { traceError, traceInfo } from '../common/logging';
 import { DeepdiveServer } from '../common/server';
 import { executeCommand, getConfiguration, getWorkspaceFolders, registerCommand } from '../common/vscodeapi';
-import { JobEvent, JobInfo, Requests } from '../protocol';
+import { JobEvent, JobInfo, JobStartOf, Requests, Vocabularies } from '../protocol';
 import { JobsView } from '../views/jobs';
 import {
     bestParamsOf, bestValueOf, checkMetric, checkParallel, checkTrials, DEFAULT_TRIALS, describeApply, describeParams,
@@ -144,12 +144,13 @@ export class TuneController implements CodeLensProvider, CodeActionProvider, Dis
         }
         const options = tuneOptions(uri.fsPath, { ...a, trials, parallel, metric, direction });
         const file = path.basename(uri.fsPath);
-        const job = await this.server.request(Requests.jobsStart, {
+        const params: JobStartOf<typeof TUNE_JOB_KIND> = {
             kind: TUNE_JOB_KIND,
-            options: options as unknown as Record<string, unknown>,
+            options,
             title: `Tune ${file} (${trials} trials, ${direction} ${metric})`,
             progress: false,  // the notification below, with Cancel (the daemon's would sit in the status bar)
-        });
+        };
+        const job = await this.server.request(Requests.jobsStart, params);
         traceInfo(`tune job ${job.id} started for ${uri.fsPath}: ${JSON.stringify(options)}`);
         this.jobs.upsert(job);
         if (!a.quiet) {
@@ -334,7 +335,7 @@ async function askNumber(title: string, prompt: string, value: string, validateI
 async function pickDirection(metric: string, found?: MetricChoice): Promise<Direction | undefined> {
     const guess = found?.direction ?? guessDirection(metric);
     const why = found ? `from the script: ${found.source}` : `likely for ${metric}`;
-    const items = (['minimize', 'maximize'] as const).map(d => ({ label: d, description: d === guess ? why : undefined, d }));
+    const items = Vocabularies.tuneDirections.map(d => ({ label: d, description: d === guess ? why : undefined, d }));
     items.sort((x, y) => Number(y.d === guess) - Number(x.d === guess));
     const picked = await window.showQuickPick(items, { title: `Deepdive: Tune — ${metric} should be`, ignoreFocusOut: true });
     return picked?.d;

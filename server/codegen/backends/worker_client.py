@@ -409,7 +409,8 @@ class LlamaCppBackend(_WorkerBackend):
     name = kind = "llamacpp"
 
     def _validate(self, model_path: Optional[str]) -> str:
-        from ..worker import WorkerError, check_gguf_path  # no heavy imports at module level there
+        from ..worker_base import WorkerError  # no heavy imports at module level there
+        from ..worker_llamacpp import check_gguf_path
 
         path = os.path.abspath(os.path.expanduser(model_path)) if model_path else ""
         try:

@@ -43,10 +43,10 @@ def generate(intent: Intent) -> GeneratedProgram:
         if isinstance(result, GeneratedProgram):
             return result
         code = result if isinstance(result, str) else result.code
-        from deepdive.codegen.builtin.pytorch import Plan, _filename
+        from deepdive.codegen.builtin.pytorch import Plan, program_filename
 
         try:
-            filename = "keras_" + _filename(Plan(intent))
+            filename = "keras_" + program_filename(Plan(intent))
         except Exception:  # noqa: BLE001 - a name suggestion must never fail generation
             filename = "keras_model.py"
         return GeneratedProgram(code=code, filename=filename, framework="tensorflow")

@@ -158,10 +158,10 @@ def _torch_task(p) -> str:
 
 
 def _describe_keras(intent: Intent) -> Built:
-    from deepdive.codegen.builtin import keras as K
+    from deepdive.codegen.builtin.keras import Choices, validate
 
-    K.validate(intent)
-    s = K._Spec(intent)
+    validate(intent)
+    s = Choices(intent)
     task, arch = s.task, s.arch
     dropout = not s.no_dropout
     dense_hidden = list(getattr(s, "dense_hidden", []))

@@ -12,9 +12,9 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 from deepdive.codegen.frames import Frame
+from deepdive.codegen.generation import GenerateCheck, PropertyCheck
 from deepdive.codegen.instructions import FRAMEWORK_NAMES, property_lines
 from deepdive.codegen.spec import Spec
-from deepdive.protocol import GenerateCheck, PropertyCheck
 
 __all__ = ["frame_system_prompt", "frame_repair_message", "prompt_prefix", "WHAT"]
 

@@ -17,6 +17,7 @@ from typing import Any, Optional
 
 from deepdive.codegen.properties import MODEL_READING
 from deepdive.codegen.spec import FAMILY_NAMES, LAYER_ALIASES, TASK_NAMES, Spec, Stated
+from deepdive.vocabulary import FRAMEWORKS
 
 __all__ = ["needs_reading", "reading_prompt", "parse_reading", "merge_reading", "read_with_model", "MODEL_TEXT"]
 
@@ -72,7 +73,7 @@ def parse_reading(answer: str) -> list[Stated]:
     out: list[Stated] = []
     if data.get("task") in TASK_NAMES:
         out.append(Stated("task", data["task"], MODEL_TEXT))
-    if data.get("framework") in ("torch", "tensorflow"):
+    if data.get("framework") in FRAMEWORKS:
         out.append(Stated("framework", data["framework"], MODEL_TEXT))
     shape = _int_list(data.get("input_shape"))
     if shape:

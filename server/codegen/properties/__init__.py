@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional
 
+from deepdive.codegen.generation import GenerateCheck, PropertyCheck
 from deepdive.codegen.properties import family, shapes, task, training
 from deepdive.codegen.properties.facts import FAILED, MET, NOT_CHECKED, Judgement, ProgramFacts, plural
 from deepdive.codegen.spec import Spec, Stated
-from deepdive.protocol import GenerateCheck, PropertyCheck
 
 __all__ = ["ProgramFacts", "judge", "not_checked", "verdict", "wants", "label", "line", "MET", "FAILED", "NOT_CHECKED"]
 

@@ -118,10 +118,10 @@ def _fam_unet(f: ProgramFacts) -> Judgement:
 
 
 def _fam_mobilenet(f: ProgramFacts) -> Judgement:
-    depthwise = [c for c in f.run.get("convs", []) if (c[4] > 1 and c[4] == c[5])] or \
-        ([["", n]] if f.has("DepthwiseConv2D", "SeparableConv2D") else [])
+    depthwise = len([c for c in f.run.get("convs", []) if (c[4] > 1 and c[4] == c[5])]) or \
+        sum(f.counts.get(name, 0) for name in ("DepthwiseConv2D", "SeparableConv2D"))  # Keras's own layers
     if depthwise:
-        return MET, f"model has {plural(len(depthwise), 'depthwise convolution')}"
+        return MET, f"model has {plural(depthwise, 'depthwise convolution')}"
     return FAILED, "model has no depthwise convolution (MobileNets are built of them)"
 
 

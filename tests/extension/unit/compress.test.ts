@@ -1,8 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
     checkLayers, checkSteps, compressOptions, defaultTarget, definesStudent, describeSteps, describeSummary, EVAL_HINT, isEvalScript,
-    isModelFile, markdownOfReport, NOT_COMPRESSED, parseCompressArgs, plannedSteps, progressOf, rankCandidates, reportPaths,
-    stepChoices, stepOfOutputLine, summaryOf,
+    isModelFile, markdownOfReport, NOT_COMPRESSED, parseCompressArgs, rankCandidates, reportPaths, stepChoices, summaryOf,
 } from '../../../extension/src/compress/options';
 
 const picks = { model: '/w/models/digits.pt', eval: '/w/digits_eval.py', target: 'x86' as const };
@@ -135,39 +134,15 @@ describe('compressOptions', () => {
         expect(() => compressOptions({ ...picks, steps: ['quantize'], quantize: 'int2' as never })).toThrow(/quantization must be one of int8, /);
     });
 
-    it('plans the report rows and describes the steps', () => {
+    it('describes the steps', () => {
         const all = compressOptions({ ...picks, steps: ['quantize', 'prune', 'distill'] });
-        expect(plannedSteps(all)).toEqual(['original', 'prune', 'distill', 'quantize']);
         expect(describeSteps(all)).toBe('prune 50 % → distill → int8 (x86)');
         const deep = compressOptions({ ...picks, steps: ['quantize', 'distill', 'layers', 'prune'], layers: 2 });
-        expect(plannedSteps(deep)).toEqual(['original', 'prune', 'layers', 'distill', 'quantize']);
         expect(describeSteps(deep)).toBe('prune 50 % → keep 2 blocks → distill → int8 (x86)');
         const shallow = compressOptions({ ...picks, steps: ['layers', 'quantize'], layers: 1 });
-        expect(plannedSteps(shallow)).toEqual(['original', 'layers', 'quantize']);
         expect(describeSteps(shallow)).toBe('keep 1 block → int8 (x86)');
         const q = compressOptions({ ...picks, steps: ['quantize'], target: 'arm' });
-        expect(plannedSteps(q)).toEqual(['original', 'quantize']);
         expect(describeSteps(q)).toBe('int8 (arm)');
-    });
-});
-
-describe('progress from the job output', () => {
-    it('reads the step lines deepdive compress prints, nothing else', () => {
-        expect(stepOfOutputLine('  original       1,234 params     0.012 MB  b1 p50    0.051 ms  accuracy  97.50 %')).toBe('original');
-        expect(stepOfOutputLine('  prune            617 params     0.006 MB  b1 p50    0.032 ms')).toBe('prune');
-        expect(stepOfOutputLine('  quantize         617 params')).toBe('quantize');
-        expect(stepOfOutputLine('  layers         1,310 params     0.004 MB  b1 p50    0.020 ms')).toBe('layers');
-        expect(stepOfOutputLine('| prune | 617 | 0.006 |')).toBeUndefined();
-        expect(stepOfOutputLine('prune: fine-tuning after step 1')).toBeUndefined();
-        expect(stepOfOutputLine('  distill the model')).toBeUndefined();
-    });
-
-    it('turns the measured steps into a fraction and a message', () => {
-        const planned = ['original', 'prune', 'quantize'];
-        expect(progressOf([], planned)).toEqual({ fraction: 0, message: '0/3 measured · measuring the original model' });
-        expect(progressOf(['original'], planned)).toEqual({ fraction: 1 / 3, message: '1/3 measured · pruning and fine-tuning' });
-        expect(progressOf(['original', 'prune'], planned)).toEqual({ fraction: 2 / 3, message: '2/3 measured · quantizing' });
-        expect(progressOf(['original', 'prune', 'quantize'], planned)).toEqual({ fraction: 1, message: 'writing the report' });
     });
 });
 

@@ -1,64 +1,13 @@
-"""Reference examples for frame mode: a short definition of the right kind of model for the request.
+"""The PyTorch reference examples' code, one string per example (see :mod:`deepdive.codegen.frames.examples`).
 
-A 0.5B model copies whatever example it is shown: shown the builtin's CNN classifier (the frame's own
-model part) for a U-Net request, it writes a CNN classifier. So the frame prompt also shows one short
-reference example of the request's kind: a U-Net with its skip concatenations for a segmentation, a
-1-D CNN over ``(N, C, T)`` for a signal, a REINFORCE loss for a policy. Each example is a model part
-in the frame's conventions (the frame already imports ``math``, ``torch``, ``torch.nn.functional as
-F`` and ``from torch import nn``, or ``numpy as np``, ``tensorflow as tf`` and ``keras``): the
-constants it uses, the model class(es), ``build_model()``, ``example_batch(batch_size=8)`` returning
-random ``(inputs, targets)``, and in torch ``compute_loss(model, batch)`` returning ``(loss,
-correct_or_None)``. Spliced into its frame, each one passes the verifier for a request of its kind
-(tests/codegen/test_frame_examples.py). ``INPUT_SHAPE`` is always a literal and other constants are
-derived from it (``SEQ_LEN = INPUT_SHAPE[0]``), never the other way: the splice puts a redefined
-constant where the frame's was, near the top, so ``INPUT_SHAPE = (SEQ_LEN,)`` would name a constant
-not yet defined. The GCN also replaces the frame's ``synthetic_dataset`` so a batch stacks whole
-graphs (the frame's stacks examples, which would split one graph's nodes).
-
-:func:`example_for` picks by the request's family first, then by its task. Families and tasks the
-builtin's frame already shows well (ResNet, transformer, LSTM/GRU classifiers, image classification)
-have no example here.
+Each is a model part in the torch frame's conventions: constants, the model class(es),
+``build_model()``, ``example_batch(batch_size=8)`` and ``compute_loss(model, batch)``. One table of
+sources: each example is written out whole, because the model copies what it is shown.
 """
 
 from __future__ import annotations
 
-from typing import Optional
-
-import attrs
-
-from deepdive.codegen.spec import Spec
-
-__all__ = ["Example", "EXAMPLES", "example_for"]
-
-
-@attrs.define(frozen=True)
-class Example:
-    """One reference definition shown to the model.
-
-    Attributes:
-        key (str): a short name (``"unet"``); with ``framework`` it names one example.
-        framework (str): ``"torch"`` or ``"tensorflow"`` (Keras).
-        title (str): one line for the prompt ("a small U-Net for semantic segmentation").
-        source (str): the code: constants, model class(es), ``build_model``, ``example_batch`` and, in
-            torch, ``compute_loss``.
-        tasks (tuple[str, ...]): the tasks it is an example for, the one it is made for first.
-        families (tuple[str, ...]): the families it is an example for (empty: picked by task only).
-        ranks (Optional[tuple[int, ...]]): the ranks of one example's input (``len(input_shape)``) it
-            shows; a request that states another is not shown it (None: any).
-    """
-
-    key: str
-    framework: str
-    title: str
-    source: str
-    tasks: tuple[str, ...] = ()
-    families: tuple[str, ...] = ()
-    ranks: Optional[tuple[int, ...]] = None
-
-
-# -- PyTorch ----------------------------------------------------------------------------------------
-
-_UNET = '''INPUT_SHAPE = (1, 64, 64)  # channels, height, width (height and width divisible by 4)
+UNET = '''INPUT_SHAPE = (1, 64, 64)  # channels, height, width (height and width divisible by 4)
 NUM_CLASSES = 3
 
 
@@ -100,7 +49,7 @@ def compute_loss(model, batch):
     return F.cross_entropy(logits, y), (logits.argmax(1) == y).float().mean((1, 2)).sum()
 '''
 
-_CNN1D = '''INPUT_SHAPE = (3, 128)  # channels, time steps
+CNN1D = '''INPUT_SHAPE = (3, 128)  # channels, time steps
 NUM_CLASSES = 6
 
 
@@ -132,7 +81,7 @@ def compute_loss(model, batch):
     return F.cross_entropy(logits, y), (logits.argmax(-1) == y).sum()
 '''
 
-_CHAR_LM = '''INPUT_SHAPE = (100,)  # characters read
+CHAR_LM = '''INPUT_SHAPE = (100,)  # characters read
 SEQ_LEN = INPUT_SHAPE[0]
 VOCAB_SIZE = 65  # distinct characters
 EMBED_DIM = 64
@@ -167,7 +116,7 @@ def compute_loss(model, batch):
     return loss, (logits.argmax(-1) == y).float().mean(1).sum()
 '''
 
-_MULTI_LABEL = '''INPUT_SHAPE = (3, 64, 64)
+MULTI_LABEL = '''INPUT_SHAPE = (3, 64, 64)
 NUM_CLASSES = 20  # labels; any number of them per example
 
 
@@ -201,7 +150,7 @@ def compute_loss(model, batch):
     return loss, ((logits > 0) == y.bool()).all(1).sum()
 '''
 
-_FORECAST = '''INPUT_SHAPE = (48, 1)  # past values read, 1 channel
+FORECAST = '''INPUT_SHAPE = (48, 1)  # past values read, 1 channel
 SEQ_LEN = INPUT_SHAPE[0]
 HORIZON = 12  # future values predicted
 HIDDEN = 64
@@ -233,7 +182,7 @@ def compute_loss(model, batch):
     return F.mse_loss(model(x).float(), y.float().reshape(len(y), -1)), None
 '''
 
-_DIFFUSION = '''INPUT_SHAPE = (3, 32, 32)
+DIFFUSION = '''INPUT_SHAPE = (3, 32, 32)
 TIMESTEPS = 1000
 ALPHA_BAR = torch.cumprod(1 - torch.linspace(1e-4, 0.02, TIMESTEPS), 0)  # linear beta schedule
 
@@ -276,7 +225,7 @@ def compute_loss(model, batch):
     return F.mse_loss(model(x_t, t).float(), noise), None
 '''
 
-_SPECTROGRAM = '''INPUT_SHAPE = (1, 64, 128)  # channels, mel bins, frames
+SPECTROGRAM = '''INPUT_SHAPE = (1, 64, 128)  # channels, mel bins, frames
 NUM_CLASSES = 10
 
 
@@ -309,7 +258,7 @@ def compute_loss(model, batch):
     return F.cross_entropy(logits, y), (logits.argmax(-1) == y).sum()
 '''
 
-_TAGGER = '''INPUT_SHAPE = (40,)  # tokens per sentence
+TAGGER = '''INPUT_SHAPE = (40,)  # tokens per sentence
 SEQ_LEN = INPUT_SHAPE[0]
 VOCAB_SIZE = 20000  # token id 0 is padding
 NUM_CLASSES = 9  # tags
@@ -345,7 +294,7 @@ def compute_loss(model, batch):
     return loss, (logits.argmax(-1) == tags).float().mean(1).sum()
 '''
 
-_GCN = '''INPUT_SHAPE = (32,)  # features per node
+GCN = '''INPUT_SHAPE = (32,)  # features per node
 NUM_CLASSES = 6
 NUM_NODES = 100
 HIDDEN = 64
@@ -395,7 +344,7 @@ def compute_loss(model, batch):
     return loss, (logits.argmax(-1) == y).float().mean(-1).sum()
 '''
 
-_DETECTION = '''INPUT_SHAPE = (3, 128, 128)  # height and width divisible by 16
+DETECTION = '''INPUT_SHAPE = (3, 128, 128)  # height and width divisible by 16
 NUM_CLASSES = 5  # object classes; class 0 of the scores is "no object"
 ANCHORS = 3  # boxes predicted per cell of the 1/16 feature map
 
@@ -437,7 +386,7 @@ def compute_loss(model, batch):
     return cls_loss + box_loss, None
 '''
 
-_POLICY = '''INPUT_SHAPE = (4,)  # one observation
+POLICY = '''INPUT_SHAPE = (4,)  # one observation
 OBS_DIM = INPUT_SHAPE[0]
 NUM_ACTIONS = 2
 HIDDEN = 64
@@ -470,7 +419,7 @@ def compute_loss(model, batch):
     return -(dist.log_prob(actions) * returns).mean(), None
 '''
 
-_RECOMMENDER = '''NUM_USERS = 1000
+RECOMMENDER = '''NUM_USERS = 1000
 NUM_ITEMS = 2000
 EMBED_DIM = 32
 
@@ -501,7 +450,7 @@ def compute_loss(model, batch):
     return F.binary_cross_entropy_with_logits(logits, clicks), ((logits > 0) == clicks.bool()).sum()
 '''
 
-_TABULAR = '''INPUT_SHAPE = (16,)  # numeric feature columns, standardised
+TABULAR = '''INPUT_SHAPE = (16,)  # numeric feature columns, standardised
 HIDDEN = 128
 
 
@@ -528,219 +477,3 @@ def compute_loss(model, batch):
     x, y = batch
     return F.mse_loss(model(x).float(), y.float()), None
 '''
-
-# -- Keras ------------------------------------------------------------------------------------------
-# The Keras frame calls build_model(lr=LR, dropout=DROPOUT, decay_steps=1000) and expects it compiled.
-
-_KERAS_UNET = '''INPUT_SHAPE = (64, 64, 1)  # height, width, channels (channels-last; height and width divisible by 4)
-NUM_CLASSES = 3
-
-
-def conv_block(x, filters):
-    x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
-    return keras.layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
-
-
-def build_model(lr=LR, dropout=DROPOUT, decay_steps=1000):
-    inputs = keras.Input(shape=INPUT_SHAPE)
-    e1 = conv_block(inputs, 16)
-    e2 = conv_block(keras.layers.MaxPooling2D()(e1), 32)
-    m = conv_block(keras.layers.MaxPooling2D()(e2), 64)
-    d2 = conv_block(keras.layers.Concatenate()([keras.layers.Conv2DTranspose(32, 2, strides=2)(m), e2]), 32)
-    d1 = conv_block(keras.layers.Concatenate()([keras.layers.Conv2DTranspose(16, 2, strides=2)(d2), e1]), 16)
-    outputs = keras.layers.Conv2D(NUM_CLASSES, 1, activation="softmax", dtype="float32")(d1)  # (N, H, W, classes)
-    model = keras.Model(inputs, outputs)
-    model.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    return model
-
-
-def example_batch(batch_size=8):
-    rng = np.random.default_rng(0)
-    x = rng.random((batch_size, *INPUT_SHAPE)).astype("float32")
-    return x, rng.integers(0, NUM_CLASSES, size=(batch_size, *INPUT_SHAPE[:2])).astype("int32")  # a class per pixel
-'''
-
-_KERAS_CNN1D = '''INPUT_SHAPE = (128, 3)  # time steps, channels (channels-last)
-NUM_CLASSES = 6
-
-
-def build_model(lr=LR, dropout=DROPOUT, decay_steps=1000):
-    inputs = keras.Input(shape=INPUT_SHAPE)
-    x = inputs
-    for filters, kernel in ((32, 7), (64, 5), (128, 3)):
-        x = keras.layers.Conv1D(filters, kernel, padding="same", activation="relu")(x)
-        x = keras.layers.MaxPooling1D(2)(x)
-    x = keras.layers.GlobalAveragePooling1D()(x)
-    outputs = keras.layers.Dense(NUM_CLASSES, activation="softmax", dtype="float32")(x)
-    model = keras.Model(inputs, outputs)
-    model.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    return model
-
-
-def example_batch(batch_size=8):
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((batch_size, *INPUT_SHAPE)).astype("float32")
-    return x, rng.integers(0, NUM_CLASSES, size=(batch_size,)).astype("int32")
-'''
-
-_KERAS_SPECTROGRAM = '''INPUT_SHAPE = (64, 128, 1)  # mel bins, frames, channels (channels-last)
-NUM_CLASSES = 10
-
-
-def build_model(lr=LR, dropout=DROPOUT, decay_steps=1000):
-    inputs = keras.Input(shape=INPUT_SHAPE)  # log-mel spectrograms
-    x = inputs
-    for filters in (16, 32, 64):
-        x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
-        x = keras.layers.BatchNormalization()(x)
-        x = keras.layers.MaxPooling2D()(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    outputs = keras.layers.Dense(NUM_CLASSES, activation="softmax", dtype="float32")(x)
-    model = keras.Model(inputs, outputs)
-    model.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    return model
-
-
-def example_batch(batch_size=8):
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((batch_size, *INPUT_SHAPE)).astype("float32")
-    return x, rng.integers(0, NUM_CLASSES, size=(batch_size,)).astype("int32")
-'''
-
-_KERAS_TAGGER = '''INPUT_SHAPE = (40,)  # tokens per sentence
-SEQ_LEN = INPUT_SHAPE[0]
-VOCAB_SIZE = 20000  # token id 0 is padding
-NUM_CLASSES = 9  # tags
-
-
-def build_model(lr=LR, dropout=DROPOUT, decay_steps=1000):
-    inputs = keras.Input(shape=INPUT_SHAPE, dtype="int32")
-    x = keras.layers.Embedding(VOCAB_SIZE, 64, mask_zero=True)(inputs)
-    x = keras.layers.Bidirectional(keras.layers.GRU(64, return_sequences=True))(x)
-    outputs = keras.layers.Dense(NUM_CLASSES, activation="softmax", dtype="float32")(x)  # (N, T, tags)
-    model = keras.Model(inputs, outputs)
-    model.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    return model
-
-
-def example_batch(batch_size=8):
-    rng = np.random.default_rng(0)
-    x = rng.integers(1, VOCAB_SIZE, size=(batch_size, SEQ_LEN)).astype("int32")
-    return x, rng.integers(0, NUM_CLASSES, size=(batch_size, SEQ_LEN)).astype("int32")  # a tag per token
-'''
-
-_KERAS_MULTI_LABEL = '''INPUT_SHAPE = (64, 64, 3)  # channels-last
-NUM_CLASSES = 20  # labels; any number of them per example
-
-
-def build_model(lr=LR, dropout=DROPOUT, decay_steps=1000):
-    inputs = keras.Input(shape=INPUT_SHAPE)
-    x = inputs
-    for filters in (32, 64, 128):
-        x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
-        x = keras.layers.MaxPooling2D()(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    outputs = keras.layers.Dense(NUM_CLASSES, activation="sigmoid", dtype="float32")(x)  # a probability per label
-    model = keras.Model(inputs, outputs)
-    model.compile(optimizer=keras.optimizers.Adam(lr), loss="binary_crossentropy", metrics=["binary_accuracy"])
-    return model
-
-
-def example_batch(batch_size=8):
-    rng = np.random.default_rng(0)
-    x = rng.random((batch_size, *INPUT_SHAPE)).astype("float32")
-    return x, (rng.random((batch_size, NUM_CLASSES)) < 0.2).astype("float32")  # 0/1 per label
-'''
-
-_KERAS_RECOMMENDER = '''NUM_USERS = 1000
-NUM_ITEMS = 2000
-EMBED_DIM = 32
-
-
-def build_model(lr=LR, dropout=DROPOUT, decay_steps=1000):
-    users = keras.Input(shape=(), dtype="int32", name="user_ids")
-    items = keras.Input(shape=(), dtype="int32", name="item_ids")
-    u = keras.layers.Embedding(NUM_USERS, EMBED_DIM)(users)
-    v = keras.layers.Embedding(NUM_ITEMS, EMBED_DIM)(items)
-    score = keras.layers.Dot(axes=1)([u, v])  # (N, 1) click logit
-    model = keras.Model([users, items], score)
-    model.compile(optimizer=keras.optimizers.Adam(lr), loss=keras.losses.BinaryCrossentropy(from_logits=True))
-    return model
-
-
-def example_batch(batch_size=8):
-    rng = np.random.default_rng(0)
-    users = rng.integers(0, NUM_USERS, size=(batch_size,)).astype("int32")
-    items = rng.integers(0, NUM_ITEMS, size=(batch_size,)).astype("int32")
-    return (users, items), rng.integers(0, 2, size=(batch_size, 1)).astype("float32")  # clicked or not
-'''
-
-
-def _torch(key: str, title: str, source: str, tasks: tuple[str, ...], families: tuple[str, ...] = (),
-           ranks: Optional[tuple[int, ...]] = None) -> Example:
-    return Example(key, "torch", title, source, tasks, families, ranks)
-
-
-def _keras(key: str, title: str, source: str, tasks: tuple[str, ...], families: tuple[str, ...] = (),
-           ranks: Optional[tuple[int, ...]] = None) -> Example:
-    return Example(key, "tensorflow", title, source, tasks, families, ranks)
-
-
-#: Every example, in the order :func:`example_for` prefers them among equals.
-EXAMPLES: tuple[Example, ...] = (
-    _torch("unet", "a small U-Net for semantic segmentation", _UNET, ("semantic-segmentation",), ("unet",), (3,)),
-    _torch("cnn1d", "a 1-D CNN classifier over signals (N, channels, time)", _CNN1D,
-           ("signal-classification", "audio-classification"), ("cnn1d",), (1, 2)),
-    _torch("char-lm", "a character-level GRU language model", _CHAR_LM, ("language-model",), (), (1,)),
-    _torch("multi-label", "a CNN multi-label image classifier (one sigmoid per label)", _MULTI_LABEL,
-           ("multi-label-classification",), (), (3,)),
-    _torch("forecasting", "an LSTM that forecasts the next HORIZON values of a series", _FORECAST,
-           ("forecasting",), (), (1, 2)),
-    _torch("diffusion", "a small U-Net noise predictor for a denoising diffusion model", _DIFFUSION,
-           ("diffusion",), ("diffusion", "unet"), (3,)),
-    _torch("spectrogram", "a CNN classifier of spectrograms (N, 1, mel bins, frames)", _SPECTROGRAM,
-           ("audio-classification",), (), (3,)),
-    _torch("tagger", "a BiLSTM sequence tagger (a tag per token)", _TAGGER, ("sequence-labeling",), (), (1,)),
-    _torch("gcn", "a graph convolutional network in plain torch for node classification", _GCN, ("graph",),
-           ("gnn",), (1,)),
-    _torch("detection", "a small detector: conv backbone, boxes and class scores per anchor", _DETECTION,
-           ("object-detection",), ("yolo",), (3,)),
-    _torch("policy", "a policy network trained with REINFORCE", _POLICY, ("policy",), (), (1,)),
-    _torch("recommender", "a matrix-factorisation recommender of clicks (user and item embeddings)", _RECOMMENDER,
-           ("recommendation",)),
-    _torch("tabular-regression", "an MLP regressor on the numeric columns of a CSV", _TABULAR, ("regression",),
-           (), (1,)),
-    _keras("unet", "a small Keras U-Net for semantic segmentation", _KERAS_UNET, ("semantic-segmentation",),
-           ("unet",), (3,)),
-    _keras("cnn1d", "a Keras 1-D CNN classifier over signals (N, time, channels)", _KERAS_CNN1D,
-           ("signal-classification", "audio-classification"), ("cnn1d",), (1, 2)),
-    _keras("spectrogram", "a Keras CNN classifier of spectrograms (N, mel bins, frames, 1)", _KERAS_SPECTROGRAM,
-           ("audio-classification",), (), (3,)),
-    _keras("tagger", "a Keras bidirectional GRU sequence tagger (a tag per token)", _KERAS_TAGGER,
-           ("sequence-labeling",), (), (1,)),
-    _keras("multi-label", "a Keras CNN multi-label image classifier (one sigmoid per label)", _KERAS_MULTI_LABEL,
-           ("multi-label-classification",), (), (3,)),
-    _keras("recommender", "a Keras recommender of clicks (user and item embeddings, dot product)", _KERAS_RECOMMENDER,
-           ("recommendation",)),
-)
-
-
-def example_for(spec: Spec, framework: str) -> Optional[Example]:
-    """The reference example for this request, or None when no example here fits it.
-
-    The request's family picks first (a U-Net for any U-Net request; among a family's examples the one
-    made for the request's task: a diffusion U-Net for a diffusion request); else its task. Only
-    examples of ``framework`` are shown (torch code would mislead a Keras frame), and none whose input
-    rank differs from the rank the request states (an image CNN for 300-token documents would too).
-    """
-    family, task = spec.get("family"), spec.get("task")
-    shape = spec.get("input_shape")
-    rank = len(shape) if isinstance(shape, (list, tuple)) else None
-    pool = [e for e in EXAMPLES if e.framework == framework and (rank is None or e.ranks is None or rank in e.ranks)]
-    by_family = [e for e in pool if family is not None and family in e.families]
-    by_task = [e for e in pool if task is not None and task in e.tasks]
-    matches = by_family or by_task
-    if not matches:
-        return None
-    # The first example made for this task, else the first of the family (min keeps the table's order).
-    return min(matches, key=lambda e: e.tasks.index(task) if task in e.tasks else len(e.tasks))
