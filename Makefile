@@ -23,7 +23,7 @@ TORCH_SPEC ?= torch==2.13.0
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 VSIX := deepdive-$(VERSION).vsix
 
-.PHONY: setup test test-python test-extension test-e2e test-model eval-codegen demo vsix bench clean protocol
+.PHONY: setup test test-python test-extension test-e2e test-model eval-codegen demo vsix bench clean protocol gpu-check
 
 setup: $(VENV)/.stamp node_modules/.stamp
 
@@ -107,6 +107,15 @@ bench: $(VENV)/.stamp
 	@mkdir -p bench/results
 	@set -o pipefail; : > bench/results/latest.jsonl; \
 	for b in bench/bench_*.py; do echo "# $$b" >&2; $(PY) $$b | tee -a bench/results/latest.jsonl; done
+
+# Every GPU code path once on this machine's GPU, each part timed and limited, at most 8 minutes in all
+# (server/gpu_check.py): JSON lines, the parts' log and a recorded NVML fixture under gpu-check/<UTC time>/
+# ($OUT when set). Without CUDA the parts that can rehearse on the CPU do, and every GPU part is recorded as
+# skipped with the reason. No setup dependency: on a GPU machine, `make gpu-check PY=python3` uses that
+# interpreter's CUDA torch. GPU_CHECK_ARGS="--only nvml,amp_fp16" runs some parts; --list names them all.
+GPU_CHECK_ARGS ?=
+gpu-check:
+	$(PY) -m deepdive.gpu_check $(GPU_CHECK_ARGS)
 
 clean:
 	rm -rf out $(VSIX) test-results .pytest_cache

@@ -166,11 +166,16 @@ async def tour(repo: Path, seconds: float, epochs: int, trials: int) -> int:
                 "midway; it checkpoints, exits 75, torchrun restarts it and it resumes at the next batch")
         if await _preemption(tunable, workspace, env) != 0:
             return 1
+
+        step(10, "FSDP2: the polarity encoder (its layers in an nn.ModuleList) built on the meta device and "
+                 "sharded layer by layer on 2 processes, a sharded checkpoint at the epoch's end, resumed on 1 process")
+        if await _fsdp(repo, workspace, env) != 0:
+            return 1
     finally:
         code = await client.close()
         console.print(f"daemon shut down cleanly (exit code {code})")
 
-    step(10, "The VS Code extension")
+    step(11, "The VS Code extension")
     vsix = sorted(repo.glob("deepdive-*.vsix"))
     if vsix:
         console.print(f"packaged: {vsix[-1]}")
@@ -243,6 +248,26 @@ async def _preemption(script: Path, workspace: Path, env: dict[str, str]) -> int
                                                    cwd=workspace, env=env)
     await listing.wait()
     return 0 if same and accuracy[0] == accuracy[1] else 1
+
+
+async def _fsdp(repo: Path, workspace: Path, env: dict[str, str]) -> int:
+    """Train one epoch under FSDP2 at 2 processes, then resume its sharded checkpoint at 1 for the next."""
+    script = repo / "server" / "examples" / "polarity_fsdp.py"
+    for nproc, epochs in ((2, 1), (1, 2)):
+        done = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "deepdive", "train", str(script), "--nproc", str(nproc), "--checkpoint-dir",
+            str(workspace / "ckpt-fsdp"), "--", "--epochs", str(epochs), "--samples", "1280", cwd=workspace, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        out, _ = await done.communicate()
+        lines = out.decode(errors="replace").splitlines()
+        for line in lines:
+            if line.startswith(("strategy:", "resumed after", "done:")):
+                console.print(f"  {nproc} process{'es' if nproc > 1 else ''}: {line}", highlight=False)
+        if done.returncode != 0:
+            console.print(f"[red]FSDP training at {nproc} processes failed (exit code {done.returncode}):")
+            console.print("\n".join(lines[-20:]), markup=False)
+            return 1
+    return 0
 
 
 async def _generate(client: DaemonClient, workspace: Path) -> Path | None:

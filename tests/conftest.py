@@ -24,6 +24,23 @@ def _no_user_code_model(tmp_path_factory: pytest.TempPathFactory):
         os.environ["DEEPDIVE_MODELS_REGISTRY"] = before
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``@pytest.mark.cuda`` need a CUDA GPU: where torch sees none they are skipped, saying why.
+
+    torch is imported only when a collected test carries the marker (the daemon's tests never import it)."""
+    needing = [item for item in items if item.get_closest_marker("cuda") is not None]
+    if not needing:
+        return
+    from deepdive.gpu_check import no_cuda_reason
+
+    reason = no_cuda_reason()
+    if reason is None:
+        return
+    skip = pytest.mark.skip(reason=f"needs a CUDA GPU: {reason}")
+    for item in needing:
+        item.add_marker(skip)
+
+
 @pytest.fixture
 def workspace(tmp_path: Path) -> Path:
     ws = tmp_path / "ws"

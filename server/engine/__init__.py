@@ -22,6 +22,9 @@ _EXPORTS = {
     "matmul_throughput": "deepdive.engine.devices",
     "resolve_precision": "deepdive.engine.precision",
     "PrecisionPlan": "deepdive.engine.precision",
+    "init_empty": "deepdive.engine.materialize",
+    "FsdpOptions": "deepdive.engine.fsdp",
+    "plan_units": "deepdive.engine.fsdp",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -3,9 +3,13 @@
 ``dd.setup(checkpoint_dir="ckpt")`` turns it on; the run then saves, into a content-addressed store
 (:mod:`deepdive.engine.ckpt`: deduplicated, byte-grouped + zstd, atomic manifests):
 
-- the model and the optimizer through ``torch.distributed.checkpoint``'s state-dict API (full state
-  dicts keyed by parameter name: the same file serves DDP, FSDP and one process, whatever the
-  number of processes that wrote it);
+- the model and the optimizer through ``torch.distributed.checkpoint``'s state-dict API, keyed by
+  parameter name. One process and DDP: full state dicts, written by rank 0. FSDP: sharded, no rank
+  ever gathers the whole model: every rank writes its own shards as chunks of the store through
+  ``torch.distributed.checkpoint.save`` (:mod:`deepdive.engine.ckpt.dcp`), and rank 0 commits the
+  step with one manifest once every rank has written (a rank killed mid-save leaves the previous
+  checkpoint the newest, intact). Only tensors go through DCP; the optimizer's hyperparameters
+  stay in the manifest as JSON;
 - the loss scaler, the objects given to :meth:`Run.track` (LR schedulers, EMA, anything with
   ``state_dict``/``load_state_dict``), the engine's counters (step, epoch, batch);
 - every rank's RNG states (python, numpy, torch, CUDA, the loader's and the sampler's generators),
@@ -22,8 +26,10 @@ they all save the same step.
 
 Saving is asynchronous by default: the state is copied to CPU memory at the step boundary (the
 only part training waits for) and a background thread writes it; a second save waits for the first.
-Rank 0 writes; the other ranks send it their RNG states. Loading reads the store on every rank (a
-shared file system, as torchrun's elastic restarts assume).
+Rank 0 writes the rest of the state; the other ranks send it their RNG states. A sharded save's
+background threads coordinate over a gloo process group of their own (made at the first sharded
+save), never the one training communicates on. Loading reads the store on every rank (a shared
+file system, as torchrun's elastic restarts assume).
 
 Resume takes the newest checkpoint that loads (:mod:`deepdive.engine.ckpt.resume`): a newer one
 with a corrupt chunk or a manifest that fails its checksum is skipped and named on stderr and in the
@@ -31,10 +37,12 @@ with a corrupt chunk or a manifest that fails its checksum is skipped and named 
 --fresh``, ``resume=False``). ``deepdive train --fresh`` ignores the checkpoints saved before the job
 started, so the job's own torchrun restarts still resume.
 
-Elastic: a checkpoint written by N processes resumes on M. Model and optimizer state are full
-state dicts; the data position is converted through the number of samples the group had consumed
-in the epoch (the resumed group skips as many); RNG states are the writer's rank's when it exists,
-else rank 0's — exact (bitwise) only for the same world size.
+Elastic: a checkpoint written by N processes resumes on M, FSDP or not. A full state dict is loaded
+into whatever layout the run has; a sharded one through ``torch.distributed.checkpoint.load``, which
+reshards: each rank reads only the pieces of saved shards its own parameters cover (one process
+without FSDP reads them all). The data position is converted through the number of samples the
+group had consumed in the epoch (the resumed group skips as many); RNG states are the writer's
+rank's when it exists, else rank 0's — exact (bitwise) only for the same world size.
 """
 
 from __future__ import annotations
@@ -50,7 +58,8 @@ from typing import Any, Iterable, Iterator, Optional
 import torch
 from torch import nn
 
-from deepdive.engine.ckpt import LOSSY_MODES, CheckpointError, Store, parse_best
+from deepdive.engine.ckpt import LOSSY_MODES, CheckpointError, StateMismatch, Store, parse_best
+from deepdive.engine.ckpt import shards as sharding
 from deepdive.engine.ckpt.resume import all_damaged, newest_intact
 
 __all__ = ["PREEMPTED_EXIT_CODE", "CheckpointError", "Checkpointer", "resume_iterator", "rng_state", "set_rng_state"]
@@ -236,8 +245,10 @@ class Checkpointer:
         if lossy not in (None, *LOSSY_MODES):
             raise ValueError(f"checkpoint_lossy must be None, {' or '.join(repr(m) for m in LOSSY_MODES)}, got {lossy!r}")
         self.lossy = lossy
-        # rank 0 creates the store and writes; the others only read it, when there is one to resume from
+        # rank 0 creates the store and writes; the others read it to resume, and write their shards under FSDP
         self.store: Optional[Store] = Store(directory) if run.is_main else None
+        self._save_group: Any = None   # the gloo group sharded saves coordinate on (made at the first one)
+        self._writer: Optional[Store] = None   # a rank other than 0's store, for its shards
         self.model: Optional[nn.Module] = None
         self.optimizer: Optional[torch.optim.Optimizer] = None
         self.tracked: dict[str, Any] = {}
@@ -306,6 +317,32 @@ class Checkpointer:
         model_state, optim_state = get_state_dict(self.model, optimizers, options=options)
         return model_state, (optim_state if self.optimizer is not None else {})
 
+    @property
+    def sharded(self) -> bool:
+        """Whether saves are sharded: several processes and a model whose parameters are DTensors (FSDP)."""
+        if self.model is None or not self.run.dist.distributed:
+            return False
+        from torch.distributed.tensor import DTensor
+
+        return any(isinstance(p, DTensor) for p in self.model.parameters())
+
+    def _sharded_state(self) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        """This rank's model and optimizer state without gathering anything: (model skeleton,
+        optimizer skeleton, this rank's tensors by key). The skeletons hold a ShardRef for each
+        tensor and the optimizer's hyperparameters as values."""
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, \
+            get_optimizer_state_dict
+
+        options = StateDictOptions(full_state_dict=False)
+        state: dict[str, Any] = {"model": get_model_state_dict(self.model, options=options), "optimizer": {}}
+        if self.optimizer is not None:
+            # torch initialises an empty optimizer's state with a step of its own: not before the first step
+            state["optimizer"] = (get_optimizer_state_dict(self.model, self.optimizer, options=options)
+                                  if self.optimizer.state else
+                                  {"state": {}, "param_groups": self.optimizer.state_dict()["param_groups"]})
+        tensors, skeleton = sharding.split(state)
+        return skeleton["model"], skeleton["optimizer"], tensors
+
     def _position(self, epoch_done: bool) -> dict[str, Any]:
         run = self.run
         epoch, batch, samples = run.epoch, self.batch_in_epoch, self.samples_in_epoch
@@ -316,10 +353,19 @@ class Checkpointer:
         return {"step": run.step_count, "epoch": epoch, "batch_in_epoch": batch, "samples_in_epoch": samples,
                 "batch_index": run.batch_index, "world_size": run.world_size}
 
-    def snapshot(self, epoch_done: bool = False) -> Optional[dict[str, Any]]:
-        """The state on the CPU (every rank takes part; rank 0 gets the tree, the others None)."""
+    def snapshot(self, epoch_done: bool = False) -> tuple[Optional[dict[str, Any]], Optional[dict[str, Any]]]:
+        """The state to save (every rank takes part): (the tree on rank 0, else None; this rank's
+        shards by key when saves are sharded, else None). Copied to the CPU for an async save."""
         run = self.run
-        model_state, optim_state = self._model_optimizer_state()
+        shards: Optional[dict[str, Any]] = None
+        if self.sharded:
+            model_state, optim_state, shards = self._sharded_state()
+            if self.async_save:
+                from deepdive.engine.ckpt.dcp import copy_to_cpu
+
+                shards = copy_to_cpu(shards)
+        else:
+            model_state, optim_state = self._model_optimizer_state()
         rng = rng_state(self.loader)
         epoch_rng = self.epoch_rng if not epoch_done else rng
         ranks = [{"rng": rng, "epoch_rng": epoch_rng}]
@@ -329,16 +375,16 @@ class Checkpointer:
             ranks = [None] * run.world_size
             dist.all_gather_object(ranks, {"rng": rng, "epoch_rng": epoch_rng})
         if not run.is_main:
-            return None
+            return None, shards
         state = {
             "model": model_state, "optimizer": optim_state, "scaler": run.scaler.state_dict(),
             "tracked": {name: obj.state_dict() for name, obj in self.tracked.items()},
             "position": self._position(epoch_done), "ranks": ranks,
             "engine": {"precision": run.plan.mode, "kept_fp32": list(run.kept_fp32),
                        "compression": run.compression.mode if run.compression else "none",
-                       "strategy": run.strategy, "run_id": run.run_id},
+                       "strategy": run.strategy, "run_id": run.run_id, "sharded": shards is not None},
         }
-        return cpu_copy(state) if self.async_save else state
+        return (cpu_copy(state) if self.async_save else state), shards
 
     # -- saving -----------------------------------------------------------------------------------
 
@@ -347,10 +393,11 @@ class Checkpointer:
         """Checkpoint now (every rank calls it at the same step)."""
         self.wait()  # one save at a time; it also raises a background failure
         started = time.perf_counter()
-        state = self.snapshot(epoch_done)
-        if state is None:
+        group = self._sharded_group() if self.sharded else None   # made here, in step on every rank
+        state, shards = self.snapshot(epoch_done)
+        if state is None and shards is None:
             return
-        position = state["position"]
+        step = self.run.step_count
         # the metrics logged since the previous save (a stale evaluation must not rank a later step)
         given = {**self.run._last_metrics, **(metrics or {})}
         self.run._last_metrics = {}
@@ -358,24 +405,38 @@ class Checkpointer:
                    if (isinstance(v, (int, float)) and not isinstance(v, bool)) or isinstance(v, torch.Tensor)}
         snapshot_s = time.perf_counter() - started
 
+        def commit(section: Optional[dict[str, Any]] = None) -> Any:
+            """Rank 0: write the manifest of the step (with the shards every rank wrote, if sharded)."""
+            position = state["position"]
+            return self.store.save(state, step=step, metrics=numbers, lossy=self.lossy, shards=section,
+                                   meta={"reason": reason, "epoch": position["epoch"],
+                                         "batch_in_epoch": position["batch_in_epoch"],
+                                         "world_size": position["world_size"], "sharded": section is not None})
+
         def write() -> None:
             begun = time.perf_counter()
             try:
-                saved = self.store.save(state, step=position["step"], metrics=numbers, lossy=self.lossy,
-                                        meta={"reason": reason, "epoch": position["epoch"],
-                                              "batch_in_epoch": position["batch_in_epoch"],
-                                              "world_size": position["world_size"]})
+                if shards is None:
+                    saved = commit()
+                else:
+                    from deepdive.engine.ckpt import dcp
+
+                    saved = dcp.save(self.store or self._shard_store(), shards, step=step, lossy=self.lossy,
+                                     commit=commit if state is not None else None, process_group=group)
+                if saved is None:
+                    return   # a rank other than 0: its shards are written and committed
                 self.store.gc(keep_last=self.keep_last, keep_best=self.keep_best)
             except BaseException as exc:  # noqa: BLE001 - surfaced at the next save or at finish
                 self._error = exc
                 return
             self.saves += 1
-            self.last_save = {"step": position["step"], "reason": reason, "snapshot_s": snapshot_s,
+            self.last_save = {"step": step, "reason": reason, "snapshot_s": snapshot_s,
                               "write_s": time.perf_counter() - begun, "name": saved.name,
                               "raw_bytes": saved.raw_bytes, "new_bytes": saved.new_bytes,
-                              "stored_bytes": saved.stored_bytes}
+                              "stored_bytes": saved.stored_bytes, "sharded": shards is not None}
             self.run.event("checkpoint", **self.last_save,
-                           message=f"checkpoint at step {position['step']} ({reason}): {saved.new_bytes / 1e6:.2f} MB "
+                           message=f"checkpoint at step {step} ({reason}"
+                                   f"{', sharded' if shards is not None else ''}): {saved.new_bytes / 1e6:.2f} MB "
                                    f"new of {saved.raw_bytes / 1e6:.2f} MB, snapshot {snapshot_s * 1e3:.0f} ms, "
                                    f"written in {self.last_save['write_s']:.2f} s")
 
@@ -385,6 +446,22 @@ class Checkpointer:
         else:
             write()
             self._raise_error()
+
+    def _sharded_group(self) -> Any:
+        """The gloo process group sharded saves coordinate on, apart from training's (so a background
+        save's collectives never interleave with the training step's); made by every rank at its
+        first sharded save, which all ranks reach at the same step."""
+        if self._save_group is None:
+            import torch.distributed as dist
+
+            self._save_group = dist.new_group(backend="gloo")
+        return self._save_group
+
+    def _shard_store(self) -> Store:
+        """The store on a rank other than 0, opened for writing its shards (rank 0 made it at setup)."""
+        if self._writer is None:
+            self._writer = Store(self.directory)
+        return self._writer
 
     def wait(self) -> None:
         """Wait for the background save; raise what it failed with."""
@@ -474,7 +551,8 @@ class Checkpointer:
             store = Store(self.directory, create=False)
         if store is None or not store.has_checkpoints():
             return None
-        choice = newest_intact(store, since=self.fresh_since)
+        choice = newest_intact(store, since=self.fresh_since, assemble=False,
+                               check=lambda name, state: self._load_shards(store, name, state))
         if choice.name is None:
             if choice.skipped:
                 raise all_damaged(self.directory, choice.skipped)
@@ -496,12 +574,51 @@ class Checkpointer:
         self._say(message)
         self.run.event("fresh_start", directory=self.directory, ignored=ignored, message=message)
 
+    def _load_shards(self, store: Store, name: str, state: dict[str, Any]) -> None:
+        """Load a sharded checkpoint's model and optimizer state into this run's layout (every rank
+        takes part); nothing for a checkpoint of full state dicts.
+
+        ``torch.distributed.checkpoint.load`` fills this run's own tensors (FSDP shards at any world
+        size, or whole tensors in one process), reading only the saved pieces they cover; the
+        optimizer's hyperparameters come from the manifest.
+
+        Raises:
+            StateMismatch: the checkpoint's tensors are not this model's and optimizer's.
+            CheckpointError: a shard's chunk is missing or corrupt (the resume tries an older checkpoint).
+        """
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, \
+            get_optimizer_state_dict, set_state_dict
+
+        from deepdive.engine.ckpt import dcp
+
+        saved = {"model": state.get("model"), "optimizer": state.get("optimizer") or {}}
+        if self.model is None or not sharding.refs(saved["model"]):
+            return
+        options = StateDictOptions(full_state_dict=False)
+        with_optimizer = self.optimizer is not None and bool(saved["optimizer"].get("state"))
+        target: dict[str, Any] = {"model": get_model_state_dict(self.model, options=options)}
+        if with_optimizer:
+            target["optimizer"] = get_optimizer_state_dict(self.model, self.optimizer, options=options)
+        else:
+            saved["optimizer"] = {}
+        tensors, _ = sharding.split(target)
+        _check_layout(name, sharding.refs(saved), tensors)
+        wanted = {key: tensors[key] for key in sharding.refs(saved)}
+        dcp.load(store, store.manifest(name), wanted, distributed=self.run.dist.distributed)
+        loaded = sharding.fill(saved, tensors)
+        set_state_dict(self.model, [self.optimizer] if with_optimizer else [], model_state_dict=loaded["model"],
+                       optim_state_dict=loaded["optimizer"], options=options)
+
     def _load_state(self, state: dict[str, Any]) -> None:
-        """Put a checkpoint's state into the model, optimizer, scaler and tracked objects."""
+        """Put a checkpoint's state into the model, optimizer, scaler and tracked objects (a sharded
+        checkpoint's model and optimizer tensors are already in: :meth:`_load_shards`)."""
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
 
         optim_state = state.get("optimizer") or {}
-        if self.model is not None and state.get("model"):
+        if self.model is not None and sharding.refs(state.get("model")):
+            if self.optimizer is not None and optim_state and not optim_state.get("state"):
+                _load_param_groups(self.optimizer, optim_state.get("param_groups") or [])
+        elif self.model is not None and state.get("model"):
             optimizers = [self.optimizer] if self.optimizer is not None and optim_state else []
             if optimizers and not optim_state.get("state"):
                 # no per-parameter state yet (plain SGD, or saved before the first step): torch's
@@ -547,6 +664,19 @@ class Checkpointer:
             self.wait()
         finally:
             self.restore_signals()
+
+
+def _check_layout(name: str, saved: list[str], tensors: dict[str, Any]) -> None:
+    """Raise StateMismatch unless the sharded checkpoint's model tensors are exactly this model's and
+    its optimizer's are among this optimizer's (one line naming the first difference)."""
+    model_saved = {k for k in saved if k.startswith("model.")}
+    model_here = {k for k in tensors if k.startswith("model.")}
+    missing = sorted(set(saved) - set(tensors)) + sorted(model_here - model_saved)
+    if missing:
+        key = missing[0]
+        where = "this run's model or optimizer has no" if key in saved else "the checkpoint has no"
+        raise StateMismatch(f"cannot resume from {name}: {where} '{key}' ({len(missing)} difference(s)): build the "
+                            "model and optimizer as the saved run did, or start fresh (resume=False)")
 
 
 def _leave_group() -> None:

@@ -8,7 +8,7 @@ from typing import Callable, Optional
 import attrs
 import torch
 
-from deepdive.hostinfo import cpu_has_native_bf16
+from deepdive.cpuinfo import cpu_has_native_bf16
 
 
 @attrs.define
@@ -32,7 +32,7 @@ class DeviceInfo:
 
 def describe_devices() -> list[DeviceInfo]:
     """The CPU, then every CUDA device torch sees."""
-    from deepdive.hostinfo import cpu_model
+    from deepdive.cpuinfo import cpu_model
 
     out = [DeviceInfo(device="cpu", name=cpu_model(), bf16=cpu_has_native_bf16())]
     if torch.cuda.is_available():

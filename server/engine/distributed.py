@@ -17,6 +17,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from deepdive.vocabulary import DEVICES
+
 DEFAULT_TIMEOUT_S = 300.0
 
 
@@ -68,7 +70,7 @@ def init_from_env(device: str = "auto", backend: str = "auto", timeout_s: float 
     Raises:
         ValueError: an unknown device or backend, or CUDA asked for where there is none.
     """
-    if device not in ("auto", "cpu", "cuda"):
+    if device not in DEVICES:
         raise ValueError(f"device must be auto, cpu or cuda, got {device!r}")
     if backend not in ("auto", "gloo", "nccl"):
         raise ValueError(f"backend must be auto, gloo or nccl, got {backend!r}")
@@ -177,30 +179,83 @@ def wrap_ddp(model: nn.Module, info: DistInfo, *, bucket_cap_mb: float = 25.0, g
                find_unused_parameters=find_unused_parameters)
 
 
-def wrap_fsdp(model: nn.Module, info: DistInfo) -> nn.Module:
-    """FSDP2: shard each direct child that holds parameters, then the root (``fully_shard``)."""
-    from torch.distributed.fsdp import fully_shard
-
-    for child in model.children():
-        if any(p.requires_grad for p in child.parameters()):
-            fully_shard(child)
-    fully_shard(model)
-    return model
+#: Optimizer state tensors per trainable parameter, by class (options that add one are counted where used).
+OPTIMIZER_STATES = {"SGD": 0, "Adam": 2, "AdamW": 2, "NAdam": 2, "RAdam": 2, "Adamax": 2, "Adadelta": 2,
+                    "Rprop": 2, "Adagrad": 1, "RMSprop": 1, "ASGD": 1, "SparseAdam": 2}
+#: A memory budget per process in GB (10^9 bytes), where ``dd.setup(memory_budget_gb=...)`` leaves it open.
+ENV_MEMORY_BUDGET = "DEEPDIVE_MEMORY_BUDGET_GB"
 
 
 def model_bytes(model: nn.Module) -> int:
+    """Bytes of the parameters, counted from shapes: a model on ``meta`` is measured without memory."""
     return sum(p.numel() * p.element_size() for p in model.parameters())
 
 
-def fits_one_device(model: nn.Module, info: DistInfo, optimizer_states: int = 2) -> tuple[bool, str]:
-    """Whether parameters, gradients and optimizer states fit in 80 % of one GPU's memory."""
-    need = model_bytes(model) * (2 + optimizer_states)
-    if info.device.type != "cuda":
-        return True, "CPU memory is not partitioned by FSDP here"
-    total = torch.cuda.get_device_properties(info.device).total_memory
-    ok = need < 0.8 * total
-    return ok, (f"parameters+gradients+optimizer states need {need / 2**30:.1f} GiB of "
-                f"{total / 2**30:.1f} GiB per GPU")
+def optimizer_states(optimizer: Optional[torch.optim.Optimizer]) -> tuple[int, str]:
+    """State tensors per trainable parameter that ``optimizer`` will hold, and where the count comes from."""
+    if optimizer is None:
+        return 2, "no optimizer given: 2 states per parameter assumed, as Adam"
+    name = type(optimizer).__name__
+    if name not in OPTIMIZER_STATES:
+        return 2, f"{name}: 2 states per parameter assumed"
+    flags = optimizer.defaults
+    count = OPTIMIZER_STATES[name] + bool(flags.get("amsgrad")) + bool(flags.get("centered"))
+    count += bool(flags.get("momentum")) if name in ("SGD", "RMSprop") else 0
+    return count, f"{name}: {count} per parameter"
+
+
+def training_bytes(model: nn.Module, optimizer: Optional[torch.optim.Optimizer] = None) -> dict[str, Any]:
+    """Parameter, gradient and optimizer-state bytes of one full replica, from shapes alone."""
+    trainable = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+    states, basis = optimizer_states(optimizer)
+    params = model_bytes(model)
+    return {"parameters": params, "gradients": trainable, "optimizer": states * trainable,
+            "total": params + trainable + states * trainable, "optimizer_basis": basis}
+
+
+def memory_budget(info: DistInfo, budget_gb: Optional[float] = None) -> tuple[Optional[int], str]:
+    """Bytes one process may hold for training state, and where that figure comes from.
+
+    ``budget_gb``, else ``$DEEPDIVE_MEMORY_BUDGET_GB``, else 80 % of the GPU's memory; on the CPU
+    without either, None.
+
+    Raises:
+        ValueError: a budget that is not a positive number.
+    """
+    source = "memory_budget_gb"
+    if budget_gb is None and os.environ.get(ENV_MEMORY_BUDGET, "").strip():
+        source, raw = f"${ENV_MEMORY_BUDGET}", os.environ[ENV_MEMORY_BUDGET].strip()
+        try:
+            budget_gb = float(raw)
+        except ValueError:
+            raise ValueError(f"{ENV_MEMORY_BUDGET}={raw!r} must be a number of GB, e.g. 12") from None
+    if budget_gb is not None:
+        if not budget_gb > 0:
+            raise ValueError(f"{source} must be a positive number of GB, got {budget_gb!r}")
+        return int(budget_gb * 1e9), f"{source}={budget_gb:g}"
+    if info.device.type == "cuda":
+        total = torch.cuda.get_device_properties(info.device).total_memory
+        return int(0.8 * total), f"80 % of the GPU's {total / 1e9:.1f} GB"
+    return None, "no memory budget on the CPU"
+
+
+def fits_one_device(model: nn.Module, info: DistInfo, optimizer: Optional[torch.optim.Optimizer] = None,
+                    budget_gb: Optional[float] = None) -> tuple[bool, str]:
+    """Whether one full replica's parameters, gradients and optimizer states fit one process's budget.
+
+    Measured from shapes before anything is moved (a model on ``meta`` included), against
+    :func:`memory_budget`. On the CPU without a budget it fits (data parallel, as before) and says so.
+    """
+    need = training_bytes(model, optimizer)
+    budget, source = memory_budget(info, budget_gb)
+    figures = (f"parameters {need['parameters'] / 1e9:.2f} GB, gradients {need['gradients'] / 1e9:.2f} GB and "
+               f"optimizer states {need['optimizer'] / 1e9:.2f} GB ({need['optimizer_basis']}) need "
+               f"{need['total'] / 1e9:.2f} GB per process")
+    if budget is None:
+        return True, (f"{source} (set memory_budget_gb= in dd.setup or ${ENV_MEMORY_BUDGET} for auto to shard a "
+                      f"model that does not fit): {figures}")
+    ok = need["total"] <= budget
+    return ok, f"{figures}, {'within' if ok else 'over'} the budget of {budget / 1e9:.2f} GB ({source})"
 
 
 def all_mean(values: dict[str, float], info: DistInfo) -> dict[str, float]:

@@ -10,6 +10,9 @@
   autocast; weights stay fp32 everywhere (autocast casts per op), so master weights are fp32.
 - :class:`OverflowGuard` samples forward hooks every N steps (and right after an overflow): the first
   module whose inputs are finite but whose output is not is switched to fp32 for the rest of the run.
+- :func:`check_backward` catches a plain ``loss.backward()`` that bypassed ``run.backward`` (and so the
+  scaler) at the optimizer step it feeds: under fp16 loss scaling that step would divide unscaled
+  gradients by the scale and miss overflows, silently; it is refused on the first step, in one line.
 """
 
 from __future__ import annotations
@@ -22,9 +25,9 @@ import attrs
 import torch
 from torch import nn
 
-from deepdive.hostinfo import cpu_has_native_bf16
+from deepdive.cpuinfo import cpu_has_native_bf16
+from deepdive.vocabulary import TRAIN_PRECISIONS as PRECISIONS
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 #: Module classes run in fp32 by default: normalisation statistics lose too much in 16 bits.
@@ -171,13 +174,22 @@ class LossScaler:
         self.skipped_steps = 0
         self.scale_changes = 0
         self._consecutive_overflows = 0
+        self.backwards = 0  # losses that went through scale_loss (run.backward), in all
+        self._stepped_at: dict[int, int] = {}  # id(optimizer) -> ``backwards`` at its last step (check_backward)
+        self._warned = False
 
     @property
     def scale(self) -> Optional[float]:
         return self.scaler.get_scale() if self.enabled else None
 
     def scale_loss(self, loss: torch.Tensor) -> torch.Tensor:
+        self.backwards += 1
         return self.scaler.scale(loss) if self.enabled else loss
+
+    def scaled_since_step(self, optimizer: torch.optim.Optimizer) -> bool:
+        """Whether a loss went through :meth:`scale_loss` since ``optimizer`` last stepped (several
+        optimizers may step on one backward)."""
+        return self.backwards > self._stepped_at.get(id(optimizer), 0)
 
     def unscale_(self, optimizer: torch.optim.Optimizer) -> None:
         if self.enabled:
@@ -185,6 +197,7 @@ class LossScaler:
 
     def step(self, optimizer: torch.optim.Optimizer) -> bool:
         """Optimizer step (skipped on overflow) and scale update; returns True if the step was skipped."""
+        self._stepped_at[id(optimizer)] = self.backwards
         if not self.enabled:
             optimizer.step()
             return False
@@ -207,6 +220,13 @@ class LossScaler:
             self.scale_changes += 1
         return overflow
 
+    def warn_once(self, message: str) -> Optional[str]:
+        """``message`` the first time it is asked for, None after (one warning per run, not one per step)."""
+        if self._warned:
+            return None
+        self._warned = True
+        return message
+
     def state_dict(self) -> dict[str, Any]:
         return {"scaler": self.scaler.state_dict(), "skipped_steps": self.skipped_steps,
                 "scale_changes": self.scale_changes, "consecutive_overflows": self._consecutive_overflows}
@@ -216,6 +236,60 @@ class LossScaler:
         self.skipped_steps = state["skipped_steps"]
         self.scale_changes = state["scale_changes"]
         self._consecutive_overflows = state["consecutive_overflows"]
+
+
+# --------------------------------------------------------------------------------------------
+# The backward guard
+# --------------------------------------------------------------------------------------------
+
+UNSCALED_BACKWARD = (
+    "loss.backward() was called instead of run.backward(loss) under fp16 loss scaling: the gradients were not "
+    "scaled, so this step would divide them by the loss scale ({scale:g}) and miss overflows; write "
+    "run.backward(loss)"
+)
+UNMEASURED_BACKWARD = (
+    "loss.backward() was called instead of run.backward(loss) in a DDP run: the engine closes each step's "
+    "communication figures (and grad_compression='auto' decides from them) in run.backward; write "
+    "run.backward(loss)"
+)
+PLAIN_BACKWARD = (
+    "loss.backward() was called instead of run.backward(loss): the loss is not recorded for telemetry or the "
+    "summary, and overflow sampling misses the step; write run.backward(loss)"
+)
+NO_GRADIENTS = "run.step(optimizer) found no gradients: call run.backward(loss) before run.step(optimizer)"
+
+
+def check_backward(scaler: LossScaler, optimizer: torch.optim.Optimizer, *, measures_comm: bool) -> Optional[str]:
+    """Whether the loss of this optimizer step went through ``run.backward`` (the scaler); call it first in the step.
+
+    Costs one dictionary look-up when it did. When it did not (a plain ``loss.backward()``, or no
+    backward at all), the step is refused where going on would be wrong in silence, and warned about
+    once elsewhere.
+
+    Args:
+        scaler (LossScaler): the run's scaler; ``run.backward`` counts each loss in :meth:`LossScaler.scale_loss`.
+        optimizer (torch.optim.Optimizer): the optimizer about to step.
+        measures_comm (bool): the model is DDP-wrapped with the engine's communication hook, whose
+            per-step figures ``run.backward`` opens and closes.
+
+    Returns:
+        str | None: a warning to show once (fp32/bf16 in one process), else None.
+
+    Raises:
+        RuntimeError: in one line, under fp16 loss scaling (unscaled gradients; or no gradients, where
+            ``torch.amp.GradScaler`` would fail with an assertion) and under DDP (figures left open).
+    """
+    if scaler.scaled_since_step(optimizer):
+        return None
+    if not any(p.grad is not None for group in optimizer.param_groups for p in group["params"]):
+        if scaler.enabled:
+            raise RuntimeError(NO_GRADIENTS)
+        return scaler.warn_once(NO_GRADIENTS)
+    if scaler.enabled:
+        raise RuntimeError(UNSCALED_BACKWARD.format(scale=scaler.scale))
+    if measures_comm:
+        raise RuntimeError(UNMEASURED_BACKWARD)
+    return scaler.warn_once(PLAIN_BACKWARD)
 
 
 # --------------------------------------------------------------------------------------------
@@ -279,7 +353,13 @@ class OverflowGuard:
                 yield name, module
 
     def before_forward(self, step: int) -> None:
-        """Attach the hooks when this step is sampled."""
+        """Attach the hooks when this step is sampled.
+
+        Hooks still attached from a forward pass that no ``run.backward`` followed (a plain
+        ``loss.backward()``, an evaluation under ``run.autocast()``) are judged and removed first, so they
+        never pile up."""
+        if self._handles:
+            self.after_forward(step)
         if not (self._check_next or (self.every and step % self.every == 0)):
             return
         self._check_next = False

@@ -49,7 +49,7 @@ key                          meaning
 ``step_time_s``              wall time of the step (forward, backward, optimizer)
 ``data_wait_s``              time waiting on the data loader before the step
 ``samples_per_s``            samples/s over the newest steps covering 10 s (loader wait included),
-                             all ranks: :mod:`deepdive.telemetry.throughput`, the figure every
+                             all ranks: :mod:`deepdive.throughput`, the figure every
                              consumer shows; null before a step with a known batch size
 ``samples_per_s_window_s``   the seconds of steps ``samples_per_s`` covers (under 10 early on)
 ``loss``, ``lr``             training loss; learning rate; plus any metric the script logs

@@ -39,16 +39,18 @@ from deepdive.engine import distributed as ddist
 from deepdive.engine.checkpoint import Checkpointer
 from deepdive.engine.compression import GradCompression, decide_auto
 from deepdive.engine.fatal import record_fatal_errors
+from deepdive.engine.fsdp import FsdpOptions, rebind_optimizer, require_forward, shard
 from deepdive.engine.hparams import Hyperparameters, TrialPruned
+from deepdive.engine.materialize import InitFn, Weights, init_empty, materialize, shared_seed
 from deepdive.engine.precision import (
-    DEFAULT_FP32_MODULES, LossScaler, OverflowGuard, Promotion, keep_in_fp32, resolve_precision,
+    DEFAULT_FP32_MODULES, LossScaler, OverflowGuard, Promotion, check_backward, keep_in_fp32, resolve_precision,
 )
 from deepdive.engine.precision import autocast as precision_autocast
 from deepdive.engine.reporter import Reporter
 from deepdive.engine.topology import describe_topology
-from deepdive.telemetry.throughput import ThroughputWindow
+from deepdive.throughput import ThroughputWindow
+from deepdive.vocabulary import GRAD_COMPRESSIONS as COMPRESSIONS
 
-COMPRESSIONS = ("auto", "none", "fp16", "bf16", "powersgd", "topk")
 STRATEGIES = ("auto", "ddp", "fsdp", "none")
 
 
@@ -67,6 +69,8 @@ def setup(
     bucket_cap_mb: float = 25.0,
     static_graph: bool = False,
     find_unused_parameters: bool = False,
+    fsdp: Optional[dict[str, Any]] = None,
+    memory_budget_gb: Optional[float] = None,
     metrics_out: Optional[str] = None,
     log_every: int = 1,
     seed: Optional[int] = None,
@@ -88,8 +92,9 @@ def setup(
         grad_compression (str): DDP gradient compression: ``auto`` (measure the first
             ``auto_compression_steps`` steps, compress only when communication is not hidden by
             backward), ``none``, ``fp16``, ``bf16``, ``powersgd``, ``topk``.
-        strategy (str): ``auto`` (DDP, or FSDP2 when the model does not fit one GPU), ``ddp``,
-            ``fsdp``, ``none`` (no wrapping even under torchrun).
+        strategy (str): ``auto`` (DDP, or FSDP2 when one replica's parameters, gradients and optimizer
+            states do not fit one process's memory budget, measured before anything is moved; see
+            ``memory_budget_gb``), ``ddp``, ``fsdp``, ``none`` (no wrapping even under torchrun).
         keep_fp32 (sequence of module classes): run in fp32 under autocast; default: normalisation layers.
         hysteresis (int): overflows in a row before the fp16 loss scale backs off (1 = every overflow).
         overflow_check_every (int): sample forward hooks every N steps to find modules that overflow
@@ -99,6 +104,19 @@ def setup(
         device (str): ``auto``, ``cpu`` or ``cuda``.
         backend (str): ``auto`` (NCCL with GPUs, else gloo), ``gloo`` or ``nccl``.
         bucket_cap_mb (float), static_graph (bool), find_unused_parameters (bool): DDP options.
+        fsdp (dict): FSDP2 options (:class:`deepdive.engine.fsdp.FsdpOptions`):
+            ``activation_checkpointing`` (False: recompute each block's activations in backward),
+            ``cpu_offload`` (False: sharded state and the optimizer step in host memory),
+            ``blocks`` (more layer classes or class names to shard one unit each; the classes held in
+            ``nn.ModuleList``/``nn.ModuleDict`` and a Hugging Face model's ``_no_split_modules`` are found
+            without it), ``min_unit_params`` (1,000,000: a module with at least this many parameters of
+            its own, e.g. an embedding, is a unit), ``reshard_after_forward`` (True). The units, the
+            mixed-precision policy (bf16 parameters with fp32 reduction when the precision is bf16) and
+            the options are reported in the ``prepare`` event and ``run.strategy_reason``.
+        memory_budget_gb (float): GB (10^9 bytes) one process may hold for parameters, gradients and
+            optimizer states: ``strategy="auto"`` shards with FSDP2 above it. Default
+            ``$DEEPDIVE_MEMORY_BUDGET_GB``, else 80 % of the GPU's memory; on the CPU without either,
+            ``auto`` stays data parallel and says so.
         metrics_out (str): also write telemetry to this JSONL file (rank 0's; other ranks add ``.rankN``).
         log_every (int): telemetry period in steps.
         seed (int): seed torch (the same on every rank) for reproducible runs.
@@ -134,7 +152,8 @@ def setup(
                hysteresis=hysteresis, overflow_check_every=overflow_check_every,
                compression_options=compression_options or {}, auto_compression_steps=auto_compression_steps,
                device=device, backend=backend, bucket_cap_mb=bucket_cap_mb, static_graph=static_graph,
-               find_unused_parameters=find_unused_parameters, metrics_out=metrics_out, log_every=log_every,
+               find_unused_parameters=find_unused_parameters, fsdp=fsdp, memory_budget_gb=memory_budget_gb,
+               metrics_out=metrics_out, log_every=log_every,
                seed=seed, checkpoint=dict(directory=checkpoint_dir or os.environ.get("DEEPDIVE_CHECKPOINT_DIR") or None,
                                           every=checkpoint_every, keep_last=keep_last, keep_best=keep_best,
                                           async_save=async_checkpoint, resume=resume, lossy=checkpoint_lossy,
@@ -197,7 +216,8 @@ class Run:
                  compression_options: dict[str, Any], auto_compression_steps: int, device: str, backend: str,
                  bucket_cap_mb: float, static_graph: bool, find_unused_parameters: bool,
                  metrics_out: Optional[str], log_every: int, seed: Optional[int],
-                 checkpoint: Optional[dict[str, Any]] = None):
+                 checkpoint: Optional[dict[str, Any]] = None, fsdp: Optional[dict[str, Any]] = None,
+                 memory_budget_gb: Optional[float] = None):
         if grad_compression not in COMPRESSIONS:
             raise ValueError(f"grad_compression must be one of {', '.join(COMPRESSIONS)}, got {grad_compression!r}")
         if strategy not in STRATEGIES:
@@ -227,7 +247,9 @@ class Run:
             compression_options=compression_options, auto_steps=auto_compression_steps, strategy=strategy,
             ddp=dict(bucket_cap_mb=bucket_cap_mb, static_graph=static_graph,
                      find_unused_parameters=find_unused_parameters),
+            fsdp=FsdpOptions.from_dict(fsdp), memory_budget_gb=memory_budget_gb,
         )
+        ddist.memory_budget(self.dist, memory_budget_gb)  # a bad budget fails here, not at prepare
         self.log_every = log_every
         self.strategy = "none"
         self.strategy_reason = "single process"
@@ -295,33 +317,67 @@ class Run:
     # -- prepare --------------------------------------------------------------------------------
 
     def prepare(self, model: nn.Module, optimizer: Optional[torch.optim.Optimizer] = None,
-                loader: Optional[DataLoader] = None) -> Any:
+                loader: Optional[DataLoader] = None, *, init: Optional[InitFn] = None,
+                weights: Optional[Weights] = None) -> Any:
         """Put the model on the device with its precision policy, wrap it for DDP/FSDP, shard the loader.
 
         Returns the objects given, in the same order (the model alone when only it is given). Use
-        the returned ones. Under FSDP the optimizer's groups are pointed at the sharded parameters.
+        the returned ones. Where prepare replaces parameters (FSDP2 shards, a model built on ``meta``)
+        the optimizer's groups are pointed at the new ones.
+
+        A model built under :meth:`init_empty` (parameters on ``meta``) is allocated here: under FSDP2
+        one unit at a time, each sharded before the next is allocated, so no process holds the whole
+        model; otherwise in one piece. Each module built on meta is initialised by ``init(module)``,
+        else its Hugging Face model's ``_init_weights``, else its ``reset_parameters()``, seeded from the
+        run's seed and the module's name (the same weights at any world size), unless ``weights`` has
+        its tensors.
+
+        Args:
+            init (callable): ``init(module)`` for each module built on meta, in place of its own init.
+            weights (str | Path | dict): a full state dict of the model (a ``torch.save`` file, read
+                memory-mapped, a ``.safetensors`` file, or the dict), loaded tensor by tensor into each
+                unit before it is sharded; every parameter and persistent buffer must be in it.
 
         Raises:
             ValueError: compression asked for with FSDP; an optimizer that already stepped or holds
-                parameters the model does not have.
+                parameters the model does not have; a model without forward() or already wrapped; a
+                module on meta that nothing initialises; weights that are not this model's.
+            RuntimeError: FSDP2 refused to shard a module, with the fix.
         """
-        model = model.to(self.device)
+        require_forward(model)
+        names = {id(p): name for name, p in model.named_parameters()}
+        self.guard = None
+        self.kept_fp32 = []
         if self.plan.autocast_enabled:
             self.kept_fp32 = keep_in_fp32(model, self._options["keep_fp32"], self.plan.device_type)
             self.guard = OverflowGuard(model, self.plan.device_type, self._options["overflow_check_every"],
                                        self._on_promote)
+        placed: dict[str, Any] = {}
         if self.dist.distributed and self._options["strategy"] != "none":
-            model, optimizer = self._wrap(model, optimizer)
+            model, placed = self._wrap(model, optimizer, init, weights)
+        else:
+            materialised = materialize(model, self.device, init=init, weights=weights)
+            placed = {"materialised": materialised} if materialised else {}
+            model = model.to(self.device)
+        if optimizer is not None:
+            bare = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+            rebind_optimizer(optimizer, names, bare)
         if loader is not None and self.dist.distributed:
             loader = self._shard(loader)
         self.event("prepare", strategy=self.strategy, strategy_reason=self.strategy_reason,
                    compression=self.compression.mode if self.compression else "none",
                    compression_reason=self.compression_reason, kept_fp32=self.kept_fp32,
-                   parameters=sum(p.numel() for p in model.parameters()))
+                   parameters=sum(p.numel() for p in model.parameters()), **placed)
         if self.ckpt is not None:
             self.ckpt.watch(model, optimizer)
         given = [obj for obj in (model, optimizer, loader) if obj is not None]
         return given[0] if len(given) == 1 else tuple(given)
+
+    def init_empty(self) -> contextlib.AbstractContextManager[None]:
+        """Build a model too big for one process: ``with run.init_empty(): model = Net()`` puts its
+        parameters on the ``meta`` device (no memory; buffers stay real) and :meth:`prepare` allocates
+        them (see :func:`deepdive.engine.materialize.init_empty`)."""
+        return init_empty()
 
     def track(self, **objects: Any) -> None:
         """Save and restore these objects with the checkpoints (``run.track(scheduler=sched)``): anything
@@ -358,23 +414,31 @@ class Run:
             self._restore_checked = True
             self._resume = self.ckpt.restore()
 
-    def _wrap(self, model: nn.Module, optimizer: Optional[torch.optim.Optimizer]) -> tuple[nn.Module, Any]:
+    def _wrap(self, model: nn.Module, optimizer: Optional[torch.optim.Optimizer], init: Optional[InitFn],
+              weights: Optional[Weights]) -> tuple[nn.Module, dict[str, Any]]:
+        """DDP or FSDP2, decided from the bytes one replica needs, measured before anything is moved."""
+        if isinstance(model, nn.parallel.DistributedDataParallel):
+            raise ValueError("run.prepare got a model already wrapped in DistributedDataParallel: pass the bare model; "
+                             "prepare wraps it")
         requested = self._options["strategy"]
-        fits, why = ddist.fits_one_device(model, self.dist)
+        fits, why = ddist.fits_one_device(model, self.dist, optimizer, self._options["memory_budget_gb"])
         if requested == "fsdp" or (requested == "auto" and not fits):
-            self.strategy = "fsdp"
-            self.strategy_reason = "asked for" if requested == "fsdp" else f"model does not fit one GPU: {why}"
             if self._options["compression"] not in ("auto", "none"):
                 raise ValueError("gradient compression hooks are for DDP: use strategy='ddp' or grad_compression='none'")
+            report = shard(model, self.dist, self._options["fsdp"], self.plan,
+                           fp32_classes=self._options["keep_fp32"], init=init, weights=weights)
+            if report.casts_parameters:
+                self.guard = None  # bf16 has fp32's range: nothing to promote, and gathered weights are bf16
+            chosen = "asked for" if requested == "fsdp" else f"the model does not fit one process: {why}"
+            self.strategy = "fsdp"
+            self.strategy_reason = f"{chosen}; {report.summary()}"
             self.compression_reason = "FSDP shards gradients with reduce-scatter: no DDP compression hook"
-            names = {id(p): name for name, p in model.named_parameters()}
-            model = ddist.wrap_fsdp(model, self.dist)
-            if optimizer is not None:
-                _rebind_optimizer(optimizer, names, dict(model.named_parameters()))
-            return model, optimizer
+            return model, {"fsdp": report.describe()}
         self.strategy = "ddp"
-        self.strategy_reason = "asked for" if requested == "ddp" else f"data parallel: the model fits one device ({why})"
-        model = ddist.wrap_ddp(model, self.dist, **self._options["ddp"])
+        self.strategy_reason = ("asked for" if requested == "ddp"
+                                else f"data parallel: the model fits one process ({why})")
+        materialised = materialize(model, self.device, init=init, weights=weights, seed=shared_seed(self.dist))
+        model = ddist.wrap_ddp(model.to(self.device), self.dist, **self._options["ddp"])
         requested_compression = self._options["compression"]
         mode = "none" if requested_compression == "auto" else requested_compression
         self.compression = GradCompression(mode, **self._options["compression_options"])
@@ -383,7 +447,7 @@ class Run:
             f"measuring the first {self._options['auto_steps']} steps before deciding"
             if requested_compression == "auto" else "asked for"
         )
-        return model, optimizer
+        return model, {"materialised": materialised} if materialised else {}
 
     def _shard(self, loader: DataLoader) -> DataLoader:
         if isinstance(loader.sampler, DistributedSampler):
@@ -465,7 +529,14 @@ class Run:
 
         Returns:
             bool: True when the step was skipped because of an overflow.
+
+        Raises:
+            RuntimeError: the loss of this step did not go through ``run.backward`` under fp16 loss
+                scaling or DDP (:func:`deepdive.engine.precision.check_backward`), in one line.
         """
+        warning = check_backward(self.scaler, optimizer, measures_comm=self.compression is not None)
+        if warning is not None and self.is_main:
+            print(f"deepdive: {warning}", file=sys.stderr, flush=True)
         if clip_grad_norm is not None:
             self.scaler.unscale_(optimizer)
             params = [p for group in optimizer.param_groups for p in group["params"]]
@@ -659,18 +730,6 @@ class Run:
 
     def __exit__(self, *exc: Any) -> None:
         self.finish()
-
-
-def _rebind_optimizer(optimizer: torch.optim.Optimizer, names: dict[int, str], new: dict[str, nn.Parameter]) -> None:
-    """Point the optimizer's groups at the sharded parameters that FSDP2 put in place of the old ones."""
-    if optimizer.state:
-        raise ValueError("the optimizer has already stepped: call run.prepare before training")
-    for group in optimizer.param_groups:
-        try:
-            group["params"] = [new[names[id(p)]] for p in group["params"]]
-        except KeyError:
-            raise ValueError("the optimizer holds parameters that are not the model's: "
-                             "build it from model.parameters()") from None
 
 
 def _to_device(batch: Any, device: torch.device) -> Any:

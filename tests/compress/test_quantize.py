@@ -311,7 +311,7 @@ def test_errors_are_one_line_quantize_errors(call, words):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="weight-only quantization needs a CUDA GPU")
+@pytest.mark.cuda
 @pytest.mark.parametrize("mode", ["int8-weight", "int4-weight"])
 def test_weight_only_on_cuda_stays_close(mode):
     pytest.importorskip("torchao")

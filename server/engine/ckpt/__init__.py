@@ -8,9 +8,14 @@ load (the manifest's checksum and every chunk's hash), and garbage-collected und
 saved plus the best by a metric". A resume takes the newest checkpoint that loads
 (:mod:`.resume`). ``deepdive ckpt ls | verify | gc | export`` works on the same directories.
 
+A checkpoint saved under FSDP is sharded: every rank writes its own shards as chunks through
+``torch.distributed.checkpoint`` (:mod:`.dcp`) and rank 0 commits one manifest for the step; it
+resumes at any world size, and loads or exports whole like any other (:mod:`.shards`).
+
 Modules: :mod:`.store` (the store), :mod:`.manifest` (manifest checksum), :mod:`.chunks` (checking
 chunk files, reuse), :mod:`.retention` (what gc keeps), :mod:`.resume` (which checkpoint a run
-resumes from), :mod:`.export`, :mod:`.codec`, :mod:`.tree`.
+resumes from), :mod:`.shards` (the sharded layout), :mod:`.dcp` (the DCP storage writer and
+reader), :mod:`.export`, :mod:`.codec`, :mod:`.tree`.
 
 Example::
 
@@ -29,9 +34,11 @@ from deepdive.engine.ckpt.store import (
     CheckpointError,
     GcResult,
     Problem,
+    StateMismatch,
     Store,
     checkpoint_name,
     parse_best,
 )
 
-__all__ = ["LOSSY_MODES", "Checkpoint", "CheckpointError", "GcResult", "Problem", "Store", "checkpoint_name", "parse_best"]
+__all__ = ["LOSSY_MODES", "Checkpoint", "CheckpointError", "GcResult", "Problem", "StateMismatch", "Store",
+           "checkpoint_name", "parse_best"]

@@ -16,7 +16,8 @@ from deepdive.engine.ckpt.store import CheckpointError, Progress, Store, _fsync_
 def export(store: Store, which: Union[str, int], path: Union[str, os.PathLike[str]], *, format: Optional[str] = None,
            key: Optional[str] = None, progress: Optional[Progress] = None) -> dict[str, Any]:
     """Write a checkpoint's tensors as a plain state_dict: ``.pt`` (torch.save, loadable with
-    ``torch.load(weights_only=True)``) or ``.safetensors``. Written atomically.
+    ``torch.load(weights_only=True)``) or ``.safetensors``. Written atomically. A sharded checkpoint
+    (saved under FSDP) is exported whole: each tensor assembled from the shards every rank wrote.
 
     Args:
         which: ``"latest"``, a step or a name.

@@ -85,6 +85,8 @@ def check_fields(manifest: dict[str, Any], name: str, fmt: str, name_of_step: An
     for key, kind in (("tensors", list), ("stats", dict), ("tree", object)):
         if key not in manifest or not isinstance(manifest[key], kind):
             raise ManifestError(f"has no valid '{key}' (damaged or edited)")
+    if "dcp" in manifest and not isinstance(manifest["dcp"], dict):
+        raise ManifestError("has no valid 'dcp' section (damaged or edited)")
 
 
 def read(data: bytes, name: str, fmt: str, name_of_step: Any) -> tuple[dict[str, Any], bool]:

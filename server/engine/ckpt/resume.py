@@ -10,9 +10,9 @@ time the job started) are *ignored*: not tried, not deleted.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
-from deepdive.engine.ckpt.store import CheckpointError, Store
+from deepdive.engine.ckpt.store import CheckpointError, StateMismatch, Store
 
 _LISTED = 3   # damaged checkpoints named in the one-line error; the rest are counted
 
@@ -32,12 +32,16 @@ def short_reason(name: str, error: CheckpointError) -> str:
     return str(error).removeprefix(f"checkpoint {name}: ").split("; ")[0]
 
 
-def newest_intact(store: Store, since: Optional[float] = None, **load_options: Any) -> Choice:
+def newest_intact(store: Store, since: Optional[float] = None,
+                  check: Optional[Callable[[str, Any], None]] = None, **load_options: Any) -> Choice:
     """Load the most recently saved checkpoint that loads, skipping damaged ones; see the module docstring.
 
     Args:
         store: the store to resume from.
         since (float | None): ignore checkpoints saved before this Unix time.
+        check (callable | None): ``check(name, state)`` after a checkpoint's tree loaded: the rest of
+            the loading (a sharded checkpoint's shards, read rank by rank). A CheckpointError it
+            raises skips the checkpoint like a damaged tree; a StateMismatch ends the search.
         load_options: passed to :meth:`Store.load`.
 
     Returns:
@@ -52,8 +56,12 @@ def newest_intact(store: Store, since: Optional[float] = None, **load_options: A
         if choice.name is not None:
             continue
         try:
-            choice.state = store.load(name, **load_options)
-            choice.name = name
+            state = store.load(name, **load_options)
+            if check is not None:
+                check(name, state)
+            choice.state, choice.name = state, name
+        except StateMismatch:
+            raise
         except CheckpointError as exc:
             choice.skipped.append({"checkpoint": name, "reason": short_reason(name, exc)})
     return choice

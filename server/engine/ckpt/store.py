@@ -6,7 +6,8 @@ Layout of a store directory::
     chunks/ab/ab12...ef              one chunk: up to ``chunk_size`` raw bytes of one tensor, encoded
                                      (byte planes + rANS/zstd, see codec.py), named by the xxh3-128 of the raw bytes
     manifests/step-0000001200.json   one checkpoint: the nested state as JSON, each tensor's dtype,
-                                     shape and chunk list, metrics, sizes
+                                     shape and chunk list, metrics, sizes; a sharded checkpoint's
+                                     ``dcp`` section lists the shards every rank wrote (shards.py)
     .lock                            flock: saves hold it shared, gc exclusive
 
 A save writes each chunk that is not already there to a temp file, fsyncs them, renames them and
@@ -14,7 +15,9 @@ fsyncs their folders, then writes the manifest (temp file, fsync, rename, fsync 
 Linux each chunk file's disk write starts as soon as it is written (``sync_file_range``), so the
 disk works while the next chunks are encoded and the fsyncs find little left to flush. A
 checkpoint exists once its manifest does: a save killed at any point leaves the earlier checkpoints
-whole and, at worst, temp files and orphan chunks that :meth:`Store.gc` removes. Unchanged tensors (frozen layers, embeddings,
+whole and, at worst, temp files and orphan chunks that :meth:`Store.gc` removes; a sharded save
+(:mod:`deepdive.engine.ckpt.dcp`) likewise, whichever rank is killed, because rank 0 writes the
+manifest only after every rank wrote its shards. Unchanged tensors (frozen layers, embeddings,
 buffers) hash to chunks that exist, so they cost a hash and no write: a chunk file is reused only
 once it is known intact (see :mod:`deepdive.engine.ckpt.chunks`), else it is written again.
 
@@ -51,7 +54,7 @@ from typing import Any, Callable, Iterator, Optional, Union
 
 import numpy as np
 
-from deepdive.engine.ckpt import chunks, codec, tree
+from deepdive.engine.ckpt import chunks, codec, shards as sharding, tree
 from deepdive.engine.ckpt import manifest as mf
 from deepdive.engine.ckpt.retention import parse_best, select
 from deepdive.fsutil import atomic_write_bytes
@@ -69,6 +72,11 @@ Progress = Callable[[int, int], None]
 
 class CheckpointError(Exception):
     """A checkpoint that cannot be saved, found or trusted. The message is one line and names the fix."""
+
+
+class StateMismatch(CheckpointError):
+    """An intact checkpoint that does not fit what it is loaded into (another model or optimizer).
+    A resume stops here instead of trying older checkpoints: they would not fit either."""
 
 
 class ManifestUnusable(CheckpointError):
@@ -195,7 +203,7 @@ class Store:
     def save(self, state: Any, *, step: int, metrics: Optional[dict[str, float]] = None,
              lossy: Optional[str] = None, meta: Optional[dict[str, Any]] = None,
              lossy_filter: Optional[Callable[[str, Any], bool]] = None,
-             progress: Optional[Progress] = None) -> Checkpoint:
+             progress: Optional[Progress] = None, shards: Optional[dict[str, Any]] = None) -> Checkpoint:
         """Save ``state`` as the checkpoint of ``step``; blocking, returns once it is durable.
 
         Args:
@@ -214,9 +222,12 @@ class Store:
             meta (dict | None): JSON-able data kept in the manifest.
             lossy_filter (callable | None): ``(path, tensor) -> bool``; lossy only where it is true.
             progress (callable | None): ``progress(done_bytes, total_bytes)``.
+            shards (dict | None): the ``dcp`` section of a sharded checkpoint: shards whose chunks the
+                ranks already wrote (see :mod:`deepdive.engine.ckpt.shards`); ``state`` then holds a
+                ``ShardRef`` where each of them stands. The manifest commits them with the rest.
 
         Raises:
-            ValueError: a bad ``step``, ``metrics`` or ``lossy``.
+            ValueError: a bad ``step``, ``metrics``, ``lossy`` or ``shards``.
             TypeError: a value in ``state`` that cannot be stored (the message names its path).
         """
         started = time.perf_counter()
@@ -228,6 +239,8 @@ class Store:
         metrics = _check_metrics(metrics)
         meta = dict(meta or {})
         json.dumps(meta)  # JSON-able, or TypeError now rather than after the chunks are written
+        if shards is not None:
+            sharding.check_section(shards)
         name = checkpoint_name(step)
 
         leaves: list[tuple[str, Any]] = []
@@ -248,27 +261,35 @@ class Store:
                 "meta": meta, "lossy": lossy, "hash": codec.HASH_NAME, "byteorder": "little",
                 "chunk_size": self.chunk_size, "tree": encoded, "tensors": entries,
             }
+            ranks: list[dict[str, Any]] = []
+            if shards is not None:
+                manifest[sharding.SECTION] = shards
+                ranks = shards["ranks"]
             refs = _chunk_refs(manifest)
             manifest["stats"] = {
-                "tensors": len(entries),
-                "raw_bytes": sum(e["nbytes"] for e in entries),
+                "tensors": len(entries) + len(shards["tensors"] if shards else ()),
+                "raw_bytes": sum(e["nbytes"] for e in sharding.entries(manifest)),
                 "stored_bytes": sum(size for _, size in refs.values()),
                 "chunks": len(refs),
-                "new_bytes": sum(written.values()),
-                "new_chunks": len(written),
+                "new_bytes": sum(written.values()) + sum(int(r["new_bytes"]) for r in ranks),
+                "new_chunks": len(written) + sum(int(r["new_chunks"]) for r in ranks),
                 "seconds": time.perf_counter() - started,
             }
             _atomic_write(self._manifest_path(name), mf.encode(manifest))
         return _checkpoint(manifest)
 
     def load(self, which: Union[str, int] = "latest", *, map_location: Any = None,
-             progress: Optional[Progress] = None) -> Any:
+             progress: Optional[Progress] = None, assemble: bool = True) -> Any:
         """The nested state of a checkpoint (``"latest"``: the most recently saved; a step or a name).
 
         Verified: the manifest against its checksum and its file name (a manifest written before
         checksums is checked against its file name only), and every chunk decoded and hashed.
         Tensors come back as CPU torch tensors (moved with ``.to(map_location)`` when given),
         numpy arrays as numpy arrays, tied tensors as one object.
+
+        A sharded checkpoint (saved under FSDP) comes back whole: each sharded tensor assembled
+        from its shards. With ``assemble=False`` its tensors stay ``ShardRef`` placeholders and their
+        shards are not read (a resume reads them rank by rank, see :mod:`deepdive.engine.ckpt.dcp`).
 
         Raises:
             CheckpointError: no such checkpoint; its manifest is unreadable, fails its checksum or
@@ -291,7 +312,28 @@ class Store:
             step()
         if map_location is not None:
             outputs = [t.to(map_location) if isinstance(t, torch.Tensor) else t for t in outputs]
-        return tree.decode(manifest["tree"], outputs)
+        state = tree.decode(manifest["tree"], outputs)
+        if assemble and manifest.get(sharding.SECTION):
+            whole = sharding.assemble(self, manifest, progress)
+            if map_location is not None:
+                whole = {k: t.to(map_location) for k, t in whole.items()}
+            state = sharding.fill(state, whole)
+        return state
+
+    def read_entry(self, name: str, entry: dict[str, Any]) -> Any:
+        """One tensor entry (of the tree or a shard) of checkpoint ``name``, decoded and verified.
+
+        Raises:
+            CheckpointError: a chunk is missing or corrupt (the message names the entry).
+        """
+        outputs: list[Any] = [None]
+        tasks: list[tuple[dict, list, np.ndarray]] = []
+        finish: list[Callable[[], None]] = []
+        outputs[0] = self._allocate(entry, tasks, finish, outputs, 0)
+        self._read_chunks(name, tasks, None)
+        for step in finish:
+            step()
+        return outputs[0]
 
     def list(self) -> list[Checkpoint]:
         """The checkpoints, oldest step first. Manifests that are unreadable or fail their checksum
@@ -367,7 +409,7 @@ class Store:
             except CheckpointError:
                 problems.append(Problem(name, "", "", "missing (deleted while being verified)"))
                 continue
-            for entry in manifest["tensors"]:
+            for entry in sharding.entries(manifest):
                 for key, raw_len, _ in _entry_chunks(entry):
                     users.setdefault(key, []).append((name, entry["path"]))
                     sizes[key] = raw_len
@@ -865,8 +907,9 @@ def _entry_chunks(entry: dict[str, Any]) -> list[list[Any]]:
 
 
 def _chunk_refs(manifest: dict[str, Any]) -> dict[str, tuple[int, int]]:
+    """Every chunk a manifest references (its tree's tensors and its shards): {id: (raw, stored bytes)}."""
     refs: dict[str, tuple[int, int]] = {}
-    for entry in manifest["tensors"]:
+    for entry in sharding.entries(manifest):
         for key, raw_len, stored in _entry_chunks(entry):
             refs[key] = (raw_len, stored)
     return refs

@@ -8,7 +8,9 @@ No pickle anywhere: loading a checkpoint never runs code. What can be stored:
 - ``None``, ``bool``, ``int`` (any size), ``float`` (NaN and infinities included), ``str``;
 - ``bytes``/``bytearray`` (base64), ``torch.dtype``, ``torch.device``, ``torch.Size``;
 - ``dict`` (any keys made of the above scalars: optimizer states use int keys), ``list``, ``tuple``
-  (kept a tuple: ``random.setstate`` needs one).
+  (kept a tuple: ``random.setstate`` needs one);
+- :class:`ShardRef`: where a sharded checkpoint's tensor stands (its bytes are the shards that every
+  rank wrote, see :mod:`deepdive.engine.ckpt.shards`); ``{"$shard": key}`` in the manifest.
 
 A tensor object that appears twice (tied weights) is stored once and loaded as one object again.
 """
@@ -18,11 +20,20 @@ from __future__ import annotations
 import base64
 import math
 import sys
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 
-_TAGS = ("$tensor", "$tuple", "$dict", "$bytes", "$float", "$dtype", "$device", "$size")
+_TAGS = ("$tensor", "$tuple", "$dict", "$bytes", "$float", "$dtype", "$device", "$size", "$shard")
+
+
+@dataclass(frozen=True)
+class ShardRef:
+    """A tensor of a sharded checkpoint, by its key in the checkpoint's ``dcp`` section: the tree keeps
+    the place, the shards written by each rank hold the bytes."""
+
+    key: str
 
 
 def _torch() -> Any:
@@ -45,6 +56,8 @@ def encode(state: Any, on_array: Callable[[str, Any], int]) -> Any:
     def enc(obj: Any, path: str) -> Any:
         if obj is None or isinstance(obj, (bool, str)):
             return obj
+        if isinstance(obj, ShardRef):
+            return {"$shard": obj.key}
         if isinstance(obj, int):
             return int(obj)
         if isinstance(obj, float):
@@ -105,6 +118,8 @@ def decode(data: Any, arrays: list[Any]) -> Any:
             return base64.b64decode(value)
         if tag == "$float":
             return float(value)
+        if tag == "$shard":
+            return ShardRef(str(value))
         if tag in ("$dtype", "$device", "$size"):
             import torch
 

@@ -58,8 +58,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from deepdive.engine.compress.measure import count_params, latency, model_size_bytes, paired_latency
-
-QUANTIZE_MODES = ("int8", "int8-dynamic", "int8-static", "int8-weight", "int4-weight")
+from deepdive.vocabulary import COMPRESS_TARGETS, QUANTIZE_MODES
 
 
 class CompressError(ValueError):
@@ -152,7 +151,7 @@ def _check(config: CompressConfig) -> None:
         raise CompressError(f"--prune is the fraction of channels removed, between 0 and 1 (got {config.prune})")
     if config.quantize and config.quantize not in QUANTIZE_MODES:
         raise CompressError(f"--quantize must be one of {', '.join(QUANTIZE_MODES)} (got {config.quantize!r})")
-    if config.target not in ("x86", "arm"):
+    if config.target not in COMPRESS_TARGETS:
         raise CompressError(f"--target must be x86 or arm (got {config.target!r})")
     if config.steps < 1 or config.fine_tune_epochs < 0 or config.distill_epochs < 1:
         raise CompressError("--steps and --distill-epochs must be at least 1, --epochs at least 0")

@@ -62,7 +62,7 @@ import torch.nn.functional as F
 import torch_pruning as tp
 from torch import nn
 
-IMPORTANCES = ("l1", "l2", "taylor", "bn")
+from deepdive.vocabulary import PRUNE_IMPORTANCES as IMPORTANCES
 
 _OUT_PRUNING_FNS = (tp.prune_linear_out_channels, tp.prune_conv_out_channels)
 

@@ -37,15 +37,13 @@ import torch
 from torch import nn
 
 from deepdive.engine.compress.measure import model_size_bytes  # re-exported
+# The quantization modes quantize() accepts (``none`` is the caller's business) and the CPU targets of the
+# int8 paths: the lists the command line and the editor show, defined once.
+from deepdive.vocabulary import COMPRESS_TARGETS as TARGETS
+from deepdive.vocabulary import QUANTIZE_MODES as MODES
 
 __all__ = ["MODES", "TARGETS", "QuantizeError", "QuantizeResult", "backend_for", "model_size_bytes", "quantize",
            "quantize_embeddings"]
-
-MODES = ("int8", "int8-dynamic", "int8-static", "int8-weight", "int4-weight")
-"""The quantization modes :func:`quantize` accepts (``none`` is the caller's business)."""
-
-TARGETS = ("x86", "arm")
-"""CPU targets of the int8 paths."""
 
 _X86_ENGINES = ("x86", "fbgemm", "onednn")  # best first
 _DYNAMIC_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.LSTM, nn.GRU)
