@@ -9,20 +9,10 @@ import {
     fmtCount, fmtLatency, fmtMs, fmtSizeMb, fmtVsOriginal, modelsByRecency, pairedNote, ratios, stepsOf, summaryOf,
     type BarMetric, type CompressedModel,
 } from './compress';
+import { $, h } from './dom';
 
 const SVG = 'http://www.w3.org/2000/svg';
 const LABELS: Record<BarMetric, string> = { size: 'size', latency: 'latency (batch 1, p50)', accuracy: 'accuracy' };
-
-function el<K extends keyof HTMLElementTagNameMap>(tag: K, cls?: string, text?: string): HTMLElementTagNameMap[K] {
-    const e = document.createElement(tag);
-    if (cls) {
-        e.className = cls;
-    }
-    if (text !== undefined) {
-        e.textContent = text;
-    }
-    return e;
-}
 
 function svg<K extends keyof SVGElementTagNameMap>(tag: K, attrs: Record<string, string | number>, cls?: string): SVGElementTagNameMap[K] {
     const e = document.createElementNS(SVG, tag);
@@ -31,14 +21,6 @@ function svg<K extends keyof SVGElementTagNameMap>(tag: K, attrs: Record<string,
     }
     if (cls) {
         e.setAttribute('class', cls);
-    }
-    return e;
-}
-
-function byId(id: string): HTMLElement {
-    const e = document.getElementById(id);
-    if (!e) {
-        throw new Error(`the page has no #${id}`);
     }
     return e;
 }
@@ -69,7 +51,7 @@ export class CompressView {
     }
 
     start(): void {
-        byId('compress-model').addEventListener('change', ev => {
+        $('compress-model').addEventListener('change', ev => {
             this.chosen = (ev.target as HTMLSelectElement).value || null;
             this.dirty = true;
             this.schedule();
@@ -106,7 +88,7 @@ export class CompressView {
         }
         if (model.run !== this.shown || changed.has(model.run) || changed.size === 0) {
             if (model.run !== this.shown) {
-                (byId('compress-model') as HTMLSelectElement).value = model.run;
+                ($('compress-model') as HTMLSelectElement).value = model.run;
             }
             this.shown = model.run;
             this.renderModel(model);
@@ -114,9 +96,9 @@ export class CompressView {
     }
 
     private renderPicker(models: CompressedModel[], current: CompressedModel | null): void {
-        const select = byId('compress-model') as HTMLSelectElement;
+        const select = $('compress-model') as HTMLSelectElement;
         select.replaceChildren(...models.map(m => {
-            const o = el('option', undefined, m.name);
+            const o = h('option', undefined, m.name);
             o.value = m.run;
             return o;
         }));
@@ -127,15 +109,15 @@ export class CompressView {
     }
 
     private renderEmpty(): void {
-        byId('compress-body').hidden = true;
-        byId('compress-meta').textContent = '';
-        byId('compress-empty').hidden = false;
+        $('compress-body').hidden = true;
+        $('compress-meta').textContent = '';
+        $('compress-empty').hidden = false;
         this.barsDrawn = 0;
     }
 
     private renderModel(m: CompressedModel): void {
-        byId('compress-empty').hidden = true;
-        byId('compress-body').hidden = false;
+        $('compress-empty').hidden = true;
+        $('compress-body').hidden = false;
         const r = m.report;
         const bits = [m.path ?? m.name];
         if (r) {
@@ -151,21 +133,21 @@ export class CompressView {
         } else {
             bits.push(m.live ? 'running' : 'no report yet');
         }
-        byId('compress-meta').textContent = bits.join(' · ');
-        const live = byId('compress-live');
+        $('compress-meta').textContent = bits.join(' · ');
+        const live = $('compress-live');
         live.dataset.step = m.live?.step ?? '';
         live.replaceChildren();
         if (m.live) {
-            live.append(el('span', 'compress-spinner'), el('strong', undefined, 'Now: '), document.createTextNode(describeLive(m.live)));
+            live.append(h('span', 'compress-spinner'), h('strong', undefined, 'Now: '), document.createTextNode(describeLive(m.live)));
         }
         live.hidden = !m.live;
         const summary = summaryOf(m);
-        const sumEl = byId('compress-summary');
+        const sumEl = $('compress-summary');
         sumEl.replaceChildren();
         if (summary) {
-            sumEl.append(el('strong', undefined, r ? 'Overall: ' : 'So far: '), document.createTextNode(describeSummary(summary)));
+            sumEl.append(h('strong', undefined, r ? 'Overall: ' : 'So far: '), document.createTextNode(describeSummary(summary)));
             if (r?.outputs.markdown) {
-                sumEl.append(el('span', 'hint', `report: ${r.outputs.markdown}`));
+                sumEl.append(h('span', 'hint', `report: ${r.outputs.markdown}`));
             }
         }
         sumEl.hidden = !summary;
@@ -177,41 +159,41 @@ export class CompressView {
     private renderTable(m: CompressedModel): void {
         const rows = stepsOf(m);
         const vs = ratios(m);
-        const table = el('table', 'tune-table compress-table');
-        const head = el('tr');
+        const table = h('table', 'tune-table compress-table');
+        const head = h('tr');
         for (const c of ['step', 'params', 'size (MB)', 'batch 1 p50 / p95 (ms)', 'batch 32 p50 / p95 (ms)', 'accuracy', 'vs original']) {
-            head.append(el('th', undefined, c));
+            head.append(h('th', undefined, c));
         }
-        const thead = el('thead');
+        const thead = h('thead');
         thead.append(head);
-        const tbody = el('tbody');
+        const tbody = h('tbody');
         rows.forEach((row, i) => {
-            const tr = el('tr');
+            const tr = h('tr');
             tr.dataset.step = row.step;
             if (m.live?.step === row.step && m.live.phase !== 'measured') {
                 tr.classList.add('current');
             }
-            tr.append(el('td', 'step', row.step), el('td', 'num', fmtCount(row.params)), el('td', 'num', fmtSizeMb(row.sizeMb)),
-                el('td', 'num', fmtLatency(row.b1)), el('td', 'num', fmtLatency(row.b32)), el('td', 'num', fmtAccuracy(row.accuracy)),
-                el('td', 'vs', fmtVsOriginal(vs[i])));
+            tr.append(h('td', 'step', row.step), h('td', 'num', fmtCount(row.params)), h('td', 'num', fmtSizeMb(row.sizeMb)),
+                h('td', 'num', fmtLatency(row.b1)), h('td', 'num', fmtLatency(row.b32)), h('td', 'num', fmtAccuracy(row.accuracy)),
+                h('td', 'vs', fmtVsOriginal(vs[i])));
             tbody.append(tr);
         });
         if (m.live && m.live.phase !== 'measured' && !m.steps.has(m.live.step)) {
-            const tr = el('tr', 'pending');
+            const tr = h('tr', 'pending');
             tr.dataset.step = m.live.step;
-            const td = el('td', 'note', `${m.live.phase || 'running'}…`);
+            const td = h('td', 'note', `${m.live.phase || 'running'}…`);
             td.colSpan = 6;
-            tr.append(el('td', 'step', m.live.step), td);
+            tr.append(h('td', 'step', m.live.step), td);
             tbody.append(tr);
         }
         table.append(thead, tbody);
         const note = pairedNote(vs);
-        byId('compress-table').replaceChildren(table, ...(note ? [el('p', 'hint compress-note', note)] : []));
+        $('compress-table').replaceChildren(table, ...(note ? [h('p', 'hint compress-note', note)] : []));
     }
 
     // -- grouped horizontal bars, relative to the original ----------------------------------------------
     private renderChart(m: CompressedModel): void {
-        const box = byId('compress-chart');
+        const box = $('compress-chart');
         const holder = box.querySelector<HTMLElement>('.compress-svg')!;
         const { groups, max } = barGroups(m);
         const drawn = groups.filter(g => g.bars.some(b => b.rel !== null));

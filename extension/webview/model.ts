@@ -1,105 +1,21 @@
-// The dashboard's pure logic (no DOM): ring buffers, the state the /stream messages build, stream URL,
-// reconnect backoff and number formatting. dashboard.ts renders this state; unit tests drive it directly.
+// The dashboard's pure logic (no DOM): the state the /stream messages build (runs, GPUs, host) and the
+// queries the Runs and Devices panels ask of it. dashboard.ts renders this state; unit tests drive it directly.
 // The messages are the protocol's (server/protocol/hub.py, generated into src/protocol.ts): read by their
 // declared keys, each value checked as it is read.
+// The ring buffers (ring.ts), the stream URL and reconnect backoff (reconnect.ts) and number formatting
+// (format.ts) live in their own modules; this one re-exports them, so importers keep one path.
 import type {
     GpuSample, HostSample, MachineMessage, SetupEvent, StreamMessage, StreamSamples, StreamSnapshot, Unchecked, VerdictMessage,
 } from '../src/protocol';
+import { fmtWindow } from './format';
+import { isObj, num, text } from './read';
+import { Ring } from './ring';
 
-/** A bounded series of (t, value) points: the oldest point goes when a new one arrives at capacity. */
-export class Ring {
-    private readonly t: Float64Array;
-    private readonly v: Float64Array;
-    private start = 0;
-    private count = 0;
-
-    constructor(readonly capacity: number) {
-        if (!(capacity >= 1)) {
-            throw new RangeError(`ring capacity must be at least 1, got ${capacity}`);
-        }
-        this.t = new Float64Array(capacity);
-        this.v = new Float64Array(capacity);
-    }
-
-    get length(): number {
-        return this.count;
-    }
-
-    /** Appends a point; a value that is not a finite number is stored as a gap (NaN, drawn as null). */
-    push(t: number, value: number | null | undefined): void {
-        const i = (this.start + this.count) % this.capacity;
-        this.t[i] = t;
-        this.v[i] = typeof value === 'number' && Number.isFinite(value) ? value : NaN;
-        if (this.count < this.capacity) {
-            this.count++;
-        } else {
-            this.start = (this.start + 1) % this.capacity;
-        }
-    }
-
-    times(): number[] {
-        const out = new Array<number>(this.count);
-        for (let k = 0; k < this.count; k++) {
-            out[k] = this.t[(this.start + k) % this.capacity];
-        }
-        return out;
-    }
-
-    values(): (number | null)[] {
-        const out = new Array<number | null>(this.count);
-        for (let k = 0; k < this.count; k++) {
-            const x = this.v[(this.start + k) % this.capacity];
-            out[k] = Number.isNaN(x) ? null : x;
-        }
-        return out;
-    }
-
-    /** The newest point with a value, or null. */
-    last(): { t: number; v: number } | null {
-        for (let k = this.count - 1; k >= 0; k--) {
-            const i = (this.start + k) % this.capacity;
-            if (!Number.isNaN(this.v[i])) {
-                return { t: this.t[i], v: this.v[i] };
-            }
-        }
-        return null;
-    }
-
-    /** Points that carry a value (gaps not counted). */
-    pointCount(): number {
-        let n = 0;
-        for (let k = 0; k < this.count; k++) {
-            if (!Number.isNaN(this.v[(this.start + k) % this.capacity])) {
-                n++;
-            }
-        }
-        return n;
-    }
-
-    clear(): void {
-        this.start = 0;
-        this.count = 0;
-    }
-}
-
-/** uPlot's aligned data for several rings: the sorted union of their times, null where a ring has no point. */
-export function align(rings: Ring[]): [number[], ...(number | null)[][]] {
-    const all = rings.map(r => ({ t: r.times(), v: r.values() }));
-    const times = [...new Set(all.flatMap(a => a.t))].sort((a, b) => a - b);
-    const index = new Map(times.map((t, i) => [t, i]));
-    const columns = all.map(a => {
-        const col = new Array<number | null>(times.length).fill(null);
-        a.t.forEach((t, k) => {
-            col[index.get(t)!] = a.v[k];
-        });
-        return col;
-    });
-    return [times, ...columns];
-}
-
-// ---------------------------------------------------------------------------------------------------
-// State
-// ---------------------------------------------------------------------------------------------------
+export { Ring, align } from './ring';
+export {
+    BACKOFF_BASE_MS, BACKOFF_MAX_MS, backoffDelay, connectionLabel, streamUrl, type Config, type ConnState,
+} from './reconnect';
+export { fmtAgo, fmtBytes, fmtMib, fmtNum, fmtPct, fmtRate, fmtSeconds, fmtWindow } from './format';
 
 export const RUN_CAPACITY = 3000;
 export const MACHINE_CAPACITY = 600;
@@ -188,9 +104,6 @@ export function emptyState(): State {
         hostInfo: { cpus: null, memTotalMib: null }, lastMachineT: 0, dropped: 0, messages: 0,
     };
 }
-
-const num = (x: unknown): number | null => (typeof x === 'number' && Number.isFinite(x) ? x : null);
-const isObj = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
 
 function ring(series: Map<string, Ring>, key: string, capacity: number): Ring {
     let r = series.get(key);
@@ -358,8 +271,7 @@ function applySamples(state: State, msg: Unchecked<StreamSamples>, change: Chang
 }
 
 function setupOf(e: Unchecked<SetupEvent>): RunSetup {
-    const str = (x: unknown): string | null => (typeof x === 'string' && x ? x : null);
-    return { script: str(e.script), device: str(e.device), precision: str(e.precision), worldSize: num(e.world_size) };
+    return { script: text(e.script), device: text(e.device), precision: text(e.precision), worldSize: num(e.world_size) };
 }
 
 /** The file name of a script path (either separator): `digits.py` of `/home/me/digits.py`. */
@@ -439,66 +351,6 @@ export function runsByRecency(state: State): RunState[] {
     return [...state.runs.values()].sort((a, b) => b.lastT - a.lastT);
 }
 
-// ---------------------------------------------------------------------------------------------------
-// Connection
-// ---------------------------------------------------------------------------------------------------
-
-export interface Config {
-    streamUrl?: string;
-}
-
-/**
- * The /stream websocket URL: `config.streamUrl` when given, else the page's own host with path /stream
- * and the page URL's `?token=` (without one, the cookie the hub set when it served the page is the token).
- */
-export function streamUrl(location: { protocol: string; host: string; search: string }, config?: Config | null): string {
-    if (config && typeof config.streamUrl === 'string' && config.streamUrl) {
-        return config.streamUrl;
-    }
-    const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
-    const token = new URLSearchParams(location.search).get('token');
-    return `${scheme}//${location.host}/stream${token ? `?token=${encodeURIComponent(token)}` : ''}`;
-}
-
-export const BACKOFF_BASE_MS = 500;
-export const BACKOFF_MAX_MS = 15000;
-
-/**
- * Delay before reconnect attempt number `attempt` (0 = the first after a loss): exponential from
- * BACKOFF_BASE_MS, capped at BACKOFF_MAX_MS, with "equal jitter" (half fixed, half random) so that many
- * pages do not reconnect in lockstep. `random` in [0, 1).
- */
-export function backoffDelay(attempt: number, random: number = Math.random()): number {
-    const exp = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** Math.max(0, Math.min(attempt, 30)));
-    return Math.round(exp / 2 + (exp / 2) * Math.min(Math.max(random, 0), 1));
-}
-
-export type ConnState = 'connecting' | 'open' | 'reconnecting' | 'closed';
-
-export function connectionLabel(state: ConnState, retryInMs: number | null, lastError: string | null): string {
-    switch (state) {
-        case 'connecting':
-            return 'connecting…';
-        case 'open':
-            return 'live';
-        case 'reconnecting':
-            return `disconnected${lastError ? ` (${lastError})` : ''}; retrying in ${fmtSeconds((retryInMs ?? 0) / 1000)}`;
-        case 'closed':
-            return `closed${lastError ? ` (${lastError})` : ''}`;
-    }
-}
-
-// ---------------------------------------------------------------------------------------------------
-// Formatting
-// ---------------------------------------------------------------------------------------------------
-
-const DASH = '—';
-
-/** `10 s`, `2.3 s`: a throughput window as server/telemetry/throughput.py's `window_text` says it. */
-export function fmtWindow(seconds: number): string {
-    return seconds >= 9.95 ? `${seconds.toFixed(0)} s` : `${seconds.toFixed(1)} s`;
-}
-
 /**
  * What a run's `samples_per_s` is, as the engine defines it (server/telemetry/throughput.py `label`, the
  * status bar's and the terminal's wording): `samples/s over the last 10 s, all ranks`.
@@ -506,76 +358,4 @@ export function fmtWindow(seconds: number): string {
 export function throughputLabel(run: RunState): string {
     const w = run.throughputWindowS;
     return w !== null && w > 0 ? `samples/s over the last ${fmtWindow(w)}, all ranks` : 'samples/s, all ranks';
-}
-
-/** A number with about 3 significant digits: 0.00123, 12.3, 1234, 1.23e+9 for huge ones. */
-export function fmtNum(x: number | null | undefined, digits = 3): string {
-    if (x === null || x === undefined || !Number.isFinite(x)) {
-        return DASH;
-    }
-    if (x === 0) {
-        return '0';
-    }
-    const a = Math.abs(x);
-    if (a >= 1e6 || a < 1e-4) {
-        return x.toExponential(digits - 1);
-    }
-    if (a >= 10 ** digits) {
-        return Math.round(x).toString();
-    }
-    return Number(x.toPrecision(digits)).toString();
-}
-
-const BYTE_UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
-
-export function fmtBytes(x: number | null | undefined): string {
-    if (x === null || x === undefined || !Number.isFinite(x)) {
-        return DASH;
-    }
-    let v = Math.abs(x);
-    let u = 0;
-    while (v >= 1024 && u < BYTE_UNITS.length - 1) {
-        v /= 1024;
-        u++;
-    }
-    const s = u === 0 ? Math.round(v).toString() : v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2);
-    return `${x < 0 ? '-' : ''}${s} ${BYTE_UNITS[u]}`;
-}
-
-export const fmtMib = (x: number | null | undefined): string => (x === null || x === undefined ? DASH : fmtBytes(x * 1024 * 1024));
-
-export const fmtRate = (bytesPerS: number | null | undefined): string =>
-    bytesPerS === null || bytesPerS === undefined || !Number.isFinite(bytesPerS) ? DASH : `${fmtBytes(bytesPerS)}/s`;
-
-/** Seconds as ms/s/min: 0.0123 -> "12.3 ms", 4.2 -> "4.2 s", 125 -> "2 min 5 s". */
-export function fmtSeconds(s: number | null | undefined): string {
-    if (s === null || s === undefined || !Number.isFinite(s)) {
-        return DASH;
-    }
-    if (Math.abs(s) < 1) {
-        return `${fmtNum(s * 1000)} ms`;
-    }
-    if (Math.abs(s) < 60) {
-        return `${fmtNum(s)} s`;
-    }
-    const m = Math.floor(s / 60);
-    return `${m} min ${Math.round(s - m * 60)} s`;
-}
-
-export const fmtPct = (x: number | null | undefined): string =>
-    x === null || x === undefined || !Number.isFinite(x) ? DASH : `${x.toFixed(x < 10 ? 1 : 0)}%`;
-
-/** How long ago `t` (seconds since the epoch) was, relative to `now` (the same unit). */
-export function fmtAgo(t: number, now: number): string {
-    const d = Math.max(0, now - t);
-    if (d < 2) {
-        return 'now';
-    }
-    if (d < 60) {
-        return `${Math.round(d)} s ago`;
-    }
-    if (d < 3600) {
-        return `${Math.round(d / 60)} min ago`;
-    }
-    return `${Math.round(d / 3600)} h ago`;
 }

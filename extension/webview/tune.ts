@@ -3,76 +3,23 @@
 // optimisation history with the best-so-far line, pruning curves, parallel coordinates, importances.
 // tuneView.ts renders this state; unit tests drive it directly. The events are the protocol's
 // (server/protocol/hub_events.py, generated into src/protocol.ts): read by their declared keys, each value checked.
+// The queries (tuneQueries.ts), parallel coordinates (tuneCoords.ts), colours (colors.ts) and the state's
+// types (tuneTypes.ts) live in their own modules; this one re-exports them, so importers keep one path.
 import {
-    HubEvent, StreamMessage, StreamSamples, StreamSnapshot, TrialState, TuneBestEvent, TuneDirection, TuneDoneEvent,
+    HubEvent, StreamMessage, StreamSamples, StreamSnapshot, TrialState, TuneBestEvent, TuneDoneEvent,
     TuneImportanceEvent, TuneStudyEvent, TuneTrialEvent, Unchecked, Vocabularies,
 } from '../src/protocol';
-import { formatSig } from '../src/tune/rounding';
-export type ParamValue = number | string | boolean | null;
+import { isObj, num, str } from './read';
+import { bestOf } from './tuneQueries';
+import type { ParamValue, Study, TuneState } from './tuneTypes';
 
-export interface Trial {
-    number: number;
-    state: TrialState;
-    params: Record<string, ParamValue>;
-    value: number | null;
-    /** [step, value] pairs, oldest first (the producer keeps the last 200). */
-    intermediate: [number, number][];
-    reason: string | null;
-    worker: number | null;
-    waitingReason: string | null;
-    durationS: number | null;
-    /** Time of the event this trial comes from (a newer event of the same trial replaces it). */
-    t: number;
-}
-
-export interface Best {
-    number: number;
-    value: number;
-    params: Record<string, ParamValue>;
-}
-
-export interface Done {
-    nComplete: number;
-    nPruned: number;
-    nFail: number;
-    bestValue: number | null;
-    bestParams: Record<string, ParamValue>;
-    seconds: number | null;
-    /** When the study's process ended (a later tune.study is a new run of the study). */
-    t: number;
-}
-
-export interface Study {
-    name: string;
-    run: string | null;
-    direction: TuneDirection;
-    metric: string;
-    sampler: string | null;
-    pruner: string | null;
-    /** What the sampler and pruner options run, in words ("TPE (auto: multivariate)"), when the producer says. */
-    samplerLabel: string | null;
-    prunerLabel: string | null;
-    /** Where the metric and direction came from (--metric, the study, or the script). */
-    metricSource: string | null;
-    /** Complete trials before importance is shown (the producer's threshold). */
-    importanceAfter: number | null;
-    /** Why the producer's last importance event had no values. */
-    importanceNote: string | null;
-    nTrials: number | null;
-    parallel: number | null;
-    storage: string | null;
-    trials: Map<number, Trial>;
-    best: Best | null;
-    importances: Record<string, number> | null;
-    done: Done | null;
-    lastT: number;
-    /** Trials forgotten to keep memory bounded (the oldest finished ones). */
-    forgotten: number;
-}
-
-export interface TuneState {
-    studies: Map<string, Study>;
-}
+export type { Best, Done, ParamValue, Study, Trial, TuneState } from './tuneTypes';
+export {
+    bestOf, countStates, currentStudy, curves, fmtParam, fmtParams, history, importanceBars, importanceNote,
+    searchLabel, studiesByRecency, studyState, trialsOf, type Curve,
+} from './tuneQueries';
+export { LOG_RATIO, parallelCoords, position, type Axis, type Coords } from './tuneCoords';
+export { mixColor, parseColor } from './colors';
 
 /** Trials kept per study: beyond that the oldest finished ones (never the best) are forgotten. */
 export const MAX_TRIALS = 2000;
@@ -82,9 +29,6 @@ export const MAX_STUDIES = 20;
 export const MAX_INTERMEDIATE = 200;
 
 const STATES: readonly TrialState[] = Vocabularies.tuneTrialStates;
-const num = (x: unknown): number | null => (typeof x === 'number' && Number.isFinite(x) ? x : null);
-const str = (x: unknown): string | null => (typeof x === 'string' ? x : null);
-const isObj = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
 
 export function emptyTune(): TuneState {
     return { studies: new Map() };
@@ -343,253 +287,4 @@ function capTrials(s: Study): void {
         s.forgotten++;
         excess--;
     }
-}
-
-// ---------------------------------------------------------------------------------------------------
-// Queries
-// ---------------------------------------------------------------------------------------------------
-
-/** Studies, the one heard from most recently first. */
-export function studiesByRecency(state: TuneState): Study[] {
-    return [...state.studies.values()].sort((a, b) => b.lastT - a.lastT);
-}
-
-/** The study the view shows: the chosen one if it is known, else the newest. */
-export function currentStudy(state: TuneState, chosen: string | null): Study | null {
-    if (chosen && state.studies.has(chosen)) {
-        return state.studies.get(chosen)!;
-    }
-    return studiesByRecency(state)[0] ?? null;
-}
-
-/** Trials by number, ascending. */
-export function trialsOf(s: Study): Trial[] {
-    return [...s.trials.values()].sort((a, b) => a.number - b.number);
-}
-
-export function countStates(s: Study): Record<TrialState, number> {
-    const out: Record<TrialState, number> = { waiting: 0, running: 0, pruned: 0, complete: 0, fail: 0 };
-    for (const t of s.trials.values()) {
-        out[t.state]++;
-    }
-    return out;
-}
-
-const better = (dir: Study['direction'], a: number, b: number): boolean => (dir === 'maximize' ? a > b : a < b);
-
-/** The best trial: the `tune.best` event's, else the best complete trial seen. */
-export function bestOf(s: Study): Best | null {
-    if (s.best) {
-        return s.best;
-    }
-    let best: Best | null = null;
-    for (const t of s.trials.values()) {
-        if (t.state === 'complete' && t.value !== null && (!best || better(s.direction, t.value, best.value))) {
-            best = { number: t.number, value: t.value, params: t.params };
-        }
-    }
-    return best;
-}
-
-/** The optimisation history: each complete trial's value by trial number, and the best value so far. */
-export function history(s: Study): { x: number[]; value: number[]; best: number[] } {
-    const x: number[] = [];
-    const value: number[] = [];
-    const best: number[] = [];
-    let b: number | null = null;
-    for (const t of trialsOf(s)) {
-        if (t.state !== 'complete' || t.value === null) {
-            continue;
-        }
-        if (b === null || better(s.direction, t.value, b)) {
-            b = t.value;
-        }
-        x.push(t.number);
-        value.push(t.value);
-        best.push(b);
-    }
-    return { x, value, best };
-}
-
-export interface Curve {
-    number: number;
-    state: TrialState;
-    points: [number, number][];
-}
-
-/** Pruning curves: the trials with intermediate values (the newest `limit` of them), and their extent. */
-export function curves(s: Study, limit = 300): { curves: Curve[]; x: [number, number]; y: [number, number] } | null {
-    const withPoints = trialsOf(s).filter(t => t.intermediate.length > 0).slice(-limit);
-    if (withPoints.length === 0) {
-        return null;
-    }
-    let x0 = Infinity;
-    let x1 = -Infinity;
-    let y0 = Infinity;
-    let y1 = -Infinity;
-    for (const t of withPoints) {
-        for (const [x, y] of t.intermediate) {
-            x0 = Math.min(x0, x);
-            x1 = Math.max(x1, x);
-            y0 = Math.min(y0, y);
-            y1 = Math.max(y1, y);
-        }
-    }
-    return {
-        curves: withPoints.map(t => ({ number: t.number, state: t.state, points: t.intermediate })),
-        x: [x0, x1], y: [y0, y1],
-    };
-}
-
-// ---------------------------------------------------------------------------------------------------
-// Parallel coordinates
-// ---------------------------------------------------------------------------------------------------
-
-export interface Axis {
-    name: string;
-    kind: 'linear' | 'log' | 'categorical';
-    /** linear/log: the range (log: of the values themselves, drawn on a log scale). */
-    min: number;
-    max: number;
-    /** categorical: the categories in axis order (bottom to top). */
-    categories: string[];
-}
-
-export interface Coords {
-    axes: Axis[];
-    /** One line per complete trial: the position on each axis in [0, 1] (null: the trial has no such param). */
-    lines: { number: number; value: number; pos: (number | null)[]; color: number }[];
-}
-
-/** Positive numbers that span this many times from low to high are drawn on a log axis. */
-export const LOG_RATIO = 100;
-
-function axisFor(name: string, values: ParamValue[]): Axis {
-    const present = values.filter((v): v is number | string | boolean => v !== null);
-    if (present.some(v => typeof v !== 'number')) {
-        const categories = [...new Set(present.map(String))].sort();
-        return { name, kind: 'categorical', min: 0, max: Math.max(0, categories.length - 1), categories };
-    }
-    const nums = present as number[];
-    const min = nums.length ? Math.min(...nums) : 0;
-    const max = nums.length ? Math.max(...nums) : 0;
-    const kind = min > 0 && max / min >= LOG_RATIO ? 'log' : 'linear';
-    return { name, kind, min, max, categories: [] };
-}
-
-/** Where `v` sits on `axis`, in [0, 1] (0.5 when the axis has no extent); null when absent. */
-export function position(axis: Axis, v: ParamValue | undefined): number | null {
-    if (v === null || v === undefined) {
-        return null;
-    }
-    if (axis.kind === 'categorical') {
-        const i = axis.categories.indexOf(String(v));
-        if (i < 0) {
-            return null;
-        }
-        return axis.categories.length > 1 ? i / (axis.categories.length - 1) : 0.5;
-    }
-    if (typeof v !== 'number') {
-        return null;
-    }
-    if (axis.max === axis.min) {
-        return 0.5;
-    }
-    if (axis.kind === 'log') {
-        return (Math.log(v) - Math.log(axis.min)) / (Math.log(axis.max) - Math.log(axis.min));
-    }
-    return (v - axis.min) / (axis.max - axis.min);
-}
-
-/**
- * Parallel coordinates of the complete trials: one axis per param (sorted by name) and a last one for
- * the objective value; `color` in [0, 1] is how good the trial is (1: the best, 0: the worst).
- */
-export function parallelCoords(s: Study): Coords {
-    const done = trialsOf(s).filter(t => t.state === 'complete' && t.value !== null);
-    const names = [...new Set(done.flatMap(t => Object.keys(t.params)))].sort();
-    const axes = names.map(n => axisFor(n, done.map(t => t.params[n] ?? null)));
-    const valueAxis = axisFor(s.metric || 'value', done.map(t => t.value));
-    if (valueAxis.kind === 'log') {
-        valueAxis.kind = 'linear';  // the objective stays linear: the colour scale reads it that way too
-    }
-    axes.push(valueAxis);
-    const lines = done.map(t => {
-        const pos = names.map((n, i) => position(axes[i], t.params[n]));
-        const vp = position(valueAxis, t.value) ?? 0.5;
-        pos.push(vp);
-        const color = valueAxis.max === valueAxis.min ? 1 : s.direction === 'maximize' ? vp : 1 - vp;
-        return { number: t.number, value: t.value as number, pos, color };
-    });
-    return { axes, lines };
-}
-
-/** "running" until the study's process says it ended (`tune.done`), then "finished". */
-export function studyState(s: Study): 'running' | 'finished' {
-    return s.done ? 'finished' : 'running';
-}
-
-/** The sampler and pruner as the producer named them ("TPE (auto: multivariate) · Hyperband (...)"). */
-export function searchLabel(s: Study): string | null {
-    const sampler = s.samplerLabel ?? s.sampler;
-    const pruner = s.prunerLabel ?? s.pruner;
-    const parts = [sampler ? `sampler ${sampler}` : '', pruner ? `pruner ${pruner}` : ''].filter(Boolean);
-    return parts.length ? parts.join(' · ') : null;
-}
-
-/** Why the importance chart is empty (null when it has bars). */
-export function importanceNote(s: Study): string | null {
-    if (importanceBars(s).length) {
-        return null;
-    }
-    const k = countStates(s).complete;
-    const n = s.importanceAfter;
-    if (n !== null && k < n) {
-        return `Importance appears after ${n} completed trials (${k} so far): with fewer, fANOVA's ranking of the parameters is mostly chance.`;
-    }
-    return s.importanceNote ?? `Computed every 10 completed trials and when the study ends (${k} so far).`;
-}
-
-/** Importances, largest first. */
-export function importanceBars(s: Study): { name: string; value: number }[] {
-    return Object.entries(s.importances ?? {}).map(([name, value]) => ({ name, value })).sort((a, b) => b.value - a.value);
-}
-
-/** A param value for a table cell: 4 significant digits (the rule `deepdive tune` prints with too). */
-export function fmtParam(v: ParamValue | undefined): string {
-    return formatSig(v);
-}
-
-/** Params as `a=1, b=x`. */
-export function fmtParams(p: Record<string, ParamValue>): string {
-    return Object.keys(p).sort().map(k => `${k}=${fmtParam(p[k])}`).join(', ');
-}
-
-// ---------------------------------------------------------------------------------------------------
-// Colours (the view reads theme colours from CSS variables and blends two of them by value)
-// ---------------------------------------------------------------------------------------------------
-
-/** `#rgb`, `#rrggbb`, `#rrggbbaa`, `rgb(r, g, b)` or `rgba(...)` as [r, g, b]; null for anything else. */
-export function parseColor(css: string): [number, number, number] | null {
-    const s = css.trim();
-    let m = /^#([0-9a-f]{3})$/i.exec(s);
-    if (m) {
-        return [0, 1, 2].map(i => parseInt(m![1][i] + m![1][i], 16)) as [number, number, number];
-    }
-    m = /^#([0-9a-f]{6})(?:[0-9a-f]{2})?$/i.exec(s);
-    if (m) {
-        return [0, 2, 4].map(i => parseInt(m![1].slice(i, i + 2), 16)) as [number, number, number];
-    }
-    m = /^rgba?\(\s*([\d.]+)[\s,]+([\d.]+)[\s,]+([\d.]+)/i.exec(s);
-    if (m) {
-        return [Number(m[1]), Number(m[2]), Number(m[3])].map(x => Math.round(Math.min(255, x))) as [number, number, number];
-    }
-    return null;
-}
-
-/** The colour `f` of the way from `a` to `b` (f in [0, 1]) as `rgb(...)`. */
-export function mixColor(a: [number, number, number], b: [number, number, number], f: number): string {
-    const k = Math.min(1, Math.max(0, Number.isFinite(f) ? f : 0));
-    const c = a.map((x, i) => Math.round(x + (b[i] - x) * k));
-    return `rgb(${c[0]}, ${c[1]}, ${c[2]})`;
 }

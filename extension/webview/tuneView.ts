@@ -4,7 +4,8 @@
 // coordinates (small canvases), parameter importance (bars). dashboard.ts routes every /stream message
 // here and calls render() from its one requestAnimationFrame; only the studies that changed are redrawn.
 import uPlot from 'uplot';
-import { fmtNum, fmtSeconds } from './model';
+import { $, axisColors, cssVar, h, seriesColor } from './dom';
+import { fmtNum, fmtSeconds } from './format';
 import { formatSig } from '../src/tune/rounding';
 import {
     applyTune, bestOf, countStates, currentStudy, curves, emptyTune, fmtParam, fmtParams, history, importanceBars,
@@ -15,29 +16,6 @@ import {
 /** Rows the trials table shows (newest first); the rest are summed up in one line. */
 const TABLE_ROWS = 100;
 const PLOT_HEIGHT = 170;
-
-function el<K extends keyof HTMLElementTagNameMap>(tag: K, cls?: string, text?: string): HTMLElementTagNameMap[K] {
-    const e = document.createElement(tag);
-    if (cls) {
-        e.className = cls;
-    }
-    if (text !== undefined) {
-        e.textContent = text;
-    }
-    return e;
-}
-
-function byId(id: string): HTMLElement {
-    const e = document.getElementById(id);
-    if (!e) {
-        throw new Error(`the page has no #${id}`);
-    }
-    return e;
-}
-
-function cssVar(name: string, fallback: string): string {
-    return getComputedStyle(document.body).getPropertyValue(name).trim() || fallback;
-}
 
 /** A canvas sized to its box at the device pixel ratio; returns its context and CSS size. */
 function prepare(canvas: HTMLCanvasElement, height: number): { ctx: CanvasRenderingContext2D; w: number; h: number } | null {
@@ -79,7 +57,7 @@ export class TuneView {
     }
 
     start(): void {
-        byId('tune-study').addEventListener('change', ev => {
+        $('tune-study').addEventListener('change', ev => {
             this.chosen = (ev.target as HTMLSelectElement).value || null;
             this.dirty = true;
             this.schedule();
@@ -121,7 +99,7 @@ export class TuneView {
         const switched = study.name !== this.shown;
         if (switched || changed.has(study.name) || changed.size === 0) {
             if (switched) {
-                (byId('tune-study') as HTMLSelectElement).value = study.name;
+                ($('tune-study') as HTMLSelectElement).value = study.name;
                 this.plot?.destroy();
                 this.plot = null;
             }
@@ -131,9 +109,9 @@ export class TuneView {
     }
 
     private renderPicker(studies: Study[], current: Study | null): void {
-        const select = byId('tune-study') as HTMLSelectElement;
+        const select = $('tune-study') as HTMLSelectElement;
         select.replaceChildren(...studies.map(s => {
-            const o = el('option', undefined, s.name);
+            const o = h('option', undefined, s.name);
             o.value = s.name;
             return o;
         }));
@@ -144,14 +122,14 @@ export class TuneView {
     }
 
     private renderEmpty(): void {
-        byId('tune-body').hidden = true;
-        byId('tune-meta').textContent = '';
-        byId('tune-empty').hidden = false;
+        $('tune-body').hidden = true;
+        $('tune-meta').textContent = '';
+        $('tune-empty').hidden = false;
     }
 
     private renderStudy(s: Study): void {
-        byId('tune-empty').hidden = true;
-        byId('tune-body').hidden = false;
+        $('tune-empty').hidden = true;
+        $('tune-body').hidden = false;
         const n = countStates(s);
         const best = bestOf(s);
         const total = s.nTrials ? `${s.trials.size + s.forgotten} of ${s.nTrials} trials` : `${s.trials.size + s.forgotten} trials`;
@@ -168,14 +146,14 @@ export class TuneView {
             bits.push(`${s.parallel} in parallel`);
         }
         bits.push(s.done ? `finished in ${fmtSeconds(s.done.seconds)}` : 'running');
-        const meta = byId('tune-meta');
+        const meta = $('tune-meta');
         meta.textContent = bits.join(' · ');
         meta.dataset.state = studyState(s);
         meta.title = s.metricSource ? `${s.metric}: ${s.metricSource}` : '';
-        const bestEl = byId('tune-best');
+        const bestEl = $('tune-best');
         bestEl.replaceChildren();
         if (best) {
-            bestEl.append(el('strong', undefined, `Best: #${best.number} ${s.metric} ${formatSig(best.value)}`),
+            bestEl.append(h('strong', undefined, `Best: #${best.number} ${s.metric} ${formatSig(best.value)}`),
                 document.createTextNode(`  ${fmtParams(best.params)}`));
         }
         this.renderHistory(s);
@@ -187,7 +165,7 @@ export class TuneView {
 
     // -- optimisation history: value of each complete trial (points) and the best so far (steps) ------
     private renderHistory(s: Study): void {
-        const box = byId('tune-history');
+        const box = $('tune-history');
         const hist = history(s);
         this.historyPoints = hist.x.length;
         box.dataset.points = String(hist.x.length);
@@ -204,8 +182,7 @@ export class TuneView {
             this.plot.setData(data);
             return;
         }
-        const fg = cssVar('--dd-fg', '#cccccc');
-        const grid = cssVar('--dd-grid', 'rgba(128,128,128,0.2)');
+        const { fg, grid } = axisColors();
         const axis = { stroke: fg, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid, width: 1 } };
         this.plot = new uPlot({
             width: Math.max(200, plotEl.clientWidth || 360),
@@ -216,11 +193,11 @@ export class TuneView {
             series: [
                 { label: 'trial' },
                 {
-                    label: s.metric, stroke: cssVar('--dd-accent', '#3794ff'), fill: cssVar('--dd-accent', '#3794ff'),
+                    label: s.metric, stroke: seriesColor(0), fill: seriesColor(0),
                     paths: () => null, points: { show: true, size: 6 },
                 },
                 {
-                    label: 'best so far', stroke: cssVar('--dd-series2', '#f0a050'), width: 2,
+                    label: 'best so far', stroke: seriesColor(1), width: 2,
                     paths: uPlot.paths.stepped!({ align: 1 }), points: { show: false },
                 },
             ],
@@ -233,7 +210,7 @@ export class TuneView {
 
     // -- pruning curves: one line per trial, pruned ones dimmed ----------------------------------------
     private renderCurves(s: Study): void {
-        const box = byId('tune-curves');
+        const box = $('tune-curves');
         const canvas = box.querySelector('canvas')!;
         const c = curves(s);
         box.dataset.lines = String(c?.curves.length ?? 0);
@@ -246,10 +223,10 @@ export class TuneView {
         if (!p) {
             return;
         }
-        const { ctx, w, h } = p;
+        const { ctx, w, h: height } = p;
         const fg = cssVar('--dd-muted', '#9d9d9d');
         const colors: Record<Trial['state'], string> = {
-            complete: cssVar('--dd-accent', '#3794ff'), running: cssVar('--dd-series2', '#f0a050'),
+            complete: seriesColor(0), running: seriesColor(1),
             pruned: fg, fail: cssVar('--dd-error', '#f48771'), waiting: fg,
         };
         const left = 56;
@@ -257,16 +234,16 @@ export class TuneView {
         const [x0, x1] = c.x;
         const [y0, y1] = c.y;
         const sx = (x: number) => left + (x1 === x0 ? 0.5 : (x - x0) / (x1 - x0)) * (w - left - 6);
-        const sy = (y: number) => 4 + (1 - (y1 === y0 ? 0.5 : (y - y0) / (y1 - y0))) * (h - bottom - 8);
+        const sy = (y: number) => 4 + (1 - (y1 === y0 ? 0.5 : (y - y0) / (y1 - y0))) * (height - bottom - 8);
         ctx.font = '10px sans-serif';
         ctx.fillStyle = fg;
         ctx.fillText(fmtNum(y1), 2, 12);
-        ctx.fillText(fmtNum(y0), 2, h - bottom);
-        ctx.fillText(`step ${fmtNum(x0)}`, left, h - 3);
+        ctx.fillText(fmtNum(y0), 2, height - bottom);
+        ctx.fillText(`step ${fmtNum(x0)}`, left, height - 3);
         const last = `step ${fmtNum(x1)}`;
-        ctx.fillText(last, w - 6 - ctx.measureText(last).width, h - 3);
+        ctx.fillText(last, w - 6 - ctx.measureText(last).width, height - 3);
         ctx.strokeStyle = cssVar('--dd-grid', 'rgba(128,128,128,0.2)');
-        ctx.strokeRect(left, 4, w - left - 6, h - bottom - 8);
+        ctx.strokeRect(left, 4, w - left - 6, height - bottom - 8);
         // pruned first (underneath), then the others
         const order = [...c.curves].sort((a, b) => Number(b.state === 'pruned') - Number(a.state === 'pruned'));
         for (const cv of order) {
@@ -285,7 +262,7 @@ export class TuneView {
 
     // -- parallel coordinates: an axis per param and the value, a line per complete trial -------------
     private renderCoords(s: Study): void {
-        const box = byId('tune-coords');
+        const box = $('tune-coords');
         const canvas = box.querySelector('canvas')!;
         const pc = parallelCoords(s);
         box.dataset.lines = String(pc.lines.length);
@@ -299,16 +276,16 @@ export class TuneView {
         if (!p) {
             return;
         }
-        const { ctx, w, h } = p;
+        const { ctx, w, h: height } = p;
         const muted = cssVar('--dd-muted', '#9d9d9d');
-        const worse = parseColor(cssVar('--dd-series2', '#f0a050')) ?? [240, 160, 80];
-        const betterC = parseColor(cssVar('--dd-accent', '#3794ff')) ?? [55, 148, 255];
+        const worse = parseColor(seriesColor(1)) ?? [240, 160, 80];
+        const betterC = parseColor(seriesColor(0)) ?? [55, 148, 255];
         const top = 30;
         const bottom = 18;
         const pad = 36;
         const n = pc.axes.length;
         const ax = (i: number) => pad + (i / (n - 1)) * (w - 2 * pad);
-        const ay = (f: number) => top + (1 - f) * (h - top - bottom);
+        const ay = (f: number) => top + (1 - f) * (height - top - bottom);
         // worst first, so the best lines are on top
         for (const line of [...pc.lines].sort((a, b) => a.color - b.color)) {
             ctx.strokeStyle = mixColor(worse, betterC, line.color);
@@ -338,7 +315,7 @@ export class TuneView {
             ctx.strokeStyle = muted;
             ctx.beginPath();
             ctx.moveTo(x, top);
-            ctx.lineTo(x, h - bottom);
+            ctx.lineTo(x, height - bottom);
             ctx.stroke();
             ctx.fillStyle = cssVar('--dd-fg', '#cccccc');
             const name = a.kind === 'log' ? `${a.name} (log)` : a.name;
@@ -347,7 +324,7 @@ export class TuneView {
             ctx.fillStyle = muted;
             const lo = a.kind === 'categorical' ? a.categories[0] ?? '' : fmtParam(a.min);
             const hi = a.kind === 'categorical' ? a.categories.at(-1) ?? '' : fmtParam(a.max);
-            ctx.fillText(lo, x, h - 5);
+            ctx.fillText(lo, x, height - 5);
             if (hi !== lo) {
                 ctx.fillText(hi, x, top - 5);
             }
@@ -360,22 +337,22 @@ export class TuneView {
 
     // -- importance: horizontal bars ------------------------------------------------------------------
     private renderImportance(s: Study): void {
-        const body = byId('tune-importance').querySelector<HTMLElement>('.bars')!;
+        const body = $('tune-importance').querySelector<HTMLElement>('.bars')!;
         const bars = importanceBars(s);
         const note = importanceNote(s);
         if (note !== null) {
-            body.replaceChildren(el('p', 'empty', note));
+            body.replaceChildren(h('p', 'empty', note));
             return;
         }
         const max = Math.max(...bars.map(b => b.value), 1e-12);
         body.replaceChildren(...bars.map(b => {
-            const row = el('div', 'tune-bar');
+            const row = h('div', 'tune-bar');
             row.dataset.param = b.name;
-            const track = el('div', 'track');
-            const fill = el('div', 'fill');
+            const track = h('div', 'track');
+            const fill = h('div', 'fill');
             fill.style.width = `${Math.max(0, Math.min(100, (100 * b.value) / max))}%`;
             track.append(fill);
-            row.append(el('span', 'label', b.name), track, el('span', 'value', fmtNum(b.value)));
+            row.append(h('span', 'label', b.name), track, h('span', 'value', fmtNum(b.value)));
             return row;
         }));
     }
@@ -384,17 +361,17 @@ export class TuneView {
     private renderTable(s: Study): void {
         const trials = trialsOf(s).reverse();
         const names = [...new Set(trials.slice(0, TABLE_ROWS).flatMap(t => Object.keys(t.params)))].sort();
-        const table = el('table', 'tune-table');
-        const head = el('tr');
+        const table = h('table', 'tune-table');
+        const head = h('tr');
         for (const c of ['#', 'state', s.metric, ...names, 'duration', 'note']) {
-            head.append(el('th', undefined, c));
+            head.append(h('th', undefined, c));
         }
-        const thead = el('thead');
+        const thead = h('thead');
         thead.append(head);
-        const tbody = el('tbody');
+        const tbody = h('tbody');
         const best = bestOf(s)?.number;
         for (const t of trials.slice(0, TABLE_ROWS)) {
-            const tr = el('tr');
+            const tr = h('tr');
             tr.dataset.trial = String(t.number);
             tr.dataset.state = t.state;
             if (t.number === best) {
@@ -403,15 +380,15 @@ export class TuneView {
             const note = t.reason ?? t.waitingReason ?? (t.worker !== null && t.state === 'running' ? `worker ${t.worker}` : '');
             const value = t.value !== null ? formatSig(t.value)
                 : t.intermediate.length ? `(${formatSig(t.intermediate[t.intermediate.length - 1][1])})` : '—';
-            tr.append(el('td', 'num', String(t.number)), el('td', `state state-${t.state}`, t.state), el('td', 'num', value),
-                ...names.map(n => el('td', 'num', fmtParam(t.params[n]))),
-                el('td', 'num', t.durationS === null ? '—' : fmtSeconds(t.durationS)), el('td', 'note', note));
+            tr.append(h('td', 'num', String(t.number)), h('td', `state state-${t.state}`, t.state), h('td', 'num', value),
+                ...names.map(n => h('td', 'num', fmtParam(t.params[n]))),
+                h('td', 'num', t.durationS === null ? '—' : fmtSeconds(t.durationS)), h('td', 'note', note));
             tbody.append(tr);
         }
         table.append(thead, tbody);
-        const wrap = byId('tune-trials');
-        const more = trials.length > TABLE_ROWS ? [el('p', 'meta', `${trials.length - TABLE_ROWS} older trials not shown`)] : [];
-        const forgot = s.forgotten ? [el('p', 'meta', `${s.forgotten} older finished trials forgotten (memory cap)`)] : [];
+        const wrap = $('tune-trials');
+        const more = trials.length > TABLE_ROWS ? [h('p', 'meta', `${trials.length - TABLE_ROWS} older trials not shown`)] : [];
+        const forgot = s.forgotten ? [h('p', 'meta', `${s.forgotten} older finished trials forgotten (memory cap)`)] : [];
         wrap.replaceChildren(table, ...more, ...forgot);
     }
 

@@ -40,7 +40,7 @@ samples) long, with no permessage-deflate compression. Every message is a JSON o
 ``SAMPLE`` is the dict given to :meth:`Reporter.record` plus ``t`` (float, ``time.time()`` when
 recorded), ``run`` and ``rank`` where the caller did not set them. The reporter checks no other
 key; these are the ones the engine's ``Run`` sends (``deepdive.engine.run``, ``Run._sample``, and
-``deepdive.engine.compression`` for the ``comm_*`` figures), each optional; units are in the names:
+``deepdive.engine.commstats`` for the ``comm_*`` figures), each optional; units are in the names:
 
 ===========================  ==================================================================
 key                          meaning
@@ -102,6 +102,15 @@ line, with the same value rules as above::
     {"type": "dropped", "t": ..., "run": ..., "rank": ..., "samples": n, "events": m}
 
 A ``dropped`` line reports the samples and events dropped before the lines that follow it.
+
+The modules
+-----------
+This module holds :class:`Reporter`'s construction and the training thread's side (``record``,
+``event``, ``close``) and re-exports the names callers import from it.
+:mod:`~deepdive.engine.reporter_config` holds the environment variables and the hub URL check,
+:mod:`~deepdive.engine.reporter_encoding` the JSON, :mod:`~deepdive.engine.reporter_thread` the
+background thread (the drain and the JSONL file) and :mod:`~deepdive.engine.reporter_hub` the hub
+sink; :class:`Reporter` inherits the last two, which work on the state its constructor sets.
 """
 
 from __future__ import annotations
@@ -109,134 +118,33 @@ from __future__ import annotations
 import asyncio
 import atexit
 import collections
-import inspect
 import json
 import logging
-import math
 import os
-import random
 import threading
 import time
 from typing import Any, Optional
 from urllib.parse import parse_qs, urlsplit
 
-from deepdive.netutil import is_loopback
+from deepdive.engine.reporter_config import ALLOW_REMOTE_ENV, HUB_ENV, METRICS_OUT_ENV, hub_url_problem, redact
+from deepdive.engine.reporter_encoding import encode
+from deepdive.engine.reporter_hub import CLOSE_TIMEOUT, HEAD_ROOM, SCHEMA_VERSION, HubSender
+from deepdive.engine.reporter_thread import ReporterThread
 
-log = logging.getLogger("deepdive.engine.reporter")
+__all__ = ["ALLOW_REMOTE_ENV", "CLOSE_TIMEOUT", "EVENT_QUEUE_SIZE", "HUB_ENV", "INTERVAL", "MAX_MESSAGE_BYTES",
+           "MAX_MESSAGE_SAMPLES", "METRICS_OUT_ENV", "QUEUE_SIZE", "SCHEMA_VERSION", "Reporter", "encode",
+           "hub_url_problem"]
 
-HUB_ENV = "DEEPDIVE_HUB"
-ALLOW_REMOTE_ENV = "DEEPDIVE_HUB_ALLOW_REMOTE"
-METRICS_OUT_ENV = "DEEPDIVE_METRICS_OUT"
+log = logging.getLogger("deepdive.engine.reporter")  # one logger for the whole reporter: the name users filter on
 
-SCHEMA_VERSION = 1
 MAX_MESSAGE_BYTES = 256 * 1024
 MAX_MESSAGE_SAMPLES = 4096
 QUEUE_SIZE = 10_000
 EVENT_QUEUE_SIZE = 1_000
 INTERVAL = 0.2
-BACKOFF_MIN = 0.1
-BACKOFF_MAX = 2.0
-OPEN_TIMEOUT = 5.0
-CLOSE_TIMEOUT = 1.0
-MAX_SEND_FAILURES = 3  # a message whose send fails this many times in a row is dropped and counted
-
-_SEPARATORS = (",", ":")
-# Bytes of a hub message that are not samples or events: its head (run_id is at most 512 bytes of
-# JSON, the numbers a few dozen) and brackets.
-_HEAD_ROOM = 1024
 
 
-def hub_url_problem(url: str, allow_remote: bool = False) -> Optional[str]:
-    """Why ``url`` cannot be used as the hub's ingest URL, or None when it can.
-
-    Args:
-        url (str): the candidate, e.g. ``ws://127.0.0.1:8765/ingest?token=abc``.
-        allow_remote (bool): accept hosts other than loopback.
-
-    Returns:
-        Optional[str]: one sentence naming the problem and its fix (the token is never shown).
-    """
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        return f"{HUB_ENV} is not a URL ({exc}): expected ws://127.0.0.1:PORT/ingest?token=TOKEN"
-    if parts.scheme not in ("ws", "wss"):
-        return (f"{HUB_ENV} must be a ws:// or wss:// URL such as ws://127.0.0.1:PORT/ingest?token=TOKEN, "
-                f"not {parts.scheme or 'a URL without scheme'}")
-    host = parts.hostname
-    if not host or port is None:
-        return f"{HUB_ENV} needs a host and a port, e.g. ws://127.0.0.1:PORT/ingest?token=TOKEN"
-    if not parse_qs(parts.query).get("token"):
-        return (f"{HUB_ENV} ({_redact(url)}) has no token=... query parameter: use the URL the Deepdive "
-                "daemon gives its jobs, which carries the hub's token")
-    if not allow_remote and not is_loopback(host):
-        return (f"telemetry hub {_redact(url)} is not on this machine and its token would cross the network "
-                f"in clear: not sending telemetry there; use an SSH tunnel to 127.0.0.1, or set "
-                f"{ALLOW_REMOTE_ENV}=1 to send anyway")
-    return None
-
-
-def _redact(url: str) -> str:
-    """``url`` without its query string (which carries the token)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable URL>"
-    shown = f"{parts.scheme}://{parts.netloc}{parts.path}"
-    return shown + ("?…" if parts.query else "")
-
-
-def _plain(value: Any) -> Any:
-    """JSON fallback for objects json does not know: tensors, NumPy values, anything else."""
-    item = getattr(value, "item", None)
-    if callable(item):
-        try:
-            return item()
-        except (ValueError, RuntimeError, TypeError):
-            pass  # more than one element: fall through to tolist
-    tolist = getattr(value, "tolist", None)
-    if callable(tolist):
-        return tolist()
-    return str(value)
-
-
-def _finite(value: Any) -> Any:
-    """``value`` with non-finite floats replaced by ``"NaN"``, ``"Infinity"``, ``"-Infinity"``."""
-    if isinstance(value, float):
-        if math.isfinite(value):
-            return value
-        return "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
-    if isinstance(value, (str, int)) or value is None:
-        return value
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(item) for item in value]
-    return _finite(_plain(value))
-
-
-def encode(obj: dict) -> str:
-    """Compact, strict JSON of a sample or event (non-finite floats as strings).
-
-    Raises:
-        TypeError, ValueError, RecursionError: when ``obj`` cannot be made JSON (e.g. a key that is
-            not a string, number or bool, or a reference cycle).
-    """
-    try:
-        return _ENCODER.encode(obj)
-    except ValueError:  # a non-finite float somewhere (or a cycle, which _finite turns into RecursionError)
-        return _ENCODER.encode(_finite(obj))
-
-
-# One encoder for all calls: json.dumps with options builds a new one each time.
-_ENCODER = json.JSONEncoder(default=_plain, allow_nan=False, separators=_SEPARATORS)
-
-
-_CONNECT_HAS_PROXY: Optional[bool] = None
-
-
-class Reporter:
+class Reporter(ReporterThread, HubSender):
     """The telemetry reporter of one training process (one per rank).
 
     Build it with :meth:`from_env`; the constructor is for explicit configuration (tests, tools).
@@ -308,7 +216,7 @@ class Reporter:
 
         self.run_id = run_id
         self.rank = rank
-        self.hub = _redact(hub_url) if hub_url else None
+        self.hub = redact(hub_url) if hub_url else None
         self.metrics_out = os.fspath(metrics_out) if metrics_out else None
         self.interval = float(interval)
         self.messages_sent = 0
@@ -317,7 +225,7 @@ class Reporter:
         self._token = (parse_qs(urlsplit(hub_url).query).get("token") or [""])[0] if hub_url else ""
         self._max_bytes = int(max_message_bytes)
         self._max_samples = int(max_message_samples)
-        self._item_limit = self._max_bytes - _HEAD_ROOM - 1  # a larger sample could never be sent
+        self._item_limit = self._max_bytes - HEAD_ROOM - 1  # a larger sample could never be sent
 
         # Shared with the training thread, under _lock.
         self._lock = threading.Lock()
@@ -491,323 +399,4 @@ class Reporter:
         try:
             self._loop.call_soon_threadsafe(callback)
         except RuntimeError:  # the loop already finished
-            pass
-
-    # ------------------------------------------------------------------------------------------
-    # the background thread
-    # ------------------------------------------------------------------------------------------
-
-    def _thread_main(self) -> None:
-        loop = self._loop
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_until_complete(self._main_task)
-        except asyncio.CancelledError:
-            pass
-        except Exception:  # a bug here must not take training down, and must not pass unseen
-            log.exception("telemetry reporter stopped: no more telemetry from this process")
-            self.enabled = False
-        finally:
-            try:
-                pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
-                for task in pending:
-                    task.cancel()
-                if pending:
-                    loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-                loop.run_until_complete(loop.shutdown_asyncgens())
-            finally:
-                loop.close()
-
-    async def _main(self) -> None:
-        tasks = [asyncio.ensure_future(self._drain_loop())]
-        if self._hub_url:
-            tasks.append(asyncio.ensure_future(self._hub_loop()))
-        try:
-            await asyncio.gather(*tasks)
-        finally:
-            for task in tasks:
-                task.cancel()
-            self._drain_once()
-            self._close_file()
-            if self._hub_url:
-                unsent_samples = len(self._hub_samples) + (self._pending[1] if self._pending else 0)
-                unsent_events = len(self._hub_events) + (self._pending[2] if self._pending else 0)
-                self._sink_dropped += unsent_samples
-                self._sink_dropped_events += unsent_events
-                self._hub_samples.clear()
-                self._hub_events.clear()
-                self._pending = None
-                if unsent_samples or unsent_events:
-                    log.warning("telemetry hub %s: %d samples and %d events unsent at close",
-                                self.hub, unsent_samples, unsent_events)
-
-    async def _drain_loop(self) -> None:
-        while not self._stop_requested:
-            try:
-                await asyncio.wait_for(self._stop_event.wait(), self.interval)
-            except asyncio.TimeoutError:
-                pass
-            self._drain_once()
-        self._drain_once()
-        self._final_drained = True
-        self._hub_ready.set()
-
-    def _warn_once(self, key: str, message: str, *args: Any) -> None:
-        if key not in self._warned:
-            self._warned.add(key)
-            log.warning(message, *args)
-
-    def _encode_one(self, entry: Any, what: str) -> Optional[str]:
-        """``entry`` (an event dict or a sample's ``(t, dict)``) as JSON, or None (with a one-time
-        warning) when it cannot be sent."""
-        if isinstance(entry, tuple):
-            t, sample = entry
-            entry = {"t": t, "run": self.run_id, "rank": self.rank}
-            entry.update(sample)
-        if "type" in entry:
-            entry = {key: value for key, value in entry.items() if key != "type"}
-            self._warn_once(f"type-{what}", "telemetry: the key 'type' is reserved; removed it from %ss", what)
-        try:
-            text = encode(entry)
-        except (TypeError, ValueError, RecursionError) as exc:
-            self._warn_once(f"bad-{what}", "telemetry: dropped a %s that cannot be made JSON (%s): record "
-                            "numbers, strings, lists and dicts with string keys", what, exc)
-            return None
-        if self._hub_url and len(text) > self._item_limit:
-            self._warn_once(f"big-{what}", "telemetry: dropped a %s of %d bytes, over the hub's %d-byte "
-                            "message limit: record scalars, not large arrays", what, len(text), self._max_bytes)
-            return None
-        return text
-
-    def _encode_all(self, entries: collections.deque, what: str) -> tuple[list[str], int]:
-        out = []
-        for entry in entries:
-            text = self._encode_one(entry, what)
-            if text is not None:
-                out.append(text)
-        return out, len(entries) - len(out)
-
-    def _drain_once(self) -> None:
-        """Move everything queued to the sinks: write the JSONL lines, fill the hub's buffers.
-
-        With a JSONL file, entries are encoded here once for both sinks. With the hub alone they go
-        to its buffers as they are and are encoded when a message is built, so a hub that lags costs no
-        encoding of the samples that its full buffer then drops.
-        """
-        fresh_samples = collections.deque(maxlen=self._queue_size)
-        fresh_events = collections.deque(maxlen=self._event_queue_size)
-        with self._lock:
-            samples, self._samples = self._samples, fresh_samples
-            events, self._events = self._events, fresh_events
-            queue_dropped, queue_dropped_events = self._queue_dropped, self._queue_dropped_events
-        new_dropped = queue_dropped - self._seen_dropped
-        new_dropped_events = queue_dropped_events - self._seen_dropped_events
-        self._seen_dropped, self._seen_dropped_events = queue_dropped, queue_dropped_events
-        if not (samples or events or new_dropped or new_dropped_events):
-            return
-
-        if self._fd is not None:
-            samples, bad_samples = self._encode_all(samples, "sample")
-            events, bad_events = self._encode_all(events, "event")
-            self._sink_dropped += bad_samples
-            self._sink_dropped_events += bad_events
-            new_dropped += bad_samples
-            new_dropped_events += bad_events
-            lines = []
-            if new_dropped or new_dropped_events:
-                lines.append(encode({"type": "dropped", "t": time.time(), "run": self.run_id, "rank": self.rank,
-                                     "samples": new_dropped, "events": new_dropped_events}))
-            lines.extend('{"type":"event",' + text[1:] for text in events)
-            lines.extend('{"type":"sample",' + text[1:] for text in samples)
-            self._write_lines(lines)
-
-        if self._hub_url:
-            overflow = max(0, len(self._hub_samples) + len(samples) - self._queue_size)
-            overflow_events = max(0, len(self._hub_events) + len(events) - self._event_queue_size)
-            self._hub_samples.extend(samples)  # bounded deques: the oldest fall out
-            self._hub_events.extend(events)
-            self._sink_dropped += overflow
-            self._sink_dropped_events += overflow_events
-            self._hub_dropped += new_dropped + overflow
-            self._hub_dropped_events += new_dropped_events + overflow_events
-            self._hub_ready.set()
-
-    def _write_lines(self, lines: list[str]) -> None:
-        data = ("\n".join(lines) + "\n").encode("utf-8")
-        try:
-            view = memoryview(data)
-            while view:  # one write of whole lines; the loop only matters after a partial write
-                written = os.write(self._fd, view)
-                view = view[written:]
-        except OSError as exc:
-            log.warning("telemetry: writing %s failed (%s); no more lines go to this file: free space or "
-                        "choose another --metrics-out", self.metrics_out, exc)
-            self._close_file()
-
-    def _close_file(self) -> None:
-        if self._fd is not None:
-            fd, self._fd = self._fd, None
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-
-    # -- hub ------------------------------------------------------------------------------------
-
-    def _hub_has_work(self) -> bool:
-        return bool(self._pending or self._hub_samples or self._hub_events
-                    or self._hub_dropped or self._hub_dropped_events)
-
-    def _take(self, buffer: collections.deque, what: str, budget: int, most: int) -> tuple[list[str], int, int]:
-        """Pop encoded entries from ``buffer`` while they fit ``budget`` bytes and ``most`` entries.
-
-        Returns:
-            tuple[list[str], int, int]: the texts, the budget left, and entries dropped as unsendable.
-        """
-        out: list[str] = []
-        bad = 0
-        while buffer and len(out) < most:
-            item = buffer[0]
-            if not isinstance(item, str):
-                text = self._encode_one(item, what)
-                if text is None:
-                    buffer.popleft()
-                    bad += 1
-                    continue
-                buffer[0] = item = text
-            if len(item) + 1 > budget:
-                break
-            out.append(buffer.popleft())
-            budget -= len(item) + 1
-        return out, budget, bad
-
-    def _build_message(self) -> Optional[tuple[str, int, int]]:
-        """The next hub message from the buffers (oldest first), or None when there is nothing to say."""
-        if not self._hub_has_work():
-            return None
-        budget = self._max_bytes - _HEAD_ROOM
-        events, budget, bad_events = self._take(self._hub_events, "event", budget, self._event_queue_size)
-        samples, budget, bad_samples = self._take(self._hub_samples, "sample", budget, self._max_samples)
-        self._sink_dropped += bad_samples
-        self._sink_dropped_events += bad_events
-        dropped, self._hub_dropped = self._hub_dropped + bad_samples, 0
-        dropped_events, self._hub_dropped_events = self._hub_dropped_events + bad_events, 0
-        if not (events or samples or dropped or dropped_events):
-            return None
-        text = (f'{{"type":"samples","v":{SCHEMA_VERSION},"run":{json.dumps(self.run_id)},"rank":{self.rank},'
-                f'"seq":{self._seq},"dropped":{dropped},"dropped_events":{dropped_events},'
-                f'"events":[{",".join(events)}],"samples":[{",".join(samples)}]}}')
-        self._seq += 1
-        return text, len(samples), len(events)
-
-    def _connect(self):
-        global _CONNECT_HAS_PROXY
-        from websockets.asyncio.client import connect
-
-        if _CONNECT_HAS_PROXY is None:
-            _CONNECT_HAS_PROXY = "proxy" in inspect.signature(connect.__init__).parameters
-        options: dict[str, Any] = dict(compression=None, open_timeout=OPEN_TIMEOUT, close_timeout=CLOSE_TIMEOUT,
-                                       max_size=64 * 1024, max_queue=4)
-        if _CONNECT_HAS_PROXY:
-            options["proxy"] = None  # loopback: never through an HTTP proxy from the environment
-        return connect(self._hub_url, **options)
-
-    def _describe(self, exc: BaseException) -> str:
-        text = f"{type(exc).__name__}: {exc}"
-        return text.replace(self._token, "…") if self._token else text
-
-    async def _hub_loop(self) -> None:
-        from websockets.exceptions import WebSocketException
-
-        delay = BACKOFF_MIN
-        while True:
-            if self._final_drained and not self._hub_has_work():
-                return
-            sent_before = self.messages_sent
-            try:
-                ws = await self._connect()
-                self.connects += 1
-                reader = asyncio.ensure_future(self._hub_read(ws))
-                try:
-                    await self._hub_send_all(ws)
-                    # Everything sent: a polite close, but bounded (a hub that stopped reading
-                    # would keep websockets' close waiting for the socket to drain forever).
-                    try:
-                        await asyncio.wait_for(ws.close(), CLOSE_TIMEOUT)
-                    except asyncio.TimeoutError:
-                        ws.transport.abort()
-                except BaseException:
-                    ws.transport.abort()  # cancelled by close() or failed: never wait on the socket
-                    raise
-                finally:
-                    reader.cancel()
-                return
-            except (OSError, asyncio.TimeoutError, WebSocketException) as exc:
-                if self.messages_sent > sent_before:  # the connection worked for a while
-                    delay = BACKOFF_MIN
-                if not self._hub_down:  # once per outage
-                    self._hub_down = True
-                    log.warning("%s", self._outage_message(exc))
-            if self._stop_requested:
-                return  # a failed attempt after close(): what is left is counted as dropped
-            try:
-                await asyncio.wait_for(self._stop_event.wait(), delay * random.uniform(0.8, 1.2))
-            except asyncio.TimeoutError:
-                pass
-            delay = min(delay * 2, BACKOFF_MAX)
-
-    def _outage_message(self, exc: BaseException) -> str:
-        status = getattr(getattr(exc, "response", None), "status_code", None)
-        if status in (401, 403):
-            return (f"telemetry hub {self.hub} refused this process's token (HTTP {status}): DEEPDIVE_HUB must be "
-                    "the URL the running Deepdive daemon gave, and its token changes at each daemon start; "
-                    "retrying with backoff")
-        return (f"telemetry hub {self.hub} unreachable ({self._describe(exc)}); retrying with backoff while the "
-                f"newest {self._queue_size} samples wait and older ones are dropped and counted")
-
-    async def _hub_send_all(self, ws) -> None:
-        while True:
-            if self._pending is None:
-                self._pending = self._build_message()
-            if self._pending is None:
-                if self._final_drained:
-                    return
-                self._hub_ready.clear()
-                await self._hub_ready.wait()
-                continue
-            try:
-                await ws.send(self._pending[0])
-            except Exception as exc:
-                self._pending_failures += 1
-                if self._pending_failures >= MAX_SEND_FAILURES:
-                    # The hub keeps closing the connection on this very message (too big for
-                    # it, or malformed in its eyes): give up on it rather than on everything.
-                    _, samples, events = self._pending
-                    self._pending, self._pending_failures = None, 0
-                    self._sink_dropped += samples
-                    self._sink_dropped_events += events
-                    self._hub_dropped += samples
-                    self._hub_dropped_events += events
-                    self._warn_once("send-failures", "telemetry hub %s: dropped a message of %d samples that failed "
-                                    "to send %d times in a row (%s); later ones are dropped alike, counted",
-                                    self.hub, samples, MAX_SEND_FAILURES, self._describe(exc))
-                raise
-            self._pending, self._pending_failures = None, 0
-            self.messages_sent += 1
-            if self._hub_down:
-                self._hub_down = False
-                log.warning("telemetry hub %s: reconnected", self.hub)
-
-    async def _hub_read(self, ws) -> None:
-        from websockets.exceptions import ConnectionClosed
-
-        try:
-            async for raw in ws:
-                try:
-                    message = json.loads(raw)
-                except ValueError:
-                    continue
-                if isinstance(message, dict) and message.get("type") == "error":
-                    log.warning("telemetry hub %s: %s", self.hub, message.get("message"))
-        except ConnectionClosed:
             pass
