@@ -40,13 +40,7 @@ Endpoints (all on one port; every request needs the hub's token, given as the qu
   ``subscriber_queue`` entries and ``subscriber_queue_bytes`` bytes of live messages. websockets'
   keepalive (a ping every 20 s, 20 s for its pong) closes a subscriber that stays unresponsive.
   A subscriber may also ask for stored history on the same connection (when the hub was given a
-  ``history`` function): it sends ``{"type": "query", "id": int, "what": "runs"}`` for the past
-  runs with their outcome, or ``{"type": "query", "id": int, "what": "run", "run": str,
-  "fields": [str, ...]}`` for one run's stored samples (rank 0, at most ``max_points`` rows), and
-  gets ``{"type": "reply", "id": int, "ok": true, ...}`` (``runs`` or ``run`` and ``rows``) or
-  ``{"type": "reply", "id": int, "ok": false, "error": str}`` (also for anything that is not a
-  query: not JSON, nested too deep, another type). Queries of one connection are answered in order,
-  one at a time; replies are never dropped.
+  ``history`` function): see :mod:`deepdive.telemetry.queries`.
 * ``GET /`` and ``GET /dashboard/...`` (HTTP): the dashboard bundle from ``static_dir``
   (``/`` is its ``index.html``); 404 with a one-line reason when there is no bundle.
 * ``GET /metrics`` (HTTP, only with ``prometheus=True``): Prometheus text exposition of the latest
@@ -56,44 +50,49 @@ Endpoints (all on one port; every request needs the hub's token, given as the qu
 The websocket messages are declared in :mod:`deepdive.protocol.hub` (``IngestBatch``, ``HubError``,
 ``StreamSnapshot``, ``StreamSamples``, ``MachineMessage``, ``VerdictMessage``, ``HubQuery``,
 ``HubReply``), and the dashboard's TypeScript types are generated from there.
+
+The modules
+-----------
+This module holds :class:`Hub`: the state its endpoints share (each producer's last ``seq``, the
+snapshot history, the subscribers, the counters) and the routing between them, which is why it runs
+past 500 lines (its constructor's options and counters are documented here, in one place). What needs
+none of that state lives beside it: :mod:`~deepdive.telemetry.ingest` (reading and checking an
+``/ingest`` message), :mod:`~deepdive.telemetry.subscribers` (a subscriber's queue, fan-out and
+sender), :mod:`~deepdive.telemetry.queries` (history queries), :mod:`~deepdive.telemetry.web` (token,
+responses, the dashboard bundle), :mod:`~deepdive.telemetry.prometheus` (``/metrics``),
+:mod:`~deepdive.telemetry.history` and :mod:`~deepdive.telemetry.outgoing`. This module re-exports the
+names callers import from it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
-import email.utils
-import hmac
 import http
-import json
 import logging
-import math
-import mimetypes
-import re
 import secrets
 import time
-from json.decoder import scanstring as _scanstring
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Optional
 from urllib.parse import parse_qs, quote, urlsplit
 
-import attrs
 from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from deepdive.netutil import is_loopback
-from deepdive.protocol import (
-    HUB_SCHEMA_VERSION, HubError, HubQuery, HubReply, IngestBatch, InvalidPayload, StreamSamples, StreamSnapshot,
-    from_wire, to_wire,
-)
+from deepdive.protocol import HubError, HubReply, StreamSamples, StreamSnapshot, to_wire
 from deepdive.protocol.hub import message_type
+from deepdive.telemetry import prometheus, queries, web
 from deepdive.telemetry.history import History
-from deepdive.telemetry.limits import MAX_DEPTH, MAX_STRING_CHARS, TOO_DEEP, TooDeep, bound, check_depth
+from deepdive.telemetry.ingest import MAX_RUN_ID_CHARS, Batch, SpanParser, read_batch
+from deepdive.telemetry.limits import MAX_DEPTH, MAX_STRING_CHARS
 from deepdive.telemetry.outgoing import Outgoing
 from deepdive.telemetry.outgoing import encode as _encode
-from deepdive.telemetry.outgoing import encode_lenient as _encode_lenient
+from deepdive.telemetry.subscribers import Subscriber, fan_out, snapshot, split_filter
+from deepdive.telemetry.web import COOKIE
+
+__all__ = ["COOKIE", "HISTORY_BYTES", "HISTORY_ENTRIES", "HISTORY_RUN_BYTES", "HISTORY_SECONDS", "MAX_MESSAGE_BYTES",
+           "MAX_RUN_ID_CHARS", "SEQ_MEMORY_SECONDS", "SUBSCRIBER_QUEUE", "SUBSCRIBER_QUEUE_BYTES", "Hub"]
 
 log = logging.getLogger("deepdive.telemetry.hub")
 
@@ -105,52 +104,10 @@ MIB = 1 << 20
 HISTORY_RUN_BYTES = 16 * MIB  # the snapshot's bytes per run (and per published type)
 HISTORY_BYTES = 64 * MIB  # the snapshot's bytes in all
 SUBSCRIBER_QUEUE_BYTES = 32 * MIB  # live messages queued per subscriber (its snapshot is bounded by HISTORY_BYTES)
-MAX_RUN_ID_CHARS = 512
 SEQ_MEMORY_SECONDS = 600.0  # a producer silent this long is forgotten (its next seq starts afresh)
-COOKIE = "deepdive_hub_token"
 # The types the hub itself sends (deepdive.protocol.hub): publish() may not send them.
 _RESERVED = frozenset(message_type(cls) for cls in (StreamSamples, StreamSnapshot, HubReply, HubError))
-_INGEST, _SAMPLES, _SNAPSHOT = message_type(IngestBatch), message_type(StreamSamples), message_type(StreamSnapshot)
-_QUERY = message_type(HubQuery)
-
-_WHITESPACE = re.compile(r"[ \t\n\r]*")
-_METRIC_NAME = re.compile(r"[^a-zA-Z0-9_]")
-
-
-class _Subscriber:
-    """One /stream connection: its filters, its bounded queue and its counters."""
-
-    __slots__ = ("id", "ws", "runs", "kinds", "queue", "queued", "queued_bytes", "dropped", "unsent_dropped", "wake",
-                 "task", "sent")
-
-    def __init__(self, ident: int, ws: ServerConnection, runs: Optional[frozenset], kinds: Optional[frozenset]):
-        self.id = ident
-        self.ws = ws
-        self.runs = runs
-        self.kinds = kinds
-        self.queue: collections.deque = collections.deque()
-        self.queued = 0  # entries in the queue
-        self.queued_bytes = 0  # their Outgoing.nbytes
-        self.dropped = 0  # entries dropped so far
-        self.unsent_dropped = 0  # dropped since the last message sent
-        self.sent = 0
-        self.wake = asyncio.Event()
-        self.task: Optional[asyncio.Task] = None
-
-    def wants(self, out: Outgoing) -> Optional[tuple[bool, bool]]:
-        """Which parts of ``out`` this subscriber takes (samples, events), or None for nothing."""
-        if self.runs is not None and out.run is not None and out.run not in self.runs:
-            return None
-        if out.kind == "samples":
-            if self.kinds is None:
-                return True, True
-            samples, events = "samples" in self.kinds, "events" in self.kinds
-            if not (samples and out.samples) and not (events and out.events):
-                return None
-            return samples, events
-        if self.kinds is None or "machine" in self.kinds or out.kind in self.kinds:
-            return True, True
-        return None
+_SAMPLES = message_type(StreamSamples)
 
 
 class Hub:
@@ -258,10 +215,9 @@ class Hub:
 
         self._server: Optional[Server] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._saw_constant = False
-        self._decoder = json.JSONDecoder(parse_constant=self._constant)
+        self._parser = SpanParser()
         self._token_bytes = self.token.encode()
-        self._subscribers: dict[int, _Subscriber] = {}
+        self._subscribers: dict[int, Subscriber] = {}
         self._next_id = 0
         self._last_seq: dict[tuple[str, int], tuple[int, float]] = {}  # (run, rank) -> (seq, when)
         self._history = History(self.history_seconds, self.history_entries, int(history_run_bytes), int(history_bytes))
@@ -425,29 +381,12 @@ class Hub:
     # HTTP side: authentication, static files, metrics
     # ------------------------------------------------------------------------------------------
 
-    def _authorized(self, request: Request, query: dict[str, list[str]]) -> Optional[bool]:
-        """True for the right token, False for a wrong one, None when none was given."""
-        candidates: list[str] = list(query.get("token", []))
-        auth = request.headers.get("Authorization", "")
-        if auth[:7].lower() == "bearer ":
-            candidates.append(auth[7:].strip())
-        for part in request.headers.get("Cookie", "").split(";"):
-            name, _, value = part.strip().partition("=")
-            if name == COOKIE and value:
-                candidates.append(value)
-        if not candidates:
-            return None
-        ok = False
-        for candidate in candidates:
-            ok |= hmac.compare_digest(candidate.encode(), self._token_bytes)
-        return ok
-
     async def _process_request(self, connection: ServerConnection, request: Request) -> Optional[Response]:
         parts = urlsplit(request.path)
         path = parts.path
         query = parse_qs(parts.query)
         is_websocket = request.headers.get("Upgrade", "").lower() == "websocket"
-        authorized = self._authorized(request, query)
+        authorized = web.authorized(request, query, self._token_bytes)
         if not authorized:
             self._stats["refused_connections"] += 1
             if authorized is None:
@@ -470,85 +409,17 @@ class Hub:
             if not self.prometheus:
                 return connection.respond(http.HTTPStatus.NOT_FOUND,
                                           "the Prometheus endpoint is off: start the hub with prometheus=True\n")
-            return self._response(200, self.metrics_text().encode(), "text/plain; version=0.0.4; charset=utf-8")
+            return web.response(200, self.metrics_text().encode(), "text/plain; version=0.0.4; charset=utf-8")
         if path == "/" or path == "/dashboard" or path.startswith("/dashboard/"):
-            return await self._static(connection, path, query)
+            return await web.static(connection, self.static_dir, self.token, path, query)
         return connection.respond(http.HTTPStatus.NOT_FOUND,
                                   f"nothing at {path}: the dashboard is at /, the data at /stream\n")
 
-    def _response(self, status: int, body: bytes, content_type: str, extra: Iterable[tuple[str, str]] = ()) -> Response:
-        headers = Headers([
-            ("Date", email.utils.formatdate(usegmt=True)),
-            ("Connection", "close"),
-            ("Content-Length", str(len(body))),
-            ("Content-Type", content_type),
-            ("Cache-Control", "no-store"),
-            ("X-Content-Type-Options", "nosniff"),
-            ("Referrer-Policy", "no-referrer"),  # the page's URL carries the token
-        ])
-        for name, value in extra:
-            headers[name] = value
-        status_enum = http.HTTPStatus(status)
-        return Response(status_enum.value, status_enum.phrase, headers, body)
-
-    async def _static(self, connection: ServerConnection, path: str, query: dict) -> Response:
-        if self.static_dir is None or not (self.static_dir / "index.html").is_file():
-            where = f" ({self.static_dir} has no index.html)" if self.static_dir is not None else ""
-            return connection.respond(http.HTTPStatus.NOT_FOUND,
-                                      f"the dashboard bundle is not built{where}: run `npm run build` in the "
-                                      "extension's folder, or use the editor's Deepdive sidebar\n")
-        relative = path[len("/dashboard"):] if path.startswith("/dashboard") else path
-        relative = relative.lstrip("/") or "index.html"
-        target = (self.static_dir / relative).resolve()
-        if not target.is_relative_to(self.static_dir) or not target.is_file():
-            return connection.respond(http.HTTPStatus.NOT_FOUND, f"no file {path} in the dashboard bundle\n")
-        body = await asyncio.to_thread(target.read_bytes)
-        content_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
-        if content_type.startswith("text/") or content_type in ("application/javascript", "application/json"):
-            content_type += "; charset=utf-8"
-        extra = []
-        if query.get("token"):  # the page: later requests (scripts, styles) carry the token as a cookie
-            extra.append(("Set-Cookie", f"{COOKIE}={self.token}; Path=/; HttpOnly; SameSite=Strict"))
-        return self._response(200, body, content_type, extra)
-
     def metrics_text(self) -> str:
-        """The Prometheus text exposition served at ``/metrics``.
-
-        Returns:
-            str: ``deepdive_run_<field>{run="...",rank="..."}`` for the latest numeric value of each
-            sample field of each run and rank, then the hub's counters (``deepdive_hub_<stat>_total``,
-            ``deepdive_hub_history_evicted_{messages,entries,bytes}_total``,
-            ``deepdive_hub_subscriber_dropped_total{subscriber=...}``), ``deepdive_hub_history_bytes`` and
-            ``deepdive_hub_connections{path="ingest"|"stream"}``.
-        """
-        lines: list[str] = []
-        by_field: dict[str, list[str]] = {}
-        for (run, rank), fields in self._latest.items():
-            labels = f'run="{_label(run)}",rank="{rank}"'
-            for field, value in fields.items():
-                by_field.setdefault(field, []).append(f"deepdive_run_{field}{{{labels}}} {_number(value)}")
-        for field in sorted(by_field):
-            lines.append(f"# TYPE deepdive_run_{field} gauge")
-            lines.extend(by_field[field])
-        counters = ("ingested_messages", "ingested_samples", "ingested_events", "duplicate_messages", "seq_gaps",
-                    "producer_dropped_samples", "producer_dropped_events", "malformed_messages",
-                    "oversized_messages", "published_messages", "dropped_total", "refused_connections",
-                    "connections_total", "truncated_strings")
-        for name in counters:
-            lines.append(f"# TYPE deepdive_hub_{name}_total counter")
-            lines.append(f"deepdive_hub_{name}_total {self._stats[name]}")
-        for name, value in self._history.evicted.items():
-            lines.append(f"# TYPE deepdive_hub_history_evicted_{name}_total counter")
-            lines.append(f"deepdive_hub_history_evicted_{name}_total {value}")
-        lines.append("# TYPE deepdive_hub_history_bytes gauge")
-        lines.append(f"deepdive_hub_history_bytes {self._history.nbytes}")
-        lines.append("# TYPE deepdive_hub_connections gauge")
-        lines.append(f'deepdive_hub_connections{{path="ingest"}} {self._producers}')
-        lines.append(f'deepdive_hub_connections{{path="stream"}} {len(self._subscribers)}')
-        lines.append("# TYPE deepdive_hub_subscriber_dropped_total counter")
-        for sub in self._subscribers.values():
-            lines.append(f'deepdive_hub_subscriber_dropped_total{{subscriber="{sub.id}"}} {sub.dropped}')
-        return "\n".join(lines) + "\n"
+        """The Prometheus text exposition served at ``/metrics``: the runs' latest numbers and the
+        hub's counters (:func:`deepdive.telemetry.prometheus.metrics_text` lists them)."""
+        return prometheus.metrics_text(self._latest, self._stats, self._history, self._producers,
+                                       ((sub.id, sub.dropped) for sub in self._subscribers.values()))
 
     # ------------------------------------------------------------------------------------------
     # websocket side
@@ -581,148 +452,57 @@ class Hub:
         finally:
             self._producers -= 1
 
-    def _parse(self, text: str) -> tuple[Any, dict[str, tuple[int, int]], bool]:
-        """Parse a message in one pass, keeping where each top-level value of an object lies.
-
-        Returns:
-            tuple[Any, dict[str, tuple[int, int]], bool]: the value, the spans of the object's
-            values by key (empty for anything but an object), and whether a ``NaN``/``Infinity``
-            literal was read (it is kept as the string ``"NaN"``/``"Infinity"``/``"-Infinity"``).
-
-        Raises:
-            ValueError: not JSON.
-        """
-        self._saw_constant = False
-        ws = _WHITESPACE.match
-        idx = ws(text, 0).end()
-        if text[idx:idx + 1] != "{":
-            return self._decoder.decode(text), {}, self._saw_constant
-        obj: dict[str, Any] = {}
-        spans: dict[str, tuple[int, int]] = {}
-        scan = self._decoder.scan_once
-        try:
-            idx = ws(text, idx + 1).end()
-            if text[idx] != "}":
-                while True:
-                    if text[idx] != '"':
-                        raise ValueError(f"expecting a property name in double quotes at char {idx}")
-                    key, idx = _scanstring(text, idx + 1, True)
-                    idx = ws(text, idx).end()
-                    if text[idx] != ":":
-                        raise ValueError(f"expecting ':' delimiter at char {idx}")
-                    idx = ws(text, idx + 1).end()
-                    try:
-                        value, end = scan(text, idx)
-                    except StopIteration as exc:
-                        raise ValueError(f"expecting a value at char {exc.value}") from None
-                    obj[key] = value
-                    spans[key] = (idx, end)
-                    idx = ws(text, end).end()
-                    if text[idx] == "}":
-                        break
-                    if text[idx] != ",":
-                        raise ValueError(f"expecting ',' delimiter at char {idx}")
-                    idx = ws(text, idx + 1).end()
-            if ws(text, idx + 1).end() != len(text):
-                raise ValueError(f"extra data at char {idx + 1}")
-        except IndexError:
-            raise ValueError("the message ends in the middle of the object") from None
-        return obj, spans, self._saw_constant
-
-    def _constant(self, name: str) -> str:
-        self._saw_constant = True
-        return name
-
     def _accept(self, raw: str | bytes) -> Optional[str]:
         """Validate, deduplicate, remember and fan out one /ingest message; the problem, or None."""
-        try:
-            text = raw.decode("utf-8") if isinstance(raw, (bytes, bytearray, memoryview)) else raw
-            message, spans, saw_constant = self._parse(text)
-        except RecursionError:  # json's scanner gives up on deep nesting: malformed, like the rest
-            return TOO_DEEP.format(depth=self.max_depth)
-        except (ValueError, UnicodeDecodeError) as exc:
-            return f"not JSON ({exc}): send one JSON object per message, as deepdive.engine.reporter does"
-        if not isinstance(message, dict):
-            return f"expected a JSON object, got {type(message).__name__}"
-        try:
-            truncated, removed = bound(message, self.max_depth, self.max_string_chars)
-        except TooDeep as exc:
-            return str(exc)
-        if message.get("type") != _INGEST:
-            return f"unknown message type {message.get('type')!r}: /ingest takes type \"{_INGEST}\""
-        version = message.get("v", HUB_SCHEMA_VERSION)
-        if version != HUB_SCHEMA_VERSION:
-            return (f"schema version {version!r} is not supported (this hub speaks v {HUB_SCHEMA_VERSION}): use the "
-                    "deepdive engine of the same release as the daemon")
-        run, rank, seq = message.get("run"), message.get("rank"), message.get("seq")
-        if not isinstance(run, str) or not run or len(run) > MAX_RUN_ID_CHARS:
-            return f"run must be a non-empty string of at most {MAX_RUN_ID_CHARS} characters"
-        if type(rank) is not int:
-            return "rank must be an integer"
-        if seq is not None and type(seq) is not int:
-            return "seq must be an integer"
-        samples, events = message.get("samples", []), message.get("events", [])
-        if not isinstance(samples, list) or not isinstance(events, list):
-            return "samples and events must be lists of objects"
-        now = time.time()
-        raw_parts: dict[str, str] = {}
-        for name, entries in (("samples", samples), ("events", events)):
-            changed = False
-            for entry in entries:
-                if type(entry) is not dict:
-                    return f"every {name[:-1]} must be a JSON object"
-                if "t" not in entry:
-                    entry["t"] = now
-                    changed = True
-            if not changed and not saw_constant and not truncated and name in spans:
-                raw_parts[name] = text[spans[name][0]:spans[name][1]]
-        dropped, dropped_events = message.get("dropped", 0), message.get("dropped_events", 0)
-        dropped = dropped if type(dropped) is int and dropped > 0 else 0
-        dropped_events = dropped_events if type(dropped_events) is int and dropped_events > 0 else 0
-
-        stats = self._stats
-        if seq is not None:
-            key = (run, rank)
-            last = self._last_seq.get(key, (None, 0.0))[0]
-            if last is not None:
-                if seq == last:
-                    stats["duplicate_messages"] += 1
-                    return None
-                if seq < last:
-                    stats["producer_restarts"] += 1
-                elif seq > last + 1:
-                    stats["seq_gaps"] += seq - last - 1
-            self._last_seq[key] = (seq, now)
-        stats["ingested_messages"] += 1
-        stats["ingested_samples"] += len(samples)
-        stats["ingested_events"] += len(events)
-        stats["producer_dropped_samples"] += dropped
-        stats["producer_dropped_events"] += dropped_events
-        stats["truncated_strings"] += truncated
-
-        if self.prometheus and samples:
-            merged: dict = {}
-            for entry in samples:
-                merged.update(entry)
-            latest = self._latest.setdefault((run, rank), {})
-            for field, value in merged.items():
-                if field in ("t", "run", "rank"):
-                    continue
-                if isinstance(value, (int, float)) or value in ("NaN", "Infinity", "-Infinity"):
-                    latest[_METRIC_NAME.sub("_", field)] = value
-
+        batch = read_batch(raw, self._parser, self.max_depth, self.max_string_chars)
+        if isinstance(batch, str):
+            return batch
+        if self._duplicate(batch):
+            return None
+        self._count(batch)
+        run, rank, now = batch.run, batch.rank, batch.received
+        if self.prometheus and batch.samples:
+            prometheus.latest_fields(self._latest.setdefault((run, rank), {}), batch.samples)
         if self.on_batch is not None:
             try:
-                self.on_batch(message, len(text) - removed)
+                self.on_batch(batch.message, batch.nbytes)
             except Exception:
                 log.exception("telemetry hub: on_batch failed on a message of run %s; continuing", run)
 
-        out_message = {"type": _SAMPLES, "run": run, "rank": rank, "seq": seq, "t": now, "samples": samples,
-                       "events": events, "producer_dropped": dropped, "producer_dropped_events": dropped_events}
-        out = Outgoing.relayed(out_message, now, raw_parts)
+        out_message = {"type": _SAMPLES, "run": run, "rank": rank, "seq": batch.seq, "t": now,
+                       "samples": batch.samples, "events": batch.events, "producer_dropped": batch.dropped,
+                       "producer_dropped_events": batch.dropped_events}
+        out = Outgoing.relayed(out_message, now, batch.raw_parts)
         self._remember("samples", run, out, now)
         self._fan_out(out)
         return None
+
+    def _duplicate(self, batch: Batch) -> bool:
+        """Whether ``batch`` repeats its producer's last ``seq``; otherwise remember it, counting gaps
+        and restarts."""
+        if batch.seq is None:
+            return False
+        seq, key = batch.seq, (batch.run, batch.rank)
+        last = self._last_seq.get(key, (None, 0.0))[0]
+        if last is not None:
+            if seq == last:
+                self._stats["duplicate_messages"] += 1
+                return True
+            if seq < last:
+                self._stats["producer_restarts"] += 1
+            elif seq > last + 1:
+                self._stats["seq_gaps"] += seq - last - 1
+        self._last_seq[key] = (seq, batch.received)
+        return False
+
+    def _count(self, batch: Batch) -> None:
+        stats = self._stats
+        stats["ingested_messages"] += 1
+        stats["ingested_samples"] += len(batch.samples)
+        stats["ingested_events"] += len(batch.events)
+        stats["producer_dropped_samples"] += batch.dropped
+        stats["producer_dropped_events"] += batch.dropped_events
+        stats["truncated_strings"] += batch.truncated
 
     # ------------------------------------------------------------------------------------------
     # history and fan-out
@@ -744,48 +524,21 @@ class Hub:
         for run_rank in [k for k, (_, seen) in self._last_seq.items() if seen < seq_horizon]:
             del self._last_seq[run_rank]
 
-    def _snapshot(self, sub: _Subscriber) -> Outgoing:
-        """The snapshot for ``sub``: its share of the history, oldest first, from encoded parts."""
-        now = time.time()
-        chosen: list[tuple[float, Outgoing, tuple[bool, bool]]] = []
-        for out in self._history.messages(now - self.history_seconds):
-            parts = sub.wants(out)
-            if parts is not None:
-                chosen.append((out.received, out, parts))
-        chosen.sort(key=lambda item: item[0])
-        text = (_encode({"type": _SNAPSHOT, "t": now})[:-1] + ',"messages":['
-                + ",".join(out.body(*parts) + "}" for _, out, parts in chosen) + "]")
-        return Outgoing.snapshot(text, now)
-
     def _fan_out(self, out: Outgoing) -> None:
-        cap, cap_bytes = self.subscriber_queue, self.subscriber_queue_bytes
-        for sub in self._subscribers.values():
-            parts = sub.wants(out)
-            if parts is None:
-                continue
-            queue = sub.queue
-            queue.append((out, parts))
-            sub.queued += out.weight
-            sub.queued_bytes += out.nbytes
-            while (sub.queued > cap or sub.queued_bytes > cap_bytes) and len(queue) > 1:
-                old, _ = queue.popleft()
-                sub.queued -= old.weight
-                sub.queued_bytes -= _live_bytes(old)
-                sub.dropped += old.weight
-                sub.unsent_dropped += old.weight
-                self._stats["dropped_total"] += old.weight
-            sub.wake.set()
+        self._stats["dropped_total"] += fan_out(self._subscribers.values(), out, self.subscriber_queue,
+                                                self.subscriber_queue_bytes)
 
     async def _stream(self, ws: ServerConnection, query: dict[str, list[str]]) -> None:
-        runs = _split(query.get("run"))
-        kinds = _split(query.get("kinds"))
+        runs = split_filter(query.get("run"))
+        kinds = split_filter(query.get("kinds"))
         self._next_id += 1
-        sub = _Subscriber(self._next_id, ws, runs, kinds)
+        sub = Subscriber(self._next_id, ws, runs, kinds)
         # No await between the snapshot and the registration: nothing is missed, nothing repeated.
-        sub.queue.append((self._snapshot(sub), (True, True)))
+        now = time.time()
+        sub.queue.append((snapshot(sub, self._history.messages(now - self.history_seconds), now), (True, True)))
         sub.queued = 1
         self._subscribers[sub.id] = sub
-        sub.task = asyncio.ensure_future(self._send_loop(sub))
+        sub.task = asyncio.ensure_future(sub.send_loop())
         try:
             async for raw in ws:  # reading also keeps pings answered
                 reply = await self._query(raw)
@@ -798,95 +551,10 @@ class Hub:
 
     async def _query(self, raw: str | bytes) -> str:
         """The reply to one subscriber message (a ``query``; anything else gets an error reply)."""
-        try:
-            message = json.loads(raw)
-            check_depth(message, self.max_depth)
-        except (RecursionError, TooDeep):  # json's scanner gives up on deep nesting: malformed, like the rest
-            return _refusal(None, f"{TOO_DEEP.format(depth=self.max_depth)}: send a query object")
-        except ValueError:
-            return _refusal(None, "not JSON: send a query object")
-        ident = message.get("id") if isinstance(message, dict) else None
-        if not isinstance(message, dict) or message.get("type") != _QUERY:
-            return _refusal(ident, f'subscribers may only send {{"type": "{_QUERY}", ...}}')
+        message = queries.read(raw, self.max_depth)
+        if isinstance(message, str):
+            return message
         if self.history is None:
-            return _refusal(ident, "this hub keeps no history")
+            return queries.refusal(message.get("id"), "this hub keeps no history")
         self._stats["queries"] += 1
-        try:
-            reply = await asyncio.to_thread(self._answer, message, ident)
-        except (ValueError, KeyError) as exc:
-            return _refusal(ident, str(exc).strip('"'))
-        except Exception:
-            log.exception("telemetry hub: history query %r failed", message)
-            return _refusal(ident, "the query failed; see the daemon log")
-        return _encode_lenient(to_wire(reply, omit_absent=True))
-
-    def _answer(self, message: dict, ident: Any) -> HubReply:
-        """The history function's answer to ``message`` as a reply (in a worker thread: rows may be many)."""
-        assert self.history is not None
-        answer = self.history(message)
-        try:
-            reply = from_wire({**answer, "id": None, "ok": True}, HubReply, what="reply")
-        except InvalidPayload as exc:  # the history function and the protocol disagree: the daemon's bug
-            raise RuntimeError(str(exc)) from None
-        return attrs.evolve(reply, id=ident)  # whatever the query's id was, the reply carries it back
-
-    async def _send_loop(self, sub: _Subscriber) -> None:
-        queue = sub.queue
-        try:
-            while True:
-                if not queue:
-                    sub.wake.clear()
-                    await sub.wake.wait()
-                    continue
-                out, parts = queue.popleft()
-                sub.queued -= out.weight
-                sub.queued_bytes -= _live_bytes(out)
-                dropped, sub.unsent_dropped = sub.unsent_dropped, 0
-                await sub.ws.send(f'{out.body(*parts)},"dropped":{dropped}}}')
-                sub.sent += 1
-        except ConnectionClosed:
-            pass
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("telemetry hub: sending to subscriber %d failed; closing it", sub.id)
-            sub.ws.transport.abort()
-
-
-def _refusal(ident: Any, error: str) -> str:
-    """A reply that says why a subscriber's message got no answer."""
-    return _encode(to_wire(HubReply(id=ident, ok=False, error=error), omit_absent=True))
-
-
-def _live_bytes(out: Outgoing) -> int:
-    """What ``out`` weighs against ``subscriber_queue_bytes``: its bytes, but nothing for the snapshot,
-    which ``history_bytes`` bounds (so a full snapshot is never dropped for its own size)."""
-    return 0 if out.kind == "snapshot" else out.nbytes
-
-
-def _split(values: Optional[list[str]]) -> Optional[frozenset]:
-    if not values:
-        return None
-    items = frozenset(item.strip() for value in values for item in value.split(",") if item.strip())
-    return items or None
-
-
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _number(value: Any) -> str:
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if value == "NaN":
-        return "NaN"
-    if value == "Infinity":
-        return "+Inf"
-    if value == "-Infinity":
-        return "-Inf"
-    if isinstance(value, float):
-        if value != value:
-            return "NaN"
-        if math.isinf(value):
-            return "+Inf" if value > 0 else "-Inf"
-    return repr(value)
+        return await queries.answer(self.history, message)

@@ -21,15 +21,9 @@ Tiers (the choice behind ``compact``)
 * ``1m``: 1-minute aggregates, kept **indefinitely** (1,440 rows a day per rank and for the machine:
   about 150 MB per rank and year of continuous training).
 
-An aggregate row's ``t`` is the start of its bucket (``floor(t)`` or ``floor(t / 60) * 60``).
-Aggregation works on the nested JSON value of each sample: numeric fields become their mean
-(weighted by the number of raw samples behind each row), and fields named ``*_peak*`` or
-``mem_*`` their maximum (memory pressure must not be averaged away); counters and identities
-(``step``, ``epoch``, ``total_steps``, ``skipped_steps``, ``index``, ``pid``) keep the last value;
-non-numeric fields (strings, booleans, lists such as ``throttle_reasons``) keep the value of the last
-raw sample; dicts are aggregated key by key and lists of dicts that carry an ``index`` (the GPUs)
-element by element. Non-finite floats travel as ``"NaN"``/``"Infinity"``/``"-Infinity"`` (the
-reporter's convention) and count as numbers: a window holding a NaN loss has a NaN mean.
+An aggregate row's ``t`` is the start of its bucket (``floor(t)`` or ``floor(t / 60) * 60``); how
+samples fold into one (means, maxima, last values, nested values) is in
+:mod:`deepdive.telemetry.aggregate`.
 
 Only buckets that lie wholly before the cut-off are folded, so a bucket is never split between two
 tiers by one ``compact``; a late sample whose bucket was already folded is merged into it (the
@@ -61,16 +55,18 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
 from deepdive.telemetry import retention
+from deepdive.telemetry.aggregate import LAST_KEYS, aggregate, aggregate_rows, dumps, numeric
 from deepdive.telemetry.retention import MAX_BYTES, RUN_MAX_BYTES, row_cost
+
+__all__ = ["KINDS", "LAST_KEYS", "MACHINE_RUN", "RAW_KEEP_S", "RESOLUTIONS", "SECOND_KEEP_S", "MetricsStore",
+           "aggregate", "aggregate_rows", "run_kind"]
 
 RAW_KEEP_S = 600.0
 SECOND_KEEP_S = 86_400.0
 MACHINE_RUN = ""
 RESOLUTIONS = ("auto", "raw", "1s", "1m")
-LAST_KEYS = frozenset({"step", "epoch", "total_steps", "skipped_steps", "index", "pid", "seq"})
 _TIERS = (("raw", None), ("1s", 1.0), ("1m", 60.0))
 _WIDTH = {"raw": None, "1s": 1.0, "1m": 60.0}
-_NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 _COLUMNS = ("t", "run", "rank")
 WAL_LIMIT_BYTES = 8 << 20
 #: What a run is: a training run (the engine's loop), a hyperparameter search, a compression, a deep
@@ -101,93 +97,6 @@ CREATE TABLE IF NOT EXISTS m_1m (run TEXT NOT NULL, rank INTEGER NOT NULL, t REA
 """
 
 
-# ------------------------------------------------------------------------------------------------
-# aggregation of nested JSON values
-# ------------------------------------------------------------------------------------------------
-
-
-def _number(value: Any) -> Optional[float]:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str) and value in _NONFINITE:
-        return _NONFINITE[value]
-    return None
-
-
-def _json_number(x: float) -> Union[float, str]:
-    if math.isnan(x):
-        return "NaN"
-    if math.isinf(x):
-        return "Infinity" if x > 0 else "-Infinity"
-    return x
-
-
-def _is_max_key(key: str) -> bool:
-    return key.startswith("mem_") or "_peak" in key
-
-
-def aggregate(values: Sequence[Any], weights: Sequence[int], key: str = "") -> Any:
-    """Aggregate the values of one field over a bucket (rules in the module docstring).
-
-    Args:
-        values (Sequence): the field's values, oldest first (at least one).
-        weights (Sequence[int]): raw samples behind each value.
-        key (str): the field's name (selects mean, max or last).
-
-    Returns:
-        Any: the aggregate, JSON-ready.
-    """
-    last = values[-1]
-    if key in LAST_KEYS:
-        return last
-    if isinstance(last, dict):
-        pairs = [(v, w) for v, w in zip(values, weights) if isinstance(v, dict)]
-        keys = list(dict.fromkeys(k for v, _ in pairs for k in v))
-        out = {}
-        for k in keys:
-            sub = [(v[k], w) for v, w in pairs if k in v]
-            out[k] = aggregate([s for s, _ in sub], [w for _, w in sub], k)
-        return out
-    if isinstance(last, list) and last and all(isinstance(x, dict) and "index" in x for x in last):
-        groups: dict[Any, list[tuple[Any, int]]] = {}
-        for v, w in zip(values, weights):
-            if isinstance(v, list):
-                for item in v:
-                    if isinstance(item, dict) and "index" in item:
-                        groups.setdefault(item["index"], []).append((item, w))
-        return [aggregate([i for i, _ in groups[x["index"]]], [w for _, w in groups[x["index"]]], key)
-                for x in last]
-    if _number(last) is None:
-        return last
-    nums = [(x, w) for x, w in ((_number(v), w) for v, w in zip(values, weights)) if x is not None]
-    if _is_max_key(key):
-        xs = [x for x, _ in nums]
-        return _json_number(math.nan if any(math.isnan(x) for x in xs) else max(xs))
-    total = sum(w for _, w in nums)
-    mean = math.fsum(x * w for x, w in nums) / total if total else nums[-1][0]
-    return _json_number(mean)
-
-
-def aggregate_rows(rows: Sequence[tuple[dict[str, Any], int]]) -> dict[str, Any]:
-    """Aggregate whole samples ``[(data, n), ...]`` (oldest first) into one."""
-    return aggregate([d for d, _ in rows], [n for _, n in rows])
-
-
-def _clean(value: Any) -> Any:
-    """JSON-ready copy: non-finite floats as the reporter's strings."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return _json_number(value)
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    return value
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(_clean(value), separators=(",", ":"), allow_nan=False, default=str)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -458,10 +367,10 @@ class MetricsStore:
         now = self._clock()
         rows = []
         for sample in samples:
-            t = _number(sample.get("t"))
+            t = numeric(sample.get("t"))
             t = now if t is None or not math.isfinite(t) else t
             data = {k: v for k, v in sample.items() if k not in _COLUMNS and k != "type"}
-            rows.append((run, rank, t, _dumps(data)))
+            rows.append((run, rank, t, dumps(data)))
         return rows
 
     # -- compaction ------------------------------------------------------------------------------
@@ -566,12 +475,13 @@ def _fold(db: sqlite3.Connection, src: str, dst: str, width: float, cutoff: floa
         buckets.setdefault((run, rank, math.floor(t / width) * width), []).append((json.loads(data), n))
         weights[run] = weights.get(run, 0) - row_cost(run, data)
     for (run, rank, t), items in buckets.items():
-        existing = db.execute(f"SELECT n, data FROM {dst} WHERE run = ? AND rank = ? AND t = ?", (run, rank, t)).fetchone()
+        existing = db.execute(f"SELECT n, data FROM {dst} WHERE run = ? AND rank = ? AND t = ?",
+                              (run, rank, t)).fetchone()
         if existing is not None:
             items.insert(0, (json.loads(existing[1]), existing[0]))
             weights[run] -= row_cost(run, existing[1])
         total = sum(n for _, n in items)
-        data = _dumps(aggregate_rows(items) if len(items) > 1 else items[0][0])
+        data = dumps(aggregate_rows(items) if len(items) > 1 else items[0][0])
         weights[run] += row_cost(run, data)
         db.execute(f"INSERT OR REPLACE INTO {dst} (run, rank, t, n, data) VALUES (?, ?, ?, ?, ?)",
                    (run, rank, t, total, data))

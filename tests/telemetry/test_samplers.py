@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import sys
@@ -36,7 +37,7 @@ class FakeNvml:
     """
 
     def __init__(self, gpus: list[dict[str, Any]], init_error: int | None = None) -> None:
-        self.gpus = gpus
+        self.gpus = copy.deepcopy(gpus)  # reading events pops them: the module's GPU tables stay as written
         self.init_error = init_error
         self.inits = 0
         self.shutdowns = 0
