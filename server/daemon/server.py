@@ -4,6 +4,11 @@ Handlers are thin: each parses its params against :mod:`deepdive.protocol`, call
 module (doctor, jobs) and returns the wire form. Anything slow runs in a subprocess (the torch probe,
 every job) or a worker thread (NVML), so the event loop answers requests in milliseconds while jobs
 stream output. This process never imports torch, transformers or optuna.
+
+This module holds the one :data:`server`, the :func:`request` decorator that registers a
+``deepdive/*`` method on it, every handler, and :func:`serve`; the server object's state and
+notifications are in :mod:`deepdive.daemon.language_server`, the log records sent to the client in
+:mod:`deepdive.daemon.client_log`.
 """
 
 from __future__ import annotations
@@ -16,219 +21,31 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Optional
+from typing import Any, Awaitable, Callable
 from urllib.parse import unquote, urlparse
 
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException, JsonRpcInternalError, JsonRpcInvalidParams
-from pygls.lsp.server import LanguageServer
 
-from deepdive import __version__, doctor
+from deepdive import __version__
 from deepdive.daemon import checkpoints
+from deepdive.daemon.client_log import ClientLogHandler, drop_expected_request_errors
 from deepdive.daemon.framing import serve_stdio
 from deepdive.daemon.generate import GenerateRefused
-from deepdive.daemon.jsonrpc import DeepdiveProtocol
-from deepdive.daemon.run_progress import training_progress
-from deepdive.daemon.terminal_runs import NOT_CANCELLABLE, TerminalRuns
+from deepdive.daemon.language_server import DeepdiveServer
+from deepdive.daemon.terminal_runs import NOT_CANCELLABLE
 from deepdive.jobs.kinds import JobRejected
 from deepdive.jobs.manager import JobManager
-from deepdive.jobs.store import JobStore, state_dir
 from deepdive.protocol import (
-    DOCTOR, GENERATE, HUB, JOBS_CANCEL, JOBS_EVENT, JOBS_KINDS, JOBS_LIST, JOBS_LOG, JOBS_START, MODELS_LIST,
-    MODELS_SET_DEFAULT, PROTOCOL_VERSION, TELEMETRY_SUMMARY, TUNE_APPLY, VERSION, DoctorParams, DoctorReport,
-    GenerateParams, GpuInfo, HubInfo, InvalidPayload, JobEvent, JobIdParams, JobKindList, JobList, JobListParams,
-    JobLog, JobStartParams, ModelList, ModelListParams, ModelSetDefaultParams, Request, TorchInfo, TuneApplyParams,
-    TuneApplyResult, VersionResult, from_wire, to_wire,
+    DOCTOR, GENERATE, HUB, JOBS_CANCEL, JOBS_KINDS, JOBS_LIST, JOBS_LOG, JOBS_START, MODELS_LIST, MODELS_SET_DEFAULT,
+    PROTOCOL_VERSION, TUNE_APPLY, VERSION, DoctorParams, GenerateParams, HubInfo, InvalidPayload, JobIdParams,
+    JobKindList, JobList, JobListParams, JobLog, JobStartParams, ModelList, ModelListParams, ModelSetDefaultParams,
+    Request, TuneApplyParams, TuneApplyResult, VersionResult, from_wire, to_wire,
 )
 
 log = logging.getLogger("deepdive.daemon")
 
 _REQUEST_FAILED = -32001  # JSON-RPC server-error range: the request was valid but could not be done
-
-
-class DeepdiveServer(LanguageServer):
-    protocol: DeepdiveProtocol
-
-    def __init__(self) -> None:
-        super().__init__("deepdive", __version__, protocol_cls=DeepdiveProtocol)
-        self.started_at = time.time()
-        self.trusted = False  # until the client says otherwise in `initialize`
-        self.workspace_root: Optional[str] = None
-        self.store: Optional[JobStore] = None
-        self.jobs: Optional[JobManager] = None
-        self.telemetry: Optional[Any] = None  # deepdive.daemon.telemetry.TelemetryService once started
-        self.telemetry_error: Optional[str] = None
-        self.telemetry_started: Optional[asyncio.Future[None]] = None
-        self.terminal_runs = TerminalRuns(self._is_daemon_job, self._on_terminal_run)
-        self._expiry: Optional[asyncio.Task[None]] = None
-        self._torch: Optional[asyncio.Task[TorchInfo]] = None
-        self._gpus: Optional[asyncio.Task[GpuInfo]] = None
-        self._report: Optional[DoctorReport] = None
-        self._progress_token_of_job: dict[str, str] = {}
-        self._job_of_progress_token: dict[str, str] = {}
-
-    # -- environment probes (cached for the daemon's life; `refresh` probes again) -------------
-
-    def start_probes(self) -> None:
-        self._torch = asyncio.ensure_future(doctor.probe_torch())
-        self._gpus = asyncio.ensure_future(asyncio.to_thread(doctor.gpu_info))
-        self._report = None
-
-    async def stop_probes(self) -> None:
-        for task in (self._torch, self._gpus):
-            if task is not None and not task.done():
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
-
-    async def report(self, refresh: bool) -> DoctorReport:
-        """The environment report, built once per probe; ``refresh`` probes again."""
-        if refresh or self._torch is None or self._gpus is None:
-            self.start_probes()
-        assert self._torch is not None and self._gpus is not None
-        torch_info, gpus = await asyncio.gather(self._torch, self._gpus)
-        if self._report is None:
-            self._report = await asyncio.to_thread(
-                doctor.build_report, torch_info, gpus, str(self.store.directory) if self.store else None
-            )
-        if self.jobs is not None:  # read each time: a deep check that just finished shows at once
-            self._report.deep_check = doctor.deep_check_summary(self.jobs.list(200))
-        return self._report
-
-    # -- jobs ---------------------------------------------------------------------------------
-
-    def open_jobs(self) -> None:
-        override = os.environ.get("DEEPDIVE_STATE_DIR")
-        if override:
-            directory = Path(override)
-        elif self.workspace_root and self.trusted:
-            directory = state_dir(self.workspace_root)
-        else:
-            directory = state_dir(None)
-        self.store = JobStore(directory)
-        self.jobs = JobManager(self.store, workspace=self.workspace_root, trusted=self.trusted)
-        self.jobs.subscribe(self._on_job_event)
-        for job in self.jobs.reap_orphans():
-            log.warning("job %s (%s) marked lost: %s", job.id, job.title, job.reason)
-
-    async def start_telemetry(self) -> None:
-        """The hub, the machine sampler and the metrics store; jobs learn the hub's URL."""
-        from deepdive.daemon.telemetry import TelemetryService
-
-        assert self.store is not None and self.jobs is not None
-        jobs = self.jobs
-        service = TelemetryService(
-            self.store.directory,
-            jobs.running_pids,
-            on_summary=lambda summary: self.protocol.notify(TELEMETRY_SUMMARY.method, to_wire(summary)),
-            on_message=self._on_hub_message,
-        )
-        try:
-            await service.start()
-        except Exception as exc:  # no hub is a degraded daemon, not a dead one
-            self.telemetry_error = f"{type(exc).__name__}: {exc}"
-            log.exception("the telemetry hub could not start")
-            return
-        self.telemetry = service
-        jobs.job_env.update(service.job_env())
-        # `deepdive train` typed in any terminal of this workspace finds this hub, and `deepdive dashboard`
-        # there opens this dashboard instead of starting a second one over the same store
-        from deepdive.telemetry import discovery
-
-        try:
-            discovery.write(self.store.directory, service.info(), dashboard_url=service.dashboard_url(),
-                            owner="editor's daemon")
-        except OSError as exc:
-            log.warning("could not announce the hub in %s: %s", self.store.directory, exc)
-        self._expiry = asyncio.ensure_future(self._expire_terminal_runs())
-
-    # -- runs started in a terminal -------------------------------------------------------------
-
-    def _on_hub_message(self, message: dict[str, Any]) -> None:
-        """Each ingest batch: a training job's progress, or a run started in a terminal."""
-        run = str(message.get("run") or "")
-        if self.jobs is not None and self.jobs.is_running(run):
-            progress = training_progress(message)
-            if progress is not None:
-                self.jobs.report_progress(run, *progress)
-            return
-        self.terminal_runs.observe(message)
-
-    def _is_daemon_job(self, run: str) -> bool:
-        return self.jobs is not None and self.jobs.get(run) is not None
-
-    def _on_terminal_run(self, event: JobEvent) -> None:
-        self.protocol.notify(JOBS_EVENT.method, to_wire(event))
-
-    async def _expire_terminal_runs(self) -> None:
-        while True:
-            await asyncio.sleep(5.0)
-            self.terminal_runs.expire()
-
-    def _client_has_progress(self) -> bool:
-        window = self.client_capabilities.window
-        return bool(window and window.work_done_progress)
-
-    def _on_job_event(self, event: JobEvent) -> None:
-        # work-done progress first: a client that sees `finished` has already seen the progress end
-        self._update_progress(event)
-        self.protocol.notify(JOBS_EVENT.method, to_wire(event))
-        if self.telemetry is not None and event.job is not None:
-            # a job's telemetry run carries the job's id (the engine reads DEEPDIVE_JOB_ID)
-            if event.type == "started":
-                self.telemetry.run_started(event.job_id, event.job.title, event.job.kind)
-            elif event.type == "finished":
-                self.telemetry.run_ended(event.job_id, event.job.state)
-
-    def _update_progress(self, event: JobEvent) -> None:
-        token = self._progress_token_of_job.get(event.job_id)
-        if token is None:
-            return
-        if event.type == "progress" and event.progress is not None:
-            fraction = event.progress.fraction
-            self.work_done_progress.report(
-                token,
-                types.WorkDoneProgressReport(
-                    message=event.progress.message,
-                    percentage=None if fraction is None else int(fraction * 100),
-                    cancellable=True,
-                ),
-            )
-        elif event.type == "finished" and event.job is not None:
-            job = event.job
-            message = job.state if not job.reason else f"{job.state}: {job.reason}"
-            self.work_done_progress.end(token, types.WorkDoneProgressEnd(message=message))
-            self._drop_progress(event.job_id)
-
-    async def show_progress(self, job_id: str, title: str) -> None:
-        """Server-initiated work-done progress with a cancel button, for clients that support it."""
-        if not self._client_has_progress():
-            return
-        token = f"deepdive-job-{job_id}"
-        try:
-            await self.work_done_progress.create_async(token)
-        except Exception:
-            log.warning("client refused work-done progress for job %s", job_id, exc_info=True)
-            return
-        assert self.jobs is not None
-        job = self.jobs.get(job_id)
-        self.work_done_progress.begin(
-            token, types.WorkDoneProgressBegin(title=title, cancellable=True, percentage=0, message="starting")
-        )
-        if job is None or not self.jobs.is_running(job_id):
-            state = job.state if job else "finished"
-            self.work_done_progress.end(token, types.WorkDoneProgressEnd(message=state))
-            return
-        self._progress_token_of_job[job_id] = token
-        self._job_of_progress_token[token] = job_id
-
-    def _drop_progress(self, job_id: str) -> None:
-        token = self._progress_token_of_job.pop(job_id, None)
-        if token is not None:
-            self._job_of_progress_token.pop(token, None)
-            self.work_done_progress.tokens.pop(token, None)
-
-    def job_for_progress_token(self, token: Any) -> Optional[str]:
-        return self._job_of_progress_token.get(str(token))
 
 
 server = DeepdiveServer()
@@ -512,56 +329,9 @@ def _tune_edits(path: Path, params: TuneApplyParams) -> TuneApplyResult:
 # ---------------------------------------------------------------------------------------------
 
 
-class ClientLogHandler(logging.Handler):
-    """Sends log records to the client as window/logMessage (stderr gets them too)."""
-
-    _TYPES = {
-        logging.ERROR: types.MessageType.Error,
-        logging.WARNING: types.MessageType.Warning,
-        logging.INFO: types.MessageType.Info,
-        logging.DEBUG: types.MessageType.Log,
-    }
-
-    def __init__(self, ls: DeepdiveServer) -> None:
-        super().__init__()
-        self.ls = ls
-        self.loop: Optional[asyncio.AbstractEventLoop] = None
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if self.loop is None or self.loop.is_closed() or self.ls.protocol.writer is None:
-            return
-        level = max(lvl for lvl in self._TYPES if lvl <= max(record.levelno, logging.DEBUG))
-        params = types.LogMessageParams(type=self._TYPES[level], message=self.format(record))
-        try:
-            if threading_is_loop(self.loop):
-                self.ls.window_log_message(params)
-            else:
-                self.loop.call_soon_threadsafe(self.ls.window_log_message, params)
-        except Exception:
-            self.handleError(record)
-
-
-def threading_is_loop(loop: asyncio.AbstractEventLoop) -> bool:
-    try:
-        return asyncio.get_running_loop() is loop
-    except RuntimeError:
-        return False
-
-
 _client_log = ClientLogHandler(server)
 _client_log.setFormatter(logging.Formatter("%(name)s: %(message)s"))
 
-
-def _drop_expected_request_errors(record: logging.LogRecord) -> bool:
-    """A request refused with a JSON-RPC error is an answer, not a daemon fault: no traceback.
-
-    pygls also logs a traceback when a message's params do not fit their LSP type; the protocol
-    answers (or logs) that in one line (see :mod:`deepdive.daemon.jsonrpc`).
-    """
-    exc = record.exc_info[1] if record.exc_info else None
-    if isinstance(record.msg, str) and record.msg.startswith("Unable to deserialize message"):
-        return False
-    return not isinstance(exc, JsonRpcException)
 
 
 def _kill_jobs_now(ls: DeepdiveServer) -> None:
@@ -590,7 +360,7 @@ def serve(log_level: str = "INFO") -> int:
     root.propagate = False
     pygls_stderr = logging.StreamHandler(sys.stderr)
     pygls_stderr.setFormatter(fmt)
-    pygls_stderr.addFilter(_drop_expected_request_errors)  # handler filters see the children's records
+    pygls_stderr.addFilter(drop_expected_request_errors)  # handler filters see the children's records
     pygls_log = logging.getLogger("pygls")
     pygls_log.setLevel(logging.WARNING)
     pygls_log.addHandler(pygls_stderr)
