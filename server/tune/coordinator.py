@@ -7,6 +7,9 @@ worker's ``suggest`` and ``report`` messages (:mod:`deepdive.tune.worker` descri
 the ledger (:mod:`deepdive.tune.ledger`: pruning decided on the in-memory mirror), ends the trial
 in the storage, and shows all of it (:mod:`deepdive.tune.output`). It ends when the study holds N
 counted trials, at ``timeout``, or on Ctrl-C (running trials end failed, with that reason).
+
+One file (about 500 lines): the loop and the handling of the workers' messages share the study's live
+state (reservations, running trials, the ledger), and splitting them would pass the coordinator around.
 """
 
 from __future__ import annotations
