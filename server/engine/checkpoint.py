@@ -43,24 +43,29 @@ reshards: each rank reads only the pieces of saved shards its own parameters cov
 without FSDP reads them all). The data position is converted through the number of samples the
 group had consumed in the epoch (the resumed group skips as many); RNG states are the writer's
 rank's when it exists, else rank 0's — exact (bitwise) only for the same world size.
+
+Here: :class:`Checkpointer`. RNG states: :mod:`deepdive.engine.rng` (re-exported); a resumed epoch's
+batches: :mod:`deepdive.engine.resume_batches`; model and optimizer loading: :mod:`deepdive.engine.restore`.
 """
 
 from __future__ import annotations
 
 import os
-import random
 import signal
 import sys
 import threading
 import time
-from typing import Any, Iterable, Iterator, Optional
+from typing import Any, Iterator, Optional
 
 import torch
 from torch import nn
 
-from deepdive.engine.ckpt import LOSSY_MODES, CheckpointError, StateMismatch, Store, parse_best
+from deepdive.engine.ckpt import LOSSY_MODES, CheckpointError, Store, parse_best
 from deepdive.engine.ckpt import shards as sharding
 from deepdive.engine.ckpt.resume import all_damaged, newest_intact
+from deepdive.engine.restore import load_model_optimizer, load_shards
+from deepdive.engine.resume_batches import resume_iterator
+from deepdive.engine.rng import rng_state, set_rng_state
 
 __all__ = ["PREEMPTED_EXIT_CODE", "CheckpointError", "Checkpointer", "resume_iterator", "rng_state", "set_rng_state"]
 
@@ -68,72 +73,7 @@ PREEMPTED_EXIT_CODE = 75
 """Exit status after a preemption checkpoint (EX_TEMPFAIL: "try again"); torchrun restarts on it."""
 
 
-# -- RNG states as tensors and plain values (what the store keeps without pickle) --------------
-
-
-def _python_rng() -> dict[str, Any]:
-    version, state, gauss = random.getstate()
-    return {"version": version, "state": torch.tensor(state, dtype=torch.int64), "gauss": gauss}
-
-
-def _set_python_rng(saved: dict[str, Any]) -> None:
-    random.setstate((int(saved["version"]), tuple(int(x) for x in saved["state"].tolist()), saved["gauss"]))
-
-
-def _numpy_rng() -> Optional[dict[str, Any]]:
-    np = sys.modules.get("numpy")
-    if np is None:
-        return None
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    return {"kind": str(kind), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-            "has_gauss": int(has_gauss), "gauss": float(gauss)}
-
-
-def _set_numpy_rng(saved: Optional[dict[str, Any]]) -> None:
-    np = sys.modules.get("numpy")
-    if saved is None or np is None:
-        return
-    np.random.set_state((saved["kind"], saved["keys"].numpy().astype(np.uint32), saved["pos"], saved["has_gauss"],
-                         saved["gauss"]))
-
-
-def _generators(loader: Any) -> dict[str, torch.Generator]:
-    """The torch generators that decide a loader's order: its own and its sampler's (when distinct)."""
-    found: dict[str, torch.Generator] = {}
-    for name, owner in (("loader", loader), ("sampler", getattr(loader, "sampler", None)),
-                        ("batch_sampler", getattr(getattr(loader, "batch_sampler", None), "sampler", None))):
-        gen = getattr(owner, "generator", None)
-        if isinstance(gen, torch.Generator) and all(gen is not g for g in found.values()):
-            found[name] = gen
-    return found
-
-
-def rng_state(loader: Any = None) -> dict[str, Any]:
-    """This process's RNG states (and ``loader``'s generators)."""
-    state: dict[str, Any] = {"python": _python_rng(), "numpy": _numpy_rng(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    if loader is not None:
-        state["generators"] = {name: gen.get_state() for name, gen in _generators(loader).items()}
-    return state
-
-
-def set_rng_state(state: dict[str, Any], loader: Any = None) -> None:
-    _set_python_rng(state["python"])
-    _set_numpy_rng(state.get("numpy"))
-    torch.set_rng_state(state["torch"])
-    if state.get("cuda") is not None and torch.cuda.is_available():
-        cuda = list(state["cuda"])
-        if len(cuda) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all(cuda)
-    if loader is not None:
-        saved = state.get("generators") or {}
-        for name, gen in _generators(loader).items():
-            if name in saved:
-                gen.set_state(saved[name])
-
-
-# -- the state tree --------------------------------------------------------------------------
+# -- the async snapshot ----------------------------------------------------------------------
 
 
 def cpu_copy(tree: Any) -> Any:
@@ -147,78 +87,6 @@ def cpu_copy(tree: Any) -> Any:
         return [cpu_copy(v) for v in tree]
     return tree
 
-
-_END = object()
-
-
-class _SkipBatches:
-    """A batch sampler without the first ``skip`` batches of ``inner`` — dropped by index, no data loaded.
-
-    Its iterator is lazy, like a sampler's: the draws that decide the order (a ``RandomSampler``'s
-    seed or permutation) happen when the DataLoader first asks for indices, after the loader drew
-    its own base seed, as in the uninterrupted run. :meth:`prime` makes those draws now (the
-    single-process case: before the RNG is set back to where the save left it)."""
-
-    def __init__(self, inner: Iterable[Any], skip: int):
-        self.inner, self.skip = inner, skip
-        self._primed: Optional[Iterator[Any]] = None
-
-    def prime(self) -> None:
-        if self._primed is None:
-            it = iter(self.inner)
-            for _ in range(self.skip):
-                if next(it, _END) is _END:
-                    break
-            self._primed = it
-
-    def __iter__(self) -> Iterator[Any]:
-        self.prime()
-        it, self._primed = self._primed, None
-        yield from it  # type: ignore[misc]
-
-    def __len__(self) -> int:
-        return max(0, len(self.inner) - self.skip)  # type: ignore[arg-type]
-
-
-def resume_iterator(loader: Any, skip: int) -> Iterator[Any]:
-    """An iterator over ``loader`` without its first ``skip`` batches, its order decided (call it with
-    the RNG as it was at the start of the epoch, then set the RNG to the saved step's state).
-
-    A map-style DataLoader is rebuilt around a batch sampler that skips by index; anything else is
-    consumed ``skip`` items (an iterable dataset has no index to skip by). With worker processes the
-    order and the data are the same, the workers' own random augmentations are not (their RNGs
-    advanced through the skipped batches in the first run)."""
-    from torch.utils.data import DataLoader, IterableDataset
-
-    if isinstance(loader, DataLoader) and loader.batch_sampler is not None \
-            and not isinstance(loader.dataset, IterableDataset):
-        batches = _SkipBatches(loader.batch_sampler, skip)
-        extra: dict[str, Any] = {}
-        if loader.num_workers:
-            extra = {"prefetch_factor": loader.prefetch_factor, "persistent_workers": False}
-        resumed = DataLoader(loader.dataset, batch_sampler=batches, num_workers=loader.num_workers,
-                             collate_fn=loader.collate_fn, pin_memory=loader.pin_memory, timeout=loader.timeout,
-                             worker_init_fn=loader.worker_init_fn,
-                             multiprocessing_context=loader.multiprocessing_context, generator=loader.generator,
-                             **extra)
-        it = iter(resumed)  # the loader's base seed, as the first run drew it
-        batches.prime()  # the sampler's draws (already made by a multi-worker loader's prefetch)
-        return it
-    it = iter(loader)
-    for _ in range(skip):
-        if next(it, _END) is _END:
-            break
-    return it
-
-
-def _load_param_groups(optimizer: torch.optim.Optimizer, saved: list[dict[str, Any]]) -> None:
-    """Set each parameter group's settings (lr, momentum, ...) from a saved state dict's groups."""
-    if len(saved) != len(optimizer.param_groups):
-        raise CheckpointError(f"the checkpoint's optimizer has {len(saved)} parameter group(s), this one "
-                              f"{len(optimizer.param_groups)}: build the optimizer as the saved run did, "
-                              "or start fresh (resume=False)")
-    for group, values in zip(optimizer.param_groups, saved):
-        group.update({k: v for k, v in values.items() if k != "params"})
 
 
 # -- the checkpointer ---------------------------------------------------------------------------
@@ -576,58 +444,13 @@ class Checkpointer:
 
     def _load_shards(self, store: Store, name: str, state: dict[str, Any]) -> None:
         """Load a sharded checkpoint's model and optimizer state into this run's layout (every rank
-        takes part); nothing for a checkpoint of full state dicts.
-
-        ``torch.distributed.checkpoint.load`` fills this run's own tensors (FSDP shards at any world
-        size, or whole tensors in one process), reading only the saved pieces they cover; the
-        optimizer's hyperparameters come from the manifest.
-
-        Raises:
-            StateMismatch: the checkpoint's tensors are not this model's and optimizer's.
-            CheckpointError: a shard's chunk is missing or corrupt (the resume tries an older checkpoint).
-        """
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, \
-            get_optimizer_state_dict, set_state_dict
-
-        from deepdive.engine.ckpt import dcp
-
-        saved = {"model": state.get("model"), "optimizer": state.get("optimizer") or {}}
-        if self.model is None or not sharding.refs(saved["model"]):
-            return
-        options = StateDictOptions(full_state_dict=False)
-        with_optimizer = self.optimizer is not None and bool(saved["optimizer"].get("state"))
-        target: dict[str, Any] = {"model": get_model_state_dict(self.model, options=options)}
-        if with_optimizer:
-            target["optimizer"] = get_optimizer_state_dict(self.model, self.optimizer, options=options)
-        else:
-            saved["optimizer"] = {}
-        tensors, _ = sharding.split(target)
-        _check_layout(name, sharding.refs(saved), tensors)
-        wanted = {key: tensors[key] for key in sharding.refs(saved)}
-        dcp.load(store, store.manifest(name), wanted, distributed=self.run.dist.distributed)
-        loaded = sharding.fill(saved, tensors)
-        set_state_dict(self.model, [self.optimizer] if with_optimizer else [], model_state_dict=loaded["model"],
-                       optim_state_dict=loaded["optimizer"], options=options)
+        takes part; see :func:`deepdive.engine.restore.load_shards`)."""
+        load_shards(self.model, self.optimizer, store, name, state, distributed=self.run.dist.distributed)
 
     def _load_state(self, state: dict[str, Any]) -> None:
         """Put a checkpoint's state into the model, optimizer, scaler and tracked objects (a sharded
         checkpoint's model and optimizer tensors are already in: :meth:`_load_shards`)."""
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
-
-        optim_state = state.get("optimizer") or {}
-        if self.model is not None and sharding.refs(state.get("model")):
-            if self.optimizer is not None and optim_state and not optim_state.get("state"):
-                _load_param_groups(self.optimizer, optim_state.get("param_groups") or [])
-        elif self.model is not None and state.get("model"):
-            optimizers = [self.optimizer] if self.optimizer is not None and optim_state else []
-            if optimizers and not optim_state.get("state"):
-                # no per-parameter state yet (plain SGD, or saved before the first step): torch's
-                # set_state_dict needs a tensor to place it, so only the groups' settings are loaded
-                _load_param_groups(self.optimizer, optim_state.get("param_groups") or [])
-                optimizers = []
-            set_state_dict(self.model, optimizers, model_state_dict=state["model"],
-                           optim_state_dict=optim_state if optimizers else {},
-                           options=StateDictOptions(full_state_dict=True))
+        load_model_optimizer(self.model, self.optimizer, state)
         if state.get("scaler"):
             self.run.scaler.load_state_dict(state["scaler"])
         self._late_tracked = dict(state.get("tracked") or {})
@@ -665,18 +488,6 @@ class Checkpointer:
         finally:
             self.restore_signals()
 
-
-def _check_layout(name: str, saved: list[str], tensors: dict[str, Any]) -> None:
-    """Raise StateMismatch unless the sharded checkpoint's model tensors are exactly this model's and
-    its optimizer's are among this optimizer's (one line naming the first difference)."""
-    model_saved = {k for k in saved if k.startswith("model.")}
-    model_here = {k for k in tensors if k.startswith("model.")}
-    missing = sorted(set(saved) - set(tensors)) + sorted(model_here - model_saved)
-    if missing:
-        key = missing[0]
-        where = "this run's model or optimizer has no" if key in saved else "the checkpoint has no"
-        raise StateMismatch(f"cannot resume from {name}: {where} '{key}' ({len(missing)} difference(s)): build the "
-                            "model and optimizer as the saved run did, or start fresh (resume=False)")
 
 
 def _leave_group() -> None:

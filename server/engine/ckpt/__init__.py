@@ -12,7 +12,10 @@ A checkpoint saved under FSDP is sharded: every rank writes its own shards as ch
 ``torch.distributed.checkpoint`` (:mod:`.dcp`) and rank 0 commits one manifest for the step; it
 resumes at any world size, and loads or exports whole like any other (:mod:`.shards`).
 
-Modules: :mod:`.store` (the store), :mod:`.manifest` (manifest checksum), :mod:`.chunks` (checking
+Modules: :mod:`.store` (the store: create, save, load), with its parts :mod:`.catalog` (finding and
+reading manifests), :mod:`.reading` (decoding and verifying chunks), :mod:`.collect` (gc),
+:mod:`.entries` (a tensor as a manifest entry: exact, bf16, int8-delta), :mod:`.records` (errors and
+records), :mod:`.durable` (fsyncs); :mod:`.manifest` (manifest checksum), :mod:`.chunks` (checking
 chunk files, reuse), :mod:`.retention` (what gc keeps), :mod:`.resume` (which checkpoint a run
 resumes from), :mod:`.shards` (the sharded layout), :mod:`.dcp` (the DCP storage writer and
 reader), :mod:`.export`, :mod:`.codec`, :mod:`.tree`.

@@ -25,6 +25,15 @@ What is verified: loading and :meth:`Store.verify` decode every chunk and check 
 mismatch names the tensor), and check the manifest's own checksum (see
 :mod:`deepdive.engine.ckpt.manifest`; manifests written before checksums load, reported unchecked).
 
+Modules: this one holds :class:`Store`: creating a store, saving (the manifest last, after the
+chunks' durable writes), loading, closing. Its other parts are mixed in from
+:mod:`~deepdive.engine.ckpt.catalog` (finding and reading manifests),
+:mod:`~deepdive.engine.ckpt.reading` (decoding and verifying chunks),
+:mod:`~deepdive.engine.ckpt.collect` (gc), :mod:`~deepdive.engine.ckpt.entries` (a tensor as a
+manifest entry: exact, bf16, int8-delta); errors and records are in
+:mod:`~deepdive.engine.ckpt.records`, fsync helpers in :mod:`~deepdive.engine.ckpt.durable`. The
+names callers import from here (errors, records, helpers) are re-exported.
+
 Example::
 
     from deepdive.engine.ckpt import Store
@@ -39,16 +48,13 @@ from __future__ import annotations
 import ctypes
 import fcntl
 import json
-import math
 import os
-import re
 import sys
 import tempfile
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Union
 
@@ -56,96 +62,43 @@ import numpy as np
 
 from deepdive.engine.ckpt import chunks, codec, shards as sharding, tree
 from deepdive.engine.ckpt import manifest as mf
+from deepdive.engine.ckpt.catalog import Catalog
+from deepdive.engine.ckpt.collect import Collector, _size  # noqa: F401 - _size: ckpt_cli imports it from here
+from deepdive.engine.ckpt.durable import _atomic_write, _fsync_dir, _fsync_path
+from deepdive.engine.ckpt.entries import (
+    DELTA_BLOCK,
+    LOSSY_MIN_NUMEL,
+    LOSSY_MODES,
+    EntryCodec,
+    chunk_refs,
+)
+from deepdive.engine.ckpt.entries import entry_chunks as _entry_chunks  # noqa: F401 - dcp imports it from here
+from deepdive.engine.ckpt.entries import torch_dtype as _torch_dtype  # noqa: F401 - dcp, shards import it from here
+from deepdive.engine.ckpt.reading import ChunkReader
+from deepdive.engine.ckpt.records import (
+    FORMAT,
+    Checkpoint,
+    CheckpointError,
+    GcResult,
+    ManifestUnusable,
+    Problem,
+    Progress,
+    StateMismatch,
+    as_dict,
+    check_metrics,
+    checkpoint_name,
+    checkpoint_record,
+)
 from deepdive.engine.ckpt.retention import parse_best, select
-from deepdive.fsutil import atomic_write_bytes
 
-FORMAT = "deepdive-ckpt/1"
+__all__ = ["DEFAULT_CHUNK_SIZE", "DELTA_BLOCK", "FORMAT", "LOSSY_MIN_NUMEL", "LOSSY_MODES", "Checkpoint",
+           "CheckpointError", "GcResult", "ManifestUnusable", "Problem", "Progress", "StateMismatch", "Store",
+           "as_dict", "checkpoint_name", "parse_best", "select"]
+
 DEFAULT_CHUNK_SIZE = 4 << 20
-LOSSY_MODES = ("bf16", "int8-delta")
-LOSSY_MIN_NUMEL = 4096      # smaller float tensors (optimizer step counters, scalars, norms) stay exact
-DELTA_BLOCK = 4096          # elements per int8-delta scale
-_NAME = re.compile(r"^step-(\d{10,})$")
-
-Progress = Callable[[int, int], None]
-"""``progress(done, total)`` in bytes, called from the thread that called the store."""
 
 
-class CheckpointError(Exception):
-    """A checkpoint that cannot be saved, found or trusted. The message is one line and names the fix."""
-
-
-class StateMismatch(CheckpointError):
-    """An intact checkpoint that does not fit what it is loaded into (another model or optimizer).
-    A resume stops here instead of trying older checkpoints: they would not fit either."""
-
-
-class ManifestUnusable(CheckpointError):
-    """A checkpoint whose manifest is unreadable, fails its checksum or disagrees with its file name.
-
-    Attributes:
-        name (str): the checkpoint.
-        reason (str): what is wrong, as a predicate of "its manifest".
-    """
-
-    def __init__(self, name: str, reason: str, root: Path):
-        fix = "" if "upgrade deepdive" in reason else f"; load another checkpoint (`deepdive ckpt ls {root}` lists them)"
-        super().__init__(f"checkpoint {name}: its manifest {reason}{fix}")
-        self.name, self.reason = name, reason
-
-
-@dataclass(frozen=True)
-class Checkpoint:
-    """One saved checkpoint, as its manifest describes it. Sizes in bytes."""
-
-    name: str
-    step: int
-    time: float
-    metrics: dict[str, float]
-    meta: dict[str, Any]
-    lossy: Optional[str]
-    tensors: int
-    raw_bytes: int        # the tensors' bytes, uncompressed (as stored: bf16 when lossy="bf16")
-    stored_bytes: int     # the chunks it references, on disk (shared chunks counted in full)
-    new_bytes: int        # the chunks this save wrote (what it added to the store)
-    chunks: int
-    new_chunks: int
-    seconds: float        # how long the save took
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One corrupt or missing piece found by :meth:`Store.verify`."""
-
-    checkpoint: str
-    tensor: str
-    chunk: str
-    reason: str
-
-    def __str__(self) -> str:
-        where = f"tensor '{self.tensor}'" if self.tensor else "manifest"
-        chunk = f" (chunk {self.chunk[:12]})" if self.chunk else ""
-        return f"{self.checkpoint}: {where}{chunk}: {self.reason}"
-
-
-@dataclass
-class GcResult:
-    """What :meth:`Store.gc` kept and removed (or would, with ``dry_run``)."""
-
-    kept: list[str]
-    best: list[str]
-    deleted: list[str]
-    deleted_chunks: int
-    freed_bytes: int
-    dry_run: bool
-    temp_files: int = 0
-    unreadable: list[str] = field(default_factory=list)
-
-
-def checkpoint_name(step: int) -> str:
-    return f"step-{step:010d}"
-
-
-class Store:
+class Store(Catalog, ChunkReader, Collector, EntryCodec):
     """A checkpoint store in the directory ``root``; thread-safe (one instance may be shared).
 
     Args:
@@ -236,7 +189,7 @@ class Store:
         step = int(step)
         if lossy not in (None, *LOSSY_MODES):
             raise ValueError(f"lossy must be None, 'bf16' or 'int8-delta', not {lossy!r}")
-        metrics = _check_metrics(metrics)
+        metrics = check_metrics(metrics)
         meta = dict(meta or {})
         json.dumps(meta)  # JSON-able, or TypeError now rather than after the chunks are written
         if shards is not None:
@@ -265,7 +218,7 @@ class Store:
             if shards is not None:
                 manifest[sharding.SECTION] = shards
                 ranks = shards["ranks"]
-            refs = _chunk_refs(manifest)
+            refs = chunk_refs(manifest)
             manifest["stats"] = {
                 "tensors": len(entries) + len(shards["tensors"] if shards else ()),
                 "raw_bytes": sum(e["nbytes"] for e in sharding.entries(manifest)),
@@ -276,7 +229,7 @@ class Store:
                 "seconds": time.perf_counter() - started,
             }
             _atomic_write(self._manifest_path(name), mf.encode(manifest))
-        return _checkpoint(manifest)
+        return checkpoint_record(manifest)
 
     def load(self, which: Union[str, int] = "latest", *, map_location: Any = None,
              progress: Optional[Progress] = None, assemble: bool = True) -> Any:
@@ -320,178 +273,6 @@ class Store:
             state = sharding.fill(state, whole)
         return state
 
-    def read_entry(self, name: str, entry: dict[str, Any]) -> Any:
-        """One tensor entry (of the tree or a shard) of checkpoint ``name``, decoded and verified.
-
-        Raises:
-            CheckpointError: a chunk is missing or corrupt (the message names the entry).
-        """
-        outputs: list[Any] = [None]
-        tasks: list[tuple[dict, list, np.ndarray]] = []
-        finish: list[Callable[[], None]] = []
-        outputs[0] = self._allocate(entry, tasks, finish, outputs, 0)
-        self._read_chunks(name, tasks, None)
-        for step in finish:
-            step()
-        return outputs[0]
-
-    def list(self) -> list[Checkpoint]:
-        """The checkpoints, oldest step first. Manifests that are unreadable or fail their checksum
-        are left out: :meth:`verify` names them."""
-        found = []
-        for name in self._names():
-            try:
-                found.append(_checkpoint(self._read_manifest(name)))
-            except (CheckpointError, KeyError, TypeError):
-                continue
-        return sorted(found, key=lambda c: (c.step, c.time))
-
-    def newest_first(self) -> list[tuple[str, float]]:
-        """Every checkpoint's name and save time, the most recently saved first (ties: higher step first).
-
-        Damaged checkpoints are included, ordered by the time their manifest records (unverified) or,
-        when it is unreadable, by the file's modification time: a caller that falls back to an older
-        checkpoint can then say which newer ones it skipped.
-        """
-        rows: list[tuple[str, float]] = []
-        for name in self._names():
-            path = self._manifest_path(name)
-            try:
-                when = mf.saved_time(path.read_bytes())
-                rows.append((name, when if when is not None else path.stat().st_mtime))
-            except OSError:
-                try:
-                    rows.append((name, path.stat().st_mtime))
-                except OSError:
-                    continue   # deleted meanwhile
-        return sorted(rows, key=lambda row: (row[1], row[0]), reverse=True)
-
-    def resolve(self, which: Union[str, int] = "latest") -> str:
-        """The name of a checkpoint given as ``"latest"`` (the most recently saved, whether intact or
-        not: loading it says), a step (int or digits) or a name."""
-        if isinstance(which, str) and which == "latest":
-            newest = self.newest_first()
-            if not newest:
-                raise CheckpointError(f"no checkpoint in {self.root} yet")
-            return newest[0][0]
-        if isinstance(which, (int, np.integer)) and not isinstance(which, bool) or \
-                (isinstance(which, str) and which.isdigit()):
-            name = checkpoint_name(int(which))
-        else:
-            name = str(which).removesuffix(".json")
-        if not _NAME.match(name) or not self._manifest_path(name).exists():
-            raise CheckpointError(f"no checkpoint {which!r} in {self.root}: `deepdive ckpt ls {self.root}` lists them")
-        return name
-
-    def manifest(self, which: Union[str, int] = "latest") -> dict[str, Any]:
-        """The raw manifest (JSON) of a checkpoint."""
-        return self._read_manifest(self.resolve(which))
-
-    def verify(self, which: Union[str, int, None] = None, *, progress: Optional[Progress] = None) -> list[Problem]:
-        """Check one checkpoint (or all, with ``None``); the problems found.
-
-        Each manifest is checked against its checksum and its file name (a problem with an empty
-        ``tensor``: the manifest); manifests written before checksums pass unchecked
-        (:meth:`unchecked_manifests` names them). Every chunk is decoded and its hash compared with
-        its name; a chunk shared by several checkpoints is read once and reported for each tensor
-        using it.
-        """
-        names = self._names() if which is None else [self.resolve(which)]
-        problems: list[Problem] = []
-        users: dict[str, list[tuple[str, str]]] = {}
-        sizes: dict[str, int] = {}
-        for name in names:
-            try:
-                manifest = self._read_manifest(name)
-            except ManifestUnusable as exc:
-                problems.append(Problem(name, "", "", exc.reason))
-                continue
-            except CheckpointError:
-                problems.append(Problem(name, "", "", "missing (deleted while being verified)"))
-                continue
-            for entry in sharding.entries(manifest):
-                for key, raw_len, _ in _entry_chunks(entry):
-                    users.setdefault(key, []).append((name, entry["path"]))
-                    sizes[key] = raw_len
-        for key, reason in self._check_chunks(list(sizes), sizes, progress, sum(sizes.values())):
-            for name, path in dict.fromkeys(users[key]):
-                problems.append(Problem(name, path, key, reason))
-        return sorted(problems, key=lambda p: (p.checkpoint, p.tensor))
-
-    def has_checkpoints(self) -> bool:
-        """Whether the store holds at least one checkpoint (a manifest)."""
-        return any((self.root / "manifests").glob("step-*.json"))
-
-    def gc(self, keep_last: int = 1, keep_best: Union[str, tuple, None] = None, *,
-           dry_run: bool = False) -> GcResult:
-        """Keep the last ``keep_last`` checkpoints plus the best by a metric; delete the rest and
-        every chunk no kept checkpoint references (and temp files of killed saves).
-
-        Args:
-            keep_last (int): how many of the most recently saved checkpoints to keep.
-            keep_best (str | tuple | None): ``(metric, "max" | "min", n)``, ``(metric, mode)`` (n = 1)
-                or ``"metric[:max|min]"``: also keep the ``n`` best checkpoints by ``metric`` (among
-                those that recorded it). Without a mode, names with loss/error/perplexity/wer are
-                minimized, others maximized.
-            dry_run (bool): report only.
-
-        "The last ``keep_last``" are the most recently saved (see :mod:`.retention`); all of them
-        while fewer exist. Waits for saves in progress (they hold the store's lock shared). Chunks are
-        only deleted when every manifest could be read and passed its checksum: a damaged one might
-        reference any of them (it is kept, and listed in ``unreadable``).
-        """
-        if isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 0:
-            raise ValueError(f"keep_last must be an int >= 0, not {keep_last!r}")
-        keep_best = parse_best(keep_best)
-        with self._lock(exclusive=True):
-            manifests, unreadable = {}, []
-            for name in self._names():
-                try:
-                    manifests[name] = self._read_manifest(name)
-                except CheckpointError:        # unreadable, failed checksum, or deleted meanwhile
-                    if self._manifest_path(name).exists():
-                        unreadable.append(name)
-            kept, best = select(list(manifests.values()), keep_last, keep_best)
-            deleted = [n for n in manifests if n not in kept]
-            referenced: set[str] = set()
-            for name in kept:
-                referenced.update(_chunk_refs(manifests[name]))
-            orphans: list[Path] = []
-            temps: list[Path] = [p for p in (self.root / "manifests").glob(".*.tmp")]
-            for shard in (self.root / "chunks").iterdir():
-                if not shard.is_dir():
-                    continue
-                for path in shard.iterdir():
-                    if path.name.startswith("."):
-                        temps.append(path)
-                    elif path.name not in referenced:
-                        orphans.append(path)
-            freed = sum(_size(path) for path in orphans + temps)
-            if unreadable:
-                freed -= sum(_size(p) for p in orphans)
-                orphans = []
-            result = GcResult(kept=[n for n in manifests if n in kept], best=best, deleted=deleted,
-                              deleted_chunks=len(orphans), freed_bytes=freed, dry_run=dry_run,
-                              temp_files=len(temps), unreadable=unreadable)
-            if dry_run:
-                return result
-            for name in deleted:   # manifests first: a checkpoint never points at a deleted chunk
-                self._manifest_path(name).unlink(missing_ok=True)
-            _fsync_dir(self.root / "manifests")
-            for path in orphans + temps:
-                path.unlink(missing_ok=True)
-            for path in orphans:
-                self._checked.forget(path.name)
-            for shard in {p.parent for p in orphans + temps}:
-                _fsync_dir(shard)
-            self._info["retention"] = {"keep_last": keep_last, "keep_best": list(keep_best) if keep_best else None}
-            _atomic_write(self.root / "STORE.json", json.dumps(self._info, indent=1).encode())
-            return result
-
-    def retention(self) -> Optional[dict[str, Any]]:
-        """The policy the last gc applied (``{"keep_last": K, "keep_best": [metric, mode, n] | None}``)."""
-        return self._info.get("retention")
-
     def export(self, which: Union[str, int], path: Union[str, os.PathLike[str]], *, format: Optional[str] = None,
                key: Optional[str] = None, progress: Optional[Progress] = None) -> dict[str, Any]:
         """Write a checkpoint's tensors as a plain state_dict (``.pt`` or ``.safetensors``); see
@@ -517,94 +298,6 @@ class Store:
         return f"Store({str(self.root)!r})"
 
     # ---------------------------------------------------------------------------------------- saving
-
-    def _prepare(self, path: str, arr: Any, lossy: Optional[str], lossy_filter: Any,
-                 base: Optional[dict[str, Any]], base_name: Optional[str]
-                 ) -> tuple[dict[str, Any], list[tuple[str, np.ndarray, int, bool]]]:
-        """The manifest entry of one array and its chunk jobs (key filled in later)."""
-        entry: dict[str, Any] = {"path": path}
-        if isinstance(arr, (np.ndarray, np.generic)):
-            a = np.asarray(arr)
-            if a.dtype.hasobject:
-                raise TypeError(f"cannot checkpoint the object array at '{path}': convert it to numbers")
-            a = a if a.flags.c_contiguous else a.copy(order="C")   # (ascontiguousarray makes 0-d arrays 1-d)
-            entry.update(kind="npscalar" if isinstance(arr, np.generic) else "numpy", dtype=a.dtype.str,
-                         shape=list(a.shape))
-            raw = a.reshape(-1).view(np.uint8)
-            itemsize, is_float = a.dtype.itemsize, a.dtype.kind == "f"
-            value = None
-        else:
-            import torch
-
-            t = arr.detach()
-            if t.layout != torch.strided or t.is_quantized:
-                raise TypeError(f"cannot checkpoint the {t.layout} {'quantized ' if t.is_quantized else ''}tensor at "
-                                f"'{path}': convert it to a dense tensor (.to_dense() / .dequantize())")
-            if t.device.type != "cpu":
-                t = t.cpu()
-            t = t.resolve_conj().resolve_neg().contiguous()
-            entry.update(kind="torch", dtype=str(t.dtype).removeprefix("torch."), shape=list(t.shape))
-            itemsize, is_float = t.element_size(), t.is_floating_point()
-            value = t
-            raw = t.reshape(-1).view(torch.uint8).numpy()
-        entry["nbytes"] = int(raw.size)
-        entry["chunks"] = []
-        wants_lossy = (lossy is not None and is_float and raw.size // itemsize >= LOSSY_MIN_NUMEL
-                       and (lossy_filter is None or lossy_filter(path, arr)))
-        if wants_lossy and lossy == "bf16" and itemsize >= 4:
-            import torch
-
-            t = value if value is not None else torch.from_numpy(np.asarray(arr).reshape(-1))
-            raw = t.reshape(-1).to(torch.bfloat16).view(torch.uint8).numpy()
-            entry["stored_dtype"] = "bfloat16"
-            itemsize = 2
-        elif wants_lossy and lossy == "int8-delta":
-            delta = self._int8_delta(path, value if value is not None else np.asarray(arr), raw, itemsize,
-                                     base, base_name, entry)
-            if delta is not None:
-                q, scale = delta
-                entry["scale"] = []
-                return entry, [*self._split("chunks", q, 1, False), *self._split("scale", scale, 4, True)]
-        return entry, self._split("chunks", raw, itemsize, is_float)
-
-    def _split(self, key: str, raw: np.ndarray, itemsize: int, is_float: bool) -> list[tuple[str, np.ndarray, int, bool]]:
-        size = self.chunk_size - self.chunk_size % max(1, itemsize)
-        return [(key, raw[i:i + size], itemsize, is_float) for i in range(0, raw.size, size)]
-
-    def _int8_delta(self, path: str, value: Any, raw: np.ndarray, itemsize: int, base: Optional[dict[str, Any]],
-                    base_name: Optional[str], entry: dict[str, Any]) -> Optional[tuple[np.ndarray, np.ndarray]]:
-        """int8 differences from the base's exact bytes, or None to store exactly (no usable base,
-        or the tensor is unchanged: dedup then stores nothing)."""
-        import torch
-
-        if base is None or base.get("dtype") != entry["dtype"] or base.get("shape") != entry["shape"] \
-                or base.get("kind") != entry["kind"] or "stored_dtype" in base:
-            return None
-        exact = base["delta"]["base"] if "delta" in base else base["chunks"]
-        size = self.chunk_size - self.chunk_size % itemsize
-        if [codec.chunk_id(raw[i:i + size]) for i in range(0, raw.size, size)] == [c[0] for c in exact]:
-            return None
-        base_raw = np.empty(raw.size, dtype=np.uint8)
-        self._read_chunks(base_name or "base", [({"path": path}, exact, base_raw)], None)
-        dtype = _torch_dtype(entry) if entry["kind"] == "torch" else None
-        if dtype is None:
-            cur = torch.from_numpy(raw.view(np.dtype(entry["dtype"]))).float()
-            ref = torch.from_numpy(base_raw.view(np.dtype(entry["dtype"]))).float()
-        else:
-            cur = value.reshape(-1).float()
-            ref = torch.from_numpy(base_raw).view(dtype).float()
-        diff = cur - ref
-        n = diff.numel()
-        pad = (-n) % DELTA_BLOCK
-        blocks = torch.nn.functional.pad(diff, (0, pad)).view(-1, DELTA_BLOCK)
-        scale = blocks.abs().amax(dim=1) / 127.0
-        if not torch.isfinite(scale).all():
-            return None   # inf/nan differences: keep the tensor exact
-        q = torch.round(blocks / torch.where(scale > 0, scale, torch.ones_like(scale))[:, None]).clamp_(-127, 127)
-        entry["delta"] = {"base": exact, "from": base_name, "block": DELTA_BLOCK}
-        return (q.to(torch.int8).reshape(-1)[:n].view(torch.uint8).numpy(),
-                scale.to(torch.float32).view(torch.uint8).numpy())
-
     def _write_chunks(self, jobs: list[tuple[dict[str, Any], str, np.ndarray, int, bool]],
                       progress: Optional[Progress]) -> dict[str, int]:
         """Hash, encode and write the chunks (reusing those present and known intact, see
@@ -699,130 +392,6 @@ class Store:
             raise
         return size, tmp
 
-    # ---------------------------------------------------------------------------------------- loading
-
-    def _allocate(self, entry: dict[str, Any], tasks: list, finish: list, outputs: list, index: int) -> Any:
-        """The output array of one entry; its chunks go to ``tasks``, any post-processing to ``finish``."""
-        import torch
-
-        kind, shape, name = entry.get("kind"), entry.get("shape"), entry.get("path")
-        if kind in ("numpy", "npscalar"):
-            arr = np.empty(shape, dtype=np.dtype(entry["dtype"]))
-            raw = arr.reshape(-1).view(np.uint8)
-            result: Any = arr[()] if kind == "npscalar" else arr
-        elif kind == "torch":
-            dtype = _torch_dtype(entry)
-            t = torch.empty(shape, dtype=dtype)
-            raw = t.reshape(-1).view(torch.uint8).numpy()
-            result = t
-        else:
-            raise CheckpointError(f"tensor '{name}' has an unknown kind {kind!r}: upgrade deepdive")
-        if raw.size != entry["nbytes"]:
-            raise CheckpointError(f"tensor '{name}': manifest sizes disagree ({raw.size} != {entry['nbytes']})")
-        if "stored_dtype" in entry:           # lossy bf16: decode the bf16 bytes, cast back
-            half = torch.empty(math.prod(shape), dtype=torch.bfloat16)
-            tasks.append((entry, entry["chunks"], half.view(torch.uint8).numpy()))
-
-            def cast_back() -> None:
-                if kind == "torch":
-                    result.copy_(half.view(result.shape).to(result.dtype))
-                else:
-                    raw[:] = half.float().numpy().astype(np.dtype(entry["dtype"])).view(np.uint8)
-            finish.append(cast_back)
-            if kind == "npscalar":
-                finish.append(lambda: outputs.__setitem__(index, raw.view(np.dtype(entry["dtype"])).reshape(shape)[()]))
-        elif "delta" in entry:                # int8-delta: exact base + q * scale
-            delta = entry["delta"]
-            n = raw.size // (np.dtype(entry["dtype"]).itemsize if kind != "torch" else result.element_size())
-            q = np.empty(n, dtype=np.uint8)
-            scale = np.empty(_total(entry["scale"]), dtype=np.uint8)
-            tasks += [(entry, delta["base"], raw), (entry, entry["chunks"], q), (entry, entry["scale"], scale)]
-
-            def apply_delta() -> None:
-                block = int(delta["block"])
-                s = torch.from_numpy(scale.view(np.float32).copy())
-                qt = torch.nn.functional.pad(torch.from_numpy(q.view(np.int8).copy()).float(), (0, (-n) % block))
-                d = (qt.view(-1, block) * s[:, None]).reshape(-1)[:n]
-                if kind == "torch":
-                    flat = result.view(-1)
-                    flat.copy_((flat.float() + d).to(result.dtype))
-                else:
-                    view = raw.view(np.dtype(entry["dtype"]))
-                    view[:] = (view.astype(np.float32) + d.numpy()).astype(view.dtype)
-            finish.append(apply_delta)
-            if kind == "npscalar":
-                finish.append(lambda: outputs.__setitem__(index, raw.view(np.dtype(entry["dtype"])).reshape(shape)[()]))
-        else:
-            tasks.append((entry, entry["chunks"], raw))
-            if kind == "npscalar":
-                finish.append(lambda: outputs.__setitem__(index, raw.view(np.dtype(entry["dtype"])).reshape(shape)[()]))
-        return result
-
-    def _read_chunks(self, name: str, tasks: list[tuple[dict, list, np.ndarray]], progress: Optional[Progress]) -> None:
-        """Decode each task's chunks into its output buffer, verifying every hash."""
-        jobs = []
-        for entry, chunks, out in tasks:
-            if _total(chunks) != out.size:
-                raise CheckpointError(f"checkpoint {name}: tensor '{entry['path']}': its chunks hold "
-                                      f"{_total(chunks)} bytes, {out.size} expected; the manifest is damaged")
-            pos = 0
-            for key, raw_len, _ in chunks:
-                jobs.append((entry["path"], key, out[pos:pos + raw_len]))
-                pos += raw_len
-        total = sum(o.size for _, _, o in jobs)
-
-        def work(key: str, out: np.ndarray) -> Optional[str]:
-            return self._decode_into(key, out)
-
-        futures = [self._executor().submit(work, key, out) for _, key, out in jobs]
-        done = 0
-        error: Optional[str] = None
-        for (path, key, out), fut in zip(jobs, futures):
-            reason = fut.result()
-            if reason and error is None:
-                error = (f"checkpoint {name}: tensor '{path}' is corrupt (chunk {key[:12]}: {reason}); "
-                         f"load an earlier checkpoint or restore {self._chunk_path(key)} from a copy")
-            done += out.size
-            if progress is not None:
-                progress(done, total)
-        if error:
-            raise CheckpointError(error)
-
-    def _decode_into(self, key: str, out: np.ndarray) -> Optional[str]:
-        """Decode chunk ``key`` into ``out``; the reason it is bad, or None (then a save may reuse it)."""
-        reason, st = chunks.check(self._chunk_path(key), key, out)
-        if reason is None and st is not None:
-            self._checked.remember(key, st)
-        else:
-            self._checked.forget(key)
-        return reason
-
-    def _check_chunks(self, keys: list[str], sizes: dict[str, int], progress: Optional[Progress],
-                      total: int) -> Iterator[tuple[str, str]]:
-        def work(key: str) -> Optional[str]:
-            return self._decode_into(key, np.empty(sizes[key], dtype=np.uint8))
-
-        done = 0
-        # bounded: at most 2 x workers chunks decoded at once
-        window = 2 * self.workers
-        pending: list[tuple[str, Future]] = []
-        it = iter(keys)
-        while True:
-            while len(pending) < window:
-                key = next(it, None)
-                if key is None:
-                    break
-                pending.append((key, self._executor().submit(work, key)))
-            if not pending:
-                break
-            key, fut = pending.pop(0)
-            reason = fut.result()
-            done += sizes[key]
-            if progress is not None:
-                progress(done, total)
-            if reason:
-                yield key, reason
-
     # ---------------------------------------------------------------------------------------- helpers
 
     def _executor(self) -> ThreadPoolExecutor:
@@ -833,56 +402,6 @@ class Store:
 
     def _chunk_path(self, key: str) -> Path:
         return self.root / "chunks" / key[:2] / key
-
-    def _manifest_path(self, name: str) -> Path:
-        return self.root / "manifests" / f"{name}.json"
-
-    def _names(self) -> list[str]:
-        """The names of the manifest files, in step order (readable or not)."""
-        return sorted(p.stem for p in (self.root / "manifests").glob("step-*.json") if _NAME.match(p.stem))
-
-    def _read_manifest(self, name: str) -> dict[str, Any]:
-        """The manifest of checkpoint ``name``, its checksum and fields checked (see :mod:`.manifest`)."""
-        return self._read_manifest_checked(name)[0]
-
-    def _read_manifest_checked(self, name: str) -> tuple[dict[str, Any], bool]:
-        """The manifest and whether it carried a checksum (False: written before checksums).
-
-        Raises:
-            CheckpointError: no such checkpoint; :class:`ManifestUnusable` when its manifest is
-                unreadable, fails its checksum or disagrees with its file name.
-        """
-        try:
-            data = self._manifest_path(name).read_bytes()
-        except FileNotFoundError:
-            raise CheckpointError(f"no checkpoint {name!r} in {self.root}: `deepdive ckpt ls {self.root}` lists them") from None
-        except OSError as exc:
-            raise ManifestUnusable(name, f"is unreadable ({exc.strerror})", self.root) from None
-        try:
-            return mf.read(data, name, FORMAT, checkpoint_name)
-        except mf.ManifestError as exc:
-            raise ManifestUnusable(name, str(exc), self.root) from None
-
-    def unchecked_manifests(self, which: Union[str, int, None] = None) -> list[str]:
-        """The checkpoints (all, or ``which``) whose manifest has no checksum: written before
-        manifests carried one. They load; only their chunks can be verified."""
-        names = self._names() if which is None else [self.resolve(which)]
-        unchecked = []
-        for name in names:
-            try:
-                if not self._read_manifest_checked(name)[1]:
-                    unchecked.append(name)
-            except CheckpointError:
-                continue   # verify reports it as a problem
-        return unchecked
-
-    def _latest_manifest(self, exclude: str) -> Optional[dict[str, Any]]:
-        for name in (n for n, _ in self.newest_first() if n != exclude):
-            try:
-                return self._read_manifest(name)
-            except CheckpointError:
-                continue
-        return None
 
     @contextmanager
     def _lock(self, exclusive: bool) -> Iterator[None]:
@@ -895,64 +414,6 @@ class Store:
         finally:
             os.close(fd)
 
-
-# ------------------------------------------------------------------------------------------------
-
-
-def _entry_chunks(entry: dict[str, Any]) -> list[list[Any]]:
-    chunks = list(entry.get("chunks", []))
-    if "delta" in entry:
-        chunks += entry["delta"]["base"] + entry.get("scale", [])
-    return chunks
-
-
-def _chunk_refs(manifest: dict[str, Any]) -> dict[str, tuple[int, int]]:
-    """Every chunk a manifest references (its tree's tensors and its shards): {id: (raw, stored bytes)}."""
-    refs: dict[str, tuple[int, int]] = {}
-    for entry in sharding.entries(manifest):
-        for key, raw_len, stored in _entry_chunks(entry):
-            refs[key] = (raw_len, stored)
-    return refs
-
-
-def _total(chunks: list[list[Any]]) -> int:
-    return sum(raw_len for _, raw_len, _ in chunks)
-
-
-def _torch_dtype(entry: dict[str, Any]) -> Any:
-    import torch
-
-    dtype = getattr(torch, str(entry.get("dtype")), None)
-    if not isinstance(dtype, torch.dtype):
-        raise CheckpointError(f"tensor '{entry.get('path')}' has an unknown dtype {entry.get('dtype')!r}: upgrade torch")
-    return dtype
-
-
-def _check_metrics(metrics: Optional[dict[str, Any]]) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for key, value in (metrics or {}).items():
-        if hasattr(value, "item") and callable(value.item):
-            value = value.item()
-        if not isinstance(key, str) or isinstance(value, bool) or not isinstance(value, (int, float)) \
-                or not math.isfinite(value):
-            raise ValueError(f"metrics must map names to finite numbers; {key!r}: {value!r} is not")
-        out[key] = float(value) if isinstance(value, float) else value
-    return out
-
-
-def _checkpoint(m: dict[str, Any]) -> Checkpoint:
-    s = m["stats"]
-    return Checkpoint(name=m["name"], step=m["step"], time=m["time"], metrics=m.get("metrics", {}),
-                      meta=m.get("meta", {}), lossy=m.get("lossy"), tensors=s["tensors"], raw_bytes=s["raw_bytes"],
-                      stored_bytes=s["stored_bytes"], new_bytes=s["new_bytes"], chunks=s["chunks"],
-                      new_chunks=s["new_chunks"], seconds=s.get("seconds", 0.0))
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except FileNotFoundError:
-        return 0
 
 
 def _load_sync_file_range() -> Optional[Callable[..., int]]:
@@ -978,28 +439,3 @@ def _start_writeback(fd: int) -> None:
     durability still comes from the fsyncs, so its result is not checked."""
     if _SYNC_FILE_RANGE is not None:
         _SYNC_FILE_RANGE(fd, 0, 0, _SYNC_FILE_RANGE_WRITE)
-
-
-def _fsync_path(path: Union[str, Path]) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Temp file in the same folder, fsync, rename, fsync the folder."""
-    atomic_write_bytes(path, data)
-
-
-def as_dict(checkpoint: Checkpoint) -> dict[str, Any]:
-    return asdict(checkpoint)
