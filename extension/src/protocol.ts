@@ -532,7 +532,7 @@ export interface RunThroughput {
   unit: string;
   jobId?: string | null;
   step?: number | null;
-  /** What `value` is, with its window: `samples/s over the last 10 s, all ranks` (the engine's figure, the one the dashboard and the terminal show; deepdive.telemetry.throughput). */
+  /** What `value` is, with its window: `samples/s over the last 10 s, all ranks` (the engine's figure, the one the dashboard and the terminal show; deepdive.throughput). */
   label?: string | null;
 }
 

@@ -4,7 +4,7 @@
 
 const DASH = '—';
 
-/** `10 s`, `2.3 s`: a throughput window as server/telemetry/throughput.py's `window_text` says it. */
+/** `10 s`, `2.3 s`: a throughput window as server/throughput.py's `window_text` says it. */
 export function fmtWindow(seconds: number): string {
     return seconds >= 9.95 ? `${seconds.toFixed(0)} s` : `${seconds.toFixed(1)} s`;
 }

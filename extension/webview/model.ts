@@ -352,7 +352,7 @@ export function runsByRecency(state: State): RunState[] {
 }
 
 /**
- * What a run's `samples_per_s` is, as the engine defines it (server/telemetry/throughput.py `label`, the
+ * What a run's `samples_per_s` is, as the engine defines it (server/throughput.py `label`, the
  * status bar's and the terminal's wording): `samples/s over the last 10 s, all ranks`.
  */
 export function throughputLabel(run: RunState): string {

@@ -54,7 +54,7 @@ export function presentTelemetry(
     if (run) {
         const extra = (summary.runs?.length ?? 0) > 1 ? ` (+${(summary.runs?.length ?? 1) - 1} more)` : '';
         const tooltip = [
-            // the label states the figure's window and ranks (server/telemetry/throughput.py), as the dashboard does
+            // the label states the figure's window and ranks (server/throughput.py), as the dashboard does
             `Run ${run.runId}${run.jobId ? ` (job ${run.jobId})` : ''}: ${formatRate(run.value)} ${run.label ?? run.unit}` +
                 (run.step !== undefined && run.step !== null ? ` at step ${run.step}` : '') +
                 extra,

@@ -1,5 +1,5 @@
 // Issue #20, finding 3: the editor shows one figure for each thing. The throughput is the engine's
-// samples/s over a stated window, all ranks (server/telemetry/throughput.py), shown by the status bar and
+// samples/s over a stated window, all ranks (server/throughput.py), shown by the status bar and
 // the dashboard as it came, with the same label; a compression's speed-up is one figure in the table and
 // in the summary line.
 import { describe, expect, it } from 'vitest';
