@@ -17,15 +17,22 @@ Example::
 
 The same script runs under ``python`` (one process), ``torchrun`` (DDP over gloo or NCCL) and
 ``deepdive train``. No base class, no trainer: the loop stays the user's.
+
+The modules
+-----------
+This module holds :func:`setup` and :class:`Run`'s state, its training loop, checkpoints and end;
+``Run``'s other verbs live in two base classes that hold no state of their own:
+:mod:`~deepdive.engine.run_prepare` (``prepare``: device, precision policy, DDP or FSDP2, the loader)
+and :mod:`~deepdive.engine.run_telemetry` (per-step samples, events, the summary, the ``auto``
+compression decision). :mod:`~deepdive.engine.launcher` reads what ``deepdive train`` passes through
+the environment.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
-import math
 import os
-import statistics
 import sys
 import time
 import uuid
@@ -33,23 +40,25 @@ from typing import Any, Iterable, Iterator, Optional, Sequence
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
 from deepdive.engine import distributed as ddist
 from deepdive.engine.checkpoint import Checkpointer
-from deepdive.engine.compression import GradCompression, decide_auto
+from deepdive.engine.compression import GradCompression
 from deepdive.engine.fatal import record_fatal_errors
-from deepdive.engine.fsdp import FsdpOptions, rebind_optimizer, require_forward, shard
+from deepdive.engine.fsdp import FsdpOptions
 from deepdive.engine.hparams import Hyperparameters, TrialPruned
-from deepdive.engine.materialize import InitFn, Weights, init_empty, materialize, shared_seed
-from deepdive.engine.precision import (
-    DEFAULT_FP32_MODULES, LossScaler, OverflowGuard, Promotion, check_backward, keep_in_fp32, resolve_precision,
-)
+from deepdive.engine.launcher import (ENV_GRAD_COMPRESSION, ENV_PRECISION, _fresh_since_from_env, _launcher_choice,
+                                      _process_facts)
+from deepdive.engine.precision import DEFAULT_FP32_MODULES, LossScaler, OverflowGuard, check_backward, resolve_precision
 from deepdive.engine.precision import autocast as precision_autocast
 from deepdive.engine.reporter import Reporter
+from deepdive.engine.run_prepare import RunPreparation
+from deepdive.engine.run_telemetry import RunTelemetry
 from deepdive.engine.topology import describe_topology
 from deepdive.throughput import ThroughputWindow
 from deepdive.vocabulary import GRAD_COMPRESSIONS as COMPRESSIONS
+
+__all__ = ["COMPRESSIONS", "ENV_GRAD_COMPRESSION", "ENV_PRECISION", "STRATEGIES", "Run", "setup"]
 
 STRATEGIES = ("auto", "ddp", "fsdp", "none")
 
@@ -160,55 +169,7 @@ def setup(
                                           fresh_since=_fresh_since_from_env()))
 
 
-#: Set by ``deepdive train --precision`` / the editor's *Train…*: used where the script leaves ``"auto"``.
-ENV_PRECISION = "DEEPDIVE_PRECISION"
-#: Set by ``deepdive train --grad-compression`` / *Train…*: used where the script leaves ``"auto"``.
-ENV_GRAD_COMPRESSION = "DEEPDIVE_GRAD_COMPRESSION"
-
-
-def _launcher_choice(name: str, value: str, variable: str) -> str:
-    """The script's own choice, else (where it left ``"auto"``) the launcher's from ``variable``.
-
-    A script that fixes a value keeps it; when the launcher asked for another, stderr says which won."""
-    asked = os.environ.get(variable, "").strip()
-    if not asked or asked == value:
-        return value
-    if value == "auto":
-        return asked
-    print(f"deepdive: {variable}={asked} ignored: the script fixes {name}={value!r} in dd.setup() "
-          f"(pass {name}=\"auto\" there to let the launcher choose)", file=sys.stderr, flush=True)
-    return value
-
-
-def _process_facts() -> dict[str, Any]:
-    """Which script this is and where it runs: the editor lists a run started in a terminal by these."""
-    import socket
-
-    script = sys.argv[0] if sys.argv and sys.argv[0] not in ("", "-c") else ""
-    return {"script": os.path.abspath(script) if script else "", "argv": [str(a) for a in sys.argv[1:21]],
-            "pid": os.getpid(), "host": socket.gethostname(), "cwd": os.getcwd()}
-
-
-def _fresh_since_from_env() -> Optional[float]:
-    """``$DEEPDIVE_CHECKPOINT_FRESH_SINCE`` (set by ``deepdive train --fresh``): a Unix time, or None.
-
-    Raises:
-        ValueError: it is set to something other than a number of seconds.
-    """
-    value = os.environ.get("DEEPDIVE_CHECKPOINT_FRESH_SINCE", "").strip()
-    if not value:
-        return None
-    try:
-        since: Optional[float] = float(value)
-    except ValueError:
-        since = None
-    if since is None or not math.isfinite(since):
-        raise ValueError(f"DEEPDIVE_CHECKPOINT_FRESH_SINCE must be a Unix time in seconds (deepdive train --fresh "
-                         f"sets it to the job's start), not {value!r}")
-    return since
-
-
-class Run:
+class Run(RunPreparation, RunTelemetry):
     """A training run. Create it with :func:`setup`."""
 
     def __init__(self, *, precision: str, grad_compression: str, strategy: str,
@@ -314,70 +275,7 @@ class Run:
         """A hyperparameter: its default here, the trial's value under ``deepdive tune``."""
         return self.hparams.suggest(name, low, high, default=default, log=log, step=step, choices=choices)
 
-    # -- prepare --------------------------------------------------------------------------------
-
-    def prepare(self, model: nn.Module, optimizer: Optional[torch.optim.Optimizer] = None,
-                loader: Optional[DataLoader] = None, *, init: Optional[InitFn] = None,
-                weights: Optional[Weights] = None) -> Any:
-        """Put the model on the device with its precision policy, wrap it for DDP/FSDP, shard the loader.
-
-        Returns the objects given, in the same order (the model alone when only it is given). Use
-        the returned ones. Where prepare replaces parameters (FSDP2 shards, a model built on ``meta``)
-        the optimizer's groups are pointed at the new ones.
-
-        A model built under :meth:`init_empty` (parameters on ``meta``) is allocated here: under FSDP2
-        one unit at a time, each sharded before the next is allocated, so no process holds the whole
-        model; otherwise in one piece. Each module built on meta is initialised by ``init(module)``,
-        else its Hugging Face model's ``_init_weights``, else its ``reset_parameters()``, seeded from the
-        run's seed and the module's name (the same weights at any world size), unless ``weights`` has
-        its tensors.
-
-        Args:
-            init (callable): ``init(module)`` for each module built on meta, in place of its own init.
-            weights (str | Path | dict): a full state dict of the model (a ``torch.save`` file, read
-                memory-mapped, a ``.safetensors`` file, or the dict), loaded tensor by tensor into each
-                unit before it is sharded; every parameter and persistent buffer must be in it.
-
-        Raises:
-            ValueError: compression asked for with FSDP; an optimizer that already stepped or holds
-                parameters the model does not have; a model without forward() or already wrapped; a
-                module on meta that nothing initialises; weights that are not this model's.
-            RuntimeError: FSDP2 refused to shard a module, with the fix.
-        """
-        require_forward(model)
-        names = {id(p): name for name, p in model.named_parameters()}
-        self.guard = None
-        self.kept_fp32 = []
-        if self.plan.autocast_enabled:
-            self.kept_fp32 = keep_in_fp32(model, self._options["keep_fp32"], self.plan.device_type)
-            self.guard = OverflowGuard(model, self.plan.device_type, self._options["overflow_check_every"],
-                                       self._on_promote)
-        placed: dict[str, Any] = {}
-        if self.dist.distributed and self._options["strategy"] != "none":
-            model, placed = self._wrap(model, optimizer, init, weights)
-        else:
-            materialised = materialize(model, self.device, init=init, weights=weights)
-            placed = {"materialised": materialised} if materialised else {}
-            model = model.to(self.device)
-        if optimizer is not None:
-            bare = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-            rebind_optimizer(optimizer, names, bare)
-        if loader is not None and self.dist.distributed:
-            loader = self._shard(loader)
-        self.event("prepare", strategy=self.strategy, strategy_reason=self.strategy_reason,
-                   compression=self.compression.mode if self.compression else "none",
-                   compression_reason=self.compression_reason, kept_fp32=self.kept_fp32,
-                   parameters=sum(p.numel() for p in model.parameters()), **placed)
-        if self.ckpt is not None:
-            self.ckpt.watch(model, optimizer)
-        given = [obj for obj in (model, optimizer, loader) if obj is not None]
-        return given[0] if len(given) == 1 else tuple(given)
-
-    def init_empty(self) -> contextlib.AbstractContextManager[None]:
-        """Build a model too big for one process: ``with run.init_empty(): model = Net()`` puts its
-        parameters on the ``meta`` device (no memory; buffers stay real) and :meth:`prepare` allocates
-        them (see :func:`deepdive.engine.materialize.init_empty`)."""
-        return init_empty()
+    # -- checkpoints ----------------------------------------------------------------------------
 
     def track(self, **objects: Any) -> None:
         """Save and restore these objects with the checkpoints (``run.track(scheduler=sched)``): anything
@@ -413,54 +311,6 @@ class Run:
                                  "finds where it stopped")
             self._restore_checked = True
             self._resume = self.ckpt.restore()
-
-    def _wrap(self, model: nn.Module, optimizer: Optional[torch.optim.Optimizer], init: Optional[InitFn],
-              weights: Optional[Weights]) -> tuple[nn.Module, dict[str, Any]]:
-        """DDP or FSDP2, decided from the bytes one replica needs, measured before anything is moved."""
-        if isinstance(model, nn.parallel.DistributedDataParallel):
-            raise ValueError("run.prepare got a model already wrapped in DistributedDataParallel: pass the bare model; "
-                             "prepare wraps it")
-        requested = self._options["strategy"]
-        fits, why = ddist.fits_one_device(model, self.dist, optimizer, self._options["memory_budget_gb"])
-        if requested == "fsdp" or (requested == "auto" and not fits):
-            if self._options["compression"] not in ("auto", "none"):
-                raise ValueError("gradient compression hooks are for DDP: use strategy='ddp' or grad_compression='none'")
-            report = shard(model, self.dist, self._options["fsdp"], self.plan,
-                           fp32_classes=self._options["keep_fp32"], init=init, weights=weights)
-            if report.casts_parameters:
-                self.guard = None  # bf16 has fp32's range: nothing to promote, and gathered weights are bf16
-            chosen = "asked for" if requested == "fsdp" else f"the model does not fit one process: {why}"
-            self.strategy = "fsdp"
-            self.strategy_reason = f"{chosen}; {report.summary()}"
-            self.compression_reason = "FSDP shards gradients with reduce-scatter: no DDP compression hook"
-            return model, {"fsdp": report.describe()}
-        self.strategy = "ddp"
-        self.strategy_reason = ("asked for" if requested == "ddp"
-                                else f"data parallel: the model fits one process ({why})")
-        materialised = materialize(model, self.device, init=init, weights=weights, seed=shared_seed(self.dist))
-        model = ddist.wrap_ddp(model.to(self.device), self.dist, **self._options["ddp"])
-        requested_compression = self._options["compression"]
-        mode = "none" if requested_compression == "auto" else requested_compression
-        self.compression = GradCompression(mode, **self._options["compression_options"])
-        self.compression.register(model)
-        self.compression_reason = (
-            f"measuring the first {self._options['auto_steps']} steps before deciding"
-            if requested_compression == "auto" else "asked for"
-        )
-        return model, {"materialised": materialised} if materialised else {}
-
-    def _shard(self, loader: DataLoader) -> DataLoader:
-        if isinstance(loader.sampler, DistributedSampler):
-            return loader
-        if loader.batch_sampler is not None and not hasattr(loader.batch_sampler, "batch_size"):
-            raise ValueError("a custom batch_sampler cannot be sharded automatically: give it a DistributedSampler")
-        sampler = DistributedSampler(loader.dataset, num_replicas=self.world_size, rank=self.rank,
-                                     shuffle=isinstance(loader.sampler, RandomSampler),
-                                     seed=torch.initial_seed() % 2**31, drop_last=loader.drop_last)
-        return DataLoader(loader.dataset, batch_size=loader.batch_size, sampler=sampler,
-                          num_workers=loader.num_workers, collate_fn=loader.collate_fn,
-                          pin_memory=loader.pin_memory, drop_last=loader.drop_last,
-                          persistent_workers=loader.persistent_workers if loader.num_workers else False)
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -589,115 +439,7 @@ class Run:
         if binding.report(step, value):
             raise TrialPruned(f"pruned at step {step} ({binding.metric} {value:.6g})")
 
-    # -- telemetry ------------------------------------------------------------------------------
-
-    def event(self, kind: str, **fields: Any) -> None:
-        """A rare, important message (on rank 0) for the dashboard and the metrics file."""
-        if self.reporter.enabled and self.is_main:
-            self.reporter.event(kind, **fields)
-
-    def _on_promote(self, promotion: Promotion) -> None:
-        self.event("promotion", module=promotion.module, module_type=promotion.module_type, step=promotion.step,
-                   message=f"{promotion.module} ({promotion.module_type}) overflowed in {self.plan.mode}: "
-                           "it runs in fp32 from now on")
-
-    def _end_step(self) -> None:
-        if self._step_start is None:
-            return
-        sampled = self.reporter.enabled and self.batch_index % self.log_every == 0
-        if sampled and self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        step_time = time.perf_counter() - self._step_start
-        self._step_times.append(step_time)
-        self._throughput.add(self._batch_size, self._data_wait + step_time)
-        if self.hparams.binding is not None:
-            self.hparams.binding.step_seconds += step_time
-        if sampled:
-            self.reporter.record(self._sample(step_time))
-        self._metrics = {}
-
-    def _sample(self, step_time: float) -> dict[str, Any]:
-        sample: dict[str, Any] = {
-            "step": self.batch_index, "epoch": self.epoch, "total_steps": self.total_steps,
-            "step_time_s": step_time, "data_wait_s": self._data_wait,
-            **self._throughput.figures(),  # samples/s over the last 10 s, all ranks, loader wait included
-            "lr": self._lr, "loss_scale": self.scaler.scale,
-            "skipped_steps": self.scaler.skipped_steps, "precision": self.plan.mode,
-        }
-        if self._loss is not None and "loss" not in self._metrics:
-            sample["loss"] = float(self._loss)
-        for key, value in self._metrics.items():
-            sample[key] = float(value.detach()) if isinstance(value, torch.Tensor) and value.numel() == 1 else value
-        sample.update(self._comm)
-        sample.update(_memory(self.device))
-        return sample
-
-    def _decide_compression(self) -> None:
-        """Decide from the measured steps (the same decision on every rank: figures are averaged)."""
-        assert self.compression is not None
-        measured = self._comm_history[1:] or self._comm_history  # the first step builds buckets
-        times = self._step_times[1:] or self._step_times
-        local = {
-            "step_time_s": statistics.fmean(times),
-            "comm_time_s": statistics.fmean(c["comm_time_s"] for c in measured),
-            "comm_exposed_s": statistics.fmean(c["comm_exposed_s"] for c in measured),
-            "comm_bytes_uncompressed": statistics.fmean(c["comm_bytes_uncompressed"] for c in measured),
-        }
-        evidence: dict[str, Any] = ddist.all_mean(local, self.dist)
-        evidence.update(backend=self.dist.backend, world_size=self.world_size, link=self.topology.get("link"))
-        mode, reason = decide_auto(evidence)
-        self._evidence = evidence
-        if mode != self.compression.mode:
-            self.compression.set_mode(mode, **self._options["compression_options"])
-            # on trial: kept only if the compressed steps are measurably shorter
-            self._trial_from = len(self._step_times)
-        self.compression_reason = reason
-        self.event("compression", mode=mode, reason=reason, evidence=evidence, step=self.step_count,
-                   trial=mode != "none")
-
-    def _judge_trial(self) -> None:
-        """After the trial steps with compression on: keep it only if it shortened the step."""
-        assert self.compression is not None and self._trial_from is not None
-        trial = [t for t, c in zip(self._step_times[self._trial_from:], self._comm_history[self._trial_from:])
-                 if not c.get("comm_warmup")]
-        if len(trial) < max(3, self._options["auto_steps"] // 2):
-            return
-        figures = ddist.all_mean({"step_time_s": statistics.fmean(trial)}, self.dist)
-        mode, reason = decide_auto(self._evidence, trial=figures)
-        self._trial_from = None
-        if mode != self.compression.mode:
-            self.compression.set_mode(mode, **self._options["compression_options"])
-        self.compression_reason = reason
-        self.event("compression", mode=mode, reason=reason, evidence={**self._evidence, "trial": figures},
-                   step=self.step_count, trial=False)
-
     # -- the end --------------------------------------------------------------------------------
-
-    def summary(self) -> dict[str, Any]:
-        """The run's figures so far."""
-        times = self._step_times[2:] or self._step_times
-        comm = self._comm_history[2:] or self._comm_history
-        mean_step = statistics.fmean(times) if times else None
-        out: dict[str, Any] = {
-            "run": self.run_id, "steps": self.step_count, "epochs": self.epoch + 1 if self.step_count else 0,
-            "world_size": self.world_size, "backend": self.dist.backend, "device": str(self.device),
-            "topology": self.topology.get("summary"), "strategy": self.strategy,
-            "precision": self.plan.mode, "precision_reason": self.plan.reason,
-            "mean_step_time_s": mean_step,
-            **self._throughput.figures(),  # the same figure as the last sample's
-            "final_loss": float(self._loss) if self._loss is not None else None,
-            "skipped_steps": self.scaler.skipped_steps, "loss_scale": self.scaler.scale,
-            "scale_changes": self.scaler.scale_changes,
-            "promoted_to_fp32": [p.module for p in self.guard.promotions] if self.guard else [],
-            "kept_fp32": self.kept_fp32,
-            "compression": self.compression.mode if self.compression else "none",
-            "compression_reason": self.compression_reason,
-        }
-        if comm:
-            for key in ("comm_bytes_uncompressed", "comm_bytes_sent", "comm_time_s", "comm_overlap"):
-                out[f"{key}_per_step"] = statistics.fmean(c[key] for c in comm)
-        out.update(_memory(self.device))
-        return out
 
     def finish(self) -> dict[str, Any]:
         """Report the summary, flush telemetry, leave the process group. Safe to call twice."""
@@ -750,18 +492,3 @@ def _batch_size(batch: Any) -> int:
     if isinstance(batch, dict) and batch:
         return _batch_size(next(iter(batch.values())))
     return 0
-
-
-def _memory(device: torch.device) -> dict[str, float]:
-    if device.type == "cuda":
-        stats = torch.cuda.memory_stats(device)
-        return {
-            "mem_allocated_mib": stats.get("allocated_bytes.all.current", 0) / 2**20,
-            "mem_reserved_mib": stats.get("reserved_bytes.all.current", 0) / 2**20,
-            "mem_peak_mib": stats.get("allocated_bytes.all.peak", 0) / 2**20,
-            # the caching allocator freed its cache and retried a cudaMalloc: memory pressure
-            "alloc_retries": stats.get("num_alloc_retries", 0),
-        }
-    import psutil
-
-    return {"mem_rss_mib": psutil.Process().memory_info().rss / 2**20}

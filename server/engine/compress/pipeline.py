@@ -37,6 +37,13 @@ own instead of the pruned one.
 The report (JSON and Markdown, written atomically next to the compressed model) has one row per
 step with the cumulative figures, and a summary against the original: size ratio, speed-up at
 batch 1 and 32, accuracy drop in points.
+
+The modules
+-----------
+This module holds :class:`Pipeline` (the steps, the runtime choice, the report written to disk) and
+re-exports the names callers import from it: :mod:`~deepdive.engine.compress.inputs` holds the
+options and the loading of the evaluation script and the model, :mod:`~deepdive.engine.compress.report`
+the Markdown report and :func:`load_compressed`.
 """
 
 from __future__ import annotations
@@ -46,122 +53,24 @@ import copy
 import io
 import itertools
 import json
-import runpy
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import attrs
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from deepdive.engine.compress.inputs import (CompressConfig, CompressError, Emit, _batches, _check, load_eval,
+                                             load_model)
 from deepdive.engine.compress.measure import count_params, latency, model_size_bytes, paired_latency
+from deepdive.engine.compress.report import load_compressed, markdown
 from deepdive.vocabulary import COMPRESS_TARGETS, QUANTIZE_MODES
 
-
-class CompressError(ValueError):
-    """Bad input to ``deepdive compress`` (one line that says what to do)."""
-
-
-@attrs.define
-class CompressConfig:
-    model: str
-    eval_script: str
-    prune: Optional[float] = None
-    layers: Optional[int] = None
-    """Depth reduction: keep this many of the model's repeated blocks (e.g. encoder layers)."""
-    distill: bool = False
-    quantize: Optional[str] = None
-    target: str = "x86"
-    importance: str = "l2"
-    steps: int = 1
-    """Progressive pruning: ``prune`` reached in this many steps, fine-tuned after each."""
-    fine_tune_epochs: int = 1
-    """Epochs of fine-tuning after each pruning step."""
-    distill_epochs: int = 3
-    temperature: float = 4.0
-    out: Optional[str] = None
-    """Folder for the compressed model and the report (default: MODEL's folder)."""
-    latency_budget_s: float = 1.0
-    """Seconds of timed runs per latency figure (at least 20 runs)."""
-    seed: int = 0
-    device: str = "cpu"
-
-
-Emit = Callable[[str, dict[str, Any]], None]
-
-
-def load_eval(path: str) -> dict[str, Any]:
-    """The evaluation script's namespace, with its contract checked (one-line errors)."""
-    script = Path(path)
-    if not script.is_file():
-        raise CompressError(f"no such evaluation script: {path} (it defines evaluate(model) -> float, "
-                            "example_inputs(batch_size) and train_loader())")
-    try:
-        namespace = runpy.run_path(str(script), run_name="deepdive_eval")
-    except SyntaxError as exc:
-        raise CompressError(f"{path} does not parse: {exc.msg} (line {exc.lineno})") from None
-    except Exception as exc:  # noqa: BLE001 - the user's code: name the failure, in one line
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise CompressError(f"{path} failed on import: {type(exc).__name__}: {first}"[:300]) from None
-    for name, signature in (("evaluate", "evaluate(model) -> float"),
-                            ("example_inputs", "example_inputs(batch_size) -> tuple of input tensors")):
-        if not callable(namespace.get(name)):
-            raise CompressError(f"{path} defines no {name}(): add `def {signature}`")
-    return namespace
-
-
-def load_model(path: str, namespace: dict[str, Any]) -> nn.Module:
-    """A whole pickled module, or a state_dict (plain or under "model"/"state_dict") with ``build_model()``."""
-    file = Path(path)
-    if not file.is_file():
-        raise CompressError(f"no such model file: {path} (save one with torch.save(model, PATH), e.g. "
-                            "digits.py --save PATH)")
-    try:
-        # a whole module is a pickle of the user's own classes: loaded only on the user's request
-        obj = torch.load(file, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - not a torch file, truncated, a class that is gone
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise CompressError(f"cannot load {path}: {type(exc).__name__}: {first}"[:300]) from None
-    if isinstance(obj, nn.Module):
-        return obj.eval()
-    if isinstance(obj, dict):
-        state = obj.get("model") or obj.get("state_dict") or obj
-        if not callable(namespace.get("build_model")):
-            raise CompressError(f"{path} holds a state_dict, not a module: define build_model() in the evaluation "
-                                "script, or save the whole module with torch.save(model, PATH)")
-        model = namespace["build_model"]()
-        try:
-            model.load_state_dict(state)
-        except (RuntimeError, TypeError) as exc:
-            raise CompressError(f"{path} does not fit build_model(): {str(exc).splitlines()[0]}"[:300]) from None
-        return model.eval()
-    raise CompressError(f"{path} holds a {type(obj).__name__}, not a model: save it with torch.save(model, PATH)")
-
-
-def _check(config: CompressConfig) -> None:
-    if config.prune is None and config.layers is None and not config.distill and not config.quantize:
-        raise CompressError("nothing to do: give --prune AMOUNT, --layers N, --distill and/or --quantize int8")
-    if config.layers is not None and (isinstance(config.layers, bool) or not isinstance(config.layers, int)
-                                      or config.layers < 1):
-        raise CompressError(f"--layers is the number of repeated blocks kept, at least 1 (got {config.layers})")
-    if config.prune is not None and not 0.0 < config.prune < 1.0:
-        raise CompressError(f"--prune is the fraction of channels removed, between 0 and 1 (got {config.prune})")
-    if config.quantize and config.quantize not in QUANTIZE_MODES:
-        raise CompressError(f"--quantize must be one of {', '.join(QUANTIZE_MODES)} (got {config.quantize!r})")
-    if config.target not in COMPRESS_TARGETS:
-        raise CompressError(f"--target must be x86 or arm (got {config.target!r})")
-    if config.steps < 1 or config.fine_tune_epochs < 0 or config.distill_epochs < 1:
-        raise CompressError("--steps and --distill-epochs must be at least 1, --epochs at least 0")
-
-
-def _batches(namespace: dict[str, Any], what: str) -> list[Any]:
-    if not callable(namespace.get("train_loader")):
-        raise CompressError(f"{what} needs training data: define train_loader() returning (inputs, labels) batches "
-                            "in the evaluation script")
-    return namespace["train_loader"]()
+__all__ = ["COMPRESS_TARGETS", "QUANTIZE_MODES", "CompressConfig", "CompressError", "Emit", "Pipeline", "compress",
+           "fine_tune_ce", "load_compressed", "load_eval", "load_model", "markdown"]
 
 
 def _forward(model: nn.Module, inputs: Any) -> torch.Tensor:
@@ -588,41 +497,6 @@ def warnings_silenced() -> Any:
         warnings.simplefilter("ignore")
         yield
 
-
-def load_compressed(path: str, fmt: str = "module") -> nn.Module:
-    """A model written by :func:`compress` (``outputs.model`` and ``outputs.format`` of its report)."""
-    return torch.jit.load(path) if fmt == "torchscript" else torch.load(path, weights_only=False)
-
-
-def markdown(report: dict[str, Any]) -> str:
-    """The report as a Markdown table, one row per step, each step's contribution against the previous."""
-    lines = [f"# Compression report: {Path(report['model']).name}", "",
-             f"Target {report['target']}, {report['threads']} CPU thread(s); latency is measured (p50 / p95).", "",
-             "| step | params | size (MB) | batch 1 p50 / p95 (ms) | batch 32 p50 / p95 (ms) | accuracy | vs previous |",
-             "|---|---:|---:|---:|---:|---:|---|"]
-    previous = None
-    for row in report["steps"]:
-        b1, b32 = row["latency_ms"]["b1"], row["latency_ms"]["b32"]
-        if previous is None:
-            change = "—"
-        else:
-            change = (f"{previous['size_mb'] / row['size_mb']:.2f}× smaller, "
-                      f"{previous['latency_ms']['b1']['p50'] / b1['p50']:.2f}× faster (b1), "
-                      f"{100 * (row['accuracy'] - previous['accuracy']):+.2f} pts")
-        lines.append(f"| {row['step']} | {row['params']:,} | {row['size_mb']:.3f} | {b1['p50']:.3f} / {b1['p95']:.3f} | "
-                     f"{b32['p50']:.3f} / {b32['p95']:.3f} | {100 * row['accuracy']:.2f} % | {change} |")
-        previous = row
-    s = report["summary"]
-    lines += ["", f"**Overall**: {s['size_ratio']:.2f}× smaller, {s['speedup_b1']:.2f}× faster at batch 1, "
-                  f"{s['speedup_b32']:.2f}× at batch 32, accuracy {-s['accuracy_drop_points']:+.2f} points.", ""]
-    paired = s.get("latency_paired_ms")
-    if paired:
-        lines += ["Speed-ups: the original and the compressed model timed in alternating rounds, each at its "
-                  "fastest thread count (p50, ms): "
-                  + ", ".join(f"batch {k[1:]} {v['original']:.3f} ({v['threads']['original']} thread(s)) → "
-                              f"{v['compressed']:.3f} ({v['threads']['compressed']})" for k, v in paired.items())
-                  + ". Set the compressed model's count with `torch.set_num_threads`.", ""]
-    return "\n".join(lines)
 
 
 def compress(config: CompressConfig, emit: Optional[Emit] = None) -> dict[str, Any]:
