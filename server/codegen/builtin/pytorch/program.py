@@ -119,8 +119,6 @@ def _imports(p: Plan) -> str:
         std += ["collections", "json", "re"]
     elif p.dataset == "text":
         std.append("re")
-    if p.has("checkpoint") or p.kind == "online":
-        pass
     if p.task == "streaming-inference":
         std.append("collections")
     lines = ["from __future__ import annotations", ""] + [f"import {m}" for m in sorted(set(std))] + [""]
