@@ -167,8 +167,8 @@ async def tour(repo: Path, seconds: float, epochs: int, trials: int) -> int:
         if await _preemption(tunable, workspace, env) != 0:
             return 1
 
-        step(10, "FSDP2: the polarity encoder (its layers in an nn.ModuleList) built on the meta device and "
-                 "sharded layer by layer on 2 processes, a sharded checkpoint at the epoch's end, resumed on 1 process")
+        step(10, "FSDP2: a transformer on the digits (its layers in an nn.ModuleList) built on the meta device and "
+                 "sharded layer by layer on 2 processes, a sharded checkpoint each epoch, resumed on 1 process")
         if await _fsdp(repo, workspace, env) != 0:
             return 1
     finally:
@@ -252,11 +252,11 @@ async def _preemption(script: Path, workspace: Path, env: dict[str, str]) -> int
 
 async def _fsdp(repo: Path, workspace: Path, env: dict[str, str]) -> int:
     """Train one epoch under FSDP2 at 2 processes, then resume its sharded checkpoint at 1 for the next."""
-    script = repo / "server" / "examples" / "polarity_fsdp.py"
-    for nproc, epochs in ((2, 1), (1, 2)):
+    script = repo / "server" / "examples" / "digits_fsdp.py"
+    for nproc, epochs in ((2, 2), (1, 4)):
         done = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "deepdive", "train", str(script), "--nproc", str(nproc), "--checkpoint-dir",
-            str(workspace / "ckpt-fsdp"), "--", "--epochs", str(epochs), "--samples", "1280", cwd=workspace, env=env,
+            str(workspace / "ckpt-fsdp"), "--", "--epochs", str(epochs), cwd=workspace, env=env,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
         out, _ = await done.communicate()
         lines = out.decode(errors="replace").splitlines()
