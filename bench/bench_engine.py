@@ -41,7 +41,8 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pairstats import median_ci, min_pairs  # noqa: E402  (bench/ is not a package)
+from launch import error_line  # noqa: E402  (bench/ is not a package)
+from pairstats import median_ci, min_pairs  # noqa: E402
 
 WIDTH, DEPTH, BATCH = 512, 4, 64
 CONFIDENCE = 0.95
@@ -184,13 +185,6 @@ def run_config(args: argparse.Namespace, precision: str, processes: int) -> Opti
     if proc.returncode != 0:
         return f"exit {proc.returncode}: {error_line(proc.stderr)}"
     return None
-
-
-def error_line(stderr: str) -> str:
-    """The worker's exception (torchrun ends its report with a line of '=' and the failing rank's details)."""
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    errors = [line for line in lines if line.split(":")[0].endswith(("Error", "Exception"))]
-    return (errors or lines or ["no output"])[-1]
 
 
 def main() -> int:

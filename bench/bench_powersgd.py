@@ -44,6 +44,9 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from launch import error_line  # noqa: E402  (bench/ is not a package)
+
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("resnet18", "bert-base")
 RUN_TIMEOUT_S = 420
@@ -267,13 +270,6 @@ def run_models(args: argparse.Namespace) -> Optional[str]:
     for name, figures in result["models"].items():
         report(name, figures, ranks)
     return None
-
-
-def error_line(stderr: str) -> str:
-    """The worker's exception (torchrun ends its report with a line of '=' and the failing rank's details)."""
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    errors = [line for line in lines if line.split(":")[0].endswith(("Error", "Exception"))]
-    return (errors or lines or ["no output"])[-1]
 
 
 def main() -> int:
