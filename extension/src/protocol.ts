@@ -650,6 +650,34 @@ export interface CompressOptions {
   out?: string | null;
 }
 
+/** `diagnose`: a few steps of a training script under torch.profiler; the step-time breakdown and findings. */
+export interface DiagnoseOptions {
+  /** The script, relative to the workspace (or absolute, inside it). */
+  path: string;
+  /** The script's own arguments. */
+  args?: string[];
+  /** Optimizer steps measured. */
+  steps?: number;
+  /** Steps run before measuring (allocator, cuDNN autotuning, lazy init). */
+  warmup?: number;
+}
+
+/** `diagnose-fix`: apply one rule's fix to a copy of the script and time both in alternating pairs. */
+export interface DiagnoseFixOptions {
+  /** The script, relative to the workspace (or absolute, inside it). */
+  path: string;
+  /** The script's own arguments. */
+  args?: string[];
+  code: string;
+  /** The finding's line (1-based): which of the rule's findings to fix. */
+  line?: number;
+  /** Runs of each arm, alternating (6 pairs reach 96.9 % coverage for the median ratio). */
+  pairs?: number;
+  /** Optimizer steps timed per run. */
+  steps?: number;
+  warmup?: number;
+}
+
 /** A producer's batch on /ingest (the engine's reporter sends one about every 0.2 s). */
 export interface IngestBatch {
   type: 'samples';
@@ -1020,6 +1048,121 @@ export interface CompressReportEvent {
   config: Record<string, unknown>;
 }
 
+/** Milliseconds per step (median over the measured steps) spent in each part; ``idle`` is the rest of the step (Python between ops, waiting on nothing measured). */
+export interface StepBreakdown {
+  data_wait: number;
+  forward: number;
+  backward: number;
+  optimizer: number;
+  host_sync: number;
+  copies: number;
+  communication: number;
+  idle: number;
+}
+
+/** A finding of the report: a static rule's (promoted when measured) or a measured hot line without a rule. */
+export interface DiagnosisFinding {
+  /** ``DD110``, or ``DD900`` for a measured hot line no rule explains. */
+  code: string;
+  /** Absolute path. */
+  file: string;
+  /** 1-based. */
+  line: number;
+  message: string;
+  /** The breakdown part its measured time belongs to; null: not measured. */
+  part: 'data_wait' | 'forward' | 'backward' | 'optimizer' | 'host_sync' | 'copies' | 'communication' | 'idle' | null;
+  /** Its measured share of the step time, 0..1; null: no evidence (a hint, not promoted). */
+  share: number | null;
+  ms_per_step: number | null;
+  /** What was measured, in words (``aten::item ×640 per step``). */
+  evidence: string | null;
+  /** A static finding with measured evidence above the floor. */
+  promoted: boolean;
+  fixable: boolean;
+}
+
+/** A line of the user's code and the time measured under it per step (self time of the ops it called). */
+export interface Hotspot {
+  file: string;
+  line: number;
+  ms_per_step: number;
+  share: number;
+  part: 'data_wait' | 'forward' | 'backward' | 'optimizer' | 'host_sync' | 'copies' | 'communication' | 'idle';
+  /** The ops, in a few words (``aten::addmm ×3``). */
+  what: string;
+}
+
+export interface DiagnosisReport {
+  /** Absolute path of the script measured. */
+  script: string;
+  args: string[];
+  /** ``cpu`` or ``cuda:0 (NVIDIA H100 80GB HBM3)``. */
+  device: string;
+  /** What measured it (``torch.profiler, CPU activities, stacks and shapes``). */
+  profiler: string;
+  warmup: number;
+  /** Steps measured (after ``warmup`` steps that were not). */
+  steps: number;
+  /** Median step time. */
+  step_ms: number;
+  /** The fastest and slowest measured step. */
+  step_ms_spread: number[];
+  breakdown: StepBreakdown;
+  findings: DiagnosisFinding[];
+  hotspots: Hotspot[];
+  /** The script uses deepdive.engine (its telemetry streamed to the hub during the run). */
+  engine: boolean;
+  /** The whole diagnosis, start to report. */
+  wall_s: number;
+  /** Seconds since the epoch. */
+  created: number;
+  /** Something the reader must know (the script ended before the steps asked for, no optimizer step seen…). */
+  note?: string | null;
+}
+
+/** `deepdive diagnose`'s measured report (run ``diagnose-<script stem>``), also written as a JSON file. */
+export interface DiagnoseReportEvent {
+  t: number;
+  run: string;
+  rank: number;
+  kind: 'diagnose.report';
+  report: DiagnosisReport;
+}
+
+/** *Apply and measure*: the script and its fixed copy, timed in alternating pairs. */
+export interface SpeedupResult {
+  script: string;
+  /** The rule whose fix was applied. */
+  code: string;
+  line: number;
+  /** The fix's title. */
+  title: string;
+  pairs: number;
+  /** Steps timed per run (after warm-up). */
+  steps: number;
+  /** Median step time of the script as it is. */
+  baseline_ms: number;
+  fixed_ms: number;
+  /** Median of the paired ratios baseline/fixed (>1: the fix is faster). */
+  speedup: number;
+  ci_low: number;
+  ci_high: number;
+  /** The confidence level of [ci_low, ci_high] (distribution-free, from the paired ratios' order statistics). */
+  confidence: number;
+  verdict: 'faster' | 'slower' | 'no measurable change';
+  wall_s: number;
+  created: number;
+}
+
+/** *Apply and measure*: a fix's measured speed-up (run ``diagnose-<script stem>``). */
+export interface DiagnoseSpeedupEvent {
+  t: number;
+  run: string;
+  rank: number;
+  kind: 'diagnose.speedup';
+  result: SpeedupResult;
+}
+
 /** Custom requests: method name, params and result types. */
 export const Requests = {
   /** The daemon's version and identity. */
@@ -1095,6 +1238,8 @@ export interface JobOptionTypes {
   'train': TrainOptions;
   'tune': TuneOptions;
   'compress': CompressOptions;
+  'diagnose': DiagnoseOptions;
+  'diagnose-fix': DiagnoseFixOptions;
 }
 
 export type JobOptions = JobOptionTypes[keyof JobOptionTypes];
@@ -1108,6 +1253,8 @@ export const JobOptionRanges = {
   'train': { nproc: [1, 1024], max_restarts: [0, 1000] },
   'tune': { trials: [1, 100000], parallel: [1, 1024], patience: [1, 100000], timeout: [0.001, 1e+09], trial_timeout: [0.001, 1e+09], seed: [0, 4.29497e+09] },
   'compress': { prune: [0, 1], layers: [1, 1000], steps: [1, 100], epochs: [0, 1000], distillEpochs: [1, 1000] },
+  'diagnose': { steps: [1, 1000], warmup: [0, 1000] },
+  'diagnose-fix': { line: [1, 1e+07], pairs: [2, 100], steps: [1, 1000], warmup: [0, 1000] },
 } as const;
 
 /** What a producer sends to the hub's /ingest. */
@@ -1123,7 +1270,7 @@ export type StreamMessage = StreamSnapshot | StreamSamples | MachineMessage | Ve
 export type StreamQuery = HubQuery;
 
 /** The events of a samples message that the pages read (by `kind`). */
-export type HubEvent = SetupEvent | TuneStudyEvent | TuneTrialEvent | TuneBestEvent | TuneImportanceEvent | TuneDoneEvent | CompressProgressEvent | CompressStepEvent | CompressReportEvent;
+export type HubEvent = SetupEvent | TuneStudyEvent | TuneTrialEvent | TuneBestEvent | TuneImportanceEvent | TuneDoneEvent | CompressProgressEvent | CompressStepEvent | CompressReportEvent | DiagnoseReportEvent | DiagnoseSpeedupEvent;
 
 /** A message as it arrives: the protocol's keys, each value still to be checked. */
 export type Unchecked<T> = { [K in keyof T]?: unknown };

@@ -25,6 +25,9 @@ from deepdive.protocol.checkpoints import (
     CheckpointExportParams, CheckpointExportResult, CheckpointList, CheckpointListParams, CheckpointProblem,
     CheckpointResumeParams, CheckpointRun, CheckpointStep, CheckpointVerifyParams, CheckpointVerifyResult,
 )
+from deepdive.protocol.diagnose import (
+    BREAKDOWN_PARTS, DiagnosisFinding, DiagnosisReport, Hotspot, SpeedupResult, StepBreakdown,
+)
 from deepdive.protocol.doctor import (
     DeepCheckSummary, DoctorParams, DoctorReport, GpuDevice, GpuInfo, HostInfo, MatmulFigure, PackageInfo, PythonInfo,
     TorchInfo, VersionResult,
@@ -35,12 +38,13 @@ from deepdive.protocol.hub import (
     StreamSnapshot, VerdictMessage,
 )
 from deepdive.protocol.hub_events import (
-    HUB_EVENTS, CompressProgressEvent, CompressReportEvent, CompressStepEvent, SetupEvent, TuneBestEvent,
+    HUB_EVENTS, CompressProgressEvent, CompressReportEvent, CompressStepEvent, DiagnoseReportEvent,
+    DiagnoseSpeedupEvent, SetupEvent, TuneBestEvent,
     TuneDoneEvent, TuneImportanceEvent, TuneStudyEvent, TuneTrialEvent,
 )
 from deepdive.protocol.job_options import (
-    JOB_OPTIONS, CompressOptions, DeepCheckOptions, InvalidOptions, ScriptOptions, TrainOptions, TuneOptions,
-    parse_options,
+    JOB_OPTIONS, CompressOptions, DeepCheckOptions, DiagnoseFixOptions, DiagnoseOptions, InvalidOptions, ScriptOptions,
+    TrainOptions, TuneOptions, parse_options,
 )
 from deepdive.protocol.jobs import (
     JOB_FINAL_STATES, JobEvent, JobIdParams, JobInfo, JobKind, JobKindList, JobList, JobListParams, JobLog, JobProgress,

@@ -2,7 +2,8 @@
 
 A producer sends an event as ``Reporter.event(kind, **fields)``: the reporter adds ``kind``, ``t``,
 ``run`` and ``rank``. The engine's ``setup``, ``deepdive tune``'s ``tune.*`` (run ``tune-<study>``)
-and ``deepdive compress``'s ``compress.*`` (run ``compress-<model stem>``) are declared here; their
+``deepdive compress``'s ``compress.*`` (run ``compress-<model stem>``) and ``deepdive diagnose``'s
+``diagnose.*`` (run ``diagnose-<script stem>``) are declared here; their
 producers are checked against these classes by the tests (the engine imports nothing of the
 protocol), and the pages read them through the generated TypeScript types.
 """
@@ -14,6 +15,7 @@ from typing import Any, Literal, Optional
 import attrs
 
 from deepdive.protocol.base import TrialState, TuneDirection, TunePruner, TuneSampler, keys_as_named
+from deepdive.protocol.diagnose import DiagnosisReport, SpeedupResult
 
 
 @keys_as_named
@@ -214,9 +216,27 @@ class CompressReportEvent(RunEvent):
     config: dict[str, Any]
 
 
+@keys_as_named
+@attrs.define(kw_only=True)
+class DiagnoseReportEvent(RunEvent):
+    """`deepdive diagnose`'s measured report (run ``diagnose-<script stem>``), also written as a JSON file."""
+
+    kind: Literal["diagnose.report"] = "diagnose.report"
+    report: DiagnosisReport
+
+
+@keys_as_named
+@attrs.define(kw_only=True)
+class DiagnoseSpeedupEvent(RunEvent):
+    """*Apply and measure*: a fix's measured speed-up (run ``diagnose-<script stem>``)."""
+
+    kind: Literal["diagnose.speedup"] = "diagnose.speedup"
+    result: SpeedupResult
+
+
 HUB_EVENTS: tuple[type, ...] = (
     SetupEvent, TuneStudyEvent, TuneTrialEvent, TuneBestEvent, TuneImportanceEvent, TuneDoneEvent,
-    CompressProgressEvent, CompressStepEvent, CompressReportEvent,
+    CompressProgressEvent, CompressStepEvent, CompressReportEvent, DiagnoseReportEvent, DiagnoseSpeedupEvent,
 )
 """Every declared event, by its ``kind``."""
 

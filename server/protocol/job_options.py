@@ -150,12 +150,40 @@ class CompressOptions:
     """The folder for the compressed model and its report (default: the model's)."""
 
 
+@keys_as_named
+@attrs.define(kw_only=True)
+class DiagnoseOptions(ScriptOptions):
+    """`diagnose`: a few steps of a training script under torch.profiler; the step-time breakdown and findings."""
+
+    steps: int = option(10, low=1, high=1000)
+    """Optimizer steps measured."""
+    warmup: int = option(3, low=0, high=1000)
+    """Steps run before measuring (allocator, cuDNN autotuning, lazy init)."""
+
+
+@keys_as_named
+@attrs.define(kw_only=True)
+class DiagnoseFixOptions(ScriptOptions):
+    """`diagnose-fix`: apply one rule's fix to a copy of the script and time both in alternating pairs."""
+
+    code: str = required(must="name a rule code such as DD101")
+    line: int = option(1, low=1, high=10_000_000)
+    """The finding's line (1-based): which of the rule's findings to fix."""
+    pairs: int = option(6, low=2, high=100)
+    """Runs of each arm, alternating (6 pairs reach 96.9 % coverage for the median ratio)."""
+    steps: int = option(10, low=1, high=1000)
+    """Optimizer steps timed per run."""
+    warmup: int = option(3, low=0, high=1000)
+
+
 JOB_OPTIONS: dict[str, type] = {
     "doctor-deep": DeepCheckOptions,
     "script": ScriptOptions,
     "train": TrainOptions,
     "tune": TuneOptions,
     "compress": CompressOptions,
+    "diagnose": DiagnoseOptions,
+    "diagnose-fix": DiagnoseFixOptions,
 }
 """The options class of every job kind the daemon can start."""
 

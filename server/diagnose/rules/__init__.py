@@ -1,0 +1,66 @@
+"""The static rules: :func:`analyze` one file's source and get its findings.
+
+Each rule module registers its rules in :data:`~deepdive.diagnose.rules.base.RULES` when imported;
+the list below imports them all. A finding on a line that carries ``# deepdive: ignore[DD110]``
+(several codes separated by commas) or ``# deepdive: ignore`` (every rule) is dropped, as is every
+finding of a rule in ``disabled``. A file that does not parse has no findings (the editor shows
+Python's own syntax error).
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from typing import Iterable
+
+from deepdive.diagnose.rules.base import RULES, Context, Edit, Finding, Fix, Rule, apply_edits
+
+RULE_MODULES: tuple[str, ...] = (
+    # filled as rule modules land: "deepdive.diagnose.rules.loading", …
+)
+
+_IGNORE = re.compile(r"#\s*deepdive:\s*ignore(?:\[([A-Za-z0-9_,\s]+)\])?")
+
+
+def _load() -> None:
+    for module in RULE_MODULES:
+        importlib.import_module(module)
+
+
+_load()
+
+
+def suppressed_on(line_text: str) -> set[str] | None:
+    """The codes a line's ``# deepdive: ignore[...]`` comment names; an empty set means every code; None: no comment."""
+    match = _IGNORE.search(line_text)
+    if match is None:
+        return None
+    if match.group(1) is None:
+        return set()
+    return {code.strip().upper() for code in match.group(1).split(",") if code.strip()}
+
+
+def analyze(source: str, path: str = "<string>", disabled: Iterable[str] = ()) -> list[Finding]:
+    """The findings of every enabled rule in ``source``, sorted by position; suppressed ones dropped."""
+    try:
+        ctx = Context(source, path)
+    except (SyntaxError, ValueError):
+        return []
+    off = {code.upper() for code in disabled}
+    findings: list[Finding] = []
+    for code, rule in RULES.items():
+        if code in off:
+            continue
+        if rule.cuda_only and not ctx.uses_cuda:
+            continue
+        for finding in rule.check(ctx):
+            line_text = ctx.lines[finding.line - 1] if 1 <= finding.line <= len(ctx.lines) else ""
+            codes = suppressed_on(line_text)
+            if codes is not None and (not codes or finding.code in codes):
+                continue
+            findings.append(finding)
+    findings.sort(key=lambda f: (f.line, f.col, f.code))
+    return findings
+
+
+__all__ = ["RULES", "Context", "Edit", "Finding", "Fix", "Rule", "analyze", "apply_edits", "suppressed_on"]
