@@ -170,6 +170,8 @@ export interface JobInfo {
   message?: string | null;
   /** The job's structured result (its last `result` event). */
   result?: Record<string, unknown> | null;
+  /** The options it was started with (its kind's `JobOptionTypes`, as sent); null for jobs older than this field. */
+  options?: Record<string, unknown> | null;
 }
 
 export interface JobListParams {

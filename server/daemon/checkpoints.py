@@ -148,8 +148,19 @@ def _saving_job(times: list[float], jobs: list[JobInfo], now: float) -> Optional
         if any(job.started_at <= t <= end for t in times):
             command = _train_command(job.argv)
             if command is not None:
-                return command
+                return {**command, **_train_options(job.options)}
     return None
+
+
+_CARRIED = ("precision", "grad_compression", "nnodes", "rdzv_endpoint")
+
+
+def _train_options(options: Optional[dict[str, Any]]) -> dict[str, Any]:
+    """What a train job was started with that its command line does not show (precision and gradient compression
+    travel as environment variables): carried over to the resumed job. Empty for jobs recorded before options were."""
+    if not options:
+        return {}
+    return {key: options[key] for key in _CARRIED if options.get(key) is not None}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -383,7 +394,8 @@ def register(request: Callable[..., Any], start_job: StartJob) -> None:
                 raise JobRejected(f"no train job of this workspace is known to have saved to {store}: give the "
                                   "training script to run (Resume This Run asks for it)")
             options.update(path=command["script"], args=params.args if params.args is not None else command["args"],
-                           nproc=command["nproc"], max_restarts=command["max_restarts"])
+                           nproc=command["nproc"], max_restarts=command["max_restarts"],
+                           **{key: command[key] for key in _CARRIED if key in command})
         if params.nproc is not None:
             options["nproc"] = params.nproc
         title = f"resume {run.name}: {Path(options['path']).name} ×{options.get('nproc', 1)}"

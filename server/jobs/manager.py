@@ -161,7 +161,7 @@ class JobManager(JobOutput):
         job_id = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
         info = JobInfo(
             id=job_id, kind=spec.name, title=params.title or launch.title, state="running",
-            argv=launch.argv, cwd=launch.cwd, created_at=time.time(),
+            argv=launch.argv, cwd=launch.cwd, created_at=time.time(), options=dict(params.options),
         )
         read_fd, write_fd = os.pipe()
         life_r, life_w = os.pipe()  # not inheritable: no other child of this process holds the write end

@@ -43,7 +43,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     reason TEXT,
     progress REAL,
     message TEXT,
-    result TEXT
+    result TEXT,
+    options TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_at DESC);
 CREATE TABLE IF NOT EXISTS job_output (
@@ -57,11 +58,11 @@ CREATE TABLE IF NOT EXISTS job_output (
 """
 
 #: Columns added after schema 1 shipped: added in place to an older file when it is opened.
-_ADDED_COLUMNS = {"daemon_started": "REAL", "cancel_reason": "TEXT"}
+_ADDED_COLUMNS = {"daemon_started": "REAL", "cancel_reason": "TEXT", "options": "TEXT"}
 
 _JOB_COLUMNS = (
     "id", "kind", "title", "state", "argv", "cwd", "created_at", "started_at", "ended_at", "pid",
-    "exit_code", "reason", "progress", "message", "result",
+    "exit_code", "reason", "progress", "message", "result", "options",
 )
 
 
@@ -227,6 +228,7 @@ def _job_row(job: JobInfo) -> dict[str, Any]:
         "started_at": job.started_at, "ended_at": job.ended_at, "pid": job.pid,
         "exit_code": job.exit_code, "reason": job.reason, "progress": job.progress,
         "message": job.message, "result": json.dumps(job.result) if job.result is not None else None,
+        "options": json.dumps(job.options) if job.options is not None else None,
     }
 
 
@@ -239,4 +241,5 @@ def _job_from_row(row: sqlite3.Row) -> JobInfo:
     values = {c: row[c] for c in _JOB_COLUMNS}
     values["argv"] = json.loads(values["argv"])
     values["result"] = json.loads(values["result"]) if values["result"] else None
+    values["options"] = json.loads(values["options"]) if values["options"] else None
     return JobInfo(**values)

@@ -33,6 +33,8 @@ class JobInfo:
     """Last progress message."""
     result: Optional[dict[str, Any]] = None
     """The job's structured result (its last `result` event)."""
+    options: Optional[dict[str, Any]] = None
+    """The options it was started with (its kind's `JobOptionTypes`, as sent); null for jobs older than this field."""
 
 
 @attrs.define

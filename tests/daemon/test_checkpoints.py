@@ -141,6 +141,8 @@ store = Store(folder)
 step = len(store.list()) + 1
 store.save({"w": np.full(16, float(step))}, step=step)
 print("saved", step, "in", folder, "args", sys.argv[1:], flush=True)
+print("precision", os.environ.get("DEEPDIVE_PRECISION"), "compression", os.environ.get("DEEPDIVE_GRAD_COMPRESSION"),
+      flush=True)
 """
 
 
@@ -154,7 +156,8 @@ async def finished(daemon: DaemonClient, job_id: str):
 async def test_resume_this_run_starts_the_train_job_that_saved_there_again(daemon: DaemonClient, workspace: Path):
     write_script(workspace, "train.py", TRAIN)
     job = await daemon.request(JOBS_START, JobStartParams(
-        kind="train", options={"path": "train.py", "args": ["--epochs", "2"], "checkpoint_dir": "ckpt"}))
+        kind="train", options={"path": "train.py", "args": ["--epochs", "2"], "checkpoint_dir": "ckpt",
+                               "precision": "fp32", "grad_compression": "none"}))
     await finished(daemon, job.id)
     run = (await daemon.request(CHECKPOINTS_LIST, CheckpointListParams())).runs[0]
     assert run.name == "ckpt" and [c.step for c in run.checkpoints] == [1]
@@ -165,6 +168,10 @@ async def test_resume_this_run_starts_the_train_job_that_saved_there_again(daemo
     await finished(daemon, resumed.id)
     log = await daemon.request(JOBS_LOG, JobIdParams(id=resumed.id))
     assert any(line.text == f"saved 2 in {workspace / 'ckpt'} args ['--epochs', '2']" for line in log.lines), log.lines
+    # precision and gradient compression reach a train job as environment variables, not on its command line:
+    # the resumed run gets the ones the saving job was started with
+    assert any(line.text == "precision fp32 compression none" for line in log.lines), log.lines
+    assert resumed.options["precision"] == "fp32" and resumed.options["grad_compression"] == "none"
     run = (await daemon.request(CHECKPOINTS_LIST, CheckpointListParams())).runs[0]
     assert [c.step for c in run.checkpoints] == [1, 2]
 
