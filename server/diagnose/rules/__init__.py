@@ -10,13 +10,23 @@ Python's own syntax error).
 from __future__ import annotations
 
 import importlib
+import logging
 import re
 from typing import Iterable
 
 from deepdive.diagnose.rules.base import RULES, Context, Edit, Finding, Fix, Rule, apply_edits
 
+log = logging.getLogger("deepdive.diagnose")
+
 RULE_MODULES: tuple[str, ...] = (
-    # filled as rule modules land: "deepdive.diagnose.rules.loading", …
+    "deepdive.diagnose.rules.apis",
+    "deepdive.diagnose.rules.distributed",
+    "deepdive.diagnose.rules.evaluation",
+    "deepdive.diagnose.rules.layout",
+    "deepdive.diagnose.rules.loading",
+    "deepdive.diagnose.rules.optim",
+    "deepdive.diagnose.rules.precision",
+    "deepdive.diagnose.rules.syncs",
 )
 
 _IGNORE = re.compile(r"#\s*deepdive:\s*ignore(?:\[([A-Za-z0-9_,\s]+)\])?")
@@ -53,7 +63,12 @@ def analyze(source: str, path: str = "<string>", disabled: Iterable[str] = ()) -
             continue
         if rule.cuda_only and not ctx.uses_cuda:
             continue
-        for finding in rule.check(ctx):
+        try:
+            found = list(rule.check(ctx))
+        except Exception:  # one rule's bug must not hide every other rule's findings
+            log.exception("rule %s failed on %s", code, path)
+            continue
+        for finding in found:
             line_text = ctx.lines[finding.line - 1] if 1 <= finding.line <= len(ctx.lines) else ""
             codes = suppressed_on(line_text)
             if codes is not None and (not codes or finding.code in codes):

@@ -13,7 +13,8 @@ Nothing here imports torch: the daemon runs these rules on every save.
 from __future__ import annotations
 
 import ast
-from typing import Callable, Iterable, Iterator, Literal, Optional, Union
+from collections import deque
+from typing import Callable, Iterable, Iterator, Literal, Optional, TypeVar, Union
 
 import attrs
 
@@ -91,6 +92,7 @@ def rule(code: str, name: str, summary: str, *, category: Category, fixable: boo
 
 
 Loop = Union[ast.For, ast.AsyncFor, ast.While]
+_NodeT = TypeVar("_NodeT", bound=ast.AST)
 
 
 class Context:
@@ -103,6 +105,12 @@ class Context:
         self.tree = ast.parse(source, filename=path)
         self._parents: Optional[dict[ast.AST, ast.AST]] = None
         self._step_loops: Optional[list[Loop]] = None
+        self._by_type: Optional[dict[type, list[ast.AST]]] = None
+        self._nodes: Optional[list[ast.AST]] = None
+        self._calls_by_name: Optional[dict[str, list[ast.Call]]] = None
+        self._imports: Optional[list[Union[ast.Import, ast.ImportFrom]]] = None
+        self._imported_as: dict[str, set[str]] = {}
+        self._epoch_loops: dict[int, bool] = {}
 
     # -- positions ---------------------------------------------------------------------------
 
@@ -121,8 +129,15 @@ class Context:
         return line, self.char_col(line, node.col_offset), end_line, end_col  # type: ignore[attr-defined]
 
     def text(self, node: ast.AST) -> str:
-        """The node's source text."""
-        return ast.get_source_segment(self.source, node) or ""
+        """The node's source text (as :func:`ast.get_source_segment`, without splitting the whole file each call)."""
+        if getattr(node, "end_lineno", None) is None or getattr(node, "end_col_offset", None) is None:
+            return ""
+        line, col, end_line, end_col = self.span(node)
+        if not 1 <= line <= end_line <= len(self.lines):
+            return ast.get_source_segment(self.source, node) or ""
+        if line == end_line:
+            return self.lines[line - 1][col:end_col]
+        return self.lines[line - 1][col:] + "".join(self.lines[line:end_line - 1]) + self.lines[end_line - 1][:end_col]
 
     def finding(self, code: str, node: ast.AST, message: str, *, fix: Optional[Fix] = None,
                 severity: Severity = "warning") -> Finding:
@@ -147,8 +162,24 @@ class Context:
     @property
     def parents(self) -> dict[ast.AST, ast.AST]:
         if self._parents is None:
-            self._parents = {child: parent for parent in ast.walk(self.tree) for child in ast.iter_child_nodes(parent)}
-        return self._parents
+            self._index()
+        return self._parents  # type: ignore[return-value]
+
+    def _index(self) -> None:
+        """One walk of the tree, in ``ast.walk`` order, filling the parent map, the node list and the nodes by type
+        that every rule reads (a 2,000-line file is analysed on each save: one walk, not one per question)."""
+        parents: dict[ast.AST, ast.AST] = {}
+        nodes: list[ast.AST] = []
+        by_type: dict[type, list[ast.AST]] = {}
+        todo: deque[ast.AST] = deque([self.tree])
+        while todo:
+            node = todo.popleft()
+            nodes.append(node)
+            by_type.setdefault(type(node), []).append(node)
+            for child in ast.iter_child_nodes(node):
+                parents[child] = node
+                todo.append(child)
+        self._parents, self._nodes, self._by_type = parents, nodes, by_type
 
     def ancestors(self, node: ast.AST) -> Iterator[ast.AST]:
         parent = self.parents.get(node)
@@ -162,8 +193,29 @@ class Context:
                 return parent
         return None
 
+    def nodes_of(self, kind: type[_NodeT]) -> list[_NodeT]:
+        """Every node of exactly the type ``kind`` in the file (``ast.Assign``), in ``ast.walk`` order. The tree is
+        walked once and shared by every rule: a 2,000-line file is analysed on each save."""
+        if self._by_type is None:
+            self._index()
+        return self._by_type.get(kind, [])  # type: ignore[union-attr,return-value]
+
+    def calls_named(self, names: Iterable[str]) -> list[ast.Call]:
+        """The calls whose function is written as one of the dotted ``names`` (``nn.Conv2d``), in source order;
+        with :meth:`imported_as`: ``ctx.calls_named(ctx.imported_as("torch.nn.Conv2d"))``."""
+        if self._calls_by_name is None:
+            index: dict[str, list[ast.Call]] = {}
+            for call in self.nodes_of(ast.Call):
+                index.setdefault(dotted_name(call.func), []).append(call)
+            self._calls_by_name = index
+        found = [call for name in set(names) for call in self._calls_by_name.get(name, ())]
+        return sorted(found, key=lambda call: (call.lineno, call.col_offset))
+
     def calls(self, root: Optional[ast.AST] = None) -> Iterator[ast.Call]:
-        for node in ast.walk(root if root is not None else self.tree):
+        if root is None:
+            yield from self.nodes_of(ast.Call)
+            return
+        for node in ast.walk(root):
             if isinstance(node, ast.Call):
                 yield node
 
@@ -175,8 +227,10 @@ class Context:
         A loop nested in another step loop is listed too; :meth:`in_step_loop` asks about the innermost.
         """
         if self._step_loops is None:
+            if self._nodes is None:
+                self._index()
             loops: list[Loop] = []
-            for node in ast.walk(self.tree):
+            for node in self._nodes or ():
                 if isinstance(node, (ast.For, ast.AsyncFor, ast.While)) and _is_step_loop(node):
                     loops.append(node)
             self._step_loops = loops
@@ -208,34 +262,72 @@ class Context:
                 return True
         return False
 
+    def is_epoch_loop(self, loop: Loop) -> bool:
+        """True for a step loop whose every ``.backward(``/``.step(`` sits in a loop nested in it (``for epoch in
+        range(n): for x, y in loader: …``): its own body runs once per epoch, not once per step."""
+        if id(loop) not in self._epoch_loops:
+            self._epoch_loops[id(loop)] = self._is_epoch_loop(loop)
+        return self._epoch_loops[id(loop)]
+
+    def _is_epoch_loop(self, loop: Loop) -> bool:
+        if isinstance(loop, (ast.For, ast.AsyncFor)) and isinstance(loop.iter, ast.Call) \
+                and method_name(loop.iter) == "batches":
+            return False
+        found = False
+        for stmt in loop.body:
+            for node in ast.walk(stmt):
+                if not (isinstance(node, ast.Call) and method_name(node) in _STEP_METHODS):
+                    continue
+                target = node.func.value if isinstance(node.func, ast.Attribute) else None
+                if method_name(node) == "step" and isinstance(target, ast.Name) and "sched" in target.id.lower():
+                    continue
+                found = True
+                nested = False
+                for parent in self.ancestors(node):
+                    if parent is loop:
+                        break
+                    if isinstance(parent, (ast.For, ast.AsyncFor, ast.While)):
+                        nested = True
+                        break
+                if not nested:
+                    return False
+        return found
+
+    def per_step(self, node: ast.AST) -> bool:
+        """True when ``node`` runs once per training step: inside a step loop that is not an epoch loop
+        (:meth:`is_epoch_loop`), and not under an ``if`` there (:meth:`guarded_periodically`). Code in an inner
+        loop of the step loop (``for v in t: v.item()``) runs per step too, several times."""
+        loop = self.step_loop_of(node)
+        return loop is not None and not self.is_epoch_loop(loop) and not self.guarded_periodically(node)
+
     # -- what the script uses -----------------------------------------------------------------
 
     @property
     def uses_cuda(self) -> bool:
         """The script names CUDA (``"cuda"``, ``.cuda()``, ``torch.cuda``): GPU-only rules apply."""
-        for node in ast.walk(self.tree):
-            if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("cuda"):
-                return True
-            if isinstance(node, ast.Attribute) and node.attr == "cuda":
-                return True
-        return False
+        if any(isinstance(node.value, str) and node.value.startswith("cuda") for node in self.nodes_of(ast.Constant)):
+            return True
+        return any(node.attr == "cuda" for node in self.nodes_of(ast.Attribute))
 
     @property
     def uses_engine(self) -> bool:
         """The script imports ``deepdive.engine``."""
-        for node in ast.walk(self.tree):
-            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("deepdive"):
+        for node in self.nodes_of(ast.ImportFrom):
+            if (node.module or "").startswith("deepdive"):
                 if node.module == "deepdive.engine" or any(a.name == "engine" for a in node.names):
                     return True
-            if isinstance(node, ast.Import) and any(a.name.startswith("deepdive.engine") for a in node.names):
-                return True
-        return False
+        return any(any(a.name.startswith("deepdive.engine") for a in node.names) for node in self.nodes_of(ast.Import))
 
     def imported_as(self, dotted: str) -> set[str]:
         """The names this file calls ``dotted`` by: ``torch.utils.data.DataLoader`` → {"DataLoader", "data.DataLoader",
         "torch.utils.data.DataLoader", …} as the imports make them reachable."""
+        cached = self._imported_as.get(dotted)
+        if cached is not None:
+            return set(cached)
+        if self._imports is None:
+            self._imports = [*self.nodes_of(ast.Import), *self.nodes_of(ast.ImportFrom)]
         names = {dotted}
-        for node in ast.walk(self.tree):
+        for node in self._imports:
             if isinstance(node, ast.Import):
                 for alias in node.names:
                     if dotted == alias.name or dotted.startswith(alias.name + "."):
@@ -247,11 +339,41 @@ class Context:
                     full = f"{node.module}.{alias.name}"
                     if dotted == full or dotted.startswith(full + "."):
                         names.add((alias.asname or alias.name) + dotted[len(full):])
-        return names
+        self._imported_as[dotted] = names
+        return set(names)
 
     def is_call_to(self, call: ast.Call, dotted: str) -> bool:
         """``call`` calls ``dotted`` (``torch.utils.data.DataLoader``) under any name the imports give it."""
         return dotted_name(call.func) in self.imported_as(dotted)
+
+    # -- where inserted code goes -------------------------------------------------------------
+
+    def after_imports_line(self) -> int:
+        """The 1-based line before which a statement that must follow the imports is inserted: the line after the
+        last top-level import (or, with none, after the module docstring and ``from __future__`` imports)."""
+        body = self.tree.body
+        last: Optional[ast.stmt] = None
+        for index, stmt in enumerate(body):
+            if isinstance(stmt, (ast.Import, ast.ImportFrom)):
+                last = stmt
+            elif index == 0 and isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant) \
+                    and isinstance(stmt.value.value, str) and last is None:
+                last = stmt
+        if last is None:
+            return 1
+        return (last.end_lineno or last.lineno) + 1
+
+    def module_bound_as(self, module: str) -> Optional[str]:
+        """The top-level name this file binds the module ``module`` (``torch``) to, or None when the module itself
+        is not reachable by a plain name (``from torch import nn`` binds ``nn``, not ``torch``)."""
+        for stmt in self.tree.body:
+            if isinstance(stmt, ast.Import):
+                for alias in stmt.names:
+                    if alias.asname is not None and alias.name == module:
+                        return alias.asname
+                    if alias.asname is None and (alias.name == module or alias.name.startswith(module + ".")):
+                        return module if "." not in module else None
+        return None
 
 
 def dotted_name(node: ast.AST) -> str:
