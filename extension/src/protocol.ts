@@ -1142,7 +1142,7 @@ export interface SpeedupResult {
   pairs: number;
   /** Steps timed per run (after warm-up). */
   steps: number;
-  /** Median step time of the script as it is. */
+  /** The script as it is: the median over its runs of each run's mean step time (its measured window over its steps, so a cost paid once an epoch counts). */
   baseline_ms: number;
   fixed_ms: number;
   /** Median of the paired ratios baseline/fixed (>1: the fix is faster). */

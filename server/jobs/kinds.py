@@ -20,7 +20,8 @@ import attrs
 
 from deepdive.protocol import JobKind
 from deepdive.protocol.job_options import (
-    CompressOptions, DeepCheckOptions, InvalidOptions, ScriptOptions, TrainOptions, TuneOptions, parse_options,
+    CompressOptions, DeepCheckOptions, DiagnoseFixOptions, DiagnoseOptions, InvalidOptions, ScriptOptions, TrainOptions,
+    TuneOptions, parse_options,
 )
 
 
@@ -209,6 +210,47 @@ def _compress(o: CompressOptions, ctx: Context) -> Launch:
     return Launch(argv=argv, cwd=str(_base(ctx)), title=f"compress {model.name}", timeout_s=None)
 
 
+def _diagnose_script(path: str, ctx: Context) -> Path:
+    return _workspace_file(path, "path", ctx, "training script", (".py",), runs=True)
+
+
+def _diagnose(o: DiagnoseOptions, ctx: Context) -> Launch:
+    """``python -m deepdive diagnose SCRIPT --steps N --warmup W --json --out .deepdive/diagnose/<stem>-<hash>.json``.
+
+    The measured run's progress (steps measured) reaches the editor as job events, its report the dashboard as
+    a ``diagnose.report`` hub event; the job's result names the report file.
+    """
+    from deepdive.diagnose.report import report_path
+
+    script = _diagnose_script(o.path, ctx)
+    out = report_path(str(script), str(_base(ctx)))
+    argv = [ctx.python, "-P", "-m", "deepdive", "diagnose", str(script), "--steps", str(o.steps), "--warmup",
+            str(o.warmup), "--json", "--out", str(out)]
+    if o.args:
+        argv += ["--", *o.args]
+    return Launch(argv=argv, cwd=str(_base(ctx)), title=f"diagnose {script.name}", timeout_s=None)
+
+
+def _diagnose_fix(o: DiagnoseFixOptions, ctx: Context) -> Launch:
+    """``python -m deepdive diagnose SCRIPT --fix CODE@LINE --pairs K ...``: *Apply and measure*.
+
+    Writes ``.deepdive/diagnose/<stem>-<hash>.speedup.json`` and sends a ``diagnose.speedup`` hub event; the script
+    itself is not changed (keeping the fix is the editor's, on the user's word).
+    """
+    from deepdive.diagnose.report import speedup_path
+
+    script = _diagnose_script(o.path, ctx)
+    code = o.code.strip().upper()
+    if not (len(code) == 5 and code.startswith("DD") and code[2:].isdigit()):
+        raise JobRejected(f"option 'code' must name a rule code such as DD101, got {o.code!r}")
+    out = speedup_path(str(script), str(_base(ctx)))
+    argv = [ctx.python, "-P", "-m", "deepdive", "diagnose", str(script), "--fix", f"{code}@{o.line}", "--pairs",
+            str(o.pairs), "--steps", str(o.steps), "--warmup", str(o.warmup), "--json", "--out", str(out)]
+    if o.args:
+        argv += ["--", *o.args]
+    return Launch(argv=argv, cwd=str(_base(ctx)), title=f"apply and measure {code} in {script.name}", timeout_s=None)
+
+
 KINDS: dict[str, Kind] = {
     k.name: k
     for k in (
@@ -248,6 +290,22 @@ KINDS: dict[str, Kind] = {
             "size, latency and accuracy after each step; writes the compressed model and a report beside it.",
             True,
             _compress,
+        ),
+        Kind(
+            "diagnose",
+            "Diagnose performance",
+            "Runs a training script for a few optimizer steps under torch.profiler: the step-time breakdown, the "
+            "lines that cost time, and the static findings promoted with their measured share of the step.",
+            True,
+            _diagnose,
+        ),
+        Kind(
+            "diagnose-fix",
+            "Apply and measure a fix",
+            "Applies one rule's fix to a copy of the script and times both in alternating pairs: the speed-up with a "
+            "confidence interval. The script itself is left as it is.",
+            True,
+            _diagnose_fix,
         ),
     )
 }

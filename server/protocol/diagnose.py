@@ -120,7 +120,8 @@ class SpeedupResult:
     steps: int
     """Steps timed per run (after warm-up)."""
     baseline_ms: float
-    """Median step time of the script as it is."""
+    """The script as it is: the median over its runs of each run's mean step time (its measured window over its
+    steps, so a cost paid once an epoch counts)."""
     fixed_ms: float
     speedup: float
     """Median of the paired ratios baseline/fixed (>1: the fix is faster)."""
