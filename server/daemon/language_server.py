@@ -3,7 +3,8 @@
 It starts and caches the environment probes, opens the job store and manager for the workspace,
 starts the telemetry hub and announces it, tells runs started in a terminal from the daemon's own
 jobs, and turns job events into ``deepdive/jobs/event`` notifications and LSP work-done progress.
-The handlers and the entry point are in :mod:`deepdive.daemon.server`.
+The diagnostics of open documents are in :mod:`deepdive.daemon.diagnostics`. The handlers and the entry
+point are in :mod:`deepdive.daemon.server`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from lsprotocol import types
 from pygls.lsp.server import LanguageServer
 
 from deepdive import __version__, doctor
+from deepdive.daemon.diagnostics import Diagnostics
 from deepdive.daemon.jsonrpc import DeepdiveProtocol
 from deepdive.daemon.run_progress import training_progress
 from deepdive.daemon.terminal_runs import TerminalRuns
@@ -56,6 +58,7 @@ class DeepdiveServer(LanguageServer):
         self._report: Optional[DoctorReport] = None
         self._progress_token_of_job: dict[str, str] = {}
         self._job_of_progress_token: dict[str, str] = {}
+        self.diagnostics = Diagnostics(self)
 
     # -- environment probes (cached for the daemon's life; `refresh` probes again) -------------
 
@@ -168,6 +171,8 @@ class DeepdiveServer(LanguageServer):
                 self.telemetry.run_started(event.job_id, event.job.title, event.job.kind)
             elif event.type == "finished":
                 self.telemetry.run_ended(event.job_id, event.job.state)
+        if event.type == "finished" and event.job is not None and event.job.kind == "diagnose":
+            self.diagnostics.reports_changed()  # a new measured report promotes the script's findings
 
     def _update_progress(self, event: JobEvent) -> None:
         token = self._progress_token_of_job.get(event.job_id)

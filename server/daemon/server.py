@@ -116,6 +116,7 @@ def on_initialize(ls: DeepdiveServer, params: types.InitializeParams) -> None:
     elif params.root_path:
         ls.workspace_root = params.root_path
     _client_log.loop = asyncio.get_running_loop()
+    ls.diagnostics.configure(options.get("diagnostics"))
     ls.open_jobs()
     ls.start_probes()
     log.info(
@@ -138,6 +139,7 @@ async def on_shutdown(ls: DeepdiveServer, *args: Any) -> None:
     if ls.jobs is not None:
         await ls.jobs.shutdown()
     await ls.stop_probes()
+    ls.diagnostics.close()  # the analysis worker process
     worker_client = sys.modules.get("deepdive.codegen.backends.worker_client")
     if worker_client is not None:  # the code-generation model worker, when one was started
         await asyncio.to_thread(worker_client.shutdown_shared)
@@ -304,6 +306,54 @@ async def _models(fn: Callable[..., ModelList], arg: Any) -> ModelList:
 checkpoints.register(request, on_jobs_start)  # deepdive/checkpoints/*
 
 
+# ---------------------------------------------------------------------------------------------
+# Performance diagnostics of open Python files (deepdive.daemon.diagnostics)
+# ---------------------------------------------------------------------------------------------
+
+
+@server.feature(types.TEXT_DOCUMENT_DID_OPEN)
+def on_did_open(ls: DeepdiveServer, params: types.DidOpenTextDocumentParams) -> None:
+    """textDocument/didOpen: analyse the file and publish its diagnostics."""
+    ls.diagnostics.opened(params)
+
+
+@server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
+def on_did_change(ls: DeepdiveServer, params: types.DidChangeTextDocumentParams) -> None:
+    """textDocument/didChange: analyse again once typing pauses (pygls has already applied the change)."""
+    ls.diagnostics.changed(params)
+
+
+@server.feature(types.TEXT_DOCUMENT_DID_SAVE, types.SaveOptions(include_text=False))
+def on_did_save(ls: DeepdiveServer, params: types.DidSaveTextDocumentParams) -> None:
+    """textDocument/didSave: analyse now and read the script's measured report again."""
+    ls.diagnostics.saved(params)
+
+
+@server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
+def on_did_close(ls: DeepdiveServer, params: types.DidCloseTextDocumentParams) -> None:
+    """textDocument/didClose: clear the file's diagnostics."""
+    ls.diagnostics.closed(params)
+
+
+@server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
+def on_did_change_configuration(ls: DeepdiveServer, params: types.DidChangeConfigurationParams) -> None:
+    """workspace/didChangeConfiguration: ``deepdive.diagnostics`` changed; open files are published again."""
+    ls.diagnostics.configuration_changed(params)
+
+
+@server.feature(types.TEXT_DOCUMENT_CODE_ACTION,
+                types.CodeActionOptions(code_action_kinds=[types.CodeActionKind.QuickFix]))
+async def on_code_action(ls: DeepdiveServer, params: types.CodeActionParams) -> list[types.CodeAction]:
+    """textDocument/codeAction: fix, ignore on this line, and (trusted) apply and measure."""
+    return await ls.diagnostics.code_actions(params)
+
+
+@server.feature(types.TEXT_DOCUMENT_CODE_LENS, types.CodeLensOptions(resolve_provider=False))
+async def on_code_lens(ls: DeepdiveServer, params: types.CodeLensParams) -> list[types.CodeLens]:
+    """textDocument/codeLens: "Diagnose performance" above the first training loop (trusted workspaces)."""
+    return await ls.diagnostics.code_lenses(params)
+
+
 def _tune_edits(path: Path, params: TuneApplyParams) -> TuneApplyResult:
     from deepdive.tune.apply import apply_best
 
@@ -372,3 +422,4 @@ def serve(log_level: str = "INFO") -> int:
     finally:
         server.shutdown()
         _kill_jobs_now(server)
+        server.diagnostics.close()
