@@ -2,6 +2,7 @@
 import { ExtensionContext, window } from 'vscode';
 import { CodegenController } from './codegen/controller';
 import { CompressController } from './compress/controller';
+import { DiagnoseController } from './diagnose/controller';
 import { registerCommands } from './commands';
 import { Schemes, Views } from './common/constants';
 import { createLogChannel, traceInfo } from './common/logging';
@@ -54,6 +55,7 @@ export function activate(context: ExtensionContext): DeepdiveApi {
     const tune = new TuneController(srv, jobs);
     const train = new TrainController(srv, jobs, context.workspaceState);
     const compress = new CompressController(srv, jobs);
+    const diagnose = new DiagnoseController(srv, jobs, context.workspaceState, dashboard);
     const checkpoints = new CheckpointsView(srv, context.workspaceState, jobs);
 
     context.subscriptions.push(
@@ -82,6 +84,7 @@ export function activate(context: ExtensionContext): DeepdiveApi {
             traceInfo,
         ),
         ...compress.register(),
+        ...diagnose.register(),
         ...checkpoints.register(),
         ...registerModelCommands(srv),
         onDidChangeConfiguration((e) => {

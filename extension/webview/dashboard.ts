@@ -1,7 +1,8 @@
 /// <reference lib="dom" />
 // The dashboard page: connects to the hub's /stream websocket (connection.ts), keeps bounded series
 // (model.ts) and renders Devices and Host (machineView.ts), Runs seen, Current run and Verdict
-// (runView.ts), Past runs (pastRunsView.ts), Tune (tuneView.ts) and Compression (compressView.ts).
+// (runView.ts), Past runs (pastRunsView.ts), Tune (tuneView.ts), Compression (compressView.ts) and Diagnosis
+// (diagnoseView.ts). In VS Code the page also hears from the editor (host.ts: `reveal` a section).
 // This file routes each message and draws: all DOM work happens in one requestAnimationFrame per
 // frame, so a 10 Hz stream costs at most one redraw per frame.
 // No inline script or style: the bundle of this file and dashboard.css are the whole page (CSP with a nonce works).
@@ -10,6 +11,9 @@ import { Queries, runName } from './history';
 import { labelBoxes } from './plotAxes';
 import { compressForRuns } from './compress';
 import { CompressView } from './compressView';
+import { diagnoseForRuns } from './diagnose';
+import { DiagnoseView } from './diagnoseView';
+import { host } from './host';
 import { forRuns } from './tune';
 import { TuneView } from './tuneView';
 import { Connection } from './connection';
@@ -31,6 +35,7 @@ let frameRequested = false;
 let shownRun: string | null = null;
 const tune = new TuneView(schedule);
 const compress = new CompressView(schedule);
+const diagnose = new DiagnoseView(schedule);
 const machine = new MachineView();
 const runs = new RunView();
 const connection = new Connection({
@@ -48,7 +53,8 @@ function onMessage(msg: unknown): void {
     }
     tune.apply(msg);
     compress.apply(msg);
-    const forRunPanels = forRuns(compressForRuns(msg));
+    diagnose.apply(msg);
+    const forRunPanels = forRuns(compressForRuns(diagnoseForRuns(msg)));
     if (forRunPanels !== null) {
         apply(state, forRunPanels, pending);
     }
@@ -85,6 +91,7 @@ function render(): void {
     }
     tune.render();
     compress.render();
+    diagnose.render();
     $('dropped').textContent = state.dropped > 0 ? `${state.dropped} entries lost (this page read too slowly)` : '';
 }
 
@@ -173,6 +180,8 @@ window.__deepdiveDashboard = {
     ...tune.hooks(),
     /** The Compression section: compressModels(), compressSteps(model), compressLive(), compressBars(). */
     ...compress.hooks(),
+    /** The Diagnosis section: diagnoseScripts(), diagnoseReport(), diagnoseSpeedups(), diagnoseSegments(). */
+    ...diagnose.hooks(),
 };
 
 function start(): void {
@@ -189,6 +198,16 @@ function start(): void {
     runs.renderRuns(state, null);
     tune.start();
     compress.start();
+    diagnose.start();
+    if (host) {
+        window.addEventListener('message', (ev: MessageEvent<unknown>) => {
+            const m = ev.data as { type?: unknown; section?: unknown } | null;
+            if (m?.type === 'reveal' && m.section === 'diagnose') {
+                diagnose.reveal();
+            }
+        });
+        host.postMessage({ type: 'ready' });
+    }
     connection.connect();
 }
 

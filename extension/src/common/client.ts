@@ -9,9 +9,9 @@ import {
     ServerOptions,
 } from 'vscode-languageclient/node';
 import { JobEvent, Notifications, TelemetrySummary } from '../protocol';
-import { DISPLAY_NAME } from './constants';
+import { DIAGNOSTICS_SECTION, DISPLAY_NAME } from './constants';
 import { logChannel } from './logging';
-import { isTrusted } from './vscodeapi';
+import { getConfiguration, isTrusted } from './vscodeapi';
 
 export interface ClientHooks {
     /** The daemon's connection closed without us asking (it crashed or was killed). */
@@ -24,6 +24,16 @@ export interface ClientHooks {
  * A client for the daemon; the caller starts it. `cwd` must not be the workspace folder, so that
  * files there cannot shadow the daemon's modules. The returned disposables belong to this client.
  */
+/** `deepdive.diagnostics.*` as the daemon reads them: {enabled, disabledRules}. */
+export function diagnosticsSettings(): { enabled: boolean; disabledRules: string[] } {
+    const c = getConfiguration(DIAGNOSTICS_SECTION);
+    const rules = c.get<unknown>('disabledRules', []);
+    return {
+        enabled: c.get<boolean>('enabled', true) !== false,
+        disabledRules: Array.isArray(rules) ? rules.filter((r): r is string => typeof r === 'string') : [],
+    };
+}
+
 export function createLanguageClient(python: string, cwd: string, hooks: ClientHooks): [LanguageClient, Disposable[]] {
     const serverOptions: ServerOptions = {
         command: python,
@@ -38,7 +48,9 @@ export function createLanguageClient(python: string, cwd: string, hooks: ClientH
         // (Trace -> message tracing, anything quieter -> off) and follows onDidChangeLogLevel itself.
         outputChannel: logChannel(),
         revealOutputChannelOn: RevealOutputChannelOn.Never,
-        initializationOptions: { trusted: isTrusted(), clientName: 'vscode' },
+        initializationOptions: { trusted: isTrusted(), clientName: 'vscode', diagnostics: diagnosticsSettings() },
+        // the daemon gets workspace/didChangeConfiguration with {deepdive: {diagnostics: {enabled, disabledRules}}}
+        synchronize: { configurationSection: DIAGNOSTICS_SECTION },
         errorHandler: {
             error: () => ({ action: ErrorAction.Continue, handled: true }),
             closed: () => {

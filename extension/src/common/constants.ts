@@ -25,6 +25,8 @@ export const Commands = {
     tune: 'deepdive.tune',
     applyTuneBest: 'deepdive.applyTuneBest',
     train: 'deepdive.train',
+    diagnosePerformance: 'deepdive.diagnosePerformance',
+    applyAndMeasureFix: 'deepdive.applyAndMeasureFix',
 } as const;
 
 export const Views = {
@@ -39,6 +41,9 @@ export const Schemes = {
     jobLog: 'deepdive-job',
     codegen: 'deepdive-codegen',
 } as const;
+
+/** The settings the daemon reads for its diagnostics (sent at start, kept in sync by the client). */
+export const DIAGNOSTICS_SECTION = 'deepdive.diagnostics';
 
 /** globalState key of the code generation prompt history. */
 export const PROMPT_HISTORY_KEY = 'deepdive.codegen.promptHistory';

@@ -121,6 +121,11 @@ export class DeepdiveServer implements Disposable {
         }
     }
 
+    /** The running client's converter of LSP JSON to editor types (a WorkspaceEdit a command got from the daemon). */
+    async protocolConverter(): Promise<LanguageClient['protocol2CodeConverter']> {
+        return (await this.readyClient()).protocol2CodeConverter;
+    }
+
     private async readyClient(): Promise<LanguageClient> {
         if (this.current.state === 'starting' || this.current.state === 'restarting') {
             let timer: NodeJS.Timeout | undefined;

@@ -32,7 +32,8 @@ import { GradCompression, parseTrainArgs, Precision, splitArgs, TrainArgs, train
 
 export const TRAIN_JOB_KIND = 'train';
 const FINAL = new Set(['succeeded', 'failed', 'cancelled', 'lost']);
-const MEMORY_KEY = 'deepdive.train.lastChoices';
+/** workspaceState key of the choices per script (the Diagnose command reads the script's arguments there). */
+export const MEMORY_KEY = 'deepdive.train.lastChoices';
 
 /** What `deepdive.train` resolves to (the integration tests read it). */
 export interface TrainOutcome {

@@ -1,12 +1,16 @@
 // The dashboard: the sidebar WebviewView and the "Deepdive: Open Dashboard" editor panel, both showing the
 // hub's page (out/webview) told the hub's /stream URL from `deepdive/hub`. Re-rendered whenever the daemon's
 // status changes: the hub's port and token are new at each daemon start.
+// The page talks back with two messages: `ready` (it loaded: the section asked for by `reveal` is sent to it)
+// and `open` (a finding's file:line link in the Diagnosis section: opened only for a file inside the workspace).
 import { randomBytes } from 'crypto';
 import { promises as fs } from 'fs';
+import * as path from 'path';
 import {
     CancellationToken,
     Disposable,
     env,
+    Range,
     Uri,
     ViewColumn,
     Webview,
@@ -17,6 +21,7 @@ import {
     window,
 } from 'vscode';
 import { Views } from '../common/constants';
+import { getWorkspaceFolders } from '../common/vscodeapi';
 import { errorMessage } from '../common/interpreter';
 import { traceError, traceInfo } from '../common/logging';
 import { DeepdiveServer } from '../common/server';
@@ -49,6 +54,8 @@ export class DashboardViews implements WebviewViewProvider, Disposable {
     private generation = 0;
     private body: Promise<string | undefined> | undefined;
     private readonly disposables: Disposable[] = [];
+    /** The section a page scrolls to once it says it is ready (the panel may still be loading when asked). */
+    private pendingReveal: string | undefined;
 
     constructor(private readonly server: DeepdiveServer, extensionUri: Uri) {
         this.root = Uri.joinPath(extensionUri, 'out', 'webview');
@@ -59,7 +66,9 @@ export class DashboardViews implements WebviewViewProvider, Disposable {
     resolveWebviewView(view: WebviewView, _context: WebviewViewResolveContext, _token: CancellationToken): void {
         this.view = view;
         this.configure(view.webview);
+        const messages = this.listen(view.webview, ViewColumn.Active);
         view.onDidDispose(() => {
+            messages.dispose();
             if (this.view === view) {
                 this.view = undefined;
             }
@@ -67,25 +76,58 @@ export class DashboardViews implements WebviewViewProvider, Disposable {
         void this.render(view.webview);
     }
 
-    /** Opens (or reveals) the dashboard as an editor panel. */
-    async openPanel(): Promise<void> {
+    /**
+     * Opens (or reveals) the dashboard as an editor panel; `beside` (a job's end) opens it next to the editor
+     * without taking the focus from it.
+     */
+    async openPanel(beside = false): Promise<void> {
         if (this.panel) {
-            this.panel.reveal();
+            this.panel.reveal(undefined, beside);
             return;
         }
-        const panel = window.createWebviewPanel(PANEL_TYPE, 'Deepdive Dashboard', ViewColumn.Active, {
+        const where = beside ? { viewColumn: ViewColumn.Beside, preserveFocus: true } : ViewColumn.Active;
+        const panel = window.createWebviewPanel(PANEL_TYPE, 'Deepdive Dashboard', where, {
             enableScripts: true,
             retainContextWhenHidden: true,
             localResourceRoots: [this.root],
         });
         this.panel = panel;
         this.configure(panel.webview);
+        const messages = this.listen(panel.webview, ViewColumn.Beside);
         panel.onDidDispose(() => {
+            messages.dispose();
             if (this.panel === panel) {
                 this.panel = undefined;
             }
         });
         await this.render(panel.webview);
+    }
+
+    /** Opens the dashboard panel scrolled to a section (`diagnose`: the Diagnosis section). */
+    async reveal(section: string): Promise<void> {
+        this.pendingReveal = section;
+        const existing = this.panel;
+        await this.openPanel(true);
+        if (existing) {
+            this.pendingReveal = undefined;  // already loaded: no `ready` will come
+            void existing.webview.postMessage({ type: 'reveal', section });
+        }
+    }
+
+    /** The page's messages: `ready` gets the pending section; `open` opens a file of the workspace at a line. */
+    private listen(webview: Webview, column: ViewColumn): Disposable {
+        return webview.onDidReceiveMessage((msg: unknown) => {
+            if (!msg || typeof msg !== 'object') {
+                return;
+            }
+            const m = msg as { type?: unknown; file?: unknown; line?: unknown };
+            if (m.type === 'ready' && this.pendingReveal && webview === this.panel?.webview) {
+                void webview.postMessage({ type: 'reveal', section: this.pendingReveal });
+                this.pendingReveal = undefined;
+            } else if (m.type === 'open' && typeof m.file === 'string' && typeof m.line === 'number') {
+                void openInWorkspace(m.file, m.line, column);
+            }
+        });
     }
 
     dispose(): void {
@@ -167,6 +209,26 @@ export class DashboardViews implements WebviewViewProvider, Disposable {
             scriptUri: webview.asWebviewUri(Uri.joinPath(this.root, 'dashboard.js')).toString(),
             styleUri: webview.asWebviewUri(Uri.joinPath(this.root, 'dashboard.css')).toString(),
         }, nonce());
+    }
+}
+
+/** Opens `file` at the 1-based `line`, only when it lies inside a workspace folder (the page is not trusted to name others). */
+async function openInWorkspace(file: string, line: number, column: ViewColumn): Promise<void> {
+    const abs = path.resolve(file);
+    const inside = getWorkspaceFolders().some((f) => {
+        const rel = path.relative(f.uri.fsPath, abs);
+        return rel !== '' && !rel.startsWith('..') && !path.isAbsolute(rel);
+    });
+    if (!inside) {
+        void window.showWarningMessage(`Deepdive: the dashboard asked to open ${abs}, which is outside the workspace: not opened.`);
+        return;
+    }
+    const at = Math.max(0, Math.floor(line) - 1);
+    try {
+        await window.showTextDocument(Uri.file(abs), { selection: new Range(at, 0, at, 0), viewColumn: column, preview: false });
+    } catch (err) {
+        traceError(`Dashboard: opening ${abs}:${line} failed:`, err);
+        void window.showErrorMessage(`Deepdive: cannot open ${path.basename(abs)}: ${errorMessage(err)}`);
     }
 }
 

@@ -285,6 +285,112 @@ async function main() {
     }
   });
 
+  // Issue #22: a planted problem is squiggled, its quick fix is in the light bulb menu, and "Deepdive: Diagnose
+  // Performance" ends on the dashboard's Diagnosis section with the measured report.
+  await test('diagnostics: the squiggle, the quick fix menu, and the Diagnosis page after "Deepdive: Diagnose Performance"', async () => {
+    const pathMod = require('path');
+    const file = pathMod.join(workspace, 'diagnose_ui.py');
+    fs.writeFileSync(file, [
+      '"""A small training script with planted problems: a DataLoader without workers and .item() every step."""',
+      'import torch',
+      'from torch.utils.data import DataLoader, Dataset',
+      '',
+      '',
+      'class Noisy(Dataset):',
+      '    """Items made on access: the per-item work a loader\'s worker processes would take off the training loop."""',
+      '',
+      '    def __len__(self):',
+      '        return 512',
+      '',
+      '    def __getitem__(self, i):',
+      '        x = torch.randn(16)',
+      '        return x, x.sum(0, keepdim=True)',
+      '',
+      '',
+      'loader = DataLoader(Noisy(), batch_size=16, num_workers=0)',
+      'model = torch.nn.Sequential(torch.nn.Linear(16, 64), torch.nn.ReLU(), torch.nn.Linear(64, 1))',
+      'opt = torch.optim.SGD(model.parameters(), lr=0.01)',
+      'total = 0.0',
+      'for x, y in loader:',
+      '    opt.zero_grad()',
+      '    out = model(x)',
+      '    loss = torch.nn.functional.mse_loss(out, y)',
+      '    loss.backward()',
+      '    opt.step()',
+      '    total += loss.item()',
+      'print(f"mean loss {total / len(loader):.4f}")',
+      '',
+    ].join('\n'));
+    const editor = page.locator('.editor-group-container.active .monaco-editor').first();
+    try {
+      await c.runCommand(page, 'View: Close All Editors');
+      await page.keyboard.press('Control+P');
+      const input = page.locator('.quick-input-widget input');
+      await input.waitFor({ state: 'visible', timeout: 15000 });
+      await input.fill(file);  // the absolute path: a file just written may not be in the search index yet
+      await page.locator('.quick-input-widget .monaco-list-row', { hasText: 'diagnose_ui.py' }).first().click();
+      await page.locator('.editor-group-container.active .tab.active', { hasText: 'diagnose_ui.py' }).first().waitFor({ timeout: 15000 });
+      // the daemon's warnings: Monaco draws them as .squiggly-warning decorations
+      await editor.locator('.squiggly-warning').first().waitFor({ state: 'attached', timeout: 30000 });
+      const squiggles = await editor.locator('.squiggly-warning').count();
+      await c.screenshot(page, 'ui-diagnose-squiggle');
+      // the light bulb menu on the DataLoader line (Go to Line 17, then Quick Fix…)
+      await editor.locator('.view-lines').first().click();
+      await page.keyboard.press('Control+G');
+      await input.waitFor({ state: 'visible', timeout: 15000 });
+      await input.fill(':17');
+      await page.keyboard.press('Enter');
+      await page.keyboard.press('End');
+      await page.keyboard.press('Control+.');
+      const fix = page.locator('.action-widget, .context-view', { hasText: 'Fix DD101' }).first();
+      await fix.waitFor({ timeout: 15000 });
+      const entries = (await fix.innerText()).split('\n').map(t => t.trim()).filter(Boolean);
+      if (!entries.some(t => t.startsWith('Ignore DD101 on this line'))) throw new Error(`the quick fix menu lacks the ignore action: ${JSON.stringify(entries)}`);
+      await c.screenshot(page, 'ui-diagnose-quickfix');
+      await page.keyboard.press('Escape');
+      // the measured diagnosis: a job with a progress notification, then the dashboard panel opens beside the
+      // editor on the Diagnosis section (the sidebar's dashboard shows it too: the panel is the one in the editor area)
+      await c.runCommand(page, 'Deepdive: Diagnose Performance');
+      await page.locator('.notification-toast', { hasText: 'Deepdive: diagnosing diagnose_ui.py' }).first().waitFor({ timeout: 20000 });
+      await page.locator('.tab', { hasText: 'Deepdive Dashboard' }).first().waitFor({ timeout: 150000 });
+      const editorLeft = (await page.locator('.part.editor').first().boundingBox()).x;
+      const inEditorArea = async f => {
+        const el = await f.frameElement().catch(() => null);
+        const box = el && await el.boundingBox().catch(() => null);
+        return !!box && box.width > 0 && box.x >= editorLeft;
+      };
+      let seen = null;
+      let frame = null;
+      await c.waitFor('the dashboard panel\'s Diagnosis section to show the report of diagnose_ui.py', async () => {
+        for (const f of page.frames()) {
+          if (!(await inEditorArea(f))) continue;
+          const s = await f.evaluate(() => {
+            const d = window.__deepdiveDashboard;
+            if (!d || !d.diagnoseReport) return null;
+            const body = document.getElementById('diagnose-body');
+            return { shown: d.diagnoseShown(), report: d.diagnoseReport(), segments: d.diagnoseSegments(), visible: !!body && !body.hidden,
+              findings: [...document.querySelectorAll('#diagnose-findings li')].map(li => li.innerText.replace(/\s+/g, ' ').slice(0, 120)) };
+          }).catch(() => null);
+          if (s && s.report && s.shown && s.shown.endsWith('diagnose_ui.py')) { seen = s; frame = f; return s.visible && s.segments > 0; }
+          if (s) seen = s;
+        }
+        return false;
+      }, 30000, 1000).catch(e => { e.message += `\nlast seen: ${JSON.stringify(seen)}`; throw e; });
+      // the editor asked the page to scroll to the section: its heading is in view
+      await c.waitFor('the Diagnosis section scrolled into view', () => frame.evaluate(() => {
+        const r = document.getElementById('diagnose-h').getBoundingClientRect();
+        return r.top >= 0 && r.top < window.innerHeight;
+      }), 10000, 250);
+      const focused = await page.evaluate(() => !!document.activeElement && !!document.activeElement.closest('.monaco-editor'));
+      if (!focused) throw new Error('the dashboard took the focus from the editor');
+      await c.screenshot(page, 'ui-diagnose-page');
+      console.log(`     ${T()} diagnostics: ${squiggles} squiggle(s), quick fix menu ${JSON.stringify(entries.slice(0, 4))}; report ${seen.report.stepMs} ms/step, ${seen.segments} parts drawn, findings ${JSON.stringify(seen.findings.slice(0, 3))}`);
+    } finally {
+      await c.runCommand(page, 'View: Close All Editors').catch(() => undefined);
+      fs.rmSync(file, { force: true });
+    }
+  });
+
   // Issue #20 finding 5: every job shows one progress notification with Cancel; the deep check's figures
   // then show in the Environment view.
   await test('"Run Deep Environment Check" shows a progress notification with Cancel, then its GFLOP/s in the Environment view', async () => {

@@ -180,12 +180,18 @@ exports.run = async function run() {
     assert.strictEqual(final.state, 'cancelled', `cancelled job ended ${JSON.stringify(final)}`);
   }, 40000);
 
-  await require('./codegen').run(test, ctx, { poll, sleep });
-  await require('./tune').run(test, ctx, { poll, sleep });
-  await require('./train').run(test, ctx, { poll, sleep });
-  await require('./compress').run(test, ctx, { poll, sleep });
-  await require('./models').run(test, ctx, { poll, sleep });
-  await require('./restart').run(test, ctx, { poll, sleep });   // last: it replaces the daemon
+  // E2E_INTEGRATION_SUITES=diagnose,train (in run.sh's environment) runs only those of the suites below
+  const only = (process.env.E2E_INTEGRATION_SUITES || '').split(',').map(s => s.trim()).filter(Boolean);
+  const suite = async name => {
+    if (only.length === 0 || only.includes(name)) await require(`./${name}`).run(test, ctx, { poll, sleep });
+  };
+  await suite('codegen');
+  await suite('tune');
+  await suite('train');
+  await suite('compress');
+  await suite('diagnose');
+  await suite('models');
+  await suite('restart');   // last: it replaces the daemon
 
   const failed = results.filter(r => !r.ok);
   console.log(`[integration] ${results.length - failed.length} passed, ${failed.length} failed`);
