@@ -27,6 +27,7 @@ from deepdive.protocol import (
     JobEvent, JobListParams, JobStartParams, from_wire,
 )
 from deepdive.report import print_deep, print_report
+from deepdive.tour_diagnose import diagnose_step, watch_diagnostics
 
 console = Console()
 
@@ -44,6 +45,7 @@ async def tour(repo: Path, seconds: float, epochs: int, trials: int) -> int:
     step(1, "Start the daemon the way the editor does (LSP over stdio)")
     t0 = time.perf_counter()
     client = DaemonClient()
+    published = watch_diagnostics(client)
     await client.start_daemon()
     await client.initialize_daemon(str(workspace))
     init_ms = (time.perf_counter() - t0) * 1e3
@@ -171,11 +173,16 @@ async def tour(repo: Path, seconds: float, epochs: int, trials: int) -> int:
                  "sharded layer by layer on 2 processes, a sharded checkpoint each epoch, resumed on 1 process")
         if await _fsdp(repo, workspace, env) != 0:
             return 1
+
+        step(11, "Performance diagnostics: the static rules on open, a measured diagnosis that promotes a finding "
+                 "with its share of the step, and its fix proven on a re-run (Apply and measure)")
+        if await diagnose_step(client, published, repo, workspace, console) != 0:
+            return 1
     finally:
         code = await client.close()
         console.print(f"daemon shut down cleanly (exit code {code})")
 
-    step(11, "The VS Code extension")
+    step(12, "The VS Code extension")
     vsix = sorted(repo.glob("deepdive-*.vsix"))
     if vsix:
         console.print(f"packaged: {vsix[-1]}")
