@@ -13,7 +13,7 @@ const port = c.env('E2E_PORT');
 const devPath = c.env('E2E_DEV_PATH');
 const testsPath = c.env('E2E_TESTS_PATH');
 const workspace = c.env('E2E_WORKSPACE');
-const timeoutMs = Number(c.env('E2E_INTEGRATION_TIMEOUT_MS', '360000'));
+const timeoutMs = Number(c.env('E2E_INTEGRATION_TIMEOUT_MS', '540000'));
 
 async function main() {
   const T = c.clock();

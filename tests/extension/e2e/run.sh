@@ -154,7 +154,7 @@ save_logs() {  # code-server's logs of this instance (server, extension host, ou
 }
 NODE_PID=
 run_node() {  # run_node SCRIPT: in the background + wait, so that a signal interrupts it at once
-  timeout -k 5 240 "$E2E_NODE" "$@" &
+  timeout -k 5 "${E2E_NODE_LIMIT_S:-600}" "$E2E_NODE" "$@" &  # a guard against a hung runner; devtest.js reports its own limit first
   NODE_PID=$!
   wait "$NODE_PID"
   local rc=$?
