@@ -43,3 +43,28 @@ def test_a_rule_that_raises_is_logged_and_the_other_rules_still_report(broken_ru
 
 def test_a_file_that_does_not_parse_has_no_findings():
     assert analyze("for x in loader:\n    x.item(\n") == []
+
+
+def test_analysed_files_are_freed_when_the_analysis_returns():
+    """Nothing a rule computes per file outlives the analysis: a cache keyed by the Context kept every tree of every
+    save alive in the daemon's worker (megabytes per save of a long file)."""
+    import gc
+    import weakref
+
+    from deepdive.diagnose.rules import base
+
+    seen: list[weakref.ref] = []
+    original = base.Context.__init__
+
+    def tracked(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        seen.append(weakref.ref(self.tree))
+
+    base.Context.__init__ = tracked
+    try:
+        for _ in range(3):
+            analyze(SLOW + "\ndef evaluate(model, loader):\n    for x, y in loader:\n        model(x)\n")
+    finally:
+        base.Context.__init__ = original
+    gc.collect()
+    assert len(seen) == 3 and all(ref() is None for ref in seen)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import ast
 from collections import deque
-from typing import Callable, Iterable, Iterator, Literal, Optional, TypeVar, Union
+from typing import Any, Callable, Iterable, Iterator, Literal, Optional, TypeVar, Union
 
 import attrs
 
@@ -111,6 +111,9 @@ class Context:
         self._imports: Optional[list[Union[ast.Import, ast.ImportFrom]]] = None
         self._imported_as: dict[str, set[str]] = {}
         self._epoch_loops: dict[int, bool] = {}
+        self.shared: dict[str, Any] = {}
+        """What rule modules compute once per file (``values``, evaluation functions), kept on the context so it
+        is freed with it (a module-level cache keyed by the context would keep every analysed tree alive)."""
 
     # -- positions ---------------------------------------------------------------------------
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import ast
 import os
 import re
-import weakref
 from typing import Iterator, Optional, Union
 
 import attrs
@@ -54,15 +53,11 @@ def _trains(ctx: Context, root: ast.AST) -> bool:
     return False
 
 
-_FUNCTIONS: "weakref.WeakKeyDictionary[Context, list[Function]]" = weakref.WeakKeyDictionary()
-
-
 def evaluation_functions(ctx: Context) -> list[Function]:
     """Functions named for evaluation that call the model and train nothing (computed once per file)."""
-    found = _FUNCTIONS.get(ctx)
+    found = ctx.shared.get("evaluation_functions")
     if found is None:
-        found = list(_evaluation_functions(ctx))
-        _FUNCTIONS[ctx] = found
+        found = ctx.shared["evaluation_functions"] = list(_evaluation_functions(ctx))
     return found
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ast
 import re
-import weakref
 from typing import Optional
 
 from deepdive.diagnose.rules.base import Context, dotted_name, method_name
@@ -41,15 +40,11 @@ _NOT_TENSOR_TORCH = re.compile(r"^torch\.(no_grad|enable_grad|inference_mode|set
                                r"accelerator\..*|mps\..*|cpu\..*|multiprocessing\..*|hub\..*|onnx\..*|"
                                r"testing\..*|library\..*|export\..*|fx\..*|version\..*|__version__)$")
 
-_CACHE: "weakref.WeakKeyDictionary[Context, Values]" = weakref.WeakKeyDictionary()
-
-
 def values_of(ctx: Context) -> "Values":
     """The :class:`Values` of ``ctx``'s file, computed on first use."""
-    found = _CACHE.get(ctx)
+    found = ctx.shared.get("values")
     if found is None:
-        found = Values(ctx)
-        _CACHE[ctx] = found
+        found = ctx.shared["values"] = Values(ctx)
     return found
 
 
