@@ -42,6 +42,8 @@ import traceback
 from multiprocessing.connection import Connection
 from typing import Any
 
+from deepdive.procutil import die_with_parent
+
 TAIL_LINES = 8
 
 
@@ -214,25 +216,13 @@ def _peak_memory() -> float | None:
     return peak
 
 
-def _die_with_parent() -> None:
-    """Linux: SIGKILL this worker when the coordinator dies (a ``kill -9`` leaves no trial running)."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
-    except (OSError, AttributeError):
-        pass
-    if os.getppid() == 1:
-        os._exit(1)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     conn = Connection(int(args[0]))
     once = "--once" in args
-    _die_with_parent()
+    die_with_parent()
     import torch  # noqa: F401 - the point of a warm worker: paid once
 
     import deepdive.engine.run  # noqa: F401

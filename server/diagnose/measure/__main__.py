@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+from deepdive.procutil import die_with_parent
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m deepdive.diagnose.measure",
@@ -33,18 +35,6 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _die_with_parent() -> None:
-    """Linux: end with the process that started us (the CLI), so a killed CLI leaves no run behind."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
-    except (OSError, AttributeError):
-        return
-    if os.getppid() == 1:
-        os._exit(1)
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -55,7 +45,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         argv, script_args = argv[:cut], argv[cut + 1:]
     args = _parser().parse_args(argv)
     if args.die_with_parent:
-        _die_with_parent()
+        die_with_parent()
     script = Path(args.script)
     if not script.is_file():
         print(f"measure: error: no such script: {script}", file=sys.stderr)
