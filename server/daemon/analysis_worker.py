@@ -60,6 +60,34 @@ def _ready() -> bool:
     return True
 
 
+PARENT_POLL_S = 1.0
+
+
+def _end_with_the_daemon() -> None:
+    """The worker's initializer: end when the daemon that started it ends, however it ends.
+
+    The pool's call queue gives the worker both ends of its pipe, so a daemon killed with SIGKILL never shows
+    it an end of file: without this, the worker waited forever, holding the daemon's stderr open (whoever read
+    that stderr to its end — a test harness, an editor — then waited with it). PR_SET_PDEATHSIG (Linux) ends it
+    at once; a thread that notices a new parent process covers the rest.
+    """
+    import os
+    import threading
+    import time
+
+    from deepdive.procutil import die_with_parent
+
+    die_with_parent()
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_S)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="deepdive-parent-watch", daemon=True).start()
+
+
 class AnalysisWorker:
     """One analysis process (``spawn``: the daemon has threads, a forked copy of them is unsafe)."""
 
@@ -69,7 +97,8 @@ class AnalysisWorker:
     def start(self) -> None:
         """Start the process now (it imports the rules while the daemon goes on)."""
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_end_with_the_daemon)
             self._pool.submit(_ready)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:

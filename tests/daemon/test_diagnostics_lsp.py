@@ -487,3 +487,21 @@ def long_training_file(lines: int) -> str:
         count += block.count("\n")
         i += 1
     return "".join(parts)
+
+
+async def test_the_analysis_worker_ends_when_the_daemon_is_killed(tmp_path: Path):
+    """A daemon killed with SIGKILL leaves no analysis worker behind: an orphaned worker kept the daemon's stderr open,
+    and whoever read that stderr to its end (an editor, a test harness) waited for ever."""
+    import signal
+
+    import psutil
+
+    async with editor(tmp_path) as client:
+        uri = open_file(client, tmp_path / "train.py", TRAIN)
+        await published(client, uri)
+        daemon = psutil.Process(client.process.pid)
+        workers = [p for p in daemon.children(recursive=True) if "multiprocessing" in " ".join(p.cmdline())]
+        assert workers, [p.cmdline() for p in daemon.children(recursive=True)]
+        os.kill(daemon.pid, signal.SIGKILL)
+        gone, alive = psutil.wait_procs(workers, timeout=10)
+        assert not alive, [p.cmdline() for p in alive]
