@@ -9,7 +9,7 @@ import {
     fmtCount, fmtLatency, fmtMs, fmtSizeMb, fmtVsOriginal, modelsByRecency, pairedNote, ratios, stepsOf, summaryOf,
     type BarMetric, type CompressedModel,
 } from './compress';
-import { $, h } from './dom';
+import { $, h, onResize } from './dom';
 
 const SVG = 'http://www.w3.org/2000/svg';
 const LABELS: Record<BarMetric, string> = { size: 'size', latency: 'latency (batch 1, p50)', accuracy: 'accuracy' };
@@ -56,13 +56,9 @@ export class CompressView {
             this.dirty = true;
             this.schedule();
         });
-        let timer = 0;
-        window.addEventListener('resize', () => {
-            clearTimeout(timer);
-            timer = window.setTimeout(() => {
-                this.dirty = true;
-                this.schedule();
-            }, 100);
+        onResize(() => {
+            this.dirty = true;
+            this.schedule();
         });
         this.renderEmpty();
     }

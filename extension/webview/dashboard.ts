@@ -20,7 +20,7 @@ import { Connection } from './connection';
 import { MachineView } from './machineView';
 import { PAST_REFRESH_MS, PastRunsView } from './pastRunsView';
 import { RunView } from './runView';
-import { $, plotWidth } from './dom';
+import { $, onResize, plotWidth } from './dom';
 
 declare global {
     interface Window {
@@ -118,19 +118,15 @@ function onRunClick(ev: Event): void {
 }
 
 // resize: uPlot needs explicit sizes
-let resizeTimer = 0;
-window.addEventListener('resize', () => {
-    clearTimeout(resizeTimer);
-    resizeTimer = window.setTimeout(() => {
-        for (const c of [...runs.charts.values(), ...past.plots.values()]) {
-            const el = c.box.querySelector<HTMLElement>('.plot');
-            if (c.plot && el) {
-                c.plot.setSize({ width: plotWidth(el), height: 150 });
-            }
+onResize(() => {
+    for (const c of [...runs.charts.values(), ...past.plots.values()]) {
+        const el = c.box.querySelector<HTMLElement>('.plot');
+        if (c.plot && el) {
+            c.plot.setSize({ width: plotWidth(el), height: 150 });
         }
-        pending.machine = true;
-        schedule();
-    }, 100);
+    }
+    pending.machine = true;
+    schedule();
 });
 
 // test hook for the e2e and for debugging in the devtools console

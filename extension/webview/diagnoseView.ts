@@ -8,7 +8,7 @@ import {
     applyDiagnose, currentScript, describeSpeedup, emptyDiagnose, fmtMsShort, fmtShare, PART_LABELS, scriptsByRecency, shortPath,
     speedupsOf, type Diagnosed, type Finding, type Report,
 } from './diagnose';
-import { $, h } from './dom';
+import { $, h, onResize } from './dom';
 import { host, openInEditor } from './host';
 
 const SVG = 'http://www.w3.org/2000/svg';
@@ -55,13 +55,9 @@ export class DiagnoseView {
                 openInEditor(a.dataset.file, Number(a.dataset.line));
             }
         });
-        let timer = 0;
-        window.addEventListener('resize', () => {
-            clearTimeout(timer);
-            timer = window.setTimeout(() => {
-                this.dirty = true;
-                this.schedule();
-            }, 100);
+        onResize(() => {
+            this.dirty = true;
+            this.schedule();
         });
         this.renderEmpty();
     }

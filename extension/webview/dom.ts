@@ -46,3 +46,12 @@ export function axisColors(): { fg: string; grid: string } {
 export function plotWidth(el: HTMLElement): number {
     return Math.max(160, Math.floor(el.clientWidth || 400));
 }
+
+/** Calls `redraw` once the window has stopped resizing for `delayMs` (every section redraws at the new width). */
+export function onResize(redraw: () => void, delayMs = 100): void {
+    let timer = 0;
+    window.addEventListener('resize', () => {
+        clearTimeout(timer);
+        timer = window.setTimeout(redraw, delayMs);
+    });
+}

@@ -4,7 +4,7 @@
 // coordinates (small canvases), parameter importance (bars). dashboard.ts routes every /stream message
 // here and calls render() from its one requestAnimationFrame; only the studies that changed are redrawn.
 import uPlot from 'uplot';
-import { $, axisColors, cssVar, h, seriesColor } from './dom';
+import { $, axisColors, cssVar, h, onResize, seriesColor } from './dom';
 import { fmtNum, fmtSeconds } from './format';
 import { formatSig } from '../src/tune/rounding';
 import {
@@ -62,17 +62,13 @@ export class TuneView {
             this.dirty = true;
             this.schedule();
         });
-        let timer = 0;
-        window.addEventListener('resize', () => {
-            clearTimeout(timer);
-            timer = window.setTimeout(() => {
-                const box = document.querySelector<HTMLElement>('#tune-history .plot');
-                if (this.plot && box) {
-                    this.plot.setSize({ width: Math.max(200, box.clientWidth), height: PLOT_HEIGHT });
-                }
-                this.dirty = true;
-                this.schedule();
-            }, 100);
+        onResize(() => {
+            const box = document.querySelector<HTMLElement>('#tune-history .plot');
+            if (this.plot && box) {
+                this.plot.setSize({ width: Math.max(200, box.clientWidth), height: PLOT_HEIGHT });
+            }
+            this.dirty = true;
+            this.schedule();
         });
         this.renderEmpty();
     }
