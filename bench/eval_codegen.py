@@ -244,7 +244,8 @@ class TimedBackend(Backend):
             self.generations.append({"ttft_s": round(first - start, 3) if first is not None else None,
                                      "seconds": round(time.perf_counter() - start, 3), "chunks": chunks,
                                      "tokens": tokens, "tokens_per_s": round(rate, 2) if rate else None,
-                                     "reason": done.get("reason"), "prompt_tokens": done.get("prompt_tokens")})
+                                     "reason": done.get("reason"), "prompt_tokens": done.get("prompt_tokens"),
+                                     "reused_tokens": done.get("reused_tokens")})
 
     def close(self) -> None:
         self.inner.close()
@@ -258,6 +259,9 @@ class Model:
     worker: Any
     backend: TimedBackend
     load_s: float
+    prompt_warm_s: Optional[float] = None
+    """Seconds the worker spent evaluating the frame prompts' shared beginnings after the load (None: not done)."""
+    prompt_warm_count: Optional[int] = None
 
     @property
     def label(self) -> str:
@@ -300,10 +304,18 @@ def start_model(path: Path, threads: Optional[int]) -> Model:
         for _ in LlamaCppBackend(str(path), worker=worker, max_new_tokens=1).stream(
                 "Reply with one word.", [{"role": "user", "content": "Hello."}]):
             pass
+        load_s = round(time.perf_counter() - start, 3)
+        # The worker evaluates the frame prompts' shared beginnings after a load (the editor's model is
+        # loaded long before its first request): wait for that before the first prompt is timed.
+        deadline = time.monotonic() + 900
+        while not worker.last_warm and time.monotonic() < deadline:
+            time.sleep(0.2)
     except BaseException:
         worker.shutdown()
         raise
-    return Model(path=path, worker=worker, backend=TimedBackend(inner), load_s=round(time.perf_counter() - start, 3))
+    warm = worker.last_warm or {}
+    return Model(path=path, worker=worker, backend=TimedBackend(inner), load_s=load_s,
+                 prompt_warm_s=warm.get("seconds"), prompt_warm_count=warm.get("count"))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -519,7 +531,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     previous = read_details(detail_path) if args.resume else {}
     counter = [0, len(plan) * len(entries)]
-    loads: dict[str, float] = {}
+    loads: dict[str, Any] = {}
     interrupted = False
     detail_path.parent.mkdir(parents=True, exist_ok=True)
     with open(detail_path, "a", encoding="utf-8") as detail:
@@ -534,7 +546,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_steps(entries: list[dict[str, Any]], arms: list[str], path: Optional[Path], args: argparse.Namespace, *,
-              previous: dict, detail: Any, counter: list[int], loads: dict[str, float]) -> bool:
+              previous: dict, detail: Any, counter: list[int], loads: dict[str, Any]) -> bool:
     """Every entry with each of ``arms`` on the model ``path`` (None: the builtin); False when interrupted.
 
     The model is loaded on its first prompt that is not done yet, and its worker shut down at the end.
@@ -552,7 +564,8 @@ def run_steps(entries: list[dict[str, Any]], arms: list[str], path: Optional[Pat
                     continue
                 if path is not None and model is None:
                     model = _load(path, args.threads)
-                    loads[model.label] = model.load_s
+                    loads[model.label] = {"load_s": model.load_s, "prompt_warm_s": model.prompt_warm_s,
+                                          "prompt_warm_count": model.prompt_warm_count}
                 record = run_one(entry, arm, model, verify_timeout_s=args.verify_timeout)
                 detail.write(json.dumps(record, ensure_ascii=False) + "\n")
                 detail.flush()
@@ -576,7 +589,7 @@ def _load(path: Path, threads: Optional[int]) -> Model:
 
 
 def report(entries: list[dict[str, Any]], plan: list[tuple[str, Optional[Path]]], detail_path: Path, out: Path,
-           loads: dict[str, float], selection: str = "") -> None:
+           loads: dict[str, Any], selection: str = "") -> None:
     """The bench lines of the selection (this run's records and, after --resume, the earlier ones)."""
     found = read_details(detail_path)
     hashes = {e["id"]: entry_hash(e) for e in entries}
@@ -585,9 +598,12 @@ def report(entries: list[dict[str, Any]], plan: list[tuple[str, Optional[Path]]]
     lines = []
     for arm, path in plan:
         lines += summarise(records, arm, path.name if path is not None else None)
-    for label, seconds in loads.items():
-        lines.append({"bench": BENCH, "metric": "load_s", "value": seconds, "unit": "s (load and warm-up)",
+    for label, load in loads.items():
+        lines.append({"bench": BENCH, "metric": "load_s", "value": load["load_s"], "unit": "s (load and warm-up)",
                       "arm": None, "model": label, "subset": "all"})
+        lines.append({"bench": BENCH, "metric": "prompt_warm_s", "value": load["prompt_warm_s"],
+                      "unit": f"s (the worker evaluating {load['prompt_warm_count']} frame prompt beginnings after the "
+                              "load, before the first prompt)", "arm": None, "model": label, "subset": "all"})
     if selection:
         for x in lines:
             x["selection"] = selection

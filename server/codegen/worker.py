@@ -9,6 +9,7 @@ Requests (stdin)::
     {"op": "load", "id": 1, "backend": "transformers" | "llamacpp", "model_path": "..."}
     {"op": "generate", "id": 2, "system": "...", "messages": [{"role": ..., "content": ...}],
      "max_new_tokens": 2048, "temperature": 0.0}
+    {"op": "warm", "id": 4, "systems": ["...", ...]}   # evaluate these system prompts' beginnings when idle
     {"op": "cancel", "id": 2}           # stops generation ``id`` within a token or two
     {"op": "release", "id": 3}          # frees GPU memory (the model moves to the CPU)
     {"op": "shutdown"}
@@ -19,10 +20,13 @@ Replies (stdout), each with the request's ``id``::
     {"id": 2, "event": "chunk", "text": "..."}                    # many
     {"id": 2, "event": "done", "tokens": 57, "reason": "stop" | "length" | "cancelled"}
     {"id": 3, "event": "released", "device": "cpu"}
+    {"id": 4, "event": "warmed", "count": 19, "seconds": 41.2}       # count 0: the runtime keeps no prompt states
     {"id": n, "event": "error", "message": "one line", "code": "prompt_too_long"}   # code: optional
 
 Loads, generations and releases run one at a time, in order, on one thread; the main thread keeps
-reading stdin so that ``cancel`` and ``shutdown`` are seen while a generation runs. Anything a
+reading stdin so that ``cancel`` and ``shutdown`` are seen while a generation runs. A warm-up yields:
+it stops between chunks of a prompt when another request is queued, and goes on after it (the part
+evaluated is kept), so it never holds a generation back by more than one chunk. Anything a
 library prints goes to stderr: stdout carries only these lines.
 
 The runners: :mod:`.worker_transformers` (a model folder) and :mod:`.worker_llamacpp` (a GGUF file);
@@ -71,7 +75,7 @@ class Worker:
             if ev is not None:
                 ev.set()
             return True
-        if op in ("load", "generate", "release"):
+        if op in ("load", "generate", "release", "warm"):
             if op == "generate":
                 with self.lock:
                     self.cancels.setdefault(rid, threading.Event())
@@ -150,6 +154,28 @@ class Worker:
             raise WorkerError("no model loaded: send a load request first")
         info = self.model.generate(req, cancel, lambda text: self.emit({"id": rid, "event": "chunk", "text": text}))
         self.emit({"id": rid, "event": "done", **info})
+
+    def _warm(self, req: dict) -> None:
+        """Evaluate system prompts' beginnings into the runtime's prompt cache while nothing else waits."""
+        rid = req.get("id")
+        systems = [str(t) for t in req.get("systems") or []]
+        done, seconds = int(req.get("done") or 0), float(req.get("seconds") or 0.0)
+        warm = getattr(self.model, "warm", None)
+        if warm is None:  # no model (released: not reloaded for a warm-up), or a runtime without a cache
+            self.emit({"id": rid, "event": "warmed", "count": 0, "seconds": 0.0})
+            return
+        waiting = lambda: not self.jobs.empty()  # noqa: E731
+        while systems:
+            if waiting():  # a request goes first; the rest of the warm-up after it
+                self.jobs.put({"op": "warm", "id": rid, "systems": systems, "done": done, "seconds": seconds})
+                return
+            start = time.perf_counter()
+            finished = warm(systems[0], waiting)
+            seconds += time.perf_counter() - start
+            if finished:
+                systems.pop(0)
+                done += 1
+        self.emit({"id": rid, "event": "warmed", "count": done, "seconds": round(seconds, 3)})
 
     def _release(self, req: dict) -> None:
         device = "none"

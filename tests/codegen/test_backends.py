@@ -143,6 +143,19 @@ def test_cancel_stops_a_long_generation(tiny_model: Path, worker: ModelWorker) -
 
 
 @pytest.mark.slow
+def test_a_warm_up_on_a_runtime_without_a_prompt_cache_says_it_warmed_nothing(tiny_model: Path, worker: ModelWorker) -> None:
+    backend = TransformersBackend(str(tiny_model), worker=worker, max_new_tokens=4)
+    backend.load()
+    worker.last_warm = {}
+    worker.warm(["a system prompt"])
+    deadline = time.monotonic() + 60
+    while not worker.last_warm and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert worker.last_warm == {"id": worker.last_warm["id"], "event": "warmed", "count": 0, "seconds": 0.0}
+    assert "".join(backend.stream("", [{"role": "user", "content": "x"}]))  # and the worker goes on
+
+
+@pytest.mark.slow
 def test_release_then_generate_again(tiny_model: Path, worker: ModelWorker) -> None:
     backend = TransformersBackend(str(tiny_model), worker=worker, max_new_tokens=8)
     backend.load()

@@ -214,6 +214,30 @@ def test_a_task_the_builtin_has_no_template_for_makes_the_model_write_the_tasks_
     assert "semantic segmentation" in system and "load_data(args)" in system
 
 
+def test_a_reference_request_starts_with_a_warmed_beginning_and_its_own_part_is_short() -> None:
+    from deepdive.codegen.frames.prompt import warm_prefixes
+
+    reading, frame = _frame(UNET_PROMPT)
+    system = frame_system_prompt(frame, reading.spec)
+    warmed = [w for w in warm_prefixes() if system.startswith(w)]
+    assert len(warmed) == 1 and "U-Net" in warmed[0] and "Write:" in warmed[0]  # what to write is in it too
+    rest = system[len(warmed[0]):]
+    # the request's own part: the frame's functions and constants, then the stated properties
+    assert rest.index("Its constants") < rest.index("The request states these properties")
+    assert len(rest) < 0.5 * len(system)
+
+
+def test_the_prompt_names_the_packages_a_model_reaches_for_that_are_not_installed(monkeypatch) -> None:
+    from deepdive.codegen.frames import prompt
+
+    monkeypatch.setattr(prompt, "_installed", lambda name: name != "torchvision")
+    reading, frame = _frame(UNET_PROMPT)
+    system = frame_system_prompt(frame, reading.spec)
+    assert "Not installed where the program runs: torchvision." in system
+    monkeypatch.setattr(prompt, "_installed", lambda name: True)
+    assert "Not installed" not in frame_system_prompt(frame, reading.spec)
+
+
 @pytest.mark.slow
 def test_a_spliced_program_without_a_reader_says_so_in_one_line(tmp_path) -> None:
     reading, frame = _frame(UNET_PROMPT)

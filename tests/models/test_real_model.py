@@ -50,7 +50,7 @@ def worker():
     # One llama.cpp thread: these tests share 2 cores with whatever else runs (CI, other suites), and threads
     # that wait for each other on a busy machine slow llama.cpp down many times over (measured: 1.2 tokens/s
     # on 2 threads at load 5). tests/models/speed.py measures the default (every core) on a quiet machine.
-    w = ModelWorker(env={"DEEPDIVE_LLM_THREADS": "1"})
+    w = ModelWorker(env={"DEEPDIVE_LLM_THREADS": "1", "DEEPDIVE_LLM_WARM": "0"})  # the warm-up has its own test
     yield w
     w.shutdown()
 
@@ -151,3 +151,29 @@ def test_pull_checks_the_real_bytes_against_the_catalog_pin(model_path: Path, mo
         path = pull(pin)
     assert path.stat().st_size == pin.size_bytes == model_path.stat().st_size
     assert hub.gets() == [None]
+
+
+def test_warms_prompt_beginnings_while_idle_and_yields_to_a_request(model_path: Path) -> None:
+    from deepdive.codegen.frames.prompt import warm_prefixes
+
+    w = ModelWorker(env={"DEEPDIVE_LLM_THREADS": "1", "DEEPDIVE_LLM_WARM": "0"})
+    try:
+        backend = LlamaCppBackend(str(model_path), worker=w, max_new_tokens=8)
+        backend.load()
+        systems = warm_prefixes()[:3]
+        w.warm(systems)
+        # a request sent while the warm-up runs is answered: the warm-up steps aside and goes on after it
+        assert "".join(backend.stream(SYSTEM, [{"role": "user", "content": "Say hi."}]))
+        deadline = time.monotonic() + 400
+        while not w.last_warm and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert w.last_warm.get("event") == "warmed" and w.last_warm["count"] == 3
+        # a frame prompt that starts with a warmed beginning evaluates only its own part
+        ask = [{"role": "user", "content": "Write build_model()."}]
+        "".join(backend.stream(systems[1] + "\nThe frame is the builtin's program.", ask))
+        warmed = w.last_done
+        assert warmed["reused_tokens"] > 0.9 * warmed["prompt_tokens"] > 300
+        "".join(backend.stream("Another system prompt entirely. " + systems[1], ask))
+        assert w.last_done["reused_tokens"] < 10  # nothing cached starts like it (the template's few tokens)
+    finally:
+        w.shutdown()

@@ -54,6 +54,7 @@ class ModelWorker:
         self._load_info: dict[str, Any] = {}
         self._gen_lock = threading.Lock()
         self.last_done: dict[str, Any] = {}  # the ``done`` reply of the last generation (tokens, reason)
+        self.last_warm: dict[str, Any] = {}  # the ``warmed`` reply of the last warm-up (count, seconds)
 
     # -- process -------------------------------------------------------------------------------
 
@@ -194,8 +195,29 @@ class ModelWorker:
                 raise
             self._loaded = spec
             self._load_info = msg
+            if spec[0] == "llamacpp" and self.env.get("DEEPDIVE_LLM_WARM", os.environ.get("DEEPDIVE_LLM_WARM", "1")) != "0":
+                from deepdive.codegen.frames.prompt import warm_prefixes
+
+                self.warm(warm_prefixes())
             return msg
         raise AssertionError("unreachable")
+
+    def warm(self, systems: list[str]) -> None:
+        """Have the worker evaluate these system prompts' beginnings while it is idle (the llama.cpp runner
+        keeps their states, so a later prompt that starts with one evaluates only the rest). Returns at
+        once; the worker's ``warmed`` reply lands in :attr:`last_warm`. Set ``DEEPDIVE_LLM_WARM=0`` to
+        skip the warm-up that follows each llama.cpp load."""
+        rid, q = self._send({"op": "warm", "systems": list(systems)})
+
+        def collect() -> None:
+            try:
+                self.last_warm = q.get(timeout=3600)
+            except queue.Empty:
+                pass
+            finally:
+                self._queues.pop(rid, None)
+
+        threading.Thread(target=collect, name="model-worker-warm", daemon=True).start()
 
     def generate(
         self,

@@ -16,7 +16,7 @@ from deepdive.codegen.generation import GenerateCheck, PropertyCheck
 from deepdive.codegen.instructions import FRAMEWORK_NAMES, property_lines
 from deepdive.codegen.spec import Spec
 
-__all__ = ["frame_system_prompt", "frame_repair_message", "prompt_prefix", "WHAT"]
+__all__ = ["frame_system_prompt", "frame_repair_message", "prompt_prefix", "warm_prefixes", "WHAT"]
 
 #: What each definition the model may write is, per framework.
 WHAT = {
@@ -84,28 +84,80 @@ def _head(fw: str) -> list[str]:
         "```python block. You may redefine a constant (e.g. `NUM_CLASSES = 3`) and add an import. Do not write "
         "main(), a training loop, argument parsing or the __main__ guard: the frame has them.",
         f"The frame imports {_COMMON.get(fw, fw)}.",
-    ]
+    ] + _absent_line(fw)
+
+
+#: Packages a model reaches for in a model part (pretrained backbones, audio front ends, graph layers): the
+#: prompt names those not installed where the program runs, so the model writes the layers itself rather
+#: than import them (a repair message saying so after the fact did not change a 0.5B model's answer).
+_REACHED_FOR = {"torch": ("torchvision", "torchaudio", "timm", "torch_geometric", "torchtext"),
+                "tensorflow": ("tensorflow_hub", "keras_nlp", "keras_cv", "tensorflow_addons")}
+
+
+def _absent_line(fw: str) -> list[str]:
+    absent = [name for name in _REACHED_FOR.get(fw, ()) if not _installed(name)]
+    if not absent:
+        return []
+    return [f"Not installed where the program runs: {', '.join(absent)}. Do not import them: write the layers "
+            f"you need yourself with the frame's imports ({'torch.nn' if fw == 'torch' else 'keras.layers'})."]
+
+
+def _installed(name: str) -> bool:
+    """Whether ``name`` is importable by the interpreter that runs the checks (this one), without importing it."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def _request_part(frame: Frame, spec: Optional[Spec]) -> str:
+    """What to write and the frame's functions (the same text for most requests of a kind: kept next to
+    the prefix, so a cached state covers them too), then the frame's constants and the properties (this
+    request's own)."""
     fw = frame.framework
-    parts = ["", "Write:"]
-    parts += [f"- {WHAT[fw][n]}" for n in frame.write if n in WHAT.get(fw, {})]
-    optional = [n for n in frame.optional if n in WHAT.get(fw, {}) and n not in frame.write]
-    if optional:
-        parts.append("You may also write:" if not frame.task_changed else "Also write, for the task's real data:")
-        parts += [f"- {WHAT[fw][n]}" for n in optional]
+    parts = _write_part(fw, frame.write, frame.optional, frame.task_changed)
+    if frame.keeps:
+        parts += ["The frame's other functions (call them if useful; do not rewrite them):"]
+        parts += [f"- `{k}`" for k in frame.keeps]
     parts += ["", f"The frame is {frame.base}. Its constants (already defined: redefine only what changes):",
               "```python", frame.constants.rstrip(), "```"]
-    if frame.keeps:
-        parts += ["Its other functions (call them if useful; do not rewrite them):"]
-        parts += [f"- `{k}`" for k in frame.keeps]
     lines = property_lines(spec, fw)
     if lines:
         parts += ["", "The request states these properties; the checker verifies each one and accepts the program "
                       "only when all hold:"]
         parts += [f"- {line}" for line in lines]
     return "\n".join(parts)
+
+
+def _write_part(fw: str, write: Sequence[str], optional: Sequence[str], task_changed: bool) -> list[str]:
+    parts = ["", "Write:"]
+    parts += [f"- {WHAT[fw][n]}" for n in write if n in WHAT.get(fw, {})]
+    extra = [n for n in optional if n in WHAT.get(fw, {}) and n not in write]
+    if extra:
+        parts.append("You may also write:" if not task_changed else "Also write, for the task's real data:")
+        parts += [f"- {WHAT[fw][n]}" for n in extra]
+    return parts
+
+
+def warm_prefixes() -> list[str]:
+    """The system prompts' shared beginnings a local runtime can evaluate before any request: each
+    reference example's instructions, example and what a request of its kind writes.
+
+    The llama.cpp worker evaluates them while it is idle (:meth:`ModelWorker.warm`) and keeps their
+    states, so a request with one of these examples waits only for its own part (the frame's constants,
+    the properties, the request): about 300-450 tokens instead of 1,000-1,600."""
+    from deepdive.codegen.frames.examples import EXAMPLES
+
+    texts = []
+    for example in EXAMPLES:
+        fw = example.framework
+        write = ("build_model", "example_batch") + (("compute_loss",) if fw == "torch" else ())
+        optional = ("load_data", "synthetic_dataset") if fw == "torch" else ("load_data",)
+        head = _prefix(fw, example.source, f"a reference example: {example.title}")
+        texts.append(head + "\n" + "\n".join(_write_part(fw, write, optional, True)))
+    return texts
 
 
 def frame_repair_message(checks: Sequence[GenerateCheck], stderr_tail: str, message: Optional[str],
