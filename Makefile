@@ -31,7 +31,7 @@ $(VENV)/.stamp: pyproject.toml server/engine/ckpt/_rans.c
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	@if [ -n "$(TORCH_SPEC)" ]; then $(PY) -m pip install --quiet "$(TORCH_SPEC)"; fi
-	$(PY) -m pip install --quiet -e '.[engine,dev,tune,compress,llm,tf-cpu]'
+	$(PY) -m pip install --quiet -e '.[engine,dev,tune,compress,deploy,llm,tf-cpu]'
 	@# PostgreSQL for the tune tests' RDB storage (Debian's package; the test skips, saying why, without it)
 	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
 	  S=; [ "$$(id -u)" = 0 ] || S="sudo -n"; \
@@ -104,6 +104,7 @@ demo: setup $(VSIX)
 
 bench: $(VENV)/.stamp
 	@$(PY) -m pip install --quiet -e '.[bench]' || echo "note: the bench extra (zipnn) did not install; bench_ckpt.py skips that arm"
+	@$(PY) -m pip install --quiet -e '.[bench-serve]' || echo "note: LitServe did not install; bench_serve.py skips that arm"
 	@mkdir -p bench/results
 	@set -o pipefail; : > bench/results/latest.jsonl; \
 	for b in bench/bench_*.py; do echo "# $$b" >&2; $(PY) $$b | tee -a bench/results/latest.jsonl; done

@@ -17,6 +17,7 @@ from deepdive.ckpt_cli import add_parser as add_ckpt_parser, cmd_ckpt
 from deepdive.cli_compress import add_parser as add_compress_parser, cmd_compress
 from deepdive.cli_dashboard import add_parser as add_dashboard_parser, cmd_dashboard
 from deepdive.cli_diagnose import add_parser as add_diagnose_parser, cmd_diagnose
+from deepdive.cli_deploy import add_parser as add_deploy_parser, cmd_deploy
 from deepdive.cli_doctor import add_parser as add_doctor_parser, cmd_doctor
 from deepdive.cli_model import add_parser as add_model_parser, cmd_model
 from deepdive.cli_tune import add_parser as add_tune_parser, cmd_tune
@@ -96,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_tune_parser(sub)
     add_compress_parser(sub)
     add_diagnose_parser(sub)
+    add_deploy_parser(sub)
     add_ckpt_parser(sub)
     add_model_parser(sub)
     for command in sub.choices.values():  # `deepdive train X --debug` works as well as `deepdive --debug train X`
@@ -297,5 +299,5 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0 if result.verified or (args.no_verify and result.code) else 1
 
 
-_COMMANDS = {"compress": cmd_compress, "diagnose": cmd_diagnose, "tune": cmd_tune, "version": cmd_version, "serve": cmd_serve, "doctor": cmd_doctor, "train": cmd_train,
+_COMMANDS = {"compress": cmd_compress, "deploy": cmd_deploy, "diagnose": cmd_diagnose, "tune": cmd_tune, "version": cmd_version, "serve": cmd_serve, "doctor": cmd_doctor, "train": cmd_train,
              "dashboard": cmd_dashboard, "generate": cmd_generate, "ckpt": cmd_ckpt, "model": cmd_model}

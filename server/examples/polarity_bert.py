@@ -63,9 +63,12 @@ class PolarityBERT(nn.Module):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         # the batch's longest sentence; the bound stays a tensor (and the positions follow the trimmed
-        # ids' size), so torch.jit.trace records the trim instead of freezing one example's length
-        length = (ids != PAD).sum(1).max().clamp_min(1)
-        ids = ids[:, :length].contiguous()
+        # ids' size), so torch.jit.trace records the trim instead of freezing one example's length.
+        # torch.export (.pt2, ONNX) cannot capture a shape that depends on the ids' values: there the
+        # padded ids run whole (the padding is masked, so the outputs are the same).
+        if not torch.compiler.is_exporting():
+            length = (ids != PAD).sum(1).max().clamp_min(1)
+            ids = ids[:, :length].contiguous()
         pad = ids == PAD
         x = self.drop(self.ln(self.tokens(ids) + self.positions(torch.arange(ids.size(1), device=ids.device))))
         for layer in self.layers:
