@@ -27,6 +27,7 @@ from deepdive.protocol import (
     JobEvent, JobListParams, JobStartParams, from_wire,
 )
 from deepdive.report import print_deep, print_report
+from deepdive.tour_deploy import deploy_step
 from deepdive.tour_diagnose import diagnose_step, watch_diagnostics
 
 console = Console()
@@ -178,11 +179,16 @@ async def tour(repo: Path, seconds: float, epochs: int, trials: int) -> int:
                  "with its share of the step, and its fix proven on a re-run (Apply and measure)")
         if await diagnose_step(client, published, repo, workspace, console) != 0:
             return 1
+
+        step(12, "Deploy: export every form (checked against eager), choose the runtime by measurement, serve it "
+                 "with dynamic batching on the Open Inference Protocol (Triton's client), write a Triton repository")
+        if await deploy_step(repo, workspace, env, console) != 0:
+            return 1
     finally:
         code = await client.close()
         console.print(f"daemon shut down cleanly (exit code {code})")
 
-    step(12, "The VS Code extension")
+    step(13, "The VS Code extension")
     vsix = sorted(repo.glob("deepdive-*.vsix"))
     if vsix:
         console.print(f"packaged: {vsix[-1]}")
