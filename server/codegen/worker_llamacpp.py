@@ -50,11 +50,9 @@ class LlamaCppModel:
             )
         except Exception as exc:  # noqa: BLE001
             raise WorkerError(f"cannot load {model_path}: {one_line(exc)}") from None
-        from llama_cpp import LlamaRAMCache
-
         # The states of earlier prompts, so a prompt that starts like one of them (the frame prompt's
         # instructions and example, a repair round's conversation) evaluates only the rest.
-        self.llm.set_cache(LlamaRAMCache(capacity_bytes=PROMPT_CACHE_BYTES))
+        self.llm.set_cache(_lean_cache(PROMPT_CACHE_BYTES))
         self.model_path = model_path
         self.device = "cuda" if gpu else "cpu"
         self._formatter = _chat_formatter(self.llm)
@@ -157,6 +155,27 @@ class LlamaCppModel:
 PROMPT_CACHE_BYTES = 1 << 30
 #: Tokens evaluated between two looks at the request queue during a warm-up (about 0.2-0.4 s here).
 WARM_CHUNK = 64
+
+
+def _lean_cache(capacity_bytes: int) -> Any:
+    """llama-cpp-python's RAM prompt cache, keeping each state without its copy of the logits buffer.
+
+    ``Llama.save_state`` copies the whole ``scores`` array (``n_batch`` x vocabulary floats: 300 MB for
+    Qwen2.5's 151,936 tokens) into every state, and the cache counts only the llama.cpp state (about
+    12 KB a token) against its capacity: 20 cached prompts held 7 GB here. Without ``logits_all`` nothing
+    reads those scores (sampling runs in llama.cpp, and a loaded state re-evaluates its last token), so
+    a one-row placeholder is kept instead (``load_state`` broadcasts it)."""
+    import numpy as np
+    from llama_cpp import LlamaRAMCache
+
+    class LeanRAMCache(LlamaRAMCache):
+        def __setitem__(self, key: Any, value: Any) -> None:
+            scores = getattr(value, "scores", None)
+            if scores is not None and getattr(scores, "ndim", 0) == 2 and scores.shape[0] > 1:
+                value.scores = np.zeros((1, scores.shape[1]), dtype=scores.dtype)
+            super().__setitem__(key, value)
+
+    return LeanRAMCache(capacity_bytes=capacity_bytes)
 
 
 def _chat_formatter(llm: Any) -> Any:
