@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from typing import Any, Optional
 
@@ -185,21 +186,31 @@ def run(args: argparse.Namespace) -> int:
     batching = ("off (each request alone)" if not config.batching else
                 f"max batch {config.max_batch_size}, queue delay {config.max_queue_delay_us} µs"
                 + (f", preferred {','.join(map(str, config.preferred_batch_sizes))}" if config.preferred_batch_sizes else ""))
-    print(f"serving {manifest.name} ({form}, {args.instances} instance{'s' if args.instances > 1 else ''} × {threads} "
-          f"thread{'s' if threads > 1 else ''}) at {url}/v2/models/{manifest.name}", flush=True)
-    print(f"  batching: {batching}; timeout {config.timeout_ms:g} ms; queue {config.max_queue}; "
-          f"body ≤ {args.max_body_mb:g} MiB; token {'required' if token else 'off'}", flush=True)
-    print(f"  metrics: {url}/metrics   health: {url}/v2/health/ready   (Ctrl-C stops, finishing in-flight requests)",
-          flush=True)
-    events.data("deploy.serve", url=url, model=manifest.name, form=form, config=config.to_json(),
-                target=None if not target else {"p99_ms": args.target_p99, "predicted_ms": target.predicted_p99_ms,
-                                                "reason": target.reason})
+
+    def stopped(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    # Set before the URL is printed (a client may stop the server as soon as it reads it). uvicorn handles
+    # SIGTERM (a cancelled job) and Ctrl-C itself, finishes in-flight requests and queued batches, then raises
+    # the signal again with the handler set before it: this one, so the last stats and the "stopped" line go
+    # out for SIGTERM as they do for Ctrl-C.
+    signal.signal(signal.SIGTERM, stopped)
     from deepdive.deploy import reporting
 
-    stop_reporting = reporting.start(batcher, manifest, url, form)  # serve.stats for the dashboard (with a hub)
+    stop_reporting: Any = lambda: None  # noqa: E731
     try:
+        print(f"serving {manifest.name} ({form}, {args.instances} instance{'s' if args.instances > 1 else ''} × "
+              f"{threads} thread{'s' if threads > 1 else ''}) at {url}/v2/models/{manifest.name}", flush=True)
+        print(f"  batching: {batching}; timeout {config.timeout_ms:g} ms; queue {config.max_queue}; "
+              f"body ≤ {args.max_body_mb:g} MiB; token {'required' if token else 'off'}", flush=True)
+        print(f"  metrics: {url}/metrics   health: {url}/v2/health/ready   (Ctrl-C stops, finishing in-flight "
+              "requests)", flush=True)
+        events.data("deploy.serve", url=url, model=manifest.name, form=form, config=config.to_json(),
+                    target=None if not target else {"p99_ms": args.target_p99, "predicted_ms": target.predicted_p99_ms,
+                                                    "reason": target.reason})
+        stop_reporting = reporting.start(batcher, manifest, url, form)  # serve.stats for the dashboard (with a hub)
         serve(app, sock)
-    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C once in-flight requests and queued batches are done
+    except KeyboardInterrupt:
         pass
     finally:
         stop_reporting()

@@ -2,6 +2,7 @@
 import { ExtensionContext, window } from 'vscode';
 import { CodegenController } from './codegen/controller';
 import { CompressController } from './compress/controller';
+import { DeployController } from './deploy/controller';
 import { DiagnoseController } from './diagnose/controller';
 import { registerCommands } from './commands';
 import { Schemes, Views } from './common/constants';
@@ -56,6 +57,7 @@ export function activate(context: ExtensionContext): DeepdiveApi {
     const train = new TrainController(srv, jobs, context.workspaceState);
     const compress = new CompressController(srv, jobs);
     const diagnose = new DiagnoseController(srv, jobs, context.workspaceState, dashboard);
+    const deploy = new DeployController(srv, jobs, dashboard);
     const checkpoints = new CheckpointsView(srv, context.workspaceState, jobs);
 
     context.subscriptions.push(
@@ -85,6 +87,7 @@ export function activate(context: ExtensionContext): DeepdiveApi {
         ),
         ...compress.register(),
         ...diagnose.register(),
+        ...deploy.register(),
         ...checkpoints.register(),
         ...registerModelCommands(srv),
         onDidChangeConfiguration((e) => {

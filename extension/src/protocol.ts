@@ -680,6 +680,46 @@ export interface DiagnoseFixOptions {
   warmup?: number;
 }
 
+/** `deploy-export`: a script's model (and optionally its trained file) written in its deployable forms. */
+export interface DeployExportOptions {
+  /** It defines build_model() and example_inputs(batch_size) or example_batch(). */
+  path: string;
+  /** The trained (or compressed) model file; none: build_model()'s initial weights. */
+  model?: string | null;
+  /** The export folder (default: deploy/<name> in the workspace). */
+  out?: string | null;
+  /** Of eager, torchscript, pt2, onnx, int8; empty: all. */
+  forms?: string[];
+}
+
+/** `deploy-bench`: the exported forms measured on this machine, the fastest within tolerance chosen and saved. */
+export interface DeployBenchOptions {
+  folder: string;
+  batch_sizes?: string | null;
+  /** Candidates to measure; empty: all this machine and folder offer. */
+  forms?: string[];
+  tolerance?: number | null;
+  /** Seconds of timed runs in all. */
+  budget_s?: number | null;
+}
+
+/** `deploy-serve`: the exported model served on 127.0.0.1 (Open Inference Protocol v2) until cancelled. */
+export interface DeployServeOptions {
+  folder: string;
+  /** Default: the one deploy bench chose, else eager. */
+  form?: string | null;
+  /** 0: a free port (the job's `deploy.serve` data event says which). */
+  port?: number;
+  instances?: number;
+  max_batch?: number | null;
+  max_queue_delay_us?: number | null;
+  timeout_ms?: number | null;
+  max_queue?: number | null;
+  no_batching?: boolean;
+  /** Milliseconds: choose max batch and queue delay so the predicted p99 latency fits. */
+  target_p99?: number | null;
+}
+
 /** A producer's batch on /ingest (the engine's reporter sends one about every 0.2 s). */
 export interface IngestBatch {
   type: 'samples';
@@ -1165,6 +1205,68 @@ export interface DiagnoseSpeedupEvent {
   result: SpeedupResult;
 }
 
+/** Milliseconds at the 50th and 99th percentile of the recent window; null: nothing measured in it. */
+export interface ServeQuantiles {
+  p50: number | null;
+  p99: number | null;
+}
+
+/** The batcher's settings (``deepdive.deploy.batcher.BatchConfig``). */
+export interface ServeBatching {
+  /** False: every request runs alone. */
+  batching: boolean;
+  max_batch_size: number;
+  preferred_batch_sizes: number[];
+  max_queue_delay_us: number;
+  timeout_ms: number;
+  max_queue: number;
+}
+
+/** The batcher's recent window (``window_s``) and its state now. */
+export interface ServeStats {
+  window_s: number;
+  /** Requests that ended in the window, whatever their outcome. */
+  requests: number;
+  /** Requests answered ``ok`` per second over the window (the part of it since the first request). */
+  requests_per_s: number;
+  /** In the window, by outcome: ok, error, timeout, queue_full, unavailable. */
+  outcomes: Record<string, number>;
+  batches: number;
+  /** Batches run in the window by their rows (keys are the row counts as strings). */
+  batch_size_histogram: Record<string, number>;
+  mean_batch_size: number | null;
+  /** Time from arrival until a model instance took the request (answered requests). */
+  queue_delay_ms: ServeQuantiles;
+  /** Time from arrival until the answer (answered requests). */
+  latency_ms: ServeQuantiles;
+  /** The model's run time per batch. */
+  run_ms: ServeQuantiles;
+  /** Since the server started, by outcome. */
+  totals: Record<string, number>;
+  queue_depth: number;
+  running_batches: number;
+  instances: number;
+  config: ServeBatching;
+}
+
+/** A running ``deepdive deploy serve``'s batcher, about every second while it serves requests (run ``serve-<model name>``; every 15 s while idle). */
+export interface ServeStatsEvent {
+  t: number;
+  run: string;
+  rank: number;
+  kind: 'serve.stats';
+  model: string;
+  /** The runtime it serves: eager, compiled, torchscript, pt2, onnx, int8. */
+  form: string;
+  /** The server's base URL (``http://127.0.0.1:8000``). */
+  url: string;
+  /** The seconds ``rate_per_s`` covers: since the server's figures were last looked at (about 1 s; 0 for the first event). */
+  interval_s: number;
+  /** Requests answered ``ok`` per second over ``interval_s``: the requests/s chart's point. */
+  rate_per_s: number;
+  stats: ServeStats;
+}
+
 /** Custom requests: method name, params and result types. */
 export const Requests = {
   /** The daemon's version and identity. */
@@ -1242,6 +1344,9 @@ export interface JobOptionTypes {
   'compress': CompressOptions;
   'diagnose': DiagnoseOptions;
   'diagnose-fix': DiagnoseFixOptions;
+  'deploy-export': DeployExportOptions;
+  'deploy-bench': DeployBenchOptions;
+  'deploy-serve': DeployServeOptions;
 }
 
 export type JobOptions = JobOptionTypes[keyof JobOptionTypes];
@@ -1257,6 +1362,8 @@ export const JobOptionRanges = {
   'compress': { prune: [0, 1], layers: [1, 1000], steps: [1, 100], epochs: [0, 1000], distillEpochs: [1, 1000] },
   'diagnose': { steps: [1, 1000], warmup: [0, 1000] },
   'diagnose-fix': { line: [1, 1e+07], pairs: [2, 100], steps: [1, 1000], warmup: [0, 1000] },
+  'deploy-bench': { tolerance: [0, 1e+06], budget_s: [0.1, 3600] },
+  'deploy-serve': { port: [0, 65535], instances: [1, 256], max_batch: [1, 65536], max_queue_delay_us: [0, 6e+07], timeout_ms: [0.001, 3.6e+06], max_queue: [1, 1e+06], target_p99: [0.001, 3.6e+06] },
 } as const;
 
 /** What a producer sends to the hub's /ingest. */
@@ -1272,7 +1379,7 @@ export type StreamMessage = StreamSnapshot | StreamSamples | MachineMessage | Ve
 export type StreamQuery = HubQuery;
 
 /** The events of a samples message that the pages read (by `kind`). */
-export type HubEvent = SetupEvent | TuneStudyEvent | TuneTrialEvent | TuneBestEvent | TuneImportanceEvent | TuneDoneEvent | CompressProgressEvent | CompressStepEvent | CompressReportEvent | DiagnoseReportEvent | DiagnoseSpeedupEvent;
+export type HubEvent = SetupEvent | TuneStudyEvent | TuneTrialEvent | TuneBestEvent | TuneImportanceEvent | TuneDoneEvent | CompressProgressEvent | CompressStepEvent | CompressReportEvent | DiagnoseReportEvent | DiagnoseSpeedupEvent | ServeStatsEvent;
 
 /** A message as it arrives: the protocol's keys, each value still to be checked. */
 export type Unchecked<T> = { [K in keyof T]?: unknown };

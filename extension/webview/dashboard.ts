@@ -1,8 +1,8 @@
 /// <reference lib="dom" />
 // The dashboard page: connects to the hub's /stream websocket (connection.ts), keeps bounded series
 // (model.ts) and renders Devices and Host (machineView.ts), Runs seen, Current run and Verdict
-// (runView.ts), Past runs (pastRunsView.ts), Tune (tuneView.ts), Compression (compressView.ts) and Diagnosis
-// (diagnoseView.ts). In VS Code the page also hears from the editor (host.ts: `reveal` a section).
+// (runView.ts), Past runs (pastRunsView.ts), Tune (tuneView.ts), Compression (compressView.ts), Diagnosis
+// (diagnoseView.ts) and Serving (serveView.ts). In VS Code the page also hears from the editor (host.ts: `reveal` a section).
 // This file routes each message and draws: all DOM work happens in one requestAnimationFrame per
 // frame, so a 10 Hz stream costs at most one redraw per frame.
 // No inline script or style: the bundle of this file and dashboard.css are the whole page (CSP with a nonce works).
@@ -14,6 +14,8 @@ import { CompressView } from './compressView';
 import { diagnoseForRuns } from './diagnose';
 import { DiagnoseView } from './diagnoseView';
 import { host } from './host';
+import { serveForRuns } from './serve';
+import { ServeView } from './serveView';
 import { forRuns } from './tune';
 import { TuneView } from './tuneView';
 import { Connection } from './connection';
@@ -36,6 +38,7 @@ let shownRun: string | null = null;
 const tune = new TuneView(schedule);
 const compress = new CompressView(schedule);
 const diagnose = new DiagnoseView(schedule);
+const serve = new ServeView(schedule);
 const machine = new MachineView();
 const runs = new RunView();
 const connection = new Connection({
@@ -54,7 +57,8 @@ function onMessage(msg: unknown): void {
     tune.apply(msg);
     compress.apply(msg);
     diagnose.apply(msg);
-    const forRunPanels = forRuns(compressForRuns(diagnoseForRuns(msg)));
+    serve.apply(msg);
+    const forRunPanels = forRuns(compressForRuns(diagnoseForRuns(serveForRuns(msg))));
     if (forRunPanels !== null) {
         apply(state, forRunPanels, pending);
     }
@@ -92,6 +96,7 @@ function render(): void {
     tune.render();
     compress.render();
     diagnose.render();
+    serve.render();
     $('dropped').textContent = state.dropped > 0 ? `${state.dropped} entries lost (this page read too slowly)` : '';
 }
 
@@ -178,6 +183,8 @@ window.__deepdiveDashboard = {
     ...compress.hooks(),
     /** The Diagnosis section: diagnoseScripts(), diagnoseReport(), diagnoseSpeedups(), diagnoseSegments(). */
     ...diagnose.hooks(),
+    /** The Serving section: serveServers(), serveShown(), serveBars(), serveVisible(). */
+    ...serve.hooks(),
 };
 
 function start(): void {
@@ -195,11 +202,14 @@ function start(): void {
     tune.start();
     compress.start();
     diagnose.start();
+    serve.start();
     if (host) {
         window.addEventListener('message', (ev: MessageEvent<unknown>) => {
             const m = ev.data as { type?: unknown; section?: unknown } | null;
             if (m?.type === 'reveal' && m.section === 'diagnose') {
                 diagnose.reveal();
+            } else if (m?.type === 'reveal' && m.section === 'serve') {
+                serve.reveal();
             }
         });
         host.postMessage({ type: 'ready' });

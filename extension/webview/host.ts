@@ -1,7 +1,7 @@
 /// <reference lib="dom" />
 // The page's line back to the editor, when it runs in a VS Code webview (acquireVsCodeApi exists there and
 // nowhere else: the browser page gets null). Two messages go out: `ready` once the page started, `open` for
-// a file:line link; one comes in: `reveal` (scroll to a section), handled by dashboard.ts.
+// a file:line link; one comes in: `reveal` (scroll to a section: `diagnose`, `serve`), handled by dashboard.ts.
 
 interface VsCodeApi {
     postMessage(message: unknown): void;

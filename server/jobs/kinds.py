@@ -20,7 +20,7 @@ import attrs
 
 from deepdive.protocol import JobKind
 from deepdive.protocol.job_options import (
-    CompressOptions, DeepCheckOptions, DiagnoseFixOptions, DiagnoseOptions, InvalidOptions, ScriptOptions, TrainOptions,
+    CompressOptions, DeepCheckOptions, DeployBenchOptions, DeployExportOptions, DeployServeOptions, DiagnoseFixOptions, DiagnoseOptions, InvalidOptions, ScriptOptions, TrainOptions,
     TuneOptions, parse_options,
 )
 
@@ -251,6 +251,105 @@ def _diagnose_fix(o: DiagnoseFixOptions, ctx: Context) -> Launch:
     return Launch(argv=argv, cwd=str(_base(ctx)), title=f"apply and measure {code} in {script.name}", timeout_s=None)
 
 
+def _deploy_forms(forms: list[str], known: tuple[str, ...], key: str = "forms") -> list[str]:
+    unknown = [f for f in forms if f not in known]
+    if unknown:
+        raise JobRejected(f"option '{key}' must list forms of {', '.join(known)}, got {', '.join(map(repr, unknown))}")
+    return list(dict.fromkeys(forms))
+
+
+def _export_folder(value: str, key: str, ctx: Context) -> Path:
+    """An export folder of the workspace (with ``deploy.json``): bench and serve import the script it names."""
+    from deepdive.deploy.manifest import MANIFEST
+
+    folder = (_base(ctx) / value).resolve()
+    if folder.name == MANIFEST:
+        folder = folder.parent
+    _confined(folder, key, ctx)
+    if not (folder / MANIFEST).is_file():
+        raise JobRejected(f"option '{key}': {folder} has no {MANIFEST}: export the model first (job kind deploy-export)")
+    return folder
+
+
+def _deploy_export(o: DeployExportOptions, ctx: Context) -> Launch:
+    """``python -m deepdive deploy export SCRIPT [--model FILE] [--out DIR] [--forms ...]``.
+
+    Progress (each form written and checked) reaches the editor as job events; the job's result names the
+    export folder, which ``deploy-bench`` and ``deploy-serve`` take.
+    """
+    from deepdive.cli_deploy_export import EXPORT_FORMS
+
+    script = _workspace_file(o.path, "path", ctx, "model's script", (".py",), runs=True)
+    argv = [ctx.python, "-P", "-m", "deepdive", "deploy", "export", str(script)]
+    if o.model is not None:
+        argv += ["--model", str(_workspace_file(o.model, "model", ctx, "model file"))]
+    if o.out is not None:
+        folder = (_base(ctx) / o.out).resolve()
+        if folder.exists() and not folder.is_dir():
+            raise JobRejected(f"option 'out' must name a folder, not a file: {folder}")
+        argv += ["--out", str(folder)]
+    forms = _deploy_forms(o.forms, EXPORT_FORMS)
+    if forms:
+        argv += ["--forms", ",".join(forms)]
+    return Launch(argv=argv, cwd=str(_base(ctx)), title=f"deploy export {script.name}", timeout_s=None)
+
+
+def _deploy_bench(o: DeployBenchOptions, ctx: Context) -> Launch:
+    """``python -m deepdive deploy bench FOLDER ...``: the candidate runtimes measured, the choice saved in deploy.json."""
+    import re
+
+    folder = _export_folder(o.folder, "folder", ctx)
+    argv = [ctx.python, "-P", "-m", "deepdive", "deploy", "bench", str(folder)]
+    if o.batch_sizes is not None:
+        sizes = o.batch_sizes.replace(" ", "")
+        if not re.fullmatch(r"[1-9]\d{0,5}(,[1-9]\d{0,5})*", sizes):
+            raise JobRejected(f"option 'batch_sizes' must be batch sizes such as 1,8,32, got {o.batch_sizes!r}")
+        argv += ["--batch-sizes", sizes]
+    if o.forms:
+        bad = [f for f in o.forms if not re.fullmatch(r"[a-z0-9_.:-]+", f)]
+        if bad:
+            raise JobRejected(f"option 'forms' must list candidate names such as onnx or int8, got {bad[0]!r}")
+        argv += ["--forms", ",".join(dict.fromkeys(o.forms))]
+    if o.tolerance is not None:
+        argv += ["--tolerance", f"{o.tolerance:g}"]
+    if o.budget_s is not None:
+        argv += ["--budget-s", f"{o.budget_s:g}"]
+    return Launch(argv=argv, cwd=str(_base(ctx)), title=f"deploy bench {folder.name}", timeout_s=None)
+
+
+#: A server stopped lets its in-flight requests and queued batches finish (uvicorn's graceful shutdown).
+SERVE_GRACE_S = 10.0
+
+
+def _deploy_serve(o: DeployServeOptions, ctx: Context) -> Launch:
+    """``python -m deepdive deploy serve FOLDER --port N ...`` on 127.0.0.1 until the job is cancelled.
+
+    Its ``deploy.serve`` data event gives the URL; its batcher's figures reach the dashboard's Serving section
+    as ``serve.stats`` hub events (:mod:`deepdive.deploy.reporting`). No token option: the server listens on
+    this machine only, and a token in the job's options would be kept in the job history.
+    """
+    from deepdive.deploy.manifest import FORMS
+
+    folder = _export_folder(o.folder, "folder", ctx)
+    argv = [ctx.python, "-P", "-m", "deepdive", "deploy", "serve", str(folder), "--host", "127.0.0.1",
+            "--port", str(o.port), "--instances", str(o.instances)]
+    if o.form is not None:
+        argv += ["--form", _deploy_forms([o.form], FORMS, "form")[0]]
+    for flag, value in (("--max-batch", o.max_batch), ("--max-queue-delay-us", o.max_queue_delay_us),
+                        ("--max-queue", o.max_queue)):
+        if value is not None:
+            argv += [flag, str(value)]
+    for flag, number in (("--timeout-ms", o.timeout_ms), ("--target-p99", o.target_p99)):
+        if number is not None:
+            argv += [flag, f"{number:g}"]
+    if o.no_batching:
+        if o.target_p99 is not None:
+            raise JobRejected("option 'target_p99' chooses the batching settings: drop 'no_batching' (or 'target_p99')")
+        argv.append("--no-batching")
+    return Launch(argv=argv, cwd=str(_base(ctx)), title=f"deploy serve {folder.name}", timeout_s=None,
+                  grace_s=SERVE_GRACE_S)
+
+
 KINDS: dict[str, Kind] = {
     k.name: k
     for k in (
@@ -306,6 +405,30 @@ KINDS: dict[str, Kind] = {
             "confidence interval. The script itself is left as it is.",
             True,
             _diagnose_fix,
+        ),
+        Kind(
+            "deploy-export",
+            "Export a model",
+            "Writes a script's model (and its trained file) as torch.export, TorchScript, ONNX and int8, each loaded "
+            "back and compared with the eager model on the example inputs; deploy.json describes the folder.",
+            True,
+            _deploy_export,
+        ),
+        Kind(
+            "deploy-bench",
+            "Choose the runtime",
+            "Measures the exported forms (and torch.compile, ONNX Runtime providers, int8) on this machine at the "
+            "batch sizes the server forms and saves the fastest within tolerance, with the reason, in deploy.json.",
+            True,
+            _deploy_bench,
+        ),
+        Kind(
+            "deploy-serve",
+            "Serve a model",
+            "Serves an exported model on 127.0.0.1 over the Open Inference Protocol v2 with dynamic batching until "
+            "cancelled; its batcher's figures appear in the dashboard's Serving section.",
+            True,
+            _deploy_serve,
         ),
     )
 }

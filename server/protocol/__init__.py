@@ -25,6 +25,7 @@ from deepdive.protocol.checkpoints import (
     CheckpointExportParams, CheckpointExportResult, CheckpointList, CheckpointListParams, CheckpointProblem,
     CheckpointResumeParams, CheckpointRun, CheckpointStep, CheckpointVerifyParams, CheckpointVerifyResult,
 )
+from deepdive.protocol.deploy import ServeBatching, ServeQuantiles, ServeStats
 from deepdive.protocol.diagnose import (
     BREAKDOWN_PARTS, DiagnosisFinding, DiagnosisReport, Hotspot, SpeedupResult, StepBreakdown,
 )
@@ -39,11 +40,12 @@ from deepdive.protocol.hub import (
 )
 from deepdive.protocol.hub_events import (
     HUB_EVENTS, CompressProgressEvent, CompressReportEvent, CompressStepEvent, DiagnoseReportEvent,
-    DiagnoseSpeedupEvent, SetupEvent, TuneBestEvent,
+    DiagnoseSpeedupEvent, ServeStatsEvent, SetupEvent, TuneBestEvent,
     TuneDoneEvent, TuneImportanceEvent, TuneStudyEvent, TuneTrialEvent,
 )
 from deepdive.protocol.job_options import (
-    JOB_OPTIONS, CompressOptions, DeepCheckOptions, DiagnoseFixOptions, DiagnoseOptions, InvalidOptions, ScriptOptions,
+    JOB_OPTIONS, CompressOptions, DeepCheckOptions, DeployBenchOptions, DeployExportOptions, DeployServeOptions,
+    DiagnoseFixOptions, DiagnoseOptions, InvalidOptions, ScriptOptions,
     TrainOptions, TuneOptions, parse_options,
 )
 from deepdive.protocol.jobs import (
@@ -71,13 +73,13 @@ __all__ = [
     "CheckpointExportParams", "CheckpointExportResult", "CheckpointList", "CheckpointListParams", "CheckpointProblem",
     "CheckpointResumeParams", "CheckpointRun", "CheckpointStep", "CheckpointVerifyParams", "CheckpointVerifyResult",
     "CodegenBackend", "CompressOptions", "CompressProgressEvent", "CompressReportEvent", "CompressStepEvent",
-    "CompressTarget", "DeepCheckOptions", "DeepCheckSummary", "Device", "DoctorParams", "DoctorReport", "Framework",
+    "CompressTarget", "DeepCheckOptions", "DeployBenchOptions", "DeployExportOptions", "DeployServeOptions", "DeepCheckSummary", "Device", "DoctorParams", "DoctorReport", "Framework",
     "GenerateCheck", "GenerateParams", "GeneratePartial", "GenerateResult", "GpuDevice", "GpuInfo", "GradCompression",
     "HostInfo", "HubError", "HubInfo", "HubQuery", "HubReply", "IngestBatch", "InvalidOptions", "InvalidPayload",
     "JobEvent", "JobIdParams", "JobInfo", "JobKind", "JobKindList", "JobList", "JobListParams", "JobLog", "JobProgress",
     "JobStartParams", "JobState", "MachineMessage", "MatmulFigure", "ModelInfo", "ModelList", "ModelListParams",
     "ModelSetDefaultParams", "ModelSpeed", "Notification", "OutputLine", "PackageInfo", "PastRun", "PropertyCheck",
-    "PruneImportance", "PythonInfo", "QuantizeMode", "Request", "RunThroughput", "ScriptOptions", "SetupEvent",
+    "PruneImportance", "PythonInfo", "QuantizeMode", "Request", "RunThroughput", "ScriptOptions", "ServeBatching", "ServeQuantiles", "ServeStats", "ServeStatsEvent", "SetupEvent",
     "StreamSamples", "StreamSnapshot", "TelemetrySummary", "TextEditData", "TooLong", "TorchInfo", "TrainOptions",
     "TrainPrecision", "TuneApplyParams", "TuneApplyResult", "TuneBestEvent", "TuneDirection", "TuneDoneEvent",
     "TuneImportanceEvent", "TuneOptions", "TunePruner", "TuneSampler", "TuneStudyEvent", "TuneTrialEvent", "TuneValue",

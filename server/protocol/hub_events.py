@@ -3,7 +3,8 @@
 A producer sends an event as ``Reporter.event(kind, **fields)``: the reporter adds ``kind``, ``t``,
 ``run`` and ``rank``. The engine's ``setup``, ``deepdive tune``'s ``tune.*`` (run ``tune-<study>``)
 ``deepdive compress``'s ``compress.*`` (run ``compress-<model stem>``) and ``deepdive diagnose``'s
-``diagnose.*`` (run ``diagnose-<script stem>``) are declared here; their
+``diagnose.*`` (run ``diagnose-<script stem>``) and ``deepdive deploy serve``'s ``serve.stats`` (run
+``serve-<model name>``) are declared here; their
 producers are checked against these classes by the tests (the engine imports nothing of the
 protocol), and the pages read them through the generated TypeScript types.
 """
@@ -15,6 +16,7 @@ from typing import Any, Literal, Optional
 import attrs
 
 from deepdive.protocol.base import TrialState, TuneDirection, TunePruner, TuneSampler, keys_as_named
+from deepdive.protocol.deploy import ServeStats
 from deepdive.protocol.diagnose import DiagnosisReport, SpeedupResult
 
 
@@ -234,9 +236,30 @@ class DiagnoseSpeedupEvent(RunEvent):
     result: SpeedupResult
 
 
+@keys_as_named
+@attrs.define(kw_only=True)
+class ServeStatsEvent(RunEvent):
+    """A running ``deepdive deploy serve``'s batcher, about every second while it serves requests (run
+    ``serve-<model name>``; every 15 s while idle)."""
+
+    kind: Literal["serve.stats"] = "serve.stats"
+    model: str
+    form: str
+    """The runtime it serves: eager, compiled, torchscript, pt2, onnx, int8."""
+    url: str
+    """The server's base URL (``http://127.0.0.1:8000``)."""
+    interval_s: float
+    """The seconds ``rate_per_s`` covers: since the server's figures were last looked at (about 1 s; 0 for the
+    first event)."""
+    rate_per_s: float
+    """Requests answered ``ok`` per second over ``interval_s``: the requests/s chart's point."""
+    stats: ServeStats
+
+
 HUB_EVENTS: tuple[type, ...] = (
     SetupEvent, TuneStudyEvent, TuneTrialEvent, TuneBestEvent, TuneImportanceEvent, TuneDoneEvent,
     CompressProgressEvent, CompressStepEvent, CompressReportEvent, DiagnoseReportEvent, DiagnoseSpeedupEvent,
+    ServeStatsEvent,
 )
 """Every declared event, by its ``kind``."""
 

@@ -176,6 +176,55 @@ class DiagnoseFixOptions(ScriptOptions):
     warmup: int = option(3, low=0, high=1000)
 
 
+@keys_as_named
+@attrs.define(kw_only=True)
+class DeployExportOptions:
+    """`deploy-export`: a script's model (and optionally its trained file) written in its deployable forms."""
+
+    path: str = required(must="name the model's script")
+    """It defines build_model() and example_inputs(batch_size) or example_batch()."""
+    model: Optional[str] = option(must="name the model file")
+    """The trained (or compressed) model file; none: build_model()'s initial weights."""
+    out: Optional[str] = option(must="name a folder")
+    """The export folder (default: deploy/<name> in the workspace)."""
+    forms: list[str] = option([])
+    """Of eager, torchscript, pt2, onnx, int8; empty: all."""
+
+
+@keys_as_named
+@attrs.define(kw_only=True)
+class DeployBenchOptions:
+    """`deploy-bench`: the exported forms measured on this machine, the fastest within tolerance chosen and saved."""
+
+    folder: str = required(must="name the export folder (with deploy.json)")
+    batch_sizes: Optional[str] = option(must="be batch sizes such as 1,8,32")
+    forms: list[str] = option([])
+    """Candidates to measure; empty: all this machine and folder offer."""
+    tolerance: Optional[float] = option(low=0.0, high=1e6)
+    budget_s: Optional[float] = option(low=0.1, high=3600.0)
+    """Seconds of timed runs in all."""
+
+
+@keys_as_named
+@attrs.define(kw_only=True)
+class DeployServeOptions:
+    """`deploy-serve`: the exported model served on 127.0.0.1 (Open Inference Protocol v2) until cancelled."""
+
+    folder: str = required(must="name the export folder (with deploy.json)")
+    form: Optional[str] = option(must="name a form")
+    """Default: the one deploy bench chose, else eager."""
+    port: int = option(0, low=0, high=65535)
+    """0: a free port (the job's `deploy.serve` data event says which)."""
+    instances: int = option(1, low=1, high=256)
+    max_batch: Optional[int] = option(low=1, high=65536)
+    max_queue_delay_us: Optional[int] = option(low=0, high=60_000_000)
+    timeout_ms: Optional[float] = option(low=0.001, high=3_600_000.0)
+    max_queue: Optional[int] = option(low=1, high=1_000_000)
+    no_batching: bool = option(False)
+    target_p99: Optional[float] = option(low=0.001, high=3_600_000.0)
+    """Milliseconds: choose max batch and queue delay so the predicted p99 latency fits."""
+
+
 JOB_OPTIONS: dict[str, type] = {
     "doctor-deep": DeepCheckOptions,
     "script": ScriptOptions,
@@ -184,6 +233,9 @@ JOB_OPTIONS: dict[str, type] = {
     "compress": CompressOptions,
     "diagnose": DiagnoseOptions,
     "diagnose-fix": DiagnoseFixOptions,
+    "deploy-export": DeployExportOptions,
+    "deploy-bench": DeployBenchOptions,
+    "deploy-serve": DeployServeOptions,
 }
 """The options class of every job kind the daemon can start."""
 

@@ -249,8 +249,9 @@ def test_cli_target_p99_chooses_and_says_why(digits_export: Path) -> None:
         assert float(chosen.group(3)) <= 200
         assert f"batching: max batch {chosen.group(1)}, queue delay {chosen.group(2)} µs" in text
         assert "measured p99 per batch: 1:" in text
-        process.send_signal(signal.SIGTERM)
-        process.wait(30)
+        process.send_signal(signal.SIGTERM)  # what cancelling the editor's deploy-serve job sends
+        assert process.wait(30) == 0
+        assert "stopped (in-flight requests finished)" in process.stderr.read()
     finally:
         if process.poll() is None:
             process.kill()

@@ -20,7 +20,11 @@ def default_limits(ws: Path) -> dict[str, float | None]:
     (ws / "model.pt").write_bytes(b"x")
     minimal = {"doctor-deep": {}, "script": {"path": "train.py"}, "train": {"path": "train.py"},
                "tune": {"path": "train.py"}, "compress": {"model": "model.pt", "eval": "train.py", "quantize": "int8"},
-               "diagnose": {"path": "train.py"}, "diagnose-fix": {"path": "train.py", "code": "DD101", "line": 1}}
+               "diagnose": {"path": "train.py"}, "diagnose-fix": {"path": "train.py", "code": "DD101", "line": 1},
+               "deploy-export": {"path": "train.py"}, "deploy-bench": {"folder": "export"},
+               "deploy-serve": {"folder": "export"}}
+    (ws / "export").mkdir()
+    (ws / "export" / "deploy.json").write_text("{}")
     assert set(minimal) == set(KINDS), "a new kind: add its minimal options here and its limit to the README"
     ctx = Context(python="/py", workspace=str(ws), trusted=True)
     return {kind: build_launch(kind, options, ctx)[1].timeout_s for kind, options in minimal.items()}

@@ -5,7 +5,8 @@
 // step and the verdict appears; past runs are named by script and start time (training runs by default);
 // charts without data on this machine say why; at 300 px (the sidebar) and 1000 px (an editor tab) no two
 // axis labels intersect and no text overflows its card (screenshots test-results/dashboard-sidebar.png and
-// test-results/dashboard-tab.png). Screenshot (always): test-results/e2e/dashboard.png. Everything it starts
+// test-results/dashboard-tab.png); a `deepdive deploy serve` of the digits CNN under a client load fills the
+// Serving section (dashboard-serve.png). Screenshot (always): test-results/e2e/dashboard.png. Everything it starts
 // runs in its own process group and is killed on exit.
 //
 // Environment: E2E_REPO (default: the repo of this file), E2E_PYTHON (default <repo>/.venv/bin/python),
@@ -24,6 +25,28 @@ process.env.E2E_ARTIFACTS = process.env.E2E_ARTIFACTS || path.join(REPO, 'test-r
 process.env.E2E_RESULTS = process.env.E2E_RESULTS || path.join(process.env.E2E_ARTIFACTS, 'results-dashboard.jsonl');
 fs.mkdirSync(process.env.E2E_ARTIFACTS, { recursive: true });
 const { record, failed } = recorder('dashboard');
+// A closed-loop client load on a `deepdive deploy serve`: N threads posting one-row Open Inference Protocol v2
+// JSON infer requests for S seconds (argv: URL MODEL S N); an answer that is not 200 ends the thread and is printed.
+const LOAD = `
+import sys, threading, time
+import httpx
+url, model, seconds, clients = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
+body = {"inputs": [{"name": "input__0", "shape": [1, 1, 8, 8], "datatype": "FP32", "data": [0.25] * 64}]}
+answered = []
+def client():
+    with httpx.Client(timeout=10) as c:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            r = c.post(f"{url}/v2/models/{model}/infer", json=body)
+            if r.status_code != 200:
+                print("answer", r.status_code, r.text[:200], flush=True)
+                return
+            answered.append(1)
+threads = [threading.Thread(target=client) for _ in range(clients)]
+for t in threads: t.start()
+for t in threads: t.join()
+print("answered", len(answered), flush=True)
+`;
 const elapsed = clock();
 const children = [];
 
@@ -252,6 +275,45 @@ async function step(name, fn) {
       console.log(`     compress: ${steps.map(s => `${s.step} ${s.sizeMb.toFixed(3)} MB`).join(', ')}; ${bars} bars`);
       await page.locator('.compress-panel').scrollIntoViewIfNeeded();
       await screenshot(page, 'dashboard-compress');
+    });
+    await step('a deepdive deploy serve under a client load fills the Serving section: requests/s, batch sizes, latency', async () => {
+      if (await hook('window.__deepdiveDashboard.serveVisible()')) throw new Error('the Serving section shows before any server reported');
+      const folder = path.join(tmp, 'deploy-digits');
+      const exported = spawn('deploy-export', ['-m', 'deepdive', 'deploy', 'export', path.join(REPO, 'server/examples/digits_cnn.py'),
+        '--out', folder, '--forms', 'eager'], env, path.join(artifacts, 'dashboard-deploy-export.log'));
+      const code = await new Promise(r => (exported.exitCode !== null ? r(exported.exitCode) : exported.on('exit', c => r(c))));
+      if (code !== 0) throw new Error(`deploy export exited ${code}; see dashboard-deploy-export.log`);
+      const serveLog = path.join(artifacts, 'dashboard-deploy-serve.log');
+      spawn('deploy-serve', ['-m', 'deepdive', 'deploy', 'serve', folder, '--port', '0', '--max-batch', '16'],
+        hub ? { ...env, DEEPDIVE_HUB: hub } : env, serveLog);
+      const server = await waitFor('the server\'s URL in its output', () => {
+        const m = fs.readFileSync(serveLog, 'utf8').match(/^serving (\S+) \(.*\) at (http:\/\/127\.0\.0\.1:\d+)\//m);
+        return m && { model: m[1], url: m[2] };
+      }, 90000, 500);
+      // the load: 8 closed-loop clients posting one-row Open Inference Protocol JSON requests for 40 s
+      spawn('deploy-load', ['-c', LOAD, server.url, server.model, '40', '8'], env, path.join(artifacts, 'dashboard-deploy-load.log'));
+      await waitFor('the Serving section shown', () => hook('window.__deepdiveDashboard.serveVisible()'), 20000, 500);
+      const shown = await waitFor('requests/s points, batches of more than one row and latency figures', async () => {
+        const s = await hook('window.__deepdiveDashboard.serveShown()');
+        return s && s.ratePoints >= 3 && s.lastRate > 0 && s.histogram.some(([rows]) => rows > 1) && s.latency.p99 !== null && s;
+      }, 60000, 500);
+      if (shown.url !== server.url || shown.model !== server.model) throw new Error(`the section shows ${JSON.stringify(shown)}`);
+      if (!shown.histogram.every(([rows]) => rows >= 1 && rows <= 16)) throw new Error(`batch sizes over --max-batch 16: ${JSON.stringify(shown.histogram)}`);
+      await waitFor('the requests/s chart drawn', async () => +(await page.locator('#serve-rate').getAttribute('data-points')) >= 3
+        && (await page.locator('#serve-rate canvas').count()) > 0, 5000);
+      if (!(await page.locator('#serve-latency canvas').count())) throw new Error('the latency chart has no uPlot canvas');
+      const bars = await hook('window.__deepdiveDashboard.serveBars()');
+      if (!(bars >= 2) || +(await page.locator('#serve-histogram').getAttribute('data-bars')) !== bars) throw new Error(`${bars} histogram bars drawn`);
+      const latency = await page.locator('#serve-figures tr[data-figure="latency"]').innerText();
+      if (!/p50 [\d.]+ m?s/.test(latency) || !/p99 [\d.]+ m?s/.test(latency)) throw new Error(`latency row: ${JSON.stringify(latency)}`);
+      const queue = await page.locator('#serve-figures tr[data-figure="queue delay"]').innerText();
+      if (!/p99 [\d.]+ m?s/.test(queue)) throw new Error(`queue delay row: ${JSON.stringify(queue)}`);
+      const runs = await hook('window.__deepdiveDashboard.runs()');
+      if (runs.some(r => r.id.startsWith('serve-'))) throw new Error(`the server is listed as a training run: ${JSON.stringify(runs)}`);
+      console.log(`     serve: ${shown.lastRate} requests/s, batches ${shown.histogram.map(([r, n]) => `${r}×${n}`).join(' ')}, `
+        + `latency p50 ${shown.latency.p50} ms p99 ${shown.latency.p99} ms`);
+      await page.locator('.serve-panel').scrollIntoViewIfNeeded();
+      await screenshot(page, 'dashboard-serve');
     });
     await step('no page errors', async () => {
       if (pageErrors.length) throw new Error(pageErrors.join('\n'));

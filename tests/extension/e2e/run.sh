@@ -12,7 +12,8 @@
 #                 repo root as the extension under development (out/extension.js).
 # 3. dashboard:   dashboard.e2e.js: `deepdive dashboard` serving out/webview, `deepdive train` of
 #                 server/examples/digits.py streaming to it, the page in Chromium (charts get points, the
-#                 verdict appears; screenshot dashboard.png).
+#                 verdict appears; a `deepdive deploy serve` under a client load fills the Serving section;
+#                 screenshot dashboard.png).
 # Screenshots, the per-test results (results.jsonl) and, on failure, code-server's logs go to
 # <repo>/test-results/e2e/. The last line is the summary: `e2e: N passed, M failed`.
 # Environment: DEEPDIVE_VSIX (default <repo>/deepdive-<version>.vsix), DEEPDIVE_E2E_PYTHON (default

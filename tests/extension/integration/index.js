@@ -190,6 +190,7 @@ exports.run = async function run() {
   await suite('train');
   await suite('compress');
   await suite('diagnose');
+  await suite('deploy');
   await suite('models');
   await suite('restart');   // last: it replaces the daemon
 
