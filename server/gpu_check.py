@@ -98,6 +98,8 @@ PARTS: tuple[Part, ...] = (
     Part("tune_pack", "deepdive tune --pack: several trials share one GPU, packed by measured peak memory "
                       "(on a CPU, where --pack changes nothing, three workers in parallel)", 180, cpu=True),
     Part("bench_amp", "bench/bench_amp.py on a transformer block: fp32 against bf16 and fp16", 120, cpu=True),
+    Part("deploy_gpu", "deepdive deploy on the GPU: deploy bench's CUDA candidates (eager fp32/fp16/bf16, ONNX Runtime's "
+                       "providers) and a model split across the GPU and the CPU, checked against the unsplit model", 120),
 )
 PART_NAMES = tuple(p.name for p in PARTS)
 

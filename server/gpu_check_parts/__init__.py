@@ -26,6 +26,7 @@ from typing import Any, Callable
 from deepdive.gpu_check_parts.amp import amp_bf16, amp_fp16
 from deepdive.gpu_check_parts.benchmarks import bench_amp
 from deepdive.gpu_check_parts.context import CheckFailed, Context, Outcome, Skip
+from deepdive.gpu_check_parts.deploy import deploy_gpu
 from deepdive.gpu_check_parts.distributed import COMPRESSION_MODES, fsdp2_transformer, nccl_ddp
 from deepdive.gpu_check_parts.machine import OPTIONAL, environment, nvml
 from deepdive.gpu_check_parts.quantization import torchao_int4, torchao_int8
@@ -33,13 +34,13 @@ from deepdive.gpu_check_parts.sandbox import CODEGEN_PROMPT, codegen_gpu
 from deepdive.gpu_check_parts.tuning import _concurrency, tune_pack
 
 __all__ = ["CHECKS", "CODEGEN_PROMPT", "COMPRESSION_MODES", "OPTIONAL", "CheckFailed", "Context", "Outcome", "Skip",
-           "_concurrency", "amp_bf16", "amp_fp16", "bench_amp", "codegen_gpu", "environment", "fsdp2_transformer",
+           "_concurrency", "amp_bf16", "amp_fp16", "bench_amp", "codegen_gpu", "deploy_gpu", "environment", "fsdp2_transformer",
            "nccl_ddp", "nvml", "run", "torchao_int4", "torchao_int8", "tune_pack"]
 
 CHECKS: dict[str, Callable[[Context], Any]] = {
     "environment": environment, "nvml": nvml, "amp_bf16": amp_bf16, "amp_fp16": amp_fp16, "nccl_ddp": nccl_ddp,
     "fsdp2_transformer": fsdp2_transformer, "torchao_int8": torchao_int8, "torchao_int4": torchao_int4,
-    "codegen_gpu": codegen_gpu, "tune_pack": tune_pack, "bench_amp": bench_amp,
+    "codegen_gpu": codegen_gpu, "tune_pack": tune_pack, "bench_amp": bench_amp, "deploy_gpu": deploy_gpu,
 }
 
 
