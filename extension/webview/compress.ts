@@ -13,6 +13,7 @@ import {
 } from '../src/protocol';
 import type { CompressedModel, CompressState, Latency, StepRow } from './compressTypes';
 import { isObj, num, text } from './read';
+import { eventsOnlyRuns } from './runFilter';
 
 export type { CompressedModel, CompressState, Latency, Live, ReportInfo, StepRow, Summary } from './compressTypes';
 export {
@@ -198,34 +199,8 @@ export function applyEvent(state: CompressState, event: Record<string, unknown>,
     return id;
 }
 
-/**
- * The message for the Runs panels: null for a `samples` message of a `compress-` run that carries no
- * samples (only compress events: the Compression section shows them; as a run it would take over
- * "Current run" with empty charts), only its `dropped` count when it has one; a snapshot without such
- * messages; anything else unchanged.
- */
-export function compressForRuns(msg: unknown): unknown {
-    if (!isObj(msg)) {
-        return msg;
-    }
-    const type = msg.type as StreamMessage['type'];
-    if (type === 'samples') {
-        const m = msg as Unchecked<StreamSamples>;
-        const only = typeof m.run === 'string' && m.run.startsWith(RUN_PREFIX)
-            && (!Array.isArray(m.samples) || m.samples.length === 0);
-        if (!only) {
-            return msg;
-        }
-        return num(m.dropped) ? { type: 'dropped', dropped: m.dropped } : null;
-    }
-    const snapshot = msg as Unchecked<StreamSnapshot>;
-    if (type === 'snapshot' && Array.isArray(snapshot.messages)) {
-        const all: unknown[] = snapshot.messages;
-        const kept = all.map(compressForRuns).filter(m => m !== null);
-        return kept.length === all.length && kept.every((m, i) => m === all[i]) ? msg : { ...msg, messages: kept };
-    }
-    return msg;
-}
+/** The message for the Runs panels: `compress-` runs are this section's events (see runFilter.ts). */
+export const compressForRuns = eventsOnlyRuns(RUN_PREFIX);
 
 /** The report's `latency_paired_ms.b1.threads` ({original, compressed} thread counts), or null. */
 export function pairedThreads(paired: unknown): { original: number; compressed: number } | null {

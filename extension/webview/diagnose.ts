@@ -12,6 +12,7 @@ import type {
 } from '../src/protocol';
 import { PART_LABELS, PART_ORDER, type PartKey } from '../src/diagnose/format';
 import { isObj, num, str, text } from './read';
+import { eventsOnlyRuns } from './runFilter';
 
 export { fmtMsShort, fmtShare, fmtTimes, PART_LABELS, PART_ORDER, speedupLine, summaryLine, type PartKey } from '../src/diagnose/format';
 
@@ -328,31 +329,5 @@ export function shortPath(file: string, script: string): string {
     return dir && file.startsWith(`${dir}/`) ? file.slice(dir.length + 1) : dir && file.startsWith(`${dir}\\`) ? file.slice(dir.length + 1) : file;
 }
 
-/**
- * The message for the Runs panels: null for a `samples` message of a `diagnose-` run that carries no samples
- * (only the report's events: as a run it would take over "Current run" with empty charts), only its
- * `dropped` count when it has one; a snapshot without such messages; anything else unchanged.
- */
-export function diagnoseForRuns(msg: unknown): unknown {
-    if (!isObj(msg)) {
-        return msg;
-    }
-    const type = msg.type as StreamMessage['type'];
-    if (type === 'samples') {
-        const m = msg as Unchecked<StreamSamples>;
-        const only = typeof m.run === 'string' && m.run.startsWith(RUN_PREFIX) && (!Array.isArray(m.samples) || m.samples.length === 0);
-        if (!only) {
-            return msg;
-        }
-        return num(m.dropped) ? { type: 'dropped', dropped: m.dropped } : null;
-    }
-    if (type === 'snapshot') {
-        const s = msg as Unchecked<StreamSnapshot>;
-        if (Array.isArray(s.messages)) {
-            const all: unknown[] = s.messages;
-            const kept = all.map(diagnoseForRuns).filter(m => m !== null);
-            return kept.length === all.length && kept.every((m, i) => m === all[i]) ? msg : { ...msg, messages: kept };
-        }
-    }
-    return msg;
-}
+/** The message for the Runs panels: `diagnose-` runs are this section's events (see runFilter.ts). */
+export const diagnoseForRuns = eventsOnlyRuns(RUN_PREFIX);

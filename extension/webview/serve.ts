@@ -9,6 +9,7 @@ import type {
     ServeBatching, ServeQuantiles, ServeStats, ServeStatsEvent, StreamMessage, StreamSamples, StreamSnapshot, Unchecked,
 } from '../src/protocol';
 import { isObj, num, str, text } from './read';
+import { eventsOnlyRuns } from './runFilter';
 import { Ring } from './ring';
 
 export const RUN_PREFIX = 'serve-';
@@ -267,31 +268,5 @@ export function describeFailures(outcomes: Record<string, number>): string {
         .map(([k, n]) => `${n} ${k.replace(/_/g, ' ')}`).join(' · ');
 }
 
-/**
- * The message for the Runs panels: null for a `samples` message of a `serve-` run that carries no samples (only
- * its figures: as a run it would take over "Current run" with empty charts), only its `dropped` count when it
- * has one; a snapshot without such messages; anything else unchanged.
- */
-export function serveForRuns(msg: unknown): unknown {
-    if (!isObj(msg)) {
-        return msg;
-    }
-    const type = msg.type as StreamMessage['type'];
-    if (type === 'samples') {
-        const m = msg as Unchecked<StreamSamples>;
-        const only = typeof m.run === 'string' && m.run.startsWith(RUN_PREFIX) && (!Array.isArray(m.samples) || m.samples.length === 0);
-        if (!only) {
-            return msg;
-        }
-        return num(m.dropped) ? { type: 'dropped', dropped: m.dropped } : null;
-    }
-    if (type === 'snapshot') {
-        const s = msg as Unchecked<StreamSnapshot>;
-        if (Array.isArray(s.messages)) {
-            const all: unknown[] = s.messages;
-            const kept = all.map(serveForRuns).filter(m => m !== null);
-            return kept.length === all.length && kept.every((m, i) => m === all[i]) ? msg : { ...msg, messages: kept };
-        }
-    }
-    return msg;
-}
+/** The message for the Runs panels: `serve-` runs are this section's events (see runFilter.ts). */
+export const serveForRuns = eventsOnlyRuns(RUN_PREFIX);
