@@ -9,11 +9,11 @@
 // (compressTypes.ts) live in their own modules; this one re-exports them, so importers keep one path.
 import {
     CompressOutputs, CompressProgressEvent, CompressReportEvent, CompressStepRow, CompressSummary,
-    HubEvent, LatencyFigures, StreamMessage, StreamSamples, StreamSnapshot, Unchecked,
+    HubEvent, LatencyFigures, Unchecked,
 } from '../src/protocol';
 import type { CompressedModel, CompressState, Latency, StepRow } from './compressTypes';
 import { isObj, num, text } from './read';
-import { eventsOnlyRuns } from './runFilter';
+import { eachEvent, eventsOnlyRuns } from './streamEvents';
 
 export type { CompressedModel, CompressState, Latency, Live, ReportInfo, StepRow, Summary } from './compressTypes';
 export {
@@ -93,28 +93,12 @@ function newRun(m: CompressedModel, t: number): void {
  * snapshot's messages). Returns the run ids of the models that changed (added to `changed` when given).
  */
 export function applyCompress(state: CompressState, msg: unknown, changed: Set<string> = new Set()): Set<string> {
-    if (!isObj(msg)) {
-        return changed;
-    }
-    const type = msg.type as StreamMessage['type'];
-    const snapshot = msg as Unchecked<StreamSnapshot>;
-    const samples = msg as Unchecked<StreamSamples>;
-    if (type === 'snapshot' && Array.isArray(snapshot.messages)) {
-        for (const m of snapshot.messages) {
-            applyCompress(state, m, changed);
+    eachEvent(msg, 'compress.', (e, t, run) => {
+        const id = applyEvent(state, e, run, t);
+        if (id !== null) {
+            changed.add(id);
         }
-    } else if (type === 'samples' && Array.isArray(samples.events)) {
-        const run = text(samples.run);
-        const msgT = num(samples.t) ?? 0;
-        for (const e of samples.events) {
-            if (isObj(e) && typeof e.kind === 'string' && e.kind.startsWith('compress.')) {
-                const id = applyEvent(state, e, run, msgT);
-                if (id !== null) {
-                    changed.add(id);
-                }
-            }
-        }
-    }
+    });
     return changed;
 }
 

@@ -7,12 +7,11 @@
 // The events are the protocol's (server/protocol/hub_events.py, generated into src/protocol.ts): read by
 // their declared keys, each value checked as it is read. diagnoseView.ts draws it.
 import type {
-    DiagnoseReportEvent, DiagnoseSpeedupEvent, DiagnosisFinding, DiagnosisReport, Hotspot, SpeedupResult, StreamMessage,
-    StreamSamples, StreamSnapshot, Unchecked,
+    DiagnoseReportEvent, DiagnoseSpeedupEvent, DiagnosisFinding, DiagnosisReport, Hotspot, SpeedupResult, Unchecked,
 } from '../src/protocol';
 import { PART_LABELS, PART_ORDER, type PartKey } from '../src/diagnose/format';
 import { isObj, num, str, text } from './read';
-import { eventsOnlyRuns } from './runFilter';
+import { eachEvent, eventsOnlyRuns } from './streamEvents';
 
 export { fmtMsShort, fmtShare, fmtTimes, PART_LABELS, PART_ORDER, speedupLine, summaryLine, type PartKey } from '../src/diagnose/format';
 
@@ -270,31 +269,12 @@ export function applyEvent(state: DiagnoseState, event: Record<string, unknown>,
 
 /** Applies one /stream message (the `diagnose.*` events of `samples`, and of a snapshot's messages); returns the scripts changed. */
 export function applyDiagnose(state: DiagnoseState, msg: unknown, changed: Set<string> = new Set()): Set<string> {
-    if (!isObj(msg)) {
-        return changed;
-    }
-    const type = msg.type as StreamMessage['type'];
-    if (type === 'snapshot') {
-        const s = msg as Unchecked<StreamSnapshot>;
-        if (Array.isArray(s.messages)) {
-            for (const m of s.messages) {
-                applyDiagnose(state, m, changed);
-            }
+    eachEvent(msg, 'diagnose.', (e, t) => {
+        const script = applyEvent(state, e, t);
+        if (script !== null) {
+            changed.add(script);
         }
-    } else if (type === 'samples') {
-        const s = msg as Unchecked<StreamSamples>;
-        if (Array.isArray(s.events)) {
-            const msgT = num(s.t) ?? 0;
-            for (const e of s.events) {
-                if (isObj(e) && typeof e.kind === 'string' && e.kind.startsWith('diagnose.')) {
-                    const script = applyEvent(state, e, msgT);
-                    if (script !== null) {
-                        changed.add(script);
-                    }
-                }
-            }
-        }
-    }
+    });
     return changed;
 }
 

@@ -6,10 +6,10 @@
 // The event is the protocol's (server/protocol/hub_events.py ServeStatsEvent, generated into src/protocol.ts):
 // read by its declared keys, each value checked as it is read. serveView.ts draws it.
 import type {
-    ServeBatching, ServeQuantiles, ServeStats, ServeStatsEvent, StreamMessage, StreamSamples, StreamSnapshot, Unchecked,
+    ServeBatching, ServeQuantiles, ServeStats, ServeStatsEvent, Unchecked,
 } from '../src/protocol';
 import { isObj, num, str, text } from './read';
-import { eventsOnlyRuns } from './runFilter';
+import { eachEvent, eventsOnlyRuns } from './streamEvents';
 import { Ring } from './ring';
 
 export const RUN_PREFIX = 'serve-';
@@ -193,31 +193,12 @@ export function applyEvent(state: ServeState, event: Record<string, unknown>, ms
 
 /** Applies one /stream message (the `serve.stats` events of `samples`, and of a snapshot's messages); returns the servers changed. */
 export function applyServe(state: ServeState, msg: unknown, changed: Set<string> = new Set()): Set<string> {
-    if (!isObj(msg)) {
-        return changed;
-    }
-    const type = msg.type as StreamMessage['type'];
-    if (type === 'snapshot') {
-        const s = msg as Unchecked<StreamSnapshot>;
-        if (Array.isArray(s.messages)) {
-            for (const m of s.messages) {
-                applyServe(state, m, changed);
-            }
+    eachEvent(msg, 'serve.stats', (e, t) => {
+        const key = applyEvent(state, e, t);
+        if (key !== null) {
+            changed.add(key);
         }
-    } else if (type === 'samples') {
-        const s = msg as Unchecked<StreamSamples>;
-        if (Array.isArray(s.events)) {
-            const msgT = num(s.t) ?? 0;
-            for (const e of s.events) {
-                if (isObj(e) && e.kind === 'serve.stats') {
-                    const key = applyEvent(state, e, msgT);
-                    if (key !== null) {
-                        changed.add(key);
-                    }
-                }
-            }
-        }
-    }
+    });
     return changed;
 }
 
