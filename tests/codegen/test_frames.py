@@ -225,6 +225,9 @@ def test_a_reference_request_starts_with_a_warmed_beginning_and_its_own_part_is_
     # the request's own part: the frame's functions and constants, then the stated properties
     assert rest.index("Its constants") < rest.index("The request states these properties")
     assert len(rest) < 0.5 * len(system)
+    from deepdive.codegen.frames.reading import reading_prompt
+
+    assert reading_prompt(reading.spec)[0] in warm_prefixes()  # the model's reading, asked before the frame
 
 
 def test_the_prompt_names_the_packages_a_model_reaches_for_that_are_not_installed(monkeypatch) -> None:

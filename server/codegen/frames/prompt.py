@@ -142,15 +142,18 @@ def _write_part(fw: str, write: Sequence[str], optional: Sequence[str], task_cha
 
 
 def warm_prefixes() -> list[str]:
-    """The system prompts' shared beginnings a local runtime can evaluate before any request: each
-    reference example's instructions, example and what a request of its kind writes.
+    """The system prompts' shared beginnings a local runtime can evaluate before any request: the
+    reading prompt (the same for every request), and each reference example's instructions, example
+    and what a request of its kind writes.
 
     The llama.cpp worker evaluates them while it is idle (:meth:`ModelWorker.warm`) and keeps their
     states, so a request with one of these examples waits only for its own part (the frame's constants,
     the properties, the request): about 300-450 tokens instead of 1,000-1,600."""
     from deepdive.codegen.frames.examples import EXAMPLES
+    from deepdive.codegen.frames.reading import reading_prompt
+    from deepdive.codegen.spec import Spec
 
-    texts = []
+    texts = [reading_prompt(Spec(prompt=""))[0]]  # the model's reading of a request the parser did not understand
     for example in EXAMPLES:
         fw = example.framework
         write = ("build_model", "example_batch") + (("compute_loss",) if fw == "torch" else ())
