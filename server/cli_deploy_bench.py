@@ -28,7 +28,9 @@ def _names(text: str) -> list[str]:
 
 def add_parser(actions: Any) -> None:
     """Register ``deploy bench`` on the ``deploy`` subparsers ``actions``."""
-    from deepdive.deploy.choose import DEFAULT_BUDGET_S, DEFAULT_INT8_AGREEMENT, DEFAULT_TOLERANCE
+    from deepdive.deploy.defaults import BENCH_BUDGET_S as DEFAULT_BUDGET_S
+    from deepdive.deploy.defaults import BENCH_INT8_AGREEMENT as DEFAULT_INT8_AGREEMENT
+    from deepdive.deploy.defaults import BENCH_TOLERANCE as DEFAULT_TOLERANCE
 
     p = actions.add_parser("bench", help="measure the exported forms (and compiled, ONNX Runtime providers, bf16, int8) "
                                          "on this machine and choose the fastest within tolerance",

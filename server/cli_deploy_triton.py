@@ -21,7 +21,8 @@ def _sizes(text: str) -> list[int]:
 
 def add_parser(actions: Any) -> None:
     """Register ``deploy triton`` on the ``deploy`` subparsers ``actions``."""
-    from deepdive.deploy.triton import KINDS, TRITON_FORMS
+    from deepdive.deploy.defaults import TRITON_FORMS
+    from deepdive.deploy.defaults import TRITON_KINDS as KINDS
 
     p = actions.add_parser("triton", help="write a Triton model repository (ONNX or TorchScript, config.pbtxt with "
                                           "dynamic batching) from an export folder",

@@ -24,7 +24,7 @@ from tests.core_env import build_core_env, core_env_vars
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT = 300
 #: Extras for working on Deepdive itself, not for a feature: no user is told to install them.
-NOT_FEATURES = {"dev", "bench"}
+NOT_FEATURES = {"dev", "bench", "bench-serve"}
 
 TRAIN = "import deepdive.engine as dd\nrun = dd.setup()\nrun.finish()\n"
 

@@ -100,7 +100,7 @@ class _TokenGate:
 
 
 class _TooLarge(Exception):
-    pass
+    """The request body grew past the limit while it was read (answered 413)."""
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

@@ -66,11 +66,10 @@ import numpy as np
 from deepdive.deploy.errors import DeployError
 from deepdive.deploy.manifest import DATATYPES, Manifest, read, write
 
-DEFAULT_BATCH_SIZES = (1, 8, 32)
-DEFAULT_TOLERANCE = 1e-3
-DEFAULT_INT8_AGREEMENT = 0.98
-DEFAULT_BUDGET_S = 6.0
-"""Seconds of timed runs in all (split evenly over the batch sizes), warm-up and opening not counted."""
+from deepdive.deploy.defaults import BENCH_BATCH_SIZES as DEFAULT_BATCH_SIZES
+from deepdive.deploy.defaults import BENCH_BUDGET_S as DEFAULT_BUDGET_S
+from deepdive.deploy.defaults import BENCH_INT8_AGREEMENT as DEFAULT_INT8_AGREEMENT
+from deepdive.deploy.defaults import BENCH_TOLERANCE as DEFAULT_TOLERANCE
 
 ROUNDS = 8
 WARMUP = 3

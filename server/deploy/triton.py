@@ -36,12 +36,11 @@ from typing import Any, Callable, Optional, Sequence
 import attrs
 import numpy as np
 
+from deepdive.deploy.defaults import TRITON_FORMS, TRITON_KINDS
 from deepdive.deploy.errors import DeployError
 from deepdive.deploy.manifest import DATATYPES, Manifest, TensorSpec, read
 from deepdive.fsutil import atomic_write_text
 
-TRITON_FORMS = ("onnx", "torchscript")
-"""The export forms Triton runs: ONNX (onnxruntime backend) and TorchScript (PyTorch/libtorch backend)."""
 
 TRITON_TYPES = {name: f"TYPE_{name}" for name in DATATYPES}
 """Open Inference Protocol datatype -> Triton's model-config ``DataType`` (``FP32`` -> ``TYPE_FP32``)."""
@@ -49,7 +48,7 @@ TRITON_TYPES = {name: f"TYPE_{name}" for name in DATATYPES}
 MODEL_FILES = {"onnx": "model.onnx", "torchscript": "model.pt"}
 """Triton's default model file name for each form (``default_model_filename`` left unset)."""
 
-KINDS = ("cpu", "gpu")
+KINDS = TRITON_KINDS
 DEFAULT_PREFERRED = (8, 16, 32)
 VERSION = "1"
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
