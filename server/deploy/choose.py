@@ -64,6 +64,7 @@ import attrs
 import numpy as np
 
 from deepdive.deploy.errors import DeployError
+from deepdive.deploy.export import max_abs_diff
 from deepdive.deploy.manifest import DATATYPES, Manifest, read, write
 
 from deepdive.deploy.defaults import BENCH_BATCH_SIZES as DEFAULT_BATCH_SIZES
@@ -366,19 +367,6 @@ def paired_times(calls: dict[str, Callable[[], Any]], *, budget_s: float, rounds
     return times
 
 
-def _max_abs_diff(reference: list[np.ndarray], got: list[np.ndarray]) -> float:
-    if len(reference) != len(got):
-        raise DeployError(f"gives {len(got)} outputs where the eager model gives {len(reference)}")
-    worst = 0.0
-    for x, y in zip(reference, got):
-        if x.shape != y.shape:
-            raise DeployError(f"gives shape {list(y.shape)} where the eager model gives {list(x.shape)}")
-        if x.size:
-            diff = np.abs(x.astype(np.float64) - y.astype(np.float64))
-            worst = math.inf if np.isnan(diff).any() else max(worst, float(diff.max()))
-    return worst
-
-
 def is_classifier(manifest: Manifest) -> bool:
     """First output ``[batch, classes]`` (classes >= 2) of a float type: top-1 agreement means something."""
     if not manifest.outputs:
@@ -498,7 +486,7 @@ def bench(folder: Path | str, *, batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZE
             torch.backends.quantized.engine = int8_engine() if by_label[label].form == "int8" else caller_engine
             try:
                 for b in sizes:
-                    diffs[(label, b)] = _max_abs_diff(truth[b], runner.run(batches[b]))
+                    diffs[(label, b)] = max_abs_diff(truth[b], runner.run(batches[b]))
                 if by_label[label].form == "int8" and classifier:
                     got = runner.run(all_rows)[0]
                     agreement[label] = float(np.mean(np.argmax(got, axis=1) == np.argmax(truth_all[0], axis=1)))

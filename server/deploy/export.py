@@ -36,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import math
 import os
 import re
 import tempfile
@@ -103,6 +104,8 @@ def eager_outputs(source: Source, inputs: tuple[torch.Tensor, ...]) -> list[np.n
 
 
 def max_abs_diff(a: list[np.ndarray], b: list[np.ndarray]) -> float:
+    """The largest absolute difference between the eager outputs ``a`` and a form's ``b`` (inf when ``b`` holds a
+    NaN: ``max`` would pass over it); one DeployError line when their number or shapes differ."""
     if len(a) != len(b):
         raise DeployError(f"the form gives {len(b)} outputs where the eager model gives {len(a)}")
     worst = 0.0
@@ -110,7 +113,8 @@ def max_abs_diff(a: list[np.ndarray], b: list[np.ndarray]) -> float:
         if x.shape != y.shape:
             raise DeployError(f"the form's output has shape {list(y.shape)} where the eager model's has {list(x.shape)}")
         if x.size:
-            worst = max(worst, float(np.max(np.abs(x.astype(np.float64) - y.astype(np.float64)))))
+            diff = np.abs(x.astype(np.float64) - y.astype(np.float64))
+            worst = math.inf if np.isnan(diff).any() else max(worst, float(diff.max()))
     return worst
 
 
