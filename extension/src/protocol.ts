@@ -626,7 +626,11 @@ export interface TuneOptions {
   seed?: number | null;
   retry_failed?: boolean;
   pack?: boolean;
-  /** Write the best parameters into the script's suggest() defaults when the study ends. */
+  /** After the search, re-train the top K trials with fresh seeds; the best mean is the answer (0: off). */
+  confirm?: number;
+  /** Fresh training seeds per confirmed trial. */
+  confirm_seeds?: number;
+  /** Write the best parameters into the script's suggest() defaults when the study ends (with ``confirm``: the confirmed answer's). */
   apply?: boolean;
 }
 
@@ -985,6 +989,36 @@ export interface TuneImportanceEvent {
   note: string | null;
 }
 
+/** One of the search's top trials, re-trained with fresh seeds (``--confirm K``). */
+export interface ConfirmCandidate {
+  /** The search's trial. */
+  number: number;
+  params: Record<string, unknown>;
+  /** The trial's value in the search (trained with the study's seed). */
+  search_value: number;
+  /** One per fresh seed, in ``seeds`` order (None: that re-training failed or has not finished). */
+  values: number[];
+  /** The mean of the finished re-trainings (None before any). */
+  mean: number | null;
+  /** Their sample standard deviation (None with fewer than two). */
+  std: number | null;
+  /** [low, high]: the mean's 95 % confidence interval (Student's t; None with fewer than two). */
+  ci95: number[] | null;
+}
+
+/** ``--confirm K``: the top K trials re-trained with fresh seeds; the best mean is the study's answer. */
+export interface TuneConfirmation {
+  k: number;
+  /** The fresh training seeds (the search trained every trial with the study's seed). */
+  seeds: number[];
+  /** Best search value first. */
+  candidates: ConfirmCandidate[];
+  /** The trial with the best re-trained mean in the study's direction (None: no re-training finished). */
+  chosen: number | null;
+  /** Why, in one sentence (e.g. trial 12's mean 0.7836 over 3 seeds against the search's best, trial 7, 0.7791). */
+  reason: string;
+}
+
 /** The study's process ended. */
 export interface TuneDoneEvent {
   t: number;
@@ -1000,6 +1034,44 @@ export interface TuneDoneEvent {
   seconds: number;
   /** [number, state, value] of the newest trials as the storage holds them at the end. */
   trials: unknown[][];
+  /** The study's answer: the confirmed winner (``--confirm``), else the search's best trial. */
+  chosen_number?: number | null;
+  /** The answer's parameters (what *Apply best parameters* writes). */
+  chosen_params?: Record<string, unknown>;
+  /** The confirmation of the top trials (``--confirm K``), or None when there was none. */
+  confirmed?: TuneConfirmation | null;
+}
+
+/** One re-training of ``--confirm`` finished (sent as each ends; ``tune.confirmed`` closes the phase). */
+export interface TuneConfirmEvent {
+  t: number;
+  run: string;
+  rank: number;
+  kind: 'tune.confirm';
+  study: string;
+  /** The search's trial re-trained. */
+  number: number;
+  seed: number;
+  state: 'complete' | 'fail';
+  value: number | null;
+  reason: string | null;
+  /** Re-trainings finished so far (this confirmation). */
+  done: number;
+  total: number;
+}
+
+/** The confirmation ended: every candidate's re-trained values, the chosen trial and why (the fields of :class:`TuneConfirmation`). */
+export interface TuneConfirmedEvent {
+  t: number;
+  run: string;
+  rank: number;
+  kind: 'tune.confirmed';
+  study: string;
+  k: number;
+  seeds: number[];
+  candidates: ConfirmCandidate[];
+  chosen: number | null;
+  reason: string;
 }
 
 /** The step the pipeline is on and what it does there. */
@@ -1358,7 +1430,7 @@ export type JobStartOf<K extends keyof JobOptionTypes> = Omit<JobStartParams, 'k
 export const JobOptionRanges = {
   'doctor-deep': { seconds: [0.1, 120], size: [32, 16384] },
   'train': { nproc: [1, 1024], max_restarts: [0, 1000] },
-  'tune': { trials: [1, 100000], parallel: [1, 1024], patience: [1, 100000], timeout: [0.001, 1e+09], trial_timeout: [0.001, 1e+09], seed: [0, 4.29497e+09] },
+  'tune': { trials: [1, 100000], parallel: [1, 1024], patience: [1, 100000], timeout: [0.001, 1e+09], trial_timeout: [0.001, 1e+09], seed: [0, 4.29497e+09], confirm: [0, 100], confirm_seeds: [2, 100] },
   'compress': { prune: [0, 1], layers: [1, 1000], steps: [1, 100], epochs: [0, 1000], distillEpochs: [1, 1000] },
   'diagnose': { steps: [1, 1000], warmup: [0, 1000] },
   'diagnose-fix': { line: [1, 1e+07], pairs: [2, 100], steps: [1, 1000], warmup: [0, 1000] },
@@ -1379,7 +1451,7 @@ export type StreamMessage = StreamSnapshot | StreamSamples | MachineMessage | Ve
 export type StreamQuery = HubQuery;
 
 /** The events of a samples message that the pages read (by `kind`). */
-export type HubEvent = SetupEvent | TuneStudyEvent | TuneTrialEvent | TuneBestEvent | TuneImportanceEvent | TuneDoneEvent | CompressProgressEvent | CompressStepEvent | CompressReportEvent | DiagnoseReportEvent | DiagnoseSpeedupEvent | ServeStatsEvent;
+export type HubEvent = SetupEvent | TuneStudyEvent | TuneTrialEvent | TuneBestEvent | TuneImportanceEvent | TuneDoneEvent | TuneConfirmEvent | TuneConfirmedEvent | CompressProgressEvent | CompressStepEvent | CompressReportEvent | DiagnoseReportEvent | DiagnoseSpeedupEvent | ServeStatsEvent;
 
 /** A message as it arrives: the protocol's keys, each value still to be checked. */
 export type Unchecked<T> = { [K in keyof T]?: unknown };

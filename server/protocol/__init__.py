@@ -41,7 +41,7 @@ from deepdive.protocol.hub import (
 from deepdive.protocol.hub_events import (
     HUB_EVENTS, CompressProgressEvent, CompressReportEvent, CompressStepEvent, DiagnoseReportEvent,
     DiagnoseSpeedupEvent, ServeStatsEvent, SetupEvent, TuneBestEvent,
-    TuneDoneEvent, TuneImportanceEvent, TuneStudyEvent, TuneTrialEvent,
+    TuneConfirmEvent, TuneConfirmedEvent, TuneDoneEvent, TuneImportanceEvent, TuneStudyEvent, TuneTrialEvent,
 )
 from deepdive.protocol.job_options import (
     JOB_OPTIONS, CompressOptions, DeepCheckOptions, DeployBenchOptions, DeployExportOptions, DeployServeOptions,
@@ -82,6 +82,6 @@ __all__ = [
     "PruneImportance", "PythonInfo", "QuantizeMode", "Request", "RunThroughput", "ScriptOptions", "ServeBatching", "ServeQuantiles", "ServeStats", "ServeStatsEvent", "SetupEvent",
     "StreamSamples", "StreamSnapshot", "TelemetrySummary", "TextEditData", "TooLong", "TorchInfo", "TrainOptions",
     "TrainPrecision", "TuneApplyParams", "TuneApplyResult", "TuneBestEvent", "TuneDirection", "TuneDoneEvent",
-    "TuneImportanceEvent", "TuneOptions", "TunePruner", "TuneSampler", "TuneStudyEvent", "TuneTrialEvent", "TuneValue",
+    "TuneConfirmEvent", "TuneConfirmedEvent", "TuneImportanceEvent", "TuneOptions", "TunePruner", "TuneSampler", "TuneStudyEvent", "TuneTrialEvent", "TuneValue",
     "VerdictMessage", "VersionResult", "from_wire", "main", "parse_options", "to_wire", "typescript",
 ]

@@ -115,6 +115,42 @@ class TuneImportanceEvent(RunEvent):
 
 @keys_as_named
 @attrs.define(kw_only=True)
+class ConfirmCandidate:
+    """One of the search's top trials, re-trained with fresh seeds (``--confirm K``)."""
+
+    number: int
+    """The search's trial."""
+    params: dict[str, Any]
+    search_value: float
+    """The trial's value in the search (trained with the study's seed)."""
+    values: list[Optional[float]]
+    """One per fresh seed, in ``seeds`` order (None: that re-training failed or has not finished)."""
+    mean: Optional[float]
+    """The mean of the finished re-trainings (None before any)."""
+    std: Optional[float]
+    """Their sample standard deviation (None with fewer than two)."""
+    ci95: Optional[list[float]]
+    """[low, high]: the mean's 95 % confidence interval (Student's t; None with fewer than two)."""
+
+
+@keys_as_named
+@attrs.define(kw_only=True)
+class TuneConfirmation:
+    """``--confirm K``: the top K trials re-trained with fresh seeds; the best mean is the study's answer."""
+
+    k: int
+    seeds: list[int]
+    """The fresh training seeds (the search trained every trial with the study's seed)."""
+    candidates: list[ConfirmCandidate]
+    """Best search value first."""
+    chosen: Optional[int]
+    """The trial with the best re-trained mean in the study's direction (None: no re-training finished)."""
+    reason: str
+    """Why, in one sentence (e.g. trial 12's mean 0.7836 over 3 seeds against the search's best, trial 7, 0.7791)."""
+
+
+@keys_as_named
+@attrs.define(kw_only=True)
 class TuneDoneEvent(RunEvent):
     """The study's process ended."""
 
@@ -128,6 +164,45 @@ class TuneDoneEvent(RunEvent):
     seconds: float
     trials: list[list[Any]]
     """[number, state, value] of the newest trials as the storage holds them at the end."""
+    chosen_number: Optional[int] = None
+    """The study's answer: the confirmed winner (``--confirm``), else the search's best trial."""
+    chosen_params: dict[str, Any] = attrs.Factory(dict)
+    """The answer's parameters (what *Apply best parameters* writes)."""
+    confirmed: Optional[TuneConfirmation] = None
+    """The confirmation of the top trials (``--confirm K``), or None when there was none."""
+
+
+@keys_as_named
+@attrs.define(kw_only=True)
+class TuneConfirmEvent(RunEvent):
+    """One re-training of ``--confirm`` finished (sent as each ends; ``tune.confirmed`` closes the phase)."""
+
+    kind: Literal["tune.confirm"] = "tune.confirm"
+    study: str
+    number: int
+    """The search's trial re-trained."""
+    seed: int
+    state: Literal["complete", "fail"]
+    value: Optional[float]
+    reason: Optional[str]
+    done: int
+    """Re-trainings finished so far (this confirmation)."""
+    total: int
+
+
+@keys_as_named
+@attrs.define(kw_only=True)
+class TuneConfirmedEvent(RunEvent):
+    """The confirmation ended: every candidate's re-trained values, the chosen trial and why
+    (the fields of :class:`TuneConfirmation`)."""
+
+    kind: Literal["tune.confirmed"] = "tune.confirmed"
+    study: str
+    k: int
+    seeds: list[int]
+    candidates: list[ConfirmCandidate]
+    chosen: Optional[int]
+    reason: str
 
 
 @keys_as_named
@@ -257,7 +332,8 @@ class ServeStatsEvent(RunEvent):
 
 
 HUB_EVENTS: tuple[type, ...] = (
-    SetupEvent, TuneStudyEvent, TuneTrialEvent, TuneBestEvent, TuneImportanceEvent, TuneDoneEvent,
+    SetupEvent, TuneStudyEvent, TuneTrialEvent, TuneBestEvent, TuneImportanceEvent, TuneDoneEvent, TuneConfirmEvent,
+    TuneConfirmedEvent,
     CompressProgressEvent, CompressStepEvent, CompressReportEvent, DiagnoseReportEvent, DiagnoseSpeedupEvent,
     ServeStatsEvent,
 )

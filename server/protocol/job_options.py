@@ -120,8 +120,13 @@ class TuneOptions(ScriptOptions):
     seed: Optional[int] = option(low=0, high=2**32 - 1)
     retry_failed: bool = option(False)
     pack: bool = option(False)
+    confirm: int = option(0, low=0, high=100)
+    """After the search, re-train the top K trials with fresh seeds; the best mean is the answer (0: off)."""
+    confirm_seeds: int = option(3, low=2, high=100)
+    """Fresh training seeds per confirmed trial."""
     apply: bool = option(False)
-    """Write the best parameters into the script's suggest() defaults when the study ends."""
+    """Write the best parameters into the script's suggest() defaults when the study ends (with
+    ``confirm``: the confirmed answer's)."""
 
 
 @keys_as_named
