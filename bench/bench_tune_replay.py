@@ -122,7 +122,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                              "studies in bench/data)")
     parser.add_argument("--trials", type=int, default=30, help="configurations per replayed study")
     parser.add_argument("--orders", type=int, default=200, help="random sequences replayed per arm")
-    parser.add_argument("--pruners", default="none,auto,hyperband,asha,median", help="deepdive tune --pruner names")
+    parser.add_argument("--pruners", default="none,hyperband-quarter,hyperband,asha,median", help="deepdive tune --pruner names")
     parser.add_argument("--patience", default="none,2", help="comma-separated: none or a number of reports")
     parser.add_argument("--top", type=float, default=0.05, help="the target: this upper quantile of the pool's values")
     parser.add_argument("--compute", type=float, default=0.4, help="share of the full epochs for p_reached_within_compute")

@@ -1,5 +1,6 @@
 """`deepdive tune SCRIPT`: a hyperparameter study over the script's ``run.suggest()`` calls, with a progress
-bar; ``--apply`` writes the best parameters into the script's defaults.
+bar; ``--confirm K`` re-trains the top K trials with fresh seeds (the best mean is the answer);
+``--apply`` writes the answer's parameters into the script's defaults.
 """
 
 from __future__ import annotations
@@ -25,11 +26,13 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--storage", default=None, help="sqlite:///..., postgresql://..., mysql://... or journal:PATH "
                                                      "(default: sqlite in .deepdive/tune.db)")
     p.add_argument("--study", default=None, help="study name (default: the script's name without .py)")
-    p.add_argument("--sampler", default="auto", choices=TUNE_SAMPLERS,
-                   help="auto = multivariate TPE (constant liar when parallel)")
-    p.add_argument("--pruner", default="auto", choices=TUNE_PRUNERS,
-                   help="auto = Hyperband, its first rung after a quarter of a trial's reports; hyperband = Optuna's "
-                        "schedule (after the second report); asha = successive halving (one bracket, prunes more)")
+    p.add_argument("--sampler", default=TUNE_SAMPLERS[0], choices=TUNE_SAMPLERS,
+                   help="default tpe: multivariate TPE (constant liar when parallel), a fixed choice; gp: Gaussian "
+                        "process, for small budgets of slow trials")
+    p.add_argument("--pruner", default=TUNE_PRUNERS[0], choices=TUNE_PRUNERS,
+                   help="default hyperband-quarter: Hyperband whose first rung waits for a quarter of a trial's "
+                        "reports (a fixed choice); hyperband = Optuna's schedule (after the second report); "
+                        "asha = successive halving (one bracket, prunes more)")
     p.add_argument("--metric", default=None, help="the metric the script logs (default: the study's, else read from the script: "
                         "setup(keep_best=...)'s, else its first evaluation metric such as val_loss or accuracy, "
                         "not the training loss; the run says where it came from)")
@@ -45,7 +48,13 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--trial-timeout", type=float, default=None, help="kill (fail) a trial after this many seconds")
     p.add_argument("--seed", type=int, default=None, help="seed the sampler (and every trial's RNGs) for reproducible studies")
     p.add_argument("--retry-failed", action="store_true", help="run the failed trials' parameters once more")
-    p.add_argument("--apply", action="store_true", help="write the best parameters into the script's suggest() defaults")
+    p.add_argument("--confirm", type=int, default=0, metavar="K",
+                   help="after the search, re-train the top K trials with fresh seeds (S+1..S+R, S = --seed or 0); "
+                        "the best mean is the study's answer (default 0: off; stored, a rerun re-trains only what is missing)")
+    p.add_argument("--confirm-seeds", type=int, default=3, metavar="R",
+                   help="fresh seeds per confirmed trial (default 3, at least 2)")
+    p.add_argument("--apply", action="store_true", help="write the study's answer (the best trial, or with --confirm the "
+                                                        "best re-trained mean) into the script's suggest() defaults")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
@@ -69,6 +78,14 @@ def cmd_tune(args: argparse.Namespace) -> int:
         raise UsageError("--parallel must be at least 1")
     if args.patience is not None and args.patience < 1:
         raise UsageError("--patience must be at least 1 (reports without a new best)")
+    if args.confirm < 0:
+        raise UsageError(f"--confirm must be 0 (off) or a number of top trials to re-train, got {args.confirm}")
+    if args.confirm_seeds < 2:
+        raise UsageError(f"--confirm-seeds must be at least 2 (a mean over one seed is the search's noise again), "
+                         f"got {args.confirm_seeds}")
+    if args.confirm and args.trials is None:
+        raise UsageError("--confirm runs after a search: give --trials N too (a finished study's rerun with the same "
+                         "N runs no new trial, only the missing re-trainings)")
     for name in ("timeout", "trial_timeout"):
         value = getattr(args, name)
         if value is not None and value <= 0:
@@ -92,7 +109,12 @@ def cmd_tune(args: argparse.Namespace) -> int:
             task = progress.add_task("starting workers", total=args.trials)
 
             def on_event(kind: str, fields: dict[str, Any]) -> None:
-                if kind == "progress":
+                if kind == "progress" and fields.get("phase") == "confirming":  # --confirm: the re-trainings
+                    progress.update(task, total=fields["total"], completed=fields["done"], description="confirming")
+                elif kind == "tune.confirm" and fields["state"] == "fail" and not args.json:
+                    progress.console.print(f"  re-training of trial {fields['number']} (seed {fields['seed']}) "
+                                           f"failed: {fields['reason']}", markup=False)
+                elif kind == "progress":
                     best = fields.get("best")
                     progress.update(task, completed=min(fields["done"], fields["total"]),
                                     description=f"best {format_sig(best)}" if isinstance(best, (int, float)) else "")
@@ -106,7 +128,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
                                  parallel=args.parallel, storage=args.storage, study_name=args.study,
                                  sampler=args.sampler, pruner=args.pruner, metric=args.metric,
                                  direction=args.direction, value=args.value, patience=args.patience,
-                                 timeout=args.timeout, seed=args.seed,
+                                 timeout=args.timeout, seed=args.seed, confirm=args.confirm,
+                                 confirm_seeds=args.confirm_seeds,
                                  retry_failed=args.retry_failed, pack=args.pack, trial_timeout=args.trial_timeout,
                                  on_event=on_event)
             with progress:
@@ -119,10 +142,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if args.apply:
         from deepdive.tune.apply import apply_to_file
 
-        if not result.best_params:
+        if not result.chosen_params:
             raise UsageError(f"study {result.study!r} has no complete trial yet: nothing to apply")
         try:
-            applied = apply_to_file(args.script, result.best_params)
+            applied = apply_to_file(args.script, result.chosen_params)
         except SyntaxError as exc:
             raise UsageError(f"{args.script} does not parse: {exc.msg} (line {exc.lineno})") from None
     if args.json:
@@ -135,11 +158,13 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
         print_result(result, console=Console(highlight=False))
         if applied is not None:
-            what = ", ".join(applied["changed"]) or "nothing (the defaults already are the best)"
+            what = ", ".join(applied["changed"]) or "nothing (the defaults already are the answer's)"
             print(f"applied to {args.script}: {what}"
                   + (f"; not in the script: {', '.join(applied['missing'])}" if applied["missing"] else ""))
     from deepdive.jobs import events
 
     events.result({"study": result.study, "bestValue": result.best_value, "bestParams": result.best_params,
-                   "nComplete": result.n_complete, "nPruned": result.n_pruned, "nFail": result.n_fail})
+                   "nComplete": result.n_complete, "nPruned": result.n_pruned, "nFail": result.n_fail,
+                   "chosenNumber": result.chosen_number, "chosenParams": result.chosen_params,
+                   "confirmed": result.confirmed})
     return 0 if result.n_complete or args.trials is None else 1

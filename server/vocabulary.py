@@ -26,11 +26,12 @@ COMPRESS_TARGETS: tuple[str, ...] = ("x86", "arm")
 PRUNE_IMPORTANCES: tuple[str, ...] = ("l1", "l2", "taylor", "bn")
 """Structured pruning's criterion for which channels, neurons and heads go."""
 
-TUNE_SAMPLERS: tuple[str, ...] = ("auto", "tpe", "gp", "cmaes", "random")
-"""Optuna samplers ``deepdive tune --sampler`` offers."""
+TUNE_SAMPLERS: tuple[str, ...] = ("tpe", "gp", "cmaes", "random")
+"""Optuna samplers ``deepdive tune --sampler`` offers (the first is the default: a fixed choice, named as such)."""
 
-TUNE_PRUNERS: tuple[str, ...] = ("auto", "hyperband", "asha", "median", "none")
-"""Optuna pruners ``deepdive tune --pruner`` offers."""
+TUNE_PRUNERS: tuple[str, ...] = ("hyperband-quarter", "hyperband", "asha", "median", "none")
+"""Optuna pruners ``deepdive tune --pruner`` offers (the first is the default: Hyperband whose first rung
+waits for a quarter of a trial's reports; ``hyperband`` is Optuna's own schedule)."""
 
 TUNE_DIRECTIONS: tuple[str, ...] = ("minimize", "maximize")
 """Whether a study's metric should go down or up."""

@@ -19,7 +19,7 @@ def make_sampler(name: str, parallel: int, seed: Optional[int]) -> Any:
     """The Optuna sampler ``--sampler name`` runs (``parallel`` > 1: TPE treats running trials as lies)."""
     import optuna
 
-    if name in ("auto", "tpe"):
+    if name == "tpe":
         return optuna.samplers.TPESampler(multivariate=True, constant_liar=parallel > 1, seed=seed)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
@@ -42,12 +42,13 @@ def make_pruner(name: str) -> Any:
     """The Optuna pruner ``--pruner name`` runs."""
     import optuna
 
-    if name in ("auto", "hyperband"):
+    if name in ("hyperband-quarter", "hyperband"):
         from deepdive.tune.pruners import LearntHyperbandPruner
 
-        # auto: the first rung after a quarter of a full trial's reports; hyperband: Optuna's schedule
-        # (after the second report). Both learn a full trial's length from trials --patience did not end.
-        return LearntHyperbandPruner(first_rung_share=4 if name == "auto" else None)
+        # hyperband-quarter (the default): the first rung after a quarter of a full trial's reports;
+        # hyperband: Optuna's schedule (after the second report). Both learn a full trial's length from
+        # trials --patience did not end.
+        return LearntHyperbandPruner(first_rung_share=4 if name == "hyperband-quarter" else None)
     if name == "asha":  # successive halving, one bracket: every trial is judged at every rung
         return optuna.pruners.SuccessiveHalvingPruner()
     if name == "median":

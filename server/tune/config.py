@@ -27,8 +27,10 @@ class StudyConfig:
     parallel: int = 1
     storage: Optional[str] = None
     study_name: Optional[str] = None
-    sampler: str = "auto"
-    pruner: str = "auto"
+    sampler: str = "tpe"
+    """The default is a fixed choice (``deepdive.vocabulary.TUNE_SAMPLERS[0]``), named as what it runs."""
+    pruner: str = "hyperband-quarter"
+    """The default: Hyperband whose first rung waits for a quarter of a trial's reports (a fixed choice)."""
     metric: Optional[str] = None
     direction: Optional[str] = None
     value: Optional[str] = None
@@ -39,6 +41,12 @@ class StudyConfig:
     reports in a row have not improved on its best (needs ``value="best"``, which it implies)."""
     timeout: Optional[float] = None
     seed: Optional[int] = None
+    confirm: int = 0
+    """After a search that ended without Ctrl-C, re-train the top ``confirm`` distinct complete trials
+    with ``confirm_seeds`` fresh seeds each; the best mean is the study's answer (0: off;
+    :mod:`deepdive.tune.confirm`)."""
+    confirm_seeds: int = 3
+    """Fresh training seeds per confirmed trial: S+1 … S+R, S the search's seed (``seed`` or 0)."""
     retry_failed: bool = False
     pack: bool = False
     workspace: Optional[str] = None
@@ -68,6 +76,11 @@ def check_config(config: StudyConfig, script: str) -> None:
         raise TuneError("--parallel must be at least 1")
     if config.patience is not None and config.patience < 1:
         raise TuneError(f"--patience must be at least 1 (reports without a new best), got {config.patience}")
+    if config.confirm < 0:
+        raise TuneError(f"--confirm must be 0 (off) or a number of top trials to re-train, got {config.confirm}")
+    if config.confirm_seeds < 2:
+        raise TuneError(f"--confirm-seeds must be at least 2 (a mean over one seed is the search's noise again), "
+                        f"got {config.confirm_seeds}")
     if config.direction is not None and config.direction not in TUNE_DIRECTIONS:
         raise TuneError(f"direction must be minimize or maximize, got {config.direction!r}")
     if not Path(script).is_file():

@@ -34,8 +34,8 @@ def _pruned_at(pruner, steps: int, n: int = 60, seed: int = 0) -> tuple[list[int
     return stopped, study
 
 
-def test_auto_is_hyperband_with_its_first_rung_after_a_quarter_of_the_reports():
-    pruner = make_pruner("auto")
+def test_the_default_is_hyperband_with_its_first_rung_after_a_quarter_of_the_reports():
+    pruner = make_pruner("hyperband-quarter")
     assert isinstance(pruner, LearntHyperbandPruner) and pruner.first_rung is None  # learnt from a complete trial
     stopped, _ = _pruned_at(pruner, steps=9)
     assert pruner.first_rung == 2  # 9 reports: no decision before the third (step 2)
@@ -83,7 +83,7 @@ def test_nothing_is_pruned_before_a_trial_completes():
 def test_a_trial_patience_ended_does_not_set_the_length_of_a_full_trial():
     """--patience ends a trial complete after fewer reports; Hyperband must learn a full trial's length
     from a trial that ran its course, or it would prune after the second report of a 9-epoch search."""
-    for name, first in (("auto", 2), ("hyperband", 1)):
+    for name, first in (("hyperband-quarter", 2), ("hyperband", 1)):
         pruner = make_pruner(name)
         study = optuna.create_study(direction="maximize", pruner=pruner, sampler=optuna.samplers.RandomSampler(0))
         short = study.ask()

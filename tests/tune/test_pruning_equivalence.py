@@ -11,7 +11,7 @@ from deepdive.tune.study import Ledger, make_pruner, open_storage
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 
 PRUNERS = {
-    "auto": lambda: make_pruner("auto"),  # deepdive's default: Hyperband, its first rung at a quarter of a trial
+    "hyperband-quarter": lambda: make_pruner("hyperband-quarter"),  # deepdive's default: Hyperband, its first rung at a quarter of a trial
     "hyperband": lambda: optuna.pruners.HyperbandPruner(),
     "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=10),
     "halving": lambda: optuna.pruners.SuccessiveHalvingPruner(),
@@ -117,7 +117,7 @@ def _ledger(pruner, curves, direction, url):
     return decisions, study, ledger
 
 
-@pytest.mark.parametrize("name, direction", [("auto", "maximize"), ("hyperband", "maximize"), ("hyperband", "minimize"),
+@pytest.mark.parametrize("name, direction", [("hyperband-quarter", "maximize"), ("hyperband", "maximize"), ("hyperband", "minimize"),
                                              ("median", "maximize"), ("halving", "minimize")])
 def test_mirror_decides_like_direct_reporting(tmp_path, name, direction):
     curves = _curves(26, 9, seed=len(name) * 7 + len(direction))

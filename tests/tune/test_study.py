@@ -53,11 +53,11 @@ def test_digits_study_with_pruning_and_two_parallel_workers(tmp_path):
     kinds = [k for k, _ in events]
     assert kinds[0] == "tune.study" and kinds[-1] == "tune.done"
     start = events[0][1]
-    assert start == {"study": "digits", "direction": "maximize", "metric": "accuracy", "sampler": "auto",
-                     "pruner": "auto", "n_trials": 10, "parallel": 2, "storage": _db(tmp_path),
+    assert start == {"study": "digits", "direction": "maximize", "metric": "accuracy", "sampler": "tpe",
+                     "pruner": "hyperband-quarter", "n_trials": 10, "parallel": 2, "storage": _db(tmp_path),
                      "metric_source": "--metric; direction guessed from the name",
-                     "sampler_label": "TPE (auto: multivariate, constant liar)",
-                     "pruner_label": "Hyperband (auto: fixed variant, first rung at a quarter of a trial's reports)",
+                     "sampler_label": "TPE (multivariate, constant liar)",
+                     "pruner_label": "Hyperband, first rung at a quarter of a trial's reports",
                      "importance_after": 20}
     trial_events = [f for k, f in events if k == "tune.trial"]
     assert set(trial_events[0]) == {"study", "number", "state", "params", "value", "intermediate", "reason", "worker",
@@ -245,7 +245,8 @@ def test_cli_json_and_apply(tmp_path, capsys, monkeypatch):
     assert (0.5, "trial 2/2 · best 2.25") in steps
     assert progress[-1] == {"type": "result", "data": {"study": "modes", "bestValue": 2.25,
                                                         "bestParams": {"mode": "ok", "x": 0.75}, "nComplete": 2,
-                                                        "nPruned": 0, "nFail": 0}}
+                                                        "nPruned": 0, "nFail": 0, "chosenNumber": 0,
+                                                        "chosenParams": {"mode": "ok", "x": 0.75}, "confirmed": None}}
     lines = [json.loads(line) for line in metrics.read_text().splitlines()]
     events = [e for e in lines if e["type"] == "event"]
     assert {e["run"] for e in events} == {"tune-modes"}
