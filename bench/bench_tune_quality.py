@@ -1,45 +1,41 @@
-"""Search quality at equal trial budget: deepdive.tune's defaults against random search without pruning.
+"""Search quality at equal trial budget on a real task: what a user gets from each arm's chosen configuration.
 
 The task is real: ``server/examples/polarity.py`` (sentence polarity, Rotten Tomatoes snippets, a
-fixed seeded 90/10 split; validation accuracy reported after every epoch). For each seed, two
-studies of ``--trials`` trials each run through :func:`deepdive.tune.run_study` (warm workers,
-``--parallel`` of them, one CPU thread each; a fresh SQLite storage per study):
+fixed seeded 90/10 split; validation accuracy reported after every epoch). For each study seed, one
+study of ``--trials`` trials per arm runs through :func:`deepdive.tune.run_study` (warm workers,
+``--parallel`` of them, one CPU thread each; a fresh SQLite storage per study), the arms in turn:
 
-- ``tool``:   ``--sampler``/``--pruner`` (default ``auto``/``auto``: multivariate TPE + Hyperband with
-  its first rung after a quarter of a trial),
-  ``--patience`` (default off: early stopping inside a trial, with ``--value best``);
-- ``random``: random sampling, no pruning (every trial trains ``--epochs`` epochs).
+- ``random``:  random sampling, no pruning (every trial trains ``--epochs`` epochs), a trial valued
+  by ``--value`` (default ``best``: its best epoch, what keeping the best checkpoint gives);
+- ``default``: ``deepdive tune``'s defaults as shipped, nothing set (sampler ``tpe``, pruner
+  ``hyperband-quarter``, the study's default value mode, no ``--patience``);
+- ``tool``:    a proposed setting: ``--sampler``/``--pruner``/``--patience`` (default: the defaults
+  plus ``--patience 2``, which implies ``--value best``).
 
-Figures (one JSON object per line; means over seeds, per-seed values alongside):
+**The goal (issue #24), on what a user gets**: each study's chosen configuration (its best trial) is
+re-trained with ``--reeval-seeds`` fresh training seeds (default 3; the search trained with the study's
+seed) and scored by the mean of its re-trained accuracy (``--score``: each re-training's best epoch,
+default, or its last). Per arm, over the study seeds: ``retrained_mean`` with its 95 % confidence
+interval (Student's t over studies), ``retrained_vs_random_points`` (the paired difference against the
+random study of the same seed, with its interval), ``train_seconds_share`` (the arm's training seconds
+over random search's, same seeds) and ``goal``: re-trained mean >= random's - ``--goal-margin`` (0.1)
+points with at most ``--goal-share`` (35 %) of random's training seconds. Measured, never asserted.
 
-- ``best_val_acc_after_N_trials`` for N in ``--checkpoints``: the best completed trial's final
-  validation accuracy among the first N trials (pruned trials count as spent, with no value);
-- ``epochs_spent``: training epochs run by the study (a pruned trial counts the epochs it ran) —
-  the compute measure; ``train_seconds`` and ``wall_seconds`` too;
-- ``best_val_acc_any``: the best accuracy any configuration reached across all studies;
-- ``gap_to_best_points``: (best_val_acc_any - the study's best) in accuracy points;
-- ``epochs_to_within_goal``: epochs the study had spent when its best first came within
-  ``--goal-points`` (default 0.3) of ``best_val_acc_any`` (null when it never did);
-- ``goal``: the issue's goal, measured, never asserted: on every seed the tool's best came within
-  ``--goal-points`` of ``best_val_acc_any`` by the time it had spent at most ``--goal-compute``
-  (40 %) of the epochs random search spent on its whole study (the random study of the same seed);
-- ``train_seconds_to_within_goal``, ``goal_train_seconds``: the same with compute measured as the
-  trials' training seconds (studies saved with each trial's ``train_s``);
-- with ``--reeval-seeds K``: each study's best configuration re-trained with K fresh training seeds
-  (the search trained with seed 0), ``--parallel`` at a time: ``reeval_seed_spread`` (a
-  configuration's standard deviation over seeds), ``reeval_best_config_acc`` (the chosen
-  configurations' mean accuracy, tool against random), ``winners_curse_points`` (the search's best
-  value minus that mean) and ``reeval_gap_to_best_points``. ``--reeval-cache FILE`` keeps the
-  re-trainings, so reruns over saved studies train nothing twice.
+Older figures, kept per arm (``arm`` field; ``baseline`` = random): ``best_val_acc_after_N_trials``
+(the search's own best, which overstates its configuration: the winner's curse), ``epochs_spent``,
+``train_seconds``, ``wall_seconds``, ``winners_curse_points``, ``reeval_seed_spread``.
 
-``--from-studies FILE[,FILE...]`` recomputes the figures from previous runs' ``--out`` files (each
-trial's per-epoch curve is there too); ``--first-seed`` adds seeds to saved studies (e.g.
-``--first-seed 3 --seeds 2``).
+``--out FILE`` saves every study (each trial's curve and training seconds) and, when it exists, a
+run continues it: a study of the same arm, seed, trial count and epochs already there is not rerun
+(a cut run resumes where it stopped; ``make bench-tune-quality`` does this); ``--from-studies
+FILE[,FILE...]`` recomputes the figures from such files (no search rerun); ``--reeval-cache FILE``
+keeps the re-trainings (each written as it ends), so reruns train nothing twice; ``--first-seed``
+adds seeds (e.g. ``--first-seed 5 --seeds 3``).
 
 Usage::
 
-    .venv/bin/python bench/bench_tune_quality.py                      # 3 seeds x 30 trials x 3 epochs (~25 min on 2 loaded cores)
-    .venv/bin/python bench/bench_tune_quality.py --seeds 1 --trials 10 --epochs 2   # a quick look
+    .venv/bin/python bench/bench_tune_quality.py --out tq.jsonl --reeval-cache tq-re.jsonl   # 5 seeds x 3 arms x 30 trials x 9 epochs (hours on 2 cores)
+    .venv/bin/python bench/bench_tune_quality.py --seeds 1 --trials 4 --epochs 2 --reeval-seeds 2   # a quick look
 """
 
 from __future__ import annotations
@@ -59,6 +55,13 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "server" / "examples" / "polarity.py"
 
 
+ARMS = ("random", "default", "tool")
+# Student's t, 97.5 % quantile, by degrees of freedom (a 95 % two-sided interval); beyond 30, 1.96
+T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
+        11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110, 18: 2.101, 19: 2.093,
+        20: 2.086, 25: 2.060, 30: 2.042}
+
+
 def emit(metric: str, value: Any, unit: str, **extra: Any) -> None:
     print(json.dumps({"bench": "tune_quality", "metric": metric, "value": value, "unit": unit, **extra}), flush=True)
 
@@ -74,21 +77,46 @@ def ratio(value: Optional[float], baseline: Optional[float]) -> Optional[float]:
     return value / baseline  # type: ignore[operator]
 
 
+def t975(df: int) -> float:
+    if df in T975:
+        return T975[df]
+    below = [d for d in T975 if d < df]
+    return T975[max(below)] if df < 30 else 1.96
+
+
+def ci95(values: list[float]) -> Optional[list[float]]:
+    """The mean's 95 % confidence interval (Student's t), or None with fewer than two values."""
+    if len(values) < 2:
+        return None
+    m, half = statistics.fmean(values), t975(len(values) - 1) * statistics.stdev(values) / len(values) ** 0.5
+    return [m - half, m + half]
+
+
+def arm_config(arm: str, args: argparse.Namespace) -> dict[str, Any]:
+    """What ``deepdive tune`` is given in ``arm`` (None: the tool's default, as shipped)."""
+    if arm == "random":
+        return {"sampler": "random", "pruner": "none", "patience": None, "value": args.value}
+    if arm == "default":
+        return {"sampler": None, "pruner": None, "patience": None, "value": None}
+    if arm == "tool":
+        return {"sampler": args.sampler, "pruner": args.pruner, "patience": args.patience,
+                "value": "best" if args.patience else args.value}
+    raise SystemExit(f"bench_tune_quality: unknown arm {arm!r} (one of {', '.join(ARMS)})")
+
+
 def study(arm: str, seed: int, args: argparse.Namespace, workspace: str) -> dict[str, Any]:
     """Run one study; return its trials in number order with the epochs each ran."""
     from deepdive.tune import StudyConfig, run_study
 
-    sampler, pruner = (args.sampler, args.pruner) if arm == "tool" else ("random", "none")
-    patience = args.patience if arm == "tool" else None
+    chosen = arm_config(arm, args)
+    given = {k: v for k, v in chosen.items() if v is not None}  # None: StudyConfig's default
     script_args = ["--epochs", str(args.epochs)]
     if args.data:
         script_args += ["--data", args.data]
     config = StudyConfig(
         str(SCRIPT), n_trials=args.trials, script_args=script_args, parallel=args.parallel,
         storage=f"sqlite:///{workspace}/{arm}-{seed}.db", study_name=f"polarity-{arm}-{seed}",
-        sampler=sampler, pruner=pruner, metric="val_acc", direction="maximize", value=args.value, seed=seed,
-        patience=patience,
-        workspace=workspace,
+        metric="val_acc", direction="maximize", seed=seed, workspace=workspace, **given,
     )
     started = time.perf_counter()
     result = run_study(config)
@@ -98,8 +126,8 @@ def study(arm: str, seed: int, args: argparse.Namespace, workspace: str) -> dict
              "value": t["value"] if t["state"] == "complete" else None,
              "epochs": len(t["intermediate"]), "train_s": t.get("train_s"), "params": t["params"],
              "curve": [v for _, v in t["intermediate"]]} for t in trials]
-    return {"arm": arm, "seed": seed, "sampler": sampler, "pruner": pruner, "patience": patience,
-            "n_stopped": result.n_stopped, "trials": rows, "wall_s": wall,
+    return {"arm": arm, "seed": seed, "trials_per_study": args.trials, "epochs": args.epochs, "sampler": config.sampler, "pruner": config.pruner, "patience": config.patience,
+            "value_mode": result.value_mode, "n_stopped": result.n_stopped, "trials": rows, "wall_s": wall,
             "train_s": result.train_seconds, "n_complete": result.n_complete, "n_pruned": result.n_pruned,
             "n_fail": result.n_fail}
 
@@ -109,68 +137,58 @@ def best_after(rows: list[dict[str, Any]], n: int) -> Optional[float]:
     return max(values) if values else None
 
 
-def spent_to_within(rows: list[dict[str, Any]], target: float, key: str = "epochs") -> Optional[float]:
-    """The ``key`` (epochs, or training seconds) the study had spent, in trial order, when a trial first
-    reached ``target``; None when none did, or when a trial lacks the measure (studies saved before it)."""
-    spent = 0.0
-    for row in rows:
-        if row.get(key) is None:
-            return None
-        spent += row[key]
-        if row["value"] is not None and row["value"] >= target:
-            return spent
-    return None
-
-
-def has_train_s(study: dict[str, Any]) -> bool:
-    return all(row.get("train_s") is not None for row in study["trials"])
-
-
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=3, help="studies per arm (seeds FIRST..FIRST+N-1)")
+    parser.add_argument("--seeds", type=int, default=5, help="studies per arm (seeds FIRST..FIRST+N-1)")
     parser.add_argument("--first-seed", type=int, default=0, help="the first study seed (to add seeds to saved studies)")
     parser.add_argument("--trials", type=int, default=30, help="trials per study")
-    parser.add_argument("--epochs", type=int, default=3, help="epochs of a trial that is not pruned")
+    parser.add_argument("--epochs", type=int, default=9, help="epochs of a trial that is not pruned")
     parser.add_argument("--parallel", type=int, default=2, help="warm workers per study (one CPU thread each)")
-    parser.add_argument("--checkpoints", default="5,10,20,30", help="report the best after these trial counts")
-    parser.add_argument("--sampler", default="auto", help="the tool arm's sampler (deepdive tune --sampler)")
-    parser.add_argument("--pruner", default="auto", help="the tool arm's pruner (deepdive tune --pruner)")
-    parser.add_argument("--patience", type=int, default=None,
-                        help="the tool arm's early stopping inside a trial (deepdive tune --patience; implies --value best)")
-    parser.add_argument("--value", default="last", choices=("last", "best"),
-                        help="a trial's value, both arms: its last epoch's accuracy or its best epoch's (deepdive tune --value)")
-    parser.add_argument("--goal-points", type=float, default=0.3, help="'within X points of the best found'")
-    parser.add_argument("--goal-compute", type=float, default=0.4, help="'using at most this share of random's epochs'")
-    parser.add_argument("--data", default=None, help="the rt-polarity folder (default: the script's)")
-    parser.add_argument("--out", default=None, help="also write every study's trials here (JSONL)")
-    parser.add_argument("--from-studies", default=None,
-                        help="recompute the figures from --out file(s), comma-separated (no run)")
-    parser.add_argument("--reeval-seeds", type=int, default=0,
-                        help="re-train each study's best configuration with this many fresh training seeds "
-                             "(1..K; the search trained with seed 0) and compare the means (0: off)")
+    parser.add_argument("--checkpoints", default="5,10,20,30", help="report the search's best after these trial counts")
+    parser.add_argument("--arms", default=",".join(ARMS), help=f"which arms run, in this order per seed ({', '.join(ARMS)})")
+    parser.add_argument("--sampler", default="tpe", help="the tool arm's sampler (deepdive tune --sampler)")
+    parser.add_argument("--pruner", default="hyperband-quarter", help="the tool arm's pruner (deepdive tune --pruner)")
+    parser.add_argument("--patience", type=int, default=2,
+                        help="the tool arm's early stopping inside a trial (deepdive tune --patience; implies --value "
+                             "best); 0: none")
+    parser.add_argument("--value", default="best", choices=("last", "best"),
+                        help="a trial's value in the random and tool arms: its best epoch's accuracy or its last "
+                             "(deepdive tune --value; the default arm keeps the tool's default)")
+    parser.add_argument("--score", default="best", choices=("last", "best"),
+                        help="a re-training's score: its best epoch's validation accuracy (what keeping the best "
+                             "checkpoint gives) or its last epoch's; the same for every arm")
+    parser.add_argument("--reeval-seeds", type=int, default=3,
+                        help="re-train each study's chosen configuration with this many fresh training seeds "
+                             "(1000 + 100 x study seed + 1..K) and score it by the mean (0: off)")
     parser.add_argument("--reeval-cache", default=None,
-                        help="JSONL of re-trainings already done (read, and appended to), so --from-studies reruns "
-                             "train nothing twice")
-    parser.add_argument("--arms", default="tool,random", help="which studies to run (e.g. only tool, to compare "
-                        "another --pruner against a saved random arm with --from-studies)")
+                        help="JSONL of re-trainings already done (read, and appended to), so reruns train nothing twice")
+    parser.add_argument("--goal-margin", type=float, default=0.1,
+                        help="the goal: re-trained mean >= random's - this many points")
+    parser.add_argument("--goal-share", type=float, default=0.35,
+                        help="the goal: with at most this share of random search's training seconds")
+    parser.add_argument("--data", default=None, help="the rt-polarity folder (default: the script's)")
+    parser.add_argument("--out", default=None, help="also write every study's trials here (JSONL, appended)")
+    parser.add_argument("--from-studies", default=None,
+                        help="recompute the figures from --out file(s), comma-separated (no search rerun)")
     args = parser.parse_args(argv)
-    if args.patience is not None and args.value != "best":
-        parser.error("--patience needs --value best (both arms are scored by their best epoch)")
+    if args.patience == 0:
+        args.patience = None
+    if args.reeval_seeds == 1:
+        parser.error("--reeval-seeds needs 2 or more for a confidence interval (0: off)")
 
     sys.path.insert(0, str(SCRIPT.parent))
     import polarity  # noqa: E402 - the example's own data check
 
     reason = polarity.missing_data(Path(args.data) if args.data else polarity.default_data_dir())
-    if reason:
+    if reason and not args.from_studies:  # (saved studies with a full --reeval-cache need no data)
         print(f"bench_tune_quality: {reason}", file=sys.stderr)
         return 2
+    arms = [a.strip() for a in args.arms.split(",") if a.strip()]
+    configs = {arm: arm_config(arm, args) for arm in arms}
     checkpoints = sorted({int(c) for c in args.checkpoints.split(",") if c.strip() and int(c) <= args.trials})
-    emit("budget", args.seeds * args.trials * len(args.arms.split(",")), "trials", seeds=args.seeds,
-         first_seed=args.first_seed, trials_per_study=args.trials,
-         epochs_per_trial=args.epochs, parallel=args.parallel, trial_value=args.value, checkpoints=checkpoints,
-         tool=f"deepdive.tune run_study: sampler={args.sampler} pruner={args.pruner} patience={args.patience}",
-         baseline="deepdive.tune run_study: sampler=random pruner=none", cpus=os.cpu_count(),
+    emit("budget", args.seeds * args.trials * len(arms), "trials", seeds=args.seeds, first_seed=args.first_seed,
+         trials_per_study=args.trials, epochs_per_trial=args.epochs, parallel=args.parallel, arms=configs,
+         score=args.score, reeval_seeds=args.reeval_seeds, checkpoints=checkpoints, cpus=os.cpu_count(),
          from_studies=args.from_studies)
 
     if args.from_studies:
@@ -178,27 +196,42 @@ def main(argv: Optional[list[str]] = None) -> int:
         for name in args.from_studies.split(","):
             with open(name) as f:
                 studies += [json.loads(line) for line in f if line.strip()]
-        print(f"# figures from {args.from_studies} ({len(studies)} studies; nothing rerun)", file=sys.stderr)
+        print(f"# figures from {args.from_studies} ({len(studies)} studies; no search rerun)", file=sys.stderr)
     else:
-        studies = run_all(args)
-    code = report(studies, args, checkpoints)
+        studies = run_all(args, arms)
+    code = report(studies, checkpoints)
     if args.reeval_seeds > 0:
         reevaluate(studies, args)
     return code
 
 
-def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
+def run_all(args: argparse.Namespace, arms: list[str]) -> list[dict[str, Any]]:
+    """Every seed's studies, the arms in turn (so the machine's load falls on every arm alike)."""
     studies: list[dict[str, Any]] = []
-    out = open(args.out, "w") if args.out else None
+    saved: dict[tuple[str, int], dict[str, Any]] = {}
+    if args.out and os.path.exists(args.out):  # a cut run continues: studies already saved are not rerun
+        with open(args.out) as f:
+            for line in f:
+                if line.strip():
+                    s = json.loads(line)
+                    wanted = arm_config(s["arm"], args) if s["arm"] in ARMS else {}
+                    same = all(s.get(k) == v for k, v in wanted.items() if k != "value" and v is not None)
+                    if same and (s.get("trials_per_study"), s.get("epochs")) == (args.trials, args.epochs):
+                        saved[(s["arm"], s["seed"])] = s
+    out = open(args.out, "a") if args.out else None
     with tempfile.TemporaryDirectory(prefix="bench-tune-quality-") as workspace:
         for seed in range(args.first_seed, args.first_seed + args.seeds):
-            for arm in args.arms.split(","):
+            for arm in arms:
+                if (arm, seed) in saved:
+                    studies.append(saved[(arm, seed)])
+                    print(f"# seed {seed} {arm}: saved in {args.out} (not rerun)", file=sys.stderr, flush=True)
+                    continue
                 done = study(arm, seed, args, workspace)
                 studies.append(done)
                 best = best_after(done["trials"], args.trials)
                 print(f"# seed {seed} {arm}: best {best}, {sum(r['epochs'] for r in done['trials'])} epochs, "
                       f"{done['n_complete']} complete / {done['n_pruned']} pruned / {done['n_fail']} failed, "
-                      f"{done['wall_s']:.0f} s", file=sys.stderr, flush=True)
+                      f"{done['train_s']:.0f} s training, {done['wall_s']:.0f} s", file=sys.stderr, flush=True)
                 if out:
                     out.write(json.dumps(done) + "\n")
                     out.flush()
@@ -207,76 +240,45 @@ def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
     return studies
 
 
-def report(studies: list[dict[str, Any]], args: argparse.Namespace, checkpoints: list[int]) -> int:
-    by_arm = {arm: [s for s in studies if s["arm"] == arm] for arm in ("tool", "random")}
-    all_values = [r["value"] for s in studies for r in s["trials"] if r["value"] is not None]
-    best_any = max(all_values) if all_values else None
-    emit("best_val_acc_any", best_any, "accuracy", note="best final validation accuracy of any trial, all studies")
+def by_arm(studies: list[dict[str, Any]]) -> dict[str, dict[int, dict[str, Any]]]:
+    """arm -> seed -> study (a later study of the same arm and seed replaces an earlier one)."""
+    out: dict[str, dict[int, dict[str, Any]]] = {}
+    for s in studies:
+        out.setdefault(s["arm"], {})[s["seed"]] = s
+    return out
 
-    for n in checkpoints:
-        tool = [best_after(s["trials"], n) for s in by_arm["tool"]]
-        rand = [best_after(s["trials"], n) for s in by_arm["random"]]
-        emit(f"best_val_acc_after_{n}_trials", mean(tool), "accuracy", baseline=mean(rand),
-             ratio=ratio(mean(tool), mean(rand)), per_seed=tool, baseline_per_seed=rand)
 
-    epochs = {arm: [sum(r["epochs"] for r in s["trials"]) for s in by_arm[arm]] for arm in by_arm}
-    emit("epochs_spent", mean(epochs["tool"]), "epochs", baseline=mean(epochs["random"]),
-         ratio=ratio(mean(epochs["tool"]), mean(epochs["random"])), per_seed=epochs["tool"],
-         baseline_per_seed=epochs["random"])
-    for key, unit in (("train_s", "s"), ("wall_s", "s")):
-        tool = [s[key] for s in by_arm["tool"]]
-        rand = [s[key] for s in by_arm["random"]]
-        emit(f"{'train' if key == 'train_s' else 'wall'}_seconds", mean(tool), unit, baseline=mean(rand),
-             ratio=ratio(mean(tool), mean(rand)))
-    pruned = [s["n_pruned"] for s in by_arm["tool"]]
-    emit("trials_pruned", mean(pruned), "trials", per_seed=pruned)
-
-    if best_any is None:
-        emit("goal", None, "bool", note="no trial completed")
+def report(studies: list[dict[str, Any]], checkpoints: list[int]) -> int:
+    """The search's own figures per arm against random search (same seeds where both ran)."""
+    arms = by_arm(studies)
+    if not studies:
+        emit("goal", None, "bool", note="no study")
         return 1
-    gaps = {arm: [None if best_after(s["trials"], args.trials) is None
-                  else 100 * (best_any - best_after(s["trials"], args.trials)) for s in by_arm[arm]]
-            for arm in by_arm}
-    emit("gap_to_best_points", mean(gaps["tool"]), "points", baseline=mean(gaps["random"]),
-         per_seed=gaps["tool"], baseline_per_seed=gaps["random"])
-    target = best_any - args.goal_points / 100
-    reach = {arm: [spent_to_within(s["trials"], target) for s in by_arm[arm]] for arm in by_arm}
-    emit("epochs_to_within_goal", mean(reach["tool"]), "epochs", baseline=mean(reach["random"]),
-         ratio=ratio(mean(reach["tool"]), mean(epochs["random"])), per_seed=reach["tool"],
-         baseline_per_seed=reach["random"], goal_points=args.goal_points,
-         note="ratio: against random search's total epochs; null per seed: never within the goal")
-    # the goal: the tool's running best comes within goal_points of the best found while it has
-    # spent at most goal_compute of random search's epochs (random's whole study, same trial budget)
-    # (a tool study is held against the random study of its seed, else against random's mean)
-    totals = {key: {s["seed"]: (sum(r["epochs"] for r in s["trials"]) if key == "epochs" else s["train_s"])
-                    for s in by_arm["random"]} for key in ("epochs", "train_s")}
-
-    def random_total(seed: int, key: str) -> Optional[float]:
-        return totals[key].get(seed, mean(list(totals[key].values())))
-
-    budget = [random_total(s["seed"], "epochs") for s in by_arm["tool"]]
-    per_seed_goal = [r is not None and b is not None and r <= args.goal_compute * b for r, b in zip(reach["tool"], budget)]
-    emit("goal", all(per_seed_goal) if per_seed_goal else None, "bool", per_seed=per_seed_goal,
-         seeds=[s["seed"] for s in by_arm["tool"]], epochs_to_within_goal=reach["tool"], random_epochs=budget,
-         statement=f"tool within {args.goal_points} points of the best found after <= {args.goal_compute:.0%} of "
-                   "random search's epochs (measured, not asserted)")
-    # the same goal with compute measured as the trials' training seconds (an epoch of a wide model at
-    # batch 16 costs ten times one of a narrow model at batch 256); tool studies saved without per-trial
-    # seconds are left out
-    timed = [s for s in by_arm["tool"] if has_train_s(s)]
-    if timed:
-        reach_s = [spent_to_within(s["trials"], target, "train_s") for s in timed]
-        budget_s = [random_total(s["seed"], "train_s") for s in timed]
-        per_seed_s = [r is not None and b is not None and r <= args.goal_compute * b for r, b in zip(reach_s, budget_s)]
-        emit("train_seconds_to_within_goal", mean(reach_s), "s", baseline=mean(budget_s),
-             ratio=ratio(mean(reach_s), mean(budget_s)), per_seed=reach_s, baseline_per_seed=budget_s,
-             note="baseline: random search's total training seconds; null per seed: never within the goal")
-        emit("goal_train_seconds", all(per_seed_s), "bool", per_seed=per_seed_s, seeds=[s["seed"] for s in timed],
-             statement=f"tool within {args.goal_points} points of the best found after <= {args.goal_compute:.0%} of "
-                       "random search's training seconds (measured, not asserted)")
-    final = [g is not None and g <= args.goal_points for g in gaps["tool"]]
-    emit("tool_final_within_goal_points", sum(final), "seeds", of=len(final), baseline=sum(
-        g is not None and g <= args.goal_points for g in gaps["random"]))
+    rand = arms.get("random", {})
+    for arm, runs in arms.items():
+        if arm == "random":
+            continue
+        seeds = sorted(runs)
+        paired = [seed for seed in seeds if seed in rand]
+        for n in checkpoints:
+            values = [best_after(runs[seed]["trials"], n) for seed in seeds]
+            base = [best_after(rand[seed]["trials"], n) for seed in paired]
+            emit(f"best_val_acc_after_{n}_trials", mean(values), "accuracy", arm=arm, baseline=mean(base),
+                 ratio=ratio(mean(values), mean(base)), per_seed=values, seeds=seeds,
+                 note="the search's own best value (it overstates its configuration: see winners_curse_points)")
+        epochs = [sum(r["epochs"] for r in runs[seed]["trials"]) for seed in paired]
+        base_epochs = [sum(r["epochs"] for r in rand[seed]["trials"]) for seed in paired]
+        emit("epochs_spent", mean(epochs), "epochs", arm=arm, baseline=mean(base_epochs),
+             ratio=ratio(sum(epochs), sum(base_epochs)), per_seed=epochs, baseline_per_seed=base_epochs, seeds=paired)
+        for key, metric in (("train_s", "train_seconds"), ("wall_s", "wall_seconds")):
+            value = [runs[seed][key] for seed in paired]
+            base = [rand[seed][key] for seed in paired]
+            emit(metric, mean(value), "s", arm=arm, baseline=mean(base), ratio=ratio(sum(value), sum(base)),
+                 per_seed=value, baseline_per_seed=base, seeds=paired)
+        emit("trials_pruned", mean([runs[seed]["n_pruned"] for seed in seeds]), "trials", arm=arm,
+             per_seed=[runs[seed]["n_pruned"] for seed in seeds])
+        emit("trials_stopped_early", mean([runs[seed].get("n_stopped", 0) for seed in seeds]), "trials", arm=arm,
+             per_seed=[runs[seed].get("n_stopped", 0) for seed in seeds], note="ended by --patience (complete)")
     return 0
 
 
@@ -286,7 +288,7 @@ def best_row(study: dict[str, Any]) -> Optional[dict[str, Any]]:
 
 
 def retrain_key(params: dict[str, Any], seed: int, args: argparse.Namespace) -> str:
-    return json.dumps({"params": params, "seed": seed, "epochs": args.epochs, "value": args.value}, sort_keys=True)
+    return json.dumps({"params": params, "seed": seed, "epochs": args.epochs, "value": args.score}, sort_keys=True)
 
 
 def retrain(jobs: list[tuple[str, dict[str, Any], int]], args: argparse.Namespace) -> dict[str, float]:
@@ -296,30 +298,38 @@ def retrain(jobs: list[tuple[str, dict[str, Any], int]], args: argparse.Namespac
     queue = list(jobs)
     running: list[tuple[str, subprocess.Popen]] = []
     total = len(queue)
-    while queue or running:
-        while queue and len(running) < args.parallel:
-            key, params, seed = queue.pop(0)
-            argv = [sys.executable, str(SCRIPT), "--epochs", str(args.epochs), "--seed", str(seed), "--json"] + (
-                ["--data", args.data] if args.data else [])
-            running.append((key, subprocess.Popen(argv, env={**env, "DEEPDIVE_PARAMS": json.dumps(params)},
-                                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)))
-        key, proc = running.pop(0)
-        out, err = proc.communicate()
-        if proc.returncode != 0:
-            raise SystemExit(f"bench_tune_quality: a re-training failed: {err.strip().splitlines()[-1:]}")
-        result = json.loads(out.strip().splitlines()[-1])
-        done[key] = result["best_val_acc"] if args.value == "best" else result["val_acc"]
-        print(f"# re-trained {len(done)}/{total}: {done[key]:.4f}", file=sys.stderr, flush=True)
+    cache = open(args.reeval_cache, "a") if args.reeval_cache else None
+    try:
+        while queue or running:
+            while queue and len(running) < args.parallel:
+                key, params, seed = queue.pop(0)
+                argv = [sys.executable, str(SCRIPT), "--epochs", str(args.epochs), "--seed", str(seed), "--json"] + (
+                    ["--data", args.data] if args.data else [])
+                running.append((key, subprocess.Popen(argv, env={**env, "DEEPDIVE_PARAMS": json.dumps(params)},
+                                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)))
+            key, proc = running.pop(0)
+            out, err = proc.communicate()
+            if proc.returncode != 0:
+                raise SystemExit(f"bench_tune_quality: a re-training failed: {err.strip().splitlines()[-1:]}")
+            result = json.loads(out.strip().splitlines()[-1])
+            done[key] = result["best_val_acc"] if args.score == "best" else result["val_acc"]
+            if cache:  # at once: a cut run keeps every re-training it finished
+                cache.write(json.dumps({"key": key, "acc": done[key]}) + "\n")
+                cache.flush()
+            print(f"# re-trained {len(done)}/{total}: {done[key]:.4f}", file=sys.stderr, flush=True)
+    finally:
+        if cache:
+            cache.close()
     return done
 
 
 def reevaluate(studies: list[dict[str, Any]], args: argparse.Namespace) -> None:
-    """Each study's best configuration, re-trained with fresh seeds: what the search's choice is worth.
+    """Each study's chosen configuration, re-trained with fresh seeds: what the search's choice is worth.
 
     A single training run's validation accuracy moves with the seed (initialisation and shuffling) by
-    more than the goal's 0.3 points, and the best of a study is the largest of many such draws: it
+    more than the goal's margin, and the best of a study is the largest of many such draws: it
     overstates its configuration (the winner's curse). The mean over fresh seeds does not."""
-    seeds = list(range(1, args.reeval_seeds + 1))
+    arms = by_arm(studies)
     cache: dict[str, float] = {}
     if args.reeval_cache and os.path.exists(args.reeval_cache):
         with open(args.reeval_cache) as f:
@@ -327,52 +337,66 @@ def reevaluate(studies: list[dict[str, Any]], args: argparse.Namespace) -> None:
                 if line.strip():
                     row = json.loads(line)
                     cache[row["key"]] = row["acc"]
-    chosen = [(s, best_row(s)) for s in studies]
-    jobs = [(retrain_key(row["params"], seed, args), row["params"], seed)
-            for _, row in chosen if row is not None for seed in seeds]
-    todo, seen = [], set()
-    for job in jobs:
-        if job[0] not in cache and job[0] not in seen:
-            todo.append(job)
-            seen.add(job[0])
-    fresh = retrain(todo, args) if todo else {}
-    if args.reeval_cache and fresh:
-        with open(args.reeval_cache, "a") as f:
-            for key, acc in fresh.items():
-                f.write(json.dumps({"key": key, "acc": acc}) + "\n")
-    cache.update(fresh)
 
-    rows = []
+    def fresh_seeds(study_seed: int) -> list[int]:
+        return [1000 + 100 * study_seed + k for k in range(1, args.reeval_seeds + 1)]  # none shared between studies
+
+    chosen = [(s, best_row(s)) for runs in arms.values() for s in runs.values()]
+    todo, seen = [], set()
     for study, row in chosen:
         if row is None:
             continue
-        accs = [cache[retrain_key(row["params"], seed, args)] for seed in seeds]
-        rows.append({"arm": study["arm"], "seed": study["seed"], "search_value": row["value"],
-                     "reeval_mean": statistics.fmean(accs), "reeval": accs, "params": row["params"]})
-    spread = [statistics.stdev(r["reeval"]) for r in rows if len(r["reeval"]) > 1]
-    emit("reeval_seed_spread", mean(spread), "accuracy", seeds=len(seeds),
+        for seed in fresh_seeds(study["seed"]):
+            key = retrain_key(row["params"], seed, args)
+            if key not in cache and key not in seen:
+                todo.append((key, row["params"], seed))
+                seen.add(key)
+    cache.update(retrain(todo, args) if todo else {})
+
+    rows: dict[str, dict[int, dict[str, Any]]] = {}
+    for study, row in chosen:
+        if row is None:
+            continue
+        accs = [cache[retrain_key(row["params"], seed, args)] for seed in fresh_seeds(study["seed"])]
+        rows.setdefault(study["arm"], {})[study["seed"]] = {
+            "search_value": row["value"], "mean": statistics.fmean(accs), "accs": accs, "params": row["params"]}
+        print(f"# {study['arm']} seed {study['seed']}: search {row['value']:.4f}, re-trained "
+              f"{', '.join(f'{a:.4f}' for a in accs)} (mean {statistics.fmean(accs):.4f})", file=sys.stderr)
+    spread = [statistics.stdev(r["accs"]) for runs in rows.values() for r in runs.values() if len(r["accs"]) > 1]
+    emit("reeval_seed_spread", mean(spread), "accuracy", seeds=args.reeval_seeds,
          note="standard deviation of one configuration's accuracy over training seeds, mean over the chosen ones")
-    best_any = max(r["reeval_mean"] for r in rows)
-    by_arm = {arm: [r for r in rows if r["arm"] == arm] for arm in ("tool", "random")}
-    for arm, chosen_rows in by_arm.items():
-        for r in chosen_rows:
-            print(f"# {arm} seed {r['seed']}: search {r['search_value']:.4f}, re-trained "
-                  f"{', '.join(f'{a:.4f}' for a in r['reeval'])} (mean {r['reeval_mean']:.4f})", file=sys.stderr)
-    tool = [r["reeval_mean"] for r in by_arm["tool"]]
-    rand = [r["reeval_mean"] for r in by_arm["random"]]
-    emit("reeval_best_config_acc", mean(tool), "accuracy", baseline=mean(rand), ratio=ratio(mean(tool), mean(rand)),
-         per_seed=tool, baseline_per_seed=rand, seeds=len(seeds),
-         note="each study's best configuration re-trained with fresh seeds: mean accuracy")
-    emit("winners_curse_points", mean([100 * (r["search_value"] - r["reeval_mean"]) for r in by_arm["tool"]]),
-         "points", baseline=mean([100 * (r["search_value"] - r["reeval_mean"]) for r in by_arm["random"]]),
-         note="the search's best value minus its configuration's re-trained mean")
-    gaps = [100 * (best_any - v) for v in tool]
-    emit("reeval_gap_to_best_points", mean(gaps), "points", per_seed=gaps,
-         baseline_per_seed=[100 * (best_any - v) for v in rand], best_any=best_any,
-         note="against the best re-trained mean of any study's chosen configuration")
-    within = [g <= args.goal_points for g in gaps]
-    emit("reeval_within_goal_points", sum(within), "seeds", of=len(within),
-         baseline=sum(100 * (best_any - v) <= args.goal_points for v in rand))
+    rand = rows.get("random", {})
+    for arm, runs in rows.items():
+        seeds = sorted(runs)
+        means = [runs[seed]["mean"] for seed in seeds]
+        emit("retrained_mean", statistics.fmean(means), "accuracy", arm=arm, ci95=ci95(means), per_seed=means,
+             seeds=seeds, reeval_seeds=args.reeval_seeds, score=args.score,
+             note="each study's chosen configuration re-trained with fresh seeds; mean over studies, "
+                  "interval over studies")
+        emit("winners_curse_points", mean([100 * (runs[s]["search_value"] - runs[s]["mean"]) for s in seeds]),
+             "points", arm=arm, note="the search's best value minus its configuration's re-trained mean")
+        if arm == "random":
+            continue
+        paired = [seed for seed in seeds if seed in rand]
+        diffs = [100 * (runs[seed]["mean"] - rand[seed]["mean"]) for seed in paired]
+        emit("retrained_vs_random_points", mean(diffs), "points", arm=arm, ci95=ci95(diffs), per_seed=diffs,
+             seeds=paired, note="re-trained mean minus random search's, same study seed")
+        study_runs = by_arm(studies)
+        train = [study_runs[arm][seed]["train_s"] for seed in paired]
+        base = [study_runs["random"][seed]["train_s"] for seed in paired]
+        share = ratio(sum(train), sum(base)) if paired else None
+        emit("train_seconds_share", share, "ratio", arm=arm, value_s=sum(train), baseline_s=sum(base),
+             per_seed=[ratio(a, b) for a, b in zip(train, base)], seeds=paired,
+             note="the arm's training seconds over random search's (same seeds)")
+        arm_mean = mean([runs[seed]["mean"] for seed in paired])
+        rand_mean = mean([rand[seed]["mean"] for seed in paired])
+        met = None if arm_mean is None or rand_mean is None or share is None else bool(
+            arm_mean >= rand_mean - args.goal_margin / 100 and share <= args.goal_share)
+        emit("goal", met, "bool", arm=arm, retrained_mean=arm_mean, random_retrained_mean=rand_mean,
+             train_seconds_share=share, seeds=paired,
+             statement=f"re-trained mean >= random search's - {args.goal_margin} points with <= "
+                       f"{args.goal_share:.0%} of its training seconds, over {len(paired)} study seeds "
+                       "(measured, not asserted)")
 
 
 if __name__ == "__main__":
