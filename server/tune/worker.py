@@ -202,20 +202,38 @@ def run_trial(conn: Connection, job: dict[str, Any]) -> dict[str, Any]:
         else:
             outcome["value"] = binding.best if job.get("value") == "best" and binding.best is not None else binding.last
     gc.collect()  # the trial's cycles (CUDA tensors among them) before the allocator's cache is emptied;
-    outcome["peak_mem_mib"] = _peak_memory()  # cheap: everything older is frozen (see main)
+    outcome.update(_gpu_memory())  # cheap: everything older is frozen (see main)
     return outcome
 
 
-def _peak_memory() -> float | None:
+def _gpu_memory() -> dict[str, Any]:
+    """What the trial held on its GPU, for ``--pack`` (``peak_mem_mib`` None when it used no CUDA). Then the allocator's
+    cache is emptied and its peak reset, so that the next trial in this worker is measured on its own.
+
+    - ``peak_mem_mib``: the peak of torch's caching allocator (``max_memory_reserved``), the part of the
+      trial's memory that grows with the model and the batch;
+    - ``context_mib``: what this process holds outside the allocator (the CUDA context, the kernels
+      loaded into it, cuBLAS/cuDNN memory): NVML's usage of this pid minus what the allocator holds at
+      the same moment (before the cache is emptied). Each worker process pays it once and keeps it
+      while idle, so the pool counts it per process, not per trial. Measured per process rather than
+      as device memory before/after CUDA starts, which other workers packed on the same GPU change
+      at the same time. None (with ``context_note`` saying why) where NVML does not list this pid;
+    - ``device_total_mib``: the GPU's memory as CUDA reports it to this process (a MIG instance's own).
+    """
     torch = sys.modules.get("torch")
     if torch is None or not torch.cuda.is_available() or not torch.cuda.is_initialized():
-        return None
-    peak = torch.cuda.max_memory_reserved() / 2**20  # what the caching allocator held: what packing must fit
+        return {"peak_mem_mib": None}
+    from deepdive.tune.gpus import process_gpu_mib
+
+    mib = 2**20
+    peak = torch.cuda.max_memory_reserved() / mib  # what the caching allocator held: what packing must fit
+    held = torch.cuda.memory_reserved() / mib
+    process, why = process_gpu_mib(os.getpid())
+    _free, total = torch.cuda.mem_get_info()
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
-    return peak
-
-
+    return {"peak_mem_mib": peak, "context_mib": max(0.0, process - held) if process is not None else None,
+            "context_note": why, "device_total_mib": total / mib}
 
 
 def main(argv: list[str] | None = None) -> int:
