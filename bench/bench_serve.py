@@ -29,8 +29,9 @@ Lines with ``baseline``/``ratio`` (and ``against``): batching on vs off, and our
 same level. ``goal`` lines restate the issue's goals, measured: >= 3x throughput at 32 clients with p99 no
 worse (batching on vs off); higher throughput and lower p99 than LitServe.
 
-``--target-p99 MS``: ours started with ``--target-p99 MS`` (it measures the model and picks max batch and
-queue delay), then loaded at 32 clients (the highest level in ``--quick``): its p99 against MS; and once
+``--target-p99 MS``: ours started with ``--target-p99 MS --clients 32`` (it measures the model and picks max
+batch and queue delay for that concurrency, or refuses with what would meet it), then loaded at 32 clients
+(the highest level in ``--quick``): its p99 against MS, or its refusal; and once
 with an impossible target (0.001 ms), which it must refuse: its exit code and one-line reason.
 
 One JSON object per line ``{"bench": "serve", "model", "arm", "concurrency", "metric", "value", "unit"}``.
@@ -441,7 +442,7 @@ def target_check(folder: Path, bodies: list[bytes], task: str, args: argparse.Na
     """Ours with ``--target-p99``: the p99 it gives under load; and an impossible target, which it must refuse."""
     level = 32 if 32 in args.levels else max(args.levels)
     name = json.loads((folder / "deploy.json").read_text())["name"]
-    server = ours(folder, "target_p99", args, workdir, "--target-p99", str(args.target_p99))
+    server = ours(folder, "target_p99", args, workdir, "--target-p99", str(args.target_p99), "--clients", str(level))
     try:
         server.wait_ready("/v2/health/ready")
         chosen = next((line for line in server.lines if line.startswith("--target-p99")), "")

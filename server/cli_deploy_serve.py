@@ -50,6 +50,10 @@ def add_parser(actions: Any) -> None:
     p.add_argument("--target-p99", type=float, default=None, metavar="MS",
                    help="choose --max-batch and --max-queue-delay-us so the predicted p99 latency fits MS (measured at "
                         "startup); settings given explicitly are checked against it and refused if they break it")
+    p.add_argument("--clients", type=int, default=None, metavar="N",
+                   help="with --target-p99: the concurrent requests to plan for (closed-loop clients or requests in "
+                        "flight); the prediction then counts the batches queued ahead at that load (without it, it "
+                        "assumes the load stays within what the instances serve)")
 
 
 def _preferred(text: Optional[str]) -> tuple[int, ...]:
@@ -71,13 +75,15 @@ def _check(args: argparse.Namespace) -> None:
 
     for flag, value, low in (("--instances", args.instances, 1), ("--threads-per-instance", args.threads_per_instance, 1),
                              ("--max-batch", args.max_batch, 1), ("--max-queue-delay-us", args.max_queue_delay_us, 0),
-                             ("--max-queue", args.max_queue, 1), ("--port", args.port, 0)):
+                             ("--max-queue", args.max_queue, 1), ("--port", args.port, 0), ("--clients", args.clients, 1)):
         if value is not None and value < low:
             raise DeployError(f"{flag} {value} must be at least {low}")
     if not 0 <= args.port <= 65535:
         raise DeployError(f"--port {args.port} is not a TCP port (0-65535)")
     if args.timeout_ms <= 0 or args.max_body_mb <= 0:
         raise DeployError("--timeout-ms and --max-body-mb must be more than 0")
+    if args.clients is not None and args.target_p99 is None:
+        raise DeployError("--clients is the load --target-p99 plans for: give --target-p99 MS too (or drop --clients)")
     if args.target_p99 is not None and args.no_batching:
         raise DeployError("--target-p99 chooses the batching settings: drop --no-batching (or --target-p99)")
 
@@ -155,7 +161,8 @@ def run(args: argparse.Namespace) -> int:
                 sizes = candidates(args.max_batch)
                 times = measure(runners[0], examples, sizes, repeats=30, budget_s=1.0,
                                 progress=lambda f, text: step(args.instances + f, text))
-                target = choose(times, args.target_p99, max_batch=args.max_batch, delay_us=args.max_queue_delay_us)
+                target = choose(times, args.target_p99, max_batch=args.max_batch, delay_us=args.max_queue_delay_us,
+                                clients=args.clients, instances=args.instances, max_queue=args.max_queue)
     except BaseException:
         sock.close()
         raise

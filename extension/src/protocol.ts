@@ -722,6 +722,8 @@ export interface DeployServeOptions {
   no_batching?: boolean;
   /** Milliseconds: choose max batch and queue delay so the predicted p99 latency fits. */
   target_p99?: number | null;
+  /** With target_p99: the concurrent requests to plan for (queueing at that load is in the prediction). */
+  clients?: number | null;
 }
 
 /** A producer's batch on /ingest (the engine's reporter sends one about every 0.2 s). */
@@ -1435,7 +1437,7 @@ export const JobOptionRanges = {
   'diagnose': { steps: [1, 1000], warmup: [0, 1000] },
   'diagnose-fix': { line: [1, 1e+07], pairs: [2, 100], steps: [1, 1000], warmup: [0, 1000] },
   'deploy-bench': { tolerance: [0, 1e+06], budget_s: [0.1, 3600] },
-  'deploy-serve': { port: [0, 65535], instances: [1, 256], max_batch: [1, 65536], max_queue_delay_us: [0, 6e+07], timeout_ms: [0.001, 3.6e+06], max_queue: [1, 1e+06], target_p99: [0.001, 3.6e+06] },
+  'deploy-serve': { port: [0, 65535], instances: [1, 256], max_batch: [1, 65536], max_queue_delay_us: [0, 6e+07], timeout_ms: [0.001, 3.6e+06], max_queue: [1, 1e+06], target_p99: [0.001, 3.6e+06], clients: [1, 1e+06] },
 } as const;
 
 /** What a producer sends to the hub's /ingest. */

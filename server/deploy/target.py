@@ -1,24 +1,33 @@
-"""``serve --target-p99 MS``: the batcher's max batch size and queue delay chosen to meet a latency target.
+"""``serve --target-p99 MS [--clients N]``: the batcher's max batch size and queue delay chosen to meet a
+latency target.
 
 The run time of one batch is measured on this machine for each candidate batch size
 (:func:`deepdive.deploy.batcher.measure`: p99 of repeated runs on the example rows, one instance alone).
-The predicted p99 latency of a request with max batch ``B`` and queue delay ``D`` is
+The predicted p99 latency of a request with max batch ``B``, queue delay ``D`` and ``I`` instances is
 
-    ``D + 2 × run_p99(B)``
+    ``D + (k + 1) × run_p99(B)``,  ``k = ceil(W / (I × B))``
 
-a request that arrives just after its instance started a batch waits for that batch to finish (at most
-one run of ``B`` rows), waits at most ``D`` for its own batch to form, then runs in it. The model holds
-while the offered load is within what the instances serve (beyond it the queue grows and
-``--max-queue``/``--timeout-ms`` answer instead); network and JSON time are outside it.
+where ``W`` is how many requests can be waiting or running when it arrives: with ``--clients N`` (the
+concurrency you expect: closed-loop clients or requests in flight, one row each), ``W = min(N, I × B +
+max_queue)``; the request waits for the batch its instance is running (at most one run), for the ``k - 1``
+full batches queued ahead of it, and runs in the k-th. Without ``--clients`` the load is assumed to stay
+within what the instances serve (``k = 1``: ``D + 2 × run_p99(B)``); beyond it the queue grows, and at
+saturation that prediction is wrong (measured: 32 closed-loop clients on BERT-mini, chosen for 50 ms,
+gave 128 ms): give ``--clients``. Network and JSON time are outside the model.
 
-The choice: among the sizes whose ``2 × run_p99`` fits the target, the smallest one that reaches 95 % of
-the best throughput (rows per second at p50) of those that fit: a larger batch past that point only
-adds latency. The delay is what is left of the target, but at most one batch's run time: while one
-batch runs the next one fills, so waiting longer seldom makes batches larger.
+The choice: without ``--clients``, among the sizes that fit the target, the smallest one that reaches
+95 % of the best throughput (rows per second at p50) of those that fit (a larger batch past that point
+only adds latency). With ``--clients`` the load is fixed, so the size with the lowest predicted p99 is
+also the one with the highest throughput (closed loop: throughput = N / latency): that one is chosen.
+The delay is what is left of the target, but at most one batch's run time: while one batch runs the next
+one fills, so waiting longer seldom makes batches larger. When no size fits at ``N`` clients, the
+refusal says which ``--max-queue`` (admission control: more waiting requests get 503 with Retry-After)
+would keep the requests that are served within the target, or how many clients fit.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import attrs
@@ -37,9 +46,24 @@ class TargetChoice:
     reason: str
 
 
-def predicted_ms(run_p99_s: float, delay_us: int) -> float:
-    """The model above: ``delay + 2 × run_p99(max batch)``, in milliseconds."""
-    return delay_us / 1000.0 + 2000.0 * run_p99_s
+def predicted_ms(run_p99_s: float, delay_us: int, runs: int = 2) -> float:
+    """The model above: ``delay + runs × run_p99(max batch)``, in milliseconds (``runs = k + 1``)."""
+    return delay_us / 1000.0 + runs * 1000.0 * run_p99_s
+
+
+def runs_waited(batch: int, clients: Optional[int], instances: int = 1, max_queue: Optional[int] = None) -> int:
+    """``k + 1`` of the model: the batch runs a request waits through, its own included."""
+    if clients is None:
+        return 2
+    per_round = instances * batch
+    waiting = min(clients, per_round + max_queue) if max_queue is not None else clients
+    return math.ceil(max(waiting, 1) / per_round) + 1
+
+
+def _load(clients: Optional[int], instances: int) -> str:
+    if clients is None:
+        return "load within what the instances serve (no --clients)"
+    return f"{clients} concurrent requests on {instances} instance{'s' if instances > 1 else ''}"
 
 
 def candidates(max_batch: Optional[int]) -> list[int]:
@@ -48,54 +72,94 @@ def candidates(max_batch: Optional[int]) -> list[int]:
 
 
 def choose(times: dict[int, dict[str, float]], target_ms: float, *, max_batch: Optional[int] = None,
-           delay_us: Optional[int] = None) -> TargetChoice:
+           delay_us: Optional[int] = None, clients: Optional[int] = None, instances: int = 1,
+           max_queue: Optional[int] = None) -> TargetChoice:
     """Max batch size and queue delay meeting ``target_ms`` by the model above, or one :class:`DeployError` line.
 
     ``times`` is ``{batch size: {"p50": s, "p99": s}}``; ``max_batch``/``delay_us`` are the user's explicit
-    settings, which are checked (refused when they break the target) rather than chosen.
+    settings, which are checked (refused when they break the target) rather than chosen; ``clients``,
+    ``instances`` and ``max_queue`` describe the load and the queue (see the module's docstring).
     """
     if target_ms <= 0:
         raise DeployError(f"--target-p99 {target_ms:g} must be more than 0 ms")
+    if clients is not None and clients < 1:
+        raise DeployError(f"--clients {clients} must be at least 1 (the concurrent requests you expect)")
+
+    def runs(b: int) -> int:
+        return runs_waited(b, clients, instances, max_queue)
+
+    def formula(b: int, delay: int) -> str:
+        return f"{delay} µs delay + {runs(b)} × {1000 * times[b]['p99']:.2f} ms per batch of {b}"
+
+    load = _load(clients, instances)
     if max_batch is not None:
         if max_batch not in times:
             raise DeployError(f"batch {max_batch} was not measured")
         run = times[max_batch]["p99"]
-        delay = delay_us if delay_us is not None else _delay(run, target_ms)
-        predicted = predicted_ms(run, delay)
+        delay = delay_us if delay_us is not None else _delay(run, target_ms, runs(max_batch))
+        predicted = predicted_ms(run, delay, runs(max_batch))
         if predicted > target_ms:
             given = f"--max-batch {max_batch}" + (f" with --max-queue-delay-us {delay_us}" if delay_us is not None else "")
-            raise DeployError(f"{given} predicts p99 {predicted:.2f} ms ({delay} µs delay + 2 × {1000 * run:.2f} ms per "
-                              f"batch of {max_batch}, measured here) > --target-p99 {target_ms:g}: lower them, or drop "
-                              "them and let --target-p99 choose")
+            raise DeployError(f"{given} predicts p99 {predicted:.2f} ms ({formula(max_batch, delay)}, measured here; "
+                              f"{load}) > --target-p99 {target_ms:g}: lower them, or drop them and let --target-p99 "
+                              "choose" + _admission(times, target_ms, delay_us, clients, instances, [max_batch]))
         return TargetChoice(max_batch, delay, predicted,
                             f"--max-batch {max_batch} as given: a batch of {max_batch} runs in {1000 * run:.2f} ms (p99 "
-                            f"measured here); predicted p99 {predicted:.2f} ms = {delay} µs delay + 2 × that")
+                            f"measured here); predicted p99 {predicted:.2f} ms = {formula(max_batch, delay)} at {load}")
     fixed = delay_us or 0
-    fits = sorted(b for b, t in times.items() if predicted_ms(t["p99"], fixed) <= target_ms)
+    fits = sorted(b for b, t in times.items() if predicted_ms(t["p99"], fixed, runs(b)) <= target_ms)
     if not fits:
-        smallest = min(times)
-        run = times[smallest]["p99"]
-        extra = f" + {fixed} µs delay" if fixed else ""
-        raise DeployError(f"no batch size meets --target-p99 {target_ms:g} ms: a batch of {smallest} already takes "
-                          f"{1000 * run:.2f} ms (p99 measured here) and the prediction is 2 × that{extra} = "
-                          f"{predicted_ms(run, fixed):.2f} ms: raise the target, or serve a faster form "
-                          "(deepdive deploy bench)")
+        best = min(times, key=lambda b: (predicted_ms(times[b]["p99"], fixed, runs(b)), b))
+        best_ms = predicted_ms(times[best]["p99"], fixed, runs(best))
+        raise DeployError(f"no batch size meets --target-p99 {target_ms:g} ms at {load}: the best, a batch of {best}, "
+                          f"predicts {best_ms:.2f} ms ({formula(best, fixed)}, measured here)"
+                          + (_admission(times, target_ms, delay_us, clients, instances, list(times)) if clients else
+                             ": raise the target, or serve a faster form (deepdive deploy bench)"))
     rate = {b: b / max(times[b]["p50"], 1e-9) for b in fits}
-    best = max(rate.values())
-    size = min(b for b in fits if rate[b] >= THROUGHPUT_SHARE * best)
+    if clients is None:
+        top = max(rate.values())
+        size = min(b for b in fits if rate[b] >= THROUGHPUT_SHARE * top)
+        larger = [b for b in fits if b > size]
+        why = (f"larger batches that fit add latency for under {100 * (1 - THROUGHPUT_SHARE):.0f} % more throughput"
+               if larger else "the largest batch measured whose prediction fits")
+    else:
+        size = min(fits, key=lambda b: (predicted_ms(times[b]["p99"], fixed, runs(b)), b))
+        why = f"the lowest predicted p99 at {clients} concurrent requests (and so the highest throughput)"
     run = times[size]["p99"]
-    delay = delay_us if delay_us is not None else _delay(run, target_ms)
-    predicted = predicted_ms(run, delay)
-    larger = [b for b in fits if b > size]
-    why = (f"larger batches that fit add latency for under {100 * (1 - THROUGHPUT_SHARE):.0f} % more throughput"
-           if larger else "the largest batch measured whose prediction fits")
+    delay = delay_us if delay_us is not None else _delay(run, target_ms, runs(size))
+    predicted = predicted_ms(run, delay, runs(size))
     return TargetChoice(size, delay, predicted,
                         f"max batch {size}: a batch of {size} runs in {1000 * run:.2f} ms (p99 measured here, "
                         f"{rate[size]:.0f} rows/s); {why}; queue delay {delay} µs; predicted p99 {predicted:.2f} ms "
-                        f"= delay + 2 × run time <= target {target_ms:g} ms")
+                        f"= {formula(size, delay)} at {load} <= target {target_ms:g} ms")
 
 
-def _delay(run_p99_s: float, target_ms: float) -> int:
-    """What the target leaves after two runs, at most one run's time (µs)."""
-    left_us = target_ms * 1000.0 - 2e6 * run_p99_s
+def _admission(times: dict[int, dict[str, float]], target_ms: float, delay_us: Optional[int], clients: Optional[int],
+               instances: int, sizes: list[int]) -> str:
+    """What would meet the target at ``clients``: a ``--max-queue`` bound (admission control), else fewer clients."""
+    if clients is None:
+        return ""
+    fixed = delay_us or 0
+    options = []
+    for b in sizes:
+        per_round = instances * b
+        room = target_ms - fixed / 1000.0
+        rounds = int(room // (1000.0 * times[b]["p99"])) - 1  # k: the batch runs a request may wait through, its own too
+        if rounds >= 1:
+            options.append((rounds * per_round, b))  # at most this many requests waiting or running
+    if not options:
+        return ": even one batch alone breaks it; raise the target, or serve a faster form (deepdive deploy bench)"
+    served, b = max(options)
+    queue = served - instances * b
+    if queue >= 1:
+        return (f"; to keep the requests that are served within it, bound the queue: --max-batch {b} --max-queue "
+                f"{queue} (more waiting requests get 503 with Retry-After), or expect at most {served} concurrent "
+                "requests, add instances, or serve a faster form")
+    return (f"; at most {served} concurrent requests fit (--max-batch {b}): expect fewer, add instances, or serve a "
+            "faster form")
+
+
+def _delay(run_p99_s: float, target_ms: float, runs: int = 2) -> int:
+    """What the target leaves after the runs waited through, at most one run's time (µs)."""
+    left_us = target_ms * 1000.0 - runs * 1e6 * run_p99_s
     return max(0, int(min(left_us, 1e6 * run_p99_s)))

@@ -157,6 +157,8 @@ def _tune(o: TuneOptions, ctx: Context) -> Launch:
     for key in ("seed", "patience"):
         if getattr(o, key) is not None:
             argv += [f"--{key}", str(getattr(o, key))]
+    if o.confirm:
+        argv += ["--confirm", str(o.confirm), "--confirm-seeds", str(o.confirm_seeds)]
     argv += [f"--{key.replace('_', '-')}" for key in ("retry_failed", "pack", "apply") if getattr(o, key)]
     if o.args:
         argv += ["--", *o.args]
@@ -336,7 +338,7 @@ def _deploy_serve(o: DeployServeOptions, ctx: Context) -> Launch:
     if o.form is not None:
         argv += ["--form", _deploy_forms([o.form], FORMS, "form")[0]]
     for flag, value in (("--max-batch", o.max_batch), ("--max-queue-delay-us", o.max_queue_delay_us),
-                        ("--max-queue", o.max_queue)):
+                        ("--max-queue", o.max_queue), ("--clients", o.clients)):
         if value is not None:
             argv += [flag, str(value)]
     for flag, number in (("--timeout-ms", o.timeout_ms), ("--target-p99", o.target_p99)):
@@ -346,6 +348,8 @@ def _deploy_serve(o: DeployServeOptions, ctx: Context) -> Launch:
         if o.target_p99 is not None:
             raise JobRejected("option 'target_p99' chooses the batching settings: drop 'no_batching' (or 'target_p99')")
         argv.append("--no-batching")
+    if o.clients is not None and o.target_p99 is None:
+        raise JobRejected("option 'clients' is the load 'target_p99' plans for: give 'target_p99' too (or drop 'clients')")
     return Launch(argv=argv, cwd=str(_base(ctx)), title=f"deploy serve {folder.name}", timeout_s=None,
                   grace_s=SERVE_GRACE_S)
 

@@ -228,6 +228,8 @@ class DeployServeOptions:
     no_batching: bool = option(False)
     target_p99: Optional[float] = option(low=0.001, high=3_600_000.0)
     """Milliseconds: choose max batch and queue delay so the predicted p99 latency fits."""
+    clients: Optional[int] = option(low=1, high=1_000_000)
+    """With target_p99: the concurrent requests to plan for (queueing at that load is in the prediction)."""
 
 
 JOB_OPTIONS: dict[str, type] = {

@@ -324,6 +324,44 @@ def test_target_p99_checks_explicit_settings_and_refuses_the_impossible() -> Non
         choose(TIMES, 20.0, max_batch=64)
     with pytest.raises(DeployError, match="--max-batch 8 with --max-queue-delay-us 30000 predicts"):
         choose(TIMES, 20.0, max_batch=8, delay_us=30000)
-    with pytest.raises(DeployError, match=r"no batch size meets --target-p99 2 ms: a batch of 1 already takes 1.20 ms"):
+    with pytest.raises(DeployError, match=r"no batch size meets --target-p99 2 ms at load within what the instances "
+                                          r"serve \(no --clients\): the best, a batch of 1, predicts 2.40 ms"):
         choose(TIMES, 2.0)
     assert choose(TIMES, 20.0, delay_us=5000).max_batch_size == 16  # 5 ms + 2 × 8 ms > 20: 32 does not fit
+
+
+def test_target_p99_plans_for_the_queue_at_the_concurrency_given() -> None:
+    """Without --clients the model assumes the load stays within capacity: at 64 clients, a max batch of 16
+    means each request waits through 4 full batches ahead plus its own, not 2 runs."""
+    from deepdive.deploy.target import choose, runs_waited
+
+    assert runs_waited(16, None) == 2
+    assert runs_waited(16, 8) == 2  # all 8 fit in the next batch: the running one, then its own
+    assert runs_waited(16, 64) == 5  # 64 / 16 = 4 batches ahead of and including its own, plus the running one
+    assert runs_waited(16, 64, instances=2) == 3
+    assert runs_waited(16, 64, max_queue=16) == 3  # admission: at most 16 + 16 waiting or running
+    within = choose(TIMES, 30.0)
+    assert within.max_batch_size == 32 and within.predicted_p99_ms <= 30.0
+    loaded = choose(TIMES, 30.0, clients=64)
+    # 32: (2 + 1) × 8 = 24 ms (+ delay); 64: 2 × 16 = 32 ms > 30; 16: 5 × 4 = 20 ms: lowest
+    assert loaded.max_batch_size == 16 and loaded.predicted_p99_ms == pytest.approx(20.0 + loaded.max_queue_delay_us / 1000)
+    assert "at 64 concurrent requests on 1 instance" in loaded.reason and "5 × 4.00 ms" in loaded.reason
+    assert loaded.predicted_p99_ms <= 30.0
+
+
+def test_target_p99_at_a_load_it_cannot_serve_says_what_would_keep_it() -> None:
+    from deepdive.deploy.target import choose
+
+    # 1,000 clients: every size predicts far over 30 ms; with the queue bounded, the served ones fit
+    with pytest.raises(DeployError, match=r"no batch size meets --target-p99 30 ms at 1000 concurrent requests") as info:
+        choose(TIMES, 30.0, clients=1000)
+    message = str(info.value)
+    assert "--max-queue" in message and "503" in message
+    import re
+    batch, queue = map(int, re.search(r"--max-batch (\d+) --max-queue (\d+)", message).groups())
+    # the suggestion holds by the same model
+    assert choose(TIMES, 30.0, clients=1000, max_queue=queue, max_batch=batch, delay_us=0).predicted_p99_ms <= 30.0
+    with pytest.raises(DeployError, match="even one batch alone breaks it"):
+        choose(TIMES, 2.0, clients=10)
+    with pytest.raises(DeployError, match="--clients 0 must be at least 1"):
+        choose(TIMES, 30.0, clients=0)

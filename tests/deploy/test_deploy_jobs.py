@@ -56,11 +56,12 @@ def test_bench_and_serve_take_the_export_folder_and_pass_their_settings(ws: Path
     assert args.batch_sizes == [1, 8, 32] and args.forms == ["onnx", "int8"]
     _, serve = build_launch("deploy-serve", {"folder": "deploy/net/deploy.json", "form": "onnx", "instances": 2,
                                              "max_batch": 16, "max_queue_delay_us": 500, "timeout_ms": 250,
-                                             "target_p99": 20}, ctx(ws))
+                                             "target_p99": 20, "clients": 32}, ctx(ws))
     assert serve.timeout_s is None and serve.grace_s is not None and serve.title == "deploy serve net"
     args = parsed(serve.argv)
     assert (args.folder, args.host, args.port, args.form, args.instances) == (folder, "127.0.0.1", 0, "onnx", 2)
     assert (args.max_batch, args.max_queue_delay_us, args.timeout_ms, args.target_p99) == (16, 500, 250.0, 20.0)
+    assert args.clients == 32
     assert not args.no_batching and args.token is None
 
 
@@ -85,6 +86,8 @@ def test_refusals_are_one_line_and_say_what_to_do(ws: Path, tmp_path_factory: py
         build_launch("deploy-serve", {"folder": "deploy/net", "port": 70000}, ctx(ws))
     with pytest.raises(JobRejected, match="drop 'no_batching'"):
         build_launch("deploy-serve", {"folder": "deploy/net", "no_batching": True, "target_p99": 10}, ctx(ws))
+    with pytest.raises(JobRejected, match="option 'clients' is the load 'target_p99' plans for"):
+        build_launch("deploy-serve", {"folder": "deploy/net", "clients": 8}, ctx(ws))
 
 
 def test_the_kinds_are_listed():

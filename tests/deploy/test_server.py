@@ -222,6 +222,7 @@ def test_cli_serves_until_interrupted(digits_export: Path) -> None:
     (["--preferred", "8,x"], "--preferred '8,x' is not a list of batch sizes"),
     (["--preferred", "64"], "preferred batch sizes 64 are outside 1..32"),
     (["--target-p99", "50", "--no-batching"], "drop --no-batching"),
+    (["--clients", "8"], "--clients is the load --target-p99 plans for"),
     (["--form", "tflite"], "unknown form 'tflite'"),
 ])
 def test_cli_refuses_bad_settings_in_one_line(digits_export: Path, flags: list[str], message: str,
