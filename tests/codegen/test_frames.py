@@ -164,6 +164,7 @@ def test_splice_keeps_the_frames_main_and_drops_a_garbled_import_line() -> None:
 
 @pytest.mark.parametrize("answer, words", [
     ("class Net(nn.Module):\n    pass\n", ["defines Net", "not build_model()"]),
+    ("NUM_CLASSES = 3\n", ["defines no function or class (it needs build_model())", "write build_model()"]),
     ("def build_model(:\n    pass\n", ["not valid Python", "line 1", "def build_model(:"]),
     ("I cannot do that.", ["not valid Python"]),
 ])

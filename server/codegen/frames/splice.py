@@ -137,9 +137,10 @@ def splice(frame: str, answer: str, *, required: Iterable[str] = ("build_model",
             consts[assigned_name(node)] = node
     missing = [name for name in required if name not in defs]
     if missing:
-        have = ", ".join(defs) or "no function or class"
-        raise SpliceError(f"the answer defines {have} but not {', '.join(missing)}(): write "
-                          f"{', '.join(m + '()' for m in missing)} as top-level definitions")
+        wanted = ", ".join(m + "()" for m in missing)
+        have = (f"the answer defines {', '.join(defs)} but not {wanted}" if defs else
+                f"the answer defines no function or class (it needs {wanted})")
+        raise SpliceError(f"{have}: write {wanted} as top-level definitions")
 
     frame_tree = ast.parse(frame)
     lines = frame.splitlines(keepends=True)
