@@ -159,7 +159,7 @@ def test_options_become_the_kinds_class_null_is_the_default_and_numbers_are_whol
     ("compress", {"eval": "e.py"}, "option 'model' must name the model file"),
     ("compress", {"model": "m.pt", "eval": "e.py", "distill_epochs": 3},
      r"unknown option\(s\) for compress: distill_epochs \(allowed: .*distillEpochs"),
-    ("tune", {"path": "t.py", "sampler": "bogus"}, "option 'sampler' must be one of auto, tpe, gp, cmaes, random, got 'bogus'"),
+    ("tune", {"path": "t.py", "sampler": "bogus"}, "option 'sampler' must be one of tpe, gp, cmaes, random, got 'bogus'"),
     ("tune", {"path": "t.py", "seed": 2**32}, "option 'seed' must be a whole number from 0 to 4294967295, got 4294967296"),
     ("tune", {"path": "t.py", "timeout": float("nan")}, "option 'timeout' must be a number from 0.001 to 1000000000, got nan"),
     ("train", {"path": "t.py", "args": ["--x", 1]}, r"option 'args' must be a list of strings, got \['--x', 1\]"),

@@ -67,6 +67,10 @@ class TrialBinding:
     reports: int = 0
     step_seconds: float = 0.0
     """Wall time of the training steps of the trial's runs (``run.batches``), summed by the engine."""
+    seed: Optional[int] = None
+    """The trial's training seed (the study's ``--seed`` or 0; a ``--confirm`` re-training's fresh one): the
+    worker seeds random, NumPy and torch with it, and ``dd.setup(seed=...)`` takes it instead of the
+    script's own, so a script that seeds itself still trains with the seed the search asked for."""
 
     def record(self, value: float) -> None:
         """A reported value of the metric: the last one, and the best one so far in ``direction``."""

@@ -46,7 +46,7 @@ from deepdive.engine.checkpoint import Checkpointer
 from deepdive.engine.compression import GradCompression
 from deepdive.engine.fatal import record_fatal_errors
 from deepdive.engine.fsdp import FsdpOptions
-from deepdive.engine.hparams import Hyperparameters, TrialPruned
+from deepdive.engine.hparams import Hyperparameters, TrialPruned, current_trial
 from deepdive.engine.launcher import (ENV_GRAD_COMPRESSION, ENV_PRECISION, _fresh_since_from_env, _launcher_choice,
                                       _process_facts)
 from deepdive.engine.precision import DEFAULT_FP32_MODULES, LossScaler, OverflowGuard, check_backward, resolve_precision
@@ -128,7 +128,10 @@ def setup(
             ``auto`` stays data parallel and says so.
         metrics_out (str): also write telemetry to this JSONL file (rank 0's; other ranks add ``.rankN``).
         log_every (int): telemetry period in steps.
-        seed (int): seed torch (the same on every rank) for reproducible runs.
+        seed (int): seed torch (the same on every rank) for reproducible runs; ``run.seed`` says which.
+            Under ``deepdive tune`` the trial's seed replaces it (the study's ``--seed``, or a ``--confirm``
+            re-training's fresh one), so seed anything else a run should vary by (a DataLoader's
+            shuffling) from ``run.seed``, and what must stay fixed (a data split) from your own.
         checkpoint_dir (str): checkpoint the complete training state into this store
             (:mod:`deepdive.engine.checkpoint`): at the end of every epoch, every ``checkpoint_every``
             steps, on :meth:`Run.checkpoint`, and on SIGTERM/SIGINT (then exit with status 75 for
@@ -157,6 +160,9 @@ def setup(
     record_fatal_errors()  # under torchrun: the exception that ends this worker goes to its error file
     precision = _launcher_choice("precision", precision, ENV_PRECISION)
     grad_compression = _launcher_choice("grad_compression", grad_compression, ENV_GRAD_COMPRESSION)
+    trial = current_trial()
+    if seed is not None and trial is not None and trial.seed is not None:
+        seed = trial.seed  # a tune trial's training seed: --confirm's fresh seeds must reach a self-seeding script
     return Run(precision=precision, grad_compression=grad_compression, strategy=strategy, keep_fp32=keep_fp32,
                hysteresis=hysteresis, overflow_check_every=overflow_check_every,
                compression_options=compression_options or {}, auto_compression_steps=auto_compression_steps,
@@ -190,6 +196,8 @@ class Run(RunPreparation, RunTelemetry):
             raise ValueError(f"unknown compression_options {sorted(unknown)}: use rank, warmup_steps, topk_ratio")
         if seed is not None:
             torch.manual_seed(seed)
+        self.seed = seed
+        """The seed torch was given (``setup(seed=...)``, or a tune trial's in its place), None when none was."""
         self.dist = ddist.init_from_env(device, backend)
         self.device = self.dist.device
         self.plan = resolve_precision(precision, self.device)

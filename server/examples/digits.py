@@ -131,7 +131,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     base = model  # DDP wraps it and trains these very parameters
     train, test = load_data(args.seed)
     loader = DataLoader(train, batch_size=args.batch_size, shuffle=True,
-                        generator=torch.Generator().manual_seed(args.seed))
+                        generator=torch.Generator().manual_seed(run.seed))
     model, optimizer, loader = run.prepare(model, optimizer, loader)
     for x, y in run.batches(loader, epochs=args.epochs):
         with run.autocast():

@@ -236,7 +236,7 @@ def _main(args: argparse.Namespace) -> int:
     train, val, vocab = load_data(folder, args.split_seed)
     model = build_model(len(vocab), embed_dim, hidden, dropout, args.arch)
     optimizer = make_optimizer(model, lr, weight_decay)
-    loader = DataLoader(train, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(args.seed))
+    loader = DataLoader(train, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(run.seed))
     model, optimizer, loader = run.prepare(model, optimizer, loader)
     per_epoch = len(loader)
     history: list[float] = []

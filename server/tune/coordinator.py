@@ -5,8 +5,11 @@ choices settled, orphans failed), then loops: it reserves trials within the stud
 (:mod:`deepdive.tune.budget`), hands each to a free worker (:mod:`deepdive.tune.pool`), answers the
 worker's ``suggest`` and ``report`` messages (:mod:`deepdive.tune.worker` describes them) through
 the ledger (:mod:`deepdive.tune.ledger`: pruning decided on the in-memory mirror), ends the trial
-in the storage, and shows all of it (:mod:`deepdive.tune.output`). It ends when the study holds N
-counted trials, at ``timeout``, or on Ctrl-C (running trials end failed, with that reason).
+in the storage, and shows all of it (:mod:`deepdive.tune.output`). The search ends when the study holds N
+counted trials, at ``timeout``, or on Ctrl-C (running trials end failed, with that reason). With
+``confirm`` (``--confirm K``), a search that ended without Ctrl-C is followed by the confirmation phase
+(:mod:`deepdive.tune.confirm`): the top K trials re-trained with fresh seeds on the same workers, their
+messages told apart from trials' by a negative number; the best mean is the study's answer.
 
 One file (about 500 lines): the loop and the handling of the workers' messages share the study's live
 state (reservations, running trials, the ledger), and splitting them would pass the coordinator around.
@@ -27,6 +30,7 @@ from deepdive.tune.algorithms import make_pruner, make_sampler
 from deepdive.tune.budget import NEVER_STARTED, Budget, finished_count
 from deepdive.tune.choices import choose, record, recorded
 from deepdive.tune.config import StudyConfig, check_config
+from deepdive.tune.confirm import Confirmation, as_dict, stored_confirmation
 from deepdive.tune.errors import TuneError
 from deepdive.tune.importance import (IMPORTANCE_MIN_COMPLETE, BackgroundImportance, Importance, import_importance,
                                       importance)
@@ -71,6 +75,10 @@ class Coordinator:
         self.last_done: Optional[float] = None
         self.remote_suggests = 0
         self.stopped = 0  # trials that patience ended early (this session)
+        self.confirming: Optional[Confirmation] = None  # the confirmation phase, once it has begun
+        self.confirmed: Any = None  # its TuneConfirmation when it ended (None: no confirmation ran)
+        self.confirm_note: Optional[str] = None
+        self._pool_stopped = False
 
     @property
     def workers(self) -> list[Worker]:
@@ -210,7 +218,8 @@ class Coordinator:
         deadline: Optional[float] = None  # --timeout counts from the first ready worker (not its start-up)
         last_heartbeat = time.monotonic()
         if self.counted() >= cfg.n_trials or self._budget_spent():  # a rerun of a finished study runs no trial
-            self.pool.stop()
+            self.pool.stop()  # (kept warm in this process: a confirmation takes them back)
+            self._pool_stopped = True
         elif not self.workers:
             self.pool.start()
         # fANOVA's imports (scikit-learn, ~2 s) while the workers start, not after the last trial
@@ -249,13 +258,17 @@ class Coordinator:
                     for w in self.workers:
                         if w.number is not None and time.monotonic() - w.started > cfg.trial_timeout:
                             self._worker_died(w, f"timed out after {cfg.trial_timeout:g} s (killed)")
+            if cfg.confirm:
+                self._confirm()
         except KeyboardInterrupt:
             interrupted = True
         finally:
             busy = tuple(w.index for w in self.workers if w.number is not None)
             self.pool.stop(busy)
             for w in list(self.workers):
-                if w.number is not None:
+                if w.number is not None and w.number < 0:  # a re-training (--confirm): what it stored stays
+                    w.number = None
+                elif w.number is not None:
                     t = self.trials[w.number]
                     self._finish(t, "fail", None, "interrupted: the tune process stopped")
                     w.number = None
@@ -267,7 +280,9 @@ class Coordinator:
         self.output.emit("tune.importance", study=self.study_name, importances=values, note=note)
         self.output.emit("tune.done", study=self.study_name, n_complete=result.n_complete,
                          n_pruned=result.n_pruned, n_fail=result.n_fail, best_value=result.best_value,
-                         best_params=result.best_params, seconds=result.seconds, trials=final_states(result.trials))
+                         best_params=result.best_params, seconds=result.seconds, trials=final_states(result.trials),
+                         chosen_number=result.chosen_number, chosen_params=result.chosen_params,
+                         confirmed=result.confirmed)
         self.output.close()
         if interrupted:
             raise KeyboardInterrupt
@@ -314,11 +329,7 @@ class Coordinator:
             t = self.pending.pop(0)
             t.state, t.worker, t.waiting_reason, t.started = "running", w.index, None, time.monotonic()
             w.number, w.started = t.number, time.monotonic()
-            job = {"number": t.number, "script": self.script, "args": list(self.config.script_args),
-                   "cwd": self.workspace, "metric": self.metric, "direction": self.direction,
-                   "value": self.value_mode,
-                   "seed": self.config.seed if self.config.seed is not None else 0, "log": t.log,
-                   "threads": int(w.threads), "presampled": t.presampled}
+            job = self._job(w, t.number, self._search_seed(), t.log, t.presampled)
             if self.first_start is None:
                 self.first_start = time.perf_counter()
             try:
@@ -327,6 +338,72 @@ class Coordinator:
                 self._worker_died(w, None)
                 continue
             self.emit_trial(t)
+
+    def _search_seed(self) -> int:
+        """The training seed of every search trial: ``--seed``, else 0 (re-trainings use the next ones)."""
+        return self.config.seed if self.config.seed is not None else 0
+
+    def _job(self, w: Worker, number: int, seed: int, log: Optional[str], presampled: dict[str, Any]) -> dict[str, Any]:
+        """The ``run`` message's job for worker ``w`` (:mod:`deepdive.tune.worker`)."""
+        return {"number": number, "script": self.script, "args": list(self.config.script_args),
+                "cwd": self.workspace, "metric": self.metric, "direction": self.direction,
+                "value": self.value_mode, "seed": seed, "log": log, "threads": int(w.threads),
+                "presampled": presampled}
+
+    # -- confirmation (--confirm K) ---------------------------------------------------------------
+
+    def _confirm(self) -> None:
+        """Re-train the top K trials with fresh seeds on the workers (:mod:`deepdive.tune.confirm`)."""
+        cfg = self.config
+        phase = Confirmation(self.study, self.lock, self.direction, self.metric, self.value_mode, cfg.patience,
+                             cfg.confirm, cfg.confirm_seeds, self._search_seed(), self.log_dir, self.output.emit,
+                             self.study_name)
+        self.confirming = phase
+        if phase.total:
+            if self._pool_stopped or not self.workers:
+                self.pool.start()
+                self._pool_stopped = False
+            self.output.confirm_progress(0, phase.total)
+        while not phase.finished:
+            for w in self.workers:
+                if w.number is not None or not w.ready or self.pool.gpu_busy(w.device):
+                    continue
+                retraining = phase.next_job()
+                if retraining is None:
+                    break
+                w.number, w.started = retraining.job, time.monotonic()
+                job = self._job(w, retraining.job, retraining.seed, retraining.live.log, retraining.presampled)
+                try:
+                    w.conn.send(("run", job))
+                except OSError:
+                    self._worker_died(w, None)
+            self._pump(0.1)
+            if cfg.trial_timeout:
+                for w in self.workers:
+                    if w.number is not None and time.monotonic() - w.started > cfg.trial_timeout:
+                        self._worker_died(w, f"timed out after {cfg.trial_timeout:g} s (killed)")
+        self.confirmed = phase.result()
+        self.output.emit("tune.confirmed", study=self.study_name, **as_dict(self.confirmed))
+
+    def _confirm_message(self, w: Worker, message: tuple) -> None:
+        """A re-training's message (its number is negative): answered by the phase; its end stored."""
+        phase = self.confirming
+        if phase is None:
+            return
+        if not phase.answer(w.conn, message):
+            return
+        _, job, outcome = message
+        w.number = None
+        reason = outcome.get("reason")
+        if outcome["state"] == "fail":
+            lines = _tail(phase.running[job].live.log if job in phase.running else None)
+            if lines and reason and lines[-1] not in reason:
+                reason = f"{reason} | {lines[-1]}"
+        self._measured(w, outcome)
+        phase.end(job, outcome["state"], outcome.get("value"), reason, float(outcome.get("train_s") or 0.0))
+        self.output.confirm_progress(phase.done, phase.total)
+        if outcome.get("oom") or not self.config.warm:
+            self.pool.replace(w)
 
     def _pump(self, timeout: float) -> None:
         conns = {w.conn: w for w in self.workers}
@@ -352,7 +429,9 @@ class Coordinator:
 
     def _handle(self, w: Worker, message: tuple) -> None:
         kind = message[0]
-        if kind == "ready":
+        if kind in ("suggest", "used", "report", "done") and message[1] < 0:
+            self._confirm_message(w, message)
+        elif kind == "ready":
             w.ready = True
         elif kind == "suggest":
             _, number, param = message
@@ -417,9 +496,7 @@ class Coordinator:
                 lines = _tail(t.log)
                 if lines and reason and lines[-1] not in reason:
                     reason = f"{reason} | {lines[-1]}"
-            peak = outcome.get("peak_mem_mib")
-            if peak and w.device is not None:
-                self.pool.measured(w.device, peak)
+            self._measured(w, outcome)
             state, value = outcome["state"], outcome.get("value")
             if t.problem and state == "complete":
                 state, value, reason = "fail", None, t.problem
@@ -427,12 +504,27 @@ class Coordinator:
             if outcome.get("oom") or not self.config.warm:
                 self.pool.replace(w)  # a fresh process after an out-of-memory error (or in cold mode)
 
+    def _measured(self, w: Worker, outcome: dict[str, Any]) -> None:
+        """A finished job's GPU memory (trial or re-training), for ``--pack``'s capacity on its GPU."""
+        peak = outcome.get("peak_mem_mib")
+        if peak and w.device is not None:
+            self.pool.measured(w.device, peak, context=outcome.get("context_mib"),
+                               total=outcome.get("device_total_mib"), note=outcome.get("context_note"))
+
     def _worker_died(self, w: Worker, reason: Optional[str]) -> None:
         if self.workers[w.index] is not w:
             return
         if reason is None:
             reason = w.exit_reason()
-        if w.number is not None:
+        if w.number is not None and w.number < 0 and self.confirming is not None:  # a re-training
+            live = self.confirming.running.get(w.number)
+            lines = _tail(live.live.log if live else None)
+            if lines:
+                reason = f"{reason} | {lines[-1]}"
+            self.confirming.end(w.number, "fail", None, reason)
+            self.output.confirm_progress(self.confirming.done, self.confirming.total)
+            w.number = None
+        elif w.number is not None:
             t = self.trials[w.number]
             lines = _tail(t.log)
             if lines:
@@ -480,6 +572,13 @@ class Coordinator:
         except ValueError:
             best_number, best_value, best_params = None, None, {}
         importances, note = self.importance()
+        confirmed, confirm_note = self.confirmed, self.confirm_note
+        if confirmed is None and best_number is not None:  # one stored by an earlier run, if still current
+            confirmed, confirm_note = stored_confirmation(self.study, self.direction)
+        chosen_number, chosen_params = best_number, best_params
+        if confirmed is not None and confirmed.chosen is not None:
+            chosen_number = confirmed.chosen
+            chosen_params = next(dict(c.params) for c in confirmed.candidates if c.number == confirmed.chosen)
         return StudyResult(
             study=self.study_name, storage=redact(self.storage_url), metric=self.metric, direction=self.direction,
             n_complete=count[TrialState.COMPLETE], n_pruned=count[TrialState.PRUNED], n_fail=count[TrialState.FAIL],
@@ -497,6 +596,9 @@ class Coordinator:
             metric_source=getattr(self, "metric_source", None),
             sampler=sampler_label(self.config.sampler, self.config.parallel) if hasattr(self, "budget") else None,
             pruner=pruner_label(self.config.pruner) if hasattr(self, "budget") else None,
+            chosen_number=chosen_number, chosen_params=chosen_params, confirmed=as_dict(confirmed),
+            confirm_note=confirm_note,
+            confirm_train_seconds=self.confirming.train_s if self.confirming is not None else 0.0,
         )
 
 

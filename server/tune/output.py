@@ -4,8 +4,10 @@ Events go to the hub through the engine's reporter (the dashboard's Tune view, a
 ``DEEPDIVE_METRICS_OUT``) and to ``StudyConfig.on_event`` (the CLI's progress bar, the Python API):
 ``tune.study`` (what is optimised, by what), ``tune.trial`` (one trial's state, parameters and
 intermediate values, at most every ``EMIT_PERIOD`` seconds for reports), ``tune.best``,
-``tune.importance`` and ``tune.done``. The job's progress (``deepdive.jobs.events``) says
-"trial K/N · best V" for the editor's job list.
+``tune.importance``, with ``--confirm`` ``tune.confirm`` (one re-training ended) and ``tune.confirmed``
+(the confirmation, :mod:`deepdive.tune.confirm`), and ``tune.done``. The job's progress
+(``deepdive.jobs.events``) says "trial K/N · best V" for the editor's job list, then "confirming: D/T
+re-trainings".
 """
 
 from __future__ import annotations
@@ -63,6 +65,14 @@ class StudyOutput:
                 if frozen.datetime_complete and frozen.datetime_start else None
             self.trial(frozen.number, frozen.state.name.lower(), frozen.params, frozen.value,
                        frozen.intermediate_values, frozen.system_attrs.get(REASON_ATTR), None, None, duration)
+
+    def confirm_progress(self, done: int, total: int) -> None:
+        """The confirmation phase (``--confirm``): ``done`` of ``total`` re-trainings, to the job and to ``on_event``."""
+        from deepdive.jobs import events
+
+        events.progress(done / total if total else 1.0, f"confirming: {done}/{total} re-trainings")
+        if self.on_event is not None:
+            self.on_event("progress", {"phase": "confirming", "done": done, "total": total})
 
     def progress(self, done: int, best: Optional[float]) -> None:
         """``done`` of N trials counted, and the best value so far, to the job and to ``on_event``."""

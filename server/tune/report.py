@@ -55,6 +55,8 @@ def print_result(result: Any, console: Optional[Any] = None) -> None:
     shown = trials[-HISTORY_ROWS:]
     for t in shown:
         mark = "★ " if t["number"] == result.best_number else ""
+        if getattr(result, "confirmed", None) and t["number"] == result.chosen_number:
+            mark = "✓ " + mark  # the confirmed answer (--confirm)
         params = format_params(t["params"])
         duration = f"{t['duration_s']:.1f} s" if isinstance(t.get("duration_s"), (int, float)) else "—"
         history.add_row(f"{mark}{t['number']}", t["state"], _fmt(t["value"]), params, duration,
@@ -92,3 +94,33 @@ def print_result(result: Any, console: Optional[Any] = None) -> None:
     console.print(best)
     if result.importance_note:  # a line of its own: a caption would wrap to the narrow table's width
         console.print(result.importance_note, soft_wrap=True, markup=False)
+    confirmed = getattr(result, "confirmed", None)
+    if confirmed:
+        print_confirmation(confirmed, result.metric, console)
+    if getattr(result, "confirm_note", None):
+        console.print(result.confirm_note, soft_wrap=True, markup=False)
+
+
+def _ci(ci: Optional[list[float]]) -> str:
+    return f"{format_sig(ci[0])} – {format_sig(ci[1])}" if ci else "—"
+
+
+def print_confirmation(confirmed: dict[str, Any], metric: str, console: Any) -> None:
+    """``--confirm``'s table: each candidate's search value, its value per fresh seed, mean and 95 % CI,
+    the chosen one marked ✓, then the reason in one line."""
+    from rich.table import Table
+
+    seeds = confirmed["seeds"]
+    span = f"{seeds[0]}..{seeds[-1]}" if seeds else "—"
+    table = Table(title=f"Confirmed (top {confirmed['k']} re-trained with seeds {span})")
+    for column in ("trial", f"search {metric}", *[f"seed {s}" for s in seeds], "mean", "95 % CI", "params"):
+        table.add_column(column, overflow="fold")
+    for c in confirmed["candidates"]:
+        mark = "✓ " if c["number"] == confirmed["chosen"] else ""
+        values = [_fmt(v) for v in c["values"]]
+        table.add_row(f"{mark}{c['number']}", _fmt(c["search_value"]), *values, _fmt(c["mean"]), _ci(c["ci95"]),
+                      format_params(c["params"]))
+    if any(v is None for c in confirmed["candidates"] for v in c["values"]):
+        table.caption = "—: that re-training failed (its reason was shown as it ended) or did not run; the mean is over the rest"
+    console.print(table)
+    console.print(confirmed["reason"], soft_wrap=True, markup=False)  # names the answer (✓) and why

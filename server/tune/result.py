@@ -67,6 +67,18 @@ class StudyResult:
     """What ``--sampler`` ran, in words (:mod:`deepdive.tune.labels`); None for a result read without running."""
     pruner: Optional[str] = None
     """What ``--pruner`` ran, in words; None for a result read without running."""
+    chosen_number: Optional[int] = None
+    """The study's answer: the confirmed winner (``--confirm``: the best re-trained mean), else the
+    search's best trial (``best_number``). ``--apply`` writes its parameters."""
+    chosen_params: dict[str, Any] = attrs.Factory(dict)
+    """The answer's parameters."""
+    confirmed: Optional[dict[str, Any]] = None
+    """The confirmation (:class:`deepdive.protocol.hub_events.TuneConfirmation` as a dict, snake_case
+    keys): this run's, or one stored by an earlier run while its candidates are still the top K."""
+    confirm_note: Optional[str] = None
+    """Why a stored confirmation is not shown (the study's top K changed since it ran), else None."""
+    confirm_train_seconds: float = 0.0
+    """Sum of the training steps' time of this session's re-trainings (``--confirm``)."""
 
     def to_json(self) -> dict[str, Any]:
         return attrs.asdict(self)

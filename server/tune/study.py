@@ -69,7 +69,14 @@ from it. :mod:`~deepdive.tune.config` (the options), :mod:`~deepdive.tune.coordi
 (sampler and pruner by name), :mod:`~deepdive.tune.ledger` (storage and mirror),
 :mod:`~deepdive.tune.budget`, :mod:`~deepdive.tune.recovery`, :mod:`~deepdive.tune.pool` and
 :mod:`~deepdive.tune.worker` (the processes), :mod:`~deepdive.tune.trials` (a running trial),
-:mod:`~deepdive.tune.output` (events), :mod:`~deepdive.tune.importance`, :mod:`~deepdive.tune.result`.
+:mod:`~deepdive.tune.output` (events), :mod:`~deepdive.tune.importance`, :mod:`~deepdive.tune.result`,
+:mod:`~deepdive.tune.confirm` (``--confirm K``: the top trials re-trained with fresh seeds, the study's answer).
+
+The answer
+----------
+A study's answer (``StudyResult.chosen_number``/``chosen_params``, what ``--apply`` writes) is its best
+trial, or, after ``confirm=K``, the candidate with the best mean over fresh seeds (the search's best is
+the maximum of noisy draws and overstates, or misplaces, the best configuration).
 """
 
 from __future__ import annotations

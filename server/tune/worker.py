@@ -145,7 +145,7 @@ def run_trial(conn: Connection, job: dict[str, Any]) -> dict[str, Any]:
         if torch.get_num_threads() != threads:  # a kept worker serving a study with another --parallel
             torch.set_num_threads(threads)
     binding = TrialBinding(suggest=suggest, metric=job["metric"], report=report,
-                           direction=job.get("direction") or "minimize")
+                           direction=job.get("direction") or "minimize", seed=int(job.get("seed") or 0))
     bind_trial(binding)
     # exit handlers the script registers (the engine's Run closes its reporter that way) run at the
     # end of the trial, as they would at the end of a process, instead of piling up in the worker

@@ -57,5 +57,6 @@ def test_the_engines_setup_event_is_the_protocols(tmp_path: Path):
 def test_a_studys_tune_events_are_the_protocols(tmp_path: Path):
     (tmp_path / "quad.py").write_text(SCRIPT)
     seen = _check(_events(tmp_path, "-m", "deepdive", "tune", "quad.py", "--trials", "2", "--metric", "loss",
-                          "--storage", f"sqlite:///{tmp_path / 'tune.db'}"))
+                          "--storage", f"sqlite:///{tmp_path / 'tune.db'}", "--confirm", "2", "--confirm-seeds", "2"))
     assert {"tune.study", "tune.trial", "tune.best", "tune.importance", "tune.done"} <= set(seen)
+    assert seen["tune.confirm"] == 4 and seen["tune.confirmed"] == 1  # --confirm: 2 trials x 2 fresh seeds
