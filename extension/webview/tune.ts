@@ -1,22 +1,25 @@
 // The Tune view's pure logic (no DOM): studies built from the `tune.*` events that `deepdive tune` streams
 // to the hub inside `samples` messages (run id `tune-<study>`), and the series the view draws from them:
-// optimisation history with the best-so-far line, pruning curves, parallel coordinates, importances.
+// optimisation history with the best-so-far line, pruning curves, parallel coordinates, importances, and the
+// confirmation of the top trials (`--confirm K`: tune.confirm per re-training, tune.confirmed at the end).
 // tuneView.ts renders this state; unit tests drive it directly. The events are the protocol's
 // (server/protocol/hub_events.py, generated into src/protocol.ts): read by their declared keys, each value checked.
 // The queries (tuneQueries.ts), parallel coordinates (tuneCoords.ts), colours (colors.ts) and the state's
 // types (tuneTypes.ts) live in their own modules; this one re-exports them, so importers keep one path.
 import {
-    HubEvent, StreamMessage, StreamSamples, StreamSnapshot, TrialState, TuneBestEvent, TuneDoneEvent,
-    TuneImportanceEvent, TuneStudyEvent, TuneTrialEvent, Unchecked, Vocabularies,
+    ConfirmCandidate, HubEvent, StreamMessage, StreamSamples, StreamSnapshot, TrialState, TuneBestEvent, TuneConfirmation,
+    TuneConfirmedEvent, TuneConfirmEvent, TuneDoneEvent, TuneImportanceEvent, TuneStudyEvent, TuneTrialEvent, Unchecked,
+    Vocabularies,
 } from '../src/protocol';
 import { isObj, num, str } from './read';
 import { bestOf } from './tuneQueries';
-import type { ParamValue, Study, TuneState } from './tuneTypes';
+import type { Candidate, Confirmation, ParamValue, Study, TuneState } from './tuneTypes';
 
-export type { Best, Done, ParamValue, Study, Trial, TuneState } from './tuneTypes';
+export type { Best, Candidate, Confirmation, Done, ParamValue, Study, Trial, TuneState } from './tuneTypes';
 export {
-    bestOf, countStates, currentStudy, curves, fmtParam, fmtParams, history, importanceBars, importanceNote,
-    searchLabel, studiesByRecency, studyState, trialsOf, type Curve,
+    answerLine, bestOf, confirmPlot, confirmProgress, confirmRows, countStates, currentStudy, curves, fmtParam, fmtParams,
+    history, importanceBars, importanceNote, searchLabel, studiesByRecency, studyState, trialsOf, type ConfirmPlot,
+    type ConfirmRow, type Curve,
 } from './tuneQueries';
 export { LOG_RATIO, parallelCoords, position, type Axis, type Coords } from './tuneCoords';
 export { mixColor, parseColor } from './colors';
@@ -50,7 +53,8 @@ function studyOf(state: TuneState, name: string): Study {
     if (!s) {
         s = {
             name, run: null, direction: 'minimize', metric: 'value', sampler: null, pruner: null, samplerLabel: null,
-            prunerLabel: null, metricSource: null, importanceAfter: null, importanceNote: null, nTrials: null, parallel: null, storage: null, trials: new Map(), best: null, importances: null, done: null, lastT: 0, forgotten: 0,
+            prunerLabel: null, metricSource: null, importanceAfter: null, importanceNote: null, nTrials: null, parallel: null, storage: null, trials: new Map(), best: null, importances: null, done: null,
+            confirmation: null, lastT: 0, forgotten: 0,
         };
         state.studies.set(name, s);
         if (state.studies.size > MAX_STUDIES) {
@@ -160,6 +164,9 @@ export function applyEvent(state: TuneState, event: Record<string, unknown>, run
             if (s.done && s.done.t <= t) {
                 s.done = null;  // the study runs again (a rerun continues it)
             }
+            if (s.confirmation && s.confirmation.t <= t) {
+                s.confirmation = null;  // the rerun confirms again (or not) after its own search
+            }
             s.nTrials = num(e.n_trials);
             s.parallel = num(e.parallel);
             s.storage = str(e.storage);
@@ -234,15 +241,129 @@ export function applyEvent(state: TuneState, event: Record<string, unknown>, run
             const s = studyOf(state, name);
             s.done = {
                 nComplete: num(e.n_complete) ?? 0, nPruned: num(e.n_pruned) ?? 0, nFail: num(e.n_fail) ?? 0,
-                bestValue: num(e.best_value), bestParams: params(e.best_params), seconds: num(e.seconds), t,
+                bestValue: num(e.best_value), bestParams: params(e.best_params), seconds: num(e.seconds),
+                chosenNumber: num(e.chosen_number), chosenParams: params(e.chosen_params), t,
             };
             settle(s, e.trials, t);
+            if (isObj(e.confirmed)) {
+                summarize(s, e.confirmed, t);
+            }
+            s.lastT = Math.max(s.lastT, t);
+            return name;
+        }
+        case 'tune.confirm': {
+            const e = event as Unchecked<TuneConfirmEvent>;
+            const number = num(e.number);
+            const seed = num(e.seed);
+            if (number === null || seed === null) {
+                return null;
+            }
+            const s = studyOf(state, name);
+            if (!retrained(s, e, number, seed, t)) {
+                return null;
+            }
+            s.lastT = Math.max(s.lastT, t);
+            return name;
+        }
+        case 'tune.confirmed': {
+            const s = studyOf(state, name);
+            summarize(s, event, t);
             s.lastT = Math.max(s.lastT, t);
             return name;
         }
         default:
             return null;
     }
+}
+
+function newConfirmation(t: number): Confirmation {
+    return { k: null, seeds: [], candidates: [], chosen: null, reason: null, done: 0, total: null, failures: [], finished: false, t };
+}
+
+/**
+ * One re-training heard live (tune.confirm): its value goes in its candidate's column for its seed. An event
+ * older than a finished confirmation (a reconnect's snapshot repeats them) changes nothing; false then.
+ */
+function retrained(s: Study, e: Unchecked<TuneConfirmEvent>, number: number, seed: number, t: number): boolean {
+    let c = s.confirmation;
+    if (c && c.finished) {
+        if (t <= c.t) {
+            return false;
+        }
+        c = null;  // a later confirmation of the same study
+    }
+    if (!c) {
+        c = newConfirmation(t);
+        s.confirmation = c;
+    }
+    let col = c.seeds.indexOf(seed);
+    if (col < 0) {
+        c.seeds.push(seed);
+        c.seeds.sort((a, b) => a - b);
+        col = c.seeds.indexOf(seed);
+        for (const cand of c.candidates) {
+            cand.values.splice(col, 0, null);
+        }
+    }
+    let cand = c.candidates.find(x => x.number === number);
+    if (!cand) {
+        const trial = s.trials.get(number);
+        cand = {
+            number, params: trial?.params ?? {}, searchValue: trial?.value ?? null, values: c.seeds.map(() => null),
+            mean: null, std: null, ci95: null,
+        };
+        c.candidates.push(cand);
+    }
+    const value = e.state === 'complete' ? num(e.value) : null;
+    cand.values[col] = value;
+    if (e.state === 'fail') {
+        const why = `trial ${number} seed ${seed}: ${str(e.reason) ?? 'failed'}`;
+        if (!c.failures.includes(why)) {
+            c.failures.push(why);
+        }
+    }
+    c.done = Math.max(c.done, num(e.done) ?? 0);
+    c.total = num(e.total) ?? c.total;
+    c.t = Math.max(c.t, t);
+    return true;
+}
+
+/** The producer's summary (tune.confirmed, or tune.done's `confirmed`): it replaces what was heard live. */
+function summarize(s: Study, e: Unchecked<TuneConfirmation> | Unchecked<TuneConfirmedEvent>, t: number): void {
+    const old = s.confirmation;
+    if (old && old.finished && old.t > t) {
+        return;
+    }
+    const c = newConfirmation(t);
+    c.k = num(e.k);
+    c.seeds = Array.isArray(e.seeds) ? e.seeds.map(num).filter((x): x is number => x !== null) : [];
+    c.candidates = Array.isArray(e.candidates) ? e.candidates.map(x => candidate(x, c.seeds.length)).filter((x): x is Candidate => x !== null) : [];
+    c.chosen = num(e.chosen);
+    c.reason = str(e.reason);
+    const total = c.candidates.length * c.seeds.length;
+    c.total = old?.total ?? total;
+    c.done = old?.total ? old.total : total;
+    c.failures = old?.failures ?? [];
+    c.finished = true;
+    s.confirmation = c;
+}
+
+function candidate(x: unknown, seeds: number): Candidate | null {
+    if (!isObj(x)) {
+        return null;
+    }
+    const e = x as Unchecked<ConfirmCandidate>;
+    const number = num(e.number);
+    if (number === null) {
+        return null;
+    }
+    const values: (number | null)[] = Array.isArray(e.values) ? e.values.map(num) : [];
+    while (values.length < seeds) {
+        values.push(null);
+    }
+    const ci = Array.isArray(e.ci95) && e.ci95.length === 2 && num(e.ci95[0]) !== null && num(e.ci95[1]) !== null
+        ? [e.ci95[0] as number, e.ci95[1] as number] as [number, number] : null;
+    return { number, params: params(e.params), searchValue: num(e.search_value), values, mean: num(e.mean), std: num(e.std), ci95: ci };
 }
 
 /**

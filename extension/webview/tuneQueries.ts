@@ -1,9 +1,10 @@
 // The Tune view's queries (no DOM): what the view shows of a study, read from the state tune.ts builds:
 // the studies by recency, the trial counts, the best trial, the optimisation history and pruning curves,
-// the sampler and pruner in words, the importances and the params formatted for a table cell.
+// the sampler and pruner in words, the importances, the params formatted for a table cell, and the
+// confirmation of the top trials (`--confirm K`): its progress, its table, its plot and the answer it chose.
 import type { TrialState } from '../src/protocol';
 import { formatSig } from '../src/tune/rounding';
-import type { Best, ParamValue, Study, Trial, TuneState } from './tuneTypes';
+import type { Best, Candidate, ParamValue, Study, Trial, TuneState } from './tuneTypes';
 
 /** Studies, the one heard from most recently first. */
 export function studiesByRecency(state: TuneState): Study[] {
@@ -136,4 +137,112 @@ export function fmtParam(v: ParamValue | undefined): string {
 /** Params as `a=1, b=x`. */
 export function fmtParams(p: Record<string, ParamValue>): string {
     return Object.keys(p).sort().map(k => `${k}=${fmtParam(p[k])}`).join(', ');
+}
+
+/** "re-training 4/9" while the confirmation runs; null before it starts and once it is summarized. */
+export function confirmProgress(s: Study): string | null {
+    const c = s.confirmation;
+    if (!c || c.finished) {
+        return null;
+    }
+    return c.total !== null ? `re-training ${c.done}/${c.total}` : `re-training ${c.done}`;
+}
+
+/** `0.7836 ± 0.01203`: a mean and the half-width of its 95 % interval (the interval is symmetric: Student's t). */
+function meanText(c: Candidate): string {
+    if (c.mean === null) {
+        return '—';
+    }
+    return c.ci95 ? `${formatSig(c.mean)} ± ${formatSig((c.ci95[1] - c.ci95[0]) / 2)}` : formatSig(c.mean);
+}
+
+export interface ConfirmRow {
+    number: number;
+    /** The confirmation chose it: the study's answer. */
+    chosen: boolean;
+    /** trial, search value, one per seed, mean ± 95 % CI: as the cells show them. */
+    cells: string[];
+    /** The 95 % interval as `[low, high]`, for the cell's tooltip. */
+    interval: string | null;
+}
+
+/**
+ * The Confirmed table: a row per re-trained trial (best search value first once summarized) with its search
+ * value, each seed's value, and the mean ± 95 % CI; `head` names the columns; null without a confirmation.
+ */
+export function confirmRows(s: Study): { head: string[]; rows: ConfirmRow[]; reason: string | null; failures: string[] } | null {
+    const c = s.confirmation;
+    if (!c || c.candidates.length === 0) {
+        return null;
+    }
+    const head = ['trial', `search ${s.metric}`, ...c.seeds.map(seed => `seed ${seed}`), 'mean ± 95 % CI'];
+    const rows = c.candidates.map(cand => ({
+        number: cand.number,
+        chosen: c.finished && cand.number === c.chosen,
+        cells: [
+            String(cand.number), formatSig(cand.searchValue), ...cand.values.map(v => formatSig(v)), meanText(cand),
+        ],
+        interval: cand.ci95 ? `[${formatSig(cand.ci95[0])}, ${formatSig(cand.ci95[1])}]` : null,
+    }));
+    return { head, rows, reason: c.reason, failures: c.failures };
+}
+
+export interface ConfirmPlot {
+    columns: {
+        number: number;
+        chosen: boolean;
+        search: number | null;
+        /** The finished re-trainings' values. */
+        values: number[];
+        mean: number | null;
+        ci95: [number, number] | null;
+    }[];
+    /** The extent of every value drawn (search values, re-trained values, intervals). */
+    y: [number, number];
+}
+
+/**
+ * The Confirmed plot: a column per re-trained trial with its re-trained values, their mean and 95 % interval
+ * next to its search value (the number people compare them with). Null before any value is known.
+ */
+export function confirmPlot(s: Study): ConfirmPlot | null {
+    const c = s.confirmation;
+    if (!c) {
+        return null;
+    }
+    let y0 = Infinity;
+    let y1 = -Infinity;
+    const seen = (v: number | null): void => {
+        if (v !== null) {
+            y0 = Math.min(y0, v);
+            y1 = Math.max(y1, v);
+        }
+    };
+    const columns = c.candidates.map(cand => {
+        const values = cand.values.filter((v): v is number => v !== null);
+        [cand.searchValue, cand.mean, ...values, ...(cand.ci95 ?? [])].forEach(seen);
+        return {
+            number: cand.number, chosen: c.finished && cand.number === c.chosen, search: cand.searchValue, values,
+            mean: cand.mean, ci95: cand.ci95,
+        };
+    });
+    if (!Number.isFinite(y0) || columns.every(col => col.values.length === 0)) {
+        return null;
+    }
+    return { columns, y: [y0, y1] };
+}
+
+/**
+ * The study's answer in one line, when a confirmation chose it: `Confirmed best: #12 accuracy mean 0.7836 ±
+ * 0.01203 over 3 seeds (search 0.7791)`. Null otherwise (the best trial is then the answer).
+ */
+export function answerLine(s: Study): string | null {
+    const c = s.confirmation;
+    const cand = c && c.finished && c.chosen !== null ? c.candidates.find(x => x.number === c.chosen) : undefined;
+    if (!cand || cand.mean === null) {
+        return null;
+    }
+    const n = cand.values.filter(v => v !== null).length;
+    const search = cand.searchValue !== null ? ` (search ${formatSig(cand.searchValue)})` : '';
+    return `Confirmed best: #${cand.number} ${s.metric} mean ${meanText(cand)} over ${n} seed${n === 1 ? '' : 's'}${search}`;
 }

@@ -1,16 +1,18 @@
 /// <reference lib="dom" />
 // The dashboard's Tune section: the studies `deepdive tune` streams (tune.ts builds them from the events),
 // one shown at a time: live trials table, optimisation history (uPlot), pruning curves and parallel
-// coordinates (small canvases), parameter importance (bars). dashboard.ts routes every /stream message
+// coordinates (small canvases), parameter importance (bars), and with `--confirm K` the Confirmed block: the
+// re-trainings' progress, then a table and a small plot of each top trial's re-trained values, mean and 95 %
+// interval next to its search value, the chosen one marked, and the reason. dashboard.ts routes every /stream message
 // here and calls render() from its one requestAnimationFrame; only the studies that changed are redrawn.
 import uPlot from 'uplot';
 import { $, axisColors, cssVar, h, onResize, seriesColor } from './dom';
 import { fmtNum, fmtSeconds } from './format';
 import { formatSig } from '../src/tune/rounding';
 import {
-    applyTune, bestOf, countStates, currentStudy, curves, emptyTune, fmtParam, fmtParams, history, importanceBars,
-    importanceNote, mixColor, parallelCoords, parseColor, searchLabel, studiesByRecency, studyState, trialsOf,
-    type Study, type Trial,
+    answerLine, applyTune, bestOf, confirmPlot, confirmProgress, confirmRows, countStates, currentStudy, curves, emptyTune,
+    fmtParam, fmtParams, history, importanceBars, importanceNote, mixColor, parallelCoords, parseColor, searchLabel,
+    studiesByRecency, studyState, trialsOf, type Study, type Trial,
 } from './tune';
 
 /** Rows the trials table shows (newest first); the rest are summed up in one line. */
@@ -141,22 +143,172 @@ export class TuneView {
         if (s.parallel && s.parallel > 1) {
             bits.push(`${s.parallel} in parallel`);
         }
-        bits.push(s.done ? `finished in ${fmtSeconds(s.done.seconds)}` : 'running');
+        const confirming = confirmProgress(s);
+        bits.push(s.done ? `finished in ${fmtSeconds(s.done.seconds)}` : confirming ? `confirming: ${confirming}` : 'running');
         const meta = $('tune-meta');
         meta.textContent = bits.join(' · ');
         meta.dataset.state = studyState(s);
         meta.title = s.metricSource ? `${s.metric}: ${s.metricSource}` : '';
         const bestEl = $('tune-best');
         bestEl.replaceChildren();
+        const answer = answerLine(s);
+        const chosen = s.confirmation?.candidates.find(c => c.number === s.confirmation?.chosen);
+        if (answer && chosen) {
+            bestEl.append(h('strong', undefined, answer), document.createTextNode(`  ${fmtParams(chosen.params)}`), h('br'));
+        }
         if (best) {
-            bestEl.append(h('strong', undefined, `Best: #${best.number} ${s.metric} ${formatSig(best.value)}`),
+            bestEl.append(h(answer ? 'span' : 'strong', undefined, `${answer ? 'Search\'s best' : 'Best'}: #${best.number} ${s.metric} ${formatSig(best.value)}`),
                 document.createTextNode(`  ${fmtParams(best.params)}`));
         }
+        this.renderConfirm(s);
         this.renderHistory(s);
         this.renderCurves(s);
         this.renderCoords(s);
         this.renderImportance(s);
         this.renderTable(s);
+    }
+
+    // -- confirmation (--confirm K): progress, then the table and plot of the re-trained top trials --------
+    private renderConfirm(s: Study): void {
+        const box = $('tune-confirm');
+        const c = s.confirmation;
+        box.hidden = c === null;
+        if (!c) {
+            box.dataset.state = 'none';
+            return;
+        }
+        const progress = confirmProgress(s);
+        box.dataset.state = c.finished ? 'finished' : 'running';
+        const seeds = c.seeds.length ? ` with seeds ${c.seeds.join(', ')}` : '';
+        box.querySelector<HTMLElement>('.title')!.textContent = progress
+            ? `Confirming: ${progress}`
+            : `Confirmed: top ${c.k ?? c.candidates.length} re-trained${seeds}`;
+        const table = confirmRows(s);
+        const tableBox = box.querySelector<HTMLElement>('.tune-confirm-table')!;
+        box.dataset.rows = String(table?.rows.length ?? 0);
+        if (table) {
+            const el = h('table', 'tune-table');
+            const head = h('tr');
+            for (const c2 of [...table.head, '']) {
+                head.append(h('th', undefined, c2));
+            }
+            const thead = h('thead');
+            thead.append(head);
+            const tbody = h('tbody');
+            for (const row of table.rows) {
+                const tr = h('tr');
+                tr.dataset.trial = String(row.number);
+                if (row.chosen) {
+                    tr.classList.add('best');
+                    tr.dataset.chosen = 'true';
+                }
+                row.cells.forEach((text, i) => {
+                    const td = h('td', 'num', text);
+                    if (i === row.cells.length - 1 && row.interval) {
+                        td.title = `95 % CI ${row.interval}`;
+                    }
+                    tr.append(td);
+                });
+                tr.append(h('td', 'chosen', row.chosen ? '✓ chosen' : ''));
+                tbody.append(tr);
+            }
+            el.append(thead, tbody);
+            tableBox.replaceChildren(el);
+        } else {
+            tableBox.replaceChildren(h('p', 'empty', 'No re-training finished yet.'));
+        }
+        const reason = box.querySelector<HTMLElement>('.tune-confirm-reason')!;
+        reason.replaceChildren(...(c.reason ? [document.createTextNode(c.reason)] : []),
+            ...(table?.failures.length ? [h('span', 'failures', `failed: ${table.failures.join('; ')}`)] : []));
+        this.renderConfirmPlot(box.querySelector('canvas')!, s);
+    }
+
+    /** Each re-trained trial's column: its search value (◇), re-trained values (•), mean and 95 % interval (┿). */
+    private renderConfirmPlot(canvas: HTMLCanvasElement, s: Study): void {
+        const plot = confirmPlot(s);
+        canvas.hidden = plot === null;
+        canvas.dataset.columns = String(plot?.columns.length ?? 0);
+        if (!plot) {
+            return;
+        }
+        const p = prepare(canvas, PLOT_HEIGHT);
+        if (!p) {
+            return;
+        }
+        const { ctx, w, h: height } = p;
+        const muted = cssVar('--dd-muted', '#9d9d9d');
+        const fg = cssVar('--dd-fg', '#cccccc');
+        const left = 56;
+        const bottom = 18;
+        const top = 6;
+        const [y0, y1] = plot.y;
+        const pad = y1 === y0 ? Math.max(Math.abs(y0) * 0.01, 1e-6) : (y1 - y0) * 0.08;
+        const lo = y0 - pad;
+        const hi = y1 + pad;
+        const sy = (y: number) => top + (1 - (y - lo) / (hi - lo)) * (height - top - bottom);
+        const n = plot.columns.length;
+        const slot = (w - left - 6) / n;
+        ctx.font = '10px sans-serif';
+        ctx.fillStyle = muted;
+        ctx.fillText(fmtNum(y1), 2, sy(y1) + 4);
+        ctx.fillText(fmtNum(y0), 2, sy(y0) + 4);
+        ctx.strokeStyle = cssVar('--dd-grid', 'rgba(128,128,128,0.2)');
+        ctx.lineWidth = 1;
+        ctx.strokeRect(left, top, w - left - 6, height - top - bottom);
+        const searchC = seriesColor(1);
+        const valueC = seriesColor(0);
+        plot.columns.forEach((col, i) => {
+            const cx = left + slot * (i + 0.5);
+            const xs = cx - Math.min(14, slot / 4);   // the search value, left of the re-trainings
+            const xr = cx + Math.min(8, slot / 6);    // the re-trainings, their mean and interval
+            if (col.chosen) {
+                ctx.fillStyle = cssVar('--vscode-list-inactiveSelectionBackground', 'rgba(55, 148, 255, 0.15)');
+                ctx.fillRect(left + slot * i + 1, top + 1, slot - 2, height - top - bottom - 2);
+            }
+            if (col.search !== null) {
+                const y = sy(col.search);
+                ctx.strokeStyle = searchC;
+                ctx.lineWidth = 1.5;
+                ctx.beginPath();
+                ctx.moveTo(xs, y - 5);
+                ctx.lineTo(xs + 5, y);
+                ctx.lineTo(xs, y + 5);
+                ctx.lineTo(xs - 5, y);
+                ctx.closePath();
+                ctx.stroke();
+            }
+            ctx.fillStyle = valueC;
+            col.values.forEach((v, k) => {
+                ctx.beginPath();
+                ctx.arc(xr + (k - (col.values.length - 1) / 2) * 3, sy(v), 2.5, 0, Math.PI * 2);
+                ctx.fill();
+            });
+            ctx.strokeStyle = fg;
+            ctx.lineWidth = 1.5;
+            if (col.ci95) {
+                const [a, b] = col.ci95;
+                ctx.beginPath();
+                ctx.moveTo(xr + 9, sy(a));
+                ctx.lineTo(xr + 9, sy(b));
+                ctx.moveTo(xr + 6, sy(a));
+                ctx.lineTo(xr + 12, sy(a));
+                ctx.moveTo(xr + 6, sy(b));
+                ctx.lineTo(xr + 12, sy(b));
+                ctx.stroke();
+            }
+            if (col.mean !== null) {
+                ctx.beginPath();
+                ctx.moveTo(xr - 6, sy(col.mean));
+                ctx.lineTo(xr + 14, sy(col.mean));
+                ctx.stroke();
+            }
+            ctx.fillStyle = col.chosen ? fg : muted;
+            ctx.font = col.chosen ? 'bold 10px sans-serif' : '10px sans-serif';
+            ctx.textAlign = 'center';
+            ctx.fillText(`#${col.number}${col.chosen ? ' ✓' : ''}`, cx, height - 5);
+            ctx.textAlign = 'left';
+            ctx.font = '10px sans-serif';
+        });
     }
 
     // -- optimisation history: value of each complete trial (points) and the best so far (steps) ------
@@ -410,6 +562,16 @@ export class TuneView {
             tuneBest: (name?: string) => {
                 const s = study(name);
                 return s ? bestOf(s) : null;
+            },
+            /** The confirmation (--confirm K) of a study (default: the shown one): progress, then the table's rows. */
+            tuneConfirmation: (name?: string) => {
+                const s = study(name);
+                const c = s?.confirmation;
+                return s && c ? {
+                    finished: c.finished, progress: confirmProgress(s), done: c.done, total: c.total, k: c.k, seeds: c.seeds,
+                    chosen: c.chosen, reason: c.reason, answer: answerLine(s), chosenNumber: s.done?.chosenNumber ?? null,
+                    candidates: c.candidates.map(x => ({ number: x.number, searchValue: x.searchValue, values: x.values, mean: x.mean, ci95: x.ci95 })),
+                } : null;
             },
             /** Points in the shown study's history chart. */
             tuneHistoryPoints: () => this.historyPoints,

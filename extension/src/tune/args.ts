@@ -1,12 +1,13 @@
 // The Tune command's arguments (from the palette, a CodeLens, the explorer, tests), the daemon job's
-// options they make, the best parameters in a finished job's result, and the applyBest edits as plain
-// ranges. No `vscode` import.
+// options they make, the answer in a finished job's result (the confirmed best of `--confirm K`, else the
+// search's best parameters) and the words that say which, and the applyBest edits as plain ranges.
+// No `vscode` import.
 import * as path from 'path';
 import {
-    JobInfo, TextEditData, TuneApplyResult, TuneDirection, TuneOptions, TunePruner, TuneSampler, TuneValue, Vocabularies,
+    JobInfo, JobOptionRanges, TextEditData, TuneApplyResult, TuneDirection, TuneOptions, TunePruner, TuneSampler, TuneValue, Vocabularies,
 } from '../protocol';
 import { parseScriptRef, text, withoutUndefined } from '../common/scriptArgs';
-import { formatParams } from './rounding';
+import { formatParams, formatSig } from './rounding';
 
 export type Direction = TuneDirection;
 
@@ -23,6 +24,10 @@ export interface TuneArgs {
     sampler?: TuneSampler;
     pruner?: TunePruner;
     study?: string;
+    /** `--confirm K`: re-train the search's top K trials with fresh seeds; the best mean is the answer (0: off). */
+    confirm?: number;
+    /** `--confirm-seeds R`: fresh training seeds per confirmed trial (2 or more). */
+    confirmSeeds?: number;
     /** Arguments for the script itself. */
     args?: string[];
     /** No dashboard, no notifications (tests). */
@@ -33,9 +38,16 @@ export interface TuneArgs {
 
 export const DEFAULT_TRIALS = 20;
 export const MAX_TRIALS = 100_000;
+/** The confirmation's seeds per trial when the command isn't told (the CLI's `--confirm-seeds` default). */
+export const DEFAULT_CONFIRM_SEEDS = 3;
+/** What the Tune command offers for "Confirm the top K with fresh seeds" (0: off). */
+export const CONFIRM_CHOICES: readonly number[] = [0, 3, 5];
+const [MIN_CONFIRM, MAX_CONFIRM] = JobOptionRanges.tune.confirm;
+const [MIN_CONFIRM_SEEDS, MAX_CONFIRM_SEEDS] = JobOptionRanges.tune.confirm_seeds;
 
-const positiveInt = (x: unknown, max: number): number | undefined =>
-    typeof x === 'number' && Number.isInteger(x) && x >= 1 && x <= max ? x : undefined;
+const intIn = (x: unknown, min: number, max: number): number | undefined =>
+    typeof x === 'number' && Number.isInteger(x) && x >= min && x <= max ? x : undefined;
+const positiveInt = (x: unknown, max: number): number | undefined => intIn(x, 1, max);
 const oneOf = <T extends string>(x: unknown, all: readonly T[]): T | undefined =>
     typeof x === 'string' && (all as readonly string[]).includes(x) ? (x as T) : undefined;
 
@@ -54,6 +66,8 @@ export function parseTuneArgs(arg: unknown): TuneArgs {
     out.sampler = oneOf(a.sampler, Vocabularies.tuneSamplers);
     out.pruner = oneOf(a.pruner, Vocabularies.tunePruners);
     out.study = text(a.study);
+    out.confirm = intIn(a.confirm, MIN_CONFIRM, MAX_CONFIRM);
+    out.confirmSeeds = intIn(a.confirmSeeds ?? a.confirm_seeds, MIN_CONFIRM_SEEDS, MAX_CONFIRM_SEEDS);
     return withoutUndefined(out);
 }
 
@@ -92,6 +106,10 @@ export function tuneOptions(path: string, a: TuneArgs & { trials: number; parall
     if (a.args && a.args.length) {
         o.args = a.args;
     }
+    if (a.confirm) {
+        o.confirm = a.confirm;
+        o.confirm_seeds = a.confirmSeeds ?? DEFAULT_CONFIRM_SEEDS;
+    }
     return o;
 }
 
@@ -115,6 +133,67 @@ export function bestValueOf(result: Record<string, unknown> | null | undefined):
     }
     const v = result.best_value ?? result.bestValue ?? (isObj(result.best) ? result.best.value : undefined);
     return typeof v === 'number' && Number.isFinite(v) ? v : undefined;
+}
+
+/**
+ * The study's answer, the parameters *Apply best parameters* writes: the confirmed winner of `--confirm K`
+ * (the best mean over fresh seeds), else the search's best trial.
+ */
+export interface Answer {
+    params: Params;
+    /** The search's trial the parameters come from (when the result names it). */
+    number?: number;
+    /** True when the answer is the confirmation's choice (the best re-trained mean). */
+    confirmed: boolean;
+    /** The confirmed answer's mean over its re-trainings, and how many finished. */
+    mean?: number;
+    seeds?: number;
+    /** The search's value of the answer (the search's best value when not confirmed). */
+    value?: number;
+    /** The confirmation's one-sentence reason for its choice (or for not choosing), when it ran. */
+    reason?: string;
+}
+
+const finite = (x: unknown): number | undefined => (typeof x === 'number' && Number.isFinite(x) ? x : undefined);
+
+/**
+ * The answer in a tune job's result: `chosenParams` (with `chosenNumber` and the `confirmed` summary, the
+ * protocol's TuneConfirmation with snake_case keys) when the result has them, else the best parameters.
+ */
+export function answerOf(result: Record<string, unknown> | null | undefined): Answer | undefined {
+    if (!isObj(result)) {
+        return undefined;
+    }
+    const chosen = result.chosenParams ?? result.chosen_params;
+    const best = bestParamsOf(result);
+    const number = finite(result.chosenNumber ?? result.chosen_number);
+    const conf = isObj(result.confirmed) ? result.confirmed : undefined;
+    const reason = typeof conf?.reason === 'string' && conf.reason ? conf.reason : undefined;
+    if (!isObj(chosen) || Object.keys(chosen).length === 0) {
+        return best ? withoutUndefined({ params: best, confirmed: false, value: bestValueOf(result), reason }) : undefined;
+    }
+    const candidates = Array.isArray(conf?.candidates) ? conf.candidates.filter(isObj) : [];
+    const cand = number !== undefined && conf && finite(conf.chosen) === number ? candidates.find(c => finite(c.number) === number) : undefined;
+    const mean = finite(cand?.mean);
+    if (cand && mean !== undefined) {
+        const seeds = Array.isArray(cand.values) ? cand.values.filter(v => finite(v) !== undefined).length : 0;
+        return withoutUndefined({ params: chosen, number, confirmed: true, mean, seeds, value: finite(cand.search_value), reason });
+    }
+    return withoutUndefined({ params: chosen, number, confirmed: false, value: bestValueOf(result), reason });
+}
+
+/**
+ * Which parameters these are, for the notification, the CodeLens and the code action:
+ * `the confirmed best, trial 12 (mean 0.7836 over 3 seeds)` or `the search's best, trial 7 (accuracy 0.7791)`.
+ */
+export function describeAnswer(a: Answer, metric?: string): string {
+    const trial = a.number !== undefined ? `, trial ${a.number}` : '';
+    if (a.confirmed && a.mean !== undefined) {
+        const seeds = a.seeds ?? 0;
+        return `the confirmed best${trial} (mean ${formatSig(a.mean)} over ${seeds} seed${seeds === 1 ? '' : 's'})`;
+    }
+    const value = a.value !== undefined ? ` (${metric ? `${metric} ` : ''}${formatSig(a.value)})` : '';
+    return `the search's best${trial}${value}`;
 }
 
 /** `hidden=256, lr=0.05234`: params for a message, floats to 4 significant digits (not the sampler's 17). */

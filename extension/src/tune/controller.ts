@@ -1,8 +1,10 @@
 // Hyperparameter search from the editor: "Deepdive: Tune Hyperparameters…" asks for the script, trials,
-// parallelism, metric and direction, starts the daemon's `tune` job (a progress notification has the Cancel
-// button) and opens the dashboard, whose Tune section shows the study live. A "Tune" CodeLens sits above
-// a script's first `suggest(` call. When the job ends with best parameters, a notification button, a
-// CodeLens and a code action on the `suggest(` lines rewrite the script's defaults (deepdive/tune/applyBest).
+// parallelism, metric, direction and whether to confirm the top K trials with fresh seeds (`--confirm K`),
+// starts the daemon's `tune` job (a progress notification has the Cancel button) and opens the dashboard,
+// whose Tune section shows the study live. A "Tune" CodeLens sits above a script's first `suggest(` call.
+// When the job ends with an answer (the confirmed best, else the search's best), a notification button, a
+// CodeLens and a code action on the `suggest(` lines rewrite the script's defaults (deepdive/tune/applyBest),
+// each saying which of the two it writes.
 import { guardCommand } from '../common/guard';
 import { scriptToRun } from '../common/pickScript';
 import { showJobProgress } from '../common/jobProgress';
@@ -33,11 +35,11 @@ import { executeCommand, getConfiguration, getWorkspaceFolders, registerCommand 
 import { JobEvent, JobInfo, JobStartOf, Requests, Vocabularies } from '../protocol';
 import { JobsView } from '../views/jobs';
 import {
-    bestParamsOf, bestValueOf, checkMetric, checkParallel, checkTrials, DEFAULT_TRIALS, describeApply, describeParams,
-    Direction, Params, parseTuneArgs, scriptOfJob, toPlainEdits, TuneArgs, tuneOptions,
+    Answer, answerOf, checkMetric, checkParallel, checkTrials, CONFIRM_CHOICES, DEFAULT_CONFIRM_SEEDS, DEFAULT_TRIALS,
+    describeAnswer, describeApply, describeParams, Direction, Params, parseTuneArgs, scriptOfJob, toPlainEdits, TuneArgs,
+    tuneOptions,
 } from './args';
 import { defaultMetric, firstSuggestLine, guessDirection, MetricChoice, suggestLines } from './finder';
-import { formatSig } from './rounding';
 
 export const TUNE_JOB_KIND = 'tune';
 const APPLY_KIND = CodeActionKind.RefactorRewrite.append('deepdive.tune');
@@ -49,13 +51,17 @@ export interface TuneOutcome {
     jobId?: string;
     job?: JobInfo;
     path?: string;
+    /** The answer's parameters (the confirmed best with `confirm`, else the search's best). */
     bestParams?: Params;
+    answer?: Answer;
     error?: string;
 }
 
 /** What `deepdive.applyTuneBest` resolves to. */
 export interface ApplyOutcome {
     state: 'applied' | 'none' | 'failed';
+    /** Which parameters were written ("the confirmed best, trial 12 (mean 0.7836 over 3 seeds)"), when known. */
+    what?: string;
     changed?: string[];
     unchanged?: string[];
     missing?: string[];
@@ -70,16 +76,16 @@ interface Started {
 }
 
 interface BestFor {
-    params: Params;
-    value?: number;
-    metric?: string;
+    answer: Answer;
+    /** describeAnswer's words for it. */
+    what: string;
     jobId: string;
 }
 
 export class TuneController implements CodeLensProvider, CodeActionProvider, Disposable {
     private readonly started = new Map<string, Started>();
     private readonly waiters = new Map<string, (job: JobInfo) => void>();
-    /** Best parameters of the newest finished tune job per script (by file system path). */
+    /** The answer of the newest finished tune job per script (by file system path). */
     private readonly best = new Map<string, BestFor>();
     private readonly lensEmitter = new EventEmitter<void>();
     readonly onDidChangeCodeLenses = this.lensEmitter.event;
@@ -142,12 +148,18 @@ export class TuneController implements CodeLensProvider, CodeActionProvider, Dis
         if (!direction) {
             return { state: 'dismissed' };
         }
-        const options = tuneOptions(uri.fsPath, { ...a, trials, parallel, metric, direction });
+        const seeds = a.confirmSeeds ?? DEFAULT_CONFIRM_SEEDS;
+        const confirm = a.confirm ?? (await pickConfirm(trials, seeds));
+        if (confirm === undefined) {
+            return { state: 'dismissed' };
+        }
+        const options = tuneOptions(uri.fsPath, { ...a, trials, parallel, metric, direction, confirm, confirmSeeds: seeds });
         const file = path.basename(uri.fsPath);
+        const confirmed = confirm ? `, top ${confirm} confirmed with ${seeds} seeds` : '';
         const params: JobStartOf<typeof TUNE_JOB_KIND> = {
             kind: TUNE_JOB_KIND,
             options,
-            title: `Tune ${file} (${trials} trials, ${direction} ${metric})`,
+            title: `Tune ${file} (${trials} trials, ${direction} ${metric}${confirmed})`,
             progress: false,  // the notification below, with Cancel (the daemon's would sit in the status bar)
         };
         const job = await this.server.request(Requests.jobsStart, params);
@@ -168,7 +180,8 @@ export class TuneController implements CodeLensProvider, CodeActionProvider, Dis
             return { state: 'started', jobId: job.id, job, path: uri.fsPath };
         }
         const end = await ended;
-        return { state: end.state as TuneOutcome['state'], jobId: end.id, job: end, path: uri.fsPath, bestParams: bestParamsOf(end.result) };
+        const answer = answerOf(end.result);
+        return { state: end.state as TuneOutcome['state'], jobId: end.id, job: end, path: uri.fsPath, bestParams: answer?.params, answer };
     }
 
     // ---- job events ---------------------------------------------------------------------------
@@ -183,9 +196,10 @@ export class TuneController implements CodeLensProvider, CodeActionProvider, Dis
         const mine = this.started.get(job.id);
         this.started.delete(job.id);
         const script = mine?.path ?? scriptOfJob(job);
-        const params = bestParamsOf(job.result);
-        if (params && script) {
-            this.best.set(script, { params, value: bestValueOf(job.result), metric: mine?.metric, jobId: job.id });
+        const answer = answerOf(job.result);
+        const what = answer ? describeAnswer(answer, mine?.metric ?? metricOfJob(job)) : '';
+        if (answer && script) {
+            this.best.set(script, { answer, what, jobId: job.id });
             this.lensEmitter.fire();
         }
         const waiter = this.waiters.get(job.id);
@@ -196,13 +210,12 @@ export class TuneController implements CodeLensProvider, CodeActionProvider, Dis
         }
         const file = script ? path.basename(script) : 'the script';
         const output = 'Show Output';
-        if (job.state === 'succeeded' && params && script) {
-            const value = bestValueOf(job.result);
+        if (job.state === 'succeeded' && answer && script) {
             const apply = 'Apply Best Parameters';
-            const best = value !== undefined ? ` best ${mine.metric} ${formatSig(value)}:` : ' best parameters:';
-            void window.showInformationMessage(`Deepdive: tuning ${file} finished;${best} ${describeParams(params)}.`, apply, output).then(choice => {
+            const why = answer.reason ? ` ${answer.reason}` : '';
+            void window.showInformationMessage(`Deepdive: tuning ${file} finished; ${what}: ${describeParams(answer.params)}.${why}`, apply, output).then(choice => {
                 if (choice === apply) {
-                    void this.applyGuard({ uri: Uri.file(script).toString(), params });
+                    void this.applyGuard({ uri: Uri.file(script).toString(), params: answer.params, what });
                 } else if (choice === output) {
                     void executeCommand(Commands.showJobOutput, job.id);
                 }
@@ -232,14 +245,17 @@ export class TuneController implements CodeLensProvider, CodeActionProvider, Dis
 
     private async applyBest(arg: unknown): Promise<ApplyOutcome> {
         const a = parseTuneArgs(arg);
-        const raw = arg && typeof arg === 'object' ? (arg as Record<string, unknown>).params : undefined;
+        const obj = arg && typeof arg === 'object' ? (arg as Record<string, unknown>) : {};
+        const raw = obj.params;
         const given = raw && typeof raw === 'object' && !Array.isArray(raw) ? (raw as Params) : undefined;
         const uri = a.uri ? Uri.parse(a.uri) : a.path ? Uri.file(path.resolve(getWorkspaceFolders()[0]?.uri.fsPath ?? '', a.path))
             : window.activeTextEditor?.document.uri;
         if (!uri) {
             throw new Error('no script given and no editor is active');
         }
-        const params = given ?? this.best.get(uri.fsPath)?.params ?? (await this.bestFromJobs(uri.fsPath));
+        const known = given ? undefined : (this.best.get(uri.fsPath) ?? (await this.bestFromJobs(uri.fsPath)));
+        const params = given ?? known?.answer.params;
+        const what = given ? (typeof obj.what === 'string' && obj.what ? obj.what : undefined) : known?.what;
         if (!params) {
             if (!a.quiet) {
                 void window.showInformationMessage(`Deepdive: no finished tune job has best parameters for ${path.basename(uri.fsPath)} yet.`);
@@ -263,20 +279,25 @@ export class TuneController implements CodeLensProvider, CodeActionProvider, Dis
             }
         }
         if (!a.quiet) {
-            void window.showInformationMessage(`Deepdive: ${describeApply(result, path.basename(uri.fsPath))}.`);
+            const which = what ? `applied ${what}: ` : '';
+            void window.showInformationMessage(`Deepdive: ${which}${describeApply(result, path.basename(uri.fsPath))}.`);
         }
-        return { state: 'applied', changed: result.changed, unchanged: result.unchanged ?? [], missing: result.missing ?? [], edits: edits.length };
+        const done: ApplyOutcome = { state: 'applied', changed: result.changed, unchanged: result.unchanged ?? [], missing: result.missing ?? [], edits: edits.length };
+        if (what) {
+            done.what = what;
+        }
+        return done;
     }
 
-    /** The best parameters of the newest succeeded tune job of this script in the daemon's job list. */
-    private async bestFromJobs(script: string): Promise<Params | undefined> {
+    /** The answer of the newest succeeded tune job of this script in the daemon's job list. */
+    private async bestFromJobs(script: string): Promise<BestFor | undefined> {
         try {
             const { jobs } = await this.server.request(Requests.jobsList, { limit: 100 });
             for (const j of jobs) {
                 if (j.kind === TUNE_JOB_KIND && j.state === 'succeeded' && scriptOfJob(j) === script) {
-                    const p = bestParamsOf(j.result);
-                    if (p) {
-                        return p;
+                    const answer = answerOf(j.result);
+                    if (answer) {
+                        return { answer, what: describeAnswer(answer, metricOfJob(j)), jobId: j.id };
                     }
                 }
             }
@@ -304,8 +325,9 @@ export class TuneController implements CodeLensProvider, CodeActionProvider, Dis
         const best = this.best.get(doc.uri.fsPath);
         if (best && doc.uri.scheme === 'file') {
             lenses.push(new CodeLens(range, {
-                title: '$(check) Apply best parameters', command: Commands.applyTuneBest,
-                arguments: [{ uri: doc.uri.toString(), params: best.params }], tooltip: describeParams(best.params),
+                title: `$(check) Apply best parameters: ${best.what}`, command: Commands.applyTuneBest,
+                arguments: [{ uri: doc.uri.toString(), params: best.answer.params, what: best.what }],
+                tooltip: `${describeParams(best.answer.params)}${best.answer.reason ? `\n${best.answer.reason}` : ''}`,
             }));
         }
         return lenses;
@@ -320,8 +342,11 @@ export class TuneController implements CodeLensProvider, CodeActionProvider, Dis
         if (!lines.some(l => l >= range.start.line && l <= range.end.line)) {
             return [];
         }
-        const action = new CodeAction(`Apply best tuned parameters (${describeParams(best.params)})`, APPLY_KIND);
-        action.command = { title: action.title, command: Commands.applyTuneBest, arguments: [{ uri: doc.uri.toString(), params: best.params }] };
+        const action = new CodeAction(`Apply best tuned parameters, ${best.what}: ${describeParams(best.answer.params)}`, APPLY_KIND);
+        action.command = {
+            title: action.title, command: Commands.applyTuneBest,
+            arguments: [{ uri: doc.uri.toString(), params: best.answer.params, what: best.what }],
+        };
         return [action];
     }
 }
@@ -329,6 +354,31 @@ export class TuneController implements CodeLensProvider, CodeActionProvider, Dis
 async function askNumber(title: string, prompt: string, value: string, validateInput: (v: string) => string | undefined): Promise<number | undefined> {
     const s = await window.showInputBox({ title: `Deepdive: Tune — ${title.toLowerCase()}`, prompt, value, ignoreFocusOut: true, validateInput });
     return s === undefined ? undefined : Number(s.trim());
+}
+
+/**
+ * "Confirm the top K with fresh seeds": off, 3 or 5 (no more than the trials), each saying what it costs.
+ * Undefined when dismissed.
+ */
+async function pickConfirm(trials: number, seeds: number): Promise<number | undefined> {
+    const items = CONFIRM_CHOICES.filter(k => k <= trials).map(k => k === 0
+        ? { label: 'Off', description: 'the search\'s best trial is the answer', k }
+        : {
+            label: `Top ${k}`, k,
+            description: `re-train the ${k} best trials with ${seeds} fresh seeds each (${k * seeds} more trainings); the best mean is the answer`,
+        });
+    const picked = await window.showQuickPick(items, {
+        title: 'Deepdive: Tune — confirm the top K with fresh seeds',
+        placeHolder: 'A search\'s best value is partly luck of the seed: re-training its top trials and taking the best mean corrects for it',
+        ignoreFocusOut: true,
+    });
+    return picked?.k;
+}
+
+/** The metric a tune job optimised, from its argv's `--metric` (undefined when the job didn't name one). */
+function metricOfJob(job: Pick<JobInfo, 'argv'>): string | undefined {
+    const i = job.argv.indexOf('--metric');
+    return i >= 0 && i + 1 < job.argv.length ? job.argv[i + 1] : undefined;
 }
 
 /** Minimize or maximize; the script's own say first (keep_best's mode), else the name's guess. */

@@ -5,8 +5,9 @@
 // step and the verdict appears; past runs are named by script and start time (training runs by default);
 // charts without data on this machine say why; at 300 px (the sidebar) and 1000 px (an editor tab) no two
 // axis labels intersect and no text overflows its card (screenshots test-results/dashboard-sidebar.png and
-// test-results/dashboard-tab.png); a `deepdive deploy serve` of the digits CNN under a client load fills the
-// Serving section (dashboard-serve.png). Screenshot (always): test-results/e2e/dashboard.png. Everything it starts
+// test-results/dashboard-tab.png); a 4-trial `deepdive tune --confirm 2 --confirm-seeds 2` fills the Tune section
+// and its Confirmed block (the top 2 re-trained, the best mean chosen and marked, the reason; dashboard-tune.png);
+// a `deepdive deploy serve` of the digits CNN under a client load fills the Serving section (dashboard-serve.png). Screenshot (always): test-results/e2e/dashboard.png. Everything it starts
 // runs in its own process group and is killed on exit.
 //
 // Environment: E2E_REPO (default: the repo of this file), E2E_PYTHON (default <repo>/.venv/bin/python),
@@ -229,10 +230,11 @@ async function step(name, fn) {
       }
       if ((await page.locator('#conn').innerText()) !== 'live') throw new Error('the label is not "live" again');
     });
-    await step('a tune study streams to the Tune section: trials, history, best', async () => {
+    await step('a tune study streams to the Tune section: trials, history, best, the confirmed top 2', async () => {
       const study = 'e2e-dashboard';
       spawn('tune', ['-m', 'deepdive', 'tune', path.join(REPO, 'server/examples/digits.py'), '--trials', '4', '--study', study,
-        '--storage', `sqlite:///${path.join(tmp, 'tune.db')}`, '--metric', 'accuracy', '--direction', 'maximize', '--',
+        '--storage', `sqlite:///${path.join(tmp, 'tune.db')}`, '--metric', 'accuracy', '--direction', 'maximize',
+        '--confirm', '2', '--confirm-seeds', '2', '--',
         '--epochs', '2', '--compression', 'none'], hub ? { ...env, DEEPDIVE_HUB: hub } : env, path.join(artifacts, 'dashboard-tune.log'));
       const studyOf = async () => ((await hook('window.__deepdiveDashboard.tuneStudies()')) || []).find(s => s.study === study);
       await waitFor('the study in the Tune section', studyOf, 60000, 500);
@@ -251,7 +253,24 @@ async function step(name, fn) {
       if (rows !== complete.length) throw new Error(`${rows} complete rows in the trials table, ${complete.length} complete trials`);
       const meta = await page.locator('#tune-meta').innerText();
       if (!/maximize accuracy/.test(meta)) throw new Error(`Tune meta line: ${JSON.stringify(meta)}`);
-      console.log(`     tune: ${done.complete} complete, ${done.pruned} pruned, ${done.fail} failed; best #${best.number} accuracy ${best.value}`);
+      // --confirm 2 --confirm-seeds 2: the top 2 complete trials re-trained with seeds 1 and 2; the best mean is the answer
+      const conf = await hook(`window.__deepdiveDashboard.tuneConfirmation(${JSON.stringify(study)})`);
+      const top = Math.min(2, complete.length);
+      if (!conf || !conf.finished || conf.candidates.length !== top || conf.seeds.join() !== '1,2' || !conf.reason) {
+        throw new Error(`confirmation: ${JSON.stringify(conf)}`);
+      }
+      const ranked = [...complete].sort((a, b) => b.value - a.value).slice(0, top).map(t => t.number);
+      if (conf.candidates.map(c => c.number).join() !== ranked.join()) throw new Error(`re-trained ${JSON.stringify(conf.candidates)}, top trials ${ranked}`);
+      const means = conf.candidates.filter(c => c.mean !== null);
+      if (means.length && conf.chosen !== means.reduce((a, b) => (b.mean > a.mean ? b : a)).number) throw new Error(`chosen ${conf.chosen} is not the best mean: ${JSON.stringify(conf.candidates)}`);
+      if (conf.chosenNumber !== (conf.chosen ?? best.number)) throw new Error(`tune.done's answer ${conf.chosenNumber}, the confirmation chose ${conf.chosen}`);
+      const box = page.locator('#tune-confirm');
+      if ((await box.getAttribute('data-state')) !== 'finished' || +(await box.getAttribute('data-rows')) !== top) throw new Error('the Confirmed block is not shown finished with its rows');
+      if (!/^Confirmed: top 2 re-trained with seeds 1, 2/.test(await box.locator('.title').innerText())) throw new Error(`Confirmed title: ${await box.locator('.title').innerText()}`);
+      if (conf.chosen !== null && (await box.locator(`tr[data-chosen="true"][data-trial="${conf.chosen}"]`).count()) !== 1) throw new Error('the chosen trial is not marked in the Confirmed table');
+      if ((await box.locator('.tune-confirm-reason').innerText()).trim() !== conf.reason) throw new Error('the Confirmed block does not say why');
+      if (+(await box.locator('canvas').getAttribute('data-columns')) !== top) throw new Error('the Confirmed plot has no column per re-trained trial');
+      console.log(`     tune: ${done.complete} complete, ${done.pruned} pruned, ${done.fail} failed; best #${best.number} accuracy ${best.value}; ${conf.reason}`);
       await page.locator('.tune-panel').scrollIntoViewIfNeeded();
       await screenshot(page, 'dashboard-tune');
     });

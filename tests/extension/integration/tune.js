@@ -1,8 +1,9 @@
 // Integration tests of hyperparameter search from the editor (issue #6), run inside code-server's extension
 // host after the other integration tests: index.js calls `run(test, ctx, helpers)`. Plain CommonJS.
 // A copy of server/examples/digits.py in the workspace is tuned for real (3 one-epoch trials through the
-// daemon's `tune` job, started by the deepdive.tune command with its prompts skipped), then its best
-// parameters are applied to the open document through deepdive/tune/applyBest.
+// daemon's `tune` job, started by the deepdive.tune command with its prompts skipped, the top 2 confirmed
+// with 2 fresh seeds each: `--confirm 2 --confirm-seeds 2`), then the study's answer (the confirmed best) is
+// applied to the open document through deepdive/tune/applyBest, the CodeLens and code action saying which.
 'use strict';
 const vscode = require('vscode');
 const assert = require('assert');
@@ -64,7 +65,7 @@ exports.run = async function run(test, ctx, { poll }) {
     ctx.tuneKind = true;
   });
 
-  await test('tune: deepdive.tune runs a 3-trial study of digits.py through the daemon and it succeeds with best parameters', async () => {
+  await test('tune: deepdive.tune runs a 3-trial study of digits.py through the daemon, confirms its top 2, and its answer is the best mean', async () => {
     assert.ok(ctx.tuneKind && ctx.tuneDoc, 'needs the tune job kind and the script (see above)');
     if (!vscode.workspace.isTrusted) {
       const refused = await vscode.commands.executeCommand('deepdive.tune', { path: script, trials: 3, parallel: 1, metric: 'loss', direction: 'minimize', quiet: true });
@@ -73,15 +74,28 @@ exports.run = async function run(test, ctx, { poll }) {
     }
     const outcome = await vscode.commands.executeCommand('deepdive.tune', {
       path: script, trials: 3, parallel: 1, metric: 'loss', direction: 'minimize', study: `e2e-${Date.now()}`,
-      args: ['--epochs', '1'], quiet: true, wait: true,
+      confirm: 2, confirmSeeds: 2, args: ['--epochs', '1'], quiet: true, wait: true,
     });
     const job = outcome && outcome.job;
     assert.ok(outcome && outcome.state === 'succeeded', `outcome: ${JSON.stringify(outcome && { state: outcome.state, error: outcome.error, reason: job && job.reason, argv: job && job.argv })}`);
     assert.strictEqual(job.kind, 'tune');
     assert.ok(job.argv.includes('--trials') && job.argv.includes('3'), `argv: ${job.argv.join(' ')}`);
+    assert.ok(job.argv.join(' ').includes('--confirm 2 --confirm-seeds 2'), `argv: ${job.argv.join(' ')}`);
     assert.ok(outcome.bestParams, `the job's result has best parameters: ${JSON.stringify(job.result)}`);
     assert.deepStrictEqual(Object.keys(outcome.bestParams).sort(), PARAMS, 'the best parameters are the script\'s suggest() names');
+    // the answer: the confirmation's choice, the best mean of the re-trained top trials (loss: the lowest)
+    const conf = job.result.confirmed;
+    assert.ok(conf && Array.isArray(conf.candidates) && conf.candidates.length === Math.min(2, job.result.nComplete), `confirmed: ${JSON.stringify(conf)}`);
+    assert.deepStrictEqual(conf.seeds, [1, 2]);
+    const means = conf.candidates.filter(c => typeof c.mean === 'number');
+    assert.ok(means.length > 0, `no re-training finished: ${JSON.stringify(conf)}`);
+    const lowest = means.reduce((a, b) => (b.mean < a.mean ? b : a));
+    assert.strictEqual(conf.chosen, lowest.number, `chosen ${conf.chosen}, the lowest mean is trial ${lowest.number}'s`);
+    assert.strictEqual(job.result.chosenNumber, conf.chosen);
+    assert.deepStrictEqual(outcome.bestParams, job.result.chosenParams, 'the command\'s answer is the job\'s chosenParams');
+    assert.ok(outcome.answer && outcome.answer.confirmed && outcome.answer.number === conf.chosen, `answer: ${JSON.stringify(outcome.answer)}`);
     ctx.tuneBest = outcome.bestParams;
+    ctx.tuneWhat = new RegExp(`^the confirmed best, trial ${conf.chosen} \\(mean \\S+ over ${lowest.values.filter(v => v !== null).length} seeds\\)$`);
   }, 300000);
 
   await test('tune: deepdive/tune/applyBest returns edits for the suggested params; the command applies them to the document', async () => {
@@ -98,13 +112,14 @@ exports.run = async function run(test, ctx, { poll }) {
       const found = (await lenses(doc)).filter(l => l.command && l.command.command === 'deepdive.applyTuneBest');
       return { done: found.length === 1, value: found.map(l => ({ line: l.range.start.line, title: l.command.title })) };
     }, 10000);
-    assert.match(applyLens[0].title, /Apply best parameters/);
+    assert.match(applyLens[0].title, /Apply best parameters: the confirmed best, trial \d+ \(mean \S+ over 2 seeds\)/);
     const line = firstSuggestLine(before);
     const actions = await vscode.commands.executeCommand('vscode.executeCodeActionProvider', doc.uri, new vscode.Range(line, 0, line, 0));
     const titles = (actions || []).map(a => a.title);
-    assert.ok(titles.some(t => /Apply best tuned parameters/.test(t)), `code actions: ${JSON.stringify(titles)}`);
+    assert.ok(titles.some(t => /Apply best tuned parameters, the confirmed best, trial/.test(t)), `code actions: ${JSON.stringify(titles)}`);
     const applied = await vscode.commands.executeCommand('deepdive.applyTuneBest', { uri: doc.uri.toString(), quiet: true });
     assert.ok(applied && applied.state === 'applied', `applied: ${JSON.stringify(applied)}`);
+    assert.match(applied.what || '', ctx.tuneWhat, 'the command says it applied the confirmed best');
     assert.deepStrictEqual(applied.changed.sort(), [...r.changed].sort());
     const after = doc.getText();
     for (const name of PARAMS) {

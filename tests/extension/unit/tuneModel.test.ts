@@ -38,7 +38,7 @@ describe('applyTune', () => {
         expect(st.importances).toEqual({ lr: 0.8, opt: 0.2 });
         expect(importanceBars(st).map(b => b.name)).toEqual(['lr', 'opt']);
         feed(s, base('tune.done', 9, { n_complete: 1, n_pruned: 0, n_fail: 0, best_value: 3, best_params: { lr: 0.1 }, seconds: 12 }));
-        expect(st.done).toEqual({ nComplete: 1, nPruned: 0, nFail: 0, bestValue: 3, bestParams: { lr: 0.1 }, seconds: 12, t: 9 });
+        expect(st.done).toEqual({ nComplete: 1, nPruned: 0, nFail: 0, bestValue: 3, bestParams: { lr: 0.1 }, seconds: 12, chosenNumber: null, chosenParams: {}, t: 9 });
         expect(countStates(st)).toEqual({ waiting: 0, running: 1, pruned: 0, complete: 1, fail: 0 });
     });
 
@@ -276,17 +276,17 @@ describe('what a study shows (issue #20, finding 6)', () => {
         const s = emptyTune();
         feed(s, studyEvent(), base('tune.done', 5, { n_complete: 0, n_pruned: 0, n_fail: 0, seconds: 1, trials: [] }));
         expect(studyState(s.studies.get('s1')!)).toBe('finished');
-        feed(s, base('tune.study', 7, { direction: 'minimize', metric: 'loss', sampler: 'auto', pruner: 'auto', n_trials: 40 }));
+        feed(s, base('tune.study', 7, { direction: 'minimize', metric: 'loss', sampler: 'tpe', pruner: 'hyperband-quarter', n_trials: 40 }));
         expect(studyState(s.studies.get('s1')!)).toBe('running');
     });
 
-    it('names the sampler and pruner as the producer resolved them, not "auto + auto"', () => {
+    it('names the sampler and pruner by the producer\'s labels, not by their option names', () => {
         const s = emptyTune();
-        feed(s, studyEvent({ sampler: 'auto', pruner: 'auto', sampler_label: 'TPE (auto: multivariate)',
-            pruner_label: 'Hyperband (auto: fixed variant, first rung at a quarter of a trial\'s reports)',
+        feed(s, studyEvent({ sampler: 'tpe', pruner: 'hyperband-quarter', sampler_label: 'TPE (multivariate)',
+            pruner_label: 'Hyperband, first rung at a quarter of a trial\'s reports',
             metric_source: 'from the script: keep_best=\'accuracy:max\' in setup() at line 112' }));
         const st = s.studies.get('s1')!;
-        expect(searchLabel(st)).toBe('sampler TPE (auto: multivariate) · pruner Hyperband (auto: fixed variant, first rung at a quarter of a trial\'s reports)');
+        expect(searchLabel(st)).toBe('sampler TPE (multivariate) · pruner Hyperband, first rung at a quarter of a trial\'s reports');
         expect(st.metricSource).toBe('from the script: keep_best=\'accuracy:max\' in setup() at line 112');
     });
 
