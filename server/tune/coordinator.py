@@ -222,8 +222,10 @@ class Coordinator:
             self._pool_stopped = True
         elif not self.workers:
             self.pool.start()
-        # fANOVA's imports (scikit-learn, ~2 s) while the workers start, not after the last trial
-        threading.Thread(target=import_importance, name="deepdive-imports", daemon=True).start()
+        # fANOVA's imports (scikit-learn, ~2 s of CPU) only for a study that can reach the trials importance
+        # needs, and once the first trial trains (not while the workers start: on few cores they would
+        # share the CPU with the workers' torch import, the start-up every study pays), not after the last
+        self._imports_pending = cfg.n_trials >= IMPORTANCE_MIN_COMPLETE
         interrupted = False
         try:
             while True:
@@ -332,6 +334,9 @@ class Coordinator:
             job = self._job(w, t.number, self._search_seed(), t.log, t.presampled)
             if self.first_start is None:
                 self.first_start = time.perf_counter()
+            if getattr(self, "_imports_pending", False):
+                self._imports_pending = False
+                threading.Thread(target=import_importance, name="deepdive-imports", daemon=True).start()
             try:
                 w.conn.send(("run", job))
             except OSError:

@@ -228,6 +228,7 @@ class WorkerPool:
         argv = [sys.executable, "-P", "-m", "deepdive.tune.worker", str(child.fileno())]
         if not self.config.warm:
             argv.append("--once")
+        argv += ["--preload", str(Path(self.config.script).resolve())]  # its imports, paid before the first trial
         out = open(self.log_path(index), "ab")
         try:
             proc = subprocess.Popen(argv, pass_fds=(child.fileno(),), env=env, stdin=subprocess.DEVNULL,

@@ -236,6 +236,47 @@ def _gpu_memory() -> dict[str, Any]:
             "context_note": why, "device_total_mib": total / mib}
 
 
+def installed_imports(script: str) -> list[str]:
+    """The modules ``script`` imports anywhere (``import x.y``, ``from x.y import z``; not relative imports)
+    that are installed packages: found without the script's own folder on the path, so the script's
+    sibling modules (the user's code) are left to the trial."""
+    import ast
+    import importlib.util
+
+    try:
+        with open(script, encoding="utf-8") as handle:
+            tree = ast.parse(handle.read())
+    except (OSError, SyntaxError, ValueError):
+        return []  # the trial reports it
+    names: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.append(node.module)
+    found = []
+    for name in dict.fromkeys(names):
+        try:
+            if importlib.util.find_spec(name.split(".")[0]) is not None:
+                found.append(name)
+        except (ImportError, ValueError):
+            continue
+    return found
+
+
+def preload(script: str) -> None:
+    """Import what ``script`` imports from installed packages, once per worker (a warm worker's point):
+    e.g. ``torch.optim``, ``sklearn.datasets``, ``transformers``; the first trial then starts without them.
+    A module that fails to import here is left for the trial, which reports the error in its own log."""
+    import importlib
+
+    for name in installed_imports(script):
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - the trial imports it again and fails with its traceback
+            continue
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     conn = Connection(int(args[0]))
@@ -245,10 +286,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import deepdive.engine.run  # noqa: F401
 
-    try:
-        import sklearn.datasets  # noqa: F401 - the examples' data; cheap to have warm when present
-    except ImportError:
-        pass
+    if "--preload" in args:
+        preload(args[args.index("--preload") + 1])
     # what is loaded now lives as long as the worker: out of the collector's way, so that the
     # collection after each trial walks only what trials made (a full walk here costs ~0.2 s)
     gc.collect()
