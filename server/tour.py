@@ -127,12 +127,13 @@ async def tour(repo: Path, seconds: float, epochs: int, trials: int) -> int:
                 break
 
         step(7, f"Tune the digits example's suggest() hyperparameters: {trials} trials, TPE + Hyperband, "
-                "live in the dashboard, then apply the best")
+                "live in the dashboard; the top 2 re-trained with 2 fresh seeds each, the best mean applied")
         tunable = workspace / "digits.py"
         tunable.write_text((repo / "server" / "examples" / "digits.py").read_text(encoding="utf-8"), encoding="utf-8")
         tuned = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "deepdive", "tune", str(tunable), "--trials", str(trials), "--parallel", "2",
-            "--metric", "accuracy", "--direction", "maximize", "--seed", "0", "--apply", "--", "--epochs", "4",
+            "--metric", "accuracy", "--direction", "maximize", "--seed", "0", "--confirm", "2", "--confirm-seeds", "2",
+            "--apply", "--", "--epochs", "4",
             cwd=workspace, env=env,
         )
         await tuned.wait()
