@@ -9,7 +9,7 @@ import {
     fmtCount, fmtLatency, fmtMs, fmtSizeMb, fmtVsOriginal, modelsByRecency, pairedNote, ratios, stepsOf, summaryOf,
     type BarMetric, type CompressedModel,
 } from './compress';
-import { $, h, onResize } from './dom';
+import { $, h, onResize, tableHead } from './dom';
 
 const SVG = 'http://www.w3.org/2000/svg';
 const LABELS: Record<BarMetric, string> = { size: 'size', latency: 'latency (batch 1, p50)', accuracy: 'accuracy' };
@@ -156,12 +156,7 @@ export class CompressView {
         const rows = stepsOf(m);
         const vs = ratios(m);
         const table = h('table', 'tune-table compress-table');
-        const head = h('tr');
-        for (const c of ['step', 'params', 'size (MB)', 'batch 1 p50 / p95 (ms)', 'batch 32 p50 / p95 (ms)', 'accuracy', 'vs original']) {
-            head.append(h('th', undefined, c));
-        }
-        const thead = h('thead');
-        thead.append(head);
+        const thead = tableHead(['step', 'params', 'size (MB)', 'batch 1 p50 / p95 (ms)', 'batch 32 p50 / p95 (ms)', 'accuracy', 'vs original']);
         const tbody = h('tbody');
         rows.forEach((row, i) => {
             const tr = h('tr');

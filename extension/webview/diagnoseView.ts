@@ -8,7 +8,7 @@ import {
     applyDiagnose, currentScript, describeSpeedup, emptyDiagnose, fmtMsShort, fmtShare, PART_LABELS, scriptsByRecency, shortPath,
     speedupsOf, type Diagnosed, type Finding, type Report,
 } from './diagnose';
-import { $, h, onResize } from './dom';
+import { $, h, onResize, tableHead } from './dom';
 import { host, openInEditor } from './host';
 
 const SVG = 'http://www.w3.org/2000/svg';
@@ -212,12 +212,7 @@ export class DiagnoseView {
             return;
         }
         const table = h('table', 'tune-table diagnose-table');
-        const head = h('tr');
-        for (const c of ['line', 'ms/step', 'share', 'part', 'what']) {
-            head.append(h('th', undefined, c));
-        }
-        const thead = h('thead');
-        thead.append(head);
+        const thead = tableHead(['line', 'ms/step', 'share', 'part', 'what']);
         const tbody = h('tbody');
         for (const s of r.hotspots) {
             const tr = h('tr');
@@ -241,12 +236,7 @@ export class DiagnoseView {
             return;
         }
         const table = h('table', 'tune-table diagnose-table');
-        const head = h('tr');
-        for (const c of ['fix', 'speed-up', 'interval', 'ms/step before → after', 'pairs']) {
-            head.append(h('th', undefined, c));
-        }
-        const thead = h('thead');
-        thead.append(head);
+        const thead = tableHead(['fix', 'speed-up', 'interval', 'ms/step before → after', 'pairs']);
         const tbody = h('tbody');
         for (const s of fixes) {
             const said = describeSpeedup(s);

@@ -24,6 +24,17 @@ export function h<K extends keyof HTMLElementTagNameMap>(tag: K, cls?: string, t
     return el;
 }
 
+/** A table's `<thead>` with one header cell per column name. */
+export function tableHead(columns: readonly string[]): HTMLTableSectionElement {
+    const row = h('tr');
+    for (const name of columns) {
+        row.append(h('th', undefined, name));
+    }
+    const thead = h('thead');
+    thead.append(row);
+    return thead;
+}
+
 /** The theme's value of the CSS variable `name`, else `fallback`. */
 export function cssVar(name: string, fallback: string): string {
     return getComputedStyle(document.body).getPropertyValue(name).trim() || fallback;

@@ -6,7 +6,7 @@
 // interval next to its search value, the chosen one marked, and the reason. dashboard.ts routes every /stream message
 // here and calls render() from its one requestAnimationFrame; only the studies that changed are redrawn.
 import uPlot from 'uplot';
-import { $, axisColors, cssVar, h, onResize, seriesColor } from './dom';
+import { $, axisColors, cssVar, h, onResize, seriesColor, tableHead } from './dom';
 import { fmtNum, fmtSeconds } from './format';
 import { formatSig } from '../src/tune/rounding';
 import {
@@ -188,12 +188,7 @@ export class TuneView {
         box.dataset.rows = String(table?.rows.length ?? 0);
         if (table) {
             const el = h('table', 'tune-table');
-            const head = h('tr');
-            for (const c2 of [...table.head, '']) {
-                head.append(h('th', undefined, c2));
-            }
-            const thead = h('thead');
-            thead.append(head);
+            const thead = tableHead([...table.head, '']);
             const tbody = h('tbody');
             for (const row of table.rows) {
                 const tr = h('tr');
@@ -510,12 +505,7 @@ export class TuneView {
         const trials = trialsOf(s).reverse();
         const names = [...new Set(trials.slice(0, TABLE_ROWS).flatMap(t => Object.keys(t.params)))].sort();
         const table = h('table', 'tune-table');
-        const head = h('tr');
-        for (const c of ['#', 'state', s.metric, ...names, 'duration', 'note']) {
-            head.append(h('th', undefined, c));
-        }
-        const thead = h('thead');
-        thead.append(head);
+        const thead = tableHead(['#', 'state', s.metric, ...names, 'duration', 'note']);
         const tbody = h('tbody');
         const best = bestOf(s)?.number;
         for (const t of trials.slice(0, TABLE_ROWS)) {
