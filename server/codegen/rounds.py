@@ -108,7 +108,7 @@ def with_frame(request: Request, run: Run, name: str, backend: Backend, frame: A
                max_rounds: int) -> GenerateResult:
     """The model writes the model part (and the task's parts) into the frame; the checks judge the whole."""
     from deepdive.codegen.frames import SpliceError
-    from deepdive.codegen.frames.prompt import frame_repair_message, frame_system_prompt
+    from deepdive.codegen.frames.prompt import frame_repair_message, frame_retry_request, frame_system_prompt
     from deepdive.codegen.frames.reading import needs_reading, read_with_model
 
     params = request.params
@@ -122,6 +122,7 @@ def with_frame(request: Request, run: Run, name: str, backend: Backend, frame: A
     ask = f"{user_message(request.spec, params.prompt)}\nWrite the model class and {what} in one ```python block."
     messages: list[dict] = [{"role": "user", "content": ask}]
     earlier: list[str] = []  # the answers placed so far: a repair may rewrite only some definitions
+    failures: list[str] = []  # what each failed answer got wrong: a repair is a fresh request told to avoid it
     code, outcome, rounds = "", None, 0
     for attempt in range(max_rounds + 1):
         if attempt:
@@ -149,8 +150,8 @@ def with_frame(request: Request, run: Run, name: str, backend: Backend, frame: A
             check = GenerateCheck(name="frame", ok=False, detail=str(exc))
             run.emit(GeneratePartial(kind="check", check=check))
             outcome, code = _NoProgram([check], request), ""
-            messages = messages + [{"role": "assistant", "content": raw},
-                                   {"role": "user", "content": frame_repair_message([check], "", None)}]
+            failures.append(frame_repair_message([check], "", None))
+            messages = [{"role": "user", "content": frame_retry_request(ask, failures)}]
             continue
         earlier.append(answer)
         if frame.filename and frame.filename != filename:
@@ -165,9 +166,9 @@ def with_frame(request: Request, run: Run, name: str, backend: Backend, frame: A
         outcome.checks.insert(0, placed)
         if outcome.verified or outcome.ok:
             return request.result(code, name, filename, outcome=outcome, rounds=rounds)
-        feedback = frame_repair_message(list(outcome.checks), getattr(outcome, "stderr_tail", "") or "",
-                                        outcome.message, outcome.properties)
-        messages = messages + [{"role": "assistant", "content": raw}, {"role": "user", "content": feedback}]
+        stderr_tail = "\n".join((getattr(outcome, "stderr_tail", "") or "").strip().splitlines()[-12:])
+        failures.append(frame_repair_message(list(outcome.checks), stderr_tail, outcome.message, outcome.properties))
+        messages = [{"role": "user", "content": frame_retry_request(ask, failures)}]
     why = (outcome.message if outcome is not None else "") or "the model's answer contains no program"
     why = why.removeprefix("verification failed: ")
     return request.result(code, name, filename, outcome=outcome, rounds=rounds,

@@ -289,7 +289,7 @@ def test_frame_mode_places_the_models_part_repairs_with_the_checks_message_and_v
     broken = UNET_ANSWER.replace("return UNet()", "return UNet(c_in=3)")  # the wrong input channels
 
     def reply(body: dict) -> str:
-        return UNET_ANSWER if len(body["messages"]) > 2 else broken
+        return UNET_ANSWER if "Earlier answer 1 failed the checker" in body["messages"][-1]["content"] else broken
 
     partials, on_partial = collect()
     with ChatServer(reply, chunk=60) as srv:
@@ -301,9 +301,13 @@ def test_frame_mode_places_the_models_part_repairs_with_the_checks_message_and_v
     system = first["messages"][0]["content"]
     assert "Write ONLY the top-level definitions" in system and "def train(" not in system
     assert "Write the model class and build_model(), example_batch(), compute_loss()" in first["messages"][1]["content"]
-    feedback = second["messages"][-1]["content"]
-    assert "expected input[8, 1, 64, 64] to have 3 channels" in feedback or "channels" in feedback
-    assert "definitions you change" in feedback
+    # the repair is a fresh request told what the failed answer got wrong, without that answer (a small
+    # model copies an answer it sees, token for token)
+    assert [m["role"] for m in second["messages"]] == ["system", "user"]
+    retry = second["messages"][-1]["content"]
+    assert retry.startswith(first["messages"][1]["content"])
+    assert "expected input[8, 1, 64, 64] to have 3 channels" in retry or "channels" in retry
+    assert "Write every definition asked for again" in retry and broken not in retry
     assert first["temperature"] == 0.0 and second["temperature"] == 0.4  # a greedy repeat of the failed answer is no repair
     frame_check = result.checks[0]
     assert frame_check.name == "frame" and frame_check.ok
