@@ -39,7 +39,9 @@ class _Server:
 
 class HubServer(_Server):
     """Files by (repo, revision, filename); ``cut_after`` bytes of the first ``cuts`` GETs, then the
-    connection closes; ``bytes_per_s`` throttles the body; ``etag`` overrides the advertised sha256."""
+    connection closes; ``bytes_per_s`` throttles the body; ``hold_after`` bytes into a body the server
+    waits until ``release`` is set (a download that is certainly in the middle); ``etag`` overrides the
+    advertised sha256."""
 
     def __init__(self, files: dict[tuple[str, str, str], "bytes | Path"], *, commit: str = "c" * 40) -> None:
         self.files = files
@@ -47,6 +49,8 @@ class HubServer(_Server):
         self.cut_after: Optional[int] = None
         self.cuts = 0
         self.bytes_per_s: Optional[float] = None
+        self.hold_after: Optional[int] = None
+        self.release = threading.Event()
         self.etag: Optional[str] = None
         self.requests: list[tuple[str, str, Optional[str]]] = []  # method, path, Range header
         self.lock = threading.Lock()
@@ -137,6 +141,9 @@ class _HubHandler(http.server.BaseHTTPRequestHandler):
                 sent += len(piece)
                 if hub.bytes_per_s:
                     time.sleep(len(piece) / hub.bytes_per_s)
+                if hub.hold_after is not None and start + sent >= hub.hold_after and not hub.release.is_set():
+                    self.wfile.flush()
+                    hub.release.wait(120)
             self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):
             return

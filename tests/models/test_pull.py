@@ -122,21 +122,24 @@ def test_an_interrupted_pull_is_resumed_by_the_next_one(hub: HubServer) -> None:
     target = [f"{REPO}/{FILE}", "--revision", COMMIT, "--sha256", SHA, "--no-bench"]
     env = dict(os.environ)
     part = Path(str(destination(pin())) + ".part")
-    # slow enough to interrupt in the middle, even on a loaded machine: the first 10 MiB piece after ~7 s,
-    # the whole file after ~17 s (at 3 MB/s a CI run once saw the pull finish before the interrupt)
-    hub.bytes_per_s = 1_500_000
+    # the hub stops sending a little past the first 10 MiB piece until released: the interrupt certainly
+    # comes in the middle (a throttled hub raced with it: a CI run saw the pull finish first)
+    hub.hold_after = PIECE + 512 * 1024
     proc = _cli("pull", *target, env=env)
     deadline = time.monotonic() + 60
     while (not part.exists() or part.stat().st_size < PIECE) and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
     assert proc.poll() is None, f"the pull ended before a whole piece was kept: {proc.communicate()[1][-500:]}"
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
+    try:
+        out, err = proc.communicate(timeout=30)
+    finally:
+        hub.release.set()
     assert proc.returncode == 130, err
     kept = part.stat().st_size
     assert kept % PIECE == 0 and 0 < kept < len(DATA)
     assert f"interrupted: {kept:,} of {len(DATA):,} bytes kept; run the same command to resume" in err
-    hub.bytes_per_s = None
+    hub.hold_after = None
     proc = _cli("pull", *target, env=env)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
