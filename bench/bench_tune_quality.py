@@ -56,12 +56,6 @@ SCRIPT = ROOT / "server" / "examples" / "polarity.py"
 
 
 ARMS = ("random", "default", "tool")
-# Student's t, 97.5 % quantile, by degrees of freedom (a 95 % two-sided interval); beyond 30, 1.96
-T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
-        11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110, 18: 2.101, 19: 2.093,
-        20: 2.086, 25: 2.060, 30: 2.042}
-
-
 def emit(metric: str, value: Any, unit: str, **extra: Any) -> None:
     print(json.dumps({"bench": "tune_quality", "metric": metric, "value": value, "unit": unit, **extra}), flush=True)
 
@@ -77,19 +71,11 @@ def ratio(value: Optional[float], baseline: Optional[float]) -> Optional[float]:
     return value / baseline  # type: ignore[operator]
 
 
-def t975(df: int) -> float:
-    if df in T975:
-        return T975[df]
-    below = [d for d in T975 if d < df]
-    return T975[max(below)] if df < 30 else 1.96
-
-
 def ci95(values: list[float]) -> Optional[list[float]]:
-    """The mean's 95 % confidence interval (Student's t), or None with fewer than two values."""
-    if len(values) < 2:
-        return None
-    m, half = statistics.fmean(values), t975(len(values) - 1) * statistics.stdev(values) / len(values) ** 0.5
-    return [m - half, m + half]
+    """The mean's 95 % confidence interval (Student's t, as ``--confirm`` computes it), None with fewer than two."""
+    from deepdive.tune.confirm import summarize
+
+    return summarize(list(values))[2]
 
 
 def arm_config(arm: str, args: argparse.Namespace) -> dict[str, Any]:
