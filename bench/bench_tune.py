@@ -12,9 +12,11 @@ a fresh process (``python -m deepdive tune bench/tune_objective.py --storage sql
   optimizer steps, one report of held-out accuracy per epoch (maximize);
 * the same seed (TPE's, multivariate, and every trial's training seed), the same number of trials,
   one trial at a time, a fresh SQLite file each;
-* the same pruning rule: Deepdive's default (Hyperband, first rung at a quarter of a trial's
-  reports) and, in the Optuna arm, Optuna's ``HyperbandPruner`` given that schedule (see
-  ``bench/tune_optuna.py`` for why not its out-of-the-box one).
+* the same pruning rule and no early stopping: ``deepdive tune --pruner hyperband-quarter --patience 0``
+  (Hyperband, first rung at a quarter of a trial's reports; the defaults, ``asha`` with patience 2,
+  would train less than the plain arm for reasons other than overhead) and, in the Optuna arm,
+  Optuna's ``HyperbandPruner`` given that schedule (see ``bench/tune_optuna.py`` for why not its
+  out-of-the-box one).
 
 Trials are sized by optimizer steps: the benchmark first times the training function in its own
 process (one thread) and picks the steps per epoch that make a trial train about ``--short-s``
@@ -112,7 +114,9 @@ def arm_command(arm: str, folder: Path, trials: int, steps: int, epochs: int, se
         return [sys.executable, str(OPTUNA_ARM), "--storage", storage, "--study", STUDY, "--trials", str(trials),
                 *trial]
     return [sys.executable, "-m", "deepdive", "tune", str(OBJECTIVE), "--trials", str(trials), "--storage", storage,
-            "--seed", str(seed), "--metric", tune_objective.METRIC, "--direction", "maximize", "--json", "--", *trial]
+            "--seed", str(seed), "--metric", tune_objective.METRIC, "--direction", "maximize",
+            # the plain-Optuna arm's pruning rule (tune_optuna.py), no early stopping: the arms train alike
+            "--pruner", "hyperband-quarter", "--patience", "0", "--json", "--", *trial]
 
 
 def run_arm(arm: str, folder: Path, trials: int, steps: int, epochs: int, seed: int, batch: int) -> dict[str, Any]:

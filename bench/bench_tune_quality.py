@@ -7,10 +7,10 @@ study of ``--trials`` trials per arm runs through :func:`deepdive.tune.run_study
 
 - ``random``:  random sampling, no pruning (every trial trains ``--epochs`` epochs), a trial valued
   by ``--value`` (default ``best``: its best epoch, what keeping the best checkpoint gives);
-- ``default``: ``deepdive tune``'s defaults as shipped, nothing set (sampler ``tpe``, pruner
-  ``hyperband-quarter``, the study's default value mode, no ``--patience``);
-- ``tool``:    a proposed setting: ``--sampler``/``--pruner``/``--patience`` (default: the defaults
-  plus ``--patience 2``, which implies ``--value best``).
+- ``default``: ``deepdive tune``'s defaults as shipped, nothing set (sampler ``tpe``, pruner ``asha``,
+  ``--patience 2``, which makes the value mode ``best``);
+- ``tool``:    another setting to compare: ``--sampler``/``--pruner``/``--patience`` (default: the
+  previous defaults' Hyperband, ``hyperband-quarter``, with ``--patience 2``).
 
 **The goal (issue #24), on what a user gets**: each study's chosen configuration (its best trial) is
 re-trained with ``--reeval-seeds`` fresh training seeds (default 3; the search trained with the study's
@@ -81,13 +81,23 @@ def ci95(values: list[float]) -> Optional[list[float]]:
 def arm_config(arm: str, args: argparse.Namespace) -> dict[str, Any]:
     """What ``deepdive tune`` is given in ``arm`` (None: the tool's default, as shipped)."""
     if arm == "random":
-        return {"sampler": "random", "pruner": "none", "patience": None, "value": args.value}
+        return {"sampler": "random", "pruner": "none", "patience": 0, "value": args.value}  # 0: no early stopping
     if arm == "default":
         return {"sampler": None, "pruner": None, "patience": None, "value": None}
     if arm == "tool":
-        return {"sampler": args.sampler, "pruner": args.pruner, "patience": args.patience,
+        return {"sampler": args.sampler, "pruner": args.pruner, "patience": args.patience or 0,
                 "value": "best" if args.patience else args.value}
     raise SystemExit(f"bench_tune_quality: unknown arm {arm!r} (one of {', '.join(ARMS)})")
+
+
+def saved_config(arm: str, args: argparse.Namespace) -> dict[str, Any]:
+    """What a saved study of ``arm`` must have run with to be reused (the defaults as shipped today)."""
+    if arm == "default":
+        from deepdive.tune.config import DEFAULT_PATIENCE, StudyConfig
+
+        shipped = StudyConfig("x")
+        return {"sampler": shipped.sampler, "pruner": shipped.pruner, "patience": DEFAULT_PATIENCE}
+    return {k: (v or None) if k == "patience" else v for k, v in arm_config(arm, args).items() if k != "value"}
 
 
 def study(arm: str, seed: int, args: argparse.Namespace, workspace: str) -> dict[str, Any]:
@@ -112,7 +122,7 @@ def study(arm: str, seed: int, args: argparse.Namespace, workspace: str) -> dict
              "value": t["value"] if t["state"] == "complete" else None,
              "epochs": len(t["intermediate"]), "train_s": t.get("train_s"), "params": t["params"],
              "curve": [v for _, v in t["intermediate"]]} for t in trials]
-    return {"arm": arm, "seed": seed, "trials_per_study": args.trials, "epochs": args.epochs, "sampler": config.sampler, "pruner": config.pruner, "patience": config.patience,
+    return {"arm": arm, "seed": seed, "trials_per_study": args.trials, "epochs": args.epochs, "sampler": config.sampler, "pruner": config.pruner, "patience": result.patience,
             "value_mode": result.value_mode, "n_stopped": result.n_stopped, "trials": rows, "wall_s": wall,
             "train_s": result.train_seconds, "n_complete": result.n_complete, "n_pruned": result.n_pruned,
             "n_fail": result.n_fail}
@@ -200,8 +210,8 @@ def run_all(args: argparse.Namespace, arms: list[str]) -> list[dict[str, Any]]:
             for line in f:
                 if line.strip():
                     s = json.loads(line)
-                    wanted = arm_config(s["arm"], args) if s["arm"] in ARMS else {}
-                    same = all(s.get(k) == v for k, v in wanted.items() if k != "value" and v is not None)
+                    wanted = saved_config(s["arm"], args) if s["arm"] in ARMS else {}
+                    same = all(s.get(k) == v for k, v in wanted.items())
                     if same and (s.get("trials_per_study"), s.get("epochs")) == (args.trials, args.epochs):
                         saved[(s["arm"], s["seed"])] = s
     out = open(args.out, "a") if args.out else None

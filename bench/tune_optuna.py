@@ -6,12 +6,12 @@ where ``objective(trial)`` declares the same space as ``bench/tune_objective.py`
 accuracy with ``trial.report`` and ``trial.should_prune`` (every report a storage round trip, the
 pruner reading the study from the storage: Optuna's way).
 
-Sampler and pruner: the ones ``deepdive tune`` runs by default with one trial at a time, built from
-Optuna's public classes: ``TPESampler(multivariate=True, seed=S)`` and Optuna's ``HyperbandPruner``
-with ``min_resource=max(1, epochs // 4)``, ``max_resource="auto"``, ``reduction_factor=3``. Deepdive's
-default pruner is that class with that schedule (its ``max_resource`` learnt from the first complete
-trial, its first rung at a quarter of it), so on this objective (no ``--patience``) both arms prune
-by the same rule: neither arm's non-training share moves because it pruned more or less training
+Sampler and pruner: the ones ``bench_tune.py`` gives ``deepdive tune`` (``--pruner hyperband-quarter
+--patience 0``; its sampler is the default) with one trial at a time, built from Optuna's public
+classes: ``TPESampler(multivariate=True, seed=S)`` and Optuna's ``HyperbandPruner`` with
+``min_resource=max(1, epochs // 4)``, ``max_resource="auto"``, ``reduction_factor=3``. Deepdive's
+``hyperband-quarter`` is that class with that schedule (its ``max_resource`` learnt from the first
+complete trial, its first rung at a quarter of it), so on this objective both arms prune by the same rule: neither arm's non-training share moves because it pruned more or less training
 away. Optuna's out-of-the-box ``HyperbandPruner()`` (first rung after the second report) would prune
 earlier and so train less, which raises a share for reasons other than overhead.
 

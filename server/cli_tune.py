@@ -30,20 +30,21 @@ def add_parser(sub: Any) -> None:
                    help="default tpe: multivariate TPE (constant liar when parallel), a fixed choice; gp: Gaussian "
                         "process, for small budgets of slow trials")
     p.add_argument("--pruner", default=TUNE_PRUNERS[0], choices=TUNE_PRUNERS,
-                   help="default hyperband-quarter: Hyperband whose first rung waits for a quarter of a trial's "
-                        "reports (a fixed choice); hyperband = Optuna's schedule (after the second report); "
-                        "asha = successive halving (one bracket, prunes more)")
+                   help="default asha: successive halving, one bracket, the top quarter of each rung goes on (a fixed "
+                        "choice, measured with --patience 2: README, Search quality); hyperband-quarter = Hyperband "
+                        "whose first rung waits for a quarter of a trial's reports; hyperband = Optuna's schedule")
     p.add_argument("--metric", default=None, help="the metric the script logs (default: the study's, else read from the script: "
                         "setup(keep_best=...)'s, else its first evaluation metric such as val_loss or accuracy, "
                         "not the training loss; the run says where it came from)")
     p.add_argument("--direction", default=None, choices=TUNE_DIRECTIONS,
                    help="default: maximize for accuracy-like names, else minimize")
     p.add_argument("--value", default=None, choices=TUNE_VALUES,
-                   help="a trial's value: its last report of the metric (default) or its best one (the epoch "
-                        "early stopping would keep); a study keeps its choice")
+                   help="a trial's value: its best report of the metric (the default with --patience: the epoch "
+                        "early stopping keeps) or its last one (the default with --patience 0); a study keeps its choice")
     p.add_argument("--patience", type=int, default=None, metavar="N",
                    help="early stopping: end a trial, complete and valued at its best report, after N reports "
-                        "without a new best (implies --value best)")
+                        "without a new best (default 2, a fixed choice; off in a study that scores trials by their "
+                        "last report; 0: off)")
     p.add_argument("--timeout", type=float, default=None, help="stop starting trials this many seconds after the first worker is ready")
     p.add_argument("--trial-timeout", type=float, default=None, help="kill (fail) a trial after this many seconds")
     p.add_argument("--seed", type=int, default=None, help="seed the sampler (and every trial's RNGs) for reproducible studies")
@@ -76,8 +77,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
         raise UsageError("--trials must be at least 1")
     if args.parallel < 1:
         raise UsageError("--parallel must be at least 1")
-    if args.patience is not None and args.patience < 1:
-        raise UsageError("--patience must be at least 1 (reports without a new best)")
+    if args.patience is not None and args.patience < 0:
+        raise UsageError("--patience must be a number of reports without a new best (0: off)")
     if args.confirm < 0:
         raise UsageError(f"--confirm must be 0 (off) or a number of top trials to re-train, got {args.confirm}")
     if args.confirm_seeds < 2:

@@ -126,8 +126,9 @@ async def tour(repo: Path, seconds: float, epochs: int, trials: int) -> int:
                 console.print(f"  in the editor's Jobs view: {past.title}  {past.state}  (kind {past.kind})")
                 break
 
-        step(7, f"Tune the digits example's suggest() hyperparameters: {trials} trials, TPE + Hyperband, "
-                "live in the dashboard; the top 2 re-trained with 2 fresh seeds each, the best mean applied")
+        step(7, f"Tune the digits example's suggest() hyperparameters: {trials} trials, the defaults (TPE, "
+                "successive halving, patience 2), live in the dashboard; the top 2 re-trained with 2 fresh "
+                "seeds each, the best mean applied")
         tunable = workspace / "digits.py"
         tunable.write_text((repo / "server" / "examples" / "digits.py").read_text(encoding="utf-8"), encoding="utf-8")
         tuned = await asyncio.create_subprocess_exec(

@@ -29,9 +29,10 @@ PRUNE_IMPORTANCES: tuple[str, ...] = ("l1", "l2", "taylor", "bn")
 TUNE_SAMPLERS: tuple[str, ...] = ("tpe", "gp", "cmaes", "random")
 """Optuna samplers ``deepdive tune --sampler`` offers (the first is the default: a fixed choice, named as such)."""
 
-TUNE_PRUNERS: tuple[str, ...] = ("hyperband-quarter", "hyperband", "asha", "median", "none")
-"""Optuna pruners ``deepdive tune --pruner`` offers (the first is the default: Hyperband whose first rung
-waits for a quarter of a trial's reports; ``hyperband`` is Optuna's own schedule)."""
+TUNE_PRUNERS: tuple[str, ...] = ("asha", "hyperband-quarter", "hyperband", "median", "none")
+"""Optuna pruners ``deepdive tune --pruner`` offers (the first is the default: successive halving, one
+bracket, a fixed choice measured by ``bench/bench_tune_quality.py``; ``hyperband`` is Optuna's own
+schedule, ``hyperband-quarter`` Hyperband whose first rung waits for a quarter of a trial's reports)."""
 
 TUNE_DIRECTIONS: tuple[str, ...] = ("minimize", "maximize")
 """Whether a study's metric should go down or up."""

@@ -11,7 +11,7 @@ export const Vocabularies = {
   compressTargets: ['x86', 'arm'] as const,
   pruneImportances: ['l1', 'l2', 'taylor', 'bn'] as const,
   tuneSamplers: ['tpe', 'gp', 'cmaes', 'random'] as const,
-  tunePruners: ['hyperband-quarter', 'hyperband', 'asha', 'median', 'none'] as const,
+  tunePruners: ['asha', 'hyperband-quarter', 'hyperband', 'median', 'none'] as const,
   tuneDirections: ['minimize', 'maximize'] as const,
   tuneValues: ['last', 'best'] as const,
   tuneTrialStates: ['waiting', 'running', 'pruned', 'complete', 'fail'] as const,
@@ -620,6 +620,7 @@ export interface TuneOptions {
   metric?: string | null;
   direction?: TuneDirection | null;
   value?: TuneValue | null;
+  /** Reports without a new best that end a trial (default: 2 unless trials are scored by their last report; 0: off). */
   patience?: number | null;
   timeout?: number | null;
   trial_timeout?: number | null;
@@ -946,6 +947,12 @@ export interface TuneStudyEvent {
   metric_source: string | null;
   sampler_label: string;
   pruner_label: string;
+  /** Reports without a new best that end a trial early (None: off). */
+  patience?: number | null;
+  /** Where the patience came from: "the default", "--patience 3", "off: --patience 0", ... */
+  patience_source?: string | null;
+  /** How a trial's value is taken from its reports: its last or its best. */
+  value?: TuneValue | null;
   /** Complete trials before parameter importance is computed. */
   importance_after: number;
 }
@@ -1432,7 +1439,7 @@ export type JobStartOf<K extends keyof JobOptionTypes> = Omit<JobStartParams, 'k
 export const JobOptionRanges = {
   'doctor-deep': { seconds: [0.1, 120], size: [32, 16384] },
   'train': { nproc: [1, 1024], max_restarts: [0, 1000] },
-  'tune': { trials: [1, 100000], parallel: [1, 1024], patience: [1, 100000], timeout: [0.001, 1e+09], trial_timeout: [0.001, 1e+09], seed: [0, 4.29497e+09], confirm: [0, 100], confirm_seeds: [2, 100] },
+  'tune': { trials: [1, 100000], parallel: [1, 1024], patience: [0, 100000], timeout: [0.001, 1e+09], trial_timeout: [0.001, 1e+09], seed: [0, 4.29497e+09], confirm: [0, 100], confirm_seeds: [2, 100] },
   'compress': { prune: [0, 1], layers: [1, 1000], steps: [1, 100], epochs: [0, 1000], distillEpochs: [1, 1000] },
   'diagnose': { steps: [1, 1000], warmup: [0, 1000] },
   'diagnose-fix': { line: [1, 1e+07], pairs: [2, 100], steps: [1, 1000], warmup: [0, 1000] },

@@ -53,7 +53,7 @@ function studyOf(state: TuneState, name: string): Study {
     if (!s) {
         s = {
             name, run: null, direction: 'minimize', metric: 'value', sampler: null, pruner: null, samplerLabel: null,
-            prunerLabel: null, metricSource: null, importanceAfter: null, importanceNote: null, nTrials: null, parallel: null, storage: null, trials: new Map(), best: null, importances: null, done: null,
+            prunerLabel: null, patience: null, patienceSource: null, metricSource: null, importanceAfter: null, importanceNote: null, nTrials: null, parallel: null, storage: null, trials: new Map(), best: null, importances: null, done: null,
             confirmation: null, lastT: 0, forgotten: 0,
         };
         state.studies.set(name, s);
@@ -159,6 +159,8 @@ export function applyEvent(state: TuneState, event: Record<string, unknown>, run
             s.pruner = str(e.pruner);
             s.samplerLabel = str(e.sampler_label);
             s.prunerLabel = str(e.pruner_label);
+            s.patience = num(e.patience);
+            s.patienceSource = str(e.patience_source);
             s.metricSource = str(e.metric_source);
             s.importanceAfter = num(e.importance_after);
             if (s.done && s.done.t <= t) {

@@ -103,11 +103,13 @@ export function studyState(s: Study): 'running' | 'finished' {
     return s.done ? 'finished' : 'running';
 }
 
-/** The sampler and pruner as the producer named them ("TPE (auto: multivariate) · Hyperband (...)"). */
+/** The sampler, pruner and patience as the producer named them ("sampler TPE (multivariate) · pruner ... · patience 2 (the default)"). */
 export function searchLabel(s: Study): string | null {
     const sampler = s.samplerLabel ?? s.sampler;
     const pruner = s.prunerLabel ?? s.pruner;
-    const parts = [sampler ? `sampler ${sampler}` : '', pruner ? `pruner ${pruner}` : ''].filter(Boolean);
+    const patience = s.patience !== null ? `patience ${s.patience}${s.patienceSource ? ` (${s.patienceSource})` : ''}`
+        : s.patienceSource ? `patience ${s.patienceSource}` : '';
+    const parts = [sampler ? `sampler ${sampler}` : '', pruner ? `pruner ${pruner}` : '', patience].filter(Boolean);
     return parts.length ? parts.join(' · ') : null;
 }
 

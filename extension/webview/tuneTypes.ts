@@ -85,6 +85,9 @@ export interface Study {
     /** What the sampler and pruner options run, in words ("TPE (auto: multivariate)"), when the producer says. */
     samplerLabel: string | null;
     prunerLabel: string | null;
+    /** Early stopping inside a trial: reports without a new best (null: off or not said) and where it came from. */
+    patience: number | null;
+    patienceSource: string | null;
     /** Where the metric and direction came from (--metric, the study, or the script). */
     metricSource: string | null;
     /** Complete trials before importance is shown (the producer's threshold). */

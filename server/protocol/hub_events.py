@@ -15,7 +15,7 @@ from typing import Any, Literal, Optional
 
 import attrs
 
-from deepdive.protocol.base import TrialState, TuneDirection, TunePruner, TuneSampler, keys_as_named
+from deepdive.protocol.base import TrialState, TuneDirection, TunePruner, TuneSampler, TuneValue, keys_as_named
 from deepdive.protocol.deploy import ServeStats
 from deepdive.protocol.diagnose import DiagnosisReport, SpeedupResult
 
@@ -70,6 +70,12 @@ class TuneStudyEvent(RunEvent):
     """Where the metric and direction came from (--metric, the study, the script)."""
     sampler_label: str
     pruner_label: str
+    patience: Optional[int] = None
+    """Reports without a new best that end a trial early (None: off)."""
+    patience_source: Optional[str] = None
+    """Where the patience came from: "the default", "--patience 3", "off: --patience 0", ..."""
+    value: Optional[TuneValue] = None
+    """How a trial's value is taken from its reports: its last or its best."""
     importance_after: int
     """Complete trials before parameter importance is computed."""
 

@@ -114,7 +114,8 @@ class TuneOptions(ScriptOptions):
     metric: Optional[str] = option(must="be a non-empty string")
     direction: Optional[TuneDirection] = option()
     value: Optional[TuneValue] = option()
-    patience: Optional[int] = option(low=1, high=100000)
+    patience: Optional[int] = option(low=0, high=100000)
+    """Reports without a new best that end a trial (default: 2 unless trials are scored by their last report; 0: off)."""
     timeout: Optional[float] = option(low=0.001, high=1e9)
     trial_timeout: Optional[float] = option(low=0.001, high=1e9)
     seed: Optional[int] = option(low=0, high=2**32 - 1)

@@ -10,11 +10,11 @@ instead. Nothing here imports Optuna; the studies passed in are Optuna's.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import attrs
 
-from deepdive.tune.config import VALUE_MODES, StudyConfig
+from deepdive.tune.config import DEFAULT_PATIENCE, VALUE_MODES, StudyConfig
 from deepdive.tune.errors import TuneError
 from deepdive.tune.metric import default_metric, guess_direction
 
@@ -29,6 +29,10 @@ class StudyChoices:
     direction: str
     metric_source: str
     value_mode: str
+    patience: Optional[int] = None
+    """Reports without a new best that end a trial (None: off)."""
+    patience_source: str = ""
+    """Where ``patience`` came from, in words (``"--patience 3"``, ``"the default"``, ...)."""
 
 
 def recorded(existing: Any) -> dict[str, Any]:
@@ -43,17 +47,28 @@ def choose(config: StudyConfig, script: str, study_name: str, meta: dict[str, An
     if existing is not None and existing.direction.name.lower() != direction:
         raise TuneError(f"study {study_name!r} exists with direction {existing.direction.name.lower()}: "
                         f"use another --study name or --direction {existing.direction.name.lower()}")
-    value = config.value or meta.get("value") or ("best" if config.patience else "last")
+    value = config.value or meta.get("value")
+    if config.patience is None:  # the default: on, unless the study scores trials by their last report
+        if value == "last":
+            patience, patience_source = None, ("off: --value last" if config.value else
+                                               "off: the study scores trials by their last report")
+        else:
+            patience, patience_source = DEFAULT_PATIENCE, "the default"
+    elif config.patience == 0:
+        patience, patience_source = None, "off: --patience 0"
+    else:
+        patience, patience_source = config.patience, f"--patience {config.patience}"
+    value = value or ("best" if patience else "last")
     if value not in VALUE_MODES:
         raise TuneError(f"--value must be one of {', '.join(VALUE_MODES)}, got {value!r}")
-    if config.patience is not None and value != "best":
+    if patience is not None and value != "best":
         raise TuneError(f"--patience ends a trial at its best report, but this study scores trials by their "
-                        f"{value} one: use --value best (a new --study name if it has results)")
+                        f"{value} one: use --value best (a new --study name if it has results) or --patience 0")
     if existing is not None and meta and meta.get("value", "last") != value and any(
             t.state.name == "COMPLETE" for t in existing.get_trials(deepcopy=False)):
         raise TuneError(f"study {study_name!r} scores each trial by its {meta.get('value', 'last')} value: "
                         f"use --value {meta.get('value', 'last')} or another --study name")
-    return StudyChoices(metric, direction, source, value)
+    return StudyChoices(metric, direction, source, value, patience, patience_source)
 
 
 def record(study: Any, meta: dict[str, Any], choices: StudyChoices, script: str) -> None:

@@ -16,6 +16,10 @@ from deepdive.tune.errors import TuneError
 from deepdive.vocabulary import TUNE_DIRECTIONS
 from deepdive.vocabulary import TUNE_VALUES as VALUE_MODES  # how a trial's value is taken from its reports
 
+DEFAULT_PATIENCE = 2
+"""Reports without a new best that end a trial by default (a fixed choice, measured with the default
+pruner by ``bench/bench_tune_quality.py``: see the README's *Search quality*)."""
+
 
 @attrs.define
 class StudyConfig:
@@ -29,16 +33,18 @@ class StudyConfig:
     study_name: Optional[str] = None
     sampler: str = "tpe"
     """The default is a fixed choice (``deepdive.vocabulary.TUNE_SAMPLERS[0]``), named as what it runs."""
-    pruner: str = "hyperband-quarter"
-    """The default: Hyperband whose first rung waits for a quarter of a trial's reports (a fixed choice)."""
+    pruner: str = "asha"
+    """The default: successive halving, one bracket (a fixed choice; ``bench/bench_tune_quality.py``)."""
     metric: Optional[str] = None
     direction: Optional[str] = None
     value: Optional[str] = None
     """``"last"`` (the last reported value is the trial's value) or ``"best"`` (the best one in the
-    direction); default: the study's recorded choice, else ``"last"``."""
+    direction); default: the study's recorded choice, else ``"best"`` with patience on, ``"last"`` without."""
     patience: Optional[int] = None
     """Early stopping inside a trial: end it, complete and valued at its best report, when this many
-    reports in a row have not improved on its best (needs ``value="best"``, which it implies)."""
+    reports in a row have not improved on its best (needs ``value="best"``, which it implies). ``None``:
+    the default, :data:`DEFAULT_PATIENCE` reports, except in a study that scores trials by their last
+    report (``value="last"``, given or recorded), where it is off; ``0``: off."""
     timeout: Optional[float] = None
     seed: Optional[int] = None
     confirm: int = 0
@@ -74,8 +80,8 @@ def check_config(config: StudyConfig, script: str) -> None:
         raise TuneError("--trials must be at least 1")
     if config.parallel < 1:
         raise TuneError("--parallel must be at least 1")
-    if config.patience is not None and config.patience < 1:
-        raise TuneError(f"--patience must be at least 1 (reports without a new best), got {config.patience}")
+    if config.patience is not None and config.patience < 0:
+        raise TuneError(f"--patience must be a number of reports without a new best (0: off), got {config.patience}")
     if config.confirm < 0:
         raise TuneError(f"--confirm must be 0 (off) or a number of top trials to re-train, got {config.confirm}")
     if config.confirm_seeds < 2:

@@ -129,6 +129,7 @@ class Coordinator:
         choices = choose(cfg, self.script, self.study_name, meta, existing)
         self.metric, self.direction, self.metric_source = choices.metric, choices.direction, choices.metric_source
         self.value_mode = choices.value_mode
+        self.patience, self.patience_source = choices.patience, choices.patience_source
         self.study = optuna.create_study(storage=self.storage, study_name=self.study_name,
                                          direction=self.direction, sampler=sampler, pruner=pruner,
                                          load_if_exists=True)
@@ -211,6 +212,7 @@ class Coordinator:
                          sampler=cfg.sampler, pruner=cfg.pruner, n_trials=cfg.n_trials, parallel=cfg.parallel,
                          storage=redact(self.storage_url), metric_source=self.metric_source,
                          sampler_label=sampler_label(cfg.sampler, cfg.parallel), pruner_label=pruner_label(cfg.pruner),
+                         patience=self.patience, patience_source=self.patience_source, value=self.value_mode,
                          importance_after=IMPORTANCE_MIN_COMPLETE)
         self.output.history(self.study)
         self._update_best()
@@ -360,7 +362,7 @@ class Coordinator:
     def _confirm(self) -> None:
         """Re-train the top K trials with fresh seeds on the workers (:mod:`deepdive.tune.confirm`)."""
         cfg = self.config
-        phase = Confirmation(self.study, self.lock, self.direction, self.metric, self.value_mode, cfg.patience,
+        phase = Confirmation(self.study, self.lock, self.direction, self.metric, self.value_mode, self.patience,
                              cfg.confirm, cfg.confirm_seeds, self._search_seed(), self.log_dir, self.output.emit,
                              self.study_name)
         self.confirming = phase
@@ -476,12 +478,13 @@ class Coordinator:
                 value = self.trials[number].best_so_far(value, self.direction)
             prune = self.ledger.report(number, step, value)
             t = self.trials[number]
-            patience = self.config.patience
+            patience = self.patience
             if not prune and patience is not None and t.stale >= patience:
                 self.stopped += 1
                 self.ledger.mark_stopped(number)
                 w.conn.send(("stop", f"stopped early: no better {self.metric} than {t.best_reported:.6g} in "
-                                     f"{patience} report{'s' if patience > 1 else ''} (--patience {patience})"))
+                                     f"{patience} report{'s' if patience > 1 else ''} (--patience {patience}"
+                                     f"{', the default' if self.patience_source == 'the default' else ''})"))
             else:
                 w.conn.send(("prune", prune))
             t.dirty = True
@@ -596,6 +599,7 @@ class Coordinator:
             startup_seconds=self.startup_seconds, remote_suggests=self.remote_suggests,
             trials_span_seconds=(self.last_done - self.first_start) if self.first_start and self.last_done else None,
             value_mode=getattr(self, "value_mode", "last"), n_stopped=self.stopped,
+            patience=getattr(self, "patience", None), patience_source=getattr(self, "patience_source", None),
             n_trials=self.config.n_trials if hasattr(self, "budget") else None,
             n_counted=finished_count(trials, self.orphaned), running_elsewhere=elsewhere,
             metric_source=getattr(self, "metric_source", None),

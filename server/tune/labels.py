@@ -1,6 +1,6 @@
 """What ``--sampler`` and ``--pruner`` run, in words, for every place that shows them.
 
-The defaults are fixed choices, and they are named as what they are (``tpe``, ``hyperband-quarter``),
+The defaults are fixed choices, and they are named as what they are (``tpe``, ``asha``, patience 2),
 not "auto": nothing is chosen per study at run time. The labels say which algorithm runs and how it
 is set up; they sit next to each other and beside the factories' names
 (:func:`deepdive.tune.algorithms.make_sampler`, :func:`~deepdive.tune.algorithms.make_pruner`) so
@@ -23,7 +23,7 @@ _SAMPLERS = {
 _PRUNERS = {
     "hyperband-quarter": "Hyperband, first rung at a quarter of a trial's reports",
     "hyperband": "Hyperband (Optuna's schedule)",
-    "asha": "successive halving (ASHA, one bracket)",
+    "asha": "successive halving (ASHA, one bracket; the top quarter of each rung goes on)",
     "median": "median (after 5 trials)",
     "none": "no pruning",
 }

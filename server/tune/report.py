@@ -21,6 +21,10 @@ def study_line(fields: dict[str, Any]) -> str:
     sampler, pruner = fields.get("sampler_label"), fields.get("pruner_label")
     if sampler or pruner:
         line += f"; sampler {sampler}; pruner {pruner}"
+    if fields.get("patience_source"):
+        patience = fields.get("patience")
+        line += (f"; patience {patience} ({fields['patience_source']})" if patience
+                 else f"; patience {fields['patience_source']}")
     return line
 
 
@@ -75,7 +79,11 @@ def print_result(result: Any, console: Optional[Any] = None) -> None:
     console.print(summary)
     how = [f"metric: {result.metric_source}"] if getattr(result, "metric_source", None) else []
     if getattr(result, "sampler", None):
-        how.append(f"sampler: {result.sampler}; pruner: {result.pruner}")
+        patience = getattr(result, "patience", None)
+        source = getattr(result, "patience_source", None)
+        stop = (f"; patience: {patience} reports ({source})" if patience
+                else f"; patience: {source}" if source else "")
+        how.append(f"sampler: {result.sampler}; pruner: {result.pruner}{stop}")
     for line in how:
         console.print(line, soft_wrap=True, markup=False)
     budget = budget_line(result)

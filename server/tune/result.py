@@ -54,6 +54,10 @@ class StudyResult:
     """``run.suggest`` calls that waited for the coordinator (the rest took a presampled value)."""
     n_stopped: int = 0
     """This session's trials that ``patience`` ended early (complete, counted in ``n_complete`` too)."""
+    patience: Optional[int] = None
+    """Reports without a new best that ended a trial in this session (None: off)."""
+    patience_source: Optional[str] = None
+    """Where ``patience`` came from, in words (``"the default"``, ``"--patience 3"``, ``"off: --patience 0"``)."""
     n_trials: Optional[int] = None
     """The study's budget, N of ``--trials N`` (None: a result read without running, ``load_result``)."""
     n_counted: int = 0

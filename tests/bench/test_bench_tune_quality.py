@@ -93,3 +93,16 @@ def test_a_retraining_count_of_one_is_refused_as_it_gives_no_interval(tmp_path, 
     with pytest.raises(SystemExit):
         bench.main(["--from-studies", str(tmp_path / "none.jsonl"), "--reeval-seeds", "1"])
     assert "--reeval-seeds needs 2 or more" in capsys.readouterr().err
+
+
+def test_a_saved_study_is_reused_only_if_it_ran_what_the_arm_runs_today():
+    """A cut run resumes from --out, but a 'default' study saved before the defaults changed (TPE +
+    hyperband-quarter, no patience) is not today's defaults and runs again; random search never has
+    early stopping (patience 0, saved as None), whatever the default patience."""
+    args = bench.argparse.Namespace(sampler="tpe", pruner="hyperband-quarter", patience=2, value="best")
+    assert bench.saved_config("default", args) == {"sampler": "tpe", "pruner": "asha", "patience": 2}
+    assert bench.saved_config("random", args) == {"sampler": "random", "pruner": "none", "patience": None}
+    assert bench.arm_config("random", args)["patience"] == 0  # given as 0 (off), not None (the default, 2)
+    assert bench.saved_config("tool", args) == {"sampler": "tpe", "pruner": "hyperband-quarter", "patience": 2}
+    args.patience = None  # --patience 0 on the bench's command line: the tool arm without early stopping
+    assert bench.arm_config("tool", args)["patience"] == 0 and bench.saved_config("tool", args)["patience"] is None

@@ -35,6 +35,7 @@ def _noisy(tmp_path: Path) -> tuple[str, str]:
 
 
 def _run(script: str, storage: str, events: list, **options) -> object:
+    options.setdefault("pruner", "none")  # every trial completes (the default, asha, would cut "poor" at its second report)
     config = StudyConfig(script, n_trials=options.pop("n_trials", 3), storage=storage, metric="score",
                          workspace=str(Path(script).parent),
                          on_event=lambda kind, fields: events.append((kind, json.loads(json.dumps(fields)))),

@@ -151,11 +151,12 @@ def test_importance_is_hidden_until_enough_trials_complete_and_says_why(tmp_path
 
 
 def test_every_sampler_and_pruner_is_named_and_the_defaults_say_what_they_run():
-    assert (SAMPLERS[0], PRUNERS[0]) == ("tpe", "hyperband-quarter")  # fixed defaults, named as what they run
+    assert (SAMPLERS[0], PRUNERS[0]) == ("tpe", "asha")  # fixed defaults, named as what they run
     assert "auto" not in SAMPLERS and "auto" not in PRUNERS
     assert sampler_label("tpe") == "TPE (multivariate)"
     assert sampler_label("tpe", parallel=4) == "TPE (multivariate, constant liar)"
     assert pruner_label("hyperband-quarter") == "Hyperband, first rung at a quarter of a trial's reports"
+    assert pruner_label("asha") == "successive halving (ASHA, one bracket; the top quarter of each rung goes on)"
     for name in SAMPLERS:
         assert sampler_label(name) != name or name == "random", name
     for name in PRUNERS:
@@ -181,17 +182,20 @@ def test_a_real_study_names_its_choices_rounds_its_numbers_and_settles_its_trial
     assert out.returncode == 0, out.stderr
     source = "run.log(score=...) at line 14, the first evaluation metric the script logs"
     assert (f"tuning modes: maximize score (from the script: {source}; the existing study's direction); "
-            "sampler TPE (multivariate); pruner Hyperband, first rung at a quarter") in out.stderr
+            "sampler TPE (multivariate); pruner successive halving (ASHA, one bracket; the top quarter of each rung "
+            "goes on); patience 2 (the default)") in out.stderr
     assert "x=0.9877" in out.stdout and "0.987654321" not in out.stdout  # the table
     assert "best: trial 1 · score 2.963" in out.stdout
     assert "importance appears after 20 completed trials (2 so far)" in out.stdout
-    assert "sampler: TPE (multivariate); pruner: Hyperband, first rung at a quarter" in out.stdout
+    assert ("sampler: TPE (multivariate); pruner: successive halving (ASHA, one bracket; the top quarter of each "
+            "rung goes on); patience: 2 reports (the default)") in out.stdout
     assert "run.suggest(\"x\", 0.0, 1.0, default=0.9877)" in script.read_text()  # written rounded
     events = [json.loads(line) for line in events_file.read_text().splitlines()]
     events = [e for e in events if e.get("type") == "event"]
     start = next(e for e in events if e["kind"] == "tune.study")
     assert start["sampler"] == "tpe" and start["sampler_label"] == "TPE (multivariate)"
-    assert start["pruner"] == "hyperband-quarter" and start["pruner_label"].startswith("Hyperband, first rung at a quarter")
+    assert start["pruner"] == "asha" and start["pruner_label"].startswith("successive halving (ASHA")
+    assert (start["patience"], start["patience_source"], start["value"]) == (2, "the default", "best")
     assert start["importance_after"] == 20 and start["metric_source"].startswith("from the script: run.log(score=")
     done = events[-1]
     assert done["kind"] == "tune.done"

@@ -25,8 +25,10 @@ def test_tune_job_kind_builds_the_cli(tmp_path):
     assert launch.cwd == str(tmp_path)
     with pytest.raises(JobRejected, match="sampler"):
         build_launch("tune", {"path": "train.py", "sampler": "grid"}, ctx)
-    with pytest.raises(JobRejected, match="option 'patience' must be a whole number from 1"):
-        build_launch("tune", {"path": "train.py", "patience": 0}, ctx)
+    with pytest.raises(JobRejected, match="option 'patience' must be a whole number from 0"):
+        build_launch("tune", {"path": "train.py", "patience": -1}, ctx)
+    _, off = build_launch("tune", {"path": "train.py", "trials": 3, "patience": 0}, ctx)  # 0: off, said to the CLI
+    assert off.argv[off.argv.index("--patience") + 1] == "0"
     with pytest.raises(JobRejected, match="unknown option"):
         build_launch("tune", {"path": "train.py", "bogus": 1}, ctx)
     with pytest.raises(JobRejected, match="trust"):

@@ -54,10 +54,11 @@ def test_digits_study_with_pruning_and_two_parallel_workers(tmp_path):
     assert kinds[0] == "tune.study" and kinds[-1] == "tune.done"
     start = events[0][1]
     assert start == {"study": "digits", "direction": "maximize", "metric": "accuracy", "sampler": "tpe",
-                     "pruner": "hyperband-quarter", "n_trials": 10, "parallel": 2, "storage": _db(tmp_path),
+                     "pruner": "asha", "n_trials": 10, "parallel": 2, "storage": _db(tmp_path),
                      "metric_source": "--metric; direction guessed from the name",
                      "sampler_label": "TPE (multivariate, constant liar)",
-                     "pruner_label": "Hyperband, first rung at a quarter of a trial's reports",
+                     "pruner_label": "successive halving (ASHA, one bracket; the top quarter of each rung goes on)",
+                     "patience": 2, "patience_source": "the default", "value": "best",
                      "importance_after": 20}
     trial_events = [f for k, f in events if k == "tune.trial"]
     assert set(trial_events[0]) == {"study", "number", "state", "params", "value", "intermediate", "reason", "worker",
@@ -206,8 +207,8 @@ def test_one_line_errors(tmp_path, capsys, monkeypatch):
     assert code == 2 and "--trials" in err
     code, _, err = cli(str(SCRIPTS / "modes.py"), "--trials", "0")
     assert code == 2 and "at least 1" in err
-    code, _, err = cli(str(SCRIPTS / "modes.py"), "--trials", "2", "--patience", "0")
-    assert code == 2 and err.strip() == "deepdive: error: --patience must be at least 1 (reports without a new best)"
+    code, _, err = cli(str(SCRIPTS / "modes.py"), "--trials", "2", "--patience", "-1")
+    assert code == 2 and err.strip() == "deepdive: error: --patience must be a number of reports without a new best (0: off)"
     code, _, err = cli(str(SCRIPTS / "modes.py"), "--trials", "2", "--patience", "2", "--value", "last")
     assert code == 2 and "use --value best" in err and len(err.strip().splitlines()) == 1
     with pytest.raises(TuneError, match="no such script"):
@@ -384,8 +385,29 @@ def test_patience_ends_a_trial_complete_at_its_best_report(tmp_path):
     assert t["value"] == pytest.approx(t["params"]["x"] + t["params"]["n"] + 10 * "abc".index(t["params"]["c"]) + 1)
     with pytest.raises(TuneError, match="--patience ends a trial at its best report.*--value best"):
         run_study(StudyConfig(echo, n_trials=2, patience=2, value="last", study_name="last", **config))
-    with pytest.raises(TuneError, match="--patience must be at least 1"):
-        run_study(StudyConfig(echo, n_trials=2, patience=0, study_name="zero", **config))
+    with pytest.raises(TuneError, match=r"--patience must be a number of reports without a new best \(0: off\)"):
+        run_study(StudyConfig(echo, n_trials=2, patience=-1, study_name="negative", **config))
+
+
+def test_patience_2_is_the_default_off_with_0_or_in_a_study_scored_by_its_last_report(tmp_path):
+    """No --patience: trials end after 2 reports without a new best, valued at their best, and the run
+    says it is the default; --patience 0 turns it off (a trial runs its course, valued at its last
+    report); a study that scores trials by their last report (--value last, or recorded) has it off."""
+    echo = str(SCRIPTS / "echo.py")
+    config = dict(metric="score", direction="maximize", workspace=str(tmp_path), pruner="none",
+                  script_args=["--curve", "1,3,2,3,5"])
+    default = run_study(StudyConfig(echo, n_trials=2, seed=1, study_name="default", **config))
+    assert (default.patience, default.patience_source, default.value_mode) == (2, "the default", "best")
+    assert default.n_stopped == 2 and all(len(t["intermediate"]) == 4 for t in default.trials), default.trials
+    assert all(t["reason"].endswith("(--patience 2, the default)") for t in default.trials), default.trials
+    off = run_study(StudyConfig(echo, n_trials=2, seed=1, patience=0, study_name="off", **config))
+    assert (off.patience, off.patience_source, off.value_mode, off.n_stopped) == (None, "off: --patience 0", "last", 0)
+    assert all(len(t["intermediate"]) == 5 for t in off.trials), off.trials
+    again = run_study(StudyConfig(echo, n_trials=3, seed=2, study_name="off", **config))  # recorded: --value last
+    assert (again.patience, again.value_mode, again.n_stopped) == (None, "last", 0)
+    assert again.patience_source == "off: the study scores trials by their last report"
+    last = run_study(StudyConfig(echo, n_trials=1, seed=1, value="last", study_name="last-given", **config))
+    assert (last.patience, last.patience_source, last.n_stopped) == (None, "off: --value last", 0)
 
 
 def test_gp_sampler_runs_a_study_and_stores_what_each_trial_ran_with(tmp_path):

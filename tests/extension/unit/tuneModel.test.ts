@@ -290,6 +290,17 @@ describe('what a study shows (issue #20, finding 6)', () => {
         expect(st.metricSource).toBe('from the script: keep_best=\'accuracy:max\' in setup() at line 112');
     });
 
+    it('says the patience and where it came from, or that it is off', () => {
+        const s = emptyTune();
+        feed(s, studyEvent({ sampler: 'tpe', pruner: 'asha', sampler_label: 'TPE (multivariate)',
+            pruner_label: 'successive halving (ASHA, one bracket; the top quarter of each rung goes on)',
+            patience: 2, patience_source: 'the default' }));
+        expect(searchLabel(s.studies.get('s1')!)).toBe('sampler TPE (multivariate) · pruner successive halving (ASHA, one bracket; '
+            + 'the top quarter of each rung goes on) · patience 2 (the default)');
+        feed(s, studyEvent({ sampler: 'tpe', pruner: 'asha', patience: null, patience_source: 'off: --patience 0' }));
+        expect(searchLabel(s.studies.get('s1')!)).toBe('sampler tpe · pruner asha · patience off: --patience 0');
+    });
+
     it('hides importance until enough trials completed, and says how many so far', () => {
         const s = emptyTune();
         feed(s, studyEvent({ importance_after: 20 }), trial(0, 1), trial(1, 2),
