@@ -273,8 +273,11 @@ def litserve_worker(folder: str, port: int, max_batch: int, batch_timeout: float
 # -- the load ------------------------------------------------------------------------------------------
 
 
-async def closed_loop(url: str, bodies: list[bytes], clients: int, duration_s: float, warmup_s: float) -> dict[str, Any]:
+async def closed_loop(url: str, bodies: list[bytes], clients: int, duration_s: float, warmup_s: float,
+                      honour_retry_after: bool = False) -> dict[str, Any]:
     """``clients`` clients, each sending its next request when its answer arrives; figures after the warm-up.
+    ``honour_retry_after``: a client answered 503 waits the ``Retry-After`` seconds before its next request
+    (as a well-behaved client of a server with admission control does), instead of sending at once.
 
     The clients are aiohttp's (its HTTP parser is compiled): on 2 cores the load generator shares the CPU with
     the server, and httpx's pure-Python client spent a whole core at 32 clients and set the pace itself."""
@@ -295,10 +298,13 @@ async def closed_loop(url: str, bodies: list[bytes], clients: int, duration_s: f
                 sent = time.perf_counter()
                 if sent >= stop_at:
                     return
+                wait_s = 0.0
                 try:
                     async with client.post(url, data=bodies[i % len(bodies)], headers=headers) as response:
                         await response.read()
                         outcome = "ok" if response.status == 200 else str(response.status)
+                        if honour_retry_after and response.status == 503:
+                            wait_s = min(5.0, float(response.headers.get("Retry-After", "1")))
                 except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                     outcome = type(exc).__name__
                 i += clients
@@ -307,6 +313,8 @@ async def closed_loop(url: str, bodies: list[bytes], clients: int, duration_s: f
                         latencies.append(time.perf_counter() - sent)
                     else:
                         errors[outcome] = errors.get(outcome, 0) + 1
+                if wait_s:
+                    await asyncio.sleep(min(wait_s, max(0.0, stop_at - time.perf_counter())))
 
         cpu0 = time.process_time()
         await asyncio.gather(*(one(i) for i in range(clients)))
@@ -453,8 +461,12 @@ def target_check(folder: Path, bodies: list[bytes], task: str, args: argparse.Na
              met=p99 is not None and p99 <= args.target_p99, chosen=chosen,
              throughput=round(len(got["latencies"]) / got["seconds"], 2), errors=sum(got["errors"].values()))
     except RuntimeError as exc:  # it refused the target on this machine (exit 2, one line), or never came up
-        emit(task, "target_p99", "refused" if server.proc.returncode == 2 else "skipped", str(exc)[:300], "text",
+        refused_with = str(exc)
+        emit(task, "target_p99", "refused" if server.proc.returncode == 2 else "skipped", refused_with[:600], "text",
              target_ms=args.target_p99)
+        admission = re.search(r"--max-batch (\d+) --max-queue (\d+)", refused_with)
+        if server.proc.returncode == 2 and admission:
+            admission_check(folder, name, bodies, task, level, admission.groups(), args, workdir)
     finally:
         server.stop()
     refused = ours(folder, "target_impossible", args, workdir, "--target-p99", str(IMPOSSIBLE_P99_MS))
@@ -466,6 +478,33 @@ def target_check(folder: Path, bodies: list[bytes], task: str, args: argparse.Na
     refused.stop()
     emit(task, "target_p99", "refuses_impossible", code not in (0, None), "bool", target_ms=IMPOSSIBLE_P99_MS,
          exit_code=code, reason=reason[:300])
+
+
+def admission_check(folder: Path, name: str, bodies: list[bytes], task: str, level: int, admission: tuple[str, str],
+                    args: argparse.Namespace, workdir: Path) -> None:
+    """The admission a refused ``--target-p99`` suggested (``--max-batch B --max-queue Q``), served under the
+    same load: the p99 of the requests it serves, and the share it turns away with 503 (the clients honour
+    ``Retry-After``, as clients of a server with admission control should)."""
+    batch, queue = admission
+    server = ours(folder, "target_admission", args, workdir, "--target-p99", str(args.target_p99), "--clients",
+                  str(level), "--max-batch", batch, "--max-queue", queue)
+    try:
+        server.wait_ready("/v2/health/ready")
+        chosen = next((line for line in server.lines if line.startswith("--target-p99")), "")
+        got = asyncio.run(closed_loop(server.url + f"/v2/models/{name}/infer", bodies, level,
+                                      args.duration * args.rounds, args.warmup, honour_retry_after=True))
+        served = len(got["latencies"])
+        turned_away = got["errors"].get("503", 0)
+        p99 = 1000 * quantile(got["latencies"], 0.99) if got["latencies"] else None
+        emit(task, "target_admission", "served_p99", p99 and round(p99, 3), "ms", level, target_ms=args.target_p99,
+             met=p99 is not None and p99 <= args.target_p99, max_batch=int(batch), max_queue=int(queue),
+             chosen=chosen, throughput=round(served / got["seconds"], 2),
+             turned_away_share=round(turned_away / max(1, served + turned_away), 4), errors=got["errors"])
+    except RuntimeError as exc:
+        emit(task, "target_admission", "refused" if server.proc.returncode == 2 else "skipped", str(exc)[:600],
+             "text", target_ms=args.target_p99, max_batch=int(batch), max_queue=int(queue))
+    finally:
+        server.stop()
 
 
 def main(argv: Optional[list[str]] = None) -> int:
