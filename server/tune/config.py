@@ -13,7 +13,7 @@ from typing import Any, Callable, Optional
 import attrs
 
 from deepdive.tune.errors import TuneError
-from deepdive.vocabulary import TUNE_DIRECTIONS
+from deepdive.vocabulary import TUNE_DIRECTIONS, TUNE_PRUNERS, TUNE_SAMPLERS
 from deepdive.vocabulary import TUNE_VALUES as VALUE_MODES  # how a trial's value is taken from its reports
 
 DEFAULT_PATIENCE = 2
@@ -31,10 +31,10 @@ class StudyConfig:
     parallel: int = 1
     storage: Optional[str] = None
     study_name: Optional[str] = None
-    sampler: str = "tpe"
-    """The default is a fixed choice (``deepdive.vocabulary.TUNE_SAMPLERS[0]``), named as what it runs."""
-    pruner: str = "asha"
-    """The default: successive halving, one bracket (a fixed choice; ``bench/bench_tune_quality.py``)."""
+    sampler: str = TUNE_SAMPLERS[0]
+    """The default, ``tpe``, is a fixed choice named as what it runs (the vocabulary's first sampler)."""
+    pruner: str = TUNE_PRUNERS[0]
+    """The default, ``asha``: successive halving, one bracket (a fixed choice; ``bench/bench_tune_quality.py``)."""
     metric: Optional[str] = None
     direction: Optional[str] = None
     value: Optional[str] = None
