@@ -22,10 +22,14 @@ def study_line(fields: dict[str, Any]) -> str:
     if sampler or pruner:
         line += f"; sampler {sampler}; pruner {pruner}"
     if fields.get("patience_source"):
-        patience = fields.get("patience")
-        line += (f"; patience {patience} ({fields['patience_source']})" if patience
-                 else f"; patience {fields['patience_source']}")
+        line += f"; patience {patience_phrase(fields.get('patience'), fields['patience_source'])}"
     return line
+
+
+def patience_phrase(patience: Optional[int], source: str, unit: str = "") -> str:
+    """``"2 (the default)"`` (``unit`` after the number: ``"2 reports (the default)"``), or the source alone
+    when patience is off (``"off: --patience 0"``)."""
+    return f"{patience}{unit} ({source})" if patience else source
 
 
 def budget_line(result: Any) -> Optional[str]:
@@ -79,10 +83,8 @@ def print_result(result: Any, console: Optional[Any] = None) -> None:
     console.print(summary)
     how = [f"metric: {result.metric_source}"] if getattr(result, "metric_source", None) else []
     if getattr(result, "sampler", None):
-        patience = getattr(result, "patience", None)
         source = getattr(result, "patience_source", None)
-        stop = (f"; patience: {patience} reports ({source})" if patience
-                else f"; patience: {source}" if source else "")
+        stop = f"; patience: {patience_phrase(getattr(result, 'patience', None), source, ' reports')}" if source else ""
         how.append(f"sampler: {result.sampler}; pruner: {result.pruner}{stop}")
     for line in how:
         console.print(line, soft_wrap=True, markup=False)
