@@ -225,12 +225,14 @@ class TimedBackend(Backend):
         start = time.perf_counter()
         first = last = None
         chunks = 0
+        pieces: list[str] = []
         inner = self.inner.stream(system, messages, cancel)
         try:
             for text in inner:
                 last = time.perf_counter()
                 first = first if first is not None else last
                 chunks += 1
+                pieces.append(text)
                 yield text
         finally:
             close = getattr(inner, "close", None)
@@ -245,7 +247,8 @@ class TimedBackend(Backend):
                                      "seconds": round(time.perf_counter() - start, 3), "chunks": chunks,
                                      "tokens": tokens, "tokens_per_s": round(rate, 2) if rate else None,
                                      "reason": done.get("reason"), "prompt_tokens": done.get("prompt_tokens"),
-                                     "reused_tokens": done.get("reused_tokens")})
+                                     "reused_tokens": done.get("reused_tokens"),
+                                     "answer": "".join(pieces)})  # to read a failure later
 
     def close(self) -> None:
         self.inner.close()

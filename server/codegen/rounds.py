@@ -141,7 +141,7 @@ def with_frame(request: Request, run: Run, name: str, backend: Backend, frame: A
                     messages = [messages[0], *messages[-2:]]
                 else:
                     raise
-        answer = extract_code(raw)
+        answer, dropped = frame.drop_broken(extract_code(raw), earlier)
         try:
             code = frame.splice(answer, earlier)
         except SpliceError as exc:
@@ -158,7 +158,7 @@ def with_frame(request: Request, run: Run, name: str, backend: Backend, frame: A
             code = code.replace(f"python {frame.filename} ", f"python {filename} ")  # the docstring's run lines
         run.emit(GeneratePartial(kind="reset"))
         run.emit(GeneratePartial(kind="text", text=code))  # the whole program: the model's part in its frame
-        placed = GenerateCheck(name="frame", ok=True, detail=_frame_detail(frame, earlier))
+        placed = GenerateCheck(name="frame", ok=True, detail="; ".join([_frame_detail(frame, earlier), *dropped]))
         run.emit(GeneratePartial(kind="check", check=placed))
         if not params.verify:
             return request.result(code, name, filename, rounds=rounds, message=VERIFY_OFF)

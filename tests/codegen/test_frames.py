@@ -17,7 +17,7 @@ import pytest
 from deepdive.codegen.frames import SpliceError, frame_for
 from deepdive.codegen.frames.prompt import frame_system_prompt
 from deepdive.codegen.frames.reading import merge_reading, parse_reading
-from deepdive.codegen.frames.splice import splice, top_level_names
+from deepdive.codegen.frames.splice import splice, top_level_names, undefined_reads
 from deepdive.codegen.generation import GenerateCheck, GenerateParams
 from deepdive.codegen.pipeline import generate
 from deepdive.codegen.properties import MODEL_READING, verdict
@@ -119,10 +119,10 @@ FRAME = textwrap.dedent('''\
 
 
 def test_splice_puts_each_definition_in_its_place_and_drops_the_old_model() -> None:
-    answer = "import math\nNUM_CLASSES = 3\nEXTRA = 2\n\nclass New(nn.Module):\n    pass\n\ndef build_model():\n    return New()\n"
+    answer = "import math\nNUM_CLASSES = 3\nEXTRA = math.floor(2.5)\n\nclass New(nn.Module):\n    pass\n\ndef build_model():\n    return New()\n"
     program = splice(FRAME, answer)
     assert top_level_names(program) == ["New", "build_model", "helper", "main"]  # Old is gone, New precedes build_model
-    assert "NUM_CLASSES = 3" in program and "NUM_CLASSES = 10" not in program and "EXTRA = 2" in program
+    assert "NUM_CLASSES = 3" in program and "NUM_CLASSES = 10" not in program and "EXTRA = math.floor(2.5)" in program
     assert "import math" in program and program.count("import torch") == 1
     ast.parse(program)
 
@@ -142,7 +142,8 @@ def test_the_frames_imports_win_and_a_lone_module_class_gets_its_build_model() -
               "        self.conv = nn.Conv2d(1, width, 3)\n        self.head = nn.Linear(width, NUM_CLASSES)\n\n"
               "    def forward(self, x):\n        return self.head(F.adaptive_avg_pool2d(self.conv(x), 1).flatten(1))\n")
     program = frame.splice(answer)
-    assert "from torch.nn.functional import F" not in program and "import numpy as np" in program
+    assert "from torch.nn.functional import F" not in program
+    assert "import numpy as np" not in program  # the answer's import nothing uses is left out
     assert "def build_model():\n    return Net()" in program and "class CNN" not in program
     assert frame.added_build_model(answer) == "Net"
 
@@ -160,6 +161,24 @@ def test_splice_keeps_the_frames_main_and_drops_a_garbled_import_line() -> None:
                             "def main():\n    raise SystemExit('not the frame')\n")
     assert "return helper() + (build_model() is not None)" in program and "not the frame" not in program
     assert "functional" not in program
+
+
+def test_the_answers_imports_that_nothing_uses_are_left_out_and_those_used_stay() -> None:
+    # A 0.5B model's answer: a model in plain torch under imports of packages that are not installed here.
+    answer = ("from torchvision import datasets, transforms\nimport tensorflow_hub as hub\nimport math\n"
+              "from collections import OrderedDict\n\n"
+              "class New(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+              "        self.body = nn.Sequential(OrderedDict(fc=nn.Linear(4, NUM_CLASSES)))\n\n"
+              "def load_images(root):\n    return datasets.ImageFolder(root, transforms.ToTensor())\n\n"
+              "def build_model():\n    return New()\n")
+    program = splice(FRAME, answer)
+    assert "torchvision" not in program and "tensorflow_hub" not in program  # only the unused load_images used them
+    assert "load_images" not in program and "import math" not in program
+    assert "from collections import OrderedDict" in program  # used by the model: kept
+    assert "import torch\nfrom torch import nn\n" in program  # the frame's own imports are never touched
+    # Used by a definition the program keeps, an import stays, installed or not (the imports check names it).
+    kept = splice(FRAME, answer.replace("return New()", "load_images('x')\n    return New()"))
+    assert "from torchvision import datasets, transforms" in kept and "tensorflow_hub" not in kept
 
 
 @pytest.mark.parametrize("answer, words", [
@@ -425,3 +444,41 @@ def test_a_lone_keras_model_class_is_built_and_compiled_by_the_frame() -> None:
     program = frame.splice(answer)
     assert "model = FashionNet()\n    model.build((None, *INPUT_SHAPE))\n    compile_model(model, lr, decay_steps)" in program
     assert "def compile_model(" in program and frame.added_build_model(answer) == "FashionNet"
+
+
+def test_an_optional_definition_that_reads_an_undefined_name_is_left_to_the_reference_example() -> None:
+    # The 0.5B model's answer to a GNN request (eval set: cora-gnn-plain-torch): example_batch's body copied
+    # into synthetic_dataset(n), where num_nodes is defined by nothing; the smoke run stopped at NameError.
+    reading, frame = _frame("a GNN in plain PyTorch (no torch_geometric) for node classification on Cora: "
+                            "1433-dim node features, 7 classes")
+    body = ("    a = (torch.rand(num_nodes, num_nodes) < 0.05).float()\n"
+            "    x, y = torch.randn(num_nodes, *INPUT_SHAPE), torch.randint(0, NUM_CLASSES, (num_nodes,))\n"
+            "    return (x, a), y\n")
+    answer = ("class GCN(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+              "        self.lin = nn.Linear(INPUT_SHAPE[0], NUM_CLASSES)\n\n"
+              "    def forward(self, x, adj):\n        return adj @ self.lin(x)\n\n"
+              "def build_model():\n    return GCN()\n\n"
+              f"def example_batch(num_nodes=NUM_NODES):\n{body}\n"
+              f"def synthetic_dataset(n):\n{body}")
+    assert "synthetic_dataset" in frame.optional
+    assert undefined_reads(frame.splice(answer)) == {"synthetic_dataset": {"num_nodes"}}
+    kept, notes = frame.drop_broken(answer)
+    assert "def synthetic_dataset" not in kept and "def example_batch(num_nodes=NUM_NODES)" in kept
+    assert notes == ["the model's synthetic_dataset() reads num_nodes, which nothing defines: left out, "
+                     "the reference example's is used"]
+    program = frame.splice(kept)
+    assert undefined_reads(program) == {}
+    assert "return [example_batch() for _ in range(n)]" in program  # the GCN example's: whole graphs
+    # A required definition with the same defect stays: the checks judge it and the repair names it.
+    broken_model = answer.replace("return GCN()", "return GCN(hidden)")
+    assert frame.drop_broken(broken_model)[0].count("def build_model") == 1
+    # Nothing to leave out: the answer comes back as it was, with no note.
+    assert frame.drop_broken(kept) == (kept, [])
+
+
+def test_undefined_reads_sees_through_comprehensions_and_nested_scopes_and_knows_builtins() -> None:
+    program = ("import torch\nK = 2\n\ndef f(n):\n    return [torch.zeros(K) for _ in range(n)] + [len(x) for x in y]\n\n"
+               "class A:\n    size = K\n    def g(self):\n        def h():\n            return missing + K\n        return h\n")
+    assert undefined_reads(program) == {"f": {"y"}, "A": {"missing"}}
+    assert undefined_reads("from torch import *\n\ndef f():\n    return nn\n") == {}  # a star import binds unknown names
+    assert undefined_reads("def f():\n    global CACHE\n    CACHE = 1\n\ndef g():\n    return CACHE\n") == {}

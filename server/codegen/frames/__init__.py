@@ -27,7 +27,7 @@ from typing import Optional, Sequence
 import attrs
 
 from deepdive.codegen.frames.splice import (SpliceError, assigned_name, definition_source, parse_answer, splice,
-                                            top_level_names)
+                                            top_level_names, undefined_reads, without_definitions)
 from deepdive.codegen.intent import Intent
 from deepdive.codegen.spec import Spec
 
@@ -120,6 +120,36 @@ class Frame:
         # none, and a check says what does not fit. What is borrowed goes in with the answer that uses it
         # (alone it would be dropped as unused).
         return splice(source, borrowed + answer if borrowed else answer, required=("build_model",))
+
+    def drop_broken(self, answer: str, earlier: Sequence[str] = ()) -> tuple[str, list[str]]:
+        """The answer without the optional definitions it wrote (:attr:`optional`: ``load_data``,
+        ``synthetic_dataset``) that read a name nothing in the program defines, and a line for each left out.
+
+        A small model copies ``example_batch(num_nodes=NUM_NODES)``'s body into ``synthetic_dataset(n)``,
+        and the repair message "NameError: name 'num_nodes' is not defined" does not make it write another.
+        A definition the model may leave to the frame is better left to it: the frame's (or the reference
+        example's) is used instead, and the result says so. Required definitions stay: the checks judge them.
+        """
+        try:
+            program = self.splice(answer, earlier)
+        except SpliceError:
+            return answer, []
+        written = _defined(answer)
+        broken = {name: names for name, names in undefined_reads(program).items()
+                  if name in self.optional and name in written}
+        if not broken:
+            return answer, []
+        kept = without_definitions(answer, broken)
+        notes = []
+        for name, names in sorted(broken.items()):
+            if name in top_level_names(self.borrowed(kept, earlier) or "\n"):
+                instead = "the reference example's is used"
+            elif name == "load_data" and self.no_reader(kept, earlier):
+                instead = "the program has no reader for this task's data"
+            else:
+                instead = "the frame's is used"
+            notes.append(f"the model's {name}() reads {', '.join(sorted(names))}, which nothing defines: left out, {instead}")
+        return kept, notes
 
     def borrowed(self, answer: str, earlier: Sequence[str] = ()) -> str:
         """The reference example's definitions the answers use but do not write (a helper such as

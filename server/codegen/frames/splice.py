@@ -13,9 +13,12 @@ for the real one. The frame's ``main`` and ``__main__`` guard are never replaced
 from __future__ import annotations
 
 import ast
+import builtins
+import symtable
 from typing import Iterable, Optional
 
-__all__ = ["SpliceError", "splice", "parse_answer", "assigned_name", "top_level_names", "definition_source", "reachable", "FRAME_OWNED"]
+__all__ = ["SpliceError", "splice", "parse_answer", "assigned_name", "top_level_names", "definition_source", "reachable",
+           "FRAME_OWNED", "undefined_reads", "without_definitions"]
 
 #: Names the frame keeps whatever the answer says: the entry point and its guard are the frame's.
 FRAME_OWNED = frozenset({"main"})
@@ -165,10 +168,10 @@ def splice(frame: str, answer: str, *, required: Iterable[str] = ("build_model",
     anchor = next((_span(n)[0] for n in frame_tree.body if isinstance(n, _DEFS) and n.name == "build_model"), first_def)
     # The frame's imports win: an answer's import of a name the frame binds is left out (a 0.5B model writes
     # `from torch.nn.functional import F`).
-    new_imports = [_text(ans_lines, n) for n in imports if not (_bound(n) & bound) and not
-                   (isinstance(n, ast.ImportFrom) and n.module == "__future__")]
-    if new_imports:
-        after.setdefault(last_import, []).extend(_ensure_newline(t) for t in new_imports)
+    added = [n for n in imports if not (_bound(n) & bound) and not
+             (isinstance(n, ast.ImportFrom) and n.module == "__future__")]
+    if added:
+        after.setdefault(last_import, []).extend(_ensure_newline(_text(ans_lines, n)) for n in added)
     # The answer's constants, together and in its order: where the first frame constant they replace was
     # (so a frame constant derived from one sees the new value), but never before a frame constant they name.
     if consts:
@@ -188,7 +191,8 @@ def splice(frame: str, answer: str, *, required: Iterable[str] = ("build_model",
         out.extend(after.get(i, []))
     if anchor > len(lines) and new_defs:
         out.extend(new_defs)
-    return _prune("".join(out), roots)
+    answer_imports = {ast.dump(n) for n in added}
+    return _prune("".join(out), roots, answer_imports)
 
 
 def _bound(node: ast.stmt) -> set[str]:
@@ -209,8 +213,13 @@ def _block(text: str) -> str:
     return _ensure_newline(text) + "\n\n"
 
 
-def _prune(program: str, roots: Iterable[str]) -> str:
-    """``program`` without the top-level definitions nothing reaches (an old model class), tidied."""
+def _prune(program: str, roots: Iterable[str], answer_imports: frozenset[str] | set[str] = frozenset()) -> str:
+    """``program`` without the top-level definitions nothing reaches (an old model class), then without
+    the answer's imports that nothing left uses (``answer_imports``: their ``ast.dump``), tidied.
+
+    A small model adds imports it never uses (``from torchvision import datasets`` above a model written in
+    plain torch); one of a package that is not installed would stop the program at its first line.
+    """
     try:
         tree = ast.parse(program)
     except SyntaxError as exc:
@@ -219,9 +228,63 @@ def _prune(program: str, roots: Iterable[str]) -> str:
     keep = reachable(tree, roots)
     lines = program.splitlines(keepends=True)
     drop: list[tuple[int, int]] = [_span(n) for n in tree.body if isinstance(n, _DEFS) and n.name not in keep]
+    if answer_imports:
+        kept = [n for n in tree.body if not (isinstance(n, _DEFS) and n.name not in keep)]
+        used = {name for n in kept for name in _uses(n)}
+        drop += [_span(n) for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))
+                 and ast.dump(n) in answer_imports and not (_bound(n) & used)]
     for first, last in sorted(drop, reverse=True):
         del lines[first - 1 : last]
     text = "".join(lines)
     while "\n\n\n\n" in text:
         text = text.replace("\n\n\n\n", "\n\n\n")
     return text
+
+
+#: Names every module has without binding them.
+_MODULE_NAMES = frozenset(dir(builtins)) | {"__file__", "__name__", "__doc__", "__spec__", "__loader__", "__builtins__"}
+
+
+def undefined_reads(program: str) -> dict[str, set[str]]:
+    """For each top-level function and class of ``program``, the global names it reads that nothing binds at
+    module level and that are not builtins (``num_nodes`` in a copy of ``example_batch(num_nodes)``'s body
+    under another signature): a NameError the first time that code runs. Empty when the program binds
+    names by ``from x import *`` (what it binds is unknown) or is not Python."""
+    try:
+        tree = ast.parse(program)
+        top = symtable.symtable(program, "program.py", "exec")
+    except SyntaxError:
+        return {}
+    if any(isinstance(n, ast.ImportFrom) and any(a.name == "*" for a in n.names) for n in ast.walk(tree)):
+        return {}
+    bound = {sym.get_name() for sym in top.get_symbols() if sym.is_assigned() or sym.is_imported() or sym.is_namespace()}
+    tables = list(top.get_children())
+    while tables:  # `global x; x = ...` in a function binds a module name too
+        table = tables.pop()
+        tables.extend(table.get_children())
+        bound |= {sym.get_name() for sym in table.get_symbols() if sym.is_declared_global() and sym.is_assigned()}
+    out: dict[str, set[str]] = {}
+    for child in top.get_children():
+        missing: set[str] = set()
+        todo = [child]
+        while todo:
+            table = todo.pop()
+            todo.extend(table.get_children())
+            missing |= {sym.get_name() for sym in table.get_symbols()
+                        if sym.is_global() and sym.is_referenced() and sym.get_name() not in bound
+                        and sym.get_name() not in _MODULE_NAMES}
+        if missing:
+            out[child.get_name()] = missing
+    return out
+
+
+def without_definitions(source: str, names: Iterable[str]) -> str:
+    """``source`` (an answer, read as :func:`parse_answer` reads it) without its top-level functions and
+    classes called ``names``."""
+    tree, text = parse_answer(source)
+    names = set(names)
+    lines = text.splitlines(keepends=True)
+    for node in sorted((n for n in tree.body if isinstance(n, _DEFS) and n.name in names), key=_span, reverse=True):
+        first, last = _span(node)
+        del lines[first - 1 : last]
+    return "".join(lines)
