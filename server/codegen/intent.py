@@ -124,7 +124,10 @@ class Intent:
     target: Optional[str] = None
     # Layer type names the program must not contain ("Dropout", "BatchNorm2d"): what the prompt excluded.
     exclude_layers: frozenset[str] = frozenset()
+    # Layer type names the prompt asked for beyond the architecture's own ("BatchNorm2d": "with batch norm").
+    include_layers: frozenset[str] = frozenset()
     seed: Optional[int] = None  # the random seed ("seed 42"); None: 0
+    gpus: Optional[int] = None  # distributed: the GPUs (processes) on the machine ("on 4 GPUs"); None: 2 in the run line
 
     def __attrs_post_init__(self) -> None:
         if self.task not in TASKS:
@@ -167,6 +170,7 @@ class Intent:
         data["features"] = sorted(self.features)
         data["input_shape"] = list(self.input_shape)
         data["exclude_layers"] = sorted(self.exclude_layers)
+        data["include_layers"] = sorted(self.include_layers)
         return data
 
     @classmethod
@@ -175,4 +179,5 @@ class Intent:
         data["features"] = frozenset(data.get("features", ()))
         data["input_shape"] = tuple(data.get("input_shape", ()))
         data["exclude_layers"] = frozenset(data.get("exclude_layers", ()))
+        data["include_layers"] = frozenset(data.get("include_layers", ()))
         return cls(**data)

@@ -44,6 +44,13 @@ from deepdive.codegen.spec import Spec, Stated, same_layer
 from deepdive.codegen.unknown_words import unknown_words
 from deepdive.codegen.unplaced import unplaced_numbers
 
+
+#: "on 4 GPUs", "4张卡", "4块GPU": how many GPUs a distributed run uses (group 1 or 2 is the count).
+GPU_COUNT = r"\b(\d+)\s*(?:x\s*)?(?:gpus|gpu devices)\b|(\d+)\s*(?:张|块|个)\s*(?:gpu|显卡|卡)"
+
+#: Words that ask for batch normalization.
+BATCH_NORM = r"batch[- ]?norm|批归一化|批量归一化"
+
 __all__ = ["Reading", "read_request"]
 
 Span = tuple[int, int]
@@ -322,6 +329,8 @@ class _Read:
         if self.excluded("distributed"):
             features.discard("ddp")
         no_layers = frozenset(v for v, _ in self.excluded("no_layer"))
+        with_layers = frozenset({"BatchNorm2d"}) if (self.find(BATCH_NORM) and not any(
+            same_layer(v, "BatchNorm2d") for v in no_layers)) else frozenset()
         if any(same_layer(v, "Dropout") for v in no_layers):
             fields["dropout"] = 0.0
         arch = fields.pop("architecture")
@@ -333,6 +342,10 @@ class _Read:
             self.placed.append(self.find(r"res-?net[- ]?\d+").span())
         self.placed += [m.span() for m in re.finditer(HF, self.pos, re.ASCII)]  # GPT-2, a local model's name
         self.arch = arch
+        gpus = self.find(GPU_COUNT) if "ddp" in features else None
+        if gpus:  # "on 4 GPUs": the processes torchrun starts on the machine
+            fields["gpus"] = int(gpus.group(1) or gpus.group(2))
+            self.placed.append(gpus.span())
         if fields["dataset"] == "imagefolder" and self.find(r"imagenet"):
             self.assumptions.append("ImageNet: read from class folders (root/<class>/*.JPEG) by the builtin's image-folder "
                                     "reader, which loads every image into memory: fine for a subset, not for all 1.28 M")
@@ -340,7 +353,7 @@ class _Read:
             prompt=self.raw, task=task, architecture=arch, framework=self.framework, language=self.language,
             model_path=self.model_path, csv_path=self.csv_path, features=frozenset(features), use_engine=use_engine,
             multi_label=self.task == "multi-label-classification", block=resnet_block(self.pos) if arch == "resnet" else None,
-            target=self._target(), exclude_layers=no_layers, **fields,
+            target=self._target(), exclude_layers=no_layers, include_layers=with_layers, **fields,
         )
 
     def _read_fields_without_frame(self) -> None:
@@ -479,7 +492,8 @@ class _Read:
         dropout = r.found.get("dropout")
         if dropout and dropout[0] and not any(same_layer(v, "Dropout") for v, _ in self.excluded("no_layer")):
             self.state("has_layer", "Dropout", dropout[1])
-        for pattern, layer in ((r"batch[- ]?norm|批归一化|批量归一化", "BatchNorm2d"), (r"layer[- ]?norm|层归一化", "LayerNorm")):
+        batch_norm = "BatchNorm1d" if intent is not None and intent.architecture == "mlp" else "BatchNorm2d"
+        for pattern, layer in ((BATCH_NORM, batch_norm), (r"layer[- ]?norm|层归一化", "LayerNorm")):
             m = self.find(pattern)
             if m:
                 self.state("has_layer", layer, m.span())

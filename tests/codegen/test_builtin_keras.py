@@ -66,6 +66,10 @@ CASES: dict[str, tuple[Intent, tuple, dict]] = {
           num_classes=10, layers=4, features={"lr_schedule"}),
         (10,), {"Add": 4},
     ),
+    "cifar100_cnn": (
+        I("keras CNN for CIFAR-100", "image-classification", "cnn", dataset="cifar10", num_classes=100, layers=2),
+        (100,), {"Conv2D": 2},
+    ),
     "custom_mlp_es_ckpt": (
         I("mlp on 40x40 rgb images, 5 classes", "image-classification", "mlp", input_shape=(3, 40, 40),
           num_classes=5, layers=4, features={"early_stopping", "checkpoint"}),
@@ -285,6 +289,13 @@ def _real_data(root: Path) -> dict[str, Path]:
         batch = {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), b"labels": list(rng.integers(0, 10, n))}
         with open(cifar / name, "wb") as f:
             pickle.dump(batch, f)
+    cifar100 = root / "cifar100" / "cifar-100-python"  # CIFAR-100's own format: train and test, 100 fine labels
+    cifar100.mkdir(parents=True)
+    for name, n in (("train", 48), ("test", 16)):
+        batch = {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), b"fine_labels": list(rng.integers(0, 100, n)),
+                 b"coarse_labels": list(rng.integers(0, 20, n))}
+        with open(cifar100 / name, "wb") as f:
+            pickle.dump(batch, f)
     csv = root / "houses.csv"
     x = rng.standard_normal((120, 8))
     y = x @ rng.standard_normal(8) + 0.1 * rng.standard_normal(120)
@@ -317,7 +328,7 @@ def _real_data(root: Path) -> dict[str, Path]:
         (folder / label).mkdir(parents=True)
         for i in range(10):
             _write_png(folder / label / f"{i}.png", np.clip(colour + rng.normal(0, 20, (16, 16, 3)), 0, 255))
-    return {"mnist": mnist, "cifar": root / "cifar", "csv": csv, "text": text, "series": series, "folder": folder,
+    return {"mnist": mnist, "cifar": root / "cifar", "cifar100": root / "cifar100", "csv": csv, "text": text, "series": series, "folder": folder,
             "digits": digits}
 
 
@@ -329,6 +340,7 @@ REAL_RUNS = {
     "real_forecast_series": ("forecast_lstm2_h6_ckpt", "series", []),
     "real_regression_csv": ("regression_csv_es", "csv", ["--target", "price"]),
     "real_cifar_resnet": ("cifar_resnet_sched", "cifar", []),
+    "real_cifar100_cnn": ("cifar100_cnn", "cifar100", []),
     "real_ae_dense_mnist": ("ae_dense_mlp6", "mnist", []),
     "real_folder_cnn": ("folder_cnn", "folder", []),
     "real_folder_ae_conv": ("folder_ae_conv", "folder", []),

@@ -246,6 +246,12 @@ def _real_data_cases(root: Path) -> list[tuple[str, list[str], str]]:
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
         batch = {b"data": rng.integers(0, 255, (6, 3072), dtype=np.uint8), b"labels": list(rng.integers(0, 10, 6))}
         (cifar / name).write_bytes(pickle.dumps(batch))
+    cifar100 = root / "c100" / "cifar-100-python"  # CIFAR-100's own format: train and test, 100 fine labels
+    cifar100.mkdir(parents=True)
+    for name, n in (("train", 24), ("test", 8)):
+        batch = {b"data": rng.integers(0, 255, (n, 3072), dtype=np.uint8), b"fine_labels": list(rng.integers(0, 100, n)),
+                 b"coarse_labels": list(rng.integers(0, 20, n))}
+        (cifar100 / name).write_bytes(pickle.dumps(batch))
     rows = rng.normal(size=(60, 5))
     (root / "reg.csv").write_text("a,b,c,d,y\n" + "".join(",".join(f"{v:.3f}" for v in r) + "\n" for r in rows))
     (root / "cls.csv").write_text("".join(",".join(f"{v:.3f}" for v in r[:4]) + f",{int(r[4] > 0)}\n" for r in rows))
@@ -258,6 +264,7 @@ def _real_data_cases(root: Path) -> list[tuple[str, list[str], str]]:
     return [
         ("a 2-layer CNN for MNIST", ["--data", str(mnist), *small], "val accuracy"),
         ("a 2-layer CNN for CIFAR-10", ["--data", str(root), *small], "val accuracy"),
+        ("a 2-layer CNN for CIFAR-100", ["--data", str(root / "c100"), *small], "val accuracy"),
         ("a 2-layer CNN for the sklearn digits dataset", ["--epochs", "1"], "val accuracy"),
         ("regression MLP on a CSV with 4 numeric features", ["--data", str(root / "reg.csv"), "--target", "y", *small],
          "best validation loss"),

@@ -14,10 +14,10 @@ import textwrap
 
 import pytest
 
-from deepdive.codegen.frames import SpliceError, frame_for
+from deepdive.codegen.frames import SpliceError, absent_reads, frame_for
 from deepdive.codegen.frames.prompt import frame_system_prompt
 from deepdive.codegen.frames.reading import merge_reading, parse_reading
-from deepdive.codegen.frames.splice import splice, top_level_names, undefined_reads
+from deepdive.codegen.frames.splice import definition_source, splice, top_level_names, undefined_reads
 from deepdive.codegen.generation import GenerateCheck, GenerateParams
 from deepdive.codegen.pipeline import generate
 from deepdive.codegen.properties import MODEL_READING, verdict
@@ -464,7 +464,7 @@ def test_an_optional_definition_that_reads_an_undefined_name_is_left_to_the_refe
     assert undefined_reads(frame.splice(answer)) == {"synthetic_dataset": {"num_nodes"}}
     kept, notes = frame.drop_broken(answer)
     assert "def synthetic_dataset" not in kept and "def example_batch(num_nodes=NUM_NODES)" in kept
-    assert notes == ["the model's synthetic_dataset() reads num_nodes, which nothing defines: left out, "
+    assert notes == ["the model's synthetic_dataset() uses num_nodes, which nothing defines: left out, "
                      "the reference example's is used"]
     program = frame.splice(kept)
     assert undefined_reads(program) == {}
@@ -482,3 +482,48 @@ def test_undefined_reads_sees_through_comprehensions_and_nested_scopes_and_knows
     assert undefined_reads(program) == {"f": {"y"}, "A": {"missing"}}
     assert undefined_reads("from torch import *\n\ndef f():\n    return nn\n") == {}  # a star import binds unknown names
     assert undefined_reads("def f():\n    global CACHE\n    CACHE = 1\n\ndef g():\n    return CACHE\n") == {}
+
+
+def test_the_frames_functions_the_model_is_told_not_to_rewrite_are_kept_and_a_broken_rewrite_is_left_out() -> None:
+    # As the 0.5B model answered a tabular request (eval set: tabular-mlp-batchnorm): it rewrote the frame's
+    # split() and to_device() (told "do not rewrite them"), and an example_batch() that reads `args`.
+    reading, frame = _frame("CNN classifier for MNIST without dropout")
+    assert {"DataError", "to_device"} <= set(frame.kept_names) and "example_batch" not in frame.write
+    answer = ("def to_device(obj, device):\n    return obj.to(device)\n\n"
+              "def split(dataset, val_fraction: float = 0.1):\n    n = int(val_fraction * len(dataset))\n"
+              "    return dataset[:n], dataset[n:]\n\n"
+              "def build_model():\n    return nn.Sequential(nn.Linear(30, 64), nn.BatchNorm1d(64), nn.ReLU(), nn.Linear(64, 2))\n\n"
+              "def example_batch(batch_size=8):\n    return read_csv(args.data)\n")
+    kept, notes = frame.drop_broken(answer)
+    assert "def build_model" in kept and "def to_device" not in kept and "def example_batch" not in kept
+    rewritten = [n for n in ("to_device", "split") if n in frame.kept_names]
+    assert notes[0].startswith(f"the model rewrote {', '.join(n + '()' for n in rewritten)}, which the frame keeps")
+    assert notes[-1] == "the model's example_batch() uses args, read_csv, which nothing defines: left out, the frame's is used"
+    program = frame.splice(kept)
+    assert definition_source(program, "to_device") == definition_source(frame.source, "to_device")
+    assert definition_source(program, "example_batch") == definition_source(frame.source, "example_batch")
+
+
+def test_a_reader_that_uses_a_package_that_is_not_installed_is_left_to_the_frame() -> None:
+    # As the 0.5B model answered mobilenet-flowers: a torchvision ImageFolder reader beside a plain-torch model.
+    reading, frame = _frame("CNN classifier for MNIST without dropout")
+    answer = ("from surely_not_installed_vision import transforms\nfrom surely_not_installed_vision.datasets import ImageFolder\n\n"
+              "class Net(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+              "        self.fc = nn.Linear(784, NUM_CLASSES)\n\n    def forward(self, x):\n        return self.fc(x.flatten(1))\n\n"
+              "def load_data(args):\n    data = ImageFolder(args.data, transform=transforms.ToTensor())\n    return split(data)\n\n"
+              "def build_model():\n    return Net()\n")
+    assert absent_reads(frame.splice(answer)) == {"load_data": {"surely_not_installed_vision"}}
+    kept, notes = frame.drop_broken(answer)
+    assert notes == ["the model's load_data() uses surely_not_installed_vision, which is not installed where the program "
+                     "runs: left out, the frame's is used"]
+    program = frame.splice(kept)
+    assert "surely_not_installed_vision" not in program and "class Net" in program  # its imports went with it
+    assert definition_source(program, "load_data") == definition_source(frame.source, "load_data")
+    # The model part itself is required: a model class that uses the package stays, and the imports check names it.
+    needs = answer.replace("nn.Linear(784, NUM_CLASSES)", "nn.Sequential(transforms.Lambda(abs), nn.Linear(784, NUM_CLASSES))")
+    assert "surely_not_installed_vision" in frame.splice(frame.drop_broken(needs)[0])
+    # The frame's own model class rewritten with the package is the model's part: never swapped for the builtin's.
+    frame_model = next(n for n in top_level_names(frame.source) if n not in frame.kept_names and
+                       definition_source(frame.source, n).startswith("class ") and "nn.Module" in definition_source(frame.source, n))
+    rewritten = needs.replace("class Net(", f"class {frame_model}(").replace("return Net()", f"return {frame_model}()")
+    assert frame.drop_broken(rewritten)[0].count(f"class {frame_model}(") == 1

@@ -264,6 +264,8 @@ EXCLUSIONS = [
     ("用卷积网络识别MNIST，不用混合精度", ("precision", "fp32"), "不用混合精度"),
     ("用卷积网络识别CIFAR-10，无需分布式", ("distributed", False), "无需分布式"),
     ("用卷积网络识别MNIST，去掉批归一化", ("no_layer", "BatchNorm2d"), "去掉批归一化"),
+    ("CIFAR-10 ResNet without batch normalization", ("no_layer", "BatchNorm2d"), "without batch normalization"),
+    ("an EfficientNet for CIFAR-10 without batch norm", ("no_layer", "BatchNorm2d"), "without batch norm"),
 ]
 
 
@@ -485,6 +487,8 @@ DESCRIBED = [
     MULTI_LABEL,
     LSTM_48_12,
     "a GAN for 28x28 grayscale images without dropout",
+    "CIFAR-10 ResNet without batch normalization",
+    "an MLP with 2 hidden layers for a tabular dataset with 30 features and 2 classes, with batch norm after each hidden layer",
 ]
 
 
@@ -527,6 +531,9 @@ HONOURED = [
     LSTM_48_12,
     CSV_PRICE,
     RESNET50,
+    "CIFAR-10 ResNet without batch normalization",
+    "an MLP with 2 hidden layers for a tabular dataset with 30 features and 2 classes, with batch norm after each hidden layer",
+    "spam detection with a small Transformer in Keras: messages of 64 tokens, 2 classes (spam, ham), without dropout",
 ]
 
 
@@ -931,3 +938,24 @@ def test_graph_nodes_are_not_cluster_nodes(prompt: str, distributed) -> None:
 def test_classes_named_one_by_one_are_counted(prompt: str, outputs, classes: int) -> None:
     reading = read_request(prompt)
     assert reading.spec.get("outputs") == outputs and reading.intent.num_classes == classes, reading.spec.to_json()
+
+
+@pytest.mark.parametrize("prompt, gpus", [
+    ("ResNet-18 for CIFAR-100, distributed data parallel on 4 GPUs with torchrun", 4),
+    ("用4张卡分布式训练ResNet分类CIFAR-10", 4),
+    ("a CNN for MNIST with DDP", None),
+])
+def test_the_gpu_count_of_a_distributed_request_goes_into_the_torchrun_line(prompt: str, gpus) -> None:
+    reading = read_request(prompt)
+    assert reading.gaps == [] and reading.spec.unplaced_numbers == [], (reading.gaps, reading.spec.unplaced_numbers)
+    assert reading.intent.gpus == gpus and reading.spec.get("distributed") is True
+    code = generate(reading.intent).code
+    assert f"torchrun --nproc_per_node {gpus or 2} " in code
+
+
+def test_a_cifar_100_request_reads_cifar_100s_files_not_cifar_10s() -> None:
+    program = generate(read_request("ResNet-18 for CIFAR-100").intent)
+    assert program.filename == "cifar100_resnet.py" and "--data data/cifar-100-python" in program.code
+    assert 'b"fine_labels"' in program.code and "data_batch_1" not in program.code
+    keras = generate(read_request("a Keras CNN for CIFAR-100").intent).code
+    assert 'b"fine_labels"' in keras and "cifar-10-batches-py" not in keras

@@ -87,11 +87,12 @@ def _describe_torch(intent: Intent) -> Built:
     if kind in ("classify", "online", "regress") and p.task != "text-classification":
         if arch == "mlp" or kind in ("online", "regress"):
             families, layers = {"mlp"}, {"Linear"} | ({"Dropout"} if dropout and p.layers > 1 else set())
+            layers |= {"BatchNorm1d"} if p.batchnorm and p.layers > 1 else set()
             count = ("Linear", p.layers)
         else:
             families = {arch, "cnn"}
             layers = {"Conv2d", "Linear"} | ({"Dropout"} if dropout else set())
-            layers |= {"BatchNorm2d"} if (arch != "cnn" or not p.no_batchnorm) else set()
+            layers |= set() if p.no_batchnorm else {"BatchNorm2d"}
             layers |= {"resnet": {"Bottleneck" if p.block == "bottleneck" else "BasicBlock"}, "efficientnet": {"MBConv"}}.get(arch, set())
             count = (intent_layer_type(arch, p.block), p.layers)
         outputs = 1 if kind == "regress" else p.num_classes
@@ -185,8 +186,8 @@ def _describe_keras(intent: Intent) -> Built:
     elif task == "text-classification":
         outputs = s.classes
         if arch == "transformer":
-            # encoder_block keeps its own Dropout (after the feed-forward layer) even without dropout.
-            families, layers = {"transformer"}, {"Embedding", "MultiHeadAttention", "LayerNormalization", "Dense", "Dropout"}
+            families, layers = {"transformer"}, {"Embedding", "MultiHeadAttention", "LayerNormalization", "Dense"}
+            layers |= {"Dropout"} if dropout else set()
             count = ("MultiHeadAttention", s.blocks)
         elif arch in ("lstm", "gru"):
             rnn = arch.upper()

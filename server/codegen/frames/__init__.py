@@ -31,7 +31,7 @@ from deepdive.codegen.frames.splice import (SpliceError, assigned_name, definiti
 from deepdive.codegen.intent import Intent
 from deepdive.codegen.spec import Spec
 
-__all__ = ["Frame", "frame_for", "SpliceError", "NO_READER_NOTE", "BUILTIN_TASKS"]
+__all__ = ["Frame", "frame_for", "SpliceError", "NO_READER_NOTE", "BUILTIN_TASKS", "installed", "absent_reads"]
 
 #: Tasks whose example batch, loss and reader the builtin writes (its Intent tasks, and multi-label).
 BUILTIN_TASKS = ("image-classification", "text-classification", "tabular-classification", "regression",
@@ -121,34 +121,58 @@ class Frame:
         # (alone it would be dropped as unused).
         return splice(source, borrowed + answer if borrowed else answer, required=("build_model",))
 
-    def drop_broken(self, answer: str, earlier: Sequence[str] = ()) -> tuple[str, list[str]]:
-        """The answer without the optional definitions it wrote (:attr:`optional`: ``load_data``,
-        ``synthetic_dataset``) that read a name nothing in the program defines, and a line for each left out.
+    @property
+    def kept_names(self) -> list[str]:
+        """The frame's functions the prompt names for the model to call and not rewrite (:attr:`keeps`)."""
+        return [line.split()[1].split("(")[0].rstrip(":") for line in self.keeps if len(line.split()) > 1]
 
-        A small model copies ``example_batch(num_nodes=NUM_NODES)``'s body into ``synthetic_dataset(n)``,
-        and the repair message "NameError: name 'num_nodes' is not defined" does not make it write another.
-        A definition the model may leave to the frame is better left to it: the frame's (or the reference
-        example's) is used instead, and the result says so. Required definitions stay: the checks judge them.
+    def drop_broken(self, answer: str, earlier: Sequence[str] = ()) -> tuple[str, list[str]]:
+        """The answer without what the frame should keep, and a line for each definition left out:
+
+        - the frame's functions the prompt tells the model to call and not rewrite (:attr:`kept_names`:
+          ``split``, ``to_device``, ``DataError``; a 0.5B model rewrites them anyway, worse);
+        - a definition the model need not write (:attr:`optional`, or one of the frame's outside :attr:`write`
+          and the frame's model part) that reads a name nothing in the program defines, or uses a package
+          that is not installed. A small model copies
+          ``example_batch(num_nodes=NUM_NODES)``'s body into ``synthetic_dataset(n)``, and the repair
+          message "NameError: name 'num_nodes' is not defined" does not make it write another; the frame's
+          (or the reference example's) is used instead.
+
+        Required definitions (:attr:`write`) stay as written: the checks judge them.
         """
+        written = _defined(answer)
+        notes = []
+        rewritten = [name for name in self.kept_names if name in written and name not in self.write]
+        if rewritten:
+            answer = without_definitions(answer, rewritten)
+            names = ", ".join(f"{n}()" for n in rewritten)
+            notes.append(f"the model rewrote {names}, which the frame keeps: the frame's {'is' if len(rewritten) == 1 else 'are'} used")
+            written = _defined(answer)
         try:
             program = self.splice(answer, earlier)
         except SpliceError:
-            return answer, []
-        written = _defined(answer)
-        broken = {name: names for name, names in undefined_reads(program).items()
-                  if name in self.optional and name in written}
+            return answer, notes
+        # The frame's model part (its model class and blocks) is the model's to write, never taken back.
+        loop = set(top_level_names(self.source)) - set(self.write) - set(_model_part(ast.parse(self.source)))
+        replaceable = set(self.optional) | loop
+        broken = {name: (names, "which nothing defines") for name, names in undefined_reads(program).items()
+                  if name in written and name in replaceable}
+        for name, names in absent_reads(program).items():
+            if name in written and name in replaceable and name not in broken:
+                broken[name] = (names, "which is not installed where the program runs")
         if not broken:
-            return answer, []
+            return answer, notes
         kept = without_definitions(answer, broken)
-        notes = []
-        for name, names in sorted(broken.items()):
+        for name, (names, why) in sorted(broken.items()):
             if name in top_level_names(self.borrowed(kept, earlier) or "\n"):
                 instead = "the reference example's is used"
             elif name == "load_data" and self.no_reader(kept, earlier):
                 instead = "the program has no reader for this task's data"
-            else:
+            elif name in top_level_names(self.source):
                 instead = "the frame's is used"
-            notes.append(f"the model's {name}() reads {', '.join(sorted(names))}, which nothing defines: left out, {instead}")
+            else:
+                instead = "nothing calls it"
+            notes.append(f"the model's {name}() uses {', '.join(sorted(names))}, {why}: left out, {instead}")
         return kept, notes
 
     def borrowed(self, answer: str, earlier: Sequence[str] = ()) -> str:
@@ -195,6 +219,40 @@ class Frame:
     def no_reader(self, answer: str, earlier: Sequence[str] = ()) -> bool:
         """True when the program has no reader for the task's data (the frame's reads another task's)."""
         return self.task_changed and not any("load_data" in _defined(a) for a in (answer, *earlier))
+
+
+def installed(name: str) -> bool:
+    """Whether the top-level package ``name`` is importable by the interpreter that runs the checks (this
+    one), without importing it."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def absent_reads(program: str) -> dict[str, set[str]]:
+    """For each top-level function and class of ``program``, the packages it uses through the program's
+    module-level imports that are not installed (``torchvision`` for ``transforms.Resize`` in a reader)."""
+    try:
+        tree = ast.parse(program)
+    except SyntaxError:
+        return {}
+    package: dict[str, str] = {}  # bound name -> top-level package
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            package.update({a.asname or a.name.split(".")[0]: a.name.split(".")[0] for a in node.names})
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            package.update({a.asname or a.name: node.module.split(".")[0] for a in node.names})
+    absent = {name: top for name, top in package.items() if top not in ("__future__",) and not installed(top)}
+    out: dict[str, set[str]] = {}
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            used = {absent[n.id] for n in ast.walk(node) if isinstance(n, ast.Name) and n.id in absent}
+            if used:
+                out[node.name] = used
+    return out
 
 
 def _build_model_for(answer: str, framework: str, frame: str = "") -> Optional[str]:

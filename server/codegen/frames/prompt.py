@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
-from deepdive.codegen.frames import Frame
+from deepdive.codegen.frames import Frame, installed as _installed
 from deepdive.codegen.generation import GenerateCheck, PropertyCheck
 from deepdive.codegen.instructions import FRAMEWORK_NAMES, property_lines
 from deepdive.codegen.spec import Spec
@@ -101,16 +101,6 @@ def _absent_line(fw: str) -> list[str]:
         return []
     return [f"Not installed where the program runs: {', '.join(absent)}. Do not import them: write the layers "
             f"you need yourself with the frame's imports ({'torch.nn' if fw == 'torch' else 'keras.layers'})."]
-
-
-def _installed(name: str) -> bool:
-    """Whether ``name`` is importable by the interpreter that runs the checks (this one), without importing it."""
-    import importlib.util
-
-    try:
-        return importlib.util.find_spec(name) is not None
-    except (ImportError, ValueError):
-        return False
 
 
 def _request_part(frame: Frame, spec: Optional[Spec]) -> str:

@@ -59,6 +59,29 @@ def load_images(args):
     return read([f"data_batch_{i}" for i in range(1, 6)]) + read(["test_batch"])
 '''
 
+CIFAR100 = '''
+def load_images(args):
+    """CIFAR-100 from the python-pickle files train and test in --data (or --data/cifar-100-python), x in [0, 1],
+    y the 100 fine labels."""
+    import pickle
+
+    base = args.data
+    if not os.path.exists(os.path.join(base, "train")):
+        base = os.path.join(args.data, "cifar-100-python")
+
+    def read(name):
+        path = os.path.join(base, name)
+        if not os.path.exists(path):
+            raise DataError(f"CIFAR-100 file {name} not found in {args.data}: extract cifar-100-python.tar.gz there "
+                            "(this script never downloads), or run with --synthetic")
+        with open(path, "rb") as f:
+            batch = pickle.load(f, encoding="bytes")
+        x = torch.as_tensor(batch[b"data"], dtype=torch.uint8).view(-1, 3, 32, 32).float().div(255)
+        return x.reshape(len(x), *INPUT_SHAPE), torch.as_tensor(batch[b"fine_labels"], dtype=torch.long)
+
+    return read("train") + read("test")
+'''
+
 DIGITS = '''
 def load_images(args):
     """scikit-learn's bundled 8x8 digits (1,797 images, offline): a seeded 80/20 split, x in [0, 1]."""

@@ -216,6 +216,37 @@ def load_data(path=None, target=None):
     return (x[n_val:], y[n_val:]), (x[:n_val], y[:n_val])
 '''
 
+DATA_CIFAR100 = '''
+def _unpickle(path):
+    import pickle
+
+    with open(path, "rb") as f:
+        return pickle.load(f, encoding="bytes")
+
+
+def load_data(path):
+    """CIFAR-100 from the python files (train, test) in DIR or DIR/cifar-100-python: the 100 fine labels."""
+    if not path:
+        raise FileNotFoundError("CIFAR-100 needs --data DIR (cifar-100-python); nothing is downloaded")
+    p = Path(path)
+    if (p / "cifar-100-python").is_dir():
+        p = p / "cifar-100-python"
+    if not (p / "train").is_file():
+        raise FileNotFoundError(f"{p}: no CIFAR-100 python files (train, test)")
+
+    def read(name):
+        b = _unpickle(p / name)
+        x = b[b"data"].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).astype("float32") / 255.0
+        y = np.asarray(b[b"fine_labels"]).astype("int32")
+        if len(INPUT_SHAPE) == 1:
+            x = x.reshape((len(x), -1))  # a dense model takes the flattened image
+        elif tuple(x.shape[1:]) != tuple(INPUT_SHAPE):
+            x = tf.image.resize(x, INPUT_SHAPE[:2]).numpy()
+        return x, y
+
+    return read("train"), read("test")
+'''
+
 DATA_BLOCKS = {
     "mnist": DATA_MNIST,
     "cifar10": DATA_CIFAR,

@@ -52,6 +52,9 @@ def model_source(c: Choices) -> str:
         body.append("outputs = " + out_dense.format(units="NUM_CLASSES", act='"softmax"'))
     elif t == "text-classification" and a == "transformer":
         helpers = TRANSFORMER_BLOCKS
+        if c.no_dropout:  # the encoder block's own Dropout goes too (its attention dropout is 0.0)
+            helpers = helpers.replace("ff = keras.layers.Dropout(dropout)(keras.layers.Dense(EMBED_DIM)(ff))",
+                                      "ff = keras.layers.Dense(EMBED_DIM)(ff)")
         body += [
             "x = keras.layers.Embedding(VOCAB_SIZE, EMBED_DIM)(inputs)",
             "x = PositionEmbedding(SEQ_LEN, EMBED_DIM)(x)",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from deepdive.codegen.builtin.keras.blocks import (CALLBACK_CKPT, CALLBACK_EARLY, CALLBACKS_HEAD, CALLBACKS_TAIL, FIT, IMPORTS,
                                                    PRECISION_AMP, QUANTIZE, STRATEGY_DDP, STRATEGY_DEFAULT, TUNE)
 from deepdive.codegen.builtin.keras.choices import Choices
-from deepdive.codegen.builtin.keras.data import AE_WRAP_FLAT, AE_WRAP_IMAGE, DATA_BLOCKS, DATA_SYNTHETIC
+from deepdive.codegen.builtin.keras.data import AE_WRAP_FLAT, AE_WRAP_IMAGE, DATA_BLOCKS, DATA_CIFAR100, DATA_SYNTHETIC
 from deepdive.codegen.builtin.keras.model import model_source
 
 __all__ = ["render"]
@@ -49,7 +49,8 @@ def _header(c: Choices) -> str:
     prompt = " ".join(c.it.prompt.split()).replace('"""', "'''")
     data_help = {
         "mnist": "--data DIR with mnist.npz or the MNIST idx files (train-images-idx3-ubyte[.gz], ...)",
-        "cifar10": "--data DIR with the CIFAR-10 python batches (cifar-10-batches-py)",
+        "cifar10": ("--data DIR with the CIFAR-100 python files (cifar-100-python)" if getattr(c, "classes", None) == 100
+                    else "--data DIR with the CIFAR-10 python batches (cifar-10-batches-py)"),
         "imagefolder": "--data DIR with one sub-folder of images per class",
         "csv": "--data FILE.csv (numeric columns with a header; --target names the target, default the last column)",
         "text": "--data FILE.csv with text,label columns, or DIR with one sub-folder of .txt files per class",
@@ -169,6 +170,8 @@ def _example_batch(c: Choices) -> str:
 
 def _data(c: Choices) -> str:
     kind = c.data_kind()
+    if kind == "cifar10" and getattr(c, "classes", None) == 100:
+        return DATA_CIFAR100  # the dataset "cifar10" covers CIFAR-100 by its 100 classes
     if c.task == "autoencoder":
         block = DATA_BLOCKS[kind] if kind != "synthetic" else DATA_SYNTHETIC
         wrapper = AE_WRAP_FLAT if not c.conv else AE_WRAP_IMAGE

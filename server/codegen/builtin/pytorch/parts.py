@@ -15,7 +15,7 @@ from deepdive.codegen.builtin.blocks.batches import (EXAMPLE_FEWSHOT, EXAMPLE_GA
                                                      LOSS_FEWSHOT, LOSS_HF, LOSS_MULTILABEL, LOSS_REGRESSION,
                                                      LOSS_SERIES, LOSS_VAE)
 from deepdive.codegen.builtin.blocks.common import SYNTHETIC_DEFAULT
-from deepdive.codegen.builtin.blocks.data import (CIFAR10, CSV_CLASSIFY, CSV_READER, CSV_RECON, CSV_REGRESSION, DIGITS,
+from deepdive.codegen.builtin.blocks.data import (CIFAR10, CIFAR100, CSV_CLASSIFY, CSV_READER, CSV_RECON, CSV_REGRESSION, DIGITS,
                                                   FEWSHOT_DATA, IMAGES_CLASSIFY, IMAGES_GAN, IMAGES_RECON, IMAGE_FOLDER,
                                                   LABEL_SETS, MNIST, NO_DATA, SERIES_DATA, TEXT_DATA, TEXT_HF,
                                                   TEXT_VOCAB)
@@ -45,6 +45,12 @@ def _without(p: Plan, code: str) -> str:
         code = code.replace("nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), ",
                             "nn.Conv2d(c_in, c_out, 3, padding=1), ")
         code = code.replace("3x3 convolution, batch norm, ReLU", "3x3 convolution, ReLU")
+    if p.no_batchnorm and p.arch in ("resnet", "efficientnet"):
+        # Each BatchNorm2d becomes an identity (the blocks keep their shape), and the convolutions, which
+        # left their bias to the batch norm after them, get it back.
+        code = re.sub(r"nn\.BatchNorm2d\([^()]*\)", "nn.Identity()", code).replace(", bias=False)", ")")
+        code = code.replace("class ", "# Without batch normalization (the prompt excluded it): nn.Identity() where the "
+                            "network normalizes.\nclass ", 1)
     return code
 
 
@@ -53,7 +59,11 @@ def _model_source(p: Plan) -> str:
         n_in = math.prod(p.input_shape)
         if p.arch == "mlp" or p.kind in ("online", "regress"):
             out = "NUM_CLASSES" if p.kind in ("classify", "online") else "1"
-            return fill(MLP, LAYERS=p.layers, IN_FEATURES="math.prod(INPUT_SHAPE)", OUT_FEATURES=out)
+            code = fill(MLP, LAYERS=p.layers, IN_FEATURES="math.prod(INPUT_SHAPE)", OUT_FEATURES=out)
+            if p.batchnorm:  # batch norm after each hidden layer, before its activation
+                code = code.replace("nn.Linear(width, HIDDEN), nn.ReLU()", "nn.Linear(width, HIDDEN), nn.BatchNorm1d(HIDDEN), nn.ReLU()")
+                code = code.replace(" nn.Linear layers (", " nn.Linear layers, batch norm after each hidden one (")
+            return code
         if p.arch == "cnn":
             return fill(CNN, LAYERS=p.layers)
         if p.arch == "resnet":
@@ -137,7 +147,8 @@ def data(p: Plan) -> str:
         return SERIES_DATA
     if k == "fewshot":
         return IMAGE_FOLDER + FEWSHOT_DATA
-    image_src = {"mnist": MNIST, "cifar10": CIFAR10, "digits": DIGITS, "imagefolder": IMAGE_FOLDER}.get(d)
+    cifar = CIFAR100 if p.num_classes == 100 else CIFAR10  # the dataset "cifar10" covers CIFAR-100 by its 100 classes
+    image_src = {"mnist": MNIST, "cifar10": cifar, "digits": DIGITS, "imagefolder": IMAGE_FOLDER}.get(d)
     if image_src and k in ("classify", "recon", "vae", "gan"):
         wrap = {"classify": IMAGES_CLASSIFY, "recon": IMAGES_RECON, "vae": IMAGES_RECON, "gan": IMAGES_GAN}[k]
         return image_src + wrap

@@ -50,10 +50,12 @@ class Plan:
         self.layers = intent.layers or layer_default.get(self.arch, 2)
         self.hidden = intent.hidden_size or (128 if self.kind in ("series", "classify") and self.arch in ("lstm", "gru") else
                                              256 if self.kind != "series" else 64)
-        # Layer types the prompt excluded: Dropout everywhere, BatchNorm2d in the plain CNN (see _without);
-        # traits.describe() says which remain, and the reading reports those as gaps.
+        # Layer types the prompt excluded: Dropout everywhere, batch norm in the CNN, ResNet and EfficientNet
+        # (see _without); and asked for: batch norm after each hidden layer of an MLP. traits.describe() says
+        # what the program has, and the reading reports the rest as gaps.
         self.no_dropout = any(same_layer(name, "Dropout") for name in intent.exclude_layers)
         self.no_batchnorm = any(same_layer(name, "BatchNorm2d") for name in intent.exclude_layers)
+        self.batchnorm = any(same_layer(name, "BatchNorm2d") for name in intent.include_layers) and not self.no_batchnorm
         self.dropout = 0.0 if self.no_dropout else intent.dropout if intent.dropout is not None else 0.1
         self.block = intent.block or "basic"
         # Multi-label: the token classifiers (not a Hugging Face fine-tune) with one sigmoid per label.
