@@ -37,7 +37,7 @@ FAMILY_LABEL = {
 }
 
 # The name of a built model, most specific first (a ResNet rather than a CNN, an MLP rather than "an autoencoder").
-_PREFERRED = ("hf-finetune", "resnet", "efficientnet", "transformer", "lstm", "gru", "cnn", "mlp")
+_PREFERRED = ("hf-finetune", "resnet", "efficientnet", "mobilenet", "transformer", "lstm", "gru", "cnn", "mlp")
 
 
 def gaps_of(spec: Spec, intent: Optional[Intent]) -> list[str]:

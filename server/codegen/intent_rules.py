@@ -34,7 +34,8 @@ TASK_RULES: list[tuple[str, str]] = [
 ]
 
 ARCH_RULES: list[tuple[str, str]] = [
-    ("efficientnet", r"efficient-?net|mbconv|mobilenet"),
+    ("mobilenet", r"mobile-?net|inverted residual"),
+    ("efficientnet", r"efficient-?net|mbconv"),
     ("resnet", r"res-?net|residual|残差"),
     ("transformer", r"transformer|self-attention|attention|注意力"),
     ("lstm", r"\blstm|长短期记忆|长短时记忆"),
@@ -55,11 +56,12 @@ DEFAULT_ARCH = {
 }
 # Other architectures a task can take when its default is excluded ("a sentiment classifier, not an LSTM").
 FALLBACK_ARCH = {
-    "image-classification": ("cnn", "resnet", "efficientnet", "mlp"), "text-classification": ("lstm", "gru", "transformer"),
+    "image-classification": ("cnn", "resnet", "efficientnet", "mobilenet", "mlp"), "text-classification": ("lstm", "gru", "transformer"),
     "forecasting": ("lstm", "gru", "transformer", "mlp"), "streaming-inference": ("lstm", "gru", "transformer", "mlp"),
 }
 ARCH_TASK = {
     "cnn": "image-classification", "resnet": "image-classification", "efficientnet": "image-classification",
+    "mobilenet": "image-classification",
     "mlp": "image-classification", "lstm": "text-classification", "gru": "text-classification",
     "transformer": "text-classification",
 }

@@ -345,7 +345,7 @@ def _layers(r: FieldReader, arch: str) -> Optional[int]:
             r.note("layers", count, r.span("resnet_depth"))
             return r.use("layers")
         return None
-    if arch == "efficientnet":
+    if arch in ("efficientnet", "mobilenet"):
         r.num("layers", r"(\d+)\s*(?:mbconv |inverted residual )?blocks|(\d+)\s*个?(?:块|模块)")
         return r.use("layers")
     hidden_layers = r.num("hidden_layers", r"(\d+)\s*hidden layers?|(\d+)\s*个?隐藏层")

@@ -89,7 +89,7 @@ FAMILY_WORDS: list[tuple[str, str]] = [
     ("cnn", r"\bcnn|conv|卷积"),
     ("mlp", r"\bmlp|perceptron|feed-?forward|fully[- ]connected|\bdense\b|全连接|多层感知"),
 ]
-FAMILY_ARCH = {"unet": "cnn", "yolo": "cnn", "vit": "cnn", "mobilenet": "efficientnet", "efficientnet": "efficientnet",
+FAMILY_ARCH = {"unet": "cnn", "yolo": "cnn", "vit": "cnn", "mobilenet": "mobilenet", "efficientnet": "efficientnet",
                 "vgg": "cnn", "resnet": "resnet", "hf-finetune": "hf-finetune", "transformer": "transformer", "lstm": "lstm",
                 "gru": "gru", "rnn": "lstm", "cnn": "cnn", "mlp": "mlp"}
 FAMILY_TASK = {"unet": "semantic-segmentation", "yolo": "object-detection", "vit": "image-classification",
@@ -99,7 +99,7 @@ FAMILY_LAYER = {"cnn": "Conv2d", "cnn1d": "Conv1d", "lstm": "LSTM", "gru": "GRU"
                  "mlp": "Linear"}
 # The layer type a count of this family counts (Spec's layer_count), PyTorch names.
 COUNTED = {"cnn": "Conv2d", "mlp": "Linear", "lstm": "LSTM", "gru": "GRU", "transformer": "TransformerEncoderLayer",
-            "efficientnet": "MBConv", "cnn1d": "Conv1d"}
+            "efficientnet": "MBConv", "mobilenet": "InvertedResidual", "cnn1d": "Conv1d"}
 
 LOSS_WORDS: list[tuple[str, str]] = [
     ("BCEWithLogitsLoss", r"binary cross[- ]?entropy|\bbce\b|二元交叉熵"),

@@ -298,7 +298,7 @@ class _Read:
         elif task == "image-classification" and arch in ("lstm", "gru", "transformer", "hf-finetune"):
             arch = "cnn"  # there is no builtin ViT; the gap says so
         elif task in ("text-classification", "forecasting", "streaming-inference") and \
-                arch in ("resnet", "efficientnet", "cnn", "hf-finetune"):
+                arch in ("resnet", "efficientnet", "mobilenet", "cnn", "hf-finetune"):
             arch = DEFAULT_ARCH[task]
         elif task in ("regression", "online-learning"):
             arch = "mlp"  # tabular rows: the builtin programs use an MLP

@@ -27,6 +27,8 @@ PROMPTS: list[tuple[str, str, tuple[str, ...]]] = [
      ("class BasicBlock", "os.replace", "early stopping")),
     ("EfficientNet-style classifier for 64x64 RGB images in an image folder, 5 classes, 4 MBConv blocks",
      "images_efficientnet.py", ("class MBConv", "read_image_folder")),
+    ("MobileNetV2 for 96x96 RGB photos in an image folder, 5 classes, 9 inverted residual blocks", "images_mobilenet.py",
+     ("class InvertedResidual", "groups=hidden", "nn.ReLU6", "class MobileNetV2", "num_blocks: int = 9")),
     ("4-layer MLP on MNIST with hidden size 128", "mnist_mlp.py", ("HIDDEN = 128",)),
     ("a 2-layer CNN for 48x48 grayscale images, 7 classes, cosine learning rate schedule", "cnn.py", ("CosineAnnealingLR",)),
     ("2-layer GRU text classifier for news, 4 classes, vocab 5000, sequence length 32", "text_gru.py", ("nn.GRU", "VOCAB_SIZE = 5000")),

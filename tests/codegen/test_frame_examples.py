@@ -30,6 +30,9 @@ CASES: dict[tuple[str, str], tuple[str, list[tuple[str, object]]]] = {
     ("char-lm", "torch"): (
         "a character-level language model with a GRU over 65 characters, reading sequences of 100 characters",
         [("task", "language-model"), ("family", "gru"), ("input_shape", [100]), ("outputs", 65)]),
+    ("gpt-lm", "torch"): (
+        "small GPT-style transformer language model, vocab size 5000, context length 64",
+        [("task", "language-model"), ("family", "transformer"), ("input_shape", [64]), ("outputs", 5000)]),
     ("multi-label", "torch"): (
         "multi-label classifier for 3x64x64 RGB images with 20 possible tags",
         [("task", "multi-label-classification"), ("input_shape", [3, 64, 64]), ("outputs", 20),
@@ -130,7 +133,22 @@ def test_family_wins_over_task() -> None:
     assert example_for(_spec_of(family="unet"), "torch").key == "unet"
     # Families the builtin frame already shows go on to the task.
     assert example_for(_spec_of(task="object-detection", family="resnet"), "torch").key == "detection"
-    assert example_for(_spec_of(task="language-model", family="transformer"), "torch").key == "char-lm"
+    # An example first for some families of its task, and only there.
+    assert example_for(_spec_of(task="language-model", family="transformer"), "torch").key == "gpt-lm"
+    assert example_for(_spec_of(task="language-model"), "torch").key == "char-lm"
+    assert example_for(_spec_of(task="text-classification", family="transformer"), "torch") is None
+
+
+def test_a_recurrent_example_takes_the_recurrent_layer_the_request_names() -> None:
+    lstm = example_for(_spec_of(task="language-model", family="lstm"), "torch")
+    assert lstm.key == "char-lm" and "nn.LSTM(" in lstm.source and "nn.GRU(" not in lstm.source
+    assert lstm.title == "a character-level LSTM language model"
+    gru = example_for(_spec_of(task="sequence-labeling", family="gru"), "torch")
+    assert "nn.GRU(" in gru.source and "nn.LSTM(" not in gru.source and "BiGRU" in gru.title
+    keras = example_for(_spec_of(task="sequence-labeling", family="lstm"), "tensorflow")
+    assert "layers.LSTM(" in keras.source and "layers.GRU(" not in keras.source
+    unchanged = example_for(_spec_of(task="language-model", family="gru"), "torch")
+    assert unchanged == next(e for e in EXAMPLES if e.key == "char-lm")
 
 
 def test_unknown_or_builtin_requests_get_no_example() -> None:

@@ -489,6 +489,7 @@ DESCRIBED = [
     "a GAN for 28x28 grayscale images without dropout",
     "CIFAR-10 ResNet without batch normalization",
     "an MLP with 2 hidden layers for a tabular dataset with 30 features and 2 classes, with batch norm after each hidden layer",
+    "MobileNet to classify 96x96 RGB flower photos into 5 species",
 ]
 
 
@@ -534,6 +535,8 @@ HONOURED = [
     "CIFAR-10 ResNet without batch normalization",
     "an MLP with 2 hidden layers for a tabular dataset with 30 features and 2 classes, with batch norm after each hidden layer",
     "spam detection with a small Transformer in Keras: messages of 64 tokens, 2 classes (spam, ham), without dropout",
+    "MobileNet to classify 96x96 RGB flower photos into 5 species",
+    "a MobileNet for CIFAR-10 without batch norm",
 ]
 
 

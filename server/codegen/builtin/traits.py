@@ -23,7 +23,7 @@ __all__ = ["Built", "describe", "CHECKED_LAYERS", "CHECKED_KERAS_LAYERS"]
 
 CHECKED_LAYERS = frozenset({
     "Dropout", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "Conv1d", "Conv2d", "Linear", "LSTM", "GRU", "Embedding",
-    "TransformerEncoderLayer", "MultiheadAttention", "BasicBlock", "Bottleneck", "MBConv",
+    "TransformerEncoderLayer", "MultiheadAttention", "BasicBlock", "Bottleneck", "MBConv", "InvertedResidual",
 })
 _IMAGE_DATASETS = ("mnist", "cifar10", "digits", "imagefolder")
 CHECKED_KERAS_LAYERS = frozenset({
@@ -93,7 +93,8 @@ def _describe_torch(intent: Intent) -> Built:
             families = {arch, "cnn"}
             layers = {"Conv2d", "Linear"} | ({"Dropout"} if dropout else set())
             layers |= set() if p.no_batchnorm else {"BatchNorm2d"}
-            layers |= {"resnet": {"Bottleneck" if p.block == "bottleneck" else "BasicBlock"}, "efficientnet": {"MBConv"}}.get(arch, set())
+            layers |= {"resnet": {"Bottleneck" if p.block == "bottleneck" else "BasicBlock"}, "efficientnet": {"MBConv"},
+                       "mobilenet": {"InvertedResidual"}}.get(arch, set())
             count = (intent_layer_type(arch, p.block), p.layers)
         outputs = 1 if kind == "regress" else p.num_classes
     elif p.task == "text-classification":

@@ -127,6 +127,66 @@ def build_model() -> nn.Module:
     return ResNet()
 '''
 
+MOBILENET = '''
+class InvertedResidual(nn.Module):
+    """MobileNetV2's block: 1x1 expand, 3x3 depthwise, linear 1x1 projection, a residual when the shape stays
+    (Sandler et al., 2018)."""
+
+    def __init__(self, c_in: int, c_out: int, expand: int, stride: int):
+        super().__init__()
+        hidden = c_in * expand
+        layers: list[nn.Module] = []
+        if expand != 1:
+            layers += [nn.Conv2d(c_in, hidden, 1, bias=False), nn.BatchNorm2d(hidden), nn.ReLU6(inplace=True)]
+        layers += [nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False), nn.BatchNorm2d(hidden),
+                   nn.ReLU6(inplace=True), nn.Conv2d(hidden, c_out, 1, bias=False), nn.BatchNorm2d(c_out)]
+        self.block = nn.Sequential(*layers)
+        self.residual = stride == 1 and c_in == c_out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.block(x)
+        return x + out if self.residual else out
+
+
+# MobileNetV2's stages: (expand ratio, channels, repeats, stride).
+V2_STAGES = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
+
+
+class MobileNetV2(nn.Module):
+    """A MobileNetV2-style network of $BLOCKS_TOTAL inverted residual blocks (V2's stages, one block per stage first;
+    V2 itself has 17)."""
+
+    def __init__(self, num_blocks: int = $BLOCKS_TOTAL):
+        super().__init__()
+        stem_stride = 2 if min(INPUT_SHAPE[1:]) >= 128 else 1
+        self.stem = nn.Sequential(nn.Conv2d(INPUT_SHAPE[0], 32, 3, stem_stride, 1, bias=False), nn.BatchNorm2d(32),
+                                  nn.ReLU6(inplace=True))
+        # Spread num_blocks over the stages: one per stage, then more in V2's proportions.
+        repeats = [0] * len(V2_STAGES)
+        for k in range(num_blocks):
+            if k < len(V2_STAGES):
+                repeats[k] += 1
+            else:
+                candidates = [i for i, stage in enumerate(V2_STAGES) if repeats[i] < stage[2]] or list(range(len(V2_STAGES)))
+                repeats[min(candidates, key=lambda i: repeats[i] / V2_STAGES[i][2])] += 1
+        blocks, c_in, size = [], 32, min(INPUT_SHAPE[1:]) // stem_stride
+        for (expand, c_out, _, stride), n in zip(V2_STAGES, repeats):
+            for j in range(n):
+                s = stride if (j == 0 and size >= 4) else 1
+                blocks.append(InvertedResidual(c_in, c_out, expand, s))
+                c_in, size = c_out, size // s
+        self.blocks = nn.Sequential(*blocks)
+        self.head = nn.Sequential(nn.Conv2d(c_in, 1280, 1, bias=False), nn.BatchNorm2d(1280), nn.ReLU6(inplace=True),
+                                  nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(DROPOUT), nn.Linear(1280, NUM_CLASSES))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.blocks(self.stem(x)))
+
+
+def build_model() -> nn.Module:
+    return MobileNetV2()
+'''
+
 EFFICIENTNET = '''
 class SqueezeExcite(nn.Module):
     def __init__(self, channels: int, reduced: int):

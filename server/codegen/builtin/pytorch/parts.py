@@ -20,7 +20,7 @@ from deepdive.codegen.builtin.blocks.data import (CIFAR10, CIFAR100, CSV_CLASSIF
                                                   LABEL_SETS, MNIST, NO_DATA, SERIES_DATA, TEXT_DATA, TEXT_HF,
                                                   TEXT_VOCAB)
 from deepdive.codegen.builtin.blocks.models import (AUTOENCODER, BASIC_BLOCK, BOTTLENECK, CNN, EFFICIENTNET, GAN,
-                                                    HF_MODEL, MLP, PROTONET, RESNET, SERIES_MLP, SERIES_RNN,
+                                                    HF_MODEL, MLP, MOBILENET, PROTONET, RESNET, SERIES_MLP, SERIES_RNN,
                                                     SERIES_TRANSFORMER, TEXT_RNN, TEXT_TRANSFORMER, VAE)
 from deepdive.codegen.builtin.pytorch.plan import Plan
 from deepdive.codegen.builtin.pytorch.text import fill
@@ -45,7 +45,7 @@ def _without(p: Plan, code: str) -> str:
         code = code.replace("nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), ",
                             "nn.Conv2d(c_in, c_out, 3, padding=1), ")
         code = code.replace("3x3 convolution, batch norm, ReLU", "3x3 convolution, ReLU")
-    if p.no_batchnorm and p.arch in ("resnet", "efficientnet"):
+    if p.no_batchnorm and p.arch in ("resnet", "efficientnet", "mobilenet"):
         # Each BatchNorm2d becomes an identity (the blocks keep their shape), and the convolutions, which
         # left their bias to the batch norm after them, get it back.
         code = re.sub(r"nn\.BatchNorm2d\([^()]*\)", "nn.Identity()", code).replace(", bias=False)", ")")
@@ -72,6 +72,8 @@ def _model_source(p: Plan) -> str:
                 RESNET, STAGES=_stages(p.layers, p.block), BLOCKS_TOTAL=p.layers, BLOCK=block)
         if p.arch == "efficientnet":
             return fill(EFFICIENTNET, BLOCKS_TOTAL=p.layers)
+        if p.arch == "mobilenet":
+            return fill(MOBILENET, BLOCKS_TOTAL=p.layers)
         del n_in
     if p.task == "text-classification":
         if p.hf:

@@ -57,9 +57,12 @@ def program_filename(p: Plan) -> str:
     return f"{name or 'model'}.py"
 
 
+_ARCH_TITLE = {"cnn": "CNN", "mlp": "MLP", "resnet": "ResNet", "efficientnet": "EfficientNet", "mobilenet": "MobileNetV2"}
+
+
 def _docstring(p: Plan) -> str:
     title = {
-        "image-classification": f"{p.arch.upper() if p.arch in ('cnn', 'mlp') else p.arch.capitalize()} image classifier",
+        "image-classification": f"{_ARCH_TITLE.get(p.arch, p.arch.capitalize())} image classifier",
         "text-classification": "fine-tuned Hugging Face text classifier" if p.hf else f"{p.arch.upper() if p.arch != 'transformer' else 'Transformer'} text classifier",
         "regression": "MLP regression", "autoencoder": "autoencoder", "vae": "variational autoencoder",
         "gan": "GAN for data augmentation", "forecasting": f"{p.arch.upper() if p.arch != 'transformer' else 'Transformer'} time-series forecaster",

@@ -15,13 +15,16 @@ constant where the frame's was, near the top, so ``INPUT_SHAPE = (SEQ_LEN,)`` wo
 not yet defined. The GCN also replaces the frame's ``synthetic_dataset`` so a batch stacks whole
 graphs (the frame's stacks examples, which would split one graph's nodes).
 
-:func:`example_for` picks by the request's family first, then by its task. Families and tasks the
+:func:`example_for` picks by the request's family first, then by its task (an example may be the first
+choice of its task for some families: the GPT for a transformer language model), and gives a GRU example
+LSTM layers (or the other way) when the request names the other. Families and tasks the
 builtin's frame already shows well (ResNet, transformer, LSTM/GRU classifiers, image classification)
 have no example here. The examples' code is in :mod:`.torch_sources` and :mod:`.keras_sources`.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Optional
 
 import attrs
@@ -47,6 +50,8 @@ class Example:
         families (tuple[str, ...]): the families it is an example for (empty: picked by task only).
         ranks (Optional[tuple[int, ...]]): the ranks of one example's input (``len(input_shape)``) it
             shows; a request that states another is not shown it (None: any).
+        prefer (tuple[str, ...]): families for which it is the first choice among its task's examples, and
+            only there (a GPT for a transformer language model, not for a transformer classifier).
     """
 
     key: str
@@ -56,11 +61,12 @@ class Example:
     tasks: tuple[str, ...] = ()
     families: tuple[str, ...] = ()
     ranks: Optional[tuple[int, ...]] = None
+    prefer: tuple[str, ...] = ()
 
 
 def _torch(key: str, title: str, source: str, tasks: tuple[str, ...], families: tuple[str, ...] = (),
-           ranks: Optional[tuple[int, ...]] = None) -> Example:
-    return Example(key, "torch", title, source, tasks, families, ranks)
+           ranks: Optional[tuple[int, ...]] = None, prefer: tuple[str, ...] = ()) -> Example:
+    return Example(key, "torch", title, source, tasks, families, ranks, prefer)
 
 
 def _keras(key: str, title: str, source: str, tasks: tuple[str, ...], families: tuple[str, ...] = (),
@@ -74,6 +80,8 @@ EXAMPLES: tuple[Example, ...] = (
     _torch("cnn1d", "a 1-D CNN classifier over signals (N, channels, time)", T.CNN1D,
            ("signal-classification", "audio-classification"), ("cnn1d",), (1, 2)),
     _torch("char-lm", "a character-level GRU language model", T.CHAR_LM, ("language-model",), (), (1,)),
+    _torch("gpt-lm", "a small GPT-style (decoder-only transformer) language model", T.GPT_LM, ("language-model",), (),
+           (1,), prefer=("transformer",)),
     _torch("multi-label", "a CNN multi-label image classifier (one sigmoid per label)", T.MULTI_LABEL,
            ("multi-label-classification",), (), (3,)),
     _torch("forecasting", "an LSTM that forecasts the next HORIZON values of a series", T.FORECAST,
@@ -121,8 +129,28 @@ def example_for(spec: Spec, framework: str) -> Optional[Example]:
     pool = [e for e in EXAMPLES if e.framework == framework and (rank is None or e.ranks is None or rank in e.ranks)]
     by_family = [e for e in pool if family is not None and family in e.families]
     by_task = [e for e in pool if task is not None and task in e.tasks]
-    matches = by_family or by_task
+    preferred = [e for e in by_task if family is not None and family in e.prefer]
+    matches = preferred or by_family or by_task
     if not matches:
         return None
     # The first example made for this task, else the first of the family (min keeps the table's order).
-    return min(matches, key=lambda e: e.tasks.index(task) if task in e.tasks else len(e.tasks))
+    chosen = min(matches, key=lambda e: e.tasks.index(task) if task in e.tasks else len(e.tasks))
+    return _in_family(chosen, family)
+
+
+#: How an example's code names a recurrent layer, by framework.
+_RNN_CALL = {"torch": "nn.{}(", "tensorflow": "layers.{}("}
+
+
+def _in_family(example: Example, family: Optional[str]) -> Example:
+    """The example with its GRU layers made LSTM ones, or the other way, when the request asks for the other
+    (the 0.5B model copies the recurrent layer it is shown: a GRU character model for an LSTM request). Both
+    take the same arguments and return ``(output, state)``, and the examples read only the output."""
+    if family not in ("lstm", "gru"):
+        return example
+    want, other = family.upper(), "GRU" if family == "lstm" else "LSTM"
+    call = _RNN_CALL[example.framework]
+    if call.format(other) not in example.source or call.format(want) in example.source:
+        return example
+    title = re.sub(rf"\b(Bi)?{other}\b", lambda m: (m.group(1) or "") + want, example.title)
+    return attrs.evolve(example, source=example.source.replace(call.format(other), call.format(want)), title=title)

@@ -116,6 +116,47 @@ def compute_loss(model, batch):
     return loss, (logits.argmax(-1) == y).float().mean(1).sum()
 '''
 
+GPT_LM = '''INPUT_SHAPE = (64,)  # tokens of context
+SEQ_LEN = INPUT_SHAPE[0]
+VOCAB_SIZE = 5000
+EMBED_DIM = 128
+NUM_HEADS = 4
+NUM_LAYERS = 2
+
+
+class GPT(nn.Module):
+    """Decoder-only: token and position embeddings, causal self-attention blocks, next-token scores."""
+
+    def __init__(self):
+        super().__init__()
+        self.tok, self.pos = nn.Embedding(VOCAB_SIZE, EMBED_DIM), nn.Embedding(SEQ_LEN, EMBED_DIM)
+        block = nn.TransformerEncoderLayer(EMBED_DIM, NUM_HEADS, 4 * EMBED_DIM, batch_first=True, norm_first=True)
+        self.blocks = nn.TransformerEncoder(block, NUM_LAYERS, enable_nested_tensor=False)
+        self.head = nn.Linear(EMBED_DIM, VOCAB_SIZE)
+
+    def forward(self, ids):  # (N, T) token ids
+        t = ids.shape[1]
+        mask = nn.Transformer.generate_square_subsequent_mask(t, device=ids.device)  # each position sees the past only
+        h = self.blocks(self.tok(ids) + self.pos(torch.arange(t, device=ids.device)), mask=mask, is_causal=True)
+        return self.head(h)  # (N, T, VOCAB_SIZE): scores of the next token at each position
+
+
+def build_model():
+    return GPT()
+
+
+def example_batch(batch_size: int = 8):
+    text = torch.randint(0, VOCAB_SIZE, (batch_size, SEQ_LEN + 1))
+    return text[:, :-1], text[:, 1:]  # targets: the inputs shifted by one token
+
+
+def compute_loss(model, batch):
+    x, y = batch
+    logits = model(x).float()
+    loss = F.cross_entropy(logits.reshape(-1, VOCAB_SIZE), y.reshape(-1))
+    return loss, (logits.argmax(-1) == y).float().mean(1).sum()
+'''
+
 MULTI_LABEL = '''INPUT_SHAPE = (3, 64, 64)
 NUM_CLASSES = 20  # labels; any number of them per example
 
