@@ -61,6 +61,9 @@ CASES: dict[tuple[str, str], tuple[str, list[tuple[str, object]]]] = {
     ("recommender", "torch"): (
         "recommender with user and item embeddings predicting one click probability per (user, item) pair",
         [("task", "recommendation"), ("outputs", 1)]),
+    ("recommender-all", "torch"): (
+        "a recommender for 1000 users that scores all 2000 items for each user",
+        [("task", "recommendation"), ("outputs", 2000)]),
     ("tabular-regression", "torch"): (
         "train an MLP on data.csv (16 feature columns) to predict price",
         [("task", "regression"), ("family", "mlp"), ("input_shape", [16]), ("outputs", 1)]),
@@ -87,6 +90,9 @@ CASES: dict[tuple[str, str], tuple[str, list[tuple[str, object]]]] = {
     ("recommender", "tensorflow"): (
         "recommendation model in Keras: user and item embeddings, one click score per (user, item) pair",
         [("task", "recommendation"), ("framework", "tensorflow"), ("outputs", 1)]),
+    ("recommender-all", "tensorflow"): (
+        "recommendation model in Keras: embed a user and score all 2000 items for that user",
+        [("task", "recommendation"), ("framework", "tensorflow"), ("outputs", 2000)]),
 }
 
 
@@ -175,6 +181,13 @@ def test_the_stated_input_rank_picks_the_variant_or_none() -> None:
     assert example_for(images, "torch").key == "multi-label"
     documents = _spec_of(task="multi-label-classification", input_shape=[300])
     assert example_for(documents, "torch") is None  # an image CNN would mislead a text model
+
+
+def test_the_stated_output_count_picks_one_score_per_pair_or_scores_over_all_items() -> None:
+    for framework in ("torch", "tensorflow"):
+        assert example_for(_spec_of(task="recommendation", outputs=500), framework).key == "recommender-all"
+        assert example_for(_spec_of(task="recommendation", outputs=1), framework).key == "recommender"
+        assert example_for(_spec_of(task="recommendation"), framework).key == "recommender"
 
 
 def test_a_parsed_request_gets_the_example_of_its_kind() -> None:

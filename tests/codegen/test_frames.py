@@ -527,3 +527,10 @@ def test_a_reader_that_uses_a_package_that_is_not_installed_is_left_to_the_frame
                        definition_source(frame.source, n).startswith("class ") and "nn.Module" in definition_source(frame.source, n))
     rewritten = needs.replace("class Net(", f"class {frame_model}(").replace("return Net()", f"return {frame_model}()")
     assert frame.drop_broken(rewritten)[0].count(f"class {frame_model}(") == 1
+
+
+def test_a_recommenders_item_count_is_its_outputs_only_where_scores_over_all_items_are_asked() -> None:
+    reading, frame = _frame("a recommender for 1000 users that scores all 500 items for each user")
+    assert "NUM_ITEMS = 500  # as the request states" in frame.constants and "every item" in frame.example_title
+    reading, frame = _frame("recommender with user and item embeddings predicting one click probability per (user, item) pair")
+    assert "NUM_ITEMS = 2000\n" in frame.constants and "NUM_ITEMS = 1 " not in frame.constants

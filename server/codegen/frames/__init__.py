@@ -469,7 +469,9 @@ def _request_constants(source: str, spec: Spec, framework: str) -> str:
             shape = shape[1:] + shape[:1]  # Keras is channels-last
         lines.append(f"INPUT_SHAPE = {tuple(shape)!r}  # as the request states")
     outputs = spec.get("outputs")
-    name = next((n for n in _OUTPUT_CONSTANTS if n in have), None)
+    # A recommender's scores over all items: NUM_ITEMS is its outputs (not where one score per pair is asked).
+    names = _OUTPUT_CONSTANTS + (("NUM_ITEMS",) if isinstance(outputs, int) and outputs > 1 else ())
+    name = next((n for n in names if n in have), None)
     if outputs and name:
         lines.append(f"{name} = {int(outputs)}  # as the request states")
     return splice(source, "\n".join(lines) + "\n", required=()) if lines else source

@@ -52,6 +52,8 @@ class Example:
             shows; a request that states another is not shown it (None: any).
         prefer (tuple[str, ...]): families for which it is the first choice among its task's examples, and
             only there (a GPT for a transformer language model, not for a transformer classifier).
+        outputs (Optional[str]): ``"one"`` output per example or ``"many"``; a request that states the other
+            is not shown it (a score per (user, item) pair, or scores over all items; None: any).
     """
 
     key: str
@@ -62,16 +64,17 @@ class Example:
     families: tuple[str, ...] = ()
     ranks: Optional[tuple[int, ...]] = None
     prefer: tuple[str, ...] = ()
+    outputs: Optional[str] = None
 
 
 def _torch(key: str, title: str, source: str, tasks: tuple[str, ...], families: tuple[str, ...] = (),
-           ranks: Optional[tuple[int, ...]] = None, prefer: tuple[str, ...] = ()) -> Example:
-    return Example(key, "torch", title, source, tasks, families, ranks, prefer)
+           ranks: Optional[tuple[int, ...]] = None, prefer: tuple[str, ...] = (), outputs: Optional[str] = None) -> Example:
+    return Example(key, "torch", title, source, tasks, families, ranks, prefer, outputs)
 
 
 def _keras(key: str, title: str, source: str, tasks: tuple[str, ...], families: tuple[str, ...] = (),
-           ranks: Optional[tuple[int, ...]] = None) -> Example:
-    return Example(key, "tensorflow", title, source, tasks, families, ranks)
+           ranks: Optional[tuple[int, ...]] = None, outputs: Optional[str] = None) -> Example:
+    return Example(key, "tensorflow", title, source, tasks, families, ranks, outputs=outputs)
 
 
 #: Every example, in the order :func:`example_for` prefers them among equals.
@@ -97,7 +100,9 @@ EXAMPLES: tuple[Example, ...] = (
            ("object-detection",), ("yolo",), (3,)),
     _torch("policy", "a policy network trained with REINFORCE", T.POLICY, ("policy",), (), (1,)),
     _torch("recommender", "a matrix-factorisation recommender of clicks (user and item embeddings)", T.RECOMMENDER,
-           ("recommendation",)),
+           ("recommendation",), outputs="one"),
+    _torch("recommender-all", "a recommender that scores every item for a user (a user embedding against all items)",
+           T.RECOMMENDER_ALL, ("recommendation",), outputs="many"),
     _torch("tabular-regression", "an MLP regressor on the numeric columns of a CSV", T.TABULAR, ("regression",),
            (), (1,)),
     _keras("unet", "a small Keras U-Net for semantic segmentation", K.UNET, ("semantic-segmentation",),
@@ -111,7 +116,9 @@ EXAMPLES: tuple[Example, ...] = (
     _keras("multi-label", "a Keras CNN multi-label image classifier (one sigmoid per label)", K.MULTI_LABEL,
            ("multi-label-classification",), (), (3,)),
     _keras("recommender", "a Keras recommender of clicks (user and item embeddings, dot product)", K.RECOMMENDER,
-           ("recommendation",)),
+           ("recommendation",), outputs="one"),
+    _keras("recommender-all", "a Keras recommender that scores every item for a user (a user embedding, a score per item)",
+           K.RECOMMENDER_ALL, ("recommendation",), outputs="many"),
 )
 
 
@@ -121,12 +128,16 @@ def example_for(spec: Spec, framework: str) -> Optional[Example]:
     The request's family picks first (a U-Net for any U-Net request; among a family's examples the one
     made for the request's task: a diffusion U-Net for a diffusion request); else its task. Only
     examples of ``framework`` are shown (torch code would mislead a Keras frame), and none whose input
-    rank differs from the rank the request states (an image CNN for 300-token documents would too).
+    rank differs from the rank the request states (an image CNN for 300-token documents would too), nor
+    one with one output per example when the request states several (or the other way).
     """
     family, task = spec.get("family"), spec.get("task")
     shape = spec.get("input_shape")
     rank = len(shape) if isinstance(shape, (list, tuple)) else None
-    pool = [e for e in EXAMPLES if e.framework == framework and (rank is None or e.ranks is None or rank in e.ranks)]
+    outputs = spec.get("outputs")
+    count = None if not isinstance(outputs, int) else "one" if outputs == 1 else "many"
+    pool = [e for e in EXAMPLES if e.framework == framework and (rank is None or e.ranks is None or rank in e.ranks)
+            and (count is None or e.outputs is None or e.outputs == count)]
     by_family = [e for e in pool if family is not None and family in e.families]
     by_task = [e for e in pool if task is not None and task in e.tasks]
     preferred = [e for e in by_task if family is not None and family in e.prefer]

@@ -148,3 +148,23 @@ def example_batch(batch_size=8):
     items = rng.integers(0, NUM_ITEMS, size=(batch_size,)).astype("int32")
     return (users, items), rng.integers(0, 2, size=(batch_size, 1)).astype("float32")  # clicked or not
 '''
+
+RECOMMENDER_ALL = '''NUM_USERS = 1000
+NUM_ITEMS = 2000  # every item gets a score for the user
+EMBED_DIM = 32
+
+
+def build_model(lr=LR, dropout=DROPOUT, decay_steps=1000):
+    users = keras.Input(shape=(), dtype="int32", name="user_ids")
+    u = keras.layers.Embedding(NUM_USERS, EMBED_DIM)(users)
+    scores = keras.layers.Dense(NUM_ITEMS)(u)  # (N, NUM_ITEMS) click logits: the user against every item
+    model = keras.Model(users, scores)
+    model.compile(optimizer=keras.optimizers.Adam(lr), loss=keras.losses.BinaryCrossentropy(from_logits=True))
+    return model
+
+
+def example_batch(batch_size=8):
+    rng = np.random.default_rng(0)
+    users = rng.integers(0, NUM_USERS, size=(batch_size,)).astype("int32")
+    return users, (rng.random((batch_size, NUM_ITEMS)) < 0.01).astype("float32")  # the items each user clicked
+'''

@@ -491,6 +491,37 @@ def compute_loss(model, batch):
     return F.binary_cross_entropy_with_logits(logits, clicks), ((logits > 0) == clicks.bool()).sum()
 '''
 
+RECOMMENDER_ALL = '''NUM_USERS = 1000
+NUM_ITEMS = 2000  # every item gets a score for the user
+EMBED_DIM = 32
+
+
+class ItemScores(nn.Module):
+    """A user's embedding against every item's: one score per item for each user."""
+
+    def __init__(self):
+        super().__init__()
+        self.users = nn.Embedding(NUM_USERS, EMBED_DIM)
+        self.items = nn.Linear(EMBED_DIM, NUM_ITEMS)  # row i: item i's embedding, and its bias
+
+    def forward(self, user_ids):  # (N,)
+        return self.items(self.users(user_ids))  # (N, NUM_ITEMS) click logits
+
+
+def build_model():
+    return ItemScores()
+
+
+def example_batch(batch_size: int = 8):
+    users = torch.randint(0, NUM_USERS, (batch_size,))
+    return users, (torch.rand(batch_size, NUM_ITEMS) < 0.01).float()  # the items each user clicked
+
+
+def compute_loss(model, batch):
+    users, clicks = batch
+    return F.binary_cross_entropy_with_logits(model(users).float(), clicks), None
+'''
+
 TABULAR = '''INPUT_SHAPE = (16,)  # numeric feature columns, standardised
 HIDDEN = 128
 
