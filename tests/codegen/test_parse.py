@@ -192,7 +192,7 @@ def test_issue_misreadings_fixed(prompt: str, expected: dict) -> None:
     ("a character-level language model", "language model"),
     ("a 1-D CNN over signals", "signal"),
     ("object detection of cars in street photos", "detection"),
-    ("a MobileNet classifier for CIFAR-10", "MobileNet"),
+    ("a VGG classifier for CIFAR-10", "VGG"),
 ])
 def test_what_the_builtin_cannot_build_is_named(prompt: str, named: str) -> None:
     with pytest.raises(ValueError) as info:
@@ -206,3 +206,7 @@ def test_intent_with_new_fields_round_trips_through_json() -> None:
     intent = parse_intent("multi-label text classifier, 20 labels, without dropout")
     assert intent.multi_label and intent.exclude_layers == frozenset({"Dropout"})
     assert Intent.from_json(intent.to_json()) == intent
+    intent = parse_intent("an MLP with 2 hidden layers on a CSV with 30 features, 2 classes, batch norm after each hidden layer")
+    assert intent.include_layers == frozenset({"BatchNorm2d"}) and Intent.from_json(intent.to_json()) == intent
+    intent = parse_intent("ResNet-18 for CIFAR-100 with DDP on 4 GPUs")
+    assert intent.gpus == 4 and Intent.from_json(intent.to_json()) == intent
