@@ -389,7 +389,7 @@ def test_unknown_framework_is_a_one_line_error() -> None:
 
 
 @pytest.mark.parametrize("prompt,word", [
-    ("a MobileNet classifier for CIFAR-10", "MobileNet"),
+    ("a MobileNet classifier in Keras for CIFAR-10", "mobilenet"),  # built in PyTorch only
     ("classify 32x32 RGB images with a vision transformer", "transformer"),
     ("classify CIFAR-10 images with a transformer", "transformer"),
     ("a convolutional autoencoder for MNIST", "convolution"),
