@@ -50,7 +50,7 @@ class Plan:
         self.layers = intent.layers or layer_default.get(self.arch, 2)
         self.hidden = intent.hidden_size or (128 if self.kind in ("series", "classify") and self.arch in ("lstm", "gru") else
                                              256 if self.kind != "series" else 64)
-        # Layer types the prompt excluded: Dropout everywhere, batch norm in the CNN, ResNet and EfficientNet
+        # Layer types the prompt excluded: Dropout everywhere, batch norm in the CNN, ResNet, EfficientNet and MobileNet
         # (see _without); and asked for: batch norm after each hidden layer of an MLP. traits.describe() says
         # what the program has, and the reading reports the rest as gaps.
         self.no_dropout = any(same_layer(name, "Dropout") for name in intent.exclude_layers)
