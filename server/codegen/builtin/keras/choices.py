@@ -95,6 +95,8 @@ class Choices:
         else:
             self.shape = self._image_shape()
         self.classes = it.num_classes or 10
+        # The dataset "cifar10" is CIFAR-100 when the request has its 100 classes: its own files and labels.
+        self.cifar100 = self.dataset == "cifar10" and self.classes == 100
         self.hidden = it.hidden_size or 128
         self.default_epochs, self.default_batch = 5, 64
         self.kind = "classify"

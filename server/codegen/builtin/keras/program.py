@@ -49,7 +49,7 @@ def _header(c: Choices) -> str:
     prompt = " ".join(c.it.prompt.split()).replace('"""', "'''")
     data_help = {
         "mnist": "--data DIR with mnist.npz or the MNIST idx files (train-images-idx3-ubyte[.gz], ...)",
-        "cifar10": ("--data DIR with the CIFAR-100 python files (cifar-100-python)" if getattr(c, "classes", None) == 100
+        "cifar10": ("--data DIR with the CIFAR-100 python files (cifar-100-python)" if getattr(c, "cifar100", False)
                     else "--data DIR with the CIFAR-10 python batches (cifar-10-batches-py)"),
         "imagefolder": "--data DIR with one sub-folder of images per class",
         "csv": "--data FILE.csv (numeric columns with a header; --target names the target, default the last column)",
@@ -170,8 +170,8 @@ def _example_batch(c: Choices) -> str:
 
 def _data(c: Choices) -> str:
     kind = c.data_kind()
-    if kind == "cifar10" and getattr(c, "classes", None) == 100:
-        return DATA_CIFAR100  # the dataset "cifar10" covers CIFAR-100 by its 100 classes
+    if kind == "cifar10" and getattr(c, "cifar100", False):
+        return DATA_CIFAR100
     if c.task == "autoencoder":
         block = DATA_BLOCKS[kind] if kind != "synthetic" else DATA_SYNTHETIC
         wrapper = AE_WRAP_FLAT if not c.conv else AE_WRAP_IMAGE

@@ -149,8 +149,7 @@ def data(p: Plan) -> str:
         return SERIES_DATA
     if k == "fewshot":
         return IMAGE_FOLDER + FEWSHOT_DATA
-    cifar = CIFAR100 if p.num_classes == 100 else CIFAR10  # the dataset "cifar10" covers CIFAR-100 by its 100 classes
-    image_src = {"mnist": MNIST, "cifar10": cifar, "digits": DIGITS, "imagefolder": IMAGE_FOLDER}.get(d)
+    image_src = {"mnist": MNIST, "cifar10": CIFAR100 if p.cifar100 else CIFAR10, "digits": DIGITS, "imagefolder": IMAGE_FOLDER}.get(d)
     if image_src and k in ("classify", "recon", "vae", "gan"):
         wrap = {"classify": IMAGES_CLASSIFY, "recon": IMAGES_RECON, "vae": IMAGES_RECON, "gan": IMAGES_GAN}[k]
         return image_src + wrap

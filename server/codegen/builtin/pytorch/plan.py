@@ -46,6 +46,8 @@ class Plan:
             shape = (16,)
         self.input_shape = shape
         self.num_classes = intent.num_classes or (5 if self.task == "few-shot" else 2 if self.task in ("text-classification", "online-learning") else 10)
+        # The dataset "cifar10" is CIFAR-100 when the request has its 100 classes: its own files and labels.
+        self.cifar100 = self.dataset == "cifar10" and self.num_classes == 100
         layer_default = {"cnn": 3, "mlp": 3, "lstm": 2, "gru": 2, "transformer": 2, "resnet": 8, "efficientnet": 7, "mobilenet": 7}
         self.layers = intent.layers or layer_default.get(self.arch, 2)
         self.hidden = intent.hidden_size or (128 if self.kind in ("series", "classify") and self.arch in ("lstm", "gru") else

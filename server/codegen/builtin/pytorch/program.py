@@ -47,7 +47,7 @@ def _space_defs(code: str) -> str:
 
 
 def program_filename(p: Plan) -> str:
-    data = {"mnist": "mnist", "cifar10": "cifar100" if p.num_classes == 100 else "cifar10", "digits": "digits", "imagefolder": "images", "csv": "csv", "text": "text",
+    data = {"mnist": "mnist", "cifar10": "cifar100" if p.cifar100 else "cifar10", "digits": "digits", "imagefolder": "images", "csv": "csv", "text": "text",
             "series": "series", "synthetic": ""}[p.dataset]
     arch = {"hf-finetune": "finetune", "protonet": "protonet"}.get(p.arch, p.arch)
     task = {"autoencoder": "", "vae": "", "gan": "", "few-shot": "fewshot", "streaming-inference": "streaming",
@@ -107,7 +107,7 @@ Data is read from local files only; nothing is downloaded.{note}
 def _default_data(p: Plan) -> str:
     if p.dataset == "csv" and p.intent.csv_path:
         return p.intent.csv_path
-    return {"mnist": "data/mnist", "cifar10": "data/cifar-100-python" if p.num_classes == 100 else "data/cifar-10-batches-py", "digits": "(bundled with scikit-learn)", "imagefolder": "data/images",
+    return {"mnist": "data/mnist", "cifar10": "data/cifar-100-python" if p.cifar100 else "data/cifar-10-batches-py", "digits": "(bundled with scikit-learn)", "imagefolder": "data/images",
             "csv": "data.csv", "text": "data/train.tsv", "series": "data/series.csv",
             "synthetic": "DIR"}[p.dataset]
 
