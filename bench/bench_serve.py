@@ -458,7 +458,7 @@ def target_check(folder: Path, bodies: list[bytes], task: str, args: argparse.Na
                                       args.duration * args.rounds, args.warmup))
         p99 = 1000 * quantile(got["latencies"], 0.99) if got["latencies"] else None
         emit(task, "target_p99", "p99", p99 and round(p99, 3), "ms", level, target_ms=args.target_p99,
-             met=p99 is not None and p99 <= args.target_p99, chosen=chosen,
+             met=p99 is not None and p99 <= args.target_p99, predicted_ms=_predicted(chosen), chosen=chosen,
              throughput=round(len(got["latencies"]) / got["seconds"], 2), errors=sum(got["errors"].values()))
     except RuntimeError as exc:  # it refused the target on this machine (exit 2, one line), or never came up
         refused_with = str(exc)
@@ -480,6 +480,12 @@ def target_check(folder: Path, bodies: list[bytes], task: str, args: argparse.Na
          exit_code=code, reason=reason[:300])
 
 
+def _predicted(chosen: str) -> Optional[float]:
+    """The p99 the server's ``--target-p99`` line predicted (its model: batch runs and its own work per request)."""
+    found = re.search(r"predicted p99 ([\d.]+) ms", chosen)
+    return float(found.group(1)) if found else None
+
+
 def admission_check(folder: Path, name: str, bodies: list[bytes], task: str, level: int, admission: tuple[str, str],
                     args: argparse.Namespace, workdir: Path) -> None:
     """The admission a refused ``--target-p99`` suggested (``--max-batch B --max-queue Q``), served under the
@@ -497,7 +503,8 @@ def admission_check(folder: Path, name: str, bodies: list[bytes], task: str, lev
         turned_away = got["errors"].get("503", 0)
         p99 = 1000 * quantile(got["latencies"], 0.99) if got["latencies"] else None
         emit(task, "target_admission", "served_p99", p99 and round(p99, 3), "ms", level, target_ms=args.target_p99,
-             met=p99 is not None and p99 <= args.target_p99, max_batch=int(batch), max_queue=int(queue),
+             met=p99 is not None and p99 <= args.target_p99, predicted_ms=_predicted(chosen), max_batch=int(batch),
+             max_queue=int(queue),
              chosen=chosen, throughput=round(served / got["seconds"], 2),
              turned_away_share=round(turned_away / max(1, served + turned_away), 4), errors=got["errors"])
     except RuntimeError as exc:

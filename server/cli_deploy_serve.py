@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from deepdive.deploy import manifest as manifest_mod
-    from deepdive.deploy.app import ServedModel, bind, create_app, serve
+    from deepdive.deploy.app import ServedModel, bind, create_app, request_work, serve
     from deepdive.deploy.batcher import Batcher, BatchConfig, measure
     from deepdive.deploy.errors import DeployError
     from deepdive.deploy.metrics import ServerMetrics
@@ -155,14 +155,19 @@ def run(args: argparse.Namespace) -> int:
                         runner.run([np.ascontiguousarray(np.resize(a, (size, *a.shape[1:]))) for a in examples])
                 runners.append(runner)
             step(args.instances, "instances ready")
-            target, times = None, {}
+            target, times, request_ms = None, {}, None
             if args.target_p99 is not None:
                 assert examples is not None
                 sizes = candidates(args.max_batch)
                 times = measure(runners[0], examples, sizes, repeats=30, budget_s=1.0,
-                                progress=lambda f, text: step(args.instances + f, text))
+                                progress=lambda f, text: step(args.instances + 0.9 * f, text))
+                step(args.instances + 0.9, "measuring the server's own work per request")
+                probe = ServedModel(manifest=manifest, form=form, metrics=ServerMetrics(manifest.name),
+                                    batcher=Batcher(runners[:1], BatchConfig.off(max_batch_size=1), name=manifest.name))
+                request_ms = request_work(probe, examples, token=token)
                 target = choose(times, args.target_p99, max_batch=args.max_batch, delay_us=args.max_queue_delay_us,
-                                clients=args.clients, instances=args.instances, max_queue=args.max_queue)
+                                clients=args.clients, instances=args.instances, max_queue=args.max_queue,
+                                request_ms=request_ms or 0.0)
     except BaseException:
         sock.close()
         raise
@@ -190,6 +195,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"--target-p99 {args.target_p99:g} ms: {target.reason}", flush=True)
         print("  measured p99 per batch: " + ", ".join(f"{b}: {1000 * t['p99']:.2f} ms" for b, t in sorted(times.items())),
               flush=True)
+        print("  the server's own work per request (HTTP, JSON; its event loop's CPU time, measured here): "
+              + (f"{request_ms:.3f} ms" if request_ms is not None else
+                 "not measured (no per-thread CPU clock on this platform): left out of the prediction"), flush=True)
     batching = ("off (each request alone)" if not config.batching else
                 f"max batch {config.max_batch_size}, queue delay {config.max_queue_delay_us} µs"
                 + (f", preferred {','.join(map(str, config.preferred_batch_sizes))}" if config.preferred_batch_sizes else ""))
@@ -214,7 +222,7 @@ def run(args: argparse.Namespace) -> int:
               "requests)", flush=True)
         events.data("deploy.serve", url=url, model=manifest.name, form=form, config=config.to_json(),
                     target=None if not target else {"p99_ms": args.target_p99, "predicted_ms": target.predicted_p99_ms,
-                                                    "reason": target.reason})
+                                                    "request_ms": request_ms, "reason": target.reason})
         stop_reporting = reporting.start(batcher, manifest, url, form)  # serve.stats for the dashboard (with a hub)
         serve(app, sock)
     except KeyboardInterrupt:

@@ -33,7 +33,7 @@ import socket
 import threading
 import time
 from pathlib import Path
-from typing import Any, AsyncIterator, Optional
+from typing import TYPE_CHECKING, Any, AsyncIterator, Optional
 
 import attrs
 from starlette.applications import Starlette
@@ -47,6 +47,9 @@ from deepdive.deploy.batcher import Batcher, BatcherError, QueueFull
 from deepdive.deploy.errors import DeployError
 from deepdive.deploy.manifest import Manifest
 from deepdive.deploy.metrics import ServerMetrics
+
+if TYPE_CHECKING:
+    import numpy as np
 
 OPEN_PATHS = frozenset({"/v2/health/live", "/v2/health/ready"})
 """Paths answered without the token (liveness and readiness probes)."""
@@ -299,3 +302,45 @@ class ServerThread:
         self.thread.join(30)
         self.sock.close()
 
+
+
+def request_work(served: ServedModel, examples: list[np.ndarray], *, token: Optional[str] = None,
+                 requests: int = 200, warmup: int = 20) -> Optional[float]:
+    """The server's own work per request, in milliseconds: the CPU time its event loop spends on one infer
+    request of one example row sent as JSON (HTTP parsing, the token check, routing, decoding, handing the
+    rows to the batcher and encoding the answer; the model runs in the batcher's threads, outside it).
+
+    ``served`` (its own batcher and metrics, not the ones that will serve) is run by uvicorn on a free
+    loopback port in a background thread; ``requests`` are sent one after another over one keep-alive
+    connection from this thread, and the loop thread's CPU clock (``pthread_getcpuclockid``) is read
+    before and after, so the client's work is not counted. None where the platform has no per-thread CPU
+    clock. :mod:`deepdive.deploy.target` counts it once for each request waiting at the same time."""
+    clock_of = getattr(time, "pthread_getcpuclockid", None)
+    if clock_of is None:
+        return None
+    import http.client
+
+    body, headers = oip.encode_request({spec.name: array[:1] for spec, array in zip(served.manifest.inputs, examples)})
+    if token:
+        headers = {**headers, "authorization": f"Bearer {token}"}
+    path = f"/v2/models/{served.name}/infer"
+    with ServerThread(create_app(served, token=token)) as server:
+        assert server.thread.ident is not None
+        clock = clock_of(server.thread.ident)
+        connection = http.client.HTTPConnection(server.host, server.port, timeout=30)
+        try:
+            def send(count: int) -> None:
+                for _ in range(count):
+                    connection.request("POST", path, body=body, headers=headers)
+                    answer = connection.getresponse()
+                    answer.read()
+                    if answer.status != 200:
+                        raise DeployError(f"measuring the server's work per request: infer answered {answer.status}")
+
+            send(warmup)
+            began = time.clock_gettime(clock)
+            send(requests)
+            spent = time.clock_gettime(clock) - began
+        finally:
+            connection.close()
+    return 1000.0 * spent / requests

@@ -349,6 +349,35 @@ def test_target_p99_plans_for_the_queue_at_the_concurrency_given() -> None:
     assert loaded.predicted_p99_ms <= 30.0
 
 
+def test_target_p99_counts_the_servers_own_work_for_each_waiting_request() -> None:
+    """The event loop decodes and encodes one request after another: at 64 clients, 0.1 ms each is 6.4 ms
+    a request waits through on top of the batch runs, and a target the runs alone would meet can break."""
+    from deepdive.deploy.target import choose, predicted_ms
+
+    plain = choose(TIMES, 30.0, clients=64)
+    loaded = choose(TIMES, 30.0, clients=64, request_ms=0.1)
+    assert loaded.max_batch_size == 16
+    assert loaded.predicted_p99_ms == pytest.approx(20.0 + 6.4 + loaded.max_queue_delay_us / 1000)
+    assert loaded.max_queue_delay_us < plain.max_queue_delay_us  # the delay takes what the target leaves
+    assert loaded.predicted_p99_ms <= 30.0
+    assert "64 × 0.10 ms of the server's own work per request" in loaded.reason
+    assert predicted_ms(0.004, 0, 5, 64, 0.1) == pytest.approx(26.4)
+    # without --clients a round of max-batch requests is counted: 32 rows × 0.5 ms = 16 ms on top of 2 × 8 ms
+    assert choose(TIMES, 30.0).max_batch_size == 32
+    assert choose(TIMES, 30.0, request_ms=0.5).max_batch_size < 32
+    with pytest.raises(DeployError, match=r"--max-batch 16 predicts p99 .* \+ 64 × 0.30 ms of the server's own work"):
+        choose(TIMES, 30.0, clients=64, max_batch=16, request_ms=0.3)  # 20 + 19.2 ms
+    # the admission suggestion holds by the same model, the server's work included
+    with pytest.raises(DeployError, match="--max-queue") as info:
+        choose(TIMES, 30.0, clients=1000, request_ms=0.2)
+    import re
+    batch, queue = map(int, re.search(r"--max-batch (\d+) --max-queue (\d+)", str(info.value)).groups())
+    assert choose(TIMES, 30.0, clients=1000, max_queue=queue, max_batch=batch, delay_us=0,
+                  request_ms=0.2).predicted_p99_ms <= 30.0
+    with pytest.raises(DeployError):
+        choose(TIMES, 30.0, clients=1000, max_queue=queue + batch, max_batch=batch, delay_us=0, request_ms=0.2)
+
+
 def test_target_p99_at_a_load_it_cannot_serve_says_what_would_keep_it() -> None:
     from deepdive.deploy.target import choose
 

@@ -234,6 +234,21 @@ def test_cli_refuses_bad_settings_in_one_line(digits_export: Path, flags: list[s
     assert message in err and err.strip().count("\n") == 0, err
 
 
+def test_the_servers_own_work_per_request_is_measured_on_its_event_loop(digits_export: Path) -> None:
+    """The loop thread's CPU time per JSON infer request, with the token checked: the answers must be 200s
+    (a refused request would measure the wrong path), and the number is a real, small, positive time."""
+    from deepdive.deploy.app import request_work
+
+    examples = _examples(digits_export)
+    served = served_digits(digits_export, BatchConfig.off(max_batch_size=1))
+    work = request_work(served, [examples], token="s3cret", requests=40, warmup=5)
+    assert work is not None and 0.0 < work < 50.0
+    # the probe's own metrics saw every request answered by the model (warm-up included): none refused
+    registry = served.metrics.registry
+    assert registry.get_sample_value("deepdive_serve_requests_total",
+                                     {"model": served.name, "endpoint": "infer", "status": "200"}) == 45
+
+
 def test_cli_target_p99_chooses_and_says_why(digits_export: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(_cli(str(digits_export), "--port", "0", "--target-p99", "200"),
@@ -250,6 +265,9 @@ def test_cli_target_p99_chooses_and_says_why(digits_export: Path) -> None:
         assert float(chosen.group(3)) <= 200
         assert f"batching: max batch {chosen.group(1)}, queue delay {chosen.group(2)} µs" in text
         assert "measured p99 per batch: 1:" in text
+        work = re.search(r"the server's own work per request \(HTTP, JSON; its event loop's CPU time, measured here\): "
+                         r"([\d.]+) ms", text)
+        assert work and 0 < float(work.group(1)) < 50, text
         process.send_signal(signal.SIGTERM)  # what cancelling the editor's deploy-serve job sends
         assert process.wait(30) == 0
         assert "stopped (in-flight requests finished)" in process.stderr.read()
