@@ -1,22 +1,26 @@
-"""Time to first token of frame prompts on the real Qwen2.5-Coder 0.5B: cold against warmed.
+"""Time to first token of frame prompts on the real Qwen2.5-Coder 0.5B: cold against warmed, compact against full.
 
-The llama.cpp model worker evaluates the frame prompts' shared beginnings (the reading prompt and each
-reference example's instructions, example and what to write: ``deepdive.codegen.frames.prompt.warm_prefixes``)
-while it is idle after a load. This bench measures what that buys a request: for each prompt of the
-evaluation set (``bench/data/codegen_eval.jsonl``) whose frame shows a reference example, the frame
-prompt exactly as the pipeline builds it is answered up to its first token twice, in alternating order
-(cold first for even prompts, warmed first for odd ones):
+The llama.cpp model worker evaluates the frame prompts' shared beginnings
+(``deepdive.codegen.frames.prompt.warm_prefixes``) while it is idle after a load. In the ``full`` form
+those are the instructions, each reference example and what to write, and the request's own part (the
+frame's constants as code, each property in the checker's words) ends the system prompt; in the
+``compact`` form (the default) the whole system prompt is request-independent and warmed, and the request's
+part is the short user message. This bench measures what each buys a request: for each prompt of the
+evaluation set (``bench/data/codegen_eval.jsonl``) whose frame shows a reference example, the frame prompt
+exactly as the pipeline builds it, in each form, is answered up to its first token cold and warmed, the
+arms alternating (reversed order every other prompt):
 
 - ``cold``: an empty prompt cache and a cleared context: the whole prompt is evaluated;
 - ``warmed``: an empty cache, its beginning warmed (untimed, as the worker does while idle), then the
   context cleared: the prompt is answered from the cached state plus its own part.
 
-Figures (one JSON line each, ``{"bench": "frame_ttft", ...}``): per arm the median time to first token and
-the median tokens evaluated before it; the ratio cold/warmed; the prompts' median length. The model runs
-in this process with the worker's own runner (``LlamaCppModel``: the same threads and cache). Without the
-cached GGUF (``make test-model``) or llama-cpp-python the bench prints one ``skipped`` line.
+Figures (one JSON line each, ``{"bench": "frame_ttft", ...}``): per form and arm the median time to first
+token and the median tokens evaluated before it; the ratio cold/warmed per form and full/compact warmed;
+the prompts' median length. The model runs in this process with the worker's own runner
+(``LlamaCppModel``: the same threads and cache). Without the cached GGUF (``make test-model``) or
+llama-cpp-python the bench prints one ``skipped`` line.
 
-    python bench/bench_frame_ttft.py [--prompts 8] [--threads N]
+    python bench/bench_frame_ttft.py [--prompts 8] [--threads N] [--styles compact,full]
 """
 
 from __future__ import annotations
@@ -41,12 +45,11 @@ def emit(metric: str, value: Any, unit: str, **extra: Any) -> None:
     print(json.dumps({"bench": BENCH, "metric": metric, "value": value, "unit": unit, **extra}), flush=True)
 
 
-def frame_prompts(limit: int) -> list[tuple[str, str, list[dict]]]:
+def frame_prompts(limit: int, style: Optional[str] = None) -> list[tuple[str, str, list[dict]]]:
     """``(id, system, messages)`` of the set's prompts whose frame shows a reference example, as the pipeline asks."""
     from deepdive.codegen.frames import frame_for
     from deepdive.codegen.generation import GenerateParams
-    from deepdive.codegen.instructions import user_message
-    from deepdive.codegen.frames.prompt import frame_system_prompt
+    from deepdive.codegen.frames.prompt import frame_prompt
     from deepdive.codegen.run import Request
     from deepdive.codegen.understand import read_request
 
@@ -58,9 +61,8 @@ def frame_prompts(limit: int) -> list[tuple[str, str, list[dict]]]:
         frame = frame_for(request.spec, request.intent, request.framework)
         if frame is None or not frame.example_title.startswith("a reference example"):
             continue
-        what = ", ".join(f"{n}()" for n in frame.write)
-        ask = f"{user_message(request.spec, entry['prompt'])}\nWrite the model class and {what} in one ```python block."
-        out.append((entry["id"], frame_system_prompt(frame, request.spec), [{"role": "user", "content": ask}]))
+        system, ask = frame_prompt(frame, request.spec, entry["prompt"], style)
+        out.append((entry["id"], system, [{"role": "user", "content": ask}]))
         if len(out) >= limit:
             break
     return out
@@ -91,7 +93,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prompts", type=int, default=8, help="prompts measured (default 8)")
     parser.add_argument("--threads", type=int, default=None, help="llama.cpp threads (default: the worker's)")
+    parser.add_argument("--styles", default="compact,full", help="frame prompt forms measured (default compact,full)")
     args = parser.parse_args(argv)
+    styles = [s.strip() for s in args.styles.split(",") if s.strip()]
     try:
         import llama_cpp  # noqa: F401
     except ImportError:
@@ -105,37 +109,51 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 0
     if args.threads:
         os.environ["DEEPDIVE_LLM_THREADS"] = str(args.threads)
-    from deepdive.codegen.frames.prompt import warm_prefixes
+    from deepdive.codegen.frames.prompt import STYLES, warm_prefixes
     from deepdive.codegen.worker_llamacpp import PROMPT_CACHE_BYTES, LlamaCppModel, _lean_cache
 
+    unknown = [s for s in styles if s not in STYLES]
+    if unknown:
+        parser.error(f"--styles: {', '.join(unknown)} is not one of {', '.join(STYLES)}")
     model = LlamaCppModel(str(path))
-    prefixes = warm_prefixes()
-    prompts = frame_prompts(args.prompts)
-    figures: dict[str, list[tuple[float, int, int]]] = {"cold": [], "warmed": []}
-    lengths = []
-    for index, (pid, system, messages) in enumerate(prompts):
-        lengths.append(None)
-        for arm in (("cold", "warmed") if index % 2 == 0 else ("warmed", "cold")):
+    prefixes = {style: warm_prefixes(style) for style in styles}
+    prompts = {style: frame_prompts(args.prompts, style) for style in styles}
+    arms = [(style, warmed) for style in styles for warmed in (False, True)]
+    figures: dict[tuple[str, bool], list[tuple[float, int, int]]] = {arm: [] for arm in arms}
+    lengths: dict[str, list[int]] = {style: [] for style in styles}
+    for index in range(min(len(p) for p in prompts.values())):
+        order = arms if index % 2 == 0 else arms[::-1]  # alternating, so a change in load falls on every arm
+        for style, warmed in order:
+            pid, system, messages = prompts[style][index]
             model.llm.set_cache(_lean_cache(PROMPT_CACHE_BYTES))
             model.llm.reset()
-            if arm == "warmed":
+            if warmed:
                 # the warmed beginning that shares the most with this prompt (the worker warms them all)
-                model.warm(max(prefixes, key=lambda p: _shared(p, system)), lambda: False)
+                model.warm(max(prefixes[style], key=lambda p: _shared(p, system)), lambda: False)
                 model.llm.reset()  # another request ran in between: only the cache holds the beginning
             seconds, tokens, reused = first_token(model, system, messages)
-            figures[arm].append((seconds, tokens, reused))
-            lengths[-1] = tokens
-            print(f"{pid}: {arm} {seconds:.2f} s ({tokens} prompt tokens, {reused} cached)", file=sys.stderr, flush=True)
-    for arm, rows in figures.items():
-        emit("ttft_s", round(statistics.median(r[0] for r in rows), 3), "s (median)", arm=arm, prompts=len(rows),
-             threads=model.threads)
+            figures[(style, warmed)].append((seconds, tokens, reused))
+            if not warmed:
+                lengths[style].append(tokens)
+            print(f"{pid}: {style} {'warmed' if warmed else 'cold'} {seconds:.2f} s ({tokens} prompt tokens, "
+                  f"{reused} cached)", file=sys.stderr, flush=True)
+    for (style, warmed), rows in figures.items():
+        arm = "warmed" if warmed else "cold"
+        emit("ttft_s", round(statistics.median(r[0] for r in rows), 3), "s (median)", arm=arm, style=style,
+             prompts=len(rows), threads=model.threads, max=round(max(r[0] for r in rows), 3))
         emit("evaluated_tokens", statistics.median(r[1] - r[2] for r in rows), "tokens (median, before the first)",
-             arm=arm)
-    cold = statistics.median(r[0] for r in figures["cold"])
-    warm = statistics.median(r[0] for r in figures["warmed"])
-    emit("ttft_s", round(warm, 3), "s (median, warmed)", baseline=round(cold, 3), ratio=round(cold / warm, 2),
-         arm="warmed vs cold")
-    emit("prompt_tokens", statistics.median(lengths), "tokens (median)")
+             arm=arm, style=style, max=max(r[1] - r[2] for r in rows))
+    for style in styles:
+        cold = statistics.median(r[0] for r in figures[(style, False)])
+        warm = statistics.median(r[0] for r in figures[(style, True)])
+        emit("ttft_s", round(warm, 3), "s (median, warmed)", baseline=round(cold, 3), ratio=round(cold / warm, 2),
+             arm="warmed vs cold", style=style)
+        emit("prompt_tokens", statistics.median(lengths[style]), "tokens (median)", style=style)
+    if "compact" in styles and "full" in styles:
+        compact = statistics.median(r[0] for r in figures[("compact", True)])
+        full = statistics.median(r[0] for r in figures[("full", True)])
+        emit("ttft_s", round(compact, 3), "s (median, warmed)", baseline=round(full, 3), ratio=round(full / compact, 2),
+             arm="compact vs full, both warmed")
     return 0
 
 

@@ -108,7 +108,7 @@ def with_frame(request: Request, run: Run, name: str, backend: Backend, frame: A
                max_rounds: int) -> GenerateResult:
     """The model writes the model part (and the task's parts) into the frame; the checks judge the whole."""
     from deepdive.codegen.frames import SpliceError
-    from deepdive.codegen.frames.prompt import frame_repair_message, frame_retry_request, frame_system_prompt
+    from deepdive.codegen.frames.prompt import frame_prompt, frame_repair_message, frame_retry_request
     from deepdive.codegen.frames.reading import needs_reading, read_with_model
 
     params = request.params
@@ -117,9 +117,8 @@ def with_frame(request: Request, run: Run, name: str, backend: Backend, frame: A
         request.spec = read_with_model(backend, request.spec, run.cancel)
         run.check_cancel()
     filename = default_filename(request.spec, request.intent)
-    system = frame_system_prompt(frame, request.spec)
+    system, ask = frame_prompt(frame, request.spec, params.prompt)
     what = ", ".join(f"{n}()" for n in frame.write)
-    ask = f"{user_message(request.spec, params.prompt)}\nWrite the model class and {what} in one ```python block."
     messages: list[dict] = [{"role": "user", "content": ask}]
     earlier: list[str] = []  # the answers placed so far: a repair may rewrite only some definitions
     failures: list[str] = []  # what each failed answer got wrong: a repair is a fresh request told to avoid it

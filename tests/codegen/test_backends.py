@@ -556,3 +556,39 @@ def test_prompt_too_long_for_the_model(tmp_path: Path, worker: ModelWorker) -> N
         list(backend.stream("import torch\n" * 100, [{"role": "user", "content": "x"}]))
     assert "model's context is 128" in str(err.value) and "\n" not in str(err.value)
     assert "".join(backend.stream("", [{"role": "user", "content": "x"}]))  # a short prompt fits
+
+
+def test_the_prompt_cache_keeps_warmed_beginnings_and_lets_request_states_go_first() -> None:
+    """Over capacity, the least recently used state goes, but a pinned (warmed) one only when nothing else is
+    left: a long run of requests must not evict the beginnings of the examples it has not used yet."""
+    pytest.importorskip("llama_cpp")
+    import numpy as np
+
+    from deepdive.codegen.worker_llamacpp import _lean_cache
+
+    class State:
+        def __init__(self) -> None:
+            self.llama_state_size = 100
+            self.scores = np.ones((4, 3), dtype=np.float32)
+
+    cache = _lean_cache(350)
+    cache[(1, 2, 3)] = State()
+    cache.pin((1, 2, 3))  # a warmed beginning, never used by a request yet
+    cache[(7, 8)] = State()
+    cache.pin((7, 8))
+    cache[(1, 2, 3, 4)] = State()  # requests' states
+    cache[(1, 2, 3, 5)] = State()  # over capacity: the oldest unpinned request state goes, not the warmed ones
+    assert list(cache.cache_state) == [(1, 2, 3), (7, 8), (1, 2, 3, 5)]
+    assert cache.cache_state[(1, 2, 3, 5)].scores.shape == (1, 3)  # without its copy of the logits buffer
+    cache[(9,)] = State()
+    assert (7, 8) in cache.cache_state and (1, 2, 3) in cache.cache_state and (1, 2, 3, 5) not in cache.cache_state
+    cache.unpin((7, 8))
+    cache[(10,)] = State()
+    assert (7, 8) not in cache.cache_state and (1, 2, 3) in cache.cache_state
+    only_pinned = _lean_cache(150)
+    only_pinned[(1,)] = State()
+    only_pinned.pin((1,))
+    only_pinned[(2,)] = State()
+    only_pinned.pin((2,))  # pinned states over capacity: the oldest goes when the next one arrives
+    only_pinned[(3,)] = State()
+    assert list(only_pinned.cache_state) == [(3,)] and only_pinned.pinned == set()

@@ -234,12 +234,62 @@ def test_a_task_the_builtin_has_no_template_for_makes_the_model_write_the_tasks_
     assert "semantic segmentation" in system and "load_data(args)" in system
 
 
+def test_the_compact_prompt_keeps_the_request_out_of_the_system_prompt_so_a_warmed_state_covers_it() -> None:
+    """Two U-Net requests with other sizes, classes and exclusions get the same system prompt, one the worker
+    warms; everything of the request is in the short user message."""
+    from deepdive.codegen.frames.prompt import frame_prompt, warm_prefixes
+
+    other = "a U-Net that segments 128x128 RGB street scenes into 19 classes"
+    (r1, f1), (r2, f2) = _frame(UNET_PROMPT), _frame(other)
+    system1, user1 = frame_prompt(f1, r1.spec, UNET_PROMPT, "compact")
+    system2, user2 = frame_prompt(f2, r2.spec, other, "compact")
+    assert system1 == system2 and system1 in warm_prefixes("compact")
+    assert "U-Net" in system1 and "Write:" in system1 and "task semantic-segmentation: semantic segmentation" in system1
+    assert "Request:" not in system1 and "grayscale" not in system1 and "street" not in system1  # nothing of either request
+    lines = user1.splitlines()
+    assert lines[0].startswith("Frame: the builtin's PyTorch") and "DataError" not in lines[0]  # named in the system
+    assert "helpers, where it has them (call them if useful; do not rewrite them): DataError, to_device" in system1
+    assert lines[1].startswith("Constants: ") and "NUM_CLASSES = 3" in lines[1] and "INPUT_SHAPE = (1, 64, 64)" in lines[1]
+    assert "EPOCHS" not in lines[1] and "SEED" not in lines[1]  # the loop's constants are not the model part's
+    assert lines[2] == f"Request: {UNET_PROMPT}"
+    checked = lines[3]
+    assert checked.startswith("Checked: task semantic-segmentation;") and "outputs 3" in checked
+    assert "NO Dropout" in checked and "PyTorch only" not in checked  # the system prompt is PyTorch's already
+    assert lines[-1] == "Write the model class and build_model(), example_batch(), compute_loss() in one ```python block."
+    assert "outputs 19" in user2 and "INPUT_SHAPE = (3, 128, 128)" in user2
+    assert len(user1) < 0.15 * len(system1)
+
+
+def test_the_compact_prompt_describes_a_task_or_family_its_example_does_not_show() -> None:
+    from deepdive.codegen.frames.prompt import frame_prompt
+
+    prompt = "LSTM that reads 48 past values and predicts the next 12"
+    reading, frame = _frame(prompt)
+    system, user = frame_prompt(frame, reading.spec, prompt, "compact")
+    assert "task forecasting:" in system  # the forecasting example's task, described before the request
+    assert "task forecasting;" in user and "the model is an LSTM (an LSTM layer)" in user  # the example shows no family
+
+
+def test_the_frame_prompt_style_is_compact_unless_the_environment_asks_for_the_full_one(monkeypatch) -> None:
+    from deepdive.codegen.frames import prompt
+
+    monkeypatch.delenv(prompt.STYLE_ENV, raising=False)
+    assert prompt.prompt_style() == "compact"
+    monkeypatch.setenv(prompt.STYLE_ENV, "full")
+    assert prompt.prompt_style() == "full"
+    reading, frame = _frame(UNET_PROMPT)
+    system, user = prompt.frame_prompt(frame, reading.spec, UNET_PROMPT)
+    assert system == frame_system_prompt(frame, reading.spec) and user.startswith(f"Request: {UNET_PROMPT}")
+    monkeypatch.setenv(prompt.STYLE_ENV, "tiny")
+    assert prompt.prompt_style() == "compact"  # not a style: the default
+
+
 def test_a_reference_request_starts_with_a_warmed_beginning_and_its_own_part_is_short() -> None:
     from deepdive.codegen.frames.prompt import warm_prefixes
 
     reading, frame = _frame(UNET_PROMPT)
     system = frame_system_prompt(frame, reading.spec)
-    warmed = [w for w in warm_prefixes() if system.startswith(w)]
+    warmed = [w for w in warm_prefixes("full") if system.startswith(w)]
     assert len(warmed) == 1 and "U-Net" in warmed[0] and "Write:" in warmed[0]  # what to write is in it too
     rest = system[len(warmed[0]):]
     # the request's own part: the frame's functions and constants, then the stated properties
@@ -247,7 +297,8 @@ def test_a_reference_request_starts_with_a_warmed_beginning_and_its_own_part_is_
     assert len(rest) < 0.5 * len(system)
     from deepdive.codegen.frames.reading import reading_prompt
 
-    assert reading_prompt(reading.spec)[0] in warm_prefixes()  # the model's reading, asked before the frame
+    assert reading_prompt(reading.spec)[0] in warm_prefixes("full")  # the model's reading, asked before the frame
+    assert reading_prompt(reading.spec)[0] in warm_prefixes("compact")
 
 
 def test_the_prompt_names_the_packages_a_model_reaches_for_that_are_not_installed(monkeypatch) -> None:

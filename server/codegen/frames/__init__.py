@@ -91,6 +91,10 @@ class Frame:
     reference: str = ""
     """The reference example's source, when there is one: a definition the model uses from it but does not
     write is taken from it (:meth:`borrowed`)."""
+    reference_tasks: tuple[str, ...] = ()
+    """The tasks the reference example is made for (the compact prompt describes them before the request)."""
+    reference_families: tuple[str, ...] = ()
+    """The families the reference example shows."""
 
     def splice(self, answer: str, earlier: Sequence[str] = ()) -> str:
         """The program: the frame with the answer's definitions in place.
@@ -408,7 +412,8 @@ def frame_for(spec: Spec, intent: Optional[Intent], framework: str) -> Optional[
     return Frame(source=source, framework=framework, base=_describe(base), write=tuple(write), optional=tuple(optional),
                  example=example.rstrip() + "\n", keeps=[k for k in keeps if k], constants=_constants(source),
                  task_changed=task_changed, example_title=title, reference=reference.source if reference else "",
-                 filename=program.filename)
+                 reference_tasks=reference.tasks if reference else (), reference_families=reference.families if reference
+                 else (), filename=program.filename)
 
 
 def _model_part(tree: ast.Module) -> list[str]:

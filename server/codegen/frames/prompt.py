@@ -1,23 +1,43 @@
 """What a model is told in frame mode: write these definitions, the frame has the rest.
 
-The system prompt starts with text that is the same for every request of a framework, then the
-example (the same text for every request it serves), so a local runtime that keeps earlier prompts'
-states (the llama.cpp worker keeps them in a RAM cache) reuses them, and the first token of a request
-whose example an earlier one used waits only for the request's own parts: what to write, the frame's
-constants and functions, the properties the checker verifies.
+Two forms (:func:`frame_prompt`; ``DEEPDIVE_FRAME_PROMPT=compact|full``). Both start with text that is the
+same for every request of a framework, then the example (the same for every request it serves), so a
+local runtime that keeps earlier prompts' states (the llama.cpp worker keeps them in a RAM cache and
+evaluates :func:`warm_prefixes` while idle) reuses them:
+
+- ``compact`` (the default): the system prompt holds nothing of the request — the instructions, the
+  example, what to write, how the checker reads a request of the example's kind — so a warmed state
+  covers all of it, and the user message carries the request's own part in about 130 tokens: the frame,
+  the constants the part to write may use (``NAME = value``), the request, the properties checked.
+- ``full``: the request's part ends the system prompt in longer form (the frame's constants as code,
+  each property in the checker's words, about 300-500 tokens evaluated before the first token).
 """
 
 from __future__ import annotations
 
+import json
+import os
+import re
 from typing import Optional, Sequence
 
 from deepdive.codegen.frames import Frame, installed as _installed
 from deepdive.codegen.generation import GenerateCheck, PropertyCheck
-from deepdive.codegen.instructions import FRAMEWORK_NAMES, property_lines
+from deepdive.codegen.instructions import _FAMILIES, _TASKS, FRAMEWORK_NAMES, property_lines, user_message
 from deepdive.codegen.spec import Spec
 
-__all__ = ["frame_system_prompt", "frame_repair_message", "frame_retry_request", "prompt_prefix", "warm_prefixes",
-           "WHAT"]
+__all__ = ["frame_prompt", "frame_system_prompt", "frame_repair_message", "frame_retry_request", "prompt_prefix",
+           "warm_prefixes", "prompt_style", "STYLES", "STYLE_ENV", "WHAT"]
+
+#: The two forms of the frame prompt (:func:`frame_prompt`); ``DEEPDIVE_FRAME_PROMPT`` picks one.
+STYLES = ("compact", "full")
+STYLE_ENV = "DEEPDIVE_FRAME_PROMPT"
+DEFAULT_STYLE = "compact"
+
+
+def prompt_style() -> str:
+    """``$DEEPDIVE_FRAME_PROMPT`` when it names a style, else :data:`DEFAULT_STYLE`."""
+    chosen = os.environ.get(STYLE_ENV, "").strip().lower()
+    return chosen if chosen in STYLES else DEFAULT_STYLE
 
 #: What each definition the model may write is, per framework.
 WHAT = {
@@ -47,6 +67,32 @@ _COMMON = {
              "(not numpy: import it if you use it)",
     "tensorflow": "`import numpy as np`, `import tensorflow as tf` and `import keras`",
 }
+
+
+def frame_prompt(frame: Frame, spec: Optional[Spec], prompt: str, style: Optional[str] = None) -> tuple[str, str]:
+    """The system prompt and the user message of a frame request, in ``style`` (default :func:`prompt_style`).
+
+    ``full``: the system prompt ends with this request's part (what to write, the frame's functions and
+    constants as code, each stated property in the checker's words); the user message is the request and
+    what the parser understood. ``compact``: the system prompt holds nothing of the request (the
+    instructions, the example, what to write, how the checker reads a request of the example's kind), so
+    the state a warmed runtime keeps covers all of it (:func:`warm_prefixes`), and the user message carries
+    the request's own part in as few tokens as it takes: the frame and its constants on one line each, the
+    request, the properties checked. Measured on the 0.5B: the full form leaves a median 372 tokens of the
+    system prompt and 81 of the user message to evaluate before the first token (2.7 s here); what the
+    compact form leaves is what ``bench/bench_frame_ttft.py`` reports."""
+    style = style or prompt_style()
+    what = ", ".join(f"{n}()" for n in frame.write)
+    ending = f"Write the model class and {what} in one ```python block."
+    if style == "full":
+        return frame_system_prompt(frame, spec), f"{user_message(spec, prompt)}\n{ending}"
+    if frame.framework == "tensorflow":
+        # "the model class" made a 0.5B model write a keras.Model subclass with build_model as its method
+        # (3 of the compact form's 4 Keras failures: "defines ... but not build_model()")
+        ending = f"Write {what} as top-level functions (not methods of a class) in one ```python block."
+    system = _compact_system(frame.framework, frame.example, frame.example_title, frame.write, frame.optional,
+                             frame.task_changed, frame.reference_tasks, frame.reference_families)
+    return system, "\n".join(_compact_request(frame, spec, prompt) + [ending])
 
 
 def frame_system_prompt(frame: Frame, spec: Optional[Spec]) -> str:
@@ -132,7 +178,119 @@ def _write_part(fw: str, write: Sequence[str], optional: Sequence[str], task_cha
     return parts
 
 
-def warm_prefixes() -> list[str]:
+def _compact_system(fw: str, example: str, title: str, write: Sequence[str], optional: Sequence[str],
+                    task_changed: bool, tasks: Sequence[str], families: Sequence[str]) -> str:
+    """The compact form's system prompt: nothing in it depends on the request's words."""
+    parts = [_prefix(fw, example, title or "the frame's current version of these definitions")]
+    parts += _write_part(fw, write, optional, task_changed)
+    if fw in _HELPERS:
+        parts += [f"The frame's helpers, where it has them (call them if useful; do not rewrite them): {_HELPERS[fw]}."]
+    parts += ["", "The request comes after `Frame:` (the program around your part) and `Constants:` (the frame's "
+                  "constants your part may use, already defined: redefine only what changes), with what the "
+                  "checker verifies; the program is accepted only when all of it holds. The checker reads:",
+              "- input: the shape of ONE example of example_batch()'s inputs (the batch dimension comes first)",
+              "- outputs: the units per example in the model's output",
+              "- NO X: the model contains no X layer (no module and no functional call of it)"]
+    parts += [f"- task {t}: {_TASKS[t]}" for t in tasks if t in _TASKS]
+    parts += [f"- family {f}: {_FAMILIES[f]}" for f in families if f in _FAMILIES]
+    return "\n".join(parts)
+
+
+#: The frame's functions a model part may call, named once in the compact system prompt (a frame defines
+#: those its program needs: :data:`deepdive.codegen.frames._USEFUL`).
+_HELPERS = {"torch": "DataError, to_device(obj, device), split(dataset, val_fraction), read_csv(path, target)"}
+
+#: The constants the frame's training loop uses and a model part does not (left out of the compact form).
+_LOOP_CONSTANTS = {"torch": {"SEED", "EPOCHS", "BATCH_SIZE", "LR", "DEFAULT_DATA", "NOTES"},
+                   "tensorflow": {"SEED", "EPOCHS", "BATCH_SIZE", "DEFAULT_DATA", "NOTES"}}
+
+
+def _compact_constants(frame: Frame) -> list[str]:
+    """``NAME = value`` of the frame's constants that the part the model writes may use, comments left out:
+    those the request states, and those the example shown reads (the frame's other constants belong to
+    its loop or to the model part the answer replaces)."""
+    import ast
+
+    shown = set(re.findall(r"\b[A-Z][A-Z0-9_]*\b", frame.example))
+    lines = (frame.constants or "").splitlines()
+    out = []
+    for node in ast.parse(frame.constants or "").body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            name = node.targets[0].id
+            stated = "as the request states" in "".join(lines[node.lineno - 1:node.end_lineno])
+            if name.isupper() and name not in _LOOP_CONSTANTS.get(frame.framework, set()) and (stated or name in shown):
+                out.append(f"{name} = {ast.unparse(node.value)}")
+    return out
+
+
+def _signature(line: str) -> str:
+    """``def split(dataset, val_fraction: float = 0.1):`` as ``split(dataset, val_fraction)``; a class by its name."""
+    import ast
+
+    try:
+        node = ast.parse(line.strip() + "\n    ...").body[0]
+    except SyntaxError:
+        return line.strip().removesuffix(":")
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        names = [a.arg for a in node.args.posonlyargs + node.args.args + node.args.kwonlyargs]
+        return f"{node.name}({', '.join(names)})"
+    return getattr(node, "name", line.strip())
+
+
+def _compact_request(frame: Frame, spec: Optional[Spec], prompt: str) -> list[str]:
+    """The compact form's user message, without its last line (what to write)."""
+    lines = [f"Frame: {frame.base}."]
+    named = {h.split("(")[0] for h in _HELPERS.get(frame.framework, "").split(", ")}
+    others = [_signature(k) for k in frame.keeps if _signature(k).split("(")[0] not in named]
+    if others:  # a helper the system prompt does not name
+        lines[0] += " Call if useful, do not rewrite: " + ", ".join(others) + "."
+    constants = _compact_constants(frame)
+    if constants:
+        lines.append("Constants: " + "; ".join(constants))
+    lines.append(f"Request: {prompt}")
+    checked = [c for s in (spec.stated if spec is not None else []) if (c := _checked(s.name, s.value, frame))]
+    if checked:
+        lines.append("Checked: " + "; ".join(checked))
+    if spec is not None and (spec.unknown or spec.unplaced_numbers):
+        lines.append("Not understood by the parser (read the request for them): "
+                     + ", ".join(spec.unknown + spec.unplaced_numbers))
+    return lines
+
+
+def _checked(name: str, value: object, frame: Frame) -> str:
+    """One stated property, as short as the system prompt's reading of it allows."""
+    fw = frame.framework
+    if name == "task":
+        described = str(value) in frame.reference_tasks or str(value) not in _TASKS
+        return f"task {value}" if described else f"task {value}: {_TASKS[str(value)]}"
+    if name == "framework":  # the system prompt is the framework's: only a request for the other says it
+        return "" if value == fw else f"{FRAMEWORK_NAMES.get(str(value), value)} only"
+    if name == "input_shape" and isinstance(value, (list, tuple)):
+        shape = tuple(value)
+        if fw == "tensorflow" and len(shape) == 3 and shape[0] < min(shape[1:]):
+            shape = shape[1:] + shape[:1]  # Keras images are channels-last (the checker takes either)
+        return f"input {shape}"
+    if name == "outputs":
+        return f"outputs {value}"
+    if name == "family":
+        described = str(value) in frame.reference_families or str(value) not in _FAMILIES
+        return f"family {value}" if described else f"the model is {_FAMILIES[str(value)]}"
+    if name == "layer_count" and isinstance(value, (list, tuple)):
+        return f"exactly {value[1]} {value[0]} layer(s)"
+    if name == "has_layer":
+        return f"a {value} layer"
+    if name == "no_layer":
+        return f"NO {value}"
+    if name == "precision":
+        return "mixed precision (the frame's loop)" if value == "mixed" else "no mixed precision"
+    if name == "distributed":
+        return "DistributedDataParallel (the frame's loop)" if value else "one process, no DDP"
+    if name == "loss":
+        return f"loss {value}"
+    return f"{name} {json.dumps(value, ensure_ascii=False)}"
+
+
+def warm_prefixes(style: Optional[str] = None) -> list[str]:
     """The system prompts' shared beginnings a local runtime can evaluate before any request: the
     reading prompt (the same for every request), and each reference example's instructions, example
     and what a request of its kind writes.
@@ -145,6 +303,8 @@ def warm_prefixes() -> list[str]:
     from deepdive.codegen.spec import Spec
 
     texts = [reading_prompt(Spec(prompt=""))[0]]  # the model's reading of a request the parser did not understand
+    if (style or prompt_style()) == "compact":
+        return texts + _compact_systems()
     for example in EXAMPLES:
         fw = example.framework
         write = ("build_model", "example_batch") + (("compute_loss",) if fw == "torch" else ())
@@ -179,3 +339,27 @@ def frame_retry_request(ask: str, failures: Sequence[str]) -> str:
         notes.append(f"Earlier answer {n} failed the checker:\n{body}")
     return (ask + "\n\n" + "\n\n".join(notes) + "\n\nWrite every definition asked for again, so that none of "
             "this happens, in one ```python block.")
+
+
+def _compact_systems() -> list[str]:
+    """Every compact system prompt a reference example gives: per example (and its LSTM/GRU form), the
+    frame of a task the builtin has no program for (the model writes the task's parts too) and, where the
+    builtin writes the example's task, its own frame (the model writes the model part only)."""
+    from deepdive.codegen.frames import BUILTIN_TASKS
+    from deepdive.codegen.frames.examples import EXAMPLES, _in_family
+
+    texts: list[str] = []
+    for base in EXAMPLES:
+        for example in dict.fromkeys([base, _in_family(base, "lstm"), _in_family(base, "gru")]):
+            fw = example.framework
+            title = f"a reference example: {example.title}"
+            variants = [True] + ([False] if set(example.tasks) & set(BUILTIN_TASKS) else [])
+            for task_changed in variants:
+                write = ("build_model",) + ((("example_batch",) + (("compute_loss",) if fw == "torch" else ()))
+                                            if task_changed else ())
+                optional = ("load_data",) + (("synthetic_dataset",) if fw == "torch" and task_changed else ())
+                text = _compact_system(fw, example.source, title, write, optional, task_changed, example.tasks,
+                                       example.families)
+                if text not in texts:
+                    texts.append(text)
+    return texts
