@@ -1,5 +1,6 @@
 """bench_frame_ttft.py end to end on two prompts with the real 0.5B (skips, saying why, without the cached file or
-llama-cpp-python): both arms measured, the warmed arm evaluating fewer tokens; no time is asserted."""
+llama-cpp-python): both forms and both arms measured, the warmed arms evaluating fewer tokens, the compact form's
+fewest; no time is asserted."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from tests.models.conftest import REAL_TESTDATA
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
-def test_frame_ttft_measures_both_arms_and_the_warmed_one_evaluates_less() -> None:
+def test_frame_ttft_measures_both_forms_and_arms_and_the_warmed_compact_one_evaluates_least() -> None:
     try:
         import llama_cpp  # noqa: F401
     except ImportError:
@@ -29,8 +30,14 @@ def test_frame_ttft_measures_both_arms_and_the_warmed_one_evaluates_less() -> No
                           capture_output=True, text=True, timeout=540, env=env, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-    evaluated = {x["arm"]: x["value"] for x in lines if x["metric"] == "evaluated_tokens"}
-    assert set(evaluated) == {"cold", "warmed"}
-    assert evaluated["warmed"] < 0.6 * evaluated["cold"]
-    ratio = next(x for x in lines if x.get("arm") == "warmed vs cold")
-    assert ratio["ratio"] == pytest.approx(ratio["baseline"] / ratio["value"], rel=0.02)
+    evaluated = {(x["style"], x["arm"]): x["value"] for x in lines if x["metric"] == "evaluated_tokens"}
+    assert set(evaluated) == {(s, a) for s in ("compact", "full") for a in ("cold", "warmed")}
+    assert evaluated[("full", "warmed")] < 0.6 * evaluated[("full", "cold")]
+    # compact: the whole system prompt was warmed, only the short user message is left
+    assert evaluated[("compact", "warmed")] < 0.25 * evaluated[("compact", "cold")]
+    assert evaluated[("compact", "warmed")] < evaluated[("full", "warmed")]
+    for style in ("compact", "full"):
+        ratio = next(x for x in lines if x.get("arm") == "warmed vs cold" and x.get("style") == style)
+        assert ratio["ratio"] == pytest.approx(ratio["baseline"] / ratio["value"], rel=0.02)
+    both = next(x for x in lines if x.get("arm") == "compact vs full, both warmed")
+    assert both["ratio"] == pytest.approx(both["baseline"] / both["value"], rel=0.02)
