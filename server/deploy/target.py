@@ -18,8 +18,8 @@ for 50 ms, gave 128 ms): give ``--clients``.
 ``c`` is the server's own work per request on its one event loop (HTTP, routing, JSON decoding and
 encoding; :func:`deepdive.deploy.app.request_work` measures it at start, on this machine, as the loop
 thread's CPU time per request): the loop does it for one request after another, so a request waits for
-the work of the ``W`` requests around it. Measured on the digits CNN here: 0.47 ms, 15 ms at 32 clients,
-which the model without it missed. What the clients themselves cost (a load generator on the same cores)
+the work of the ``W`` requests around it. Measured here: 0.36 ms on the digits CNN (12 ms at 32 clients,
+which the model without it missed), 0.75 ms on BERT-mini. What the clients themselves cost (a load generator on the same cores)
 and the network are outside the model.
 
 The choice: without ``--clients``, among the sizes that fit the target, the smallest one that reaches
