@@ -15,6 +15,7 @@ evaluates :func:`warm_prefixes` while idle) reuses them:
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -209,8 +210,6 @@ def _compact_constants(frame: Frame) -> list[str]:
     """``NAME = value`` of the frame's constants that the part the model writes may use, comments left out:
     those the request states, and those the example shown reads (the frame's other constants belong to
     its loop or to the model part the answer replaces)."""
-    import ast
-
     shown = set(re.findall(r"\b[A-Z][A-Z0-9_]*\b", frame.example))
     lines = (frame.constants or "").splitlines()
     out = []
@@ -225,8 +224,6 @@ def _compact_constants(frame: Frame) -> list[str]:
 
 def _signature(line: str) -> str:
     """``def split(dataset, val_fraction: float = 0.1):`` as ``split(dataset, val_fraction)``; a class by its name."""
-    import ast
-
     try:
         node = ast.parse(line.strip() + "\n    ...").body[0]
     except SyntaxError:
@@ -241,7 +238,7 @@ def _compact_request(frame: Frame, spec: Optional[Spec], prompt: str) -> list[st
     """The compact form's user message, without its last line (what to write)."""
     lines = [f"Frame: {frame.base}."]
     named = {h.split("(")[0] for h in _HELPERS.get(frame.framework, "").split(", ")}
-    others = [_signature(k) for k in frame.keeps if _signature(k).split("(")[0] not in named]
+    others = [sig for sig in map(_signature, frame.keeps) if sig.split("(")[0] not in named]
     if others:  # a helper the system prompt does not name
         lines[0] += " Call if useful, do not rewrite: " + ", ".join(others) + "."
     constants = _compact_constants(frame)
