@@ -8,7 +8,7 @@ import {
     applyDiagnose, currentScript, describeSpeedup, emptyDiagnose, fmtMsShort, fmtShare, PART_LABELS, scriptsByRecency, shortPath,
     speedupsOf, type Diagnosed, type Finding, type Report,
 } from './diagnose';
-import { $, h, onResize, tableHead } from './dom';
+import { $, h, onResize, revealSection, tableHead } from './dom';
 import { host, openInEditor } from './host';
 
 const SVG = 'http://www.w3.org/2000/svg';
@@ -62,12 +62,9 @@ export class DiagnoseView {
         this.renderEmpty();
     }
 
-    /** Scrolls the section into view (the editor asks after a diagnosis). */
+    /** Scrolls the section into view and holds it there while the page fills (the editor asks after a diagnosis). */
     reveal(): void {
-        const panel = $('diagnose-panel');
-        panel.scrollIntoView({ block: 'start' });
-        panel.classList.add('flash');
-        window.setTimeout(() => panel.classList.remove('flash'), 1200);
+        revealSection($('diagnose-panel'));
     }
 
     /** Called from the page's animation frame. */

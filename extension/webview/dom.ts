@@ -66,3 +66,48 @@ export function onResize(redraw: () => void, delayMs = 100): void {
         timer = window.setTimeout(redraw, delayMs);
     });
 }
+
+/** The reader's own scrolling, clicking or typing: after it, a revealed section is no longer held in view. */
+const READER_INPUT = ['wheel', 'pointerdown', 'keydown', 'touchstart'] as const;
+let releaseHeld: (() => void) | null = null;
+
+/**
+ * Scrolls `panel` to the top of the page, outlines it for a moment, and holds it there while the page is still
+ * filling: the sections above it get their charts, lists and tables as the stream's history arrives after the
+ * page opened (later on a busy machine), and each of them pushes the section down. Held until the reader
+ * scrolls, clicks or types, or for `holdMs`; a later reveal replaces an earlier one.
+ */
+export function revealSection(panel: HTMLElement, holdMs = 15000): void {
+    releaseHeld?.();
+    panel.classList.add('flash');
+    window.setTimeout(() => panel.classList.remove('flash'), 1200);
+    const until = performance.now() + holdMs;
+    let frame = 0;
+    const hold = (): void => {
+        // a page that cannot scroll further keeps the section where it is: scrolling again would change nothing
+        const top = panel.getBoundingClientRect().top;
+        const room = document.documentElement.scrollHeight - window.innerHeight - window.scrollY;
+        if (Math.abs(top) > 1 && (top < 0 || room > 1)) {
+            panel.scrollIntoView({ block: 'start' });
+        }
+        frame = performance.now() < until ? window.requestAnimationFrame(hold) : 0;
+        if (!frame) {
+            release();
+        }
+    };
+    const release = (): void => {
+        window.cancelAnimationFrame(frame);
+        for (const type of READER_INPUT) {
+            window.removeEventListener(type, release, true);
+        }
+        if (releaseHeld === release) {
+            releaseHeld = null;
+        }
+    };
+    for (const type of READER_INPUT) {
+        window.addEventListener(type, release, { capture: true, passive: true });
+    }
+    releaseHeld = release;
+    panel.scrollIntoView({ block: 'start' });
+    frame = window.requestAnimationFrame(hold);
+}

@@ -10,7 +10,7 @@ import {
 } from './serve';
 import { align } from './ring';
 import { timeAxis, valueAxis } from './plotAxes';
-import { $, axisColors, h, onResize, plotWidth, seriesColor } from './dom';
+import { $, axisColors, h, onResize, plotWidth, revealSection, seriesColor } from './dom';
 
 const SVG = 'http://www.w3.org/2000/svg';
 const PLOT_HEIGHT = 150;
@@ -65,12 +65,9 @@ export class ServeView {
         $('serve-panel').hidden = true;
     }
 
-    /** Scrolls the section into view (the editor asks once a server is up). */
+    /** Scrolls the section into view and holds it there while the page fills (the editor asks once a server is up). */
     reveal(): void {
-        const panel = $('serve-panel');
-        panel.scrollIntoView({ block: 'start' });
-        panel.classList.add('flash');
-        window.setTimeout(() => panel.classList.remove('flash'), 1200);
+        revealSection($('serve-panel'));
     }
 
     /** Called from the page's animation frame. */

@@ -237,7 +237,8 @@ FAILED=$(grep -c '"ok":false' "$E2E_RESULTS")
 echo
 if [ "$FAILED" -gt 0 ]; then
   "$E2E_NODE" -e 'for (const l of require("fs").readFileSync(process.argv[1], "utf8").split("\n").filter(Boolean)) {
-    const r = JSON.parse(l); if (!r.ok) console.log(`e2e: FAILED [${r.suite}] ${r.name}`); }' "$E2E_RESULTS"
+    const r = JSON.parse(l); if (!r.ok) console.log(`e2e: FAILED [${r.suite}] ${r.name}` +
+      (r.error ? `\ne:   ${r.error.split("\n").filter(Boolean).slice(0, 3).join("\ne:   ").slice(0, 600)}` : "")); }' "$E2E_RESULTS"
   say "artifacts: ${RESULTS_DIR#"$REPO"/}/ (screenshots, results.jsonl, logs)"
 fi
 say "took $(( $(date +%s) - T0 ))s"
