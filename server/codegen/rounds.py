@@ -204,7 +204,7 @@ def _defines_something(answer: str) -> bool:
 
 def _frame_detail(frame: Any, answers: list[str]) -> str:
     """What of the program the model wrote (over its answers so far) and what the frame is."""
-    from deepdive.codegen.frames import NO_READER_NOTE
+    from deepdive.codegen.frames import NO_READER_NOTE, keras_params_note
     from deepdive.codegen.frames.splice import FRAME_OWNED, top_level_names
 
     names: list[str] = []
@@ -214,6 +214,9 @@ def _frame_detail(frame: Any, answers: list[str]) -> str:
     added = frame.added_build_model(answers[-1], answers[:-1])
     if added:
         text += f"; build_model() returning {added}() was added (the model wrote the class only)"
+    widened = frame.widened_build_model(answers[-1], answers[:-1])
+    if widened:
+        text += f"; {keras_params_note(widened)}"
     borrowed = top_level_names(frame.borrowed(answers[-1], answers[:-1]) or "\n")
     if borrowed:
         text += f"; from the reference example ({frame.example_title.removeprefix('a reference example: ')}): {', '.join(borrowed)}"

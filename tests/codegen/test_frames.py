@@ -585,3 +585,70 @@ def test_a_recommenders_item_count_is_its_outputs_only_where_scores_over_all_ite
     assert "NUM_ITEMS = 500  # as the request states" in frame.constants and "every item" in frame.example_title
     reading, frame = _frame("recommender with user and item embeddings predicting one click probability per (user, item) pair")
     assert "NUM_ITEMS = 2000\n" in frame.constants and "NUM_ITEMS = 1 " not in frame.constants
+
+
+# The 1.5B model's answer to keras-vibration-conv1d (eval set, compact prompt): build_model() without the
+# frame's decay_steps, twice, although the prompt says "keep this signature" and the repair named the TypeError.
+KERAS_NO_DECAY_ANSWER = '''```python
+import numpy as np
+import tensorflow as tf
+import keras
+
+INPUT_SHAPE = (1024, 1)  # length of the signal
+NUM_CLASSES = 4
+
+
+def build_model(lr=LR, dropout=DROPOUT):
+    inputs = keras.Input(shape=INPUT_SHAPE)
+    x = inputs
+    for filters, kernel in ((8, 7), (16, 5)):
+        x = keras.layers.Conv1D(filters, kernel, padding="same", activation="relu")(x)
+        x = keras.layers.MaxPooling1D(2)(x)
+    x = keras.layers.GlobalAveragePooling1D()(x)
+    outputs = keras.layers.Dense(NUM_CLASSES, activation="softmax", dtype="float32")(x)
+    model = keras.Model(inputs, outputs)
+    model.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def example_batch(batch_size=8):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch_size, *INPUT_SHAPE)).astype("float32")
+    return x, rng.integers(0, NUM_CLASSES, size=(batch_size,)).astype("int32")
+```'''
+
+
+def test_a_keras_build_model_without_the_frames_parameters_gets_them_and_the_frame_check_says_what_is_lost() -> None:
+    from deepdive.codegen.frames import widen_keras_build_model
+    from deepdive.codegen.rounds import _frame_detail
+
+    reading = read_request("Keras 1D conv net for vibration signals of length 1024 (single channel), 4 fault types")
+    frame = frame_for(reading.spec, reading.intent, "tensorflow")
+    answer = extract(KERAS_NO_DECAY_ANSWER)
+    program = frame.splice(answer)
+    tree = ast.parse(program)
+    build = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "build_model")
+    assert [a.arg for a in build.args.args] == ["lr", "dropout"] and [a.arg for a in build.args.kwonlyargs] == ["decay_steps"]
+    assert "model.compile(optimizer=keras.optimizers.Adam(lr)" in program  # the model's own body, unchanged
+    assert frame.widened_build_model(answer) == ["decay_steps"]
+    assert frame.widened_build_model("def example_batch(batch_size=8):\n    return 1\n", [answer]) == ["decay_steps"]
+    detail = _frame_detail(frame, [answer])
+    assert ("build_model() took no decay_steps: it was added as a parameter the model's code does not use (the "
+            "frame's cosine learning-rate decay not applied)") in detail
+    # Nothing to add: a full signature, **kwargs, torch frames
+    whole = answer.replace("def build_model(lr=LR, dropout=DROPOUT):", "def build_model(lr=LR, dropout=DROPOUT, decay_steps=1000):")
+    assert widen_keras_build_model(whole) == (whole, [])
+    assert widen_keras_build_model("def build_model(**options):\n    return None\n")[1] == []
+    assert "took no" not in _frame_detail(frame, [whole])
+    _, torch_frame = _frame(UNET_PROMPT)
+    assert torch_frame.widened_build_model(answer) == []
+
+
+@pytest.mark.slow
+def test_the_widened_keras_program_passes_its_smoke_run(tmp_path) -> None:
+    reading = read_request("Keras 1D conv net for vibration signals of length 1024 (single channel), 4 fault types")
+    frame = frame_for(reading.spec, reading.intent, "tensorflow")
+    path = tmp_path / "vibration.py"
+    path.write_text(frame.splice(extract(KERAS_NO_DECAY_ANSWER)))
+    run = subprocess.run([sys.executable, str(path), "--smoke"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]

@@ -21,6 +21,7 @@ model's definitions into it by name.
 from __future__ import annotations
 
 import ast
+import copy
 import re
 from typing import Optional, Sequence
 
@@ -109,6 +110,9 @@ class Frame:
         if self.no_reader(answer, earlier):
             reader = _TORCH_NO_READER if self.framework == "torch" else _KERAS_NO_READER
             source = _replace_definition(source, "load_data", reader)
+        if self.framework != "torch":
+            answer = widen_keras_build_model(answer)[0]
+            earlier = [widen_keras_build_model(previous)[0] for previous in earlier]
         defined = set(_defined(answer))
         for previous in earlier:
             try:
@@ -220,6 +224,16 @@ class Frame:
         code = _build_model_for(answer, self.framework, self.source)
         return re.search(r"(?:return|model =) (\w+)\(", code).group(1) if code else None
 
+    def widened_build_model(self, answer: str, earlier: Sequence[str] = ()) -> list[str]:
+        """The Keras frame's parameters added to the model's ``build_model()`` (:func:`widen_keras_build_model`),
+        of the latest answer that defines it; [] for torch or when none was missing."""
+        if self.framework == "torch":
+            return []
+        for text in (answer, *reversed(earlier)):
+            if "build_model" in _defined(text):
+                return widen_keras_build_model(text)[1]
+        return []
+
     def no_reader(self, answer: str, earlier: Sequence[str] = ()) -> bool:
         """True when the program has no reader for the task's data (the frame's reads another task's)."""
         return self.task_changed and not any("load_data" in _defined(a) for a in (answer, *earlier))
@@ -323,6 +337,50 @@ def _defined(answer: str) -> set[str]:
         return set(top_level_names(answer))
     except SyntaxError:
         return set()
+
+
+#: The parameters the Keras frame passes to ``build_model()`` (by keyword) and their defaults, with what the
+#: program loses when the model's ``build_model()`` does not use one.
+KERAS_BUILD_PARAMS = {"lr": ("LR", "--lr"), "dropout": ("DROPOUT", "--dropout"),
+                      "decay_steps": ("1000", "the frame's cosine learning-rate decay")}
+
+
+def widen_keras_build_model(answer: str) -> tuple[str, list[str]]:
+    """The answer with the Keras frame's parameters that its ``build_model()`` lacks added, keyword-only, and
+    their names. The frame calls ``build_model(lr=..., dropout=..., decay_steps=...)``; a model that leaves one
+    out (``def build_model(lr=LR, dropout=DROPOUT):``, and again after a repair names the TypeError) would
+    fail the smoke run on the call alone. An added parameter is not used by the model's code, so what it
+    carries is lost: the caller says which (:func:`keras_params_note`). Unchanged when nothing is missing,
+    when ``build_model`` takes ``**kwargs``, or when the answer is not Python."""
+    try:
+        tree, text = parse_answer(answer)
+    except SpliceError:
+        return answer, []
+    node = next((n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "build_model"), None)
+    if node is None or node.args.kwarg is not None or not node.body or node.body[0].lineno <= node.lineno:
+        return answer, []
+    have = {a.arg for a in (*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs)}
+    missing = [name for name in KERAS_BUILD_PARAMS if name not in have]
+    if not missing:
+        return answer, []
+    node.args.kwonlyargs += [ast.arg(arg=name) for name in missing]
+    node.args.kw_defaults += [ast.parse(KERAS_BUILD_PARAMS[name][0], mode="eval").body for name in missing]
+    bare = copy.copy(node)
+    bare.body, bare.decorator_list = [ast.Pass()], []
+    header = ast.unparse(bare).splitlines()[0] + "\n"
+    lines = text.splitlines(keepends=True)
+    # the def line(s), up to the body's first statement (a docstring is one), give way to the new header
+    return "".join(lines[: node.lineno - 1]) + header + "".join(lines[node.body[0].lineno - 1 :]), missing
+
+
+def keras_params_note(missing: Sequence[str]) -> str:
+    """What the program loses when ``build_model()`` was given parameters it does not use."""
+    lost = ", ".join(KERAS_BUILD_PARAMS[name][1] for name in missing)
+    if len(missing) == 1:
+        return (f"build_model() took no {missing[0]}: it was added as a parameter the model's code does not use "
+                f"({lost} not applied)")
+    return (f"build_model() took no {', '.join(missing)}: they were added as parameters the model's code does not "
+            f"use ({lost} not applied)")
 
 
 def _replace_definition(source: str, name: str, text: str) -> str:
