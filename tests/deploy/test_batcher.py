@@ -369,13 +369,18 @@ def test_target_p99_counts_the_servers_own_work_for_each_waiting_request() -> No
         choose(TIMES, 30.0, clients=64, max_batch=16, request_ms=0.3)  # 20 + 19.2 ms
     # the admission suggestion holds by the same model, the server's work included
     with pytest.raises(DeployError, match="--max-queue") as info:
-        choose(TIMES, 30.0, clients=1000, request_ms=0.2)
+        choose(TIMES, 40.0, clients=1000, request_ms=0.2)
     import re
     batch, queue = map(int, re.search(r"--max-batch (\d+) --max-queue (\d+)", str(info.value)).groups())
-    assert choose(TIMES, 30.0, clients=1000, max_queue=queue, max_batch=batch, delay_us=0,
-                  request_ms=0.2).predicted_p99_ms <= 30.0
-    with pytest.raises(DeployError):
-        choose(TIMES, 30.0, clients=1000, max_queue=queue + batch, max_batch=batch, delay_us=0, request_ms=0.2)
+    assert choose(TIMES, 40.0, clients=1000, max_queue=queue, max_batch=batch, delay_us=0,
+                  request_ms=0.2).predicted_p99_ms <= 0.75 * 40.0
+    # planned for 75 % of the target: the server started with it still accepts it when its next start measures
+    # the runs and its own work a third slower (the p99 of a few dozen runs moves that much on shared cores)
+    slower = {b: {k: v * 4 / 3 for k, v in t.items()} for b, t in TIMES.items()}
+    assert choose(slower, 40.0, clients=1000, max_queue=queue, max_batch=batch, delay_us=0,
+                  request_ms=0.2 * 4 / 3).predicted_p99_ms <= 40.0
+    with pytest.raises(DeployError):  # and it is not loose: twice the queue breaks the target itself
+        choose(TIMES, 40.0, clients=1000, max_queue=2 * queue + batch, max_batch=batch, delay_us=0, request_ms=0.2)
 
 
 def test_target_p99_at_a_load_it_cannot_serve_says_what_would_keep_it() -> None:
@@ -388,8 +393,9 @@ def test_target_p99_at_a_load_it_cannot_serve_says_what_would_keep_it() -> None:
     assert "--max-queue" in message and "503" in message
     import re
     batch, queue = map(int, re.search(r"--max-batch (\d+) --max-queue (\d+)", message).groups())
-    # the suggestion holds by the same model
-    assert choose(TIMES, 30.0, clients=1000, max_queue=queue, max_batch=batch, delay_us=0).predicted_p99_ms <= 30.0
+    # the suggestion holds by the same model, with a quarter of the target to spare
+    assert choose(TIMES, 30.0, clients=1000, max_queue=queue, max_batch=batch, delay_us=0).predicted_p99_ms <= 22.5
+    assert "planned for 75 % of the target" in message
     with pytest.raises(DeployError, match="even one batch alone breaks it"):
         choose(TIMES, 2.0, clients=10)
     with pytest.raises(DeployError, match="--clients 0 must be at least 1"):
