@@ -65,7 +65,8 @@ def test_cpu_mode_rehearses_what_a_cpu_can_and_records_every_gpu_part_as_skipped
 def test_a_part_past_its_limit_is_stopped_recorded_and_the_next_part_still_runs(tmp_path):
     proc = _check(["--cpu", "--only", "nccl_ddp,amp_bf16", "--limit-s", "2"], tmp_path, timeout=120)
     lines = _lines(tmp_path / "results.jsonl")
-    ran = [line for line in lines if line.get("device") == "cpu" and line["check"] != "summary"]
+    # result lines only: a part may write a figure before its limit stops it (amp_bf16 did, in CI)
+    ran = [line for line in lines if line.get("device") == "cpu" and line["check"] != "summary" and "metric" not in line]
     assert [line["check"] for line in ran] == ["amp_bf16", "nccl_ddp"]  # in the parts' order, not --only's
     for line in ran:
         assert line["ok"] is False and line["skipped"] is False
