@@ -50,8 +50,8 @@ def off_main_thread(work: Callable[[], _T]) -> _T:
 
     For opening, warming and measuring runners before they serve from the batcher's threads. A torch op run
     on the main thread leaves the main thread's OpenMP team (libgomp's worker threads) alive for the life of
-    the process; with it, threads that later run torch ops make a team of their own, libgomp then counts more
-    threads than cores, stops spinning between parallel regions and puts its workers to sleep after each one.
+    the process, and threads that later run torch ops make teams of their own (the likely cause of what follows,
+    not traced: libgomp, managing more threads than cores, stops spinning and sleeps between parallel regions).
     Measured with this build on 2 cores and 2 torch threads, BERT-mini's forward in a thread: 1.9 ms a row
     and 20 ms a batch of 16, but 5.2 and 27 ms once the main thread had run one forward (or one matmul).
     A thread that has ended takes its team with it: warming in this thread costs the serving threads nothing.
