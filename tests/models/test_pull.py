@@ -125,23 +125,31 @@ def test_an_interrupted_pull_is_resumed_by_the_next_one(hub: HubServer) -> None:
     # the hub stops sending a little past the first 10 MiB piece until released: the interrupt certainly
     # comes in the middle (a throttled hub raced with it: a CI run saw the pull finish first)
     hub.hold_after = PIECE + 512 * 1024
-    proc = _cli("pull", *target, env=env)
-    deadline = time.monotonic() + 60
-    while (not part.exists() or part.stat().st_size < PIECE) and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    assert proc.poll() is None, f"the pull ended before a whole piece was kept: {proc.communicate()[1][-500:]}"
-    proc.send_signal(signal.SIGINT)
-    try:
-        # The kernel hands the signal to any thread of the pull (tqdm's monitor, say): then the main thread,
-        # blocked in recv() on the held body, sees it only when the next bytes come. A real hub keeps sending;
-        # this one holds until released, so it is released after a few seconds (a CI run hung the full 30 s).
+    for attempt in range(3):
+        hub.release.clear()
+        proc = _cli("pull", *target, env=env)
+        deadline = time.monotonic() + 60
+        while (not part.exists() or part.stat().st_size < PIECE) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert proc.poll() is None, f"the pull ended before a whole piece was kept: {proc.communicate()[1][-500:]}"
+        proc.send_signal(signal.SIGINT)
         try:
-            out, err = proc.communicate(timeout=5)
-        except subprocess.TimeoutExpired:
+            # The kernel hands the signal to any thread of the pull (tqdm's monitor, say): then the main thread,
+            # blocked in recv() on the held body, sees it only when the next bytes come. A real hub keeps sending;
+            # this one holds until released, so it is released after a few seconds (a CI run hung the full 30 s).
+            try:
+                out, err = proc.communicate(timeout=5)
+            except subprocess.TimeoutExpired:
+                hub.release.set()
+                out, err = proc.communicate(timeout=30)
+        finally:
             hub.release.set()
-            out, err = proc.communicate(timeout=30)
-    finally:
-        hub.release.set()
+        if proc.returncode != 0:
+            break
+        # Once in a loaded CI run the interrupt was not acted on and the pull finished (exit 0; not reproduced
+        # in 10 tries beside two busy loops, cause not found): that try proves nothing about resuming; again.
+        destination(pin()).unlink(missing_ok=True)
+        part.unlink(missing_ok=True)
     assert proc.returncode == 130, err
     kept = part.stat().st_size
     assert kept % PIECE == 0 and 0 < kept < len(DATA)
