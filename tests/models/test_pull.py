@@ -125,7 +125,7 @@ def test_an_interrupted_pull_is_resumed_by_the_next_one(hub: HubServer) -> None:
     # the hub stops sending a little past the first 10 MiB piece until released: the interrupt certainly
     # comes in the middle (a throttled hub raced with it: a CI run saw the pull finish first)
     hub.hold_after = PIECE + 512 * 1024
-    for attempt in range(3):
+    for _ in range(3):
         hub.release.clear()
         proc = _cli("pull", *target, env=env)
         deadline = time.monotonic() + 60
